@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then train a WAE on the embedded MNIST (runs/demo)
+#   make test   set up, then run every check: format, lint, types, fast tests
+# Set-up makes .venv, installs the CPU build torch==2.13.0 first (a bare "torch" would pull a
+# multi-GB CUDA build), then this package with its dev tools.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup demo test test-slow check format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/wae train --preset mnist-fast --out runs/demo --overwrite
+
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check wae tests
+	$(VENV)/bin/ruff check wae tests
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q
+
+test: check
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format wae tests
+	$(VENV)/bin/ruff check --fix wae tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny seeded configs and data, so that each test takes seconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wae.config import Config, override, preset
+from wae.data import ImageData, make_synthetic
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_data() -> ImageData:
+    """128 training and 32 test 16x16 grey blob images."""
+    return make_synthetic(count=128, size=16, seed=0)
+
+
+def tiny_config(objective: str = "mmd", **settings: object) -> Config:
+    """The default preset shrunk for tests: synthetic 16x16 data, batch 32, fp32, 3 epochs."""
+    cfg = preset("mnist-fast")
+    base = {
+        "dataset": "synthetic",
+        "synthetic_size": 16,
+        "synthetic_count": 128,
+        "batch_size": 32,
+        "epochs": 3,
+        "precision": "fp32",
+        "log_every": 1,
+        "eval_size": 32,
+        "lr_milestones": (1, 2),
+        "lr_factors": (0.5, 0.2),
+    }
+    if objective != "mmd":
+        from wae.config import for_objective
+
+        cfg = for_objective(cfg, objective)
+    return override(cfg, **{**base, **settings})

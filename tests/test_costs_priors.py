@@ -1,0 +1,59 @@
+"""Reconstruction costs and priors against known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wae.costs import bernoulli_nll, l1, reconstruction_cost, squared_l2
+from wae.priors import gaussian_log_density, sample_prior
+
+
+def test_costs_sum_over_pixels_per_image():
+    x = torch.zeros(2, 1, 2, 2)
+    x_hat = torch.tensor([0.5, 0.5, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0]).view(2, 1, 2, 2)
+    assert torch.allclose(squared_l2(x, x_hat), torch.tensor([1.0, 1.0]))
+    assert torch.allclose(l1(x, x_hat), torch.tensor([2.0, 1.0]))
+
+
+def test_bce_cost_uses_logits_and_matches_probability_form():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 4, 4, generator=gen)
+    logits = torch.randn(3, 1, 4, 4, generator=gen) * 3
+    expected = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="none").flatten(1).sum(1)
+    assert torch.allclose(bernoulli_nll(x, logits), expected, atol=1e-4)
+    assert torch.isfinite(bernoulli_nll(x, torch.full_like(x, 200.0))).all()
+    assert torch.equal(reconstruction_cost("bce", x, torch.sigmoid(logits), logits), bernoulli_nll(x, logits))
+    with pytest.raises(ValueError):
+        reconstruction_cost("l3", x, x, x)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "uniform", "sphere"])
+@pytest.mark.parametrize("var", [1.0, 2.0])
+def test_every_prior_has_the_asked_coordinate_variance(kind, var):
+    z = sample_prior(kind, 20000, 6, var, torch.Generator().manual_seed(0))
+    assert z.shape == (20000, 6)
+    assert z.mean(0).abs().max().item() < 0.05 * math.sqrt(var) * 2
+    assert z.var(0).mean().item() == pytest.approx(var, rel=0.03)
+
+
+def test_sphere_and_cube_supports():
+    sphere = sample_prior("sphere", 100, 5, 2.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(sphere.norm(dim=1), torch.full((100,), math.sqrt(10.0)), atol=1e-5)
+    cube = sample_prior("uniform", 1000, 5, 3.0, torch.Generator().manual_seed(0))
+    assert cube.abs().max().item() <= 3.0 and cube.abs().max().item() > 2.9
+
+
+def test_prior_is_reproducible_from_its_generator():
+    a = sample_prior("gaussian", 4, 3, 1.0, torch.Generator().manual_seed(5))
+    b = sample_prior("gaussian", 4, 3, 1.0, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_gaussian_log_density_matches_torch_distributions():
+    z = torch.randn(5, 3)
+    expected = torch.distributions.Normal(0.0, math.sqrt(2.0)).log_prob(z).sum(1)
+    assert torch.allclose(gaussian_log_density(z, 2.0), expected, atol=1e-5)

@@ -1,0 +1,144 @@
+"""The latent divergences against brute-force answers and known statistical behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wae.divergences import (
+    IMQ_SCALES,
+    adversary_loss,
+    gan_penalty,
+    gaussian_kl,
+    imq_kernel,
+    median_bandwidth,
+    mmd_imq,
+    mmd_rbf,
+    rbf_kernel,
+    squared_distances,
+)
+
+
+def brute_force_mmd(x: np.ndarray, y: np.ndarray, kernel) -> float:
+    """The unbiased estimate of WAE.md, written as plain double loops in float64."""
+    n, m = len(x), len(y)
+    xx = sum(kernel(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    yy = sum(kernel(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(kernel(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    return xx + yy - 2 * xy
+
+
+def test_squared_distances_match_pairwise_differences():
+    x, y = torch.randn(7, 5), torch.randn(4, 5)
+    expected = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    assert torch.allclose(squared_distances(x, y), expected, atol=1e-5)
+    assert (squared_distances(x, x) >= 0).all()
+
+
+@pytest.mark.parametrize("n,m", [(12, 12), (9, 14)])
+def test_mmd_imq_matches_brute_force(n, m):
+    gen = torch.Generator().manual_seed(1)
+    codes, prior = torch.randn(n, 3, generator=gen) + 0.3, torch.randn(m, 3, generator=gen)
+    var = 1.5
+    c = 2 * 3 * var
+
+    def k(a, b):
+        return sum(c * s / (c * s + float(((a - b) ** 2).sum())) for s in IMQ_SCALES)
+
+    expected = brute_force_mmd(codes.double().numpy(), prior.double().numpy(), k)
+    assert mmd_imq(codes, prior, prior_var=var).item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_mmd_rbf_matches_brute_force_with_median_bandwidth():
+    gen = torch.Generator().manual_seed(2)
+    codes, prior = torch.randn(10, 4, generator=gen) * 1.3, torch.randn(10, 4, generator=gen)
+    pooled = np.concatenate([codes.double().numpy(), prior.double().numpy()])
+    d = ((pooled[:, None] - pooled[None]) ** 2).sum(-1)
+    # torch's median of an even count is the lower middle value; use the same convention
+    h = np.sort(d[~np.eye(20, dtype=bool)])[(380 - 1) // 2]
+
+    def k(a, b):
+        return math.exp(-float(((a - b) ** 2).sum()) / (2 * h))
+
+    expected = brute_force_mmd(codes.double().numpy(), prior.double().numpy(), k)
+    assert mmd_rbf(codes, prior).item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("divergence", [mmd_imq, mmd_rbf])
+def test_mmd_of_one_distribution_is_zero_on_average(divergence):
+    gen = torch.Generator().manual_seed(3)
+    estimates = torch.tensor([divergence(torch.randn(40, 4, generator=gen), torch.randn(40, 4, generator=gen)).item() for _ in range(300)])
+    stderr = estimates.std() / math.sqrt(len(estimates))
+    assert abs(estimates.mean().item()) < 4 * stderr.item()
+    assert (estimates < 0).any(), "an unbiased estimate must sometimes be negative"
+
+
+@pytest.mark.parametrize("divergence", [mmd_imq, mmd_rbf])
+def test_mmd_is_positive_and_grows_with_a_mean_shift(divergence):
+    gen = torch.Generator().manual_seed(4)
+    prior = torch.randn(200, 8, generator=gen)
+    base = torch.randn(200, 8, generator=gen)
+    values = [divergence(base + shift, prior).item() for shift in (0.25, 0.5, 1.0, 2.0)]
+    assert all(v > 0 for v in values)
+    assert values == sorted(values) and values[-1] > 5 * values[0]
+
+
+@pytest.mark.parametrize("divergence", [mmd_imq, mmd_rbf])
+def test_mmd_is_symmetric(divergence):
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(30, 3, generator=gen), torch.randn(30, 3, generator=gen) * 2
+    assert divergence(x, y).item() == pytest.approx(divergence(y, x).item(), rel=1e-5)
+
+
+def test_kernel_matrices_are_positive_semi_definite():
+    gen = torch.Generator().manual_seed(6)
+    z = torch.randn(60, 5, generator=gen).double()
+    sq = ((z[:, None] - z[None]) ** 2).sum(-1)
+    for gram in (imq_kernel(sq, 2 * 5.0), rbf_kernel(sq, median_bandwidth(sq))):
+        eigenvalues = torch.linalg.eigvalsh(gram)
+        assert eigenvalues.min().item() > -1e-8 * eigenvalues.max().item()
+
+
+def test_imq_kernel_sums_the_paper_scales():
+    sq = torch.tensor([[0.0, 4.0]])
+    c = 2.0
+    expected = [len(IMQ_SCALES), sum(c * s / (c * s + 4.0) for s in IMQ_SCALES)]
+    assert torch.allclose(imq_kernel(sq, c), torch.tensor([expected]))
+
+
+def test_mmd_gradient_moves_codes_towards_the_prior():
+    gen = torch.Generator().manual_seed(7)
+    prior = torch.randn(100, 2, generator=gen)
+    codes = (torch.randn(100, 2, generator=gen) + 3.0).requires_grad_(True)
+    mmd_imq(codes, prior).backward()
+    assert codes.grad is not None
+    assert (codes.grad.mean(0) > 0).all(), "descending the gradient must pull the shifted codes back to 0"
+
+
+def test_mmd_needs_two_samples_per_side():
+    with pytest.raises(ValueError):
+        mmd_imq(torch.randn(1, 2), torch.randn(5, 2))
+
+
+def test_gan_losses_at_an_undecided_adversary():
+    zeros = torch.zeros(10)
+    assert adversary_loss(zeros, zeros).item() == pytest.approx(2 * math.log(2))
+    assert gan_penalty(zeros).item() == pytest.approx(math.log(2))
+    # a confident, correct adversary has a small loss and makes the encoder's penalty large
+    assert adversary_loss(torch.full((10,), 9.0), torch.full((10,), -9.0)).item() < 1e-3
+    assert gan_penalty(torch.full((10,), -9.0)).item() > 8.9
+
+
+@pytest.mark.parametrize("prior_var", [1.0, 2.0])
+def test_gaussian_kl_equals_the_closed_form(prior_var):
+    gen = torch.Generator().manual_seed(8)
+    mean, log_var = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen) * 0.5
+    q = torch.distributions.Normal(mean.double(), (0.5 * log_var.double()).exp())
+    p = torch.distributions.Normal(torch.zeros(6, 4, dtype=torch.float64), math.sqrt(prior_var))
+    expected = torch.distributions.kl_divergence(q, p).sum(1)
+    assert torch.allclose(gaussian_kl(mean, log_var, prior_var).double(), expected, atol=1e-5)
+    matched = gaussian_kl(torch.zeros(3, 4), torch.full((3, 4), math.log(prior_var)), prior_var)
+    assert torch.allclose(matched, torch.zeros(3), atol=1e-6)

@@ -1,0 +1,142 @@
+"""Training: what each update may change, that training learns, exact resume, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+import wae
+from wae import checkpoint as ckpt
+from wae.config import UserError
+from wae.data import to_model_range
+from wae.train import adversary_update, autoencoder_gan_update, build, fit, lr_factor, mmd_step, vae_step
+
+from .conftest import tiny_config
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    return {k for k, v in module.state_dict().items() if not torch.equal(before[k], v)}
+
+
+def test_gan_updates_touch_only_their_own_parameters(tiny_data):
+    state = build(tiny_config("gan"), 1, 16, steps_per_epoch=4)
+    assert state.adversary is not None
+    x = to_model_range(tiny_data.train[:32])
+    z = state.model.encoder(x)
+    prior = state.model.prior_sample(32, state.noise)
+    model_before, adv_before = _snapshot(state.model), _snapshot(state.adversary)
+    adversary_update(state, z, prior)
+    assert _changed(model_before, state.model) == set()
+    assert _changed(adv_before, state.adversary) == set(adv_before)
+
+    model_before, adv_before = _snapshot(state.model), _snapshot(state.adversary)
+    autoencoder_gan_update(state, x, z)
+    assert _changed(adv_before, state.adversary) == set()
+    weights = {k for k in model_before if k.endswith("weight") or k.endswith(".bias")}
+    assert weights <= _changed(model_before, state.model)
+    assert all(p.requires_grad for p in state.adversary.parameters())
+
+
+def test_mmd_step_updates_every_autoencoder_weight(tiny_data):
+    state = build(tiny_config(), 1, 16, steps_per_epoch=4)
+    before = _snapshot(state.model)
+    parts = mmd_step(state, tiny_data.train[:32])
+    assert set(parts) == {"total", "recon", "penalty"}
+    assert parts["total"].item() == pytest.approx(parts["recon"].item() + 10.0 * parts["penalty"].item(), rel=1e-5)
+    changed = _changed(before, state.model)
+    assert {k for k in before if k.endswith("weight")} <= changed
+
+
+def test_vae_step_reports_the_kl_as_penalty(tiny_data):
+    cfg = tiny_config("vae")
+    assert cfg.model.encoder == "gaussian" and cfg.loss.cost == "bce" and cfg.loss.lam == 1.0
+    state = build(cfg, 1, 16, steps_per_epoch=4)
+    parts = vae_step(state, tiny_data.train[:32])
+    assert parts["penalty"].item() >= 0
+    assert parts["total"].item() == pytest.approx(parts["recon"].item() + parts["penalty"].item(), rel=1e-5)
+
+
+def test_lr_schedule_is_cumulative():
+    cfg = tiny_config(lr_milestones=(30, 50), lr_factors=(0.5, 0.2))
+    assert [lr_factor(cfg, e) for e in (0, 29, 30, 49, 50, 99)] == pytest.approx([1, 1, 0.5, 0.5, 0.1, 0.1])
+
+
+def _train_records(run_dir) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if json.loads(line)["kind"] == "train"]
+
+
+@pytest.mark.parametrize("objective", ["mmd", "gan", "vae"])
+def test_training_lowers_the_loss(tmp_path, tiny_data, objective):
+    cfg = tiny_config(objective, epochs=6, lr=2e-3, lr_milestones=(), lr_factors=())
+    result = fit(cfg, tmp_path / "run", data=tiny_data, progress=False, log=lambda _: None)
+    records = _train_records(tmp_path / "run")
+    first, last = records[:3], records[-3:]
+    recon_first = sum(r["recon"] for r in first) / 3
+    recon_last = sum(r["recon"] for r in last) / 3
+    assert recon_last < 0.6 * recon_first
+    assert result.step == 6 * 4 and result.metrics["test_recon_mse"] < 0.05
+    for name in ("config.json", "checkpoint.pt", "samples.png", "reconstructions.png", "interpolations.png", "report.md"):
+        assert (tmp_path / "run" / name).is_file()
+    assert len(list((tmp_path / "run" / "grids").glob("samples-epoch*.png"))) == 6
+
+
+@pytest.mark.parametrize("objective", ["mmd", "gan"])
+def test_resume_gives_bitwise_the_same_parameters(tmp_path, tiny_data, objective):
+    full = fit(tiny_config(objective, max_steps=10), tmp_path / "full", data=tiny_data, progress=False, log=lambda _: None)
+    # stop mid-epoch (step 6 of 4 per epoch), then continue to the same end
+    part = fit(tiny_config(objective, max_steps=6), tmp_path / "part", data=tiny_data, progress=False, log=lambda _: None)
+    assert part.step == 6
+    resumed_cfg = ckpt.config_of(ckpt.load(tmp_path / "part" / "checkpoint.pt"))
+    resumed_cfg.train.max_steps = 10
+    resumed = fit(resumed_cfg, tmp_path / "part", data=tiny_data, resume=True, progress=False, log=lambda _: None)
+    assert resumed.step == 10
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    if objective == "gan":
+        adv_a = ckpt.load(tmp_path / "full" / "checkpoint.pt")["adversary"]
+        adv_b = ckpt.load(tmp_path / "part" / "checkpoint.pt")["adversary"]
+        assert all(torch.equal(adv_a[k], adv_b[k]) for k in adv_a)
+    strip = [{k: v for k, v in r.items() if k != "images_per_s"} for r in _train_records(tmp_path / "full")]
+    assert strip == [{k: v for k, v in r.items() if k != "images_per_s"} for r in _train_records(tmp_path / "part")]
+
+
+def test_checkpoint_round_trip_and_corruption(tmp_path):
+    path = tmp_path / "c.pt"
+    ckpt.save_atomic({"format": ckpt.FORMAT, "x": torch.arange(3)}, path)
+    assert torch.equal(ckpt.load(path)["x"], torch.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"], "no temporary file may be left behind"
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(UserError, match="c.pt"):
+        ckpt.load(path)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-marker",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open("evil.pt", "wb") as f:
+        pickle.dump({"format": 1, "payload": _Exploit()}, f)
+    with pytest.raises(UserError, match="evil.pt"):
+        ckpt.load(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned-marker").exists()
+
+
+def test_python_api_trains_on_a_tensor(tmp_path, tiny_data):
+    images = torch.cat([tiny_data.train, tiny_data.test])
+    run = wae.train(images, epochs=2, batch_size=32, precision="fp32", log_every=2, out=tmp_path / "api")
+    assert isinstance(run.model, wae.AutoEncoder)
+    assert run.model.sample(5).shape == (5, 1, 16, 16)
+    model, cfg = wae.load_model(tmp_path / "api")
+    assert cfg.data.dataset == "tensor" and torch.equal(model.sample(3, torch.Generator().manual_seed(0)), run.model.sample(3, torch.Generator().manual_seed(0)))

@@ -1,0 +1,57 @@
+"""wae: Wasserstein Auto-Encoders (Tolstikhin et al., ICLR 2018) in PyTorch.
+
+The public API: configs and presets (:mod:`wae.config`), the auto-encoder
+(:class:`AutoEncoder`), the training loop (:func:`fit`, :func:`train`) and loading a trained
+run (:func:`load_model`). The maths lives in :mod:`wae.divergences`, :mod:`wae.costs` and
+:mod:`wae.priors` as pure functions.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from .config import Config, UserError, for_objective, override, preset
+from .data import ImageData, from_tensor
+from .model import AutoEncoder
+from .train import Run, fit, load_model
+
+
+def train(
+    images: Tensor,
+    config: Config | str = "mnist-fast",
+    out: str | Path | None = None,
+    test_images: Tensor | None = None,
+    objective: str | None = None,
+    **settings: Any,
+) -> Run:
+    """Train a WAE on a tensor of images ((n, h, w) or (n, c, h, w); uint8, or floats in
+    [0, 1]) and return the :class:`Run` (``run.model`` is the trained :class:`AutoEncoder`).
+
+    ``config`` is a :class:`Config` or a preset name; ``settings`` override its fields by name
+    (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write."""
+    cfg = preset(config) if isinstance(config, str) else config
+    if objective is not None:
+        cfg = for_objective(cfg, objective)
+    cfg = override(cfg, dataset="tensor", **settings)
+    return fit(cfg, out, data=from_tensor(images, test_images))
+
+
+__all__ = [
+    "AutoEncoder",
+    "Config",
+    "ImageData",
+    "Run",
+    "UserError",
+    "fit",
+    "for_objective",
+    "from_tensor",
+    "load_model",
+    "override",
+    "preset",
+    "train",
+]

@@ -1,0 +1,271 @@
+"""The command line: ``wae train | sample | reconstruct | interpolate``.
+
+Bad input gives one line on stderr and exit code 2, with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import __version__
+from .config import (
+    COSTS,
+    ENCODERS,
+    KERNELS,
+    OBJECTIVES,
+    PRECISIONS,
+    PRESETS,
+    PRIORS,
+    UserError,
+    for_objective,
+    override,
+    preset,
+    validate,
+)
+from .data import load, to_model_range, to_unit_range
+from .images import reconstruction_rows, save_grid
+from .nets import ARCHITECTURES
+from .train import fit, load_model
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2) rather than the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_nonneg_int = _int_at_least(0)
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+# flag -> (config field, help); flags default to None so that only given ones override
+_TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("--arch", "arch", {"choices": list(ARCHITECTURES)}, "network family (default: the preset's)"),
+    ("--latent-dim", "latent_dim", {"type": _positive_int}, "code dimension d_z"),
+    ("--encoder", "encoder", {"choices": ENCODERS}, "deterministic, or Gaussian (mean + log-variance)"),
+    ("--lam", "lam", {"type": _float}, "lambda: weight of the latent penalty (VAE: of the KL)"),
+    ("--kernel", "kernel", {"choices": KERNELS}, "MMD kernel: multi-scale inverse multiquadratics or RBF"),
+    ("--prior", "prior", {"choices": PRIORS}, "latent prior P_Z (each coordinate of variance --prior-var)"),
+    ("--prior-var", "prior_var", {"type": _float}, "sigma_z^2, variance of each prior coordinate"),
+    ("--cost", "cost", {"choices": COSTS}, "reconstruction cost, summed over pixels"),
+    ("--cost-scale", "cost_scale", {"type": _float}, "multiplies the cost (authors' code: 0.05 with l2sq)"),
+    ("--input-noise", "input_noise", {"type": _float}, "std of Gaussian noise on encoder inputs (authors: 0.01)"),
+    ("--lr", "lr", {"type": _float}, "Adam learning rate of encoder and decoder"),
+    ("--adversary-lr", "adversary_lr", {"type": _float}, "Adam learning rate of the WAE-GAN adversary"),
+    ("--batch-size", "batch_size", {"type": _positive_int}, "images per step (and codes per MMD estimate)"),
+    ("--epochs", "epochs", {"type": _nonneg_int}, "passes over the training set"),
+    ("--max-steps", "max_steps", {"type": _nonneg_int}, "stop after this many steps in total"),
+    ("--seed", "seed", {"type": _nonneg_int}, "seed of initialisation, data order and noise"),
+    ("--precision", "precision", {"choices": PRECISIONS}, "bf16 (CPU autocast), fp32, or auto: bf16 where the CPU has native bf16 (default)"),
+    ("--log-every", "log_every", {"type": _positive_int}, "steps between lines of metrics.jsonl"),
+    ("--threads", "threads", {"type": _positive_int}, "torch CPU threads (default: torch's choice)"),
+]
+_RESUME_OVERRIDES = {"epochs", "max_steps", "threads", "log_every"}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wae", description="Wasserstein Auto-Encoders (Tolstikhin et al., ICLR 2018) in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"wae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a WAE (or the VAE baseline) and write a run folder",
+        description="Train a WAE and write a run folder: config.json, metrics.jsonl, checkpoint.pt, "
+        "samples/reconstructions/interpolations PNGs (every epoch) and report.md.",
+    )
+    train.add_argument("--preset", choices=list(PRESETS), default="mnist-fast", help="starting configuration (default: mnist-fast)")
+    train.add_argument("--objective", choices=OBJECTIVES, help="mmd (WAE-MMD), gan (WAE-GAN) or vae (baseline)")
+    train.add_argument("--data", metavar="FILE.npz", help="train on your images: an .npz with x_train (or x), optional x_test")
+    train.add_argument("--dataset", choices=("mnist", "synthetic"), help="built-in data (default: the preset's)")
+    for flag, _, kwargs, text in _TRAIN_OVERRIDES:
+        train.add_argument(flag, help=text, **kwargs)
+    train.add_argument("--prior-trick", action="store_true", default=None, help="WAE-GAN: add log p_z(z) to the adversary's logit")
+    train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET-OBJECTIVE-TIME)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its checkpoint (--epochs/--max-steps may extend it)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sample = sub.add_parser("sample", help="draw images G(z), z ~ P_Z, from a trained run")
+    sample.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
+    sample.add_argument("--n", type=_positive_int, default=64, help="number of images (default 64)")
+    sample.add_argument("--out", required=True, metavar="FILE", help="output: .png grid or .npz (uint8 images)")
+    sample.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior draw")
+
+    recon = sub.add_parser("reconstruct", help="reconstruct test images of a run's dataset")
+    recon.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
+    recon.add_argument("--n", type=_positive_int, default=48, help="number of test images (default 48)")
+    recon.add_argument("--out", required=True, metavar="FILE", help="output: .png (rows of originals and reconstructions) or .npz")
+
+    interp = sub.add_parser("interpolate", help="decode straight lines between the codes of test images")
+    interp.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
+    interp.add_argument("--pairs", type=_positive_int, default=8, help="number of image pairs (default 8)")
+    interp.add_argument("--steps", type=_positive_int, default=10, help="images per line, ends included (default 10)")
+    interp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the choice of pairs")
+    interp.add_argument("--out", required=True, metavar="FILE", help="output: .png grid or .npz")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    given = {field: getattr(args, field) for _, field, _, _ in _TRAIN_OVERRIDES if getattr(args, field) is not None}
+    if args.prior_trick:
+        given["prior_trick"] = True
+    if args.resume:
+        extra = set(given) - _RESUME_OVERRIDES
+        if extra or args.objective or args.data or args.dataset or args.out:
+            raise UserError("with --resume only --epochs, --max-steps, --threads and --log-every may be given")
+        run_dir = Path(args.resume)
+        from . import checkpoint as ckpt
+
+        cfg = override(ckpt.config_of(ckpt.load(run_dir / "checkpoint.pt")), **given)
+        validate(cfg)
+        data = load(cfg.data)
+    else:
+        cfg = preset(args.preset)
+        if args.objective:
+            cfg = for_objective(cfg, args.objective)
+        if args.data:
+            given.update(dataset="npz", path=args.data)
+        elif args.dataset:
+            given["dataset"] = args.dataset
+        cfg = override(cfg, **given)
+        validate(cfg)
+        data = load(cfg.data)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.preset}-{cfg.loss.objective}-{stamp}"
+        _prepare_run_dir(run_dir, args.overwrite)
+    result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=False if args.no_progress else None)
+    print(json.dumps({"run": str(run_dir), "step": result.step, **result.metrics}))
+    return 130 if result.interrupted else 0
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder; ``overwrite`` replaces an earlier run's folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} exists and is not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"run folder {run_dir} exists; give --overwrite to replace it or --resume {run_dir} to continue it")
+        if not (run_dir / "config.json").exists():
+            raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write the run folder {run_dir}: {err.strerror}") from None
+
+
+def _check_output(path_text: str) -> Path:
+    path = Path(path_text)
+    if path.suffix.lower() not in (".png", ".npz"):
+        raise UserError(f"--out {path}: give a .png or .npz file name")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _write_images(images: Tensor, path: Path, ncol: int, **arrays: np.ndarray) -> None:
+    """Images (n, c, h, w) in [0, 1] -> a PNG grid, or an .npz of uint8 (n, h, w[, c])."""
+    try:
+        if path.suffix.lower() == ".png":
+            save_grid(images, path, ncol, scale=2 if images.shape[-1] < 48 else 1)
+        else:
+            as_uint8 = (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).squeeze(-1).numpy()
+            np.savez_compressed(path, images=as_uint8, **arrays)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _sample(args: argparse.Namespace) -> int:
+    out = _check_output(args.out)
+    model, cfg = load_model(args.run)
+    images = to_unit_range(model.sample(args.n, torch.Generator().manual_seed(args.seed)), cfg.data.range)
+    _write_images(images, out, ncol=min(args.n, 10))
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    out = _check_output(args.out)
+    model, cfg = load_model(args.run)
+    x = to_model_range(load(cfg.data).test[: args.n], cfg.data.range)
+    originals, recon = to_unit_range(x, cfg.data.range), to_unit_range(model.reconstruct(x), cfg.data.range)
+    ncol = min(len(x), 12)
+    if out.suffix.lower() == ".png":
+        _write_images(reconstruction_rows(originals, recon, ncol), out, ncol)
+    else:
+        _write_images(recon, out, ncol, originals=(originals * 255 + 0.5).to(torch.uint8).numpy())
+    print(f"wrote {len(x)} reconstructions to {out}")
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    out = _check_output(args.out)
+    model, cfg = load_model(args.run)
+    test = load(cfg.data).test
+    if len(test) < 2:
+        raise UserError("the run's test set has fewer than two images")
+    pick = torch.randint(len(test), (2, args.pairs), generator=torch.Generator().manual_seed(args.seed))
+    a, b = (to_model_range(test[i], cfg.data.range) for i in pick)
+    lines = to_unit_range(model.interpolate(a, b, args.steps), cfg.data.range)
+    _write_images(lines.flatten(0, 1), out, ncol=args.steps)
+    print(f"wrote {args.pairs} interpolations of {args.steps} steps to {out}")
+    return 0
+
+
+COMMANDS = {"train": _train, "sample": _sample, "reconstruct": _reconstruct, "interpolate": _interpolate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wae`` command; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"wae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:
+        print(f"wae {args.command}: training stopped: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Datasets held as in-memory tensors: embedded MNIST, a user's .npz, a synthetic set.
+
+Images are stored as (n, c, h, w), uint8 when the source is uint8 (exact and 4x smaller),
+float32 in [0, 1] otherwise; :func:`to_model_range` turns a batch into model input.
+Batches are index slices of a seeded permutation: no per-item Python work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import DataConfig, UserError
+
+MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
+
+
+@dataclass
+class ImageData:
+    """Training and test images, each (n, c, h, w)."""
+
+    train: Tensor
+    test: Tensor
+    name: str
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.train.shape[2])
+
+
+def to_model_range(images: Tensor, value_range: str = "01") -> Tensor:
+    """uint8 or [0, 1] float images -> float32 in [0, 1] ("01") or [-1, 1] ("pm1")."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    return x * 2.0 - 1.0 if value_range == "pm1" else x
+
+
+def to_unit_range(images: Tensor, value_range: str = "01") -> Tensor:
+    """Model-range images -> [0, 1] for display and metrics."""
+    return ((images + 1.0) / 2.0).clamp(0, 1) if value_range == "pm1" else images.clamp(0, 1)
+
+
+def mnist_path() -> Path:
+    """The embedded MNIST file: $WAE_DATA_DIR/mnist.npz, or data/mnist.npz in the repository."""
+    root = os.environ.get("WAE_DATA_DIR")
+    return Path(root) / "mnist.npz" if root else Path(__file__).resolve().parent.parent / "data" / "mnist.npz"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_mnist(path: Path | None = None) -> ImageData:
+    """The embedded MNIST (60k train, 10k test, 28x28 grey, uint8), checked by sha256."""
+    path = Path(path) if path is not None else mnist_path()
+    if not path.is_file():
+        raise UserError(f"MNIST file not found at {path}; it ships with the repository as data/mnist.npz")
+    if sha256_of(path) != MNIST_SHA256:
+        raise UserError(f"MNIST file {path} is altered or corrupt (sha256 mismatch); restore data/mnist.npz")
+    with np.load(path) as f:
+        train, test = f["x_train"], f["x_test"]
+    return ImageData(torch.from_numpy(train).unsqueeze(1), torch.from_numpy(test).unsqueeze(1), "mnist")
+
+
+def _as_nchw(array: np.ndarray, path: Path, key: str) -> Tensor:
+    """Validate one image array of a user's .npz and return it as an (n, c, h, w) tensor."""
+    where = f"{path}: '{key}'"
+    if array.dtype == np.uint8:
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    elif np.issubdtype(array.dtype, np.floating):
+        if array.size and not np.isfinite(array).all():
+            raise UserError(f"{where} holds NaN or infinite values")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise UserError(f"{where} holds floats outside [0, 1]; give uint8 or floats in [0, 1]")
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    else:
+        raise UserError(f"{where} has dtype {array.dtype}; give uint8 or floats in [0, 1]")
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(1)
+    elif tensor.ndim == 4 and tensor.shape[-1] in (1, 3) and tensor.shape[1] not in (1, 3):
+        tensor = tensor.permute(0, 3, 1, 2).contiguous()
+    if tensor.ndim != 4 or tensor.shape[1] not in (1, 3):
+        raise UserError(f"{where} has shape {tuple(array.shape)}; expected (n, h, w), (n, h, w, c) or (n, c, h, w)")
+    if tensor.shape[2] != tensor.shape[3]:
+        raise UserError(f"{where} has {tensor.shape[2]}x{tensor.shape[3]} images; square images are needed")
+    if tensor.shape[0] == 0:
+        raise UserError(f"{where} holds no images")
+    return tensor
+
+
+def load_npz(path: str | Path) -> ImageData:
+    """A user's images from an .npz with ``x_train`` (or ``x``) and optionally ``x_test``.
+
+    Without ``x_test`` the last 10 % of the training images are held out as the test set."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not a readable .npz file ({err})") from None
+    with f:
+        key = "x_train" if "x_train" in f else "x" if "x" in f else None
+        if key is None:
+            raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
+        train = _as_nchw(f[key], path, key)
+        test = _as_nchw(f["x_test"], path, "x_test") if "x_test" in f else None
+    if test is None:
+        held = max(1, len(train) // 10)
+        if len(train) - held < 2:
+            raise UserError(f"{path}: '{key}' holds {len(train)} images; at least 3 are needed")
+        train, test = train[:-held], train[-held:]
+    if test.shape[1:] != train.shape[1:]:
+        raise UserError(f"{path}: x_test images {tuple(test.shape[1:])} differ from x_train {tuple(train.shape[1:])}")
+    return ImageData(train, test, path.stem)
+
+
+def make_synthetic(count: int = 512, size: int = 28, seed: int = 0) -> ImageData:
+    """Grey images of one bright Gaussian blob at a random place and width (float32 in
+    [0, 1]); ``count`` training and ``count // 4`` test images. Tiny and fast, for tests."""
+    rng = np.random.default_rng(seed)
+    total = count + max(count // 4, 2)
+    coords = np.arange(size, dtype=np.float32)
+    cy, cx = rng.uniform(size * 0.25, size * 0.75, (2, total, 1, 1)).astype(np.float32)
+    width = rng.uniform(size * 0.06, size * 0.15, (total, 1, 1)).astype(np.float32)
+    images = np.exp(-((coords[None, :, None] - cy) ** 2 + (coords[None, None, :] - cx) ** 2) / (2 * width**2))
+    tensor = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
+    return ImageData(tensor[:count], tensor[count:], "synthetic")
+
+
+def from_tensor(images: Tensor, test: Tensor | None = None) -> ImageData:
+    """Wrap a user's tensor of images ((n, h, w) or (n, c, h, w); uint8, or floats in [0, 1])."""
+    train = _as_nchw(images.detach().cpu().numpy(), Path("<tensor>"), "images")
+    if test is None:
+        held = max(1, len(train) // 10)
+        train, test_t = train[:-held], train[-held:]
+    else:
+        test_t = _as_nchw(test.detach().cpu().numpy(), Path("<tensor>"), "test")
+    return ImageData(train, test_t, "tensor")
+
+
+def load(cfg: DataConfig) -> ImageData:
+    """The dataset a config names."""
+    if cfg.dataset == "mnist":
+        return load_mnist(Path(cfg.path) if cfg.path else None)
+    if cfg.dataset == "synthetic":
+        return make_synthetic(cfg.synthetic_count, cfg.synthetic_size)
+    if cfg.dataset == "npz":
+        if not cfg.path:
+            raise UserError("dataset npz needs a path (--data FILE.npz)")
+        return load_npz(cfg.path)
+    if cfg.dataset == "tensor":
+        raise UserError("this run was trained on a tensor given in Python; its images are not on disk")
+    raise UserError(f"unknown dataset '{cfg.dataset}'")
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    """The shuffled order of epoch ``epoch``: a function of (seed, epoch) only, so that a
+    resumed run sees exactly the batches an uninterrupted one would."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def batches(images: Tensor, batch_size: int, seed: int, epoch: int, start: int = 0) -> Iterator[Tensor]:
+    """Full batches of epoch ``epoch`` from batch index ``start`` on (the last partial batch is
+    dropped so that every MMD estimate uses the same number of codes)."""
+    order = epoch_order(len(images), seed, epoch)
+    for b in range(start, len(images) // batch_size):
+        yield images[order[b * batch_size : (b + 1) * batch_size]]

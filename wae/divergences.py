@@ -1,0 +1,96 @@
+"""Latent divergences D_Z(Q_Z, P_Z) and the VAE's KL, as pure functions on tensors.
+
+``codes`` are encoder outputs z~ of shape (n, d); ``prior`` are prior samples z of shape (m, d).
+All computations run in float32 whatever the autocast context, since the kernel sums are
+differences of nearly equal numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def squared_distances(x: Tensor, y: Tensor) -> Tensor:
+    """Matrix of ||x_i - y_j||^2 for x (n, d) and y (m, d); returns (n, m), never negative."""
+    x, y = x.float(), y.float()
+    sq = x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1).unsqueeze(0) - 2.0 * (x @ y.T)
+    return sq.clamp_min(0.0)
+
+
+def imq_kernel(sq_dists: Tensor, c: float, scales: Sequence[float] = IMQ_SCALES) -> Tensor:
+    """Inverse multiquadratics summed over scales: sum_s c*s / (c*s + ||x - y||^2).
+
+    ``sq_dists`` is a matrix of squared distances; the result has its shape. Each term is a
+    positive-definite kernel, so the sum is too."""
+    return sum(c * s / (c * s + sq_dists) for s in scales)  # type: ignore[return-value]
+
+
+def rbf_kernel(sq_dists: Tensor, bandwidth: Tensor | float) -> Tensor:
+    """Gaussian kernel exp(-||x - y||^2 / (2 h)) with h = ``bandwidth`` (a squared length)."""
+    return torch.exp(-sq_dists / (2.0 * bandwidth))
+
+
+def median_bandwidth(sq_dists: Tensor) -> Tensor:
+    """Median heuristic: the median of the off-diagonal squared distances (no gradient)."""
+    n = sq_dists.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool, device=sq_dists.device)
+    return sq_dists.detach()[off].median().clamp_min(1e-12)
+
+
+def mmd_from_gram(gram: Tensor, n: int) -> Tensor:
+    """Unbiased MMD^2 from the kernel matrix of the pooled sample [x_1..x_n, y_1..y_m].
+
+    MMD^2 = 1/(n(n-1)) sum_{i!=j} k(x_i, x_j) + 1/(m(m-1)) sum_{i!=j} k(y_i, y_j)
+            - 2/(nm) sum_{i,j} k(x_i, y_j).
+    It is an unbiased estimate, so it can be slightly negative when the two agree."""
+    m = gram.shape[0] - n
+    if n < 2 or m < 2:
+        raise ValueError("the unbiased MMD needs at least two samples on each side")
+    k_xx, k_yy, k_xy = gram[:n, :n], gram[n:, n:], gram[:n, n:]
+    within_x = (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1))
+    within_y = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+    return within_x + within_y - 2.0 * k_xy.sum() / (n * m)
+
+
+def mmd_imq(codes: Tensor, prior: Tensor, prior_var: float = 1.0, scales: Sequence[float] = IMQ_SCALES) -> Tensor:
+    """WAE-MMD penalty with the multi-scale IMQ kernel, C = 2 * d * prior_var (scalar)."""
+    pooled = torch.cat([codes.float(), prior.float()])
+    c = 2.0 * codes.shape[1] * prior_var
+    return mmd_from_gram(imq_kernel(squared_distances(pooled, pooled), c, scales), codes.shape[0])
+
+
+def mmd_rbf(codes: Tensor, prior: Tensor) -> Tensor:
+    """WAE-MMD penalty with a Gaussian kernel whose bandwidth is the median squared distance
+    of the pooled sample (scalar)."""
+    pooled = torch.cat([codes.float(), prior.float()])
+    sq = squared_distances(pooled, pooled)
+    return mmd_from_gram(rbf_kernel(sq, median_bandwidth(sq)), codes.shape[0])
+
+
+def adversary_loss(logits_prior: Tensor, logits_codes: Tensor) -> Tensor:
+    """WAE-GAN adversary loss: binary cross-entropy with prior samples labelled 1 and codes 0,
+    i.e. -(1/n) sum [log D(z_i) + log(1 - D(z~_i))] (scalar; minimised by the adversary)."""
+    real = F.binary_cross_entropy_with_logits(logits_prior.float(), torch.ones_like(logits_prior, dtype=torch.float32))
+    fake = F.binary_cross_entropy_with_logits(logits_codes.float(), torch.zeros_like(logits_codes, dtype=torch.float32))
+    return real + fake
+
+
+def gan_penalty(logits_codes: Tensor) -> Tensor:
+    """WAE-GAN penalty for the encoder: -(1/n) sum log D(z~_i) (scalar), as in Algorithm 1."""
+    return F.softplus(-logits_codes.float()).mean()
+
+
+def gaussian_kl(mean: Tensor, log_var: Tensor, prior_var: float = 1.0) -> Tensor:
+    """KL( N(mean, diag exp(log_var)) || N(0, prior_var * I) ) in closed form, per sample.
+
+    mean, log_var: (n, d); returns (n,)."""
+    mean, log_var = mean.float(), log_var.float()
+    prior_log_var = torch.log(torch.tensor(prior_var))
+    kl = 0.5 * ((log_var.exp() + mean.pow(2)) / prior_var - 1.0 - log_var + prior_log_var)
+    return kl.sum(1)

@@ -1,0 +1,130 @@
+"""Encoders, decoders and the latent adversary: plain ``nn.Module``s, no losses inside.
+
+Every architecture is one instance of the same DCGAN-style family, described by an
+:class:`Architecture`: stride-2 convolutions with batch norm and ReLU, then a linear layer to
+the code; a linear layer (ReLU, no batch norm, as in the authors' code) to a small feature
+map, stride-2 transposed convolutions with batch norm and ReLU, then a last layer to the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Channel widths and kernel sizes of one encoder/decoder pair."""
+
+    encoder_channels: tuple[int, ...]
+    decoder_channels: tuple[int, ...]  # first entry: channels of the map after the linear layer
+    kernel: int
+    # "stride1": the last layer is a stride-1 convolution (the authors' "dcgan_mod"), so all
+    # upsampling happens in the batch-normed layers; "stride2": the last layer upsamples too.
+    last_layer: str
+
+
+ARCHITECTURES = {
+    # The CPU default: small enough for about a minute per MNIST epoch on 2 cores.
+    "fast": Architecture((32, 64, 128), (128, 64), kernel=4, last_layer="stride2"),
+    # Paper, MNIST: encoder 4x4 convs 128-256-512-1024; decoder FC to 7x7x1024, 512, 256, 1.
+    "mnist-paper": Architecture((128, 256, 512, 1024), (1024, 512, 256), kernel=4, last_layer="stride1"),
+    # Paper, CelebA: 5x5 convs 128-256-512-1024; decoder FC to 8x8x1024, 512, 256, 128, 3.
+    "celeba-paper": Architecture((128, 256, 512, 1024), (1024, 512, 256, 128), kernel=5, last_layer="stride1"),
+}
+
+
+def _down(cin: int, cout: int, k: int) -> nn.Conv2d:
+    # (k - 1) // 2 padding halves even sides exactly (28 -> 14 -> 7 -> 4 with k = 4 or 5)
+    return nn.Conv2d(cin, cout, k, stride=2, padding=(k - 1) // 2, bias=False)
+
+
+def _up(cin: int, cout: int, k: int, bias: bool = False) -> nn.ConvTranspose2d:
+    # output side exactly 2x the input side for k = 4 (padding 1) and k = 5 (padding 2, +1)
+    pad = (k - 1) // 2
+    return nn.ConvTranspose2d(cin, cout, k, stride=2, padding=pad, output_padding=2 * pad + 2 - k, bias=bias)
+
+
+class Encoder(nn.Module):
+    """Image -> code. ``forward(x)`` with x of shape (n, c, h, w) returns (n, d_z) for a
+    deterministic encoder, or the pair (mean, log_var), each (n, d_z), for a Gaussian one."""
+
+    def __init__(self, arch: Architecture, channels: int, size: int, latent_dim: int, gaussian: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = channels
+        for cout in arch.encoder_channels:
+            layers += [_down(cin, cout, arch.kernel), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.features(torch.zeros(2, channels, size, size)).flatten(1).shape[1]
+        self.gaussian = gaussian
+        self.latent_dim = latent_dim
+        self.head = nn.Linear(flat, 2 * latent_dim if gaussian else latent_dim)
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        h = self.head(self.features(x).flatten(1))
+        if self.gaussian:
+            mean, log_var = h.chunk(2, dim=1)
+            return mean, log_var
+        return h
+
+
+class Decoder(nn.Module):
+    """Code (n, d_z) -> pre-activation image (n, c, h, w). The output non-linearity (sigmoid or
+    tanh) is applied by the model, so that costs such as BCE can use the logits directly."""
+
+    def __init__(self, arch: Architecture, channels: int, size: int, latent_dim: int):
+        super().__init__()
+        ups = len(arch.decoder_channels) - 1 + (arch.last_layer == "stride2")
+        start = size / 2**ups
+        if start != int(start) or start < 1:
+            raise ValueError(f"image side {size} is not divisible by 2^{ups}, as this architecture needs")
+        self.start = int(start)
+        c0 = arch.decoder_channels[0]
+        self.fc = nn.Linear(latent_dim, c0 * self.start * self.start)
+        layers: list[nn.Module] = [nn.ReLU(inplace=True)]
+        cin = c0
+        for cout in arch.decoder_channels[1:]:
+            layers += [_up(cin, cout, arch.kernel), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            cin = cout
+        if arch.last_layer == "stride2":
+            layers.append(_up(cin, channels, arch.kernel, bias=True))
+        else:
+            # "same" padding (TensorFlow's split for even kernels: one less before than after)
+            before = (arch.kernel - 1) // 2
+            after = arch.kernel - 1 - before
+            layers += [nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(cin, channels, arch.kernel)]
+        self.net = nn.Sequential(*layers)
+        self.c0 = c0
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.fc(z).view(z.shape[0], self.c0, self.start, self.start)
+        return self.net(h)
+
+
+class Adversary(nn.Module):
+    """WAE-GAN latent discriminator: code (n, d_z) -> logit (n,) that the code came from the
+    prior. ``depth`` hidden layers of ``width`` units with ReLU (authors: 4 x 512 on MNIST)."""
+
+    def __init__(self, latent_dim: int, width: int = 512, depth: int = 4):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = latent_dim
+        for _ in range(depth):
+            layers += [nn.Linear(cin, width), nn.ReLU(inplace=True)]
+            cin = width
+        layers.append(nn.Linear(cin, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).squeeze(1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+

@@ -1,0 +1,502 @@
+"""One step function per objective, and the training loop that writes a run folder.
+
+A step takes one batch, updates the parameters and returns its loss parts as tensors:
+- WAE-MMD (Algorithm 2): descend  c(x, G(z~)) + lambda * MMD(Q_Z, P_Z);
+- WAE-GAN (Algorithm 1): the adversary ascends log D(z) + log(1 - D(z~)), then the auto-encoder
+  descends c(x, G(z~)) - lambda * log D(z~);
+- VAE: descend  -log p(x | z) + lambda * KL(Q(Z|x) || P_Z)  (lambda = 1 is the ELBO).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from itertools import islice
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from . import __version__
+from . import checkpoint as ckpt
+from .config import Config, UserError, resolve_precision, validate
+from .costs import reconstruction_cost
+from .data import ImageData, batches, load, to_model_range, to_unit_range
+from .divergences import adversary_loss, gan_penalty, gaussian_kl, mmd_imq, mmd_rbf
+from .evaluate import evaluate
+from .images import reconstruction_rows, save_grid
+from .model import AutoEncoder
+from .nets import Adversary
+from .priors import gaussian_log_density
+
+
+@dataclass
+class State:
+    """Everything that changes during training (and so goes into a checkpoint)."""
+
+    cfg: Config
+    model: AutoEncoder
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    noise: torch.Generator  # prior samples, encoder noise, input noise
+    adversary: Adversary | None = None
+    adversary_optimizer: torch.optim.Optimizer | None = None
+    adversary_scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+    step: int = 0
+
+
+def lr_factor(cfg: Config, epoch: int) -> float:
+    """Multiplier of the base learning rate in ``epoch`` (0-based): the product of the
+    factors of all milestones reached."""
+    factor = 1.0
+    for milestone, f in zip(cfg.train.lr_milestones, cfg.train.lr_factors, strict=True):
+        if epoch >= milestone:
+            factor *= f
+    return factor
+
+
+def build(cfg: Config, channels: int, size: int, steps_per_epoch: int) -> State:
+    """Fresh networks, optimizers and schedulers for ``cfg`` (seeded by ``cfg.train.seed``)."""
+    torch.manual_seed(cfg.train.seed)
+    try:
+        model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+    except ValueError as err:
+        raise UserError(f"architecture '{cfg.model.arch}' cannot take {size}x{size} images: {err}") from None
+    betas = (cfg.train.beta1, cfg.train.beta2)
+
+    def schedule(step: int) -> float:
+        return lr_factor(cfg, step // steps_per_epoch)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=betas)
+    state = State(
+        cfg=cfg,
+        model=model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
+        noise=torch.Generator().manual_seed(cfg.train.seed + 1),
+    )
+    if cfg.loss.objective == "gan":
+        state.adversary = Adversary(cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth)
+        state.adversary_optimizer = torch.optim.Adam(state.adversary.parameters(), lr=cfg.train.adversary_lr, betas=betas)
+        state.adversary_scheduler = torch.optim.lr_scheduler.LambdaLR(state.adversary_optimizer, schedule)
+    return state
+
+
+def autocast(cfg: Config) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on the CPU when asked for; the losses themselves are computed in fp32."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
+
+
+def _inputs(state: State, batch: Tensor) -> tuple[Tensor, Tensor]:
+    """(clean target, encoder input): the target in the model range, the input with the
+    optional Gaussian input noise of the authors' code."""
+    x = to_model_range(batch, state.cfg.data.range)
+    if state.cfg.loss.input_noise > 0:
+        return x, x + state.cfg.loss.input_noise * torch.randn(x.shape, generator=state.noise)
+    return x, x
+
+
+def _encode_train(state: State, x_in: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Codes z~ ~ Q(Z|x) with the reparameterisation trick; (z~, mean, log_var) where the
+    last two are None for a deterministic encoder."""
+    out = state.model.encoder(x_in)
+    if isinstance(out, tuple):
+        mean, log_var = out
+        eps = torch.randn(mean.shape, generator=state.noise)
+        return mean + eps * (0.5 * log_var.float()).exp(), mean, log_var
+    return out, None, None
+
+
+def _recon(state: State, x: Tensor, z: Tensor) -> Tensor:
+    """Mean over the batch of the scaled reconstruction cost c(x, G(z))."""
+    logits = state.model.decoder(z).float()
+    cost = reconstruction_cost(state.cfg.loss.cost, x, state.model.activate(logits), logits)
+    return state.cfg.loss.cost_scale * cost.mean()
+
+
+def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor) -> Tensor:
+    """The MMD penalty the config names."""
+    if cfg.loss.kernel == "imq":
+        return mmd_imq(codes, prior, cfg.loss.prior_var, cfg.loss.kernel_scales)
+    return mmd_rbf(codes, prior)
+
+
+def _descend(state: State, loss: Tensor) -> None:
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+
+
+def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
+    """One WAE-MMD step on one batch."""
+    x, x_in = _inputs(state, batch)
+    with autocast(state.cfg):
+        z, _, _ = _encode_train(state, x_in)
+        recon = _recon(state, x, z)
+    prior = state.model.prior_sample(len(z), state.noise)
+    penalty = latent_penalty(state.cfg, z, prior)
+    total = recon + state.cfg.loss.lam * penalty
+    _descend(state, total)
+    return {"total": total.detach(), "recon": recon.detach(), "penalty": penalty.detach()}
+
+
+def _adversary_logits(state: State, z: Tensor) -> Tensor:
+    assert state.adversary is not None
+    logits = state.adversary(z).float()
+    if state.cfg.loss.prior_trick:  # the authors' trick: start from the prior's log-density
+        logits = logits + gaussian_log_density(z.float(), state.cfg.loss.prior_var)
+    return logits
+
+
+def adversary_update(state: State, codes: Tensor, prior: Tensor) -> Tensor:
+    """WAE-GAN, first half: one adversary step telling prior samples (n, d) from codes (n, d)
+    (treated as constants); returns the adversary's loss."""
+    assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
+    with autocast(state.cfg):
+        loss = adversary_loss(_adversary_logits(state, prior), _adversary_logits(state, codes.detach()))
+    state.adversary_optimizer.zero_grad(set_to_none=True)
+    (state.cfg.loss.lam * loss).backward()
+    state.adversary_optimizer.step()
+    state.adversary_scheduler.step()
+    return loss.detach()
+
+
+def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor) -> dict[str, Tensor]:
+    """WAE-GAN, second half: one encoder/decoder step on c(x, G(z~)) - lambda log D(z~), with
+    the adversary held fixed; ``codes`` must still carry the encoder's graph."""
+    assert state.adversary is not None
+    state.adversary.requires_grad_(False)
+    try:
+        with autocast(state.cfg):
+            penalty = gan_penalty(_adversary_logits(state, codes))
+            recon = _recon(state, x, codes)
+        total = recon + state.cfg.loss.lam * penalty
+        _descend(state, total)
+    finally:
+        state.adversary.requires_grad_(True)
+    return {"total": total.detach(), "recon": recon.detach(), "penalty": penalty.detach()}
+
+
+def gan_step(state: State, batch: Tensor) -> dict[str, Tensor]:
+    """One WAE-GAN step: one adversary update, then one auto-encoder update, on one batch."""
+    x, x_in = _inputs(state, batch)
+    with autocast(state.cfg):
+        z, _, _ = _encode_train(state, x_in)
+    prior = state.model.prior_sample(len(z), state.noise)
+    adv_loss = adversary_update(state, z, prior)
+    return {**autoencoder_gan_update(state, x, z), "adversary": adv_loss}
+
+
+def vae_step(state: State, batch: Tensor) -> dict[str, Tensor]:
+    """One VAE step (negative ELBO with weight lambda on the KL term)."""
+    x, x_in = _inputs(state, batch)
+    with autocast(state.cfg):
+        z, mean, log_var = _encode_train(state, x_in)
+        assert mean is not None and log_var is not None
+        recon = _recon(state, x, z)
+    kl = gaussian_kl(mean, log_var, state.cfg.loss.prior_var).mean()
+    total = recon + state.cfg.loss.lam * kl
+    _descend(state, total)
+    return {"total": total.detach(), "recon": recon.detach(), "penalty": kl.detach()}
+
+
+STEPS: dict[str, Callable[[State, Tensor], dict[str, Tensor]]] = {"mmd": mmd_step, "gan": gan_step, "vae": vae_step}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def state_dict(state: State, data: ImageData) -> dict[str, Any]:
+    """Everything needed to continue the run bit for bit, as plain tensors and containers."""
+    payload: dict[str, Any] = {
+        "format": ckpt.FORMAT,
+        "version": __version__,
+        "config": state.cfg.to_dict(),
+        "data": {"channels": data.channels, "size": data.size, "name": data.name},
+        "step": state.step,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "noise_rng": state.noise.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if state.adversary is not None:
+        assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
+        payload["adversary"] = state.adversary.state_dict()
+        payload["adversary_optimizer"] = state.adversary_optimizer.state_dict()
+        payload["adversary_scheduler"] = state.adversary_scheduler.state_dict()
+    return payload
+
+
+def load_state(state: State, payload: dict[str, Any]) -> None:
+    """Restore :func:`state_dict` output into a freshly built state of the same config."""
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.scheduler.load_state_dict(payload["scheduler"])
+    state.noise.set_state(payload["noise_rng"])
+    torch.set_rng_state(payload["torch_rng"])
+    if state.adversary is not None:
+        assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
+        state.adversary.load_state_dict(payload["adversary"])
+        state.adversary_optimizer.load_state_dict(payload["adversary_optimizer"])
+        state.adversary_scheduler.load_state_dict(payload["adversary_scheduler"])
+    state.step = int(payload["step"])
+
+
+def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
+    """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode."""
+    path = Path(run)
+    payload = ckpt.load(path / "checkpoint.pt" if path.is_dir() else path)
+    cfg = ckpt.config_of(payload)
+    model = AutoEncoder(cfg.model, payload["data"]["channels"], payload["data"]["size"], cfg.loss.prior, cfg.loss.prior_var)
+    model.load_state_dict(payload["model"])
+    return model.eval(), cfg
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Run:
+    """What :func:`fit` returns: the trained model and where its run folder is."""
+
+    model: AutoEncoder
+    run_dir: Path | None
+    step: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+class _StopFlag:
+    """Ctrl-C sets a flag that the loop reads between steps, so a checkpoint is never taken in
+    the middle of an update; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the records up to ``step`` (a resumed run rewrites what came after its checkpoint);
+    a partial last line from a killed run is dropped."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
+    """Prior samples from fixed codes, test reconstructions and interpolations, as PNG grids
+    (the latest at the top of the run folder, every epoch's in grids/)."""
+    model, value_range = state.model, state.cfg.data.range
+    model.eval()
+    try:
+        with torch.no_grad():
+            samples = to_unit_range(model.decode(fixed_z), value_range)
+            x = to_model_range(data.test[:48], value_range)
+            recon = reconstruction_rows(to_unit_range(x, value_range), to_unit_range(model.reconstruct(x), value_range), 12)
+            pairs = to_model_range(data.test[48:64], value_range)
+            interp = to_unit_range(model.interpolate(pairs[:8], pairs[8:], steps=12), value_range).flatten(0, 1)
+    finally:
+        model.train()
+    scale = 2 if data.size < 48 else 1
+    (run_dir / "grids").mkdir(exist_ok=True)
+    for name, images, ncol in [("samples", samples, 10), ("reconstructions", recon, 12), ("interpolations", interp, 12)]:
+        save_grid(images, run_dir / f"{name}.png", ncol, scale)
+        save_grid(images, run_dir / "grids" / f"{name}-epoch{epoch:03d}.png", ncol, scale)
+
+
+def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, Any]], speed: float) -> None:
+    """A short human-readable report.md of the run so far."""
+    cfg = state.cfg
+    lines = [
+        f"# WAE run: {cfg.preset}, objective {cfg.loss.objective}",
+        "",
+        f"- data: {data.name}, {len(data.train)} training / {len(data.test)} test images, "
+        f"{data.channels}x{data.size}x{data.size}",
+        f"- model: architecture {cfg.model.arch}, {cfg.model.encoder} encoder, d_z = {cfg.model.latent_dim}, "
+        f"{sum(p.numel() for p in state.model.parameters()):,} parameters",
+        f"- loss: cost {cfg.loss.cost} x {cfg.loss.cost_scale}, lambda = {cfg.loss.lam}, "
+        f"{'kernel ' + cfg.loss.kernel + ', ' if cfg.loss.objective == 'mmd' else ''}prior {cfg.loss.prior} "
+        f"(variance {cfg.loss.prior_var})",
+        f"- training: {state.step} steps of batch {cfg.train.batch_size}, precision {cfg.train.precision}, "
+        f"seed {cfg.train.seed}, {speed:.0f} images/s (mean over the run, training steps only)",
+        f"- wae {__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "",
+        "| epoch | step | test recon MSE / pixel | MMD(Q_Z, P_Z) test | |mean Q_Z| | mean var Q_Z |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in evals:
+        lines.append(
+            f"| {e['epoch']} | {e['step']} | {e['test_recon_mse']:.5f} | {e['test_mmd']:.5f} | "
+            f"{e['code_mean_norm']:.3f} | {e['code_var_mean']:.3f} |"
+        )
+    lines += [
+        "",
+        "Prior samples (fixed codes):",
+        "",
+        "![samples](samples.png)",
+        "",
+        "Test reconstructions (rows of originals, then their reconstructions):",
+        "",
+        "![reconstructions](reconstructions.png)",
+        "",
+        "Interpolations between the codes of test images:",
+        "",
+        "![interpolations](interpolations.png)",
+        "",
+    ]
+    (run_dir / "report.md").write_text("\n".join(lines))
+
+
+def fit(
+    cfg: Config,
+    run_dir: str | Path | None = None,
+    data: ImageData | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Run:
+    """Train the auto-encoder ``cfg`` describes; with ``run_dir``, write the run folder
+    (config.json, metrics.jsonl, checkpoint.pt, PNG grids, report.md) and, with ``resume``,
+    continue from its checkpoint. ``progress`` None shows a bar only on a terminal."""
+    validate(cfg)
+    cfg = resolve_precision(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    data = data if data is not None else load(cfg.data)
+    bs = cfg.train.batch_size
+    if len(data.train) < bs:
+        raise UserError(f"the training set has {len(data.train)} images, fewer than one batch of {bs}")
+    steps_per_epoch = len(data.train) // bs
+    state = build(cfg, data.channels, data.size, steps_per_epoch)
+    out = Path(run_dir) if run_dir is not None else None
+    evals: list[dict[str, Any]] = []
+    last_saved = -1
+    if resume:
+        assert out is not None
+        load_state(state, ckpt.load(out / "checkpoint.pt"))
+        _truncate_metrics(out / "metrics.jsonl", state.step)
+        evals = [r for r in _read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
+        last_saved = state.step
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    say = log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))
+
+    total_steps = steps_per_epoch * cfg.train.epochs
+    if cfg.train.max_steps is not None:
+        total_steps = min(total_steps, cfg.train.max_steps)
+    fixed_z = state.model.prior_sample(100, torch.Generator().manual_seed(cfg.train.seed + 2))
+    step_fn = STEPS[cfg.loss.objective]
+    train_time, trained = 0.0, 0
+    window_time, window_images = 0.0, 0
+    last_eval: dict[str, float] = {}
+
+    def checkpoint_point(epoch: int) -> None:
+        nonlocal last_saved, last_eval
+        last_eval = evaluate(state.model, data.test[: cfg.train.eval_size], cfg.data.range, cfg.train.seed)
+        record = {"kind": "eval", "step": state.step, "epoch": epoch, **last_eval}
+        evals.append(record)
+        speed = trained / train_time if train_time > 0 else 0.0
+        say(
+            f"epoch {epoch} step {state.step}: test recon MSE {last_eval['test_recon_mse']:.5f}/pixel, "
+            f"test MMD {last_eval['test_mmd']:.5f}, {speed:.0f} images/s"
+        )
+        if out is None:
+            return
+        _append_jsonl(out / "metrics.jsonl", record)
+        _figures(state, data, out, epoch, fixed_z)
+        ckpt.save_atomic(state_dict(state, data), out / "checkpoint.pt")
+        _report(state, data, out, evals, speed)
+        last_saved = state.step
+
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=(not sys.stderr.isatty()) if progress is None else not progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    state.model.train()
+    with _StopFlag() as stop, bar:
+        while state.step < total_steps and not stop.set:
+            epoch = state.step // steps_per_epoch
+            remaining = total_steps - state.step
+            for batch in islice(batches(data.train, bs, cfg.train.seed, epoch, state.step % steps_per_epoch), remaining):
+                t0 = time.perf_counter()
+                parts = step_fn(state, batch)
+                elapsed = time.perf_counter() - t0
+                state.step += 1
+                train_time, trained = train_time + elapsed, trained + bs
+                window_time, window_images = window_time + elapsed, window_images + bs
+                bar.update(1)
+                if state.step % cfg.train.log_every == 0:
+                    values = {k: v.item() for k, v in parts.items()}
+                    if not all(math.isfinite(v) for v in values.values()):
+                        bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
+                        raise FloatingPointError(f"non-finite loss at step {state.step}: {bad}")
+                    record = {
+                        "kind": "train",
+                        "step": state.step,
+                        "epoch": state.step / steps_per_epoch,
+                        **values,
+                        "lr": state.optimizer.param_groups[0]["lr"],
+                        "images_per_s": window_images / window_time,
+                    }
+                    window_time, window_images = 0.0, 0
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+                    if out is not None:
+                        _append_jsonl(out / "metrics.jsonl", record)
+                if stop.set:
+                    break
+            if state.step % steps_per_epoch == 0:
+                checkpoint_point(state.step // steps_per_epoch)
+    if last_saved != state.step:
+        checkpoint_point(state.step // steps_per_epoch)
+    if stop.set:
+        say(f"interrupted at step {state.step}; checkpoint saved" + (f"; resume with: wae train --resume {out}" if out else ""))
+    state.model.eval()
+    return Run(state.model, out, state.step, last_eval, interrupted=stop.set)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
