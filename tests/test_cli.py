@@ -35,7 +35,9 @@ def test_sample_reconstruct_interpolate(trained_run, tmp_path):
     assert main(["reconstruct", str(trained_run), "--n", "24", "--out", str(tmp_path / "r.npz")]) == 0
     saved = np.load(tmp_path / "r.npz")
     assert saved["images"].shape == (24, 28, 28) and saved["originals"].shape == (24, 1, 28, 28)
-    assert main(["interpolate", str(trained_run), "--pairs", "3", "--steps", "5", "--out", str(tmp_path / "i.png")]) == 0
+    assert (
+        main(["interpolate", str(trained_run), "--pairs", "3", "--steps", "5", "--out", str(tmp_path / "i.png")]) == 0
+    )
     assert (tmp_path / "i.png").is_file()
 
 
@@ -90,3 +92,13 @@ def test_existing_run_folder_needs_overwrite(trained_run, tmp_path, capsys):
 def test_python_dash_m_wae_help():
     out = subprocess.run([sys.executable, "-m", "wae", "train", "--help"], capture_output=True, text=True, check=True)
     assert "--objective" in out.stdout and "--precision" in out.stdout
+
+
+def test_bench_prints_a_table(capsys):
+    assert (
+        main(["bench", "--archs", "fast", "--precisions", "fp32", "--batch-size", "8", "--steps", "2", "--warmup", "0"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("| fast")]
+    assert len(row) == 1 and float(row[0].split("|")[-2].replace(",", "")) > 0

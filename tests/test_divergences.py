@@ -70,7 +70,9 @@ def test_mmd_rbf_matches_brute_force_with_median_bandwidth():
 @pytest.mark.parametrize("divergence", [mmd_imq, mmd_rbf])
 def test_mmd_of_one_distribution_is_zero_on_average(divergence):
     gen = torch.Generator().manual_seed(3)
-    estimates = torch.tensor([divergence(torch.randn(40, 4, generator=gen), torch.randn(40, 4, generator=gen)).item() for _ in range(300)])
+    estimates = torch.tensor(
+        [divergence(torch.randn(40, 4, generator=gen), torch.randn(40, 4, generator=gen)).item() for _ in range(300)]
+    )
     stderr = estimates.std() / math.sqrt(len(estimates))
     assert abs(estimates.mean().item()) < 4 * stderr.item()
     assert (estimates < 0).any(), "an unbiased estimate must sometimes be negative"

@@ -84,16 +84,27 @@ def test_training_lowers_the_loss(tmp_path, tiny_data, objective):
     recon_last = sum(r["recon"] for r in last) / 3
     assert recon_last < 0.6 * recon_first
     assert result.step == 6 * 4 and result.metrics["test_recon_mse"] < 0.05
-    for name in ("config.json", "checkpoint.pt", "samples.png", "reconstructions.png", "interpolations.png", "report.md"):
+    for name in (
+        "config.json",
+        "checkpoint.pt",
+        "samples.png",
+        "reconstructions.png",
+        "interpolations.png",
+        "report.md",
+    ):
         assert (tmp_path / "run" / name).is_file()
     assert len(list((tmp_path / "run" / "grids").glob("samples-epoch*.png"))) == 6
 
 
 @pytest.mark.parametrize("objective", ["mmd", "gan"])
 def test_resume_gives_bitwise_the_same_parameters(tmp_path, tiny_data, objective):
-    full = fit(tiny_config(objective, max_steps=10), tmp_path / "full", data=tiny_data, progress=False, log=lambda _: None)
+    full = fit(
+        tiny_config(objective, max_steps=10), tmp_path / "full", data=tiny_data, progress=False, log=lambda _: None
+    )
     # stop mid-epoch (step 6 of 4 per epoch), then continue to the same end
-    part = fit(tiny_config(objective, max_steps=6), tmp_path / "part", data=tiny_data, progress=False, log=lambda _: None)
+    part = fit(
+        tiny_config(objective, max_steps=6), tmp_path / "part", data=tiny_data, progress=False, log=lambda _: None
+    )
     assert part.step == 6
     resumed_cfg = ckpt.config_of(ckpt.load(tmp_path / "part" / "checkpoint.pt"))
     resumed_cfg.train.max_steps = 10
@@ -139,4 +150,6 @@ def test_python_api_trains_on_a_tensor(tmp_path, tiny_data):
     assert isinstance(run.model, wae.AutoEncoder)
     assert run.model.sample(5).shape == (5, 1, 16, 16)
     model, cfg = wae.load_model(tmp_path / "api")
-    assert cfg.data.dataset == "tensor" and torch.equal(model.sample(3, torch.Generator().manual_seed(0)), run.model.sample(3, torch.Generator().manual_seed(0)))
+    assert cfg.data.dataset == "tensor" and torch.equal(
+        model.sample(3, torch.Generator().manual_seed(0)), run.model.sample(3, torch.Generator().manual_seed(0))
+    )

@@ -91,7 +91,12 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
     ("--epochs", "epochs", {"type": _nonneg_int}, "passes over the training set"),
     ("--max-steps", "max_steps", {"type": _nonneg_int}, "stop after this many steps in total"),
     ("--seed", "seed", {"type": _nonneg_int}, "seed of initialisation, data order and noise"),
-    ("--precision", "precision", {"choices": PRECISIONS}, "bf16 (CPU autocast), fp32, or auto: bf16 where the CPU has native bf16 (default)"),
+    (
+        "--precision",
+        "precision",
+        {"choices": PRECISIONS},
+        "bf16 (CPU autocast), fp32, or auto: bf16 where the CPU has native bf16 (default)",
+    ),
     ("--log-every", "log_every", {"type": _positive_int}, "steps between lines of metrics.jsonl"),
     ("--threads", "threads", {"type": _positive_int}, "torch CPU threads (default: torch's choice)"),
 ]
@@ -109,16 +114,26 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Train a WAE and write a run folder: config.json, metrics.jsonl, checkpoint.pt, "
         "samples/reconstructions/interpolations PNGs (every epoch) and report.md.",
     )
-    train.add_argument("--preset", choices=list(PRESETS), default="mnist-fast", help="starting configuration (default: mnist-fast)")
+    train.add_argument(
+        "--preset", choices=list(PRESETS), default="mnist-fast", help="starting configuration (default: mnist-fast)"
+    )
     train.add_argument("--objective", choices=OBJECTIVES, help="mmd (WAE-MMD), gan (WAE-GAN) or vae (baseline)")
-    train.add_argument("--data", metavar="FILE.npz", help="train on your images: an .npz with x_train (or x), optional x_test")
+    train.add_argument(
+        "--data", metavar="FILE.npz", help="train on your images: an .npz with x_train (or x), optional x_test"
+    )
     train.add_argument("--dataset", choices=("mnist", "synthetic"), help="built-in data (default: the preset's)")
     for flag, _, kwargs, text in _TRAIN_OVERRIDES:
         train.add_argument(flag, help=text, **kwargs)
-    train.add_argument("--prior-trick", action="store_true", default=None, help="WAE-GAN: add log p_z(z) to the adversary's logit")
+    train.add_argument(
+        "--prior-trick", action="store_true", default=None, help="WAE-GAN: add log p_z(z) to the adversary's logit"
+    )
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET-OBJECTIVE-TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    train.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its checkpoint (--epochs/--max-steps may extend it)")
+    train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the run in RUN from its checkpoint (--epochs/--max-steps may extend it)",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sample = sub.add_parser("sample", help="draw images G(z), z ~ P_Z, from a trained run")
@@ -130,7 +145,9 @@ def _build_parser() -> argparse.ArgumentParser:
     recon = sub.add_parser("reconstruct", help="reconstruct test images of a run's dataset")
     recon.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
     recon.add_argument("--n", type=_positive_int, default=48, help="number of test images (default 48)")
-    recon.add_argument("--out", required=True, metavar="FILE", help="output: .png (rows of originals and reconstructions) or .npz")
+    recon.add_argument(
+        "--out", required=True, metavar="FILE", help="output: .png (rows of originals and reconstructions) or .npz"
+    )
 
     interp = sub.add_parser("interpolate", help="decode straight lines between the codes of test images")
     interp.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
@@ -138,7 +155,36 @@ def _build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--steps", type=_positive_int, default=10, help="images per line, ends included (default 10)")
     interp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the choice of pairs")
     interp.add_argument("--out", required=True, metavar="FILE", help="output: .png grid or .npz")
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure training throughput (images/s) on this machine",
+        description="Time the real training steps (median of --steps after --warmup) for each "
+        "combination of the given networks, objectives and precisions; prints a Markdown table.",
+    )
+    bench.add_argument("--archs", nargs="+", choices=list(ARCHITECTURES)[:2], default=["fast", "mnist-paper"])
+    bench.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=["mmd"])
+    bench.add_argument("--precisions", nargs="+", choices=PRECISIONS[1:], default=["fp32", "bf16"])
+    bench.add_argument("--batch-size", type=_int_at_least(2), default=100, help="images per step (default 100)")
+    bench.add_argument("--steps", type=_positive_int, default=10, help="timed steps per setting (default 10)")
+    bench.add_argument("--warmup", type=_nonneg_int, default=2, help="untimed steps first (default 2)")
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import measure, table
+
+    results = []
+    for arch in args.archs:
+        for objective in args.objectives:
+            for precision in args.precisions:
+                results.append(measure(arch, objective, precision, args.batch_size, args.steps, args.warmup))
+                print(
+                    f"measured {arch} {objective} {precision}: {results[-1].images_per_s:.0f} images/s", file=sys.stderr
+                )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(table(results))
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -180,7 +226,9 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise UserError(f"--out {run_dir} exists and is not a folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if not overwrite:
-            raise UserError(f"run folder {run_dir} exists; give --overwrite to replace it or --resume {run_dir} to continue it")
+            raise UserError(
+                f"run folder {run_dir} exists; give --overwrite to replace it or --resume {run_dir} to continue it"
+            )
         if not (run_dir / "config.json").exists():
             raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
         shutil.rmtree(run_dir)
@@ -202,7 +250,7 @@ def _check_output(path_text: str) -> Path:
     return path
 
 
-def _write_images(images: Tensor, path: Path, ncol: int, **arrays: np.ndarray) -> None:
+def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
     """Images (n, c, h, w) in [0, 1] -> a PNG grid, or an .npz of uint8 (n, h, w[, c])."""
     try:
         if path.suffix.lower() == ".png":
@@ -251,7 +299,13 @@ def _interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "reconstruct": _reconstruct, "interpolate": _interpolate}
+COMMANDS = {
+    "train": _train,
+    "sample": _sample,
+    "reconstruct": _reconstruct,
+    "interpolate": _interpolate,
+    "bench": _bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

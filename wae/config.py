@@ -7,6 +7,7 @@ run and inside every checkpoint, so that the run can be redone or resumed from i
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,9 +210,9 @@ def validate(cfg: Config) -> None:
         ("data.synthetic_size", cfg.data.synthetic_size),
         ("data.synthetic_count", cfg.data.synthetic_count),
     ]
-    for name, value in positive_ints:
-        if value < 1:
-            raise UserError(f"{name} must be at least 1; got {value}")
+    for name, count in positive_ints:
+        if count < 1:
+            raise UserError(f"{name} must be at least 1; got {count}")
     if cfg.train.batch_size < 2:
         raise UserError("train.batch_size must be at least 2 (the MMD estimate needs pairs)")
     if cfg.train.epochs < 0:
@@ -226,9 +227,9 @@ def validate(cfg: Config) -> None:
         ("train.adversary_lr", cfg.train.adversary_lr, False),
         ("loss.input_noise", cfg.loss.input_noise, True),
     ]
-    for name, value, zero_ok in positive_floats:
-        if not (value >= 0 if zero_ok else value > 0) or value != value or value == float("inf"):
-            raise UserError(f"{name} must be {'>= 0' if zero_ok else '> 0'} and finite; got {value}")
+    for name, number, zero_ok in positive_floats:
+        if not (number >= 0 if zero_ok else number > 0) or not math.isfinite(number):
+            raise UserError(f"{name} must be {'>= 0' if zero_ok else '> 0'} and finite; got {number}")
     if not (0 <= cfg.train.beta1 < 1 and 0 <= cfg.train.beta2 < 1):
         raise UserError("train.beta1 and train.beta2 must lie in [0, 1)")
     if len(cfg.train.lr_milestones) != len(cfg.train.lr_factors):
@@ -282,7 +283,7 @@ def for_objective(cfg: Config, objective: str) -> Config:
 def override(cfg: Config, **values: Any) -> Config:
     """A copy of ``cfg`` with fields set by name: ``lam=1`` or ``loss__lam=1``; a bare name
     must belong to exactly one section."""
-    sections = {"data": cfg.data, "model": cfg.model, "loss": cfg.loss, "train": cfg.train}
+    sections: dict[str, Any] = {"data": cfg.data, "model": cfg.model, "loss": cfg.loss, "train": cfg.train}
     new = {name: dataclasses.replace(section) for name, section in sections.items()}
     for key, value in values.items():
         if "__" in key:
@@ -296,4 +297,4 @@ def override(cfg: Config, **values: Any) -> Config:
         if isinstance(value, list):
             value = tuple(value)
         setattr(new[owners[0]], name, value)
-    return Config(preset=cfg.preset, **new)  # type: ignore[arg-type]
+    return Config(preset=cfg.preset, **new)

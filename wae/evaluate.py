@@ -16,7 +16,9 @@ def encode_all(model: AutoEncoder, images: Tensor, value_range: str, chunk: int 
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model.encode(to_model_range(images[i : i + chunk], value_range)) for i in range(0, len(images), chunk)])
+        return torch.cat(
+            [model.encode(to_model_range(images[i : i + chunk], value_range)) for i in range(0, len(images), chunk)]
+        )
     finally:
         model.train(was_training)
 

@@ -15,9 +15,7 @@ import torch
 from torch import Tensor
 
 
-def sample_prior(
-    kind: str, n: int, dim: int, var: float = 1.0, generator: torch.Generator | None = None
-) -> Tensor:
+def sample_prior(kind: str, n: int, dim: int, var: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
     """Draw ``n`` codes of dimension ``dim`` from the prior; returns (n, dim) float32."""
     if kind == "gaussian":
         return torch.randn(n, dim, generator=generator) * math.sqrt(var)

@@ -16,9 +16,9 @@ import signal
 import sys
 import threading
 import time
-from itertools import islice
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,9 @@ def build(cfg: Config, channels: int, size: int, steps_per_epoch: int) -> State:
     )
     if cfg.loss.objective == "gan":
         state.adversary = Adversary(cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth)
-        state.adversary_optimizer = torch.optim.Adam(state.adversary.parameters(), lr=cfg.train.adversary_lr, betas=betas)
+        state.adversary_optimizer = torch.optim.Adam(
+            state.adversary.parameters(), lr=cfg.train.adversary_lr, betas=betas
+        )
         state.adversary_scheduler = torch.optim.lr_scheduler.LambdaLR(state.adversary_optimizer, schedule)
     return state
 
@@ -258,7 +260,9 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
     path = Path(run)
     payload = ckpt.load(path / "checkpoint.pt" if path.is_dir() else path)
     cfg = ckpt.config_of(payload)
-    model = AutoEncoder(cfg.model, payload["data"]["channels"], payload["data"]["size"], cfg.loss.prior, cfg.loss.prior_var)
+    model = AutoEncoder(
+        cfg.model, payload["data"]["channels"], payload["data"]["size"], cfg.loss.prior, cfg.loss.prior_var
+    )
     model.load_state_dict(payload["model"])
     return model.eval(), cfg
 
@@ -330,14 +334,20 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
         with torch.no_grad():
             samples = to_unit_range(model.decode(fixed_z), value_range)
             x = to_model_range(data.test[:48], value_range)
-            recon = reconstruction_rows(to_unit_range(x, value_range), to_unit_range(model.reconstruct(x), value_range), 12)
+            recon = reconstruction_rows(
+                to_unit_range(x, value_range), to_unit_range(model.reconstruct(x), value_range), 12
+            )
             pairs = to_model_range(data.test[48:64], value_range)
             interp = to_unit_range(model.interpolate(pairs[:8], pairs[8:], steps=12), value_range).flatten(0, 1)
     finally:
         model.train()
     scale = 2 if data.size < 48 else 1
     (run_dir / "grids").mkdir(exist_ok=True)
-    for name, images, ncol in [("samples", samples, 10), ("reconstructions", recon, 12), ("interpolations", interp, 12)]:
+    for name, images, ncol in [
+        ("samples", samples, 10),
+        ("reconstructions", recon, 12),
+        ("interpolations", interp, 12),
+    ]:
         save_grid(images, run_dir / f"{name}.png", ncol, scale)
         save_grid(images, run_dir / "grids" / f"{name}-epoch{epoch:03d}.png", ncol, scale)
 
@@ -459,7 +469,9 @@ def fit(
         while state.step < total_steps and not stop.set:
             epoch = state.step // steps_per_epoch
             remaining = total_steps - state.step
-            for batch in islice(batches(data.train, bs, cfg.train.seed, epoch, state.step % steps_per_epoch), remaining):
+            for batch in islice(
+                batches(data.train, bs, cfg.train.seed, epoch, state.step % steps_per_epoch), remaining
+            ):
                 t0 = time.perf_counter()
                 parts = step_fn(state, batch)
                 elapsed = time.perf_counter() - t0
@@ -491,7 +503,10 @@ def fit(
     if last_saved != state.step:
         checkpoint_point(state.step // steps_per_epoch)
     if stop.set:
-        say(f"interrupted at step {state.step}; checkpoint saved" + (f"; resume with: wae train --resume {out}" if out else ""))
+        say(
+            f"interrupted at step {state.step}; checkpoint saved"
+            + (f"; resume with: wae train --resume {out}" if out else "")
+        )
     state.model.eval()
     return Run(state.model, out, state.step, last_eval, interrupted=stop.set)
 
