@@ -32,7 +32,7 @@ def tiny_config(objective: str = "mmd", **settings: object) -> Config:
         "precision": "fp32",
         "log_every": 1,
         "eval_size": 32,
-        "lr_milestones": (1, 2),
+        "lr_milestones": (0.34, 0.67),
         "lr_factors": (0.5, 0.2),
     }
     if objective != "mmd":

@@ -102,3 +102,26 @@ def test_bench_prints_a_table(capsys):
     out = capsys.readouterr().out
     row = [line for line in out.splitlines() if line.startswith("| fast")]
     assert len(row) == 1 and float(row[0].split("|")[-2].replace(",", "")) > 0
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import json
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "wae", "train", *TINY, "--epochs", "1000", "--out", str(run)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
+        assert time.time() < deadline and proc.poll() is None, "training did not start"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted at step" in err
+    step = json.loads(out)["step"]
+    assert step >= 3
+    from wae import checkpoint as ckpt
+
+    assert ckpt.load(run / "checkpoint.pt")["step"] == step

@@ -64,9 +64,11 @@ def test_vae_step_reports_the_kl_as_penalty(tiny_data):
     assert parts["total"].item() == pytest.approx(parts["recon"].item() + parts["penalty"].item(), rel=1e-5)
 
 
-def test_lr_schedule_is_cumulative():
-    cfg = tiny_config(lr_milestones=(30, 50), lr_factors=(0.5, 0.2))
+def test_lr_schedule_is_cumulative_and_stretches_with_the_epochs():
+    cfg = tiny_config(epochs=100, lr_milestones=(0.3, 0.5), lr_factors=(0.5, 0.2))
     assert [lr_factor(cfg, e) for e in (0, 29, 30, 49, 50, 99)] == pytest.approx([1, 1, 0.5, 0.5, 0.1, 0.1])
+    short = tiny_config(epochs=10, lr_milestones=(0.3, 0.5), lr_factors=(0.5, 0.2))
+    assert [lr_factor(short, e) for e in (2, 3, 5)] == pytest.approx([1, 0.5, 0.1])
 
 
 def _train_records(run_dir) -> list[dict]:
@@ -138,7 +140,7 @@ class _Exploit:
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with open("evil.pt", "wb") as f:
-        pickle.dump({"format": 1, "payload": _Exploit()}, f)
+        pickle.dump({"format": 1, "payload": _Exploit()}, f, protocol=2)
     with pytest.raises(UserError, match="evil.pt"):
         ckpt.load(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned-marker").exists()

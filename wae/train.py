@@ -56,10 +56,10 @@ class State:
 
 def lr_factor(cfg: Config, epoch: int) -> float:
     """Multiplier of the base learning rate in ``epoch`` (0-based): the product of the
-    factors of all milestones reached."""
+    factors of all milestones reached (a milestone m falls at epoch round(m * epochs))."""
     factor = 1.0
     for milestone, f in zip(cfg.train.lr_milestones, cfg.train.lr_factors, strict=True):
-        if epoch >= milestone:
+        if epoch >= round(milestone * cfg.train.epochs):
             factor *= f
     return factor
 
