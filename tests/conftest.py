@@ -22,7 +22,7 @@ def tiny_data() -> ImageData:
 
 def tiny_config(objective: str = "mmd", **settings: object) -> Config:
     """The default preset shrunk for tests: synthetic 16x16 data, batch 32, fp32, 3 epochs."""
-    cfg = preset("mnist-fast")
+    cfg = preset("mnist-fast", objective)
     base = {
         "dataset": "synthetic",
         "synthetic_size": 16,
@@ -35,8 +35,4 @@ def tiny_config(objective: str = "mmd", **settings: object) -> Config:
         "lr_milestones": (0.34, 0.67),
         "lr_factors": (0.5, 0.2),
     }
-    if objective != "mmd":
-        from wae.config import for_objective
-
-        cfg = for_objective(cfg, objective)
     return override(cfg, **{**base, **settings})

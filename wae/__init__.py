@@ -34,9 +34,10 @@ def train(
 
     ``config`` is a :class:`Config` or a preset name; ``settings`` override its fields by name
     (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write."""
-    cfg = preset(config) if isinstance(config, str) else config
-    if objective is not None:
-        cfg = for_objective(cfg, objective)
+    if isinstance(config, str):
+        cfg = preset(config, objective or "mmd")
+    else:
+        cfg = for_objective(config, objective) if objective is not None else config
     cfg = override(cfg, dataset="tensor", **settings)
     return fit(cfg, out, data=from_tensor(images, test_images))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import for_objective, override, preset
+from .config import override, preset
 from .nets import count_parameters
 from .train import STEPS, build
 
@@ -41,10 +41,7 @@ def measure(
 ) -> Throughput:
     """Median training throughput of one setting, on random images (speed does not depend on
     the pixel values)."""
-    cfg = preset("mnist-fast")
-    if objective != "mmd":
-        cfg = for_objective(cfg, objective)
-    cfg = override(cfg, arch=arch, precision=precision, batch_size=batch_size)
+    cfg = override(preset("mnist-fast", objective), arch=arch, precision=precision, batch_size=batch_size)
     state = build(cfg, channels, size, steps_per_epoch=1_000_000)
     step = STEPS[objective]
     batch = (torch.rand(batch_size, channels, size, size, generator=torch.Generator().manual_seed(0)) * 255).to(

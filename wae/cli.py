@@ -28,7 +28,6 @@ from .config import (
     PRESETS,
     PRIORS,
     UserError,
-    for_objective,
     override,
     preset,
     validate,
@@ -202,9 +201,7 @@ def _train(args: argparse.Namespace) -> int:
         validate(cfg)
         data = load(cfg.data)
     else:
-        cfg = preset(args.preset)
-        if args.objective:
-            cfg = for_objective(cfg, args.objective)
+        cfg = preset(args.preset, args.objective or "mmd")
         if args.data:
             given.update(dataset="npz", path=args.data)
         elif args.dataset:

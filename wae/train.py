@@ -479,6 +479,8 @@ def fit(
                 train_time, trained = train_time + elapsed, trained + bs
                 window_time, window_images = window_time + elapsed, window_images + bs
                 bar.update(1)
+                if not bar.disable and state.step % 10 == 0:
+                    bar.set_postfix({k: f"{v.item():.4g}" for k, v in parts.items()}, refresh=False)
                 if state.step % cfg.train.log_every == 0:
                     values = {k: v.item() for k, v in parts.items()}
                     if not all(math.isfinite(v) for v in values.values()):
@@ -493,7 +495,6 @@ def fit(
                         "images_per_s": window_images / window_time,
                     }
                     window_time, window_images = 0.0, 0
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
                     if out is not None:
                         _append_jsonl(out / "metrics.jsonl", record)
                 if stop.set:

@@ -1,0 +1,67 @@
+"""Configs: presets, overrides, validation, and the round trip through plain data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wae.config import PRESETS, Config, UserError, override, preset, validate
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("objective", ["mmd", "gan", "vae"])
+def test_every_preset_is_valid_and_survives_json(name, objective):
+    cfg = preset(name, objective)
+    if name == "celeba-paper":
+        cfg = override(cfg, path="faces.npz")
+    validate(cfg)
+    assert cfg.loss.objective == objective
+    assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_paper_settings():
+    mnist = preset("mnist-paper")
+    assert (mnist.model.latent_dim, mnist.loss.lam, mnist.train.batch_size, mnist.train.epochs) == (8, 10.0, 100, 100)
+    assert (mnist.train.lr, mnist.train.adversary_lr, mnist.train.beta1) == (1e-3, 5e-4, 0.5)
+    celeba_mmd, celeba_gan = preset("celeba-paper", "mmd"), preset("celeba-paper", "gan")
+    assert (celeba_mmd.loss.lam, celeba_mmd.train.lr, celeba_mmd.loss.prior_var) == (100.0, 1e-3, 2.0)
+    assert (celeba_gan.loss.lam, celeba_gan.train.lr) == (1.0, 3e-4)
+    vae = preset("mnist-fast", "vae")
+    assert (vae.model.encoder, vae.loss.cost, vae.loss.cost_scale, vae.loss.lam) == ("gaussian", "bce", 1.0, 1.0)
+
+
+def test_override_by_bare_or_qualified_name():
+    cfg = override(preset(), lam=3.0, train__epochs=2, kernel_scales=[1.0, 2.0])
+    assert (cfg.loss.lam, cfg.train.epochs, cfg.loss.kernel_scales) == (3.0, 2, (1.0, 2.0))
+    assert preset().loss.lam == 10.0, "override must not change the preset it started from"
+    with pytest.raises(UserError, match="unknown setting"):
+        override(preset(), lamda=3.0)
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"lam": -1.0}, "loss.lam"),
+        ({"lam": float("nan")}, "loss.lam"),
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"kernel": "laplace"}, "loss.kernel"),
+        ({"lr_milestones": (0.5,), "lr_factors": ()}, "same length"),
+        ({"lr_milestones": (30,), "lr_factors": (0.5,)}, "fractions"),
+        ({"objective": "vae"}, "gaussian"),
+        ({"output": "tanh"}, "range"),
+        ({"prior_trick": True, "prior": "sphere"}, "prior trick"),
+        ({"dataset": "npz"}, "path"),
+    ],
+)
+def test_validation_names_the_bad_setting(settings, message):
+    with pytest.raises(UserError, match=message):
+        validate(override(preset(), **settings))
+
+
+def test_unknown_keys_in_a_saved_config_are_refused():
+    data = preset().to_dict()
+    data["loss"]["lambda"] = 1
+    with pytest.raises(UserError, match="lambda"):
+        Config.from_dict(data)
