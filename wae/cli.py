@@ -161,9 +161,17 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Time the real training steps (median of --steps after --warmup) for each "
         "combination of the given networks, objectives and precisions; prints a Markdown table.",
     )
-    bench.add_argument("--archs", nargs="+", choices=list(ARCHITECTURES)[:2], default=["fast", "mnist-paper"])
-    bench.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=["mmd"])
-    bench.add_argument("--precisions", nargs="+", choices=PRECISIONS[1:], default=["fp32", "bf16"])
+    bench.add_argument(
+        "--archs",
+        nargs="+",
+        choices=list(ARCHITECTURES)[:2],
+        default=["fast", "mnist-paper"],
+        help="networks (default: both)",
+    )
+    bench.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=["mmd"], help="objectives (default: mmd)")
+    bench.add_argument(
+        "--precisions", nargs="+", choices=PRECISIONS[1:], default=["fp32", "bf16"], help="precisions (default: both)"
+    )
     bench.add_argument("--batch-size", type=_int_at_least(2), default=100, help="images per step (default 100)")
     bench.add_argument("--steps", type=_positive_int, default=10, help="timed steps per setting (default 10)")
     bench.add_argument("--warmup", type=_nonneg_int, default=2, help="untimed steps first (default 2)")

@@ -32,10 +32,12 @@ class ImageData:
 
     @property
     def channels(self) -> int:
+        """Colour channels: 1 (grey) or 3 (RGB)."""
         return int(self.train.shape[1])
 
     @property
     def size(self) -> int:
+        """Image side in pixels (images are square)."""
         return int(self.train.shape[2])
 
 
@@ -57,6 +59,7 @@ def mnist_path() -> Path:
 
 
 def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -66,6 +66,7 @@ class Encoder(nn.Module):
         self.head = nn.Linear(flat, 2 * latent_dim if gaussian else latent_dim)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """(n, c, h, w) images -> (n, d_z) codes, or (mean, log_var) for a Gaussian encoder."""
         h = self.head(self.features(x).flatten(1))
         if self.gaussian:
             mean, log_var = h.chunk(2, dim=1)
@@ -102,6 +103,7 @@ class Decoder(nn.Module):
         self.c0 = c0
 
     def forward(self, z: Tensor) -> Tensor:
+        """(n, d_z) codes -> (n, c, h, w) pre-activation images."""
         h = self.fc(z).view(z.shape[0], self.c0, self.start, self.start)
         return self.net(h)
 
@@ -121,6 +123,7 @@ class Adversary(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
+        """(n, d_z) codes -> (n,) logits."""
         return self.net(z).squeeze(1)
 
 
