@@ -86,9 +86,9 @@ def test_training_lowers_the_loss(tmp_path, tiny_data, objective):
     recon_last = sum(r["recon"] for r in last) / 3
     assert recon_last < 0.6 * recon_first
     assert result.step == 6 * 4 and result.metrics["test_recon_mse"] < 0.05
+    assert [p.name for p in ckpt.run_checkpoints(tmp_path / "run")] == ["step-00000024.pt", "step-00000020.pt"]
     for name in (
         "config.json",
-        "checkpoint.pt",
         "samples.png",
         "reconstructions.png",
         "interpolations.png",
@@ -108,15 +108,15 @@ def test_resume_gives_bitwise_the_same_parameters(tmp_path, tiny_data, objective
         tiny_config(objective, max_steps=6), tmp_path / "part", data=tiny_data, progress=False, log=lambda _: None
     )
     assert part.step == 6
-    resumed_cfg = ckpt.config_of(ckpt.load(tmp_path / "part" / "checkpoint.pt"))
+    resumed_cfg = ckpt.config_of(ckpt.load(ckpt.run_checkpoints(tmp_path / "part")[0]))
     resumed_cfg.train.max_steps = 10
     resumed = fit(resumed_cfg, tmp_path / "part", data=tiny_data, resume=True, progress=False, log=lambda _: None)
     assert resumed.step == 10
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     if objective == "gan":
-        adv_a = ckpt.load(tmp_path / "full" / "checkpoint.pt")["adversary"]
-        adv_b = ckpt.load(tmp_path / "part" / "checkpoint.pt")["adversary"]
+        adv_a = ckpt.load(ckpt.run_checkpoints(tmp_path / "full")[0])["adversary"]
+        adv_b = ckpt.load(ckpt.run_checkpoints(tmp_path / "part")[0])["adversary"]
         assert all(torch.equal(adv_a[k], adv_b[k]) for k in adv_a)
     strip = [{k: v for k, v in r.items() if k != "images_per_s"} for r in _train_records(tmp_path / "full")]
     assert strip == [{k: v for k, v in r.items() if k != "images_per_s"} for r in _train_records(tmp_path / "part")]
@@ -148,7 +148,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
 
 def test_python_api_trains_on_a_tensor(tmp_path, tiny_data):
     images = torch.cat([tiny_data.train, tiny_data.test])
-    run = wae.train(images, epochs=2, batch_size=32, precision="fp32", log_every=2, out=tmp_path / "api")
+    run = wae.fit_tensor(images, epochs=2, batch_size=32, precision="fp32", log_every=2, out=tmp_path / "api")
     assert isinstance(run.model, wae.AutoEncoder)
     assert run.model.sample(5).shape == (5, 1, 16, 16)
     model, cfg = wae.load_model(tmp_path / "api")

@@ -1,7 +1,7 @@
 """wae: Wasserstein Auto-Encoders (Tolstikhin et al., ICLR 2018) in PyTorch.
 
 The public API: configs and presets (:mod:`wae.config`), the auto-encoder
-(:class:`AutoEncoder`), the training loop (:func:`fit`, :func:`train`) and loading a trained
+(:class:`AutoEncoder`), the training loop (:func:`fit`, :func:`fit_tensor`) and loading a trained
 run (:func:`load_model`). The maths lives in :mod:`wae.divergences`, :mod:`wae.costs` and
 :mod:`wae.priors` as pure functions.
 """
@@ -21,7 +21,7 @@ from .model import AutoEncoder
 from .train import Run, fit, load_model
 
 
-def train(
+def fit_tensor(
     images: Tensor,
     config: Config | str = "mnist-fast",
     out: str | Path | None = None,
@@ -54,5 +54,5 @@ __all__ = [
     "load_model",
     "override",
     "preset",
-    "train",
+    "fit_tensor",
 ]

@@ -1,9 +1,17 @@
 """Checkpoints: written atomically (temp file, fsync, rename), read with ``weights_only=True``
-so that a crafted file cannot run code. The config is stored inside as plain data."""
+so that a crafted file cannot run code. The config is stored inside as plain data.
+
+A run folder keeps its last few checkpoints as ``checkpoints/step-00001200.pt``; resuming takes
+the newest one that reads, and says which newer ones it had to pass over.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +20,37 @@ import torch
 from .config import Config, UserError
 
 FORMAT = 1
+FOLDER = "checkpoints"
+_NAME = re.compile(r"step-(\d+)\.pt")
+
+# Fault injection for the crash tests: WAE_FAULT="NAME:K" kills this process with SIGKILL the
+# K-th time the point NAME is reached ("step": after a training step, "checkpoint-write": half
+# way through writing a checkpoint, "checkpoint-saved": just after one is in place).
+_FAULT = os.environ.get("WAE_FAULT", "")
+_fault_counts: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Die here if WAE_FAULT names this point and its count is reached (a no-op otherwise)."""
+    if not _FAULT:
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _FAULT == f"{name}:{_fault_counts[name]}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
     """Write ``payload`` to ``path`` so that ``path`` is always either the old or the new file."""
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getbuffer()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            f.write(data[: len(data) // 2])
+            fault_point("checkpoint-write")
+            f.write(data[len(data) // 2 :])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -51,3 +81,47 @@ def load(path: Path) -> dict[str, Any]:
 def config_of(payload: dict[str, Any]) -> Config:
     """The run's config stored inside a checkpoint."""
     return Config.from_dict(payload["config"])
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoint files of a run folder, newest (highest step) first."""
+    folder = Path(run_dir) / FOLDER
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def save_run_checkpoint(run_dir: Path, payload: dict[str, Any], keep: int) -> Path:
+    """Save ``payload`` as the run's newest checkpoint and delete all but the ``keep`` newest."""
+    folder = Path(run_dir) / FOLDER
+    folder.mkdir(exist_ok=True)
+    for stale in folder.glob(".*.tmp-*"):  # left by a process killed while writing
+        stale.unlink()
+    path = folder / f"step-{payload['step']:08d}.pt"
+    save_atomic(payload, path)
+    fault_point("checkpoint-saved")
+    for old in run_checkpoints(run_dir)[keep:]:
+        old.unlink()
+    return path
+
+
+def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path] | None:
+    """The newest checkpoint of a run that reads, with its path; None when the run has none.
+
+    Damaged newer ones are passed over with a warning naming them; if every one is damaged the
+    error names them all."""
+    paths = run_checkpoints(run_dir)
+    problems = []
+    for path in paths:
+        try:
+            payload = load(path)
+        except UserError as err:
+            problems.append(str(err))
+            continue
+        if problems and warn is not None:
+            warn(f"warning: {'; '.join(problems)}; resuming from {path} instead")
+        return payload, path
+    if problems:
+        raise UserError("no readable checkpoint: " + "; ".join(problems))
+    return None

@@ -27,6 +27,7 @@ from .config import (
     PRECISIONS,
     PRESETS,
     PRIORS,
+    Config,
     UserError,
     override,
     preset,
@@ -35,7 +36,7 @@ from .config import (
 from .data import load, to_model_range, to_unit_range
 from .images import reconstruction_rows, save_grid
 from .nets import ARCHITECTURES
-from .train import fit, load_model
+from .train import check_fits, fit, load_model
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,8 +99,14 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
     ),
     ("--log-every", "log_every", {"type": _positive_int}, "steps between lines of metrics.jsonl"),
     ("--threads", "threads", {"type": _positive_int}, "torch CPU threads (default: torch's choice)"),
+    (
+        "--keep-checkpoints",
+        "keep_checkpoints",
+        {"type": _positive_int},
+        "newest checkpoints kept in the run (default 2)",
+    ),
 ]
-_RESUME_OVERRIDES = {"epochs", "max_steps", "threads", "log_every"}
+_RESUME_OVERRIDES = {"epochs", "max_steps", "threads", "log_every", "keep_checkpoints", "skip_nonfinite"}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -110,7 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train a WAE (or the VAE baseline) and write a run folder",
-        description="Train a WAE and write a run folder: config.json, metrics.jsonl, checkpoint.pt, "
+        description="Train a WAE and write a run folder: config.json, metrics.jsonl, checkpoints/, "
         "samples/reconstructions/interpolations PNGs (every epoch) and report.md.",
     )
     train.add_argument(
@@ -125,6 +132,11 @@ def _build_parser() -> argparse.ArgumentParser:
         train.add_argument(flag, help=text, **kwargs)
     train.add_argument(
         "--prior-trick", action="store_true", default=None, help="WAE-GAN: add log p_z(z) to the adversary's logit"
+    )
+    train.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        help="skip and count batches whose loss is NaN or infinite (default: stop)",
     )
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET-OBJECTIVE-TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -198,14 +210,17 @@ def _train(args: argparse.Namespace) -> int:
     given = {field: getattr(args, field) for _, field, _, _ in _TRAIN_OVERRIDES if getattr(args, field) is not None}
     if args.prior_trick:
         given["prior_trick"] = True
+    if args.skip_nonfinite:
+        given["skip_nonfinite"] = True
     if args.resume:
         extra = set(given) - _RESUME_OVERRIDES
         if extra or args.objective or args.data or args.dataset or args.out:
-            raise UserError("with --resume only --epochs, --max-steps, --threads and --log-every may be given")
+            raise UserError(
+                "with --resume only --epochs, --max-steps, --threads, --log-every, --keep-checkpoints "
+                "and --skip-nonfinite may be given"
+            )
         run_dir = Path(args.resume)
-        from . import checkpoint as ckpt
-
-        cfg = override(ckpt.config_of(ckpt.load(run_dir / "checkpoint.pt")), **given)
+        cfg = override(_run_config(run_dir), **given)
         validate(cfg)
         data = load(cfg.data)
     else:
@@ -217,12 +232,24 @@ def _train(args: argparse.Namespace) -> int:
         cfg = override(cfg, **given)
         validate(cfg)
         data = load(cfg.data)
+        check_fits(cfg, data)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.preset}-{cfg.loss.objective}-{stamp}"
         _prepare_run_dir(run_dir, args.overwrite)
     result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=False if args.no_progress else None)
     print(json.dumps({"run": str(run_dir), "step": result.step, **result.metrics}))
     return 130 if result.interrupted else 0
+
+
+def _run_config(run_dir: Path) -> Config:
+    """The config a run folder was started with (its config.json)."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.json)")
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:

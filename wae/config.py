@@ -89,6 +89,8 @@ class TrainConfig:
     log_every: int = 50  # steps between lines of metrics.jsonl
     eval_size: int = 2000  # test images used for the per-epoch evaluation
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    keep_checkpoints: int = 2  # the run folder keeps this many newest checkpoints
+    skip_nonfinite: bool = False  # skip (and count) a batch whose loss is NaN or infinite, not stop
 
 
 @dataclass
@@ -206,6 +208,7 @@ def validate(cfg: Config) -> None:
         ("train.batch_size", cfg.train.batch_size),
         ("train.log_every", cfg.train.log_every),
         ("train.eval_size", cfg.train.eval_size),
+        ("train.keep_checkpoints", cfg.train.keep_checkpoints),
         ("data.synthetic_size", cfg.data.synthetic_size),
         ("data.synthetic_count", cfg.data.synthetic_count),
     ]

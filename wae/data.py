@@ -114,8 +114,8 @@ def load_npz(path: str | Path) -> ImageData:
         raise UserError(f"data file not found: {path}")
     try:
         f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not a readable .npz file ({err})") from None
+    except (OSError, ValueError):
+        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)") from None
     with f:
         key = "x_train" if "x_train" in f else "x" if "x" in f else None
         if key is None:

@@ -47,6 +47,16 @@ def _up(cin: int, cout: int, k: int, bias: bool = False) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, k, stride=2, padding=pad, output_padding=2 * pad + 2 - k, bias=bias)
 
 
+def decoder_start_size(arch: Architecture, size: int) -> int:
+    """Side of the decoder's first feature map for images of side ``size``; ValueError when the
+    architecture's upsampling cannot reach ``size`` exactly."""
+    ups = len(arch.decoder_channels) - 1 + (arch.last_layer == "stride2")
+    start = size / 2**ups
+    if start != int(start) or start < 1:
+        raise ValueError(f"image side {size} is not divisible by 2^{ups}, as this architecture needs")
+    return int(start)
+
+
 class Encoder(nn.Module):
     """Image -> code. ``forward(x)`` with x of shape (n, c, h, w) returns (n, d_z) for a
     deterministic encoder, or the pair (mean, log_var), each (n, d_z), for a Gaussian one."""
@@ -80,11 +90,7 @@ class Decoder(nn.Module):
 
     def __init__(self, arch: Architecture, channels: int, size: int, latent_dim: int):
         super().__init__()
-        ups = len(arch.decoder_channels) - 1 + (arch.last_layer == "stride2")
-        start = size / 2**ups
-        if start != int(start) or start < 1:
-            raise ValueError(f"image side {size} is not divisible by 2^{ups}, as this architecture needs")
-        self.start = int(start)
+        self.start = decoder_start_size(arch, size)
         c0 = arch.decoder_channels[0]
         self.fc = nn.Linear(latent_dim, c0 * self.start * self.start)
         layers: list[nn.Module] = [nn.ReLU(inplace=True)]

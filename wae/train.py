@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
+import os
 import signal
 import sys
 import threading
@@ -35,7 +35,7 @@ from .divergences import adversary_loss, gan_penalty, gaussian_kl, mmd_imq, mmd_
 from .evaluate import evaluate
 from .images import reconstruction_rows, save_grid
 from .model import AutoEncoder
-from .nets import Adversary
+from .nets import ARCHITECTURES, Adversary, decoder_start_size
 from .priors import gaussian_log_density
 
 
@@ -64,13 +64,24 @@ def lr_factor(cfg: Config, epoch: int) -> float:
     return factor
 
 
+def check_fits(cfg: Config, data: ImageData) -> None:
+    """Raise :class:`UserError` if ``cfg`` cannot train on ``data``: settings out of range, a
+    training set smaller than one batch, an image size the architecture cannot produce."""
+    validate(cfg)
+    if len(data.train) < cfg.train.batch_size:
+        raise UserError(
+            f"the training set has {len(data.train)} images, fewer than one batch of {cfg.train.batch_size}"
+        )
+    try:
+        decoder_start_size(ARCHITECTURES[cfg.model.arch], data.size)
+    except ValueError as err:
+        raise UserError(f"architecture '{cfg.model.arch}' cannot take {data.size}x{data.size} images: {err}") from None
+
+
 def build(cfg: Config, channels: int, size: int, steps_per_epoch: int) -> State:
     """Fresh networks, optimizers and schedulers for ``cfg`` (seeded by ``cfg.train.seed``)."""
     torch.manual_seed(cfg.train.seed)
-    try:
-        model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
-    except ValueError as err:
-        raise UserError(f"architecture '{cfg.model.arch}' cannot take {size}x{size} images: {err}") from None
+    model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
     betas = (cfg.train.beta1, cfg.train.beta2)
 
     def schedule(step: int) -> float:
@@ -132,11 +143,18 @@ def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor) -> Tensor:
     return mmd_rbf(codes, prior)
 
 
+def _update(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, loss: Tensor) -> None:
+    """One optimizer step on ``loss``, but none when the loss is NaN or infinite (the loop then
+    stops or skips the batch); the schedule advances either way."""
+    optimizer.zero_grad(set_to_none=True)
+    if torch.isfinite(loss):
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+
+
 def _descend(state: State, loss: Tensor) -> None:
-    state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    state.optimizer.step()
-    state.scheduler.step()
+    _update(state.optimizer, state.scheduler, loss)
 
 
 def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
@@ -166,10 +184,7 @@ def adversary_update(state: State, codes: Tensor, prior: Tensor) -> Tensor:
     assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
     with autocast(state.cfg):
         loss = adversary_loss(_adversary_logits(state, prior), _adversary_logits(state, codes.detach()))
-    state.adversary_optimizer.zero_grad(set_to_none=True)
-    (state.cfg.loss.lam * loss).backward()
-    state.adversary_optimizer.step()
-    state.adversary_scheduler.step()
+    _update(state.adversary_optimizer, state.adversary_scheduler, state.cfg.loss.lam * loss)
     return loss.detach()
 
 
@@ -258,7 +273,13 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
     """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode."""
     path = Path(run)
-    payload = ckpt.load(path / "checkpoint.pt" if path.is_dir() else path)
+    if path.is_dir():
+        found = ckpt.load_latest(path)
+        if found is None:
+            raise UserError(f"{path} holds no checkpoint")
+        payload = found[0]
+    else:
+        payload = ckpt.load(path)
     cfg = ckpt.config_of(payload)
     model = AutoEncoder(
         cfg.model, payload["data"]["channels"], payload["data"]["size"], cfg.loss.prior, cfg.loss.prior_var
@@ -322,7 +343,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
             continue
         if record.get("step", 0) <= step:
             kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
 
 
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
@@ -407,28 +430,32 @@ def fit(
     (config.json, metrics.jsonl, checkpoint.pt, PNG grids, report.md) and, with ``resume``,
     continue from its checkpoint. ``progress`` None shows a bar only on a terminal."""
     validate(cfg)
+    data = data if data is not None else load(cfg.data)
+    check_fits(cfg, data)
     cfg = resolve_precision(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    data = data if data is not None else load(cfg.data)
     bs = cfg.train.batch_size
-    if len(data.train) < bs:
-        raise UserError(f"the training set has {len(data.train)} images, fewer than one batch of {bs}")
     steps_per_epoch = len(data.train) // bs
     state = build(cfg, data.channels, data.size, steps_per_epoch)
     out = Path(run_dir) if run_dir is not None else None
     evals: list[dict[str, Any]] = []
     last_saved = -1
+    say = log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))
     if resume:
         assert out is not None
-        load_state(state, ckpt.load(out / "checkpoint.pt"))
+        found = ckpt.load_latest(out, warn=say)
+        if found is not None:  # else the run died before its first checkpoint: start afresh
+            try:
+                load_state(state, found[0])
+            except (RuntimeError, KeyError, ValueError) as err:
+                raise UserError(f"checkpoint {found[1]} does not match the run's config.json ({type(err).__name__})") from None
+            last_saved = state.step
         _truncate_metrics(out / "metrics.jsonl", state.step)
         evals = [r for r in _read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
-        last_saved = state.step
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    say = log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))
 
     total_steps = steps_per_epoch * cfg.train.epochs
     if cfg.train.max_steps is not None:
@@ -437,6 +464,7 @@ def fit(
     step_fn = STEPS[cfg.loss.objective]
     train_time, trained = 0.0, 0
     window_time, window_images = 0.0, 0
+    skipped = 0  # batches with a non-finite loss (counted in this session)
     last_eval: dict[str, float] = {}
 
     def checkpoint_point(epoch: int) -> None:
@@ -453,7 +481,7 @@ def fit(
             return
         _append_jsonl(out / "metrics.jsonl", record)
         _figures(state, data, out, epoch, fixed_z)
-        ckpt.save_atomic(state_dict(state, data), out / "checkpoint.pt")
+        ckpt.save_run_checkpoint(out, state_dict(state, data), cfg.train.keep_checkpoints)
         _report(state, data, out, evals, speed)
         last_saved = state.step
 
@@ -473,9 +501,30 @@ def fit(
                 batches(data.train, bs, cfg.train.seed, epoch, state.step % steps_per_epoch), remaining
             ):
                 t0 = time.perf_counter()
+                # batch-norm statistics move in the forward pass, before the loss can be checked
+                statistics = [b.clone() for b in state.model.buffers()]
                 parts = step_fn(state, batch)
                 elapsed = time.perf_counter() - t0
                 state.step += 1
+                nonfinite = [k for k, v in parts.items() if not torch.isfinite(v)]
+                if nonfinite:
+                    skipped += 1
+                    for buffer, saved in zip(state.model.buffers(), statistics, strict=True):
+                        buffer.copy_(saved)
+                    if out is not None:
+                        _append_jsonl(
+                            out / "metrics.jsonl", {"kind": "nonfinite", "step": state.step, "parts": nonfinite}
+                        )
+                    if not cfg.train.skip_nonfinite:
+                        last = f"step {last_saved}" if last_saved >= 0 else "none"
+                        raise FloatingPointError(
+                            f"non-finite loss at step {state.step} ({', '.join(nonfinite)}); no update was made "
+                            f"from it; last checkpoint kept: {last} (--skip-nonfinite skips such batches)"
+                        )
+                    say(
+                        f"step {state.step}: non-finite loss ({', '.join(nonfinite)}); batch skipped ({skipped} so far)"
+                    )
+                ckpt.fault_point("step")
                 train_time, trained = train_time + elapsed, trained + bs
                 window_time, window_images = window_time + elapsed, window_images + bs
                 bar.update(1)
@@ -483,9 +532,6 @@ def fit(
                     bar.set_postfix({k: f"{v.item():.4g}" for k, v in parts.items()}, refresh=False)
                 if state.step % cfg.train.log_every == 0:
                     values = {k: v.item() for k, v in parts.items()}
-                    if not all(math.isfinite(v) for v in values.values()):
-                        bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-                        raise FloatingPointError(f"non-finite loss at step {state.step}: {bad}")
                     record = {
                         "kind": "train",
                         "step": state.step,
@@ -493,6 +539,7 @@ def fit(
                         **values,
                         "lr": state.optimizer.param_groups[0]["lr"],
                         "images_per_s": window_images / window_time,
+                        "skipped": skipped,
                     }
                     window_time, window_images = 0.0, 0
                     if out is not None:

@@ -1,0 +1,242 @@
+"""Bad input, tried systematically: every case must give exit code 2, one line on stderr, no
+traceback, and leave the folder it ran in exactly as it was.
+
+``python -m tests.test_bad_input`` prints the cases and the messages as the Markdown table of
+docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wae import checkpoint as ckpt
+from wae.cli import main
+
+TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
+
+
+def _npz(name: str, **arrays: np.ndarray) -> Callable[[Path, Path], list[str]]:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        np.savez(tmp / name, **arrays)
+        return ["train", "--data", name, "--no-progress"]
+
+    return setup
+
+
+def _argv(*argv: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, run: [str(run) if a == "RUN" else a for a in argv]
+
+
+def _copy_run(edit: Callable[[Path], None], *argv: str) -> Callable[[Path, Path], list[str]]:
+    """A copy of the trained run, damaged by ``edit``, then the command ``argv`` on it."""
+
+    def setup(tmp: Path, run: Path) -> list[str]:
+        copy = tmp / "copied-run"
+        shutil.copytree(run, copy)
+        edit(copy)
+        return [str(copy) if a == "RUN" else a for a in argv]
+
+    return setup
+
+
+def _truncate_checkpoints(run: Path) -> None:
+    for path in ckpt.run_checkpoints(run):
+        path.write_bytes(path.read_bytes()[:100])
+
+
+def _checkpoint_format_2(run: Path) -> None:
+    for path in ckpt.run_checkpoints(run):
+        payload = ckpt.load(path)
+        payload["format"] = 2
+        ckpt.save_atomic(payload, path)
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.system, ("touch pwned-marker",))
+
+
+def _crafted_pickle(run: Path) -> None:
+    for path in ckpt.run_checkpoints(run):
+        path.write_bytes(pickle.dumps({"format": 1, "model": _Exploit()}, protocol=2))
+
+
+def _edit_config(run: Path, change: Callable[[dict], None]) -> None:
+    config = json.loads((run / "config.json").read_text())
+    change(config)
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def _other_latent_dim(run: Path) -> None:
+    _edit_config(run, lambda c: c["model"].update(latent_dim=3))
+
+
+def _unknown_key(run: Path) -> None:
+    _edit_config(run, lambda c: c["loss"].update(lambda_=1.0))
+
+
+def _remove_checkpoints(run: Path) -> None:
+    shutil.rmtree(run / "checkpoints")
+
+
+def _out_under_a_file(tmp: Path, run: Path) -> list[str]:
+    (tmp / "a-file").write_text("")
+    return ["train", *TINY, "--out", "a-file/run"]
+
+
+def _existing_run(tmp: Path, run: Path) -> list[str]:
+    (tmp / "taken").mkdir()
+    (tmp / "taken" / "config.json").write_text("{}")
+    return ["train", *TINY, "--out", "taken"]
+
+
+def _not_a_run(tmp: Path, run: Path) -> list[str]:
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "notes.txt").write_text("keep me")
+    return ["train", *TINY, "--out", "mine", "--overwrite"]
+
+
+def _folder_as_data(tmp: Path, run: Path) -> list[str]:
+    (tmp / "folder.npz").mkdir()
+    return ["train", "--data", "folder.npz"]
+
+
+def _text_as_npz(tmp: Path, run: Path) -> list[str]:
+    (tmp / "text.npz").write_text("not an archive")
+    return ["train", "--data", "text.npz"]
+
+
+def _image_size_not_supported(tmp: Path, run: Path) -> list[str]:
+    np.savez(tmp / "odd.npz", x=np.zeros((64, 30, 30), dtype=np.uint8))
+    return ["train", "--data", "odd.npz", "--batch-size", "16"]
+
+
+u8 = np.uint8
+# (group, what is wrong, how to set it up)
+CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
+    ("flag", "unknown preset", _argv("train", "--preset", "nope")),
+    ("flag", "unknown objective", _argv("train", "--objective", "wgan")),
+    ("flag", "unknown flag", _argv("train", "--lamda", "3")),
+    ("flag", "unknown command", _argv("frobnicate")),
+    ("flag", "negative lambda", _argv("train", "--lam", "-1")),
+    ("flag", "lambda NaN", _argv("train", "--lam", "nan")),
+    ("flag", "lambda infinite", _argv("train", "--lam", "inf")),
+    ("flag", "batch size 0", _argv("train", "--batch-size", "0")),
+    ("flag", "batch size 1 (no MMD pairs)", _argv("train", "--batch-size", "1")),
+    ("flag", "batch larger than the dataset", _argv("train", *TINY[:2], "--batch-size", "1000")),
+    ("flag", "latent dimension 0", _argv("train", "--latent-dim", "0")),
+    ("flag", "latent dimension not a number", _argv("train", "--latent-dim", "eight")),
+    ("flag", "negative epochs", _argv("train", "--epochs", "-2")),
+    ("flag", "learning rate 0", _argv("train", "--lr", "0")),
+    ("flag", "negative learning rate", _argv("train", "--lr", "-1e-3")),
+    ("flag", "prior variance 0", _argv("train", "--prior-var", "0")),
+    ("flag", "cost scale 0", _argv("train", "--cost-scale", "0")),
+    ("flag", "negative input noise", _argv("train", "--input-noise", "-0.1")),
+    ("flag", "prior trick with a non-Gaussian prior", _argv("train", "--objective", "gan", "--prior", "sphere", "--prior-trick")),
+    ("flag", "keep 0 checkpoints", _argv("train", "--keep-checkpoints", "0")),
+    ("flag", "a training flag with --resume", _argv("train", "--resume", "RUN", "--lam", "3")),
+    ("flag", "sample count 0", _argv("sample", "RUN", "--n", "0", "--out", "s.png")),
+    ("flag", "interpolation steps 0", _argv("interpolate", "RUN", "--steps", "0", "--out", "i.png")),
+    ("path", "missing data file", _argv("train", "--data", "no-such-file.npz")),
+    ("path", "data path is a folder", _folder_as_data),
+    ("path", "output folder under a file (unwritable)", _out_under_a_file),
+    ("path", "existing run folder without --resume or --overwrite", _existing_run),
+    ("path", "--overwrite on a folder that is not a run", _not_a_run),
+    ("path", "--resume of a missing folder", _argv("train", "--resume", "no-such-run")),
+    ("path", "sample from a missing run", _argv("sample", "no-such-run", "--out", "s.png")),
+    ("path", "sample to an unknown file type", _argv("sample", "RUN", "--out", "s.jpg")),
+    ("path", "sample into a missing folder", _argv("sample", "RUN", "--out", "no-such-dir/s.png")),
+    ("data", "npz: integer dtype", _npz("d.npz", x=np.zeros((20, 8, 8), dtype=np.int64))),
+    ("data", "npz: floats outside [0, 1]", _npz("d.npz", x=np.full((20, 8, 8), 2.0, dtype=np.float32))),
+    ("data", "npz: NaN pixels", _npz("d.npz", x=np.full((20, 8, 8), np.nan, dtype=np.float32))),
+    ("data", "npz: non-square images", _npz("d.npz", x=np.zeros((20, 8, 6), dtype=u8))),
+    ("data", "npz: wrong number of dimensions", _npz("d.npz", x=np.zeros((20, 64), dtype=u8))),
+    ("data", "npz: 4 channels", _npz("d.npz", x=np.zeros((20, 8, 8, 4), dtype=u8))),
+    ("data", "npz: empty array", _npz("d.npz", x=np.zeros((0, 8, 8), dtype=u8))),
+    ("data", "npz: no x_train or x", _npz("d.npz", images=np.zeros((20, 8, 8), dtype=u8))),
+    ("data", "npz: test images of another size", _npz("d.npz", x_train=np.zeros((20, 8, 8), dtype=u8), x_test=np.zeros((5, 4, 4), dtype=u8))),
+    ("data", "npz: grey train, RGB test (mixed modes)", _npz("d.npz", x_train=np.zeros((20, 8, 8), dtype=u8), x_test=np.zeros((5, 8, 8, 3), dtype=u8))),
+    ("data", "npz: two images only", _npz("d.npz", x=np.zeros((2, 8, 8), dtype=u8))),
+    ("data", "not an npz file", _text_as_npz),
+    ("data", "image side the network cannot take (30x30, fast net)", _image_size_not_supported),
+    ("checkpoint", "every checkpoint truncated", _copy_run(_truncate_checkpoints, "train", "--resume", "RUN")),
+    ("checkpoint", "truncated checkpoint, sampling", _copy_run(_truncate_checkpoints, "sample", "RUN", "--out", "s.png")),
+    ("checkpoint", "checkpoint of another format version", _copy_run(_checkpoint_format_2, "sample", "RUN", "--out", "s.png")),
+    ("checkpoint", "crafted pickle that would run code", _copy_run(_crafted_pickle, "sample", "RUN", "--out", "s.png")),
+    ("checkpoint", "checkpoint that does not fit the run's config", _copy_run(_other_latent_dim, "train", "--resume", "RUN")),
+    ("checkpoint", "config.json from another version (unknown key)", _copy_run(_unknown_key, "train", "--resume", "RUN")),
+    ("checkpoint", "run folder without checkpoints, sampling", _copy_run(_remove_checkpoints, "sample", "RUN", "--out", "s.png")),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("bad-input") / "run"
+    assert main(["train", *TINY, "--max-steps", "2", "--out", str(run)]) == 0
+    return run
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"" for p in sorted(root.rglob("*"))}
+
+
+def run_case(setup: Callable[[Path, Path], list[str]], tmp: Path, run: Path) -> tuple[int, str]:
+    """Set the case up in ``tmp``, run it there; (exit code, stderr). Asserts that ``tmp`` is
+    unchanged and no code ran."""
+    argv = setup(tmp, run)
+    before = _tree(tmp)
+    cwd = os.getcwd()
+    err = io.StringIO()
+    os.chdir(tmp)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(cwd)
+    assert _tree(tmp) == before, "bad input must leave nothing written or changed"
+    assert not (tmp / "pwned-marker").exists()
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("group,what,setup", CASES, ids=[c[1] for c in CASES])
+def test_bad_input_exits_2_with_one_line(group, what, setup, trained_run, tmp_path):
+    code, err = run_case(setup, tmp_path, trained_run)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "error" in err and "Traceback" not in err, err
+
+
+def markdown(tmp_root: Path) -> str:
+    """Run every case and return the Markdown table of docs/reliability.md."""
+    run = tmp_root / "run"
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        main(["train", *TINY, "--max-steps", "2", "--out", str(run)])
+    rows = ["| # | kind | input | exit | message |", "|---|---|---|---|---|"]
+    clean = 0
+    for i, (group, what, setup) in enumerate(CASES, 1):
+        case_dir = tmp_root / f"case-{i}"
+        case_dir.mkdir()
+        code, err = run_case(setup, case_dir, run)
+        clean += code == 2 and err.count("\n") == 1
+        message = err.strip().replace(str(tmp_root), "…").replace("|", "\\|")
+        rows.append(f"| {i} | {group} | {what} | {code} | `{message}` |")
+    return f"{clean} of {len(CASES)} bad inputs gave exit code 2 and one line.\n\n" + "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(markdown(Path(tmp)))
