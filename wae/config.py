@@ -87,7 +87,7 @@ class TrainConfig:
     # or AMX), fp32 elsewhere; the choice made is what config.json records
     precision: str = "auto"
     log_every: int = 50  # steps between lines of metrics.jsonl
-    eval_size: int = 2000  # test images used for the per-epoch evaluation
+    eval_size: int = 2000  # test images (a fixed random subset) used for the per-epoch evaluation
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     keep_checkpoints: int = 2  # the run folder keeps this many newest checkpoints
     skip_nonfinite: bool = False  # skip (and count) a batch whose loss is NaN or infinite, not stop

@@ -24,11 +24,13 @@ MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64
 
 @dataclass
 class ImageData:
-    """Training and test images, each (n, c, h, w)."""
+    """Training and test images, each (n, c, h, w), and class labels (n,) where known."""
 
     train: Tensor
     test: Tensor
     name: str
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
 
     @property
     def channels(self) -> int:
@@ -75,8 +77,9 @@ def load_mnist(path: Path | None = None) -> ImageData:
     if sha256_of(path) != MNIST_SHA256:
         raise UserError(f"MNIST file {path} is altered or corrupt (sha256 mismatch); restore data/mnist.npz")
     with np.load(path) as f:
-        train, test = f["x_train"], f["x_test"]
-    return ImageData(torch.from_numpy(train).unsqueeze(1), torch.from_numpy(test).unsqueeze(1), "mnist")
+        train, test = torch.from_numpy(f["x_train"]).unsqueeze(1), torch.from_numpy(f["x_test"]).unsqueeze(1)
+        train_labels, test_labels = torch.from_numpy(f["y_train"]).long(), torch.from_numpy(f["y_test"]).long()
+    return ImageData(train, test, "mnist", train_labels, test_labels)
 
 
 def _as_nchw(array: np.ndarray, path: Path, key: str) -> Tensor:

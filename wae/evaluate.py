@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .data import to_model_range
+from .data import ImageData, to_model_range, to_unit_range
 from .divergences import mmd_imq
 from .model import AutoEncoder
 
@@ -50,3 +50,143 @@ def evaluate(model: AutoEncoder, test_images: Tensor, value_range: str, seed: in
         }
     finally:
         model.train(was_training)
+
+
+# ----------------------------------------------------------------------------- sample quality
+
+
+def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
+    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b) (means (d,), covariances
+    (d, d)): ||m_a - m_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), in float64.
+
+    tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
+    number and needs only symmetric eigendecompositions."""
+    mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (d,) and unbiased covariance (d, d) of features (n, d), in float64."""
+    x = features.double()
+    return x.mean(0), torch.cov(x.T)
+
+
+def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d)."""
+    return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+def _kth_neighbour_radii(features: Tensor, k: int, chunk: int) -> Tensor:
+    radii = []
+    for i in range(0, len(features), chunk):
+        d = torch.cdist(features[i : i + chunk], features)
+        radii.append(d.kthvalue(k + 1, dim=1).values)  # k + 1: the point itself is at distance 0
+    return torch.cat(radii)
+
+
+def _covered(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tensor:
+    inside = []
+    for i in range(0, len(points), chunk):
+        inside.append((torch.cdist(points[i : i + chunk], centres) <= radii.unsqueeze(0)).any(1))
+    return torch.cat(inside)
+
+
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) -> dict[str, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of features real (n, d) and
+    fake (m, d): precision is the fraction of fake points inside the union of the balls around
+    real points reaching their k-th nearest real neighbour; recall the same the other way."""
+    real, fake = real.float(), fake.float()
+    precision = _covered(fake, real, _kth_neighbour_radii(real, k, chunk), chunk).float().mean().item()
+    recall = _covered(real, fake, _kth_neighbour_radii(fake, k, chunk), chunk).float().mean().item()
+    return {"precision": precision, "recall": recall}
+
+
+LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def sharpness(images: Tensor) -> float:
+    """The paper's sharpness: the variance of the Laplacian-filtered image, averaged over images.
+
+    Images (n, c, h, w) in [0, 1] are made grey (mean over channels) and filtered with the
+    3x3 kernel [[0, 1, 0], [1, -4, 1], [0, 1, 0]] without padding ("valid"); the variance is
+    over the pixels of each filtered image."""
+    grey = images.float().mean(1, keepdim=True)
+    filtered = torch.nn.functional.conv2d(grey, LAPLACIAN.view(1, 1, 3, 3))
+    return filtered.flatten(1).var(1).mean().item()
+
+
+def class_coverage(probs: Tensor) -> dict[str, float]:
+    """From class probabilities (n, 10) of samples: the fraction predicted as each class, the
+    KL divergence of that histogram from uniform (0 when every class is equally frequent;
+    log 10 = 2.30 when one class takes all) and the mean confidence (max probability)."""
+    counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double()
+    hist = counts / counts.sum()
+    nonzero = hist > 0
+    kl = (hist[nonzero] * (hist[nonzero] * probs.shape[1]).log()).sum().item()
+    result = {f"class_{c}_fraction": hist[c].item() for c in range(probs.shape[1])}
+    return {**result, "class_kl_to_uniform": kl, "mean_confidence": probs.max(1).values.mean().item()}
+
+
+@torch.no_grad()
+def _decode_prior(model: AutoEncoder, n: int, value_range: str, seed: int, chunk: int = 1000) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat(
+            [to_unit_range(model.sample(min(chunk, n - i), generator), value_range) for i in range(0, n, chunk)]
+        )
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def _reconstruct_all(model: AutoEncoder, images: Tensor, value_range: str, chunk: int = 1000) -> Tensor:
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat(
+            [
+                to_unit_range(model.reconstruct(to_model_range(images[i : i + chunk], value_range)), value_range)
+                for i in range(0, len(images), chunk)
+            ]
+        )
+    finally:
+        model.train(was_training)
+
+
+def evaluate_run(
+    model: AutoEncoder, data: ImageData, value_range: str, samples: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Everything ``wae evaluate`` reports, as one flat dict (see docs/evaluation.md):
+    test reconstruction error, MMD and per-dimension moments of Q_Z, sharpness of data,
+    reconstructions and prior samples, and, for 28x28 grey images, the classifier-feature
+    Fréchet distance, precision/recall and class coverage of samples against the test set."""
+    metrics: dict[str, float] = dict(evaluate(model, data.test, value_range, seed))
+    codes = encode_all(model, data.test, value_range)
+    for d in range(codes.shape[1]):
+        metrics[f"code_mean_{d}"] = codes[:, d].mean().item()
+        metrics[f"code_var_{d}"] = codes[:, d].var().item()
+    test = to_unit_range(to_model_range(data.test, value_range), value_range)
+    generated = _decode_prior(model, samples, value_range, seed)
+    recon = _reconstruct_all(model, data.test, value_range)
+    metrics["sharpness_data"] = sharpness(test)
+    metrics["sharpness_reconstructions"] = sharpness(recon)
+    metrics["sharpness_samples"] = sharpness(generated)
+    if tuple(test.shape[1:]) == (1, 28, 28):
+        from .classifier import features_and_probs, load_classifier
+
+        classifier = load_classifier()
+        test_features, _ = features_and_probs(classifier, test)
+        sample_features, sample_probs = features_and_probs(classifier, generated)
+        recon_features, _ = features_and_probs(classifier, recon)
+        metrics["fd_samples"] = frechet_distance_of(sample_features, test_features)
+        metrics["fd_reconstructions"] = frechet_distance_of(recon_features, test_features)
+        pr = precision_recall(test_features, sample_features)
+        metrics["precision"], metrics["recall"] = pr["precision"], pr["recall"]
+        metrics.update(class_coverage(sample_probs))
+    metrics["samples"] = float(samples)
+    return metrics

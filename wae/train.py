@@ -449,7 +449,8 @@ def fit(
             try:
                 load_state(state, found[0])
             except (RuntimeError, KeyError, ValueError) as err:
-                raise UserError(f"checkpoint {found[1]} does not match the run's config.json ({type(err).__name__})") from None
+                problem = f"checkpoint {found[1]} does not match the run's config.json ({type(err).__name__})"
+                raise UserError(problem) from None
             last_saved = state.step
         _truncate_metrics(out / "metrics.jsonl", state.step)
         evals = [r for r in _read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
@@ -462,6 +463,9 @@ def fit(
         total_steps = min(total_steps, cfg.train.max_steps)
     fixed_z = state.model.prior_sample(100, torch.Generator().manual_seed(cfg.train.seed + 2))
     step_fn = STEPS[cfg.loss.objective]
+    # a random subset, not the first images: MNIST's test set is ordered by writer population
+    eval_order = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(cfg.train.seed + 3))
+    eval_images = data.test[eval_order[: cfg.train.eval_size]]
     train_time, trained = 0.0, 0
     window_time, window_images = 0.0, 0
     skipped = 0  # batches with a non-finite loss (counted in this session)
@@ -469,7 +473,7 @@ def fit(
 
     def checkpoint_point(epoch: int) -> None:
         nonlocal last_saved, last_eval
-        last_eval = evaluate(state.model, data.test[: cfg.train.eval_size], cfg.data.range, cfg.train.seed)
+        last_eval = evaluate(state.model, eval_images, cfg.data.range, cfg.train.seed)
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **last_eval}
         evals.append(record)
         speed = trained / train_time if train_time > 0 else 0.0

@@ -1,0 +1,94 @@
+"""Evaluation metrics against known answers, and the shipped classifier's sanity."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from wae.classifier import WEIGHTS, features_and_probs, load_classifier
+from wae.data import load_mnist, to_model_range
+from wae.evaluate import (
+    class_coverage,
+    frechet_distance,
+    frechet_distance_of,
+    precision_recall,
+    sharpness,
+)
+
+
+def test_frechet_distance_of_diagonal_gaussians_has_a_closed_form():
+    mean_a, mean_b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    std_a, std_b = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([2.0, 2.0, 1.5])
+    expected = ((mean_a - mean_b) ** 2).sum() + ((std_a - std_b) ** 2).sum()
+    got = frechet_distance(mean_a, torch.diag(std_a**2), mean_b, torch.diag(std_b**2))
+    assert got == pytest.approx(expected.item(), abs=1e-9)
+
+
+def test_frechet_distance_is_zero_for_one_gaussian_and_symmetric():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 6, generator=gen) @ torch.randn(6, 6, generator=gen)
+    b = torch.randn(500, 6, generator=gen) * 2 + 1
+    assert frechet_distance_of(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance_of(a, b) == pytest.approx(frechet_distance_of(b, a), rel=1e-6)
+
+
+def test_precision_recall_known_cases():
+    gen = torch.Generator().manual_seed(1)
+    real = torch.randn(400, 2, generator=gen)
+    same = precision_recall(real, real.clone())
+    assert same == {"precision": 1.0, "recall": 1.0}
+    far = precision_recall(real, real + 100.0)
+    assert far == {"precision": 0.0, "recall": 0.0}
+    collapsed = real[real[:, 0] > 1.0]  # a fake set that covers one corner only
+    pr = precision_recall(real, collapsed)
+    assert pr["precision"] == 1.0 and pr["recall"] < 0.4
+
+
+def test_sharpness_known_values():
+    assert sharpness(torch.full((2, 1, 8, 8), 0.5)) == pytest.approx(0.0)
+    checker = ((torch.arange(8).view(-1, 1) + torch.arange(8).view(1, -1)) % 2).float().view(1, 1, 8, 8)
+    # the Laplacian of a 0/1 checkerboard is -4 on ones and +4 on zeros: variance 16
+    assert sharpness(checker) == pytest.approx(16.0 * 36 / 35, rel=1e-6)  # unbiased over 36 pixels
+    blurred = torch.nn.functional.avg_pool2d(checker, 3, stride=1, padding=1)
+    assert sharpness(blurred) < sharpness(checker)
+
+
+def test_class_coverage():
+    uniform = torch.eye(10).repeat(3, 1)
+    result = class_coverage(uniform)
+    assert result["class_kl_to_uniform"] == pytest.approx(0.0, abs=1e-12)
+    assert result["mean_confidence"] == 1.0 and result["class_3_fraction"] == pytest.approx(0.1)
+    one_class = torch.zeros(5, 10)
+    one_class[:, 7] = 1.0
+    assert class_coverage(one_class)["class_kl_to_uniform"] == pytest.approx(math.log(10))
+
+
+def test_shipped_classifier_is_small_and_accurate():
+    assert WEIGHTS.stat().st_size < 2 * 1024 * 1024
+    info = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    assert info["test_accuracy"] > 0.985
+    data = load_mnist()
+    assert data.test_labels is not None
+    _, probs = features_and_probs(load_classifier(), to_model_range(data.test[:2000]))
+    assert (probs.argmax(1) == data.test_labels[:2000]).float().mean().item() > 0.98
+
+
+def test_fast_frechet_distance_is_small_between_splits_and_grows_with_damage():
+    data = load_mnist()
+    classifier = load_classifier()
+    test = to_model_range(data.test[:2000])
+    reference, _ = features_and_probs(classifier, to_model_range(data.train[:2000]))
+
+    def fd(images: torch.Tensor) -> float:
+        return frechet_distance_of(features_and_probs(classifier, images.clamp(0, 1))[0], reference)
+
+    gen = torch.Generator().manual_seed(0)
+    clean = fd(test)
+    blurs = [fd(torch.nn.functional.avg_pool2d(test, k, stride=1, padding=k // 2)) for k in (3, 5)]
+    noises = [fd(test + s * torch.randn(test.shape, generator=gen)) for s in (0.1, 0.3)]
+    assert clean < blurs[0] < blurs[1]
+    assert clean < noises[0] < noises[1]
+    assert clean < 0.2 * blurs[1]
