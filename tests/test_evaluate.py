@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -70,6 +71,7 @@ def test_shipped_classifier_is_small_and_accurate():
     assert WEIGHTS.stat().st_size < 2 * 1024 * 1024
     info = json.loads(WEIGHTS.with_suffix(".json").read_text())
     assert info["test_accuracy"] > 0.985
+    assert hashlib.sha256(WEIGHTS.read_bytes()).hexdigest() == info["sha256"]  # the weights it describes
     data = load_mnist()
     assert data.test_labels is not None
     _, probs = features_and_probs(load_classifier(), to_model_range(data.test[:2000]))

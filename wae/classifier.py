@@ -7,6 +7,7 @@ one thread, about two minutes on a CPU) and rewrites both files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -115,6 +116,7 @@ if __name__ == "__main__":
     torch.save({k: v.half() for k, v in model.state_dict().items()}, WEIGHTS)
     shipped = load_classifier()
     info = {
+        "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(),
         "test_accuracy": test_accuracy(shipped),
         "parameters": sum(p.numel() for p in model.parameters()),
         "stored_as": "float16",

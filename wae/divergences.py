@@ -7,6 +7,7 @@ differences of nearly equal numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -94,3 +95,82 @@ def gaussian_kl(mean: Tensor, log_var: Tensor, prior_var: float = 1.0) -> Tensor
     prior_log_var = torch.log(torch.tensor(prior_var))
     kl = 0.5 * ((log_var.exp() + mean.pow(2)) / prior_var - 1.0 - log_var + prior_log_var)
     return kl.sum(1)
+
+
+# ----------------------------------------------------------------------------- beyond the paper
+
+
+def sliced_wasserstein(codes: Tensor, prior: Tensor, directions: Tensor) -> Tensor:
+    """Sliced Wasserstein penalty of SWAE (Kolouri et al. 2019): the mean over the given
+    directions of the squared 1-D Wasserstein-2 distance between the projected samples
+    (scalar). codes and prior (n, d) with the same n; directions (d, L), each column of unit
+    length (``random_directions``). In one dimension optimal transport pairs sorted values."""
+    if codes.shape[0] != prior.shape[0]:
+        raise ValueError("the sliced Wasserstein estimate pairs sorted projections: give as many codes as prior draws")
+    a = torch.sort(codes.float() @ directions.float(), dim=0).values
+    b = torch.sort(prior.float() @ directions.float(), dim=0).values
+    return (a - b).pow(2).mean()
+
+
+def random_directions(d: int, count: int, generator: torch.Generator | None = None) -> Tensor:
+    """``count`` directions drawn uniformly on the unit sphere of R^d, as columns (d, count)."""
+    g = torch.randn(d, count, generator=generator)
+    return g / g.norm(dim=0, keepdim=True)
+
+
+def sinkhorn_potentials(x: Tensor, y: Tensor, epsilon: float, iterations: int = 50) -> tuple[Tensor, Tensor]:
+    """Dual potentials f (n,), g (m,) of entropic optimal transport between the uniform
+    measures on x (n, d) and y (m, d) with cost ||x - y||^2 and regularisation epsilon (KL to
+    the product measure), by log-domain Sinkhorn iterations. The plan is
+    pi_ij = exp((f_i + g_j - C_ij) / epsilon) / (n m)."""
+    cost = squared_distances(x, y)
+    log_a = torch.full((x.shape[0],), -math.log(x.shape[0]), device=cost.device)
+    log_b = torch.full((y.shape[0],), -math.log(y.shape[0]), device=cost.device)
+    f = torch.zeros_like(log_a)
+    g = torch.zeros_like(log_b)
+    for _ in range(iterations):
+        f = -epsilon * torch.logsumexp((g.unsqueeze(0) - cost) / epsilon + log_b.unsqueeze(0), dim=1)
+        g = -epsilon * torch.logsumexp((f.unsqueeze(1) - cost) / epsilon + log_a.unsqueeze(1), dim=0)
+    return f, g
+
+
+def entropic_ot(x: Tensor, y: Tensor, epsilon: float, iterations: int = 50) -> Tensor:
+    """OT_epsilon(x, y): the value <f, a> + <g, b> of the entropic transport problem (scalar).
+
+    The iterations run without gradient; one last differentiable update of both potentials
+    gives the gradient with respect to x and y (envelope theorem), as in geomloss."""
+    x, y = x.float(), y.float()
+    with torch.no_grad():
+        _, g = sinkhorn_potentials(x, y, epsilon, iterations)
+    cost = squared_distances(x, y)
+    log_b = -math.log(y.shape[0])
+    log_a = -math.log(x.shape[0])
+    f = -epsilon * torch.logsumexp((g.unsqueeze(0) - cost) / epsilon + log_b, dim=1)
+    g = -epsilon * torch.logsumexp((f.unsqueeze(1) - cost) / epsilon + log_a, dim=0)
+    return f.mean() + g.mean()
+
+
+def sinkhorn_divergence(codes: Tensor, prior: Tensor, epsilon: float, iterations: int = 50) -> Tensor:
+    """Debiased Sinkhorn divergence (Genevay et al. 2018; Feydy et al. 2019) with cost
+    ||x - y||^2: OT_eps(codes, prior) - (OT_eps(codes, codes) + OT_eps(prior, prior)) / 2
+    (scalar; zero when the two samples coincide, near W_2^2 for small epsilon)."""
+    cross = entropic_ot(codes, prior, epsilon, iterations)
+    return cross - 0.5 * (
+        entropic_ot(codes, codes, epsilon, iterations) + entropic_ot(prior, prior, epsilon, iterations)
+    )
+
+
+def cramer_wold(codes: Tensor, prior_var: float = 1.0) -> Tensor:
+    """Squared Cramer-Wold distance of CWAE (Tabor et al. 2018, Theorem 3 with the
+    approximation phi_D(s) ~ (1 + 4 s / (2D - 3))^(-1/2)) between the codes (n, d), smoothed
+    with Silverman's bandwidth gamma = (4 / (3n))^(2/5), and N(0, prior_var I); closed form,
+    no prior sample needed (scalar). Needs d >= 2."""
+    n, d = codes.shape
+    if d < 2:
+        raise ValueError("the Cramer-Wold closed form needs a latent dimension of at least 2")
+    z = codes.float() / math.sqrt(prior_var)
+    gamma = (4.0 / (3.0 * n)) ** 0.4
+    k = 1.0 / (2.0 * d - 3.0)
+    within = (gamma + k * squared_distances(z, z)).rsqrt().mean()
+    to_prior = (gamma + 0.5 + k * z.pow(2).sum(1)).rsqrt().mean()
+    return (within + 1.0 / math.sqrt(1.0 + gamma) - 2.0 * to_prior) / (2.0 * math.sqrt(math.pi))

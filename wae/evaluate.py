@@ -130,8 +130,32 @@ def class_coverage(probs: Tensor) -> dict[str, float]:
     return {**result, "class_kl_to_uniform": kl, "mean_confidence": probs.max(1).values.mean().item()}
 
 
+def is_mnist_like(images: Tensor) -> bool:
+    """Whether the shipped MNIST classifier applies: 28x28 grey images."""
+    return tuple(images.shape[1:]) == (1, 28, 28)
+
+
+def classifier_metrics(test: Tensor, generated: Tensor, recon: Tensor | None = None) -> dict[str, float]:
+    """Fréchet distance (``fd_samples``; ``fd_reconstructions`` when given), precision/recall and
+    class coverage of generated images against test images, on the shipped classifier's 128-d
+    features. All inputs (n, 1, 28, 28) in [0, 1]."""
+    from .classifier import features_and_probs, load_classifier
+
+    classifier = load_classifier()
+    test_features, _ = features_and_probs(classifier, test)
+    sample_features, sample_probs = features_and_probs(classifier, generated)
+    metrics = {"fd_samples": frechet_distance_of(sample_features, test_features)}
+    if recon is not None:
+        recon_features, _ = features_and_probs(classifier, recon)
+        metrics["fd_reconstructions"] = frechet_distance_of(recon_features, test_features)
+    metrics.update(precision_recall(test_features, sample_features))
+    metrics.update(class_coverage(sample_probs))
+    return metrics
+
+
 @torch.no_grad()
-def _decode_prior(model: AutoEncoder, n: int, value_range: str, seed: int, chunk: int = 1000) -> Tensor:
+def decode_prior(model: AutoEncoder, n: int, value_range: str, seed: int, chunk: int = 1000) -> Tensor:
+    """``n`` images G(z), z ~ P_Z drawn with ``seed``, as (n, c, h, w) in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -159,34 +183,36 @@ def _reconstruct_all(model: AutoEncoder, images: Tensor, value_range: str, chunk
 
 
 def evaluate_run(
-    model: AutoEncoder, data: ImageData, value_range: str, samples: int = 10_000, seed: int = 0
+    model: AutoEncoder,
+    data: ImageData,
+    value_range: str,
+    samples: int = 10_000,
+    seed: int = 0,
+    fid_precision: str | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Everything ``wae evaluate`` reports, as one flat dict (see docs/evaluation.md):
     test reconstruction error, MMD and per-dimension moments of Q_Z, sharpness of data,
     reconstructions and prior samples, and, for 28x28 grey images, the classifier-feature
-    Fréchet distance, precision/recall and class coverage of samples against the test set."""
+    Fréchet distance, precision/recall and class coverage of samples against the test set;
+    with ``fid_precision`` ("fp32" or "bf16") also the Inception FID of samples against the test
+    set (see ``wae.fid``)."""
     metrics: dict[str, float] = dict(evaluate(model, data.test, value_range, seed))
     codes = encode_all(model, data.test, value_range)
     for d in range(codes.shape[1]):
         metrics[f"code_mean_{d}"] = codes[:, d].mean().item()
         metrics[f"code_var_{d}"] = codes[:, d].var().item()
     test = to_unit_range(to_model_range(data.test, value_range), value_range)
-    generated = _decode_prior(model, samples, value_range, seed)
+    generated = decode_prior(model, samples, value_range, seed)
     recon = _reconstruct_all(model, data.test, value_range)
     metrics["sharpness_data"] = sharpness(test)
     metrics["sharpness_reconstructions"] = sharpness(recon)
     metrics["sharpness_samples"] = sharpness(generated)
-    if tuple(test.shape[1:]) == (1, 28, 28):
-        from .classifier import features_and_probs, load_classifier
+    if is_mnist_like(test):
+        metrics.update(classifier_metrics(test, generated, recon))
+    if fid_precision is not None:
+        from .fid import fid, load_inception
 
-        classifier = load_classifier()
-        test_features, _ = features_and_probs(classifier, test)
-        sample_features, sample_probs = features_and_probs(classifier, generated)
-        recon_features, _ = features_and_probs(classifier, recon)
-        metrics["fd_samples"] = frechet_distance_of(sample_features, test_features)
-        metrics["fd_reconstructions"] = frechet_distance_of(recon_features, test_features)
-        pr = precision_recall(test_features, sample_features)
-        metrics["precision"], metrics["recall"] = pr["precision"], pr["recall"]
-        metrics.update(class_coverage(sample_probs))
+        metrics.update(fid(load_inception(), generated, test, fid_precision, progress))
     metrics["samples"] = float(samples)
     return metrics

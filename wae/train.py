@@ -28,11 +28,21 @@ from tqdm import tqdm
 
 from . import __version__
 from . import checkpoint as ckpt
-from .config import Config, UserError, resolve_precision, validate
+from .config import SAMPLE_PENALTIES, Config, UserError, resolve_precision, validate
 from .costs import reconstruction_cost
 from .data import ImageData, batches, load, to_model_range, to_unit_range
-from .divergences import adversary_loss, gan_penalty, gaussian_kl, mmd_imq, mmd_rbf
-from .evaluate import evaluate
+from .divergences import (
+    adversary_loss,
+    cramer_wold,
+    gan_penalty,
+    gaussian_kl,
+    mmd_imq,
+    mmd_rbf,
+    random_directions,
+    sinkhorn_divergence,
+    sliced_wasserstein,
+)
+from .evaluate import classifier_metrics, decode_prior, evaluate, is_mnist_like
 from .images import reconstruction_rows, save_grid
 from .model import AutoEncoder
 from .nets import ARCHITECTURES, Adversary, decoder_start_size
@@ -136,10 +146,18 @@ def _recon(state: State, x: Tensor, z: Tensor) -> Tensor:
     return state.cfg.loss.cost_scale * cost.mean()
 
 
-def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor) -> Tensor:
-    """The MMD penalty the config names."""
-    if cfg.loss.kernel == "imq":
-        return mmd_imq(codes, prior, cfg.loss.prior_var, cfg.loss.kernel_scales)
+def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """The sample-based penalty D_Z(codes, prior) the config names (``generator`` draws the
+    sliced Wasserstein directions)."""
+    loss = cfg.loss
+    if loss.objective == "swd":
+        return sliced_wasserstein(codes, prior, random_directions(codes.shape[1], loss.projections, generator))
+    if loss.objective == "sinkhorn":
+        return sinkhorn_divergence(codes, prior, loss.sinkhorn_epsilon, loss.sinkhorn_iterations)
+    if loss.objective == "cw":
+        return cramer_wold(codes, loss.prior_var)
+    if loss.kernel == "imq":
+        return mmd_imq(codes, prior, loss.prior_var, loss.kernel_scales)
     return mmd_rbf(codes, prior)
 
 
@@ -158,13 +176,13 @@ def _descend(state: State, loss: Tensor) -> None:
 
 
 def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
-    """One WAE-MMD step on one batch."""
+    """One step of a WAE with a sample-based penalty (MMD, or swd / sinkhorn / cw) on one batch."""
     x, x_in = _inputs(state, batch)
     with autocast(state.cfg):
         z, _, _ = _encode_train(state, x_in)
         recon = _recon(state, x, z)
     prior = state.model.prior_sample(len(z), state.noise)
-    penalty = latent_penalty(state.cfg, z, prior)
+    penalty = latent_penalty(state.cfg, z, prior, state.noise)
     total = recon + state.cfg.loss.lam * penalty
     _descend(state, total)
     return {"total": total.detach(), "recon": recon.detach(), "penalty": penalty.detach()}
@@ -227,7 +245,11 @@ def vae_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     return {"total": total.detach(), "recon": recon.detach(), "penalty": kl.detach()}
 
 
-STEPS: dict[str, Callable[[State, Tensor], dict[str, Tensor]]] = {"mmd": mmd_step, "gan": gan_step, "vae": vae_step}
+STEPS: dict[str, Callable[[State, Tensor], dict[str, Tensor]]] = {
+    **dict.fromkeys(SAMPLE_PENALTIES, mmd_step),
+    "gan": gan_step,
+    "vae": vae_step,
+}
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -392,13 +414,15 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         f"seed {cfg.train.seed}, {speed:.0f} images/s (mean over the run, training steps only)",
         f"- wae {__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads",
         "",
-        "| epoch | step | test recon MSE / pixel | MMD(Q_Z, P_Z) test | |mean Q_Z| | mean var Q_Z |",
-        "|---|---|---|---|---|---|",
+        "| epoch | step | test recon MSE / pixel | MMD(Q_Z, P_Z) test | |mean Q_Z| | mean var Q_Z "
+        "| FD samples (classifier) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in evals:
+        fd = f"{e['fd_samples']:.2f}" if "fd_samples" in e else ""
         lines.append(
             f"| {e['epoch']} | {e['step']} | {e['test_recon_mse']:.5f} | {e['test_mmd']:.5f} | "
-            f"{e['code_mean_norm']:.3f} | {e['code_var_mean']:.3f} |"
+            f"{e['code_mean_norm']:.3f} | {e['code_var_mean']:.3f} | {fd} |"
         )
     lines += [
         "",
@@ -474,12 +498,19 @@ def fit(
     def checkpoint_point(epoch: int) -> None:
         nonlocal last_saved, last_eval
         last_eval = evaluate(state.model, eval_images, cfg.data.range, cfg.train.seed)
+        every = cfg.train.eval_every
+        if every and epoch % every == 0 and is_mnist_like(eval_images):
+            generated = decode_prior(state.model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
+            reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
+            last_eval.update(classifier_metrics(reference, generated))
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **last_eval}
         evals.append(record)
         speed = trained / train_time if train_time > 0 else 0.0
         say(
             f"epoch {epoch} step {state.step}: test recon MSE {last_eval['test_recon_mse']:.5f}/pixel, "
-            f"test MMD {last_eval['test_mmd']:.5f}, {speed:.0f} images/s"
+            f"test MMD {last_eval['test_mmd']:.5f}, "
+            + (f"sample FD {last_eval['fd_samples']:.2f}, " if "fd_samples" in last_eval else "")
+            + f"{speed:.0f} images/s"
         )
         if out is None:
             return

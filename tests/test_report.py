@@ -1,0 +1,78 @@
+"""HTML reports and run comparison, on tiny runs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from PIL import Image
+
+from wae.cli import main
+from wae.report import chromium, principal_axes
+
+TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    for objective in ("mmd", "vae"):
+        assert main(["train", *TINY, "--objective", objective, "--max-steps", "8", "--out", str(root / objective)]) == 0
+    return root
+
+
+def test_train_writes_a_self_contained_html_report(runs):
+    page = (runs / "mmd" / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    images = re.findall(r"src='(.*?)'", page)
+    assert len(images) == 5  # three grids, the curves, the latent plot
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    assert "test reconstruction MSE / pixel" in page and "objective mmd" in page
+
+
+def test_evaluate_adds_its_metrics_to_the_report(runs, capsys):
+    run = runs / "vae"
+    assert main(["evaluate", str(run), "--n", "64", "--no-fid"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"test_recon_mse", "sharpness_samples", "fd_samples", "precision", "code_var_0"} <= set(metrics)
+    assert "fid" not in metrics
+    page = (run / "report.html").read_text()
+    assert "wae evaluate (metrics.json)" in page and "sharpness of samples" in page
+
+
+def test_compare_writes_a_table_row_per_run_and_a_figure(runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(runs / "vae"), str(runs / "mmd"), "--out", str(out)]) == 0
+    rows = (out / "compare.md").read_text().splitlines()
+    assert len(rows) == 4 and rows[2].startswith("| vae | vae |") and rows[3].startswith("| mmd | mmd |")
+    width, height = Image.open(out / "compare.png").size
+    assert width > 800 and height > 300
+
+
+def test_report_and_compare_refuse_bad_input(runs, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(runs / "mmd"), "--out", str(tmp_path / "r.txt")]) == 2
+    assert main(["compare", str(runs / "mmd"), str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c").exists()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 3 and all("error" in line for line in lines)
+
+
+def test_principal_axes_find_the_long_direction():
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randn(500, 3, generator=gen) * torch.tensor([0.1, 5.0, 1.0])
+    axes = principal_axes(codes)
+    assert axes.shape == (3, 2)
+    assert abs(axes[1, 0].item()) > 0.99 and abs(axes[2, 1].item()) > 0.95
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium installed")
+def test_report_renders_in_headless_chromium(runs, tmp_path, capsys):
+    shot = tmp_path / "shot.png"
+    assert main(["report", str(runs / "mmd"), "--screenshot", str(shot)]) == 0
+    picture = Image.open(shot).convert("L")
+    assert picture.size == (1280, 2400)
+    assert len(picture.histogram()) == 256 and sum(c > 0 for c in picture.histogram()) > 50  # not a blank page

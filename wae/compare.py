@@ -1,0 +1,121 @@
+"""``wae compare``: one table and one figure across runs, like the paper's comparison figures.
+
+The table takes each run's ``metrics.json`` (``wae evaluate``) when present, else its last
+per-epoch evaluation. The figure shows, per run, prior samples from the same seeded draw,
+reconstructions of the same test images, and interpolations between the same pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .config import UserError
+from .data import load, to_model_range, to_unit_range
+from .images import grid
+from .report import pyplot, read_records, run_metrics
+
+# (metrics key, column title, format)
+COLUMNS = [
+    ("fid", "FID ↓", "{:.2f}"),
+    ("fd_samples", "fast FD ↓", "{:.2f}"),
+    ("precision", "precision ↑", "{:.3f}"),
+    ("recall", "recall ↑", "{:.3f}"),
+    ("sharpness_samples", "sharpness samples", "{:.4f}"),
+    ("sharpness_reconstructions", "sharpness recon.", "{:.4f}"),
+    ("test_recon_mse", "test MSE / pixel ↓", "{:.4f}"),
+    ("test_mmd", "MMD² Q_Z,P_Z ↓", "{:.4f}"),
+    ("class_kl_to_uniform", "class KL ↓", "{:.3f}"),
+]
+
+
+def run_summary(run: Path) -> dict[str, Any]:
+    """Name, objective, budget and metrics of a run folder."""
+    cfg = json.loads((run / "config.json").read_text())
+    records = read_records(run)
+    train = [r for r in records if r.get("kind") == "train"]
+    speeds = [r["images_per_s"] for r in train if "images_per_s" in r]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    return {
+        "name": run.name,
+        "objective": cfg["loss"]["objective"],
+        "arch": cfg["model"]["arch"],
+        "epochs": evals[-1]["epoch"] if evals else 0,
+        "steps": evals[-1]["step"] if evals else 0,
+        "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
+        "metrics": run_metrics(run),
+    }
+
+
+def table(summaries: list[dict[str, Any]]) -> str:
+    """A Markdown table, one row per run."""
+    head = ["run", "objective", "net", "epochs"] + [title for _, title, _ in COLUMNS] + ["train img/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        cells = [s["name"], s["objective"], s["arch"], str(s["epochs"])]
+        cells += [fmt.format(s["metrics"][key]) if key in s["metrics"] else "–" for key, _, fmt in COLUMNS]
+        cells.append(f"{s['images_per_s']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@torch.no_grad()
+def run_images(run: Path, seed: int = 0) -> dict[str, Tensor]:
+    """Samples (24), test reconstructions (8 originals then their 8 reconstructions) and two
+    interpolations of 8 steps from a run's model, all in [0, 1]; the same codes and test images
+    for every run with the same seed, latent size and dataset."""
+    from .train import load_model
+
+    model, cfg = load_model(run)
+    data = load(cfg.data)
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(data.test), generator=generator)[:12]
+    samples = model.sample(24, generator)
+    x = to_model_range(data.test[pick[:8]], cfg.data.range)
+    recon = torch.cat([x, model.reconstruct(x)])
+    a = to_model_range(data.test[pick[8:10]], cfg.data.range)
+    b = to_model_range(data.test[pick[10:12]], cfg.data.range)
+    interp = model.interpolate(a, b, steps=8).flatten(0, 1)
+    return {
+        k: to_unit_range(v, cfg.data.range) for k, v in (("samples", samples), ("recon", recon), ("interp", interp))
+    }
+
+
+def figure(runs: list[Path], seed: int = 0) -> Any:
+    """One row per run: samples, reconstructions (originals above), interpolations."""
+    plt = pyplot()
+    fig, axes = plt.subplots(len(runs), 3, figsize=(15, 2.3 * len(runs) + 0.4), squeeze=False)
+    titles = ["samples G(z), z ~ P_Z", "test images (top) and reconstructions", "interpolations in Z"]
+    for row, run in enumerate(runs):
+        images = run_images(run, seed)
+        summary = run_summary(run)
+        panels = [grid(images["samples"], 8), grid(images["recon"], 8), grid(images["interp"], 8)]
+        for col, panel in enumerate(panels):
+            ax = axes[row][col]
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(titles[col], fontsize=11)
+        axes[row][0].set_ylabel(f"{summary['name']}\n({summary['objective']})", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``out/compare.md`` and ``out/compare.png``; returns their paths."""
+    summaries = [run_summary(r) for r in runs]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        table_path, figure_path = out / "compare.md", out / "compare.png"
+        fig = figure(runs, seed)
+        fig.savefig(figure_path, dpi=100, bbox_inches="tight")
+        pyplot().close(fig)
+        table_path.write_text(table(summaries))
+    except OSError as err:
+        raise UserError(f"cannot write into {out}: {err.strerror}") from None
+    return table_path, figure_path

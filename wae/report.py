@@ -1,0 +1,322 @@
+"""A self-contained HTML report of a run, and a comparison of runs.
+
+``write_report(run)`` writes ``RUN/report.html``: the metrics table (from ``metrics.json`` when
+``wae evaluate`` has run, else the last per-epoch evaluation), loss and evaluation curves, the
+sample / reconstruction / interpolation grids, a Q_Z-vs-P_Z scatter (first two coordinates and
+the top two principal axes of Q_Z) and per-coordinate histograms. Every image is embedded as a
+base64 PNG, so the file can be mailed or attached as it is. Plots are drawn with matplotlib's
+Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import UserError
+
+# (key, label, lower is better?) of the figures shown first, in this order
+HEADLINE = [
+    ("fid", "FID, samples vs test (Inception)", True),
+    ("fd_samples", "Fréchet distance, samples vs test (classifier features)", True),
+    ("fd_reconstructions", "Fréchet distance, reconstructions vs test", True),
+    ("precision", "precision (k = 3)", False),
+    ("recall", "recall (k = 3)", False),
+    ("test_recon_mse", "test reconstruction MSE / pixel", True),
+    ("test_mmd", "MMD²(Q_Z, P_Z), test codes", True),
+    ("class_kl_to_uniform", "KL(predicted classes of samples ‖ uniform)", True),
+    ("mean_confidence", "mean classifier confidence on samples", False),
+    ("sharpness_data", "sharpness of test images", False),
+    ("sharpness_reconstructions", "sharpness of reconstructions", False),
+    ("sharpness_samples", "sharpness of samples", False),
+]
+LOSS_KEYS = ("total", "recon", "penalty", "adversary")
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> str:
+    """A matplotlib figure as a base64 PNG data URI (the figure is closed)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _file_png(path: Path) -> str | None:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else None
+
+
+def read_records(run: Path) -> list[dict[str, Any]]:
+    """The records of ``RUN/metrics.jsonl`` (a partial last line is ignored)."""
+    path = run / "metrics.jsonl"
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def run_metrics(run: Path) -> dict[str, float]:
+    """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation."""
+    path = run / "metrics.json"
+    if path.is_file():
+        try:
+            return dict(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            pass
+    evals = [r for r in read_records(run) if r.get("kind") == "eval"]
+    return {k: v for k, v in evals[-1].items() if k != "kind"} if evals else {}
+
+
+def curves_figure(records: list[dict[str, Any]]) -> Any:
+    """Training loss parts against step; per-epoch test reconstruction error, MMD and (when
+    measured) sample Fréchet distance against epoch."""
+    plt = pyplot()
+    train = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    for key in LOSS_KEYS:
+        points = [(r["step"], r[key]) for r in train if key in r]
+        if points:
+            steps, values = zip(*points, strict=True)
+            axes[0].plot(steps, values, label=key, lw=1)
+    axes[0].set(xlabel="step", title="training losses (per batch)")
+    if any(r.get(k, 0) <= 0 for r in train for k in LOSS_KEYS if k in r):
+        axes[0].set_yscale("symlog", linthresh=1e-3)
+    else:
+        axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    epochs = [r["epoch"] for r in evals]
+    axes[1].plot(epochs, [r["test_recon_mse"] for r in evals], "o-", label="test recon MSE / pixel")
+    axes[1].set(xlabel="epoch", title="test reconstruction error and MMD")
+    axes[1].set_ylabel("recon MSE / pixel", color="tab:blue")
+    twin = axes[1].twinx()
+    twin.plot(epochs, [r["test_mmd"] for r in evals], "s--", color="tab:red", label="MMD²(Q_Z, P_Z)")
+    twin.set_ylabel("MMD²(Q_Z, P_Z)", color="tab:red")
+    fd = [(r["epoch"], r["fd_samples"]) for r in evals if "fd_samples" in r]
+    if fd:
+        axes[2].plot(*zip(*fd, strict=True), "o-", color="tab:green")
+        axes[2].set(xlabel="epoch", title="sample Fréchet distance (classifier features)", yscale="log")
+    else:
+        axes[2].axis("off")
+        axes[2].text(0.5, 0.5, "no sample scores\n(--eval-every 0 or not 28x28 grey data)", ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def principal_axes(codes: Tensor, k: int = 2) -> Tensor:
+    """The top ``k`` principal directions (d, k) of codes (n, d)."""
+    centred = codes - codes.mean(0)
+    _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+    return vt[:k].T
+
+
+def latent_figure(codes: Tensor, prior: Tensor) -> Any:
+    """Q_Z (test codes) against P_Z (prior draws): coordinates 1-2, the top-2 principal axes
+    of Q_Z, and a histogram per coordinate (up to 16)."""
+    plt = pyplot()
+    d = codes.shape[1]
+    shown = min(d, 16)
+    hist_cols = 8
+    hist_rows = (shown + hist_cols - 1) // hist_cols
+    fig = plt.figure(figsize=(15, 5 + 1.8 * hist_rows))
+    grid = fig.add_gridspec(2 + hist_rows, hist_cols, height_ratios=[2.4, 2.4] + [1.0] * hist_rows)
+    scatter_a = fig.add_subplot(grid[:2, : hist_cols // 2])
+    scatter_b = fig.add_subplot(grid[:2, hist_cols // 2 :])
+    axes = principal_axes(codes) if d >= 2 else torch.ones(1, 1)
+    views = [(scatter_a, codes[:, :2], prior[:, :2], "coordinates 1 and 2")]
+    views.append((scatter_b, codes @ axes, prior @ axes, "top two principal axes of Q_Z"))
+    for ax, q, p, title in views:
+        if q.shape[1] < 2:
+            ax.axis("off")
+            continue
+        ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.3, color="tab:gray", label="P_Z (prior)")
+        ax.scatter(q[:, 0], q[:, 1], s=3, alpha=0.4, color="tab:blue", label="Q_Z (test codes)")
+        ax.set(title=title, aspect="equal")
+        ax.legend(markerscale=4, fontsize=8, loc="upper right")
+    for j in range(shown):
+        ax = fig.add_subplot(grid[2 + j // hist_cols, j % hist_cols])
+        lo = float(min(codes[:, j].min(), prior[:, j].min()))
+        hi = float(max(codes[:, j].max(), prior[:, j].max()))
+        bins = np.linspace(lo, hi, 40)
+        ax.hist(prior[:, j].numpy(), bins=bins, density=True, color="tab:gray", alpha=0.5)
+        ax.hist(codes[:, j].numpy(), bins=bins, density=True, color="tab:blue", alpha=0.6, histtype="step", lw=1.5)
+        ax.set_title(f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {codes[:, j].var():.2f}", fontsize=8)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def metrics_rows(metrics: dict[str, float]) -> list[tuple[str, str]]:
+    """(label, value) of the headline figures present, then class fractions if any."""
+    rows = [(label, _format(metrics[key])) for key, label, _ in HEADLINE if key in metrics]
+    fractions = [metrics.get(f"class_{c}_fraction") for c in range(10)]
+    if all(f is not None for f in fractions):
+        rows.append(("predicted classes of samples (0-9, %)", " ".join(f"{100 * f:.0f}" for f in fractions if f)))
+    return rows
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+.meta { color: #555; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.92em; }
+td, th { border-bottom: 1px solid #ddd; padding: 4px 12px; text-align: left; }
+td.num { font-variant-numeric: tabular-nums; text-align: right; }
+.grids { display: flex; gap: 18px; flex-wrap: wrap; align-items: flex-start; }
+.grids figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; }
+img.plot { max-width: 100%; } img.grid { image-rendering: pixelated; width: 370px; }
+"""
+
+
+def _config_line(cfg: dict[str, Any]) -> str:
+    m, loss, t = cfg.get("model", {}), cfg.get("loss", {}), cfg.get("train", {})
+    parts = [
+        f"preset {cfg.get('preset')}",
+        f"objective {loss.get('objective')}",
+        f"architecture {m.get('arch')}",
+        f"d_z = {m.get('latent_dim')}",
+        f"λ = {loss.get('lam')}",
+        f"cost {loss.get('cost')}",
+        f"prior {loss.get('prior')}",
+        f"batch {t.get('batch_size')}",
+        f"{t.get('epochs')} epochs",
+        f"precision {t.get('precision')}",
+        f"seed {t.get('seed')}",
+    ]
+    return ", ".join(html.escape(str(p)) for p in parts)
+
+
+@torch.no_grad()
+def latent_codes(run: Path, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Codes of ``n`` random test images (Q_Z) and ``n`` prior draws (P_Z) of a run's model."""
+    from .data import load
+    from .evaluate import encode_all
+    from .train import load_model
+
+    model, cfg = load_model(run)
+    data = load(cfg.data)
+    generator = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(data.test), generator=generator)[:n]
+    codes = encode_all(model, data.test[pick], cfg.data.range)
+    return codes, model.prior_sample(len(codes), generator)
+
+
+def render_report(run: Path) -> str:
+    """The HTML text of a run's report (see the module docstring)."""
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise UserError(f"{run} is not a run folder (no readable config.json)") from None
+    records = read_records(run)
+    metrics = run_metrics(run)
+    source = "wae evaluate (metrics.json)" if (run / "metrics.json").is_file() else "the last per-epoch evaluation"
+    codes, prior = latent_codes(run)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>wae report: {html.escape(run.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(run.name)}</h1>",
+        f"<p class='meta'>{_config_line(cfg)}<br>{html.escape(str(run.resolve()))}</p>",
+        f"<h2>Metrics</h2><p class='meta'>from {source}; docs/evaluation.md defines each.</p><table>",
+    ]
+    parts += [f"<tr><td>{label}</td><td class='num'>{value}</td></tr>" for label, value in metrics_rows(metrics)]
+    parts.append("</table>")
+    grids = [
+        ("samples.png", "samples G(z), z ~ P_Z (fixed codes)"),
+        ("reconstructions.png", "test images (odd rows) and their reconstructions"),
+        ("interpolations.png", "decoded straight lines between the codes of test images"),
+    ]
+    parts.append("<h2>Images</h2><div class='grids'>")
+    for name, caption in grids:
+        uri = _file_png(run / name)
+        if uri:
+            parts.append(
+                f"<figure><img class='grid' src='{uri}' alt='{name}'><figcaption>{caption}</figcaption></figure>"
+            )
+    parts.append("</div>")
+    if records:
+        parts.append(f"<h2>Curves</h2><img class='plot' src='{_png(curves_figure(records))}' alt='curves'>")
+    parts.append(
+        "<h2>Latent space: Q_Z (blue, 2,000 test codes) against P_Z (grey, prior draws)</h2>"
+        f"<img class='plot' src='{_png(latent_figure(codes, prior))}' alt='latent space'>"
+    )
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report of ``run`` to ``out`` (default ``RUN/report.html``), atomically."""
+    run = Path(run)
+    target = Path(out) if out is not None else run / "report.html"
+    text = render_report(run)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(target)
+    except OSError as err:
+        raise UserError(f"cannot write {target}: {err.strerror}") from None
+    return target
+
+
+def chromium() -> str | None:
+    """Path of a Chromium executable, if one is installed."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def screenshot(page: Path, png: Path, width: int = 1280, height: int = 2400) -> None:
+    """Render an HTML file to a PNG in headless Chromium (offline flags, a fresh profile)."""
+    import tempfile
+
+    browser = chromium()
+    if browser is None:
+        raise UserError("no Chromium found (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        command = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--screenshot={png.resolve()}",
+            page.resolve().as_uri(),
+        ]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
