@@ -20,10 +20,10 @@ def test_preprocess_is_exactly_the_documented_mapping():
     x = fidmod.preprocess(grey)
     assert x.shape == (2, 3, 299, 299)
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])  # grey repeated
-    assert x.min().item() == -1.0 and x.max().item() == pytest.approx(127 / 128)
+    assert x.min().item() == -1.0 and x.max().item() == 1.0
     # a constant image stays constant through the bilinear resize
-    flat = fidmod.preprocess(torch.full((1, 3, 28, 28), 64, dtype=torch.uint8))
-    assert torch.allclose(flat, torch.full_like(flat, -0.5))
+    flat = fidmod.preprocess(torch.full((1, 3, 28, 28), 51, dtype=torch.uint8))
+    assert torch.allclose(flat, torch.full_like(flat, -0.6))
 
 
 def test_quantise_rounds_to_8_bits_and_clamps():

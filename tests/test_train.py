@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 
@@ -62,6 +63,34 @@ def test_vae_step_reports_the_kl_as_penalty(tiny_data):
     parts = vae_step(state, tiny_data.train[:32])
     assert parts["penalty"].item() >= 0
     assert parts["total"].item() == pytest.approx(parts["recon"].item() + parts["penalty"].item(), rel=1e-5)
+
+
+def test_logvar_penalty_is_added_and_pulls_log_variances_to_zero(tiny_data):
+    cfg = tiny_config("mmd", encoder="gaussian", logvar_l1=1.0, lr=2e-3)
+    state = build(cfg, 1, 16, steps_per_epoch=4)
+    x = to_model_range(tiny_data.train[:32])
+    start = state.model.encoder(x)[1].abs().sum(1).mean().item()
+    parts = mmd_step(state, tiny_data.train[:32])
+    expected = parts["recon"] + cfg.loss.lam * parts["penalty"] + parts["logvar_l1"]
+    assert parts["total"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["logvar_l1"].item() == pytest.approx(start, rel=1e-4)
+    for _ in range(30):
+        mmd_step(state, tiny_data.train[:32])
+    assert state.model.encoder(x)[1].abs().sum(1).mean().item() < 0.5 * start
+    with pytest.raises(UserError, match="gaussian encoder"):
+        wae.config.validate(tiny_config("mmd", logvar_l1=1.0))
+
+
+def test_logvar_clip_bounds_the_noise_scale(tiny_data, monkeypatch):
+    from wae.train import _encode_train
+
+    state = build(tiny_config("mmd", encoder="gaussian", logvar_clip=1.0), 1, 16, steps_per_epoch=4)
+    monkeypatch.setattr(
+        state.model.encoder, "forward", lambda x: (torch.zeros(len(x), 8), torch.full((len(x), 8), 50.0))
+    )
+    z, _, log_var = _encode_train(state, to_model_range(tiny_data.train[:32]))
+    assert log_var is not None and log_var.max().item() == 1.0
+    assert z.abs().max().item() < 10 * math.exp(0.5)
 
 
 def test_lr_schedule_is_cumulative_and_stretches_with_the_epochs():

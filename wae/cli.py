@@ -34,8 +34,11 @@ from .config import (
     validate,
 )
 from .data import load, to_model_range, to_unit_range
+from .evaluate import decode_prior
 from .images import reconstruction_rows, save_grid
 from .nets import ARCHITECTURES
+from .priors import gaussian_log_density
+from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, load_gmm
 from .train import check_fits, fit, load_model
 
 
@@ -85,6 +88,13 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
     ("--cost", "cost", {"choices": COSTS}, "reconstruction cost, summed over pixels"),
     ("--cost-scale", "cost_scale", {"type": _float}, "multiplies the cost (authors' code: 0.05 with l2sq)"),
     ("--input-noise", "input_noise", {"type": _float}, "std of Gaussian noise on encoder inputs (authors: 0.01)"),
+    (
+        "--logvar-l1",
+        "logvar_l1",
+        {"type": _float},
+        "Gaussian-encoder WAE: weight of the L1 penalty on log-variances (Rubenstein et al. 2018; default 0)",
+    ),
+    ("--logvar-clip", "logvar_clip", {"type": _float}, "clip encoder log-variances to [-c, c] (default 0: off)"),
     ("--projections", "projections", {"type": _positive_int}, "swd: random directions per batch (default 50)"),
     (
         "--sinkhorn-epsilon",
@@ -180,6 +190,26 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=_positive_int, default=64, help="number of images (default 64)")
     sample.add_argument("--out", required=True, metavar="FILE", help="output: .png grid or .npz (uint8 images)")
     sample.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior draw")
+    sample.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="prior",
+        help="where codes come from: the prior P_Z (default) or the Gaussian mixture of wae fit-sampler",
+    )
+
+    fit_sampler = sub.add_parser(
+        "fit-sampler",
+        help="fit a Gaussian mixture to a run's training codes Q_Z, for --sampler gmm",
+        description="Encode the training images, fit a Gaussian mixture to the codes by EM (scikit-learn, "
+        "k-means initialised, seeded) and write RUN/sampler-gmm.npz; prints the mean log-density of the test "
+        "codes under the mixture and under the prior.",
+    )
+    fit_sampler.add_argument("run", metavar="RUN", help="run folder")
+    fit_sampler.add_argument("--components", type=_positive_int, default=10, help="mixture components (default 10)")
+    fit_sampler.add_argument(
+        "--covariance", choices=["full", "diag"], default="full", help="covariance per component (default full)"
+    )
+    fit_sampler.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the initialisation")
 
     recon = sub.add_parser("reconstruct", help="reconstruct test images of a run's dataset")
     recon.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
@@ -207,7 +237,17 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", metavar="RUN", help="run folder")
     ev.add_argument("--n", type=_int_at_least(2), default=10_000, help="prior samples (default 10000)")
     ev.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior draw")
-    ev.add_argument("--out", metavar="FILE.json", help="where to write the metrics (default: RUN/metrics.json)")
+    ev.add_argument(
+        "--out",
+        metavar="FILE.json",
+        help="where to write the metrics (default: RUN/metrics.json, or RUN/metrics-gmm.json with --sampler gmm)",
+    )
+    ev.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="prior",
+        help="codes of the samples: the prior (default) or the mixture of wae fit-sampler",
+    )
     ev.add_argument(
         "--no-fid",
         action="store_true",
@@ -287,10 +327,12 @@ MAIN_METRICS = [
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
 
-    out = Path(args.out) if args.out else Path(args.run) / "metrics.json"
+    default_name = "metrics.json" if args.sampler == "prior" else f"metrics-{args.sampler}.json"
+    out = Path(args.out) if args.out else Path(args.run) / default_name
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
     model, cfg = load_model(args.run)
+    sampler = _load_sampler(args.run, args.sampler)
     fid_precision = None if args.no_fid else args.fid_precision
     if fid_precision is not None:
         from .fid import inception_file
@@ -302,7 +344,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             fid_precision = None
     start = time.perf_counter()
     metrics = evaluate_run(
-        model, load(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, progress=sys.stderr.isatty()
+        model, load(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
     )
     metrics["seconds"] = time.perf_counter() - start
     try:
@@ -315,7 +357,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if key in metrics:
             print(f"{label:<58} {metrics[key]:.4g}")
     print(f"{args.n} samples, {metrics['seconds']:.1f} s; all figures in {out}")
-    if not args.out:
+    if not args.out and args.sampler == "prior":
         from .report import write_report
 
         print(f"report: {write_report(args.run)}")
@@ -469,9 +511,46 @@ def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
 def _sample(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    images = to_unit_range(model.sample(args.n, torch.Generator().manual_seed(args.seed)), cfg.data.range)
+    sampler = _load_sampler(args.run, args.sampler)
+    images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
     _write_images(images, out, ncol=min(args.n, 10))
-    print(f"wrote {args.n} samples to {out}")
+    print(f"wrote {args.n} samples ({args.sampler} codes) to {out}")
+    return 0
+
+
+def _load_sampler(run: str, name: str) -> GaussianMixture | None:
+    if name == "prior":
+        return None
+    folder = Path(run)
+    return load_gmm((folder if folder.is_dir() else folder.parent) / GMM_FILE)
+
+
+def _fit_sampler(args: argparse.Namespace) -> int:
+    from .evaluate import encode_all
+    from .samplers import fit_gmm, save_gmm
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise UserError(f"{run} is not a run folder")
+    model, cfg = load_model(run)
+    data = load(cfg.data)
+    start = time.perf_counter()
+    codes = encode_all(model, data.train, cfg.data.range)
+    mixture = fit_gmm(codes, args.components, args.covariance, args.seed)
+    test_codes = encode_all(model, data.test, cfg.data.range)
+    save_gmm(mixture, run / GMM_FILE)
+    gmm_ll = mixture.log_density(test_codes).mean().item()
+    prior_ll = (
+        gaussian_log_density(test_codes, cfg.loss.prior_var).mean().item() if cfg.loss.prior == "gaussian" else None
+    )
+    print(
+        f"fitted {args.components} {args.covariance}-covariance components to {len(codes)} codes "
+        f"in {time.perf_counter() - start:.1f} s; wrote {run / GMM_FILE}"
+    )
+    print(
+        f"mean log-density of test codes: mixture {gmm_ll:.3f}"
+        + (f", prior {prior_ll:.3f}" if prior_ll is not None else "")
+    )
     return 0
 
 
@@ -508,6 +587,7 @@ COMMANDS = {
     "sample": _sample,
     "reconstruct": _reconstruct,
     "interpolate": _interpolate,
+    "fit-sampler": _fit_sampler,
     "evaluate": _evaluate,
     "report": _report,
     "compare": _compare,

@@ -68,6 +68,10 @@ class LossConfig:
     prior_var: float = 1.0  # sigma_z^2 of the Gaussian prior
     prior_trick: bool = False  # WAE-GAN: add log p_z(z) to the adversary's logit
     input_noise: float = 0.0  # std of Gaussian noise added to training inputs (authors: 0.01)
+    # Gaussian encoders in WAEs (Rubenstein et al. 2018): weight of the penalty
+    # mean_i sum_j |log sigma^2_ij|, and a clip of the log-variances to [-clip, clip] (0: off)
+    logvar_l1: float = 0.0
+    logvar_clip: float = 0.0
     projections: int = 50  # swd: random directions per batch
     sinkhorn_epsilon: float = 1.0  # sinkhorn: entropic regularisation, in units of the squared code distance
     sinkhorn_iterations: int = 50  # sinkhorn: log-domain iterations per batch
@@ -243,6 +247,8 @@ def validate(cfg: Config) -> None:
         ("train.adversary_lr", cfg.train.adversary_lr, False),
         ("loss.input_noise", cfg.loss.input_noise, True),
         ("loss.sinkhorn_epsilon", cfg.loss.sinkhorn_epsilon, False),
+        ("loss.logvar_l1", cfg.loss.logvar_l1, True),
+        ("loss.logvar_clip", cfg.loss.logvar_clip, True),
     ]
     for name, number, zero_ok in positive_floats:
         if not (number >= 0 if zero_ok else number > 0) or not math.isfinite(number):
@@ -257,6 +263,8 @@ def validate(cfg: Config) -> None:
         raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
+    if cfg.loss.logvar_l1 > 0 and (cfg.model.encoder != "gaussian" or cfg.loss.objective not in SAMPLE_PENALTIES):
+        raise UserError("loss.logvar_l1 needs a gaussian encoder and a sample-penalty objective (mmd, swd, ...)")
     if cfg.loss.objective == "vae" and cfg.model.encoder != "gaussian":
         raise UserError("the VAE objective needs model.encoder = gaussian")
     if cfg.loss.cost == "bce" and cfg.model.output != "sigmoid":

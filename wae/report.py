@@ -40,7 +40,7 @@ HEADLINE = [
     ("sharpness_reconstructions", "sharpness of reconstructions", False),
     ("sharpness_samples", "sharpness of samples", False),
 ]
-LOSS_KEYS = ("total", "recon", "penalty", "adversary")
+LOSS_KEYS = ("total", "recon", "penalty", "adversary", "logvar_l1")
 
 
 def pyplot() -> Any:
@@ -107,7 +107,8 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
         axes[0].set_yscale("symlog", linthresh=1e-3)
     else:
         axes[0].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    if axes[0].get_lines():
+        axes[0].legend(fontsize=8)
     epochs = [r["epoch"] for r in evals]
     axes[1].plot(epochs, [r["test_recon_mse"] for r in evals], "o-", label="test recon MSE / pixel")
     axes[1].set(xlabel="epoch", title="test reconstruction error and MMD")

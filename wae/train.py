@@ -134,6 +134,9 @@ def _encode_train(state: State, x_in: Tensor) -> tuple[Tensor, Tensor | None, Te
     out = state.model.encoder(x_in)
     if isinstance(out, tuple):
         mean, log_var = out
+        clip = state.cfg.loss.logvar_clip
+        if clip > 0:
+            log_var = log_var.clamp(-clip, clip)
         eps = torch.randn(mean.shape, generator=state.noise)
         return mean + eps * (0.5 * log_var.float()).exp(), mean, log_var
     return out, None, None
@@ -179,13 +182,19 @@ def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     """One step of a WAE with a sample-based penalty (MMD, or swd / sinkhorn / cw) on one batch."""
     x, x_in = _inputs(state, batch)
     with autocast(state.cfg):
-        z, _, _ = _encode_train(state, x_in)
+        z, _, log_var = _encode_train(state, x_in)
         recon = _recon(state, x, z)
     prior = state.model.prior_sample(len(z), state.noise)
     penalty = latent_penalty(state.cfg, z, prior, state.noise)
     total = recon + state.cfg.loss.lam * penalty
+    parts = {"recon": recon.detach(), "penalty": penalty.detach()}
+    if log_var is not None and state.cfg.loss.logvar_l1 > 0:
+        # Rubenstein et al. 2018: keeps a random encoder's variances from collapsing to zero
+        logvar_penalty = log_var.float().abs().sum(1).mean()
+        total = total + state.cfg.loss.logvar_l1 * logvar_penalty
+        parts["logvar_l1"] = logvar_penalty.detach()
     _descend(state, total)
-    return {"total": total.detach(), "recon": recon.detach(), "penalty": penalty.detach()}
+    return {"total": total.detach(), **parts}
 
 
 def _adversary_logits(state: State, z: Tensor) -> Tensor:
