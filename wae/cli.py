@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -95,6 +96,8 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
         "Gaussian-encoder WAE: weight of the L1 penalty on log-variances (Rubenstein et al. 2018; default 0)",
     ),
     ("--logvar-clip", "logvar_clip", {"type": _float}, "clip encoder log-variances to [-c, c] (default 0: off)"),
+    ("--image-size", "image_size", {"type": _positive_int}, "image folders: side after crop and resize (default 64)"),
+    ("--crop", "crop", {"type": _nonneg_int}, "image folders: centre crop side first (default 0: the shorter side)"),
     ("--projections", "projections", {"type": _positive_int}, "swd: random directions per batch (default 50)"),
     (
         "--sinkhorn-epsilon",
@@ -163,8 +166,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "(sliced Wasserstein, SWAE), sinkhorn (debiased Sinkhorn), cw (Cramer-Wold, Gaussian prior only)",
     )
     train.add_argument(
-        "--data", metavar="FILE.npz", help="train on your images: an .npz with x_train (or x), optional x_test"
+        "--data",
+        metavar="PATH",
+        help="train on your images: an .npz with x_train (or x) and optional x_test; or a folder of images "
+        "(png/jpg/bmp/webp, nested; the last 10%% are the test set); or CelebA (a folder with img_align_celeba/ "
+        "and list_eval_partition.txt). Folders are converted once to a uint8 cache in ~/.cache/wae",
     )
+    train.add_argument("--grey", action="store_true", default=None, help="image folders: one grey channel, not RGB")
     train.add_argument("--dataset", choices=("mnist", "synthetic"), help="built-in data (default: the preset's)")
     for flag, _, kwargs, text in _TRAIN_OVERRIDES:
         train.add_argument(flag, help=text, **kwargs)
@@ -424,19 +432,25 @@ def _train(args: argparse.Namespace) -> int:
         given["skip_nonfinite"] = True
     if args.resume:
         extra = set(given) - _RESUME_OVERRIDES
-        if extra or args.objective or args.data or args.dataset or args.out:
-            raise UserError(
-                "with --resume only --epochs, --max-steps, --threads, --log-every, --keep-checkpoints "
-                "and --skip-nonfinite may be given"
-            )
+        if extra or args.objective or args.data or args.dataset or args.out or args.grey:
+            allowed = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(_RESUME_OVERRIDES))
+            raise UserError(f"with --resume only {allowed} may be given")
         run_dir = Path(args.resume)
         cfg = override(_run_config(run_dir), **given)
         validate(cfg)
         data = load(cfg.data)
     else:
         cfg = preset(args.preset, args.objective or "mmd")
+        if args.grey:
+            given["grey"] = True
         if args.data:
-            given.update(dataset="npz", path=args.data)
+            data_path = Path(args.data)
+            if data_path.is_dir():
+                from .folders import is_celeba
+
+                given.update(dataset="celeba" if is_celeba(data_path) else "folder", path=args.data)
+            else:
+                given.update(dataset="npz", path=args.data)
         elif args.dataset:
             given["dataset"] = args.dataset
         cfg = override(cfg, **given)
@@ -598,8 +612,15 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wae`` command; returns the exit code."""
     args = _build_parser().parse_args(argv)
+
+    def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        print(f"wae {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", UserWarning)
+            warnings.showwarning = one_line_warning
+            return COMMANDS[args.command](args)
     except UserError as err:
         print(f"wae {args.command}: error: {err}", file=sys.stderr)
         return 2

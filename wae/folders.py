@@ -1,0 +1,164 @@
+"""Image folders and CelebA, converted once to a uint8 ``.npy`` cache read by memory map.
+
+A folder of PNG/JPEG/BMP/WebP files (nested folders included) becomes an (n, c, s, s) uint8
+array: each image is centre-cropped (to a square of its shorter side, or to ``crop`` pixels),
+resized to ``s`` x ``s`` (PIL bilinear, which antialiases when shrinking) and made grey or RGB.
+Files that cannot be read (not an image, truncated) are skipped and counted, never a crash.
+The array is written once to ``$WAE_CACHE_DIR/datasets/<key>.npy`` (key: the folder, each
+file's name, size and modification time, and the preprocessing) and then memory-mapped, so
+later runs start at once and batches are index slices as for MNIST.
+
+CelebA: the folder holding ``img_align_celeba/`` (or that folder itself), with the official
+``list_eval_partition.txt`` when present (partition 0 trains, 2 tests; 1, validation, is not
+used); the paper's preprocessing: centre crop 140x140, resize to 64x64, RGB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from .config import UserError, cache_dir
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+CELEBA_CROP = 140
+CELEBA_SIZE = 64
+
+
+def list_images(root: Path) -> list[Path]:
+    """Image files below ``root`` (any depth), sorted; hidden files and folders are skipped."""
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}")
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in EXTENSIONS]
+    return sorted(found)
+
+
+def load_image(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray | None:
+    """One image as uint8 (c, size, size), or None when the file cannot be decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's warnings on odd metadata
+            with Image.open(path) as im:
+                im.load()
+                picture = im.convert("L" if grey else "RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    w, h = picture.size
+    side = min(crop, w, h) if crop > 0 else min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    picture = picture.crop((left, top, left + side, top + side))
+    if side != size:
+        picture = picture.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(picture, dtype=np.uint8)
+    return array[None] if grey else array.transpose(2, 0, 1)
+
+
+def cache_key(files: list[Path], size: int, grey: bool, crop: int) -> str:
+    """Hash of the file list (names, sizes, modification times) and the preprocessing."""
+    digest = hashlib.sha256(f"v1|{size}|{grey}|{crop}".encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progress: bool = True) -> np.ndarray:
+    """The images of ``files`` as a uint8 (n, c, size, size) array, memory-mapped from the
+    cache (built on first use, with a progress bar); unreadable files are left out with one
+    warning that counts them."""
+    if not files:
+        raise UserError("no images to load")
+    path = cache_dir() / "datasets" / f"{cache_key(files, size, grey, crop)}.npy"
+    if path.is_file():
+        try:
+            return np.load(path, mmap_mode="c")
+        except (OSError, ValueError):
+            pass  # damaged cache: rebuild
+    path.parent.mkdir(parents=True, exist_ok=True)
+    channels = 1 if grey else 3
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), channels, size, size))
+    kept, skipped = 0, []
+    for f in tqdm(files, desc=f"caching {len(files)} images", unit="img", disable=not progress, dynamic_ncols=True):
+        image = load_image(f, size, grey, crop)
+        if image is None:
+            skipped.append(f)
+            continue
+        array[kept] = image
+        kept += 1
+    if skipped:
+        names = ", ".join(str(s) for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        warnings.warn(f"skipped {len(skipped)} unreadable image file(s) of {len(files)}: {names}", stacklevel=2)
+    if kept == 0:
+        del array
+        tmp.unlink()
+        raise UserError(f"none of the {len(files)} image files could be read")
+    if kept < len(files):  # shrink to the images that were read
+        final = path.with_name(f".{path.name}.{os.getpid()}.final.tmp")
+        shrunk = np.lib.format.open_memmap(final, mode="w+", dtype=np.uint8, shape=(kept, channels, size, size))
+        shrunk[:] = array[:kept]
+        shrunk.flush()
+        del array, shrunk
+        tmp.unlink()
+        tmp = final
+    else:
+        array.flush()
+        del array
+    tmp.replace(path)
+    return np.load(path, mmap_mode="c")
+
+
+def split(array: np.ndarray, test_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, test) tensors over the array's memory; the last ``test_fraction`` is the test set."""
+    held = max(1, int(round(len(array) * test_fraction)))
+    if len(array) - held < 2:
+        raise UserError(f"{len(array)} images are too few: at least 3 are needed")
+    tensor = torch.from_numpy(array)
+    return tensor[:-held], tensor[-held:]
+
+
+def celeba_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """(train, test) files of CelebA under ``root``: the official partition when
+    ``list_eval_partition.txt`` is there, else the last 10 % of the sorted files as the test set."""
+    images = root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
+    partition_file = next(
+        (p for p in (root / "list_eval_partition.txt", images / "list_eval_partition.txt") if p.is_file()), None
+    )
+    if partition_file is None:
+        files = list_images(images)
+        if len(files) < 3:
+            raise UserError(f"{images} holds {len(files)} images; at least 3 are needed")
+        held = max(1, len(files) // 10)
+        return files[:-held], files[-held:]
+    train, test = [], []
+    for number, line in enumerate(partition_file.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise UserError(f"{partition_file}:{number}: expected 'FILE PARTITION' with partition 0, 1 or 2")
+        if parts[1] == "0":
+            train.append(images / parts[0])
+        elif parts[1] == "2":
+            test.append(images / parts[0])
+    missing = [f for f in train + test if not f.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} files named in {partition_file} are missing, e.g. {missing[0]}")
+    if len(train) < 2 or not test:
+        raise UserError(f"{partition_file} names {len(train)} training and {len(test)} test images; too few")
+    return train, test
+
+
+def is_celeba(root: Path) -> bool:
+    """Whether a folder looks like CelebA (an ``img_align_celeba`` folder or the split file)."""
+    return (root / "img_align_celeba").is_dir() or (root / "list_eval_partition.txt").is_file()
