@@ -316,24 +316,8 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-MAIN_METRICS = [
-    ("fid", "FID, samples vs test (Inception)"),
-    ("test_recon_mse", "test reconstruction MSE / pixel"),
-    ("test_mmd", "MMD^2(Q_Z, P_Z), test codes"),
-    ("fd_samples", "Fréchet distance, samples vs test (classifier features)"),
-    ("fd_reconstructions", "Fréchet distance, reconstructions vs test"),
-    ("precision", "precision (k = 3)"),
-    ("recall", "recall (k = 3)"),
-    ("class_kl_to_uniform", "KL(predicted classes of samples || uniform)"),
-    ("mean_confidence", "mean classifier confidence on samples"),
-    ("sharpness_data", "sharpness of test images"),
-    ("sharpness_reconstructions", "sharpness of reconstructions"),
-    ("sharpness_samples", "sharpness of samples"),
-]
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+    from .evaluate import MAIN_METRICS, evaluate_run
 
     default_name = "metrics.json" if args.sampler == "prior" else f"metrics-{args.sampler}.json"
     out = Path(args.out) if args.out else Path(args.run) / default_name

@@ -85,14 +85,14 @@ def run_images(run: Path, seed: int = 0) -> dict[str, Tensor]:
     }
 
 
-def figure(runs: list[Path], seed: int = 0) -> Any:
-    """One row per run: samples, reconstructions (originals above), interpolations."""
+def figure(runs: list[Path], summaries: list[dict[str, Any]], seed: int = 0) -> Any:
+    """One row per run (``summaries`` from ``run_summary``): samples, reconstructions
+    (originals above), interpolations."""
     plt = pyplot()
     fig, axes = plt.subplots(len(runs), 3, figsize=(15, 2.3 * len(runs) + 0.4), squeeze=False)
     titles = ["samples G(z), z ~ P_Z", "test images (top) and reconstructions", "interpolations in Z"]
-    for row, run in enumerate(runs):
+    for row, (run, summary) in enumerate(zip(runs, summaries, strict=True)):
         images = run_images(run, seed)
-        summary = run_summary(run)
         panels = [grid(images["samples"], 8), grid(images["recon"], 8), grid(images["interp"], 8)]
         for col, panel in enumerate(panels):
             ax = axes[row][col]
@@ -112,7 +112,7 @@ def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path
     try:
         out.mkdir(parents=True, exist_ok=True)
         table_path, figure_path = out / "compare.md", out / "compare.png"
-        fig = figure(runs, seed)
+        fig = figure(runs, summaries, seed)
         fig.savefig(figure_path, dpi=100, bbox_inches="tight")
         pyplot().close(fig)
         table_path.write_text(table(summaries))

@@ -10,6 +10,22 @@ from .divergences import mmd_imq
 from .model import AutoEncoder
 from .samplers import GaussianMixture
 
+# (key, label) of the figures `wae evaluate` prints and `report.html` shows first, in this order
+MAIN_METRICS = [
+    ("fid", "FID, samples vs test (Inception)"),
+    ("test_recon_mse", "test reconstruction MSE / pixel"),
+    ("test_mmd", "MMD²(Q_Z, P_Z), test codes"),
+    ("fd_samples", "Fréchet distance, samples vs test (classifier features)"),
+    ("fd_reconstructions", "Fréchet distance, reconstructions vs test"),
+    ("precision", "precision (k = 3)"),
+    ("recall", "recall (k = 3)"),
+    ("class_kl_to_uniform", "KL(predicted classes of samples ‖ uniform)"),
+    ("mean_confidence", "mean classifier confidence on samples"),
+    ("sharpness_data", "sharpness of test images"),
+    ("sharpness_reconstructions", "sharpness of reconstructions"),
+    ("sharpness_samples", "sharpness of samples"),
+]
+
 
 @torch.no_grad()
 def encode_all(model: AutoEncoder, images: Tensor, value_range: str, chunk: int = 500) -> Tensor:

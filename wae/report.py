@@ -24,22 +24,9 @@ import torch
 from torch import Tensor
 
 from .config import UserError
+from .evaluate import MAIN_METRICS
+from .train import read_jsonl
 
-# (key, label, lower is better?) of the figures shown first, in this order
-HEADLINE = [
-    ("fid", "FID, samples vs test (Inception)", True),
-    ("fd_samples", "Fréchet distance, samples vs test (classifier features)", True),
-    ("fd_reconstructions", "Fréchet distance, reconstructions vs test", True),
-    ("precision", "precision (k = 3)", False),
-    ("recall", "recall (k = 3)", False),
-    ("test_recon_mse", "test reconstruction MSE / pixel", True),
-    ("test_mmd", "MMD²(Q_Z, P_Z), test codes", True),
-    ("class_kl_to_uniform", "KL(predicted classes of samples ‖ uniform)", True),
-    ("mean_confidence", "mean classifier confidence on samples", False),
-    ("sharpness_data", "sharpness of test images", False),
-    ("sharpness_reconstructions", "sharpness of reconstructions", False),
-    ("sharpness_samples", "sharpness of samples", False),
-]
 LOSS_KEYS = ("total", "recon", "penalty", "adversary", "logvar_l1")
 
 
@@ -67,15 +54,7 @@ def _file_png(path: Path) -> str | None:
 
 def read_records(run: Path) -> list[dict[str, Any]]:
     """The records of ``RUN/metrics.jsonl`` (a partial last line is ignored)."""
-    path = run / "metrics.jsonl"
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
+    return read_jsonl(run / "metrics.jsonl")
 
 
 def run_metrics(run: Path) -> dict[str, float]:
@@ -179,7 +158,7 @@ def _format(value: Any) -> str:
 
 def metrics_rows(metrics: dict[str, float]) -> list[tuple[str, str]]:
     """(label, value) of the headline figures present, then class fractions if any."""
-    rows = [(label, _format(metrics[key])) for key, label, _ in HEADLINE if key in metrics]
+    rows = [(label, _format(metrics[key])) for key, label in MAIN_METRICS if key in metrics]
     fractions = [metrics.get(f"class_{c}_fraction") for c in range(10)]
     if all(f is not None for f in fractions):
         rows.append(("predicted classes of samples (0-9, %)", " ".join(f"{100 * f:.0f}" for f in fractions if f)))

@@ -486,7 +486,7 @@ def fit(
                 raise UserError(problem) from None
             last_saved = state.step
         _truncate_metrics(out / "metrics.jsonl", state.step)
-        evals = [r for r in _read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
+        evals = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -603,7 +603,15 @@ def fit(
     return Run(state.model, out, state.step, last_eval, interrupted=stop.set)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file ([] when it is missing); a line that does not parse,
+    such as the partial last line of a killed run, is skipped."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
