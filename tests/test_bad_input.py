@@ -138,6 +138,8 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("flag", "latent dimension not a number", _argv("train", "--latent-dim", "eight")),
     ("flag", "negative epochs", _argv("train", "--epochs", "-2")),
     ("flag", "learning rate 0", _argv("train", "--lr", "0")),
+    ("flag", "fp16 on the CPU", _argv("train", *TINY[:2], "--device", "cpu", "--precision", "fp16")),
+    ("flag", "unknown device", _argv("train", "--device", "tpu")),
     ("flag", "negative learning rate", _argv("train", "--lr", "-1e-3")),
     ("flag", "prior variance 0", _argv("train", "--prior-var", "0")),
     ("flag", "cost scale 0", _argv("train", "--cost-scale", "0")),

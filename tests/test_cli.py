@@ -54,16 +54,6 @@ def test_python_dash_m_wae_help():
     assert "--objective" in out.stdout and "--precision" in out.stdout
 
 
-def test_bench_prints_a_table(capsys):
-    assert (
-        main(["bench", "--archs", "fast", "--precisions", "fp32", "--batch-size", "8", "--steps", "2", "--warmup", "0"])
-        == 0
-    )
-    out = capsys.readouterr().out
-    row = [line for line in out.splitlines() if line.startswith("| fast")]
-    assert len(row) == 1 and float(row[0].split("|")[-2].replace(",", "")) > 0
-
-
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     import json
     import signal

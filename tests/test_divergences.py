@@ -144,3 +144,15 @@ def test_gaussian_kl_equals_the_closed_form(prior_var):
     assert torch.allclose(gaussian_kl(mean, log_var, prior_var).double(), expected, atol=1e-5)
     matched = gaussian_kl(torch.zeros(3, 4), torch.full((3, 4), math.log(prior_var)), prior_var)
     assert torch.allclose(matched, torch.zeros(3), atol=1e-6)
+
+
+def test_blockwise_mmd_equals_the_full_gram_mmd_with_its_gradient():
+    generator = torch.Generator().manual_seed(5)
+    codes = (torch.randn(300, 6, generator=generator) + 0.3).requires_grad_()
+    prior = torch.randn(300, 6, generator=generator)
+    full = mmd_imq(codes, prior)
+    (grad_full,) = torch.autograd.grad(full, codes)
+    blocked = mmd_imq(codes, prior, block=64)
+    (grad_blocked,) = torch.autograd.grad(blocked, codes)
+    assert blocked.item() == pytest.approx(full.item(), rel=1e-4, abs=1e-6)
+    torch.testing.assert_close(grad_blocked, grad_full, rtol=1e-3, atol=1e-7)

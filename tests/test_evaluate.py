@@ -94,3 +94,15 @@ def test_fast_frechet_distance_is_small_between_splits_and_grows_with_damage():
     assert clean < blurs[0] < blurs[1]
     assert clean < noises[0] < noises[1]
     assert clean < 0.2 * blurs[1]
+
+
+def test_the_mean_encoder_log_variance_is_reported_for_gaussian_encoders_only(tiny_data, monkeypatch):
+    from wae.config import ModelConfig
+    from wae.evaluate import evaluate
+    from wae.model import AutoEncoder
+
+    deterministic = AutoEncoder(ModelConfig(latent_dim=4), 1, 16)
+    assert "encoder_logvar_mean" not in evaluate(deterministic, tiny_data.test, "01")
+    model = AutoEncoder(ModelConfig(latent_dim=4, encoder="gaussian"), 1, 16)
+    monkeypatch.setattr(model.encoder, "forward", lambda x: (torch.zeros(len(x), 4), torch.full((len(x), 4), -3.0)))
+    assert evaluate(model, tiny_data.test, "01")["encoder_logvar_mean"] == pytest.approx(-3.0)

@@ -127,3 +127,41 @@ def test_celeba_paper_preset_smoke_run(tmp_path, capsys):
     args = ["train", "--preset", "celeba-paper", "--data", str(root), "--batch-size", "4", "--max-steps", "1"]
     assert main([*args, "--precision", "bf16", "--no-progress", "--out", str(run)]) == 0
     assert '"step": 1' in capsys.readouterr().out
+
+
+def test_streamed_batches_are_the_cached_batches(tmp_path):
+    from wae.data import batches, stream
+
+    root = make_folder(tmp_path / "imgs", count=30, bad=False)
+    cached = load_folder(root, size=12)
+    streamed = load_folder(root, size=12, cache=False)
+    assert torch.equal(streamed.test, cached.test) and streamed.train.shape == cached.train.shape
+    expected = list(batches(cached.train, 8, seed=4, epoch=1, start=1))
+    for workers in (0, 1):
+        got = list(stream(streamed.train, 8, seed=4, epoch=1, start=1, workers=workers))
+        assert len(got) == len(expected) == 2
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    shard = list(stream(streamed.train, 8, seed=4, epoch=1, start=1, rank=1, world=2, workers=0))
+    assert torch.equal(shard[0], expected[0][4:])
+
+
+def test_a_bad_file_read_while_streaming_is_replaced_and_counted(tmp_path):
+    from wae.folders import ImageFiles
+
+    root = make_folder(tmp_path / "imgs", count=6)
+    files = list_images(root)
+    broken = files.index(root / "part0" / "broken.png")
+    images = ImageFiles(files, 10, grey=False)
+    with pytest.warns(UserWarning, match="broken.png replaced by the next readable one"):
+        image = images[broken]
+    assert image.shape == (3, 10, 10) and images.unreadable >= 1
+    assert torch.equal(image, torch.from_numpy(load_image(files[broken + 1], 10, False).copy()))
+
+
+def test_train_on_an_image_folder_without_a_cache(tmp_path, capsys):
+    root = make_folder(tmp_path / "imgs", count=40, bad=False)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(root), "--image-size", "16", "--batch-size", "8", "--max-steps", "3"]
+    assert main([*args, "--no-cache", "--workers", "1", "--precision", "fp32", "--no-progress", "--out", str(run)]) == 0
+    assert '"step": 3' in capsys.readouterr().out and (run / "samples.png").is_file()
+    assert not (tmp_path / "cache").exists()  # nothing was converted

@@ -109,9 +109,9 @@ def _nan_at(step_index: int):
     """A stand-in for data.batches that turns the batch of global step ``step_index`` into NaNs."""
     real = train_module.batches
 
-    def batches(images, batch_size, seed, epoch, start=0):
+    def batches(images, batch_size, seed, epoch, start=0, **shard):
         steps_per_epoch = len(images) // batch_size
-        for i, batch in enumerate(real(images, batch_size, seed, epoch, start)):
+        for i, batch in enumerate(real(images, batch_size, seed, epoch, start, **shard)):
             if epoch * steps_per_epoch + start + i + 1 == step_index:
                 batch = torch.full(batch.shape, float("nan"))
             yield batch

@@ -43,9 +43,16 @@ def test_evaluate_adds_its_metrics_to_the_report(runs, capsys):
 
 def test_compare_writes_a_table_row_per_run_and_a_figure(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert main(["compare", str(runs / "vae"), str(runs / "mmd"), "--out", str(out)]) == 0
+    (runs / "mmd" / "metrics-gmm.json").write_text('{"fd_samples": 12.5}')  # as wae evaluate --sampler gmm
+    try:
+        assert main(["compare", str(runs / "vae"), str(runs / "mmd"), "--out", str(out)]) == 0
+    finally:
+        (runs / "mmd" / "metrics-gmm.json").unlink()
     rows = (out / "compare.md").read_text().splitlines()
-    assert len(rows) == 4 and rows[2].startswith("| vae | vae |") and rows[3].startswith("| mmd | mmd |")
+    assert (
+        len(rows) == 5 and rows[2].startswith("| vae | vae | prior |") and rows[3].startswith("| mmd | mmd | prior |")
+    )
+    assert rows[4].startswith("| mmd | mmd | gmm |") and "| 12.50 |" in rows[4]
     width, height = Image.open(out / "compare.png").size
     assert width > 800 and height > 300
 

@@ -31,7 +31,7 @@ def test_gan_updates_touch_only_their_own_parameters(tiny_data):
     state = build(tiny_config("gan"), 1, 16, steps_per_epoch=4)
     assert state.adversary is not None
     x = to_model_range(tiny_data.train[:32])
-    z = state.model.encoder(x)
+    z, _, _, logits = state.model(x)
     prior = state.model.prior_sample(32, state.noise)
     model_before, adv_before = _snapshot(state.model), _snapshot(state.adversary)
     adversary_update(state, z, prior)
@@ -39,7 +39,7 @@ def test_gan_updates_touch_only_their_own_parameters(tiny_data):
     assert _changed(adv_before, state.adversary) == set(adv_before)
 
     model_before, adv_before = _snapshot(state.model), _snapshot(state.adversary)
-    autoencoder_gan_update(state, x, z)
+    autoencoder_gan_update(state, x, z, logits)
     assert _changed(adv_before, state.adversary) == set()
     weights = {k for k in model_before if k.endswith("weight") or k.endswith(".bias")}
     assert weights <= _changed(model_before, state.model)
@@ -82,13 +82,13 @@ def test_logvar_penalty_is_added_and_pulls_log_variances_to_zero(tiny_data):
 
 
 def test_logvar_clip_bounds_the_noise_scale(tiny_data, monkeypatch):
-    from wae.train import _encode_train
+    from wae.train import _forward
 
     state = build(tiny_config("mmd", encoder="gaussian", logvar_clip=1.0), 1, 16, steps_per_epoch=4)
     monkeypatch.setattr(
         state.model.encoder, "forward", lambda x: (torch.zeros(len(x), 8), torch.full((len(x), 8), 50.0))
     )
-    z, _, log_var = _encode_train(state, to_model_range(tiny_data.train[:32]))
+    z, _, log_var, _ = _forward(state, to_model_range(tiny_data.train[:32]))
     assert log_var is not None and log_var.max().item() == 1.0
     assert z.abs().max().item() < 10 * math.exp(0.5)
 

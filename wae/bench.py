@@ -1,68 +1,619 @@
-"""Training throughput: images per second of the real step functions on MNIST-sized batches.
+"""Training throughput on this machine: our step functions against pythae's own trainer and a
+bare PyTorch loop on the same networks, objective and batch, with the machine's matmul peak
+measured in the same run.
 
-Each setting is timed over ``steps`` steps after ``warmup`` untimed ones; the figure is the
-median step time, so that a noisy neighbour on a shared machine moves it less than a mean.
+Every setting runs in a worker process of its own, so that its peak memory (``ru_maxrss``) is
+its own. The settings of one network and objective take turns in rounds (A B C A B C ...), each
+turn a window of steps lasting about ``window_seconds``, and the two matmul-peak workers take a
+turn in every round, so that a noisy neighbour on a shared machine slows all of them alike. A
+setting's figure is the median of its windows; a ratio between two settings is the median of
+their ratios within a round.
+
+Training FLOPs are those of one eager step, counted by ``torch.utils.flop_counter`` (matmuls and
+convolutions, forward and backward); images are random 28x28 grey uint8 batches (the speed does
+not depend on the pixel values).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import multiprocessing
+import resource
 import statistics
+import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from .config import override, preset
+from .data import batches, to_model_range
+from .divergences import mmd_imq
+from .model import AutoEncoder
 from .nets import count_parameters
 from .train import STEPS, build
 
+PRESET_OF_ARCH = {"fast": "mnist-fast", "mnist-paper": "mnist-paper"}
+CHANNELS, SIZE = 1, 28  # MNIST-sized batches
+VARIANTS = ("fp32", "bf16", "bf16+cl", "bf16+cl+compile")  # of our trainer, by default
+PYTHAE = "pythae"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One thing to time. ``trainer``: "wae" (our step functions), "pythae" (its BaseTrainer
+    and WAE_MMD model around our networks), "bare" (a plain loop, MMD objective) or "matmul"
+    (square matmuls of side ``matmul_size``: the machine's peak)."""
+
+    trainer: str
+    arch: str = ""
+    objective: str = ""
+    precision: str = "fp32"
+    channels_last: bool = False
+    compiled: bool = False
+    fused_adam: bool = False
+
+    @property
+    def variant(self) -> str:
+        """The settings beyond trainer, network and objective: "bf16 channels_last compile"."""
+        flags = [("channels_last", self.channels_last), ("compile", self.compiled), ("fused Adam", self.fused_adam)]
+        return " ".join([self.precision] + [name for name, on in flags if on])
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """ "bf16+cl+compile" -> Setting fields: a precision (fp32 or bf16), then any of "cl"
+    (channels_last), "compile" (torch.compile of encoder and decoder), "fused" (fused Adam)."""
+    precision, *flags = text.split("+")
+    unknown = set(flags) - {"cl", "compile", "fused"}
+    if precision not in ("fp32", "bf16") or unknown or len(set(flags)) != len(flags):
+        raise ValueError(f"'{text}' is not a variant: fp32 or bf16, then any of +cl, +compile, +fused")
+    return {
+        "precision": precision,
+        "channels_last": "cl" in flags,
+        "compiled": "compile" in flags,
+        "fused_adam": "fused" in flags,
+    }
+
+
+def pythae_available() -> bool:
+    """Whether the optional reference trainer can be imported."""
+    return importlib.util.find_spec(PYTHAE) is not None
+
+
+# ----------------------------------------------------------------------------- what runs in a worker
+
 
 @dataclass
-class Throughput:
-    """One measured setting."""
+class Job:
+    """A prepared setting: ``run(steps)`` does that many training steps (or matmuls)."""
 
-    arch: str
-    objective: str
-    precision: str
-    batch_size: int
-    parameters: int
-    images_per_s: float
+    run: Callable[[int], None]
+    units_per_step: float  # images (training) or floating-point operations (matmul)
+    parameters: int = 0
+    flops_per_step: float = 0.0
 
 
-def measure(
-    arch: str = "fast",
-    objective: str = "mmd",
-    precision: str = "fp32",
-    batch_size: int = 100,
-    steps: int = 20,
+def _random_images(count: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, CHANNELS, SIZE, SIZE), generator=generator, dtype=torch.uint8)
+
+
+def _epochs(batch_size: int) -> Callable[[int], Iterator[torch.Tensor]]:
+    """``steps`` -> the batches of one epoch of ``steps`` batches (our data path: index slices
+    of a seeded permutation of a uint8 tensor)."""
+    images: dict[int, torch.Tensor] = {}
+    count = [0]
+
+    def epoch(steps: int) -> Iterator[torch.Tensor]:
+        if steps not in images:
+            images[steps] = _random_images(steps * batch_size)
+        count[0] += 1
+        return batches(images[steps], batch_size, 0, count[0])
+
+    return epoch
+
+
+def _count_flops(step: Callable[[], Any]) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def _config(setting: Setting, batch_size: int) -> Any:
+    cfg = preset(PRESET_OF_ARCH[setting.arch], setting.objective)
+    return override(cfg, arch=setting.arch, precision=setting.precision, batch_size=batch_size)
+
+
+def _adam(params: Any, cfg: Any, fused: bool) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2), fused=fused or None)
+
+
+def _wae_job(setting: Setting, batch_size: int) -> Job:
+    """Our step function on our state, prepared as a change to train.py would prepare it."""
+    cfg = _config(setting, batch_size)
+    state = build(cfg, CHANNELS, SIZE, steps_per_epoch=1_000_000_000)
+    if setting.channels_last:
+        state.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
+    if setting.fused_adam:
+        state.optimizer = _adam(state.model.parameters(), cfg, fused=True)
+        state.scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, lambda step: 1.0)
+    step = STEPS[setting.objective]
+    epoch = _epochs(batch_size)
+    flops = _count_flops(lambda: step(state, next(epoch(1))))
+    if setting.compiled:  # the convolutional bulk; losses and the GAN adversary stay eager
+        state.model.encoder = torch.compile(state.model.encoder)  # type: ignore[assignment]
+        state.model.decoder = torch.compile(state.model.decoder)  # type: ignore[assignment]
+
+    def run(steps: int) -> None:
+        for batch in epoch(steps):
+            step(state, batch)
+
+    return Job(run, batch_size, count_parameters(state.model), flops)
+
+
+def _bare_job(setting: Setting, batch_size: int) -> Job:
+    """The reference loop: the same networks and WAE-MMD objective, plain Adam, nothing else."""
+    cfg = _config(setting, batch_size)
+    torch.manual_seed(cfg.train.seed)
+    model = AutoEncoder(cfg.model, CHANNELS, SIZE)
+    if setting.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    encoder, decoder = model.encoder, model.decoder
+    optimizer = _adam(model.parameters(), cfg, setting.fused_adam)
+    generator = torch.Generator().manual_seed(cfg.train.seed + 1)
+    epoch = _epochs(batch_size)
+
+    def step(batch: torch.Tensor) -> None:
+        x = batch.float() / 255
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting.precision == "bf16"):
+            z = encoder(x)
+            x_hat = torch.sigmoid(decoder(z).float())
+        recon = cfg.loss.cost_scale * (x_hat - x).pow(2).sum((1, 2, 3)).mean()
+        prior = torch.randn(z.shape, generator=generator)
+        loss = recon + cfg.loss.lam * mmd_imq(z, prior, cfg.loss.prior_var, cfg.loss.kernel_scales)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    flops = _count_flops(lambda: step(next(epoch(1))))
+
+    def run(steps: int) -> None:
+        for batch in epoch(steps):
+            step(batch)
+
+    return Job(run, batch_size, count_parameters(model), flops)
+
+
+def _pythae_job(setting: Setting, batch_size: int, workdir: str) -> Job:
+    """pythae's BaseTrainer training its WAE_MMD model around our encoder and decoder, with the
+    same objective (lambda, cost scale, IMQ scales), batch and Adam settings. A window of n steps
+    is one call of its per-epoch loop, ``train_step``, over a dataset of n batches: its
+    DataLoader, forward, backward and optimizer step, as ``BaseTrainer.train`` runs them (less
+    the per-epoch model copy and checkpointing of ``train``, and its progress bar)."""
+    import logging
+
+    from pythae.data.datasets import BaseDataset
+    from pythae.models import WAE_MMD, WAE_MMD_Config
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    from pythae.trainers.training_callbacks import ProgressBarCallback
+
+    logging.getLogger("pythae").setLevel(logging.WARNING)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    cfg = _config(setting, batch_size)
+    torch.manual_seed(cfg.train.seed)
+    ours = AutoEncoder(cfg.model, CHANNELS, SIZE)
+
+    class Encoder(BaseEncoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = ours.encoder
+
+        def forward(self, x: torch.Tensor) -> Any:
+            return ModelOutput(embedding=self.net(x))
+
+    class Decoder(BaseDecoder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = ours.decoder
+
+        def forward(self, z: torch.Tensor) -> Any:
+            return ModelOutput(reconstruction=ours.activate(self.net(z)))
+
+    model_config = WAE_MMD_Config(
+        input_dim=(CHANNELS, SIZE, SIZE),
+        latent_dim=cfg.model.latent_dim,
+        kernel_choice="imq",
+        reg_weight=cfg.loss.lam,
+        kernel_bandwidth=cfg.loss.prior_var**0.5,
+        scales=list(cfg.loss.kernel_scales),
+        reconstruction_loss_scale=cfg.loss.cost_scale,
+    )
+    model = WAE_MMD(model_config, encoder=Encoder(), decoder=Decoder())
+
+    def dataset(steps: int) -> Any:
+        images = to_model_range(_random_images(steps * batch_size))
+        return BaseDataset(images, torch.zeros(len(images)))
+
+    trainer_config = BaseTrainerConfig(
+        output_dir=workdir,
+        per_device_train_batch_size=batch_size,
+        num_epochs=1,
+        learning_rate=cfg.train.lr,
+        optimizer_cls="Adam",
+        optimizer_params={"betas": (cfg.train.beta1, cfg.train.beta2)},
+        no_cuda=True,
+        seed=cfg.train.seed,
+    )
+    trainer = BaseTrainer(model, dataset(1), training_config=trainer_config)
+    trainer.prepare_training()
+    handler = trainer.callback_handler
+    handler.callbacks = [c for c in handler.callbacks if not isinstance(c, ProgressBarCallback)]
+    loaders: dict[int, Any] = {}
+    epoch = [0]
+
+    def run(steps: int) -> None:
+        if steps not in loaders:
+            loaders[steps] = trainer.get_train_dataloader(dataset(steps))
+        trainer.train_loader = loaders[steps]
+        epoch[0] += 1
+        trainer.train_step(epoch[0])
+
+    flops = _count_flops(lambda: run(1))
+    return Job(run, batch_size, count_parameters(model), flops)
+
+
+def _matmul_job(setting: Setting, size: int) -> Job:
+    dtype = torch.bfloat16 if setting.precision == "bf16" else torch.float32
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            torch.mm(a, b)
+
+    return Job(run, 2.0 * size**3)
+
+
+def _prepare(setting: Setting, batch_size: int, matmul_size: int, workdir: str) -> Job:
+    if setting.trainer == "matmul":
+        return _matmul_job(setting, matmul_size)
+    if setting.trainer == "pythae":
+        return _pythae_job(setting, batch_size, workdir)
+    if setting.trainer == "bare":
+        return _bare_job(setting, batch_size)
+    return _wae_job(setting, batch_size)
+
+
+def _worker(conn: Any, setting: Setting, batch_size: int, warmup: int, matmul_size: int, threads: int | None) -> None:
+    """Serve one setting: "prepare" -> build and warm up, reply (info dict); ("run", n) -> reply
+    the seconds of n steps; "stop" -> reply the peak RSS in MB, and exit."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="wae-bench-") as workdir:
+        job: Job | None = None
+        while True:
+            command = conn.recv()
+            try:
+                if command == "prepare":
+                    start = time.perf_counter()
+                    job = _prepare(setting, batch_size, matmul_size, workdir)
+                    if warmup > 1:
+                        job.run(warmup - 1)
+                    last = time.perf_counter()
+                    job.run(1)  # the last warm-up step sizes the windows
+                    now = time.perf_counter()
+                    info = {"warmup_seconds": now - start, "step_seconds": now - last}
+                    sizes = {"units": job.units_per_step, "flops": job.flops_per_step, "parameters": job.parameters}
+                    conn.send(("ok", {**info, **sizes}))
+                elif command == "stop":
+                    conn.send(("ok", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+                    return
+                else:
+                    assert job is not None
+                    start = time.perf_counter()
+                    job.run(command[1])
+                    conn.send(("ok", time.perf_counter() - start))
+            except Exception as err:  # reported in the table: a setting that fails is a result
+                first_line = (str(err).strip().splitlines() or [""])[0][:160]
+                conn.send(("error", f"{type(err).__name__}: {first_line}"))
+                return
+
+
+# ----------------------------------------------------------------------------- the parent side
+
+
+@dataclass
+class Result:
+    """One measured setting: throughput per round (images/s; matmul: FLOP/s), and what it costs."""
+
+    setting: Setting
+    rates: dict[int, float] = field(default_factory=dict)  # round -> units per second
+    parameters: int = 0
+    flops_per_step: float = 0.0
+    units_per_step: float = 0.0
+    warmup_seconds: float = 0.0
+    steps_per_window: int = 0
+    max_rss_mb: float = 0.0
+    error: str = ""
+
+    @property
+    def median(self) -> float:
+        """Median over the windows (0 when none ran)."""
+        return statistics.median(self.rates.values()) if self.rates else 0.0
+
+    @property
+    def flops_per_unit(self) -> float:
+        """Training FLOPs per image (matmul: 1)."""
+        return self.flops_per_step / self.units_per_step if self.setting.trainer != "matmul" else 1.0
+
+
+def paired_ratio(a: Result, b: Result) -> float:
+    """Median over the rounds both ran of (a's throughput / b's); nan without a common round."""
+    ratios = [a.rates[r] / b.rates[r] for r in a.rates.keys() & b.rates.keys() if b.rates[r] > 0]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
+def peak_fraction(result: Result, peak: Result) -> float:
+    """Median over common rounds of (training FLOP/s of ``result`` / matmul FLOP/s of ``peak``)."""
+    flop_rates = {r: v * result.flops_per_unit for r, v in result.rates.items()}
+    return paired_ratio(Result(result.setting, flop_rates), peak)
+
+
+class _Worker:
+    def __init__(
+        self, context: Any, setting: Setting, batch_size: int, warmup: int, matmul_size: int, threads: int | None
+    ):
+        self.result = Result(setting)
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_worker, args=(child, setting, batch_size, warmup, matmul_size, threads), daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def ask(self, command: Any) -> Any:
+        """Send a command; the reply, or None after recording the worker's error."""
+        if self.result.error:
+            return None
+        try:
+            self.conn.send(command)
+            status, value = self.conn.recv()
+        except (EOFError, OSError) as err:
+            status, value = "error", f"worker died ({type(err).__name__}, exit code {self.process.exitcode})"
+        if status == "error":
+            self.result.error = value
+            return None
+        return value
+
+    def prepare(self, window_seconds: float) -> None:
+        info = self.ask("prepare")
+        if info is None:
+            return
+        self.result.parameters = info["parameters"]
+        self.result.flops_per_step = info["flops"]
+        self.result.units_per_step = info["units"]
+        self.result.warmup_seconds = info["warmup_seconds"]
+        self.result.steps_per_window = max(1, round(window_seconds / max(info["step_seconds"], 1e-9)))
+
+    def window(self, round_index: int) -> None:
+        seconds = self.ask(("run", self.result.steps_per_window))
+        if seconds is not None:
+            self.result.rates[round_index] = self.result.steps_per_window * self.result.units_per_step / seconds
+
+    def stop(self) -> Result:
+        """Ask for the peak memory; the process then exits by itself (see :meth:`join`)."""
+        rss = self.ask("stop")
+        if rss is not None:
+            self.result.max_rss_mb = rss
+        return self.result
+
+    def join(self) -> None:
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def settings_for(
+    archs: list[str], objectives: list[str], variants: list[str], with_pythae: bool
+) -> list[list[Setting]]:
+    """The groups that take turns: one per (network, objective), ours in each variant, then the
+    references, for MMD only: pythae's WAE_MMD in fp32 (its trainer's only CPU precision), and
+    the bare loop in each precision and memory format of ``variants``."""
+    groups = []
+    for arch in archs:
+        for objective in objectives:
+            ours = [Setting("wae", arch, objective, **parse_variant(v)) for v in variants]
+            group = list(ours)
+            if objective == "mmd" and with_pythae:
+                group.append(Setting("pythae", arch, objective))
+            if objective == "mmd":
+                formats = dict.fromkeys((s.precision, s.channels_last) for s in ours)
+                group += [Setting("bare", arch, objective, p, channels_last=cl) for p, cl in formats]
+            groups.append(group)
+    return groups
+
+
+def run(
+    groups: list[list[Setting]],
+    rounds: int = 5,
+    window_seconds: float = 2.0,
     warmup: int = 3,
-    size: int = 28,
-    channels: int = 1,
-) -> Throughput:
-    """Median training throughput of one setting, on random images (speed does not depend on
-    the pixel values)."""
-    cfg = override(preset("mnist-fast", objective), arch=arch, precision=precision, batch_size=batch_size)
-    state = build(cfg, channels, size, steps_per_epoch=1_000_000)
-    step = STEPS[objective]
-    batch = (torch.rand(batch_size, channels, size, size, generator=torch.Generator().manual_seed(0)) * 255).to(
-        torch.uint8
-    )
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        step(state, batch)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return Throughput(
-        arch, objective, precision, batch_size, count_parameters(state.model), batch_size / statistics.median(times)
-    )
+    batch_size: int = 100,
+    matmul_size: int = 2048,
+    progress: bool = True,
+    threads: int | None = None,
+) -> tuple[list[Result], list[Result]]:
+    """Time every group in ``rounds`` interleaved rounds, the matmul peaks in every round of every
+    group, each worker with ``threads`` torch threads (None: torch's default); returns (training
+    results, [fp32 peak, bf16 peak]). Call it under ``if __name__ == "__main__":`` in a script:
+    the workers are spawned processes."""
+    context = multiprocessing.get_context("spawn")  # fresh processes: ru_maxrss of one setting each
+    peaks = [
+        _Worker(context, Setting("matmul", precision=p), batch_size, warmup, matmul_size, threads)
+        for p in ("fp32", "bf16")
+    ]
+    results: list[Result] = []
+    stopped: list[_Worker] = []
+    round_index = 0
+    total = sum(len(g) + len(peaks) for g in groups) * rounds
+    with tqdm(total=total, desc="bench", unit="window", disable=not progress, dynamic_ncols=True) as bar:
+        for index, group in enumerate(groups):
+            workers = [_Worker(context, s, batch_size, warmup, matmul_size, threads) for s in group]
+            # started together (they import torch meanwhile), prepared one at a time, so that no
+            # two warm-ups share the cores
+            for worker in peaks if index == 0 else []:
+                worker.prepare(window_seconds / 4)
+            for worker in workers:
+                bar.set_postfix_str(f"warm-up {_name(worker.result.setting)}")
+                worker.prepare(window_seconds)
+            for _ in range(rounds):
+                for worker in peaks + workers:
+                    bar.set_postfix_str(_name(worker.result.setting))
+                    worker.window(round_index)
+                    bar.update()
+                round_index += 1
+            results += [worker.stop() for worker in workers]
+            stopped += workers
+    peak_results = [worker.stop() for worker in peaks]
+    for worker in stopped + peaks:
+        worker.join()
+    return results, peak_results
 
 
-def table(results: list[Throughput]) -> str:
-    """A Markdown table of measured settings."""
-    lines = ["| network | parameters | objective | precision | batch | images/s |", "|---|---|---|---|---|---|"]
+def _name(s: Setting) -> str:
+    return f"{s.trainer} {s.arch} {s.objective} {s.variant}".replace("  ", " ")
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _ratio_cell(value: float) -> str:
+    return "" if value != value else f"{value:.2f}x"
+
+
+def table(results: list[Result], peaks: list[Result]) -> str:
+    """Markdown tables: the matmul peaks, then one row per setting with its median images/s,
+    ratios to pythae and to the bare loop (same network, objective, precision and memory format),
+    training FLOPs, achieved GFLOP/s and its share of the matmul peak at the row's precision,
+    warm-up seconds (torch.compile's included) and peak memory."""
+    fp32_peak, bf16_peak = peaks
+    lines = [
+        "| matmul (square, one process) | GFLOP/s, median | windows | peak RSS MB |",
+        "|---|---|---|---|",
+    ]
+    for p in peaks:
+        windows = ", ".join(f"{v / 1e9:,.0f}" for v in p.rates.values())
+        lines.append(f"| {p.setting.precision} | {p.median / 1e9:,.0f} | {windows} | {p.max_rss_mb:,.0f} |")
+    lines += [
+        "",
+        "| network | objective | trainer | variant | images/s, median | x pythae | x bare | GFLOP / image "
+        "| training GFLOP/s | % of matmul peak | warm-up s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
+        s = r.setting
+        head = f"| {s.arch} | {s.objective} | {s.trainer} | {s.variant} |"
+        if r.error:
+            lines.append(f"{head} failed: {r.error} | | | | | | {r.warmup_seconds:.0f} | {r.max_rss_mb:,.0f} |")
+            continue
+        pythae = [o for o in results if o.setting.trainer == "pythae" and _same_task(o, r) and not o.error]
+        bare = [
+            o
+            for o in results
+            if o.setting.trainer == "bare"
+            and _same_task(o, r)
+            and (o.setting.precision, o.setting.channels_last) == (s.precision, s.channels_last)
+            and not o.error
+        ]
+        x_pythae = _ratio_cell(paired_ratio(r, pythae[0])) if pythae and s.trainer != "pythae" else ""
+        x_bare = _ratio_cell(paired_ratio(r, bare[0])) if bare and s.trainer != "bare" else ""
+        peak = bf16_peak if s.precision == "bf16" else fp32_peak
         lines.append(
-            f"| {r.arch} | {r.parameters:,} | {r.objective} | {r.precision} | {r.batch_size} | {r.images_per_s:,.0f} |"
+            f"{head} {r.median:,.1f} | {x_pythae} | {x_bare} | {r.flops_per_unit / 1e9:.2f} "
+            f"| {r.median * r.flops_per_unit / 1e9:,.0f} | {100 * peak_fraction(r, peak):.1f} "
+            f"| {r.warmup_seconds:.0f} | {r.max_rss_mb:,.0f} |"
         )
     return "\n".join(lines)
+
+
+def _same_task(a: Result, b: Result) -> bool:
+    return (a.setting.arch, a.setting.objective) == (b.setting.arch, b.setting.objective)
+
+
+GOALS = {"mnist-paper": 2.0, "fast": 1.5}  # the issue's targets: our images/s over pythae's
+PEAK_GOAL = 0.5  # share of the bf16 matmul peak on the paper network
+
+
+def goals(results: list[Result], peaks: list[Result]) -> list[str]:
+    """One line per goal of the issue, with the measured figure and whether it is met."""
+    lines = []
+    for arch, target in GOALS.items():
+        pythae = [r for r in results if r.setting.trainer == "pythae" and r.setting.arch == arch and not r.error]
+        ours = [r for r in results if _is_ours_mmd(r, arch)]
+        if pythae and ours:
+            best = max(ours, key=lambda r: paired_ratio(r, pythae[0]))
+            ratio = paired_ratio(best, pythae[0])
+            lines.append(
+                f"- {arch}, MMD: {ratio:.2f}x pythae's images/s ({best.setting.variant}); goal >= {target}x: "
+                f"{'met' if ratio >= target else 'NOT met'}"
+            )
+    paper = [r for r in results if _is_ours_mmd(r, "mnist-paper")]
+    if paper:
+        best = max(paper, key=lambda r: peak_fraction(r, peaks[1]))
+        share = peak_fraction(best, peaks[1])
+        lines.append(
+            f"- mnist-paper, MMD: {100 * share:.1f}% of the bf16 matmul peak ({best.setting.variant}); "
+            f"goal >= {100 * PEAK_GOAL:.0f}%: {'met' if share >= PEAK_GOAL else 'NOT met'}"
+        )
+    return lines
+
+
+def _is_ours_mmd(r: Result, arch: str) -> bool:
+    return r.setting.trainer == "wae" and r.setting.arch == arch and r.setting.objective == "mmd" and not r.error
+
+
+def machine() -> str:
+    """CPU model, cores, torch (and pythae) versions, threads: the first line of a report."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = f"torch {torch.__version__}"
+    if pythae_available():
+        from importlib.metadata import version
+
+        versions += f", pythae {version(PYTHAE)}"
+    cores = multiprocessing.cpu_count()
+    return f"{cpu}, {cores} cores; Python {sys.version.split()[0]}, {versions}"
+
+
+def report(
+    results: list[Result], peaks: list[Result], command: str, rounds: int, batch_size: int, threads: int | None = None
+) -> str:
+    """The whole Markdown report: when, where, how to redo it, the tables and the goals."""
+    when = time.strftime("%Y-%m-%d %H:%M %Z")
+    return "\n".join(
+        [
+            f"Measured {when} on {machine()}.",
+            f"Command: `{command}` (batch {batch_size}, {rounds} interleaved rounds, medians over rounds; "
+            f"{threads or torch.get_num_threads()} torch threads per worker).",
+            "",
+            table(results, peaks),
+            "",
+            *goals(results, peaks),
+        ]
+    )

@@ -22,6 +22,7 @@ from torch import Tensor
 from . import __version__
 from .config import (
     COSTS,
+    DEVICES,
     ENCODERS,
     KERNELS,
     OBJECTIVES,
@@ -32,14 +33,17 @@ from .config import (
     UserError,
     override,
     preset,
+    resolve_precision,
     validate,
 )
-from .data import load, to_model_range, to_unit_range
+from .data import ImageData, load, to_model_range, to_unit_range
 from .evaluate import decode_prior
 from .images import reconstruction_rows, save_grid
 from .nets import ARCHITECTURES
+from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, load_gmm
+from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model
 
 
@@ -98,6 +102,12 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
     ("--logvar-clip", "logvar_clip", {"type": _float}, "clip encoder log-variances to [-c, c] (default 0: off)"),
     ("--image-size", "image_size", {"type": _positive_int}, "image folders: side after crop and resize (default 64)"),
     ("--crop", "crop", {"type": _nonneg_int}, "image folders: centre crop side first (default 0: the shorter side)"),
+    (
+        "--workers",
+        "workers",
+        {"type": _nonneg_int},
+        "image folders with --no-cache: DataLoader processes decoding images (default 2; 0: none)",
+    ),
     ("--projections", "projections", {"type": _positive_int}, "swd: random directions per batch (default 50)"),
     (
         "--sinkhorn-epsilon",
@@ -116,7 +126,8 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
         "--precision",
         "precision",
         {"choices": PRECISIONS},
-        "bf16 (CPU autocast), fp32, or auto: bf16 where the CPU has native bf16 (default)",
+        "bf16 (autocast), fp32, fp16 (CUDA only, with a gradient scaler), or auto: bf16 where the CPU "
+        "has native bf16 or the GPU supports it, fp16 on older GPUs, else fp32 (default)",
     ),
     ("--log-every", "log_every", {"type": _positive_int}, "steps between lines of metrics.jsonl"),
     (
@@ -127,6 +138,12 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
         "precision/recall, coverage) for learning curves; 0 never (default 1; 28x28 grey data only)",
     ),
     ("--threads", "threads", {"type": _positive_int}, "torch CPU threads (default: torch's choice)"),
+    (
+        "--device",
+        "device",
+        {"choices": DEVICES},
+        "where to train: cpu, cuda, mps, or auto: a CUDA GPU, else an Apple GPU, else the CPU (default)",
+    ),
     (
         "--keep-checkpoints",
         "keep_checkpoints",
@@ -142,6 +159,8 @@ _RESUME_OVERRIDES = {
     "eval_every",
     "keep_checkpoints",
     "skip_nonfinite",
+    "device",
+    "workers",
 }
 
 
@@ -178,6 +197,22 @@ def _build_parser() -> argparse.ArgumentParser:
         train.add_argument(flag, help=text, **kwargs)
     train.add_argument(
         "--prior-trick", action="store_true", default=None, help="WAE-GAN: add log p_z(z) to the adversary's logit"
+    )
+    train.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="image folders: decode the files every epoch (DataLoader workers) instead of converting them "
+        "once to a uint8 cache; the test images are decoded once into memory",
+    )
+    train.add_argument(
+        "--no-batch-norm",
+        dest="batch_norm",
+        action="store_false",
+        default=None,
+        help="plain convolutions with biases, no batch norm (then N CPU processes train exactly as one; "
+        "CUDA runs keep batch norm global with SyncBatchNorm)",
     )
     train.add_argument(
         "--skip-nonfinite",
@@ -295,10 +330,22 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="measure training throughput (images/s) on this machine",
-        description="Time the real training steps (median of --steps after --warmup) for each "
-        "combination of the given networks, objectives and precisions; prints a Markdown table.",
+        help="measure training throughput against pythae and a bare PyTorch loop, and the matmul peak",
+        description="Time our training steps for each network, objective and variant, pythae's trainer and a "
+        "bare PyTorch loop on the same networks (MMD), and square matmuls (the machine's peak), each setting in "
+        "its own process, taking turns in interleaved rounds; prints a Markdown report: median images/s, ratios "
+        "measured in the same rounds, training GFLOP/s against the peak, peak memory.",
     )
+
+    def variant(text: str) -> str:
+        from .bench import parse_variant
+
+        try:
+            parse_variant(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return text
+
     bench.add_argument(
         "--archs",
         nargs="+",
@@ -306,13 +353,75 @@ def _build_parser() -> argparse.ArgumentParser:
         default=["fast", "mnist-paper"],
         help="networks (default: both)",
     )
-    bench.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=["mmd"], help="objectives (default: mmd)")
     bench.add_argument(
-        "--precisions", nargs="+", choices=PRECISIONS[1:], default=["fp32", "bf16"], help="precisions (default: both)"
+        "--objectives", nargs="+", choices=OBJECTIVES, default=["mmd", "gan"], help="objectives (default: mmd gan)"
+    )
+    bench.add_argument(
+        "--variants",
+        nargs="+",
+        type=variant,
+        default=["fp32", "bf16", "bf16+cl", "bf16+cl+compile"],
+        help="our trainer's settings: fp32 or bf16 (autocast), then any of +cl (channels_last), +compile "
+        "(torch.compile of encoder and decoder), +fused (fused Adam) (default: fp32 bf16 bf16+cl bf16+cl+compile)",
+    )
+    bench.add_argument(
+        "--pythae",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time pythae's trainer too (default: when it is installed; pip install 'wae[bench]')",
     )
     bench.add_argument("--batch-size", type=_int_at_least(2), default=100, help="images per step (default 100)")
-    bench.add_argument("--steps", type=_positive_int, default=10, help="timed steps per setting (default 10)")
-    bench.add_argument("--warmup", type=_nonneg_int, default=2, help="untimed steps first (default 2)")
+    bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
+    bench.add_argument(
+        "--window-seconds", type=_float, default=2.0, help="length of one setting's turn in a round (default 2)"
+    )
+    bench.add_argument("--warmup", type=_positive_int, default=3, help="untimed steps first (default 3)")
+    bench.add_argument(
+        "--matmul-size", type=_positive_int, default=2048, help="side of the peak matmuls (default 2048)"
+    )
+    bench.add_argument("--threads", type=_positive_int, help="torch threads of each worker (default: torch's choice)")
+    bench.add_argument("--out", metavar="FILE", help="also write the report to FILE")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    toy = sub.add_parser(
+        "toy",
+        help="check the paper's Theorem 1 numerically on 2-D and 10-D toy data (needs POT: pip install 'wae[toy]')",
+        description="Theorem 1: for an encoder whose code distribution Q_Z equals the prior P_Z, the reconstruction "
+        "term E||x - G(E(x))||^2 upper-bounds the transport cost W_c(P_X, P_G) between data and samples, and the "
+        "best such encoder attains it. For each data set (ring: 8 Gaussians on a circle in R^2; swiss-roll: in R^2; "
+        "manifold: a curved 2-D surface in R^10) and each lambda, train a small MLP WAE-MMD (deterministic encoder, "
+        "d_z = 2, prior N(0, I)) and measure on held-out data: the reconstruction term, MMD^2 and the exact W_2^2 "
+        "between codes and prior, the exact OT cost between data and samples (POT's emd2), and the same between "
+        "two data samples (the estimator's floor). Writes OUT/toy.md (table), OUT/toy.png (figure) and OUT/toy.json. "
+        "The defaults take about 2 minutes on 2 CPU cores.",
+    )
+    toy.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=list(TOY_DATASETS),
+        default=list(TOY_DATASETS),
+        metavar="NAME",
+        help=f"data sets: {', '.join(TOY_DATASETS)} (default: all)",
+    )
+    toy.add_argument(
+        "--lambdas",
+        nargs="+",
+        type=_float,
+        default=[0.0, 1.0, 10.0, 100.0, 1000.0],
+        metavar="LAMBDA",
+        help="weights of the MMD penalty, one model each (default: 0 1 10 100 1000)",
+    )
+    toy.add_argument("--steps", type=_positive_int, default=2000, help="Adam steps per model (default 2000)")
+    toy.add_argument(
+        "--n-eval",
+        type=_int_at_least(2),
+        default=2000,
+        help="held-out points, prior draws and samples per measurement (default 2000; exact OT is O(n^3))",
+    )
+    toy.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data, initialisation and draws (default 0)")
+    toy.add_argument("--out", metavar="DIR", help="output folder (default: runs/toy-TIME)")
+    toy.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty folder")
+    toy.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -393,19 +502,43 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import measure, table
+    from . import bench
 
-    results = []
-    for arch in args.archs:
-        for objective in args.objectives:
-            for precision in args.precisions:
-                results.append(measure(arch, objective, precision, args.batch_size, args.steps, args.warmup))
-                print(
-                    f"measured {arch} {objective} {precision}: {results[-1].images_per_s:.0f} images/s", file=sys.stderr
-                )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(table(results))
-    return 0
+    installed = bench.pythae_available()
+    if args.pythae and not installed:
+        raise UserError("pythae is not installed: pip install 'wae[bench]' (pythae==0.1.2), or leave out --pythae")
+    if args.pythae is None and not installed:
+        print("wae bench: pythae is not installed, so its row is left out (pip install 'wae[bench]')", file=sys.stderr)
+    if args.window_seconds <= 0:
+        raise UserError(f"--window-seconds must be positive; got {args.window_seconds}")
+    groups = bench.settings_for(
+        args.archs, args.objectives, args.variants, with_pythae=installed and args.pythae is not False
+    )
+    results, peaks = bench.run(
+        groups,
+        args.rounds,
+        args.window_seconds,
+        args.warmup,
+        args.batch_size,
+        args.matmul_size,
+        progress=not args.no_progress,
+        threads=args.threads,
+    )
+    pythae_flag = {None: [], True: ["--pythae"], False: ["--no-pythae"]}[args.pythae]
+    command = " ".join(
+        ["wae bench", "--archs", *args.archs, "--objectives", *args.objectives, "--variants", *args.variants]
+        + pythae_flag
+        + [f"--rounds {args.rounds} --window-seconds {args.window_seconds} --warmup {args.warmup}"]
+        + [f"--batch-size {args.batch_size} --matmul-size {args.matmul_size}"]
+        + ([f"--threads {args.threads}"] if args.threads else [])
+    )
+    text = bench.report(results, peaks, command, args.rounds, args.batch_size, args.threads)
+    print(text)
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return 1 if all(r.error for r in results) else 0  # a setting that fails (say, compile) is a finding
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -414,6 +547,10 @@ def _train(args: argparse.Namespace) -> int:
         given["prior_trick"] = True
     if args.skip_nonfinite:
         given["skip_nonfinite"] = True
+    if args.batch_norm is False:
+        given["batch_norm"] = False
+    if args.cache is False:
+        given["cache"] = False
     if args.resume:
         extra = set(given) - _RESUME_OVERRIDES
         if extra or args.objective or args.data or args.dataset or args.out or args.grey:
@@ -422,7 +559,6 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         cfg = override(_run_config(run_dir), **given)
         validate(cfg)
-        data = load(cfg.data)
     else:
         cfg = preset(args.preset, args.objective or "mmd")
         if args.grey:
@@ -439,12 +575,25 @@ def _train(args: argparse.Namespace) -> int:
             given["dataset"] = args.dataset
         cfg = override(cfg, **given)
         validate(cfg)
-        data = load(cfg.data)
-        check_fits(cfg, data)
+        if args.out is None and launched().world > 1:
+            raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.preset}-{cfg.loss.objective}-{stamp}"
-        _prepare_run_dir(run_dir, args.overwrite)
-    result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=False if args.no_progress else None)
+    device = resolve_device(cfg.train.device, launched().local_rank)
+    resolve_precision(cfg, device.type)  # refuses fp16 off CUDA before anything is written
+    with process_group(device) as procs:
+
+        def prepare() -> ImageData:
+            data = load(cfg.data)  # rank 0 first: it builds an image folder's cache
+            if not args.resume:
+                check_fits(cfg, data, procs.world)
+                _prepare_run_dir(run_dir, args.overwrite)
+            return data
+
+        data = on_main_first(procs, device, prepare)
+        result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=False if args.no_progress else None)
+    if not procs.main:
+        return 130 if result.interrupted else 0
     if not result.interrupted:
         from .report import write_report
 
@@ -580,6 +729,27 @@ def _interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _toy(args: argparse.Namespace) -> int:
+    from .toy import ToyConfig, run_toy
+
+    out = Path(args.out) if args.out else Path("runs") / f"toy-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"folder {out} exists; give --overwrite to replace its toy.md, toy.png and toy.json")
+    cfg = ToyConfig(
+        datasets=tuple(args.datasets), lambdas=tuple(args.lambdas), steps=args.steps, n_eval=args.n_eval, seed=args.seed
+    )
+    command = (
+        f"wae toy --datasets {' '.join(cfg.datasets)} --lambdas {' '.join(f'{lam:g}' for lam in cfg.lambdas)} "
+        f"--steps {cfg.steps} --n-eval {cfg.n_eval} --seed {cfg.seed} --out {out}"
+    )
+    run_toy(cfg, out, command, progress=False if args.no_progress else None)
+    print((out / "toy.md").read_text())
+    print(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}")
+    return 0
+
+
 COMMANDS = {
     "train": _train,
     "sample": _sample,
@@ -590,6 +760,7 @@ COMMANDS = {
     "report": _report,
     "compare": _compare,
     "bench": _bench,
+    "toy": _toy,
 }
 
 

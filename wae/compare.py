@@ -1,8 +1,10 @@
 """``wae compare``: one table and one figure across runs, like the paper's comparison figures.
 
 The table takes each run's ``metrics.json`` (``wae evaluate``) when present, else its last
-per-epoch evaluation. The figure shows, per run, prior samples from the same seeded draw,
-reconstructions of the same test images, and interpolations between the same pairs.
+per-epoch evaluation, and adds a row for each ex-post sampler evaluated
+(``metrics-gmm.json``: ``wae evaluate --sampler gmm``). The figure shows, per run, prior
+samples from the same seeded draw, reconstructions of the same test images, and interpolations
+between the same pairs.
 """
 
 from __future__ import annotations
@@ -48,18 +50,23 @@ def run_summary(run: Path) -> dict[str, Any]:
         "steps": evals[-1]["step"] if evals else 0,
         "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
         "metrics": run_metrics(run),
+        "samplers": {
+            path.stem.removeprefix("metrics-"): json.loads(path.read_text())
+            for path in sorted(run.glob("metrics-*.json"))
+        },
     }
 
 
 def table(summaries: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per run."""
-    head = ["run", "objective", "net", "epochs"] + [title for _, title, _ in COLUMNS] + ["train img/s"]
+    head = ["run", "objective", "sampler", "net", "epochs"] + [title for _, title, _ in COLUMNS] + ["train img/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
-        cells = [s["name"], s["objective"], s["arch"], str(s["epochs"])]
-        cells += [fmt.format(s["metrics"][key]) if key in s["metrics"] else "–" for key, _, fmt in COLUMNS]
-        cells.append(f"{s['images_per_s']:.0f}")
-        lines.append("| " + " | ".join(cells) + " |")
+        for sampler, metrics in [("prior", s["metrics"]), *s.get("samplers", {}).items()]:
+            cells = [s["name"], s["objective"], sampler, s["arch"], str(s["epochs"])]
+            cells += [fmt.format(metrics[key]) if key in metrics else "–" for key, _, fmt in COLUMNS]
+            cells.append(f"{s['images_per_s']:.0f}")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,8 @@ PRIORS = ("gaussian", "uniform", "sphere")
 COSTS = ("l2sq", "l1", "bce")
 ENCODERS = ("deterministic", "gaussian")
 OUTPUTS = ("sigmoid", "tanh")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor")  # "tensor": given in Python, not saved
 
 
@@ -49,6 +50,10 @@ class DataConfig:
     range: str = "01"  # pixel range fed to the model: "01" -> [0, 1], "pm1" -> [-1, 1]
     synthetic_size: int = 28  # image side of the synthetic dataset
     synthetic_count: int = 512  # training images of the synthetic dataset
+    # folder / celeba: convert the images once to a memory-mapped uint8 cache (fast epochs), or,
+    # False, decode the training files anew each epoch in `workers` DataLoader processes
+    cache: bool = True
+    workers: int = 2
 
 
 @dataclass
@@ -61,6 +66,10 @@ class ModelConfig:
     output: str = "sigmoid"  # decoder output: sigmoid for [0, 1] data, tanh for [-1, 1]
     adversary_width: int = 512  # WAE-GAN latent adversary: 4 hidden layers of this width
     adversary_depth: int = 4
+    # batch norm after each hidden convolution (the paper's nets); off, the convolutions carry
+    # biases instead, and a multi-process CPU run equals a one-process run step for step (CUDA
+    # runs keep batch statistics global with SyncBatchNorm; CPU processes cannot)
+    batch_norm: bool = True
 
 
 @dataclass
@@ -105,9 +114,11 @@ class TrainConfig:
     lr_milestones: tuple[float, ...] = ()
     lr_factors: tuple[float, ...] = ()
     seed: int = 0
-    # "bf16" (CPU autocast), "fp32", or "auto": bf16 where the CPU has native bf16 (AVX512-BF16
-    # or AMX), fp32 elsewhere; the choice made is what config.json records
+    # "bf16" (autocast), "fp32", "fp16" (CUDA autocast with a gradient scaler), or "auto": bf16
+    # where the CPU has native bf16 (AVX512-BF16 or AMX) or the GPU supports it, fp16 on older
+    # GPUs, fp32 elsewhere; the choice made is what config.json records
     precision: str = "auto"
+    device: str = "auto"  # "cpu", "cuda", "mps", or "auto": cuda, else mps, else cpu
     log_every: int = 50  # steps between lines of metrics.jsonl
     eval_size: int = 2000  # test images (a fixed random subset) used for the per-epoch evaluation
     # every this many epochs the evaluation also scores eval_size prior samples with the shipped
@@ -223,6 +234,7 @@ def validate(cfg: Config) -> None:
         ("loss.kernel", cfg.loss.kernel, KERNELS),
         ("loss.prior", cfg.loss.prior, PRIORS),
         ("train.precision", cfg.train.precision, PRECISIONS),
+        ("train.device", cfg.train.device, DEVICES),
     ]
     for name, value, allowed in choices:
         if value not in allowed:
@@ -304,11 +316,20 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(cfg: Config) -> Config:
-    """``cfg`` with precision "auto" replaced by the concrete choice for this machine."""
-    if cfg.train.precision != "auto":
+def resolve_precision(cfg: Config, device: str = "cpu") -> Config:
+    """``cfg`` with precision "auto" replaced by the concrete choice for this machine and
+    ``device`` type ("cpu", "cuda" or "mps"); :class:`UserError` for fp16 off CUDA."""
+    precision = cfg.train.precision
+    if precision == "fp16" and device != "cuda":
+        raise UserError("precision fp16 needs a CUDA device (on a CPU use bf16)")
+    if precision != "auto":
         return cfg
-    choice = "bf16" if native_bf16() else "fp32"
+    if device == "cuda":
+        import torch
+
+        choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    else:
+        choice = "bf16" if device == "cpu" and native_bf16() else "fp32"
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=choice))
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,14 +20,18 @@ from torch import Tensor
 
 from .config import DataConfig, UserError
 
+if TYPE_CHECKING:
+    from .folders import ImageFiles
+
 MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
 
 
 @dataclass
 class ImageData:
-    """Training and test images, each (n, c, h, w), and class labels (n,) where known."""
+    """Training and test images, each (n, c, h, w), and class labels (n,) where known. The
+    training images are a tensor, or image files decoded at every read (no cache)."""
 
-    train: Tensor
+    train: Tensor | ImageFiles
     test: Tensor
     name: str
     train_labels: Tensor | None = None
@@ -159,21 +164,33 @@ def from_tensor(images: Tensor, test: Tensor | None = None) -> ImageData:
     return ImageData(train, test_t, "tensor")
 
 
-def load_folder(root: Path, size: int, grey: bool = False, crop: int = 0, celeba: bool = False) -> ImageData:
+def load_folder(
+    root: Path, size: int, grey: bool = False, crop: int = 0, celeba: bool = False, cache: bool = True
+) -> ImageData:
     """Images of a folder (or CelebA, with its official split) as uint8 tensors over a
-    memory-mapped cache; see ``wae.folders``."""
-    from .folders import celeba_files, images_array, list_images, split
+    memory-mapped cache; or, without ``cache``, training images decoded at every read (an
+    :class:`~wae.folders.ImageFiles`) and the test images decoded once into memory. See
+    ``wae.folders``."""
+    from .folders import ImageFiles, celeba_files, images_array, list_images, split
 
     if celeba:
         train_files, test_files = celeba_files(root)
+    else:
+        files = list_images(root)
+        if not files:
+            raise UserError(f"no image files (png, jpg, jpeg, bmp, webp) in {root}")
+        if not cache and len(files) < 3:
+            raise UserError(f"{len(files)} images are too few: at least 3 are needed")
+        held = max(1, int(round(len(files) * 0.1)))
+        train_files, test_files = files[:-held], files[-held:]
+    name = "celeba" if celeba else root.name
+    if not cache:
+        return ImageData(ImageFiles(train_files, size, grey, crop), ImageFiles(test_files, size, grey, crop)[:], name)
+    if celeba:
         train = torch.from_numpy(images_array(train_files, size, grey, crop))
-        test = torch.from_numpy(images_array(test_files, size, grey, crop))
-        return ImageData(train, test, "celeba")
-    files = list_images(root)
-    if not files:
-        raise UserError(f"no image files (png, jpg, jpeg, bmp, webp) in {root}")
+        return ImageData(train, torch.from_numpy(images_array(test_files, size, grey, crop)), name)
     train, test = split(images_array(files, size, grey, crop))
-    return ImageData(train, test, root.name)
+    return ImageData(train, test, name)
 
 
 def load(cfg: DataConfig) -> ImageData:
@@ -189,7 +206,8 @@ def load(cfg: DataConfig) -> ImageData:
     if cfg.dataset in ("folder", "celeba"):
         if not cfg.path:
             raise UserError(f"dataset {cfg.dataset} needs a path (--data FOLDER)")
-        return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba=cfg.dataset == "celeba")
+        celeba = cfg.dataset == "celeba"
+        return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba, cfg.cache)
     if cfg.dataset == "tensor":
         raise UserError("this run was trained on a tensor given in Python; its images are not on disk")
     raise UserError(f"unknown dataset '{cfg.dataset}'")
@@ -202,9 +220,43 @@ def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(n, generator=generator)
 
 
-def batches(images: Tensor, batch_size: int, seed: int, epoch: int, start: int = 0) -> Iterator[Tensor]:
-    """Full batches of epoch ``epoch`` from batch index ``start`` on (the last partial batch is
-    dropped so that every MMD estimate uses the same number of codes)."""
-    order = epoch_order(len(images), seed, epoch)
-    for b in range(start, len(images) // batch_size):
-        yield images[order[b * batch_size : (b + 1) * batch_size]]
+def batch_indices(
+    n: int, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1
+) -> Iterator[Tensor]:
+    """Indices of the full batches of epoch ``epoch`` from batch index ``start`` on (the last
+    partial batch is dropped so that every MMD estimate uses the same number of codes). With
+    ``world`` processes, rank ``rank`` gets only its contiguous 1/world of each batch: a
+    distributed sampler whose shards together are exactly the one-process batch."""
+    order = epoch_order(n, seed, epoch)
+    local = batch_size // world
+    for b in range(start, n // batch_size):
+        first = b * batch_size + rank * local
+        yield order[first : first + local]
+
+
+def batches(
+    images: Tensor, batch_size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1
+) -> Iterator[Tensor]:
+    """The images of :func:`batch_indices`, read by index from a tensor in memory (or a
+    memory-mapped cache)."""
+    for index in batch_indices(len(images), batch_size, seed, epoch, start, rank, world):
+        yield images[index]
+
+
+def stream(
+    files: ImageFiles,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    start: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    workers: int = 2,
+    pin_memory: bool = False,
+) -> Iterator[Tensor]:
+    """The batches of :func:`batch_indices` decoded from image files by a DataLoader with
+    ``workers`` processes (0: in this process), in the same order as :func:`batches`."""
+    from torch.utils.data import DataLoader
+
+    sampler = [index.tolist() for index in batch_indices(len(files), batch_size, seed, epoch, start, rank, world)]
+    yield from DataLoader(files, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory)

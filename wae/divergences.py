@@ -59,11 +59,52 @@ def mmd_from_gram(gram: Tensor, n: int) -> Tensor:
     return within_x + within_y - 2.0 * k_xy.sum() / (n * m)
 
 
-def mmd_imq(codes: Tensor, prior: Tensor, prior_var: float = 1.0, scales: Sequence[float] = IMQ_SCALES) -> Tensor:
-    """WAE-MMD penalty with the multi-scale IMQ kernel, C = 2 * d * prior_var (scalar)."""
-    pooled = torch.cat([codes.float(), prior.float()])
+# pooled samples above this size take the blockwise path of mmd_imq
+FULL_GRAM_LIMIT = 4096
+
+
+def _imq_sum(x: Tensor, y: Tensor, c: float, scales: Sequence[float]) -> Tensor:
+    return imq_kernel(squared_distances(x, y), c, scales).sum()
+
+
+def imq_sum(x: Tensor, y: Tensor, c: float, scales: Sequence[float] = IMQ_SCALES, block: int = 1024) -> Tensor:
+    """sum_ij k(x_i, y_j) of the multi-scale IMQ kernel, by blocks of ``block`` rows of x, each
+    recomputed in the backward pass (activation checkpointing): memory O(block * m), not
+    O(n * m), at the price of a second kernel evaluation (scalar)."""
+    from torch.utils.checkpoint import checkpoint
+
+    total = x.new_zeros((), dtype=torch.float32)
+    for i in range(0, x.shape[0], block):
+        total = total + checkpoint(_imq_sum, x[i : i + block], y, c, scales, use_reentrant=False)
+    return total
+
+
+def mmd_imq(
+    codes: Tensor,
+    prior: Tensor,
+    prior_var: float = 1.0,
+    scales: Sequence[float] = IMQ_SCALES,
+    block: int | None = None,
+) -> Tensor:
+    """WAE-MMD penalty with the multi-scale IMQ kernel, C = 2 * d * prior_var (scalar).
+
+    Up to FULL_GRAM_LIMIT pooled samples the kernel matrix is built whole; beyond it, or
+    whenever ``block`` is given, the three kernel sums are taken by row blocks (:func:`imq_sum`)
+    so that a batch of 4096 codes needs megabytes, not gigabytes. Both give the same estimate:
+    the diagonal terms k(x_i, x_i) = len(scales) are removed in closed form."""
+    n, m = codes.shape[0], prior.shape[0]
     c = 2.0 * codes.shape[1] * prior_var
-    return mmd_from_gram(imq_kernel(squared_distances(pooled, pooled), c, scales), codes.shape[0])
+    if block is None and n + m <= FULL_GRAM_LIMIT:
+        pooled = torch.cat([codes.float(), prior.float()])
+        return mmd_from_gram(imq_kernel(squared_distances(pooled, pooled), c, scales), n)
+    if n < 2 or m < 2:
+        raise ValueError("the unbiased MMD needs at least two samples on each side")
+    block = block or 1024
+    x, y = codes.float(), prior.float()
+    diagonal = float(len(scales))
+    within_x = (imq_sum(x, x, c, scales, block) - n * diagonal) / (n * (n - 1))
+    within_y = (imq_sum(y, y, c, scales, block) - m * diagonal) / (m * (m - 1))
+    return within_x + within_y - 2.0 * imq_sum(x, y, c, scales, block) / (n * m)
 
 
 def mmd_rbf(codes: Tensor, prior: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
@@ -9,6 +11,9 @@ from .data import ImageData, to_model_range, to_unit_range
 from .divergences import mmd_imq
 from .model import AutoEncoder
 from .samplers import GaussianMixture
+
+if TYPE_CHECKING:
+    from .folders import ImageFiles
 
 # (key, label) of the figures `wae evaluate` prints and `report.html` shows first, in this order
 MAIN_METRICS = [
@@ -28,13 +33,16 @@ MAIN_METRICS = [
 
 
 @torch.no_grad()
-def encode_all(model: AutoEncoder, images: Tensor, value_range: str, chunk: int = 500) -> Tensor:
+def encode_all(model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500) -> Tensor:
     """Codes (n, d_z) of stored images (uint8 or [0, 1] floats), in eval mode, by chunks."""
     was_training = model.training
     model.eval()
     try:
         return torch.cat(
-            [model.encode(to_model_range(images[i : i + chunk], value_range)) for i in range(0, len(images), chunk)]
+            [
+                model.encode(to_model_range(images[i : i + chunk], value_range)).cpu()
+                for i in range(0, len(images), chunk)
+            ]
         )
     finally:
         model.train(was_training)
@@ -46,7 +54,9 @@ def evaluate(model: AutoEncoder, test_images: Tensor, value_range: str, seed: in
     - ``test_recon_mse``: mean squared error per pixel of G(E(x)), pixels in [0, 1];
     - ``test_mmd``: unbiased multi-scale IMQ MMD^2 between test codes and as many prior samples;
     - ``code_mean_norm``, ``code_var_mean``: norm of the mean of Q_Z and mean per-dimension
-      variance (prior: 0 and sigma_z^2)."""
+      variance (prior: 0 and sigma_z^2);
+    - Gaussian encoders only: ``encoder_logvar_mean``, the mean over test images and
+      coordinates of log sigma^2(x) (a collapse to deterministic codes sends it far below 0)."""
     was_training = model.training
     model.eval()
     try:
@@ -54,16 +64,24 @@ def evaluate(model: AutoEncoder, test_images: Tensor, value_range: str, seed: in
         sq_err = 0.0
         for i in range(0, len(test_images), 500):
             x = to_model_range(test_images[i : i + 500], value_range)
-            x_hat = model.decode(codes[i : i + 500])
+            x_hat = model.decode(codes[i : i + 500]).cpu()
             scale = 0.5 if value_range == "pm1" else 1.0  # errors measured on the [0, 1] scale
             sq_err += ((x - x_hat) * scale).pow(2).sum().item()
         generator = torch.Generator().manual_seed(seed + 17)
         prior = model.prior_sample(len(codes), generator)
+        extra = {}
+        if model.encoder.gaussian:
+            total = sum(
+                model.encoder(to_model_range(test_images[i : i + 500], value_range).to(model.device))[1].float().sum()
+                for i in range(0, len(test_images), 500)
+            )
+            extra["encoder_logvar_mean"] = float(total) / (len(test_images) * model.latent_dim)
         return {
             "test_recon_mse": sq_err / test_images.numel(),
             "test_mmd": mmd_imq(codes, prior, model.prior_var).item(),
             "code_mean_norm": codes.mean(0).norm().item(),
             "code_var_mean": codes.var(0).mean().item(),
+            **extra,
         }
     finally:
         model.train(was_training)
@@ -182,7 +200,10 @@ def decode_prior(
     model.eval()
     try:
         return torch.cat(
-            [to_unit_range(model.decode(draw(min(chunk, n - i), generator)), value_range) for i in range(0, n, chunk)]
+            [
+                to_unit_range(model.decode(draw(min(chunk, n - i), generator)).cpu(), value_range)
+                for i in range(0, n, chunk)
+            ]
         )
     finally:
         model.train(was_training)
@@ -195,7 +216,7 @@ def _reconstruct_all(model: AutoEncoder, images: Tensor, value_range: str, chunk
     try:
         return torch.cat(
             [
-                to_unit_range(model.reconstruct(to_model_range(images[i : i + chunk], value_range)), value_range)
+                to_unit_range(model.reconstruct(to_model_range(images[i : i + chunk], value_range)).cpu(), value_range)
                 for i in range(0, len(images), chunk)
             ]
         )

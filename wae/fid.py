@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,38 @@ def inception_file() -> Path:
     )
 
 
-def load_inception() -> torch.jit.ScriptModule:
-    """The Inception network, in eval mode on the CPU: (n, 3, 299, 299) -> (n, 2048)."""
-    import warnings
-
+def load_inception(optimise: bool = True) -> torch.jit.ScriptModule:
+    """The Inception network, in eval mode on the CPU: (n, 3, 299, 299) -> (n, 2048); with
+    ``optimise``, the same function made about twice as fast by :func:`optimise_inception`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: the file is TorchScript
-        return torch.jit.load(str(inception_file()), map_location="cpu").eval()
+        network = torch.jit.load(str(inception_file()), map_location="cpu").eval()
+    return optimise_inception(network) if optimise else network
+
+
+def optimise_inception(network: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """``network`` frozen into one graph, with two changes that keep its function (features
+    agree to about 1e-6, relative, in float32; tests/test_fid.py checks it):
+
+    - the ``contiguous()`` after every branch of its Inception blocks is dropped, so that the
+      activations stay channels_last: in NCHW, the blocks' 3x3 average pools and the layout
+      conversions around every convolution cost as much as the convolutions themselves;
+    - each batch norm is folded into the convolution before it, once the casts of the
+      convolution weights to the input's dtype are dropped (identities: the input is float32).
+
+    On a torch whose TorchScript graphs cannot be changed so, ``network`` itself, with a warning."""
+    try:
+        frozen = torch.jit.freeze(network.eval())
+        graph = frozen.graph
+        for node in list(graph.findAllNodes("aten::contiguous")) + list(graph.findAllNodes("aten::to")):
+            if node.kind() == "aten::contiguous" or node.inputsAt(0).node().kind() == "prim::Constant":
+                node.output().replaceAllUsesWith(node.inputsAt(0))
+                node.destroy()
+        torch.jit.run_frozen_optimizations(frozen)  # folds the batch norms into the convolutions
+        return frozen
+    except (RuntimeError, AttributeError) as err:
+        warnings.warn(f"Inception left unoptimised, about 2x slower ({type(err).__name__}: {err})", stacklevel=2)
+        return network
 
 
 def quantise(images: Tensor) -> Tensor:
@@ -77,11 +103,9 @@ def preprocess(images: Tensor) -> Tensor:
     """8-bit images (n, 1 or 3, h, w) -> network input (n, 3, 299, 299) in [-1, 1], as
     pytorch-fid: scaled to [-1, 1], then resized bilinearly."""
     x = images.float() / 127.5 - 1
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
     if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-    return x
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # grey: resized once, then repeated
 
 
 @torch.no_grad()

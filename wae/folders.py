@@ -118,6 +118,47 @@ def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progre
     return np.load(path, mmap_mode="c")
 
 
+class ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
+    """Images decoded from their files at every read, for training without the cache: the same
+    preprocessing as the cache, ``images[i]`` is uint8 (c, size, size), ``images[index_tensor]``
+    and ``images[a:b]`` stack them. A file that cannot be decoded is replaced by the next
+    readable one (so batches keep their size) with a warning that counts such files."""
+
+    def __init__(self, files: list[Path], size: int, grey: bool, crop: int = 0):
+        if not files:
+            raise UserError("no images to load")
+        self.files, self.size, self.grey, self.crop = files, size, grey, crop
+        self.unreadable = 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(n, c, size, size), as for a tensor of the images."""
+        return (len(self.files), 1 if self.grey else 3, self.size, self.size)
+
+    def __getitem__(self, index: int | slice | torch.Tensor) -> torch.Tensor:
+        if isinstance(index, int):
+            return self._read(index)
+        picks = range(len(self.files))[index] if isinstance(index, slice) else index.tolist()
+        return torch.stack([self._read(i) for i in picks])
+
+    def _read(self, index: int) -> torch.Tensor:
+        for offset in range(len(self.files)):
+            path = self.files[(index + offset) % len(self.files)]
+            image = load_image(path, self.size, self.grey, self.crop)
+            if image is not None:
+                return torch.from_numpy(image.copy())  # PIL's buffer is read-only
+            self.unreadable += 1
+            warnings.warn(
+                f"unreadable image file {path} replaced by the next readable one "
+                f"({self.unreadable} so far in this process)",
+                stacklevel=2,
+            )
+        raise UserError(f"none of the {len(self.files)} image files could be read")
+
+
 def split(array: np.ndarray, test_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, test) tensors over the array's memory; the last ``test_fraction`` is the test set."""
     held = max(1, int(round(len(array) * test_fraction)))

@@ -36,9 +36,14 @@ ARCHITECTURES = {
 }
 
 
-def _down(cin: int, cout: int, k: int) -> nn.Conv2d:
+def _down(cin: int, cout: int, k: int, bias: bool = False) -> nn.Conv2d:
     # (k - 1) // 2 padding halves even sides exactly (28 -> 14 -> 7 -> 4 with k = 4 or 5)
-    return nn.Conv2d(cin, cout, k, stride=2, padding=(k - 1) // 2, bias=False)
+    return nn.Conv2d(cin, cout, k, stride=2, padding=(k - 1) // 2, bias=bias)
+
+
+def _norm(channels: int, batch_norm: bool) -> nn.Module:
+    # without batch norm the convolution before it carries a bias instead
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
 
 
 def _up(cin: int, cout: int, k: int, bias: bool = False) -> nn.ConvTranspose2d:
@@ -61,12 +66,20 @@ class Encoder(nn.Module):
     """Image -> code. ``forward(x)`` with x of shape (n, c, h, w) returns (n, d_z) for a
     deterministic encoder, or the pair (mean, log_var), each (n, d_z), for a Gaussian one."""
 
-    def __init__(self, arch: Architecture, channels: int, size: int, latent_dim: int, gaussian: bool = False):
+    def __init__(
+        self,
+        arch: Architecture,
+        channels: int,
+        size: int,
+        latent_dim: int,
+        gaussian: bool = False,
+        batch_norm: bool = True,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         cin = channels
         for cout in arch.encoder_channels:
-            layers += [_down(cin, cout, arch.kernel), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers += [_down(cin, cout, arch.kernel, not batch_norm), _norm(cout, batch_norm), nn.ReLU(inplace=True)]
             cin = cout
         self.features = nn.Sequential(*layers)
         with torch.no_grad():
@@ -88,7 +101,7 @@ class Decoder(nn.Module):
     """Code (n, d_z) -> pre-activation image (n, c, h, w). The output non-linearity (sigmoid or
     tanh) is applied by the model, so that costs such as BCE can use the logits directly."""
 
-    def __init__(self, arch: Architecture, channels: int, size: int, latent_dim: int):
+    def __init__(self, arch: Architecture, channels: int, size: int, latent_dim: int, batch_norm: bool = True):
         super().__init__()
         self.start = decoder_start_size(arch, size)
         c0 = arch.decoder_channels[0]
@@ -96,7 +109,7 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = [nn.ReLU(inplace=True)]
         cin = c0
         for cout in arch.decoder_channels[1:]:
-            layers += [_up(cin, cout, arch.kernel), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers += [_up(cin, cout, arch.kernel, not batch_norm), _norm(cout, batch_norm), nn.ReLU(inplace=True)]
             cin = cout
         if arch.last_layer == "stride2":
             layers.append(_up(cin, channels, arch.kernel, bias=True))

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import __version__
 from . import checkpoint as ckpt
 from .config import SAMPLE_PENALTIES, Config, UserError, resolve_precision, validate
 from .costs import reconstruction_cost
-from .data import ImageData, batches, load, to_model_range, to_unit_range
+from .data import ImageData, batches, load, stream, to_model_range, to_unit_range
 from .divergences import (
     adversary_loss,
     cramer_wold,
@@ -46,21 +47,41 @@ from .evaluate import classifier_metrics, decode_prior, evaluate, is_mnist_like
 from .images import reconstruction_rows, save_grid
 from .model import AutoEncoder
 from .nets import ARCHITECTURES, Adversary, decoder_start_size
+from .parallel import (
+    Processes,
+    all_true,
+    barrier,
+    current,
+    gather,
+    launched,
+    mean_over,
+    process_group,
+    resolve_device,
+    shard,
+)
 from .priors import gaussian_log_density
 
 
 @dataclass
 class State:
-    """Everything that changes during training (and so goes into a checkpoint)."""
+    """Everything that changes during training (and so goes into a checkpoint), and where it
+    runs: ``model`` and ``adversary`` are the plain modules, ``net`` and ``adversary_net`` the
+    same modules wrapped in DistributedDataParallel under a multi-process launch."""
 
     cfg: Config
     model: AutoEncoder
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    noise: torch.Generator  # prior samples, encoder noise, input noise
+    noise: torch.Generator  # prior samples, encoder noise, input noise (on the CPU, for every device)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    procs: Processes = field(default_factory=Processes)
+    net: nn.Module | None = None
     adversary: Adversary | None = None
+    adversary_net: nn.Module | None = None
     adversary_optimizer: torch.optim.Optimizer | None = None
     adversary_scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
+    adversary_scaler: torch.amp.GradScaler | None = None
     step: int = 0
 
 
@@ -74,13 +95,18 @@ def lr_factor(cfg: Config, epoch: int) -> float:
     return factor
 
 
-def check_fits(cfg: Config, data: ImageData) -> None:
-    """Raise :class:`UserError` if ``cfg`` cannot train on ``data``: settings out of range, a
-    training set smaller than one batch, an image size the architecture cannot produce."""
+def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
+    """Raise :class:`UserError` if ``cfg`` cannot train on ``data`` with ``world`` processes:
+    settings out of range, a training set smaller than one batch, an image size the
+    architecture cannot produce, a batch that does not split evenly over the processes."""
     validate(cfg)
     if len(data.train) < cfg.train.batch_size:
         raise UserError(
             f"the training set has {len(data.train)} images, fewer than one batch of {cfg.train.batch_size}"
+        )
+    if cfg.train.batch_size % world or cfg.train.batch_size // world < 2:
+        raise UserError(
+            f"the batch of {cfg.train.batch_size} does not split into {world} equal shards of at least 2 images"
         )
     try:
         decoder_start_size(ARCHITECTURES[cfg.model.arch], data.size)
@@ -88,14 +114,38 @@ def check_fits(cfg: Config, data: ImageData) -> None:
         raise UserError(f"architecture '{cfg.model.arch}' cannot take {data.size}x{data.size} images: {err}") from None
 
 
-def build(cfg: Config, channels: int, size: int, steps_per_epoch: int) -> State:
-    """Fresh networks, optimizers and schedulers for ``cfg`` (seeded by ``cfg.train.seed``)."""
+def _wrap(module: nn.Module, state: State) -> nn.Module:
+    """``module`` in DistributedDataParallel under a multi-process launch, else itself."""
+    if state.procs.world == 1:
+        return module
+    ids = [state.device.index] if state.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def build(
+    cfg: Config,
+    channels: int,
+    size: int,
+    steps_per_epoch: int,
+    device: torch.device | None = None,
+    procs: Processes | None = None,
+) -> State:
+    """Fresh networks, optimizers and schedulers for ``cfg`` (seeded by ``cfg.train.seed``, the
+    same on every rank) on ``device``, wrapped for the processes ``procs`` (default: one)."""
     torch.manual_seed(cfg.train.seed)
+    device = device if device is not None else torch.device("cpu")
+    procs = procs if procs is not None else Processes()
     model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+    if procs.world > 1 and device.type == "cuda" and cfg.model.batch_norm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
     betas = (cfg.train.beta1, cfg.train.beta2)
 
     def schedule(step: int) -> float:
         return lr_factor(cfg, step // steps_per_epoch)
+
+    def scaler() -> torch.amp.GradScaler | None:
+        return torch.amp.GradScaler("cuda") if cfg.train.precision == "fp16" else None
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=betas)
     state = State(
@@ -104,47 +154,62 @@ def build(cfg: Config, channels: int, size: int, steps_per_epoch: int) -> State:
         optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
         noise=torch.Generator().manual_seed(cfg.train.seed + 1),
+        device=device,
+        procs=procs,
+        scaler=scaler(),
     )
+    state.net = _wrap(model, state)
     if cfg.loss.objective == "gan":
         state.adversary = Adversary(cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth)
+        state.adversary.to(device)
+        state.adversary_net = _wrap(state.adversary, state)
         state.adversary_optimizer = torch.optim.Adam(
             state.adversary.parameters(), lr=cfg.train.adversary_lr, betas=betas
         )
         state.adversary_scheduler = torch.optim.lr_scheduler.LambdaLR(state.adversary_optimizer, schedule)
+        state.adversary_scaler = scaler()
     return state
 
 
-def autocast(cfg: Config) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on the CPU when asked for; the losses themselves are computed in fp32."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
+def autocast(state: State) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to bf16 or fp16 when the config asks for it; the losses are computed in fp32."""
+    precision = state.cfg.train.precision
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(state.device.type, dtype=dtype, enabled=precision in ("bf16", "fp16"))
+
+
+def _noise(state: State, shape: tuple[int, ...]) -> Tensor:
+    """Standard-normal noise of ``shape`` (rows: this rank's shard), drawn for the whole global
+    batch and sharded, so that N processes use exactly the numbers one process would."""
+    rows = torch.randn((shape[0] * state.procs.world, *shape[1:]), generator=state.noise)
+    return shard(rows, state.procs).to(state.device, non_blocking=True)
+
+
+def _prior(state: State, n: int) -> Tensor:
+    """n prior draws (the global batch's), the same on every rank."""
+    return state.model.prior_sample(n, state.noise).to(state.device, non_blocking=True)
 
 
 def _inputs(state: State, batch: Tensor) -> tuple[Tensor, Tensor]:
     """(clean target, encoder input): the target in the model range, the input with the
     optional Gaussian input noise of the authors' code."""
-    x = to_model_range(batch, state.cfg.data.range)
+    x = to_model_range(batch.to(state.device, non_blocking=True), state.cfg.data.range)
     if state.cfg.loss.input_noise > 0:
-        return x, x + state.cfg.loss.input_noise * torch.randn(x.shape, generator=state.noise)
+        return x, x + state.cfg.loss.input_noise * _noise(state, tuple(x.shape))
     return x, x
 
 
-def _encode_train(state: State, x_in: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Codes z~ ~ Q(Z|x) with the reparameterisation trick; (z~, mean, log_var) where the
-    last two are None for a deterministic encoder."""
-    out = state.model.encoder(x_in)
-    if isinstance(out, tuple):
-        mean, log_var = out
-        clip = state.cfg.loss.logvar_clip
-        if clip > 0:
-            log_var = log_var.clamp(-clip, clip)
-        eps = torch.randn(mean.shape, generator=state.noise)
-        return mean + eps * (0.5 * log_var.float()).exp(), mean, log_var
-    return out, None, None
+def _forward(state: State, x_in: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    """(z~, mean, log_var, decoder logits) of one training pass, z~ ~ Q(Z|x) by the
+    reparameterisation trick for a Gaussian encoder."""
+    eps = _noise(state, (len(x_in), state.cfg.model.latent_dim)) if state.cfg.model.encoder == "gaussian" else None
+    assert state.net is not None
+    return state.net(x_in, eps, state.cfg.loss.logvar_clip)
 
 
-def _recon(state: State, x: Tensor, z: Tensor) -> Tensor:
+def _recon(state: State, x: Tensor, logits: Tensor) -> Tensor:
     """Mean over the batch of the scaled reconstruction cost c(x, G(z))."""
-    logits = state.model.decoder(z).float()
+    logits = logits.float()
     cost = reconstruction_cost(state.cfg.loss.cost, x, state.model.activate(logits), logits)
     return state.cfg.loss.cost_scale * cost.mean()
 
@@ -154,7 +219,8 @@ def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor, generator: torch.G
     sliced Wasserstein directions)."""
     loss = cfg.loss
     if loss.objective == "swd":
-        return sliced_wasserstein(codes, prior, random_directions(codes.shape[1], loss.projections, generator))
+        directions = random_directions(codes.shape[1], loss.projections, generator).to(codes.device)
+        return sliced_wasserstein(codes, prior, directions)
     if loss.objective == "sinkhorn":
         return sinkhorn_divergence(codes, prior, loss.sinkhorn_epsilon, loss.sinkhorn_iterations)
     if loss.objective == "cw":
@@ -164,28 +230,40 @@ def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor, generator: torch.G
     return mmd_rbf(codes, prior)
 
 
-def _update(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, loss: Tensor) -> None:
-    """One optimizer step on ``loss``, but none when the loss is NaN or infinite (the loop then
-    stops or skips the batch); the schedule advances either way."""
+def _update(
+    state: State,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler | None,
+    loss: Tensor,
+) -> None:
+    """One optimizer step on ``loss``, but none (on any rank) when the loss is NaN or infinite
+    on some rank (the loop then stops or skips the batch); the schedule advances either way."""
     optimizer.zero_grad(set_to_none=True)
-    if torch.isfinite(loss):
-        loss.backward()
-        optimizer.step()
+    if all_true(bool(torch.isfinite(loss)), state.device, state.procs):
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
     scheduler.step()
 
 
 def _descend(state: State, loss: Tensor) -> None:
-    _update(state.optimizer, state.scheduler, loss)
+    _update(state, state.optimizer, state.scheduler, state.scaler, loss)
 
 
 def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
-    """One step of a WAE with a sample-based penalty (MMD, or swd / sinkhorn / cw) on one batch."""
+    """One step of a WAE with a sample-based penalty (MMD, or swd / sinkhorn / cw) on one batch
+    (this rank's shard of it; the penalty sees the codes of the whole global batch)."""
     x, x_in = _inputs(state, batch)
-    with autocast(state.cfg):
-        z, _, log_var = _encode_train(state, x_in)
-        recon = _recon(state, x, z)
-    prior = state.model.prior_sample(len(z), state.noise)
-    penalty = latent_penalty(state.cfg, z, prior, state.noise)
+    with autocast(state):
+        z, _, log_var, logits = _forward(state, x_in)
+    recon = _recon(state, x, logits)
+    codes = gather(z.float(), state.procs)
+    penalty = latent_penalty(state.cfg, codes, _prior(state, len(codes)), state.noise)
     total = recon + state.cfg.loss.lam * penalty
     parts = {"recon": recon.detach(), "penalty": penalty.detach()}
     if log_var is not None and state.cfg.loss.logvar_l1 > 0:
@@ -197,9 +275,9 @@ def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     return {"total": total.detach(), **parts}
 
 
-def _adversary_logits(state: State, z: Tensor) -> Tensor:
+def _adversary_logits(state: State, z: Tensor, net: nn.Module | None = None) -> Tensor:
     assert state.adversary is not None
-    logits = state.adversary(z).float()
+    logits = (net if net is not None else state.adversary)(z).float()
     if state.cfg.loss.prior_trick:  # the authors' trick: start from the prior's log-density
         logits = logits + gaussian_log_density(z.float(), state.cfg.loss.prior_var)
     return logits
@@ -209,21 +287,25 @@ def adversary_update(state: State, codes: Tensor, prior: Tensor) -> Tensor:
     """WAE-GAN, first half: one adversary step telling prior samples (n, d) from codes (n, d)
     (treated as constants); returns the adversary's loss."""
     assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
-    with autocast(state.cfg):
-        loss = adversary_loss(_adversary_logits(state, prior), _adversary_logits(state, codes.detach()))
-    _update(state.adversary_optimizer, state.adversary_scheduler, state.cfg.loss.lam * loss)
+    with autocast(state):
+        # one forward pass over both, as DistributedDataParallel expects one per backward
+        logits = _adversary_logits(state, torch.cat([prior, codes.detach()]), state.adversary_net)
+        loss = adversary_loss(logits[: len(prior)], logits[len(prior) :])
+    _update(
+        state, state.adversary_optimizer, state.adversary_scheduler, state.adversary_scaler, state.cfg.loss.lam * loss
+    )
     return loss.detach()
 
 
-def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor) -> dict[str, Tensor]:
+def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor, logits: Tensor) -> dict[str, Tensor]:
     """WAE-GAN, second half: one encoder/decoder step on c(x, G(z~)) - lambda log D(z~), with
-    the adversary held fixed; ``codes`` must still carry the encoder's graph."""
+    the adversary held fixed; ``codes`` and decoder ``logits`` must still carry the graph."""
     assert state.adversary is not None
     state.adversary.requires_grad_(False)
     try:
-        with autocast(state.cfg):
+        with autocast(state):
             penalty = gan_penalty(_adversary_logits(state, codes))
-            recon = _recon(state, x, codes)
+        recon = _recon(state, x, logits)
         total = recon + state.cfg.loss.lam * penalty
         _descend(state, total)
     finally:
@@ -234,20 +316,20 @@ def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor) -> dict[str, 
 def gan_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     """One WAE-GAN step: one adversary update, then one auto-encoder update, on one batch."""
     x, x_in = _inputs(state, batch)
-    with autocast(state.cfg):
-        z, _, _ = _encode_train(state, x_in)
-    prior = state.model.prior_sample(len(z), state.noise)
+    with autocast(state):
+        z, _, _, logits = _forward(state, x_in)
+    prior = shard(_prior(state, len(z) * state.procs.world), state.procs)
     adv_loss = adversary_update(state, z, prior)
-    return {**autoencoder_gan_update(state, x, z), "adversary": adv_loss}
+    return {**autoencoder_gan_update(state, x, z, logits), "adversary": adv_loss}
 
 
 def vae_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     """One VAE step (negative ELBO with weight lambda on the KL term)."""
     x, x_in = _inputs(state, batch)
-    with autocast(state.cfg):
-        z, mean, log_var = _encode_train(state, x_in)
-        assert mean is not None and log_var is not None
-        recon = _recon(state, x, z)
+    with autocast(state):
+        _, mean, log_var, logits = _forward(state, x_in)
+    assert mean is not None and log_var is not None
+    recon = _recon(state, x, logits)
     kl = gaussian_kl(mean, log_var, state.cfg.loss.prior_var).mean()
     total = recon + state.cfg.loss.lam * kl
     _descend(state, total)
@@ -386,13 +468,13 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
     model.eval()
     try:
         with torch.no_grad():
-            samples = to_unit_range(model.decode(fixed_z), value_range)
+            samples = to_unit_range(model.decode(fixed_z).cpu(), value_range)
             x = to_model_range(data.test[:48], value_range)
             recon = reconstruction_rows(
-                to_unit_range(x, value_range), to_unit_range(model.reconstruct(x), value_range), 12
+                to_unit_range(x, value_range), to_unit_range(model.reconstruct(x).cpu(), value_range), 12
             )
             pairs = to_model_range(data.test[48:64], value_range)
-            interp = to_unit_range(model.interpolate(pairs[:8], pairs[8:], steps=12), value_range).flatten(0, 1)
+            interp = to_unit_range(model.interpolate(pairs[:8], pairs[8:], steps=12).cpu(), value_range).flatten(0, 1)
     finally:
         model.train()
     scale = 2 if data.size < 48 else 1
@@ -461,23 +543,44 @@ def fit(
 ) -> Run:
     """Train the auto-encoder ``cfg`` describes; with ``run_dir``, write the run folder
     (config.json, metrics.jsonl, checkpoint.pt, PNG grids, report.md) and, with ``resume``,
-    continue from its checkpoint. ``progress`` None shows a bar only on a terminal."""
+    continue from its checkpoint. ``progress`` None shows a bar only on a terminal.
+
+    Under ``torchrun`` every process calls this with the same arguments: each trains on its
+    shard of every global batch and rank 0 alone writes the run folder."""
     validate(cfg)
+    procs = current() if current().world > 1 else launched()
+    device = resolve_device(cfg.train.device, procs.local_rank)
+    with process_group(device) as procs:
+        return _fit(cfg, device, procs, run_dir, data, resume, progress, log)
+
+
+def _fit(
+    cfg: Config,
+    device: torch.device,
+    procs: Processes,
+    run_dir: str | Path | None,
+    data: ImageData | None,
+    resume: bool,
+    progress: bool | None,
+    log: Callable[[str], None] | None,
+) -> Run:
     data = data if data is not None else load(cfg.data)
-    check_fits(cfg, data)
-    cfg = resolve_precision(cfg)
+    check_fits(cfg, data, procs.world)
+    cfg = resolve_precision(cfg, device.type)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     bs = cfg.train.batch_size
     steps_per_epoch = len(data.train) // bs
-    state = build(cfg, data.channels, data.size, steps_per_epoch)
-    out = Path(run_dir) if run_dir is not None else None
+    state = build(cfg, data.channels, data.size, steps_per_epoch, device, procs)
+    source = Path(run_dir) if run_dir is not None else None  # read on resume by every rank
+    out = source if procs.main else None  # written by rank 0 alone
     evals: list[dict[str, Any]] = []
     last_saved = -1
-    say = log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
+    say = (log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))) if procs.main else quiet
     if resume:
-        assert out is not None
-        found = ckpt.load_latest(out, warn=say)
+        assert source is not None
+        found = ckpt.load_latest(source, warn=say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
             try:
                 load_state(state, found[0])
@@ -485,8 +588,9 @@ def fit(
                 problem = f"checkpoint {found[1]} does not match the run's config.json ({type(err).__name__})"
                 raise UserError(problem) from None
             last_saved = state.step
-        _truncate_metrics(out / "metrics.jsonl", state.step)
-        evals = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
+        if out is not None:
+            _truncate_metrics(out / "metrics.jsonl", state.step)
+            evals = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -506,48 +610,69 @@ def fit(
 
     def checkpoint_point(epoch: int) -> None:
         nonlocal last_saved, last_eval
-        last_eval = evaluate(state.model, eval_images, cfg.data.range, cfg.train.seed)
+        last_saved = state.step
+        if procs.main:
+            last_eval = _checkpoint_point(epoch)
+        barrier(procs)  # the other ranks wait while rank 0 evaluates and writes
+
+    def _checkpoint_point(epoch: int) -> dict[str, float]:
+        metrics = evaluate(state.model, eval_images, cfg.data.range, cfg.train.seed)
         every = cfg.train.eval_every
         if every and epoch % every == 0 and is_mnist_like(eval_images):
             generated = decode_prior(state.model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
-            last_eval.update(classifier_metrics(reference, generated))
-        record = {"kind": "eval", "step": state.step, "epoch": epoch, **last_eval}
+            metrics.update(classifier_metrics(reference, generated))
+        record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
         evals.append(record)
         speed = trained / train_time if train_time > 0 else 0.0
         say(
-            f"epoch {epoch} step {state.step}: test recon MSE {last_eval['test_recon_mse']:.5f}/pixel, "
-            f"test MMD {last_eval['test_mmd']:.5f}, "
-            + (f"sample FD {last_eval['fd_samples']:.2f}, " if "fd_samples" in last_eval else "")
+            f"epoch {epoch} step {state.step}: test recon MSE {metrics['test_recon_mse']:.5f}/pixel, "
+            f"test MMD {metrics['test_mmd']:.5f}, "
+            + (f"sample FD {metrics['fd_samples']:.2f}, " if "fd_samples" in metrics else "")
             + f"{speed:.0f} images/s"
         )
-        if out is None:
-            return
-        _append_jsonl(out / "metrics.jsonl", record)
-        _figures(state, data, out, epoch, fixed_z)
-        ckpt.save_run_checkpoint(out, state_dict(state, data), cfg.train.keep_checkpoints)
-        _report(state, data, out, evals, speed)
-        last_saved = state.step
+        if out is not None:
+            _append_jsonl(out / "metrics.jsonl", record)
+            _figures(state, data, out, epoch, fixed_z)
+            ckpt.save_run_checkpoint(out, state_dict(state, data), cfg.train.keep_checkpoints)
+            _report(state, data, out, evals, speed)
+        return metrics
 
     bar = tqdm(
         total=total_steps,
         initial=state.step,
-        disable=(not sys.stderr.isatty()) if progress is None else not progress,
+        disable=not procs.main or ((not sys.stderr.isatty()) if progress is None else not progress),
         unit="step",
         dynamic_ncols=True,
     )
     state.model.train()
+    stopping = False
     with _StopFlag() as stop, bar:
-        while state.step < total_steps and not stop.set:
+        while state.step < total_steps and not stopping:
             epoch = state.step // steps_per_epoch
             remaining = total_steps - state.step
-            for batch in islice(
-                batches(data.train, bs, cfg.train.seed, epoch, state.step % steps_per_epoch), remaining
-            ):
+            position = (cfg.train.seed, epoch, state.step % steps_per_epoch)
+            if isinstance(data.train, Tensor):
+                shards = batches(data.train, bs, *position, rank=procs.rank, world=procs.world)
+            else:  # image files without a cache: decoded by DataLoader workers
+                pin = device.type == "cuda"
+                shards = stream(data.train, bs, *position, procs.rank, procs.world, cfg.data.workers, pin)
+            for batch in islice(shards, remaining):
+                if device.type == "cuda" and not batch.is_pinned():
+                    batch = batch.pin_memory()
                 t0 = time.perf_counter()
                 # batch-norm statistics move in the forward pass, before the loss can be checked
                 statistics = [b.clone() for b in state.model.buffers()]
                 parts = step_fn(state, batch)
+                # the parts averaged over the ranks (a NaN on one rank reaches all), and whether
+                # any rank was asked to stop, in one collective
+                names = list(parts)
+                shared = mean_over(
+                    torch.stack([*(parts[k].float() for k in names), torch.tensor(float(stop.set), device=device)]),
+                    procs,
+                )
+                parts = dict(zip(names, shared[:-1], strict=True))
+                stopping = bool(shared[-1] > 0)
                 elapsed = time.perf_counter() - t0
                 state.step += 1
                 nonfinite = [k for k, v in parts.items() if not torch.isfinite(v)]
@@ -588,19 +713,19 @@ def fit(
                     window_time, window_images = 0.0, 0
                     if out is not None:
                         _append_jsonl(out / "metrics.jsonl", record)
-                if stop.set:
+                if stopping:
                     break
             if state.step % steps_per_epoch == 0:
                 checkpoint_point(state.step // steps_per_epoch)
     if last_saved != state.step:
         checkpoint_point(state.step // steps_per_epoch)
-    if stop.set:
+    if stopping:
         say(
             f"interrupted at step {state.step}; checkpoint saved"
             + (f"; resume with: wae train --resume {out}" if out else "")
         )
     state.model.eval()
-    return Run(state.model, out, state.step, last_eval, interrupted=stop.set)
+    return Run(state.model, out, state.step, last_eval, interrupted=stopping)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

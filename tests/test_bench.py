@@ -1,0 +1,109 @@
+"""The benchmark: variant parsing, paired ratios, and a tiny interleaved run in worker processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from wae import bench
+from wae.cli import main
+
+needs_pythae = pytest.mark.skipif(
+    not bench.pythae_available(), reason="pythae not installed (pip install 'wae[bench]')"
+)
+# one thread: tiny steps on a busy 2-core machine are otherwise dominated by OpenMP barrier waits
+TINY = [
+    "--threads",
+    "1",
+    "--batch-size",
+    "8",
+    "--rounds",
+    "2",
+    "--window-seconds",
+    "0.05",
+    "--warmup",
+    "1",
+    "--matmul-size",
+    "128",
+]
+
+
+def test_variants_parse_into_settings_and_bad_ones_are_refused():
+    assert bench.parse_variant("bf16+cl+compile") == {
+        "precision": "bf16",
+        "channels_last": True,
+        "compiled": True,
+        "fused_adam": False,
+    }
+    assert bench.parse_variant("fp32")["precision"] == "fp32"
+    assert bench.Setting("wae", "fast", "mmd", **bench.parse_variant("fp32+fused+cl")).variant == (
+        "fp32 channels_last fused Adam"
+    )
+    for bad in ("fp16", "bf16+cl+cl", "bf16+fast", "cl+bf16"):
+        with pytest.raises(ValueError):
+            bench.parse_variant(bad)
+
+
+def test_ratios_pair_windows_of_the_same_round():
+    setting = bench.Setting("wae", "fast", "mmd")
+    # b is twice as fast as a in every round, while the machine's speed varies 10x across rounds
+    a = bench.Result(setting, rates={0: 10.0, 1: 100.0, 2: 50.0, 3: 7.0})
+    b = bench.Result(setting, rates={0: 20.0, 1: 200.0, 2: 100.0})
+    assert bench.paired_ratio(a, b) == pytest.approx(0.5)
+    assert bench.paired_ratio(b, a) == pytest.approx(2.0)
+    assert bench.paired_ratio(a, bench.Result(setting)) != bench.paired_ratio(a, bench.Result(setting))  # nan
+    # 1 GFLOP per image at 10 images/s against a 40 GFLOP/s peak is 25 %
+    trained = bench.Result(setting, rates={0: 10.0}, flops_per_step=8e9, units_per_step=8)
+    peak = bench.Result(bench.Setting("matmul"), rates={0: 40e9})
+    assert bench.peak_fraction(trained, peak) == pytest.approx(0.25)
+
+
+def test_groups_hold_ours_and_the_references_for_mmd_only():
+    groups = bench.settings_for(["fast"], ["mmd", "gan"], ["fp32", "bf16+cl", "bf16+cl+compile"], with_pythae=True)
+    trainers = [[s.trainer for s in group] for group in groups]
+    assert trainers == [["wae", "wae", "wae", "pythae", "bare", "bare"], ["wae", "wae", "wae"]]
+    assert {s.objective for s in groups[1]} == {"gan"}
+    bare = [s.variant for s in groups[0] if s.trainer == "bare"]
+    assert bare == ["fp32", "bf16 channels_last"]  # one per precision and memory format of ours, never compiled
+
+
+def test_missing_pythae_is_a_clear_error_when_asked_for(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "pythae_available", lambda: False)
+    assert main(["bench", "--pythae", *TINY]) == 2
+    assert "pip install 'wae[bench]'" in capsys.readouterr().err
+
+
+def test_bench_command_times_every_setting_in_every_round(tmp_path, capsys):
+    out = tmp_path / "bench.md"
+    argv = ["bench", "--archs", "fast", "--objectives", "mmd", "--variants", "bf16+cl", "--no-pythae"]
+    assert main([*argv, *TINY, "--no-progress", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.read_text().strip() == text.strip()
+    assert "Command: `wae bench --archs fast --objectives mmd --variants bf16+cl --no-pythae" in text
+    rows = {tuple(c.strip() for c in line.split("|")[3:5]): line for line in text.splitlines() if "| fast |" in line}
+    assert set(rows) == {("wae", "bf16 channels_last"), ("bare", "bf16 channels_last")}
+    for line in rows.values():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        assert float(cells[4].replace(",", "")) > 0  # images/s
+        assert cells[5] == ""  # no pythae row to compare with
+        assert float(cells[7]) > 0  # GFLOP per image
+        assert float(cells[9]) > 0  # % of the matmul peak
+        assert float(cells[-1].replace(",", "")) > 100  # peak RSS (MB) of a process that imported torch
+    ours = [c.strip() for c in rows[("wae", "bf16 channels_last")].split("|")[1:-1]]
+    assert float(ours[6].rstrip("x")) > 0  # x bare, against the bare loop in the same variant
+    assert "| bf16 |" in text and "| fp32 |" in text  # the two matmul peaks
+
+
+@needs_pythae
+def test_pythae_trainer_is_timed_on_our_networks_in_the_same_rounds():
+    group = [bench.Setting("wae", "fast", "mmd"), bench.Setting("pythae", "fast", "mmd")]
+    results, peaks = bench.run(
+        [group], rounds=2, window_seconds=0.05, warmup=1, batch_size=8, matmul_size=128, progress=False, threads=1
+    )
+    ours, pythae = results
+    assert not ours.error and not pythae.error, (ours.error, pythae.error)
+    assert set(ours.rates) == set(pythae.rates) == {0, 1} == set(peaks[1].rates)
+    assert ours.parameters == pythae.parameters  # the same encoder and decoder inside pythae's model
+    # the same convolutions and linear layers; only the MMD's pairwise distances are computed differently
+    assert pythae.flops_per_step == pytest.approx(ours.flops_per_step, rel=0.01)
+    assert bench.paired_ratio(ours, pythae) > 0
+    assert "| fast | mmd | pythae | fp32 |" in bench.table(results, peaks)

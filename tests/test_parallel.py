@@ -1,0 +1,123 @@
+"""Devices and many processes: sharding, device choice, and ``torchrun`` with 2 CPU processes
+(gloo) training exactly as one process on the same global batches, resume included."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_config
+from wae import checkpoint as ckpt
+from wae.cli import main
+from wae.config import UserError, resolve_precision
+from wae.data import batches
+from wae.parallel import Processes, gather, resolve_device, shard
+from wae.train import check_fits
+
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+# no batch norm: CPU processes cannot share batch statistics (CUDA runs use SyncBatchNorm)
+ARGS = [
+    "--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-batch-norm",
+    "--log-every", "1", "--eval-every", "0", "--no-progress",
+]  # fmt: skip
+
+
+def test_the_shards_of_a_batch_are_the_one_process_batch():
+    images = torch.arange(100)
+    whole = list(batches(images, 20, seed=3, epoch=1))
+    for world in (2, 4):
+        parts = [list(batches(images, 20, seed=3, epoch=1, rank=r, world=world)) for r in range(world)]
+        for b, batch in enumerate(whole):
+            assert torch.equal(torch.cat([parts[r][b] for r in range(world)]), batch)
+    rows = torch.arange(12).view(6, 2)
+    assert torch.equal(torch.cat([shard(rows, Processes(r, 3)) for r in range(3)]), rows)
+    assert gather(rows, Processes()) is rows
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tiny_data):
+    check_fits(tiny_config(batch_size=32), tiny_data, world=4)
+    with pytest.raises(UserError, match="does not split into 3"):
+        check_fits(tiny_config(batch_size=32), tiny_data, world=3)
+    with pytest.raises(UserError, match="at least 2"):
+        check_fits(tiny_config(batch_size=32), tiny_data, world=32)
+
+
+def test_devices_and_precisions_resolve_or_give_a_clear_error():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+        resolve_precision(tiny_config(precision="fp16"), "cpu")
+    assert resolve_precision(tiny_config(precision="auto"), "mps").train.precision == "fp32"
+    assert resolve_precision(tiny_config(precision="auto"), "cpu").train.precision in ("bf16", "fp32")
+
+
+def _torchrun(tmp: Path, *argv: str) -> None:
+    assert TORCHRUN is not None
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "wae", "train", *argv]
+    # a session of its own, so that a hung launch is killed with its workers
+    launch = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = launch.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(launch.pid, signal.SIGKILL)
+        raise
+    assert launch.returncode == 0, stderr[-3000:]
+
+
+def _losses(run: Path) -> list[dict[str, float]]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    keep = ("total", "recon", "penalty", "adversary")
+    return [{k: r[k] for k in keep if k in r} for r in records if r["kind"] == "train"]
+
+
+def _assert_same_training(one: Path, two: Path, steps: int) -> None:
+    losses_one, losses_two = _losses(one), _losses(two)
+    assert len(losses_one) == len(losses_two) == steps
+    for a, b in zip(losses_one, losses_two, strict=True):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
+    final_one, final_two = ckpt.load_latest(one), ckpt.load_latest(two)
+    assert final_one is not None and final_two is not None
+    assert final_one[0]["step"] == final_two[0]["step"] == steps
+    for key in ("model", "adversary"):
+        for name, value in final_one[0].get(key, {}).items():
+            # Adam turns rounding-level gradients into steps of any sign, so a few weights move by
+            # up to ~1e-5; a wrong gradient would move many by about one step, lr = 1e-3
+            torch.testing.assert_close(final_two[0][key][name], value, rtol=0, atol=5e-5, msg=name)
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_two_processes_train_and_resume_exactly_as_one(tmp_path, monkeypatch):
+    """WAE-MMD with a Gaussian encoder and input noise: the penalty sees the global batch of
+    codes (all-gathered with gradients), noise and prior draws are those of one process; a
+    2-process run stopped after 2 steps and resumed by 2 processes to step 4 ends where 4 steps
+    of one process do."""
+    monkeypatch.chdir(tmp_path)
+    argv = [*ARGS, "--encoder", "gaussian", "--input-noise", "0.05"]
+    assert main(["train", *argv, "--max-steps", "4", "--out", "one"]) == 0
+    _torchrun(tmp_path, *argv, "--max-steps", "2", "--out", "two")
+    _torchrun(tmp_path, "--resume", "two", "--max-steps", "4", "--no-progress")
+    _assert_same_training(tmp_path / "one", tmp_path / "two", steps=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # rank 1 wrote nothing else
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_two_processes_train_a_wae_gan_exactly_as_one(tmp_path, monkeypatch):
+    """WAE-GAN: the adversary (its own DistributedDataParallel) and the auto-encoder updates
+    average over the global batch; the prior draws are sharded as one process would use them."""
+    monkeypatch.chdir(tmp_path)
+    argv = [*ARGS, "--objective", "gan", "--max-steps", "3"]
+    assert main(["train", *argv, "--out", "one"]) == 0
+    _torchrun(tmp_path, *argv, "--out", "two")
+    _assert_same_training(tmp_path / "one", tmp_path / "two", steps=3)
