@@ -40,7 +40,7 @@ test-slow: $(STAMP)
 # 15 minutes on 2 cores); the report goes to runs/bench.md, for docs/benchmarks.md
 bench: $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'
-	$(VENV)/bin/wae bench --out runs/bench.md
+	$(VENV)/bin/wae bench --inception --out runs/bench.md
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format wae tests

@@ -31,12 +31,13 @@ def test_variants_parse_into_settings_and_bad_ones_are_refused():
     assert bench.parse_variant("bf16+cl+compile") == {
         "precision": "bf16",
         "channels_last": True,
+        "matmul_convs": False,
         "compiled": True,
         "fused_adam": False,
     }
     assert bench.parse_variant("fp32")["precision"] == "fp32"
-    assert bench.Setting("wae", "fast", "mmd", **bench.parse_variant("fp32+fused+cl")).variant == (
-        "fp32 channels_last fused Adam"
+    assert bench.Setting("wae", "fast", "mmd", **bench.parse_variant("fp32+fused+mm+cl")).variant == (
+        "fp32 channels_last matmul convs fused Adam"
     )
     for bad in ("fp16", "bf16+cl+cl", "bf16+fast", "cl+bf16"):
         with pytest.raises(ValueError):
@@ -107,3 +108,38 @@ def test_pythae_trainer_is_timed_on_our_networks_in_the_same_rounds():
     assert pythae.flops_per_step == pytest.approx(ours.flops_per_step, rel=0.01)
     assert bench.paired_ratio(ours, pythae) > 0
     assert "| fast | mmd | pythae | fp32 |" in bench.table(results, peaks)
+
+
+def test_matmul_convolutions_compute_the_same_function_on_the_layers_they_take(monkeypatch):
+    import torch
+
+    from wae import nets
+    from wae.config import override, preset
+    from wae.model import AutoEncoder
+
+    assert bench.use_matmul_convolutions(AutoEncoder(preset("mnist-fast").model, 1, 28)) == 0  # oneDNN is faster
+    paper = AutoEncoder(preset("mnist-paper").model, 1, 28)
+    assert bench.use_matmul_convolutions(paper) == 3  # encoder 256->512 and 512->1024, decoder 1024->512
+    assert [type(m).__name__ for m in paper.modules()].count("MatmulConv2d") == 2
+    # a smaller network with one layer of each kind to switch: encoder 256->512 on 7x7, decoder 512->256 on 7x7
+    monkeypatch.setitem(nets.ARCHITECTURES, "wide", nets.Architecture((8, 256, 512), (512, 256), 4, "stride2"))
+    torch.manual_seed(0)
+    # float64: the gradients of the first decoder layers cancel to 1e-6 of their terms, which
+    # would leave float32 rounding at 1e-3 of them
+    model = AutoEncoder(override(preset(), arch="wide").model, 1, 28).eval().double()
+    keys = list(model.state_dict())
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def outputs_and_gradients() -> list[torch.Tensor]:
+        model.zero_grad()
+        z = model.encoder(x)
+        images = model.decoder(z)
+        (z.square().sum() + images.square().mean()).backward()
+        return [z.detach(), images.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    before = outputs_and_gradients()
+    assert bench.use_matmul_convolutions(model) == 2
+    assert list(model.state_dict()) == keys
+    after = outputs_and_gradients()
+    for a, b in zip(before, after, strict=True):  # rounding only: sums in another order
+        assert (a - b).norm() <= 1e-10 * a.norm()

@@ -60,6 +60,61 @@ def test_missing_network_is_a_clear_error(monkeypatch):
         fidmod.inception_file()
 
 
+class _InceptionLikeBlock(torch.nn.Module):
+    """The patterns of the Inception file: a conv whose weight is cast to the input's dtype, a
+    functional batch norm without scale, a ReLU, an average pool, branches made contiguous,
+    then concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.weight = torch.nn.Parameter(torch.randn(4, 3, 3, 3, generator=gen))
+        self.register_buffer("mean", torch.randn(4, generator=gen))
+        self.register_buffer("var", torch.rand(4, generator=gen) + 0.5)
+        self.register_buffer("beta", torch.randn(4, generator=gen))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.conv2d(x, self.weight.to(x.dtype), None, [1, 1], [1, 1])
+        y = torch.nn.functional.relu(torch.nn.functional.batch_norm(y, self.mean, self.var, None, self.beta, False))
+        pooled = torch.nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+        return torch.cat([y.contiguous(), pooled.contiguous()], 1)
+
+
+def _scripted_block() -> torch.jit.ScriptModule:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript, as the Inception file is
+        return torch.jit.script(_InceptionLikeBlock().eval())
+
+
+def test_optimised_graph_keeps_the_function_and_stays_channels_last():
+    block = _scripted_block()
+    fast = fidmod.optimise_inception(block)
+    kinds = [node.kind() for node in fast.graph.nodes()]
+    assert "aten::contiguous" not in kinds and {"aten::conv2d", "aten::batch_norm", "aten::cat"} <= set(kinds)
+    x = torch.randn(2, 3, 9, 9, generator=torch.Generator().manual_seed(1)).contiguous(
+        memory_format=torch.channels_last
+    )
+    with torch.no_grad():
+        expected, got = block(x), fast(x)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not expected.is_contiguous(
+        memory_format=torch.channels_last
+    )
+
+
+def test_a_graph_that_cannot_be_optimised_is_used_as_it_is(monkeypatch):
+    block = _scripted_block()
+
+    def refuse(module):
+        raise RuntimeError("no freezing here")
+
+    monkeypatch.setattr(torch.jit, "freeze", refuse)
+    with pytest.warns(UserWarning, match="unoptimised"):
+        assert fidmod.optimise_inception(block) is block
+
+
 class _FakeNetwork:
     """Stands in for Inception: 2048 features from channel means and a fixed projection."""
 
@@ -103,6 +158,9 @@ def test_inception_features_are_2048_finite_and_separate_images():
     assert not torch.allclose(features[0], features[1])
     alone = fidmod.inception_features(network, images[:1])
     assert torch.allclose(alone, features[:1], rtol=1e-4, atol=1e-4)
+    # the optimised graph (the default) computes the file's function, up to float rounding
+    original = fidmod.inception_features(fidmod.load_inception(optimise=False), images)
+    assert ((features - original).norm() / original.norm()).item() < 1e-4
 
 
 @needs_inception

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from .config import override, preset
@@ -39,15 +41,16 @@ from .train import STEPS, build
 
 PRESET_OF_ARCH = {"fast": "mnist-fast", "mnist-paper": "mnist-paper"}
 CHANNELS, SIZE = 1, 28  # MNIST-sized batches
-VARIANTS = ("fp32", "bf16", "bf16+cl", "bf16+cl+compile")  # of our trainer, by default
+VARIANTS = ("fp32", "bf16", "bf16+cl", "bf16+cl+compile", "bf16+cl+mm", "bf16+cl+mm+fused")  # ours, by default
 PYTHAE = "pythae"
 
 
 @dataclass(frozen=True)
 class Setting:
     """One thing to time. ``trainer``: "wae" (our step functions), "pythae" (its BaseTrainer
-    and WAE_MMD model around our networks), "bare" (a plain loop, MMD objective) or "matmul"
-    (square matmuls of side ``matmul_size``: the machine's peak)."""
+    and WAE_MMD model around our networks), "bare" (a plain loop, MMD objective), "matmul"
+    (square matmuls of side ``matmul_size``: the machine's peak) or "inception" (FID features,
+    ``wae.fid.inception_features``; ``arch`` "original" or "optimised", see ``load_inception``)."""
 
     trainer: str
     arch: str = ""
@@ -56,24 +59,34 @@ class Setting:
     channels_last: bool = False
     compiled: bool = False
     fused_adam: bool = False
+    matmul_convs: bool = False
+    batch_size: int = 0  # 0: the batch size of the run
 
     @property
     def variant(self) -> str:
         """The settings beyond trainer, network and objective: "bf16 channels_last compile"."""
-        flags = [("channels_last", self.channels_last), ("compile", self.compiled), ("fused Adam", self.fused_adam)]
-        return " ".join([self.precision] + [name for name, on in flags if on])
+        flags = [
+            ("channels_last", self.channels_last),
+            ("matmul convs", self.matmul_convs),
+            ("compile", self.compiled),
+            ("fused Adam", self.fused_adam),
+        ]
+        batch = [f"batch {self.batch_size}"] if self.batch_size else []
+        return " ".join([self.precision] + [name for name, on in flags if on] + batch)
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-    """ "bf16+cl+compile" -> Setting fields: a precision (fp32 or bf16), then any of "cl"
-    (channels_last), "compile" (torch.compile of encoder and decoder), "fused" (fused Adam)."""
+    """Setting fields of a variant such as "bf16+cl+compile": a precision (fp32 or bf16), then any
+    of "cl" (channels_last), "mm" (:func:`use_matmul_convolutions`), "compile" (torch.compile of
+    encoder and decoder), "fused" (fused Adam)."""
     precision, *flags = text.split("+")
-    unknown = set(flags) - {"cl", "compile", "fused"}
+    unknown = set(flags) - {"cl", "mm", "compile", "fused"}
     if precision not in ("fp32", "bf16") or unknown or len(set(flags)) != len(flags):
-        raise ValueError(f"'{text}' is not a variant: fp32 or bf16, then any of +cl, +compile, +fused")
+        raise ValueError(f"'{text}' is not a variant: fp32 or bf16, then any of +cl, +mm, +compile, +fused")
     return {
         "precision": precision,
         "channels_last": "cl" in flags,
+        "matmul_convs": "mm" in flags,
         "compiled": "compile" in flags,
         "fused_adam": "fused" in flags,
     }
@@ -95,6 +108,59 @@ class Job:
     units_per_step: float  # images (training) or floating-point operations (matmul)
     parameters: int = 0
     flops_per_step: float = 0.0
+
+
+class MatmulConv2d(nn.Conv2d):
+    """A Conv2d (same parameters) computed as unfold (im2col) and one matmul: on small maps with
+    many channels, faster than oneDNN's direct convolution and its backward on this CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s, p = self.kernel_size[0], self.stride[0], int(self.padding[0])  # square, numeric (see below)
+        side = (x.shape[2] + 2 * p - k) // s + 1
+        columns = F.unfold(x, k, padding=p, stride=s)  # (n, c_in k k, side^2)
+        out = columns.transpose(1, 2) @ self.weight.flatten(1).t()  # (n, side^2, c_out)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.transpose(1, 2).reshape(x.shape[0], -1, side, side)
+
+
+class MatmulConvTranspose2d(nn.ConvTranspose2d):
+    """A ConvTranspose2d (same parameters) computed as one matmul and fold (col2im)."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        k, s, p = self.kernel_size[0], self.stride[0], int(self.padding[0])
+        side = (x.shape[2] - 1) * s - 2 * p + k + self.output_padding[0]
+        columns = x.flatten(2).transpose(1, 2) @ self.weight.flatten(1)  # (n, h w, c_out k k)
+        out = F.fold(columns.transpose(1, 2), (side, side), k, padding=p, stride=s)
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out
+
+
+def use_matmul_convolutions(model: AutoEncoder, max_side: int = 7, min_channel_product: int = 256 * 512) -> int:
+    """Switch, in place, the convolutions of ``model`` whose input maps have a side of at most
+    ``max_side`` and that have at least ``min_channel_product`` = c_in x c_out channel pairs to
+    their matmul forms (on the paper's MNIST networks, the last two encoder convolutions and the
+    first decoder one; on the fast one, none: there the matmul forms are slower). The
+    parameters and the function stay the same; returns how many were switched."""
+    sides: dict[nn.Module, int] = {}
+    convolutions = [m for m in model.modules() if type(m) in (nn.Conv2d, nn.ConvTranspose2d)]
+    hooks = [m.register_forward_hook(lambda m, i, o: sides.__setitem__(m, i[0].shape[-1])) for m in convolutions]
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        model.decoder(model.encoder(torch.zeros(2, model.channels, model.size, model.size, dtype=dtype)))
+    for hook in hooks:
+        hook.remove()
+    switched = 0
+    for m in convolutions:
+        assert isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+        square = len(set(m.kernel_size)) == len(set(m.stride)) == len(set(m.padding)) == 1
+        numeric = not isinstance(m.padding, str) and m.padding_mode == "zeros"
+        plain = m.groups == 1 and m.dilation == (1, 1) and square and numeric
+        if plain and sides[m] <= max_side and m.in_channels * m.out_channels >= min_channel_product:
+            m.__class__ = MatmulConv2d if type(m) is nn.Conv2d else MatmulConvTranspose2d
+            switched += 1
+    return switched
 
 
 def _random_images(count: int, seed: int = 0) -> torch.Tensor:
@@ -140,6 +206,8 @@ def _wae_job(setting: Setting, batch_size: int) -> Job:
     state = build(cfg, CHANNELS, SIZE, steps_per_epoch=1_000_000_000)
     if setting.channels_last:
         state.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
+    if setting.matmul_convs:
+        use_matmul_convolutions(state.model)
     if setting.fused_adam:
         state.optimizer = _adam(state.model.parameters(), cfg, fused=True)
         state.scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, lambda step: 1.0)
@@ -286,7 +354,24 @@ def _matmul_job(setting: Setting, size: int) -> Job:
     return Job(run, 2.0 * size**3)
 
 
+def _inception_job(setting: Setting, batch_size: int) -> Job:
+    """One step: the Inception features of one batch, as ``wae evaluate`` computes them for FID."""
+    from .fid import inception_features, load_inception
+
+    network = load_inception(optimise=setting.arch == "optimised")
+    images = _random_images(batch_size)
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            inception_features(network, images, batch=batch_size, precision=setting.precision)
+
+    return Job(run, batch_size, flops_per_step=_count_flops(lambda: run(1)))
+
+
 def _prepare(setting: Setting, batch_size: int, matmul_size: int, workdir: str) -> Job:
+    batch_size = setting.batch_size or batch_size
+    if setting.trainer == "inception":
+        return _inception_job(setting, batch_size)
     if setting.trainer == "matmul":
         return _matmul_job(setting, matmul_size)
     if setting.trainer == "pythae":
@@ -445,6 +530,14 @@ def settings_for(
     return groups
 
 
+def inception_settings(batches: list[int]) -> list[Setting]:
+    """FID's Inception features: the original network in fp32 and bf16 at batch 50 (wae.fid's
+    default batch), the optimised one in fp32 at batch 50 and in bf16 at each of ``batches``."""
+    original = [Setting("inception", "original", "features", p, batch_size=50) for p in ("fp32", "bf16")]
+    optimised = [Setting("inception", "optimised", "features", "fp32", batch_size=50)]
+    return original + optimised + [Setting("inception", "optimised", "features", "bf16", batch_size=b) for b in batches]
+
+
 def run(
     groups: list[list[Setting]],
     rounds: int = 5,
@@ -554,6 +647,7 @@ def _same_task(a: Result, b: Result) -> bool:
 
 GOALS = {"mnist-paper": 2.0, "fast": 1.5}  # the issue's targets: our images/s over pythae's
 PEAK_GOAL = 0.5  # share of the bf16 matmul peak on the paper network
+FID_SAMPLES, FID_MINUTES_GOAL = 10_000, 5  # Inception features of the generated samples (reference cached)
 
 
 def goals(results: list[Result], peaks: list[Result]) -> list[str]:
@@ -567,7 +661,19 @@ def goals(results: list[Result], peaks: list[Result]) -> list[str]:
             ratio = paired_ratio(best, pythae[0])
             lines.append(
                 f"- {arch}, MMD: {ratio:.2f}x pythae's images/s ({best.setting.variant}); goal >= {target}x: "
-                f"{'met' if ratio >= target else 'NOT met'}"
+                f"{_met(ratio >= target)}"
+            )
+    inception = {(r.setting.arch, r.setting.precision, r.setting.batch_size): r for r in results if not r.error}
+    baseline = inception.get(("original", "fp32", 50))
+    for precision in ("fp32", "bf16"):
+        fast = [r for (arch, p, _), r in inception.items() if arch == "optimised" and p == precision]
+        if fast and baseline is not None:
+            best = max(fast, key=lambda r: r.median)
+            minutes = FID_SAMPLES / best.median / 60
+            lines.append(
+                f"- FID features, optimised network, {best.setting.variant}: {best.median:.1f} images/s, "
+                f"{paired_ratio(best, baseline):.2f}x the original fp32 network; {FID_SAMPLES:,} samples in "
+                f"{minutes:.1f} min; goal <= {FID_MINUTES_GOAL} min: {_met(minutes <= FID_MINUTES_GOAL)}"
             )
     paper = [r for r in results if _is_ours_mmd(r, "mnist-paper")]
     if paper:
@@ -575,9 +681,13 @@ def goals(results: list[Result], peaks: list[Result]) -> list[str]:
         share = peak_fraction(best, peaks[1])
         lines.append(
             f"- mnist-paper, MMD: {100 * share:.1f}% of the bf16 matmul peak ({best.setting.variant}); "
-            f"goal >= {100 * PEAK_GOAL:.0f}%: {'met' if share >= PEAK_GOAL else 'NOT met'}"
+            f"goal >= {100 * PEAK_GOAL:.0f}%: {_met(share >= PEAK_GOAL)}"
         )
     return lines
+
+
+def _met(condition: bool) -> str:
+    return "met" if condition else "NOT met"
 
 
 def _is_ours_mmd(r: Result, arch: str) -> bool:

