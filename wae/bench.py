@@ -1,13 +1,14 @@
 """Training throughput on this machine: our step functions against pythae's own trainer and a
 bare PyTorch loop on the same networks, objective and batch, with the machine's matmul peak
-measured in the same run.
+measured in the same run; optionally the speed of FID's Inception network.
 
 Every setting runs in a worker process of its own, so that its peak memory (``ru_maxrss``) is
 its own. The settings of one network and objective take turns in rounds (A B C A B C ...), each
 turn a window of steps lasting about ``window_seconds``, and the two matmul-peak workers take a
-turn in every round, so that a noisy neighbour on a shared machine slows all of them alike. A
-setting's figure is the median of its windows; a ratio between two settings is the median of
-their ratios within a round.
+turn in every round, so that a noisy neighbour on a shared machine slows all of them alike; the
+report keeps only the rounds in which the peaks held up (:func:`quiet_rounds`). A setting's
+figure is the median of its windows; a ratio between two settings is the median of their ratios
+within a round.
 
 Training FLOPs are those of one eager step, counted by ``torch.utils.flop_counter`` (matmuls and
 convolutions, forward and backward); images are random 28x28 grey uint8 batches (the speed does
@@ -16,6 +17,7 @@ not depend on the pixel values).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import multiprocessing
 import resource
@@ -432,6 +434,7 @@ class Result:
     steps_per_window: int = 0
     max_rss_mb: float = 0.0
     error: str = ""
+    quiet: bool = True  # False: no round of its group was quiet (see quiet_rounds), all are kept
 
     @property
     def median(self) -> float:
@@ -440,8 +443,28 @@ class Result:
 
     @property
     def flops_per_unit(self) -> float:
-        """Training FLOPs per image (matmul: 1)."""
+        """FLOPs per image of a training step or an Inception pass (matmul: 1)."""
         return self.flops_per_step / self.units_per_step if self.setting.trainer != "matmul" else 1.0
+
+
+def quiet_rounds(peaks: list[Result], share: float = 0.8) -> set[int]:
+    """The rounds in which every matmul peak reached ``share`` of its best window: the rounds in
+    which no neighbour took the cores (2-thread steps then slow down unevenly, some 10x, as
+    OpenMP waits at every parallel region for a thread that is not running)."""
+    rounds = set.intersection(*(set(p.rates) for p in peaks)) if peaks else set()
+    return {r for r in rounds if all(p.rates[r] >= share * max(p.rates.values()) for p in peaks)}
+
+
+def keep_quiet(results: list[Result], peaks: list[Result]) -> tuple[list[Result], list[Result]]:
+    """``results`` and ``peaks`` with only the windows of quiet rounds; a setting none of whose
+    rounds was quiet keeps them all and is marked (``quiet`` False)."""
+    quiet = quiet_rounds(peaks)
+
+    def only(r: Result) -> Result:
+        kept = {k: v for k, v in r.rates.items() if k in quiet}
+        return dataclasses.replace(r, rates=kept or r.rates, quiet=bool(kept) or not r.rates)
+
+    return [only(r) for r in results], [only(p) for p in peaks]
 
 
 def paired_ratio(a: Result, b: Result) -> float:
@@ -611,15 +634,15 @@ def table(results: list[Result], peaks: list[Result]) -> str:
         lines.append(f"| {p.setting.precision} | {p.median / 1e9:,.0f} | {windows} | {p.max_rss_mb:,.0f} |")
     lines += [
         "",
-        "| network | objective | trainer | variant | images/s, median | x pythae | x bare | GFLOP / image "
-        "| training GFLOP/s | % of matmul peak | warm-up s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| network | objective | trainer | variant | images/s, median | rounds | x pythae | x bare | GFLOP / image "
+        "| GFLOP/s | % of matmul peak | warm-up s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s = r.setting
         head = f"| {s.arch} | {s.objective} | {s.trainer} | {s.variant} |"
         if r.error:
-            lines.append(f"{head} failed: {r.error} | | | | | | {r.warmup_seconds:.0f} | {r.max_rss_mb:,.0f} |")
+            lines.append(f"{head} failed: {r.error} | | | | | | | {r.warmup_seconds:.0f} | {r.max_rss_mb:,.0f} |")
             continue
         pythae = [o for o in results if o.setting.trainer == "pythae" and _same_task(o, r) and not o.error]
         bare = [
@@ -634,7 +657,8 @@ def table(results: list[Result], peaks: list[Result]) -> str:
         x_bare = _ratio_cell(paired_ratio(r, bare[0])) if bare and s.trainer != "bare" else ""
         peak = bf16_peak if s.precision == "bf16" else fp32_peak
         lines.append(
-            f"{head} {r.median:,.1f} | {x_pythae} | {x_bare} | {r.flops_per_unit / 1e9:.2f} "
+            f"{head} {r.median:,.1f} | {len(r.rates)}{'' if r.quiet else ' (busy)'} | {x_pythae} | {x_bare} "
+            f"| {r.flops_per_unit / 1e9:.2f} "
             f"| {r.median * r.flops_per_unit / 1e9:,.0f} | {100 * peak_fraction(r, peak):.1f} "
             f"| {r.warmup_seconds:.0f} | {r.max_rss_mb:,.0f} |"
         )
@@ -714,13 +738,19 @@ def machine() -> str:
 def report(
     results: list[Result], peaks: list[Result], command: str, rounds: int, batch_size: int, threads: int | None = None
 ) -> str:
-    """The whole Markdown report: when, where, how to redo it, the tables and the goals."""
+    """The whole Markdown report: when, where, how to redo it, the tables (over the quiet rounds)
+    and the goals."""
     when = time.strftime("%Y-%m-%d %H:%M %Z")
+    total = len(set.intersection(*(set(p.rates) for p in peaks))) if peaks else 0
+    quiet = len(quiet_rounds(peaks))
+    results, peaks = keep_quiet(results, peaks)
     return "\n".join(
         [
             f"Measured {when} on {machine()}.",
-            f"Command: `{command}` (batch {batch_size}, {rounds} interleaved rounds, medians over rounds; "
-            f"{threads or torch.get_num_threads()} torch threads per worker).",
+            f"Command: `{command}` (batch {batch_size}, {rounds} interleaved rounds per group; "
+            f"torch threads per worker: {threads or torch.get_num_threads()}).",
+            f"Quiet rounds, those in which both matmul peaks reached 80% of their best: {quiet} of {total}; "
+            "medians and ratios are over those (a row marked busy had none and uses all its rounds).",
             "",
             table(results, peaks),
             "",

@@ -339,8 +339,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "measured in the same rounds, training GFLOP/s against the peak, peak memory.",
     )
 
+    from .bench import VARIANTS, parse_variant
+
     def variant(text: str) -> str:
-        from .bench import parse_variant
 
         try:
             parse_variant(text)
@@ -362,9 +363,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--variants",
         nargs="+",
         type=variant,
-        default=["fp32", "bf16", "bf16+cl", "bf16+cl+compile"],
-        help="our trainer's settings: fp32 or bf16 (autocast), then any of +cl (channels_last), +compile "
-        "(torch.compile of encoder and decoder), +fused (fused Adam) (default: fp32 bf16 bf16+cl bf16+cl+compile)",
+        default=list(VARIANTS),
+        help="our trainer's settings: fp32 or bf16 (autocast), then any of +cl (channels_last), +mm (matmul forms "
+        "of the convolutions on small maps with many channels), +compile (torch.compile of encoder and decoder), "
+        f"+fused (fused Adam) (default: {' '.join(VARIANTS)})",
     )
     bench.add_argument(
         "--pythae",
