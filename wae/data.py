@@ -175,22 +175,19 @@ def load_folder(
 
     if celeba:
         train_files, test_files = celeba_files(root)
+        if cache:
+            train = torch.from_numpy(images_array(train_files, size, grey, crop))
+            return ImageData(train, torch.from_numpy(images_array(test_files, size, grey, crop)), "celeba")
     else:
         files = list_images(root)
         if not files:
             raise UserError(f"no image files (png, jpg, jpeg, bmp, webp) in {root}")
-        if not cache and len(files) < 3:
-            raise UserError(f"{len(files)} images are too few: at least 3 are needed")
-        held = max(1, int(round(len(files) * 0.1)))
-        train_files, test_files = files[:-held], files[-held:]
+        if cache:  # split after decoding: unreadable files are left out of the cache
+            train_array, test_array = split(images_array(files, size, grey, crop))
+            return ImageData(torch.from_numpy(train_array), torch.from_numpy(test_array), root.name)
+        train_files, test_files = split(files)
     name = "celeba" if celeba else root.name
-    if not cache:
-        return ImageData(ImageFiles(train_files, size, grey, crop), ImageFiles(test_files, size, grey, crop)[:], name)
-    if celeba:
-        train = torch.from_numpy(images_array(train_files, size, grey, crop))
-        return ImageData(train, torch.from_numpy(images_array(test_files, size, grey, crop)), name)
-    train, test = split(images_array(files, size, grey, crop))
-    return ImageData(train, test, name)
+    return ImageData(ImageFiles(train_files, size, grey, crop), ImageFiles(test_files, size, grey, crop)[:], name)
 
 
 def load(cfg: DataConfig) -> ImageData:

@@ -19,6 +19,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from .config import UserError, cache_dir
 
+S = TypeVar("S", list[Path], np.ndarray)
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 CELEBA_CROP = 140
 CELEBA_SIZE = 64
@@ -159,13 +161,13 @@ class ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
         raise UserError(f"none of the {len(self.files)} image files could be read")
 
 
-def split(array: np.ndarray, test_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, test) tensors over the array's memory; the last ``test_fraction`` is the test set."""
-    held = max(1, int(round(len(array) * test_fraction)))
-    if len(array) - held < 2:
-        raise UserError(f"{len(array)} images are too few: at least 3 are needed")
-    tensor = torch.from_numpy(array)
-    return tensor[:-held], tensor[-held:]
+def split(items: S, test_fraction: float = 0.1) -> tuple[S, S]:
+    """(train, test) of a sequence of images or image files: the last ``test_fraction`` is the
+    test set (at least one item, and at least two left to train on)."""
+    held = max(1, int(round(len(items) * test_fraction)))
+    if len(items) - held < 2:
+        raise UserError(f"{len(items)} images are too few: at least 3 are needed")
+    return items[:-held], items[-held:]
 
 
 def celeba_files(root: Path) -> tuple[list[Path], list[Path]]:

@@ -85,13 +85,6 @@ def process_group(device: torch.device) -> Iterator[Processes]:
         dist.destroy_process_group()
 
 
-def current() -> Processes:
-    """Rank and world of the process group in use (a single process when there is none)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return Processes()
-    return Processes(dist.get_rank(), dist.get_world_size(), launched().local_rank)
-
-
 def shard(rows: Tensor, procs: Processes) -> Tensor:
     """This rank's contiguous 1/world of ``rows`` (first dimension divisible by the world)."""
     if procs.world == 1:

@@ -51,7 +51,6 @@ from .parallel import (
     Processes,
     all_true,
     barrier,
-    current,
     gather,
     launched,
     mean_over,
@@ -548,8 +547,7 @@ def fit(
     Under ``torchrun`` every process calls this with the same arguments: each trains on its
     shard of every global batch and rank 0 alone writes the run folder."""
     validate(cfg)
-    procs = current() if current().world > 1 else launched()
-    device = resolve_device(cfg.train.device, procs.local_rank)
+    device = resolve_device(cfg.train.device, launched().local_rank)
     with process_group(device) as procs:
         return _fit(cfg, device, procs, run_dir, data, resume, progress, log)
 
