@@ -5,6 +5,7 @@
 # with seed 0; each evaluated on N samples from the prior and from a 10-component Gaussian
 # mixture fitted to its codes; then one table (compare.md) and one figure.
 # Usage: scripts/compare_mnist.sh [EPOCHS] [OUT] [N]   (defaults: 20, runs/repro, 10000)
+# EVAL_FLAGS are passed to each wae evaluate (e.g. "--no-fid" to skip the Inception FID).
 # The penalties' lambdas come from scripts/tune_lambda.sh (override with LAM_SWD, LAM_SINKHORN, LAM_CW).
 set -euo pipefail
 EPOCHS=${1:-20}
@@ -24,15 +25,15 @@ train vae --objective vae
 train mmd --objective mmd
 train gan --objective gan
 train swd --objective swd --lam "${LAM_SWD:-10}"
-train sinkhorn --objective sinkhorn --lam "${LAM_SINKHORN:-10}"
 train cw --objective cw --lam "${LAM_CW:-10}"
 train rand --objective mmd --encoder gaussian --logvar-l1 "${LOGVAR_L1:-0.01}"
+train sinkhorn --objective sinkhorn --lam "${LAM_SINKHORN:-1}"
 runs=()
 for name in vae mmd gan swd sinkhorn cw rand; do
     run="$OUT/$name"
     runs+=("$run")
-    [ -f "$run/metrics.json" ] || "$WAE" evaluate "$run" --n "$N"
+    [ -f "$run/metrics.json" ] || "$WAE" evaluate "$run" --n "$N" ${EVAL_FLAGS:-}
     [ -f "$run/sampler-gmm.npz" ] || "$WAE" fit-sampler "$run"
-    [ -f "$run/metrics-gmm.json" ] || "$WAE" evaluate "$run" --n "$N" --sampler gmm
+    [ -f "$run/metrics-gmm.json" ] || "$WAE" evaluate "$run" --n "$N" --sampler gmm ${EVAL_FLAGS:-}
 done
 "$WAE" compare "${runs[@]}" --out "$OUT/compare"

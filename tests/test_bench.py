@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
+import torch
 
 from wae import bench
 from wae.cli import main
+from wae.config import native_bf16
+from wae.data import batch_indices
 
 needs_pythae = pytest.mark.skipif(
     not bench.pythae_available(), reason="pythae not installed (pip install 'wae[bench]')"
@@ -85,14 +91,16 @@ def test_missing_pythae_is_a_clear_error_when_asked_for(monkeypatch, capsys):
 
 
 def test_bench_command_times_every_setting_in_every_round(tmp_path, capsys):
+    # bf16 where this CPU has it natively (then its matmul peak is measured too), else fp32
+    precision = "bf16" if native_bf16() else "fp32"
     out = tmp_path / "bench.md"
-    argv = ["bench", "--archs", "fast", "--objectives", "mmd", "--variants", "bf16+cl", "--no-pythae"]
+    argv = ["bench", "--archs", "fast", "--objectives", "mmd", "--variants", f"{precision}+cl", "--no-pythae"]
     assert main([*argv, *TINY, "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert out.read_text().strip() == text.strip()
-    assert "Command: `wae bench --archs fast --objectives mmd --variants bf16+cl --no-pythae" in text
+    assert f"Command: `wae bench --archs fast --objectives mmd --variants {precision}+cl --no-pythae" in text
     rows = {tuple(c.strip() for c in line.split("|")[3:5]): line for line in text.splitlines() if "| fast |" in line}
-    assert set(rows) == {("wae", "bf16 channels_last"), ("bare", "bf16 channels_last")}
+    assert set(rows) == {("wae", f"{precision} channels_last"), ("bare", f"{precision} channels_last")}
     for line in rows.values():
         cells = [c.strip() for c in line.split("|")[1:-1]]
         assert float(cells[4].replace(",", "")) > 0  # images/s
@@ -101,9 +109,9 @@ def test_bench_command_times_every_setting_in_every_round(tmp_path, capsys):
         assert float(cells[8]) > 0  # GFLOP per image
         assert float(cells[10]) > 0  # % of the matmul peak
         assert float(cells[-1].replace(",", "")) > 100  # peak RSS (MB) of a process that imported torch
-    ours = [c.strip() for c in rows[("wae", "bf16 channels_last")].split("|")[1:-1]]
+    ours = [c.strip() for c in rows[("wae", f"{precision} channels_last")].split("|")[1:-1]]
     assert float(ours[7].rstrip("x")) > 0  # x bare, against the bare loop in the same variant
-    assert "| bf16 |" in text and "| fp32 |" in text  # the two matmul peaks
+    assert "| fp32 |" in text and ("| bf16 |" in text) == native_bf16()  # the matmul peaks
 
 
 @needs_pythae
@@ -114,7 +122,7 @@ def test_pythae_trainer_is_timed_on_our_networks_in_the_same_rounds():
     )
     ours, pythae = results
     assert not ours.error and not pythae.error, (ours.error, pythae.error)
-    assert set(ours.rates) == set(pythae.rates) == {0, 1} == set(peaks[1].rates)
+    assert set(ours.rates) == set(pythae.rates) == {0, 1} == set(peaks[-1].rates)
     assert ours.parameters == pythae.parameters  # the same encoder and decoder inside pythae's model
     # the same convolutions and linear layers; only the MMD's pairwise distances are computed differently
     assert pythae.flops_per_step == pytest.approx(ours.flops_per_step, rel=0.01)
@@ -155,3 +163,53 @@ def test_matmul_convolutions_compute_the_same_function_on_the_layers_they_take(m
     after = outputs_and_gradients()
     for a, b in zip(before, after, strict=True):  # rounding only: sums in another order
         assert (a - b).norm() <= 1e-10 * a.norm()
+
+
+def test_without_native_bf16_the_defaults_time_fp32_only(monkeypatch):
+    # emulated bf16 runs many times slower than fp32: its rows and matmul peak would stall the run
+    monkeypatch.setattr(bench, "native_bf16", lambda: False)
+    assert bench.peak_precisions() == ("fp32",)
+    assert all(bench.parse_variant(v)["precision"] == "fp32" for v in bench.default_variants())
+    assert {s.precision for s in bench.inception_settings([50, 100], bf16=False)} == {"fp32"}
+    monkeypatch.setattr(bench, "native_bf16", lambda: True)
+    assert bench.peak_precisions() == ("fp32", "bf16") and bench.default_variants() == bench.VARIANTS
+
+
+def _time_to_quality():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "time_to_quality.py"
+    spec = importlib.util.spec_from_file_location("time_to_quality", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_to_quality_segments_follow_the_training_order_and_thresholds_take_the_first_hit():
+    ttq = _time_to_quality()
+    plan = ttq.segments(250, 100, 0, steps=5, segment=2)  # 2 full batches an epoch: 3 epochs cut
+    assert [len(s) for s in plan] == [2, 2, 1]
+    flat = [b for s in plan for b in s]
+    assert all(torch.equal(a, b) for a, b in zip(flat[:2], batch_indices(250, 100, 0, 0), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(flat[2:4], batch_indices(250, 100, 0, 1), strict=True))
+    curve = [(10, 1.0, 400.0), (20, 2.0, 240.0), (30, 3.0, 260.0), (40, 4.0, 190.0)]
+    assert ttq.first_below(curve, 250.0) == (20, 2.0)
+    assert ttq.first_below(curve, 200.0) == (40, 4.0)
+    assert ttq.first_below(curve, 100.0) is None
+
+
+def test_time_to_quality_runs_on_a_tiny_setting(tmp_path):
+    ttq = _time_to_quality()
+    trainers = ["wae", "pythae"] if bench.pythae_available() else ["wae"]
+    out = tmp_path / "ttq.md"
+    argv = ["--trainers", *trainers, "--steps", "4", "--segment", "2", "--samples", "100", "--train-images", "400"]
+    assert ttq.main([*argv, "--threads", "1", "--thresholds", "5000", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    for name in trainers:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert "not reached" in row and "(2)" in row  # FD <= 5000 after the first segment, never <= 1
+    curves = json.loads(out.with_suffix(".json").read_text())
+    assert [steps for steps, _, _ in curves["wae"]] == [2, 4]

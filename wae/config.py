@@ -119,6 +119,9 @@ class TrainConfig:
     # GPUs, fp32 elsewhere; the choice made is what config.json records
     precision: str = "auto"
     device: str = "auto"  # "cpu", "cuda", "mps", or "auto": cuda, else mps, else cpu
+    # convolution weights, and so activations, in channels_last (NHWC) memory order: faster with
+    # bf16 on CPUs (measured 1.2x on the fast network) and GPUs; the same maths, other rounding
+    channels_last: bool = True
     log_every: int = 50  # steps between lines of metrics.jsonl
     eval_size: int = 2000  # test images (a fixed random subset) used for the per-epoch evaluation
     # every this many epochs the evaluation also scores eval_size prior samples with the shipped

@@ -164,9 +164,9 @@ def reference_stats(
 def fid(
     network: Any, generated: Tensor, reference: Tensor, precision: str = "fp32", progress: bool = False
 ) -> dict[str, float]:
-    """FID between generated and reference images (n, c, h, w) in [0, 1]: ``fid`` and the
-    seconds spent on each side (``fid_seconds``); reference statistics come from the cache when
-    they can."""
+    """FID between generated and reference images (n, c, h, w) in [0, 1]: ``fid``, the seconds
+    spent (``fid_seconds``), whether the reference statistics came from the cache, and the
+    precision (``fid_bf16``: 1 for a bf16 Inception pass, 0 for fp32)."""
     start = time.perf_counter()
     ref_mean, ref_cov, cached = reference_stats(network, reference, precision, progress)
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
@@ -175,6 +175,7 @@ def fid(
         "fid": frechet_distance(mean, cov, ref_mean, ref_cov),
         "fid_seconds": time.perf_counter() - start,
         "fid_reference_cached": float(cached),
+        "fid_bf16": float(precision == "bf16"),
     }
 
 

@@ -138,6 +138,8 @@ def build(
     if procs.world > 1 and device.type == "cuda" and cfg.model.batch_norm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
     betas = (cfg.train.beta1, cfg.train.beta2)
 
     def schedule(step: int) -> float:
