@@ -1,7 +1,8 @@
 """Time to quality: training wall time until the Fréchet distance of prior samples (the shipped
 MNIST classifier's features, ``fd_samples`` of ``wae evaluate``) falls below thresholds, for our
-trainer and pythae's on the same network, objective, hyper-parameters, data order and initial
-weights.
+trainer and pythae's on the same network, objective, hyper-parameters and initial weights, each
+segment on the same images (in ``wae train``'s order for ours; pythae's DataLoader shuffles them
+within the segment).
 
 The trainers take turns (A B C, B C A, ...) in segments of ``--segment`` steps over the embedded
 MNIST, so that a noisy neighbour on a shared machine slows all of them alike; only the segments
