@@ -76,3 +76,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
     found = ckpt.load_latest(run)
     assert found is not None and found[0]["step"] == step
+
+
+def test_no_channels_last_is_recorded_in_the_config(tmp_path):
+    import json
+
+    run = tmp_path / "nchw"
+    assert main(["train", *TINY, "--max-steps", "1", "--no-channels-last", "--eval-every", "0", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["channels_last"] is False

@@ -186,3 +186,18 @@ def test_python_api_trains_on_a_tensor(tmp_path, tiny_data):
     assert cfg.data.dataset == "tensor" and torch.equal(
         model.sample(3, torch.Generator().manual_seed(0)), run.model.sample(3, torch.Generator().manual_seed(0))
     )
+
+
+def test_convolution_weights_are_channels_last_unless_turned_off_and_the_maths_is_the_same():
+    def conv_weights(state):
+        return [m.weight for m in state.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+
+    nhwc = build(tiny_config(), 1, 16, steps_per_epoch=4)
+    nchw = build(tiny_config(channels_last=False), 1, 16, steps_per_epoch=4)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights(nhwc))
+    assert not all(w.is_contiguous() for w in conv_weights(nhwc))  # (one-channel weights are both)
+    assert all(w.is_contiguous() for w in conv_weights(nchw))
+    batch = torch.randint(0, 256, (8, 1, 16, 16), dtype=torch.uint8)
+    losses = [mmd_step(state, batch) for state in (nhwc, nchw)]  # same weights, batch and draws
+    for key in ("recon", "penalty", "total"):
+        torch.testing.assert_close(losses[0][key], losses[1][key], rtol=1e-5, atol=1e-6)  # other rounding only
