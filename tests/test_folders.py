@@ -121,6 +121,7 @@ def test_train_on_an_image_folder_from_the_command_line(tmp_path, capsys):
     assert np.load(tmp_path / "s.npz")["images"].shape == (4, 28, 28, 3)
 
 
+@pytest.mark.slow  # the paper's CelebA networks: about 50 s on 2 CPU cores without native bf16
 def test_celeba_paper_preset_smoke_run(tmp_path, capsys):
     root = make_celeba(tmp_path / "celeba")
     run = tmp_path / "run"
