@@ -171,8 +171,10 @@ def test_without_native_bf16_the_defaults_time_fp32_only(monkeypatch):
     assert bench.peak_precisions() == ("fp32",)
     assert all(bench.parse_variant(v)["precision"] == "fp32" for v in bench.default_variants())
     assert {s.precision for s in bench.inception_settings([50, 100], bf16=False)} == {"fp32"}
+    assert {s.precision for s in bench.inception_settings([50, 100])} == {"fp32"}  # the CPU's choice
     monkeypatch.setattr(bench, "native_bf16", lambda: True)
     assert bench.peak_precisions() == ("fp32", "bf16") and bench.default_variants() == bench.VARIANTS
+    assert "bf16" in {s.precision for s in bench.inception_settings([50])}
 
 
 def _time_to_quality():

@@ -177,3 +177,12 @@ def test_fid_is_small_between_mnist_splits_and_grows_with_blur_and_noise():
     noise = [rows["unchanged"]] + [rows[f"noise std {s}"] for s in (0.05, 0.1, 0.2)]
     assert blur == sorted(blur) and noise == sorted(noise)
     assert rows["unchanged"] < 0.25 * rows["blur sigma 2.0"]
+
+
+def test_fid_precision_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from wae import config, fid
+
+    assert fid.choose_precision("fp32") == "fp32" and fid.choose_precision("bf16") == "bf16"
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(config, "native_bf16", lambda native=native: native)
+        assert fid.choose_precision("auto") == expected

@@ -584,11 +584,12 @@ def settings_for(
     return groups
 
 
-def inception_settings(batches: list[int], bf16: bool = True) -> list[Setting]:
+def inception_settings(batches: list[int], bf16: bool | None = None) -> list[Setting]:
     """FID's Inception features: the original network in fp32 and bf16 at batch 50 (wae.fid's
     default batch), the optimised one in fp32 at batch 50 and in bf16 at each of ``batches``;
-    without ``bf16``, the original and the optimised network in fp32 at each of ``batches``."""
-    if not bf16:
+    without ``bf16`` (default: where the CPU has native bf16), the original and the optimised
+    network in fp32 at each of ``batches``."""
+    if not (native_bf16() if bf16 is None else bf16):
         original = [Setting("inception", "original", "features", "fp32", batch_size=50)]
         return original + [Setting("inception", "optimised", "features", "fp32", batch_size=b) for b in batches]
     original = [Setting("inception", "original", "features", p, batch_size=50) for p in ("fp32", "bf16")]

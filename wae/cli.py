@@ -461,10 +461,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.run)
     sampler = _load_sampler(args.run, args.sampler)
     fid_precision = None if args.no_fid else args.fid_precision
-    if fid_precision == "auto":
-        from .config import native_bf16
-
-        fid_precision = "bf16" if native_bf16() else "fp32"
     if fid_precision is not None:
         from .fid import inception_file
 
@@ -544,7 +540,7 @@ def _bench(args: argparse.Namespace) -> int:
     with_pythae = installed and args.pythae is not False
     groups = [] if args.no_training else bench.settings_for(args.archs, args.objectives, args.variants, with_pythae)
     if args.inception:
-        groups.append(bench.inception_settings(args.inception_batches, bf16="bf16" in bench.peak_precisions()))
+        groups.append(bench.inception_settings(args.inception_batches))
     if not groups:
         raise UserError("nothing to time: --no-training without --inception")
     results, peaks = bench.run(

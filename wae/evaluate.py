@@ -238,7 +238,7 @@ def evaluate_run(
     test reconstruction error, MMD and per-dimension moments of Q_Z, sharpness of data,
     reconstructions and prior samples, and, for 28x28 grey images, the classifier-feature
     Fréchet distance, precision/recall and class coverage of samples against the test set;
-    with ``fid_precision`` ("fp32" or "bf16") also the Inception FID of samples against the test
+    with ``fid_precision`` ("fp32", "bf16" or "auto") also the Inception FID of samples against the test
     set (see ``wae.fid``). Samples come from P_Z, or from ``sampler`` when given."""
     metrics: dict[str, float] = dict(evaluate(model, data.test, value_range, seed))
     codes = encode_all(model, data.test, value_range)

@@ -161,13 +161,25 @@ def reference_stats(
     return mean, cov, False
 
 
+def choose_precision(precision: str) -> str:
+    """The Inception pass's precision: "fp32" or "bf16" as given; "auto": bf16 where the CPU has
+    native bf16 (emulated bf16 is slower than fp32), else fp32."""
+    if precision == "auto":
+        from .config import native_bf16
+
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
 def fid(
     network: Any, generated: Tensor, reference: Tensor, precision: str = "fp32", progress: bool = False
 ) -> dict[str, float]:
-    """FID between generated and reference images (n, c, h, w) in [0, 1]: ``fid``, the seconds
-    spent (``fid_seconds``), whether the reference statistics came from the cache, and the
-    precision (``fid_bf16``: 1 for a bf16 Inception pass, 0 for fp32)."""
+    """FID between generated and reference images (n, c, h, w) in [0, 1], the Inception pass in
+    ``precision`` (fp32, bf16 or auto: :func:`choose_precision`): ``fid``, the seconds spent
+    (``fid_seconds``), whether the reference statistics came from the cache, and the precision
+    used (``fid_bf16``: 1 for a bf16 Inception pass, 0 for fp32)."""
     start = time.perf_counter()
+    precision = choose_precision(precision)
     ref_mean, ref_cov, cached = reference_stats(network, reference, precision, progress)
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
     mean, cov = gaussian_stats(features)
