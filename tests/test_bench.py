@@ -11,7 +11,7 @@ import torch
 from wae import bench
 from wae.cli import main
 from wae.config import native_bf16
-from wae.data import batch_indices
+from wae.data import batch_indices, load_mnist
 
 needs_pythae = pytest.mark.skipif(
     not bench.pythae_available(), reason="pythae not installed (pip install 'wae[bench]')"
@@ -215,3 +215,19 @@ def test_time_to_quality_runs_on_a_tiny_setting(tmp_path):
         assert "not reached" in row and "(2)" in row  # FD <= 5000 after the first segment, never <= 1
     curves = json.loads(out.with_suffix(".json").read_text())
     assert [steps for steps, _, _ in curves["wae"]] == [2, 4]
+
+
+def test_time_to_quality_bf16_trainer_starts_where_fp32_does_and_rounds_differently(tmp_path):
+    ttq = _time_to_quality()
+    images = load_mnist().train[:200]
+    fp32, bf16 = (ttq.make_trainer(name, "fast", images, str(tmp_path), seed=0) for name in ("wae-fp32", "wae-bf16"))
+    before = [p.detach().clone() for p in bf16.model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(fp32.model.parameters(), before, strict=True))
+    segment = list(batch_indices(len(images), 100, 0, 0))
+    fp32.train(segment)
+    bf16.train(segment)
+    after32, after16 = list(fp32.model.parameters()), list(bf16.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after32, after16, strict=True))  # autocast was on
+    steps = [(a - b).norm() for a, b in zip(after32, before, strict=True)]
+    gaps = [(a - b).norm() for a, b in zip(after32, after16, strict=True)]
+    assert sum(gaps) < 0.2 * sum(steps)  # the same two Adam steps, up to rounding

@@ -18,6 +18,7 @@ from wae.evaluate import (
     precision_recall,
     sharpness,
 )
+from wae.model import AutoEncoder
 
 
 def test_frechet_distance_of_diagonal_gaussians_has_a_closed_form():
@@ -106,3 +107,27 @@ def test_the_mean_encoder_log_variance_is_reported_for_gaussian_encoders_only(ti
     model = AutoEncoder(ModelConfig(latent_dim=4, encoder="gaussian"), 1, 16)
     monkeypatch.setattr(model.encoder, "forward", lambda x: (torch.zeros(len(x), 4), torch.full((len(x), 4), -3.0)))
     assert evaluate(model, tiny_data.test, "01")["encoder_logvar_mean"] == pytest.approx(-3.0)
+
+
+@pytest.mark.parametrize("value_range", ["01", "pm1"])
+def test_one_test_pass_gives_the_codes_reconstructions_and_error_of_separate_passes(tiny_data, value_range):
+    from wae.config import ModelConfig
+    from wae.data import to_unit_range
+    from wae.evaluate import encode_all, evaluate, test_pass
+
+    torch.manual_seed(0)
+    output = "tanh" if value_range == "pm1" else "sigmoid"
+    model = AutoEncoder(ModelConfig(latent_dim=4, encoder="gaussian", output=output), 1, 16)
+    images = tiny_data.test
+    codes, recon, logvar_sum = test_pass(model, images, value_range, chunk=7)  # chunks that do not divide n
+    assert model.training  # evaluated in eval mode, then given back as it was
+    model.eval()  # batch norm: running statistics, as in the pass
+    x = to_model_range(images, value_range)
+    with torch.no_grad():
+        mean, log_var = model.encoder(x)
+        expected = to_unit_range(model.reconstruct(x), value_range)
+    assert torch.allclose(codes, encode_all(model, images, value_range), atol=1e-6)
+    assert torch.allclose(recon, expected, atol=1e-6)
+    assert logvar_sum == pytest.approx(log_var.sum().item(), rel=1e-5)
+    mse = (to_unit_range(x, value_range) - expected).pow(2).mean().item()
+    assert evaluate(model, images, value_range)["test_recon_mse"] == pytest.approx(mse, rel=1e-5)

@@ -97,6 +97,7 @@ def _assert_same_training(one: Path, two: Path, steps: int) -> None:
             torch.testing.assert_close(final_two[0][key][name], value, rtol=0, atol=5e-5, msg=name)
 
 
+@pytest.mark.slow  # four launches of two processes: 20-40 s on 2 cores
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
 def test_two_processes_train_and_resume_exactly_as_one(tmp_path, monkeypatch):
     """WAE-MMD with a Gaussian encoder and input noise: the penalty sees the global batch of

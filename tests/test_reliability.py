@@ -64,14 +64,17 @@ def baseline(tmp_path_factory):
     return data, _final_model(root / "baseline")
 
 
-# (fault point, the step of the newest checkpoint that must survive the kill; -1: none yet)
+# (fault point, the step of the newest checkpoint that must survive the kill; -1: none yet).
+# Each case starts two processes (10-20 s on 2 cores): the default suite kills half way through
+# writing a checkpoint with an older one in place; the others run with the slow tests (CI).
+_slow = pytest.mark.slow
 KILL_POINTS = [
-    ("step:4", -1),  # before any checkpoint
-    ("checkpoint-write:1", -1),  # half way through writing the first checkpoint (step 10)
-    ("checkpoint-saved:1", 10),  # just after the first checkpoint is in place
-    ("step:15", 10),  # mid-epoch
+    pytest.param("step:4", -1, marks=_slow),  # before any checkpoint
+    pytest.param("checkpoint-write:1", -1, marks=_slow),  # half way through writing the first checkpoint (step 10)
+    pytest.param("checkpoint-saved:1", 10, marks=_slow),  # just after the first checkpoint is in place
+    pytest.param("step:15", 10, marks=_slow),  # mid-epoch
     ("checkpoint-write:2", 10),  # half way through writing the second checkpoint (step 20)
-    ("step:27", 20),  # with two checkpoints kept
+    pytest.param("step:27", 20, marks=_slow),  # with two checkpoints kept
 ]
 
 
@@ -92,6 +95,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(baseline, tmp_path,
     assert not list((run / "checkpoints").glob(".*tmp*")), "a stale temporary file was left behind"
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(baseline, tmp_path):
     data, expected = baseline
     run = tmp_path / "run"
@@ -154,3 +158,27 @@ def test_a_partial_last_line_of_metrics_is_dropped_on_resume(tmp_path, tiny_data
     train_module.fit(cfg, tmp_path / "run", data=tiny_data, resume=True, progress=False, log=lambda _: None)
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps.count(7) == 1 and steps[-1] == 8
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporary_behind(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    ckpt.write_atomic(path, "old\n")
+    ckpt.write_atomic(path, b"new bytes")
+    assert path.read_bytes() == b"new bytes"
+
+    def full_disk(fd, *args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        ckpt.write_atomic(path, "never written")
+    assert path.read_bytes() == b"new bytes"  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_npz_bytes_read_back_as_the_arrays():
+    import io
+
+    arrays = {"mean": np.arange(3.0), "cov": np.eye(3, dtype=np.float32)}
+    with np.load(io.BytesIO(ckpt.npz_bytes(**arrays))) as f:
+        assert all(np.array_equal(f[name], value) and f[name].dtype == value.dtype for name, value in arrays.items())

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import Config, UserError
@@ -39,24 +40,42 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def save_atomic(payload: dict[str, Any], path: Path) -> None:
-    """Write ``payload`` to ``path`` so that ``path`` is always either the old or the new file."""
+def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None = None) -> None:
+    """Write ``data`` (text is UTF-8 encoded) to ``path`` so that ``path`` is always either the
+    old or the new file: a temporary file beside it, flushed to disk, renamed over it; the
+    temporary file does not outlive a failure. ``fault`` names a fault point half way through
+    the write (for the crash tests). OSError passes through."""
     path = Path(path)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getbuffer()
+    raw = memoryview(data.encode() if isinstance(data, str) else data)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data[: len(data) // 2])
-            fault_point("checkpoint-write")
-            f.write(data[len(data) // 2 :])
+            f.write(raw[: len(raw) // 2])
+            if fault is not None:
+                fault_point(fault)
+            f.write(raw[len(raw) // 2 :])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def npz_bytes(**arrays: Any) -> bytes:
+    """The bytes of an ``.npz`` file holding ``arrays`` (for :func:`write_atomic`)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def save_atomic(payload: dict[str, Any], path: Path) -> None:
+    """Write ``payload`` to ``path`` so that ``path`` is always either the old or the new file,
+    and the rename itself is on disk."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getbuffer(), fault="checkpoint-write")
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

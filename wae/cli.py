@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from . import __version__
+from .checkpoint import write_atomic
 from .config import (
     COSTS,
     DEVICES,
@@ -475,9 +476,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     metrics["seconds"] = time.perf_counter() - start
     try:
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-        tmp.replace(out)
+        write_atomic(out, json.dumps(metrics, indent=1) + "\n")
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror}") from None
     for key, label in MAIN_METRICS:

@@ -49,6 +49,55 @@ def encode_all(model: AutoEncoder, images: Tensor | ImageFiles, value_range: str
 
 
 @torch.no_grad()
+def test_pass(
+    model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500
+) -> tuple[Tensor, Tensor, float | None]:
+    """One encoder and one decoder pass over stored images, in eval mode, by chunks:
+    (codes (n, d_z): encoder means; reconstructions G(E(x)) (n, c, h, w) in [0, 1]; for a
+    Gaussian encoder the sum of its log-variances over images and coordinates, else None)."""
+    was_training = model.training
+    model.eval()
+    codes, recon, logvar_sum = [], [], 0.0
+    try:
+        for i in range(0, len(images), chunk):
+            out = model.encoder(to_model_range(images[i : i + chunk], value_range).to(model.device))
+            mean = out[0] if isinstance(out, tuple) else out
+            if isinstance(out, tuple):
+                logvar_sum += out[1].float().sum().item()
+            codes.append(mean.float().cpu())
+            recon.append(to_unit_range(model.decode(mean).float().cpu(), value_range))
+    finally:
+        model.train(was_training)
+    return torch.cat(codes), torch.cat(recon), logvar_sum if model.encoder.gaussian else None
+
+
+def test_metrics(
+    model: AutoEncoder,
+    test_images: Tensor | ImageFiles,
+    value_range: str,
+    passed: tuple[Tensor, Tensor, float | None],
+    seed: int = 0,
+) -> dict[str, float]:
+    """:func:`evaluate`'s figures from a :func:`test_pass` over ``test_images``."""
+    codes, recon, logvar_sum = passed
+    sq_err = 0.0
+    for i in range(0, len(test_images), 500):
+        x = to_unit_range(to_model_range(test_images[i : i + 500], value_range), value_range)
+        sq_err += (x - recon[i : i + 500]).pow(2).sum().item()
+    generator = torch.Generator().manual_seed(seed + 17)
+    prior = model.prior_sample(len(codes), generator)
+    extra = {}
+    if logvar_sum is not None:
+        extra["encoder_logvar_mean"] = logvar_sum / (len(codes) * model.latent_dim)
+    return {
+        "test_recon_mse": sq_err / recon.numel(),
+        "test_mmd": mmd_imq(codes, prior, model.prior_var).item(),
+        "code_mean_norm": codes.mean(0).norm().item(),
+        "code_var_mean": codes.var(0).mean().item(),
+        **extra,
+    }
+
+
 def evaluate(model: AutoEncoder, test_images: Tensor, value_range: str, seed: int = 0) -> dict[str, float]:
     """Test metrics:
     - ``test_recon_mse``: mean squared error per pixel of G(E(x)), pixels in [0, 1];
@@ -57,34 +106,7 @@ def evaluate(model: AutoEncoder, test_images: Tensor, value_range: str, seed: in
       variance (prior: 0 and sigma_z^2);
     - Gaussian encoders only: ``encoder_logvar_mean``, the mean over test images and
       coordinates of log sigma^2(x) (a collapse to deterministic codes sends it far below 0)."""
-    was_training = model.training
-    model.eval()
-    try:
-        codes = encode_all(model, test_images, value_range)
-        sq_err = 0.0
-        for i in range(0, len(test_images), 500):
-            x = to_model_range(test_images[i : i + 500], value_range)
-            x_hat = model.decode(codes[i : i + 500]).cpu()
-            scale = 0.5 if value_range == "pm1" else 1.0  # errors measured on the [0, 1] scale
-            sq_err += ((x - x_hat) * scale).pow(2).sum().item()
-        generator = torch.Generator().manual_seed(seed + 17)
-        prior = model.prior_sample(len(codes), generator)
-        extra = {}
-        if model.encoder.gaussian:
-            total = sum(
-                model.encoder(to_model_range(test_images[i : i + 500], value_range).to(model.device))[1].float().sum()
-                for i in range(0, len(test_images), 500)
-            )
-            extra["encoder_logvar_mean"] = float(total) / (len(test_images) * model.latent_dim)
-        return {
-            "test_recon_mse": sq_err / test_images.numel(),
-            "test_mmd": mmd_imq(codes, prior, model.prior_var).item(),
-            "code_mean_norm": codes.mean(0).norm().item(),
-            "code_var_mean": codes.var(0).mean().item(),
-            **extra,
-        }
-    finally:
-        model.train(was_training)
+    return test_metrics(model, test_images, value_range, test_pass(model, test_images, value_range), seed)
 
 
 # ----------------------------------------------------------------------------- sample quality
@@ -209,21 +231,6 @@ def decode_prior(
         model.train(was_training)
 
 
-@torch.no_grad()
-def _reconstruct_all(model: AutoEncoder, images: Tensor, value_range: str, chunk: int = 1000) -> Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat(
-            [
-                to_unit_range(model.reconstruct(to_model_range(images[i : i + chunk], value_range)).cpu(), value_range)
-                for i in range(0, len(images), chunk)
-            ]
-        )
-    finally:
-        model.train(was_training)
-
-
 def evaluate_run(
     model: AutoEncoder,
     data: ImageData,
@@ -240,14 +247,14 @@ def evaluate_run(
     Fréchet distance, precision/recall and class coverage of samples against the test set;
     with ``fid_precision`` ("fp32", "bf16" or "auto") also the Inception FID of samples against the test
     set (see ``wae.fid``). Samples come from P_Z, or from ``sampler`` when given."""
-    metrics: dict[str, float] = dict(evaluate(model, data.test, value_range, seed))
-    codes = encode_all(model, data.test, value_range)
+    passed = test_pass(model, data.test, value_range)
+    metrics: dict[str, float] = test_metrics(model, data.test, value_range, passed, seed)
+    codes, recon, _ = passed
     for d in range(codes.shape[1]):
         metrics[f"code_mean_{d}"] = codes[:, d].mean().item()
         metrics[f"code_var_{d}"] = codes[:, d].var().item()
     test = to_unit_range(to_model_range(data.test, value_range), value_range)
     generated = decode_prior(model, samples, value_range, seed, sampler)
-    recon = _reconstruct_all(model, data.test, value_range)
     metrics["sharpness_data"] = sharpness(test)
     metrics["sharpness_reconstructions"] = sharpness(recon)
     metrics["sharpness_samples"] = sharpness(generated)

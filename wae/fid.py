@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from .checkpoint import npz_bytes, write_atomic
 from .config import UserError, cache_dir
 from .evaluate import frechet_distance, gaussian_stats
 
@@ -152,10 +152,7 @@ def reference_stats(
     mean, cov = gaussian_stats(inception_features(network, images, precision=precision, progress=progress))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, mean=mean.numpy(), cov=cov.numpy())
-        tmp.replace(path)
+        write_atomic(path, npz_bytes(mean=mean.numpy(), cov=cov.numpy()))
     except OSError:
         pass  # a read-only cache only costs time
     return mean, cov, False

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checkpoint import write_atomic
 from .config import UserError
 from .evaluate import MAIN_METRICS
 from .train import read_jsonl
@@ -258,10 +259,8 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     run = Path(run)
     target = Path(out) if out is not None else run / "report.html"
     text = render_report(run)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(target)
+        write_atomic(target, text)
     except OSError as err:
         raise UserError(f"cannot write {target}: {err.strerror}") from None
     return target

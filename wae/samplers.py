@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checkpoint import npz_bytes, write_atomic
 from .config import UserError
 
 SAMPLERS = ("prior", "gmm")
@@ -70,15 +71,8 @@ def fit_gmm(
 
 def save_gmm(mixture: GaussianMixture, path: Path) -> None:
     """Write the mixture as plain arrays (atomically)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(
-            f,
-            weights=mixture.weights.numpy(),
-            means=mixture.means.numpy(),
-            covariances=mixture.covariances.numpy(),
-        )
-    tmp.replace(path)
+    arrays = {"weights": mixture.weights, "means": mixture.means, "covariances": mixture.covariances}
+    write_atomic(path, npz_bytes(**{name: value.numpy() for name, value in arrays.items()}))
 
 
 def load_gmm(path: Path) -> GaussianMixture:
