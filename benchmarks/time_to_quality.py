@@ -103,7 +103,11 @@ def first_below(curve: list[tuple[int, float, float]], threshold: float) -> tupl
 
 def report(trainers: list[Trainer], thresholds: list[float], args: argparse.Namespace, wall: float) -> str:
     names = [t.name for t in trainers]
-    emulated = "" if native_bf16() or "wae-bf16" not in names else " (`wae-bf16`: bf16 emulated on this CPU, its seconds are not comparable)"
+    emulated = (
+        ""
+        if native_bf16() or "wae-bf16" not in names
+        else " (`wae-bf16`: bf16 emulated on this CPU, its seconds are not comparable)"
+    )
     lines = [
         "# Time to quality",
         "",
