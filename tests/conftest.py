@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from wae.config import Config, override, preset
 from wae.data import ImageData, make_synthetic
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests (and the processes they start) never write into the user's cache: FID reference
+    statistics and image-folder arrays go to a temporary folder for the session."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("WAE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)

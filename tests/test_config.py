@@ -65,3 +65,11 @@ def test_unknown_keys_in_a_saved_config_are_refused():
     data["loss"]["lambda"] = 1
     with pytest.raises(UserError, match="lambda"):
         Config.from_dict(data)
+
+
+def test_the_suite_keeps_its_cache_out_of_the_users_home():
+    from pathlib import Path
+
+    from wae.config import cache_dir
+
+    assert not cache_dir().is_relative_to(Path.home() / ".cache")
