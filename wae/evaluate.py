@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,20 +34,31 @@ MAIN_METRICS = [
 ]
 
 
-@torch.no_grad()
-def encode_all(model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500) -> Tensor:
-    """Codes (n, d_z) of stored images (uint8 or [0, 1] floats), in eval mode, by chunks."""
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run the block with ``model`` in eval mode; restore its training flag afterwards."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat(
-            [
-                model.encode(to_model_range(images[i : i + chunk], value_range)).cpu()
-                for i in range(0, len(images), chunk)
-            ]
-        )
+        yield
     finally:
         model.train(was_training)
+
+
+def _encoder_chunks(
+    model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """(means, log-variances or None) of the encoder over stored images, ``chunk`` at a time."""
+    for i in range(0, len(images), chunk):
+        out = model.encoder(to_model_range(images[i : i + chunk], value_range).to(model.device))
+        yield out if isinstance(out, tuple) else (out, None)
+
+
+@torch.no_grad()
+def encode_all(model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500) -> Tensor:
+    """Codes (n, d_z) of stored images (uint8 or [0, 1] floats), in eval mode, by chunks."""
+    with eval_mode(model):
+        return torch.cat([mean.float().cpu() for mean, _ in _encoder_chunks(model, images, value_range, chunk)])
 
 
 @torch.no_grad()
@@ -55,19 +68,13 @@ def test_pass(
     """One encoder and one decoder pass over stored images, in eval mode, by chunks:
     (codes (n, d_z): encoder means; reconstructions G(E(x)) (n, c, h, w) in [0, 1]; for a
     Gaussian encoder the sum of its log-variances over images and coordinates, else None)."""
-    was_training = model.training
-    model.eval()
     codes, recon, logvar_sum = [], [], 0.0
-    try:
-        for i in range(0, len(images), chunk):
-            out = model.encoder(to_model_range(images[i : i + chunk], value_range).to(model.device))
-            mean = out[0] if isinstance(out, tuple) else out
-            if isinstance(out, tuple):
-                logvar_sum += out[1].float().sum().item()
+    with eval_mode(model):
+        for mean, log_var in _encoder_chunks(model, images, value_range, chunk):
+            if log_var is not None:
+                logvar_sum += log_var.float().sum().item()
             codes.append(mean.float().cpu())
             recon.append(to_unit_range(model.decode(mean).float().cpu(), value_range))
-    finally:
-        model.train(was_training)
     return torch.cat(codes), torch.cat(recon), logvar_sum if model.encoder.gaussian else None
 
 
@@ -218,17 +225,13 @@ def decode_prior(
     given, from an ex-post ``sampler`` fitted to Q_Z."""
     generator = torch.Generator().manual_seed(seed)
     draw = sampler.sample if sampler is not None else model.prior_sample
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat(
             [
                 to_unit_range(model.decode(draw(min(chunk, n - i), generator)).cpu(), value_range)
                 for i in range(0, n, chunk)
             ]
         )
-    finally:
-        model.train(was_training)
 
 
 def evaluate_run(
