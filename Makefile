@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-slow bench check format clean
+.PHONY: setup demo test test-slow bench check format settings-table clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'
 	$(PY) -m benchmarks.bench --inception --out runs/bench.md
+
+# the README's table of settings, from the fields of wae/config.py (tests/test_settings.py checks it)
+settings-table: $(STAMP)
+	$(PY) scripts/settings_table.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format wae tests benchmarks
