@@ -345,6 +345,7 @@ def _add_other_commands(sub: Any) -> None:
     toy.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data, initialisation and draws (default 0)")
     toy.add_argument("--out", metavar="DIR", help="output folder (default: runs/toy-TIME)")
     toy.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty folder")
+    toy.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -432,11 +433,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         extra = set(given) - _RESUME_SETTINGS
         if extra or args.objective or args.data or args.dataset or args.out or args.config:
-            allowed = ", ".join(
-                flag_of(f)
-                for _, f, _, _ in sorted(settings(), key=lambda row: row[1].name)
-                if f.name in _RESUME_SETTINGS
-            )
+            allowed = ", ".join(sorted(flag_of(f) for _, f, _, _ in settings() if f.name in _RESUME_SETTINGS))
             raise UserError(f"with --resume only {allowed} may be given")
         run_dir = Path(args.resume)
         cfg = override(_run_config(run_dir), **given)
