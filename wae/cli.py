@@ -6,8 +6,10 @@ Bad input gives one line on stderr and exit code 2, with nothing written.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
-import shutil
+import signal
 import sys
 import time
 import warnings
@@ -19,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import __version__
-from .checkpoint import write_atomic
+from . import __version__, runs
+from .checkpoint import sweep_stale, write_atomic
 from .config import (
     COSTS,
     DEVICES,
@@ -32,6 +34,7 @@ from .config import (
     PRIORS,
     Config,
     UserError,
+    cache_dir,
     override,
     preset,
     resolve_precision,
@@ -43,6 +46,7 @@ from .images import reconstruction_rows, save_grid
 from .nets import ARCHITECTURES
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
+from .runs import load_data
 from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, load_gmm
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model
@@ -121,6 +125,13 @@ _TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
     ("--adversary-lr", "adversary_lr", {"type": _float}, "Adam learning rate of the WAE-GAN adversary"),
     ("--batch-size", "batch_size", {"type": _positive_int}, "images per step (and codes per MMD estimate)"),
     ("--epochs", "epochs", {"type": _nonneg_int}, "passes over the training set"),
+    (
+        "--schedule-epochs",
+        "schedule_epochs",
+        {"type": _positive_int},
+        "the epoch count the learning-rate milestones are fractions of (default: --epochs of the run's first "
+        "session, kept when --resume extends it; give it to stretch the schedule)",
+    ),
     ("--max-steps", "max_steps", {"type": _nonneg_int}, "stop after this many steps in total"),
     ("--seed", "seed", {"type": _nonneg_int}, "seed of initialisation, data order and noise"),
     (
@@ -162,6 +173,7 @@ _RESUME_OVERRIDES = {
     "skip_nonfinite",
     "device",
     "workers",
+    "schedule_epochs",
 }
 
 
@@ -178,9 +190,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "processes): torchrun --standalone --nproc-per-node N -m wae train ... --out DIR; each process trains "
         "on its shard of every global batch and the latent penalty sees the whole batch (docs/scaling.md).",
     )
-    train.add_argument(
-        "--preset", choices=list(PRESETS), default="mnist-fast", help="starting configuration (default: mnist-fast)"
-    )
+    train.add_argument("--preset", choices=list(PRESETS), help="starting configuration (default: mnist-fast)")
     train.add_argument(
         "--objective",
         choices=OBJECTIVES,
@@ -472,7 +482,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             fid_precision = None
     start = time.perf_counter()
     metrics = evaluate_run(
-        model, load(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
+        model, load_data(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
     )
     metrics["seconds"] = time.perf_counter() - start
     try:
@@ -567,7 +577,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
+        write_atomic(path, text + "\n")
     return 1 if all(r.error for r in results) else 0  # a setting that fails (say, compile) is a finding
 
 
@@ -583,6 +593,10 @@ def _train(args: argparse.Namespace) -> int:
         given["channels_last"] = False
     if args.cache is False:
         given["cache"] = False
+    if args.resume and (args.preset or args.overwrite):
+        raise UserError(
+            f"--{'preset' if args.preset else 'overwrite'} cannot be given with --resume (a run keeps its config)"
+        )
     if args.resume:
         extra = set(given) - _RESUME_OVERRIDES
         if extra or args.objective or args.data or args.dataset or args.out or args.grey:
@@ -592,7 +606,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = override(_run_config(run_dir), **given)
         validate(cfg)
     else:
-        cfg = preset(args.preset, args.objective or "mmd")
+        cfg = preset(args.preset or "mnist-fast", args.objective or "mmd")
         if args.grey:
             given["grey"] = True
         if args.data:
@@ -613,25 +627,29 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.preset}-{cfg.loss.objective}-{stamp}"
     device = resolve_device(cfg.train.device, launched().local_rank)
     resolve_precision(cfg, device.type)  # refuses fp16 off CUDA before anything is written
-    with process_group(device) as procs:
+    with process_group(device) as procs, contextlib.ExitStack() as held:
 
         def prepare() -> ImageData:
             data = load(cfg.data)  # rank 0 first: it builds an image folder's cache
             if not args.resume:
                 check_fits(cfg, data, procs.world)
+            if procs.main:
+                held.enter_context(runs.run_lock(run_dir))  # one writer per run folder
+            if not args.resume:
                 _prepare_run_dir(run_dir, args.overwrite)
             return data
 
         data = on_main_first(procs, device, prepare)
         result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=False if args.no_progress else None)
+    code = 128 + result.signal if result.interrupted else 0  # 130 after Ctrl-C, 143 after SIGTERM
     if not procs.main:
-        return 130 if result.interrupted else 0
+        return code
     if not result.interrupted:
         from .report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
     print(json.dumps({"run": str(run_dir), "step": result.step, **result.metrics}))
-    return 130 if result.interrupted else 0
+    return code
 
 
 def _run_config(run_dir: Path) -> Config:
@@ -649,14 +667,14 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse to mix two runs in one folder; ``overwrite`` replaces an earlier run's folder."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} exists and is not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if runs.has_contents(run_dir):
         if not overwrite:
             raise UserError(
                 f"run folder {run_dir} exists; give --overwrite to replace it or --resume {run_dir} to continue it"
             )
         if not (run_dir / "config.json").exists():
             raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
-        shutil.rmtree(run_dir)
+        runs.clear(run_dir)  # all but the lock file this process holds
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -682,7 +700,9 @@ def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
             save_grid(images, path, ncol, scale=2 if images.shape[-1] < 48 else 1)
         else:
             as_uint8 = (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).squeeze(-1).numpy()
-            np.savez_compressed(path, images=as_uint8, **arrays)
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, images=as_uint8, **arrays)
+            write_atomic(path, buffer.getbuffer())
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror}") from None
 
@@ -701,7 +721,10 @@ def _load_sampler(run: str, name: str) -> GaussianMixture | None:
     if name == "prior":
         return None
     folder = Path(run)
-    return load_gmm((folder if folder.is_dir() else folder.parent) / GMM_FILE)
+    path = (folder if folder.is_dir() else folder.parent) / GMM_FILE
+    mixture = load_gmm(path)
+    runs.check_finite(path, weights=mixture.weights, means=mixture.means, covariances=mixture.covariances)
+    return mixture
 
 
 def _fit_sampler(args: argparse.Namespace) -> int:
@@ -712,7 +735,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     if not run.is_dir():
         raise UserError(f"{run} is not a run folder")
     model, cfg = load_model(run)
-    data = load(cfg.data)
+    data = load_data(cfg.data)
     start = time.perf_counter()
     codes = encode_all(model, data.train, cfg.data.range)
     mixture = fit_gmm(codes, args.components, args.covariance, args.seed)
@@ -736,7 +759,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    x = to_model_range(load(cfg.data).test[: args.n], cfg.data.range)
+    x = to_model_range(load_data(cfg.data).test[: args.n], cfg.data.range)
     originals, recon = to_unit_range(x, cfg.data.range), to_unit_range(model.reconstruct(x), cfg.data.range)
     ncol = min(len(x), 12)
     if out.suffix.lower() == ".png":
@@ -750,7 +773,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    test = load(cfg.data).test
+    test = load_data(cfg.data).test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")
     pick = torch.randint(len(test), (2, args.pairs), generator=torch.Generator().manual_seed(args.seed))
@@ -796,6 +819,36 @@ COMMANDS = {
 }
 
 
+# arguments that name files or folders: an empty one is an unset shell variable, not "here"
+_PATH_ARGUMENTS = {
+    "run": "RUN",
+    "runs": "RUN",
+    "out": "--out",
+    "data": "--data",
+    "resume": "--resume",
+    "screenshot": "--screenshot",
+}
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    for name, flag in _PATH_ARGUMENTS.items():
+        value = getattr(args, name, None)
+        if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
+            raise UserError(f"{flag} is empty (an unset shell variable?); give a path")
+
+
+def _run_written(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """The lock of the run folder a command other than train writes into: fit-sampler's
+    sampler file, and evaluate's and report's files when they go into the run folder."""
+    if args.command not in ("fit-sampler", "evaluate", "report"):
+        return contextlib.nullcontext()
+    run = Path(args.run)
+    out = getattr(args, "out", None)
+    if not (run / "config.json").is_file() or (out and Path(out).resolve().parent != run.resolve()):
+        return contextlib.nullcontext()  # not a run (the command says so), or not written into
+    return runs.run_lock(run)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wae`` command; returns the exit code."""
     args = _build_parser().parse_args(argv)
@@ -804,13 +857,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wae {args.command}: warning: {message}", file=sys.stderr)
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), runs.terminate_as_interrupt():
             warnings.simplefilter("default", UserWarning)
             warnings.showwarning = one_line_warning
-            return COMMANDS[args.command](args)
+            _refuse_empty_paths(args)
+            sweep_stale(cache_dir())  # temporary files of killed writers (dataset cache, FID statistics)
+            with _run_written(args):
+                return COMMANDS[args.command](args)
     except UserError as err:
         print(f"wae {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, read-only folder: one line naming the file
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"wae {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # a second Ctrl-C or SIGTERM, or one outside training
+        signum = err.signum if isinstance(err, runs.Interrupted) else int(signal.SIGINT)
+        print(f"wae {args.command}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except FloatingPointError as err:
         print(f"wae {args.command}: training stopped: {err}", file=sys.stderr)
         return 1

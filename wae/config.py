@@ -54,6 +54,9 @@ class DataConfig:
     # False, decode the training files anew each epoch in `workers` DataLoader processes
     cache: bool = True
     workers: int = 2
+    # npz / folder / celeba: size and hash of the file, or of the folder's list of images, as
+    # the run was started (set by the training loop; a run read with other data is refused)
+    fingerprint: str | None = None
 
 
 @dataclass
@@ -113,6 +116,10 @@ class TrainConfig:
     # the paper's "halve after epoch 30, divide by 5 after epoch 50"
     lr_milestones: tuple[float, ...] = ()
     lr_factors: tuple[float, ...] = ()
+    # the epoch count the milestones are fractions of: None plans for ``epochs`` (and is set
+    # so when a run starts); kept when a resumed run is extended with more epochs, so that the
+    # learning rate does not jump back up (docs/reliability.md)
+    schedule_epochs: int | None = None
     seed: int = 0
     # "bf16" (autocast), "fp32", "fp16" (CUDA autocast with a gradient scaler), or "auto": bf16
     # where the CPU has native bf16 (AVX512-BF16 or AMX) or the GPU supports it, fp16 on older
@@ -267,6 +274,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"train.epochs must be >= 0; got {cfg.train.epochs}")
     if cfg.train.eval_every < 0:
         raise UserError(f"train.eval_every must be >= 0; got {cfg.train.eval_every}")
+    if cfg.train.schedule_epochs is not None and cfg.train.schedule_epochs < 1:
+        raise UserError(f"train.schedule_epochs must be at least 1; got {cfg.train.schedule_epochs}")
     if cfg.train.max_steps is not None and cfg.train.max_steps < 0:
         raise UserError(f"train.max_steps must be >= 0; got {cfg.train.max_steps}")
     positive_floats = [
