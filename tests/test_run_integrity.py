@@ -522,8 +522,9 @@ def test_temporary_files_of_killed_writers_are_swept(run_copy, tmp_path):
         run_copy / "grids" / f".samples-epoch000.png.tmp-{dead}",
     ]
     cache = Path(os.environ["WAE_CACHE_DIR"])
-    cache.mkdir(parents=True, exist_ok=True)
-    stale += [cache / f".folder-abc.npy.{dead}.tmp", cache / f".fid-x.npz.tmp-{dead}"]
+    for sub in ("datasets", "fid"):
+        (cache / sub).mkdir(parents=True, exist_ok=True)
+    stale += [cache / "datasets" / f".abc.npy.{dead}.final.tmp", cache / "fid" / f".x.npz.tmp-{dead}"]
     alive = run_copy / f".report.md.tmp-{os.getppid()}"  # a writer still at work
     out_tmp = tmp_path / f".s.png.tmp-{dead}"
     for path in [*stale, alive, out_tmp]:

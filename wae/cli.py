@@ -861,7 +861,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("default", UserWarning)
             warnings.showwarning = one_line_warning
             _refuse_empty_paths(args)
-            sweep_stale(cache_dir())  # temporary files of killed writers (dataset cache, FID statistics)
+            for cached in ("datasets", "fid"):  # temporary files of killed writers of the caches
+                sweep_stale(cache_dir() / cached)
             with _run_written(args):
                 return COMMANDS[args.command](args)
     except UserError as err:
