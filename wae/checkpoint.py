@@ -23,6 +23,9 @@ from .config import Config, UserError
 FORMAT = 1
 FOLDER = "checkpoints"
 _NAME = re.compile(r"step-(\d+)\.pt")
+# temporary files of a writer: write_atomic's ".NAME.tmp-PID", the image-folder cache's
+# ".NAME.PID.tmp" and ".NAME.PID.final.tmp"
+_TEMPORARY = re.compile(r"\..+\.(?:tmp-(\d+)|(\d+)(?:\.final)?\.tmp)")
 
 # Fault injection for the crash tests: WAE_FAULT="NAME:K" kills this process with SIGKILL the
 # K-th time the point NAME is reached ("step": after a training step, "checkpoint-write": half
@@ -44,10 +47,11 @@ def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None =
     """Write ``data`` (text is UTF-8 encoded) to ``path`` so that ``path`` is always either the
     old or the new file: a temporary file beside it, flushed to disk, renamed over it; the
     temporary file does not outlive a failure. ``fault`` names a fault point half way through
-    the write (for the crash tests). OSError passes through."""
+    the write (for the crash tests). OSError passes through, naming ``path``."""
     path = Path(path)
     raw = memoryview(data.encode() if isinstance(data, str) else data)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    sweep_stale(path.parent, path.name)
     try:
         with open(tmp, "wb") as f:
             f.write(raw[: len(raw) // 2])
@@ -57,15 +61,52 @@ def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None =
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # named after the file meant, not the temporary one
+        raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def sweep_stale(folder: Path, name: str | None = None) -> None:
+    """Remove the temporary files (of the file ``name``, or of any) that writers killed while
+    writing left in ``folder``; those of living processes stay."""
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or (name is not None and not entry.name.startswith(f".{name}.")):
+            continue
+        if not _alive(int(match.group(1) or match.group(2))):
+            try:
+                entry.unlink()
+            except OSError:
+                pass
 
 
 def npz_bytes(**arrays: Any) -> bytes:
     """The bytes of an ``.npz`` file holding ``arrays`` (for :func:`write_atomic`)."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def figure_bytes(fig: Any, **savefig: Any) -> bytes:
+    """The PNG bytes of a matplotlib figure (for :func:`write_atomic`)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig)
     return buffer.getvalue()
 
 

@@ -8,6 +8,7 @@ one thread, about two minutes on a CPU) and rewrites both files.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import write_atomic
 from .config import UserError
 from .data import epoch_order, load_mnist, to_model_range
 
@@ -113,7 +115,9 @@ if __name__ == "__main__":
     torch.set_num_threads(1)  # reductions in one fixed order: the same weights on every run
     model, accuracy = train_classifier()
     ASSETS.mkdir(exist_ok=True)
-    torch.save({k: v.half() for k, v in model.state_dict().items()}, WEIGHTS)
+    buffer = io.BytesIO()
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, buffer)
+    write_atomic(WEIGHTS, buffer.getbuffer())
     shipped = load_classifier()
     info = {
         "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(),
@@ -122,5 +126,5 @@ if __name__ == "__main__":
         "stored_as": "float16",
         "trained_by": "python -m wae.classifier (seed 0, 3 epochs, 1 thread)",
     }
-    (ASSETS / "mnist_classifier.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_atomic(ASSETS / "mnist_classifier.json", json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))

@@ -6,9 +6,11 @@ Bad input gives one line on stderr and exit code 2, with nothing written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
-import shutil
+import signal
 import sys
 import time
 import warnings
@@ -20,14 +22,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import __version__
-from .checkpoint import write_atomic
+from . import __version__, runs
+from .checkpoint import sweep_stale, write_atomic
 from .config import (
     OBJECTIVES,
     PRESETS,
     Config,
     UserError,
     about,
+    cache_dir,
     flag_of,
     from_settings,
     override,
@@ -43,6 +46,7 @@ from .evaluate import decode_prior
 from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
+from .runs import load_data
 from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, load_gmm
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model
@@ -368,7 +372,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             fid_precision = None
     start = time.perf_counter()
     metrics = evaluate_run(
-        model, load(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
+        model, load_data(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
     )
     metrics["seconds"] = time.perf_counter() - start
     try:
@@ -430,6 +434,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     given = _given_settings(args)
+    if args.resume and (args.preset or args.overwrite):
+        raise UserError(
+            f"--{'preset' if args.preset else 'overwrite'} cannot be given with --resume (a run keeps its config)"
+        )
     if args.resume:
         extra = set(given) - _RESUME_SETTINGS
         if extra or args.objective or args.data or args.dataset or args.out or args.config:
@@ -461,25 +469,29 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     device = resolve_device(cfg.train.device, launched().local_rank)
     resolve_precision(cfg, device.type)  # refuses fp16 off CUDA before anything is written
-    with process_group(device) as procs:
+    with process_group(device) as procs, contextlib.ExitStack() as held:
 
         def prepare() -> ImageData:
             data = load(cfg.data)  # rank 0 first: it builds an image folder's cache
             if not args.resume:
                 check_fits(cfg, data, procs.world)
+            if procs.main:
+                held.enter_context(runs.run_lock(run_dir))  # one writer per run folder
+            if not args.resume:
                 _prepare_run_dir(run_dir, args.overwrite)
             return data
 
         data = on_main_first(procs, device, prepare)
         result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=False if args.no_progress else None)
+    code = 128 + result.signal if result.interrupted else 0  # 130 after Ctrl-C, 143 after SIGTERM
     if not procs.main:
-        return 130 if result.interrupted else 0
+        return code
     if not result.interrupted:
         from .report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
     print(json.dumps({"run": str(run_dir), "step": result.step, **result.metrics}))
-    return 130 if result.interrupted else 0
+    return code
 
 
 def _run_config(run_dir: Path) -> Config:
@@ -497,14 +509,14 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse to mix two runs in one folder; ``overwrite`` replaces an earlier run's folder."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} exists and is not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if runs.has_contents(run_dir):
         if not overwrite:
             raise UserError(
                 f"run folder {run_dir} exists; give --overwrite to replace it or --resume {run_dir} to continue it"
             )
         if not (run_dir / "config.json").exists():
             raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
-        shutil.rmtree(run_dir)
+        runs.clear(run_dir)  # all but the lock file this process holds
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -530,7 +542,9 @@ def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
             save_grid(images, path, ncol, scale=2 if images.shape[-1] < 48 else 1)
         else:
             as_uint8 = (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).squeeze(-1).numpy()
-            np.savez_compressed(path, images=as_uint8, **arrays)
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, images=as_uint8, **arrays)
+            write_atomic(path, buffer.getbuffer())
     except OSError as err:
         raise UserError(f"cannot write {path}: {err.strerror}") from None
 
@@ -549,7 +563,10 @@ def _load_sampler(run: str, name: str) -> GaussianMixture | None:
     if name == "prior":
         return None
     folder = Path(run)
-    return load_gmm((folder if folder.is_dir() else folder.parent) / GMM_FILE)
+    path = (folder if folder.is_dir() else folder.parent) / GMM_FILE
+    mixture = load_gmm(path)
+    runs.check_finite(path, weights=mixture.weights, means=mixture.means, covariances=mixture.covariances)
+    return mixture
 
 
 def _fit_sampler(args: argparse.Namespace) -> int:
@@ -560,7 +577,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     if not run.is_dir():
         raise UserError(f"{run} is not a run folder")
     model, cfg = load_model(run)
-    data = load(cfg.data)
+    data = load_data(cfg.data)
     start = time.perf_counter()
     codes = encode_all(model, data.train, cfg.data.range)
     mixture = fit_gmm(codes, args.components, args.covariance, args.seed)
@@ -584,7 +601,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    x = to_model_range(load(cfg.data).test[: args.n], cfg.data.range)
+    x = to_model_range(load_data(cfg.data).test[: args.n], cfg.data.range)
     originals, recon = to_unit_range(x, cfg.data.range), to_unit_range(model.reconstruct(x), cfg.data.range)
     ncol = min(len(x), 12)
     if out.suffix.lower() == ".png":
@@ -598,7 +615,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    test = load(cfg.data).test
+    test = load_data(cfg.data).test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")
     pick = torch.randint(len(test), (2, args.pairs), generator=torch.Generator().manual_seed(args.seed))
@@ -644,6 +661,36 @@ COMMANDS = {
 }
 
 
+# arguments that name files or folders: an empty one is an unset shell variable, not "here"
+_PATH_ARGUMENTS = {
+    "run": "RUN",
+    "runs": "RUN",
+    "out": "--out",
+    "data": "--data",
+    "resume": "--resume",
+    "screenshot": "--screenshot",
+}
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    for name, flag in _PATH_ARGUMENTS.items():
+        value = getattr(args, name, None)
+        if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, list) else [value])):
+            raise UserError(f"{flag} is empty (an unset shell variable?); give a path")
+
+
+def _run_written(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """The lock of the run folder a command other than train writes into: fit-sampler's
+    sampler file, and evaluate's and report's files when they go into the run folder."""
+    if args.command not in ("fit-sampler", "evaluate", "report"):
+        return contextlib.nullcontext()
+    run = Path(args.run)
+    out = getattr(args, "out", None)
+    if not (run / "config.json").is_file() or (out and Path(out).resolve().parent != run.resolve()):
+        return contextlib.nullcontext()  # not a run (the command says so), or not written into
+    return runs.run_lock(run)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wae`` command; returns the exit code."""
     parser = _build_parser()
@@ -655,13 +702,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wae {args.command}: warning: {message}", file=sys.stderr)
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), runs.terminate_as_interrupt():
             warnings.simplefilter("default", UserWarning)
             warnings.showwarning = one_line_warning
-            return COMMANDS[args.command](args)
+            _refuse_empty_paths(args)
+            for cached in ("datasets", "fid"):  # temporary files of killed writers of the caches
+                sweep_stale(cache_dir() / cached)
+            with _run_written(args):
+                return COMMANDS[args.command](args)
     except UserError as err:
         print(f"wae {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, read-only folder: one line naming the file
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"wae {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # a second Ctrl-C or SIGTERM, or one outside training
+        signum = err.signum if isinstance(err, runs.Interrupted) else int(signal.SIGINT)
+        print(f"wae {args.command}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except FloatingPointError as err:
         print(f"wae {args.command}: training stopped: {err}", file=sys.stderr)
         return 1

@@ -16,10 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checkpoint import figure_bytes, write_atomic
 from .config import UserError
-from .data import load, to_model_range, to_unit_range
+from .data import to_model_range, to_unit_range
 from .images import grid
 from .report import pyplot, read_records, run_metrics
+from .runs import load_data
 
 # (metrics key, column title, format)
 COLUMNS = [
@@ -78,7 +80,7 @@ def run_images(run: Path, seed: int = 0) -> dict[str, Tensor]:
     from .train import load_model
 
     model, cfg = load_model(run)
-    data = load(cfg.data)
+    data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:12]
     samples = model.sample(24, generator)
@@ -120,9 +122,9 @@ def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path
         out.mkdir(parents=True, exist_ok=True)
         table_path, figure_path = out / "compare.md", out / "compare.png"
         fig = figure(runs, summaries, seed)
-        fig.savefig(figure_path, dpi=100, bbox_inches="tight")
+        write_atomic(figure_path, figure_bytes(fig, dpi=100, bbox_inches="tight"))
         pyplot().close(fig)
-        table_path.write_text(table(summaries))
+        write_atomic(table_path, table(summaries))
     except OSError as err:
         raise UserError(f"cannot write into {out}: {err.strerror}") from None
     return table_path, figure_path

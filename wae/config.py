@@ -60,15 +60,17 @@ def setting(
     flag: str = "",
     by_hand: bool = False,
     resume: bool = False,
+    recorded: bool = False,
 ) -> Any:
     """A config field with its description, from which the command line, the checks and the
     README's table of settings are made: ``help`` (one line), the allowed ``choices`` or bounds
     (``at_least``/``above`` and ``at_most``/``below``; a tuple's bounds hold for each entry),
     ``why`` a bound holds, the ``flag`` (default: ``--field-name``, and ``--x``/``--no-x`` for a
     bool), ``by_hand`` when cli.py writes that flag itself, and ``resume`` when the flag may
-    extend a run given with ``--resume``."""
+    extend a run given with ``--resume``; ``recorded`` for what the program sets and config.json
+    records (no flag)."""
     meta = {"help": help, "choices": choices, "at_least": at_least, "above": above, "at_most": at_most}
-    meta.update(below=below, why=why, flag=flag, by_hand=by_hand, resume=resume)
+    meta.update(below=below, why=why, flag=flag, by_hand=by_hand or recorded, resume=resume, recorded=recorded)
     return field(default=default, metadata=meta)
 
 
@@ -103,6 +105,12 @@ class DataConfig:
     )
     workers: int = setting(
         2, "image folders with --no-cache: DataLoader processes decoding images (0: none)", at_least=0, resume=True
+    )
+    fingerprint: str | None = setting(
+        None,
+        "npz / image folders: size and hash of the file, or of the folder's list of images, as the run was "
+        "started (set by training; a run read with other data is refused)",
+        recorded=True,
     )
 
 
@@ -186,6 +194,13 @@ class TrainConfig:
         why="fractions of the epochs",
     )
     lr_factors: tuple[float, ...] = setting((), "the factors of lr_milestones, one each")
+    schedule_epochs: int | None = setting(
+        None,
+        "the epoch count the learning-rate milestones are fractions of (default: the epochs of the run's first "
+        "session, kept when --resume extends it; give it to stretch the schedule)",
+        at_least=1,
+        resume=True,
+    )
     seed: int = setting(0, "seed of initialisation, data order and noise", at_least=0)
     precision: str = setting(
         "auto",
@@ -518,6 +533,8 @@ def settings_table() -> str:
         value = getattr(getattr(defaults, section), f.name)
         shown = "not set" if value is None else _toml_value(value).strip('"')
         flag = f"`{flag_of(f)}`, `--no-{flag_of(f)[2:]}`" if kind is bool else f"`{flag_of(f)}`"
+        if about(f)["recorded"]:
+            flag = "(recorded by the run)"
         cells = [f"`{section}.{f.name}`", flag, shown, bounds_text(f), about(f)["help"]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from .checkpoint import write_atomic
 
 
 def grid(images: Tensor, ncol: int, pad: int = 2) -> np.ndarray:
@@ -25,11 +28,14 @@ def grid(images: Tensor, ncol: int, pad: int = 2) -> np.ndarray:
 
 
 def save_grid(images: Tensor, path: Path, ncol: int, scale: int = 1) -> None:
-    """Write a grid of images (n, c, h, w) in [0, 1] as a PNG, upscaled ``scale`` times."""
+    """Write a grid of images (n, c, h, w) in [0, 1] as a PNG, upscaled ``scale`` times
+    (atomically: a killed or failed write leaves the old file or none)."""
     picture = Image.fromarray(grid(images, ncol))
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    picture.save(path)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    write_atomic(path, buffer.getbuffer())
 
 
 def reconstruction_rows(originals: Tensor, reconstructions: Tensor, ncol: int) -> Tensor:

@@ -200,12 +200,12 @@ def _config_line(cfg: dict[str, Any]) -> str:
 @torch.no_grad()
 def latent_codes(run: Path, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Codes of ``n`` random test images (Q_Z) and ``n`` prior draws (P_Z) of a run's model."""
-    from .data import load
     from .evaluate import encode_all
+    from .runs import load_data
     from .train import load_model
 
     model, cfg = load_model(run)
-    data = load(cfg.data)
+    data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:n]
     codes = encode_all(model, data.test[pick], cfg.data.range)
@@ -295,7 +295,8 @@ def screenshot(page: Path, png: Path, width: int = 1280, height: int = 2400) -> 
             "--disable-sync",
             f"--user-data-dir={profile}",
             f"--window-size={width},{height}",
-            f"--screenshot={png.resolve()}",
+            f"--screenshot={Path(profile) / 'shot.png'}",
             page.resolve().as_uri(),
         ]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
+        write_atomic(png, (Path(profile) / "shot.png").read_bytes())

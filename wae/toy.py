@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .checkpoint import figure_bytes, write_atomic
 from .config import UserError
 from .costs import squared_l2
 from .divergences import mmd_imq
@@ -234,11 +235,12 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
         bar.close()
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
-    (out / "toy.json").write_text(
+    write_atomic(
+        out / "toy.json",
         json.dumps({"config": dataclasses.asdict(cfg), "command": command, "seconds": seconds, "rows": rows}, indent=1)
-        + "\n"
+        + "\n",
     )
-    (out / "toy.md").write_text(toy_table(rows, cfg, command, seconds))
+    write_atomic(out / "toy.md", toy_table(rows, cfg, command, seconds))
     toy_figure(rows, shown, prior, cfg, out / "toy.png")
     return rows
 
@@ -325,5 +327,5 @@ def toy_figure(
         latent.set_aspect("equal", "datalim")
         latent.legend(fontsize=7, markerscale=4)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomic(path, figure_bytes(fig, dpi=100))
     plt.close(fig)

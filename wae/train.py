@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, runs
 from . import checkpoint as ckpt
 from .config import SAMPLE_PENALTIES, Config, UserError, resolve_precision, validate
 from .costs import reconstruction_cost
@@ -92,10 +92,12 @@ class State:
 
 def lr_factor(cfg: Config, epoch: int) -> float:
     """Multiplier of the base learning rate in ``epoch`` (0-based): the product of the
-    factors of all milestones reached (a milestone m falls at epoch round(m * epochs))."""
+    factors of all milestones reached (a milestone m falls at epoch round(m * E), E the
+    run's ``schedule_epochs``, else its ``epochs``)."""
     factor = 1.0
+    planned = cfg.train.epochs if cfg.train.schedule_epochs is None else cfg.train.schedule_epochs
     for milestone, f in zip(cfg.train.lr_milestones, cfg.train.lr_factors, strict=True):
-        if epoch >= round(milestone * cfg.train.epochs):
+        if epoch >= round(milestone * planned):
             factor *= f
     return factor
 
@@ -412,19 +414,15 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
 
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
     """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode."""
-    path = Path(run)
-    if path.is_dir():
-        found = ckpt.load_latest(path)
-        if found is None:
-            raise UserError(f"{path} holds no checkpoint")
-        payload = found[0]
-    else:
-        payload = ckpt.load(path)
+    payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     cfg = ckpt.config_of(payload)
     model = AutoEncoder(
         cfg.model, payload["data"]["channels"], payload["data"]["size"], cfg.loss.prior, cfg.loss.prior_var
     )
-    model.load_state_dict(sampler_weights(payload))
+    try:
+        model.load_state_dict(sampler_weights(payload))
+    except (RuntimeError, KeyError) as err:
+        raise UserError(f"checkpoint {path} does not fit its own config ({type(err).__name__})") from None
     return model.eval(), cfg
 
 
@@ -450,34 +448,40 @@ class Run:
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    signal: int = signal.SIGINT  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
 
 
 class _StopFlag:
-    """Ctrl-C sets a flag that the loop reads between steps, so a checkpoint is never taken in
-    the middle of an update; a second Ctrl-C stops at once."""
+    """Ctrl-C or SIGTERM (preemption) sets a flag that the loop reads between steps, so a
+    checkpoint is never taken in the middle of an update; a second signal stops at once
+    (:class:`runs.Interrupted`; files being written are left whole, as every write is atomic)."""
 
     def __init__(self) -> None:
         self.set = False
-        self._previous: Any = None
+        self.signum = int(signal.SIGINT)
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.set:
-            raise KeyboardInterrupt
-        self.set = True
+            raise runs.Interrupted(signum)
+        self.set, self.signum = True, signum
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -561,7 +565,7 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         "![interpolations](interpolations.png)",
         "",
     ]
-    (run_dir / "report.md").write_text("\n".join(lines))
+    ckpt.write_atomic(run_dir / "report.md", "\n".join(lines))
 
 
 def fit(
@@ -580,7 +584,8 @@ def fit(
     shard of every global batch and rank 0 alone writes the run folder."""
     validate(cfg)
     device = resolve_device(cfg.train.device, launched().local_rank)
-    with process_group(device) as procs:
+    cfg = runs.session_config(cfg, run_dir, resume)  # data pinned or checked; schedule kept
+    with process_group(device) as procs, runs.writing(run_dir, procs.main, resume):
         return _fit(cfg, device, procs, run_dir, data, resume, progress, log)
 
 
@@ -607,7 +612,7 @@ def _fit(
         loop.resume()
     if loop.out is not None:
         loop.out.mkdir(parents=True, exist_ok=True)
-        (loop.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        ckpt.write_atomic(loop.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     return loop.run(progress)
 
 
@@ -637,14 +642,16 @@ class _Loop:
         self.train_time, self.trained = 0.0, 0  # seconds and images of training steps, this session
         self.window_time, self.window_images = 0.0, 0  # the same since the last line of metrics.jsonl
         self.skipped = 0  # batches with a non-finite loss (counted in this session)
-        self.stopping = False  # some rank was asked to stop (Ctrl-C)
+        self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
+        self.signum = int(signal.SIGINT)  # the signal that asked
 
     def resume(self) -> None:
         """Continue from the run folder's newest readable checkpoint (the run starts afresh when
         it died before its first); the records after that step leave metrics.jsonl."""
         assert self.source is not None
         found = ckpt.load_latest(self.source, warn=self.say)
-        if found is not None:
+        if found is not None:  # else the run died before its first checkpoint: start afresh
+            runs.check_checkpoint(found[0], found[1], self.cfg)
             try:
                 load_state(self.state, found[0])
             except (RuntimeError, KeyError, ValueError) as err:
@@ -672,6 +679,7 @@ class _Loop:
                 self.epoch(stop, bar)
                 if state.step % self.steps_per_epoch == 0:
                     self.checkpoint_point(state.step // self.steps_per_epoch)
+            self.signum = stop.signum
         return self.finish()
 
     def epoch(self, stop: _StopFlag, bar: tqdm) -> None:
@@ -798,12 +806,12 @@ class _Loop:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if self.stopping:
             self.say(
-                f"interrupted at step {state.step}; checkpoint saved"
+                f"interrupted at step {state.step} ({signal.Signals(self.signum).name}); checkpoint saved"
                 + (f"; resume with: wae train --resume {out}" if out else "")
             )
         state.model.eval()
         state.sampler_model.eval()
-        return Run(state.sampler_model, out, state.step, self.last_eval, interrupted=self.stopping)
+        return Run(state.sampler_model, out, state.step, self.last_eval, interrupted=self.stopping, signal=self.signum)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

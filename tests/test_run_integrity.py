@@ -1,0 +1,554 @@
+"""Run integrity (issue #17, sections 1 and 3): the data a run was trained on is pinned and
+checked; one writer per run folder; every checkpoint is checked against the run's config.json
+and for finite weights; extending a run keeps its learning-rate schedule; empty path flags are
+refused; SIGTERM is handled like Ctrl-C; every output file is written atomically and a failed
+write is one line naming the file; temporary files of killed writers are swept away."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import wae
+from wae import checkpoint as ckpt
+from wae import cli, runs
+from wae.cli import main
+from wae.config import UserError
+from wae.data import make_synthetic
+
+TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--eval-every", "0"]
+
+
+def _npz(path: Path, seed: int = 1) -> Path:
+    data = make_synthetic(count=160, size=16, seed=seed)
+    np.savez(
+        path,
+        x_train=(data.train[:, 0].numpy() * 255).astype(np.uint8),
+        x_test=(data.test[:, 0].numpy() * 255).astype(np.uint8),
+    )
+    return path
+
+
+def _cli(argv: list[str], cwd: Path | None = None) -> tuple[int, str]:
+    """main(argv) in ``cwd``: (exit code, stderr)."""
+    err = io.StringIO()
+    here = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(here)
+    return code, err.getvalue()
+
+
+def _refused(result: tuple[int, str], *words: str) -> str:
+    code, err = result
+    assert code == 2, err
+    assert err.count("\n") == 1 and ": error: " in err and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def _no_temporaries(*folders: Path) -> None:
+    for folder in folders:
+        left = [p.name for p in folder.rglob("*") if ckpt._TEMPORARY.fullmatch(p.name)]
+        assert not left, left
+
+
+@pytest.fixture(scope="module")
+def npz_run(tmp_path_factory):
+    """A 2-step run on data/d.npz, trained from its own folder with a relative --data path."""
+    root = tmp_path_factory.mktemp("integrity")
+    (root / "data").mkdir()
+    _npz(root / "data" / "d.npz")
+    argv = ["train", "--data", "data/d.npz", "--batch-size", "16", "--max-steps", "2", "--precision", "fp32"]
+    code, err = _cli([*argv, "--eval-every", "0", "--no-progress", "--out", "run"], cwd=root)
+    assert code == 0, err
+    return root / "run"
+
+
+@pytest.fixture
+def run_copy(npz_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(npz_run, copy)
+    return copy
+
+
+# ----------------------------------------------------------------------------- data fingerprint
+
+
+def test_the_data_path_is_stored_absolute_with_a_fingerprint(npz_run):
+    data = json.loads((npz_run / "config.json").read_text())["data"]
+    assert Path(data["path"]).is_absolute() and Path(data["path"]) == npz_run.parent / "data" / "d.npz"
+    assert data["fingerprint"].startswith(f"npz:{(npz_run.parent / 'data' / 'd.npz').stat().st_size}:")
+    assert ckpt.config_of(ckpt.load_latest(npz_run)[0]).data.fingerprint == data["fingerprint"]
+
+
+def test_a_run_read_from_another_folder_uses_its_own_data(npz_run, tmp_path):
+    (tmp_path / "data").mkdir()
+    _npz(tmp_path / "data" / "d.npz", seed=7)  # another file of the same name here
+    assert _cli(["reconstruct", str(npz_run), "--n", "4", "--out", "r.npz"], cwd=tmp_path)[0] == 0
+    with np.load(tmp_path / "r.npz") as saved:
+        with np.load(npz_run.parent / "data" / "d.npz") as original:
+            assert np.array_equal(saved["originals"][:, 0], original["x_test"][:4])
+
+
+def test_changed_data_are_refused_on_resume_and_by_readers(run_copy, tmp_path):
+    data_file = tmp_path / "d.npz"
+    _npz(data_file)
+    config = json.loads((run_copy / "config.json").read_text())
+    config["data"].update(path=str(data_file), fingerprint=runs.fingerprint(runs.DataConfig("npz", str(data_file))))
+    (run_copy / "config.json").write_text(json.dumps(config))
+    for path in ckpt.run_checkpoints(run_copy):  # the checkpoints record the same data
+        payload = ckpt.load(path)
+        payload["config"] = config
+        ckpt.save_atomic(payload, path)
+    assert _cli(["train", "--resume", str(run_copy), "--max-steps", "3", "--no-progress"])[0] == 0
+    _npz(data_file, seed=7)  # other images under the same name
+    before = sorted(p.name for p in run_copy.iterdir())
+    _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "4"]), "not those the run was trained on")
+    _refused(_cli(["reconstruct", str(run_copy), "--out", str(tmp_path / "r.png")]), str(data_file))
+    _refused(_cli(["interpolate", str(run_copy), "--out", str(tmp_path / "i.png")]), "fingerprint")
+    _refused(_cli(["fit-sampler", str(run_copy), "--components", "2"]), "fingerprint")
+    assert sorted(p.name for p in run_copy.iterdir()) == before
+    assert not (tmp_path / "r.png").exists() and not (tmp_path / "i.png").exists()
+
+
+def test_a_folder_fingerprint_follows_its_list_of_images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    config = runs.DataConfig("folder", str(folder))
+    first = runs.fingerprint(config)
+    assert first is not None and first.startswith("files:3:") and runs.fingerprint(config) == first
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "3.png")
+    assert runs.fingerprint(config) != first
+    with pytest.raises(UserError, match="not those the run was trained on"):
+        runs.check_data(runs.DataConfig("folder", str(folder), fingerprint=first))
+    assert runs.fingerprint(runs.DataConfig("synthetic")) is None
+
+
+# ----------------------------------------------------------------------------- one writer
+
+
+def _train_process(run: Path, *argv: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "wae", "train", *TINY, "--log-every", "1", "--epochs", "1000", "--out", str(run)]
+    return subprocess.Popen([*cmd, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_steps(proc: subprocess.Popen[str], run: Path, lines: int = 3) -> None:
+    deadline = time.time() + 90
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= lines):
+        assert time.time() < deadline and proc.poll() is None, "training did not start"
+        time.sleep(0.1)
+
+
+def test_two_writers_of_one_run_folder_the_second_is_refused_and_sigterm_checkpoints(tmp_path):
+    """Two real processes: while `wae train --out R` runs, a second `wae train --out R`, a
+    `--resume R`, an `--overwrite` and a Python fit into R are refused with the first one's pid
+    and write nothing; then SIGTERM stops the first like Ctrl-C: checkpoint, one line, exit 143."""
+    run = tmp_path / "run"
+    first = _train_process(run)
+    try:
+        _wait_for_steps(first, run)
+        in_use = f"is in use by another wae process (pid {first.pid})"
+        second = subprocess.run(
+            [sys.executable, "-m", "wae", "train", *TINY, "--max-steps", "2", "--out", str(run)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert second.returncode == 2 and second.stderr.count("\n") == 1 and in_use in second.stderr, second.stderr
+        _refused(_cli(["train", "--resume", str(run), "--max-steps", "2"]), in_use)
+        _refused(_cli(["train", *TINY, "--max-steps", "2", "--out", str(run), "--overwrite"]), in_use)
+        with pytest.raises(UserError, match="in use"):
+            wae.fit_tensor(torch.rand(64, 16, 16), out=run, max_steps=1, precision="fp32", batch_size=32)
+        assert (run / ".lock").read_text().strip() == str(first.pid)
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=90)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 143, err
+    assert "Traceback" not in err and "interrupted at step" in err and "SIGTERM" in err, err
+    step = json.loads(out)["step"]
+    found = ckpt.load_latest(run)
+    assert found is not None and found[0]["step"] == step >= 3
+    assert not (run / ".lock").exists()
+    assert _cli(["train", "--resume", str(run), "--max-steps", str(step + 1), "--no-progress"])[0] == 0
+
+
+def _hold_lock(run: Path) -> subprocess.Popen[str]:
+    code = (
+        "import sys, time; from wae.runs import run_lock\n"
+        "with run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_commands_that_write_into_a_run_take_its_lock_and_readers_do_not(run_copy, tmp_path):
+    holder = _hold_lock(run_copy)
+    try:
+        in_use = f"is in use by another wae process (pid {holder.pid})"
+        _refused(_cli(["fit-sampler", str(run_copy), "--components", "2"]), in_use)
+        _refused(_cli(["evaluate", str(run_copy), "--n", "8", "--no-fid"]), in_use)
+        _refused(_cli(["report", str(run_copy)]), in_use)
+        assert _cli(["sample", str(run_copy), "--n", "4", "--out", str(tmp_path / "s.png")])[0] == 0
+        assert _cli(["report", str(run_copy), "--out", str(tmp_path / "r.html")])[0] == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (run_copy / "sampler-gmm.npz").exists() and not (run_copy / "metrics.json").exists()
+
+
+def test_the_python_api_refuses_an_existing_run_folder(npz_run, tmp_path):
+    run = tmp_path / "run"
+    images = torch.rand(64, 16, 16)
+    settings = {"max_steps": 1, "precision": "fp32", "batch_size": 32, "eval_every": 0}
+    wae.fit_tensor(images, out=run, **settings)
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="exists"):
+        wae.fit_tensor(images * 0.5, out=run, **settings)
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert not (run / ".lock").exists()
+
+
+def test_the_lock_is_reentrant_in_one_process_and_removed_on_release(tmp_path):
+    run = tmp_path / "run"
+    with runs.run_lock(run), runs.run_lock(run):
+        assert (run / ".lock").read_text().strip() == str(os.getpid())
+    assert not run.exists()  # made for the lock and left empty: removed again
+
+
+# ----------------------------------------------------------------------------- checkpoint vs config.json
+
+
+def _replace_checkpoints(run: Path, change: Callable[[dict], None]) -> None:
+    for path in ckpt.run_checkpoints(run):
+        payload = ckpt.load(path)
+        change(payload)
+        ckpt.save_atomic(payload, path)
+
+
+@pytest.fixture(scope="module")
+def other_runs(tmp_path_factory):
+    """Two 2-step runs on the built-in synthetic data: WAE-GAN (d_z = 8) and WAE-MMD (d_z = 16)."""
+    root = tmp_path_factory.mktemp("others")
+    for name, extra in [("gan", ["--objective", "gan"]), ("wide", ["--latent-dim", "16"])]:
+        code, err = _cli(["train", *TINY, *extra, "--max-steps", "2", "--out", str(root / name)])
+        assert code == 0, err
+    return root
+
+
+def _adopt_checkpoints(run: Path, donor: Path) -> None:
+    shutil.rmtree(run / "checkpoints")
+    shutil.copytree(donor / "checkpoints", run / "checkpoints")
+
+
+READERS = [
+    ["sample", "RUN", "--n", "4", "--out", "OUT/s.png"],
+    ["reconstruct", "RUN", "--n", "4", "--out", "OUT/r.png"],
+    ["interpolate", "RUN", "--pairs", "2", "--out", "OUT/i.npz"],
+    ["evaluate", "RUN", "--n", "8", "--no-fid"],
+    ["fit-sampler", "RUN", "--components", "2"],
+    ["report", "RUN"],
+    ["train", "--resume", "RUN", "--max-steps", "3"],
+]
+
+
+def _argv(argv: list[str], run: Path, out: Path) -> list[str]:
+    return [str(run) if a == "RUN" else a.replace("OUT", str(out)) for a in argv]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=[a[0] for a in READERS])
+def test_a_checkpoint_of_another_latent_size_is_refused_by_every_reader(argv, other_runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(other_runs / "gan", run)
+    config = json.loads((run / "config.json").read_text())
+    config["loss"]["objective"] = "mmd"  # a WAE-MMD run whose checkpoints came from a d_z = 16 run
+    (run / "config.json").write_text(json.dumps(config))
+    _adopt_checkpoints(run, other_runs / "wide")
+    before = sorted(p.name for p in run.rglob("*"))
+    _refused(_cli(_argv(argv, run, tmp_path)), "does not match the run's config.json", "model.latent_dim 16")
+    assert sorted(p.name for p in run.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    with pytest.raises(UserError, match="latent_dim"):
+        wae.load_model(run)
+
+
+def test_a_gan_checkpoint_in_an_mmd_run_and_an_edited_batch_size_are_refused_on_resume(other_runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(other_runs / "wide", run)
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["latent_dim"] = 8
+    (run / "config.json").write_text(json.dumps(config))
+    _adopt_checkpoints(run, other_runs / "gan")
+    _refused(_cli(["train", "--resume", str(run), "--max-steps", "3"]), "loss.objective 'gan'")
+    shutil.rmtree(run)
+    shutil.copytree(other_runs / "wide", run)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["batch_size"] = 16
+    (run / "config.json").write_text(json.dumps(config))
+    _refused(_cli(["train", "--resume", str(run), "--max-steps", "3"]), "train.batch_size 32 (config.json: 16)")
+    # a checkpoint file given directly is checked against the config.json of its run
+    newest = ckpt.run_checkpoints(run)[0]
+    _refused(_cli(["sample", str(newest), "--out", str(tmp_path / "s.png")]), "train.batch_size")
+
+
+# ----------------------------------------------------------------------------- finite weights
+
+
+@pytest.mark.parametrize("argv", READERS, ids=[a[0] for a in READERS])
+def test_a_checkpoint_with_nan_weights_is_refused_by_every_reader(argv, run_copy, tmp_path):
+    def poison(payload: dict) -> None:
+        name = next(k for k, v in payload["model"].items() if v.is_floating_point())
+        payload["model"][name] = torch.full_like(payload["model"][name], float("nan"))
+
+    _replace_checkpoints(run_copy, poison)
+    out = tmp_path / "out"
+    out.mkdir()
+    err = _refused(_cli(_argv(argv, run_copy, out)), "NaN or infinite weights")
+    assert str(ckpt.run_checkpoints(run_copy)[0]) in err
+    assert not list(out.iterdir())
+
+
+def test_a_sampler_with_nan_values_is_refused(run_copy, tmp_path):
+    nan = np.full((2, 8), np.nan, np.float32)
+    ckpt.write_atomic(
+        run_copy / "sampler-gmm.npz",
+        ckpt.npz_bytes(weights=np.full(2, 0.5, np.float32), means=nan, covariances=np.stack([np.eye(8)] * 2)),
+    )
+    out = tmp_path / "s.png"
+    _refused(_cli(["sample", str(run_copy), "--sampler", "gmm", "--out", str(out)]), "sampler-gmm.npz", "NaN")
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- extending a run
+
+
+def _lrs(run: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["lr"] for r in records if r["kind"] == "train"}
+
+
+def test_extending_a_run_keeps_the_decayed_learning_rate(tmp_path):
+    """The README's `wae train --resume RUN --epochs N` after a finished run: milestones stay at
+    the epochs of the first session (mnist-fast: 60 % and 80 % of 3 epochs, both at epoch 2), so
+    the learning rate stays at 1e-3 x 0.5 x 0.2; --schedule-epochs stretches it on purpose."""
+    run = tmp_path / "run"
+    argv = ["train", *TINY, "--batch-size", "128", "--epochs", "3", "--log-every", "1", "--out", str(run)]
+    assert _cli(argv)[0] == 0  # 512 images: 4 steps per epoch, 12 steps
+    assert _lrs(run)[12] == pytest.approx(1e-4)
+    stretched = tmp_path / "stretched"
+    shutil.copytree(run, stretched)
+    assert _cli(["train", "--resume", str(run), "--epochs", "6", "--max-steps", "14", "--no-progress"])[0] == 0
+    lrs = _lrs(run)
+    assert lrs[13] == lrs[14] == pytest.approx(1e-4)  # it was 1e-3: milestones at epochs 4 and 5 of 6
+    assert json.loads((run / "config.json").read_text())["train"]["schedule_epochs"] == 3
+    resumed = ["train", "--resume", str(stretched), "--epochs", "6", "--schedule-epochs", "6", "--max-steps", "14"]
+    assert _cli([*resumed, "--no-progress"])[0] == 0
+    assert _lrs(stretched)[13] == pytest.approx(1e-3)
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+EMPTY = [
+    ["train", "--resume", ""],
+    ["train", *TINY, "--out", ""],
+    ["train", "--data", "", "--out", "x"],
+    ["train", "--data", " ", "--out", "x"],
+    ["sample", "", "--out", "s.png"],
+    ["sample", "RUN", "--out", ""],
+    ["reconstruct", "RUN", "--out", ""],
+    ["interpolate", "", "--out", "i.png"],
+    ["fit-sampler", ""],
+    ["evaluate", "RUN", "--out", ""],
+    ["report", ""],
+    ["report", "RUN", "--screenshot", ""],
+    ["compare", "RUN", "", "--out", "c"],
+    ["compare", "RUN", "--out", ""],
+    ["toy", "--out", ""],
+]
+
+
+@pytest.mark.parametrize("argv", EMPTY, ids=[" ".join(a).replace(" ", "_") or "x" for a in EMPTY])
+def test_an_empty_path_is_refused(argv, npz_run, tmp_path):
+    _refused(_cli([str(npz_run) if a == "RUN" else a for a in argv], cwd=tmp_path), "is empty")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flag", [["--preset", "mnist-fast"], ["--overwrite"]])
+def test_preset_and_overwrite_with_resume_are_refused(flag, run_copy):
+    before = sorted(p.name for p in run_copy.rglob("*"))
+    _refused(_cli(["train", "--resume", str(run_copy), *flag]), f"{flag[0]} cannot be given with --resume")
+    assert sorted(p.name for p in run_copy.rglob("*")) == before
+
+
+# ----------------------------------------------------------------------------- disk full, read-only
+
+
+def _disk_full_after(monkeypatch, calls: int) -> None:
+    """os.fsync fails with ENOSPC from its ``calls``-th use on."""
+    real, count = os.fsync, [0]
+
+    def fsync(fd: int) -> None:
+        count[0] += 1
+        if count[0] >= calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("name", ["s.png", "s.npz"])
+def test_a_full_disk_while_sampling_is_one_line_and_leaves_no_file(name, npz_run, tmp_path, monkeypatch):
+    _disk_full_after(monkeypatch, 1)
+    _refused(_cli(["sample", str(npz_run), "--out", str(tmp_path / name)]), str(tmp_path / name), "No space left")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_while_training_is_one_line_and_leaves_whole_files(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _disk_full_after(monkeypatch, 6)  # config.json, then the grids and a checkpoint of step 4
+    code, err = _cli(["train", *TINY, "--max-steps", "4", "--log-every", "1", "--out", str(run)])
+    assert code == 2 and "Traceback" not in err and err.count("error:") == 1, err
+    assert err.splitlines()[-1] == f"wae train: error: {run / 'interpolations.png'}: No space left on device"
+    for png in run.rglob("*.png"):
+        Image.open(png).verify()
+    for path in ckpt.run_checkpoints(run):
+        ckpt.load(path)
+    _no_temporaries(run)
+    assert not (run / ".lock").exists()
+
+
+def test_resuming_a_run_folder_that_cannot_be_written_is_one_line(run_copy, monkeypatch):
+    real = os.open
+
+    def read_only(path, flags, *args):  # what a read-only folder answers (the tests run as root)
+        if Path(path).parent == run_copy and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "3"]), f"cannot write the run folder {run_copy}")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_resuming_a_read_only_run_folder_is_one_line(run_copy):
+    run_copy.chmod(0o555)
+    try:
+        _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "3"]), "Permission denied")
+    finally:
+        run_copy.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def test_a_second_signal_stops_at_once_with_one_line_and_whole_files(tmp_path):
+    run = tmp_path / "run"
+    proc = _train_process(run)
+    try:
+        _wait_for_steps(proc, run)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Python runs pending handlers in signal-number order: SIGINT's first, then SIGTERM's stops at once
+    assert proc.returncode == 143 and err.splitlines()[-1] == "wae train: stopped by SIGTERM", err
+    assert "Traceback" not in err and err.count("\n") <= 3, err
+    for png in run.rglob("*.png"):
+        Image.open(png).verify()
+    for path in ckpt.run_checkpoints(run):
+        ckpt.load(path)
+    json.loads((run / "config.json").read_text())
+    _no_temporaries(run)
+
+
+def test_sigterm_outside_training_is_one_line(monkeypatch, tmp_path):
+    def preempted(args: object) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "sample", preempted)
+    code, err = _cli(["sample", "RUN", "--out", str(tmp_path / "s.png")])
+    assert code == 143 and err == "wae sample: stopped by SIGTERM\n"
+
+
+# ----------------------------------------------------------------------------- temporary files
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporary_files_of_killed_writers_are_swept(run_copy, tmp_path):
+    dead = _dead_pid()
+    stale = [
+        run_copy / f".report.md.tmp-{dead}",
+        run_copy / f".metrics.json.tmp-{dead}",
+        run_copy / "grids" / f".samples-epoch000.png.tmp-{dead}",
+    ]
+    cache = Path(os.environ["WAE_CACHE_DIR"])
+    for sub in ("datasets", "fid"):
+        (cache / sub).mkdir(parents=True, exist_ok=True)
+    stale += [cache / "datasets" / f".abc.npy.{dead}.final.tmp", cache / "fid" / f".x.npz.tmp-{dead}"]
+    alive = run_copy / f".report.md.tmp-{os.getppid()}"  # a writer still at work
+    out_tmp = tmp_path / f".s.png.tmp-{dead}"
+    for path in [*stale, alive, out_tmp]:
+        path.write_bytes(b"half")
+    assert _cli(["train", "--resume", str(run_copy), "--max-steps", "3", "--no-progress"])[0] == 0
+    assert _cli(["sample", str(run_copy), "--n", "4", "--out", str(tmp_path / "s.png")])[0] == 0
+    assert not any(p.exists() for p in stale) and not out_tmp.exists()
+    assert alive.exists()
+
+
+# ----------------------------------------------------------------------------- torchrun
+
+
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.slow  # 20 launches of two processes: about 4-5 minutes on 2 cores
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_twenty_torchrun_launches_all_exit_0(tmp_path):
+    script = Path(__file__).parent.parent / "scripts" / "torchrun_loop.sh"
+    result = subprocess.run(
+        ["bash", str(script), "20", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TORCHRUN": str(TORCHRUN), "OMP_NUM_THREADS": "1"},
+        timeout=1800,
+    )
+    assert result.returncode == 0 and "20 of 20 launches exited 0" in result.stdout, result.stdout

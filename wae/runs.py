@@ -1,0 +1,338 @@
+"""The run folder as a shared record: one writer at a time (a lock file), the data it was
+trained on (absolute path and fingerprint), its checkpoints checked against its
+``config.json``, and what a signal means to a command.
+
+Writers (``wae train``, ``fit-sampler``, ``evaluate`` and ``report`` into the run, the Python
+:func:`wae.fit`) hold ``RUN/.lock`` with ``flock``; a second writer is refused at once with the
+first one's pid. Readers take no lock. The lock file is removed by its holder on release; a
+writer that finds the file it locked replaced or gone tries again, so two writers never hold
+two different lock files of one folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import FOLDER, load_latest, sweep_stale
+from .checkpoint import load as load_checkpoint
+from .config import Config, DataConfig, UserError
+
+LOCK = ".lock"
+# settings that may change between sessions of one run (the flags --resume allows), so that a
+# checkpoint and config.json may differ in them
+RESUMABLE = {
+    "train": {
+        "epochs",
+        "max_steps",
+        "threads",
+        "log_every",
+        "eval_every",
+        "keep_checkpoints",
+        "skip_nonfinite",
+        "device",
+        "schedule_epochs",
+    },
+    "data": {"workers", "path"},  # a moved data file is found by its fingerprint
+}
+
+_held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGINT or SIGTERM) that stops a command at once."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _acquire(folder: Path) -> int:
+    """An open descriptor of ``folder``/.lock holding its exclusive flock, the pid written in."""
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"{folder} is in use by another wae process (pid {holder})") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)  # the holder released and removed it between our open and flock: again
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder's writer lock for the duration (made if missing; nested use in one
+    process is fine). :class:`UserError` when another process holds it or the folder cannot be
+    written. Stale temporary files of killed writers in the folder are removed on entry."""
+    folder = Path(run_dir)
+    key = folder.resolve()
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} exists and is not a folder")
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(folder)
+    except OSError as err:
+        raise UserError(f"cannot write the run folder {folder}: {err.strerror}") from None
+    _held[key] = 1
+    try:
+        for sub in (folder, folder / FOLDER, folder / "grids"):
+            sweep_stale(sub)
+        yield
+    finally:
+        del _held[key]
+        with contextlib.suppress(OSError):
+            os.unlink(folder / LOCK)
+        os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if it stayed empty
+
+
+def has_contents(run_dir: Path) -> bool:
+    """Whether the folder holds anything but its lock file."""
+    return run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir())
+
+
+def clear(run_dir: Path) -> None:
+    """Remove everything in the run folder but the lock file (held by this process)."""
+    import shutil
+
+    for entry in run_dir.iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def refuse_existing(run_dir: Path) -> None:
+    """The Python API's guard: a fresh run does not write into a folder that holds anything."""
+    if has_contents(run_dir):
+        raise UserError(f"run folder {run_dir} exists; remove it, or pass resume=True to continue it")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def fingerprint(data: DataConfig) -> str | None:
+    """A short fingerprint of the data a config names: the size and SHA-256 of an ``.npz``
+    file; the count and a hash of the relative paths and sizes of a folder's images; None for
+    the built-in data sets."""
+    if not data.path or data.dataset not in ("npz", "folder", "celeba"):
+        return None
+    path = Path(data.path)
+    digest = hashlib.sha256()
+    if data.dataset == "npz":
+        if not path.is_file():
+            return None  # data.load says what is wrong with it
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return f"npz:{path.stat().st_size}:{digest.hexdigest()[:16]}"
+    from .folders import list_images
+
+    if not path.is_dir():
+        return None
+    files = list_images(path)
+    for file in files:
+        digest.update(f"{file.relative_to(path)}\0{file.stat().st_size}\n".encode())
+    return f"files:{len(files)}:{digest.hexdigest()[:16]}"
+
+
+def pin_data(cfg: Config) -> Config:
+    """``cfg`` with its data path made absolute and the data's fingerprint recorded, for a
+    fresh run (so that a run read from another folder finds, and checks, the same data)."""
+    if not cfg.data.path:
+        return cfg
+    path = str(Path(cfg.data.path).resolve())
+    pinned = dataclasses.replace(cfg.data, path=path)
+    return dataclasses.replace(cfg, data=dataclasses.replace(pinned, fingerprint=fingerprint(pinned)))
+
+
+def check_data(data: DataConfig) -> None:
+    """:class:`UserError` when the data a run recorded have changed since it was trained."""
+    if data.fingerprint is None:
+        return
+    now = fingerprint(data)
+    if now is not None and now != data.fingerprint:
+        raise UserError(
+            f"the data at {data.path} are not those the run was trained on (fingerprint {now}, "
+            f"recorded {data.fingerprint})"
+        )
+
+
+def load_data(data: DataConfig) -> Any:
+    """``data.load`` for a trained run, after checking the data are the run's."""
+    from .data import load
+
+    check_data(data)
+    return load(data)
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Config:
+    """``cfg`` with ``train.schedule_epochs`` set: the epoch count the learning-rate milestones
+    are fractions of. A fresh run plans for its ``epochs``; a resumed run keeps the count its
+    run folder recorded (its first session's epochs), so extending a run with a larger
+    ``epochs`` continues at the decayed rate instead of jumping back up."""
+    if cfg.train.schedule_epochs is not None:
+        return cfg
+    planned = cfg.train.epochs
+    if resume and run_dir is not None and (Path(run_dir) / "config.json").is_file():
+        try:
+            stored = json.loads((Path(run_dir) / "config.json").read_text()).get("train", {})
+            planned = int(stored.get("schedule_epochs") or stored.get("epochs", planned))
+        except (ValueError, TypeError, AttributeError):
+            pass  # a damaged config.json is reported where it is read
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule_epochs=planned))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def config_differences(run: Config, stored: Config) -> list[str]:
+    """The settings (``section.name was -> is``) in which a checkpoint's config differs from
+    the run's, leaving out those a resumed session may change."""
+    a, b = run.to_dict(), stored.to_dict()
+    found = []
+    for section in ("data", "model", "loss", "train"):
+        for name, value in a[section].items():
+            if name not in RESUMABLE.get(section, set()) and b[section].get(name) != value:
+                found.append(f"{section}.{name} {b[section].get(name)!r} (config.json: {value!r})")
+    return found
+
+
+def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None) -> None:
+    """:class:`UserError` naming ``path`` when the checkpoint's config differs from the run's
+    ``config.json`` or its weights hold NaN or infinite values."""
+    if run_cfg is not None:
+        differences = config_differences(run_cfg, Config.from_dict(payload["config"]))
+        if differences:
+            raise UserError(f"checkpoint {path} does not match the run's config.json: {'; '.join(differences)}")
+    for part in ("model", "adversary"):
+        for name, value in payload.get(part, {}).items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+                raise UserError(f"checkpoint {path} holds NaN or infinite weights ({part} {name})")
+
+
+def run_config(run_dir: Path) -> Config | None:
+    """The config.json of a run folder; None when it has none."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+
+
+def read_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
+    """The newest checkpoint of a run folder (or a checkpoint file) with its path, checked
+    against the run's config.json (when there is one) and for non-finite weights."""
+    path = Path(run)
+    if path.is_dir():
+        found = load_latest(path)
+        if found is None:
+            raise UserError(f"{path} holds no checkpoint")
+        payload, path = found
+        folder = Path(run)
+    else:
+        payload = load_checkpoint(path)
+        folder = path.parent.parent if path.parent.name == FOLDER else path.parent
+    check_checkpoint(payload, path, run_config(folder))
+    return payload, path
+
+
+def check_finite(path: Path, **tensors: torch.Tensor) -> None:
+    """:class:`UserError` naming ``path`` when one of ``tensors`` holds NaN or infinite values."""
+    for name, value in tensors.items():
+        if not torch.isfinite(value).all():
+            raise UserError(f"{path} holds NaN or infinite values ({name})")
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (sent by SLURM, torchrun and Kubernetes on preemption) raises
+    :class:`Interrupted` like Ctrl-C does, so that ``finally`` blocks run (temporary files are
+    removed, locks released) and the command ends with one line; the training loop replaces
+    this with its own handler, which checkpoints first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+def session_config(cfg: Config, run_dir: str | Path | None, resume: bool) -> Config:
+    """The config a training session runs with: the schedule pinned (:func:`pin_schedule`);
+    a fresh run's data path made absolute and fingerprinted; a resumed run's data checked
+    against the fingerprint its folder recorded."""
+    cfg = pin_schedule(cfg, run_dir, resume)
+    if not resume:
+        return pin_data(cfg)
+    stored = run_config(Path(run_dir)) if run_dir is not None else None
+    data = cfg.data
+    if data.path:
+        data = dataclasses.replace(data, path=str(Path(data.path).resolve()))
+    if data.fingerprint is None and stored is not None and stored.data.path == data.path:
+        data = dataclasses.replace(data, fingerprint=stored.data.fingerprint)
+    check_data(data)
+    return dataclasses.replace(cfg, data=data)
+
+
+@contextlib.contextmanager
+def writing(run_dir: str | Path | None, main: bool, resume: bool) -> Iterator[None]:
+    """The run folder's lock for a training session on the main process; a fresh session
+    refuses a folder that already holds something."""
+    if run_dir is None or not main:
+        yield
+        return
+    with run_lock(run_dir):
+        if not resume:
+            refuse_existing(Path(run_dir))
+        yield
