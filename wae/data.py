@@ -8,7 +8,9 @@ Batches are index slices of a seeded permutation: no per-item Python work.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import DataConfig, UserError
+from .config import DataConfig, UserError, check_memory
 
 if TYPE_CHECKING:
     from .folders import ImageFiles
@@ -113,6 +115,31 @@ def _as_nchw(array: np.ndarray, path: Path, key: str) -> Tensor:
     return tensor
 
 
+def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One array of an open .npz, its header checked before anything is allocated: no Python
+    objects, and a size (with its float32 copy) that fits in the memory available; a damaged
+    member (bad CRC, truncated) is a :class:`UserError`."""
+    where = f"{path}: '{key}'"
+    try:
+        with archive.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read_header:
+                raise ValueError(f"npy format version {version}")
+            shape, _, dtype = read_header[version](member)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise UserError(f"{where} is damaged or not a numpy array ({type(err).__name__})") from None
+    if dtype.hasobject:
+        raise UserError(f"{where} holds Python objects (a pickled array); give uint8 or floats in [0, 1]")
+    nbytes = math.prod(shape) * dtype.itemsize
+    float_copy = 0 if dtype == np.uint8 else math.prod(shape) * 4
+    check_memory(nbytes + float_copy, f"{where} (shape {tuple(shape)}, {dtype})")
+    try:
+        return archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"{where} is damaged ({type(err).__name__})") from None
+
+
 def load_npz(path: str | Path) -> ImageData:
     """A user's images from an .npz with ``x_train`` (or ``x``) and optionally ``x_test``.
 
@@ -122,14 +149,14 @@ def load_npz(path: str | Path) -> ImageData:
         raise UserError(f"data file not found: {path}")
     try:
         f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         raise UserError(f"{path} is not a readable .npz file (numpy's savez format)") from None
     with f:
         key = "x_train" if "x_train" in f else "x" if "x" in f else None
         if key is None:
             raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
-        train = _as_nchw(f[key], path, key)
-        test = _as_nchw(f["x_test"], path, "x_test") if "x_test" in f else None
+        train = _as_nchw(_npz_array(f, key, path), path, key)
+        test = _as_nchw(_npz_array(f, "x_test", path), path, "x_test") if "x_test" in f else None
     if test is None:
         held = max(1, len(train) // 10)
         if len(train) - held < 2:

@@ -394,11 +394,30 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
     else:
         payload = ckpt.load(path)
     cfg = ckpt.config_of(payload)
-    model = AutoEncoder(
-        cfg.model, payload["data"]["channels"], payload["data"]["size"], cfg.loss.prior, cfg.loss.prior_var
-    )
-    model.load_state_dict(payload["model"])
+    channels, size = ckpt.image_shape_of(payload)
+    model = _model_for(cfg, channels, size)
+    _load_weights(model, payload)
     return model.eval(), cfg
+
+
+def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
+    """The auto-encoder a stored config and image shape describe; :class:`UserError` when the
+    architecture cannot take that image side."""
+    try:
+        decoder_start_size(ARCHITECTURES[cfg.model.arch], size)
+    except (ValueError, KeyError) as err:
+        raise UserError(
+            f"checkpoint: architecture '{cfg.model.arch}' cannot take {size}x{size} images ({err})"
+        ) from None
+    return AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+
+
+def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
+    """The checkpoint's weights into ``model``; :class:`UserError` when they do not fit it."""
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"checkpoint weights do not fit its config ({type(err).__name__})") from None
 
 
 # ----------------------------------------------------------------------------- the loop
