@@ -99,7 +99,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def config_of(payload: dict[str, Any]) -> Config:
     """The run's config stored inside a checkpoint, validated as flags are."""
-    cfg = Config.from_dict(payload.get("config"))
+    cfg = Config.from_dict(payload.get("config", {}))
     validate(cfg)
     return cfg
 

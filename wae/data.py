@@ -121,6 +121,7 @@ def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarra
     member (bad CRC, truncated) is a :class:`UserError`."""
     where = f"{path}: '{key}'"
     try:
+        assert archive.zip is not None  # an open NpzFile
         with archive.zip.open(f"{key}.npy") as member:
             version = np.lib.format.read_magic(member)
             read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
