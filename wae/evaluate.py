@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .config import UserError
 from .data import ImageData, to_model_range, to_unit_range
 from .divergences import mmd_imq
 from .model import AutoEncoder
@@ -223,6 +224,7 @@ def decode_prior(
 ) -> Tensor:
     """``n`` images G(z) as (n, c, h, w) in [0, 1], z drawn with ``seed`` from P_Z or, when
     given, from an ex-post ``sampler`` fitted to Q_Z."""
+    check_sampler_fits(model, sampler)
     generator = torch.Generator().manual_seed(seed)
     draw = sampler.sample if sampler is not None else model.prior_sample
     with eval_mode(model):
@@ -231,6 +233,14 @@ def decode_prior(
                 to_unit_range(model.decode(draw(min(chunk, n - i), generator)).cpu(), value_range)
                 for i in range(0, n, chunk)
             ]
+        )
+
+
+def check_sampler_fits(model: AutoEncoder, sampler: GaussianMixture | None) -> None:
+    """:class:`UserError` when an ex-post sampler draws codes of another size than the model's."""
+    if sampler is not None and sampler.means.shape[1] != model.latent_dim:
+        raise UserError(
+            f"the sampler draws {sampler.means.shape[1]}-D codes; this model's codes are {model.latent_dim}-D"
         )
 
 
