@@ -616,7 +616,7 @@ def _train(args: argparse.Namespace) -> int:
     with process_group(device) as procs:
 
         def prepare() -> ImageData:
-            data = load(cfg.data)  # rank 0 first: it builds an image folder's cache
+            data = load(cfg.data, progress=False if args.no_progress else None)  # rank 0 first: it builds the cache
             if not args.resume:
                 check_fits(cfg, data, procs.world)
                 _prepare_run_dir(run_dir, args.overwrite)

@@ -392,9 +392,21 @@ def check_sizes(cfg: Config) -> None:
 
     if cfg.model.arch not in ARCHITECTURES:
         raise UserError(f"model.arch must be one of {', '.join(ARCHITECTURES)}; got '{cfg.model.arch}'")
+    if cfg.data.dataset in ("folder", "celeba"):  # known before the folder is read and cached
+        check_image_side(cfg.model.arch, cfg.data.image_size)
     if cfg.data.dataset == "synthetic":
         count = cfg.data.synthetic_count + max(cfg.data.synthetic_count // 4, 2)
         check_memory(3 * 4 * count * cfg.data.synthetic_size**2, "the synthetic dataset")
+
+
+def check_image_side(arch: str, size: int) -> None:
+    """:class:`UserError` when architecture ``arch`` cannot produce ``size`` x ``size`` images."""
+    from .nets import ARCHITECTURES, decoder_start_size
+
+    try:
+        decoder_start_size(ARCHITECTURES[arch], size)
+    except ValueError as err:
+        raise UserError(f"architecture '{arch}' cannot take {size}x{size} images: {err}") from None
 
 
 def available_memory() -> int:

@@ -193,7 +193,13 @@ def from_tensor(images: Tensor, test: Tensor | None = None) -> ImageData:
 
 
 def load_folder(
-    root: Path, size: int, grey: bool = False, crop: int = 0, celeba: bool = False, cache: bool = True
+    root: Path,
+    size: int,
+    grey: bool = False,
+    crop: int = 0,
+    celeba: bool = False,
+    cache: bool = True,
+    progress: bool | None = None,
 ) -> ImageData:
     """Images of a folder (or CelebA, with its official split) as uint8 tensors over a
     memory-mapped cache; or, without ``cache``, training images decoded at every read (an
@@ -204,22 +210,23 @@ def load_folder(
     if celeba:
         train_files, test_files = celeba_files(root)
         if cache:
-            train = torch.from_numpy(images_array(train_files, size, grey, crop))
-            return ImageData(train, torch.from_numpy(images_array(test_files, size, grey, crop)), "celeba")
+            train = torch.from_numpy(images_array(train_files, size, grey, crop, progress))
+            return ImageData(train, torch.from_numpy(images_array(test_files, size, grey, crop, progress)), "celeba")
     else:
         files = list_images(root)
         if not files:
             raise UserError(f"no image files (png, jpg, jpeg, bmp, webp) in {root}")
         if cache:  # split after decoding: unreadable files are left out of the cache
-            train_array, test_array = split(images_array(files, size, grey, crop))
+            train_array, test_array = split(images_array(files, size, grey, crop, progress))
             return ImageData(torch.from_numpy(train_array), torch.from_numpy(test_array), root.name)
         train_files, test_files = split(files)
     name = "celeba" if celeba else root.name
     return ImageData(ImageFiles(train_files, size, grey, crop), ImageFiles(test_files, size, grey, crop)[:], name)
 
 
-def load(cfg: DataConfig) -> ImageData:
-    """The dataset a config names."""
+def load(cfg: DataConfig, progress: bool | None = None) -> ImageData:
+    """The dataset a config names; ``progress``: the bar of a first conversion of an image
+    folder to its cache (None: when stderr is a terminal)."""
     if cfg.dataset == "mnist":
         return load_mnist(Path(cfg.path) if cfg.path else None)
     if cfg.dataset == "synthetic":
@@ -232,7 +239,7 @@ def load(cfg: DataConfig) -> ImageData:
         if not cfg.path:
             raise UserError(f"dataset {cfg.dataset} needs a path (--data FOLDER)")
         celeba = cfg.dataset == "celeba"
-        return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba, cfg.cache)
+        return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba, cfg.cache, progress)
     if cfg.dataset == "tensor":
         raise UserError("this run was trained on a tensor given in Python; its images are not on disk")
     raise UserError(f"unknown dataset '{cfg.dataset}'")
