@@ -38,7 +38,7 @@ from .config import (
     validate,
 )
 from .data import ImageData, load, to_model_range, to_unit_range
-from .evaluate import decode_prior
+from .evaluate import EVAL_BYTES_PER_SAMPLE, check_decode_memory, decode_prior
 from .images import reconstruction_rows, save_grid
 from .nets import ARCHITECTURES
 from .parallel import launched, on_main_first, process_group, resolve_device
@@ -459,8 +459,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / default_name
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
+    if args.n < 4:  # precision/recall need each sample's 3 nearest neighbours among the others
+        raise UserError(f"--n {args.n}: give at least 4 samples (precision/recall use k = 3 nearest neighbours)")
     model, cfg = load_model(args.run)
     sampler = _load_sampler(args.run, args.sampler)
+    check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
     fid_precision = None if args.no_fid else args.fid_precision
     if fid_precision is not None:
         from .fid import inception_file
@@ -691,6 +694,7 @@ def _sample(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
     sampler = _load_sampler(args.run, args.sampler)
+    check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
     images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
     _write_images(images, out, ncol=min(args.n, 10))
     print(f"wrote {args.n} samples ({args.sampler} codes) to {out}")
@@ -750,6 +754,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    check_decode_memory(
+        model, args.pairs * args.steps, f"{args.pairs} pairs x {args.steps} steps", at_once=args.pairs * args.steps
+    )
     test = load(cfg.data).test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .config import UserError
+from .config import UserError, check_memory
 from .data import ImageData, to_model_range, to_unit_range
 from .divergences import mmd_imq
 from .model import AutoEncoder
@@ -17,6 +17,11 @@ from .samplers import GaussianMixture
 
 if TYPE_CHECKING:
     from .folders import ImageFiles
+
+# bytes per sample of wae evaluate besides the images: Inception (2048) and classifier (128)
+# features, in float64, and their copies
+EVAL_BYTES_PER_SAMPLE = 8 * (2048 + 128) * 2
+NAN = float("nan")  # a figure that the test split is too small to define (docs/evaluation.md)
 
 # (key, label) of the figures `wae evaluate` prints and `report.html` shows first, in this order
 MAIN_METRICS = [
@@ -99,9 +104,9 @@ def test_metrics(
         extra["encoder_logvar_mean"] = logvar_sum / (len(codes) * model.latent_dim)
     return {
         "test_recon_mse": sq_err / recon.numel(),
-        "test_mmd": mmd_imq(codes, prior, model.prior_var).item(),
+        "test_mmd": mmd_imq(codes, prior, model.prior_var).item() if len(codes) >= 2 else NAN,
         "code_mean_norm": codes.mean(0).norm().item(),
-        "code_var_mean": codes.var(0).mean().item(),
+        "code_var_mean": codes.var(0).mean().item() if len(codes) >= 2 else NAN,
         **extra,
     }
 
@@ -140,7 +145,10 @@ def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d)."""
+    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN
+    when either has fewer than 2 points (no covariance)."""
+    if min(len(features_a), len(features_b)) < 2:
+        return NAN
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 
 
@@ -162,7 +170,10 @@ def _covered(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tens
 def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) of features real (n, d) and
     fake (m, d): precision is the fraction of fake points inside the union of the balls around
-    real points reaching their k-th nearest real neighbour; recall the same the other way."""
+    real points reaching their k-th nearest real neighbour; recall the same the other way.
+    NaN when either set has k points or fewer (no k-th neighbour)."""
+    if min(len(real), len(fake)) <= k:
+        return {"precision": NAN, "recall": NAN}
     real, fake = real.float(), fake.float()
     precision = _covered(fake, real, _kth_neighbour_radii(real, k, chunk), chunk).float().mean().item()
     recall = _covered(real, fake, _kth_neighbour_radii(fake, k, chunk), chunk).float().mean().item()
@@ -236,6 +247,47 @@ def decode_prior(
         )
 
 
+def interpolation_ends(test: Tensor | ImageFiles, pairs: int = 8, first: int = 48) -> tuple[Tensor, Tensor]:
+    """Two stacks of ``pairs`` test images to interpolate between: images ``first`` to
+    ``first + 2 * pairs`` when the test split has them (the training grids show images
+    0 to ``first`` as reconstructions), else its images in turn from the start, repeated when
+    it holds fewer than ``2 * pairs`` (a split of 1 gives constant lines)."""
+    n = len(test)
+    start = first if n >= first + 2 * pairs else 0
+    index = (start + torch.arange(2 * pairs)) % n
+    picked = test[index]
+    return picked[:pairs], picked[pairs:]
+
+
+def grid_rows(test: Tensor | ImageFiles, count: int = 48, ncol: int = 12) -> Tensor:
+    """The first ``count`` test images, repeated up to one full row of ``ncol`` when the split
+    holds fewer (so that the reconstruction grid is never empty)."""
+    n = len(test)
+    return test[:count] if n >= ncol else test[torch.arange(ncol) % n]
+
+
+@torch.no_grad()
+def decoder_bytes_per_image(model: AutoEncoder) -> int:
+    """Bytes of the decoder's activations (every module's output) for one image, float32."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in model.decoder.modules()]
+    try:
+        with eval_mode(model):
+            model.decode(torch.zeros(1, model.latent_dim))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return 4 * sum(sizes)
+
+
+def check_decode_memory(model: AutoEncoder, n: int, what: str, at_once: int, extra_per_image: int = 0) -> None:
+    """:class:`UserError` before decoding ``n`` images, ``at_once`` per decoder pass, when the
+    images (kept as floats, then as a grid or uint8 copy), their decoder activations and
+    ``extra_per_image`` bytes each would not fit in the memory available."""
+    image = 4 * model.channels * (model.size + 2) ** 2
+    check_memory(n * (4 * image + extra_per_image) + min(n, at_once) * decoder_bytes_per_image(model), what)
+
+
 def check_sampler_fits(model: AutoEncoder, sampler: GaussianMixture | None) -> None:
     """:class:`UserError` when an ex-post sampler draws codes of another size than the model's."""
     if sampler is not None and sampler.means.shape[1] != model.latent_dim:
@@ -265,7 +317,7 @@ def evaluate_run(
     codes, recon, _ = passed
     for d in range(codes.shape[1]):
         metrics[f"code_mean_{d}"] = codes[:, d].mean().item()
-        metrics[f"code_var_{d}"] = codes[:, d].var().item()
+        metrics[f"code_var_{d}"] = codes[:, d].var().item() if len(codes) >= 2 else NAN
     test = to_unit_range(to_model_range(data.test, value_range), value_range)
     generated = decode_prior(model, samples, value_range, seed, sampler)
     metrics["sharpness_data"] = sharpness(test)

@@ -144,7 +144,8 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         bins = np.linspace(lo, hi, 40)
         ax.hist(prior[:, j].numpy(), bins=bins, density=True, color="tab:gray", alpha=0.5)
         ax.hist(codes[:, j].numpy(), bins=bins, density=True, color="tab:blue", alpha=0.6, histtype="step", lw=1.5)
-        ax.set_title(f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {codes[:, j].var():.2f}", fontsize=8)
+        variance = codes[:, j].var() if len(codes) > 1 else float("nan")  # a test split of one image
+        ax.set_title(f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {variance:.2f}", fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
     fig.tight_layout()

@@ -42,7 +42,15 @@ from .divergences import (
     sinkhorn_divergence,
     sliced_wasserstein,
 )
-from .evaluate import classifier_metrics, decode_prior, eval_mode, evaluate, is_mnist_like
+from .evaluate import (
+    classifier_metrics,
+    decode_prior,
+    eval_mode,
+    evaluate,
+    grid_rows,
+    interpolation_ends,
+    is_mnist_like,
+)
 from .images import reconstruction_rows, save_grid
 from .model import AutoEncoder
 from .nets import ARCHITECTURES, Adversary, decoder_start_size
@@ -484,12 +492,12 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
     model, value_range = state.model, state.cfg.data.range
     with eval_mode(model), torch.no_grad():
         samples = to_unit_range(model.decode(fixed_z).cpu(), value_range)
-        x = to_model_range(data.test[:48], value_range)
+        x = to_model_range(grid_rows(data.test), value_range)
         recon = reconstruction_rows(
             to_unit_range(x, value_range), to_unit_range(model.reconstruct(x).cpu(), value_range), 12
         )
-        pairs = to_model_range(data.test[48:64], value_range)
-        interp = to_unit_range(model.interpolate(pairs[:8], pairs[8:], steps=12).cpu(), value_range).flatten(0, 1)
+        starts, ends = (to_model_range(images, value_range) for images in interpolation_ends(data.test))
+        interp = to_unit_range(model.interpolate(starts, ends, steps=12).cpu(), value_range).flatten(0, 1)
     scale = 2 if data.size < 48 else 1
     (run_dir / "grids").mkdir(exist_ok=True)
     for name, images, ncol in [
