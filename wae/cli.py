@@ -644,7 +644,7 @@ def _run_config(run_dir: Path) -> Config:
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     try:
         return Config.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, AttributeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -476,11 +477,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not isinstance(record, dict) or not isinstance(record.get("step", 0), int | float):
+            continue  # a line edited by hand into something else
         if record.get("step", 0) <= step:
             kept.append(line)
     ckpt.write_atomic(path, "".join(line + "\n" for line in kept))
@@ -750,13 +753,23 @@ def _fit(
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The records of a JSON-lines file ([] when it is missing); a line that does not parse,
-    such as the partial last line of a killed run, is skipped."""
+    such as the partial last line of a killed run, is skipped; lines edited by hand into
+    something that is not a JSON object (a number, a list, text, bytes that are not UTF-8) are
+    skipped too, with one warning that counts them."""
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text().splitlines():
+    records, skipped = [], 0
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
+            skipped += number < len(lines) and bool(line.strip())  # not the partial last line
             continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            skipped += 1
+    if skipped:
+        warnings.warn(f"skipped {skipped} line(s) of {path} that are not JSON objects", stacklevel=2)
     return records
