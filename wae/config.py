@@ -371,6 +371,8 @@ MAX_ADVERSARY_WIDTH = 16384
 def check_types(cfg: Config) -> None:
     """:class:`UserError` when a field holds a value of another type than its dataclass says
     (``latent_dim=2.5``, ``lam="10"``), however the config was made."""
+    if not isinstance(cfg, Config):
+        raise UserError(f"a config must be a wae.Config; got {type(cfg).__name__}")
     checked_types(cfg.to_dict(), SECTIONS)
 
 

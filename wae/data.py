@@ -181,15 +181,32 @@ def make_synthetic(count: int = 512, size: int = 28, seed: int = 0) -> ImageData
     return ImageData(tensor[:count], tensor[count:], "synthetic")
 
 
-def from_tensor(images: Tensor, test: Tensor | None = None) -> ImageData:
-    """Wrap a user's tensor of images ((n, h, w) or (n, c, h, w); uint8, or floats in [0, 1])."""
-    train = _as_nchw(images.detach().cpu().numpy(), Path("<tensor>"), "images")
+def from_tensor(images: Tensor | np.ndarray, test: Tensor | np.ndarray | None = None) -> ImageData:
+    """Wrap a user's images ((n, h, w), (n, h, w, c) or (n, c, h, w); uint8, or floats of any
+    precision in [0, 1]), a tensor on any device or a numpy array; :class:`UserError` for
+    anything else (a list, another dtype, NaN, another shape)."""
+    train = _as_nchw(_as_array(images, "images"), Path("<tensor>"), "images")
     if test is None:
         held = max(1, len(train) // 10)
+        if len(train) - held < 2:
+            raise UserError(f"images: {len(train)} images; at least 3 are needed")
         train, test_t = train[:-held], train[-held:]
     else:
-        test_t = _as_nchw(test.detach().cpu().numpy(), Path("<tensor>"), "test")
+        test_t = _as_nchw(_as_array(test, "test_images"), Path("<tensor>"), "test")
+        if test_t.shape[1:] != train.shape[1:]:
+            raise UserError(f"test_images {tuple(test_t.shape[1:])} differ from images {tuple(train.shape[1:])}")
     return ImageData(train, test_t, "tensor")
+
+
+def _as_array(images: object, name: str) -> np.ndarray:
+    """A tensor or array of images as a numpy array: floats of a precision numpy lacks (bf16)
+    or a tensor on a GPU converted; :class:`UserError` for other types."""
+    if isinstance(images, np.ndarray):
+        return images
+    if isinstance(images, Tensor):
+        images = images.detach().cpu()
+        return (images.float() if images.is_floating_point() and images.dtype != torch.float64 else images).numpy()
+    raise UserError(f"{name} must be a torch.Tensor or a numpy array; got {type(images).__name__}")
 
 
 def load_folder(
