@@ -259,7 +259,7 @@ def test_fifos_dangling_links_and_link_loops_are_skipped_without_opening(tmp_pat
     only = tmp_path / "fifo-only"
     only.mkdir()
     os.mkfifo(only / "a.png")
-    with pytest.raises(UserError, match="no readable image files .* 1 are not regular files"):
+    with pytest.raises(UserError, match="no readable image files .* 1 image name.s. are not regular files"):
         list_images(only)
 
 

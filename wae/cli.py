@@ -646,6 +646,8 @@ def _run_config(run_dir: Path) -> Config:
         return Config.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:

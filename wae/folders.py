@@ -61,7 +61,10 @@ def regular_files(paths: list[Path], root: Path) -> list[Path]:
             regular = False
         (kept if regular else skipped).append(path)
     if skipped and not kept:
-        raise UserError(f"no readable image files in {root}: {len(skipped)} are not regular files, e.g. {skipped[0]}")
+        raise UserError(
+            f"no readable image files in {root}: {len(skipped)} image name(s) are not regular files (FIFO, socket, "
+            f"device, dangling link or link loop), e.g. {skipped[0]}"
+        )
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} of {len(paths)} image names that are not regular files (FIFO, socket, "

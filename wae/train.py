@@ -399,13 +399,16 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
         found = ckpt.load_latest(path)
         if found is None:
             raise UserError(f"{path} holds no checkpoint")
-        payload = found[0]
+        payload, path = found
     else:
         payload = ckpt.load(path)
-    cfg = ckpt.config_of(payload)
-    channels, size = ckpt.image_shape_of(payload)
-    model = _model_for(cfg, channels, size)
-    _load_weights(model, payload)
+    try:
+        cfg = ckpt.config_of(payload)
+        channels, size = ckpt.image_shape_of(payload)
+        model = _model_for(cfg, channels, size)
+        _load_weights(model, payload)
+    except UserError as err:  # a crafted or foreign checkpoint: say which file
+        raise UserError(f"{path}: {err}") from None
     return model.eval(), cfg
 
 
