@@ -283,3 +283,15 @@ def test_image_size_is_refused_before_caching_and_the_bar_obeys_no_progress(tmp_
     assert not (tmp_path / "cache").exists()  # refused before any image was decoded
     assert main([*args, "--image-size", "16", "--precision", "fp32", "--out", str(tmp_path / "r2")]) == 0
     assert "caching" not in capsys.readouterr().err
+
+
+def test_an_icc_profile_is_applied_and_a_broken_one_ignored(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGBA", (2, 1), (200, 100, 50, 255)).save(tmp_path / "tagged.png", icc_profile=srgb)
+    with Image.open(tmp_path / "tagged.png") as im:
+        assert "icc_profile" in im.info and _viewed(im) == [[[200, 100, 50]] * 2]  # sRGB to sRGB: unchanged
+    broken = Image.new("RGB", (1, 1), (200, 100, 50))
+    broken.info["icc_profile"] = b"not a profile"
+    assert _viewed(broken) == [[[200, 100, 50]]]
