@@ -32,6 +32,8 @@ from .config import (
     PRIORS,
     Config,
     UserError,
+    check_memory,
+    check_seed,
     override,
     preset,
     resolve_precision,
@@ -742,7 +744,11 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    x = to_model_range(load(cfg.data).test[: args.n], cfg.data.range)
+    test = load(cfg.data).test
+    check_decode_memory(
+        model, 2 * min(args.n, len(test)), f"--n {args.n} reconstructions", at_once=min(args.n, len(test))
+    )
+    x = to_model_range(test[: args.n], cfg.data.range)
     originals, recon = to_unit_range(x, cfg.data.range), to_unit_range(model.reconstruct(x), cfg.data.range)
     ncol = min(len(x), 12)
     if out.suffix.lower() == ".png":
@@ -773,6 +779,7 @@ def _interpolate(args: argparse.Namespace) -> int:
 def _toy(args: argparse.Namespace) -> int:
     from .toy import ToyConfig, run_toy
 
+    _check_toy_sizes(args)
     out = Path(args.out) if args.out else Path("runs") / f"toy-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
@@ -789,6 +796,14 @@ def _toy(args: argparse.Namespace) -> int:
     print((out / "toy.md").read_text())
     print(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}")
     return 0
+
+
+def _check_toy_sizes(args: argparse.Namespace) -> None:
+    """:class:`UserError` for negative lambdas, and for an --n-eval whose exact transport
+    problems (n x n float64 cost matrices, a few at a time) exceed the memory available."""
+    if any(lam < 0 for lam in args.lambdas):
+        raise UserError(f"--lambdas must be >= 0; got {' '.join(f'{lam:g}' for lam in args.lambdas)}")
+    check_memory(4 * 8 * args.n_eval**2, f"--n-eval {args.n_eval} (exact OT on {args.n_eval} x {args.n_eval} costs)")
 
 
 COMMANDS = {
@@ -813,6 +828,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wae {args.command}: warning: {message}", file=sys.stderr)
 
     try:
+        check_seed(getattr(args, "seed", None))
         with warnings.catch_warnings():
             warnings.simplefilter("default", UserWarning)
             warnings.showwarning = one_line_warning

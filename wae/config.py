@@ -390,6 +390,9 @@ def check_sizes(cfg: Config) -> None:
     for name, value, bound in bounds:
         if value > bound:
             raise UserError(f"{name} must be at most {bound}; got {value}")
+    check_seed(cfg.train.seed, "train.seed")
+    if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
+        check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")
     from .nets import ARCHITECTURES
 
     if cfg.model.arch not in ARCHITECTURES:
@@ -409,6 +412,15 @@ def check_image_side(arch: str, size: int) -> None:
         decoder_start_size(ARCHITECTURES[arch], size)
     except ValueError as err:
         raise UserError(f"architecture '{arch}' cannot take {size}x{size} images: {err}") from None
+
+
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's bound; torch's generators take it too
+
+
+def check_seed(seed: int | None, name: str = "--seed") -> None:
+    """:class:`UserError` for a seed outside [0, 2^32 - 1] (None: no seed given)."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{name} must be in [0, {MAX_SEED}]; got {seed}")
 
 
 def available_memory() -> int:
