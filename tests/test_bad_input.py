@@ -197,6 +197,17 @@ def _compare_without_data(tmp: Path, run: Path) -> list[str]:
     return ["compare", str(run), str(copy), "--out", "comparison"]
 
 
+def _nan_weights(payload: dict) -> None:
+    weight = next(k for k, v in payload["model"].items() if k.startswith("decoder") and v.is_floating_point())
+    payload["model"][weight] = payload["model"][weight] * float("nan")
+
+
+def _celeba_bad_split(tmp: Path, run: Path) -> list[str]:
+    (tmp / "celeba" / "img_align_celeba").mkdir(parents=True)
+    (tmp / "celeba" / "list_eval_partition.txt").write_bytes(b"\xff\xfe000001.jpg 0\n")
+    return ["train", "--data", "celeba"]
+
+
 NOT_PD = np.stack([-np.eye(8), np.eye(8)])
 u8 = np.uint8
 # (group, what is wrong, how to set it up)
@@ -284,6 +295,10 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("checkpoint", "crafted checkpoint: data.size = 2**20", _copy_run(_edit_checkpoints(lambda p: p["data"].update(size=2**20)), "sample", "RUN", "--out", "s.png")),
     ("checkpoint", "crafted checkpoint: latent_dim = -3", _copy_run(_edit_checkpoints(lambda p: p["config"]["model"].update(latent_dim=-3)), "sample", "RUN", "--out", "s.png")),
     ("checkpoint", "crafted checkpoint: 4 channels", _copy_run(_edit_checkpoints(lambda p: p["data"].update(channels=4)), "interpolate", "RUN", "--out", "i.png")),
+    ("checkpoint", "crafted checkpoint: NaN weights (blank images)", _copy_run(_edit_checkpoints(_nan_weights), "sample", "RUN", "--out", "s.png")),
+    ("config", "config.json: a NaN kernel scale, resume", _copy_run(lambda r: _edit_config(r, lambda c: c["loss"].update(kernel_scales=[1.0, float("nan")])), "train", "--resume", "RUN")),
+    ("config", "config.json: a negative learning-rate factor, resume", _copy_run(lambda r: _edit_config(r, lambda c: c["train"].update(lr_milestones=[0.5], lr_factors=[-1.0])), "train", "--resume", "RUN")),
+    ("data", "CelebA split file that is not UTF-8", _celeba_bad_split),
     ("checkpoint", "crafted checkpoint: config a list", _copy_run(_edit_checkpoints(lambda p: p.update(config=[1])), "sample", "RUN", "--out", "s.png")),
     ("config", "config.json: an int given as a string, resume", _copy_run(lambda r: _edit_config(r, lambda c: c["model"].update(latent_dim="8")), "train", "--resume", "RUN")),
     ("config", "config.json: an int given as 2.5, report", _copy_run(lambda r: _edit_config(r, lambda c: c["train"].update(batch_size=2.5)), "report", "RUN")),

@@ -176,3 +176,29 @@ def test_hand_edited_metrics_lines_are_skipped_and_counted(tmp_path):
     with pytest.warns(UserWarning, match="skipped 4 line"):
         records = read_jsonl(path)
     assert records == [{"kind": "train", "step": 1}, {"kind": "eval", "step": 2}]
+
+
+def test_report_and_compare_do_not_block_on_fifos_named_like_run_files(run, tmp_path, capsys):
+    import os
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "metrics.jsonl").unlink()
+    for name in ("metrics.jsonl", "metrics.json", "metrics-gmm.json"):
+        os.mkfifo(copy / name)  # reading any of them would wait for a writer for ever
+    assert main(["report", str(copy), "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["compare", str(copy), "--out", str(tmp_path / "cmp")]) == 0
+    assert "metrics-gmm.json is not a JSON object" in capsys.readouterr().err
+
+
+def test_hand_edited_records_with_wrong_types_are_skipped_by_the_report(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    with open(copy / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "step": "five", "total": 1}\n{"kind": "eval", "step": 9}\n[1]\n')
+    assert main(["report", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 line(s)" in err and "skipped 2 record(s)" in err and err.count("\n") == 2

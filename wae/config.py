@@ -339,7 +339,9 @@ def validate(cfg: Config) -> None:
         raise UserError("train.lr_milestones and train.lr_factors must have the same length")
     if any(not 0 <= m <= 1 for m in cfg.train.lr_milestones):
         raise UserError("train.lr_milestones are fractions of the epochs, each in [0, 1]")
-    if not cfg.loss.kernel_scales or any(s <= 0 for s in cfg.loss.kernel_scales):
+    if any(not (math.isfinite(f) and f > 0) for f in cfg.train.lr_factors):
+        raise UserError("train.lr_factors must be positive and finite")
+    if not cfg.loss.kernel_scales or any(not (math.isfinite(s) and s > 0) for s in cfg.loss.kernel_scales):
         raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")

@@ -288,7 +288,7 @@ def celeba_files(root: Path) -> tuple[list[Path], list[Path]]:
         held = max(1, len(files) // 10)
         return files[:-held], files[-held:]
     train, test = [], []
-    for number, line in enumerate(partition_file.read_text().splitlines(), 1):
+    for number, line in enumerate(_text_of(partition_file).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -304,6 +304,14 @@ def celeba_files(root: Path) -> tuple[list[Path], list[Path]]:
     if len(train) < 2 or not test:
         raise UserError(f"{partition_file} names {len(train)} training and {len(test)} test images; too few")
     return train, test
+
+
+def _text_of(path: Path) -> str:
+    """A text file's contents; :class:`UserError` when it is not UTF-8 or cannot be read."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path} ({type(err).__name__})") from None
 
 
 def is_celeba(root: Path) -> bool:

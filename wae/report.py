@@ -93,7 +93,7 @@ def read_metrics_file(path: Path) -> dict[str, float] | None:
     it was edited into something that is not a JSON object; other values than numbers are left
     out."""
     try:
-        loaded = json.loads(path.read_text())
+        loaded = json.loads(path.read_text()) if path.is_file() else None  # not a FIFO, which would block
     except (OSError, ValueError):  # ValueError: not JSON, or bytes that are not UTF-8
         loaded = None
     if not isinstance(loaded, dict):
@@ -107,6 +107,8 @@ def read_run_config(run: Path) -> dict[str, Any]:
     :class:`UserError` when it is missing, not JSON, not UTF-8 or not a valid config."""
     path = run / "config.json"
     try:
+        if not path.is_file():
+            raise FileNotFoundError(path)
         loaded = json.loads(path.read_text())
     except OSError:
         raise UserError(f"{run} is not a run folder (no readable config.json)") from None

@@ -430,6 +430,8 @@ def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, TypeError, AttributeError) as err:
         raise UserError(f"checkpoint weights do not fit its config ({type(err).__name__})") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise UserError("checkpoint weights hold NaN or infinite values (they would decode blank images)")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -759,7 +761,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     such as the partial last line of a killed run, is skipped; lines edited by hand into
     something that is not a JSON object (a number, a list, text, bytes that are not UTF-8) are
     skipped too, with one warning that counts them."""
-    if not path.exists():
+    if not path.is_file():  # missing, or not a regular file (a FIFO would block the read)
         return []
     records, skipped = [], 0
     lines = path.read_text(errors="replace").splitlines()
