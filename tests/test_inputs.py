@@ -202,3 +202,13 @@ def test_hand_edited_records_with_wrong_types_are_skipped_by_the_report(run, tmp
     assert main(["report", str(copy)]) == 0
     err = capsys.readouterr().err
     assert "skipped 1 line(s)" in err and "skipped 2 record(s)" in err and err.count("\n") == 2
+
+
+def test_numpy_numbers_are_taken_as_python_numbers():
+    from wae.config import override
+
+    cfg = override(preset(), latent_dim=np.int64(4), lam=np.float32(2.0))
+    assert type(cfg.model.latent_dim) is int and type(cfg.loss.lam) is float
+    json.dumps(cfg.to_dict())  # config.json can be written
+    with pytest.raises(UserError, match="latent_dim must be int"):
+        override(preset(), latent_dim=np.float64(2.5))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import types
 import typing
@@ -179,9 +180,9 @@ def _typed(name: str, value: Any, hint: Any) -> Any:
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if option is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)  # numpy's integers too, from Python
+        if option is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
             return float(value)
         if option is str and isinstance(value, str):
             return value
@@ -504,4 +505,4 @@ def override(cfg: Config, **values: Any) -> Config:
         if isinstance(value, list):
             value = tuple(value)
         setattr(new[owners[0]], name, value)
-    return Config(preset=cfg.preset, **new)
+    return Config.from_dict(Config(preset=cfg.preset, **new).to_dict())  # typed: numpy ints become ints
