@@ -168,6 +168,17 @@ def _mixture(d: int = 8, **change: np.ndarray) -> Callable[[Path], None]:
     return edit
 
 
+def _huge_mixture(run: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 8, 8)})
+    with zipfile.ZipFile(run / "sampler-gmm.npz", "w") as archive:
+        for name, array in (("weights", np.ones(1)), ("means", np.zeros((1, 8)))):
+            member = io.BytesIO()
+            np.save(member, array)
+            archive.writestr(f"{name}.npy", member.getvalue())
+        archive.writestr("covariances.npy", header.getvalue() + b"\0" * 100)
+
+
 def _edit_checkpoints(change: Callable[[dict], None]) -> Callable[[Path], None]:
     def edit(run: Path) -> None:
         for path in ckpt.run_checkpoints(run):
@@ -291,6 +302,8 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("sampler", "mixture weights not summing to 1", _copy_run(_mixture(weights=np.array([0.1, 0.1])), "evaluate", "RUN", "--sampler", "gmm", "--no-fid", "--n", "8")),
     ("sampler", "mixture covariance not positive definite", _copy_run(_mixture(covariances=NOT_PD), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
     ("sampler", "mixture covariance not symmetric", _copy_run(_mixture(covariances=np.stack([np.eye(8) + np.triu(np.ones((8, 8)), 1)] * 2)), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture file with an object (pickled) array", _copy_run(_mixture(weights=np.array([{}, {}], dtype=object)), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture file whose header claims 10^9 components", _copy_run(_huge_mixture, "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
     ("sampler", "mixture of another latent dimension", _copy_run(_mixture(d=3), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
     ("checkpoint", "crafted checkpoint: data.size = 2**20", _copy_run(_edit_checkpoints(lambda p: p["data"].update(size=2**20)), "sample", "RUN", "--out", "s.png")),
     ("checkpoint", "crafted checkpoint: latent_dim = -3", _copy_run(_edit_checkpoints(lambda p: p["config"]["model"].update(latent_dim=-3)), "sample", "RUN", "--out", "s.png")),

@@ -127,7 +127,11 @@ def _stored(path, **change):
         ({"covariances": np.stack([np.eye(3) + np.triu(np.ones((3, 3)), 1), np.eye(3)])}, "not symmetric"),
         ({"covariances": np.full((2, 3, 3), np.inf)}, "covariances hold NaN"),
         ({"weights": np.array([[0.5, 0.5]])}, "inconsistent shapes"),
-        ({"means": np.array(["a", "b"], dtype=object)}, "not a readable"),
+        ({"means": np.zeros(3)}, "inconsistent shapes"),
+        ({"covariances": np.eye(3)}, "inconsistent shapes"),
+        ({"weights": np.zeros(0), "means": np.zeros((0, 3)), "covariances": np.zeros((0, 3, 3))}, "no components"),
+        ({"means": np.array(["a", "b"], dtype=object)}, "'means' holds Python objects"),
+        ({"means": np.array(["a", "b"])}, "not a readable"),
     ],
 )
 def test_crafted_mixture_files_are_refused(tmp_path, change, message):

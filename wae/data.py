@@ -115,7 +115,7 @@ def _as_nchw(array: np.ndarray, path: Path, key: str) -> Tensor:
     return tensor
 
 
-def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     """One array of an open .npz, its header checked before anything is allocated: no Python
     objects, and a size (with its float32 copy) that fits in the memory available; a damaged
     member (bad CRC, truncated) is a :class:`UserError`."""
@@ -131,7 +131,7 @@ def _npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarra
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise UserError(f"{where} is damaged or not a numpy array ({type(err).__name__})") from None
     if dtype.hasobject:
-        raise UserError(f"{where} holds Python objects (a pickled array); give uint8 or floats in [0, 1]")
+        raise UserError(f"{where} holds Python objects (a pickled array), which are never loaded; give numbers")
     nbytes = math.prod(shape) * dtype.itemsize
     float_copy = 0 if dtype == np.uint8 else math.prod(shape) * 4
     check_memory(nbytes + float_copy, f"{where} (shape {tuple(shape)}, {dtype})")
@@ -156,8 +156,8 @@ def load_npz(path: str | Path) -> ImageData:
         key = "x_train" if "x_train" in f else "x" if "x" in f else None
         if key is None:
             raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
-        train = _as_nchw(_npz_array(f, key, path), path, key)
-        test = _as_nchw(_npz_array(f, "x_test", path), path, "x_test") if "x_test" in f else None
+        train = _as_nchw(npz_array(f, key, path), path, key)
+        test = _as_nchw(npz_array(f, "x_test", path), path, "x_test") if "x_test" in f else None
     if test is None:
         held = max(1, len(train) // 10)
         if len(train) - held < 2:

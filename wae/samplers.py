@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .checkpoint import npz_bytes, write_atomic
 from .config import UserError
+from .data import npz_array
 
 SAMPLERS = ("prior", "gmm")
 GMM_FILE = "sampler-gmm.npz"
@@ -84,9 +85,14 @@ def load_gmm(path: Path) -> GaussianMixture:
         raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            mixture = GaussianMixture(*(torch.from_numpy(f[k]).double() for k in ("weights", "means", "covariances")))
+            arrays = (npz_array(f, k, path) for k in ("weights", "means", "covariances"))  # sizes checked first
+            mixture = GaussianMixture(*(torch.from_numpy(a).double() for a in arrays))
+    except UserError:  # a header npz_array refused: its own message
+        raise
     except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
         raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
+    if mixture.means.ndim != 2:
+        raise UserError(f"{path}: arrays of inconsistent shapes")
     k, d = mixture.means.shape
     if mixture.weights.shape != (k,) or mixture.covariances.shape != (k, d, d):
         raise UserError(f"{path}: arrays of inconsistent shapes")
