@@ -123,6 +123,16 @@ def _image_size_not_supported(tmp: Path, run: Path) -> list[str]:
     return ["train", "--data", "odd.npz", "--batch-size", "16"]
 
 
+def _with(make: Callable[[Path], None], *argv: str) -> Callable[[Path, Path], list[str]]:
+    """``make`` something in the case's folder, then the command ``argv``."""
+
+    def setup(tmp: Path, run: Path) -> list[str]:
+        make(tmp)
+        return _argv(*argv)(tmp, run)
+
+    return setup
+
+
 def _npz_huge_header(tmp: Path, run: Path) -> list[str]:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 28, 28)})
@@ -290,6 +300,9 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("flag", "toy: exact OT beyond memory (--n-eval 10^7)", _argv("toy", "--n-eval", "10000000", "--out", "toy")),
     ("flag", "toy: negative lambda", _argv("toy", "--lambdas", "1", "-1", "--out", "toy")),
     ("flag", "image size 10^6", _argv("train", "--data", ".", "--image-size", "1000000")),
+    ("path", "sample to a FIFO named s.png (would block)", _with(lambda t: os.mkfifo(t / "s.png"), "sample", "RUN", "--out", "s.png")),
+    ("path", "evaluate into a folder named m.json", _with(lambda t: (t / "m.json").mkdir(), "evaluate", "RUN", "--n", "8", "--no-fid", "--out", "m.json")),
+    ("path", "report to a FIFO named r.html", _with(lambda t: os.mkfifo(t / "r.html"), "report", "RUN", "--out", "r.html")),
     ("data", "npz: object (pickled) array", _npz_objects),
     ("data", "npz: bad CRC", _npz_bad_crc),
     ("data", "npz: header claiming 10^9 images (730 GiB)", _npz_huge_header),

@@ -461,6 +461,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / default_name
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
+    _check_not_special(out, "--out")
     if args.n < 4:  # precision/recall need each sample's 3 nearest neighbours among the others
         raise UserError(f"--n {args.n}: give at least 4 samples (precision/recall use k = 3 nearest neighbours)")
     model, cfg = load_model(args.run)
@@ -508,6 +509,9 @@ def _report(args: argparse.Namespace) -> int:
         Path(args.screenshot).suffix.lower() != ".png" or not Path(args.screenshot).parent.is_dir()
     ):
         raise UserError(f"--screenshot {args.screenshot}: give a .png file in an existing folder")
+    _check_not_special(out, "--out")
+    if args.screenshot:
+        _check_not_special(Path(args.screenshot), "--screenshot")
     page = write_report(run, out)
     print(f"wrote {page}")
     if args.screenshot:
@@ -679,7 +683,15 @@ def _check_output(path_text: str) -> Path:
         raise UserError(f"--out {path}: give a .png or .npz file name")
     if not path.parent.is_dir():
         raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    _check_not_special(path, "--out")
     return path
+
+
+def _check_not_special(path: Path, flag: str) -> None:
+    """:class:`UserError` when an output path exists and is not a regular file (a folder, or a
+    FIFO, which writing would block on)."""
+    if path.exists() and not path.is_file():
+        raise UserError(f"{flag} {path} exists and is not a regular file")
 
 
 def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
