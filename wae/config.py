@@ -343,7 +343,7 @@ def validate(cfg: Config) -> None:
     if any(not (math.isfinite(f) and f > 0) for f in cfg.train.lr_factors):
         raise UserError("train.lr_factors must be positive and finite")
     if not cfg.loss.kernel_scales or any(not (math.isfinite(s) and s > 0) for s in cfg.loss.kernel_scales):
-        raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
+        raise UserError("loss.kernel_scales must be a non-empty list of positive, finite numbers")
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
     if cfg.loss.logvar_l1 > 0 and (cfg.model.encoder != "gaussian" or cfg.loss.objective not in SAMPLE_PENALTIES):
@@ -389,11 +389,17 @@ def check_sizes(cfg: Config) -> None:
         ("model.latent_dim", cfg.model.latent_dim, MAX_LATENT_DIM),
         ("model.adversary_width", cfg.model.adversary_width, MAX_ADVERSARY_WIDTH),
         ("model.adversary_depth", cfg.model.adversary_depth, 64),
+        ("data.workers", cfg.data.workers, 256),
+        ("train.threads", cfg.train.threads or 1, 1024),
     ]
     for name, value, bound in bounds:
         if value > bound:
             raise UserError(f"{name} must be at most {bound}; got {value}")
     check_seed(cfg.train.seed, "train.seed")
+    if cfg.data.workers < 0 or (cfg.train.threads is not None and cfg.train.threads < 1):
+        raise UserError(
+            f"data.workers must be >= 0 and train.threads >= 1; got {cfg.data.workers}, {cfg.train.threads}"
+        )
     if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
         check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")
     from .nets import ARCHITECTURES
