@@ -649,7 +649,9 @@ def _run_config(run_dir: Path) -> Config:
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     try:
-        return Config.from_dict(json.loads(path.read_text()))
+        cfg = Config.from_dict(json.loads(path.read_text()))
+        validate(cfg)  # a stored config is checked as flags are, and errors name the file
+        return cfg
     except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
     except UserError as err:
