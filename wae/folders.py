@@ -79,7 +79,10 @@ def as_viewed(im: Image.Image, grey: bool) -> Image.Image:
     colours through its ICC profile to sRGB; 16- and 32-bit integer grey (I;16*, I) scaled from
     [0, 65535] and float grey (F) from [0, 1], not clipped; LAB and CMYK through colour
     management; transparency (alpha, a palette's or a colour key) composited on white."""
-    im = ImageOps.exif_transpose(im)
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # broken EXIF (any error Pillow's parser raises): shown unturned, as viewers do
+        pass
     if im.mode.startswith("I") or im.mode == "F":
         values = np.nan_to_num(np.asarray(im, dtype=np.float64))
         scaled = values / 65535.0 if im.mode.startswith("I") else values
