@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo test test-slow bench check format clean
+.PHONY: setup demo test test-slow bench check format settings-table clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,8 @@ demo: $(STAMP)
 	$(VENV)/bin/wae train --preset mnist-fast --out runs/demo --overwrite
 
 check: $(STAMP)
-	$(VENV)/bin/ruff format --check wae tests
-	$(VENV)/bin/ruff check wae tests
+	$(VENV)/bin/ruff format --check wae tests benchmarks
+	$(VENV)/bin/ruff check wae tests benchmarks
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
@@ -40,11 +40,15 @@ test-slow: $(STAMP)
 # 15 minutes on 2 cores); the report goes to runs/bench.md, for docs/benchmarks.md
 bench: $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'
-	$(VENV)/bin/wae bench --inception --out runs/bench.md
+	$(PY) -m benchmarks.bench --inception --out runs/bench.md
+
+# the README's table of settings, from the fields of wae/config.py (tests/test_settings.py checks it)
+settings-table: $(STAMP)
+	$(PY) scripts/settings_table.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format wae tests
-	$(VENV)/bin/ruff check --fix wae tests
+	$(VENV)/bin/ruff format wae tests benchmarks
+	$(VENV)/bin/ruff check --fix wae tests benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,7 @@ autocast on any CPU: where bf16 is emulated its times mean nothing, but its qual
 against ``wae-fp32`` is still bf16's effect on quality) and ``pythae`` (pythae 0.1.2's
 BaseTrainer training its WAE_MMD; fp32, its only CPU precision).
 
-    python benchmarks/time_to_quality.py [--steps 3000] [--segment 150] [--out runs/ttq.md]
+    python -m benchmarks.time_to_quality [--steps 3000] [--segment 150] [--out runs/ttq.md]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from wae.bench import machine, pythae_available, pythae_dataset, pythae_wae_mmd
+from benchmarks.bench import machine, pythae_available, pythae_dataset, pythae_wae_mmd
 from wae.classifier import features_and_probs, load_classifier
 from wae.config import native_bf16, override, preset, resolve_precision
 from wae.data import batch_indices, load_mnist, to_model_range

@@ -1,20 +1,19 @@
-"""The benchmark: variant parsing, paired ratios, and a tiny interleaved run in worker processes."""
+"""The benchmark harness (benchmarks/bench.py): variants, paired ratios, a tiny interleaved run in workers."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
-from wae import bench
-from wae.cli import main
+from benchmarks import bench
+from benchmarks.bench import main
 from wae.config import native_bf16
 from wae.data import batch_indices, load_mnist
 
 needs_pythae = pytest.mark.skipif(
-    not bench.pythae_available(), reason="pythae not installed (pip install 'wae[bench]')"
+    not bench.pythae_available(), reason="pythae not installed (pip install -e '.[bench]')"
 )
 # one thread: tiny steps on a busy 2-core machine are otherwise dominated by OpenMP barrier waits
 TINY = [
@@ -86,19 +85,22 @@ def test_groups_hold_ours_and_the_references_for_mmd_only():
 
 def test_missing_pythae_is_a_clear_error_when_asked_for(monkeypatch, capsys):
     monkeypatch.setattr(bench, "pythae_available", lambda: False)
-    assert main(["bench", "--pythae", *TINY]) == 2
-    assert "pip install 'wae[bench]'" in capsys.readouterr().err
+    assert main(["--pythae", *TINY]) == 2
+    assert "pip install -e '.[bench]'" in capsys.readouterr().err
 
 
 def test_bench_command_times_every_setting_in_every_round(tmp_path, capsys):
     # bf16 where this CPU has it natively (then its matmul peak is measured too), else fp32
     precision = "bf16" if native_bf16() else "fp32"
     out = tmp_path / "bench.md"
-    argv = ["bench", "--archs", "fast", "--objectives", "mmd", "--variants", f"{precision}+cl", "--no-pythae"]
+    argv = ["--archs", "fast", "--objectives", "mmd", "--variants", f"{precision}+cl", "--no-pythae"]
     assert main([*argv, *TINY, "--no-progress", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert out.read_text().strip() == text.strip()
-    assert f"Command: `wae bench --archs fast --objectives mmd --variants {precision}+cl --no-pythae" in text
+    assert (
+        f"Command: `python -m benchmarks.bench --archs fast --objectives mmd --variants {precision}+cl --no-pythae"
+        in text
+    )
     rows = {tuple(c.strip() for c in line.split("|")[3:5]): line for line in text.splitlines() if "| fast |" in line}
     assert set(rows) == {("wae", f"{precision} channels_last"), ("bare", f"{precision} channels_last")}
     for line in rows.values():
@@ -178,16 +180,9 @@ def test_without_native_bf16_the_defaults_time_fp32_only(monkeypatch):
 
 
 def _time_to_quality():
-    import importlib.util
-    from pathlib import Path
+    from benchmarks import time_to_quality
 
-    path = Path(__file__).parents[1] / "benchmarks" / "time_to_quality.py"
-    spec = importlib.util.spec_from_file_location("time_to_quality", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return time_to_quality
 
 
 def test_time_to_quality_segments_follow_the_training_order_and_thresholds_take_the_first_hit():

@@ -6,6 +6,7 @@ Bad input gives one line on stderr and exit code 2, with nothing written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -22,27 +23,26 @@ from torch import Tensor
 from . import __version__
 from .checkpoint import write_atomic
 from .config import (
-    COSTS,
-    DEVICES,
-    ENCODERS,
-    KERNELS,
     OBJECTIVES,
-    PRECISIONS,
     PRESETS,
-    PRIORS,
     Config,
     UserError,
+    about,
     check_memory,
     check_seed,
+    flag_of,
+    from_settings,
     override,
     preset,
+    read_settings,
     resolve_precision,
+    settings,
+    to_toml,
     validate,
 )
 from .data import ImageData, load, to_model_range, to_unit_range
 from .evaluate import EVAL_BYTES_PER_SAMPLE, check_decode_memory, decode_prior
 from .images import reconstruction_rows, save_grid
-from .nets import ARCHITECTURES
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, load_gmm
@@ -57,14 +57,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
+def _int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}" + (f" ({why})" if why else ""))
         return value
 
     return parse
@@ -84,94 +84,80 @@ def _float(text: str) -> float:
     return value
 
 
-# flag -> (config field, help); flags default to None so that only given ones override
-_TRAIN_OVERRIDES: list[tuple[str, str, dict[str, Any], str]] = [
-    ("--arch", "arch", {"choices": list(ARCHITECTURES)}, "network family (default: the preset's)"),
-    ("--latent-dim", "latent_dim", {"type": _positive_int}, "code dimension d_z"),
-    ("--encoder", "encoder", {"choices": ENCODERS}, "deterministic, or Gaussian (mean + log-variance)"),
-    ("--lam", "lam", {"type": _float}, "lambda: weight of the latent penalty (VAE: of the KL)"),
-    ("--kernel", "kernel", {"choices": KERNELS}, "MMD kernel: multi-scale inverse multiquadratics or RBF"),
-    ("--prior", "prior", {"choices": PRIORS}, "latent prior P_Z (each coordinate of variance --prior-var)"),
-    ("--prior-var", "prior_var", {"type": _float}, "sigma_z^2, variance of each prior coordinate"),
-    ("--cost", "cost", {"choices": COSTS}, "reconstruction cost, summed over pixels"),
-    ("--cost-scale", "cost_scale", {"type": _float}, "multiplies the cost (authors' code: 0.05 with l2sq)"),
-    ("--input-noise", "input_noise", {"type": _float}, "std of Gaussian noise on encoder inputs (authors: 0.01)"),
-    (
-        "--logvar-l1",
-        "logvar_l1",
-        {"type": _float},
-        "Gaussian-encoder WAE: weight of the L1 penalty on log-variances (Rubenstein et al. 2018; default 0)",
-    ),
-    ("--logvar-clip", "logvar_clip", {"type": _float}, "clip encoder log-variances to [-c, c] (default 0: off)"),
-    ("--image-size", "image_size", {"type": _positive_int}, "image folders: side after crop and resize (default 64)"),
-    ("--crop", "crop", {"type": _nonneg_int}, "image folders: centre crop side first (default 0: the shorter side)"),
-    (
-        "--workers",
-        "workers",
-        {"type": _nonneg_int},
-        "image folders with --no-cache: DataLoader processes decoding images (default 2; 0: none)",
-    ),
-    ("--projections", "projections", {"type": _positive_int}, "swd: random directions per batch (default 50)"),
-    (
-        "--sinkhorn-epsilon",
-        "sinkhorn_epsilon",
-        {"type": _float},
-        "sinkhorn: entropic regularisation, in squared code units (default 1.0)",
-    ),
-    ("--sinkhorn-iterations", "sinkhorn_iterations", {"type": _positive_int}, "sinkhorn: iterations (default 50)"),
-    ("--lr", "lr", {"type": _float}, "Adam learning rate of encoder and decoder"),
-    ("--adversary-lr", "adversary_lr", {"type": _float}, "Adam learning rate of the WAE-GAN adversary"),
-    ("--batch-size", "batch_size", {"type": _positive_int}, "images per step (and codes per MMD estimate)"),
-    ("--epochs", "epochs", {"type": _nonneg_int}, "passes over the training set"),
-    ("--max-steps", "max_steps", {"type": _nonneg_int}, "stop after this many steps in total"),
-    ("--seed", "seed", {"type": _nonneg_int}, "seed of initialisation, data order and noise"),
-    (
-        "--precision",
-        "precision",
-        {"choices": PRECISIONS},
-        "bf16 (autocast), fp32, fp16 (CUDA only, with a gradient scaler), or auto: bf16 where the CPU "
-        "has native bf16 or the GPU supports it, fp16 on older GPUs, else fp32 (default)",
-    ),
-    ("--log-every", "log_every", {"type": _positive_int}, "steps between lines of metrics.jsonl"),
-    (
-        "--eval-every",
-        "eval_every",
-        {"type": _nonneg_int},
-        "epochs between scorings of prior samples with the MNIST classifier (Fréchet distance, "
-        "precision/recall, coverage) for learning curves; 0 never (default 1; 28x28 grey data only)",
-    ),
-    ("--threads", "threads", {"type": _positive_int}, "torch CPU threads (default: torch's choice)"),
-    (
-        "--device",
-        "device",
-        {"choices": DEVICES},
-        "where to train: cpu, cuda, mps, or auto: a CUDA GPU, else an Apple GPU, else the CPU (default)",
-    ),
-    (
-        "--keep-checkpoints",
-        "keep_checkpoints",
-        {"type": _positive_int},
-        "newest checkpoints kept in the run (default 2)",
-    ),
-]
-_RESUME_OVERRIDES = {
-    "epochs",
-    "max_steps",
-    "threads",
-    "log_every",
-    "eval_every",
-    "keep_checkpoints",
-    "skip_nonfinite",
-    "device",
-    "workers",
-}
+# settings whose flags may extend a run given with --resume
+_RESUME_SETTINGS = {f.name for _, f, _, _ in settings() if about(f)["resume"]}
+
+
+def _setting_flag(f: dataclasses.Field[Any], kind: type, default: Any) -> dict[str, Any]:
+    """argparse's keywords for the flag of a setting, from its field; the flag defaults to None,
+    so that only the flags given override the preset and the --config file."""
+    meta = about(f)
+    if default is None:
+        shown = "not set"
+    elif kind is tuple:
+        shown = " ".join(map(str, default)) or "none"
+    else:
+        shown = str(default).lower() if kind is bool else str(default)
+    text = f"{meta['help']} (default: {shown})"
+    kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": text.replace("%", "%%")}
+    if kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif meta["choices"]:
+        kwargs["choices"] = meta["choices"]
+    elif kind is int:
+        low = meta["at_least"]
+        kwargs.update(type=_int_at_least(int(low) if low is not None else -(2**63), meta["why"]), metavar="N")
+    elif kind is float or kind is tuple:
+        kwargs.update(type=_float, metavar="X")
+        if kind is tuple:
+            kwargs["nargs"] = "*"
+    else:
+        kwargs["metavar"] = "TEXT"
+    return kwargs
+
+
+def _add_settings(train: argparse.ArgumentParser) -> None:
+    """One flag per setting of config.py, in a group per section (the flags the command writes by
+    hand, --data, --dataset and --objective, are left out)."""
+    defaults = preset()
+    groups: dict[str, Any] = {}
+    for section, f, kind, _ in settings():
+        if about(f)["by_hand"]:
+            continue
+        if section not in groups:
+            groups[section] = train.add_argument_group(
+                f"{section} settings", f"the [{section}] table of a --config file; defaults: the mnist-fast preset's"
+            )
+        groups[section].add_argument(flag_of(f), **_setting_flag(f, kind, getattr(getattr(defaults, section), f.name)))
+
+
+def _help_of(section: str, name: str) -> str:
+    """The help text of a setting whose flag the command writes by hand."""
+    return next(about(f)["help"] for s, f, _, _ in settings() if (s, f.name) == (section, name)).replace("%", "%%")
+
+
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags, {field name: value}."""
+    return {
+        f.name: getattr(args, f.name)
+        for _, f, _, _ in settings()
+        if not about(f)["by_hand"] and getattr(args, f.name) is not None
+    }
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wae", description="Wasserstein Auto-Encoders (Tolstikhin et al., ICLR 2018) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"wae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _add_train(sub)
+    _add_run_commands(sub)
+    _add_measure_commands(sub)
+    _add_other_commands(sub)
+    return parser
 
+
+def _add_train(sub: Any) -> None:
+    """wae train: the hand-written flags, then one per setting (config.py), in a group per section."""
     train = sub.add_parser(
         "train",
         help="train a WAE (or the VAE baseline) and write a run folder",
@@ -181,56 +167,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "on its shard of every global batch and the latent penalty sees the whole batch (docs/scaling.md).",
     )
     train.add_argument(
-        "--preset", choices=list(PRESETS), default="mnist-fast", help="starting configuration (default: mnist-fast)"
+        "--preset", choices=list(PRESETS), help="starting configuration (default: the --config file's, else mnist-fast)"
     )
-    train.add_argument(
-        "--objective",
-        choices=OBJECTIVES,
-        help="mmd (WAE-MMD), gan (WAE-GAN), vae (baseline), or a WAE penalised by another divergence: swd "
-        "(sliced Wasserstein, SWAE), sinkhorn (debiased Sinkhorn), cw (Cramer-Wold, Gaussian prior only)",
-    )
-    train.add_argument(
-        "--data",
-        metavar="PATH",
-        help="train on your images: an .npz with x_train (or x) and optional x_test; or a folder of images "
-        "(png/jpg/bmp/webp, nested; the last 10%% are the test set); or CelebA (a folder with img_align_celeba/ "
-        "and list_eval_partition.txt). Folders are converted once to a uint8 cache in ~/.cache/wae",
-    )
-    train.add_argument("--grey", action="store_true", default=None, help="image folders: one grey channel, not RGB")
+    train.add_argument("--objective", choices=OBJECTIVES, help=_help_of("loss", "objective"))
+    train.add_argument("--data", metavar="PATH", help=_help_of("data", "path"))
     train.add_argument("--dataset", choices=("mnist", "synthetic"), help="built-in data (default: the preset's)")
-    for flag, _, kwargs, text in _TRAIN_OVERRIDES:
-        train.add_argument(flag, help=text, **kwargs)
     train.add_argument(
-        "--prior-trick", action="store_true", default=None, help="WAE-GAN: add log p_z(z) to the adversary's logit"
+        "--config",
+        metavar="FILE",
+        help="settings from a TOML file (preset = NAME and the tables [data] [model] [loss] [train], as "
+        "--print-config writes them) or from a run's config.json; the preset's settings fill the rest and "
+        "flags override it",
     )
     train.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        default=None,
-        help="image folders: decode the files every epoch (DataLoader workers) instead of converting them "
-        "once to a uint8 cache; the test images are decoded once into memory",
+        "--print-config", action="store_true", help="print the resolved settings as TOML and exit, writing nothing"
     )
-    train.add_argument(
-        "--no-batch-norm",
-        dest="batch_norm",
-        action="store_false",
-        default=None,
-        help="plain convolutions with biases, no batch norm (then N CPU processes train exactly as one; "
-        "CUDA runs keep batch norm global with SyncBatchNorm)",
-    )
-    train.add_argument(
-        "--no-channels-last",
-        dest="channels_last",
-        action="store_false",
-        default=None,
-        help="keep convolution weights in the default NCHW memory order (channels_last is faster with bf16)",
-    )
-    train.add_argument(
-        "--skip-nonfinite",
-        action="store_true",
-        help="skip and count batches whose loss is NaN or infinite (default: stop)",
-    )
+    _add_settings(train)
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET-OBJECTIVE-TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument(
@@ -240,6 +192,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_run_commands(sub: Any) -> None:
+    """The commands that use a trained run: sample, fit-sampler, reconstruct, interpolate."""
     sample = sub.add_parser("sample", help="draw images G(z), z ~ P_Z, from a trained run")
     sample.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
     sample.add_argument("--n", type=_positive_int, default=64, help="number of images (default 64)")
@@ -280,6 +235,9 @@ def _build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the choice of pairs")
     interp.add_argument("--out", required=True, metavar="FILE", help="output: .png grid or .npz")
 
+
+def _add_measure_commands(sub: Any) -> None:
+    """evaluate, report, compare."""
     ev = sub.add_parser(
         "evaluate",
         help="measure a trained run: reconstruction, Q_Z vs P_Z, sharpness, fast FD, precision/recall, coverage",
@@ -341,76 +299,15 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", required=True, metavar="DIR", help="folder for compare.md and compare.png")
     cmp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior codes and test images shown")
 
-    bench = sub.add_parser(
+
+def _add_other_commands(sub: Any) -> None:
+    """toy, and the bench command's note that the benchmark moved."""
+    sub.add_parser(
         "bench",
-        help="measure training throughput against pythae and a bare PyTorch loop, and the matmul peak",
-        description="Time our training steps for each network, objective and variant, pythae's trainer and a "
-        "bare PyTorch loop on the same networks (MMD), and square matmuls (the machine's peak), each setting in "
-        "its own process, taking turns in interleaved rounds; prints a Markdown report: median images/s, ratios "
-        "measured in the same rounds, training GFLOP/s against the peak, peak memory.",
+        help="moved out of the package: make bench (python -m benchmarks.bench in a source checkout)",
+        description="The training-throughput benchmark against pythae is a harness of the source repository "
+        "now, not of the library: run make bench, or python -m benchmarks.bench --help, in a checkout.",
     )
-
-    from .bench import default_variants, parse_variant
-
-    def variant(text: str) -> str:
-
-        try:
-            parse_variant(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-        return text
-
-    bench.add_argument(
-        "--archs",
-        nargs="+",
-        choices=list(ARCHITECTURES)[:2],
-        default=["fast", "mnist-paper"],
-        help="networks (default: both)",
-    )
-    bench.add_argument(
-        "--objectives", nargs="+", choices=OBJECTIVES, default=["mmd", "gan"], help="objectives (default: mmd gan)"
-    )
-    bench.add_argument(
-        "--variants",
-        nargs="+",
-        type=variant,
-        default=list(default_variants()),
-        help="our trainer's settings: fp32 or bf16 (autocast), then any of +cl (channels_last), +mm (matmul forms "
-        "of the convolutions on small maps with many channels), +compile (torch.compile of encoder and decoder), "
-        f"+fused (fused Adam) (default on this CPU: {' '.join(default_variants())}; bf16 ones only where the "
-        "CPU has native bf16)",
-    )
-    bench.add_argument(
-        "--pythae",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="time pythae's trainer too (default: when it is installed; pip install 'wae[bench]')",
-    )
-    bench.add_argument("--batch-size", type=_int_at_least(2), default=100, help="images per step (default 100)")
-    bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
-    bench.add_argument(
-        "--window-seconds", type=_float, default=2.0, help="length of one setting's turn in a round (default 2)"
-    )
-    bench.add_argument("--warmup", type=_positive_int, default=3, help="untimed steps first (default 3)")
-    bench.add_argument(
-        "--matmul-size", type=_positive_int, default=2048, help="side of the peak matmuls (default 2048)"
-    )
-    bench.add_argument(
-        "--inception",
-        action="store_true",
-        help="also time FID's Inception features: original and optimised network, fp32 and bf16",
-    )
-    bench.add_argument(
-        "--inception-batches",
-        nargs="+",
-        type=_positive_int,
-        default=[50, 100, 200],
-        help="batch sizes of the optimised bf16 Inception (default: 50 100 200)",
-    )
-    bench.add_argument("--no-training", action="store_true", help="time no training (with --inception: only that)")
-    bench.add_argument("--threads", type=_positive_int, help="torch threads of each worker (default: torch's choice)")
-    bench.add_argument("--out", metavar="FILE", help="also write the report to FILE")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     toy = sub.add_parser(
         "toy",
@@ -451,7 +348,6 @@ def _build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--out", metavar="DIR", help="output folder (default: runs/toy-TIME)")
     toy.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty folder")
     toy.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -536,74 +432,23 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import bench
-
-    installed = bench.pythae_available()
-    if args.pythae and not installed:
-        raise UserError("pythae is not installed: pip install 'wae[bench]' (pythae==0.1.2), or leave out --pythae")
-    if args.pythae is None and not installed:
-        print("wae bench: pythae is not installed, so its row is left out (pip install 'wae[bench]')", file=sys.stderr)
-    if args.window_seconds <= 0:
-        raise UserError(f"--window-seconds must be positive; got {args.window_seconds}")
-    with_pythae = installed and args.pythae is not False
-    groups = [] if args.no_training else bench.settings_for(args.archs, args.objectives, args.variants, with_pythae)
-    if args.inception:
-        groups.append(bench.inception_settings(args.inception_batches))
-    if not groups:
-        raise UserError("nothing to time: --no-training without --inception")
-    results, peaks = bench.run(
-        groups,
-        args.rounds,
-        args.window_seconds,
-        args.warmup,
-        args.batch_size,
-        args.matmul_size,
-        progress=not args.no_progress,
-        threads=args.threads,
+    raise UserError(
+        "the benchmark moved out of the package: run make bench, or python -m benchmarks.bench, in a source checkout"
     )
-    pythae_flag = {None: [], True: ["--pythae"], False: ["--no-pythae"]}[args.pythae]
-    command = " ".join(
-        ["wae bench", "--archs", *args.archs, "--objectives", *args.objectives, "--variants", *args.variants]
-        + pythae_flag
-        + [f"--rounds {args.rounds} --window-seconds {args.window_seconds} --warmup {args.warmup}"]
-        + [f"--batch-size {args.batch_size} --matmul-size {args.matmul_size}"]
-        + ([f"--threads {args.threads}"] if args.threads else [])
-        + (["--inception --inception-batches", *map(str, args.inception_batches)] if args.inception else [])
-        + (["--no-training"] if args.no_training else [])
-    )
-    text = bench.report(results, peaks, command, args.rounds, args.batch_size, args.threads)
-    print(text)
-    if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    return 1 if all(r.error for r in results) else 0  # a setting that fails (say, compile) is a finding
 
 
 def _train(args: argparse.Namespace) -> int:
-    given = {field: getattr(args, field) for _, field, _, _ in _TRAIN_OVERRIDES if getattr(args, field) is not None}
-    if args.prior_trick:
-        given["prior_trick"] = True
-    if args.skip_nonfinite:
-        given["skip_nonfinite"] = True
-    if args.batch_norm is False:
-        given["batch_norm"] = False
-    if args.channels_last is False:
-        given["channels_last"] = False
-    if args.cache is False:
-        given["cache"] = False
+    given = _given_settings(args)
     if args.resume:
-        extra = set(given) - _RESUME_OVERRIDES
-        if extra or args.objective or args.data or args.dataset or args.out or args.grey:
-            allowed = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(_RESUME_OVERRIDES))
+        extra = set(given) - _RESUME_SETTINGS
+        if extra or args.objective or args.data or args.dataset or args.out or args.config:
+            allowed = ", ".join(sorted(flag_of(f) for _, f, _, _ in settings() if f.name in _RESUME_SETTINGS))
             raise UserError(f"with --resume only {allowed} may be given")
         run_dir = Path(args.resume)
         cfg = override(_run_config(run_dir), **given)
         validate(cfg)
     else:
-        cfg = preset(args.preset, args.objective or "mmd")
-        if args.grey:
-            given["grey"] = True
+        cfg = from_settings(read_settings(Path(args.config)) if args.config else {}, args.preset, args.objective)
         if args.data:
             data_path = Path(args.data)
             if data_path.is_dir():
@@ -620,6 +465,9 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.preset}-{cfg.loss.objective}-{stamp}"
+    if args.print_config:
+        print(to_toml(cfg), end="")
+        return 0
     device = resolve_device(cfg.train.device, launched().local_rank)
     resolve_precision(cfg, device.type)  # refuses fp16 off CUDA before anything is written
     with process_group(device) as procs:
@@ -836,7 +684,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wae`` command; returns the exit code."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "bench":  # wae bench takes anything, to say where the benchmark went
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
 
     def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
         print(f"wae {args.command}: warning: {message}", file=sys.stderr)

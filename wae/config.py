@@ -7,14 +7,21 @@ run and inside every checkpoint, so that the run can be redone or resumed from i
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 OBJECTIVES = ("mmd", "gan", "vae", "swd", "sinkhorn", "cw")
 # objectives whose latent penalty is a divergence between a batch of codes and prior draws
@@ -27,6 +34,7 @@ OUTPUTS = ("sigmoid", "tanh")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor")  # "tensor": given in Python, not saved
+ARCHS = ("fast", "mnist-paper", "celeba-paper")  # the keys of nets.ARCHITECTURES
 
 
 def cache_dir() -> Path:
@@ -41,98 +49,175 @@ class UserError(ValueError):
     The command line prints the message alone and exits with code 2."""
 
 
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+    why: str = "",
+    flag: str = "",
+    by_hand: bool = False,
+    resume: bool = False,
+) -> Any:
+    """A config field with its description, from which the command line, the checks and the
+    README's table of settings are made: ``help`` (one line), the allowed ``choices`` or bounds
+    (``at_least``/``above`` and ``at_most``/``below``; a tuple's bounds hold for each entry),
+    ``why`` a bound holds, the ``flag`` (default: ``--field-name``, and ``--x``/``--no-x`` for a
+    bool), ``by_hand`` when cli.py writes that flag itself, and ``resume`` when the flag may
+    extend a run given with ``--resume``."""
+    meta = {"help": help, "choices": choices, "at_least": at_least, "above": above, "at_most": at_most}
+    meta.update(below=below, why=why, flag=flag, by_hand=by_hand, resume=resume)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class DataConfig:
     """Where the images come from and how they are scaled."""
 
-    dataset: str = "mnist"
-    path: str | None = None  # the .npz file (dataset "npz") or the folder ("folder", "celeba")
-    image_size: int = 64  # folder / celeba: images are centre-cropped and resized to this side
-    grey: bool = False  # folder: convert to one grey channel instead of RGB
-    crop: int = 0  # folder / celeba: centre crop side before resizing (0: the shorter side)
-    range: str = "01"  # pixel range fed to the model: "01" -> [0, 1], "pm1" -> [-1, 1]
-    synthetic_size: int = 28  # image side of the synthetic dataset
-    synthetic_count: int = 512  # training images of the synthetic dataset
-    # folder / celeba: convert the images once to a memory-mapped uint8 cache (fast epochs), or,
-    # False, decode the training files anew each epoch in `workers` DataLoader processes
-    cache: bool = True
-    workers: int = 2
+    dataset: str = setting(
+        "mnist",
+        "mnist (embedded), synthetic, or set by --data: npz, folder, celeba",
+        choices=DATASETS,
+        by_hand=True,
+    )
+    path: str | None = setting(
+        None,
+        "train on your images: an .npz with x_train (or x) and optional x_test; or a folder of images "
+        "(png/jpg/bmp/webp, nested; the last 10% are the test set); or CelebA (a folder with img_align_celeba/ "
+        "and list_eval_partition.txt). Folders are converted once to a uint8 cache in ~/.cache/wae",
+        flag="--data",
+        by_hand=True,
+    )
+    image_size: int = setting(64, "image folders: the side after centre crop and resize", at_least=1)
+    grey: bool = setting(False, "image folders: one grey channel, not RGB")
+    crop: int = setting(0, "image folders: the centre crop's side before resizing (0: the shorter side)", at_least=0)
+    range: str = setting("01", "pixel range fed to the model: 01 is [0, 1], pm1 is [-1, 1]", choices=("01", "pm1"))
+    synthetic_size: int = setting(28, "image side of the synthetic dataset", at_least=1)
+    synthetic_count: int = setting(512, "training images of the synthetic dataset", at_least=1)
+    cache: bool = setting(
+        True,
+        "image folders: convert the images once to a memory-mapped uint8 cache (fast epochs); --no-cache "
+        "decodes the files every epoch in DataLoader workers (the test images once, into memory)",
+    )
+    workers: int = setting(
+        2, "image folders with --no-cache: DataLoader processes decoding images (0: none)", at_least=0, resume=True
+    )
 
 
 @dataclass
 class ModelConfig:
     """The networks: one convolutional encoder/decoder family, sized by ``arch``."""
 
-    arch: str = "fast"  # "fast", "mnist-paper" or "celeba-paper" (see nets.ARCHITECTURES)
-    latent_dim: int = 8
-    encoder: str = "deterministic"  # or "gaussian" (mean and log-variance)
-    output: str = "sigmoid"  # decoder output: sigmoid for [0, 1] data, tanh for [-1, 1]
-    adversary_width: int = 512  # WAE-GAN latent adversary: 4 hidden layers of this width
-    adversary_depth: int = 4
-    # batch norm after each hidden convolution (the paper's nets); off, the convolutions carry
-    # biases instead, and a multi-process CPU run equals a one-process run step for step (CUDA
-    # runs keep batch statistics global with SyncBatchNorm; CPU processes cannot)
-    batch_norm: bool = True
+    arch: str = setting("fast", "network family (nets.ARCHITECTURES)", choices=ARCHS)
+    latent_dim: int = setting(8, "code dimension d_z", at_least=1)
+    encoder: str = setting("deterministic", "deterministic, or Gaussian (mean and log-variance)", choices=ENCODERS)
+    output: str = setting("sigmoid", "decoder output: sigmoid for [0, 1] data, tanh for [-1, 1]", choices=OUTPUTS)
+    adversary_width: int = setting(512, "WAE-GAN latent adversary: width of its hidden layers", at_least=1)
+    adversary_depth: int = setting(4, "WAE-GAN latent adversary: number of hidden layers", at_least=1)
+    # off, a multi-process CPU run equals a one-process run step for step (CUDA runs keep batch
+    # statistics global with SyncBatchNorm; CPU processes cannot)
+    batch_norm: bool = setting(
+        True,
+        "batch norm after each hidden convolution (the paper's nets); --no-batch-norm: plain convolutions "
+        "with biases (then N CPU processes train exactly as one)",
+    )
 
 
 @dataclass
 class LossConfig:
     """The objective: reconstruction cost + lambda * latent divergence."""
 
-    # "mmd" (WAE-MMD), "gan" (WAE-GAN), "vae" (baseline), or a WAE with another sample penalty:
-    # "swd" (sliced Wasserstein, SWAE), "sinkhorn" (debiased Sinkhorn divergence), "cw" (Cramer-Wold)
-    objective: str = "mmd"
-    lam: float = 10.0  # lambda, the weight of the latent penalty
-    cost: str = "l2sq"  # "l2sq", "l1" or "bce"; summed over pixels
-    cost_scale: float = 1.0  # the authors' code uses 0.05 with l2sq
-    kernel: str = "imq"  # MMD kernel: "imq" (multi-scale) or "rbf" (median heuristic)
-    kernel_scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-    prior: str = "gaussian"  # "gaussian", "uniform" (cube) or "sphere"
-    prior_var: float = 1.0  # sigma_z^2 of the Gaussian prior
-    prior_trick: bool = False  # WAE-GAN: add log p_z(z) to the adversary's logit
-    input_noise: float = 0.0  # std of Gaussian noise added to training inputs (authors: 0.01)
-    # Gaussian encoders in WAEs (Rubenstein et al. 2018): weight of the penalty
-    # mean_i sum_j |log sigma^2_ij|, and a clip of the log-variances to [-clip, clip] (0: off)
-    logvar_l1: float = 0.0
-    logvar_clip: float = 0.0
-    projections: int = 50  # swd: random directions per batch
-    sinkhorn_epsilon: float = 1.0  # sinkhorn: entropic regularisation, in units of the squared code distance
-    sinkhorn_iterations: int = 50  # sinkhorn: log-domain iterations per batch
+    objective: str = setting(
+        "mmd",
+        "mmd (WAE-MMD), gan (WAE-GAN), vae (baseline), or a WAE penalised by another divergence: swd (sliced "
+        "Wasserstein, SWAE), sinkhorn (debiased Sinkhorn), cw (Cramer-Wold, Gaussian prior only)",
+        choices=OBJECTIVES,
+        by_hand=True,
+    )
+    lam: float = setting(10.0, "lambda: weight of the latent penalty (VAE: of the KL)", at_least=0)
+    cost: str = setting("l2sq", "reconstruction cost, summed over pixels", choices=COSTS)
+    cost_scale: float = setting(1.0, "multiplies the cost (the authors' code: 0.05 with l2sq)", above=0)
+    kernel: str = setting(
+        "imq", "MMD kernel: multi-scale inverse multiquadratics, or RBF (median heuristic)", choices=KERNELS
+    )
+    kernel_scales: tuple[float, ...] = setting(
+        (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0), "imq kernel: the scales, in units of 2 d_z sigma_z^2", above=0
+    )
+    prior: str = setting("gaussian", "latent prior P_Z (each coordinate of variance prior_var)", choices=PRIORS)
+    prior_var: float = setting(1.0, "sigma_z^2, the variance of each prior coordinate", above=0)
+    prior_trick: bool = setting(False, "WAE-GAN: add log p_z(z) to the adversary's logit")
+    input_noise: float = setting(0.0, "std of Gaussian noise on the encoder's inputs (authors: 0.01)", at_least=0)
+    # Gaussian encoders in WAEs (Rubenstein et al. 2018): keeps the variances from collapsing
+    logvar_l1: float = setting(
+        0.0, "Gaussian-encoder WAE: weight of the penalty mean_i sum_j |log sigma^2_ij| (0: off)", at_least=0
+    )
+    logvar_clip: float = setting(0.0, "clip the encoder's log-variances to [-c, c] (0: off)", at_least=0)
+    projections: int = setting(50, "swd: random directions per batch", at_least=1)
+    sinkhorn_epsilon: float = setting(
+        1.0, "sinkhorn: entropic regularisation, in units of the squared code distance", above=0
+    )
+    sinkhorn_iterations: int = setting(50, "sinkhorn: log-domain iterations per batch", at_least=1)
 
 
 @dataclass
 class TrainConfig:
     """The optimisation loop."""
 
-    batch_size: int = 100
-    epochs: int = 10
-    max_steps: int | None = None  # stop after this many steps in total, even mid-epoch
-    lr: float = 1e-3
-    adversary_lr: float = 5e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    # learning rate multiplied by lr_factors[i] (cumulatively) once the fraction lr_milestones[i]
-    # of the epochs is done, so that --epochs stretches the schedule: (0.3, 0.5) of 100 epochs is
-    # the paper's "halve after epoch 30, divide by 5 after epoch 50"
-    lr_milestones: tuple[float, ...] = ()
-    lr_factors: tuple[float, ...] = ()
-    seed: int = 0
-    # "bf16" (autocast), "fp32", "fp16" (CUDA autocast with a gradient scaler), or "auto": bf16
-    # where the CPU has native bf16 (AVX512-BF16 or AMX) or the GPU supports it, fp16 on older
-    # GPUs, fp32 elsewhere; the choice made is what config.json records
-    precision: str = "auto"
-    device: str = "auto"  # "cpu", "cuda", "mps", or "auto": cuda, else mps, else cpu
-    # convolution weights, and so activations, in channels_last (NHWC) memory order: faster with
-    # bf16 on CPUs (measured 1.2x on the fast network) and GPUs; the same maths, other rounding
-    channels_last: bool = True
-    log_every: int = 50  # steps between lines of metrics.jsonl
-    eval_size: int = 2000  # test images (a fixed random subset) used for the per-epoch evaluation
-    # every this many epochs the evaluation also scores eval_size prior samples with the shipped
-    # MNIST classifier (Fréchet distance, precision/recall, coverage); 0 never; 28x28 grey only
-    eval_every: int = 1
-    threads: int | None = None  # torch intra-op threads; None keeps torch's default
-    keep_checkpoints: int = 2  # the run folder keeps this many newest checkpoints
-    skip_nonfinite: bool = False  # skip (and count) a batch whose loss is NaN or infinite, not stop
+    batch_size: int = setting(
+        100, "images per step (and codes per MMD estimate)", at_least=2, why="the MMD estimate needs pairs"
+    )
+    epochs: int = setting(10, "passes over the training set", at_least=0, resume=True)
+    max_steps: int | None = setting(
+        None, "stop after this many steps in total, even mid-epoch", at_least=0, resume=True
+    )
+    lr: float = setting(1e-3, "Adam learning rate of the encoder and decoder", above=0)
+    adversary_lr: float = setting(5e-4, "Adam learning rate of the WAE-GAN adversary", above=0)
+    beta1: float = setting(0.5, "Adam beta1", at_least=0, below=1)
+    beta2: float = setting(0.999, "Adam beta2", at_least=0, below=1)
+    # (0.3, 0.5) of 100 epochs is the paper's "halve after epoch 30, divide by 5 after epoch 50"
+    lr_milestones: tuple[float, ...] = setting(
+        (),
+        "the learning rate is multiplied by lr_factors[i] (cumulatively) once this fraction of the epochs "
+        "is done, so that --epochs stretches the schedule",
+        at_least=0,
+        at_most=1,
+        why="fractions of the epochs",
+    )
+    lr_factors: tuple[float, ...] = setting((), "the factors of lr_milestones, one each")
+    seed: int = setting(0, "seed of initialisation, data order and noise", at_least=0)
+    precision: str = setting(
+        "auto",
+        "bf16 (autocast), fp32, fp16 (CUDA only, with a gradient scaler), or auto: bf16 where the CPU has "
+        "native bf16 (AVX512-BF16 or AMX) or the GPU supports it, fp16 on older GPUs, else fp32; "
+        "config.json records the choice made",
+        choices=PRECISIONS,
+    )
+    device: str = setting(
+        "auto",
+        "where to train: cpu, cuda, mps, or auto: a CUDA GPU, else an Apple GPU, else the CPU",
+        choices=DEVICES,
+        resume=True,
+    )
+    # faster with bf16 on CPUs (measured 1.2x on the fast network) and GPUs; the same maths, other rounding
+    channels_last: bool = setting(True, "convolution weights, and so activations, in channels_last (NHWC) memory order")
+    log_every: int = setting(50, "steps between lines of metrics.jsonl", at_least=1, resume=True)
+    eval_size: int = setting(2000, "test images (a fixed random subset) of the per-epoch evaluation", at_least=1)
+    eval_every: int = setting(
+        1,
+        "epochs between scorings of eval_size prior samples with the shipped MNIST classifier (Fréchet "
+        "distance, precision/recall, coverage) for learning curves; 0 never; 28x28 grey data only",
+        at_least=0,
+        resume=True,
+    )
+    threads: int | None = setting(None, "torch CPU threads, torch's choice when not set", at_least=1, resume=True)
+    keep_checkpoints: int = setting(2, "newest checkpoints kept in the run folder", at_least=1, resume=True)
+    skip_nonfinite: bool = setting(
+        False, "skip and count batches whose loss is NaN or infinite, rather than stop", resume=True
+    )
 
 
 @dataclass
@@ -171,7 +256,7 @@ class Config:
         return Config(preset=d.get("preset", "custom"), **parts)
 
 
-def _typed(name: str, value: Any, hint: Any) -> Any:
+def _as_field_type(name: str, value: Any, hint: Any) -> Any:
     """``value`` as the type ``hint`` of a config field (an int stays an int, a float may be
     given as an int, a JSON list becomes a tuple); :class:`UserError` otherwise."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
@@ -187,7 +272,7 @@ def _typed(name: str, value: Any, hint: Any) -> Any:
         if option is str and isinstance(value, str):
             return value
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
-            return tuple(_typed(f"{name}[{i}]", v, typing.get_args(option)[0]) for i, v in enumerate(value))
+            return tuple(_as_field_type(f"{name}[{i}]", v, typing.get_args(option)[0]) for i, v in enumerate(value))
     wanted = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
     raise UserError(f"config {name} must be {wanted}; got {json_repr(value)}")
 
@@ -213,7 +298,7 @@ def checked_types(d: Any, sections: dict[str, type]) -> dict[str, Any]:
         if not isinstance(values, dict):
             raise UserError(f"config section '{name}' must be a JSON object; got {json_repr(values)}")
         hints = typing.get_type_hints(cls)
-        out[name] = {k: _typed(f"{name}.{k}", v, hints[k]) if k in hints else v for k, v in values.items()}
+        out[name] = {k: _as_field_type(f"{name}.{k}", v, hints[k]) if k in hints else v for k, v in values.items()}
     return out
 
 
@@ -275,75 +360,83 @@ def preset(name: str = "mnist-fast", objective: str = "mmd") -> Config:
     return for_objective(PRESETS[name](objective), objective)
 
 
+# ----------------------------------------------------------------------------- settings described
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+
+
+def settings() -> list[tuple[str, dataclasses.Field[Any], type, bool]]:
+    """Every setting as (section, field, type, whether None is allowed), the type without its
+    ``| None``: ``int``, ``float``, ``str``, ``bool`` or ``tuple`` (of floats)."""
+    rows = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kinds = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is not tuple else ()
+            kind = next((k for k in kinds if k is not type(None)), hints[f.name])
+            rows.append((section, f, typing.get_origin(kind) or kind, type(None) in kinds))
+    return rows
+
+
+_UNDESCRIBED = setting(None, "").metadata  # what a field declared without setting() is taken to say
+
+
+def about(f: dataclasses.Field[Any]) -> dict[str, Any]:
+    """The description :func:`setting` gave the field (help, choices, bounds, flag, ...)."""
+    return {**_UNDESCRIBED, **f.metadata}
+
+
+def flag_of(f: dataclasses.Field[Any]) -> str:
+    """The command-line flag of a setting: its metadata's, else ``--field-name``."""
+    return about(f)["flag"] or "--" + f.name.replace("_", "-")
+
+
+def bounds_text(f: dataclasses.Field[Any]) -> str:
+    """The allowed values of a setting in words: "one of a, b", ">= 0 and < 1", or ""."""
+    meta = about(f)
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    words = [(">=", meta["at_least"]), (">", meta["above"]), ("<=", meta["at_most"]), ("<", meta["below"])]
+    return " and ".join(f"{op} {bound:g}" for op, bound in words if bound is not None)
+
+
+def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any) -> str | None:
+    """What is wrong with ``value`` for the setting, in words ("must be >= 0; got -1"), or None."""
+    meta = about(f)
+    if value is None:
+        return None if may_be_none else "must be set"
+    if meta["choices"] and value not in meta["choices"]:
+        return f"must be one of {', '.join(meta['choices'])}; got '{value}'"
+    for number in value if kind is tuple else [value] if kind in (int, float) else []:
+        low, high = meta["at_least"], meta["at_most"]
+        fails = (low is not None and number < low) or (high is not None and number > high)
+        fails |= (meta["above"] is not None and not number > meta["above"]) or (
+            meta["below"] is not None and not number < meta["below"]
+        )
+        if kind is not int and not math.isfinite(number):
+            fails = True
+        if fails:
+            finite = "" if kind is int else " and finite"
+            wording = f"at least {low}" if kind is int and low not in (None, 0) else bounds_text(f)
+            each = " each" if kind is tuple else ""
+            why = f" ({meta['why']})" if meta["why"] else ""
+            return f"must{each} be {wording}{finite}; got {number}{why}"
+    return None
+
+
 def validate(cfg: Config) -> None:
-    """Raise :class:`UserError` naming the first setting that cannot work."""
+    """Raise :class:`UserError` naming the first setting that cannot work: one out of its
+    choices or bounds (the fields' metadata), or settings that do not go together."""
     check_types(cfg)
-    choices = [
-        ("data.dataset", cfg.data.dataset, DATASETS),
-        ("data.range", cfg.data.range, ("01", "pm1")),
-        ("model.encoder", cfg.model.encoder, ENCODERS),
-        ("model.output", cfg.model.output, OUTPUTS),
-        ("loss.objective", cfg.loss.objective, OBJECTIVES),
-        ("loss.cost", cfg.loss.cost, COSTS),
-        ("loss.kernel", cfg.loss.kernel, KERNELS),
-        ("loss.prior", cfg.loss.prior, PRIORS),
-        ("train.precision", cfg.train.precision, PRECISIONS),
-        ("train.device", cfg.train.device, DEVICES),
-    ]
-    for name, value, allowed in choices:
-        if value not in allowed:
-            raise UserError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
-    positive_ints = [
-        ("model.latent_dim", cfg.model.latent_dim),
-        ("model.adversary_width", cfg.model.adversary_width),
-        ("model.adversary_depth", cfg.model.adversary_depth),
-        ("train.batch_size", cfg.train.batch_size),
-        ("train.log_every", cfg.train.log_every),
-        ("train.eval_size", cfg.train.eval_size),
-        ("train.keep_checkpoints", cfg.train.keep_checkpoints),
-        ("data.synthetic_size", cfg.data.synthetic_size),
-        ("data.synthetic_count", cfg.data.synthetic_count),
-        ("data.image_size", cfg.data.image_size),
-        ("loss.projections", cfg.loss.projections),
-        ("loss.sinkhorn_iterations", cfg.loss.sinkhorn_iterations),
-    ]
-    for name, count in positive_ints:
-        if count < 1:
-            raise UserError(f"{name} must be at least 1; got {count}")
-    if cfg.data.crop < 0:
-        raise UserError(f"data.crop must be >= 0; got {cfg.data.crop}")
-    if cfg.train.batch_size < 2:
-        raise UserError("train.batch_size must be at least 2 (the MMD estimate needs pairs)")
-    if cfg.train.epochs < 0:
-        raise UserError(f"train.epochs must be >= 0; got {cfg.train.epochs}")
-    if cfg.train.eval_every < 0:
-        raise UserError(f"train.eval_every must be >= 0; got {cfg.train.eval_every}")
-    if cfg.train.max_steps is not None and cfg.train.max_steps < 0:
-        raise UserError(f"train.max_steps must be >= 0; got {cfg.train.max_steps}")
-    positive_floats = [
-        ("loss.lam", cfg.loss.lam, True),
-        ("loss.cost_scale", cfg.loss.cost_scale, False),
-        ("loss.prior_var", cfg.loss.prior_var, False),
-        ("train.lr", cfg.train.lr, False),
-        ("train.adversary_lr", cfg.train.adversary_lr, False),
-        ("loss.input_noise", cfg.loss.input_noise, True),
-        ("loss.sinkhorn_epsilon", cfg.loss.sinkhorn_epsilon, False),
-        ("loss.logvar_l1", cfg.loss.logvar_l1, True),
-        ("loss.logvar_clip", cfg.loss.logvar_clip, True),
-    ]
-    for name, number, zero_ok in positive_floats:
-        if not (number >= 0 if zero_ok else number > 0) or not math.isfinite(number):
-            raise UserError(f"{name} must be {'>= 0' if zero_ok else '> 0'} and finite; got {number}")
-    if not (0 <= cfg.train.beta1 < 1 and 0 <= cfg.train.beta2 < 1):
-        raise UserError("train.beta1 and train.beta2 must lie in [0, 1)")
+    for section, f, kind, may_be_none in settings():
+        trouble = problem(f, kind, may_be_none, getattr(getattr(cfg, section), f.name))
+        if trouble:
+            raise UserError(f"{section}.{f.name} {trouble}")
     if len(cfg.train.lr_milestones) != len(cfg.train.lr_factors):
         raise UserError("train.lr_milestones and train.lr_factors must have the same length")
-    if any(not 0 <= m <= 1 for m in cfg.train.lr_milestones):
-        raise UserError("train.lr_milestones are fractions of the epochs, each in [0, 1]")
-    if any(not (math.isfinite(f) and f > 0) for f in cfg.train.lr_factors):
-        raise UserError("train.lr_factors must be positive and finite")
-    if not cfg.loss.kernel_scales or any(not (math.isfinite(s) and s > 0) for s in cfg.loss.kernel_scales):
-        raise UserError("loss.kernel_scales must be a non-empty list of positive, finite numbers")
+    if not cfg.loss.kernel_scales:
+        raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
     if cfg.loss.logvar_l1 > 0 and (cfg.model.encoder != "gaussian" or cfg.loss.objective not in SAMPLE_PENALTIES):
@@ -363,7 +456,6 @@ def validate(cfg: Config) -> None:
     check_sizes(cfg)
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
 # upper bounds of sizes, far above any use, that keep a typo or a crafted file from asking for
 # terabytes: an image side, a code dimension, the adversary's width
 MAX_IMAGE_SIDE = 4096
@@ -396,16 +488,10 @@ def check_sizes(cfg: Config) -> None:
         if value > bound:
             raise UserError(f"{name} must be at most {bound}; got {value}")
     check_seed(cfg.train.seed, "train.seed")
-    if cfg.data.workers < 0 or (cfg.train.threads is not None and cfg.train.threads < 1):
-        raise UserError(
-            f"data.workers must be >= 0 and train.threads >= 1; got {cfg.data.workers}, {cfg.train.threads}"
-        )
     if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
         check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")
-    from .nets import ARCHITECTURES
-
-    if cfg.model.arch not in ARCHITECTURES:
-        raise UserError(f"model.arch must be one of {', '.join(ARCHITECTURES)}; got '{cfg.model.arch}'")
+    if any(not (math.isfinite(f) and f > 0) for f in cfg.train.lr_factors):
+        raise UserError("train.lr_factors must be positive and finite")
     if cfg.data.dataset in ("folder", "celeba"):  # known before the folder is read and cached
         check_image_side(cfg.model.arch, cfg.data.image_size)
     if cfg.data.dataset == "synthetic":
@@ -453,6 +539,117 @@ def check_memory(nbytes: int, what: str) -> None:
     free = available_memory()
     if nbytes > free:
         raise UserError(f"{what} would need {nbytes / 2**30:.1f} GiB of memory; {free / 2**30:.1f} GiB are available")
+
+
+# ----------------------------------------------------------------------------- settings in files
+
+_KIND_WORDS = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    tuple: "a list of numbers",
+}
+
+
+def _typed(kind: type, may_be_none: bool, value: Any) -> tuple[bool, Any]:
+    """(whether ``value`` read from a file has the setting's type, the value as that type)."""
+    if value is None:
+        return may_be_none, None
+    if kind is tuple:
+        numbers = isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+        return numbers, tuple(float(v) for v in value) if numbers else value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return True, float(value)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), value
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """The settings in a TOML file (``preset = ...`` and the tables [data] [model] [loss] [train])
+    or in a run's config.json, checked key by key: an unknown key, or a value of the wrong type or
+    out of bounds, is a :class:`UserError` naming the key and the file."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"--config {path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    is_json = path.suffix.lower() == ".json"
+    try:
+        raw = json.loads(text) if is_json else tomllib.loads(text)
+    except ValueError as err:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+        raise UserError(f"{path}: not valid {'JSON' if is_json else 'TOML'} ({err})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: not a table of settings")
+    described = {(section, f.name): (f, kind, none) for section, f, kind, none in settings()}
+    found: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "preset":
+            if value not in PRESETS:
+                raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}; got {value!r}")
+            found["preset"] = value
+            continue
+        if key not in SECTIONS or not isinstance(value, dict):
+            raise UserError(f"{path}: unknown key '{key}' (a file holds preset and the tables {', '.join(SECTIONS)})")
+        for name, item in value.items():
+            if (key, name) not in described:
+                raise UserError(f"{path}: unknown key '{key}.{name}'")
+            f, kind, none = described[key, name]
+            right_type, item = _typed(kind, none, item)
+            if not right_type:
+                raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {item!r}")
+            trouble = problem(f, kind, none, item)
+            if trouble:
+                raise UserError(f"{path}: {key}.{name} {trouble}")
+            found.setdefault(key, {})[name] = item
+    return found
+
+
+def from_settings(found: dict[str, Any], preset_name: str | None = None, objective: str | None = None) -> Config:
+    """The preset (``preset_name``, else the file's, else mnist-fast) for the objective
+    (``objective``, else the file's, else mmd), with the settings ``found`` by
+    :func:`read_settings` over it, and a given ``objective`` over those."""
+    name = preset_name or found.get("preset", "mnist-fast")
+    cfg = preset(name, objective or found.get("loss", {}).get("objective", "mmd"))
+    cfg = override(cfg, **{f"{s}__{k}": v for s in SECTIONS for k, v in found.get(s, {}).items()})
+    return for_objective(cfg, objective) if objective else cfg
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's string escapes are TOML's
+    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+
+
+def to_toml(cfg: Config) -> str:
+    """``cfg`` as the TOML file that ``wae train --config`` reads back to the same config (a
+    setting that is not set, None, is a comment)."""
+    lines = [f"preset = {json.dumps(cfg.preset)}"]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        for name, value in dataclasses.asdict(getattr(cfg, section)).items():
+            lines.append(f"# {name}: not set" if value is None else f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from the fields (``make settings-table`` writes it)."""
+    defaults = preset()
+    lines = [
+        "| setting | flag | default (mnist-fast) | allowed | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for section, f, kind, _ in settings():
+        value = getattr(getattr(defaults, section), f.name)
+        shown = "not set" if value is None else _toml_value(value).strip('"')
+        flag = f"`{flag_of(f)}`, `--no-{flag_of(f)[2:]}`" if kind is bool else f"`{flag_of(f)}`"
+        cells = [f"`{section}.{f.name}`", flag, shown, bounds_text(f), about(f)["help"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def native_bf16() -> bool:

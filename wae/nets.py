@@ -24,6 +24,9 @@ class Architecture:
     # "stride1": the last layer is a stride-1 convolution (the authors' "dcgan_mod"), so all
     # upsampling happens in the batch-normed layers; "stride2": the last layer upsamples too.
     last_layer: str
+    # residual blocks (two 3x3 convolutions) after every decoder upsampling and before every
+    # encoder downsampling but the first: depth at each resolution at little cost in width
+    blocks: int = 0
 
 
 ARCHITECTURES = {
@@ -62,6 +65,25 @@ def decoder_start_size(arch: Architecture, size: int) -> int:
     return int(start)
 
 
+class ResidualBlock(nn.Module):
+    """x + conv3x3(relu(norm(conv3x3(relu(norm(x)))))), the pre-activation block of He et al.
+    (2016); (n, c, h, w) -> (n, c, h, w)."""
+
+    def __init__(self, channels: int, batch_norm: bool = True):
+        super().__init__()
+        self.body = nn.Sequential(
+            _norm(channels, batch_norm),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=not batch_norm),
+            _norm(channels, batch_norm),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
 class Encoder(nn.Module):
     """Image -> code. ``forward(x)`` with x of shape (n, c, h, w) returns (n, d_z) for a
     deterministic encoder, or the pair (mean, log_var), each (n, d_z), for a Gaussian one."""
@@ -78,7 +100,9 @@ class Encoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         cin = channels
-        for cout in arch.encoder_channels:
+        for i, cout in enumerate(arch.encoder_channels):
+            if i > 0:
+                layers += [ResidualBlock(cin, batch_norm) for _ in range(arch.blocks)]
             layers += [_down(cin, cout, arch.kernel, not batch_norm), _norm(cout, batch_norm), nn.ReLU(inplace=True)]
             cin = cout
         self.features = nn.Sequential(*layers)
@@ -110,6 +134,7 @@ class Decoder(nn.Module):
         cin = c0
         for cout in arch.decoder_channels[1:]:
             layers += [_up(cin, cout, arch.kernel, not batch_norm), _norm(cout, batch_norm), nn.ReLU(inplace=True)]
+            layers += [ResidualBlock(cout, batch_norm) for _ in range(arch.blocks)]
             cin = cout
         if arch.last_layer == "stride2":
             layers.append(_up(cin, channels, arch.kernel, bias=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from .checkpoint import npz_bytes, write_atomic
 from .config import UserError
 from .data import npz_array
 
-SAMPLERS = ("prior", "gmm")
+SAMPLERS = ("prior", "gmm", "flow")
 GMM_FILE = "sampler-gmm.npz"
 
 
@@ -117,3 +118,141 @@ def check_mixture(mixture: GaussianMixture, where: str) -> None:
         raise UserError(f"{where}: mixture covariances are not symmetric")
     if (torch.linalg.cholesky_ex(covariances).info != 0).any():
         raise UserError(f"{where}: a mixture covariance is not positive definite")
+
+
+def select_components(
+    codes: Tensor,
+    candidates: tuple[int, ...] = (5, 10, 20, 40),
+    covariance: str = "full",
+    seed: int = 0,
+    holdout: float = 0.1,
+) -> tuple[int, dict[int, float]]:
+    """The number of mixture components with the highest mean log-likelihood of held-out codes:
+    each candidate k is fitted to a seeded random (1 - holdout) of codes (n, d) and scored on
+    the rest. Returns (best k, {k: held-out mean log-likelihood}); :class:`UserError` when
+    there are too few codes for the largest candidate."""
+    order = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))
+    cut = int(len(codes) * (1 - holdout))
+    fit_part, held_out = codes[order[:cut]], codes[order[cut:]]
+    if len(held_out) < 1 or cut < 2 * max(candidates):
+        raise UserError(f"{len(codes)} codes are too few to choose among {list(candidates)} components")
+    scores = {k: fit_gmm(fit_part, k, covariance, seed).log_density(held_out.float()).mean().item() for k in candidates}
+    return max(scores, key=lambda k: scores[k]), scores
+
+
+FLOW_FILE = "sampler-flow.pt"
+
+
+class FlowSampler(torch.nn.Module):
+    """A neural spline flow (Durkan et al., NeurIPS 2019; zuko's ``NSF``) on standardised codes:
+    z = mean + std * T^-1(u), u ~ N(0, I). ``transforms`` autoregressive rational-quadratic
+    spline layers of ``bins`` bins, each conditioned by an MLP of two ``hidden``-unit layers."""
+
+    mean: Tensor
+    std: Tensor
+    flow: Any  # zuko.flows.NSF: calling it gives the distribution
+
+    def __init__(self, dim: int, transforms: int = 3, hidden: int = 128, bins: int = 8):
+        super().__init__()
+        try:
+            import zuko
+        except ImportError:
+            raise UserError("the flow sampler needs zuko: pip install 'wae[flow]' (or pip install zuko)") from None
+
+        self.settings = {"dim": dim, "transforms": transforms, "hidden": hidden, "bins": bins}
+        self.flow = zuko.flows.NSF(dim, bins=bins, transforms=transforms, hidden_features=(hidden, hidden))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n codes (n, d), the base noise drawn from ``generator``."""
+        u = torch.randn(n, self.settings["dim"], generator=generator)
+        return self.mean + self.std * self.flow().transform.inv(u)
+
+    def log_density(self, z: Tensor) -> Tensor:
+        """log q(z) of codes z (n, d) under the flow, (n,) (the standardisation's Jacobian included)."""
+        return self.flow().log_prob((z - self.mean) / self.std) - self.std.log().sum()
+
+
+def fit_flow(
+    codes: Tensor,
+    transforms: int = 3,
+    hidden: int = 128,
+    bins: int = 8,
+    seed: int = 0,
+    epochs: int = 30,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    holdout: float = 0.1,
+    patience: int = 3,
+    progress: bool = False,
+) -> FlowSampler:
+    """Fit a :class:`FlowSampler` to codes (n, d) by maximum likelihood (Adam, seeded), keeping
+    the weights of the epoch with the best log-likelihood on a held-out ``holdout`` of the codes
+    and stopping after ``patience`` epochs without a gain. Needs the ``zuko`` package
+    (``pip install 'wae[flow]'``); :class:`UserError` when it is missing."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    codes = codes.float()
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(codes), generator=generator)
+    cut = int(len(codes) * (1 - holdout))
+    train, held_out = codes[order[:cut]], codes[order[cut:]]
+    if len(held_out) < 1 or len(train) < batch_size:
+        raise UserError(f"{len(codes)} codes are too few to fit a flow (batches of {batch_size} and a held-out part)")
+    sampler = FlowSampler(codes.shape[1], transforms, hidden, bins)
+    sampler.mean.copy_(train.mean(0))
+    sampler.std.copy_(train.std(0).clamp_min(1e-6))
+    optimizer = torch.optim.Adam(sampler.flow.parameters(), lr=lr)
+    best, best_state, waited = -float("inf"), None, 0
+    for _ in tqdm(range(epochs), desc="flow", unit="epoch", disable=not progress):
+        sampler.train()
+        for index in torch.randperm(len(train), generator=generator).split(batch_size):
+            loss = -sampler.log_density(train[index]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sampler.eval()
+        with torch.no_grad():
+            score = sampler.log_density(held_out).mean().item()
+        if score > best:
+            best, best_state, waited = score, {k: v.clone() for k, v in sampler.state_dict().items()}, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    assert best_state is not None
+    sampler.load_state_dict(best_state)
+    return sampler.eval()
+
+
+def save_flow(sampler: FlowSampler, path: Path) -> None:
+    """Write the flow's settings and weights as plain tensors (atomically; read back with
+    ``weights_only`` loading, so the file cannot run code)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"format": 1, "settings": dict(sampler.settings), "state": sampler.state_dict()}, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def load_flow(path: Path) -> FlowSampler:
+    """Read a flow written by :func:`save_flow`; a clear error when it is missing or damaged."""
+    if not path.is_file():
+        raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent} --kind flow")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        settings = {k: int(payload["settings"][k]) for k in ("dim", "transforms", "hidden", "bins")}
+        if not all(1 <= v <= 4096 for v in settings.values()):
+            raise ValueError("settings out of range")
+        sampler = FlowSampler(**settings)
+        sampler.load_state_dict(payload["state"])
+    except UserError:
+        raise
+    except Exception as err:  # a damaged or crafted file: any failure to rebuild it is the file's fault
+        raise UserError(f"{path} is not a readable flow sampler file ({type(err).__name__})") from None
+    if not all(torch.isfinite(t).all() for t in sampler.state_dict().values()):
+        raise UserError(f"{path} holds non-finite weights")
+    return sampler.eval()

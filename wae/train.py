@@ -597,53 +597,173 @@ def _fit(
     cfg = resolve_precision(cfg, device.type)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    bs = cfg.train.batch_size
-    steps_per_epoch = len(data.train) // bs
-    state = build(cfg, data.channels, data.size, steps_per_epoch, device, procs)
-    source = Path(run_dir) if run_dir is not None else None  # read on resume by every rank
-    out = source if procs.main else None  # written by rank 0 alone
-    evals: list[dict[str, Any]] = []
-    last_saved = -1
+    state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs)
     quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
     say = (log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))) if procs.main else quiet
+    loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say)
     if resume:
-        assert source is not None
-        found = ckpt.load_latest(source, warn=say)
-        if found is not None:  # else the run died before its first checkpoint: start afresh
+        loop.resume()
+    if loop.out is not None:
+        loop.out.mkdir(parents=True, exist_ok=True)
+        (loop.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return loop.run(progress)
+
+
+class _Loop:
+    """The training loop of one :func:`fit` call, in the pieces a reader follows: :meth:`resume`,
+    :meth:`run` (epoch after epoch), :meth:`epoch`, :meth:`step` and :meth:`log` (one batch),
+    :meth:`checkpoint_point` (evaluate, write, save) and :meth:`finish`. Its attributes are what
+    the loop carries from one step to the next."""
+
+    def __init__(self, state: State, data: ImageData, run_dir: Path | None, say: Callable[[str], None]) -> None:
+        cfg = state.cfg
+        self.state, self.cfg, self.data, self.procs, self.say = state, cfg, data, state.procs, say
+        self.source = run_dir  # read on resume by every rank
+        self.out = run_dir if state.procs.main else None  # written by rank 0 alone
+        self.steps_per_epoch = len(data.train) // cfg.train.batch_size
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        if cfg.train.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        self.step_fn = STEPS[cfg.loss.objective]
+        self.fixed_z = state.model.prior_sample(100, torch.Generator().manual_seed(cfg.train.seed + 2))
+        # a random subset, not the first images: MNIST's test set is ordered by writer population
+        eval_order = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(cfg.train.seed + 3))
+        self.eval_images = data.test[eval_order[: cfg.train.eval_size]]
+        self.evals: list[dict[str, Any]] = []  # the evaluation records of the run so far
+        self.last_saved = -1  # the step of the newest checkpoint (-1: none yet)
+        self.last_eval: dict[str, float] = {}
+        self.train_time, self.trained = 0.0, 0  # seconds and images of training steps, this session
+        self.window_time, self.window_images = 0.0, 0  # the same since the last line of metrics.jsonl
+        self.skipped = 0  # batches with a non-finite loss (counted in this session)
+        self.stopping = False  # some rank was asked to stop (Ctrl-C)
+
+    def resume(self) -> None:
+        """Continue from the run folder's newest readable checkpoint (the run starts afresh when
+        it died before its first); the records after that step leave metrics.jsonl."""
+        assert self.source is not None
+        found = ckpt.load_latest(self.source, warn=self.say)
+        if found is not None:
             try:
-                load_state(state, found[0])
+                load_state(self.state, found[0])
             except (RuntimeError, KeyError, ValueError) as err:
                 problem = f"checkpoint {found[1]} does not match the run's config.json ({type(err).__name__})"
                 raise UserError(problem) from None
-            last_saved = state.step
-        if out is not None:
-            _truncate_metrics(out / "metrics.jsonl", state.step)
-            evals = [r for r in read_jsonl(out / "metrics.jsonl") if r.get("kind") == "eval"]
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            self.last_saved = self.state.step
+        if self.out is not None:
+            _truncate_metrics(self.out / "metrics.jsonl", self.state.step)
+            self.evals = [r for r in read_jsonl(self.out / "metrics.jsonl") if r.get("kind") == "eval"]
 
-    total_steps = steps_per_epoch * cfg.train.epochs
-    if cfg.train.max_steps is not None:
-        total_steps = min(total_steps, cfg.train.max_steps)
-    fixed_z = state.model.prior_sample(100, torch.Generator().manual_seed(cfg.train.seed + 2))
-    step_fn = STEPS[cfg.loss.objective]
-    # a random subset, not the first images: MNIST's test set is ordered by writer population
-    eval_order = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(cfg.train.seed + 3))
-    eval_images = data.test[eval_order[: cfg.train.eval_size]]
-    train_time, trained = 0.0, 0
-    window_time, window_images = 0.0, 0
-    skipped = 0  # batches with a non-finite loss (counted in this session)
-    last_eval: dict[str, float] = {}
+    def run(self, progress: bool | None) -> Run:
+        """Train up to the last step or a stop request, with a checkpoint point at the end of
+        every epoch; ``progress`` None shows a bar only on a terminal."""
+        state = self.state
+        bar = tqdm(
+            total=self.total_steps,
+            initial=state.step,
+            disable=not self.procs.main or ((not sys.stderr.isatty()) if progress is None else not progress),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        state.model.train()
+        with _StopFlag() as stop, bar:
+            while state.step < self.total_steps and not self.stopping:
+                self.epoch(stop, bar)
+                if state.step % self.steps_per_epoch == 0:
+                    self.checkpoint_point(state.step // self.steps_per_epoch)
+        return self.finish()
 
-    def checkpoint_point(epoch: int) -> None:
-        nonlocal last_saved, last_eval
-        last_saved = state.step
-        if procs.main:
-            last_eval = _checkpoint_point(epoch)
-        barrier(procs)  # the other ranks wait while rank 0 evaluates and writes
+    def epoch(self, stop: _StopFlag, bar: tqdm) -> None:
+        """The rest of the current epoch, batch by batch, until the last step or a stop request."""
+        cfg, state, procs = self.cfg, self.state, self.procs
+        bs = cfg.train.batch_size
+        position = (cfg.train.seed, state.step // self.steps_per_epoch, state.step % self.steps_per_epoch)
+        if isinstance(self.data.train, Tensor):
+            shards = batches(self.data.train, bs, *position, rank=procs.rank, world=procs.world)
+        else:  # image files without a cache: decoded by DataLoader workers
+            pin = state.device.type == "cuda"
+            shards = stream(self.data.train, bs, *position, procs.rank, procs.world, cfg.data.workers, pin)
+        for batch in islice(shards, self.total_steps - state.step):
+            if state.device.type == "cuda" and not batch.is_pinned():
+                batch = batch.pin_memory()
+            self.log(self.step(batch, stop), bar)
+            if self.stopping:
+                break
 
-    def _checkpoint_point(epoch: int) -> dict[str, float]:
+    def step(self, batch: Tensor, stop: _StopFlag) -> dict[str, Tensor]:
+        """One training step; returns its loss parts averaged over the ranks."""
+        state = self.state
+        t0 = time.perf_counter()
+        # batch-norm statistics move in the forward pass, before the loss can be checked
+        statistics = [b.clone() for b in state.model.buffers()]
+        parts = self.step_fn(state, batch)
+        # the parts averaged over the ranks (a NaN on one rank reaches all), and whether
+        # any rank was asked to stop, in one collective
+        names = list(parts)
+        shared = mean_over(
+            torch.stack([*(parts[k].float() for k in names), torch.tensor(float(stop.set), device=state.device)]),
+            self.procs,
+        )
+        parts = dict(zip(names, shared[:-1], strict=True))
+        self.stopping = bool(shared[-1] > 0)
+        elapsed = time.perf_counter() - t0
+        state.step += 1
+        nonfinite = [k for k, v in parts.items() if not torch.isfinite(v)]
+        if nonfinite:
+            self.skip(nonfinite, statistics)
+        ckpt.fault_point("step")
+        bs = self.cfg.train.batch_size
+        self.train_time, self.trained = self.train_time + elapsed, self.trained + bs
+        self.window_time, self.window_images = self.window_time + elapsed, self.window_images + bs
+        return parts
+
+    def skip(self, nonfinite: list[str], statistics: list[Tensor]) -> None:
+        """A step whose loss ``nonfinite`` parts are NaN or infinite made no update: put back the
+        batch-norm ``statistics`` from before it, record it, and stop unless skip_nonfinite."""
+        self.skipped += 1
+        for buffer, saved in zip(self.state.model.buffers(), statistics, strict=True):
+            buffer.copy_(saved)
+        step = self.state.step
+        if self.out is not None:
+            _append_jsonl(self.out / "metrics.jsonl", {"kind": "nonfinite", "step": step, "parts": nonfinite})
+        if not self.cfg.train.skip_nonfinite:
+            last = f"step {self.last_saved}" if self.last_saved >= 0 else "none"
+            raise FloatingPointError(
+                f"non-finite loss at step {step} ({', '.join(nonfinite)}); no update was made "
+                f"from it; last checkpoint kept: {last} (--skip-nonfinite skips such batches)"
+            )
+        self.say(f"step {step}: non-finite loss ({', '.join(nonfinite)}); batch skipped ({self.skipped} so far)")
+
+    def log(self, parts: dict[str, Tensor], bar: tqdm) -> None:
+        """The progress bar, and every log_every steps a line of metrics.jsonl."""
+        state = self.state
+        bar.update(1)
+        if not bar.disable and state.step % 10 == 0:
+            bar.set_postfix({k: f"{v.item():.4g}" for k, v in parts.items()}, refresh=False)
+        if state.step % self.cfg.train.log_every == 0:
+            values = {k: v.item() for k, v in parts.items()}
+            record = {
+                "kind": "train",
+                "step": state.step,
+                "epoch": state.step / self.steps_per_epoch,
+                **values,
+                "lr": state.optimizer.param_groups[0]["lr"],
+                "images_per_s": self.window_images / self.window_time,
+                "skipped": self.skipped,
+            }
+            self.window_time, self.window_images = 0.0, 0
+            if self.out is not None:
+                _append_jsonl(self.out / "metrics.jsonl", record)
+
+    def checkpoint_point(self, epoch: int) -> None:
+        """Rank 0 evaluates, writes the figures and the report and saves a checkpoint, while the
+        other ranks wait."""
+        self.last_saved = self.state.step
+        if self.procs.main:
+            self.last_eval = self._evaluate_and_save(epoch)
+        barrier(self.procs)
+
+    def _evaluate_and_save(self, epoch: int) -> dict[str, float]:
+        cfg, state, out, eval_images = self.cfg, self.state, self.out, self.eval_images
         metrics = evaluate(state.model, eval_images, cfg.data.range, cfg.train.seed)
         every = cfg.train.eval_every
         if every and epoch % every == 0 and is_mnist_like(eval_images):
@@ -651,9 +771,9 @@ def _fit(
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             metrics.update(classifier_metrics(reference, generated))
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
-        evals.append(record)
-        speed = trained / train_time if train_time > 0 else 0.0
-        say(
+        self.evals.append(record)
+        speed = self.trained / self.train_time if self.train_time > 0 else 0.0
+        self.say(
             f"epoch {epoch} step {state.step}: test recon MSE {metrics['test_recon_mse']:.5f}/pixel, "
             f"test MMD {metrics['test_mmd']:.5f}, "
             + (f"sample FD {metrics['fd_samples']:.2f}, " if "fd_samples" in metrics else "")
@@ -661,99 +781,24 @@ def _fit(
         )
         if out is not None:
             _append_jsonl(out / "metrics.jsonl", record)
-            _figures(state, data, out, epoch, fixed_z)
-            ckpt.save_run_checkpoint(out, state_dict(state, data), cfg.train.keep_checkpoints)
-            _report(state, data, out, evals, speed)
+            _figures(state, self.data, out, epoch, self.fixed_z)
+            ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
+            _report(state, self.data, out, self.evals, speed)
         return metrics
 
-    bar = tqdm(
-        total=total_steps,
-        initial=state.step,
-        disable=not procs.main or ((not sys.stderr.isatty()) if progress is None else not progress),
-        unit="step",
-        dynamic_ncols=True,
-    )
-    state.model.train()
-    stopping = False
-    with _StopFlag() as stop, bar:
-        while state.step < total_steps and not stopping:
-            epoch = state.step // steps_per_epoch
-            remaining = total_steps - state.step
-            position = (cfg.train.seed, epoch, state.step % steps_per_epoch)
-            if isinstance(data.train, Tensor):
-                shards = batches(data.train, bs, *position, rank=procs.rank, world=procs.world)
-            else:  # image files without a cache: decoded by DataLoader workers
-                pin = device.type == "cuda"
-                shards = stream(data.train, bs, *position, procs.rank, procs.world, cfg.data.workers, pin)
-            for batch in islice(shards, remaining):
-                if device.type == "cuda" and not batch.is_pinned():
-                    batch = batch.pin_memory()
-                t0 = time.perf_counter()
-                # batch-norm statistics move in the forward pass, before the loss can be checked
-                statistics = [b.clone() for b in state.model.buffers()]
-                parts = step_fn(state, batch)
-                # the parts averaged over the ranks (a NaN on one rank reaches all), and whether
-                # any rank was asked to stop, in one collective
-                names = list(parts)
-                shared = mean_over(
-                    torch.stack([*(parts[k].float() for k in names), torch.tensor(float(stop.set), device=device)]),
-                    procs,
-                )
-                parts = dict(zip(names, shared[:-1], strict=True))
-                stopping = bool(shared[-1] > 0)
-                elapsed = time.perf_counter() - t0
-                state.step += 1
-                nonfinite = [k for k, v in parts.items() if not torch.isfinite(v)]
-                if nonfinite:
-                    skipped += 1
-                    for buffer, saved in zip(state.model.buffers(), statistics, strict=True):
-                        buffer.copy_(saved)
-                    if out is not None:
-                        _append_jsonl(
-                            out / "metrics.jsonl", {"kind": "nonfinite", "step": state.step, "parts": nonfinite}
-                        )
-                    if not cfg.train.skip_nonfinite:
-                        last = f"step {last_saved}" if last_saved >= 0 else "none"
-                        raise FloatingPointError(
-                            f"non-finite loss at step {state.step} ({', '.join(nonfinite)}); no update was made "
-                            f"from it; last checkpoint kept: {last} (--skip-nonfinite skips such batches)"
-                        )
-                    say(
-                        f"step {state.step}: non-finite loss ({', '.join(nonfinite)}); batch skipped ({skipped} so far)"
-                    )
-                ckpt.fault_point("step")
-                train_time, trained = train_time + elapsed, trained + bs
-                window_time, window_images = window_time + elapsed, window_images + bs
-                bar.update(1)
-                if not bar.disable and state.step % 10 == 0:
-                    bar.set_postfix({k: f"{v.item():.4g}" for k, v in parts.items()}, refresh=False)
-                if state.step % cfg.train.log_every == 0:
-                    values = {k: v.item() for k, v in parts.items()}
-                    record = {
-                        "kind": "train",
-                        "step": state.step,
-                        "epoch": state.step / steps_per_epoch,
-                        **values,
-                        "lr": state.optimizer.param_groups[0]["lr"],
-                        "images_per_s": window_images / window_time,
-                        "skipped": skipped,
-                    }
-                    window_time, window_images = 0.0, 0
-                    if out is not None:
-                        _append_jsonl(out / "metrics.jsonl", record)
-                if stopping:
-                    break
-            if state.step % steps_per_epoch == 0:
-                checkpoint_point(state.step // steps_per_epoch)
-    if last_saved != state.step:
-        checkpoint_point(state.step // steps_per_epoch)
-    if stopping:
-        say(
-            f"interrupted at step {state.step}; checkpoint saved"
-            + (f"; resume with: wae train --resume {out}" if out else "")
-        )
-    state.model.eval()
-    return Run(state.model, out, state.step, last_eval, interrupted=stopping)
+    def finish(self) -> Run:
+        """The end of the run: a last checkpoint point unless one was just taken, and the model
+        in eval mode."""
+        state, out = self.state, self.out
+        if self.last_saved != state.step:
+            self.checkpoint_point(state.step // self.steps_per_epoch)
+        if self.stopping:
+            self.say(
+                f"interrupted at step {state.step}; checkpoint saved"
+                + (f"; resume with: wae train --resume {out}" if out else "")
+            )
+        state.model.eval()
+        return Run(state.model, out, state.step, self.last_eval, interrupted=self.stopping)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ not depend on the pixel values).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import multiprocessing
@@ -25,8 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,12 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .config import native_bf16, override, preset
-from .data import batches, to_model_range
-from .divergences import mmd_imq
-from .model import AutoEncoder
-from .nets import count_parameters
-from .train import STEPS, build
+from wae.cli import _float, _int_at_least, _Parser, _positive_int
+from wae.config import OBJECTIVES, UserError, native_bf16, override, preset
+from wae.data import batches, to_model_range
+from wae.divergences import mmd_imq
+from wae.model import AutoEncoder
+from wae.nets import ARCHITECTURES, count_parameters
+from wae.train import STEPS, build
 
 PRESET_OF_ARCH = {"fast": "mnist-fast", "mnist-paper": "mnist-paper"}
 CHANNELS, SIZE = 1, 28  # MNIST-sized batches
@@ -389,7 +392,7 @@ def _matmul_job(setting: Setting, size: int) -> Job:
 
 def _inception_job(setting: Setting, batch_size: int) -> Job:
     """One step: the Inception features of one batch, as ``wae evaluate`` computes them for FID."""
-    from .fid import inception_features, load_inception
+    from wae.fid import inception_features, load_inception
 
     network = load_inception(optimise=setting.arch == "optimised")
     images = _random_images(batch_size)
@@ -796,3 +799,145 @@ def report(
             *goals(results, peaks),
         ]
     )
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    bench = _Parser(
+        prog="python -m benchmarks.bench",
+        description="Time our training steps for each network, objective and variant, pythae's trainer and a "
+        "bare PyTorch loop on the same networks (MMD), and square matmuls (the machine's peak), each setting in "
+        "its own process, taking turns in interleaved rounds; prints a Markdown report: median images/s, ratios "
+        "measured in the same rounds, training GFLOP/s against the peak, peak memory.",
+    )
+
+    def variant(text: str) -> str:
+
+        try:
+            parse_variant(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return text
+
+    bench.add_argument(
+        "--archs",
+        nargs="+",
+        choices=list(ARCHITECTURES)[:2],
+        default=["fast", "mnist-paper"],
+        help="networks (default: both)",
+    )
+    bench.add_argument(
+        "--objectives", nargs="+", choices=OBJECTIVES, default=["mmd", "gan"], help="objectives (default: mmd gan)"
+    )
+    bench.add_argument(
+        "--variants",
+        nargs="+",
+        type=variant,
+        default=list(default_variants()),
+        help="our trainer's settings: fp32 or bf16 (autocast), then any of +cl (channels_last), +mm (matmul forms "
+        "of the convolutions on small maps with many channels), +compile (torch.compile of encoder and decoder), "
+        f"+fused (fused Adam) (default on this CPU: {' '.join(default_variants())}; bf16 ones only where the "
+        "CPU has native bf16)",
+    )
+    bench.add_argument(
+        "--pythae",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time pythae's trainer too (default: when it is installed; pip install -e '.[bench]')",
+    )
+    bench.add_argument("--batch-size", type=_int_at_least(2), default=100, help="images per step (default 100)")
+    bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
+    bench.add_argument(
+        "--window-seconds", type=_float, default=2.0, help="length of one setting's turn in a round (default 2)"
+    )
+    bench.add_argument("--warmup", type=_positive_int, default=3, help="untimed steps first (default 3)")
+    bench.add_argument(
+        "--matmul-size", type=_positive_int, default=2048, help="side of the peak matmuls (default 2048)"
+    )
+    bench.add_argument(
+        "--inception",
+        action="store_true",
+        help="also time FID's Inception features: original and optimised network, fp32 and bf16",
+    )
+    bench.add_argument(
+        "--inception-batches",
+        nargs="+",
+        type=_positive_int,
+        default=[50, 100, 200],
+        help="batch sizes of the optimised bf16 Inception (default: 50 100 200)",
+    )
+    bench.add_argument("--no-training", action="store_true", help="time no training (with --inception: only that)")
+    bench.add_argument("--threads", type=_positive_int, help="torch threads of each worker (default: torch's choice)")
+    bench.add_argument("--out", metavar="FILE", help="also write the report to FILE")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return bench
+
+
+def _bench(args: argparse.Namespace) -> int:
+    installed = pythae_available()
+    if args.pythae and not installed:
+        raise UserError("pythae is not installed: pip install -e '.[bench]' (pythae==0.1.2), or leave out --pythae")
+    if args.pythae is None and not installed:
+        print(
+            "benchmarks.bench: pythae is not installed, so its row is left out (pip install -e '.[bench]')",
+            file=sys.stderr,
+        )
+    if args.window_seconds <= 0:
+        raise UserError(f"--window-seconds must be positive; got {args.window_seconds}")
+    with_pythae = installed and args.pythae is not False
+    groups = [] if args.no_training else settings_for(args.archs, args.objectives, args.variants, with_pythae)
+    if args.inception:
+        groups.append(inception_settings(args.inception_batches))
+    if not groups:
+        raise UserError("nothing to time: --no-training without --inception")
+    results, peaks = run(
+        groups,
+        args.rounds,
+        args.window_seconds,
+        args.warmup,
+        args.batch_size,
+        args.matmul_size,
+        progress=not args.no_progress,
+        threads=args.threads,
+    )
+    pythae_flag = {None: [], True: ["--pythae"], False: ["--no-pythae"]}[args.pythae]
+    command = " ".join(
+        [
+            "python -m benchmarks.bench",
+            "--archs",
+            *args.archs,
+            "--objectives",
+            *args.objectives,
+            "--variants",
+            *args.variants,
+        ]
+        + pythae_flag
+        + [f"--rounds {args.rounds} --window-seconds {args.window_seconds} --warmup {args.warmup}"]
+        + [f"--batch-size {args.batch_size} --matmul-size {args.matmul_size}"]
+        + ([f"--threads {args.threads}"] if args.threads else [])
+        + (["--inception --inception-batches", *map(str, args.inception_batches)] if args.inception else [])
+        + (["--no-training"] if args.no_training else [])
+    )
+    text = report(results, peaks, command, args.rounds, args.batch_size, args.threads)
+    print(text)
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return 1 if all(r.error for r in results) else 0  # a setting that fails (say, compile) is a finding
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.bench``: time the settings, print the report; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _bench(args)
+    except UserError as err:
+        print(f"benchmarks.bench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Settings described once: every field of config.py says what it does, the README's table is made
+from the fields, and wae train reads them from a TOML file or a run's config.json (flags win)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wae import nets
+from wae.cli import main
+from wae.config import (
+    ARCHS,
+    Config,
+    about,
+    from_settings,
+    preset,
+    read_settings,
+    settings,
+    settings_table,
+    to_toml,
+    tomllib,  # the standard library's (Python >= 3.11), else tomli
+)
+
+README = Path(__file__).parents[1] / "README.md"
+TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--max-steps", "1"]
+
+
+def _printed(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    capsys.readouterr()
+    assert main(["train", *argv, "--print-config"]) == 0
+    return tomllib.loads(capsys.readouterr().out)
+
+
+def test_every_setting_says_what_it_does():
+    missing = [f"{section}.{f.name}" for section, f, _, _ in settings() if not about(f)["help"]]
+    assert not missing, f"declare these fields with config.setting(default, help, ...): {missing}"
+
+
+def test_the_readme_table_of_settings_is_made_from_the_fields():
+    text = README.read_text()
+    table = text.split("<!-- settings:start")[1].split("-->", 1)[1].split("<!-- settings:end -->")[0]
+    assert table.strip() == settings_table(), "the README's table of settings is stale: run make settings-table"
+
+
+def test_the_architectures_named_in_the_config_are_the_networks():
+    assert set(ARCHS) == set(nets.ARCHITECTURES)
+
+
+def test_every_setting_but_the_hand_written_ones_has_a_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for _, f, kind, _ in settings():
+        flag = about(f)["flag"] or "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        if kind is bool:
+            assert f"--no-{flag[2:]}" in text
+
+
+def test_preset_file_and_flags_override_each_other_in_that_order(tmp_path, capsys):
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "mnist-paper"\n\n[loss]\nlam = 5.0\nobjective = "gan"\n\n[train]\nepochs = 3\n')
+    from_file = _printed(capsys, "--config", str(path))
+    assert from_file["preset"] == "mnist-paper" and from_file["model"]["arch"] == "mnist-paper"
+    assert (from_file["loss"]["lam"], from_file["loss"]["objective"], from_file["train"]["epochs"]) == (5.0, "gan", 3)
+    assert from_file["train"]["lr_milestones"] == [0.3, 0.5]  # the preset's, the file being silent
+    flags = _printed(capsys, "--config", str(path), "--epochs", "4", "--lam", "2", "--objective", "mmd")
+    assert (flags["train"]["epochs"], flags["loss"]["lam"], flags["loss"]["objective"]) == (4, 2.0, "mmd")
+    assert flags["model"]["arch"] == "mnist-paper"
+
+
+def test_print_config_then_config_gives_the_same_run_config(tmp_path, capsys):
+    argv = [*TINY, "--objective", "vae", "--latent-dim", "4", "--no-batch-norm", "--kernel-scales", "0.5", "1"]
+    capsys.readouterr()
+    assert main(["train", *argv, "--print-config"]) == 0
+    (tmp_path / "run.toml").write_text(capsys.readouterr().out)
+    assert main(["train", *argv, "--out", str(tmp_path / "by-flags")]) == 0
+    assert main(["train", "--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "by-file")]) == 0
+    by_flags = json.loads((tmp_path / "by-flags" / "config.json").read_text())
+    assert json.loads((tmp_path / "by-file" / "config.json").read_text()) == by_flags
+    assert by_flags["model"]["latent_dim"] == 4 and by_flags["loss"]["kernel_scales"] == [0.5, 1.0]
+    # a run's config.json is a settings file too
+    again = _printed(capsys, "--config", str(tmp_path / "by-flags" / "config.json"))
+    assert again == tomllib.loads(to_toml(Config.from_dict(by_flags)))
+
+
+@pytest.mark.parametrize("name", ["mnist-fast", "mnist-paper", "celeba-paper"])
+@pytest.mark.parametrize("objective", ["mmd", "gan", "vae", "swd"])
+def test_every_preset_reads_back_from_its_toml(tmp_path, name, objective):
+    cfg = preset(name, objective)
+    (tmp_path / "run.toml").write_text(to_toml(cfg))
+    assert from_settings(read_settings(tmp_path / "run.toml")) == cfg
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        ("[loss]\nlambda = 1.0\n", ["loss.lambda", "unknown key"]),
+        ("[optimiser]\nlr = 1.0\n", ["optimiser", "unknown key"]),
+        ('[model]\nlatent_dim = "eight"\n', ["model.latent_dim", "whole number"]),
+        ("[train]\nlr = -1.0\n", ["train.lr", "> 0"]),
+        ('[loss]\nkernel = "laplace"\n', ["loss.kernel", "one of"]),
+        ("[train]\nskip_nonfinite = 1\n", ["train.skip_nonfinite", "true or false"]),
+        ('preset = "mnist-huge"\n', ["preset", "one of"]),
+        ("[train\n", ["not valid TOML"]),
+    ],
+)
+def test_a_bad_settings_file_is_one_line_naming_the_key_and_the_file(tmp_path, capsys, content, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    before = sorted(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err, err
+    assert all(word in err for word in words), err
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_missing_settings_file_and_config_with_resume_are_refused(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "none.toml" in capsys.readouterr().err
+    (tmp_path / "run.toml").write_text("")
+    assert main(["train", "--resume", str(tmp_path), "--config", str(tmp_path / "run.toml")]) == 2
+    assert "with --resume only" in capsys.readouterr().err
