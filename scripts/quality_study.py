@@ -120,6 +120,7 @@ def main() -> None:
         cost_scale=a.cost_scale,
         precision=a.precision,
         seed=a.seed,
+        ema=a.ema,
     )
     data = load_mnist()
     per_epoch = len(data.train) // a.batch_size
@@ -128,11 +129,7 @@ def main() -> None:
     schedule = lr_lambda(a.schedule, total, a.warmup)
     state.scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, schedule)
     step_fn = {"gan": T.gan_step, "vae": T.vae_step}.get(a.objective, T.mmd_step)
-    ema = None
-    if a.ema:
-        ema = torch.optim.swa_utils.AveragedModel(
-            state.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema), use_buffers=True
-        )
+    ema = state.ema  # the library's moving average (with its warm-up), updated after each step
     curve = []
     train_seconds = 0.0
     step = 0

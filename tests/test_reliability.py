@@ -182,3 +182,13 @@ def test_npz_bytes_read_back_as_the_arrays():
     arrays = {"mean": np.arange(3.0), "cov": np.eye(3, dtype=np.float32)}
     with np.load(io.BytesIO(ckpt.npz_bytes(**arrays))) as f:
         assert all(np.array_equal(f[name], value) and f[name].dtype == value.dtype for name, value in arrays.items())
+
+
+def test_a_skipped_nonfinite_batch_leaves_the_weight_average_finite(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(train_module, "batches", _nan_at(6))
+    cfg = tiny_config("mmd", skip_nonfinite=True, ema=0.9)
+    result = train_module.fit(cfg, tmp_path / "run", data=tiny_data, progress=False, log=lambda _: None)
+    assert result.step == 12
+    averaged = ckpt.load(ckpt.run_checkpoints(tmp_path / "run")[0])["ema"]
+    assert all(torch.isfinite(v).all() for v in averaged.values() if v.is_floating_point())
+    assert int(averaged["n_averaged"]) == 11  # the skipped step is not averaged in

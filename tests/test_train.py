@@ -13,8 +13,8 @@ import torch
 import wae
 from wae import checkpoint as ckpt
 from wae.config import UserError
-from wae.data import to_model_range
-from wae.train import adversary_update, autoencoder_gan_update, build, fit, lr_factor, mmd_step, vae_step
+from wae.data import batches, to_model_range
+from wae.train import adversary_update, autoencoder_gan_update, build, ema_decay, fit, lr_factor, mmd_step, vae_step
 
 from .conftest import tiny_config
 
@@ -91,6 +91,12 @@ def test_logvar_clip_bounds_the_noise_scale(tiny_data, monkeypatch):
     z, _, log_var, _ = _forward(state, to_model_range(tiny_data.train[:32]))
     assert log_var is not None and log_var.max().item() == 1.0
     assert z.abs().max().item() < 10 * math.exp(0.5)
+
+
+def test_weight_average_decay_warms_up_to_the_setting():
+    assert ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay(0.999, 10**6) == 0.999
 
 
 def test_lr_schedule_is_cumulative_and_stretches_with_the_epochs():
@@ -201,3 +207,34 @@ def test_convolution_weights_are_channels_last_unless_turned_off_and_the_maths_i
     losses = [mmd_step(state, batch) for state in (nhwc, nchw)]  # same weights, batch and draws
     for key in ("recon", "penalty", "total"):
         torch.testing.assert_close(losses[0][key], losses[1][key], rtol=1e-5, atol=1e-6)  # other rounding only
+
+
+def test_weight_average_is_what_generates_and_resumes_exactly(tmp_path, tiny_data):
+    """train.ema: the run's model (and load_model's) is the moving average of the weights after
+    each step, computed here by hand over the same batches; a resumed run ends with the same
+    average bitwise."""
+    decay = 0.8
+    cfg = tiny_config(max_steps=5, ema=decay)
+    state = build(cfg, 1, 16, steps_per_epoch=4)
+    expected: dict[str, torch.Tensor] = {}
+    five = [*batches(tiny_data.train, 32, 0, 0), next(iter(batches(tiny_data.train, 32, 0, 1)))]
+    for n, batch in enumerate(five):
+        mmd_step(state, batch)
+        weights = _snapshot(state.model)
+        d = ema_decay(decay, n)  # the warm-up: 0.1, 0.18, 0.25, 0.31, 0.36 for n = 0..4
+        expected = {k: d * expected[k] + (1 - d) * w if k in expected else w for k, w in weights.items()}
+    run = fit(cfg, tmp_path / "full", data=tiny_data, progress=False, log=lambda _: None)
+    averaged = run.model.state_dict()
+    for k, v in expected.items():
+        if averaged[k].is_floating_point():
+            assert torch.allclose(averaged[k], v, rtol=1e-5, atol=1e-6), k
+    raw = ckpt.load(ckpt.run_checkpoints(tmp_path / "full")[0])["model"]
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw)  # the average is not the last weights
+    loaded, _ = wae.load_model(tmp_path / "full")
+    assert all(torch.equal(loaded.state_dict()[k], averaged[k]) for k in averaged)
+    part = fit(
+        tiny_config(max_steps=3, ema=decay), tmp_path / "part", data=tiny_data, progress=False, log=lambda _: None
+    )
+    assert part.step == 3
+    resumed = fit(cfg, tmp_path / "part", data=tiny_data, resume=True, progress=False, log=lambda _: None)
+    assert all(torch.equal(resumed.model.state_dict()[k], averaged[k]) for k in averaged)

@@ -218,6 +218,13 @@ class TrainConfig:
     skip_nonfinite: bool = setting(
         False, "skip and count batches whose loss is NaN or infinite, rather than stop", resume=True
     )
+    ema: float = setting(
+        0.0,
+        "decay of an exponential moving average of the auto-encoder's weights (and batch-norm statistics), "
+        "which then gives the samples, the evaluations and the saved model; 0: none",
+        at_least=0.0,
+        below=1.0,
+    )
 
 
 @dataclass

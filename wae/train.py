@@ -89,7 +89,14 @@ class State:
     adversary_scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     adversary_scaler: torch.amp.GradScaler | None = None
+    # exponential moving average of the auto-encoder (train.ema > 0): what samples are drawn from
+    ema: torch.optim.swa_utils.AveragedModel | None = None
     step: int = 0
+
+    @property
+    def sampler_model(self) -> AutoEncoder:
+        """The weights that generate: the moving average when there is one, else the model."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
 
 def lr_factor(cfg: Config, epoch: int) -> float:
@@ -168,6 +175,15 @@ def build(
         scaler=scaler(),
     )
     state.net = _wrap(model, state)
+    if cfg.train.ema > 0:
+        decay = cfg.train.ema
+
+        def average(mean: Tensor, new: Tensor, count: Tensor | int) -> Tensor:
+            if not mean.is_floating_point():  # batch norm's step counter
+                return new
+            return torch.lerp(mean, new, 1 - ema_decay(decay, int(count)))
+
+        state.ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=True)
     if cfg.loss.objective == "gan":
         state.adversary = Adversary(cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth)
         state.adversary.to(device)
@@ -178,6 +194,13 @@ def build(
         state.adversary_scheduler = torch.optim.lr_scheduler.LambdaLR(state.adversary_optimizer, schedule)
         state.adversary_scaler = scaler()
     return state
+
+
+def ema_decay(decay: float, updates: int) -> float:
+    """The moving average's decay at its update number ``updates`` (1 for the second): the
+    warm-up min(decay, (1 + n) / (10 + n)) of TensorFlow's ExponentialMovingAverage, so that the
+    average forgets the initial weights within the first few hundred steps of a short run."""
+    return min(decay, (1 + updates) / (10 + updates))
 
 
 def autocast(state: State) -> contextlib.AbstractContextManager[Any]:
@@ -374,6 +397,8 @@ def state_dict(state: State, data: ImageData) -> dict[str, Any]:
         payload["adversary"] = state.adversary.state_dict()
         payload["adversary_optimizer"] = state.adversary_optimizer.state_dict()
         payload["adversary_scheduler"] = state.adversary_scheduler.state_dict()
+    if state.ema is not None:
+        payload["ema"] = state.ema.state_dict()
     return payload
 
 
@@ -389,6 +414,8 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
         state.adversary.load_state_dict(payload["adversary"])
         state.adversary_optimizer.load_state_dict(payload["adversary_optimizer"])
         state.adversary_scheduler.load_state_dict(payload["adversary_scheduler"])
+    if state.ema is not None:
+        state.ema.load_state_dict(payload["ema"])
     state.step = int(payload["step"])
 
 
@@ -427,11 +454,20 @@ def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
 def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
     """The checkpoint's weights into ``model``; :class:`UserError` when they do not fit it."""
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(sampler_weights(payload))
     except (RuntimeError, KeyError, TypeError, AttributeError) as err:
         raise UserError(f"checkpoint weights do not fit its config ({type(err).__name__})") from None
     if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
         raise UserError("checkpoint weights hold NaN or infinite values (they would decode blank images)")
+
+
+def sampler_weights(payload: dict[str, Any]) -> dict[str, Tensor]:
+    """The auto-encoder weights of a checkpoint that generate: its moving average (train.ema)
+    when it has one, else the trained weights."""
+    if "ema" not in payload:
+        return payload["model"]
+    prefix = "module."
+    return {k[len(prefix) :]: v for k, v in payload["ema"].items() if k.startswith(prefix)}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -439,7 +475,8 @@ def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
 
 @dataclass
 class Run:
-    """What :func:`fit` returns: the trained model and where its run folder is."""
+    """What :func:`fit` returns: the trained model (its moving average when train.ema > 0) and
+    where its run folder is."""
 
     model: AutoEncoder
     run_dir: Path | None
@@ -497,7 +534,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
     """Prior samples from fixed codes, test reconstructions and interpolations, as PNG grids
     (the latest at the top of the run folder, every epoch's in grids/)."""
-    model, value_range = state.model, state.cfg.data.range
+    model, value_range = state.sampler_model, state.cfg.data.range
     with eval_mode(model), torch.no_grad():
         samples = to_unit_range(model.decode(fixed_z).cpu(), value_range)
         x = to_model_range(grid_rows(data.test), value_range)
@@ -710,6 +747,8 @@ class _Loop:
         nonfinite = [k for k, v in parts.items() if not torch.isfinite(v)]
         if nonfinite:
             self.skip(nonfinite, statistics)
+        elif state.ema is not None:
+            state.ema.update_parameters(state.model)
         ckpt.fault_point("step")
         bs = self.cfg.train.batch_size
         self.train_time, self.trained = self.train_time + elapsed, self.trained + bs
@@ -764,10 +803,10 @@ class _Loop:
 
     def _evaluate_and_save(self, epoch: int) -> dict[str, float]:
         cfg, state, out, eval_images = self.cfg, self.state, self.out, self.eval_images
-        metrics = evaluate(state.model, eval_images, cfg.data.range, cfg.train.seed)
+        metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed)
         every = cfg.train.eval_every
         if every and epoch % every == 0 and is_mnist_like(eval_images):
-            generated = decode_prior(state.model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
+            generated = decode_prior(state.sampler_model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             metrics.update(classifier_metrics(reference, generated))
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
@@ -798,7 +837,8 @@ class _Loop:
                 + (f"; resume with: wae train --resume {out}" if out else "")
             )
         state.model.eval()
-        return Run(state.model, out, state.step, self.last_eval, interrupted=self.stopping)
+        state.sampler_model.eval()
+        return Run(state.sampler_model, out, state.step, self.last_eval, interrupted=self.stopping)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
