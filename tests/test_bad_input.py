@@ -13,11 +13,13 @@ import json
 import os
 import pickle
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from wae import checkpoint as ckpt
 from wae.cli import main
@@ -121,6 +123,113 @@ def _image_size_not_supported(tmp: Path, run: Path) -> list[str]:
     return ["train", "--data", "odd.npz", "--batch-size", "16"]
 
 
+def _with(make: Callable[[Path], None], *argv: str) -> Callable[[Path, Path], list[str]]:
+    """``make`` something in the case's folder, then the command ``argv``."""
+
+    def setup(tmp: Path, run: Path) -> list[str]:
+        make(tmp)
+        return _argv(*argv)(tmp, run)
+
+    return setup
+
+
+def _npz_huge_header(tmp: Path, run: Path) -> list[str]:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 28, 28)})
+    with zipfile.ZipFile(tmp / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 1000)
+    return ["train", "--data", "huge.npz"]
+
+
+def _npz_bad_crc(tmp: Path, run: Path) -> list[str]:
+    np.savez(tmp / "crc.npz", x=np.full((20, 8, 8), 7, dtype=np.uint8))
+    data = bytearray((tmp / "crc.npz").read_bytes())
+    data[data.find(bytes([7] * 16))] = 8  # one pixel changed, the CRC not
+    (tmp / "crc.npz").write_bytes(bytes(data))
+    return ["train", "--data", "crc.npz"]
+
+
+def _npz_objects(tmp: Path, run: Path) -> list[str]:
+    np.savez(tmp / "objects.npz", x=np.array([{"pixels": 1}] * 20, dtype=object))
+    return ["train", "--data", "objects.npz"]
+
+
+def _folder_with(make: Callable[[Path], None], *flags: str) -> Callable[[Path, Path], list[str]]:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        (tmp / "images").mkdir()
+        make(tmp / "images")
+        return ["train", "--data", "images", *flags]
+
+    return setup
+
+
+def _two_pngs(folder: Path) -> None:
+    for i in range(2):
+        Image.new("L", (8, 8), i).save(folder / f"{i}.png")
+
+
+def _mixture(d: int = 8, **change: np.ndarray) -> Callable[[Path], None]:
+    """Write RUN/sampler-gmm.npz: two standard components in d dimensions, with ``change``."""
+
+    def edit(run: Path) -> None:
+        arrays = {"weights": np.array([0.5, 0.5]), "means": np.zeros((2, d)), "covariances": np.stack([np.eye(d)] * 2)}
+        np.savez(run / "sampler-gmm.npz", **{**arrays, **change})
+
+    return edit
+
+
+def _huge_mixture(run: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 8, 8)})
+    with zipfile.ZipFile(run / "sampler-gmm.npz", "w") as archive:
+        for name, array in (("weights", np.ones(1)), ("means", np.zeros((1, 8)))):
+            member = io.BytesIO()
+            np.save(member, array)
+            archive.writestr(f"{name}.npy", member.getvalue())
+        archive.writestr("covariances.npy", header.getvalue() + b"\0" * 100)
+
+
+def _edit_checkpoints(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        for path in ckpt.run_checkpoints(run):
+            payload = ckpt.load(path)
+            change(payload)
+            ckpt.save_atomic(payload, path)
+
+    return edit
+
+
+def _write_config(text: bytes) -> Callable[[Path], None]:
+    return lambda run: (run / "config.json").write_bytes(text)
+
+
+def _compare_with_damaged(tmp: Path, run: Path) -> list[str]:
+    copy = tmp / "copied-run"
+    shutil.copytree(run, copy)
+    (copy / "config.json").write_text("[]")
+    return ["compare", str(run), str(copy), "--out", "comparison"]
+
+
+def _compare_without_data(tmp: Path, run: Path) -> list[str]:
+    copy = tmp / "copied-run"
+    shutil.copytree(run, copy)
+    _edit_config(copy, lambda c: c["data"].update(dataset="npz", path="gone.npz"))
+    _edit_checkpoints(lambda p: p["config"]["data"].update(dataset="npz", path="gone.npz"))(copy)
+    return ["compare", str(run), str(copy), "--out", "comparison"]
+
+
+def _nan_weights(payload: dict) -> None:
+    weight = next(k for k, v in payload["model"].items() if k.startswith("decoder") and v.is_floating_point())
+    payload["model"][weight] = payload["model"][weight] * float("nan")
+
+
+def _celeba_bad_split(tmp: Path, run: Path) -> list[str]:
+    (tmp / "celeba" / "img_align_celeba").mkdir(parents=True)
+    (tmp / "celeba" / "list_eval_partition.txt").write_bytes(b"\xff\xfe000001.jpg 0\n")
+    return ["train", "--data", "celeba"]
+
+
+NOT_PD = np.stack([-np.eye(8), np.eye(8)])
 u8 = np.uint8
 # (group, what is wrong, how to set it up)
 CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
@@ -178,6 +287,54 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("checkpoint", "checkpoint that does not fit the run's config", _copy_run(_other_latent_dim, "train", "--resume", "RUN")),
     ("checkpoint", "config.json from another version (unknown key)", _copy_run(_unknown_key, "train", "--resume", "RUN")),
     ("checkpoint", "run folder without checkpoints, sampling", _copy_run(_remove_checkpoints, "sample", "RUN", "--out", "s.png")),
+    ("flag", "sample count beyond memory (10^12)", _argv("sample", "RUN", "--n", "1000000000000", "--out", "s.png")),
+    ("flag", "interpolation beyond memory (10^5 pairs x 10^5 steps)", _argv("interpolate", "RUN", "--pairs", "100000", "--steps", "100000", "--out", "i.png")),
+    ("flag", "evaluate with 2 samples (k-NN, k = 3)", _argv("evaluate", "RUN", "--n", "2", "--no-fid", "--out", "m.json")),
+    ("flag", "evaluate with 3 samples (k-NN, k = 3)", _argv("evaluate", "RUN", "--n", "3", "--no-fid", "--out", "m.json")),
+    ("flag", "evaluate beyond memory (10^10 samples)", _argv("evaluate", "RUN", "--n", "10000000000", "--no-fid", "--out", "m.json")),
+    ("flag", "latent dimension 10^9", _argv("train", "--latent-dim", "1000000000")),
+    ("flag", "seed beyond 2^32 - 1, training", _argv("train", "--seed", "100000000000000000000")),
+    ("flag", "seed beyond 2^32 - 1, sampling", _argv("sample", "RUN", "--seed", "4294967296", "--out", "s.png")),
+    ("flag", "seed beyond 2^32 - 1, fit-sampler", _argv("fit-sampler", "RUN", "--seed", "10000000000")),
+    ("flag", "swd projections beyond memory", _argv("train", "--objective", "swd", "--projections", "1000000000")),
+    ("flag", "toy: exact OT beyond memory (--n-eval 10^7)", _argv("toy", "--n-eval", "10000000", "--out", "toy")),
+    ("flag", "toy: negative lambda", _argv("toy", "--lambdas", "1", "-1", "--out", "toy")),
+    ("flag", "image size 10^6", _argv("train", "--data", ".", "--image-size", "1000000")),
+    ("path", "sample to a FIFO named s.png (would block)", _with(lambda t: os.mkfifo(t / "s.png"), "sample", "RUN", "--out", "s.png")),
+    ("path", "evaluate into a folder named m.json", _with(lambda t: (t / "m.json").mkdir(), "evaluate", "RUN", "--n", "8", "--no-fid", "--out", "m.json")),
+    ("path", "report to a FIFO named r.html", _with(lambda t: os.mkfifo(t / "r.html"), "report", "RUN", "--out", "r.html")),
+    ("data", "npz: object (pickled) array", _npz_objects),
+    ("data", "npz: bad CRC", _npz_bad_crc),
+    ("data", "npz: header claiming 10^9 images (730 GiB)", _npz_huge_header),
+    ("data", "folder: only a FIFO named x.png", _folder_with(lambda f: os.mkfifo(f / "x.png"))),
+    ("data", "folder: only a dangling link", _folder_with(lambda f: (f / "a.png").symlink_to(f / "gone.png"))),
+    ("data", "folder: only a symlink loop", _folder_with(lambda f: (f / "a.png").symlink_to(f / "a.png"))),
+    ("data", "folder: --image-size the network cannot take (before caching)", _folder_with(_two_pngs, "--image-size", "30")),
+    ("data", "CelebA split file that is not UTF-8", _celeba_bad_split),
+    ("sampler", "mixture with NaN means", _copy_run(_mixture(means=np.full((2, 8), np.nan)), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture with negative weights", _copy_run(_mixture(weights=np.array([1.5, -0.5])), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture weights not summing to 1", _copy_run(_mixture(weights=np.array([0.1, 0.1])), "evaluate", "RUN", "--sampler", "gmm", "--no-fid", "--n", "8")),
+    ("sampler", "mixture covariance not positive definite", _copy_run(_mixture(covariances=NOT_PD), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture covariance not symmetric", _copy_run(_mixture(covariances=np.stack([np.eye(8) + np.triu(np.ones((8, 8)), 1)] * 2)), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture file with an object (pickled) array", _copy_run(_mixture(weights=np.array([{}, {}], dtype=object)), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture file whose header claims 10^9 components", _copy_run(_huge_mixture, "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("sampler", "mixture of another latent dimension", _copy_run(_mixture(d=3), "sample", "RUN", "--sampler", "gmm", "--out", "s.png")),
+    ("checkpoint", "crafted checkpoint: data.size = 2**20", _copy_run(_edit_checkpoints(lambda p: p["data"].update(size=2**20)), "sample", "RUN", "--out", "s.png")),
+    ("checkpoint", "crafted checkpoint: latent_dim = -3", _copy_run(_edit_checkpoints(lambda p: p["config"]["model"].update(latent_dim=-3)), "sample", "RUN", "--out", "s.png")),
+    ("checkpoint", "crafted checkpoint: 4 channels", _copy_run(_edit_checkpoints(lambda p: p["data"].update(channels=4)), "interpolate", "RUN", "--out", "i.png")),
+    ("checkpoint", "crafted checkpoint: NaN weights (blank images)", _copy_run(_edit_checkpoints(_nan_weights), "sample", "RUN", "--out", "s.png")),
+    ("checkpoint", "crafted checkpoint: config a list", _copy_run(_edit_checkpoints(lambda p: p.update(config=[1])), "sample", "RUN", "--out", "s.png")),
+    ("config", "config.json: a NaN kernel scale, resume", _copy_run(lambda r: _edit_config(r, lambda c: c["loss"].update(kernel_scales=[1.0, float("nan")])), "train", "--resume", "RUN")),
+    ("config", "config.json: a negative learning-rate factor, resume", _copy_run(lambda r: _edit_config(r, lambda c: c["train"].update(lr_milestones=[0.5], lr_factors=[-1.0])), "train", "--resume", "RUN")),
+    ("config", "config.json: an int given as a string, resume", _copy_run(lambda r: _edit_config(r, lambda c: c["model"].update(latent_dim="8")), "train", "--resume", "RUN")),
+    ("config", "config.json: an int given as 2.5, report", _copy_run(lambda r: _edit_config(r, lambda c: c["train"].update(batch_size=2.5)), "report", "RUN")),
+    ("config", "config.json: a section that is a list, resume", _copy_run(lambda r: _edit_config(r, lambda c: c.update(loss=[1])), "train", "--resume", "RUN")),
+    ("config", "config.json: a list, report", _copy_run(_write_config(b"[1, 2]"), "report", "RUN")),
+    ("config", "config.json: the number 42, resume", _copy_run(_write_config(b"42"), "train", "--resume", "RUN")),
+    ("config", "config.json: invalid UTF-8, report", _copy_run(_write_config(b"\xff\xfe{}"), "report", "RUN")),
+    ("config", "config.json: invalid UTF-8, resume", _copy_run(_write_config(b"\xff\xfe{}"), "train", "--resume", "RUN")),
+    ("config", "compare: a run with a damaged config.json (no folder left)", _compare_with_damaged),
+    ("config", "compare: a run whose data is gone (no folder left)", _compare_without_data),
 ]  # fmt: skip
 
 

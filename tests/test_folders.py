@@ -166,3 +166,132 @@ def test_train_on_an_image_folder_without_a_cache(tmp_path, capsys):
     assert main([*args, "--no-cache", "--workers", "1", "--precision", "fp32", "--no-progress", "--out", str(run)]) == 0
     assert '"step": 3' in capsys.readouterr().out and (run / "samples.png").is_file()
     assert not (tmp_path / "cache").exists()  # nothing was converted
+
+
+def _viewed(im: Image.Image, grey: bool = False) -> list:
+    from wae.folders import as_viewed
+
+    return np.asarray(as_viewed(im, grey)).tolist()
+
+
+def _image(mode: str, pixels: list) -> Image.Image:
+    im = Image.new(mode, (len(pixels), 1))
+    im.putdata(pixels)
+    return im
+
+
+# every Pillow mode against what a viewer shows (transparency on white); one row of pixels each
+MODES = [
+    ("1", [0, 1], True, [[0, 255]]),
+    ("L", [0, 100, 255], True, [[0, 100, 255]]),
+    ("LA", [(100, 0), (100, 255), (100, 128)], True, [[255, 100, 177]]),
+    ("La", [(50, 128)], True, [[177]]),  # premultiplied: 50 is 100 at alpha 128
+    ("RGB", [(255, 0, 0), (0, 0, 255)], False, [[[255, 0, 0], [0, 0, 255]]]),
+    ("RGB", [(255, 0, 0), (0, 0, 255)], True, [[76, 29]]),  # ITU-R 601 luma
+    ("RGBA", [(255, 0, 0, 0), (255, 0, 0, 255), (0, 0, 0, 128)], False, [[[255] * 3, [255, 0, 0], [127] * 3]]),
+    ("RGBa", [(50, 0, 0, 128)], False, [[[177, 127, 127]]]),
+    ("RGBX", [(10, 20, 30, 0)], False, [[[10, 20, 30]]]),
+    ("CMYK", [(0, 0, 0, 0), (0, 255, 255, 0), (0, 0, 0, 255)], False, [[[255] * 3, [255, 0, 0], [0] * 3]]),
+    ("YCbCr", [(128, 128, 128), (255, 128, 128)], False, [[[128] * 3, [255] * 3]]),
+    ("LAB", [(255, 128, 128), (0, 128, 128)], True, [[255, 0]]),  # Pillow stores a, b + 128
+    ("HSV", [(0, 255, 255), (0, 0, 128)], False, [[[255, 0, 0], [128] * 3]]),
+    ("I;16", [0, 25700, 65535], True, [[0, 100, 255]]),  # scaled from [0, 65535], not clipped
+    ("I;16B", [0, 25700, 65535], True, [[0, 100, 255]]),
+    ("I;16L", [0, 25700, 65535], True, [[0, 100, 255]]),
+    ("I", [-5, 32768, 65535, 70000], True, [[0, 128, 255, 255]]),
+    ("F", [0.0, 0.5, 1.0, 2.0, float("nan")], True, [[0, 128, 255, 255, 0]]),
+]
+
+
+@pytest.mark.parametrize("mode,pixels,grey,expected", MODES, ids=[f"{m[0]}-{'grey' if m[2] else 'rgb'}" for m in MODES])
+def test_every_pillow_mode_is_read_as_a_viewer_shows_it(mode, pixels, grey, expected):
+    got = _viewed(_image(mode, pixels), grey)
+    assert np.abs(np.array(got, dtype=int) - np.array(expected)).max() <= 1, got
+
+
+def test_palette_transparency_and_colour_keys_composite_on_white(tmp_path):
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.putdata([0, 1])
+    palette.save(tmp_path / "opaque.png")
+    palette.save(tmp_path / "keyed.png", transparency=1)  # palette entry 1 transparent
+    grey = Image.new("L", (2, 1))
+    grey.putdata([7, 9])
+    grey.save(tmp_path / "grey-key.png", transparency=9)  # a tRNS colour key
+    with Image.open(tmp_path / "opaque.png") as im:
+        assert _viewed(im) == [[[0, 0, 0], [255, 0, 0]]]
+    with Image.open(tmp_path / "keyed.png") as im:
+        assert _viewed(im) == [[[0, 0, 0], [255, 255, 255]]]
+    with Image.open(tmp_path / "grey-key.png") as im:
+        assert _viewed(im, grey=True) == [[7, 255]]
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    Image.fromarray(np.array([[0, 65535], [25700, 32768]], dtype=np.uint16)).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode.startswith("I")
+    image = load_image(tmp_path / "deep.png", 2, grey=True)
+    assert image is not None and image.tolist() == [[[0, 255], [100, 128]]]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    array = np.zeros((2, 4, 3), dtype=np.uint8)
+    array[0, 0] = 255  # top-left white, stored landscape
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(array).save(tmp_path / "turned.png", exif=exif)
+    with Image.open(tmp_path / "turned.png") as im:
+        shown = np.array(_viewed(im, grey=True))
+    assert shown.shape == (4, 2) and shown[0, 1] == 255 and shown.sum() == 255  # portrait, top-right
+
+
+def test_fifos_dangling_links_and_link_loops_are_skipped_without_opening(tmp_path):
+    import os
+
+    root = make_folder(tmp_path / "imgs", count=6, bad=False)
+    os.mkfifo(root / "x.png")  # opening it would block for ever
+    (root / "gone.png").symlink_to(root / "missing.png")
+    (root / "loop.png").symlink_to(root / "loop.png")
+    (root / "alias.png").symlink_to(root / "part1" / "img001.jpg")  # a good link is followed
+    with pytest.warns(UserWarning, match="skipped 3 of 10 image names that are not regular files"):
+        files = list_images(root)
+    assert len(files) == 7 and root / "alias.png" in files
+    only = tmp_path / "fifo-only"
+    only.mkdir()
+    os.mkfifo(only / "a.png")
+    with pytest.raises(UserError, match="no readable image files .* 1 image name.s. are not regular files"):
+        list_images(only)
+
+
+def test_cache_dir_that_is_a_file_or_unwritable_is_refused_before_decoding(tmp_path, monkeypatch, capsys):
+    root = make_folder(tmp_path / "imgs", count=12, bad=False)
+    (tmp_path / "a-file").write_text("")
+    args = ["train", "--data", str(root), "--image-size", "16", "--batch-size", "4", "--no-progress"]
+    for cache in (tmp_path / "a-file", "/proc/wae-cache"):  # a file; a read-only file system
+        monkeypatch.setenv("WAE_CACHE_DIR", str(cache))
+        assert main([*args, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot write the image cache" in err and "--no-cache" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_image_size_is_refused_before_caching_and_the_bar_obeys_no_progress(tmp_path, capsys):
+    root = make_folder(tmp_path / "imgs", count=40, bad=False)
+    args = ["train", "--data", str(root), "--batch-size", "8", "--max-steps", "1", "--no-progress"]
+    assert main([*args, "--image-size", "30", "--out", str(tmp_path / "r1")]) == 2
+    assert "cannot take 30x30 images" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # refused before any image was decoded
+    assert main([*args, "--image-size", "16", "--precision", "fp32", "--out", str(tmp_path / "r2")]) == 0
+    assert "caching" not in capsys.readouterr().err
+
+
+def test_an_icc_profile_is_applied_and_a_broken_one_ignored(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGBA", (2, 1), (200, 100, 50, 255)).save(tmp_path / "tagged.png", icc_profile=srgb)
+    with Image.open(tmp_path / "tagged.png") as im:
+        assert "icc_profile" in im.info and _viewed(im) == [[[200, 100, 50]] * 2]  # sRGB to sRGB: unchanged
+    broken = Image.new("RGB", (1, 1), (200, 100, 50))
+    broken.info["icc_profile"] = b"not a profile"
+    assert _viewed(broken) == [[[200, 100, 50]]]

@@ -24,6 +24,8 @@ def _two_clusters(n: int = 2000) -> torch.Tensor:
 
 def test_fit_recovers_separated_clusters_and_samples_match_them():
     mixture = fit_gmm(_two_clusters(), components=2)
+    assert mixture.means.dtype == torch.float64  # as scikit-learn fitted it
+    mixture = GaussianMixture(mixture.weights.float(), mixture.means.float(), mixture.covariances.float())
     order = mixture.means[:, 0].argsort()
     assert torch.allclose(mixture.means[order, 0], torch.tensor([-4.0, 4.0]), atol=0.1)
     assert torch.allclose(mixture.weights, torch.tensor([0.5, 0.5]), atol=0.02)
@@ -81,3 +83,57 @@ def test_fit_sampler_then_sample_and_evaluate_with_it(tmp_path, capsys):
     assert main(["evaluate", str(run), "--sampler", "gmm", "--n", "40", "--no-fid"]) == 0
     metrics = json.loads((run / "metrics-gmm.json").read_text())
     assert "fd_samples" in metrics and not (run / "metrics.json").exists()
+
+
+def test_ill_conditioned_codes_sample_as_scikit_learn_does():
+    # 8-D codes on a 7-D subspace at scale 10: covariances with condition number ~1e8, beyond
+    # a float32 Cholesky factor (3 of 10 fail); scikit-learn samples from them, so must we
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(8, 7, generator=gen, dtype=torch.float64)).Q
+    codes = ((torch.randn(2000, 7, generator=gen, dtype=torch.float64) * 10) @ basis.T).float()
+    sk = SkGaussianMixture(10, random_state=0, reg_covar=1e-6).fit(codes.double().numpy())
+    assert sk.sample(100)[0].shape == (100, 8)
+    assert not all(torch.linalg.cholesky_ex(torch.from_numpy(sk.covariances_).float()).info == 0)
+    mixture = fit_gmm(codes, components=10)
+    draws = mixture.sample(5000, torch.Generator().manual_seed(1))
+    assert draws.dtype == torch.float32 and torch.isfinite(draws).all()
+    normal = torch.linalg.svd(basis.T @ torch.eye(8, dtype=torch.float64), full_matrices=True).Vh[-1]
+    assert (draws.double() @ normal).abs().max().item() < 0.05  # on the subspace, as the codes
+    assert draws.std(0).double() == pytest.approx(codes.double().std(0), rel=0.1)
+
+
+def _stored(path, **change):
+    mixture = fit_gmm(_two_clusters(400), components=2)
+    arrays = {
+        "weights": mixture.weights.numpy(),
+        "means": mixture.means.numpy(),
+        "covariances": mixture.covariances.numpy(),
+    }
+    arrays.update(change)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"means": np.full((2, 3), np.nan)}, "means hold NaN"),
+        ({"weights": np.array([1.5, -0.5])}, "weights must be finite, >= 0"),
+        ({"weights": np.array([0.2, 0.2])}, "sum to 1"),
+        ({"weights": np.array([np.nan, 1.0])}, "weights must be finite"),
+        ({"covariances": np.stack([-np.eye(3), np.eye(3)])}, "not positive definite"),
+        ({"covariances": np.stack([np.eye(3) + np.triu(np.ones((3, 3)), 1), np.eye(3)])}, "not symmetric"),
+        ({"covariances": np.full((2, 3, 3), np.inf)}, "covariances hold NaN"),
+        ({"weights": np.array([[0.5, 0.5]])}, "inconsistent shapes"),
+        ({"means": np.zeros(3)}, "inconsistent shapes"),
+        ({"covariances": np.eye(3)}, "inconsistent shapes"),
+        ({"weights": np.zeros(0), "means": np.zeros((0, 3)), "covariances": np.zeros((0, 3, 3))}, "no components"),
+        ({"means": np.array(["a", "b"], dtype=object)}, "'means' holds Python objects"),
+        ({"means": np.array(["a", "b"])}, "not a readable"),
+    ],
+)
+def test_crafted_mixture_files_are_refused(tmp_path, change, message):
+    with pytest.raises(UserError, match=message):
+        load_gmm(_stored(tmp_path / "g.npz", **change))

@@ -86,3 +86,28 @@ def test_damaged_or_crafted_flow_files_are_refused(flow, tmp_path):
     torch.save({"format": 1, "settings": huge, "state": flow.state_dict()}, tmp_path / "huge.pt")
     with pytest.raises(UserError, match="not a readable"):
         load_flow(tmp_path / "huge.pt")
+
+
+def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from wae.cli import main
+
+    run = tmp_path / "run"
+    tiny = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
+    assert main(["train", *tiny, "--max-steps", "4", "--out", str(run)]) == 0
+    assert main(["sample", str(run), "--sampler", "flow", "--out", str(tmp_path / "s.png")]) == 2  # not fitted yet
+    assert main(["fit-sampler", str(run), "--kind", "flow", "--hidden", "16", "--transforms", "1"]) == 0
+    assert "mean log-density of test codes: flow" in capsys.readouterr().out
+    assert (run / "sampler-flow.pt").is_file()
+    assert main(["sample", str(run), "--sampler", "flow", "--n", "8", "--out", str(tmp_path / "s.npz")]) == 0
+    assert np.load(tmp_path / "s.npz")["images"].shape == (8, 28, 28)
+    assert main(["evaluate", str(run), "--sampler", "flow", "--n", "40", "--no-fid"]) == 0
+    assert "fd_samples" in json.loads((run / "metrics-flow.json").read_text())
+    assert main(["fit-sampler", str(run), "--components", "auto"]) == 0
+    assert "held-out mean log-likelihood by components: 5:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["fit-sampler", str(run), "--components", "many"])
+    assert refused.value.code == 2

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from .config import Config, UserError, for_objective, override, preset
@@ -22,20 +23,25 @@ from .train import Run, fit, load_model
 
 
 def fit_tensor(
-    images: Tensor,
+    images: Tensor | np.ndarray,
     config: Config | str = "mnist-fast",
     out: str | Path | None = None,
-    test_images: Tensor | None = None,
+    test_images: Tensor | np.ndarray | None = None,
     objective: str | None = None,
     **settings: Any,
 ) -> Run:
-    """Train a WAE on a tensor of images ((n, h, w) or (n, c, h, w); uint8, or floats in
-    [0, 1]) and return the :class:`Run` (``run.model`` is the trained :class:`AutoEncoder`).
+    """Train a WAE on a tensor or numpy array of images ((n, h, w), (n, h, w, c) or
+    (n, c, h, w); uint8, or floats of any precision in [0, 1]) and return the :class:`Run`
+    (``run.model`` is the trained :class:`AutoEncoder`).
 
     ``config`` is a :class:`Config` or a preset name; ``settings`` override its fields by name
-    (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write."""
+    (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write. Bad input (a
+    list, NaN pixels, ``latent_dim=2.5``) raises :class:`UserError`, a ``ValueError``, before
+    any work."""
     if isinstance(config, str):
         cfg = preset(config, objective or "mmd")
+    elif not isinstance(config, Config):
+        raise UserError(f"config must be a wae.Config or a preset name; got {type(config).__name__}")
     else:
         cfg = for_objective(config, objective) if objective is not None else config
     cfg = override(cfg, dataset="tensor", **settings)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, UserError
+from .config import MAX_IMAGE_SIDE, Config, UserError, json_repr, validate
 
 FORMAT = 1
 FOLDER = "checkpoints"
@@ -139,8 +139,23 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def config_of(payload: dict[str, Any]) -> Config:
-    """The run's config stored inside a checkpoint."""
-    return Config.from_dict(payload["config"])
+    """The run's config stored inside a checkpoint, validated as flags are."""
+    cfg = Config.from_dict(payload.get("config", {}))
+    validate(cfg)
+    return cfg
+
+
+def image_shape_of(payload: dict[str, Any]) -> tuple[int, int]:
+    """(channels, side) of the images a checkpoint's model was built for; :class:`UserError`
+    when they are not 1 or 3 channels and a side in [1, MAX_IMAGE_SIDE] (a crafted file)."""
+    data = payload.get("data")
+    channels = data.get("channels") if isinstance(data, dict) else None
+    size = data.get("size") if isinstance(data, dict) else None
+    if type(channels) is not int or channels not in (1, 3):
+        raise UserError(f"checkpoint data.channels must be 1 or 3; got {json_repr(channels)}")
+    if type(size) is not int or not 1 <= size <= MAX_IMAGE_SIDE:
+        raise UserError(f"checkpoint data.size must be a whole number in [1, {MAX_IMAGE_SIDE}]; got {json_repr(size)}")
+    return channels, size
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:

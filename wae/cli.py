@@ -31,6 +31,8 @@ from .config import (
     UserError,
     about,
     cache_dir,
+    check_memory,
+    check_seed,
     flag_of,
     from_settings,
     override,
@@ -42,12 +44,12 @@ from .config import (
     validate,
 )
 from .data import ImageData, load, to_model_range, to_unit_range
-from .evaluate import decode_prior
+from .evaluate import EVAL_BYTES_PER_SAMPLE, check_decode_memory, decode_prior
 from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
-from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, load_gmm
+from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, LatentSampler, load_sampler
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model
 
@@ -206,18 +208,35 @@ def _add_run_commands(sub: Any) -> None:
         "--sampler",
         choices=SAMPLERS,
         default="prior",
-        help="where codes come from: the prior P_Z (default) or the Gaussian mixture of wae fit-sampler",
+        help="where codes come from: the prior P_Z (default), or the Gaussian mixture (gmm) or normalising "
+        "flow (flow) that wae fit-sampler fitted to the run's codes",
     )
 
     fit_sampler = sub.add_parser(
         "fit-sampler",
-        help="fit a Gaussian mixture to a run's training codes Q_Z, for --sampler gmm",
-        description="Encode the training images, fit a Gaussian mixture to the codes by EM (scikit-learn, "
-        "k-means initialised, seeded) and write RUN/sampler-gmm.npz; prints the mean log-density of the test "
-        "codes under the mixture and under the prior.",
+        help="fit a density to a run's training codes Q_Z, for --sampler gmm or --sampler flow",
+        description="Encode the training images and fit a density to the codes: a Gaussian mixture by EM "
+        "(scikit-learn, k-means initialised, seeded; RUN/sampler-gmm.npz) or a neural spline flow by maximum "
+        "likelihood (zuko, pip install 'wae[flow]'; RUN/sampler-flow.pt); prints the mean log-density of the "
+        "test codes under it and under the prior. Sampling from it instead of the prior: --sampler KIND in "
+        "wae sample and wae evaluate.",
     )
     fit_sampler.add_argument("run", metavar="RUN", help="run folder")
-    fit_sampler.add_argument("--components", type=_positive_int, default=10, help="mixture components (default 10)")
+    fit_sampler.add_argument(
+        "--kind", choices=["gmm", "flow"], default="gmm", help="Gaussian mixture (default) or normalising flow"
+    )
+    fit_sampler.add_argument(
+        "--components",
+        type=_components,
+        default=10,
+        metavar="N|auto",
+        help="gmm: mixture components (default 10), or auto: the best of 5, 10, 20, 40 by the log-likelihood of "
+        "a held-out tenth of the codes",
+    )
+    fit_sampler.add_argument("--transforms", type=_positive_int, default=3, help="flow: spline layers (default 3)")
+    fit_sampler.add_argument(
+        "--hidden", type=_positive_int, default=128, help="flow: units of each of the two hidden layers (default 128)"
+    )
     fit_sampler.add_argument(
         "--covariance", choices=["full", "diag"], default="full", help="covariance per component (default full)"
     )
@@ -255,13 +274,13 @@ def _add_measure_commands(sub: Any) -> None:
     ev.add_argument(
         "--out",
         metavar="FILE.json",
-        help="where to write the metrics (default: RUN/metrics.json, or RUN/metrics-gmm.json with --sampler gmm)",
+        help="where to write the metrics (default: RUN/metrics.json, or RUN/metrics-KIND.json with --sampler KIND)",
     )
     ev.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default="prior",
-        help="codes of the samples: the prior (default) or the mixture of wae fit-sampler",
+        help="codes of the samples: the prior (default), or the mixture (gmm) or flow of wae fit-sampler",
     )
     ev.add_argument(
         "--no-fid",
@@ -359,8 +378,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / default_name
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
+    _check_not_special(out, "--out")
+    if args.n < 4:  # precision/recall need each sample's 3 nearest neighbours among the others
+        raise UserError(f"--n {args.n}: give at least 4 samples (precision/recall use k = 3 nearest neighbours)")
     model, cfg = load_model(args.run)
     sampler = _load_sampler(args.run, args.sampler)
+    check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
     fid_precision = None if args.no_fid else args.fid_precision
     if fid_precision is not None:
         from .fid import inception_file
@@ -403,6 +426,9 @@ def _report(args: argparse.Namespace) -> int:
         Path(args.screenshot).suffix.lower() != ".png" or not Path(args.screenshot).parent.is_dir()
     ):
         raise UserError(f"--screenshot {args.screenshot}: give a .png file in an existing folder")
+    _check_not_special(out, "--out")
+    if args.screenshot:
+        _check_not_special(Path(args.screenshot), "--screenshot")
     page = write_report(run, out)
     print(f"wrote {page}")
     if args.screenshot:
@@ -472,7 +498,7 @@ def _train(args: argparse.Namespace) -> int:
     with process_group(device) as procs, contextlib.ExitStack() as held:
 
         def prepare() -> ImageData:
-            data = load(cfg.data)  # rank 0 first: it builds an image folder's cache
+            data = load(cfg.data, progress=False if args.no_progress else None)  # rank 0 first: it builds the cache
             if not args.resume:
                 check_fits(cfg, data, procs.world)
             if procs.main:
@@ -500,9 +526,13 @@ def _run_config(run_dir: Path) -> Config:
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, AttributeError) as err:
+        cfg = Config.from_dict(json.loads(path.read_text()))
+        validate(cfg)  # a stored config is checked as flags are, and errors name the file
+        return cfg
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -532,7 +562,15 @@ def _check_output(path_text: str) -> Path:
         raise UserError(f"--out {path}: give a .png or .npz file name")
     if not path.parent.is_dir():
         raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    _check_not_special(path, "--out")
     return path
+
+
+def _check_not_special(path: Path, flag: str) -> None:
+    """:class:`UserError` when an output path exists and is not a regular file (a folder, or a
+    FIFO, which writing would block on)."""
+    if path.exists() and not path.is_file():
+        raise UserError(f"{flag} {path} exists and is not a regular file")
 
 
 def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
@@ -553,25 +591,29 @@ def _sample(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
     sampler = _load_sampler(args.run, args.sampler)
+    check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
     images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
     _write_images(images, out, ncol=min(args.n, 10))
     print(f"wrote {args.n} samples ({args.sampler} codes) to {out}")
     return 0
 
 
-def _load_sampler(run: str, name: str) -> GaussianMixture | None:
-    if name == "prior":
-        return None
-    folder = Path(run)
-    path = (folder if folder.is_dir() else folder.parent) / GMM_FILE
-    mixture = load_gmm(path)
-    runs.check_finite(path, weights=mixture.weights, means=mixture.means, covariances=mixture.covariances)
-    return mixture
+def _load_sampler(run: str, name: str) -> LatentSampler | None:
+    sampler = load_sampler(Path(run), name)
+    if isinstance(sampler, GaussianMixture):
+        path = Path(run) if Path(run).is_dir() else Path(run).parent
+        weights, means, covariances = sampler.weights, sampler.means, sampler.covariances
+        runs.check_finite(path / GMM_FILE, weights=weights, means=means, covariances=covariances)
+    return sampler
+
+
+def _components(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _fit_sampler(args: argparse.Namespace) -> int:
     from .evaluate import encode_all
-    from .samplers import fit_gmm, save_gmm
+    from .samplers import FLOW_FILE, fit_flow, fit_gmm, save_flow, save_gmm, select_components
 
     run = Path(args.run)
     if not run.is_dir():
@@ -580,19 +622,30 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     data = load_data(cfg.data)
     start = time.perf_counter()
     codes = encode_all(model, data.train, cfg.data.range)
-    mixture = fit_gmm(codes, args.components, args.covariance, args.seed)
+    sampler: LatentSampler
+    if args.kind == "flow":
+        sampler = fit_flow(codes, args.transforms, args.hidden, seed=args.seed, progress=sys.stderr.isatty())
+        path, what = run / FLOW_FILE, f"a {args.transforms}-layer spline flow"
+        save_flow(sampler, path)
+    else:
+        components = args.components
+        if components == "auto":
+            components, scores = select_components(codes, covariance=args.covariance, seed=args.seed)
+            print(
+                "held-out mean log-likelihood by components: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items())
+            )
+        sampler = fit_gmm(codes, components, args.covariance, args.seed)
+        path, what = run / GMM_FILE, f"{components} {args.covariance}-covariance components"
+        save_gmm(sampler, path)
     test_codes = encode_all(model, data.test, cfg.data.range)
-    save_gmm(mixture, run / GMM_FILE)
-    gmm_ll = mixture.log_density(test_codes).mean().item()
+    with torch.no_grad():
+        fitted_ll = sampler.log_density(test_codes).mean().item()
     prior_ll = (
         gaussian_log_density(test_codes, cfg.loss.prior_var).mean().item() if cfg.loss.prior == "gaussian" else None
     )
+    print(f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; wrote {path}")
     print(
-        f"fitted {args.components} {args.covariance}-covariance components to {len(codes)} codes "
-        f"in {time.perf_counter() - start:.1f} s; wrote {run / GMM_FILE}"
-    )
-    print(
-        f"mean log-density of test codes: mixture {gmm_ll:.3f}"
+        f"mean log-density of test codes: {'flow' if args.kind == 'flow' else 'mixture'} {fitted_ll:.3f}"
         + (f", prior {prior_ll:.3f}" if prior_ll is not None else "")
     )
     return 0
@@ -601,7 +654,11 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    x = to_model_range(load_data(cfg.data).test[: args.n], cfg.data.range)
+    test = load_data(cfg.data).test
+    check_decode_memory(
+        model, 2 * min(args.n, len(test)), f"--n {args.n} reconstructions", at_once=min(args.n, len(test))
+    )
+    x = to_model_range(test[: args.n], cfg.data.range)
     originals, recon = to_unit_range(x, cfg.data.range), to_unit_range(model.reconstruct(x), cfg.data.range)
     ncol = min(len(x), 12)
     if out.suffix.lower() == ".png":
@@ -615,6 +672,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    check_decode_memory(
+        model, args.pairs * args.steps, f"{args.pairs} pairs x {args.steps} steps", at_once=args.pairs * args.steps
+    )
     test = load_data(cfg.data).test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")
@@ -629,6 +689,7 @@ def _interpolate(args: argparse.Namespace) -> int:
 def _toy(args: argparse.Namespace) -> int:
     from .toy import ToyConfig, run_toy
 
+    _check_toy_sizes(args)
     out = Path(args.out) if args.out else Path("runs") / f"toy-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
@@ -645,6 +706,14 @@ def _toy(args: argparse.Namespace) -> int:
     print((out / "toy.md").read_text())
     print(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}")
     return 0
+
+
+def _check_toy_sizes(args: argparse.Namespace) -> None:
+    """:class:`UserError` for negative lambdas, and for an --n-eval whose exact transport
+    problems (n x n float64 cost matrices, a few at a time) exceed the memory available."""
+    if any(lam < 0 for lam in args.lambdas):
+        raise UserError(f"--lambdas must be >= 0; got {' '.join(f'{lam:g}' for lam in args.lambdas)}")
+    check_memory(4 * 8 * args.n_eval**2, f"--n-eval {args.n_eval} (exact OT on {args.n_eval} x {args.n_eval} costs)")
 
 
 COMMANDS = {
@@ -702,6 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wae {args.command}: warning: {message}", file=sys.stderr)
 
     try:
+        check_seed(getattr(args, "seed", None))
         with warnings.catch_warnings(), runs.terminate_as_interrupt():
             warnings.simplefilter("default", UserWarning)
             warnings.showwarning = one_line_warning

@@ -9,7 +9,6 @@ between the same pairs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from .checkpoint import figure_bytes, write_atomic
 from .config import UserError
 from .data import to_model_range, to_unit_range
 from .images import grid
-from .report import pyplot, read_records, run_metrics
+from .report import pyplot, read_metrics_file, read_records, read_run_config, run_metrics
 from .runs import load_data
 
 # (metrics key, column title, format)
@@ -39,7 +38,7 @@ COLUMNS = [
 
 def run_summary(run: Path) -> dict[str, Any]:
     """Name, objective, budget and metrics of a run folder."""
-    cfg = json.loads((run / "config.json").read_text())
+    cfg = read_run_config(run)
     records = read_records(run)
     train = [r for r in records if r.get("kind") == "train"]
     speeds = [r["images_per_s"] for r in train if "images_per_s" in r]
@@ -53,8 +52,9 @@ def run_summary(run: Path) -> dict[str, Any]:
         "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
         "metrics": run_metrics(run),
         "samplers": {
-            path.stem.removeprefix("metrics-"): json.loads(path.read_text())
+            path.stem.removeprefix("metrics-"): metrics
             for path in sorted(run.glob("metrics-*.json"))
+            if (metrics := read_metrics_file(path)) is not None
         },
     }
 
@@ -118,13 +118,23 @@ def figure(runs: list[Path], summaries: list[dict[str, Any]], seed: int = 0) -> 
 def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path]:
     """Write ``out/compare.md`` and ``out/compare.png``; returns their paths."""
     summaries = [run_summary(r) for r in runs]
+    fig = figure(runs, summaries, seed)  # every run read and drawn before the folder is made
+    created = not out.exists()
+    table_path, figure_path = out / "compare.md", out / "compare.png"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        table_path, figure_path = out / "compare.md", out / "compare.png"
-        fig = figure(runs, summaries, seed)
         write_atomic(figure_path, figure_bytes(fig, dpi=100, bbox_inches="tight"))
         pyplot().close(fig)
         write_atomic(table_path, table(summaries))
     except OSError as err:
+        _remove_partial(out, created, (table_path, figure_path))
         raise UserError(f"cannot write into {out}: {err.strerror}") from None
     return table_path, figure_path
+
+
+def _remove_partial(out: Path, created: bool, written: tuple[Path, ...]) -> None:
+    """After a failed write: the files of this comparison, and the folder if it made it."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 import sys
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,7 +259,8 @@ class Config:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Config:
         """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults."""
-        sections = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+        sections = SECTIONS
+        d = checked_types(d, sections)
         unknown = set(d) - set(sections) - {"preset"}
         if unknown:
             raise UserError(f"unknown config keys: {sorted(unknown)}")
@@ -273,6 +276,52 @@ class Config:
                     values[f.name] = tuple(values[f.name])
             parts[name] = cls(**values)
         return Config(preset=d.get("preset", "custom"), **parts)
+
+
+def _as_field_type(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type ``hint`` of a config field (an int stays an int, a float may be
+    given as an int, a JSON list becomes a tuple); :class:`UserError` otherwise."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)  # numpy's integers too, from Python
+        if option is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
+            return tuple(_as_field_type(f"{name}[{i}]", v, typing.get_args(option)[0]) for i, v in enumerate(value))
+    wanted = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
+    raise UserError(f"config {name} must be {wanted}; got {json_repr(value)}")
+
+
+def json_repr(value: Any) -> str:
+    """A short printable form of a value read from a file (for one-line errors)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def checked_types(d: Any, sections: dict[str, type]) -> dict[str, Any]:
+    """A stored config (parsed JSON, or the dict inside a checkpoint) with every field checked
+    against its dataclass type, as a flag would be; :class:`UserError` names the first bad one."""
+    if not isinstance(d, dict):
+        raise UserError(f"a config must be a JSON object; got {json_repr(d)}")
+    out: dict[str, Any] = dict(d)
+    if "preset" in d and not isinstance(d["preset"], str):
+        raise UserError(f"config preset must be str; got {json_repr(d['preset'])}")
+    for name, cls in sections.items():
+        if name not in d:
+            continue
+        values = d[name]
+        if not isinstance(values, dict):
+            raise UserError(f"config section '{name}' must be a JSON object; got {json_repr(values)}")
+        hints = typing.get_type_hints(cls)
+        out[name] = {k: _as_field_type(f"{name}.{k}", v, hints[k]) if k in hints else v for k, v in values.items()}
+    return out
 
 
 def _paper_schedule(epochs: int, lr: float, adversary_lr: float) -> TrainConfig:
@@ -401,6 +450,7 @@ def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any
 def validate(cfg: Config) -> None:
     """Raise :class:`UserError` naming the first setting that cannot work: one out of its
     choices or bounds (the fields' metadata), or settings that do not go together."""
+    check_types(cfg)
     for section, f, kind, may_be_none in settings():
         trouble = problem(f, kind, may_be_none, getattr(getattr(cfg, section), f.name))
         if trouble:
@@ -425,6 +475,92 @@ def validate(cfg: Config) -> None:
         raise UserError("the prior trick needs the Gaussian prior")
     if cfg.data.dataset == "npz" and not cfg.data.path:
         raise UserError("dataset npz needs a path (--data FILE.npz)")
+    check_sizes(cfg)
+
+
+# upper bounds of sizes, far above any use, that keep a typo or a crafted file from asking for
+# terabytes: an image side, a code dimension, the adversary's width
+MAX_IMAGE_SIDE = 4096
+MAX_LATENT_DIM = 65536
+MAX_ADVERSARY_WIDTH = 16384
+
+
+def check_types(cfg: Config) -> None:
+    """:class:`UserError` when a field holds a value of another type than its dataclass says
+    (``latent_dim=2.5``, ``lam="10"``), however the config was made."""
+    if not isinstance(cfg, Config):
+        raise UserError(f"a config must be a wae.Config; got {type(cfg).__name__}")
+    checked_types(cfg.to_dict(), SECTIONS)
+
+
+def check_sizes(cfg: Config) -> None:
+    """:class:`UserError` for sizes beyond the bounds above, and for a synthetic dataset larger
+    than the memory available."""
+    bounds = [
+        ("data.image_size", cfg.data.image_size, MAX_IMAGE_SIDE),
+        ("data.synthetic_size", cfg.data.synthetic_size, MAX_IMAGE_SIDE),
+        ("data.crop", cfg.data.crop, MAX_IMAGE_SIDE),
+        ("model.latent_dim", cfg.model.latent_dim, MAX_LATENT_DIM),
+        ("model.adversary_width", cfg.model.adversary_width, MAX_ADVERSARY_WIDTH),
+        ("model.adversary_depth", cfg.model.adversary_depth, 64),
+        ("data.workers", cfg.data.workers, 256),
+        ("train.threads", cfg.train.threads or 1, 1024),
+    ]
+    for name, value, bound in bounds:
+        if value > bound:
+            raise UserError(f"{name} must be at most {bound}; got {value}")
+    check_seed(cfg.train.seed, "train.seed")
+    if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
+        check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")
+    if any(not (math.isfinite(f) and f > 0) for f in cfg.train.lr_factors):
+        raise UserError("train.lr_factors must be positive and finite")
+    if cfg.data.dataset in ("folder", "celeba"):  # known before the folder is read and cached
+        check_image_side(cfg.model.arch, cfg.data.image_size)
+    if cfg.data.dataset == "synthetic":
+        count = cfg.data.synthetic_count + max(cfg.data.synthetic_count // 4, 2)
+        check_memory(3 * 4 * count * cfg.data.synthetic_size**2, "the synthetic dataset")
+
+
+def check_image_side(arch: str, size: int) -> None:
+    """:class:`UserError` when architecture ``arch`` cannot produce ``size`` x ``size`` images."""
+    from .nets import ARCHITECTURES, decoder_start_size
+
+    try:
+        decoder_start_size(ARCHITECTURES[arch], size)
+    except ValueError as err:
+        raise UserError(f"architecture '{arch}' cannot take {size}x{size} images: {err}") from None
+
+
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's bound; torch's generators take it too
+
+
+def check_seed(seed: int | None, name: str = "--seed") -> None:
+    """:class:`UserError` for a seed outside [0, 2^32 - 1] (None: no seed given)."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{name} must be in [0, {MAX_SEED}]; got {seed}")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux; else all of it)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """:class:`UserError` before allocating ``nbytes`` for ``what`` when that is more than the
+    memory available now."""
+    free = available_memory()
+    if nbytes > free:
+        raise UserError(f"{what} would need {nbytes / 2**30:.1f} GiB of memory; {free / 2**30:.1f} GiB are available")
 
 
 # ----------------------------------------------------------------------------- settings in files
@@ -596,4 +732,4 @@ def override(cfg: Config, **values: Any) -> Config:
         if isinstance(value, list):
             value = tuple(value)
         setattr(new[owners[0]], name, value)
-    return Config(preset=cfg.preset, **new)
+    return Config.from_dict(Config(preset=cfg.preset, **new).to_dict())  # typed: numpy ints become ints

@@ -8,7 +8,9 @@ Batches are index slices of a seeded permutation: no per-item Python work.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import DataConfig, UserError
+from .config import DataConfig, UserError, check_memory
 
 if TYPE_CHECKING:
     from .folders import ImageFiles
@@ -113,6 +115,32 @@ def _as_nchw(array: np.ndarray, path: Path, key: str) -> Tensor:
     return tensor
 
 
+def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One array of an open .npz, its header checked before anything is allocated: no Python
+    objects, and a size (with its float32 copy) that fits in the memory available; a damaged
+    member (bad CRC, truncated) is a :class:`UserError`."""
+    where = f"{path}: '{key}'"
+    try:
+        assert archive.zip is not None  # an open NpzFile
+        with archive.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read_header:
+                raise ValueError(f"npy format version {version}")
+            shape, _, dtype = read_header[version](member)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise UserError(f"{where} is damaged or not a numpy array ({type(err).__name__})") from None
+    if dtype.hasobject:
+        raise UserError(f"{where} holds Python objects (a pickled array), which are never loaded; give numbers")
+    nbytes = math.prod(shape) * dtype.itemsize
+    float_copy = 0 if dtype == np.uint8 else math.prod(shape) * 4
+    check_memory(nbytes + float_copy, f"{where} (shape {tuple(shape)}, {dtype})")
+    try:
+        return archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"{where} is damaged ({type(err).__name__})") from None
+
+
 def load_npz(path: str | Path) -> ImageData:
     """A user's images from an .npz with ``x_train`` (or ``x``) and optionally ``x_test``.
 
@@ -122,14 +150,14 @@ def load_npz(path: str | Path) -> ImageData:
         raise UserError(f"data file not found: {path}")
     try:
         f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         raise UserError(f"{path} is not a readable .npz file (numpy's savez format)") from None
     with f:
         key = "x_train" if "x_train" in f else "x" if "x" in f else None
         if key is None:
             raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
-        train = _as_nchw(f[key], path, key)
-        test = _as_nchw(f["x_test"], path, "x_test") if "x_test" in f else None
+        train = _as_nchw(npz_array(f, key, path), path, key)
+        test = _as_nchw(npz_array(f, "x_test", path), path, "x_test") if "x_test" in f else None
     if test is None:
         held = max(1, len(train) // 10)
         if len(train) - held < 2:
@@ -153,19 +181,42 @@ def make_synthetic(count: int = 512, size: int = 28, seed: int = 0) -> ImageData
     return ImageData(tensor[:count], tensor[count:], "synthetic")
 
 
-def from_tensor(images: Tensor, test: Tensor | None = None) -> ImageData:
-    """Wrap a user's tensor of images ((n, h, w) or (n, c, h, w); uint8, or floats in [0, 1])."""
-    train = _as_nchw(images.detach().cpu().numpy(), Path("<tensor>"), "images")
+def from_tensor(images: Tensor | np.ndarray, test: Tensor | np.ndarray | None = None) -> ImageData:
+    """Wrap a user's images ((n, h, w), (n, h, w, c) or (n, c, h, w); uint8, or floats of any
+    precision in [0, 1]), a tensor on any device or a numpy array; :class:`UserError` for
+    anything else (a list, another dtype, NaN, another shape)."""
+    train = _as_nchw(_as_array(images, "images"), Path("<tensor>"), "images")
     if test is None:
         held = max(1, len(train) // 10)
+        if len(train) - held < 2:
+            raise UserError(f"images: {len(train)} images; at least 3 are needed")
         train, test_t = train[:-held], train[-held:]
     else:
-        test_t = _as_nchw(test.detach().cpu().numpy(), Path("<tensor>"), "test")
+        test_t = _as_nchw(_as_array(test, "test_images"), Path("<tensor>"), "test")
+        if test_t.shape[1:] != train.shape[1:]:
+            raise UserError(f"test_images {tuple(test_t.shape[1:])} differ from images {tuple(train.shape[1:])}")
     return ImageData(train, test_t, "tensor")
 
 
+def _as_array(images: object, name: str) -> np.ndarray:
+    """A tensor or array of images as a numpy array: floats of a precision numpy lacks (bf16)
+    or a tensor on a GPU converted; :class:`UserError` for other types."""
+    if isinstance(images, np.ndarray):
+        return images
+    if isinstance(images, Tensor):
+        images = images.detach().cpu()
+        return (images.float() if images.is_floating_point() and images.dtype != torch.float64 else images).numpy()
+    raise UserError(f"{name} must be a torch.Tensor or a numpy array; got {type(images).__name__}")
+
+
 def load_folder(
-    root: Path, size: int, grey: bool = False, crop: int = 0, celeba: bool = False, cache: bool = True
+    root: Path,
+    size: int,
+    grey: bool = False,
+    crop: int = 0,
+    celeba: bool = False,
+    cache: bool = True,
+    progress: bool | None = None,
 ) -> ImageData:
     """Images of a folder (or CelebA, with its official split) as uint8 tensors over a
     memory-mapped cache; or, without ``cache``, training images decoded at every read (an
@@ -176,22 +227,23 @@ def load_folder(
     if celeba:
         train_files, test_files = celeba_files(root)
         if cache:
-            train = torch.from_numpy(images_array(train_files, size, grey, crop))
-            return ImageData(train, torch.from_numpy(images_array(test_files, size, grey, crop)), "celeba")
+            train = torch.from_numpy(images_array(train_files, size, grey, crop, progress))
+            return ImageData(train, torch.from_numpy(images_array(test_files, size, grey, crop, progress)), "celeba")
     else:
         files = list_images(root)
         if not files:
             raise UserError(f"no image files (png, jpg, jpeg, bmp, webp) in {root}")
         if cache:  # split after decoding: unreadable files are left out of the cache
-            train_array, test_array = split(images_array(files, size, grey, crop))
+            train_array, test_array = split(images_array(files, size, grey, crop, progress))
             return ImageData(torch.from_numpy(train_array), torch.from_numpy(test_array), root.name)
         train_files, test_files = split(files)
     name = "celeba" if celeba else root.name
     return ImageData(ImageFiles(train_files, size, grey, crop), ImageFiles(test_files, size, grey, crop)[:], name)
 
 
-def load(cfg: DataConfig) -> ImageData:
-    """The dataset a config names."""
+def load(cfg: DataConfig, progress: bool | None = None) -> ImageData:
+    """The dataset a config names; ``progress``: the bar of a first conversion of an image
+    folder to its cache (None: when stderr is a terminal)."""
     if cfg.dataset == "mnist":
         return load_mnist(Path(cfg.path) if cfg.path else None)
     if cfg.dataset == "synthetic":
@@ -204,7 +256,7 @@ def load(cfg: DataConfig) -> ImageData:
         if not cfg.path:
             raise UserError(f"dataset {cfg.dataset} needs a path (--data FOLDER)")
         celeba = cfg.dataset == "celeba"
-        return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba, cfg.cache)
+        return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba, cfg.cache, progress)
     if cfg.dataset == "tensor":
         raise UserError("this run was trained on a tensor given in Python; its images are not on disk")
     raise UserError(f"unknown dataset '{cfg.dataset}'")

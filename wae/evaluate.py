@@ -9,16 +9,22 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .config import UserError, check_memory
 from .data import ImageData, to_model_range, to_unit_range
 from .divergences import mmd_imq
 
 # the Fréchet distance is defined once, in fid.py (frechet_distance and gaussian_stats re-exported)
 from .fid import fid, frechet_distance, frechet_distance_of, gaussian_stats, load_inception  # noqa: F401
 from .model import AutoEncoder
-from .samplers import GaussianMixture
+from .samplers import LatentSampler
 
 if TYPE_CHECKING:
     from .folders import ImageFiles
+
+# bytes per sample of wae evaluate besides the images: Inception (2048) and classifier (128)
+# features, in float64, and their copies
+EVAL_BYTES_PER_SAMPLE = 8 * (2048 + 128) * 2
+NAN = float("nan")  # a figure that the test split is too small to define (docs/evaluation.md)
 
 # (key, label) of the figures `wae evaluate` prints and `report.html` shows first, in this order
 MAIN_METRICS = [
@@ -101,9 +107,9 @@ def test_metrics(
         extra["encoder_logvar_mean"] = logvar_sum / (len(codes) * model.latent_dim)
     return {
         "test_recon_mse": sq_err / recon.numel(),
-        "test_mmd": mmd_imq(codes, prior, model.prior_var).item(),
+        "test_mmd": mmd_imq(codes, prior, model.prior_var).item() if len(codes) >= 2 else NAN,
         "code_mean_norm": codes.mean(0).norm().item(),
-        "code_var_mean": codes.var(0).mean().item(),
+        "code_var_mean": codes.var(0).mean().item() if len(codes) >= 2 else NAN,
         **extra,
     }
 
@@ -140,7 +146,10 @@ def _covered(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tens
 def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) of features real (n, d) and
     fake (m, d): precision is the fraction of fake points inside the union of the balls around
-    real points reaching their k-th nearest real neighbour; recall the same the other way."""
+    real points reaching their k-th nearest real neighbour; recall the same the other way.
+    NaN when either set has k points or fewer (no k-th neighbour)."""
+    if min(len(real), len(fake)) <= k:
+        return {"precision": NAN, "recall": NAN}
     real, fake = real.float(), fake.float()
     precision = _covered(fake, real, _kth_neighbour_radii(real, k, chunk), chunk).float().mean().item()
     recall = _covered(real, fake, _kth_neighbour_radii(fake, k, chunk), chunk).float().mean().item()
@@ -198,10 +207,11 @@ def classifier_metrics(test: Tensor, generated: Tensor, recon: Tensor | None = N
 
 @torch.no_grad()
 def decode_prior(
-    model: AutoEncoder, n: int, value_range: str, seed: int, sampler: GaussianMixture | None = None, chunk: int = 1000
+    model: AutoEncoder, n: int, value_range: str, seed: int, sampler: LatentSampler | None = None, chunk: int = 1000
 ) -> Tensor:
     """``n`` images G(z) as (n, c, h, w) in [0, 1], z drawn with ``seed`` from P_Z or, when
     given, from an ex-post ``sampler`` fitted to Q_Z."""
+    check_sampler_fits(model, sampler)
     generator = torch.Generator().manual_seed(seed)
     draw = sampler.sample if sampler is not None else model.prior_sample
     with eval_mode(model):
@@ -213,6 +223,53 @@ def decode_prior(
         )
 
 
+def interpolation_ends(test: Tensor | ImageFiles, pairs: int = 8, first: int = 48) -> tuple[Tensor, Tensor]:
+    """Two stacks of ``pairs`` test images to interpolate between: images ``first`` to
+    ``first + 2 * pairs`` when the test split has them (the training grids show images
+    0 to ``first`` as reconstructions), else its images in turn from the start, repeated when
+    it holds fewer than ``2 * pairs`` (a split of 1 gives constant lines)."""
+    n = len(test)
+    start = first if n >= first + 2 * pairs else 0
+    index = (start + torch.arange(2 * pairs)) % n
+    picked = test[index]
+    return picked[:pairs], picked[pairs:]
+
+
+def grid_rows(test: Tensor | ImageFiles, count: int = 48, ncol: int = 12) -> Tensor:
+    """The first ``count`` test images, repeated up to one full row of ``ncol`` when the split
+    holds fewer (so that the reconstruction grid is never empty)."""
+    n = len(test)
+    return test[:count] if n >= ncol else test[torch.arange(ncol) % n]
+
+
+@torch.no_grad()
+def decoder_bytes_per_image(model: AutoEncoder) -> int:
+    """Bytes of the decoder's activations (every module's output) for one image, float32."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in model.decoder.modules()]
+    try:
+        with eval_mode(model):
+            model.decode(torch.zeros(1, model.latent_dim))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return 4 * sum(sizes)
+
+
+def check_decode_memory(model: AutoEncoder, n: int, what: str, at_once: int, extra_per_image: int = 0) -> None:
+    """:class:`UserError` before decoding ``n`` images, ``at_once`` per decoder pass, when the
+    images (kept as floats, then as a grid or uint8 copy), their decoder activations and
+    ``extra_per_image`` bytes each would not fit in the memory available."""
+    image = 4 * model.channels * (model.size + 2) ** 2
+    check_memory(n * (4 * image + extra_per_image) + min(n, at_once) * decoder_bytes_per_image(model), what)
+
+
+def check_sampler_fits(model: AutoEncoder, sampler: LatentSampler | None) -> None:
+    """:class:`UserError` when an ex-post sampler draws codes of another size than the model's."""
+    if sampler is not None and sampler.dim != model.latent_dim:
+        raise UserError(f"the sampler draws {sampler.dim}-D codes; this model's codes are {model.latent_dim}-D")
+
+
 def evaluate_run(
     model: AutoEncoder,
     data: ImageData,
@@ -221,7 +278,7 @@ def evaluate_run(
     seed: int = 0,
     fid_precision: str | None = None,
     progress: bool = False,
-    sampler: GaussianMixture | None = None,
+    sampler: LatentSampler | None = None,
 ) -> dict[str, float]:
     """Everything ``wae evaluate`` reports, as one flat dict (see docs/evaluation.md):
     test reconstruction error, MMD and per-dimension moments of Q_Z, sharpness of data,
@@ -234,7 +291,7 @@ def evaluate_run(
     codes, recon, _ = passed
     for d in range(codes.shape[1]):
         metrics[f"code_mean_{d}"] = codes[:, d].mean().item()
-        metrics[f"code_var_{d}"] = codes[:, d].var().item()
+        metrics[f"code_var_{d}"] = codes[:, d].var().item() if len(codes) >= 2 else NAN
     test = to_unit_range(to_model_range(data.test, value_range), value_range)
     generated = decode_prior(model, samples, value_range, seed, sampler)
     metrics["sharpness_data"] = sharpness(test)

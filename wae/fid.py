@@ -68,7 +68,10 @@ def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d)."""
+    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN
+    when either has fewer than 2 points (no covariance: a test split of one image)."""
+    if min(len(features_a), len(features_b)) < 2:
+        return float("nan")
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 
 

@@ -16,14 +16,17 @@ used); the paper's preprocessing: centre crop 140x140, resize to 64x64, RGB.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import shutil
+import stat
 import warnings
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from .config import UserError, cache_dir
@@ -42,7 +45,86 @@ def list_images(root: Path) -> list[Path]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in EXTENSIONS]
-    return sorted(found)
+    return regular_files(sorted(found), root)
+
+
+def regular_files(paths: list[Path], root: Path) -> list[Path]:
+    """The paths that are regular files, symbolic links followed; the others (a FIFO, socket or
+    device named like an image, which would block or never end; a dangling link; a link loop)
+    are left out, never opened, with one warning that counts them."""
+    kept: list[Path] = []
+    skipped: list[Path] = []
+    for path in paths:
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:  # dangling link, link loop, no permission to stat
+            regular = False
+        (kept if regular else skipped).append(path)
+    if skipped and not kept:
+        raise UserError(
+            f"no readable image files in {root}: {len(skipped)} image name(s) are not regular files (FIFO, socket, "
+            f"device, dangling link or link loop), e.g. {skipped[0]}"
+        )
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} of {len(paths)} image names that are not regular files (FIFO, socket, "
+            f"device, dangling link or link loop), e.g. {skipped[0]}",
+            stacklevel=2,
+        )
+    return kept
+
+
+def as_viewed(im: Image.Image, grey: bool) -> Image.Image:
+    """``im`` as an image viewer shows it, in mode L or RGB: turned by its EXIF orientation;
+    colours through its ICC profile to sRGB; 16- and 32-bit integer grey (I;16*, I) scaled from
+    [0, 65535] and float grey (F) from [0, 1], not clipped; LAB and CMYK through colour
+    management; transparency (alpha, a palette's or a colour key) composited on white."""
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # broken EXIF (any error Pillow's parser raises): shown unturned, as viewers do
+        pass
+    if im.mode.startswith("I") or im.mode == "F":
+        values = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        scaled = values / 65535.0 if im.mode.startswith("I") else values
+        im = Image.fromarray((np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L")
+    elif im.mode == "LAB":
+        from PIL import ImageCms
+
+        lab_to_srgb = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+        )
+        im = ImageCms.applyTransform(im, lab_to_srgb) or im
+    else:
+        im = _to_srgb(im)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if "transparency" in im.info and im.mode in ("L", "RGB"):  # a colour key (PNG tRNS)
+        im = im.convert("RGBA")
+    if im.mode == "La":  # premultiplied grey, which Pillow converts only as RGBa
+        im = Image.merge("RGBa", (*im.split()[:1] * 3, im.split()[1]))
+    if im.mode in ("RGBA", "LA", "PA", "RGBa"):
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return im.convert("L" if grey else "RGB")
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """``im`` through its embedded ICC profile to sRGB (RGB, or RGBA keeping its alpha); as it is
+    when it has none, and CMYK or YCbCr by Pillow's conversion then."""
+    profile = im.info.get("icc_profile")
+    if profile and im.mode in ("RGB", "RGBA", "CMYK", "L", "LA"):
+        from PIL import ImageCms
+
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+            mode = "RGBA" if im.mode in ("RGBA", "LA") else "RGB"
+            base = im.convert("RGBA") if im.mode == "LA" else im
+            return ImageCms.profileToProfile(base, source, ImageCms.createProfile("sRGB"), outputMode=mode) or im
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unreadable profile: show the numbers as they are, as most viewers do
+    if im.mode in ("CMYK", "YCbCr", "HSV", "1", "RGBX"):
+        return im.convert("RGB")
+    return im
 
 
 def load_image(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray | None:
@@ -52,7 +134,7 @@ def load_image(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray |
             warnings.simplefilter("ignore")  # PIL's warnings on odd metadata
             with Image.open(path) as im:
                 im.load()
-                picture = im.convert("L" if grey else "RGB")
+                picture = as_viewed(im, grey)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
     w, h = picture.size
@@ -74,7 +156,7 @@ def cache_key(files: list[Path], size: int, grey: bool, crop: int) -> str:
     return digest.hexdigest()[:24]
 
 
-def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progress: bool = True) -> np.ndarray:
+def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progress: bool | None = None) -> np.ndarray:
     """The images of ``files`` as a uint8 (n, c, size, size) array, memory-mapped from the
     cache (built on first use, with a progress bar); unreadable files are left out with one
     warning that counts them."""
@@ -86,12 +168,18 @@ def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progre
             return np.load(path, mmap_mode="c")
         except (OSError, ValueError):
             pass  # damaged cache: rebuild
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_folder(path.parent, len(files) * (1 if grey else 3) * size * size)
     channels = 1 if grey else 3
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), channels, size, size))
     kept, skipped = 0, []
-    for f in tqdm(files, desc=f"caching {len(files)} images", unit="img", disable=not progress, dynamic_ncols=True):
+    for f in tqdm(
+        files,
+        desc=f"caching {len(files)} images",
+        unit="img",
+        disable=None if progress is None else not progress,
+        dynamic_ncols=True,
+    ):
         image = load_image(f, size, grey, crop)
         if image is None:
             skipped.append(f)
@@ -118,6 +206,25 @@ def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progre
         del array
     tmp.replace(path)
     return np.load(path, mmap_mode="c")
+
+
+def writable_folder(folder: Path, nbytes: int) -> None:
+    """Make ``folder`` (the cache's) and check, before any image is decoded, that a file can be
+    written in it and that its disk has room for ``nbytes``; :class:`UserError` otherwise
+    (``$WAE_CACHE_DIR`` a file, read-only, or full)."""
+    hint = "set WAE_CACHE_DIR to a writable folder, or train with --no-cache"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        raise UserError(f"cannot write the image cache in {folder}: {err.strerror}; {hint}") from None
+    if nbytes > free:
+        raise UserError(
+            f"the image cache needs {nbytes / 2**30:.2f} GiB in {folder}; {free / 2**30:.2f} GiB are free; {hint}"
+        )
 
 
 class ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
@@ -184,7 +291,7 @@ def celeba_files(root: Path) -> tuple[list[Path], list[Path]]:
         held = max(1, len(files) // 10)
         return files[:-held], files[-held:]
     train, test = [], []
-    for number, line in enumerate(partition_file.read_text().splitlines(), 1):
+    for number, line in enumerate(_text_of(partition_file).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -200,6 +307,14 @@ def celeba_files(root: Path) -> tuple[list[Path], list[Path]]:
     if len(train) < 2 or not test:
         raise UserError(f"{partition_file} names {len(train)} training and {len(test)} test images; too few")
     return train, test
+
+
+def _text_of(path: Path) -> str:
+    """A text file's contents; :class:`UserError` when it is not UTF-8 or cannot be read."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {path} ({type(err).__name__})") from None
 
 
 def is_celeba(root: Path) -> bool:

@@ -16,6 +16,7 @@ import io
 import json
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import write_atomic
-from .config import UserError
+from .config import Config, UserError, validate
 from .evaluate import MAIN_METRICS
 from .train import read_jsonl
 
@@ -54,18 +55,81 @@ def _file_png(path: Path) -> str | None:
 
 
 def read_records(run: Path) -> list[dict[str, Any]]:
-    """The records of ``RUN/metrics.jsonl`` (a partial last line is ignored)."""
-    return read_jsonl(run / "metrics.jsonl")
+    """The records of ``RUN/metrics.jsonl`` (a partial last line is ignored); training and
+    evaluation records edited by hand (a value that is not a number, a key left out) are
+    skipped with one warning that counts them."""
+    records = read_jsonl(run / "metrics.jsonl")
+    kept = [r for r in records if well_formed(r)]
+    if len(kept) < len(records):
+        warnings.warn(
+            f"skipped {len(records) - len(kept)} record(s) of {run / 'metrics.jsonl'} with missing or non-numeric "
+            "values",
+            stacklevel=1,  # one warning however many readers of the file
+        )
+    return kept
+
+
+# the keys that the report and the comparison read from each kind of record
+REQUIRED_KEYS = {"train": ("step",), "eval": ("step", "epoch", "test_recon_mse", "test_mmd")}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def well_formed(record: dict[str, Any]) -> bool:
+    """Whether a training or evaluation record has its keys and numbers only (other kinds of
+    record are not read, so they pass)."""
+    kind = record.get("kind")
+    if kind not in REQUIRED_KEYS:
+        return True
+    return all(k in record for k in REQUIRED_KEYS[kind]) and all(
+        _is_number(v) for k, v in record.items() if k != "kind"
+    )
+
+
+def read_metrics_file(path: Path) -> dict[str, float] | None:
+    """The numbers of a ``metrics*.json`` written by ``wae evaluate``; None (with a warning) when
+    it was edited into something that is not a JSON object; other values than numbers are left
+    out."""
+    try:
+        loaded = json.loads(path.read_text()) if path.is_file() else None  # not a FIFO, which would block
+    except (OSError, ValueError):  # ValueError: not JSON, or bytes that are not UTF-8
+        loaded = None
+    if not isinstance(loaded, dict):
+        warnings.warn(f"{path} is not a JSON object of metrics; not used", stacklevel=2)
+        return None
+    return {k: float(v) for k, v in loaded.items() if _is_number(v)}
+
+
+def read_run_config(run: Path) -> dict[str, Any]:
+    """``RUN/config.json`` as a dict, checked as a stored config is (types, ranges); a one-line
+    :class:`UserError` when it is missing, not JSON, not UTF-8 or not a valid config."""
+    path = run / "config.json"
+    try:
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        loaded = json.loads(path.read_text())
+    except OSError:
+        raise UserError(f"{run} is not a run folder (no readable config.json)") from None
+    except ValueError as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+    try:
+        validate(Config.from_dict(loaded))
+    except (TypeError, AttributeError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    return loaded
 
 
 def run_metrics(run: Path) -> dict[str, float]:
     """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation."""
     path = run / "metrics.json"
     if path.is_file():
-        try:
-            return dict(json.loads(path.read_text()))
-        except json.JSONDecodeError:
-            pass
+        metrics = read_metrics_file(path)
+        if metrics is not None:
+            return metrics
     evals = [r for r in read_records(run) if r.get("kind") == "eval"]
     return {k: v for k, v in evals[-1].items() if k != "kind"} if evals else {}
 
@@ -144,7 +208,8 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         bins = np.linspace(lo, hi, 40)
         ax.hist(prior[:, j].numpy(), bins=bins, density=True, color="tab:gray", alpha=0.5)
         ax.hist(codes[:, j].numpy(), bins=bins, density=True, color="tab:blue", alpha=0.6, histtype="step", lw=1.5)
-        ax.set_title(f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {codes[:, j].var():.2f}", fontsize=8)
+        variance = codes[:, j].var() if len(codes) > 1 else float("nan")  # a test split of one image
+        ax.set_title(f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {variance:.2f}", fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
     fig.tight_layout()
@@ -214,10 +279,7 @@ def latent_codes(run: Path, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tenso
 
 def render_report(run: Path) -> str:
     """The HTML text of a run's report (see the module docstring)."""
-    try:
-        cfg = json.loads((run / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise UserError(f"{run} is not a run folder (no readable config.json)") from None
+    cfg = read_run_config(run)
     records = read_records(run)
     metrics = run_metrics(run)
     source = "wae evaluate (metrics.json)" if (run / "metrics.json").is_file() else "the last per-epoch evaluation"

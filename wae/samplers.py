@@ -9,9 +9,10 @@ The mixture is fitted by scikit-learn's EM (``GaussianMixture``) and stored as p
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from .checkpoint import npz_bytes, write_atomic
 from .config import UserError
+from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow")
 GMM_FILE = "sampler-gmm.npz"
@@ -26,23 +28,30 @@ GMM_FILE = "sampler-gmm.npz"
 
 @dataclass
 class GaussianMixture:
-    """weights (k,), means (k, d), covariances (k, d, d), each a positive-definite matrix."""
+    """weights (k,), means (k, d), covariances (k, d, d), each a positive-definite matrix; held
+    in float64, as scikit-learn fits them: the covariances of codes that fill a subspace only
+    are too ill-conditioned for a float32 Cholesky factor."""
 
     weights: Tensor
     means: Tensor
     covariances: Tensor
 
+    @property
+    def dim(self) -> int:
+        """The dimension d of the codes it draws."""
+        return int(self.means.shape[1])
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes (n, d): a component by its weight, then its Gaussian."""
-        component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        factors = torch.linalg.cholesky(self.covariances)
-        eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=self.means.dtype)
-        return self.means[component] + torch.einsum("nij,nj->ni", factors[component], eps)
+        """n codes (n, d), float32: a component by its weight, then its Gaussian (in float64)."""
+        component = torch.multinomial(self.weights.double(), n, replacement=True, generator=generator)
+        factors = torch.linalg.cholesky(self.covariances.double())
+        eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
+        return (self.means.double()[component] + torch.einsum("nij,nj->ni", factors[component], eps)).float()
 
     def log_density(self, z: Tensor) -> Tensor:
         """log q(z) of codes z (n, d) under the mixture, (n,)."""
-        dist = torch.distributions.MultivariateNormal(self.means, covariance_matrix=self.covariances)
-        return torch.logsumexp(dist.log_prob(z.unsqueeze(1)) + self.weights.log(), dim=1)
+        dist = torch.distributions.MultivariateNormal(self.means.double(), covariance_matrix=self.covariances.double())
+        return torch.logsumexp(dist.log_prob(z.double().unsqueeze(1)) + self.weights.double().log(), dim=1).to(z.dtype)
 
 
 def fit_gmm(
@@ -64,9 +73,9 @@ def fit_gmm(
     if covariance == "diag":
         covariances = np.stack([np.diag(c) for c in covariances])
     return GaussianMixture(
-        torch.from_numpy(model.weights_).float(),
-        torch.from_numpy(model.means_).float(),
-        torch.from_numpy(np.asarray(covariances)).float(),
+        torch.from_numpy(model.weights_).double(),
+        torch.from_numpy(model.means_).double(),
+        torch.from_numpy(np.asarray(covariances)).double(),
     )
 
 
@@ -82,13 +91,38 @@ def load_gmm(path: Path) -> GaussianMixture:
         raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            mixture = GaussianMixture(*(torch.from_numpy(f[k]).float() for k in ("weights", "means", "covariances")))
-    except (OSError, ValueError, KeyError) as err:
+            arrays = (npz_array(f, k, path) for k in ("weights", "means", "covariances"))  # sizes checked first
+            mixture = GaussianMixture(*(torch.from_numpy(a).double() for a in arrays))
+    except UserError:  # a header npz_array refused: its own message
+        raise
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
         raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
+    if mixture.means.ndim != 2:
+        raise UserError(f"{path}: arrays of inconsistent shapes")
     k, d = mixture.means.shape
     if mixture.weights.shape != (k,) or mixture.covariances.shape != (k, d, d):
         raise UserError(f"{path}: arrays of inconsistent shapes")
+    check_mixture(mixture, str(path))
     return mixture
+
+
+def check_mixture(mixture: GaussianMixture, where: str) -> None:
+    """:class:`UserError` unless the weights are finite, >= 0 and sum to 1, the means finite and
+    every covariance symmetric positive definite (its float64 Cholesky factor exists)."""
+    weights, means, covariances = mixture.weights.double(), mixture.means.double(), mixture.covariances.double()
+    if len(weights) == 0 or means.shape[1] == 0:
+        raise UserError(f"{where}: the mixture has no components or no dimensions")
+    if not torch.isfinite(weights).all() or (weights < 0).any() or abs(weights.sum().item() - 1) > 1e-4:
+        raise UserError(f"{where}: mixture weights must be finite, >= 0 and sum to 1")
+    if not torch.isfinite(means).all():
+        raise UserError(f"{where}: mixture means hold NaN or infinite values")
+    if not torch.isfinite(covariances).all():
+        raise UserError(f"{where}: mixture covariances hold NaN or infinite values")
+    scale = covariances.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-300)
+    if ((covariances - covariances.transpose(1, 2)).abs() > 1e-6 * scale).any():
+        raise UserError(f"{where}: mixture covariances are not symmetric")
+    if (torch.linalg.cholesky_ex(covariances).info != 0).any():
+        raise UserError(f"{where}: a mixture covariance is not positive definite")
 
 
 def select_components(
@@ -135,6 +169,11 @@ class FlowSampler(torch.nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
+    @property
+    def dim(self) -> int:
+        """The dimension d of the codes it draws."""
+        return int(self.settings["dim"])
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n codes (n, d), the base noise drawn from ``generator``."""
@@ -171,8 +210,9 @@ def fit_flow(
     order = torch.randperm(len(codes), generator=generator)
     cut = int(len(codes) * (1 - holdout))
     train, held_out = codes[order[:cut]], codes[order[cut:]]
-    if len(held_out) < 1 or len(train) < batch_size:
-        raise UserError(f"{len(codes)} codes are too few to fit a flow (batches of {batch_size} and a held-out part)")
+    if len(held_out) < 1 or len(train) < 2:
+        raise UserError(f"{len(codes)} codes are too few to fit a flow (it needs a training and a held-out part)")
+    batch_size = min(batch_size, len(train))
     sampler = FlowSampler(codes.shape[1], transforms, hidden, bins)
     sampler.mean.copy_(train.mean(0))
     sampler.std.copy_(train.std(0).clamp_min(1e-6))
@@ -227,3 +267,30 @@ def load_flow(path: Path) -> FlowSampler:
     if not all(torch.isfinite(t).all() for t in sampler.state_dict().values()):
         raise UserError(f"{path} holds non-finite weights")
     return sampler.eval()
+
+
+class LatentSampler(Protocol):
+    """What an ex-post sampler offers: codes drawn from a density fitted to Q_Z."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
+
+    def log_density(self, z: Tensor) -> Tensor: ...
+
+
+SAMPLER_FILES = {"gmm": GMM_FILE, "flow": FLOW_FILE}
+
+
+def load_sampler(run: Path, kind: str) -> LatentSampler | None:
+    """The ex-post sampler ``kind`` ("gmm" or "flow") that ``wae fit-sampler`` wrote into the run
+    folder ``run`` (or beside the checkpoint file ``run``); None for "prior"."""
+    if kind == "prior":
+        return None
+    if kind not in SAMPLER_FILES:
+        raise UserError(f"unknown sampler '{kind}'; choose one of {', '.join(SAMPLERS)}")
+    path = (run if run.is_dir() else run.parent) / SAMPLER_FILES[kind]
+    if kind == "flow":
+        return load_flow(path)
+    return load_gmm(path)

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -42,7 +43,15 @@ from .divergences import (
     sinkhorn_divergence,
     sliced_wasserstein,
 )
-from .evaluate import classifier_metrics, decode_prior, eval_mode, evaluate, is_mnist_like
+from .evaluate import (
+    classifier_metrics,
+    decode_prior,
+    eval_mode,
+    evaluate,
+    grid_rows,
+    interpolation_ends,
+    is_mnist_like,
+)
 from .images import reconstruction_rows, save_grid
 from .model import AutoEncoder
 from .nets import ARCHITECTURES, Adversary, decoder_start_size
@@ -415,15 +424,36 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
     """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode."""
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
-    cfg = ckpt.config_of(payload)
-    model = AutoEncoder(
-        cfg.model, payload["data"]["channels"], payload["data"]["size"], cfg.loss.prior, cfg.loss.prior_var
-    )
+    try:
+        cfg = ckpt.config_of(payload)
+        channels, size = ckpt.image_shape_of(payload)
+        model = _model_for(cfg, channels, size)
+        _load_weights(model, payload)
+    except UserError as err:  # a crafted or foreign checkpoint: say which file
+        raise UserError(f"{path}: {err}") from None
+    return model.eval(), cfg
+
+
+def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
+    """The auto-encoder a stored config and image shape describe; :class:`UserError` when the
+    architecture cannot take that image side."""
+    try:
+        decoder_start_size(ARCHITECTURES[cfg.model.arch], size)
+    except (ValueError, KeyError) as err:
+        raise UserError(
+            f"checkpoint: architecture '{cfg.model.arch}' cannot take {size}x{size} images ({err})"
+        ) from None
+    return AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+
+
+def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
+    """The checkpoint's weights into ``model``; :class:`UserError` when they do not fit it."""
     try:
         model.load_state_dict(sampler_weights(payload))
-    except (RuntimeError, KeyError) as err:
-        raise UserError(f"checkpoint {path} does not fit its own config ({type(err).__name__})") from None
-    return model.eval(), cfg
+    except (RuntimeError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"checkpoint weights do not fit its config ({type(err).__name__})") from None
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise UserError("checkpoint weights hold NaN or infinite values (they would decode blank images)")
 
 
 def sampler_weights(payload: dict[str, Any]) -> dict[str, Tensor]:
@@ -490,11 +520,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if not isinstance(record, dict) or not isinstance(record.get("step", 0), int | float):
+            continue  # a line edited by hand into something else
         if record.get("step", 0) <= step:
             kept.append(line)
     ckpt.write_atomic(path, "".join(line + "\n" for line in kept))
@@ -506,12 +538,12 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
     model, value_range = state.sampler_model, state.cfg.data.range
     with eval_mode(model), torch.no_grad():
         samples = to_unit_range(model.decode(fixed_z).cpu(), value_range)
-        x = to_model_range(data.test[:48], value_range)
+        x = to_model_range(grid_rows(data.test), value_range)
         recon = reconstruction_rows(
             to_unit_range(x, value_range), to_unit_range(model.reconstruct(x).cpu(), value_range), 12
         )
-        pairs = to_model_range(data.test[48:64], value_range)
-        interp = to_unit_range(model.interpolate(pairs[:8], pairs[8:], steps=12).cpu(), value_range).flatten(0, 1)
+        starts, ends = (to_model_range(images, value_range) for images in interpolation_ends(data.test))
+        interp = to_unit_range(model.interpolate(starts, ends, steps=12).cpu(), value_range).flatten(0, 1)
     scale = 2 if data.size < 48 else 1
     (run_dir / "grids").mkdir(exist_ok=True)
     for name, images, ncol in [
@@ -816,13 +848,23 @@ class _Loop:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The records of a JSON-lines file ([] when it is missing); a line that does not parse,
-    such as the partial last line of a killed run, is skipped."""
-    if not path.exists():
+    such as the partial last line of a killed run, is skipped; lines edited by hand into
+    something that is not a JSON object (a number, a list, text, bytes that are not UTF-8) are
+    skipped too, with one warning that counts them."""
+    if not path.is_file():  # missing, or not a regular file (a FIFO would block the read)
         return []
-    records = []
-    for line in path.read_text().splitlines():
+    records, skipped = [], 0
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
+            skipped += number < len(lines) and bool(line.strip())  # not the partial last line
             continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            skipped += 1
+    if skipped:
+        warnings.warn(f"skipped {skipped} line(s) of {path} that are not JSON objects", stacklevel=2)
     return records

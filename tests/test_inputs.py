@@ -1,0 +1,220 @@
+"""Inputs validated before work: the Python API's arguments, stored configs and checkpoints,
+npz headers, small test splits, hand-edited run files (the command-line cases are in
+tests/test_bad_input.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import wae
+from wae import checkpoint as ckpt
+from wae.cli import main
+from wae.config import Config, UserError, preset, validate
+from wae.data import load_npz
+from wae.evaluate import evaluate_run, grid_rows, interpolation_ends, precision_recall
+from wae.train import read_jsonl
+
+TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
+FAST = {"batch_size": 16, "max_steps": 1, "precision": "fp32", "eval_every": 0}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inputs") / "run"
+    assert main(["train", *TINY, "--max-steps", "2", "--out", str(out)]) == 0
+    return out
+
+
+def _blobs(n: int = 40) -> torch.Tensor:
+    return torch.rand(n, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "images",
+    [_blobs().numpy(), _blobs().to(torch.bfloat16), _blobs().double(), _blobs()[..., None].numpy()],
+    ids=["numpy", "bf16", "float64", "numpy-nhwc"],
+)
+def test_api_takes_numpy_arrays_and_floats_of_any_precision(images):
+    result = wae.fit_tensor(images, **FAST)
+    assert result.step == 1 and result.model.sample(2).shape == (2, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "images,settings,message",
+    [
+        (_blobs().tolist(), {}, "must be a torch.Tensor or a numpy array; got list"),
+        (_blobs()[0], {}, "expected \\(n, h, w\\)"),
+        (torch.full((40, 16, 16), float("nan")), {}, "NaN"),
+        (_blobs() * 3, {}, "outside \\[0, 1\\]"),
+        (_blobs().to(torch.int32), {}, "dtype int32"),
+        (_blobs(2), {}, "at least 3"),
+        (_blobs(), {"latent_dim": 2.5}, "latent_dim must be int; got 2.5"),
+        (_blobs(), {"lam": "10"}, "loss.lam must be float"),
+        (_blobs(), {"batch_size": True}, "batch_size must be int"),
+        (_blobs(), {"latent_dim": -3}, "latent_dim must be at least 1"),
+        (_blobs(), {"no_such_setting": 1}, "unknown setting"),
+    ],
+)
+def test_api_refuses_bad_arguments_with_a_user_error(images, settings, message):
+    with pytest.raises(UserError, match=message):
+        wae.fit_tensor(images, **{**FAST, **settings})
+    assert issubclass(UserError, ValueError)
+
+
+def test_api_refuses_a_config_that_is_not_one():
+    with pytest.raises(UserError, match="config must be a wae.Config"):
+        wae.fit_tensor(_blobs(), config={"model": {}})  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="a config must be a wae.Config"):
+        validate({"model": {}})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "section,key,value,message",
+    [
+        ("model", "latent_dim", "8", "model.latent_dim must be int; got '8'"),
+        ("model", "latent_dim", 2.5, "model.latent_dim must be int"),
+        ("model", "latent_dim", [8], "model.latent_dim must be int"),
+        ("model", "latent_dim", -3, "latent_dim must be at least 1"),
+        ("model", "latent_dim", 10**9, "latent_dim must be at most"),
+        ("train", "max_steps", "x", "max_steps must be int or null"),
+        ("loss", "kernel_scales", [1, "a"], "kernel_scales\\[1\\] must be float"),
+        ("loss", "prior_trick", 1, "prior_trick must be bool"),
+        ("data", "image_size", 2**20, "image_size must be at most"),
+        ("model", "arch", "nope", "model.arch must be one of"),
+        ("data", "workers", -1, "data.workers must be"),
+        ("train", "threads", 0, "train.threads must be"),
+        ("train", "threads", 10**6, "train.threads must be at most 1024"),
+        ("train", "seed", -1, "train.seed must be"),
+        ("train", "seed", 2**40, "train.seed must be in"),
+        ("loss", "kernel_scales", [1.0, float("inf")], "kernel_scales must"),
+    ],
+)
+def test_a_stored_config_is_checked_like_flags(section, key, value, message):
+    stored = preset().to_dict()
+    stored[section][key] = value
+    with pytest.raises(UserError, match=message):
+        validate(Config.from_dict(json.loads(json.dumps(stored))))
+
+
+def test_ints_stay_ints_and_floats_may_be_written_as_ints():
+    stored = preset().to_dict()
+    stored["loss"]["lam"] = 3
+    cfg = Config.from_dict(stored)
+    assert cfg.loss.lam == 3.0 and isinstance(cfg.loss.lam, float)
+    with pytest.raises(UserError, match="section 'model' must be a JSON object"):
+        Config.from_dict({**stored, "model": [1]})
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda p: p["data"].update(size=2**20), "data.size must be a whole number in"),
+        (lambda p: p["data"].update(size=30), "cannot take 30x30 images"),
+        (lambda p: p["data"].update(channels=4), "data.channels must be 1 or 3"),
+        (lambda p: p["config"]["model"].update(latent_dim=-3), "latent_dim must be at least 1"),
+        (lambda p: p["config"]["model"].update(latent_dim=3), "weights do not fit its config"),
+        (lambda p: p.update(config=[1]), "a config must be a JSON object"),
+    ],
+)
+def test_crafted_but_safe_checkpoints_are_refused_before_building_the_model(run, tmp_path, edit, message):
+    payload = ckpt.load(ckpt.run_checkpoints(run)[0])
+    edit(payload)
+    ckpt.save_atomic(payload, tmp_path / "crafted.pt")
+    with pytest.raises(UserError, match=message):
+        wae.load_model(tmp_path / "crafted.pt")
+
+
+def test_npz_header_is_read_before_the_array(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 28, 28)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 100)
+    with pytest.raises(UserError, match=r"would need 730\.\d GiB of memory"):
+        load_npz(tmp_path / "huge.npz")
+    np.savez(tmp_path / "objects.npz", x=np.array([None] * 20, dtype=object))
+    with pytest.raises(UserError, match="holds Python objects"):
+        load_npz(tmp_path / "objects.npz")
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 15, 49, 63, 64, 70])
+def test_grids_take_any_test_split(count):
+    test = torch.arange(count).view(count, 1, 1, 1).float()
+    a, b = interpolation_ends(test)
+    assert a.shape == b.shape == (8, 1, 1, 1)
+    if count >= 64:
+        assert a[0].item() == 48 and b[-1].item() == 63  # as before
+    if count >= 16:
+        assert len(set(torch.cat([a, b]).flatten().tolist())) == 16  # 16 different images
+    rows = grid_rows(test)
+    assert len(rows) == min(count, 48) if count >= 12 else len(rows) == 12
+
+
+def test_training_and_evaluation_on_a_test_split_of_one_image(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.random((40, 28, 28)), x_test=rng.random((1, 28, 28)))
+    out = tmp_path / "one"
+    args = ["--batch-size", "8", "--max-steps", "1", "--precision", "fp32", "--no-progress", "--out", str(out)]
+    assert main(["train", "--data", str(tmp_path / "d.npz"), *args]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    record = read_jsonl(out / "metrics.jsonl")[-1]
+    assert np.isnan(record["test_mmd"]) and np.isnan(record["precision"]) and record["test_recon_mse"] > 0
+    model, cfg = wae.load_model(out)
+    metrics = evaluate_run(model, load_npz(tmp_path / "d.npz"), "01", samples=8)
+    assert np.isnan(metrics["fd_reconstructions"]) and np.isnan(metrics["fd_samples"]) and metrics["sharpness_data"] > 0
+
+
+def test_precision_recall_needs_more_points_than_k():
+    x = torch.randn(3, 4)
+    assert all(np.isnan(v) for v in precision_recall(x, torch.randn(50, 4)).values())
+    assert all(np.isfinite(v) for v in precision_recall(torch.randn(4, 4), torch.randn(4, 4)).values())
+
+
+def test_hand_edited_metrics_lines_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"kind": "train", "step": 1}\n42\n[1, 2]\n"text"\n\xff\xfe\n{"kind": "eval", "step": 2}\n{"par')
+    with pytest.warns(UserWarning, match="skipped 4 line"):
+        records = read_jsonl(path)
+    assert records == [{"kind": "train", "step": 1}, {"kind": "eval", "step": 2}]
+
+
+def test_report_and_compare_do_not_block_on_fifos_named_like_run_files(run, tmp_path, capsys):
+    import os
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "metrics.jsonl").unlink()
+    for name in ("metrics.jsonl", "metrics.json", "metrics-gmm.json"):
+        os.mkfifo(copy / name)  # reading any of them would wait for a writer for ever
+    assert main(["report", str(copy), "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["compare", str(copy), "--out", str(tmp_path / "cmp")]) == 0
+    assert "metrics-gmm.json is not a JSON object" in capsys.readouterr().err
+
+
+def test_hand_edited_records_with_wrong_types_are_skipped_by_the_report(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    with open(copy / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "step": "five", "total": 1}\n{"kind": "eval", "step": 9}\n[1]\n')
+    assert main(["report", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 line(s)" in err and "skipped 2 record(s)" in err and err.count("\n") == 2
+
+
+def test_numpy_numbers_are_taken_as_python_numbers():
+    from wae.config import override
+
+    cfg = override(preset(), latent_dim=np.int64(4), lam=np.float32(2.0))
+    assert type(cfg.model.latent_dim) is int and type(cfg.loss.lam) is float
+    json.dumps(cfg.to_dict())  # config.json can be written
+    with pytest.raises(UserError, match="latent_dim must be int"):
+        override(preset(), latent_dim=np.float64(2.5))
