@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import io
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,3 +52,22 @@ def tiny_config(objective: str = "mmd", **settings: object) -> Config:
         "lr_factors": (0.5, 0.2),
     }
     return override(cfg, **{**base, **settings})
+
+
+def run_cli(argv: Sequence[str], cwd: Path | None = None) -> tuple[int, str]:
+    """``wae`` with ``argv``, run in ``cwd`` (default: here): (exit code, what it wrote to stderr)."""
+    from wae.cli import main
+
+    err = io.StringIO()
+    here = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = main(list(argv))
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.chdir(here)
+    return code, err.getvalue()

@@ -24,6 +24,8 @@ from PIL import Image
 from wae import checkpoint as ckpt
 from wae.cli import main
 
+from .conftest import run_cli
+
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
 
 
@@ -354,20 +356,10 @@ def run_case(setup: Callable[[Path, Path], list[str]], tmp: Path, run: Path) -> 
     unchanged and no code ran."""
     argv = setup(tmp, run)
     before = _tree(tmp)
-    cwd = os.getcwd()
-    err = io.StringIO()
-    os.chdir(tmp)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = main(argv)
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        os.chdir(cwd)
+    code, err = run_cli(argv, tmp)
     assert _tree(tmp) == before, "bad input must leave nothing written or changed"
     assert not (tmp / "pwned-marker").exists()
-    return code, err.getvalue()
+    return code, err
 
 
 @pytest.mark.parametrize("group,what,setup", CASES, ids=[c[1] for c in CASES])

@@ -13,7 +13,15 @@ from wae.nets import ARCHITECTURES, Adversary, Decoder, Encoder, count_parameter
 
 @pytest.mark.parametrize(
     "arch,channels,size",
-    [("fast", 1, 28), ("fast", 3, 32), ("fast", 1, 16), ("mnist-paper", 1, 28), ("celeba-paper", 3, 64)],
+    [
+        ("fast", 1, 28),
+        ("fast", 3, 32),
+        ("fast", 1, 16),
+        ("small", 1, 28),
+        ("wide", 3, 32),
+        ("mnist-paper", 1, 28),
+        ("celeba-paper", 3, 64),
+    ],
 )
 @pytest.mark.parametrize("encoder", ["deterministic", "gaussian"])
 def test_shapes_of_every_architecture(arch, channels, size, encoder):
@@ -91,3 +99,19 @@ def test_interpolation_ends_decode_the_end_codes():
     assert lines.shape == (3, 5, 1, 16, 16)
     assert torch.allclose(lines[:, 0], model.reconstruct(a), atol=1e-6)
     assert torch.allclose(lines[:, -1], model.reconstruct(b), atol=1e-6)
+
+
+def test_residual_blocks_keep_shapes_and_are_identity_when_their_last_convolution_is_zero():
+    from wae.nets import Architecture, ResidualBlock
+
+    block = ResidualBlock(8).eval()
+    torch.nn.init.zeros_(block.body[-1].weight)
+    torch.nn.init.zeros_(block.body[-1].bias)
+    x = torch.randn(2, 8, 7, 7)
+    assert torch.equal(block(x), x)
+    deep = Architecture((16, 32), (32, 16), kernel=4, last_layer="stride1", blocks=2)
+    plain = Architecture((16, 32), (32, 16), kernel=4, last_layer="stride1")
+    encoder, decoder = Encoder(deep, 1, 28, 4), Decoder(deep, 1, 28, 4)
+    assert encoder(torch.rand(3, 1, 28, 28)).shape == (3, 4)
+    assert decoder(torch.randn(3, 4)).shape == (3, 1, 28, 28)
+    assert count_parameters(decoder) > count_parameters(Decoder(plain, 1, 28, 4))

@@ -6,9 +6,7 @@ write is one line naming the file; temporary files of killed writers are swept a
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import json
 import os
 import shutil
@@ -27,9 +25,10 @@ from PIL import Image
 import wae
 from wae import checkpoint as ckpt
 from wae import cli, runs
-from wae.cli import main
 from wae.config import UserError
 from wae.data import make_synthetic
+
+from .conftest import run_cli
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--eval-every", "0"]
 
@@ -46,19 +45,7 @@ def _npz(path: Path, seed: int = 1) -> Path:
 
 def _cli(argv: list[str], cwd: Path | None = None) -> tuple[int, str]:
     """main(argv) in ``cwd``: (exit code, stderr)."""
-    err = io.StringIO()
-    here = os.getcwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = main(argv)
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        os.chdir(here)
-    return code, err.getvalue()
+    return run_cli(argv, cwd)
 
 
 def _refused(result: tuple[int, str], *words: str) -> str:
