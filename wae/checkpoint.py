@@ -8,6 +8,8 @@ the newest one that reads, and says which newer ones it had to pass over.
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
 import re
 import signal
@@ -200,3 +202,19 @@ def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tup
     if problems:
         raise UserError("no readable checkpoint: " + "; ".join(problems))
     return None
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as strict JSON: a NaN or infinite number (a figure that a tiny test split cannot
+    define) is written as null, not as the bare NaN that JSON readers other than Python's refuse."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), indent=indent, allow_nan=False)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import __version__, runs
-from .checkpoint import sweep_stale, write_atomic
+from .checkpoint import json_text, sweep_stale, write_atomic
 from .config import (
     OBJECTIVES,
     PRESETS,
@@ -399,7 +399,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     metrics["seconds"] = time.perf_counter() - start
     try:
-        write_atomic(out, json.dumps(metrics, indent=1) + "\n")
+        write_atomic(out, json_text(metrics, indent=1) + "\n")
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror}") from None
     for key, label in MAIN_METRICS:
@@ -516,7 +516,9 @@ def _train(args: argparse.Namespace) -> int:
         from .report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
-    print(json.dumps({"run": str(run_dir), "step": result.step, **result.metrics}))
+        grids = ", ".join(str(run_dir / f"{name}.png") for name in ("samples", "reconstructions", "interpolations"))
+        print(f"grids: {grids} (every epoch's in {run_dir / 'grids'})", file=sys.stderr)
+    print(json_text({"run": str(run_dir), "step": result.step, **result.metrics}))
     return code
 
 
@@ -738,6 +740,7 @@ _PATH_ARGUMENTS = {
     "data": "--data",
     "resume": "--resume",
     "screenshot": "--screenshot",
+    "config": "--config",
 }
 
 

@@ -9,6 +9,7 @@ between the same pairs.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,13 @@ def run_summary(run: Path) -> dict[str, Any]:
     }
 
 
+def _cell(fmt: str, value: Any) -> str:
+    """A table cell: the number, or "–" when it is missing or undefined (null, NaN)."""
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return fmt.format(value)
+
+
 def table(summaries: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per run."""
     head = ["run", "objective", "sampler", "net", "epochs"] + [title for _, title, _ in COLUMNS] + ["train img/s"]
@@ -66,7 +74,7 @@ def table(summaries: list[dict[str, Any]]) -> str:
     for s in summaries:
         for sampler, metrics in [("prior", s["metrics"]), *s.get("samplers", {}).items()]:
             cells = [s["name"], s["objective"], sampler, s["arch"], str(s["epochs"])]
-            cells += [fmt.format(metrics[key]) if key in metrics else "–" for key, _, fmt in COLUMNS]
+            cells += [_cell(fmt, metrics.get(key)) for key, _, fmt in COLUMNS]
             cells.append(f"{s['images_per_s']:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -350,7 +350,7 @@ def _mnist_quality(objective: str) -> Config:
     cfg = _mnist_fast(objective)
     cfg.preset = "mnist-quality"
     cfg.model.arch = "wide"
-    cfg.train.epochs = 40
+    cfg.train.epochs = 30
     return cfg
 
 
@@ -609,6 +609,10 @@ def read_settings(path: Path) -> dict[str, Any]:
     or in a run's config.json, checked key by key: an unknown key, or a value of the wrong type or
     out of bounds, is a :class:`UserError` naming the key and the file."""
     try:
+        if not path.is_file():  # a folder, FIFO or device would hang or never end
+            raise UserError(f"--config {path}: not a file")
+        if path.stat().st_size > 1 << 20:
+            raise UserError(f"--config {path}: larger than 1 MiB, not a settings file")
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"--config {path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
@@ -640,6 +644,11 @@ def read_settings(path: Path) -> dict[str, Any]:
             if trouble:
                 raise UserError(f"{path}: {key}.{name} {trouble}")
             found.setdefault(key, {})[name] = item
+    if is_json:  # a run's config.json: what that run recorded about itself does not carry over
+        data, train = found.get("data", {}), found.get("train", {})
+        data.pop("fingerprint", None)
+        if train.get("schedule_epochs") == raw.get("train", {}).get("epochs"):
+            train.pop("schedule_epochs", None)  # set by that run to its own epochs
     return found
 
 

@@ -148,6 +148,8 @@ def load_npz(path: str | Path) -> ImageData:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
+    if not zipfile.is_zipfile(path):  # np.load would read a plain .npy (or pickle) named .npz
+        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)")
     try:
         f = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):

@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import json
+import math
 import shutil
 import subprocess
 import warnings
@@ -58,7 +59,11 @@ def read_records(run: Path) -> list[dict[str, Any]]:
     """The records of ``RUN/metrics.jsonl`` (a partial last line is ignored); training and
     evaluation records edited by hand (a value that is not a number, a key left out) are
     skipped with one warning that counts them."""
-    records = read_jsonl(run / "metrics.jsonl")
+    # null is how an undefined figure (NaN: a tiny test split) is written; read it back as NaN
+    records = [
+        {k: math.nan if v is None else v for k, v in r.items()} if isinstance(r, dict) else r
+        for r in read_jsonl(run / "metrics.jsonl")
+    ]
     kept = [r for r in records if well_formed(r)]
     if len(kept) < len(records):
         warnings.warn(

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import signal
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +64,16 @@ def _acquire(folder: Path) -> int:
     """An open descriptor of ``folder``/.lock holding its exclusive flock, the pid written in."""
     path = folder / LOCK
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # never through a link (it would truncate the file it points to), never blocking on a FIFO
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                raise UserError(f"{path} is not a plain lock file (a link, folder or FIFO); remove it") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(f"{path} is not a plain lock file (a link, folder or FIFO); remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -70,7 +81,7 @@ def _acquire(folder: Path) -> int:
             os.close(fd)
             raise UserError(f"{folder} is in use by another wae process (pid {holder})") from None
         try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            same = os.lstat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -258,10 +269,18 @@ def run_config(run_dir: Path) -> Config | None:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 
+def given_path(value: Any, what: str) -> Path:
+    """``value`` as a path; :class:`UserError` for what is not one, or is empty (an unset shell
+    variable would otherwise name the current folder)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise UserError(f"{what} must be a non-empty path; got {value!r}")
+    return Path(value)
+
+
 def read_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
     """The newest checkpoint of a run folder (or a checkpoint file) with its path, checked
     against the run's config.json (when there is one) and for non-finite weights."""
-    path = Path(run)
+    path = given_path(run, "run")
     if path.is_dir():
         found = load_latest(path)
         if found is None:

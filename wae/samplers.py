@@ -23,6 +23,7 @@ from .config import UserError
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow")
+MAX_CODE = 1e3  # a bound on the scale of codes a stored sampler may draw (mean and standard deviation)
 GMM_FILE = "sampler-gmm.npz"
 
 
@@ -118,6 +119,9 @@ def check_mixture(mixture: GaussianMixture, where: str) -> None:
         raise UserError(f"{where}: mixture means hold NaN or infinite values")
     if not torch.isfinite(covariances).all():
         raise UserError(f"{where}: mixture covariances hold NaN or infinite values")
+    # codes live near the prior's scale; draws 10^3 away decode to saturated or blank images
+    if means.abs().max() > MAX_CODE or covariances.diagonal(dim1=1, dim2=2).max() > MAX_CODE**2:
+        raise UserError(f"{where}: mixture means or variances beyond |z| = {MAX_CODE:g}, far outside any code space")
     scale = covariances.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-300)
     if ((covariances - covariances.transpose(1, 2)).abs() > 1e-6 * scale).any():
         raise UserError(f"{where}: mixture covariances are not symmetric")
@@ -146,6 +150,7 @@ def select_components(
 
 
 FLOW_FILE = "sampler-flow.pt"
+MAX_TRANSFORMS, MAX_HIDDEN = 64, 4096  # flow sizes beyond any use (and beyond memory, soon)
 
 
 class FlowSampler(torch.nn.Module):
@@ -204,6 +209,8 @@ def fit_flow(
     (``pip install 'wae[flow]'``); :class:`UserError` when it is missing."""
     from tqdm import tqdm
 
+    if not (1 <= transforms <= MAX_TRANSFORMS and 1 <= hidden <= MAX_HIDDEN):
+        raise UserError(f"a flow needs 1 to {MAX_TRANSFORMS} transforms and 1 to {MAX_HIDDEN} hidden units")
     torch.manual_seed(seed)
     codes = codes.float()
     generator = torch.Generator().manual_seed(seed)
@@ -255,8 +262,11 @@ def load_flow(path: Path) -> FlowSampler:
         raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent} --kind flow")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        settings = {k: int(payload["settings"][k]) for k in ("dim", "transforms", "hidden", "bins")}
-        if not all(1 <= v <= 4096 for v in settings.values()):
+        if payload.get("format") != 1:
+            raise ValueError("unknown format")
+        settings = {k: payload["settings"][k] for k in ("dim", "transforms", "hidden", "bins")}
+        limits = {"dim": 65536, "transforms": MAX_TRANSFORMS, "hidden": MAX_HIDDEN, "bins": 256}
+        if not all(type(v) is int and 1 <= v <= limits[k] for k, v in settings.items()):
             raise ValueError("settings out of range")
         sampler = FlowSampler(**settings)
         sampler.load_state_dict(payload["state"])
@@ -266,6 +276,8 @@ def load_flow(path: Path) -> FlowSampler:
         raise UserError(f"{path} is not a readable flow sampler file ({type(err).__name__})") from None
     if not all(torch.isfinite(t).all() for t in sampler.state_dict().values()):
         raise UserError(f"{path} holds non-finite weights")
+    if not ((sampler.std > 0).all() and sampler.std.max() <= MAX_CODE and sampler.mean.abs().max() <= MAX_CODE):
+        raise UserError(f"{path}: the flow's standardisation is not that of codes (std <= 0, or beyond {MAX_CODE:g})")
     return sampler.eval()
 
 

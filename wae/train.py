@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import sys
 import threading
@@ -509,7 +510,7 @@ class _StopFlag:
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     try:
         with open(path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(ckpt.json_text(record) + "\n")
     except OSError as err:
         raise OSError(err.errno, err.strerror, str(path)) from None
 
@@ -555,6 +556,17 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
         save_grid(images, run_dir / "grids" / f"{name}-epoch{epoch:03d}.png", ncol, scale)
 
 
+_REPORT_COLUMNS = [("test_recon_mse", ".5f"), ("test_mmd", ".5f"), ("code_mean_norm", ".3f")]
+_REPORT_COLUMNS += [("code_var_mean", ".3f"), ("fd_samples", ".2f")]
+
+
+def _figure(value: Any, spec: str) -> str:
+    """A number for a table cell; blank when missing, "n/a" when undefined (null or NaN)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "" if value is None else "n/a"
+    return format(value, spec)
+
+
 def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, Any]], speed: float) -> None:
     """A short human-readable report.md of the run so far."""
     cfg = state.cfg
@@ -577,11 +589,8 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         "|---|---|---|---|---|---|---|",
     ]
     for e in evals:
-        fd = f"{e['fd_samples']:.2f}" if "fd_samples" in e else ""
-        lines.append(
-            f"| {e['epoch']} | {e['step']} | {e['test_recon_mse']:.5f} | {e['test_mmd']:.5f} | "
-            f"{e['code_mean_norm']:.3f} | {e['code_var_mean']:.3f} | {fd} |"
-        )
+        cells = [_figure(e.get(k), spec) for k, spec in _REPORT_COLUMNS]
+        lines.append(f"| {e['epoch']} | {e['step']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Prior samples (fixed codes):",
@@ -616,6 +625,8 @@ def fit(
     shard of every global batch and rank 0 alone writes the run folder."""
     validate(cfg)
     device = resolve_device(cfg.train.device, launched().local_rank)
+    if run_dir is not None:
+        run_dir = runs.given_path(run_dir, "the run folder")
     cfg = runs.session_config(cfg, run_dir, resume)  # data pinned or checked; schedule kept
     with process_group(device) as procs, runs.writing(run_dir, procs.main, resume):
         return _fit(cfg, device, procs, run_dir, data, resume, progress, log)
@@ -690,6 +701,12 @@ class _Loop:
                 problem = f"checkpoint {found[1]} does not match the run's config.json ({type(err).__name__})"
                 raise UserError(problem) from None
             self.last_saved = self.state.step
+        if self.total_steps < self.state.step:  # before anything in the folder changes
+            train = self.cfg.train
+            raise UserError(
+                f"the run is at step {self.state.step}; --epochs {train.epochs} / --max-steps {train.max_steps} "
+                f"would end at step {self.total_steps}: nothing to train (give more)"
+            )
         if self.out is not None:
             _truncate_metrics(self.out / "metrics.jsonl", self.state.step)
             self.evals = [r for r in read_jsonl(self.out / "metrics.jsonl") if r.get("kind") == "eval"]
