@@ -87,7 +87,9 @@ def test_print_config_then_config_gives_the_same_run_config(tmp_path, capsys):
     assert by_flags["model"]["latent_dim"] == 4 and by_flags["loss"]["kernel_scales"] == [0.5, 1.0]
     # a run's config.json is a settings file too
     again = _printed(capsys, "--config", str(tmp_path / "by-flags" / "config.json"))
-    assert again == tomllib.loads(to_toml(Config.from_dict(by_flags)))
+    expected = Config.from_dict(by_flags)
+    expected.train.schedule_epochs = None  # what the run recorded about itself is not carried over
+    assert again == tomllib.loads(to_toml(expected))
 
 
 @pytest.mark.parametrize("name", ["mnist-fast", "mnist-paper", "celeba-paper"])

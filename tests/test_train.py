@@ -189,8 +189,11 @@ def test_python_api_trains_on_a_tensor(tmp_path, tiny_data):
     assert isinstance(run.model, wae.AutoEncoder)
     assert run.model.sample(5).shape == (5, 1, 16, 16)
     model, cfg = wae.load_model(tmp_path / "api")
-    assert cfg.data.dataset == "tensor" and torch.equal(
-        model.sample(3, torch.Generator().manual_seed(0)), run.model.sample(3, torch.Generator().manual_seed(0))
+    # the same weights; the trained model is channels_last, the loaded one not: rounding apart
+    assert cfg.data.dataset == "tensor" and torch.allclose(
+        model.sample(3, torch.Generator().manual_seed(0)),
+        run.model.sample(3, torch.Generator().manual_seed(0)),
+        atol=1e-6,
     )
 
 
