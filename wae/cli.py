@@ -49,7 +49,7 @@ from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
-from .samplers import GMM_FILE, SAMPLERS, GaussianMixture, LatentSampler, load_sampler
+from .samplers import GMM_FILE, SAMPLERS, LatentSampler, load_sampler
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model
 
@@ -382,7 +382,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.n < 4:  # precision/recall need each sample's 3 nearest neighbours among the others
         raise UserError(f"--n {args.n}: give at least 4 samples (precision/recall use k = 3 nearest neighbours)")
     model, cfg = load_model(args.run)
-    sampler = _load_sampler(args.run, args.sampler)
+    sampler = load_sampler(Path(args.run), args.sampler)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
     fid_precision = None if args.no_fid else args.fid_precision
     if fid_precision is not None:
@@ -592,21 +592,12 @@ def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
 def _sample(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
-    sampler = _load_sampler(args.run, args.sampler)
+    sampler = load_sampler(Path(args.run), args.sampler)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
     images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
     _write_images(images, out, ncol=min(args.n, 10))
     print(f"wrote {args.n} samples ({args.sampler} codes) to {out}")
     return 0
-
-
-def _load_sampler(run: str, name: str) -> LatentSampler | None:
-    sampler = load_sampler(Path(run), name)
-    if isinstance(sampler, GaussianMixture):
-        path = Path(run) if Path(run).is_dir() else Path(run).parent
-        weights, means, covariances = sampler.weights, sampler.means, sampler.covariances
-        runs.check_finite(path / GMM_FILE, weights=weights, means=means, covariances=covariances)
-    return sampler
 
 
 def _components(text: str) -> int | str:

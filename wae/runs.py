@@ -294,13 +294,6 @@ def read_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
     return payload, path
 
 
-def check_finite(path: Path, **tensors: torch.Tensor) -> None:
-    """:class:`UserError` naming ``path`` when one of ``tensors`` holds NaN or infinite values."""
-    for name, value in tensors.items():
-        if not torch.isfinite(value).all():
-            raise UserError(f"{path} holds NaN or infinite values ({name})")
-
-
 # ----------------------------------------------------------------------------- signals
 
 
