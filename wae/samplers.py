@@ -129,6 +129,13 @@ def check_mixture(mixture: GaussianMixture, where: str) -> None:
         raise UserError(f"{where}: a mixture covariance is not positive definite")
 
 
+def held_out_split(codes: Tensor, holdout: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Codes (n, d) shuffled by ``generator`` into (the first 1 - holdout, the rest held out)."""
+    order = torch.randperm(len(codes), generator=generator)
+    cut = int(len(codes) * (1 - holdout))
+    return codes[order[:cut]], codes[order[cut:]]
+
+
 def select_components(
     codes: Tensor,
     candidates: tuple[int, ...] = (5, 10, 20, 40),
@@ -140,10 +147,8 @@ def select_components(
     each candidate k is fitted to a seeded random (1 - holdout) of codes (n, d) and scored on
     the rest. Returns (best k, {k: held-out mean log-likelihood}); :class:`UserError` when
     there are too few codes for the largest candidate."""
-    order = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))
-    cut = int(len(codes) * (1 - holdout))
-    fit_part, held_out = codes[order[:cut]], codes[order[cut:]]
-    if len(held_out) < 1 or cut < 2 * max(candidates):
+    fit_part, held_out = held_out_split(codes, holdout, torch.Generator().manual_seed(seed))
+    if len(held_out) < 1 or len(fit_part) < 2 * max(candidates):
         raise UserError(f"{len(codes)} codes are too few to choose among {list(candidates)} components")
     scores = {k: fit_gmm(fit_part, k, covariance, seed).log_density(held_out.float()).mean().item() for k in candidates}
     return max(scores, key=lambda k: scores[k]), scores
@@ -214,9 +219,7 @@ def fit_flow(
     torch.manual_seed(seed)
     codes = codes.float()
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(codes), generator=generator)
-    cut = int(len(codes) * (1 - holdout))
-    train, held_out = codes[order[:cut]], codes[order[cut:]]
+    train, held_out = held_out_split(codes, holdout, generator)
     if len(held_out) < 1 or len(train) < 2:
         raise UserError(f"{len(codes)} codes are too few to fit a flow (it needs a training and a held-out part)")
     batch_size = min(batch_size, len(train))
