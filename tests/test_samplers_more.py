@@ -111,3 +111,46 @@ def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path,
     with pytest.raises(SystemExit) as refused:
         main(["fit-sampler", str(run), "--components", "many"])
     assert refused.value.code == 2
+
+
+@pytest.mark.parametrize("kind", ["gmm", "flow"])
+def test_training_can_end_by_fitting_an_ex_post_sampler(kind, tmp_path, tiny_data):
+    from tests.conftest import tiny_config
+    from wae.samplers import load_sampler
+    from wae.train import fit
+
+    run = tmp_path / "run"
+    result = fit(tiny_config(fit_sampler=kind, epochs=1), run, data=tiny_data, progress=False, log=lambda m: None)
+    sampler = load_sampler(run, kind)
+    assert sampler is not None and sampler.dim == result.model.latent_dim
+    assert (run / f"samples-{kind}.png").is_file()
+    assert f"![samples-{kind}](samples-{kind}.png)" in (run / "report.md").read_text()
+    # the same seed gives the same sampler
+    again = fit(tiny_config(fit_sampler=kind, epochs=1), tmp_path / "again", data=tiny_data, progress=False)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(sampler.sample(5, gen()), load_sampler(again.run_dir, kind).sample(5, gen()))
+
+
+def test_no_ex_post_sampler_for_too_few_images_or_when_off(tmp_path):
+    from tests.conftest import tiny_config
+    from wae.data import make_synthetic
+    from wae.train import fit
+
+    said: list[str] = []
+    few = make_synthetic(count=36, size=16, seed=0)
+    fit(
+        tiny_config(fit_sampler="gmm", epochs=1, batch_size=12),
+        tmp_path / "few",
+        data=few,
+        progress=False,
+        log=said.append,
+    )
+    assert not (tmp_path / "few" / "sampler-gmm.npz").exists()
+    assert any("too few to fit a gmm sampler" in m for m in said)
+    fit(
+        tiny_config(fit_sampler="none", epochs=1),
+        tmp_path / "off",
+        data=make_synthetic(count=64, size=16),
+        progress=False,
+    )
+    assert not list((tmp_path / "off").glob("sampler-*")) and not list((tmp_path / "off").glob("samples-*"))

@@ -49,7 +49,7 @@ from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
-from .samplers import GMM_FILE, SAMPLERS, LatentSampler, load_sampler
+from .samplers import SAMPLERS, load_sampler
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model
 
@@ -606,7 +606,8 @@ def _components(text: str) -> int | str:
 
 def _fit_sampler(args: argparse.Namespace) -> int:
     from .evaluate import encode_all
-    from .samplers import FLOW_FILE, fit_flow, fit_gmm, save_flow, save_gmm, select_components
+    from .samplers import fit_sampler, save_sampler
+    from .train import sampler_grid
 
     run = Path(args.run)
     if not run.is_dir():
@@ -615,28 +616,29 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     data = load_data(cfg.data)
     start = time.perf_counter()
     codes = encode_all(model, data.train, cfg.data.range)
-    sampler: LatentSampler
-    if args.kind == "flow":
-        sampler = fit_flow(codes, args.transforms, args.hidden, seed=args.seed, progress=sys.stderr.isatty())
-        path, what = run / FLOW_FILE, f"a {args.transforms}-layer spline flow"
-        save_flow(sampler, path)
-    else:
-        components = args.components
-        if components == "auto":
-            components, scores = select_components(codes, covariance=args.covariance, seed=args.seed)
-            print(
-                "held-out mean log-likelihood by components: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items())
-            )
-        sampler = fit_gmm(codes, components, args.covariance, args.seed)
-        path, what = run / GMM_FILE, f"{components} {args.covariance}-covariance components"
-        save_gmm(sampler, path)
+    sampler, what = fit_sampler(
+        args.kind,
+        codes,
+        components=args.components,
+        covariance=args.covariance,
+        transforms=args.transforms,
+        hidden=args.hidden,
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
+        log=print,
+    )
+    path = save_sampler(sampler, run, args.kind)
+    sampler_grid(model, sampler, cfg, run / f"samples-{args.kind}.png")
     test_codes = encode_all(model, data.test, cfg.data.range)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()
     prior_ll = (
         gaussian_log_density(test_codes, cfg.loss.prior_var).mean().item() if cfg.loss.prior == "gaussian" else None
     )
-    print(f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; wrote {path}")
+    print(
+        f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "
+        f"wrote {path} and samples-{args.kind}.png"
+    )
     print(
         f"mean log-density of test codes: {'flow' if args.kind == 'flow' else 'mixture'} {fitted_ll:.3f}"
         + (f", prior {prior_ll:.3f}" if prior_ll is not None else "")

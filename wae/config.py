@@ -240,6 +240,14 @@ class TrainConfig:
         at_least=0.0,
         below=1.0,
     )
+    fit_sampler: str = setting(
+        "none",
+        "at the end of training, fit an ex-post sampler to the training codes Q_Z, as wae fit-sampler RUN "
+        "--kind KIND does (gmm: a 10-component Gaussian mixture; flow: a spline flow, needs zuko), and draw "
+        "samples-KIND.png from it beside the prior's samples.png; none: prior samples only",
+        choices=("none", "gmm", "flow"),
+        resume=True,
+    )
 
 
 @dataclass

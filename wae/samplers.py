@@ -309,3 +309,41 @@ def load_sampler(run: Path, kind: str) -> LatentSampler | None:
     if kind == "flow":
         return load_flow(path)
     return load_gmm(path)
+
+
+def fit_sampler(
+    kind: str,
+    codes: Tensor,
+    components: int | str = 10,
+    covariance: str = "full",
+    transforms: int = 3,
+    hidden: int = 128,
+    seed: int = 0,
+    progress: bool = False,
+    log: Any = None,
+) -> tuple[LatentSampler, str]:
+    """Fit the ex-post sampler ``kind`` ("gmm" or "flow") to codes (n, d): a Gaussian mixture of
+    ``components`` (or "auto": the best of 5, 10, 20, 40 on held-out codes, the scores passed to
+    ``log``) or a spline flow of ``transforms`` layers. Returns it and a few words saying what
+    it is. :class:`UserError` for an unknown kind or too few codes."""
+    if kind == "flow":
+        return fit_flow(codes, transforms, hidden, seed=seed, progress=progress), f"a {transforms}-layer spline flow"
+    if kind != "gmm":
+        raise UserError(f"unknown ex-post sampler '{kind}'; choose gmm or flow")
+    if components == "auto":
+        components, scores = select_components(codes, covariance=covariance, seed=seed)
+        if log is not None:
+            log("held-out mean log-likelihood by components: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()))
+    assert isinstance(components, int)
+    return fit_gmm(codes, components, covariance, seed), f"{components} {covariance}-covariance components"
+
+
+def save_sampler(sampler: LatentSampler, run: Path, kind: str) -> Path:
+    """Write ``sampler`` of ``kind`` into the run folder ``run`` (atomically); its path."""
+    path = run / SAMPLER_FILES[kind]
+    if isinstance(sampler, FlowSampler):
+        save_flow(sampler, path)
+    else:
+        assert isinstance(sampler, GaussianMixture)
+        save_gmm(sampler, path)
+    return path
