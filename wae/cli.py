@@ -208,22 +208,26 @@ def _add_run_commands(sub: Any) -> None:
         "--sampler",
         choices=SAMPLERS,
         default="prior",
-        help="where codes come from: the prior P_Z (default), or the Gaussian mixture (gmm) or normalising "
-        "flow (flow) that wae fit-sampler fitted to the run's codes",
+        help="where codes come from: the prior P_Z (default), or the Gaussian mixture (gmm), normalising "
+        "flow (flow) or second-stage VAE (vae) that wae fit-sampler fitted to the run's codes",
     )
 
     fit_sampler = sub.add_parser(
         "fit-sampler",
-        help="fit a density to a run's training codes Q_Z, for --sampler gmm or --sampler flow",
+        help="fit a density to a run's training codes Q_Z, for --sampler gmm, flow or vae",
         description="Encode the training images and fit a density to the codes: a Gaussian mixture by EM "
         "(scikit-learn, k-means initialised, seeded; RUN/sampler-gmm.npz) or a neural spline flow by maximum "
-        "likelihood (zuko, pip install 'wae[flow]'; RUN/sampler-flow.pt); prints the mean log-density of the "
-        "test codes under it and under the prior. Sampling from it instead of the prior: --sampler KIND in "
+        "likelihood (zuko, pip install 'wae[flow]'; RUN/sampler-flow.pt) or a second-stage VAE (Dai & Wipf "
+        "2019; RUN/sampler-vae.pt); prints the mean log-density of the test codes under it and under the "
+        "prior, and draws RUN/samples-KIND.png. Sampling from it instead of the prior: --sampler KIND in "
         "wae sample and wae evaluate.",
     )
     fit_sampler.add_argument("run", metavar="RUN", help="run folder")
     fit_sampler.add_argument(
-        "--kind", choices=["gmm", "flow"], default="gmm", help="Gaussian mixture (default) or normalising flow"
+        "--kind",
+        choices=["gmm", "flow", "vae"],
+        default="gmm",
+        help="Gaussian mixture (default), normalising flow, or second-stage VAE",
     )
     fit_sampler.add_argument(
         "--components",
@@ -235,7 +239,10 @@ def _add_run_commands(sub: Any) -> None:
     )
     fit_sampler.add_argument("--transforms", type=_positive_int, default=3, help="flow: spline layers (default 3)")
     fit_sampler.add_argument(
-        "--hidden", type=_positive_int, default=128, help="flow: units of each of the two hidden layers (default 128)"
+        "--hidden",
+        type=_positive_int,
+        default=128,
+        help="flow and vae: units of each of the two hidden layers (default 128)",
     )
     fit_sampler.add_argument(
         "--covariance", choices=["full", "diag"], default="full", help="covariance per component (default full)"
@@ -280,7 +287,8 @@ def _add_measure_commands(sub: Any) -> None:
         "--sampler",
         choices=SAMPLERS,
         default="prior",
-        help="codes of the samples: the prior (default), or the mixture (gmm) or flow of wae fit-sampler",
+        help="codes of the samples: the prior (default), or the mixture (gmm), flow or second-stage VAE (vae) "
+        "of wae fit-sampler",
     )
     ev.add_argument(
         "--no-fid",
@@ -604,6 +612,9 @@ def _components(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
 
+_SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (importance-weighted bound)"}
+
+
 def _fit_sampler(args: argparse.Namespace) -> int:
     from .evaluate import encode_all
     from .samplers import fit_sampler, save_sampler
@@ -640,7 +651,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         f"wrote {path} and samples-{args.kind}.png"
     )
     print(
-        f"mean log-density of test codes: {'flow' if args.kind == 'flow' else 'mixture'} {fitted_ll:.3f}"
+        f"mean log-density of test codes: {_SAMPLER_WORDS[args.kind]} {fitted_ll:.3f}"
         + (f", prior {prior_ll:.3f}" if prior_ll is not None else "")
     )
     return 0

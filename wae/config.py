@@ -243,9 +243,10 @@ class TrainConfig:
     fit_sampler: str = setting(
         "none",
         "at the end of training, fit an ex-post sampler to the training codes Q_Z, as wae fit-sampler RUN "
-        "--kind KIND does (gmm: a 10-component Gaussian mixture; flow: a spline flow, needs zuko), and draw "
-        "samples-KIND.png from it beside the prior's samples.png; none: prior samples only",
-        choices=("none", "gmm", "flow"),
+        "--kind KIND does (gmm: a 10-component Gaussian mixture; flow: a spline flow, needs zuko; vae: a "
+        "second-stage VAE), and draw samples-KIND.png from it beside the prior's samples.png; none: prior "
+        "samples only",
+        choices=("none", "gmm", "flow", "vae"),
         resume=True,
     )
 
