@@ -524,7 +524,8 @@ def _train(args: argparse.Namespace) -> int:
         from .report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
-        grids = ", ".join(str(run_dir / f"{name}.png") for name in ("samples", "reconstructions", "interpolations"))
+        names = ["samples", f"samples-{cfg.train.fit_sampler}", "reconstructions", "interpolations"]
+        grids = ", ".join(str(run_dir / f"{name}.png") for name in names if (run_dir / f"{name}.png").is_file())
         print(f"grids: {grids} (every epoch's in {run_dir / 'grids'})", file=sys.stderr)
     print(json_text({"run": str(run_dir), "step": result.step, **result.metrics}))
     return code
