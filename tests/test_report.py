@@ -26,7 +26,7 @@ def test_train_writes_a_self_contained_html_report(runs):
     page = (runs / "mmd" / "report.html").read_text()
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     images = re.findall(r"src='(.*?)'", page)
-    assert len(images) == 5  # three grids, the curves, the latent plot
+    assert len(images) == 6  # three grids, the mixture's samples (the preset fits one), the curves, the latent plot
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert "test reconstruction MSE / pixel" in page and "objective mmd" in page
 

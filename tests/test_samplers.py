@@ -74,7 +74,7 @@ def test_save_load_round_trip_and_clear_errors(tmp_path):
 
 def test_fit_sampler_then_sample_and_evaluate_with_it(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--max-steps", "4", "--out", str(run)]) == 0
+    assert main(["train", *TINY, "--max-steps", "4", "--fit-sampler", "none", "--out", str(run)]) == 0
     assert main(["sample", str(run), "--sampler", "gmm", "--out", str(tmp_path / "s.png")]) == 2  # not fitted yet
     assert main(["fit-sampler", str(run), "--components", "3"]) == 0
     assert "mean log-density of test codes: mixture" in capsys.readouterr().out
