@@ -206,12 +206,32 @@ def test_cli_trains_samples_and_evaluates_a_csv_in_its_units(tmp_path):
     assert code == 0, err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.0 <= metrics["c2st_auc"] <= 1.0 and "fid" not in metrics and "sharpness_samples" not in metrics
-    assert (tmp_path / "run" / "report.html").is_file()
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "<h2>Columns</h2>" in report and "<h2>Images</h2>" not in report and "<td>flat</td>" in report
     assert standardiser_of(tmp_path / "run").columns[2] == "flat"
     assert load_model(tmp_path / "run")[0].channels == 5
     for command in (["sample", "run", "--out", "s.png"], ["reconstruct", "run", "--out", "r.png"]):
         code, err = run_cli(command, tmp_path)
         assert code == 2 and err.count("\n") == 1, err
+
+
+def test_python_api_fits_a_table_from_an_array_or_a_file(tmp_path):
+    import wae
+
+    rows = table_rows()
+    run = wae.fit_table(rows, epochs=2, batch_size=32, precision="fp32", mlp_width=16, latent_dim=3)
+    assert run.step == 2 * 5 and run.model.channels == 5 and run.model.latent_dim == 3
+    assert run.model.decode(torch.zeros(4, 3)).shape == (4, 5)
+    given = wae.fit_table(rows[:150], test_rows=rows[150:], epochs=1, batch_size=50, precision="fp32")
+    assert given.step == 3
+    np.savez(tmp_path / "t.npz", x_train=rows[:150], x_test=rows[150:])
+    from_file = wae.fit_table(tmp_path / "t.npz", out=tmp_path / "run", objective="vae", epochs=1, batch_size=50)
+    assert from_file.step == 3 and from_file.model.encoder.gaussian
+    assert standardiser_of(tmp_path / "run").features == 5
+    with pytest.raises(UserError, match="test_rows goes with an array"):
+        wae.fit_table(tmp_path / "t.npz", test_rows=rows)
+    with pytest.raises(UserError, match="NaN"):
+        wae.fit_table(np.full((10, 2), np.nan))
 
 
 # ----------------------------------------------------------------------------- metrics

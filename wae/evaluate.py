@@ -29,7 +29,7 @@ NAN = float("nan")  # a figure that the test split is too small to define (docs/
 # (key, label) of the figures `wae evaluate` prints and `report.html` shows first, in this order
 MAIN_METRICS = [
     ("fid", "FID, samples vs test (Inception)"),
-    ("test_recon_mse", "test reconstruction MSE / pixel"),
+    ("test_recon_mse", "test reconstruction MSE / pixel (tables: / entry)"),
     ("test_mmd", "MMD²(Q_Z, P_Z), test codes"),
     ("fd_samples", "Fréchet distance, samples vs test (classifier features)"),
     ("fd_reconstructions", "Fréchet distance, reconstructions vs test"),
