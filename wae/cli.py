@@ -463,7 +463,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} exists and is not a folder")
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
-    print(f"wrote {table_path} and {figure_path}")
+    print(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
     return 0
 
 
