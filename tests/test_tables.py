@@ -102,6 +102,13 @@ def test_constant_columns_are_dropped_with_a_counted_warning_and_put_back(tmp_pa
     assert again.constants == table.standardiser.constants and again.kept == table.standardiser.kept
 
 
+def test_a_damaged_stored_standardisation_is_a_user_error():
+    good = Standardiser.fit(table_rows(), [f"c{j}" for j in range(5)]).to_payload()
+    for change in ({"std": torch.zeros(5, dtype=torch.float64)}, {"kept": [0, 1]}, {"mean": "x"}, {"columns": None}):
+        with pytest.raises(UserError, match="standardisation"):
+            Standardiser.from_payload({**good, **change})
+
+
 BAD_TABLES = [
     ("non-numeric cell", "a,b\n1,2\n3,x\n4,5\n6,7\n", "line 3, column 'b' holds 'x', not a number"),
     ("ragged row", "a,b\n1,2\n3\n4,5\n6,7\n", "line 3 has 1 fields; the header has 2"),
