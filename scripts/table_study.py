@@ -11,7 +11,8 @@ that finite samples allow.
 
     OMP_NUM_THREADS=1 taskset -c 1 python scripts/table_study.py --out runs/table-study
 
-about 8 minutes on one contended core; writes OUT/table-study.md and OUT/table-study.json.
+10-20 minutes on one contended core (its CPU seconds are steadier than its wall time);
+writes OUT/table-study.md and OUT/table-study.json.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ KEYS = [
     ("corr_error_max", "corr. error max"),
     ("c2st_auc", "C2ST AUC"),
     ("data_mmd", "MMD²"),
-    ("seconds", "training s"),
+    ("seconds", "training s (wall)"),
+    ("cpu_seconds", "training s (CPU)"),
 ]
 
 
@@ -70,10 +72,10 @@ def study(name: str, out: Path, seeds: list[int], samples: int, epochs: int | No
     results: dict[str, list[dict[str, Any]]] = {"training rows (floor)": [], "Gaussian fit": []}
     for seed in seeds:
         results["training rows (floor)"].append(table_metrics(data.train, data.test, seed))
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         drawn = gaussian_samples(data.train, samples, seed)
-        seconds = time.perf_counter() - start
-        results["Gaussian fit"].append({**table_metrics(drawn, data.test, seed), "seconds": seconds})
+        timing = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start}
+        results["Gaussian fit"].append({**table_metrics(drawn, data.test, seed), **timing})
         for objective, label in (("mmd", "WAE-MMD"), ("vae", "VAE")):
             run_dir = out / f"{name}-{objective}-seed{seed}"
             if run_dir.exists():
@@ -81,11 +83,12 @@ def study(name: str, out: Path, seeds: list[int], samples: int, epochs: int | No
             settings: dict[str, Any] = {"seed": seed, "threads": 1}
             if epochs is not None:
                 settings["epochs"] = epochs
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             run = wae.fit_table(path, out=run_dir, objective=objective, **settings)
-            seconds = time.perf_counter() - start
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             metrics = evaluate_table(run.model, data.test, samples, seed)
-            results.setdefault(label, []).append({**metrics, "seconds": seconds, "steps": run.step})
+            timing = {"seconds": seconds, "cpu_seconds": cpu_seconds, "steps": run.step}
+            results.setdefault(label, []).append({**metrics, **timing})
             print(
                 f"{name} {label} seed {seed}: W1 {metrics['w1_mean']:.3f}, "
                 f"AUC {metrics['c2st_auc']:.3f}, {seconds:.0f} s"
