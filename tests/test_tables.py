@@ -222,7 +222,14 @@ def test_cli_trains_samples_and_evaluates_a_csv_in_its_units(tmp_path):
     assert (
         "C2ST AUC" in (tmp_path / "cmp" / "compare.md").read_text() and not (tmp_path / "cmp" / "compare.png").exists()
     )
-    for command in (["sample", "run", "--out", "s.png"], ["reconstruct", "run", "--out", "r.png"]):
+    newest = str(ckpt.run_checkpoints(tmp_path / "run")[0])
+    assert run_cli(["sample", newest, "--n", "3", "--out", "c.csv"], tmp_path)[0] == 0  # a checkpoint file alone
+    for command in (
+        ["sample", "run", "--out", "s.png"],
+        ["sample", newest, "--out", "s.png"],
+        ["reconstruct", "run", "--out", "r.png"],
+        ["interpolate", newest, "--out", "i.png"],
+    ):
         code, err = run_cli(command, tmp_path)
         assert code == 2 and err.count("\n") == 1, err
 

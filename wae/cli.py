@@ -612,10 +612,11 @@ def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    if _is_table_run(args.run):
+    if Path(args.out).suffix.lower() in (".csv", ".npy") or _is_table_run(args.run):
         return _sample_rows(args)
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    _refuse_table(cfg, "sample --out .png/.npz")
     sampler = load_sampler(Path(args.run), args.sampler)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
     images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
@@ -631,9 +632,10 @@ def _is_table_run(run: str) -> bool:
     return cfg is not None and cfg.data.dataset == "table"
 
 
-def _refuse_table(run: str, command: str) -> None:
-    if _is_table_run(run):
-        raise UserError(f"{run} was trained on a table: wae {command} makes images (use wae sample --out rows.csv)")
+def _refuse_table(cfg: Config, command: str) -> None:
+    """:class:`UserError` when a command that makes images is given a run trained on a table."""
+    if cfg.data.dataset == "table":
+        raise UserError(f"this run was trained on a table: wae {command} makes images (use wae sample --out rows.csv)")
 
 
 def _sample_rows(args: argparse.Namespace) -> int:
@@ -645,7 +647,9 @@ def _sample_rows(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".csv", ".npy") or not out.parent.is_dir():
         raise UserError(f"--out {out}: a table run writes a .csv or .npy file in an existing folder")
     _check_not_special(out, "--out")
-    model, _ = load_model(args.run)
+    model, cfg = load_model(args.run)
+    if cfg.data.dataset != "table":
+        raise UserError(f"--out {out}: .csv and .npy samples are for runs on tables; give a .png or .npz file")
     standardiser = standardiser_of(args.run)
     sampler = load_sampler(Path(args.run), args.sampler)
     check_memory(args.n * len(standardiser.columns) * 8 * 4, f"--n {args.n} samples")
@@ -703,9 +707,9 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    _refuse_table(args.run, "reconstruct")
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    _refuse_table(cfg, "reconstruct")
     test = load_data(cfg.data).test
     check_decode_memory(
         model, 2 * min(args.n, len(test)), f"--n {args.n} reconstructions", at_once=min(args.n, len(test))
@@ -722,9 +726,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _interpolate(args: argparse.Namespace) -> int:
-    _refuse_table(args.run, "interpolate")
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    _refuse_table(cfg, "interpolate")
     check_decode_memory(
         model, args.pairs * args.steps, f"{args.pairs} pairs x {args.steps} steps", at_once=args.pairs * args.steps
     )
