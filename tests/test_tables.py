@@ -190,7 +190,19 @@ def test_the_mlp_and_images_do_not_mix(tiny_data):
 def test_cli_trains_samples_and_evaluates_a_csv_in_its_units(tmp_path):
     rows = np.insert(table_rows(), 2, 4.25, axis=1)  # a constant column, dropped then put back
     write_csv(tmp_path / "t.csv", rows, ["a", "b", "flat", "c", "d", "e"])
-    argv = ["train", "--data", "t.csv", "--epochs", "2", "--batch-size", "32", "--mlp-width", "32"]
+    argv = [
+        "train",
+        "--data",
+        "t.csv",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--mlp-width",
+        "32",
+        "--fit-sampler",
+        "gmm",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code, err = run_cli([*argv, "--precision", "fp32", "--no-progress", "--out", "run"], tmp_path)
@@ -207,7 +219,8 @@ def test_cli_trains_samples_and_evaluates_a_csv_in_its_units(tmp_path):
     values = np.array(sampled[1:], dtype=float)
     assert (values[:, 2] == 4.25).all()
     assert abs(values[:, 4].mean() - 1000.0) < 100.0  # the file's units, not standardised ones
-    assert run_cli(["sample", "run", "--n", "5", "--out", "s.npy"], tmp_path)[0] == 0
+    assert run_cli(["sample", "run", "--n", "5", "--sampler", "gmm", "--out", "s.npy"], tmp_path)[0] == 0
+    assert (tmp_path / "run" / "sampler-gmm.npz").is_file() and not list((tmp_path / "run").glob("*.png"))
     assert np.load(tmp_path / "s.npy").shape == (5, 6)
     code, err = run_cli(["evaluate", "run", "--n", "200"], tmp_path)
     assert code == 0, err
