@@ -56,7 +56,10 @@ class Standardiser:
         constant = train.min(0) == train.max(0)
         kept = [j for j in range(train.shape[1]) if not constant[j]]
         if not kept:
-            raise UserError(f"every column of the table is constant on the training rows ({len(columns)} columns)")
+            raise UserError(
+                f"every column of the table is constant on the training rows ({len(columns)} columns; a 2-D "
+                "array or a CSV is read as a table, rows as samples: images need 3-D or 4-D arrays)"
+            )
         values = train[:, kept]
         return Standardiser(
             columns=list(columns),
