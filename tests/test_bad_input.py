@@ -37,6 +37,32 @@ def _npz(name: str, **arrays: np.ndarray) -> Callable[[Path, Path], list[str]]:
     return setup
 
 
+def _csv(text: str, *flags: str) -> Callable[[Path, Path], list[str]]:
+    """A table t.csv with ``text``, trained on with ``flags``."""
+
+    def setup(tmp: Path, run: Path) -> list[str]:
+        (tmp / "t.csv").write_text(text)
+        return ["train", "--data", "t.csv", "--no-progress", *flags]
+
+    return setup
+
+
+def _table_array(name: str, *flags: str, **arrays: np.ndarray) -> Callable[[Path, Path], list[str]]:
+    """A table .npy (one array, ``x``) or .npz (``arrays``), trained on with ``flags``."""
+
+    def setup(tmp: Path, run: Path) -> list[str]:
+        if name.endswith(".npy"):
+            np.save(tmp / name, arrays["x"])
+        else:
+            np.savez(tmp / name, **arrays)
+        return ["train", "--data", name, "--no-progress", *flags]
+
+    return setup
+
+
+TABLE = "a,b\n" + "".join(f"{i},{i * i % 7}\n" for i in range(40))
+
+
 def _argv(*argv: str) -> Callable[[Path, Path], list[str]]:
     return lambda tmp, run: [str(run) if a == "RUN" else a for a in argv]
 
@@ -337,6 +363,18 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("config", "config.json: invalid UTF-8, resume", _copy_run(_write_config(b"\xff\xfe{}"), "train", "--resume", "RUN")),
     ("config", "compare: a run with a damaged config.json (no folder left)", _compare_with_damaged),
     ("config", "compare: a run whose data is gone (no folder left)", _compare_without_data),
+    ("table", "table: a cell that is not a number", _csv("a,b\n1,2\n3,red\n5,6\n7,8\n")),
+    ("table", "table: an empty cell", _csv("a,b\n1,2\n3,\n5,6\n7,8\n")),
+    ("table", "table: a NaN", _csv("a,b\n1,2\n3,nan\n5,6\n7,8\n")),
+    ("table", "table: an infinite value (.npy)", _table_array("t.npy", x=np.array([[1.0, 2.0], [3.0, np.inf]] * 5))),
+    ("table", "table: a ragged CSV row", _csv("a,b\n1,2\n3,4,5\n5,6\n7,8\n")),
+    ("table", "table: three rows", _csv("a,b\n1,2\n3,4\n5,6\n")),
+    ("table", "table: fewer training rows than one batch", _csv(TABLE, "--batch-size", "64")),
+    ("table", "table: every column constant", _csv("a,b\n" + "1,2\n" * 10)),
+    ("table", "table: strings in a .npy", _table_array("t.npy", x=np.array([["a", "b"]] * 10))),
+    ("table", "table: x_test of another width (.npz)", _table_array("t.npz", x_train=np.ones((20, 3)).cumsum(0), x_test=np.ones((5, 2)))),
+    ("table", "table: an image preset on a table", _csv(TABLE, "--preset", "mnist-fast")),
+    ("table", "table: --held-out 1", _csv(TABLE, "--held-out", "1")),
 ]  # fmt: skip
 
 

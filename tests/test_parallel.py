@@ -122,3 +122,21 @@ def test_two_processes_train_a_wae_gan_exactly_as_one(tmp_path, monkeypatch):
     assert main(["train", *argv, "--out", "one"]) == 0
     _torchrun(tmp_path, *argv, "--out", "two")
     _assert_same_training(tmp_path / "one", tmp_path / "two", steps=3)
+
+
+@pytest.mark.slow  # two launches of two processes: about 20 s on 2 cores
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_two_processes_train_and_resume_a_table_run_exactly_as_one(tmp_path, monkeypatch):
+    """Vector data (a CSV, the MLP, the table preset) go through the same sharded step: two
+    processes stopped after 3 steps and resumed to 6 end where 6 steps of one process do."""
+    from tests.test_tables import table_rows, write_csv
+
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "t.csv", table_rows())
+    argv = ["--data", "t.csv", "--batch-size", "32", "--precision", "fp32", "--log-every", "1", "--no-progress"]
+    argv += ["--encoder", "gaussian", "--input-noise", "0.05", "--mlp-width", "32"]
+    assert main(["train", *argv, "--max-steps", "6", "--out", "one"]) == 0
+    _torchrun(tmp_path, *argv, "--max-steps", "3", "--out", "two")
+    _torchrun(tmp_path, "--resume", "two", "--max-steps", "6", "--no-progress")
+    _assert_same_training(tmp_path / "one", tmp_path / "two", steps=6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "t.csv", "two"]  # rank 1 wrote nothing else

@@ -148,11 +148,16 @@ def config_of(payload: dict[str, Any]) -> Config:
 
 
 def image_shape_of(payload: dict[str, Any]) -> tuple[int, int]:
-    """(channels, side) of the images a checkpoint's model was built for; :class:`UserError`
-    when they are not 1 or 3 channels and a side in [1, MAX_IMAGE_SIDE] (a crafted file)."""
+    """(channels, side) of the images a checkpoint's model was built for ((columns, 1) for a
+    table); :class:`UserError` when they are not 1 or 3 channels and a side in
+    [1, MAX_IMAGE_SIDE] (a crafted file)."""
     data = payload.get("data")
     channels = data.get("channels") if isinstance(data, dict) else None
     size = data.get("size") if isinstance(data, dict) else None
+    if isinstance(data, dict) and "table" in data:  # rows of a table: D columns, "side" 1
+        if type(channels) is not int or not 1 <= channels <= 65536 or size != 1:
+            raise UserError(f"checkpoint data of a table must have 1 to 65536 columns; got {json_repr(channels)}")
+        return channels, size
     if type(channels) is not int or channels not in (1, 3):
         raise UserError(f"checkpoint data.channels must be 1 or 3; got {json_repr(channels)}")
     if type(size) is not int or not 1 <= size <= MAX_IMAGE_SIDE:

@@ -50,6 +50,7 @@ from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
 from .samplers import SAMPLERS, load_sampler
+from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model
 
@@ -380,7 +381,7 @@ def _add_other_commands(sub: Any) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import MAIN_METRICS, evaluate_run
+    from .evaluate import evaluate_run
 
     default_name = "metrics.json" if args.sampler == "prior" else f"metrics-{args.sampler}.json"
     out = Path(args.out) if args.out else Path(args.run) / default_name
@@ -392,6 +393,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.run)
     sampler = load_sampler(Path(args.run), args.sampler)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
+    if cfg.data.dataset == "table":  # no images: no FID, sharpness or classifier figures
+        from .evaluate import evaluate_table
+
+        start = time.perf_counter()
+        metrics = evaluate_table(model, load_data(cfg.data).test, args.n, args.seed, sampler)
+        metrics["seconds"] = time.perf_counter() - start
+        return _write_metrics(args, out, metrics)
     fid_precision = None if args.no_fid else args.fid_precision
     if fid_precision is not None:
         from .fid import inception_file
@@ -406,6 +414,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         model, load_data(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
     )
     metrics["seconds"] = time.perf_counter() - start
+    return _write_metrics(args, out, metrics)
+
+
+def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, float]) -> int:
+    """wae evaluate's ending: the metrics file, the main figures on stdout, the report."""
+    from .evaluate import MAIN_METRICS
+
     try:
         write_atomic(out, json_text(metrics, indent=1) + "\n")
     except OSError as err:
@@ -456,7 +471,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} exists and is not a folder")
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
-    print(f"wrote {table_path} and {figure_path}")
+    print(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
     return 0
 
 
@@ -481,10 +496,16 @@ def _train(args: argparse.Namespace) -> int:
         cfg = override(_run_config(run_dir), **given)
         validate(cfg)
     else:
-        cfg = from_settings(read_settings(Path(args.config)) if args.config else {}, args.preset, args.objective)
+        found = read_settings(Path(args.config)) if args.config else {}
+        table = bool(args.data) and is_table_file(Path(args.data))
+        # a table gets the table preset unless a --preset or the --config file names another
+        default_preset = "table" if table and "preset" not in found else None
+        cfg = from_settings(found, args.preset or default_preset, args.objective)
         if args.data:
             data_path = Path(args.data)
-            if data_path.is_dir():
+            if table:
+                given.update(dataset="table", path=args.data)
+            elif data_path.is_dir():
                 from .folders import is_celeba
 
                 given.update(dataset="celeba" if is_celeba(data_path) else "folder", path=args.data)
@@ -524,6 +545,7 @@ def _train(args: argparse.Namespace) -> int:
         from .report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
+    if not result.interrupted and cfg.model.arch != "mlp":
         names = ["samples", f"samples-{cfg.train.fit_sampler}", "reconstructions", "interpolations"]
         grids = ", ".join(str(run_dir / f"{name}.png") for name in names if (run_dir / f"{name}.png").is_file())
         print(f"grids: {grids} (every epoch's in {run_dir / 'grids'})", file=sys.stderr)
@@ -599,13 +621,53 @@ def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    if Path(args.out).suffix.lower() in (".csv", ".npy") or _is_table_run(args.run):
+        return _sample_rows(args)
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    _refuse_table(cfg, "sample --out .png/.npz")
     sampler = load_sampler(Path(args.run), args.sampler)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
     images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
     _write_images(images, out, ncol=min(args.n, 10))
     print(f"wrote {args.n} samples ({args.sampler} codes) to {out}")
+    return 0
+
+
+def _is_table_run(run: str) -> bool:
+    """Whether RUN (a run folder) was trained on a table, by its config.json; a checkpoint
+    file given alone, or a folder without config.json, is found out when loaded."""
+    cfg = runs.run_config(Path(run)) if Path(run).is_dir() else None
+    return cfg is not None and cfg.data.dataset == "table"
+
+
+def _refuse_table(cfg: Config, command: str) -> None:
+    """:class:`UserError` when a command that makes images is given a run trained on a table."""
+    if cfg.data.dataset == "table":
+        raise UserError(f"this run was trained on a table: wae {command} makes images (use wae sample --out rows.csv)")
+
+
+def _sample_rows(args: argparse.Namespace) -> int:
+    """wae sample for a table run: rows in the file's units, as .csv (with the header) or .npy."""
+    from .evaluate import decode_rows
+    from .tables import standardiser_of, write_rows
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".npy") or not out.parent.is_dir():
+        raise UserError(f"--out {out}: a table run writes a .csv or .npy file in an existing folder")
+    _check_not_special(out, "--out")
+    model, cfg = load_model(args.run)
+    if cfg.data.dataset != "table":
+        raise UserError(f"--out {out}: .csv and .npy samples are for runs on tables; give a .png or .npz file")
+    standardiser = standardiser_of(args.run)
+    sampler = load_sampler(Path(args.run), args.sampler)
+    check_memory(args.n * len(standardiser.columns) * 8 * 4, f"--n {args.n} samples")
+    rows = standardiser.inverse(decode_rows(model, args.n, args.seed, sampler))
+    try:
+        write_atomic(out, write_rows(out, rows, standardiser.columns))
+    except OSError as err:
+        raise UserError(f"cannot write {out}: {err.strerror}") from None
+    print(f"wrote {args.n} rows ({args.sampler} codes) to {out}")
     return 0
 
 
@@ -661,6 +723,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    _refuse_table(cfg, "reconstruct")
     test = load_data(cfg.data).test
     check_decode_memory(
         model, 2 * min(args.n, len(test)), f"--n {args.n} reconstructions", at_once=min(args.n, len(test))
@@ -679,6 +742,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
+    _refuse_table(cfg, "interpolate")
     check_decode_memory(
         model, args.pairs * args.steps, f"{args.pairs} pairs x {args.steps} steps", at_once=args.pairs * args.steps
     )

@@ -35,6 +35,15 @@ COLUMNS = [
     ("test_mmd", "MMD² Q_Z,P_Z ↓", "{:.4f}"),
     ("class_kl_to_uniform", "class KL ↓", "{:.3f}"),
 ]
+# the columns of runs trained on tables (no images: no figure either)
+TABLE_COLUMNS = [
+    ("w1_mean", "W1 mean ↓", "{:.4f}"),
+    ("corr_error_rms", "corr. error RMS ↓", "{:.4f}"),
+    ("c2st_auc", "C2ST AUC (0.5 best)", "{:.3f}"),
+    ("data_mmd", "MMD² data ↓", "{:.4f}"),
+    ("test_recon_mse", "test MSE / entry ↓", "{:.4f}"),
+    ("test_mmd", "MMD² Q_Z,P_Z ↓", "{:.4f}"),
+]
 
 
 def run_summary(run: Path) -> dict[str, Any]:
@@ -67,14 +76,15 @@ def _cell(fmt: str, value: Any) -> str:
     return fmt.format(value)
 
 
-def table(summaries: list[dict[str, Any]]) -> str:
-    """A Markdown table, one row per run."""
-    head = ["run", "objective", "sampler", "net", "epochs"] + [title for _, title, _ in COLUMNS] + ["train img/s"]
+def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] | None = None) -> str:
+    """A Markdown table, one row per run, of ``columns`` (default: the image runs')."""
+    columns = COLUMNS if columns is None else columns
+    head = ["run", "objective", "sampler", "net", "epochs"] + [title for _, title, _ in columns] + ["train img/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
         for sampler, metrics in [("prior", s["metrics"]), *s.get("samplers", {}).items()]:
             cells = [s["name"], s["objective"], sampler, s["arch"], str(s["epochs"])]
-            cells += [_cell(fmt, metrics.get(key)) for key, _, fmt in COLUMNS]
+            cells += [_cell(fmt, metrics.get(key)) for key, _, fmt in columns]
             cells.append(f"{s['images_per_s']:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -123,21 +133,27 @@ def figure(runs: list[Path], summaries: list[dict[str, Any]], seed: int = 0) -> 
     return fig
 
 
-def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path]:
-    """Write ``out/compare.md`` and ``out/compare.png``; returns their paths."""
+def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path | None]:
+    """Write ``out/compare.md`` and ``out/compare.png`` (runs on tables: the table alone, of
+    their figures); returns their paths (None for no figure). :class:`UserError` for runs on
+    images and on tables together."""
+    on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in runs]
+    if any(on_tables) and not all(on_tables):
+        raise UserError("compare runs on images, or runs on tables, not both in one table")
     summaries = [run_summary(r) for r in runs]
-    fig = figure(runs, summaries, seed)  # every run read and drawn before the folder is made
+    fig = None if all(on_tables) else figure(runs, summaries, seed)  # all read and drawn before the folder is made
     created = not out.exists()
     table_path, figure_path = out / "compare.md", out / "compare.png"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(figure_path, figure_bytes(fig, dpi=100, bbox_inches="tight"))
-        pyplot().close(fig)
-        write_atomic(table_path, table(summaries))
+        if fig is not None:
+            write_atomic(figure_path, figure_bytes(fig, dpi=100, bbox_inches="tight"))
+            pyplot().close(fig)
+        write_atomic(table_path, table(summaries, TABLE_COLUMNS if fig is None else COLUMNS))
     except OSError as err:
         _remove_partial(out, created, (table_path, figure_path))
         raise UserError(f"cannot write into {out}: {err.strerror}") from None
-    return table_path, figure_path
+    return table_path, figure_path if fig is not None else None
 
 
 def _remove_partial(out: Path, created: bool, written: tuple[Path, ...]) -> None:

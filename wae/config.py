@@ -30,11 +30,12 @@ KERNELS = ("imq", "rbf")
 PRIORS = ("gaussian", "uniform", "sphere")
 COSTS = ("l2sq", "l1", "bce")
 ENCODERS = ("deterministic", "gaussian")
-OUTPUTS = ("sigmoid", "tanh")
+OUTPUTS = ("sigmoid", "tanh", "identity")  # identity: vector data, standardised columns
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor")  # "tensor": given in Python, not saved
-ARCHS = ("fast", "small", "wide", "mnist-paper", "celeba-paper")  # the keys of nets.ARCHITECTURES
+DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor", "table")  # "tensor": given in Python, not saved
+# the keys of nets.ARCHITECTURES, and "mlp": fully connected, for vector (table) data
+ARCHS = ("fast", "small", "wide", "mnist-paper", "celeba-paper", "mlp")
 
 
 def cache_dir() -> Path:
@@ -82,7 +83,7 @@ class DataConfig:
 
     dataset: str = setting(
         "mnist",
-        "mnist (embedded), synthetic, or set by --data: npz, folder, celeba",
+        "mnist (embedded), synthetic, or set by --data: npz, folder, celeba, table (rows of a .csv, .npy or 2-D .npz)",
         choices=DATASETS,
         by_hand=True,
     )
@@ -90,7 +91,9 @@ class DataConfig:
         None,
         "train on your images: an .npz with x_train (or x) and optional x_test; or a folder of images "
         "(png/jpg/bmp/webp, nested; the last 10% are the test set); or CelebA (a folder with img_align_celeba/ "
-        "and list_eval_partition.txt). Folders are converted once to a uint8 cache in ~/.cache/wae",
+        "and list_eval_partition.txt). Folders are converted once to a uint8 cache in ~/.cache/wae. Vector data: "
+        "a .csv with a header row, a 2-D .npy, or an .npz with 2-D x_train (or x) and optional x_test; rows are "
+        "samples",
         flag="--data",
         by_hand=True,
     )
@@ -108,9 +111,16 @@ class DataConfig:
     workers: int = setting(
         2, "image folders with --no-cache: DataLoader processes decoding images (0: none)", at_least=0, resume=True
     )
+    held_out: float = setting(
+        0.2,
+        "tables without x_test (.csv, .npy, .npz with x alone): the fraction of rows held out as the test set "
+        "(a shuffle seeded by 0, the same for every run)",
+        above=0,
+        below=1,
+    )
     fingerprint: str | None = setting(
         None,
-        "npz / image folders: size and hash of the file, or of the folder's list of images, as the run was "
+        "npz / tables / image folders: size and hash of the file, or of the folder's list of images, as the run was "
         "started (set by training; a run read with other data is refused)",
         recorded=True,
     )
@@ -123,7 +133,13 @@ class ModelConfig:
     arch: str = setting("fast", "network family (nets.ARCHITECTURES)", choices=ARCHS)
     latent_dim: int = setting(8, "code dimension d_z", at_least=1)
     encoder: str = setting("deterministic", "deterministic, or Gaussian (mean and log-variance)", choices=ENCODERS)
-    output: str = setting("sigmoid", "decoder output: sigmoid for [0, 1] data, tanh for [-1, 1]", choices=OUTPUTS)
+    output: str = setting(
+        "sigmoid",
+        "decoder output: sigmoid for [0, 1] data, tanh for [-1, 1], identity for tables (standardised columns)",
+        choices=OUTPUTS,
+    )
+    mlp_width: int = setting(256, "mlp (tables): units of each hidden layer of the encoder and decoder", at_least=1)
+    mlp_depth: int = setting(2, "mlp (tables): hidden layers of the encoder, and of the decoder", at_least=1)
     adversary_width: int = setting(512, "WAE-GAN latent adversary: width of its hidden layers", at_least=1)
     adversary_depth: int = setting(4, "WAE-GAN latent adversary: number of hidden layers", at_least=1)
     # off, a multi-process CPU run equals a one-process run step for step (CUDA runs keep batch
@@ -398,11 +414,26 @@ def _celeba_paper(objective: str) -> Config:
     )
 
 
+def _table(objective: str) -> Config:
+    # Vector data (wae train --data FILE.csv|.npy|.npz): an MLP encoder and decoder on columns
+    # standardised on the training split, an identity output and the plain squared-L2 cost (a
+    # Gaussian decoder); small tables, so small batches and many epochs. Our choice, not the
+    # paper's (docs/results.md, "Tables").
+    return Config(
+        preset="table",
+        data=DataConfig(dataset="table"),
+        model=ModelConfig(arch="mlp", latent_dim=8, output="identity", batch_norm=False, adversary_width=128),
+        loss=LossConfig(objective=objective, lam=10.0, cost="l2sq", cost_scale=1.0),
+        train=TrainConfig(batch_size=64, epochs=300, lr=1e-3, lr_milestones=(0.6, 0.8), lr_factors=(0.5, 0.2)),
+    )
+
+
 PRESETS = {
     "mnist-fast": _mnist_fast,
     "mnist-quality": _mnist_quality,
     "mnist-paper": _mnist_paper,
     "celeba-paper": _celeba_paper,
+    "table": _table,
 }
 
 
@@ -502,6 +533,13 @@ def validate(cfg: Config) -> None:
         raise UserError("the bce cost needs data in [0, 1] and model.output = sigmoid")
     if cfg.model.output == "tanh" and cfg.data.range != "pm1":
         raise UserError("model.output = tanh needs data.range = pm1 (pixels in [-1, 1])")
+    table, mlp, identity = cfg.data.dataset == "table", cfg.model.arch == "mlp", cfg.model.output == "identity"
+    if table != mlp or table != identity:
+        raise UserError(
+            "vector data (dataset table) go with model.arch = mlp and model.output = identity, and those with "
+            f"tables only; got dataset {cfg.data.dataset}, arch {cfg.model.arch}, output {cfg.model.output} "
+            "(use --preset table)"
+        )
     if cfg.model.output == "sigmoid" and cfg.data.range != "01":
         raise UserError("model.output = sigmoid needs data.range = 01 (pixels in [0, 1])")
     if cfg.loss.prior_trick and cfg.loss.prior != "gaussian":
@@ -536,6 +574,8 @@ def check_sizes(cfg: Config) -> None:
         ("model.latent_dim", cfg.model.latent_dim, MAX_LATENT_DIM),
         ("model.adversary_width", cfg.model.adversary_width, MAX_ADVERSARY_WIDTH),
         ("model.adversary_depth", cfg.model.adversary_depth, 64),
+        ("model.mlp_width", cfg.model.mlp_width, MAX_ADVERSARY_WIDTH),
+        ("model.mlp_depth", cfg.model.mlp_depth, 64),
         ("data.workers", cfg.data.workers, 256),
         ("train.threads", cfg.train.threads or 1, 1024),
     ]

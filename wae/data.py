@@ -259,6 +259,15 @@ def load(cfg: DataConfig, progress: bool | None = None) -> ImageData:
             raise UserError(f"dataset {cfg.dataset} needs a path (--data FOLDER)")
         celeba = cfg.dataset == "celeba"
         return load_folder(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, celeba, cfg.cache, progress)
+    if cfg.dataset == "table":
+        if not cfg.path:
+            raise UserError(
+                "dataset table needs a path (--data FILE.csv|.npy|.npz); a run trained on an array given in "
+                "Python has no data on disk"
+            )
+        from .tables import load_table
+
+        return load_table(cfg.path, cfg.held_out)
     if cfg.dataset == "tensor":
         raise UserError("this run was trained on a tensor given in Python; its images are not on disk")
     raise UserError(f"unknown dataset '{cfg.dataset}'")

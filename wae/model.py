@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .nets import ARCHITECTURES, Decoder, Encoder
+from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
 from .priors import sample_prior
 
 
@@ -14,7 +14,8 @@ class AutoEncoder(nn.Module):
     """Encoder Q(Z|X), decoder G(Z) and the prior P_Z they are trained against.
 
     Images are (n, channels, size, size) in the data range ([0, 1] for a sigmoid output,
-    [-1, 1] for tanh); codes are (n, latent_dim)."""
+    [-1, 1] for tanh); codes are (n, latent_dim). With ``cfg.arch`` "mlp" the data are rows of a
+    table, (n, channels) standardised columns (``size`` is 1), and the output is the identity."""
 
     def __init__(
         self,
@@ -25,12 +26,18 @@ class AutoEncoder(nn.Module):
         prior_var: float = 1.0,
     ):
         super().__init__()
-        arch = ARCHITECTURES[cfg.arch]
         self.channels, self.size, self.latent_dim = channels, size, cfg.latent_dim
         self.prior, self.prior_var, self.output = prior, prior_var, cfg.output
         gaussian, norm = cfg.encoder == "gaussian", cfg.batch_norm
-        self.encoder = Encoder(arch, channels, size, cfg.latent_dim, gaussian=gaussian, batch_norm=norm)
-        self.decoder = Decoder(arch, channels, size, cfg.latent_dim, batch_norm=norm)
+        self.encoder: Encoder | MLPEncoder
+        self.decoder: Decoder | MLPDecoder
+        if cfg.arch == "mlp":
+            self.encoder = MLPEncoder(channels, cfg.latent_dim, cfg.mlp_width, cfg.mlp_depth, gaussian=gaussian)
+            self.decoder = MLPDecoder(cfg.latent_dim, channels, cfg.mlp_width, cfg.mlp_depth)
+        else:
+            arch = ARCHITECTURES[cfg.arch]
+            self.encoder = Encoder(arch, channels, size, cfg.latent_dim, gaussian=gaussian, batch_norm=norm)
+            self.decoder = Decoder(arch, channels, size, cfg.latent_dim, batch_norm=norm)
 
     @property
     def device(self) -> torch.device:
@@ -57,7 +64,9 @@ class AutoEncoder(nn.Module):
         return out, None, None, self.decoder(out)
 
     def activate(self, logits: Tensor) -> Tensor:
-        """Decoder pre-activations -> images in the data range."""
+        """Decoder pre-activations -> images in the data range (rows of a table: unchanged)."""
+        if self.output == "identity":
+            return logits
         return torch.sigmoid(logits) if self.output == "sigmoid" else torch.tanh(logits)
 
     def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

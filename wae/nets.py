@@ -159,6 +159,50 @@ class Decoder(nn.Module):
         return self.net(h)
 
 
+def _mlp(cin: int, width: int, depth: int) -> tuple[nn.Sequential, int]:
+    """``depth`` fully connected layers of ``width`` units with ReLU, and their output width."""
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(cin, width), nn.ReLU(inplace=True)]
+        cin = width
+    return nn.Sequential(*layers), cin
+
+
+class MLPEncoder(nn.Module):
+    """Vector -> code, for tables: ``depth`` hidden layers of ``width`` units with ReLU, then a
+    linear layer. ``forward(x)`` with x (n, features) returns (n, d_z), or (mean, log_var) for
+    a Gaussian encoder, as :class:`Encoder` does."""
+
+    def __init__(self, features: int, latent_dim: int, width: int, depth: int, gaussian: bool = False):
+        super().__init__()
+        self.features, out = _mlp(features, width, depth)
+        self.gaussian = gaussian
+        self.latent_dim = latent_dim
+        self.head = nn.Linear(out, 2 * latent_dim if gaussian else latent_dim)
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """(n, features) rows -> (n, d_z) codes, or (mean, log_var) for a Gaussian encoder."""
+        h = self.head(self.features(x))
+        if self.gaussian:
+            mean, log_var = h.chunk(2, dim=1)
+            return mean, log_var
+        return h
+
+
+class MLPDecoder(nn.Module):
+    """Code (n, d_z) -> vector (n, features): ``depth`` hidden layers of ``width`` units with
+    ReLU, then a linear layer (the model's identity output keeps it as it is)."""
+
+    def __init__(self, latent_dim: int, features: int, width: int, depth: int):
+        super().__init__()
+        hidden, out = _mlp(latent_dim, width, depth)
+        self.net = nn.Sequential(*hidden, nn.Linear(out, features))
+
+    def forward(self, z: Tensor) -> Tensor:
+        """(n, d_z) codes -> (n, features) rows."""
+        return self.net(z)
+
+
 class Adversary(nn.Module):
     """WAE-GAN latent discriminator: code (n, d_z) -> logit (n,) that the code came from the
     prior. ``depth`` hidden layers of ``width`` units with ReLU (authors: 4 x 512 on MNIST)."""

@@ -236,6 +236,31 @@ def metrics_rows(metrics: dict[str, float]) -> list[tuple[str, str]]:
     return rows
 
 
+def column_rows(run: Path, metrics: dict[str, float]) -> list[str]:
+    """The HTML table of a table run's columns: name, training mean and standard deviation, and
+    the W1 distance of the samples' marginal to the test rows' (standardised units)."""
+    from .tables import standardiser_of
+
+    standardiser = standardiser_of(run)
+    rows = [
+        "<h2>Columns</h2><p class='meta'>W1: Wasserstein-1 distance between the marginals of samples and "
+        "test rows, in training standard deviations; constant columns were dropped and are put back in "
+        "samples.</p><table><tr><th>column</th><th>training mean</th><th>training std</th><th>W1</th></tr>"
+    ]
+    for j, index in enumerate(standardiser.kept):
+        name = html.escape(standardiser.columns[index])
+        mean, std, w1 = standardiser.mean[j], standardiser.std[j], metrics.get(f"w1_{j}")
+        rows.append(
+            f"<tr><td>{name}</td><td class='num'>{mean:.4g}</td><td class='num'>{std:.4g}</td>"
+            f"<td class='num'>{_format(w1) if w1 is not None else ''}</td></tr>"
+        )
+    for index, value in sorted(standardiser.constants.items()):
+        name = html.escape(standardiser.columns[index])
+        rows.append(f"<tr><td>{name}</td><td class='num'>{value:.4g}</td><td>constant</td><td></td></tr>")
+    rows.append("</table>")
+    return rows
+
+
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
@@ -306,14 +331,17 @@ def render_report(run: Path) -> str:
         ("reconstructions.png", "test images (odd rows) and their reconstructions"),
         ("interpolations.png", "decoded straight lines between the codes of test images"),
     ]
-    parts.append("<h2>Images</h2><div class='grids'>")
-    for name, caption in grids:
-        uri = _file_png(run / name)
-        if uri:
-            parts.append(
-                f"<figure><img class='grid' src='{uri}' alt='{name}'><figcaption>{caption}</figcaption></figure>"
-            )
-    parts.append("</div>")
+    if cfg.get("data", {}).get("dataset") == "table":  # no images: the columns' figures instead
+        parts += column_rows(run, metrics)
+    else:
+        parts.append("<h2>Images</h2><div class='grids'>")
+        for name, caption in grids:
+            uri = _file_png(run / name)
+            if uri:
+                parts.append(
+                    f"<figure><img class='grid' src='{uri}' alt='{name}'><figcaption>{caption}</figcaption></figure>"
+                )
+        parts.append("</div>")
     if records:
         parts.append(f"<h2>Curves</h2><img class='plot' src='{_png(curves_figure(records))}' alt='curves'>")
     parts.append(

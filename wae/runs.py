@@ -159,17 +159,17 @@ def fingerprint(data: DataConfig) -> str | None:
     """A short fingerprint of the data a config names: the size and SHA-256 of an ``.npz``
     file; the count and a hash of the relative paths and sizes of a folder's images; None for
     the built-in data sets."""
-    if not data.path or data.dataset not in ("npz", "folder", "celeba"):
+    if not data.path or data.dataset not in ("npz", "table", "folder", "celeba"):
         return None
     path = Path(data.path)
     digest = hashlib.sha256()
-    if data.dataset == "npz":
+    if data.dataset in ("npz", "table"):
         if not path.is_file():
             return None  # data.load says what is wrong with it
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        return f"npz:{path.stat().st_size}:{digest.hexdigest()[:16]}"
+        return f"{data.dataset}:{path.stat().st_size}:{digest.hexdigest()[:16]}"
     from .folders import list_images
 
     if not path.is_dir():

@@ -50,6 +50,7 @@ from .evaluate import (
     encode_all,
     eval_mode,
     evaluate,
+    evaluate_table,
     grid_rows,
     interpolation_ends,
     is_mnist_like,
@@ -70,6 +71,7 @@ from .parallel import (
 )
 from .priors import gaussian_log_density
 from .samplers import LatentSampler, fit_sampler, save_sampler
+from .tables import TableData
 
 
 @dataclass
@@ -119,14 +121,20 @@ def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
     settings out of range, a training set smaller than one batch, an image size the
     architecture cannot produce, a batch that does not split evenly over the processes."""
     validate(cfg)
+    table = cfg.model.arch == "mlp"
+    if table != isinstance(data, TableData):
+        raise UserError("the mlp architecture trains on tables (--data FILE.csv|.npy|.npz), and only it does")
     if len(data.train) < cfg.train.batch_size:
         raise UserError(
-            f"the training set has {len(data.train)} images, fewer than one batch of {cfg.train.batch_size}"
+            f"the training set has {len(data.train)} {'rows' if table else 'images'}, fewer than one batch of "
+            f"{cfg.train.batch_size}"
         )
     if cfg.train.batch_size % world or cfg.train.batch_size // world < 2:
         raise UserError(
             f"the batch of {cfg.train.batch_size} does not split into {world} equal shards of at least 2 images"
         )
+    if table:
+        return
     try:
         decoder_start_size(ARCHITECTURES[cfg.model.arch], data.size)
     except ValueError as err:
@@ -397,6 +405,8 @@ def state_dict(state: State, data: ImageData) -> dict[str, Any]:
         "noise_rng": state.noise.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
+    if isinstance(data, TableData) and data.standardiser is not None:  # inverted by wae sample
+        payload["data"]["table"] = data.standardiser.to_payload()
     if state.adversary is not None:
         assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
         payload["adversary"] = state.adversary.state_dict()
@@ -441,7 +451,8 @@ def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
     """The auto-encoder a stored config and image shape describe; :class:`UserError` when the
     architecture cannot take that image side."""
     try:
-        decoder_start_size(ARCHITECTURES[cfg.model.arch], size)
+        if cfg.model.arch != "mlp":
+            decoder_start_size(ARCHITECTURES[cfg.model.arch], size)
     except (ValueError, KeyError) as err:
         raise UserError(
             f"checkpoint: architecture '{cfg.model.arch}' cannot take {size}x{size} images ({err})"
@@ -573,7 +584,8 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     model = state.sampler_model
     sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range), seed=cfg.train.seed)
     path = save_sampler(sampler, run_dir, kind)
-    sampler_grid(model, sampler, cfg, run_dir / f"samples-{kind}.png")
+    if not isinstance(data, TableData):  # rows have no grid: wae sample RUN --sampler KIND --out rows.csv
+        sampler_grid(model, sampler, cfg, run_dir / f"samples-{kind}.png")
     say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
 
 
@@ -601,27 +613,38 @@ def _figure(value: Any, spec: str) -> str:
 def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, Any]], speed: float) -> None:
     """A short human-readable report.md of the run so far."""
     cfg = state.cfg
+    table = isinstance(data, TableData)
+    shape = f"{data.channels} standardised columns" if table else f"{data.channels}x{data.size}x{data.size}"
     lines = [
         f"# WAE run: {cfg.preset}, objective {cfg.loss.objective}",
         "",
-        f"- data: {data.name}, {len(data.train)} training / {len(data.test)} test images, "
-        f"{data.channels}x{data.size}x{data.size}",
+        f"- data: {data.name}, {len(data.train)} training / {len(data.test)} test {'rows' if table else 'images'}, "
+        f"{shape}",
         f"- model: architecture {cfg.model.arch}, {cfg.model.encoder} encoder, d_z = {cfg.model.latent_dim}, "
         f"{sum(p.numel() for p in state.model.parameters()):,} parameters",
         f"- loss: cost {cfg.loss.cost} x {cfg.loss.cost_scale}, lambda = {cfg.loss.lam}, "
         f"{'kernel ' + cfg.loss.kernel + ', ' if cfg.loss.objective == 'mmd' else ''}prior {cfg.loss.prior} "
         f"(variance {cfg.loss.prior_var})",
         f"- training: {state.step} steps of batch {cfg.train.batch_size}, precision {cfg.train.precision}, "
-        f"seed {cfg.train.seed}, {speed:.0f} images/s (mean over the run, training steps only)",
+        f"seed {cfg.train.seed}, {speed:.0f} {'rows' if table else 'images'}/s "
+        "(mean over the run, training steps only)",
         f"- wae {__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads",
         "",
-        "| epoch | step | test recon MSE / pixel | MMD(Q_Z, P_Z) test | |mean Q_Z| | mean var Q_Z "
-        "| FD samples (classifier) |",
-        "|---|---|---|---|---|---|---|",
+        "| epoch | step | test recon MSE / "
+        + (
+            "entry | MMD(Q_Z, P_Z) test | |mean Q_Z| | mean var Q_Z | W1 samples (mean) | corr. error (RMS) |"
+            if table
+            else "pixel | MMD(Q_Z, P_Z) test | |mean Q_Z| | mean var Q_Z | FD samples (classifier) |"
+        ),
+        "|---|---|---|---|---|---|---|" + ("---|" if table else ""),
     ]
+    columns = _REPORT_COLUMNS[:-1] + [("w1_mean", ".4f"), ("corr_error_rms", ".4f")] if table else _REPORT_COLUMNS
     for e in evals:
-        cells = [_figure(e.get(k), spec) for k, spec in _REPORT_COLUMNS]
+        cells = [_figure(e.get(k), spec) for k, spec in columns]
         lines.append(f"| {e['epoch']} | {e['step']} | " + " | ".join(cells) + " |")
+    if table:  # no images; `wae sample RUN --out rows.csv` draws rows in the file's units
+        ckpt.write_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
+        return
     lines += [
         "",
         "Prior samples (fixed codes):",
@@ -866,9 +889,13 @@ class _Loop:
 
     def _evaluate_and_save(self, epoch: int) -> dict[str, float]:
         cfg, state, out, eval_images = self.cfg, self.state, self.out, self.eval_images
-        metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed)
+        table = isinstance(self.data, TableData)
+        if table:  # no images: the sample figures of tables, without the (slower) classifier test
+            metrics = evaluate_table(state.sampler_model, eval_images, len(eval_images), cfg.train.seed, c2st=False)
+        else:
+            metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed)
         every = cfg.train.eval_every
-        if every and epoch % every == 0 and is_mnist_like(eval_images):
+        if every and epoch % every == 0 and not table and is_mnist_like(eval_images):
             generated = decode_prior(state.sampler_model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             metrics.update(classifier_metrics(reference, generated))
@@ -876,14 +903,17 @@ class _Loop:
         self.evals.append(record)
         speed = self.trained / self.train_time if self.train_time > 0 else 0.0
         self.say(
-            f"epoch {epoch} step {state.step}: test recon MSE {metrics['test_recon_mse']:.5f}/pixel, "
-            f"test MMD {metrics['test_mmd']:.5f}, "
+            f"epoch {epoch} step {state.step}: test recon MSE {metrics['test_recon_mse']:.5f}/"
+            + ("entry" if table else "pixel")
+            + f", test MMD {metrics['test_mmd']:.5f}, "
             + (f"sample FD {metrics['fd_samples']:.2f}, " if "fd_samples" in metrics else "")
-            + f"{speed:.0f} images/s"
+            + (f"sample W1 {metrics['w1_mean']:.4f}, " if table else "")
+            + f"{speed:.0f} {'rows' if table else 'images'}/s"
         )
         if out is not None:
             _append_jsonl(out / "metrics.jsonl", record)
-            _figures(state, self.data, out, epoch, self.fixed_z)
+            if not table:
+                _figures(state, self.data, out, epoch, self.fixed_z)
             ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
             _report(state, self.data, out, self.evals, speed)
         return metrics

@@ -1,0 +1,471 @@
+"""Vector (tabular) data: loading a table, standardising its columns, and metrics for vectors.
+
+A table is a file whose rows are samples: a ``.csv`` with a header row, a 2-D ``.npy``, or an
+``.npz`` with a 2-D ``x_train`` (or ``x``) and optionally ``x_test``. Without a test array a
+seeded fraction of the rows is held out. Columns are standardised with the mean and standard
+deviation of the training split (:class:`Standardiser`, stored in every checkpoint and inverted
+on sampling); a column constant on the training split is dropped with a warning and put back,
+at its value, in every sample.
+
+The metrics compare two samples of rows (n, D) and (m, D) in standardised units, so that
+figures of different columns can be averaged: per-column Wasserstein-1 distances of the
+marginals, the error of the correlation matrix, a classifier two-sample test (C2ST; AUC 0.5:
+indistinguishable, Lopez-Paz & Oquab 2017) and the MMD in data space.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import UserError, check_memory
+from .data import ImageData, npz_array
+from .divergences import mmd_imq
+
+TABLE_SUFFIXES = (".csv", ".npy", ".npz")
+MIN_ROWS = 4  # two training rows (a standard deviation) and two test rows (a test MMD)
+MAX_COLUMNS = 65536
+SPLIT_SEED = 0  # the held-out rows are the same for every run of a table
+
+
+@dataclass
+class Standardiser:
+    """The map between a table's columns and the model's inputs: the kept columns (those not
+    constant on the training split) minus their training mean, over their training standard
+    deviation. ``columns``: every column's name; ``kept``: indices of the model's D columns;
+    ``mean``, ``std``: (D,); ``constants``: the value of each dropped column, by index."""
+
+    columns: list[str]
+    kept: list[int]
+    mean: np.ndarray
+    std: np.ndarray
+    constants: dict[int, float] = field(default_factory=dict)
+
+    @staticmethod
+    def fit(train: np.ndarray, columns: list[str]) -> Standardiser:
+        """Fitted to the training rows (n, C); :class:`UserError` when every column is constant."""
+        constant = train.min(0) == train.max(0)
+        kept = [j for j in range(train.shape[1]) if not constant[j]]
+        if not kept:
+            raise UserError(
+                f"every column of the table is constant on the training rows ({len(columns)} columns; a 2-D "
+                "array or a CSV is read as a table, rows as samples: images need 3-D or 4-D arrays)"
+            )
+        values = train[:, kept]
+        return Standardiser(
+            columns=list(columns),
+            kept=kept,
+            mean=values.mean(0),
+            std=values.std(0),
+            constants={j: float(train[0, j]) for j in range(train.shape[1]) if constant[j]},
+        )
+
+    @property
+    def features(self) -> int:
+        """D, the width of the model's input and output."""
+        return len(self.kept)
+
+    def transform(self, rows: np.ndarray) -> Tensor:
+        """Rows (n, C) in the file's units -> standardised kept columns (n, D), float32."""
+        return torch.from_numpy(((rows[:, self.kept] - self.mean) / self.std).astype(np.float32))
+
+    def inverse(self, x: Tensor | np.ndarray) -> np.ndarray:
+        """Standardised rows (n, D) -> rows (n, C) in the file's units (float64), the dropped
+        constant columns put back at their values."""
+        values = np.asarray(x.detach().cpu().double() if isinstance(x, Tensor) else x, dtype=np.float64)
+        out = np.empty((len(values), len(self.columns)))
+        out[:, self.kept] = values * self.std + self.mean
+        for j, value in self.constants.items():
+            out[:, j] = value
+        return out
+
+    def to_payload(self) -> dict[str, Any]:
+        """Plain containers and tensors (``torch.load(weights_only=True)``-safe)."""
+        return {
+            "columns": list(self.columns),
+            "kept": list(self.kept),
+            "mean": torch.from_numpy(self.mean.astype(np.float64)),
+            "std": torch.from_numpy(self.std.astype(np.float64)),
+            "constant_columns": sorted(self.constants),
+            "constant_values": [self.constants[j] for j in sorted(self.constants)],
+        }
+
+    @staticmethod
+    def from_payload(payload: Any) -> Standardiser:
+        """Inverse of :meth:`to_payload`; :class:`UserError` for a damaged or crafted entry."""
+        try:
+            columns = [str(c) for c in payload["columns"]]
+            kept = [int(j) for j in payload["kept"]]
+            mean = payload["mean"].double().numpy()
+            std = payload["std"].double().numpy()
+            constants = {
+                int(j): float(v) for j, v in zip(payload["constant_columns"], payload["constant_values"], strict=True)
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise UserError(f"checkpoint: the table's standardisation is damaged ({type(err).__name__})") from None
+        every = sorted([*kept, *constants])
+        shapes_fit = mean.shape == std.shape == (len(kept),) and every == list(range(len(columns)))
+        if not shapes_fit or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise UserError("checkpoint: the table's standardisation does not fit its columns")
+        return Standardiser(columns, kept, mean, std, constants)
+
+
+@dataclass
+class TableData(ImageData):
+    """Training and test rows, standardised: ``train`` (n, D) and ``test`` (m, D) float32, and
+    the :class:`Standardiser` that made them. ``channels`` is D (the model's input width) and
+    ``size`` is 1, so that code written for images sizes the model from them."""
+
+    standardiser: Standardiser | None = None
+
+    @property
+    def size(self) -> int:
+        return 1
+
+
+def is_table_file(path: Path) -> bool:
+    """Whether ``--data PATH`` names a table: a .csv or .npy, or an .npz whose ``x_train`` (or
+    ``x``) array is 2-D (an image .npz holds 3-D or 4-D arrays)."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".npy"):
+        return True
+    if suffix != ".npz" or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            key = "x_train.npy" if "x_train.npy" in names else "x.npy" if "x.npy" in names else None
+            if key is None:
+                return False
+            with archive.open(key) as member:
+                shape, _, _ = _npy_header(member)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False  # data.load_npz says what is wrong with it
+    return len(shape) == 2
+
+
+def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    version = np.lib.format.read_magic(f)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in read_header:
+        raise ValueError(f"npy format version {version}")
+    return read_header[version](f)
+
+
+def _numeric(array: np.ndarray, where: str, header: list[str] | None = None) -> np.ndarray:
+    """A 2-D numeric array as float64, checked: :class:`UserError` for another shape, dtype,
+    no rows or columns, and NaN or infinite values (naming the first: by the CSV's line and
+    ``header`` when given, else by row and column counted from 0)."""
+    if array.dtype.kind not in "biuf":
+        raise UserError(f"{where} has dtype {array.dtype}; a table needs numbers (bool, int or float)")
+    if array.ndim != 2:
+        raise UserError(f"{where} has shape {tuple(array.shape)}; a table is 2-D (rows, columns)")
+    if array.shape[1] == 0 or array.shape[1] > MAX_COLUMNS:
+        raise UserError(f"{where} has {array.shape[1]} columns; give 1 to {MAX_COLUMNS}")
+    values = array.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        place = f"line {row + 2}, column '{header[col]}'" if header else f"row {row}, column {col}, from 0"
+        raise UserError(f"{where} holds NaN or infinite values (the first: {values[row, col]} at {place})")
+    return values
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype = _npy_header(f)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"{path} is not a readable .npy file ({type(err).__name__})") from None
+    if dtype.hasobject:
+        raise UserError(f"{path} holds Python objects (a pickled array), which are never loaded; give numbers")
+    check_memory(2 * math.prod(shape) * 8, f"{path} (shape {tuple(shape)}, {dtype})")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
+    """The numbers of a CSV with a header row, and the column names; :class:`UserError` for a
+    ragged row or a cell that is not a number (naming its line and column)."""
+    check_memory(16 * path.stat().st_size, f"{path} ({path.stat().st_size:,} bytes)")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{path} is empty; a table needs a header row and rows of numbers")
+            rows: list[list[float]] = []
+            for line, row in enumerate(reader, 2):
+                if not row:
+                    continue  # a blank line
+                if len(row) != len(header):
+                    raise UserError(f"{path}: line {line} has {len(row)} fields; the header has {len(header)}")
+                try:
+                    rows.append([float(cell) for cell in row])
+                except ValueError:
+                    col = next(j for j, cell in enumerate(row) if not _is_number(cell))
+                    raise UserError(
+                        f"{path}: line {line}, column '{header[col]}' holds {row[col][:30]!r}, not a number "
+                        "(a table must be numeric: encode categories as numbers first)"
+                    ) from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"{path} is not a readable UTF-8 CSV file ({type(err).__name__})") from None
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(header)), [h.strip() for h in header]
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def held_out_rows(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training, test) row indices of a table of ``n`` rows without a test split: a shuffle
+    seeded by SPLIT_SEED, ``fraction`` of the rows (at least 2) held out, in file order."""
+    held = max(2, round(fraction * n))
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
+    """The rows of a table file (see the module docstring), split and standardised.
+
+    Raises :class:`UserError` for a missing or unreadable file, non-numeric cells, a ragged CSV,
+    NaN or infinite values, fewer than MIN_ROWS rows (or a split with fewer than 2 rows either
+    side), a test array of another width, and a table whose every column is constant; warns
+    (counting them) when constant columns are dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    test: np.ndarray | None = None
+    if suffix == ".csv":
+        raw, columns = _read_csv(path)
+        train = _numeric(raw, str(path), columns)
+    elif suffix == ".npy":
+        train = _numeric(_read_npy(path), str(path))
+        columns = [f"x{j}" for j in range(train.shape[1])]
+    elif suffix == ".npz":
+        train, test = _read_npz(path)
+        columns = [f"x{j}" for j in range(train.shape[1])]
+    else:
+        raise UserError(f"{path}: a table is a .csv, .npy or .npz file")
+    if test is None:
+        if len(train) < MIN_ROWS:
+            raise UserError(f"{path} has {len(train)} rows; a table needs at least {MIN_ROWS}")
+        train_rows, test_rows = held_out_rows(len(train), held_out)
+        if len(train_rows) < 2:
+            raise UserError(f"{path}: {len(train)} rows leave {len(train_rows)} for training; lower --held-out")
+        train, test = train[train_rows], train[test_rows]
+    if len(train) < 2 or len(test) < 2:
+        raise UserError(f"{path}: {len(train)} training and {len(test)} test rows; each needs at least 2")
+    standardiser = Standardiser.fit(train, columns)
+    if standardiser.constants:
+        names = ", ".join(columns[j] for j in sorted(standardiser.constants))
+        warnings.warn(
+            f"{path}: dropped {len(standardiser.constants)} constant column(s) ({names[:200]}); "
+            "samples put their value back",
+            stacklevel=2,
+        )
+    data = TableData(standardiser.transform(train), standardiser.transform(test), path.stem)
+    data.standardiser = standardiser
+    return data
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training rows, test rows or None) of a table .npz, checked."""
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)") from None
+    with f:
+        key = "x_train" if "x_train" in f else "x" if "x" in f else None
+        if key is None:
+            raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
+        train = _numeric(npz_array(f, key, path), f"{path}: '{key}'")
+        test = _numeric(npz_array(f, "x_test", path), f"{path}: 'x_test'") if "x_test" in f else None
+    if test is not None and test.shape[1] != train.shape[1]:
+        raise UserError(f"{path}: x_test has {test.shape[1]} columns; x_train has {train.shape[1]}")
+    return train, test
+
+
+def from_array(rows: Any, test: Any = None, held_out: float = 0.2) -> TableData:
+    """A table given in Python: a numpy array or tensor (n, C) of numbers, optionally test
+    rows (m, C); checked and standardised as :func:`load_table` does."""
+    arrays: list[np.ndarray | None] = []
+    for value, name in ((rows, "rows"), (test, "test")):
+        if value is None:
+            arrays.append(None)
+            continue
+        if isinstance(value, Tensor):
+            value = value.detach().cpu().double().numpy()
+        if not isinstance(value, np.ndarray):
+            raise UserError(f"{name} must be a numpy array or a torch.Tensor; got {type(value).__name__}")
+        arrays.append(_numeric(value, name))
+    train, test_rows = arrays
+    assert train is not None
+    if test_rows is None:
+        if len(train) < MIN_ROWS:
+            raise UserError(f"rows: {len(train)} rows; a table needs at least {MIN_ROWS}")
+        train_index, test_index = held_out_rows(len(train), held_out)
+        train, test_rows = train[train_index], train[test_index]
+    elif test_rows.shape[1] != train.shape[1]:
+        raise UserError(f"test has {test_rows.shape[1]} columns; rows have {train.shape[1]}")
+    if len(train) < 2 or len(test_rows) < 2:
+        raise UserError(f"{len(train)} training and {len(test_rows)} test rows; each needs at least 2")
+    standardiser = Standardiser.fit(train, [f"x{j}" for j in range(train.shape[1])])
+    if standardiser.constants:
+        warnings.warn(f"dropped {len(standardiser.constants)} constant column(s); samples put them back", stacklevel=2)
+    data = TableData(standardiser.transform(train), standardiser.transform(test_rows), "array")
+    data.standardiser = standardiser
+    return data
+
+
+def write_rows(path: Path, rows: np.ndarray, columns: list[str]) -> bytes:
+    """The bytes of ``rows`` (n, C) as ``path``'s format: a .csv with a header of ``columns``
+    (17 significant digits, so that the numbers read back exactly) or a .npy (float64)."""
+    import io
+
+    buffer = io.StringIO() if path.suffix.lower() == ".csv" else io.BytesIO()
+    if isinstance(buffer, io.StringIO):
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[repr(float(v)) for v in row] for row in rows])
+        return buffer.getvalue().encode()
+    np.save(buffer, np.asarray(rows, dtype=np.float64))
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def marginal_w1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Wasserstein-1 distance between the marginals of each column of samples a (n, D) and
+    b (m, D), as (D,): the integral of |F_a - F_b| over the line, F the empirical CDFs (exact;
+    equal to ``scipy.stats.wasserstein_distance`` column by column)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    out = np.empty(a.shape[1])
+    for j in range(a.shape[1]):
+        x, y = np.sort(a[:, j]), np.sort(b[:, j])
+        points = np.sort(np.concatenate([x, y]))
+        gaps = np.diff(points)
+        cdf_x = np.searchsorted(x, points[:-1], side="right") / len(x)
+        cdf_y = np.searchsorted(y, points[:-1], side="right") / len(y)
+        out[j] = float(np.sum(np.abs(cdf_x - cdf_y) * gaps))
+    return out
+
+
+def correlations(x: np.ndarray) -> np.ndarray:
+    """Pearson correlation matrix (D, D) of samples (n, D); a column without spread has
+    correlation 0 with the others (and 1 with itself)."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(0)
+    norms = np.sqrt((centred**2).sum(0))
+    scaled = np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
+    corr = scaled.T @ scaled
+    np.fill_diagonal(corr, 1.0)
+    return corr
+
+
+def correlation_error(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """How far the correlation matrices of a (n, D) and b (m, D) are apart: ``corr_error_fro``,
+    the Frobenius norm of their difference over its off-diagonal entries, divided by
+    sqrt(D (D - 1)) (the root-mean-square error of one correlation), and ``corr_error_max``, the
+    largest absolute difference. 0 for one column."""
+    d = np.asarray(a).shape[1]
+    diff = correlations(a) - correlations(b)
+    pairs = d * (d - 1)
+    return {
+        "corr_error_rms": float(np.sqrt((diff**2).sum() / pairs)) if pairs else 0.0,
+        "corr_error_max": float(np.abs(diff).max()),
+    }
+
+
+def c2st_auc(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> float:
+    """Classifier two-sample test (Lopez-Paz & Oquab, ICLR 2017): the ROC AUC of a random
+    forest (scikit-learn, 100 trees, seeded) telling rows of ``real`` (n, D) from as many of
+    ``fake`` (m, D), each half of the pooled rows scored by a forest fitted on the other half.
+    0.5: the classifier cannot tell them apart; 1: it always can. A forest, not gradient
+    boosting, as its leaves may hold one row: test splits of tables are often tens of rows.
+    Needs at least 4 rows on each side."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n = min(len(real), len(fake))
+    if n < 4:
+        raise ValueError("the classifier two-sample test needs at least 4 rows on each side")
+    real = np.asarray(real, dtype=np.float64)[rng.permutation(len(real))[:n]]
+    fake = np.asarray(fake, dtype=np.float64)[rng.permutation(len(fake))[:n]]
+    x = np.concatenate([real, fake])
+    y = np.concatenate([np.ones(n), np.zeros(n)])
+    halves = np.zeros(2 * n, dtype=bool)  # each half holds n // 2 (or so) rows of either side
+    halves[rng.permutation(n)[: n // 2]] = True
+    halves[n + rng.permutation(n)[: n // 2]] = True
+    scores = np.empty(2 * n)
+    for fit_on in (halves, ~halves):
+        classifier = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+        classifier.fit(x[fit_on], y[fit_on])
+        scores[~fit_on] = classifier.predict_proba(x[~fit_on])[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
+def data_mmd(a: np.ndarray | Tensor, b: np.ndarray | Tensor) -> float:
+    """Unbiased MMD^2 between rows a (n, D) and b (m, D) with the multi-scale IMQ kernel of
+    the WAE penalty, C = 2 D (unit variance per standardised column)."""
+    x, y = (torch.as_tensor(np.asarray(v, dtype=np.float32)) if not isinstance(v, Tensor) else v for v in (a, b))
+    return float(mmd_imq(x.float(), y.float(), 1.0))
+
+
+def table_metrics(
+    samples: np.ndarray | Tensor, test: np.ndarray | Tensor, seed: int = 0, c2st: bool = True
+) -> dict[str, float]:
+    """The sample figures of a table run, samples (n, D) against the test rows (m, D), both
+    standardised: ``w1_mean`` and ``w1_max`` over the columns and ``w1_<j>`` for column j (the
+    model's j-th column), ``corr_error_rms`` and ``corr_error_max``, ``data_mmd`` and, with
+    ``c2st``, ``c2st_auc``."""
+    a = samples.detach().cpu().double().numpy() if isinstance(samples, Tensor) else np.asarray(samples)
+    b = test.detach().cpu().double().numpy() if isinstance(test, Tensor) else np.asarray(test)
+    w1 = marginal_w1(a, b)
+    metrics = {"w1_mean": float(w1.mean()), "w1_max": float(w1.max())}
+    metrics.update({f"w1_{j}": float(v) for j, v in enumerate(w1)})
+    metrics.update(correlation_error(a, b))
+    metrics["data_mmd"] = data_mmd(a, b)
+    if c2st:
+        metrics["c2st_auc"] = c2st_auc(b, a, seed)
+    return metrics
+
+
+def gaussian_samples(train: np.ndarray | Tensor, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` rows from the Gaussian with the mean and covariance of the training rows (n, D):
+    the baseline every generative model of a table should beat."""
+    x = train.detach().cpu().double().numpy() if isinstance(train, Tensor) else np.asarray(train, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return rng.multivariate_normal(x.mean(0), np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1]), size=n)
+
+
+def standardiser_of(run: str | Path) -> Standardiser:
+    """The :class:`Standardiser` stored in a table run's checkpoint (a run folder or a
+    checkpoint file); :class:`UserError` when the run is not a table run."""
+    from .runs import read_checkpoint
+
+    payload, path = read_checkpoint(run)
+    data = payload.get("data")
+    if not isinstance(data, dict) or "table" not in data:
+        raise UserError(f"{path} is not the checkpoint of a table run (no standardisation in it)")
+    return Standardiser.from_payload(data["table"])
