@@ -34,6 +34,7 @@ OUTPUTS = ("sigmoid", "tanh")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor")  # "tensor": given in Python, not saved
+CONDITIONS = ("none", "labels")
 ARCHS = ("fast", "small", "wide", "mnist-paper", "celeba-paper")  # the keys of nets.ARCHITECTURES
 
 
@@ -94,6 +95,12 @@ class DataConfig:
         flag="--data",
         by_hand=True,
     )
+    condition: str = setting(
+        "none",
+        "labels: a conditional WAE, the encoder sees (x, y) and the decoder (z, y), y the class: MNIST's digits, "
+        "an .npz's y_train (and y_test; integers), or an image folder's sub-folder names",
+        choices=CONDITIONS,
+    )
     image_size: int = setting(64, "image folders: the side after centre crop and resize", at_least=1)
     grey: bool = setting(False, "image folders: one grey channel, not RGB")
     crop: int = setting(0, "image folders: the centre crop's side before resizing (0: the shorter side)", at_least=0)
@@ -124,6 +131,7 @@ class ModelConfig:
     latent_dim: int = setting(8, "code dimension d_z", at_least=1)
     encoder: str = setting("deterministic", "deterministic, or Gaussian (mean and log-variance)", choices=ENCODERS)
     output: str = setting("sigmoid", "decoder output: sigmoid for [0, 1] data, tanh for [-1, 1]", choices=OUTPUTS)
+    label_dim: int = setting(16, "conditional runs: width of the learned embedding of the class label", at_least=1)
     adversary_width: int = setting(512, "WAE-GAN latent adversary: width of its hidden layers", at_least=1)
     adversary_depth: int = setting(4, "WAE-GAN latent adversary: number of hidden layers", at_least=1)
     # off, a multi-process CPU run equals a one-process run step for step (CUDA runs keep batch
@@ -491,6 +499,8 @@ def validate(cfg: Config) -> None:
         raise UserError("the prior trick needs the Gaussian prior")
     if cfg.data.dataset == "npz" and not cfg.data.path:
         raise UserError("dataset npz needs a path (--data FILE.npz)")
+    if cfg.data.condition == "labels" and cfg.data.dataset == "celeba":
+        raise UserError("--condition labels: CelebA is read without labels here; give a folder of class sub-folders")
     check_sizes(cfg)
 
 
@@ -519,6 +529,7 @@ def check_sizes(cfg: Config) -> None:
         ("model.latent_dim", cfg.model.latent_dim, MAX_LATENT_DIM),
         ("model.adversary_width", cfg.model.adversary_width, MAX_ADVERSARY_WIDTH),
         ("model.adversary_depth", cfg.model.adversary_depth, 64),
+        ("model.label_dim", cfg.model.label_dim, MAX_LATENT_DIM),
         ("data.workers", cfg.data.workers, 256),
         ("train.threads", cfg.train.threads or 1, 1024),
     ]

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from . import __version__, runs
 from . import checkpoint as ckpt
 from .config import SAMPLE_PENALTIES, Config, UserError, resolve_precision, validate
 from .costs import reconstruction_cost
-from .data import ImageData, batches, load, stream, to_model_range, to_unit_range
+from .data import ImageData, batch_indices, batches, load, stream, to_model_range, to_unit_range
 from .divergences import (
     adversary_loss,
     cramer_wold,
@@ -45,7 +45,9 @@ from .divergences import (
     sliced_wasserstein,
 )
 from .evaluate import (
+    balanced_labels,
     classifier_metrics,
+    conditional_metrics,
     decode_prior,
     eval_mode,
     evaluate,
@@ -93,6 +95,7 @@ class State:
     # exponential moving average of the auto-encoder (train.ema > 0): what samples are drawn from
     ema: torch.optim.swa_utils.AveragedModel | None = None
     step: int = 0
+    classes: tuple[str, ...] = ()  # the class names of a conditional run
 
     @property
     def sampler_model(self) -> AutoEncoder:
@@ -129,6 +132,11 @@ def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
         decoder_start_size(ARCHITECTURES[cfg.model.arch], data.size)
     except ValueError as err:
         raise UserError(f"architecture '{cfg.model.arch}' cannot take {data.size}x{data.size} images: {err}") from None
+    if cfg.data.condition == "labels" and (data.train_labels is None or data.test_labels is None or not data.classes):
+        raise UserError(
+            f"--condition labels needs class labels; the data '{data.name}' have none (give MNIST, an .npz with "
+            "y_train, a folder of class sub-folders, or labels= in Python)"
+        )
 
 
 def _wrap(module: nn.Module, state: State) -> nn.Module:
@@ -146,13 +154,15 @@ def build(
     steps_per_epoch: int,
     device: torch.device | None = None,
     procs: Processes | None = None,
+    classes: int = 0,
 ) -> State:
     """Fresh networks, optimizers and schedulers for ``cfg`` (seeded by ``cfg.train.seed``, the
-    same on every rank) on ``device``, wrapped for the processes ``procs`` (default: one)."""
+    same on every rank) on ``device``, wrapped for the processes ``procs`` (default: one);
+    ``classes`` > 0 makes the auto-encoder conditional on that many classes."""
     torch.manual_seed(cfg.train.seed)
     device = device if device is not None else torch.device("cpu")
     procs = procs if procs is not None else Processes()
-    model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+    model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var, classes)
     if procs.world > 1 and device.type == "cuda" and cfg.model.batch_norm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -234,12 +244,17 @@ def _inputs(state: State, batch: Tensor) -> tuple[Tensor, Tensor]:
     return x, x
 
 
-def _forward(state: State, x_in: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
-    """(z~, mean, log_var, decoder logits) of one training pass, z~ ~ Q(Z|x) by the
+def _forward(
+    state: State, x_in: Tensor, labels: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    """(z~, mean, log_var, decoder logits) of one training pass, z~ ~ Q(Z|x) (Q(Z|x, y) and
+    G(z~, y) for a conditional model with the batch's class ``labels``) by the
     reparameterisation trick for a Gaussian encoder."""
     eps = _noise(state, (len(x_in), state.cfg.model.latent_dim)) if state.cfg.model.encoder == "gaussian" else None
     assert state.net is not None
-    return state.net(x_in, eps, state.cfg.loss.logvar_clip)
+    if labels is not None:
+        labels = labels.to(state.device, non_blocking=True)
+    return state.net(x_in, eps, state.cfg.loss.logvar_clip, labels)
 
 
 def _recon(state: State, x: Tensor, logits: Tensor) -> Tensor:
@@ -290,12 +305,13 @@ def _descend(state: State, loss: Tensor) -> None:
     _update(state, state.optimizer, state.scheduler, state.scaler, loss)
 
 
-def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
+def mmd_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
     """One step of a WAE with a sample-based penalty (MMD, or swd / sinkhorn / cw) on one batch
-    (this rank's shard of it; the penalty sees the codes of the whole global batch)."""
+    (this rank's shard of it; the penalty sees the codes of the whole global batch). A
+    conditional model gets the batch's class ``labels``; the penalty still matches Q_Z to P_Z."""
     x, x_in = _inputs(state, batch)
     with autocast(state):
-        z, _, log_var, logits = _forward(state, x_in)
+        z, _, log_var, logits = _forward(state, x_in, labels)
     recon = _recon(state, x, logits)
     codes = gather(z.float(), state.procs)
     penalty = latent_penalty(state.cfg, codes, _prior(state, len(codes)), state.noise)
@@ -348,21 +364,23 @@ def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor, logits: Tenso
     return {"total": total.detach(), "recon": recon.detach(), "penalty": penalty.detach()}
 
 
-def gan_step(state: State, batch: Tensor) -> dict[str, Tensor]:
-    """One WAE-GAN step: one adversary update, then one auto-encoder update, on one batch."""
+def gan_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+    """One WAE-GAN step: one adversary update, then one auto-encoder update, on one batch (and
+    its class ``labels`` for a conditional model; the adversary sees codes alone)."""
     x, x_in = _inputs(state, batch)
     with autocast(state):
-        z, _, _, logits = _forward(state, x_in)
+        z, _, _, logits = _forward(state, x_in, labels)
     prior = shard(_prior(state, len(z) * state.procs.world), state.procs)
     adv_loss = adversary_update(state, z, prior)
     return {**autoencoder_gan_update(state, x, z, logits), "adversary": adv_loss}
 
 
-def vae_step(state: State, batch: Tensor) -> dict[str, Tensor]:
-    """One VAE step (negative ELBO with weight lambda on the KL term)."""
+def vae_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+    """One VAE step (negative ELBO with weight lambda on the KL term); a conditional VAE
+    (CVAE) gets the batch's class ``labels``."""
     x, x_in = _inputs(state, batch)
     with autocast(state):
-        _, mean, log_var, logits = _forward(state, x_in)
+        _, mean, log_var, logits = _forward(state, x_in, labels)
     assert mean is not None and log_var is not None
     recon = _recon(state, x, logits)
     kl = gaussian_kl(mean, log_var, state.cfg.loss.prior_var).mean()
@@ -371,7 +389,7 @@ def vae_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     return {"total": total.detach(), "recon": recon.detach(), "penalty": kl.detach()}
 
 
-STEPS: dict[str, Callable[[State, Tensor], dict[str, Tensor]]] = {
+STEPS: dict[str, Callable[[State, Tensor, Tensor | None], dict[str, Tensor]]] = {
     **dict.fromkeys(SAMPLE_PENALTIES, mmd_step),
     "gan": gan_step,
     "vae": vae_step,
@@ -387,7 +405,7 @@ def state_dict(state: State, data: ImageData) -> dict[str, Any]:
         "format": ckpt.FORMAT,
         "version": __version__,
         "config": state.cfg.to_dict(),
-        "data": {"channels": data.channels, "size": data.size, "name": data.name},
+        "data": {"channels": data.channels, "size": data.size, "name": data.name, **_class_record(state)},
         "step": state.step,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -403,6 +421,13 @@ def state_dict(state: State, data: ImageData) -> dict[str, Any]:
     if state.ema is not None:
         payload["ema"] = state.ema.state_dict()
     return payload
+
+
+def _class_record(state: State) -> dict[str, Any]:
+    """What a checkpoint records of a conditional run's classes: their number and names."""
+    if state.model.classes == 0:
+        return {}
+    return {"classes": state.model.classes, "class_names": list(state.classes)}
 
 
 def load_state(state: State, payload: dict[str, Any]) -> None:
@@ -423,19 +448,29 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
 
 
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
-    """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode."""
+    """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode (a
+    conditional run's class names: :func:`class_names`)."""
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     try:
         cfg = ckpt.config_of(payload)
         channels, size = ckpt.image_shape_of(payload)
-        model = _model_for(cfg, channels, size)
+        model = _model_for(cfg, channels, size, len(ckpt.class_names_of(payload, cfg)))
         _load_weights(model, payload)
     except UserError as err:  # a crafted or foreign checkpoint: say which file
         raise UserError(f"{path}: {err}") from None
     return model.eval(), cfg
 
 
-def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
+def class_names(run: str | Path) -> tuple[str, ...]:
+    """The class names of a conditional run, in label order (() for an unconditional run)."""
+    payload, path = runs.read_checkpoint(run)
+    try:
+        return ckpt.class_names_of(payload, ckpt.config_of(payload))
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+
+
+def _model_for(cfg: Config, channels: int, size: int, classes: int = 0) -> AutoEncoder:
     """The auto-encoder a stored config and image shape describe; :class:`UserError` when the
     architecture cannot take that image side."""
     try:
@@ -444,7 +479,7 @@ def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
         raise UserError(
             f"checkpoint: architecture '{cfg.model.arch}' cannot take {size}x{size} images ({err})"
         ) from None
-    return AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+    return AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var, classes)
 
 
 def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
@@ -480,6 +515,7 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     signal: int = signal.SIGINT  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
+    classes: tuple[str, ...] = ()  # a conditional run's class names: label i decodes class classes[i]
 
 
 class _StopFlag:
@@ -537,23 +573,40 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
     """Prior samples from fixed codes, test reconstructions and interpolations, as PNG grids
     (the latest at the top of the run folder, every epoch's in grids/)."""
     model, value_range = state.sampler_model, state.cfg.data.range
+    classes = model.classes
     with eval_mode(model), torch.no_grad():
-        samples = to_unit_range(model.decode(fixed_z).cpu(), value_range)
+        fixed_labels = balanced_labels(len(fixed_z), classes) if classes else None
+        samples = to_unit_range(model.decode(fixed_z, fixed_labels).cpu(), value_range)
         x = to_model_range(grid_rows(data.test), value_range)
+        y = grid_rows(data.test_labels) if classes and data.test_labels is not None else None
         recon = reconstruction_rows(
-            to_unit_range(x, value_range), to_unit_range(model.reconstruct(x).cpu(), value_range), 12
+            to_unit_range(x, value_range), to_unit_range(model.reconstruct(x, y).cpu(), value_range), 12
         )
         starts, ends = (to_model_range(images, value_range) for images in interpolation_ends(data.test))
-        interp = to_unit_range(model.interpolate(starts, ends, steps=12).cpu(), value_range).flatten(0, 1)
+        ends_y = interpolation_ends(data.test_labels) if classes and data.test_labels is not None else (None, None)
+        interp = to_unit_range(model.interpolate(starts, ends, 12, *ends_y).cpu(), value_range).flatten(0, 1)
+        grids = [("samples", samples, 10), ("reconstructions", recon, 12), ("interpolations", interp, 12)]
+        if classes:
+            grids.append(("classes", to_unit_range(class_grid(model, fixed_z[:10]).cpu(), value_range), 10))
     scale = 2 if data.size < 48 else 1
     (run_dir / "grids").mkdir(exist_ok=True)
-    for name, images, ncol in [
-        ("samples", samples, 10),
-        ("reconstructions", recon, 12),
-        ("interpolations", interp, 12),
-    ]:
+    for name, images, ncol in grids:
         save_grid(images, run_dir / f"{name}.png", ncol, scale)
         save_grid(images, run_dir / "grids" / f"{name}-epoch{epoch:03d}.png", ncol, scale)
+
+
+MAX_GRID_CLASSES = 50  # rows of the class-by-style grid
+
+
+@torch.no_grad()
+def class_grid(model: AutoEncoder, z: Tensor, classes: list[int] | None = None) -> Tensor:
+    """A conditional model's class-by-style grid: every code of ``z`` (m, d_z) decoded with
+    every class of ``classes`` (default: the first :data:`MAX_GRID_CLASSES`), class-major, so
+    that a grid of m columns has a row per class and a column per code (the same style).
+    Returns (len(classes) * m, c, h, w) in the model's range."""
+    rows = classes if classes is not None else list(range(min(model.classes, MAX_GRID_CLASSES)))
+    labels = torch.tensor(rows).repeat_interleave(len(z))
+    return model.decode(z.repeat(len(rows), 1), labels)
 
 
 _REPORT_COLUMNS = [("test_recon_mse", ".5f"), ("test_mmd", ".5f"), ("code_mean_norm", ".3f")]
@@ -574,7 +627,8 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         f"# WAE run: {cfg.preset}, objective {cfg.loss.objective}",
         "",
         f"- data: {data.name}, {len(data.train)} training / {len(data.test)} test images, "
-        f"{data.channels}x{data.size}x{data.size}",
+        f"{data.channels}x{data.size}x{data.size}"
+        + (f", conditional on {len(state.classes)} classes" if state.classes else ""),
         f"- model: architecture {cfg.model.arch}, {cfg.model.encoder} encoder, d_z = {cfg.model.latent_dim}, "
         f"{sum(p.numel() for p in state.model.parameters()):,} parameters",
         f"- loss: cost {cfg.loss.cost} x {cfg.loss.cost_scale}, lambda = {cfg.loss.lam}, "
@@ -606,6 +660,14 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         "![interpolations](interpolations.png)",
         "",
     ]
+    if state.classes:
+        lines += [
+            f"Classes by style (rows: the classes {', '.join(state.classes[:MAX_GRID_CLASSES])}; columns: "
+            "the same codes z):",
+            "",
+            "![classes](classes.png)",
+            "",
+        ]
     ckpt.write_atomic(run_dir / "report.md", "\n".join(lines))
 
 
@@ -647,7 +709,9 @@ def _fit(
     cfg = resolve_precision(cfg, device.type)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs)
+    classes = len(data.classes) if cfg.data.condition == "labels" else 0
+    state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs, classes)
+    state.classes = data.classes if classes else ()
     quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
     say = (log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))) if procs.main else quiet
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say)
@@ -679,6 +743,9 @@ class _Loop:
         # a random subset, not the first images: MNIST's test set is ordered by writer population
         eval_order = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(cfg.train.seed + 3))
         self.eval_images = data.test[eval_order[: cfg.train.eval_size]]
+        self.conditional = state.model.classes > 0
+        test_labels = data.test_labels if self.conditional else None
+        self.eval_labels = test_labels[eval_order[: cfg.train.eval_size]] if test_labels is not None else None
         self.evals: list[dict[str, Any]] = []  # the evaluation records of the run so far
         self.last_saved = -1  # the step of the newest checkpoint (-1: none yet)
         self.last_eval: dict[str, float] = {}
@@ -695,6 +762,12 @@ class _Loop:
         found = ckpt.load_latest(self.source, warn=self.say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
             runs.check_checkpoint(found[0], found[1], self.cfg)
+            recorded = ckpt.class_names_of(found[0], self.cfg)
+            if recorded != self.state.classes:
+                raise UserError(
+                    f"checkpoint {found[1]} was trained on the classes {', '.join(recorded)}; the data now have "
+                    f"{', '.join(self.state.classes)}"
+                )
             try:
                 load_state(self.state, found[0])
             except (RuntimeError, KeyError, ValueError) as err:
@@ -741,20 +814,29 @@ class _Loop:
         else:  # image files without a cache: decoded by DataLoader workers
             pin = state.device.type == "cuda"
             shards = stream(self.data.train, bs, *position, procs.rank, procs.world, cfg.data.workers, pin)
-        for batch in islice(shards, self.total_steps - state.step):
+        # a conditional run's labels: the same shards of the same index batches as the images
+        # (strict=False: the labels never end first; repeat(None) never ends)
+        labels = self.data.train_labels if self.conditional else None
+        label_shards = (
+            (labels[index] for index in batch_indices(len(labels), bs, *position, procs.rank, procs.world))
+            if labels is not None
+            else repeat(None)
+        )
+        for batch, batch_labels in islice(zip(shards, label_shards, strict=False), self.total_steps - state.step):
             if state.device.type == "cuda" and not batch.is_pinned():
                 batch = batch.pin_memory()
-            self.log(self.step(batch, stop), bar)
+            self.log(self.step(batch, stop, batch_labels), bar)
             if self.stopping:
                 break
 
-    def step(self, batch: Tensor, stop: _StopFlag) -> dict[str, Tensor]:
-        """One training step; returns its loss parts averaged over the ranks."""
+    def step(self, batch: Tensor, stop: _StopFlag, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """One training step (on the batch's class ``labels`` too, for a conditional run);
+        returns its loss parts averaged over the ranks."""
         state = self.state
         t0 = time.perf_counter()
         # batch-norm statistics move in the forward pass, before the loss can be checked
         statistics = [b.clone() for b in state.model.buffers()]
-        parts = self.step_fn(state, batch)
+        parts = self.step_fn(state, batch, labels)
         # the parts averaged over the ranks (a NaN on one rank reaches all), and whether
         # any rank was asked to stop, in one collective
         names = list(parts)
@@ -825,12 +907,15 @@ class _Loop:
 
     def _evaluate_and_save(self, epoch: int) -> dict[str, float]:
         cfg, state, out, eval_images = self.cfg, self.state, self.out, self.eval_images
-        metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed)
+        metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed, self.eval_labels)
         every = cfg.train.eval_every
         if every and epoch % every == 0 and is_mnist_like(eval_images):
             generated = decode_prior(state.sampler_model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             metrics.update(classifier_metrics(reference, generated))
+            if self.eval_labels is not None:
+                wanted = balanced_labels(len(generated), state.model.classes)
+                metrics.update(conditional_metrics(reference, self.eval_labels, generated, wanted, state.classes))
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
         self.evals.append(record)
         speed = self.trained / self.train_time if self.train_time > 0 else 0.0
@@ -838,6 +923,7 @@ class _Loop:
             f"epoch {epoch} step {state.step}: test recon MSE {metrics['test_recon_mse']:.5f}/pixel, "
             f"test MMD {metrics['test_mmd']:.5f}, "
             + (f"sample FD {metrics['fd_samples']:.2f}, " if "fd_samples" in metrics else "")
+            + (f"label accuracy {metrics['label_accuracy']:.3f}, " if "label_accuracy" in metrics else "")
             + f"{speed:.0f} images/s"
         )
         if out is not None:
@@ -860,7 +946,15 @@ class _Loop:
             )
         state.model.eval()
         state.sampler_model.eval()
-        return Run(state.sampler_model, out, state.step, self.last_eval, interrupted=self.stopping, signal=self.signum)
+        return Run(
+            state.sampler_model,
+            out,
+            state.step,
+            self.last_eval,
+            interrupted=self.stopping,
+            signal=self.signum,
+            classes=state.classes,
+        )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
