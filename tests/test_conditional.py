@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -228,6 +229,26 @@ def test_reconstruct_with_a_label_transfers_the_style(conditional_run, tmp_path)
         expected = model.decode(codes, torch.full((4,), 2))
     with np.load(out) as f:
         assert np.array_equal(f["images"], (expected.clamp(0, 1) * 255 + 0.5).to(torch.uint8)[:, 0].numpy())
+
+
+def test_the_commands_that_encode_test_images_give_them_their_labels(conditional_run, tmp_path):
+    """fit-sampler, interpolate, compare and report encode test (or training) images: a
+    conditional model needs their labels, and the mixture's samples decode by class."""
+    run = tmp_path / "run"
+    shutil.copytree(conditional_run, run)
+    assert run_cli(["fit-sampler", str(run), "--components", "2"])[0] == 0
+    assert (
+        run_cli(["sample", str(run), "--sampler", "gmm", "--label", "1", "--n", "4", "--out", str(tmp_path / "g.png")])[
+            0
+        ]
+        == 0
+    )
+    assert run_cli(["interpolate", str(run), "--pairs", "2", "--steps", "3", "--out", str(tmp_path / "i.npz")])[0] == 0
+    assert run_cli(["compare", str(run), "--out", str(tmp_path / "cmp")])[0] == 0
+    assert run_cli(["report", str(run)])[0] == 0
+    with np.load(tmp_path / "i.npz") as f:
+        assert f["images"].shape == (6, 16, 16)
+    assert "classes.png" in (run / "report.md").read_text()
 
 
 def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
