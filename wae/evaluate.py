@@ -63,7 +63,8 @@ def _encoder_chunks(
     images (of classes ``labels``, for a conditional model), ``chunk`` at a time."""
     for i in range(0, len(images), chunk):
         y = labels[i : i + chunk].to(model.device) if labels is not None else None
-        out = model.encoder(to_model_range(images[i : i + chunk], value_range).to(model.device), y)
+        x = to_model_range(images[i : i + chunk], value_range).to(model.device)
+        out = model.encoder(x) if y is None else model.encoder(x, y)
         yield (*out, y) if isinstance(out, tuple) else (out, None, y)
 
 

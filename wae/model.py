@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
 from .nets import ARCHITECTURES, Decoder, Encoder
 from .priors import sample_prior
+
+
+def _net(net: nn.Module, inputs: Tensor, labels: Tensor | None) -> Any:
+    """``net(inputs)``, or ``net(inputs, labels)`` for a conditional model: an unconditional
+    model calls its networks with one argument, as before labels existed."""
+    return net(inputs) if labels is None else net(inputs, labels)
 
 
 class AutoEncoder(nn.Module):
@@ -49,7 +57,7 @@ class AutoEncoder(nn.Module):
         mean + eps * exp(log_var / 2) with the given standard-normal ``eps`` (n, d_z) and its
         log-variances clipped to [-logvar_clip, logvar_clip] when that is positive; a
         deterministic encoder returns None for mean and log_var."""
-        out = self.encoder(x, labels)
+        out = _net(self.encoder, x, labels)
         if isinstance(out, tuple):
             mean, log_var = out
             if logvar_clip > 0:
@@ -57,8 +65,8 @@ class AutoEncoder(nn.Module):
             if eps is None:
                 raise ValueError("a Gaussian encoder needs eps for the reparameterisation")
             z = mean + eps * (0.5 * log_var.float()).exp()
-            return z, mean, log_var, self.decoder(z, labels)
-        return out, None, None, self.decoder(out, labels)
+            return z, mean, log_var, _net(self.decoder, z, labels)
+        return out, None, None, _net(self.decoder, out, labels)
 
     def activate(self, logits: Tensor) -> Tensor:
         """Decoder pre-activations -> images in the data range."""
@@ -67,7 +75,7 @@ class AutoEncoder(nn.Module):
     def encode(self, x: Tensor, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
         """Codes (n, d_z) for images x (of classes ``labels`` (n,) when conditional). A Gaussian
         encoder returns its mean, or a sample from Q(Z|x) when a ``generator`` is given."""
-        out = self.encoder(x.to(self.device), labels)
+        out = _net(self.encoder, x.to(self.device), labels)
         if isinstance(out, tuple):
             mean, log_var = out
             if generator is None:
@@ -79,7 +87,7 @@ class AutoEncoder(nn.Module):
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images (n, c, h, w) for codes z (n, d_z) (and classes ``labels`` (n,) when
         conditional), on the model's device."""
-        return self.activate(self.decoder(z.to(self.device), labels))
+        return self.activate(_net(self.decoder, z.to(self.device), labels))
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n codes from the prior P_Z, (n, d_z)."""
