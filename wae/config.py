@@ -172,6 +172,12 @@ class LossConfig:
         0.0, "Gaussian-encoder WAE: weight of the penalty mean_i sum_j |log sigma^2_ij| (0: off)", at_least=0
     )
     logvar_clip: float = setting(0.0, "clip the encoder's log-variances to [-c, c] (0: off)", at_least=0)
+    class_penalty: bool = setting(
+        True,
+        "conditional runs, sample penalties (mmd, swd, sinkhorn, cw): match the codes of each class, Q(Z|Y=y), "
+        "to P_Z (and so Q_Z too), weighted by the class's share of the batch, so that z cannot carry the class; "
+        "--no-class-penalty matches Q_Z alone",
+    )
     projections: int = setting(50, "swd: random directions per batch", at_least=1)
     sinkhorn_epsilon: float = setting(
         1.0, "sinkhorn: entropic regularisation, in units of the squared code distance", above=0

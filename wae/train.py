@@ -280,6 +280,22 @@ def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor, generator: torch.G
     return mmd_rbf(codes, prior)
 
 
+def per_class_penalty(
+    cfg: Config, codes: Tensor, prior: Tensor, labels: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """A conditional run's penalty: sum over the classes k of the batch of (n_k / n) D_Z(codes of
+    class k, as many of the prior draws), codes and prior (n, d), labels (n,). Zero for every
+    class exactly when each Q(Z|Y=k) is P_Z, so z can carry no class information (the
+    marginal penalty alone lets the encoder keep the class in z, and the decoder then reads it
+    from z as much as from y). A class with fewer than 2 codes in the batch is left out."""
+    total = codes.new_zeros(())
+    for k in labels.unique():
+        chosen = labels == k
+        if int(chosen.sum()) >= 2:
+            total = total + chosen.float().mean() * latent_penalty(cfg, codes[chosen], prior[chosen], generator)
+    return total
+
+
 def _update(
     state: State,
     optimizer: torch.optim.Optimizer,
@@ -308,13 +324,19 @@ def _descend(state: State, loss: Tensor) -> None:
 def mmd_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
     """One step of a WAE with a sample-based penalty (MMD, or swd / sinkhorn / cw) on one batch
     (this rank's shard of it; the penalty sees the codes of the whole global batch). A
-    conditional model gets the batch's class ``labels``; the penalty still matches Q_Z to P_Z."""
+    conditional model gets the batch's class ``labels``; its penalty matches each class's codes
+    to P_Z (:func:`per_class_penalty`), or Q_Z alone with ``loss.class_penalty`` off."""
     x, x_in = _inputs(state, batch)
     with autocast(state):
         z, _, log_var, logits = _forward(state, x_in, labels)
     recon = _recon(state, x, logits)
     codes = gather(z.float(), state.procs)
-    penalty = latent_penalty(state.cfg, codes, _prior(state, len(codes)), state.noise)
+    prior = _prior(state, len(codes))
+    if labels is not None and state.cfg.loss.class_penalty:
+        classes = gather(labels.to(state.device).float(), state.procs).long()  # the global batch's
+        penalty = per_class_penalty(state.cfg, codes, prior, classes, state.noise)
+    else:
+        penalty = latent_penalty(state.cfg, codes, prior, state.noise)
     total = recon + state.cfg.loss.lam * penalty
     parts = {"recon": recon.detach(), "penalty": penalty.detach()}
     if log_var is not None and state.cfg.loss.logvar_l1 > 0:
