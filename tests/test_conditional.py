@@ -150,6 +150,8 @@ def test_every_objective_trains_a_conditional_wae(objective, tmp_path):
         assert not torch.allclose(trained, getattr(before, net).labels.embed.weight), net
     payload = ckpt.load_latest(tmp_path / "run")[0]
     assert payload["data"]["classes"] == 4 and payload["data"]["class_names"][0] == "top-left"
+    if objective == "gan":  # the class penalty's adversary reads each code's class, one-hot
+        assert payload["adversary"]["net.0.weight"].shape[1] == cfg.model.latent_dim + 4
     model, _ = load_model(tmp_path / "run")
     assert model.classes == 4 and class_names(tmp_path / "run") == run.classes
     assert (tmp_path / "run" / "classes.png").is_file() and (
@@ -186,6 +188,12 @@ def test_the_class_penalty_sees_codes_that_carry_the_class(objective, ratio):
         cfg, codes, prior, torch.zeros(400, dtype=torch.long), torch.Generator().manual_seed(1)
     )
     assert one_class.item() == pytest.approx(marginal)
+
+
+def test_without_the_class_penalty_the_adversary_sees_codes_alone(tmp_path):
+    fit(tiny_conditional("gan", max_steps=1, eval_every=0, class_penalty=False), tmp_path / "run", progress=False)
+    payload = ckpt.load_latest(tmp_path / "run")[0]
+    assert payload["adversary"]["net.0.weight"].shape[1] == payload["config"]["model"]["latent_dim"]
 
 
 def test_conditional_runs_need_labels_and_their_data_must_keep_its_classes(tmp_path, tiny_data):

@@ -174,9 +174,9 @@ class LossConfig:
     logvar_clip: float = setting(0.0, "clip the encoder's log-variances to [-c, c] (0: off)", at_least=0)
     class_penalty: bool = setting(
         True,
-        "conditional runs, sample penalties (mmd, swd, sinkhorn, cw): match the codes of each class, Q(Z|Y=y), "
-        "to P_Z (and so Q_Z too), weighted by the class's share of the batch, so that z cannot carry the class; "
-        "--no-class-penalty matches Q_Z alone",
+        "conditional runs: match the codes of each class, Q(Z|Y=y), to P_Z (and so Q_Z too), so that z cannot "
+        "carry the class: sample penalties (mmd, swd, sinkhorn, cw) per class of the batch, weighted by its share; "
+        "gan: the adversary sees each code's class; vae: its KL is per image already. --no-class-penalty: Q_Z alone",
     )
     projections: int = setting(50, "swd: random directions per batch", at_least=1)
     sinkhorn_epsilon: float = setting(

@@ -206,20 +206,29 @@ class Decoder(nn.Module):
 
 class Adversary(nn.Module):
     """WAE-GAN latent discriminator: code (n, d_z) -> logit (n,) that the code came from the
-    prior. ``depth`` hidden layers of ``width`` units with ReLU (authors: 4 x 512 on MNIST)."""
+    prior. ``depth`` hidden layers of ``width`` units with ReLU (authors: 4 x 512 on MNIST).
 
-    def __init__(self, latent_dim: int, width: int = 512, depth: int = 4):
+    With ``classes`` > 0 (a conditional run's class penalty) it also sees the class of each
+    code, one-hot, ``forward(z, y)``: it tells (code, class) pairs from (prior draw, class)
+    pairs, so that fooling it matches each Q(Z|Y=y) to P_Z."""
+
+    def __init__(self, latent_dim: int, width: int = 512, depth: int = 4, classes: int = 0):
         super().__init__()
+        self.classes = classes
         layers: list[nn.Module] = []
-        cin = latent_dim
+        cin = latent_dim + classes
         for _ in range(depth):
             layers += [nn.Linear(cin, width), nn.ReLU(inplace=True)]
             cin = width
         layers.append(nn.Linear(cin, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """(n, d_z) codes -> (n,) logits."""
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """(n, d_z) codes (and (n,) class indices when conditional) -> (n,) logits."""
+        if self.classes:
+            if y is None:
+                raise ValueError(f"this adversary is conditional on {self.classes} classes; give the labels y")
+            z = torch.cat([z, nn.functional.one_hot(y.to(z.device), self.classes).to(z.dtype)], dim=1)
         return self.net(z).squeeze(1)
 
 

@@ -198,7 +198,10 @@ def build(
 
         state.ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=True)
     if cfg.loss.objective == "gan":
-        state.adversary = Adversary(cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth)
+        by_class = classes if cfg.loss.class_penalty else 0  # the adversary sees the class too
+        state.adversary = Adversary(
+            cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth, by_class
+        )
         state.adversary.to(device)
         state.adversary_net = _wrap(state.adversary, state)
         state.adversary_optimizer = torch.optim.Adam(
@@ -348,21 +351,24 @@ def mmd_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[
     return {"total": total.detach(), **parts}
 
 
-def _adversary_logits(state: State, z: Tensor, net: nn.Module | None = None) -> Tensor:
+def _adversary_logits(state: State, z: Tensor, net: nn.Module | None = None, labels: Tensor | None = None) -> Tensor:
     assert state.adversary is not None
-    logits = (net if net is not None else state.adversary)(z).float()
+    adversary = net if net is not None else state.adversary
+    logits = (adversary(z) if not state.adversary.classes else adversary(z, labels)).float()
     if state.cfg.loss.prior_trick:  # the authors' trick: start from the prior's log-density
         logits = logits + gaussian_log_density(z.float(), state.cfg.loss.prior_var)
     return logits
 
 
-def adversary_update(state: State, codes: Tensor, prior: Tensor) -> Tensor:
+def adversary_update(state: State, codes: Tensor, prior: Tensor, labels: Tensor | None = None) -> Tensor:
     """WAE-GAN, first half: one adversary step telling prior samples (n, d) from codes (n, d)
-    (treated as constants); returns the adversary's loss."""
+    (treated as constants); returns the adversary's loss. A class-conditional adversary sees
+    the codes' class ``labels`` (n,) with both: (prior draw, class) pairs are P_Z x P_Y."""
     assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
+    both = torch.cat([labels, labels]) if labels is not None else None
     with autocast(state):
         # one forward pass over both, as DistributedDataParallel expects one per backward
-        logits = _adversary_logits(state, torch.cat([prior, codes.detach()]), state.adversary_net)
+        logits = _adversary_logits(state, torch.cat([prior, codes.detach()]), state.adversary_net, both)
         loss = adversary_loss(logits[: len(prior)], logits[len(prior) :])
     _update(
         state, state.adversary_optimizer, state.adversary_scheduler, state.adversary_scaler, state.cfg.loss.lam * loss
@@ -370,14 +376,17 @@ def adversary_update(state: State, codes: Tensor, prior: Tensor) -> Tensor:
     return loss.detach()
 
 
-def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor, logits: Tensor) -> dict[str, Tensor]:
+def autoencoder_gan_update(
+    state: State, x: Tensor, codes: Tensor, logits: Tensor, labels: Tensor | None = None
+) -> dict[str, Tensor]:
     """WAE-GAN, second half: one encoder/decoder step on c(x, G(z~)) - lambda log D(z~), with
-    the adversary held fixed; ``codes`` and decoder ``logits`` must still carry the graph."""
+    the adversary held fixed; ``codes`` and decoder ``logits`` must still carry the graph (a
+    class-conditional adversary reads the codes' ``labels`` too)."""
     assert state.adversary is not None
     state.adversary.requires_grad_(False)
     try:
         with autocast(state):
-            penalty = gan_penalty(_adversary_logits(state, codes))
+            penalty = gan_penalty(_adversary_logits(state, codes, labels=labels))
         recon = _recon(state, x, logits)
         total = recon + state.cfg.loss.lam * penalty
         _descend(state, total)
@@ -393,8 +402,9 @@ def gan_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[
     with autocast(state):
         z, _, _, logits = _forward(state, x_in, labels)
     prior = shard(_prior(state, len(z) * state.procs.world), state.procs)
-    adv_loss = adversary_update(state, z, prior)
-    return {**autoencoder_gan_update(state, x, z, logits), "adversary": adv_loss}
+    by_class = labels.to(state.device) if labels is not None and state.cfg.loss.class_penalty else None
+    adv_loss = adversary_update(state, z, prior, by_class)
+    return {**autoencoder_gan_update(state, x, z, logits, by_class), "adversary": adv_loss}
 
 
 def vae_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
