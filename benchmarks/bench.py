@@ -278,7 +278,9 @@ def _bare_job(setting: Setting, batch_size: int) -> Job:
     return Job(run, batch_size, count_parameters(model), flops)
 
 
-def pythae_wae_mmd(cfg: Any, channels: int, size: int, images: torch.Tensor, workdir: str) -> tuple[AutoEncoder, Any]:
+def pythae_wae_mmd(
+    cfg: Any, channels: int, size: int, images: torch.Tensor, workdir: str, pythae_defaults: bool = False
+) -> tuple[AutoEncoder, Any]:
     """(our AutoEncoder, pythae's BaseTrainer) for pythae's WAE_MMD model around that
     AutoEncoder's encoder and decoder (the same modules: the AutoEncoder decodes what pythae
     trains), with the objective (lambda, cost scale, IMQ scales), batch and Adam settings of
@@ -286,7 +288,9 @@ def pythae_wae_mmd(cfg: Any, channels: int, size: int, images: torch.Tensor, wor
     is prepared on ``images`` (model range) and has no progress bar; ``trainer.train_step(epoch)``
     runs one pass of its loop over ``trainer.train_loader`` (its DataLoader, forward, backward
     and optimizer step, as ``BaseTrainer.train`` runs them, less its per-epoch model copy and
-    checkpointing)."""
+    checkpointing). With ``pythae_defaults`` only the networks, d_z and the seed come from
+    ``cfg``: the objective and trainer keep pythae's own defaults (what a user of pythae gets:
+    lambda 3e-2 on an unscaled cost, Adam lr 1e-4, batch 64)."""
     import logging
 
     from pythae.models import WAE_MMD, WAE_MMD_Config
@@ -319,25 +323,31 @@ def pythae_wae_mmd(cfg: Any, channels: int, size: int, images: torch.Tensor, wor
         def forward(self, z: torch.Tensor) -> Any:
             return ModelOutput(reconstruction=ours.activate(self.net(z)))
 
+    ours_objective = {
+        "kernel_choice": "imq",
+        "reg_weight": cfg.loss.lam,
+        "kernel_bandwidth": cfg.loss.prior_var**0.5,
+        "scales": list(cfg.loss.kernel_scales),
+        "reconstruction_loss_scale": cfg.loss.cost_scale,
+    }
     model_config = WAE_MMD_Config(
         input_dim=(channels, size, size),
         latent_dim=cfg.model.latent_dim,
-        kernel_choice="imq",
-        reg_weight=cfg.loss.lam,
-        kernel_bandwidth=cfg.loss.prior_var**0.5,
-        scales=list(cfg.loss.kernel_scales),
-        reconstruction_loss_scale=cfg.loss.cost_scale,
+        **({} if pythae_defaults else ours_objective),
     )
     model = WAE_MMD(model_config, encoder=Encoder(), decoder=Decoder())
+    ours_trainer = {
+        "per_device_train_batch_size": cfg.train.batch_size,
+        "learning_rate": cfg.train.lr,
+        "optimizer_cls": "Adam",
+        "optimizer_params": {"betas": (cfg.train.beta1, cfg.train.beta2)},
+    }
     trainer_config = BaseTrainerConfig(
         output_dir=workdir,
-        per_device_train_batch_size=cfg.train.batch_size,
         num_epochs=1,
-        learning_rate=cfg.train.lr,
-        optimizer_cls="Adam",
-        optimizer_params={"betas": (cfg.train.beta1, cfg.train.beta2)},
         no_cuda=True,
         seed=cfg.train.seed,
+        **({} if pythae_defaults else ours_trainer),
     )
     trainer = BaseTrainer(model, pythae_dataset(images), training_config=trainer_config)
     trainer.prepare_training()

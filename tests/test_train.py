@@ -85,8 +85,9 @@ def test_logvar_clip_bounds_the_noise_scale(tiny_data, monkeypatch):
     from wae.train import _forward
 
     state = build(tiny_config("mmd", encoder="gaussian", logvar_clip=1.0), 1, 16, steps_per_epoch=4)
+    d = state.cfg.model.latent_dim
     monkeypatch.setattr(
-        state.model.encoder, "forward", lambda x: (torch.zeros(len(x), 8), torch.full((len(x), 8), 50.0))
+        state.model.encoder, "forward", lambda x: (torch.zeros(len(x), d), torch.full((len(x), d), 50.0))
     )
     z, _, log_var, _ = _forward(state, to_model_range(tiny_data.train[:32]))
     assert log_var is not None and log_var.max().item() == 1.0

@@ -49,7 +49,7 @@ from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
-from .samplers import GMM_FILE, SAMPLERS, LatentSampler, load_sampler
+from .samplers import SAMPLERS, load_sampler
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, class_names, fit, load_model
 
@@ -208,8 +208,8 @@ def _add_run_commands(sub: Any) -> None:
         "--sampler",
         choices=SAMPLERS,
         default="prior",
-        help="where codes come from: the prior P_Z (default), or the Gaussian mixture (gmm) or normalising "
-        "flow (flow) that wae fit-sampler fitted to the run's codes",
+        help="where codes come from: the prior P_Z (default), or the Gaussian mixture (gmm), normalising "
+        "flow (flow) or second-stage VAE (vae) that wae fit-sampler fitted to the run's codes",
     )
     sample.add_argument(
         "--label",
@@ -221,16 +221,20 @@ def _add_run_commands(sub: Any) -> None:
 
     fit_sampler = sub.add_parser(
         "fit-sampler",
-        help="fit a density to a run's training codes Q_Z, for --sampler gmm or --sampler flow",
+        help="fit a density to a run's training codes Q_Z, for --sampler gmm, flow or vae",
         description="Encode the training images and fit a density to the codes: a Gaussian mixture by EM "
         "(scikit-learn, k-means initialised, seeded; RUN/sampler-gmm.npz) or a neural spline flow by maximum "
-        "likelihood (zuko, pip install 'wae[flow]'; RUN/sampler-flow.pt); prints the mean log-density of the "
-        "test codes under it and under the prior. Sampling from it instead of the prior: --sampler KIND in "
+        "likelihood (zuko, pip install 'wae[flow]'; RUN/sampler-flow.pt) or a second-stage VAE (Dai & Wipf "
+        "2019; RUN/sampler-vae.pt); prints the mean log-density of the test codes under it and under the "
+        "prior, and draws RUN/samples-KIND.png. Sampling from it instead of the prior: --sampler KIND in "
         "wae sample and wae evaluate.",
     )
     fit_sampler.add_argument("run", metavar="RUN", help="run folder")
     fit_sampler.add_argument(
-        "--kind", choices=["gmm", "flow"], default="gmm", help="Gaussian mixture (default) or normalising flow"
+        "--kind",
+        choices=["gmm", "flow", "vae"],
+        default="gmm",
+        help="Gaussian mixture (default), normalising flow, or second-stage VAE",
     )
     fit_sampler.add_argument(
         "--components",
@@ -242,7 +246,10 @@ def _add_run_commands(sub: Any) -> None:
     )
     fit_sampler.add_argument("--transforms", type=_positive_int, default=3, help="flow: spline layers (default 3)")
     fit_sampler.add_argument(
-        "--hidden", type=_positive_int, default=128, help="flow: units of each of the two hidden layers (default 128)"
+        "--hidden",
+        type=_positive_int,
+        default=128,
+        help="flow and vae: units of each of the two hidden layers (default 128)",
     )
     fit_sampler.add_argument(
         "--covariance", choices=["full", "diag"], default="full", help="covariance per component (default full)"
@@ -293,7 +300,8 @@ def _add_measure_commands(sub: Any) -> None:
         "--sampler",
         choices=SAMPLERS,
         default="prior",
-        help="codes of the samples: the prior (default), or the mixture (gmm) or flow of wae fit-sampler",
+        help="codes of the samples: the prior (default), or the mixture (gmm), flow or second-stage VAE (vae) "
+        "of wae fit-sampler",
     )
     ev.add_argument(
         "--no-fid",
@@ -529,7 +537,8 @@ def _train(args: argparse.Namespace) -> int:
         from .report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
-        grids = ", ".join(str(run_dir / f"{name}.png") for name in ("samples", "reconstructions", "interpolations"))
+        names = ["samples", f"samples-{cfg.train.fit_sampler}", "reconstructions", "interpolations"]
+        grids = ", ".join(str(run_dir / f"{name}.png") for name in names if (run_dir / f"{name}.png").is_file())
         print(f"grids: {grids} (every epoch's in {run_dir / 'grids'})", file=sys.stderr)
     print(json_text({"run": str(run_dir), "step": result.step, **result.metrics}))
     return code
@@ -660,9 +669,13 @@ def _components(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
 
+_SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (importance-weighted bound)"}
+
+
 def _fit_sampler(args: argparse.Namespace) -> int:
     from .evaluate import encode_all
-    from .samplers import FLOW_FILE, fit_flow, fit_gmm, save_flow, save_gmm, select_components
+    from .samplers import fit_sampler, save_sampler
+    from .train import sampler_grid
 
     run = Path(args.run)
     if not run.is_dir():
@@ -672,30 +685,31 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     conditional = model.classes > 0  # Q_Z of a conditional run: the codes of (x, y) pairs
     codes = encode_all(model, data.train, cfg.data.range, labels=data.train_labels if conditional else None)
-    sampler: LatentSampler
-    if args.kind == "flow":
-        sampler = fit_flow(codes, args.transforms, args.hidden, seed=args.seed, progress=sys.stderr.isatty())
-        path, what = run / FLOW_FILE, f"a {args.transforms}-layer spline flow"
-        save_flow(sampler, path)
-    else:
-        components = args.components
-        if components == "auto":
-            components, scores = select_components(codes, covariance=args.covariance, seed=args.seed)
-            print(
-                "held-out mean log-likelihood by components: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items())
-            )
-        sampler = fit_gmm(codes, components, args.covariance, args.seed)
-        path, what = run / GMM_FILE, f"{components} {args.covariance}-covariance components"
-        save_gmm(sampler, path)
+    sampler, what = fit_sampler(
+        args.kind,
+        codes,
+        components=args.components,
+        covariance=args.covariance,
+        transforms=args.transforms,
+        hidden=args.hidden,
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
+        log=print,
+    )
+    path = save_sampler(sampler, run, args.kind)
+    sampler_grid(model, sampler, cfg, run / f"samples-{args.kind}.png")
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()
     prior_ll = (
         gaussian_log_density(test_codes, cfg.loss.prior_var).mean().item() if cfg.loss.prior == "gaussian" else None
     )
-    print(f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; wrote {path}")
     print(
-        f"mean log-density of test codes: {'flow' if args.kind == 'flow' else 'mixture'} {fitted_ll:.3f}"
+        f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "
+        f"wrote {path} and samples-{args.kind}.png"
+    )
+    print(
+        f"mean log-density of test codes: {_SAMPLER_WORDS[args.kind]} {fitted_ll:.3f}"
         + (f", prior {prior_ll:.3f}" if prior_ll is not None else "")
     )
     return 0

@@ -302,6 +302,9 @@ def render_report(run: Path) -> str:
     parts.append("</table>")
     grids = [
         ("samples.png", "samples G(z), z ~ P_Z (fixed codes)"),
+        ("samples-gmm.png", "samples G(z), z from the Gaussian mixture fitted to Q_Z (wae fit-sampler)"),
+        ("samples-flow.png", "samples G(z), z from the spline flow fitted to Q_Z (wae fit-sampler)"),
+        ("samples-vae.png", "samples G(z), z from the second-stage VAE fitted to Q_Z (wae fit-sampler)"),
         ("reconstructions.png", "test images (odd rows) and their reconstructions"),
         ("interpolations.png", "decoded straight lines between the codes of test images"),
         ("classes.png", "conditional runs: classes by style (rows: the classes; columns: the same codes z)"),

@@ -9,6 +9,7 @@ The mixture is fitted by scikit-learn's EM (``GaussianMixture``) and stored as p
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from .checkpoint import npz_bytes, write_atomic
 from .config import UserError
 from .data import npz_array
 
-SAMPLERS = ("prior", "gmm", "flow")
+SAMPLERS = ("prior", "gmm", "flow", "vae")
 MAX_CODE = 1e3  # a bound on the scale of codes a stored sampler may draw (mean and standard deviation)
 GMM_FILE = "sampler-gmm.npz"
 
@@ -194,6 +195,10 @@ class FlowSampler(torch.nn.Module):
         """log q(z) of codes z (n, d) under the flow, (n,) (the standardisation's Jacobian included)."""
         return self.flow().log_prob((z - self.mean) / self.std) - self.std.log().sum()
 
+    def loss(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The negative log-likelihood of codes z (n, d), (n,): what fitting minimises."""
+        return -self.log_density(z)
+
 
 def fit_flow(
     codes: Tensor,
@@ -212,33 +217,56 @@ def fit_flow(
     the weights of the epoch with the best log-likelihood on a held-out ``holdout`` of the codes
     and stopping after ``patience`` epochs without a gain. Needs the ``zuko`` package
     (``pip install 'wae[flow]'``); :class:`UserError` when it is missing."""
-    from tqdm import tqdm
-
     if not (1 <= transforms <= MAX_TRANSFORMS and 1 <= hidden <= MAX_HIDDEN):
         raise UserError(f"a flow needs 1 to {MAX_TRANSFORMS} transforms and 1 to {MAX_HIDDEN} hidden units")
     torch.manual_seed(seed)
+    sampler = FlowSampler(codes.shape[1], transforms, hidden, bins)
+    return _fit_by_likelihood(
+        sampler, sampler.flow.parameters(), codes, "flow", seed, epochs, batch_size, lr, holdout, patience, progress
+    )
+
+
+def _fit_by_likelihood(
+    sampler: Any,
+    parameters: Any,
+    codes: Tensor,
+    what: str,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    holdout: float,
+    patience: int,
+    progress: bool,
+) -> Any:
+    """The fitting loop of the neural samplers: ``sampler`` (with ``mean``/``std`` buffers that
+    standardise the codes and a ``loss(codes, generator)`` of one value per code, to minimise)
+    trained by Adam on a seeded (1 - holdout) of codes (n, d); the weights of the epoch with the
+    lowest mean loss on the held-out rest are kept, and training stops after ``patience``
+    epochs without a gain."""
+    from tqdm import tqdm
+
     codes = codes.float()
     generator = torch.Generator().manual_seed(seed)
     train, held_out = held_out_split(codes, holdout, generator)
     if len(held_out) < 1 or len(train) < 2:
-        raise UserError(f"{len(codes)} codes are too few to fit a flow (it needs a training and a held-out part)")
+        raise UserError(f"{len(codes)} codes are too few to fit a {what} (it needs a training and a held-out part)")
     batch_size = min(batch_size, len(train))
-    sampler = FlowSampler(codes.shape[1], transforms, hidden, bins)
     sampler.mean.copy_(train.mean(0))
     sampler.std.copy_(train.std(0).clamp_min(1e-6))
-    optimizer = torch.optim.Adam(sampler.flow.parameters(), lr=lr)
-    best, best_state, waited = -float("inf"), None, 0
-    for _ in tqdm(range(epochs), desc="flow", unit="epoch", disable=not progress):
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    best, best_state, waited = float("inf"), None, 0
+    for _ in tqdm(range(epochs), desc=what, unit="epoch", disable=not progress):
         sampler.train()
         for index in torch.randperm(len(train), generator=generator).split(batch_size):
-            loss = -sampler.log_density(train[index]).mean()
+            loss = sampler.loss(train[index], generator).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         sampler.eval()
         with torch.no_grad():
-            score = sampler.log_density(held_out).mean().item()
-        if score > best:
+            score = sampler.loss(held_out, torch.Generator().manual_seed(seed)).mean().item()
+        if score < best:
             best, best_state, waited = score, {k: v.clone() for k, v in sampler.state_dict().items()}, 0
         else:
             waited += 1
@@ -252,36 +280,163 @@ def fit_flow(
 def save_flow(sampler: FlowSampler, path: Path) -> None:
     """Write the flow's settings and weights as plain tensors (atomically; read back with
     ``weights_only`` loading, so the file cannot run code)."""
+    _save_module(sampler, path)
+
+
+def save_vae(sampler: SecondStageVAE, path: Path) -> None:
+    """Write the second-stage VAE's settings and weights as plain tensors (as :func:`save_flow`)."""
+    _save_module(sampler, path)
+
+
+def load_vae(path: Path) -> SecondStageVAE:
+    """Read a second-stage VAE written by :func:`save_vae`; a clear error when it is missing or damaged."""
+    return _load_module(path, SecondStageVAE, {"dim": 65536, "hidden": MAX_HIDDEN, "depth": MAX_TRANSFORMS}, "vae")
+
+
+def load_flow(path: Path) -> FlowSampler:
+    """Read a flow written by :func:`save_flow`; a clear error when it is missing or damaged."""
+    limits = {"dim": 65536, "transforms": MAX_TRANSFORMS, "hidden": MAX_HIDDEN, "bins": 256}
+    return _load_module(path, FlowSampler, limits, "flow")
+
+
+def _load_module(path: Path, cls: Any, limits: dict[str, int], kind: str) -> Any:
+    """A neural sampler ``cls`` written by :func:`_save_module`, its integer settings within
+    ``limits``; :class:`UserError` when the file is missing, damaged, crafted (settings out of
+    range, weights that do not fit, non-finite values) or its standardisation is not that of
+    codes."""
+    if not path.is_file():
+        raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent} --kind {kind}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != 1:
+            raise ValueError("unknown format")
+        settings = {k: payload["settings"][k] for k in limits}
+        if not all(type(v) is int and 1 <= v <= limits[k] for k, v in settings.items()):
+            raise ValueError("settings out of range")
+        sampler = cls(**settings)
+        sampler.load_state_dict(payload["state"])
+    except UserError:
+        raise
+    except Exception as err:  # a damaged or crafted file: any failure to rebuild it is the file's fault
+        raise UserError(f"{path} is not a readable {kind} sampler file ({type(err).__name__})") from None
+    if not all(torch.isfinite(t).all() for t in sampler.state_dict().values()):
+        raise UserError(f"{path} holds non-finite weights")
+    if not ((sampler.std > 0).all() and sampler.std.max() <= MAX_CODE and sampler.mean.abs().max() <= MAX_CODE):
+        raise UserError(f"{path}: the {kind}'s standardisation is not that of codes (std <= 0, or beyond {MAX_CODE:g})")
+    return sampler.eval()
+
+
+VAE_FILE = "sampler-vae.pt"
+
+
+class SecondStageVAE(torch.nn.Module):
+    """The second stage of Dai & Wipf's two-stage VAE (ICLR 2019, "Diagnosing and enhancing VAE
+    models", section 4), fitted to a WAE's codes: a VAE on standardised codes
+    u = (z - mean) / std in R^d with a latent v in R^d, MLP encoder u -> (mu, log sigma^2) and
+    decoder v -> u_hat of ``depth`` layers of ``hidden`` units, and a Gaussian likelihood
+    N(u; u_hat, gamma^2 I) whose scalar gamma is learned (their key choice). Samples:
+    v ~ N(0, I), z = mean + std * (u_hat(v) + gamma eps), the density it was fitted as (they
+    decode to the mean, which is the same as gamma goes to 0)."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 2):
+        super().__init__()
+        self.settings = {"dim": dim, "hidden": hidden, "depth": depth}
+
+        def mlp(width_out: int) -> torch.nn.Sequential:
+            widths = [dim] + [hidden] * depth
+            layers: list[torch.nn.Module] = []
+            for a, b in zip(widths, widths[1:], strict=False):
+                layers += [torch.nn.Linear(a, b), torch.nn.SiLU()]
+            return torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], width_out))
+
+        self.encoder, self.decoder = mlp(2 * dim), mlp(dim)
+        self.log_gamma = torch.nn.Parameter(torch.zeros(()))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @property
+    def dim(self) -> int:
+        """The dimension d of the codes it draws."""
+        return int(self.settings["dim"])
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n codes (n, d) drawn from ``generator``: v ~ N(0, I), u ~ N(u_hat(v), gamma^2 I)."""
+        v = torch.randn(n, self.dim, generator=generator)
+        noise = self.log_gamma.clamp(-8.0, 4.0).exp() * torch.randn(n, self.dim, generator=generator)
+        return self.mean + self.std * (self.decoder(v) + noise)
+
+    def _log_weights(self, z: Tensor, draws: int, generator: torch.Generator | None) -> Tensor:
+        """log p(u | v_k) + log p(v_k) - log q(v_k | u) for ``draws`` v_k ~ q(v | u): (draws, n)."""
+        u = (z.float() - self.mean) / self.std
+        mu, log_var = self.encoder(u).chunk(2, dim=-1)
+        eps = torch.randn(draws, *mu.shape, generator=generator)
+        v = mu + (0.5 * log_var).exp() * eps
+        log_gamma = self.log_gamma.clamp(-8.0, 4.0)
+        log_lik = torch.distributions.Normal(self.decoder(v), log_gamma.exp()).log_prob(u).sum(-1)
+        log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(v).sum(-1)
+        log_q = (-0.5 * eps.square() - 0.5 * log_var - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return log_lik + log_prior - log_q
+
+    def loss(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The negative evidence lower bound of codes z (n, d) in the standardised space, (n,),
+        one draw of v each: what fitting minimises."""
+        return -self._log_weights(z, 1, generator)[0]
+
+    @torch.no_grad()
+    def log_density(self, z: Tensor, draws: int = 64) -> Tensor:
+        """log q(z) of codes z (n, d), (n,): the importance-weighted estimate of ``draws`` samples
+        of v (Burda et al., ICLR 2016; a lower bound that tightens as ``draws`` grows, seeded),
+        the standardisation's Jacobian included."""
+        log_w = self._log_weights(z, draws, torch.Generator().manual_seed(0))
+        return (torch.logsumexp(log_w, 0) - math.log(draws) - self.std.log().sum()).to(z.dtype)
+
+
+def fit_vae(
+    codes: Tensor,
+    hidden: int = 128,
+    depth: int = 2,
+    seed: int = 0,
+    epochs: int = 60,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    holdout: float = 0.1,
+    patience: int = 5,
+    progress: bool = False,
+) -> SecondStageVAE:
+    """Fit a :class:`SecondStageVAE` to codes (n, d) by maximising the evidence lower bound
+    (Adam, seeded), keeping the weights of the epoch with the best held-out bound (as
+    :func:`fit_flow`)."""
+    if not (1 <= hidden <= MAX_HIDDEN and 1 <= depth <= MAX_TRANSFORMS):
+        raise UserError(f"a second-stage VAE needs 1 to {MAX_TRANSFORMS} layers of 1 to {MAX_HIDDEN} units")
+    torch.manual_seed(seed)
+    sampler = SecondStageVAE(codes.shape[1], hidden, depth)
+    return _fit_by_likelihood(
+        sampler,
+        sampler.parameters(),
+        codes,
+        "second-stage VAE",
+        seed,
+        epochs,
+        batch_size,
+        lr,
+        holdout,
+        patience,
+        progress,
+    )
+
+
+def _save_module(sampler: Any, path: Path) -> None:
+    """Write a neural sampler's settings and weights as plain tensors (atomically; read back
+    with ``weights_only`` loading, so the file cannot run code)."""
     import io
 
     buffer = io.BytesIO()
     torch.save({"format": 1, "settings": dict(sampler.settings), "state": sampler.state_dict()}, buffer)
     write_atomic(path, buffer.getvalue())
-
-
-def load_flow(path: Path) -> FlowSampler:
-    """Read a flow written by :func:`save_flow`; a clear error when it is missing or damaged."""
-    if not path.is_file():
-        raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent} --kind flow")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != 1:
-            raise ValueError("unknown format")
-        settings = {k: payload["settings"][k] for k in ("dim", "transforms", "hidden", "bins")}
-        limits = {"dim": 65536, "transforms": MAX_TRANSFORMS, "hidden": MAX_HIDDEN, "bins": 256}
-        if not all(type(v) is int and 1 <= v <= limits[k] for k, v in settings.items()):
-            raise ValueError("settings out of range")
-        sampler = FlowSampler(**settings)
-        sampler.load_state_dict(payload["state"])
-    except UserError:
-        raise
-    except Exception as err:  # a damaged or crafted file: any failure to rebuild it is the file's fault
-        raise UserError(f"{path} is not a readable flow sampler file ({type(err).__name__})") from None
-    if not all(torch.isfinite(t).all() for t in sampler.state_dict().values()):
-        raise UserError(f"{path} holds non-finite weights")
-    if not ((sampler.std > 0).all() and sampler.std.max() <= MAX_CODE and sampler.mean.abs().max() <= MAX_CODE):
-        raise UserError(f"{path}: the flow's standardisation is not that of codes (std <= 0, or beyond {MAX_CODE:g})")
-    return sampler.eval()
 
 
 class LatentSampler(Protocol):
@@ -295,7 +450,7 @@ class LatentSampler(Protocol):
     def log_density(self, z: Tensor) -> Tensor: ...
 
 
-SAMPLER_FILES = {"gmm": GMM_FILE, "flow": FLOW_FILE}
+SAMPLER_FILES = {"gmm": GMM_FILE, "flow": FLOW_FILE, "vae": VAE_FILE}
 
 
 def load_sampler(run: Path, kind: str) -> LatentSampler | None:
@@ -308,4 +463,47 @@ def load_sampler(run: Path, kind: str) -> LatentSampler | None:
     path = (run if run.is_dir() else run.parent) / SAMPLER_FILES[kind]
     if kind == "flow":
         return load_flow(path)
+    if kind == "vae":
+        return load_vae(path)
     return load_gmm(path)
+
+
+def fit_sampler(
+    kind: str,
+    codes: Tensor,
+    components: int | str = 10,
+    covariance: str = "full",
+    transforms: int = 3,
+    hidden: int = 128,
+    seed: int = 0,
+    progress: bool = False,
+    log: Any = None,
+) -> tuple[LatentSampler, str]:
+    """Fit the ex-post sampler ``kind`` ("gmm", "flow" or "vae") to codes (n, d): a Gaussian
+    mixture of ``components`` (or "auto": the best of 5, 10, 20, 40 on held-out codes, the scores
+    passed to ``log``), a spline flow of ``transforms`` layers, or a second-stage VAE of two
+    ``hidden``-unit layers. Returns it and a few words saying what
+    it is. :class:`UserError` for an unknown kind or too few codes."""
+    if kind == "flow":
+        return fit_flow(codes, transforms, hidden, seed=seed, progress=progress), f"a {transforms}-layer spline flow"
+    if kind == "vae":
+        return fit_vae(codes, hidden, seed=seed, progress=progress), f"a second-stage VAE of {hidden}-unit layers"
+    if kind != "gmm":
+        raise UserError(f"unknown ex-post sampler '{kind}'; choose gmm, flow or vae")
+    if components == "auto":
+        components, scores = select_components(codes, covariance=covariance, seed=seed)
+        if log is not None:
+            log("held-out mean log-likelihood by components: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()))
+    assert isinstance(components, int)
+    return fit_gmm(codes, components, covariance, seed), f"{components} {covariance}-covariance components"
+
+
+def save_sampler(sampler: LatentSampler, run: Path, kind: str) -> Path:
+    """Write ``sampler`` of ``kind`` into the run folder ``run`` (atomically); its path."""
+    path = run / SAMPLER_FILES[kind]
+    if isinstance(sampler, FlowSampler | SecondStageVAE):
+        _save_module(sampler, path)
+    else:
+        assert isinstance(sampler, GaussianMixture)
+        save_gmm(sampler, path)
+    return path

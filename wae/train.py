@@ -49,6 +49,7 @@ from .evaluate import (
     classifier_metrics,
     conditional_metrics,
     decode_prior,
+    encode_all,
     eval_mode,
     evaluate,
     grid_rows,
@@ -70,6 +71,7 @@ from .parallel import (
     shard,
 )
 from .priors import gaussian_log_density
+from .samplers import LatentSampler, fit_sampler, save_sampler
 
 
 @dataclass
@@ -641,6 +643,37 @@ def class_grid(model: AutoEncoder, z: Tensor, classes: list[int] | None = None) 
     return model.decode(z.repeat(len(rows), 1), labels)
 
 
+MIN_EX_POST_CODES = 40  # two codes a component of the 10-component mixture, and a held-out tenth for a flow
+
+
+def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str], None]) -> None:
+    """The end of training with ``train.fit_sampler`` set: fit that ex-post sampler to the codes
+    of the training images (Ghosh et al. 2020, as ``wae fit-sampler`` does), save it into the
+    run folder and draw ``samples-KIND.png`` from it."""
+    kind, cfg = state.cfg.train.fit_sampler, state.cfg
+    if len(data.train) < MIN_EX_POST_CODES:
+        say(f"{len(data.train)} training images are too few to fit a {kind} sampler to; prior samples only")
+        return
+    start = time.perf_counter()
+    model = state.sampler_model
+    labels = data.train_labels if model.classes else None  # Q_Z of a conditional run: codes of (x, y)
+    sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range, labels=labels), seed=cfg.train.seed)
+    path = save_sampler(sampler, run_dir, kind)
+    sampler_grid(model, sampler, cfg, run_dir / f"samples-{kind}.png")
+    say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
+
+
+def sampler_grid(model: AutoEncoder, sampler: LatentSampler, cfg: Config, path: Path) -> None:
+    """A 10x10 grid of images decoded from codes of an ex-post ``sampler`` (seeded with the
+    run's seed; a conditional model's with the classes in turn), written atomically to ``path``."""
+    with eval_mode(model), torch.no_grad():
+        device = next(model.parameters()).device
+        codes = sampler.sample(100, torch.Generator().manual_seed(cfg.train.seed + 2)).to(device)
+        labels = balanced_labels(len(codes), model.classes) if model.classes else None  # a column per class
+        samples = to_unit_range(model.decode(codes, labels).float().cpu(), cfg.data.range)
+    save_grid(samples, path, 10, 2 if samples.shape[-1] < 48 else 1)
+
+
 _REPORT_COLUMNS = [("test_recon_mse", ".5f"), ("test_mmd", ".5f"), ("code_mean_norm", ".3f")]
 _REPORT_COLUMNS += [("code_var_mean", ".3f"), ("fd_samples", ".2f")]
 
@@ -683,6 +716,16 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         "",
         "![samples](samples.png)",
         "",
+        *(
+            [
+                f"Samples with codes from the ex-post sampler ({cfg.train.fit_sampler}) fitted to Q_Z:",
+                "",
+                f"![samples-{cfg.train.fit_sampler}](samples-{cfg.train.fit_sampler}.png)",
+                "",
+            ]
+            if (run_dir / f"samples-{cfg.train.fit_sampler}.png").is_file()
+            else []
+        ),
         "Test reconstructions (rows of originals, then their reconstructions):",
         "",
         "![reconstructions](reconstructions.png)",
@@ -971,6 +1014,9 @@ class _Loop:
         state, out = self.state, self.out
         if self.last_saved != state.step:
             self.checkpoint_point(state.step // self.steps_per_epoch)
+        if not self.stopping and out is not None and self.procs.main and self.cfg.train.fit_sampler != "none":
+            fit_ex_post(state, self.data, out, self.say)
+            _report(state, self.data, out, self.evals, self.trained / self.train_time if self.train_time > 0 else 0.0)
         if self.stopping:
             self.say(
                 f"interrupted at step {state.step} ({signal.Signals(self.signum).name}); checkpoint saved"
