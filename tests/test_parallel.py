@@ -140,3 +140,19 @@ def test_two_processes_train_and_resume_a_table_run_exactly_as_one(tmp_path, mon
     _torchrun(tmp_path, "--resume", "two", "--max-steps", "6", "--no-progress")
     _assert_same_training(tmp_path / "one", tmp_path / "two", steps=6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "t.csv", "two"]  # rank 1 wrote nothing else
+
+
+@pytest.mark.slow  # two launches: about 10-20 s on 2 cores
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_two_processes_train_a_conditional_wae_exactly_as_one(tmp_path, monkeypatch):
+    """A conditional WAE-MMD (--condition labels): each process takes the labels of its shard of
+    the global batch, through the same training step, and ends where one process does."""
+    monkeypatch.chdir(tmp_path)
+    argv = [*ARGS, "--condition", "labels", "--max-steps", "3"]
+    assert main(["train", *argv, "--out", "one"]) == 0
+    _torchrun(tmp_path, *argv, "--out", "two")
+    _assert_same_training(tmp_path / "one", tmp_path / "two", steps=3)
+    assert (
+        ckpt.load_latest(tmp_path / "two")[0]["data"]["class_names"]
+        == ckpt.load_latest(tmp_path / "one")[0]["data"]["class_names"]
+    )

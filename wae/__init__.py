@@ -29,11 +29,18 @@ def fit_tensor(
     out: str | Path | None = None,
     test_images: Tensor | np.ndarray | None = None,
     objective: str | None = None,
+    labels: Tensor | np.ndarray | None = None,
+    test_labels: Tensor | np.ndarray | None = None,
     **settings: Any,
 ) -> Run:
     """Train a WAE on a tensor or numpy array of images ((n, h, w), (n, h, w, c) or
     (n, c, h, w); uint8, or floats of any precision in [0, 1]) and return the :class:`Run`
     (``run.model`` is the trained :class:`AutoEncoder`).
+
+    With ``labels``, one integer class per image (n,) (and ``test_labels`` with
+    ``test_images``), it trains a conditional WAE (``condition="labels"``): the classes are the
+    distinct label values in sorted order, and ``run.model.decode(z, labels=y)`` takes indices
+    y into them (``run.classes`` holds their names).
 
     ``config`` is a :class:`Config` or a preset name; ``settings`` override its fields by name
     (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write. Bad input (a
@@ -45,8 +52,10 @@ def fit_tensor(
         raise UserError(f"config must be a wae.Config or a preset name; got {type(config).__name__}")
     else:
         cfg = for_objective(config, objective) if objective is not None else config
+    if labels is not None:
+        settings.setdefault("condition", "labels")
     cfg = override(cfg, dataset="tensor", **settings)
-    return fit(cfg, out, data=from_tensor(images, test_images))
+    return fit(cfg, out, data=from_tensor(images, test_images, labels, test_labels))
 
 
 def fit_table(

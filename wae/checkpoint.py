@@ -165,6 +165,32 @@ def image_shape_of(payload: dict[str, Any]) -> tuple[int, int]:
     return channels, size
 
 
+MAX_CLASSES = 100_000  # as data.MAX_CLASSES
+
+
+def class_names_of(payload: dict[str, Any], cfg: Config) -> tuple[str, ...]:
+    """The class names a conditional run's checkpoint records, in label order (() for an
+    unconditional run); :class:`UserError` when they are missing or malformed (a crafted file):
+    ``data.classes`` must count ``data.class_names``, at least 2 distinct strings."""
+    if cfg.data.condition != "labels":
+        return ()
+    data = payload.get("data")
+    names = data.get("class_names") if isinstance(data, dict) else None
+    count = data.get("classes") if isinstance(data, dict) else None
+    if (
+        not isinstance(names, list)
+        or not 2 <= len(names) <= MAX_CLASSES
+        or not all(isinstance(n, str) for n in names)
+        or len(set(names)) != len(names)
+        or count != len(names)
+    ):
+        raise UserError(
+            f"checkpoint of a conditional run must record data.classes and as many distinct data.class_names "
+            f"(at least 2); got {json_repr(count)} and {json_repr(names)}"
+        )
+    return tuple(names)
+
+
 def run_checkpoints(run_dir: Path) -> list[Path]:
     """The checkpoint files of a run folder, newest (highest step) first."""
     folder = Path(run_dir) / FOLDER

@@ -44,7 +44,7 @@ from .config import (
     validate,
 )
 from .data import ImageData, load, to_model_range, to_unit_range
-from .evaluate import EVAL_BYTES_PER_SAMPLE, check_decode_memory, decode_prior
+from .evaluate import EVAL_BYTES_PER_SAMPLE, balanced_labels, check_decode_memory, decode_prior
 from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
@@ -52,7 +52,7 @@ from .runs import load_data
 from .samplers import SAMPLERS, load_sampler
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
-from .train import check_fits, fit, load_model
+from .train import check_fits, class_names, fit, load_model
 
 
 class _Parser(argparse.ArgumentParser):
@@ -212,6 +212,13 @@ def _add_run_commands(sub: Any) -> None:
         help="where codes come from: the prior P_Z (default), or the Gaussian mixture (gmm), normalising "
         "flow (flow) or second-stage VAE (vae) that wae fit-sampler fitted to the run's codes",
     )
+    sample.add_argument(
+        "--label",
+        metavar="L[,L...]",
+        help="conditional runs: the class to draw (a class name or index: --label 3), or a list (--label 0,1,2; "
+        "all: every class), each decoding the same N codes, one grid row per class (default: the classes in "
+        "turn, 0, 1, ..., 0, 1, ...)",
+    )
 
     fit_sampler = sub.add_parser(
         "fit-sampler",
@@ -255,6 +262,12 @@ def _add_run_commands(sub: Any) -> None:
     recon.add_argument("--n", type=_positive_int, default=48, help="number of test images (default 48)")
     recon.add_argument(
         "--out", required=True, metavar="FILE", help="output: .png (rows of originals and reconstructions) or .npz"
+    )
+    recon.add_argument(
+        "--label",
+        metavar="L",
+        help="conditional runs: style transfer; encode the test images with their own classes and decode them "
+        "as class L (a class name or index; default: their own)",
     )
 
     interp = sub.add_parser("interpolate", help="decode straight lines between the codes of test images")
@@ -620,17 +633,60 @@ def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
         raise UserError(f"cannot write {path}: {err.strerror}") from None
 
 
+def resolve_labels(text: str, classes: tuple[str, ...], many: bool = True) -> list[int]:
+    """The class indices a ``--label`` names: class names or indices, comma-separated (``all``:
+    every class); :class:`UserError` for an unconditional run, an unknown class, or a list
+    where one class is wanted."""
+    if not classes:
+        raise UserError("--label needs a conditional run (trained with --condition labels)")
+    shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+    if text.strip() == "all" and many:
+        return list(range(len(classes)))
+    items = [item.strip() for item in text.split(",")]
+    if len(items) > 1 and not many:
+        raise UserError(f"--label {text}: give one class")
+    found = []
+    for item in items:
+        if item in classes:
+            found.append(classes.index(item))
+        elif item.isdigit() and int(item) < len(classes):
+            found.append(int(item))
+        else:
+            raise UserError(
+                f"--label {item}: not a class of this run (classes: {shown}; or an index below {len(classes)})"
+            )
+    return found
+
+
 def _sample(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() in (".csv", ".npy") or _is_table_run(args.run):
         return _sample_rows(args)
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
     _refuse_table(cfg, "sample --out .png/.npz")
+    classes = class_names(args.run)
     sampler = load_sampler(Path(args.run), args.sampler)
-    check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
-    images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
-    _write_images(images, out, ncol=min(args.n, 10))
-    print(f"wrote {args.n} samples ({args.sampler} codes) to {out}")
+    if args.label is None:
+        check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
+        images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
+        labels = balanced_labels(args.n, len(classes)) if classes else None
+        ncol = min(args.n, 10)
+    else:
+        chosen = resolve_labels(args.label, classes)
+        check_decode_memory(model, args.n * len(chosen), f"--n {args.n} samples x {len(chosen)} classes", 1000)
+        # the same seed draws the same codes for every class: a row per class, a column per code
+        labels = torch.tensor(chosen).repeat_interleave(args.n)
+        images = torch.cat(
+            [
+                decode_prior(model, args.n, cfg.data.range, args.seed, sampler, labels=torch.full((args.n,), k))
+                for k in chosen
+            ]
+        )
+        ncol = args.n if len(chosen) > 1 else min(args.n, 10)
+    arrays = {} if labels is None else {"labels": labels.numpy(), "class_names": np.array(classes)}
+    _write_images(images, out, ncol=ncol, **arrays)
+    what = f", classes {', '.join(classes[k] for k in chosen)}" if args.label is not None else ""
+    print(f"wrote {len(images)} samples ({args.sampler} codes{what}) to {out}")
     return 0
 
 
@@ -689,7 +745,8 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     model, cfg = load_model(run)
     data = load_data(cfg.data)
     start = time.perf_counter()
-    codes = encode_all(model, data.train, cfg.data.range)
+    conditional = model.classes > 0  # Q_Z of a conditional run: the codes of (x, y) pairs
+    codes = encode_all(model, data.train, cfg.data.range, labels=data.train_labels if conditional else None)
     sampler, what = fit_sampler(
         args.kind,
         codes,
@@ -703,7 +760,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     )
     path = save_sampler(sampler, run, args.kind)
     sampler_grid(model, sampler, cfg, run / f"samples-{args.kind}.png")
-    test_codes = encode_all(model, data.test, cfg.data.range)
+    test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()
     prior_ll = (
@@ -724,18 +781,23 @@ def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
     model, cfg = load_model(args.run)
     _refuse_table(cfg, "reconstruct")
-    test = load_data(cfg.data).test
+    classes = class_names(args.run)
+    target = resolve_labels(args.label, classes, many=False)[0] if args.label is not None else None
+    data = load_data(cfg.data)
+    test = data.test
     check_decode_memory(
         model, 2 * min(args.n, len(test)), f"--n {args.n} reconstructions", at_once=min(args.n, len(test))
     )
     x = to_model_range(test[: args.n], cfg.data.range)
-    originals, recon = to_unit_range(x, cfg.data.range), to_unit_range(model.reconstruct(x), cfg.data.range)
+    y = data.test_labels[: args.n] if classes and data.test_labels is not None else None
+    to_y = torch.full((len(x),), target, dtype=torch.int64) if target is not None else None
+    originals, recon = to_unit_range(x, cfg.data.range), to_unit_range(model.reconstruct(x, y, to_y), cfg.data.range)
     ncol = min(len(x), 12)
     if out.suffix.lower() == ".png":
         _write_images(reconstruction_rows(originals, recon, ncol), out, ncol)
     else:
         _write_images(recon, out, ncol, originals=(originals * 255 + 0.5).to(torch.uint8).numpy())
-    print(f"wrote {len(x)} reconstructions to {out}")
+    print(f"wrote {len(x)} reconstructions{f' as class {classes[target]}' if target is not None else ''} to {out}")
     return 0
 
 
@@ -746,12 +808,14 @@ def _interpolate(args: argparse.Namespace) -> int:
     check_decode_memory(
         model, args.pairs * args.steps, f"{args.pairs} pairs x {args.steps} steps", at_once=args.pairs * args.steps
     )
-    test = load_data(cfg.data).test
+    data = load_data(cfg.data)
+    test = data.test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")
     pick = torch.randint(len(test), (2, args.pairs), generator=torch.Generator().manual_seed(args.seed))
     a, b = (to_model_range(test[i], cfg.data.range) for i in pick)
-    lines = to_unit_range(model.interpolate(a, b, args.steps), cfg.data.range)
+    ya, yb = (data.test_labels[i] for i in pick) if model.classes and data.test_labels is not None else (None, None)
+    lines = to_unit_range(model.interpolate(a, b, args.steps, ya, yb), cfg.data.range)
     _write_images(lines.flatten(0, 1), out, ncol=args.steps)
     print(f"wrote {args.pairs} interpolations of {args.steps} steps to {out}")
     return 0

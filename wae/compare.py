@@ -19,6 +19,7 @@ from torch import Tensor
 from .checkpoint import figure_bytes, write_atomic
 from .config import UserError
 from .data import to_model_range, to_unit_range
+from .evaluate import balanced_labels
 from .images import grid
 from .report import pyplot, read_metrics_file, read_records, read_run_config, run_metrics
 from .runs import load_data
@@ -101,12 +102,15 @@ def run_images(run: Path, seed: int = 0) -> dict[str, Tensor]:
     data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:12]
-    samples = model.sample(24, generator)
+    # a conditional run: samples of the classes in turn, test images with their own labels
+    y = data.test_labels[pick] if model.classes and data.test_labels is not None else None
+    samples = model.sample(24, generator, labels=balanced_labels(24, model.classes) if model.classes else None)
     x = to_model_range(data.test[pick[:8]], cfg.data.range)
-    recon = torch.cat([x, model.reconstruct(x)])
+    recon = torch.cat([x, model.reconstruct(x, y[:8] if y is not None else None)])
     a = to_model_range(data.test[pick[8:10]], cfg.data.range)
     b = to_model_range(data.test[pick[10:12]], cfg.data.range)
-    interp = model.interpolate(a, b, steps=8).flatten(0, 1)
+    ya, yb = (y[8:10], y[10:12]) if y is not None else (None, None)
+    interp = model.interpolate(a, b, 8, ya, yb).flatten(0, 1)
     return {
         k: to_unit_range(v, cfg.data.range) for k, v in (("samples", samples), ("recon", recon), ("interp", interp))
     }

@@ -34,6 +34,7 @@ OUTPUTS = ("sigmoid", "tanh", "identity")  # identity: vector data, standardised
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor", "table")  # "tensor": given in Python, not saved
+CONDITIONS = ("none", "labels")
 # the keys of nets.ARCHITECTURES, and "mlp": fully connected, for vector (table) data
 ARCHS = ("fast", "small", "wide", "mnist-paper", "celeba-paper", "mlp")
 
@@ -97,6 +98,12 @@ class DataConfig:
         flag="--data",
         by_hand=True,
     )
+    condition: str = setting(
+        "none",
+        "labels: a conditional WAE, the encoder sees (x, y) and the decoder (z, y), y the class: MNIST's digits, "
+        "an .npz's y_train (and y_test; integers), or an image folder's sub-folder names",
+        choices=CONDITIONS,
+    )
     image_size: int = setting(64, "image folders: the side after centre crop and resize", at_least=1)
     grey: bool = setting(False, "image folders: one grey channel, not RGB")
     crop: int = setting(0, "image folders: the centre crop's side before resizing (0: the shorter side)", at_least=0)
@@ -140,6 +147,7 @@ class ModelConfig:
     )
     mlp_width: int = setting(256, "mlp (tables): units of each hidden layer of the encoder and decoder", at_least=1)
     mlp_depth: int = setting(2, "mlp (tables): hidden layers of the encoder, and of the decoder", at_least=1)
+    label_dim: int = setting(16, "conditional runs: width of the learned embedding of the class label", at_least=1)
     adversary_width: int = setting(512, "WAE-GAN latent adversary: width of its hidden layers", at_least=1)
     adversary_depth: int = setting(4, "WAE-GAN latent adversary: number of hidden layers", at_least=1)
     # off, a multi-process CPU run equals a one-process run step for step (CUDA runs keep batch
@@ -180,6 +188,12 @@ class LossConfig:
         0.0, "Gaussian-encoder WAE: weight of the penalty mean_i sum_j |log sigma^2_ij| (0: off)", at_least=0
     )
     logvar_clip: float = setting(0.0, "clip the encoder's log-variances to [-c, c] (0: off)", at_least=0)
+    class_penalty: bool = setting(
+        True,
+        "conditional runs: match the codes of each class, Q(Z|Y=y), to P_Z (and so Q_Z too), so that z cannot "
+        "carry the class: sample penalties (mmd, swd, sinkhorn, cw) per class of the batch, weighted by its share; "
+        "gan: the adversary sees each code's class; vae: its KL is per image already. --no-class-penalty: Q_Z alone",
+    )
     projections: int = setting(50, "swd: random directions per batch", at_least=1)
     sinkhorn_epsilon: float = setting(
         1.0, "sinkhorn: entropic regularisation, in units of the squared code distance", above=0
@@ -534,6 +548,8 @@ def validate(cfg: Config) -> None:
     if cfg.model.output == "tanh" and cfg.data.range != "pm1":
         raise UserError("model.output = tanh needs data.range = pm1 (pixels in [-1, 1])")
     table, mlp, identity = cfg.data.dataset == "table", cfg.model.arch == "mlp", cfg.model.output == "identity"
+    if cfg.data.condition != "none" and (table or mlp):
+        raise UserError("conditional runs (data.condition = labels) are for images; tables have no labels here")
     if table != mlp or table != identity:
         raise UserError(
             "vector data (dataset table) go with model.arch = mlp and model.output = identity, and those with "
@@ -546,6 +562,8 @@ def validate(cfg: Config) -> None:
         raise UserError("the prior trick needs the Gaussian prior")
     if cfg.data.dataset == "npz" and not cfg.data.path:
         raise UserError("dataset npz needs a path (--data FILE.npz)")
+    if cfg.data.condition == "labels" and cfg.data.dataset == "celeba":
+        raise UserError("--condition labels: CelebA is read without labels here; give a folder of class sub-folders")
     check_sizes(cfg)
 
 
@@ -576,6 +594,7 @@ def check_sizes(cfg: Config) -> None:
         ("model.adversary_depth", cfg.model.adversary_depth, 64),
         ("model.mlp_width", cfg.model.mlp_width, MAX_ADVERSARY_WIDTH),
         ("model.mlp_depth", cfg.model.mlp_depth, 64),
+        ("model.label_dim", cfg.model.label_dim, MAX_LATENT_DIM),
         ("data.workers", cfg.data.workers, 256),
         ("train.threads", cfg.train.threads or 1, 1024),
     ]

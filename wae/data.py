@@ -30,14 +30,16 @@ MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64
 
 @dataclass
 class ImageData:
-    """Training and test images, each (n, c, h, w), and class labels (n,) where known. The
-    training images are a tensor, or image files decoded at every read (no cache)."""
+    """Training and test images, each (n, c, h, w), and class labels (n,) where known: int64
+    indices into ``classes``, the class names. The training images are a tensor, or image
+    files decoded at every read (no cache)."""
 
     train: Tensor | ImageFiles
     test: Tensor
     name: str
     train_labels: Tensor | None = None
     test_labels: Tensor | None = None
+    classes: tuple[str, ...] = ()
 
     @property
     def channels(self) -> int:
@@ -86,7 +88,50 @@ def load_mnist(path: Path | None = None) -> ImageData:
     with np.load(path) as f:
         train, test = torch.from_numpy(f["x_train"]).unsqueeze(1), torch.from_numpy(f["x_test"]).unsqueeze(1)
         train_labels, test_labels = torch.from_numpy(f["y_train"]).long(), torch.from_numpy(f["y_test"]).long()
-    return ImageData(train, test, "mnist", train_labels, test_labels)
+    return ImageData(train, test, "mnist", train_labels, test_labels, tuple(str(d) for d in range(10)))
+
+
+MAX_CLASSES = 100_000  # far above any use; keeps a column of ids given as labels from asking for a huge embedding
+
+
+def class_labels(values: np.ndarray, count: int, where: str) -> tuple[Tensor, tuple[str, ...]]:
+    """Labels given by the user (a 1-D integer array of ``count`` entries; (count, 1) too) as
+    (indices (count,) into the sorted distinct values, the values as class names);
+    :class:`UserError` naming ``where`` for another shape or length, non-integers, or fewer
+    than 2 classes."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise UserError(f"{where} has shape {tuple(array.shape)}; give one integer label per image, shape (n,)")
+    if len(array) != count:
+        raise UserError(f"{where} holds {len(array)} labels for {count} images; give one per image")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise UserError(f"{where} has dtype {array.dtype}; class labels must be integers")
+    values_found, indices = np.unique(array, return_inverse=True)
+    if len(values_found) < 2:
+        raise UserError(
+            f"{where} holds a single class ({values_found[0] if len(values_found) else 'none'}); "
+            "a conditional WAE needs at least 2"
+        )
+    if len(values_found) > MAX_CLASSES:
+        raise UserError(f"{where} holds {len(values_found)} classes; at most {MAX_CLASSES} are supported")
+    return torch.from_numpy(indices.reshape(-1).astype(np.int64)), tuple(str(int(v)) for v in values_found)
+
+
+def known_class_labels(values: np.ndarray, count: int, classes: tuple[str, ...], where: str) -> Tensor:
+    """Labels of test images as indices into the training ``classes``; :class:`UserError` as
+    :func:`class_labels`, or for a class the training labels do not have."""
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1 or len(array) != count or not np.issubdtype(array.dtype, np.integer):
+        class_labels(array, count, where)  # says what is wrong
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({str(int(v)) for v in np.unique(array)} - set(index))
+    if unknown:
+        raise UserError(f"{where} holds class(es) {', '.join(unknown[:5])} that the training labels do not")
+    return torch.tensor([index[str(int(v))] for v in array], dtype=torch.int64)
 
 
 def _as_nchw(array: np.ndarray, path: Path, key: str) -> Tensor:
@@ -141,10 +186,13 @@ def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray
         raise UserError(f"{where} is damaged ({type(err).__name__})") from None
 
 
-def load_npz(path: str | Path) -> ImageData:
-    """A user's images from an .npz with ``x_train`` (or ``x``) and optionally ``x_test``.
+def load_npz(path: str | Path, labels: bool = False) -> ImageData:
+    """A user's images from an .npz with ``x_train`` (or ``x``) and optionally ``x_test``;
+    with ``labels``, their integer classes too: ``y_train`` (or ``y``), and ``y_test`` with
+    ``x_test`` (:class:`UserError` when missing or not one integer per image).
 
-    Without ``x_test`` the last 10 % of the training images are held out as the test set."""
+    Without ``x_test`` the last 10 % of the training images (and labels) are held out as the
+    test set."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
@@ -160,19 +208,36 @@ def load_npz(path: str | Path) -> ImageData:
             raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
         train = _as_nchw(npz_array(f, key, path), path, key)
         test = _as_nchw(npz_array(f, "x_test", path), path, "x_test") if "x_test" in f else None
+        if labels:
+            y_key = {"x_train": "y_train", "x": "y"}[key]
+            if y_key not in f:
+                raise UserError(f"{path} has no '{y_key}' array of class labels, which --condition labels needs")
+            train_labels, classes = class_labels(npz_array(f, y_key, path), len(train), f"{path}: '{y_key}'")
+            if test is not None:
+                if "y_test" not in f:
+                    raise UserError(f"{path} has x_test but no 'y_test' array of its class labels")
+                test_labels = known_class_labels(npz_array(f, "y_test", path), len(test), classes, f"{path}: 'y_test'")
     if test is None:
         held = max(1, len(train) // 10)
         if len(train) - held < 2:
             raise UserError(f"{path}: '{key}' holds {len(train)} images; at least 3 are needed")
         train, test = train[:-held], train[-held:]
+        if labels:
+            train_labels, test_labels = train_labels[:-held], train_labels[-held:]
     if test.shape[1:] != train.shape[1:]:
         raise UserError(f"{path}: x_test images {tuple(test.shape[1:])} differ from x_train {tuple(train.shape[1:])}")
+    if labels:
+        return ImageData(train, test, path.stem, train_labels, test_labels, classes)
     return ImageData(train, test, path.stem)
+
+
+SYNTHETIC_CLASSES = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
 def make_synthetic(count: int = 512, size: int = 28, seed: int = 0) -> ImageData:
     """Grey images of one bright Gaussian blob at a random place and width (float32 in
-    [0, 1]); ``count`` training and ``count // 4`` test images. Tiny and fast, for tests."""
+    [0, 1]); ``count`` training and ``count // 4`` test images, labelled by the quadrant of the
+    blob's centre (:data:`SYNTHETIC_CLASSES`). Tiny and fast, for tests."""
     rng = np.random.default_rng(seed)
     total = count + max(count // 4, 2)
     coords = np.arange(size, dtype=np.float32)
@@ -180,24 +245,55 @@ def make_synthetic(count: int = 512, size: int = 28, seed: int = 0) -> ImageData
     width = rng.uniform(size * 0.06, size * 0.15, (total, 1, 1)).astype(np.float32)
     images = np.exp(-((coords[None, :, None] - cy) ** 2 + (coords[None, None, :] - cx) ** 2) / (2 * width**2))
     tensor = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
-    return ImageData(tensor[:count], tensor[count:], "synthetic")
+    middle = (size - 1) / 2  # the centre of the pixel grid
+    quadrant = torch.from_numpy(((cy > middle) * 2 + (cx > middle)).reshape(-1).astype(np.int64))
+    return ImageData(tensor[:count], tensor[count:], "synthetic", quadrant[:count], quadrant[count:], SYNTHETIC_CLASSES)
 
 
-def from_tensor(images: Tensor | np.ndarray, test: Tensor | np.ndarray | None = None) -> ImageData:
+def from_tensor(
+    images: Tensor | np.ndarray,
+    test: Tensor | np.ndarray | None = None,
+    labels: Tensor | np.ndarray | None = None,
+    test_labels: Tensor | np.ndarray | None = None,
+) -> ImageData:
     """Wrap a user's images ((n, h, w), (n, h, w, c) or (n, c, h, w); uint8, or floats of any
-    precision in [0, 1]), a tensor on any device or a numpy array; :class:`UserError` for
-    anything else (a list, another dtype, NaN, another shape)."""
+    precision in [0, 1]), a tensor on any device or a numpy array, and optionally their integer
+    class ``labels`` (n,) (and ``test_labels`` with ``test``); :class:`UserError` for anything
+    else (a list, another dtype, NaN, another shape, labels that are not one integer per
+    image)."""
     train = _as_nchw(_as_array(images, "images"), Path("<tensor>"), "images")
+    y, classes = (
+        class_labels(_labels_array(labels, "labels"), len(train), "labels") if labels is not None else (None, ())
+    )
     if test is None:
+        if test_labels is not None:
+            raise UserError("test_labels were given without test_images")
         held = max(1, len(train) // 10)
         if len(train) - held < 2:
             raise UserError(f"images: {len(train)} images; at least 3 are needed")
         train, test_t = train[:-held], train[-held:]
+        y_test = y[-held:] if y is not None else None
+        y = y[:-held] if y is not None else None
     else:
         test_t = _as_nchw(_as_array(test, "test_images"), Path("<tensor>"), "test")
         if test_t.shape[1:] != train.shape[1:]:
             raise UserError(f"test_images {tuple(test_t.shape[1:])} differ from images {tuple(train.shape[1:])}")
-    return ImageData(train, test_t, "tensor")
+        if y is not None and test_labels is None:
+            raise UserError("labels were given with test_images but without test_labels")
+        if y is None and test_labels is not None:
+            raise UserError("test_labels were given without labels")
+        y_test = None
+        if test_labels is not None:
+            y_test = known_class_labels(_labels_array(test_labels, "test_labels"), len(test_t), classes, "test_labels")
+    return ImageData(train, test_t, "tensor", y, y_test, classes)
+
+
+def _labels_array(labels: object, name: str) -> np.ndarray:
+    if isinstance(labels, Tensor):
+        return labels.detach().cpu().numpy()
+    if isinstance(labels, np.ndarray):
+        return labels
+    raise UserError(f"{name} must be a torch.Tensor or a numpy array; got {type(labels).__name__}")
 
 
 def _as_array(images: object, name: str) -> np.ndarray:
@@ -250,10 +346,17 @@ def load(cfg: DataConfig, progress: bool | None = None) -> ImageData:
         return load_mnist(Path(cfg.path) if cfg.path else None)
     if cfg.dataset == "synthetic":
         return make_synthetic(cfg.synthetic_count, cfg.synthetic_size)
+    labels = cfg.condition == "labels"
     if cfg.dataset == "npz":
         if not cfg.path:
             raise UserError("dataset npz needs a path (--data FILE.npz)")
-        return load_npz(cfg.path)
+        return load_npz(cfg.path, labels)
+    if cfg.dataset == "folder" and labels:
+        if not cfg.path:
+            raise UserError("dataset folder needs a path (--data FOLDER)")
+        from .folders import load_class_folders
+
+        return load_class_folders(Path(cfg.path), cfg.image_size, cfg.grey, cfg.crop, cfg.cache, progress)
     if cfg.dataset in ("folder", "celeba"):
         if not cfg.path:
             raise UserError(f"dataset {cfg.dataset} needs a path (--data FOLDER)")

@@ -36,6 +36,8 @@ MAIN_METRICS = [
     ("precision", "precision (k = 3)"),
     ("recall", "recall (k = 3)"),
     ("class_kl_to_uniform", "KL(predicted classes of samples ‖ uniform)"),
+    ("label_accuracy", "conditional samples read as their class (classifier)"),
+    ("fd_class_mean", "Fréchet distance per class, mean (classifier features)"),
     ("mean_confidence", "mean classifier confidence on samples"),
     ("sharpness_data", "sharpness of test images"),
     ("sharpness_reconstructions", "sharpness of reconstructions"),
@@ -59,35 +61,43 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 def _encoder_chunks(
-    model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int
-) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """(means, log-variances or None) of the encoder over stored images, ``chunk`` at a time."""
+    model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int, labels: Tensor | None = None
+) -> Iterator[tuple[Tensor, Tensor | None, Tensor | None]]:
+    """(means, log-variances or None, the chunk's labels or None) of the encoder over stored
+    images (of classes ``labels``, for a conditional model), ``chunk`` at a time."""
     for i in range(0, len(images), chunk):
-        out = model.encoder(to_model_range(images[i : i + chunk], value_range).to(model.device))
-        yield out if isinstance(out, tuple) else (out, None)
+        y = labels[i : i + chunk].to(model.device) if labels is not None else None
+        x = to_model_range(images[i : i + chunk], value_range).to(model.device)
+        out = model.encoder(x) if y is None else model.encoder(x, y)
+        yield (*out, y) if isinstance(out, tuple) else (out, None, y)
 
 
 @torch.no_grad()
-def encode_all(model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500) -> Tensor:
-    """Codes (n, d_z) of stored images (uint8 or [0, 1] floats), in eval mode, by chunks."""
+def encode_all(
+    model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500, labels: Tensor | None = None
+) -> Tensor:
+    """Codes (n, d_z) of stored images (uint8 or [0, 1] floats), in eval mode, by chunks; a
+    conditional model needs their class ``labels`` (n,)."""
     with eval_mode(model):
-        return torch.cat([mean.float().cpu() for mean, _ in _encoder_chunks(model, images, value_range, chunk)])
+        chunks = _encoder_chunks(model, images, value_range, chunk, labels)
+        return torch.cat([mean.float().cpu() for mean, _, _ in chunks])
 
 
 @torch.no_grad()
 def test_pass(
-    model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500
+    model: AutoEncoder, images: Tensor | ImageFiles, value_range: str, chunk: int = 500, labels: Tensor | None = None
 ) -> tuple[Tensor, Tensor, float | None]:
-    """One encoder and one decoder pass over stored images, in eval mode, by chunks:
-    (codes (n, d_z): encoder means; reconstructions G(E(x)) (n, c, h, w) in [0, 1]; for a
-    Gaussian encoder the sum of its log-variances over images and coordinates, else None)."""
+    """One encoder and one decoder pass over stored images (with their class ``labels`` for a
+    conditional model), in eval mode, by chunks: (codes (n, d_z): encoder means;
+    reconstructions G(E(x)) (n, c, h, w) in [0, 1]; for a Gaussian encoder the sum of its
+    log-variances over images and coordinates, else None)."""
     codes, recon, logvar_sum = [], [], 0.0
     with eval_mode(model):
-        for mean, log_var in _encoder_chunks(model, images, value_range, chunk):
+        for mean, log_var, y in _encoder_chunks(model, images, value_range, chunk, labels):
             if log_var is not None:
                 logvar_sum += log_var.float().sum().item()
             codes.append(mean.float().cpu())
-            recon.append(to_unit_range(model.decode(mean).float().cpu(), value_range))
+            recon.append(to_unit_range(model.decode(mean, y).float().cpu(), value_range))
     return torch.cat(codes), torch.cat(recon), logvar_sum if model.encoder.gaussian else None
 
 
@@ -118,15 +128,19 @@ def test_metrics(
     }
 
 
-def evaluate(model: AutoEncoder, test_images: Tensor, value_range: str, seed: int = 0) -> dict[str, float]:
-    """Test metrics:
+def evaluate(
+    model: AutoEncoder, test_images: Tensor, value_range: str, seed: int = 0, labels: Tensor | None = None
+) -> dict[str, float]:
+    """Test metrics (a conditional model encodes and decodes the test images with their class
+    ``labels``):
     - ``test_recon_mse``: mean squared error per pixel of G(E(x)), pixels in [0, 1];
     - ``test_mmd``: unbiased multi-scale IMQ MMD^2 between test codes and as many prior samples;
     - ``code_mean_norm``, ``code_var_mean``: norm of the mean of Q_Z and mean per-dimension
       variance (prior: 0 and sigma_z^2);
     - Gaussian encoders only: ``encoder_logvar_mean``, the mean over test images and
       coordinates of log sigma^2(x) (a collapse to deterministic codes sends it far below 0)."""
-    return test_metrics(model, test_images, value_range, test_pass(model, test_images, value_range), seed)
+    passed = test_pass(model, test_images, value_range, labels=labels)
+    return test_metrics(model, test_images, value_range, passed, seed)
 
 
 # ----------------------------------------------------------------------------- sample quality
@@ -209,22 +223,81 @@ def classifier_metrics(test: Tensor, generated: Tensor, recon: Tensor | None = N
     return metrics
 
 
+def balanced_labels(n: int, classes: int) -> Tensor:
+    """Class indices 0, 1, ..., classes - 1, 0, 1, ... (n,): every class equally often (within
+    one) in any prefix, the labels a conditional model's samples are drawn with by default."""
+    return torch.arange(n) % classes
+
+
 @torch.no_grad()
 def decode_prior(
-    model: AutoEncoder, n: int, value_range: str, seed: int, sampler: LatentSampler | None = None, chunk: int = 1000
+    model: AutoEncoder,
+    n: int,
+    value_range: str,
+    seed: int,
+    sampler: LatentSampler | None = None,
+    chunk: int = 1000,
+    labels: Tensor | None = None,
 ) -> Tensor:
     """``n`` images G(z) as (n, c, h, w) in [0, 1], z drawn with ``seed`` from P_Z or, when
-    given, from an ex-post ``sampler`` fitted to Q_Z."""
+    given, from an ex-post ``sampler`` fitted to Q_Z. A conditional model decodes them with the
+    classes ``labels`` (n,), by default :func:`balanced_labels`."""
     check_sampler_fits(model, sampler)
     generator = torch.Generator().manual_seed(seed)
     draw = sampler.sample if sampler is not None else model.prior_sample
+    if model.classes and labels is None:
+        labels = balanced_labels(n, model.classes)
     with eval_mode(model):
         return torch.cat(
             [
-                to_unit_range(model.decode(draw(min(chunk, n - i), generator)).cpu(), value_range)
+                to_unit_range(
+                    model.decode(
+                        draw(min(chunk, n - i), generator), labels[i : i + chunk] if labels is not None else None
+                    ).cpu(),
+                    value_range,
+                )
                 for i in range(0, n, chunk)
             ]
         )
+
+
+def digit_classes(classes: tuple[str, ...]) -> list[int] | None:
+    """The shipped classifier's class of each of a run's classes when they are MNIST digits
+    ("0" to "9"), else None (the classifier cannot say whether a sample shows its class)."""
+    digits = [str(d) for d in range(10)]
+    return [int(name) for name in classes] if classes and all(name in digits for name in classes) else None
+
+
+def conditional_metrics(
+    test: Tensor, test_labels: Tensor, generated: Tensor, labels: Tensor, classes: tuple[str, ...]
+) -> dict[str, float]:
+    """How well a conditional model's samples follow their labels, on the shipped classifier
+    (28x28 grey images (n, 1, 28, 28) in [0, 1]; labels (n,) index ``classes``):
+    - ``label_accuracy``: the fraction of samples that the classifier reads as the class they
+      were drawn for, and ``label_accuracy_C`` per class C (MNIST digits only);
+    - ``fd_class_C``: the Fréchet distance (classifier features) between the samples of class C
+      and the test images of class C (NaN with fewer than 2 of either), and ``fd_class_mean``."""
+    from .classifier import features_and_probs, load_classifier
+
+    classifier = load_classifier()
+    test_features, _ = features_and_probs(classifier, test)
+    sample_features, sample_probs = features_and_probs(classifier, generated)
+    metrics: dict[str, float] = {}
+    digits = digit_classes(classes)
+    if digits is not None:
+        wanted = torch.tensor(digits)[labels]
+        right = sample_probs.argmax(1) == wanted
+        metrics["label_accuracy"] = right.float().mean().item()
+        for c, name in enumerate(classes):
+            chosen = labels == c
+            metrics[f"label_accuracy_{name}"] = right[chosen].float().mean().item() if chosen.any() else NAN
+    fds = []
+    for c, name in enumerate(classes):
+        fd = frechet_distance_of(sample_features[labels == c], test_features[test_labels == c])
+        metrics[f"fd_class_{name}"] = fd
+        fds.append(fd)
+    metrics["fd_class_mean"] = sum(fds) / len(fds)
+    return metrics
 
 
 def interpolation_ends(test: Tensor | ImageFiles, pairs: int = 8, first: int = 48) -> tuple[Tensor, Tensor]:
@@ -253,7 +326,7 @@ def decoder_bytes_per_image(model: AutoEncoder) -> int:
     hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel())) for m in model.decoder.modules()]
     try:
         with eval_mode(model):
-            model.decode(torch.zeros(1, model.latent_dim))
+            model.decode(torch.zeros(1, model.latent_dim), torch.zeros(1, dtype=torch.int64) if model.classes else None)
     finally:
         for hook in hooks:
             hook.remove()
@@ -287,22 +360,28 @@ def evaluate_run(
     """Everything ``wae evaluate`` reports, as one flat dict (see docs/evaluation.md):
     test reconstruction error, MMD and per-dimension moments of Q_Z, sharpness of data,
     reconstructions and prior samples, and, for 28x28 grey images, the classifier-feature
-    Fréchet distance, precision/recall and class coverage of samples against the test set;
+    Fréchet distance, precision/recall and class coverage of samples against the test set
+    (and for a conditional model, whose samples are drawn with :func:`balanced_labels`, the
+    :func:`conditional_metrics`);
     with ``fid_precision`` ("fp32", "bf16" or "auto") also the Inception FID of samples against the test
     set (see ``wae.fid``). Samples come from P_Z, or from ``sampler`` when given."""
-    passed = test_pass(model, data.test, value_range)
+    test_labels = data.test_labels if model.classes else None
+    passed = test_pass(model, data.test, value_range, labels=test_labels)
     metrics: dict[str, float] = test_metrics(model, data.test, value_range, passed, seed)
     codes, recon, _ = passed
     for d in range(codes.shape[1]):
         metrics[f"code_mean_{d}"] = codes[:, d].mean().item()
         metrics[f"code_var_{d}"] = codes[:, d].var().item() if len(codes) >= 2 else NAN
     test = to_unit_range(to_model_range(data.test, value_range), value_range)
-    generated = decode_prior(model, samples, value_range, seed, sampler)
+    labels = balanced_labels(samples, model.classes) if model.classes else None
+    generated = decode_prior(model, samples, value_range, seed, sampler, labels=labels)
     metrics["sharpness_data"] = sharpness(test)
     metrics["sharpness_reconstructions"] = sharpness(recon)
     metrics["sharpness_samples"] = sharpness(generated)
     if is_mnist_like(test):
         metrics.update(classifier_metrics(test, generated, recon))
+        if labels is not None and test_labels is not None:
+            metrics.update(conditional_metrics(test, test_labels, generated, labels, data.classes))
     if fid_precision is not None:
         metrics.update(fid(load_inception(), generated, test, fid_precision, progress))
     metrics["samples"] = float(samples)

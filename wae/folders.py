@@ -22,7 +22,7 @@ import shutil
 import stat
 import warnings
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from .config import UserError, cache_dir
+
+if TYPE_CHECKING:
+    from .data import ImageData
 
 S = TypeVar("S", list[Path], np.ndarray)
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -266,6 +269,55 @@ class ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
                 stacklevel=2,
             )
         raise UserError(f"none of the {len(self.files)} image files could be read")
+
+
+def class_folders(root: Path) -> list[tuple[str, list[Path]]]:
+    """(class name, image files) of each sub-folder of ``root`` that holds images (at any depth),
+    sorted by name: the classes of a conditional run. :class:`UserError` when images lie
+    directly in ``root`` (they would have no class) or fewer than 2 sub-folders hold images."""
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}")
+    loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS]
+    if loose:
+        raise UserError(
+            f"--condition labels: {root} holds {len(loose)} image(s) outside class sub-folders, e.g. {loose[0].name}; "
+            "put each class's images in a sub-folder named after it"
+        )
+    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = [(folder.name, files) for folder in subfolders if (files := list_images(folder))]
+    if len(found) < 2:
+        names = ", ".join(name for name, _ in found) or "none"
+        raise UserError(
+            f"--condition labels: {root} has {len(found)} class sub-folder(s) with images ({names}); "
+            "a conditional WAE needs at least 2"
+        )
+    return found
+
+
+def load_class_folders(
+    root: Path, size: int, grey: bool = False, crop: int = 0, cache: bool = True, progress: bool | None = None
+) -> ImageData:
+    """Images of a folder of class sub-folders with their labels (the sub-folders' names, in
+    sorted order): the last 10 % of each class's files are its test images, so that every
+    class is in both splits. With ``cache`` each class is cached as an image folder is, then
+    the classes are joined in memory; without, the files are decoded at every read."""
+    from .data import ImageData
+
+    classes = class_folders(root)
+    for name, files in classes:
+        if len(files) < 3:
+            raise UserError(f"class sub-folder {root / name} holds {len(files)} image(s); at least 3 are needed")
+    names = tuple(name for name, _ in classes)
+    if cache:
+        arrays = [split(images_array(files, size, grey, crop, progress)) for _, files in classes]
+        y_train, y_test = (torch.cat([torch.full((len(part[i]),), c) for c, part in enumerate(arrays)]) for i in (0, 1))
+        train, test = (torch.from_numpy(np.concatenate([part[i] for part in arrays])) for i in (0, 1))
+        return ImageData(train, test, root.name, y_train, y_test, names)
+    lists = [split(files) for _, files in classes]
+    y_train, y_test = (torch.cat([torch.full((len(part[i]),), c) for c, part in enumerate(lists)]) for i in (0, 1))
+    train_files, test_files = ([f for part in lists for f in part[i]] for i in (0, 1))
+    test_images = ImageFiles(test_files, size, grey, crop)[:]
+    return ImageData(ImageFiles(train_files, size, grey, crop), test_images, root.name, y_train, y_test, names)
 
 
 def split(items: S, test_fraction: float = 0.1) -> tuple[S, S]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -10,12 +12,21 @@ from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
 from .priors import sample_prior
 
 
+def _net(net: nn.Module, inputs: Tensor, labels: Tensor | None) -> Any:
+    """``net(inputs)``, or ``net(inputs, labels)`` for a conditional model: an unconditional
+    model calls its networks with one argument, as before labels existed."""
+    return net(inputs) if labels is None else net(inputs, labels)
+
+
 class AutoEncoder(nn.Module):
     """Encoder Q(Z|X), decoder G(Z) and the prior P_Z they are trained against.
 
     Images are (n, channels, size, size) in the data range ([0, 1] for a sigmoid output,
     [-1, 1] for tanh); codes are (n, latent_dim). With ``cfg.arch`` "mlp" the data are rows of a
-    table, (n, channels) standardised columns (``size`` is 1), and the output is the identity."""
+    table, (n, channels) standardised columns (``size`` is 1), and the output is the identity.
+    A conditional model (``classes`` > 0) is Q(Z|X, Y) and G(Z, Y): every method that encodes or
+    decodes takes class indices (n,) in [0, classes) as well (ValueError without them), and the
+    prior stays P_Z; conditional models of tables are not supported (ValueError)."""
 
     def __init__(
         self,
@@ -24,20 +35,23 @@ class AutoEncoder(nn.Module):
         size: int,
         prior: str = "gaussian",
         prior_var: float = 1.0,
+        classes: int = 0,
     ):
         super().__init__()
-        self.channels, self.size, self.latent_dim = channels, size, cfg.latent_dim
+        self.channels, self.size, self.latent_dim, self.classes = channels, size, cfg.latent_dim, classes
         self.prior, self.prior_var, self.output = prior, prior_var, cfg.output
-        gaussian, norm = cfg.encoder == "gaussian", cfg.batch_norm
+        gaussian, norm, labels = cfg.encoder == "gaussian", cfg.batch_norm, (classes, cfg.label_dim)
         self.encoder: Encoder | MLPEncoder
         self.decoder: Decoder | MLPDecoder
         if cfg.arch == "mlp":
+            if classes:
+                raise ValueError("conditional (labelled) models of tables are not supported")
             self.encoder = MLPEncoder(channels, cfg.latent_dim, cfg.mlp_width, cfg.mlp_depth, gaussian=gaussian)
             self.decoder = MLPDecoder(cfg.latent_dim, channels, cfg.mlp_width, cfg.mlp_depth)
         else:
             arch = ARCHITECTURES[cfg.arch]
-            self.encoder = Encoder(arch, channels, size, cfg.latent_dim, gaussian=gaussian, batch_norm=norm)
-            self.decoder = Decoder(arch, channels, size, cfg.latent_dim, batch_norm=norm)
+            self.encoder = Encoder(arch, channels, size, cfg.latent_dim, gaussian, norm, *labels)
+            self.decoder = Decoder(arch, channels, size, cfg.latent_dim, norm, *labels)
 
     @property
     def device(self) -> torch.device:
@@ -45,14 +59,15 @@ class AutoEncoder(nn.Module):
         return next(self.parameters()).device
 
     def forward(
-        self, x: Tensor, eps: Tensor | None = None, logvar_clip: float = 0.0
+        self, x: Tensor, eps: Tensor | None = None, logvar_clip: float = 0.0, labels: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
         """The training pass, one call so that DistributedDataParallel sees every parameter:
-        (z~, mean, log_var, decoder logits) for images x. A Gaussian encoder's code is
+        (z~, mean, log_var, decoder logits) for images x (and their class ``labels`` (n,) when
+        conditional; the decoder gets the same labels). A Gaussian encoder's code is
         mean + eps * exp(log_var / 2) with the given standard-normal ``eps`` (n, d_z) and its
         log-variances clipped to [-logvar_clip, logvar_clip] when that is positive; a
         deterministic encoder returns None for mean and log_var."""
-        out = self.encoder(x)
+        out = _net(self.encoder, x, labels)
         if isinstance(out, tuple):
             mean, log_var = out
             if logvar_clip > 0:
@@ -60,8 +75,8 @@ class AutoEncoder(nn.Module):
             if eps is None:
                 raise ValueError("a Gaussian encoder needs eps for the reparameterisation")
             z = mean + eps * (0.5 * log_var.float()).exp()
-            return z, mean, log_var, self.decoder(z)
-        return out, None, None, self.decoder(out)
+            return z, mean, log_var, _net(self.decoder, z, labels)
+        return out, None, None, _net(self.decoder, out, labels)
 
     def activate(self, logits: Tensor) -> Tensor:
         """Decoder pre-activations -> images in the data range (rows of a table: unchanged)."""
@@ -69,10 +84,10 @@ class AutoEncoder(nn.Module):
             return logits
         return torch.sigmoid(logits) if self.output == "sigmoid" else torch.tanh(logits)
 
-    def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Codes (n, d_z) for images x. A Gaussian encoder returns its mean, or a sample from
-        Q(Z|x) when a ``generator`` is given."""
-        out = self.encoder(x.to(self.device))
+    def encode(self, x: Tensor, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        """Codes (n, d_z) for images x (of classes ``labels`` (n,) when conditional). A Gaussian
+        encoder returns its mean, or a sample from Q(Z|x) when a ``generator`` is given."""
+        out = _net(self.encoder, x.to(self.device), labels)
         if isinstance(out, tuple):
             mean, log_var = out
             if generator is None:
@@ -81,31 +96,45 @@ class AutoEncoder(nn.Module):
             return mean + eps * (0.5 * log_var).exp()
         return out
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Images (n, c, h, w) for codes z (n, d_z), on the model's device."""
-        return self.activate(self.decoder(z.to(self.device)))
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images (n, c, h, w) for codes z (n, d_z) (and classes ``labels`` (n,) when
+        conditional), on the model's device."""
+        return self.activate(_net(self.decoder, z.to(self.device), labels))
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n codes from the prior P_Z, (n, d_z)."""
         return sample_prior(self.prior, n, self.latent_dim, self.prior_var, generator)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n images G(z), z ~ P_Z (call ``eval()`` first for batch-norm running statistics)."""
-        return self.decode(self.prior_sample(n, generator))
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        """n images G(z), z ~ P_Z (call ``eval()`` first for batch-norm running statistics); a
+        conditional model decodes them with the classes ``labels`` (n,)."""
+        return self.decode(self.prior_sample(n, generator), labels)
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """G(E(x)) for images x."""
-        return self.decode(self.encode(x))
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None, to_labels: Tensor | None = None) -> Tensor:
+        """G(E(x)) for images x; a conditional model encodes with their classes ``labels`` and
+        decodes with ``to_labels`` (default: the same), which transfers their style to other
+        classes."""
+        return self.decode(self.encode(x, labels=labels), to_labels if to_labels is not None else labels)
 
     @torch.no_grad()
-    def interpolate(self, x_from: Tensor, x_to: Tensor, steps: int = 10) -> Tensor:
-        """Decode straight lines in code space between E(x_from[i]) and E(x_to[i]).
+    def interpolate(
+        self,
+        x_from: Tensor,
+        x_to: Tensor,
+        steps: int = 10,
+        labels_from: Tensor | None = None,
+        labels_to: Tensor | None = None,
+    ) -> Tensor:
+        """Decode straight lines in code space between E(x_from[i]) and E(x_to[i]); a
+        conditional model encodes each end with its own class and decodes the whole line with
+        the class of ``x_from``.
 
         Returns (n, steps, c, h, w), the first and last columns decoding the end codes."""
-        z0, z1 = self.encode(x_from), self.encode(x_to)
+        z0, z1 = self.encode(x_from, labels=labels_from), self.encode(x_to, labels=labels_to)
         t = torch.linspace(0.0, 1.0, steps, device=z0.device).view(1, steps, 1)
         z = (1 - t) * z0.unsqueeze(1) + t * z1.unsqueeze(1)
-        images = self.decode(z.reshape(-1, self.latent_dim))
+        line_labels = labels_from.repeat_interleave(steps) if labels_from is not None else None
+        images = self.decode(z.reshape(-1, self.latent_dim), line_labels)
         return images.view(z0.shape[0], steps, *images.shape[1:])

@@ -91,9 +91,36 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+class LabelEmbedding(nn.Module):
+    """The class label of a conditional network: indices y (n,) -> a learned (n, label_dim)
+    embedding (the one-hot vector times a matrix), joined to features by :meth:`join`. With
+    ``classes`` = 0 (unconditional) it holds nothing and joins nothing."""
+
+    def __init__(self, classes: int, label_dim: int):
+        super().__init__()
+        self.classes = classes
+        self.dim = label_dim if classes > 0 else 0
+        self.embed = nn.Embedding(classes, label_dim) if classes > 0 else None
+
+    def join(self, h: Tensor, y: Tensor | None) -> Tensor:
+        """(n, d) features -> (n, d + label_dim) with the labels' embedding; ValueError when a
+        conditional network gets no labels, or an unconditional one gets some."""
+        if self.embed is None:
+            if y is not None:
+                raise ValueError("this network is not conditional; it takes no labels")
+            return h
+        if y is None:
+            raise ValueError(f"this network is conditional on {self.classes} classes; give the labels y")
+        return torch.cat([h, self.embed(y.to(h.device)).to(h.dtype)], dim=1)
+
+
 class Encoder(nn.Module):
     """Image -> code. ``forward(x)`` with x of shape (n, c, h, w) returns (n, d_z) for a
-    deterministic encoder, or the pair (mean, log_var), each (n, d_z), for a Gaussian one."""
+    deterministic encoder, or the pair (mean, log_var), each (n, d_z), for a Gaussian one.
+
+    A conditional encoder (``classes`` > 0) takes class indices y (n,) too, ``forward(x, y)``:
+    a learned ``label_dim``-d embedding of y (one-hot times a matrix) is joined to the image
+    features before the code layer."""
 
     def __init__(
         self,
@@ -103,6 +130,8 @@ class Encoder(nn.Module):
         latent_dim: int,
         gaussian: bool = False,
         batch_norm: bool = True,
+        classes: int = 0,
+        label_dim: int = 16,
     ):
         super().__init__()
         layers: list[nn.Module] = []
@@ -117,11 +146,13 @@ class Encoder(nn.Module):
             flat = self.features(torch.zeros(2, channels, size, size)).flatten(1).shape[1]
         self.gaussian = gaussian
         self.latent_dim = latent_dim
-        self.head = nn.Linear(flat, 2 * latent_dim if gaussian else latent_dim)
+        self.labels = LabelEmbedding(classes, label_dim)
+        self.head = nn.Linear(flat + self.labels.dim, 2 * latent_dim if gaussian else latent_dim)
 
-    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        """(n, c, h, w) images -> (n, d_z) codes, or (mean, log_var) for a Gaussian encoder."""
-        h = self.head(self.features(x).flatten(1))
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """(n, c, h, w) images (and (n,) class indices when conditional) -> (n, d_z) codes, or
+        (mean, log_var) for a Gaussian encoder."""
+        h = self.head(self.labels.join(self.features(x).flatten(1), y))
         if self.gaussian:
             mean, log_var = h.chunk(2, dim=1)
             return mean, log_var
@@ -130,13 +161,26 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """Code (n, d_z) -> pre-activation image (n, c, h, w). The output non-linearity (sigmoid or
-    tanh) is applied by the model, so that costs such as BCE can use the logits directly."""
+    tanh) is applied by the model, so that costs such as BCE can use the logits directly.
 
-    def __init__(self, arch: Architecture, channels: int, size: int, latent_dim: int, batch_norm: bool = True):
+    A conditional decoder (``classes`` > 0) takes class indices y (n,) too, ``forward(z, y)``:
+    a learned ``label_dim``-d embedding of y is joined to z before the first layer."""
+
+    def __init__(
+        self,
+        arch: Architecture,
+        channels: int,
+        size: int,
+        latent_dim: int,
+        batch_norm: bool = True,
+        classes: int = 0,
+        label_dim: int = 16,
+    ):
         super().__init__()
         self.start = decoder_start_size(arch, size)
         c0 = arch.decoder_channels[0]
-        self.fc = nn.Linear(latent_dim, c0 * self.start * self.start)
+        self.labels = LabelEmbedding(classes, label_dim)
+        self.fc = nn.Linear(latent_dim + self.labels.dim, c0 * self.start * self.start)
         layers: list[nn.Module] = [nn.ReLU(inplace=True)]
         cin = c0
         for cout in arch.decoder_channels[1:]:
@@ -153,9 +197,10 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.c0 = c0
 
-    def forward(self, z: Tensor) -> Tensor:
-        """(n, d_z) codes -> (n, c, h, w) pre-activation images."""
-        h = self.fc(z).view(z.shape[0], self.c0, self.start, self.start)
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """(n, d_z) codes (and (n,) class indices when conditional) -> (n, c, h, w)
+        pre-activation images."""
+        h = self.fc(self.labels.join(z, y)).view(z.shape[0], self.c0, self.start, self.start)
         return self.net(h)
 
 
@@ -205,20 +250,29 @@ class MLPDecoder(nn.Module):
 
 class Adversary(nn.Module):
     """WAE-GAN latent discriminator: code (n, d_z) -> logit (n,) that the code came from the
-    prior. ``depth`` hidden layers of ``width`` units with ReLU (authors: 4 x 512 on MNIST)."""
+    prior. ``depth`` hidden layers of ``width`` units with ReLU (authors: 4 x 512 on MNIST).
 
-    def __init__(self, latent_dim: int, width: int = 512, depth: int = 4):
+    With ``classes`` > 0 (a conditional run's class penalty) it also sees the class of each
+    code, one-hot, ``forward(z, y)``: it tells (code, class) pairs from (prior draw, class)
+    pairs, so that fooling it matches each Q(Z|Y=y) to P_Z."""
+
+    def __init__(self, latent_dim: int, width: int = 512, depth: int = 4, classes: int = 0):
         super().__init__()
+        self.classes = classes
         layers: list[nn.Module] = []
-        cin = latent_dim
+        cin = latent_dim + classes
         for _ in range(depth):
             layers += [nn.Linear(cin, width), nn.ReLU(inplace=True)]
             cin = width
         layers.append(nn.Linear(cin, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
-        """(n, d_z) codes -> (n,) logits."""
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """(n, d_z) codes (and (n,) class indices when conditional) -> (n,) logits."""
+        if self.classes:
+            if y is None:
+                raise ValueError(f"this adversary is conditional on {self.classes} classes; give the labels y")
+            z = torch.cat([z, nn.functional.one_hot(y.to(z.device), self.classes).to(z.dtype)], dim=1)
         return self.net(z).squeeze(1)
 
 

@@ -2,8 +2,9 @@
 
 ``write_report(run)`` writes ``RUN/report.html``: the metrics table (from ``metrics.json`` when
 ``wae evaluate`` has run, else the last per-epoch evaluation), loss and evaluation curves, the
-sample / reconstruction / interpolation grids, a Q_Z-vs-P_Z scatter (first two coordinates and
-the top two principal axes of Q_Z) and per-coordinate histograms. Every image is embedded as a
+sample / reconstruction / interpolation grids (and a conditional run's class-by-style grid), a
+Q_Z-vs-P_Z scatter (first two coordinates and the top two principal axes of Q_Z) and
+per-coordinate histograms. Every image is embedded as a
 base64 PNG, so the file can be mailed or attached as it is. Plots are drawn with matplotlib's
 Agg backend (no display needed).
 """
@@ -303,7 +304,8 @@ def latent_codes(run: Path, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tenso
     data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:n]
-    codes = encode_all(model, data.test[pick], cfg.data.range)
+    labels = data.test_labels[pick] if model.classes and data.test_labels is not None else None
+    codes = encode_all(model, data.test[pick], cfg.data.range, labels=labels)
     return codes, model.prior_sample(len(codes), generator)
 
 
@@ -330,6 +332,7 @@ def render_report(run: Path) -> str:
         ("samples-vae.png", "samples G(z), z from the second-stage VAE fitted to Q_Z (wae fit-sampler)"),
         ("reconstructions.png", "test images (odd rows) and their reconstructions"),
         ("interpolations.png", "decoded straight lines between the codes of test images"),
+        ("classes.png", "conditional runs: classes by style (rows: the classes; columns: the same codes z)"),
     ]
     if cfg.get("data", {}).get("dataset") == "table":  # no images: the columns' figures instead
         parts += column_rows(run, metrics)

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from . import __version__, runs
 from . import checkpoint as ckpt
 from .config import SAMPLE_PENALTIES, Config, UserError, resolve_precision, validate
 from .costs import reconstruction_cost
-from .data import ImageData, batches, load, stream, to_model_range, to_unit_range
+from .data import ImageData, batch_indices, batches, load, stream, to_model_range, to_unit_range
 from .divergences import (
     adversary_loss,
     cramer_wold,
@@ -45,7 +45,9 @@ from .divergences import (
     sliced_wasserstein,
 )
 from .evaluate import (
+    balanced_labels,
     classifier_metrics,
+    conditional_metrics,
     decode_prior,
     encode_all,
     eval_mode,
@@ -97,6 +99,7 @@ class State:
     # exponential moving average of the auto-encoder (train.ema > 0): what samples are drawn from
     ema: torch.optim.swa_utils.AveragedModel | None = None
     step: int = 0
+    classes: tuple[str, ...] = ()  # the class names of a conditional run
 
     @property
     def sampler_model(self) -> AutoEncoder:
@@ -139,6 +142,11 @@ def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
         decoder_start_size(ARCHITECTURES[cfg.model.arch], data.size)
     except ValueError as err:
         raise UserError(f"architecture '{cfg.model.arch}' cannot take {data.size}x{data.size} images: {err}") from None
+    if cfg.data.condition == "labels" and (data.train_labels is None or data.test_labels is None or not data.classes):
+        raise UserError(
+            f"--condition labels needs class labels; the data '{data.name}' have none (give MNIST, an .npz with "
+            "y_train, a folder of class sub-folders, or labels= in Python)"
+        )
 
 
 def _wrap(module: nn.Module, state: State) -> nn.Module:
@@ -156,13 +164,15 @@ def build(
     steps_per_epoch: int,
     device: torch.device | None = None,
     procs: Processes | None = None,
+    classes: int = 0,
 ) -> State:
     """Fresh networks, optimizers and schedulers for ``cfg`` (seeded by ``cfg.train.seed``, the
-    same on every rank) on ``device``, wrapped for the processes ``procs`` (default: one)."""
+    same on every rank) on ``device``, wrapped for the processes ``procs`` (default: one);
+    ``classes`` > 0 makes the auto-encoder conditional on that many classes."""
     torch.manual_seed(cfg.train.seed)
     device = device if device is not None else torch.device("cpu")
     procs = procs if procs is not None else Processes()
-    model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+    model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var, classes)
     if procs.world > 1 and device.type == "cuda" and cfg.model.batch_norm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -198,7 +208,10 @@ def build(
 
         state.ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=True)
     if cfg.loss.objective == "gan":
-        state.adversary = Adversary(cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth)
+        by_class = classes if cfg.loss.class_penalty else 0  # the adversary sees the class too
+        state.adversary = Adversary(
+            cfg.model.latent_dim, cfg.model.adversary_width, cfg.model.adversary_depth, by_class
+        )
         state.adversary.to(device)
         state.adversary_net = _wrap(state.adversary, state)
         state.adversary_optimizer = torch.optim.Adam(
@@ -244,12 +257,17 @@ def _inputs(state: State, batch: Tensor) -> tuple[Tensor, Tensor]:
     return x, x
 
 
-def _forward(state: State, x_in: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
-    """(z~, mean, log_var, decoder logits) of one training pass, z~ ~ Q(Z|x) by the
+def _forward(
+    state: State, x_in: Tensor, labels: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    """(z~, mean, log_var, decoder logits) of one training pass, z~ ~ Q(Z|x) (Q(Z|x, y) and
+    G(z~, y) for a conditional model with the batch's class ``labels``) by the
     reparameterisation trick for a Gaussian encoder."""
     eps = _noise(state, (len(x_in), state.cfg.model.latent_dim)) if state.cfg.model.encoder == "gaussian" else None
     assert state.net is not None
-    return state.net(x_in, eps, state.cfg.loss.logvar_clip)
+    if labels is not None:
+        labels = labels.to(state.device, non_blocking=True)
+    return state.net(x_in, eps, state.cfg.loss.logvar_clip, labels)
 
 
 def _recon(state: State, x: Tensor, logits: Tensor) -> Tensor:
@@ -273,6 +291,22 @@ def latent_penalty(cfg: Config, codes: Tensor, prior: Tensor, generator: torch.G
     if loss.kernel == "imq":
         return mmd_imq(codes, prior, loss.prior_var, loss.kernel_scales)
     return mmd_rbf(codes, prior)
+
+
+def per_class_penalty(
+    cfg: Config, codes: Tensor, prior: Tensor, labels: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """A conditional run's penalty: sum over the classes k of the batch of (n_k / n) D_Z(codes of
+    class k, as many of the prior draws), codes and prior (n, d), labels (n,). Zero for every
+    class exactly when each Q(Z|Y=k) is P_Z, so z can carry no class information (the
+    marginal penalty alone lets the encoder keep the class in z, and the decoder then reads it
+    from z as much as from y). A class with fewer than 2 codes in the batch is left out."""
+    total = codes.new_zeros(())
+    for k in labels.unique():
+        chosen = labels == k
+        if int(chosen.sum()) >= 2:
+            total = total + chosen.float().mean() * latent_penalty(cfg, codes[chosen], prior[chosen], generator)
+    return total
 
 
 def _update(
@@ -300,15 +334,22 @@ def _descend(state: State, loss: Tensor) -> None:
     _update(state, state.optimizer, state.scheduler, state.scaler, loss)
 
 
-def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
+def mmd_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
     """One step of a WAE with a sample-based penalty (MMD, or swd / sinkhorn / cw) on one batch
-    (this rank's shard of it; the penalty sees the codes of the whole global batch)."""
+    (this rank's shard of it; the penalty sees the codes of the whole global batch). A
+    conditional model gets the batch's class ``labels``; its penalty matches each class's codes
+    to P_Z (:func:`per_class_penalty`), or Q_Z alone with ``loss.class_penalty`` off."""
     x, x_in = _inputs(state, batch)
     with autocast(state):
-        z, _, log_var, logits = _forward(state, x_in)
+        z, _, log_var, logits = _forward(state, x_in, labels)
     recon = _recon(state, x, logits)
     codes = gather(z.float(), state.procs)
-    penalty = latent_penalty(state.cfg, codes, _prior(state, len(codes)), state.noise)
+    prior = _prior(state, len(codes))
+    if labels is not None and state.cfg.loss.class_penalty:
+        classes = gather(labels.to(state.device).float(), state.procs).long()  # the global batch's
+        penalty = per_class_penalty(state.cfg, codes, prior, classes, state.noise)
+    else:
+        penalty = latent_penalty(state.cfg, codes, prior, state.noise)
     total = recon + state.cfg.loss.lam * penalty
     parts = {"recon": recon.detach(), "penalty": penalty.detach()}
     if log_var is not None and state.cfg.loss.logvar_l1 > 0:
@@ -320,21 +361,24 @@ def mmd_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     return {"total": total.detach(), **parts}
 
 
-def _adversary_logits(state: State, z: Tensor, net: nn.Module | None = None) -> Tensor:
+def _adversary_logits(state: State, z: Tensor, net: nn.Module | None = None, labels: Tensor | None = None) -> Tensor:
     assert state.adversary is not None
-    logits = (net if net is not None else state.adversary)(z).float()
+    adversary = net if net is not None else state.adversary
+    logits = (adversary(z) if not state.adversary.classes else adversary(z, labels)).float()
     if state.cfg.loss.prior_trick:  # the authors' trick: start from the prior's log-density
         logits = logits + gaussian_log_density(z.float(), state.cfg.loss.prior_var)
     return logits
 
 
-def adversary_update(state: State, codes: Tensor, prior: Tensor) -> Tensor:
+def adversary_update(state: State, codes: Tensor, prior: Tensor, labels: Tensor | None = None) -> Tensor:
     """WAE-GAN, first half: one adversary step telling prior samples (n, d) from codes (n, d)
-    (treated as constants); returns the adversary's loss."""
+    (treated as constants); returns the adversary's loss. A class-conditional adversary sees
+    the codes' class ``labels`` (n,) with both: (prior draw, class) pairs are P_Z x P_Y."""
     assert state.adversary_optimizer is not None and state.adversary_scheduler is not None
+    both = torch.cat([labels, labels]) if labels is not None else None
     with autocast(state):
         # one forward pass over both, as DistributedDataParallel expects one per backward
-        logits = _adversary_logits(state, torch.cat([prior, codes.detach()]), state.adversary_net)
+        logits = _adversary_logits(state, torch.cat([prior, codes.detach()]), state.adversary_net, both)
         loss = adversary_loss(logits[: len(prior)], logits[len(prior) :])
     _update(
         state, state.adversary_optimizer, state.adversary_scheduler, state.adversary_scaler, state.cfg.loss.lam * loss
@@ -342,14 +386,17 @@ def adversary_update(state: State, codes: Tensor, prior: Tensor) -> Tensor:
     return loss.detach()
 
 
-def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor, logits: Tensor) -> dict[str, Tensor]:
+def autoencoder_gan_update(
+    state: State, x: Tensor, codes: Tensor, logits: Tensor, labels: Tensor | None = None
+) -> dict[str, Tensor]:
     """WAE-GAN, second half: one encoder/decoder step on c(x, G(z~)) - lambda log D(z~), with
-    the adversary held fixed; ``codes`` and decoder ``logits`` must still carry the graph."""
+    the adversary held fixed; ``codes`` and decoder ``logits`` must still carry the graph (a
+    class-conditional adversary reads the codes' ``labels`` too)."""
     assert state.adversary is not None
     state.adversary.requires_grad_(False)
     try:
         with autocast(state):
-            penalty = gan_penalty(_adversary_logits(state, codes))
+            penalty = gan_penalty(_adversary_logits(state, codes, labels=labels))
         recon = _recon(state, x, logits)
         total = recon + state.cfg.loss.lam * penalty
         _descend(state, total)
@@ -358,21 +405,24 @@ def autoencoder_gan_update(state: State, x: Tensor, codes: Tensor, logits: Tenso
     return {"total": total.detach(), "recon": recon.detach(), "penalty": penalty.detach()}
 
 
-def gan_step(state: State, batch: Tensor) -> dict[str, Tensor]:
-    """One WAE-GAN step: one adversary update, then one auto-encoder update, on one batch."""
+def gan_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+    """One WAE-GAN step: one adversary update, then one auto-encoder update, on one batch (and
+    its class ``labels`` for a conditional model; the adversary sees codes alone)."""
     x, x_in = _inputs(state, batch)
     with autocast(state):
-        z, _, _, logits = _forward(state, x_in)
+        z, _, _, logits = _forward(state, x_in, labels)
     prior = shard(_prior(state, len(z) * state.procs.world), state.procs)
-    adv_loss = adversary_update(state, z, prior)
-    return {**autoencoder_gan_update(state, x, z, logits), "adversary": adv_loss}
+    by_class = labels.to(state.device) if labels is not None and state.cfg.loss.class_penalty else None
+    adv_loss = adversary_update(state, z, prior, by_class)
+    return {**autoencoder_gan_update(state, x, z, logits, by_class), "adversary": adv_loss}
 
 
-def vae_step(state: State, batch: Tensor) -> dict[str, Tensor]:
-    """One VAE step (negative ELBO with weight lambda on the KL term)."""
+def vae_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+    """One VAE step (negative ELBO with weight lambda on the KL term); a conditional VAE
+    (CVAE) gets the batch's class ``labels``."""
     x, x_in = _inputs(state, batch)
     with autocast(state):
-        _, mean, log_var, logits = _forward(state, x_in)
+        _, mean, log_var, logits = _forward(state, x_in, labels)
     assert mean is not None and log_var is not None
     recon = _recon(state, x, logits)
     kl = gaussian_kl(mean, log_var, state.cfg.loss.prior_var).mean()
@@ -381,7 +431,7 @@ def vae_step(state: State, batch: Tensor) -> dict[str, Tensor]:
     return {"total": total.detach(), "recon": recon.detach(), "penalty": kl.detach()}
 
 
-STEPS: dict[str, Callable[[State, Tensor], dict[str, Tensor]]] = {
+STEPS: dict[str, Callable[[State, Tensor, Tensor | None], dict[str, Tensor]]] = {
     **dict.fromkeys(SAMPLE_PENALTIES, mmd_step),
     "gan": gan_step,
     "vae": vae_step,
@@ -397,7 +447,7 @@ def state_dict(state: State, data: ImageData) -> dict[str, Any]:
         "format": ckpt.FORMAT,
         "version": __version__,
         "config": state.cfg.to_dict(),
-        "data": {"channels": data.channels, "size": data.size, "name": data.name},
+        "data": {"channels": data.channels, "size": data.size, "name": data.name, **_class_record(state)},
         "step": state.step,
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -415,6 +465,13 @@ def state_dict(state: State, data: ImageData) -> dict[str, Any]:
     if state.ema is not None:
         payload["ema"] = state.ema.state_dict()
     return payload
+
+
+def _class_record(state: State) -> dict[str, Any]:
+    """What a checkpoint records of a conditional run's classes: their number and names."""
+    if state.model.classes == 0:
+        return {}
+    return {"classes": state.model.classes, "class_names": list(state.classes)}
 
 
 def load_state(state: State, payload: dict[str, Any]) -> None:
@@ -435,19 +492,29 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
 
 
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
-    """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode."""
+    """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode (a
+    conditional run's class names: :func:`class_names`)."""
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     try:
         cfg = ckpt.config_of(payload)
         channels, size = ckpt.image_shape_of(payload)
-        model = _model_for(cfg, channels, size)
+        model = _model_for(cfg, channels, size, len(ckpt.class_names_of(payload, cfg)))
         _load_weights(model, payload)
     except UserError as err:  # a crafted or foreign checkpoint: say which file
         raise UserError(f"{path}: {err}") from None
     return model.eval(), cfg
 
 
-def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
+def class_names(run: str | Path) -> tuple[str, ...]:
+    """The class names of a conditional run, in label order (() for an unconditional run)."""
+    payload, path = runs.read_checkpoint(run)
+    try:
+        return ckpt.class_names_of(payload, ckpt.config_of(payload))
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+
+
+def _model_for(cfg: Config, channels: int, size: int, classes: int = 0) -> AutoEncoder:
     """The auto-encoder a stored config and image shape describe; :class:`UserError` when the
     architecture cannot take that image side."""
     try:
@@ -457,7 +524,7 @@ def _model_for(cfg: Config, channels: int, size: int) -> AutoEncoder:
         raise UserError(
             f"checkpoint: architecture '{cfg.model.arch}' cannot take {size}x{size} images ({err})"
         ) from None
-    return AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var)
+    return AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var, classes)
 
 
 def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
@@ -493,6 +560,7 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     signal: int = signal.SIGINT  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
+    classes: tuple[str, ...] = ()  # a conditional run's class names: label i decodes class classes[i]
 
 
 class _StopFlag:
@@ -550,23 +618,40 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
     """Prior samples from fixed codes, test reconstructions and interpolations, as PNG grids
     (the latest at the top of the run folder, every epoch's in grids/)."""
     model, value_range = state.sampler_model, state.cfg.data.range
+    classes = model.classes
     with eval_mode(model), torch.no_grad():
-        samples = to_unit_range(model.decode(fixed_z).cpu(), value_range)
+        fixed_labels = balanced_labels(len(fixed_z), classes) if classes else None
+        samples = to_unit_range(model.decode(fixed_z, fixed_labels).cpu(), value_range)
         x = to_model_range(grid_rows(data.test), value_range)
+        y = grid_rows(data.test_labels) if classes and data.test_labels is not None else None
         recon = reconstruction_rows(
-            to_unit_range(x, value_range), to_unit_range(model.reconstruct(x).cpu(), value_range), 12
+            to_unit_range(x, value_range), to_unit_range(model.reconstruct(x, y).cpu(), value_range), 12
         )
         starts, ends = (to_model_range(images, value_range) for images in interpolation_ends(data.test))
-        interp = to_unit_range(model.interpolate(starts, ends, steps=12).cpu(), value_range).flatten(0, 1)
+        ends_y = interpolation_ends(data.test_labels) if classes and data.test_labels is not None else (None, None)
+        interp = to_unit_range(model.interpolate(starts, ends, 12, *ends_y).cpu(), value_range).flatten(0, 1)
+        grids = [("samples", samples, 10), ("reconstructions", recon, 12), ("interpolations", interp, 12)]
+        if classes:
+            grids.append(("classes", to_unit_range(class_grid(model, fixed_z[:10]).cpu(), value_range), 10))
     scale = 2 if data.size < 48 else 1
     (run_dir / "grids").mkdir(exist_ok=True)
-    for name, images, ncol in [
-        ("samples", samples, 10),
-        ("reconstructions", recon, 12),
-        ("interpolations", interp, 12),
-    ]:
+    for name, images, ncol in grids:
         save_grid(images, run_dir / f"{name}.png", ncol, scale)
         save_grid(images, run_dir / "grids" / f"{name}-epoch{epoch:03d}.png", ncol, scale)
+
+
+MAX_GRID_CLASSES = 50  # rows of the class-by-style grid
+
+
+@torch.no_grad()
+def class_grid(model: AutoEncoder, z: Tensor, classes: list[int] | None = None) -> Tensor:
+    """A conditional model's class-by-style grid: every code of ``z`` (m, d_z) decoded with
+    every class of ``classes`` (default: the first :data:`MAX_GRID_CLASSES`), class-major, so
+    that a grid of m columns has a row per class and a column per code (the same style).
+    Returns (len(classes) * m, c, h, w) in the model's range."""
+    rows = classes if classes is not None else list(range(min(model.classes, MAX_GRID_CLASSES)))
+    labels = torch.tensor(rows).repeat_interleave(len(z))
+    return model.decode(z.repeat(len(rows), 1), labels)
 
 
 MIN_EX_POST_CODES = 40  # two codes a component of the 10-component mixture, and a held-out tenth for a flow
@@ -582,7 +667,8 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
         return
     start = time.perf_counter()
     model = state.sampler_model
-    sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range), seed=cfg.train.seed)
+    labels = data.train_labels if model.classes else None  # Q_Z of a conditional run: codes of (x, y)
+    sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range, labels=labels), seed=cfg.train.seed)
     path = save_sampler(sampler, run_dir, kind)
     if not isinstance(data, TableData):  # rows have no grid: wae sample RUN --sampler KIND --out rows.csv
         sampler_grid(model, sampler, cfg, run_dir / f"samples-{kind}.png")
@@ -591,11 +677,12 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
 
 def sampler_grid(model: AutoEncoder, sampler: LatentSampler, cfg: Config, path: Path) -> None:
     """A 10x10 grid of images decoded from codes of an ex-post ``sampler`` (seeded with the
-    run's seed), written atomically to ``path``."""
+    run's seed; a conditional model's with the classes in turn), written atomically to ``path``."""
     with eval_mode(model), torch.no_grad():
         device = next(model.parameters()).device
         codes = sampler.sample(100, torch.Generator().manual_seed(cfg.train.seed + 2)).to(device)
-        samples = to_unit_range(model.decode(codes).float().cpu(), cfg.data.range)
+        labels = balanced_labels(len(codes), model.classes) if model.classes else None  # a column per class
+        samples = to_unit_range(model.decode(codes, labels).float().cpu(), cfg.data.range)
     save_grid(samples, path, 10, 2 if samples.shape[-1] < 48 else 1)
 
 
@@ -619,7 +706,7 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         f"# WAE run: {cfg.preset}, objective {cfg.loss.objective}",
         "",
         f"- data: {data.name}, {len(data.train)} training / {len(data.test)} test {'rows' if table else 'images'}, "
-        f"{shape}",
+        f"{shape}" + (f", conditional on {len(state.classes)} classes" if state.classes else ""),
         f"- model: architecture {cfg.model.arch}, {cfg.model.encoder} encoder, d_z = {cfg.model.latent_dim}, "
         f"{sum(p.numel() for p in state.model.parameters()):,} parameters",
         f"- loss: cost {cfg.loss.cost} x {cfg.loss.cost_scale}, lambda = {cfg.loss.lam}, "
@@ -670,6 +757,14 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         "![interpolations](interpolations.png)",
         "",
     ]
+    if state.classes:
+        lines += [
+            f"Classes by style (rows: the classes {', '.join(state.classes[:MAX_GRID_CLASSES])}; columns: "
+            "the same codes z):",
+            "",
+            "![classes](classes.png)",
+            "",
+        ]
     ckpt.write_atomic(run_dir / "report.md", "\n".join(lines))
 
 
@@ -711,7 +806,9 @@ def _fit(
     cfg = resolve_precision(cfg, device.type)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs)
+    classes = len(data.classes) if cfg.data.condition == "labels" else 0
+    state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs, classes)
+    state.classes = data.classes if classes else ()
     quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
     say = (log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))) if procs.main else quiet
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say)
@@ -743,6 +840,9 @@ class _Loop:
         # a random subset, not the first images: MNIST's test set is ordered by writer population
         eval_order = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(cfg.train.seed + 3))
         self.eval_images = data.test[eval_order[: cfg.train.eval_size]]
+        self.conditional = state.model.classes > 0
+        test_labels = data.test_labels if self.conditional else None
+        self.eval_labels = test_labels[eval_order[: cfg.train.eval_size]] if test_labels is not None else None
         self.evals: list[dict[str, Any]] = []  # the evaluation records of the run so far
         self.last_saved = -1  # the step of the newest checkpoint (-1: none yet)
         self.last_eval: dict[str, float] = {}
@@ -759,6 +859,12 @@ class _Loop:
         found = ckpt.load_latest(self.source, warn=self.say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
             runs.check_checkpoint(found[0], found[1], self.cfg)
+            recorded = ckpt.class_names_of(found[0], self.cfg)
+            if recorded != self.state.classes:
+                raise UserError(
+                    f"checkpoint {found[1]} was trained on the classes {', '.join(recorded)}; the data now have "
+                    f"{', '.join(self.state.classes)}"
+                )
             try:
                 load_state(self.state, found[0])
             except (RuntimeError, KeyError, ValueError) as err:
@@ -805,20 +911,29 @@ class _Loop:
         else:  # image files without a cache: decoded by DataLoader workers
             pin = state.device.type == "cuda"
             shards = stream(self.data.train, bs, *position, procs.rank, procs.world, cfg.data.workers, pin)
-        for batch in islice(shards, self.total_steps - state.step):
+        # a conditional run's labels: the same shards of the same index batches as the images
+        # (strict=False: the labels never end first; repeat(None) never ends)
+        labels = self.data.train_labels if self.conditional else None
+        label_shards = (
+            (labels[index] for index in batch_indices(len(labels), bs, *position, procs.rank, procs.world))
+            if labels is not None
+            else repeat(None)
+        )
+        for batch, batch_labels in islice(zip(shards, label_shards, strict=False), self.total_steps - state.step):
             if state.device.type == "cuda" and not batch.is_pinned():
                 batch = batch.pin_memory()
-            self.log(self.step(batch, stop), bar)
+            self.log(self.step(batch, stop, batch_labels), bar)
             if self.stopping:
                 break
 
-    def step(self, batch: Tensor, stop: _StopFlag) -> dict[str, Tensor]:
-        """One training step; returns its loss parts averaged over the ranks."""
+    def step(self, batch: Tensor, stop: _StopFlag, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """One training step (on the batch's class ``labels`` too, for a conditional run);
+        returns its loss parts averaged over the ranks."""
         state = self.state
         t0 = time.perf_counter()
         # batch-norm statistics move in the forward pass, before the loss can be checked
         statistics = [b.clone() for b in state.model.buffers()]
-        parts = self.step_fn(state, batch)
+        parts = self.step_fn(state, batch, labels)
         # the parts averaged over the ranks (a NaN on one rank reaches all), and whether
         # any rank was asked to stop, in one collective
         names = list(parts)
@@ -893,12 +1008,15 @@ class _Loop:
         if table:  # no images: the sample figures of tables, without the (slower) classifier test
             metrics = evaluate_table(state.sampler_model, eval_images, len(eval_images), cfg.train.seed, c2st=False)
         else:
-            metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed)
+            metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed, self.eval_labels)
         every = cfg.train.eval_every
         if every and epoch % every == 0 and not table and is_mnist_like(eval_images):
             generated = decode_prior(state.sampler_model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             metrics.update(classifier_metrics(reference, generated))
+            if self.eval_labels is not None:
+                wanted = balanced_labels(len(generated), state.model.classes)
+                metrics.update(conditional_metrics(reference, self.eval_labels, generated, wanted, state.classes))
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
         self.evals.append(record)
         speed = self.trained / self.train_time if self.train_time > 0 else 0.0
@@ -908,6 +1026,7 @@ class _Loop:
             + f", test MMD {metrics['test_mmd']:.5f}, "
             + (f"sample FD {metrics['fd_samples']:.2f}, " if "fd_samples" in metrics else "")
             + (f"sample W1 {metrics['w1_mean']:.4f}, " if table else "")
+            + (f"label accuracy {metrics['label_accuracy']:.3f}, " if "label_accuracy" in metrics else "")
             + f"{speed:.0f} {'rows' if table else 'images'}/s"
         )
         if out is not None:
@@ -934,7 +1053,15 @@ class _Loop:
             )
         state.model.eval()
         state.sampler_model.eval()
-        return Run(state.sampler_model, out, state.step, self.last_eval, interrupted=self.stopping, signal=self.signum)
+        return Run(
+            state.sampler_model,
+            out,
+            state.step,
+            self.last_eval,
+            interrupted=self.stopping,
+            signal=self.signum,
+            classes=state.classes,
+        )
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

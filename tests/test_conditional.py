@@ -1,0 +1,407 @@
+"""The conditional WAE (--condition labels): labels from the data, the encoder Q(Z|X, Y) and
+decoder G(Z, Y), every objective, checkpoints and resume, sampling by class, style transfer,
+the classifier's accuracy on conditional samples, and bad labels as one-line errors.
+
+``python -m tests.test_conditional`` prints the bad-label cases and their messages as the
+Markdown table of docs/reliability.md (section "Conditional runs: bad labels")."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import wae
+from wae import checkpoint as ckpt
+from wae.cli import main
+from wae.config import OBJECTIVES, UserError, validate
+from wae.data import class_labels, from_tensor, known_class_labels, load_mnist, load_npz, make_synthetic
+from wae.evaluate import balanced_labels, conditional_metrics
+from wae.folders import load_class_folders
+from wae.model import AutoEncoder
+from wae.train import class_grid, class_names, fit, latent_penalty, load_model, per_class_penalty
+
+from .conftest import run_cli, tiny_config
+from .test_bad_input import _copy_run, run_case
+
+TINY = ["--dataset", "synthetic", "--synthetic-size", "16", "--synthetic-count", "128", "--batch-size", "32"]
+TINY += ["--precision", "fp32", "--eval-size", "32", "--no-progress"]
+
+
+def tiny_conditional(objective: str = "mmd", **settings: object) -> wae.Config:
+    return tiny_config(objective, **{"condition": "labels", "epochs": 1, **settings})
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def test_the_decoder_reads_the_label_and_unconditional_nets_refuse_labels():
+    cfg = tiny_conditional().model
+    model = AutoEncoder(cfg, 1, 16, classes=3).eval()
+    z = torch.randn(4, cfg.latent_dim)
+    a, b = model.decode(z, torch.zeros(4, dtype=torch.long)), model.decode(z, torch.ones(4, dtype=torch.long))
+    assert a.shape == (4, 1, 16, 16) and not torch.allclose(a, b)  # the same z, another class
+    assert torch.equal(model.decode(z, torch.zeros(4, dtype=torch.long)), a)
+    assert model.encode(torch.rand(4, 1, 16, 16), labels=torch.tensor([0, 1, 2, 0])).shape == (4, cfg.latent_dim)
+    with pytest.raises(ValueError, match="conditional on 3 classes"):
+        model.decode(z)
+    plain = AutoEncoder(cfg, 1, 16)
+    with pytest.raises(ValueError, match="not conditional"):
+        plain.decode(z, torch.zeros(4, dtype=torch.long))
+    # the label embedding adds label_dim inputs to the code layer and the decoder's first layer
+    assert model.encoder.head.in_features == plain.encoder.head.in_features + cfg.label_dim
+    assert model.decoder.fc.in_features == cfg.latent_dim + cfg.label_dim
+
+
+def test_the_class_grid_has_a_row_per_class_and_a_column_per_code():
+    model = AutoEncoder(tiny_conditional().model, 1, 16, classes=3).eval()
+    z = torch.randn(5, model.latent_dim)
+    grid = class_grid(model, z)
+    assert grid.shape == (15, 1, 16, 16)
+    assert torch.allclose(grid[5:10], model.decode(z, torch.full((5,), 1)))
+
+
+# ----------------------------------------------------------------------------- labels from the data
+
+
+def test_labels_become_indices_into_the_sorted_distinct_values():
+    y, names = class_labels(np.array([5, 2, 5, 9]), 4, "y")
+    assert y.tolist() == [1, 0, 1, 2] and names == ("2", "5", "9")
+    assert known_class_labels(np.array([[9], [2]]), 2, names, "y_test").tolist() == [2, 0]
+    for bad, match in [
+        (np.array([1, 2, 3]), "3 labels for 4 images"),
+        (np.array([1.0, 2.0, 1.0, 2.0]), "must be integers"),
+        (np.array(["a", "b", "a", "b"]), "must be integers"),
+        (np.zeros((4, 2), dtype=int), "shape"),
+        (np.array([7, 7, 7, 7]), "single class"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            class_labels(bad, 4, "y")
+    with pytest.raises(UserError, match="class\\(es\\) 4"):
+        known_class_labels(np.array([4]), 1, names, "y_test")
+
+
+def test_mnist_and_synthetic_data_carry_their_classes():
+    mnist = load_mnist()
+    assert mnist.classes == tuple("0123456789") and mnist.train_labels is not None
+    synthetic = make_synthetic(count=64, size=16)
+    assert synthetic.classes == ("top-left", "top-right", "bottom-left", "bottom-right")
+    assert synthetic.train_labels is not None
+    # the blob of a "right" image is brighter in its right half
+    right = synthetic.train_labels % 2 == 1
+    halves = synthetic.train[:, 0, :, 8:].sum((1, 2)) > synthetic.train[:, 0, :, :8].sum((1, 2))
+    assert torch.equal(halves, right)
+
+
+def test_an_npz_gives_labels_with_its_split(tmp_path):
+    x = np.random.default_rng(0).integers(0, 255, (20, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", x_train=x, y_train=np.arange(20) % 3)
+    data = load_npz(tmp_path / "a.npz", labels=True)
+    assert data.classes == ("0", "1", "2") and len(data.test) == 2
+    assert data.train_labels.tolist() == (np.arange(18) % 3).tolist() and data.test_labels.tolist() == [0, 1]
+    assert load_npz(tmp_path / "a.npz").train_labels is None  # unconditional runs ignore labels
+    np.savez(
+        tmp_path / "b.npz", x_train=x, y_train=np.arange(20) % 3 + 10, x_test=x[:4], y_test=np.array([12, 10, 10, 11])
+    )
+    data = load_npz(tmp_path / "b.npz", labels=True)
+    assert data.classes == ("10", "11", "12") and data.test_labels.tolist() == [2, 0, 0, 1]
+
+
+def _image_folder(root: Path, classes: dict[str, int]) -> Path:
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            value = 40 * len(name) + i
+            Image.fromarray(np.full((16, 16), value, dtype=np.uint8)).save(root / name / f"{i:02d}.png")
+    return root
+
+
+def test_an_image_folder_gives_its_subfolders_as_classes_in_both_splits(tmp_path):
+    root = _image_folder(tmp_path / "pets", {"cat": 10, "dog": 10, "bird": 5})
+    for cache in (True, False):
+        data = load_class_folders(root, 16, grey=True, cache=cache)
+        assert data.classes == ("bird", "cat", "dog")
+        assert data.train_labels.tolist() == [0] * 4 + [1] * 9 + [2] * 9
+        assert data.test_labels.tolist() == [0, 1, 2]
+        # the images are those of their class folder (each class has its own grey level)
+        assert data.train[0][0, 0, 0].item() == 160 and data.train[4][0, 0, 0].item() == 120
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_every_objective_trains_a_conditional_wae(objective, tmp_path):
+    cfg = tiny_conditional(objective, max_steps=2, eval_every=0)
+    torch.manual_seed(0)
+    before = AutoEncoder(cfg.model, 1, 16, cfg.loss.prior, cfg.loss.prior_var, classes=4)
+    run = fit(cfg, tmp_path / "run", progress=False)
+    assert run.step == 2 and run.classes == ("top-left", "top-right", "bottom-left", "bottom-right")
+    # the label embeddings got gradients through the loss, in the encoder and the decoder
+    for net in ("encoder", "decoder"):
+        trained = getattr(run.model, net).labels.embed.weight
+        assert not torch.allclose(trained, getattr(before, net).labels.embed.weight), net
+    payload = ckpt.load_latest(tmp_path / "run")[0]
+    assert payload["data"]["classes"] == 4 and payload["data"]["class_names"][0] == "top-left"
+    if objective == "gan":  # the class penalty's adversary reads each code's class, one-hot
+        assert payload["adversary"]["net.0.weight"].shape[1] == cfg.model.latent_dim + 4
+    model, _ = load_model(tmp_path / "run")
+    assert model.classes == 4 and class_names(tmp_path / "run") == run.classes
+    assert (tmp_path / "run" / "classes.png").is_file() and (
+        tmp_path / "run" / "grids" / "classes-epoch000.png"
+    ).is_file()
+
+
+def test_a_conditional_run_resumes_to_the_weights_of_one_that_never_stopped(tmp_path):
+    cfg = tiny_conditional(epochs=2, eval_every=0)
+    whole = fit(cfg, tmp_path / "whole", progress=False)
+    fit(wae.override(cfg, max_steps=4), tmp_path / "split", progress=False)
+    resumed = fit(cfg, tmp_path / "split", resume=True, progress=False)
+    assert resumed.step == whole.step == 8
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("objective,ratio", [("mmd", 5), ("swd", 5), ("sinkhorn", 5), ("cw", 1.5)])
+def test_the_class_penalty_sees_codes_that_carry_the_class(objective, ratio):
+    """Codes that are exactly a prior sample, but split by class on the sign of their first
+    coordinate: Q_Z is P_Z (the marginal penalty is near 0) while no Q(Z|Y=y) is (the class
+    penalty is large); with labels independent of the codes both are near 0. (Measured ratios
+    at d = 2: 24, 8, 7 and 1.7; the Cramer-Wold closed form is a rough approximation in 2-D.)"""
+    cfg = tiny_config(objective, latent_dim=2)
+    generator = torch.Generator().manual_seed(0)
+    codes, prior = torch.randn(400, 2, generator=generator), torch.randn(400, 2, generator=generator)
+    split = (codes[:, 0] > 0).long()
+    independent = torch.randint(2, (400,), generator=generator)
+    marginal = latent_penalty(cfg, codes, prior, torch.Generator().manual_seed(1)).item()
+    by_class = per_class_penalty(cfg, codes, prior, split, torch.Generator().manual_seed(1)).item()
+    mixed = per_class_penalty(cfg, codes, prior, independent, torch.Generator().manual_seed(1)).item()
+    assert by_class > ratio * max(abs(marginal), abs(mixed)), (marginal, by_class, mixed)
+    one_class = per_class_penalty(
+        cfg, codes, prior, torch.zeros(400, dtype=torch.long), torch.Generator().manual_seed(1)
+    )
+    assert one_class.item() == pytest.approx(marginal)
+
+
+def test_without_the_class_penalty_the_adversary_sees_codes_alone(tmp_path):
+    fit(tiny_conditional("gan", max_steps=1, eval_every=0, class_penalty=False), tmp_path / "run", progress=False)
+    payload = ckpt.load_latest(tmp_path / "run")[0]
+    assert payload["adversary"]["net.0.weight"].shape[1] == payload["config"]["model"]["latent_dim"]
+
+
+def test_conditional_runs_need_labels_and_their_data_must_keep_its_classes(tmp_path, tiny_data):
+    tiny_data.train_labels = tiny_data.test_labels = None
+    with pytest.raises(UserError, match="needs class labels"):
+        fit(tiny_conditional(), data=tiny_data)
+    with pytest.raises(UserError, match="CelebA"):
+        validate(wae.override(tiny_conditional(), dataset="celeba", path="x"))
+    cfg = tiny_conditional(eval_every=0)
+    fit(cfg, tmp_path / "run", progress=False)
+    other = make_synthetic(128, 16)
+    other.classes = ("a", "b", "c", "d")
+    with pytest.raises(UserError, match="trained on the classes top-left"):
+        fit(wae.override(cfg, epochs=2), tmp_path / "run", data=other, resume=True, progress=False)
+
+
+def test_fit_tensor_takes_labels_and_checks_them():
+    data = make_synthetic(64, 16)
+    run = wae.fit_tensor(
+        data.train, labels=data.train_labels, config=tiny_config(), max_steps=1, eval_every=0, condition="labels"
+    )
+    assert run.model.classes == 4 and run.classes == ("0", "1", "2", "3")
+    with pytest.raises(UserError, match="63 labels for 64 images"):
+        from_tensor(data.train, labels=data.train_labels[:63])
+    with pytest.raises(UserError, match="without test_labels"):
+        from_tensor(data.train, data.test, labels=data.train_labels)
+    with pytest.raises(UserError, match="must be a torch.Tensor or a numpy array"):
+        from_tensor(data.train, labels=[0, 1] * 32)
+
+
+# ----------------------------------------------------------------------------- sampling, style transfer, evaluation
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("conditional") / "run"
+    assert main(["train", *TINY, "--condition", "labels", "--max-steps", "2", "--out", str(run)]) == 0
+    return run
+
+
+def test_sample_by_label_decodes_the_same_codes_for_every_class(conditional_run, tmp_path):
+    out = tmp_path / "s.npz"
+    assert run_cli(["sample", str(conditional_run), "--label", "top-right,0", "--n", "3", "--out", str(out)])[0] == 0
+    with np.load(out) as f:
+        images, labels, names = f["images"], f["labels"], f["class_names"]
+    assert images.shape == (6, 16, 16) and labels.tolist() == [1, 1, 1, 0, 0, 0] and names[1] == "top-right"
+    model, _ = load_model(conditional_run)
+    z = model.prior_sample(3, torch.Generator().manual_seed(0))
+    expected = (model.decode(z, torch.zeros(3, dtype=torch.long)).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    assert np.array_equal(images[3:], expected[:, 0].numpy())  # class 0, the same 3 codes
+
+
+def test_reconstruct_with_a_label_transfers_the_style(conditional_run, tmp_path):
+    out = tmp_path / "r.npz"
+    assert (
+        run_cli(["reconstruct", str(conditional_run), "--label", "bottom-left", "--n", "4", "--out", str(out)])[0] == 0
+    )
+    model, cfg = load_model(conditional_run)
+    data = make_synthetic(128, 16)
+    with torch.no_grad():
+        codes = model.encode(data.test[:4], labels=data.test_labels[:4])
+        expected = model.decode(codes, torch.full((4,), 2))
+    with np.load(out) as f:
+        assert np.array_equal(f["images"], (expected.clamp(0, 1) * 255 + 0.5).to(torch.uint8)[:, 0].numpy())
+
+
+def test_the_commands_that_encode_test_images_give_them_their_labels(conditional_run, tmp_path):
+    """fit-sampler, interpolate, compare and report encode test (or training) images: a
+    conditional model needs their labels, and the mixture's samples decode by class."""
+    run = tmp_path / "run"
+    shutil.copytree(conditional_run, run)
+    assert run_cli(["fit-sampler", str(run), "--components", "2"])[0] == 0
+    assert (
+        run_cli(["sample", str(run), "--sampler", "gmm", "--label", "1", "--n", "4", "--out", str(tmp_path / "g.png")])[
+            0
+        ]
+        == 0
+    )
+    assert run_cli(["interpolate", str(run), "--pairs", "2", "--steps", "3", "--out", str(tmp_path / "i.npz")])[0] == 0
+    assert run_cli(["compare", str(run), "--out", str(tmp_path / "cmp")])[0] == 0
+    assert run_cli(["report", str(run)])[0] == 0
+    with np.load(tmp_path / "i.npz") as f:
+        assert f["images"].shape == (6, 16, 16)
+    assert "classes.png" in (run / "report.md").read_text()
+
+
+def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
+    """Known answer for the conditional metrics: real test digits as the "samples" of their own
+    labels are read as their class (the shipped classifier's accuracy, about 99 %); the same
+    images said to be of the next class almost never are."""
+    mnist = load_mnist()
+    test, test_labels = mnist.test[:1000].float() / 255, mnist.test_labels[:1000]
+    samples, labels = mnist.test[1000:1600].float() / 255, mnist.test_labels[1000:1600]
+    right = conditional_metrics(test, test_labels, samples, labels, mnist.classes)
+    assert right["label_accuracy"] > 0.97 and min(right[f"label_accuracy_{d}"] for d in range(10)) > 0.85
+    wrong = conditional_metrics(test, test_labels, samples, (labels + 1) % 10, mnist.classes)
+    # 60 samples a class against 100 test images: real digits of the right class are at 28
+    # (the estimator's bias with so few), of the wrong class at about 2100
+    assert wrong["label_accuracy"] < 0.05 and wrong["fd_class_mean"] > 20 * right["fd_class_mean"]
+    assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+
+
+@pytest.mark.slow  # about 40 s on one contended core: 80 steps on 1000 MNIST digits, 4 evaluations
+def test_a_conditional_mnist_run_reports_label_accuracy(tmp_path):
+    mnist = load_mnist()
+    run = wae.fit_tensor(
+        mnist.train[:1000], test_images=mnist.test[:300], labels=mnist.train_labels[:1000],
+        test_labels=mnist.test_labels[:300], out=tmp_path / "run", epochs=4, eval_size=300, batch_size=50,
+        precision="fp32",
+    )  # fmt: skip
+    assert "fd_class_mean" in run.metrics and "label_accuracy_9" in run.metrics
+    assert run.metrics["label_accuracy"] > 0.4  # chance is 0.1; measured 0.68
+
+
+# ----------------------------------------------------------------------------- bad labels
+
+
+def _npz_case(**arrays: np.ndarray) -> Callable[[Path, Path], list[str]]:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        np.savez(tmp / "d.npz", **arrays)
+        return ["train", "--data", "d.npz", "--condition", "labels", "--no-progress"]
+
+    return setup
+
+
+def _folder_case(classes: dict[str, int], loose: int = 0) -> Callable[[Path, Path], list[str]]:
+    def setup(tmp: Path, run: Path) -> list[str]:
+        _image_folder(tmp / "images", classes)
+        for i in range(loose):
+            Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(tmp / "images" / f"loose{i}.png")
+        return ["train", "--data", "images", "--condition", "labels", "--image-size", "16", "--no-progress"]
+
+    return setup
+
+
+def _class_names_edit(names: object) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        for path in ckpt.run_checkpoints(run):
+            payload = ckpt.load(path)
+            payload["data"]["class_names"] = names
+            ckpt.save_atomic(payload, path)
+
+    return edit
+
+
+def _argv_case(*argv: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, run: [str(run) if a == "RUN" else str(run.parent / "plain") if a == "PLAIN" else a for a in argv]
+
+
+X = np.zeros((40, 16, 16), dtype=np.uint8)
+Y = np.arange(40) % 4
+CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
+    ("labels", "npz without y_train", _npz_case(x_train=X)),
+    ("labels", "npz y_train of the wrong length", _npz_case(x_train=X, y_train=Y[:39])),
+    ("labels", "npz y_train of floats", _npz_case(x_train=X, y_train=Y.astype(float))),
+    ("labels", "npz y_train of strings", _npz_case(x_train=X, y_train=Y.astype(str))),
+    ("labels", "npz y_train of shape (n, 2)", _npz_case(x_train=X, y_train=np.stack([Y, Y], 1))),
+    ("labels", "npz y_train of one class", _npz_case(x_train=X, y_train=np.zeros(40, dtype=int))),
+    ("labels", "npz x_test without y_test", _npz_case(x_train=X, y_train=Y, x_test=X[:8])),
+    ("labels", "npz y_test with a class y_train lacks", _npz_case(x_train=X, y_train=Y, x_test=X[:2], y_test=np.array([0, 9]))),
+    ("labels", "folder with one class sub-folder", _folder_case({"cat": 5})),
+    ("labels", "folder with images outside class sub-folders", _folder_case({"cat": 5, "dog": 5}, loose=1)),
+    ("labels", "folder class with 2 images", _folder_case({"cat": 5, "dog": 2})),
+    ("labels", "--label-dim 0", _argv_case("train", *TINY, "--condition", "labels", "--label-dim", "0")),
+    ("label", "sample --label on an unconditional run", _argv_case("sample", "PLAIN", "--label", "1", "--out", "s.png")),
+    ("label", "sample --label of an unknown class", _argv_case("sample", "RUN", "--label", "cat", "--out", "s.png")),
+    ("label", "sample --label index out of range", _argv_case("sample", "RUN", "--label", "4", "--out", "s.png")),
+    ("label", "reconstruct --label with a list", _argv_case("reconstruct", "RUN", "--label", "0,1", "--out", "r.png")),
+    ("label", "reconstruct --label on an unconditional run", _argv_case("reconstruct", "PLAIN", "--label", "0", "--out", "r.png")),
+    ("checkpoint", "class names missing from a conditional checkpoint", _copy_run(_class_names_edit(None), "sample", "RUN", "--out", "s.png")),
+    ("checkpoint", "class names repeated in a conditional checkpoint", _copy_run(_class_names_edit(["a", "a", "b", "c"]), "sample", "RUN", "--out", "s.png")),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs_for_cases(conditional_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    plain = conditional_run.parent / "plain"
+    assert main(["train", *TINY, "--max-steps", "1", "--out", str(plain)]) == 0
+    return conditional_run
+
+
+@pytest.mark.parametrize("group,what,setup", CASES, ids=[c[1] for c in CASES])
+def test_bad_labels_exit_2_with_one_line(group, what, setup, runs_for_cases, tmp_path):
+    code, err = run_case(setup, tmp_path, runs_for_cases)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "error" in err and "Traceback" not in err, err
+
+
+def markdown(tmp_root: Path) -> str:
+    """Run every case and return the Markdown table of docs/reliability.md."""
+    run = tmp_root / "run"
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        main(["train", *TINY, "--condition", "labels", "--max-steps", "2", "--out", str(run)])
+        main(["train", *TINY, "--max-steps", "1", "--out", str(tmp_root / "plain")])
+    rows = ["| # | kind | input | exit | message |", "|---|---|---|---|---|"]
+    clean = 0
+    for i, (group, what, setup) in enumerate(CASES, 1):
+        case_dir = tmp_root / f"case-{i}"
+        case_dir.mkdir()
+        code, err = run_case(setup, case_dir, run)
+        clean += code == 2 and err.count("\n") == 1
+        message = err.strip().replace(str(tmp_root), "…").replace("|", "\\|")
+        rows.append(f"| {i} | {group} | {what} | {code} | `{message}` |")
+    return f"{clean} of {len(CASES)} bad inputs gave exit code 2 and one line.\n\n" + "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(markdown(Path(tmp)))
