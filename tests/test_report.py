@@ -43,7 +43,8 @@ def test_evaluate_adds_its_metrics_to_the_report(runs, capsys):
 
 def test_compare_writes_a_table_row_per_run_and_a_figure(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
-    (runs / "mmd" / "metrics-gmm.json").write_text('{"fd_samples": 12.5}')  # as wae evaluate --sampler gmm
+    # as wae evaluate --sampler gmm
+    (runs / "mmd" / "metrics-gmm.json").write_text('{"fd_samples": 12.5, "kid": 0.01234, "kid_std": 0.00041}')
     try:
         assert main(["compare", str(runs / "vae"), str(runs / "mmd"), "--out", str(out)]) == 0
     finally:
@@ -53,6 +54,9 @@ def test_compare_writes_a_table_row_per_run_and_a_figure(runs, tmp_path, capsys)
         len(rows) == 5 and rows[2].startswith("| vae | vae | prior |") and rows[3].startswith("| mmd | mmd | prior |")
     )
     assert rows[4].startswith("| mmd | mmd | gmm |") and "| 12.50 |" in rows[4]
+    assert (
+        "| KID ↓ (± std) |" in rows[0] and "| 0.0123 ± 0.0004 |" in rows[4] and rows[2].split(" | ")[5:7] == ["–", "–"]
+    )
     width, height = Image.open(out / "compare.png").size
     assert width > 800 and height > 300
 
@@ -64,6 +68,14 @@ def test_report_and_compare_refuse_bad_input(runs, tmp_path, capsys):
     assert not (tmp_path / "c").exists()
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 3 and all("error" in line for line in lines)
+
+
+def test_kid_is_reported_with_its_spread():
+    from wae.report import metrics_rows
+
+    rows = dict(metrics_rows({"fid": 25.91, "kid": 0.01234, "kid_std": 0.00041}))
+    assert rows["KID, samples vs test (Inception; ± std over subsets)"] == "0.01234 ± 0.00041"
+    assert rows["FID, samples vs test (Inception)"] == "25.91"
 
 
 def test_principal_axes_find_the_long_direction():

@@ -26,6 +26,7 @@ from .runs import load_data
 # (metrics key, column title, format)
 COLUMNS = [
     ("fid", "FID ↓", "{:.2f}"),
+    ("kid", "KID ↓ (± std)", "{:.4f}"),
     ("fd_samples", "fast FD ↓", "{:.2f}"),
     ("precision", "precision ↑", "{:.3f}"),
     ("recall", "recall ↑", "{:.3f}"),
@@ -60,11 +61,17 @@ def run_summary(run: Path) -> dict[str, Any]:
     }
 
 
-def _cell(fmt: str, value: Any) -> str:
-    """A table cell: the number, or "–" when it is missing or undefined (null, NaN)."""
-    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _cell(fmt: str, metrics: dict[str, Any], key: str) -> str:
+    """A table cell: the number, or "–" when it is missing or undefined (null, NaN); a figure
+    with a spread (``kid`` and ``kid_std``) as "value ± std"."""
+    value, spread = metrics.get(key), metrics.get(f"{key}_std")
+    if not _is_finite(value):
         return "–"
-    return fmt.format(value)
+    return fmt.format(value) + (f" ± {fmt.format(spread)}" if _is_finite(spread) else "")
 
 
 def table(summaries: list[dict[str, Any]]) -> str:
@@ -74,7 +81,7 @@ def table(summaries: list[dict[str, Any]]) -> str:
     for s in summaries:
         for sampler, metrics in [("prior", s["metrics"]), *s.get("samplers", {}).items()]:
             cells = [s["name"], s["objective"], sampler, s["arch"], str(s["epochs"])]
-            cells += [_cell(fmt, metrics.get(key)) for key, _, fmt in COLUMNS]
+            cells += [_cell(fmt, metrics, key) for key, _, fmt in COLUMNS]
             cells.append(f"{s['images_per_s']:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
