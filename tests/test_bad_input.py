@@ -337,6 +337,8 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("config", "config.json: invalid UTF-8, resume", _copy_run(_write_config(b"\xff\xfe{}"), "train", "--resume", "RUN")),
     ("config", "compare: a run with a damaged config.json (no folder left)", _compare_with_damaged),
     ("config", "compare: a run whose data is gone (no folder left)", _compare_without_data),
+    ("path", "runs: a folder that does not exist", _argv("runs", "missing")),
+    ("path", "runs: a file, not a folder", _with(lambda t: (t / "notes.txt").write_text("x"), "runs", "notes.txt")),
 ]  # fmt: skip
 
 

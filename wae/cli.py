@@ -328,6 +328,15 @@ def _add_measure_commands(sub: Any) -> None:
     cmp.add_argument("--out", required=True, metavar="DIR", help="folder for compare.md and compare.png")
     cmp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior codes and test images shown")
 
+    listing = sub.add_parser(
+        "runs",
+        help="list the run folders in FOLDER (default runs) with their settings, progress and headline metrics",
+        description="One line per run folder in FOLDER: preset, objective, epochs done of those planned, steps, "
+        "FID, KID, fast FD and test reconstruction MSE (from metrics.json when wae evaluate has run, else the "
+        "last per-epoch evaluation) and where they come from. Broken or unfinished folders get a line saying so.",
+    )
+    listing.add_argument("folder", nargs="?", default="runs", metavar="FOLDER", help="folder of runs (default: runs)")
+
 
 def _add_other_commands(sub: Any) -> None:
     """toy, and the bench command's note that the benchmark moved."""
@@ -457,6 +466,13 @@ def _compare(args: argparse.Namespace) -> int:
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
     print(f"wrote {table_path} and {figure_path}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .compare import list_runs
+
+    print(list_runs(Path(args.folder)), end="")
     return 0
 
 
@@ -732,6 +748,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "report": _report,
     "compare": _compare,
+    "runs": _runs,
     "bench": _bench,
     "toy": _toy,
 }
@@ -741,6 +758,7 @@ COMMANDS = {
 _PATH_ARGUMENTS = {
     "run": "RUN",
     "runs": "RUN",
+    "folder": "FOLDER",
     "out": "--out",
     "data": "--data",
     "resume": "--resume",
