@@ -328,6 +328,25 @@ def _add_measure_commands(sub: Any) -> None:
     cmp.add_argument("--out", required=True, metavar="DIR", help="folder for compare.md and compare.png")
     cmp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior codes and test images shown")
 
+    export = sub.add_parser(
+        "export",
+        help="export a run: safetensors weights, config and model card; a TorchScript or ONNX decoder",
+        description="Write DIR: model.safetensors (the generating weights; no pickle), config.json, README.md (a "
+        "model card: data, preset, metrics) and export.json, a folder that wae.load_model(DIR) and wae sample DIR "
+        "accept. --format torchscript / onnx add the decoder alone (codes -> images in [0, 1]) for deployment, each "
+        "checked against the eager decoder on random codes (ONNX with onnxruntime when installed). Needs "
+        "pip install 'wae[export]'.",
+    )
+    export.add_argument("run", metavar="RUN", help="run folder")
+    export.add_argument(
+        "--format",
+        action="append",
+        choices=("safetensors", "torchscript", "onnx"),
+        default=[],
+        help="what to write besides the safetensors weights: torchscript, onnx (repeatable; default: safetensors only)",
+    )
+    export.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+
     listing = sub.add_parser(
         "runs",
         help="list the run folders in FOLDER (default runs) with their settings, progress and headline metrics",
@@ -466,6 +485,21 @@ def _compare(args: argparse.Namespace) -> int:
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
     print(f"wrote {table_path} and {figure_path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    run = Path(args.run)
+    if not (run / "config.json").is_file():
+        raise UserError(f"{run} is not a run folder (no config.json)")
+    record = export_run(run, Path(args.out), tuple(args.format))
+    for name in record["formats"]:
+        diff = record["max_abs_diff"].get(name)
+        check = "" if name == "safetensors" else (f", max abs diff {diff:.3g}" if diff is not None else ", not run")
+        print(f"{name}: {Path(args.out) / record['files'][name]} ({record['seconds'][name]:.2f} s{check})")
+    print(f"wrote {args.out} (README.md: the model card; load with wae.load_model or wae sample)")
     return 0
 
 
@@ -749,6 +783,7 @@ COMMANDS = {
     "report": _report,
     "compare": _compare,
     "runs": _runs,
+    "export": _export,
     "bench": _bench,
     "toy": _toy,
 }

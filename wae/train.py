@@ -425,7 +425,12 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
 
 
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
-    """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode."""
+    """The trained auto-encoder of a run folder (or a checkpoint file, or a folder that
+    ``wae export`` wrote), in eval mode, with its config."""
+    from .export import is_export, load_exported
+
+    if is_export(runs.given_path(run, "run")):
+        return load_exported(run)
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     try:
         cfg = ckpt.config_of(payload)
