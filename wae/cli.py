@@ -27,6 +27,7 @@ from .checkpoint import json_text, sweep_stale, write_atomic
 from .config import (
     OBJECTIVES,
     PRESETS,
+    TRACKERS,
     Config,
     UserError,
     about,
@@ -187,6 +188,14 @@ def _add_train(sub: Any) -> None:
         "--print-config", action="store_true", help="print the resolved settings as TOML and exit, writing nothing"
     )
     _add_settings(train)
+    train.add_argument(
+        "--log",
+        action="append",
+        choices=TRACKERS,
+        metavar="NAME",
+        help=f"also log to an experiment tracker: {', '.join(TRACKERS)} (repeatable; default: none beyond "
+        "metrics.jsonl). " + _help_of("train", "log").split(" (flag:")[0],
+    )
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET-OBJECTIVE-TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument(
@@ -518,6 +527,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     given = _given_settings(args)
+    if args.log:
+        given["log"] = ",".join(dict.fromkeys(args.log))
     if args.resume and (args.preset or args.overwrite):
         raise UserError(
             f"--{'preset' if args.preset else 'overwrite'} cannot be given with --resume (a run keeps its config)"
