@@ -86,6 +86,12 @@ def test_torchscript_decoder_matches_the_eager_one(exported):
     assert "| torchscript | `decoder.torchscript.pt` |" in card and "objective `mmd`" in card
 
 
+def test_runs_lists_an_export_as_one(exported, capsys):
+    assert main(["runs", str(exported)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()[2:]
+    assert line.startswith("| model | mnist-fast | mmd |") and "wae export" in line
+
+
 @pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
     reason="onnx, onnxscript or onnxruntime not installed (pip install 'wae[export]')",

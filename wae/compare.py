@@ -193,7 +193,9 @@ def list_line(run: Path) -> list[str]:
     steps = max((int(r["step"]) for r in done), default=0)
     epochs = max((float(r.get("epoch", 0)) for r in done), default=0.0)  # train records: fractions of epochs
     train = cfg.get("train", {})
-    if evaluated:
+    if (run / "model.safetensors").is_file():
+        source = "wae export (model card: README.md)"
+    elif evaluated:
         source = "wae evaluate"
     elif metrics:
         source = f"epoch {max(int(r['epoch']) for r in done if r.get('kind') == 'eval')} eval"
