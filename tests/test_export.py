@@ -44,6 +44,7 @@ def test_export_loads_as_the_run_without_unpickling(run, exported, monkeypatch):
         "README.md",
         "export.json",
         "decoder.torchscript.pt",
+        "sampler-gmm.npz",  # the mixture the preset fits at the end of training: --sampler gmm works too
     }
     original, cfg = wae.load_model(run)
 
@@ -64,10 +65,11 @@ def test_export_loads_as_the_run_without_unpickling(run, exported, monkeypatch):
 
 
 def test_sample_from_an_export_equals_sample_from_the_run(run, exported, tmp_path, capsys):
-    assert main(["sample", str(run), "--n", "8", "--out", str(tmp_path / "run.npz")]) == 0
-    assert main(["sample", str(exported), "--n", "8", "--out", str(tmp_path / "export.npz")]) == 0
-    with np.load(tmp_path / "run.npz") as a, np.load(tmp_path / "export.npz") as b:
-        assert np.array_equal(a["images"], b["images"])
+    for sampler in ("prior", "gmm"):
+        assert main(["sample", str(run), "--n", "8", "--sampler", sampler, "--out", str(tmp_path / "run.npz")]) == 0
+        assert main(["sample", str(exported), "--n", "8", "--sampler", sampler, "--out", str(tmp_path / "ex.npz")]) == 0
+        with np.load(tmp_path / "run.npz") as a, np.load(tmp_path / "ex.npz") as b:
+            assert np.array_equal(a["images"], b["images"])
 
 
 def test_torchscript_decoder_matches_the_eager_one(exported):
