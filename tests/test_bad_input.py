@@ -151,6 +151,20 @@ def _image_size_not_supported(tmp: Path, run: Path) -> list[str]:
     return ["train", "--data", "odd.npz", "--batch-size", "16"]
 
 
+def _exported(edit: Callable[[Path], None], *argv: str) -> Callable[[Path, Path], list[str]]:
+    """The trained run exported into ``model`` in the case's folder, damaged by ``edit``, then
+    the command ``argv``."""
+
+    def setup(tmp: Path, run: Path) -> list[str]:
+        from wae.export import export_run
+
+        export_run(run, tmp / "model")
+        edit(tmp / "model")
+        return _argv(*argv)(tmp, run)
+
+    return setup
+
+
 def _with(make: Callable[[Path], None], *argv: str) -> Callable[[Path, Path], list[str]]:
     """``make`` something in the case's folder, then the command ``argv``."""
 
@@ -375,6 +389,11 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("table", "table: x_test of another width (.npz)", _table_array("t.npz", x_train=np.ones((20, 3)).cumsum(0), x_test=np.ones((5, 2)))),
     ("table", "table: an image preset on a table", _csv(TABLE, "--preset", "mnist-fast")),
     ("table", "table: --held-out 1", _csv(TABLE, "--held-out", "1")),
+    ("path", "runs: a folder that does not exist", _argv("runs", "missing")),
+    ("path", "export into a folder that is not empty", _with(lambda t: (t / "full").mkdir() or (t / "full" / "x").write_text("x"), "export", "RUN", "--out", "full")),
+    ("path", "export of a folder that is not a run", _with(lambda t: (t / "empty").mkdir(), "export", "empty", "--out", "model")),
+    ("checkpoint", "sample from an export whose weights are truncated", _exported(lambda m: (m / "model.safetensors").write_bytes((m / "model.safetensors").read_bytes()[:500]), "sample", "model", "--out", "s.png")),
+    ("path", "runs: a file, not a folder", _with(lambda t: (t / "notes.txt").write_text("x"), "runs", "notes.txt")),
 ]  # fmt: skip
 
 

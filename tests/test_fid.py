@@ -145,6 +145,17 @@ def test_reference_statistics_are_cached_by_content(tmp_path, monkeypatch):
     score = fidmod.fid(network, reference, reference)
     # zero up to the rounding of square roots of a rank-5 2048x2048 covariance
     assert abs(score["fid"]) < 1e-5 * cov.trace().item() and score["fid_reference_cached"] == 1.0
+    # KID from the same (cached) features: subsets of all 6 images of each identical set
+    assert score["kid_subset_size"] == 6 and score["kid_subsets"] == 100 and score["kid_seconds"] >= 0
+    features = fidmod.reference_features(network, reference)[2]
+    darker = fidmod.kernel_distance(features, fidmod.inception_features(network, 0.3 * reference))[0]
+    assert darker > 0 and abs(score["kid"]) < 0.05 * darker
+    # an entry written before KID (no features) is recomputed once, then cached again
+    (entry,) = (tmp_path / "fid").glob("*.npz")
+    entry.write_bytes(fidmod.npz_bytes(mean=mean.numpy(), cov=cov.numpy()))
+    calls = network.calls
+    assert not fidmod.reference_features(network, reference)[3] and network.calls == calls + 1
+    assert fidmod.reference_features(network, reference)[3]
 
 
 @needs_inception
@@ -186,3 +197,50 @@ def test_fid_precision_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch):
     for native, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(config, "native_bf16", lambda native=native: native)
         assert fid.choose_precision("auto") == expected
+
+
+def _direct_poly_mmd(x, y):
+    """The unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3, term by term in float64 numpy."""
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    m, d = x.shape
+
+    def k(a, b):
+        return (a @ b / d + 1) ** 3
+
+    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j)
+    across = sum(k(x[i], y[j]) for i in range(m) for j in range(m))
+    return within / (m * (m - 1)) - 2 * across / m**2
+
+
+def test_polynomial_mmd_matches_the_direct_sum():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 7, generator=gen)
+    y = torch.rand(12, 7, generator=gen) + 0.3
+    assert fidmod.polynomial_mmd(x, y) == pytest.approx(_direct_poly_mmd(x, y), rel=1e-6)
+    assert fidmod.polynomial_mmd(x, y) == pytest.approx(fidmod.polynomial_mmd(y, x), rel=1e-9)  # symmetric
+    with pytest.raises(ValueError, match="same shape"):
+        fidmod.polynomial_mmd(x, y[:5])
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(400, 32, generator=gen)  # non-negative, as Inception's pool features
+    b = torch.rand(400, 32, generator=gen)
+    same, same_std, size = fidmod.kernel_distance(a, b, subsets=20, subset_size=100)
+    assert size == 100 and same_std > 0
+    # the unbiased estimate of a zero MMD: within a few standard errors of 0
+    assert abs(same) < 3 * same_std / 20**0.5 + 1e-3
+    shifted = [fidmod.kernel_distance(a, b + s, subsets=20, subset_size=100)[0] for s in (0.1, 0.2, 0.4)]
+    assert same < shifted[0] < shifted[1] < shifted[2] and shifted[0] > 10 * abs(same)
+    # one subset of everything is the estimate on the whole sets (it does not depend on order)
+    whole, std, size = fidmod.kernel_distance(a, b + 0.1, subsets=1, subset_size=10_000)
+    assert size == 400 and std == 0 and whole == pytest.approx(fidmod.polynomial_mmd(a, b + 0.1), rel=1e-9)
+    # seeded: the same subsets, the same figure
+    assert fidmod.kernel_distance(a, b, subsets=5, subset_size=50) == fidmod.kernel_distance(a, b, 5, 50)
+    assert all(v != v for v in fidmod.kernel_distance(a[:1], b, subsets=5)[:2])  # one point: NaN
+
+
+def test_kid_defaults_are_torch_fidelitys():
+    assert (fidmod.KID_SUBSETS, fidmod.KID_SUBSET_SIZE) == (100, 1000)

@@ -43,7 +43,8 @@ def test_evaluate_adds_its_metrics_to_the_report(runs, capsys):
 
 def test_compare_writes_a_table_row_per_run_and_a_figure(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
-    (runs / "mmd" / "metrics-gmm.json").write_text('{"fd_samples": 12.5}')  # as wae evaluate --sampler gmm
+    # as wae evaluate --sampler gmm
+    (runs / "mmd" / "metrics-gmm.json").write_text('{"fd_samples": 12.5, "kid": 0.01234, "kid_std": 0.00041}')
     try:
         assert main(["compare", str(runs / "vae"), str(runs / "mmd"), "--out", str(out)]) == 0
     finally:
@@ -53,8 +54,48 @@ def test_compare_writes_a_table_row_per_run_and_a_figure(runs, tmp_path, capsys)
         len(rows) == 5 and rows[2].startswith("| vae | vae | prior |") and rows[3].startswith("| mmd | mmd | prior |")
     )
     assert rows[4].startswith("| mmd | mmd | gmm |") and "| 12.50 |" in rows[4]
+    assert (
+        "| KID ↓ (± std) |" in rows[0] and "| 0.0123 ± 0.0004 |" in rows[4] and rows[2].split(" | ")[5:7] == ["–", "–"]
+    )
     width, height = Image.open(out / "compare.png").size
     assert width > 800 and height > 300
+
+
+def test_runs_lists_every_folder_in_one_line_even_broken_ones(runs, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "many"
+    shutil.copytree(runs / "mmd", folder / "a-good")
+    (folder / "b-damaged").mkdir()
+    (folder / "b-damaged" / "config.json").write_text("{")
+    (folder / "c-empty").mkdir()
+    (folder / "d-started").mkdir()
+    shutil.copy(runs / "mmd" / "config.json", folder / "d-started")
+    shutil.copytree(runs / "vae", folder / "e-edited")
+    (folder / "e-edited" / "metrics.json").write_text("[1]")  # not an object: the per-epoch figures are used
+    with open(folder / "e-edited" / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "eval", "step": "x"}\nnot json\n')
+    (folder / ".hidden").mkdir()
+    (folder / "notes.txt").write_text("not a run")
+    assert main(["runs", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("| run | preset | objective | epochs | steps | FID | KID | fast FD | test MSE |")
+    rows = {line.split(" | ")[0].lstrip("| "): line.strip("| ").split(" | ") for line in lines[2:]}
+    assert list(rows) == ["a-good", "b-damaged", "c-empty", "d-started", "e-edited"]
+    good = rows["a-good"]
+    assert good[1:5] == ["mnist-fast", "mmd", "0.5/25", "8"] and good[-1] == "epoch 0 eval"  # 8 of 16 steps
+    assert float(good[8]) > 0 and good[5] == good[6] == "–"  # test MSE; no FID/KID without wae evaluate
+    assert rows["b-damaged"][-1] == "config.json is damaged (JSONDecodeError)"
+    assert rows["c-empty"][-1] == "not a run folder (no config.json)"
+    assert rows["d-started"][3:5] == ["0/25", "0"] and rows["d-started"][-1] == "no checkpoint"
+    assert rows["e-edited"][1:3] == ["mnist-fast", "vae"] and rows["e-edited"][-1] == "epoch 0 eval"
+    assert main(["runs", str(folder / "a-good")]) == 0  # a run folder itself: its line
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert main(["runs", str(tmp_path / "missing")]) == 2
+    assert main(["runs", ""]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 2
 
 
 def test_report_and_compare_refuse_bad_input(runs, tmp_path, capsys):
@@ -64,6 +105,14 @@ def test_report_and_compare_refuse_bad_input(runs, tmp_path, capsys):
     assert not (tmp_path / "c").exists()
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 3 and all("error" in line for line in lines)
+
+
+def test_kid_is_reported_with_its_spread():
+    from wae.report import metrics_rows
+
+    rows = dict(metrics_rows({"fid": 25.91, "kid": 0.01234, "kid_std": 0.00041}))
+    assert rows["KID, samples vs test (Inception; ± std over subsets)"] == "0.01234 ± 0.00041"
+    assert rows["FID, samples vs test (Inception)"] == "25.91"
 
 
 def test_principal_axes_find_the_long_direction():

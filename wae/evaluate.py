@@ -29,6 +29,7 @@ NAN = float("nan")  # a figure that the test split is too small to define (docs/
 # (key, label) of the figures `wae evaluate` prints and `report.html` shows first, in this order
 MAIN_METRICS = [
     ("fid", "FID, samples vs test (Inception)"),
+    ("kid", "KID, samples vs test (Inception; ± std over subsets)"),
     ("test_recon_mse", "test reconstruction MSE / pixel (tables: / entry)"),
     ("test_mmd", "MMD²(Q_Z, P_Z), test codes"),
     ("fd_samples", "Fréchet distance, samples vs test (classifier features)"),
@@ -47,6 +48,15 @@ MAIN_METRICS = [
     ("c2st_auc", "tables: classifier two-sample test AUC (0.5: indistinguishable)"),
     ("data_mmd", "tables: MMD² in data space, samples vs test"),
 ]
+
+
+def metric_text(metrics: dict[str, float], key: str) -> str:
+    """A headline figure as printed and reported: 4 significant digits; KID with the spread of its
+    subsets (``kid_std``) as "value ± std"."""
+    text = f"{metrics[key]:.4g}"
+    if key == "kid" and "kid_std" in metrics:
+        text += f" ± {metrics['kid_std']:.2g}"
+    return text
 
 
 @contextmanager
@@ -363,8 +373,8 @@ def evaluate_run(
     Fréchet distance, precision/recall and class coverage of samples against the test set
     (and for a conditional model, whose samples are drawn with :func:`balanced_labels`, the
     :func:`conditional_metrics`);
-    with ``fid_precision`` ("fp32", "bf16" or "auto") also the Inception FID of samples against the test
-    set (see ``wae.fid``). Samples come from P_Z, or from ``sampler`` when given."""
+    with ``fid_precision`` ("fp32", "bf16" or "auto") also the Inception FID and KID of samples against
+    the test set (see ``wae.fid``). Samples come from P_Z, or from ``sampler`` when given."""
     test_labels = data.test_labels if model.classes else None
     passed = test_pass(model, data.test, value_range, labels=test_labels)
     metrics: dict[str, float] = test_metrics(model, data.test, value_range, passed, seed)

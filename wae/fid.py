@@ -14,9 +14,11 @@ channels; values become ``2 v / 255 - 1``, in [-1, 1]; images are resized to 299
 bilinear interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``, no
 antialiasing).
 
-Statistics (mean, covariance) of a reference set are cached in ``$WAE_CACHE_DIR`` (default
-``~/.cache/wae``) under a key that hashes the 8-bit pixels, the preprocessing, the network file
-and the precision, so a changed dataset or setting never reuses stale statistics.
+The features of a reference set and their statistics (mean, covariance) are cached in
+``$WAE_CACHE_DIR`` (default ``~/.cache/wae``) under a key that hashes the 8-bit pixels, the
+preprocessing, the network file and the precision, so a changed dataset or setting never reuses
+stale statistics. FID and KID (kernel Inception distance, :func:`kernel_distance`) are computed
+from the same features.
 """
 
 from __future__ import annotations
@@ -73,6 +75,64 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
     if min(len(features_a), len(features_b)) < 2:
         return float("nan")
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+# ----------------------------------------------------------------------------- kernel Inception distance
+
+# the defaults of torch-fidelity (KID_SUBSETS, KID_SUBSET_SIZE) and of torchmetrics'
+# KernelInceptionDistance (subsets=100, subset_size=1000, degree=3, gamma=None -> 1/d, coef=1)
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+
+
+def polynomial_mmd(x: Tensor, y: Tensor) -> float:
+    """Unbiased estimate of MMD^2 between samples x (m, d) and y (m, d) of equal size m >= 2 with
+    the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3 of Binkowski et al. (2018, "Demystifying
+    MMD GANs", the KID):
+
+        sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (m (m - 1))
+        - 2 sum_{i, j} k(x_i, y_j) / m^2,
+
+    as torch-fidelity's ``mmd2`` (``mmd_est="unbiased"``) and torchmetrics'
+    ``maximum_mean_discrepancy`` compute it. The inner products are float32 matrix products,
+    the powers and sums float64. Its expectation is 0 when x and y come from one distribution;
+    a single estimate can be negative."""
+    m, d = x.shape
+    if y.shape != (m, d) or m < 2:
+        raise ValueError(f"need two samples of the same shape (m >= 2, d); got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = x.float(), y.float()
+
+    def kernel(a: Tensor, b: Tensor) -> Tensor:
+        return ((a @ b.T).double() / d + 1) ** 3
+
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
+    within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+    return float(within - 2 * k_xy.sum() / m**2)
+
+
+def kernel_distance(
+    real: Tensor, fake: Tensor, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, seed: int = 0
+) -> tuple[float, float, int]:
+    """KID: the mean and standard deviation (population, ddof 0) of :func:`polynomial_mmd` over
+    ``subsets`` pairs of random subsets (without replacement within a subset) of features real
+    (n, d) and fake (n', d); returns (mean, std, subset size used). As in torch-fidelity and
+    torchmetrics, whose defaults these are (100 subsets of 1,000), except that a set smaller than
+    ``subset_size`` lowers the subset size to min(n, n') instead of raising; NaN when that is
+    below 2. The std is the spread of one subset's estimate, not the standard error of the mean
+    (that is std / sqrt(subsets), for independent subsets). Subsets are drawn with a
+    ``torch.Generator`` seeded by ``seed``, so the figure is reproducible (torch-fidelity draws
+    with numpy's, so single subsets differ, not the expectation)."""
+    size = min(subset_size, len(real), len(fake))
+    if size < 2:
+        return float("nan"), float("nan"), size
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    for _ in range(subsets):
+        pick_real = torch.randperm(len(real), generator=generator)[:size]
+        pick_fake = torch.randperm(len(fake), generator=generator)[:size]
+        scores.append(polynomial_mmd(real[pick_real], fake[pick_fake]))
+    values = torch.tensor(scores, dtype=torch.float64)
+    return float(values.mean()), float(values.std(correction=0)), size
 
 
 # ----------------------------------------------------------------------------- the Inception network
@@ -169,25 +229,37 @@ def stats_key(images: Tensor, precision: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def reference_stats(
+def reference_features(
     network: Any, images: Tensor, precision: str = "fp32", progress: bool = False
-) -> tuple[Tensor, Tensor, bool]:
-    """Mean (2048,) and covariance (2048, 2048), float64, of a reference set's features, from
-    the cache when present; the flag says whether they came from it."""
+) -> tuple[Tensor, Tensor, Tensor, bool]:
+    """Mean (2048,) and covariance (2048, 2048), float64, and the features (n, 2048), float32, of
+    a reference set, from the cache when present; the flag says whether they came from it. An
+    entry written before KID (statistics without features) is recomputed once."""
     path = cache_dir() / "fid" / f"{stats_key(images, precision)}.npz"
     if path.is_file():
         try:
             with np.load(path) as f:
-                return torch.from_numpy(f["mean"]), torch.from_numpy(f["cov"]), True
+                mean, cov, features = (torch.from_numpy(f[key]) for key in ("mean", "cov", "features"))
+                return mean, cov, features, True
         except (OSError, ValueError, KeyError):
-            pass  # unreadable cache entry: recompute and overwrite it
-    mean, cov = gaussian_stats(inception_features(network, images, precision=precision, progress=progress))
+            pass  # unreadable (or pre-KID) cache entry: recompute and overwrite it
+    features = inception_features(network, images, precision=precision, progress=progress)
+    mean, cov = gaussian_stats(features)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, npz_bytes(mean=mean.numpy(), cov=cov.numpy()))
+        write_atomic(path, npz_bytes(mean=mean.numpy(), cov=cov.numpy(), features=features.numpy()))
     except OSError:
         pass  # a read-only cache only costs time
-    return mean, cov, False
+    return mean, cov, features, False
+
+
+def reference_stats(
+    network: Any, images: Tensor, precision: str = "fp32", progress: bool = False
+) -> tuple[Tensor, Tensor, bool]:
+    """Mean (2048,) and covariance (2048, 2048), float64, of a reference set's features, from
+    the cache when present (:func:`reference_features`); the flag says whether they came from it."""
+    mean, cov, _, cached = reference_features(network, images, precision, progress)
+    return mean, cov, cached
 
 
 def choose_precision(precision: str) -> str:
@@ -201,23 +273,42 @@ def choose_precision(precision: str) -> str:
 
 
 def fid(
-    network: Any, generated: Tensor, reference: Tensor, precision: str = "fp32", progress: bool = False
+    network: Any,
+    generated: Tensor,
+    reference: Tensor,
+    precision: str = "fp32",
+    progress: bool = False,
+    kid_subsets: int = KID_SUBSETS,
 ) -> dict[str, float]:
-    """FID between generated and reference images (n, c, h, w) in [0, 1], the Inception pass in
-    ``precision`` (fp32, bf16 or auto: :func:`choose_precision`): ``fid``, the seconds spent
-    (``fid_seconds``), whether the reference statistics came from the cache, and the precision
-    used (``fid_bf16``: 1 for a bf16 Inception pass, 0 for fp32)."""
+    """FID and KID between generated and reference images (n, c, h, w) in [0, 1], the Inception
+    pass in ``precision`` (fp32, bf16 or auto: :func:`choose_precision`): ``fid``, the seconds
+    spent (``fid_seconds``: the Inception passes and the Fréchet distance), whether the reference
+    features came from the cache, the precision used (``fid_bf16``: 1 for a bf16 Inception pass,
+    0 for fp32); then, unless ``kid_subsets`` is 0, :func:`kernel_distance` of the same features:
+    ``kid``, ``kid_std``, ``kid_subsets``, ``kid_subset_size`` and ``kid_seconds`` (the time KID
+    adds)."""
     start = time.perf_counter()
     precision = choose_precision(precision)
-    ref_mean, ref_cov, cached = reference_stats(network, reference, precision, progress)
+    ref_mean, ref_cov, ref_features, cached = reference_features(network, reference, precision, progress)
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
     mean, cov = gaussian_stats(features)
-    return {
+    result = {
         "fid": frechet_distance(mean, cov, ref_mean, ref_cov),
         "fid_seconds": time.perf_counter() - start,
         "fid_reference_cached": float(cached),
         "fid_bf16": float(precision == "bf16"),
     }
+    if kid_subsets > 0:
+        start = time.perf_counter()
+        kid, kid_std, size = kernel_distance(ref_features, features, kid_subsets)
+        result.update(
+            kid=kid,
+            kid_std=kid_std,
+            kid_subsets=float(kid_subsets),
+            kid_subset_size=float(size),
+            kid_seconds=time.perf_counter() - start,
+        )
+    return result
 
 
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:

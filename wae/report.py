@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .checkpoint import write_atomic
 from .config import Config, UserError, validate
-from .evaluate import MAIN_METRICS
+from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
 
 LOSS_KEYS = ("total", "recon", "penalty", "adversary", "logvar_l1")
@@ -230,7 +230,7 @@ def _format(value: Any) -> str:
 
 def metrics_rows(metrics: dict[str, float]) -> list[tuple[str, str]]:
     """(label, value) of the headline figures present, then class fractions if any."""
-    rows = [(label, _format(metrics[key])) for key, label in MAIN_METRICS if key in metrics]
+    rows = [(label, html.escape(metric_text(metrics, key))) for key, label in MAIN_METRICS if key in metrics]
     fractions = [metrics.get(f"class_{c}_fraction") for c in range(10)]
     if all(f is not None for f in fractions):
         rows.append(("predicted classes of samples (0-9, %)", " ".join(f"{100 * f:.0f}" for f in fractions if f)))

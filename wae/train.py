@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import __version__, runs
+from . import __version__, runs, tracking
 from . import checkpoint as ckpt
 from .config import SAMPLE_PENALTIES, Config, UserError, resolve_precision, validate
 from .costs import reconstruction_cost
@@ -492,8 +492,13 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
 
 
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
-    """The trained auto-encoder of a run folder (or a checkpoint file), in eval mode (a
-    conditional run's class names: :func:`class_names`)."""
+    """The trained auto-encoder of a run folder (or a checkpoint file, or a folder that
+    ``wae export`` wrote), in eval mode, with its config (a conditional run's class names:
+    :func:`class_names`)."""
+    from .export import is_export, load_exported
+
+    if is_export(runs.given_path(run, "run")):
+        return load_exported(run)
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     try:
         cfg = ckpt.config_of(payload)
@@ -783,6 +788,9 @@ def fit(
     Under ``torchrun`` every process calls this with the same arguments: each trains on its
     shard of every global batch and rank 0 alone writes the run folder."""
     validate(cfg)
+    tracking.check_installed(cfg)
+    if run_dir is None and tracking.names_of(cfg.train.log):
+        raise UserError(f"train.log = {cfg.train.log!r}: trackers write into the run folder; give one")
     device = resolve_device(cfg.train.device, launched().local_rank)
     if run_dir is not None:
         run_dir = runs.given_path(run_dir, "the run folder")
@@ -817,7 +825,8 @@ def _fit(
     if loop.out is not None:
         loop.out.mkdir(parents=True, exist_ok=True)
         ckpt.write_atomic(loop.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-    return loop.run(progress)
+    with tracking.open_trackers(cfg, loop.out) as loop.trackers:  # rank 0 alone: loop.out is None elsewhere
+        return loop.run(progress)
 
 
 class _Loop:
@@ -849,6 +858,7 @@ class _Loop:
         self.train_time, self.trained = 0.0, 0  # seconds and images of training steps, this session
         self.window_time, self.window_images = 0.0, 0  # the same since the last line of metrics.jsonl
         self.skipped = 0  # batches with a non-finite loss (counted in this session)
+        self.trackers = tracking.Trackers()  # TensorBoard, W&B, MLflow: none until _fit opens them
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.signum = int(signal.SIGINT)  # the signal that asked
 
@@ -993,6 +1003,7 @@ class _Loop:
             self.window_time, self.window_images = 0.0, 0
             if self.out is not None:
                 _append_jsonl(self.out / "metrics.jsonl", record)
+            self.trackers.scalars("train", record, state.step)
 
     def checkpoint_point(self, epoch: int) -> None:
         """Rank 0 evaluates, writes the figures and the report and saves a checkpoint, while the
@@ -1031,8 +1042,13 @@ class _Loop:
         )
         if out is not None:
             _append_jsonl(out / "metrics.jsonl", record)
+            self.trackers.scalars("eval", record, state.step)
             if not table:
                 _figures(state, self.data, out, epoch, self.fixed_z)
+                grids = ("samples", "reconstructions", "interpolations")
+                self.trackers.images(
+                    {name: out / "grids" / f"{name}-epoch{epoch:03d}.png" for name in grids}, state.step
+                )
             ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
             _report(state, self.data, out, self.evals, speed)
         return metrics

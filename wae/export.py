@@ -1,0 +1,322 @@
+"""Export a trained run for sharing and deployment, without pickles.
+
+``wae export RUN --out DIR`` writes a folder that :func:`wae.load_model` and ``wae sample``
+accept: ``model.safetensors`` (the weights that generate: the moving average when the run kept
+one; the image shape and format in its metadata), ``config.json`` (the run's config, as plain
+JSON), ``README.md`` (a model card: data, preset, settings, metrics, how to load) and
+``export.json`` (what was exported, and the checks below). It is the layout of a model
+repository on a hub (``huggingface_hub.upload_folder`` pushes it as it is). ``--format
+torchscript`` and ``--format onnx`` add the decoder alone, codes (n, d_z) -> images (n, c, h,
+w) in [0, 1], for deployment: ``decoder.torchscript.pt`` (``torch.jit.trace``) and
+``decoder.onnx`` (``torch.onnx.export``, batch size dynamic). Each is read back from its file
+and checked against the eager decoder on seeded random codes from the prior; the largest
+absolute difference of pixels is recorded (the ONNX file is run in onnxruntime when it is
+installed). Loading reads the safetensors file (no code runs) and JSON only.
+
+Needs ``safetensors``; ONNX needs ``onnx``, ``onnxscript`` and (for the check) ``onnxruntime``:
+``pip install 'wae[export]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import __version__
+from .checkpoint import json_text, write_atomic
+from .config import Config, UserError, validate
+from .data import to_unit_range
+from .model import AutoEncoder
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "README.md"
+RECORD = "export.json"
+TORCHSCRIPT = "decoder.torchscript.pt"
+ONNX = "decoder.onnx"
+FORMATS = ("safetensors", "torchscript", "onnx")
+FORMAT_VERSION = "1"  # of the safetensors metadata below
+CHECK_CODES = 64  # random codes each exported decoder is checked on
+
+
+def is_export(folder: str | Path) -> bool:
+    """Whether ``folder`` is an exported model (it holds ``model.safetensors``)."""
+    return (Path(folder) / WEIGHTS).is_file()
+
+
+def _safetensors() -> Any:
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise UserError("exported models need safetensors: pip install 'wae[export]'") from None
+    return safetensors
+
+
+class ImageDecoder(nn.Module):
+    """The decoder alone, as deployed: codes (n, d_z) -> images (n, c, h, w) in [0, 1]."""
+
+    def __init__(self, model: AutoEncoder, value_range: str) -> None:
+        super().__init__()
+        self.model, self.value_range = model, value_range
+
+    def forward(self, z: Tensor) -> Tensor:
+        return to_unit_range(self.model.activate(self.model.decoder(z)), self.value_range)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def save_weights(model: AutoEncoder, cfg: Config, out: Path, about: dict[str, Any]) -> None:
+    """``model``'s weights (float32, contiguous) into ``out/model.safetensors`` with its image
+    shape in the metadata, and ``cfg`` into ``out/config.json``."""
+    st = _safetensors()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": f"wae-export-{FORMAT_VERSION}",
+        "channels": str(model.channels),
+        "size": str(model.size),
+        "wae_version": __version__,
+        **{k: str(v) for k, v in about.items()},
+    }
+    write_atomic(out / WEIGHTS, st.torch.save(tensors, metadata=metadata))
+    write_atomic(out / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def _shape_of(metadata: dict[str, str], path: Path) -> tuple[int, int]:
+    if metadata.get("format") != f"wae-export-{FORMAT_VERSION}":
+        raise UserError(f"{path} is not a wae export (format {metadata.get('format')!r})")
+    try:
+        channels, size = int(metadata["channels"]), int(metadata["size"])
+    except (KeyError, ValueError):
+        raise UserError(f"{path}: metadata channels/size missing or not whole numbers") from None
+    return channels, size
+
+
+def load_exported(folder: str | Path) -> tuple[AutoEncoder, Config]:
+    """The auto-encoder (eval mode) and config of an exported folder: ``config.json`` checked
+    as a stored config, ``model.safetensors`` read without unpickling (image shape from its
+    metadata), the weights checked against the config and for finite values. A damaged or
+    foreign folder is a one-line :class:`UserError`."""
+    from .checkpoint import image_shape_of
+    from .train import _load_weights, _model_for
+
+    st = _safetensors()
+    folder = Path(folder)
+    path, config_path = folder / WEIGHTS, folder / CONFIG
+    try:
+        cfg = Config.from_dict(json.loads(config_path.read_text()))
+        validate(cfg)
+    except FileNotFoundError:
+        raise UserError(f"{folder} is an export without {CONFIG}") from None
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"{config_path} is damaged ({type(err).__name__})") from None
+    except UserError as err:
+        raise UserError(f"{config_path}: {err}") from None
+    try:
+        with st.safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = st.torch.load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError for a damaged header
+        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+    channels, size = _shape_of(metadata, path)
+    try:
+        image_shape_of({"data": {"channels": channels, "size": size}})
+        model = _model_for(cfg, channels, size)
+        _load_weights(model, {"model": tensors})
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    return model.eval(), cfg
+
+
+# ----------------------------------------------------------------------------- deployable decoders
+
+
+def check_codes(model: AutoEncoder, seed: int = 0, n: int = CHECK_CODES) -> Tensor:
+    """``n`` seeded codes from the model's prior, (n, d_z), float32: what exports are checked on."""
+    return model.prior_sample(n, torch.Generator().manual_seed(seed)).float()
+
+
+def export_torchscript(decoder: ImageDecoder, path: Path, codes: Tensor) -> float:
+    """Trace ``decoder`` to ``path``; load the file back and return the largest absolute pixel
+    difference from the eager decoder on ``codes``."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript is deprecated upstream; the file format is kept
+        traced = torch.jit.trace(decoder, codes[:2])
+        tmp = path.with_name(path.name + ".tmp")
+        torch.jit.save(traced, str(tmp))
+        tmp.replace(path)
+        loaded = torch.jit.load(str(path))
+        return float((loaded(codes) - decoder(codes)).abs().max())
+
+
+def export_onnx(decoder: ImageDecoder, path: Path, codes: Tensor) -> float | None:
+    """``decoder`` as ONNX (torch's exporter, batch size dynamic) to ``path``; with onnxruntime
+    installed, the largest absolute pixel difference of the file's outputs from the eager
+    decoder on ``codes``, else None."""
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("onnxscript") is None or importlib.util.find_spec("onnx") is None:
+        raise UserError("ONNX export needs onnx and onnxscript: pip install 'wae[export]'")
+    tmp = path.with_name(path.name + ".tmp")
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                decoder,
+                (codes[:2],),
+                str(tmp),
+                input_names=["code"],
+                output_names=["image"],
+                dynamic_shapes={"z": {0: torch.export.Dim("batch", min=1)}},
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        quiet.setLevel(level)
+    tmp.replace(path)
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (images,) = session.run(None, {"code": codes.numpy()})
+    with torch.no_grad():
+        return float((torch.from_numpy(images) - decoder(codes)).abs().max())
+
+
+# ----------------------------------------------------------------------------- the folder
+
+
+def _card(run: Path, cfg: Config, model: AutoEncoder, record: dict[str, Any], metrics: dict[str, float]) -> str:
+    """The model card (README.md) of an export."""
+    from .evaluate import MAIN_METRICS, metric_text
+
+    m, loss, train = cfg.model, cfg.loss, cfg.train
+    rows = [f"| {label} | {metric_text(metrics, key)} |" for key, label in MAIN_METRICS if key in metrics]
+    checks = [
+        f"| {name} | `{record['files'][name]}` | "
+        + (f"{record['max_abs_diff'][name]:.3g}" if record["max_abs_diff"].get(name) is not None else "not run")
+        + f" | {record['seconds'][name]:.2f} |"
+        for name in record["formats"]
+        if name != "safetensors"
+    ]
+    lines = [
+        f"# WAE ({loss.objective}) exported from run `{run.name}`",
+        "",
+        f"A Wasserstein auto-encoder (Tolstikhin et al., ICLR 2018) trained with the `wae` package {__version__}.",
+        "",
+        f"- data: {record['data']}, images {model.channels}x{model.size}x{model.size}, range {cfg.data.range}",
+        f"- preset `{cfg.preset}`, objective `{loss.objective}`, architecture `{m.arch}`, {m.encoder} encoder, "
+        f"d_z = {m.latent_dim}, prior {loss.prior} (variance {loss.prior_var})",
+        f"- loss: cost {loss.cost} x {loss.cost_scale}, lambda = {loss.lam}",
+        f"- training: {record['step']} steps of batch {train.batch_size}, seed {train.seed}",
+        f"- {sum(p.numel() for p in model.parameters()):,} parameters",
+        "",
+        "## Metrics",
+        "",
+        f"From {record['metrics_from']}; the wae documentation (docs/evaluation.md) defines each.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        *(rows or ["| (none recorded) | |"]),
+        "",
+        "## Files",
+        "",
+        f"- `{WEIGHTS}`: the weights (safetensors; loading runs no code), `{CONFIG}`: the settings",
+        "- `export.json`: what was exported, and the checks below",
+        "",
+        "```python",
+        "import wae",
+        f'model, config = wae.load_model("{record["out_name"]}")  # AutoEncoder, Config',
+        "images = model.sample(16)  # (16, c, h, w)",
+        "```",
+        "",
+        f"or `wae sample {record['out_name']} --n 64 --out samples.png`.",
+    ]
+    if checks:
+        lines += [
+            "",
+            "Decoders for deployment: codes (n, d_z), float32 -> images (n, c, h, w) in [0, 1]. Checked against the "
+            f"eager decoder on {CHECK_CODES} seeded prior codes (largest absolute pixel difference):",
+            "",
+            "| format | file | max abs diff | export seconds |",
+            "|---|---|---|---|",
+            *checks,
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("safetensors",)) -> dict[str, Any]:
+    """Export the run folder ``run`` into the new (or empty) folder ``out``: the safetensors
+    weights, config and model card always; a TorchScript and/or ONNX decoder as ``formats``
+    asks. Returns the record written to ``out/export.json``: files, max abs differences from
+    the eager decoder (None when onnxruntime is missing), seconds per format."""
+    from .report import run_metrics
+    from .runs import read_checkpoint
+    from .train import load_model
+
+    run, out = Path(run), Path(out)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise UserError(f"unknown export format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out} exists and is not an empty folder; give a new one")
+    _safetensors()  # before any work
+    model, cfg = load_model(run)
+    payload, _ = read_checkpoint(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = run_metrics(run) if (run / "config.json").is_file() else {}
+    source = "wae evaluate (metrics.json)" if (run / "metrics.json").is_file() else "the last per-epoch evaluation"
+    data_name = payload.get("data", {}).get("name", cfg.data.dataset)
+    record: dict[str, Any] = {
+        "run": str(run.resolve()),
+        "step": int(payload.get("step", 0)),
+        "data": str(data_name),
+        "formats": ["safetensors", *(f for f in FORMATS[1:] if f in formats)],
+        "files": {"safetensors": WEIGHTS},
+        "max_abs_diff": {},
+        "seconds": {},
+        "check_codes": CHECK_CODES,
+        "metrics_from": source if metrics else "no evaluation",
+        "out_name": out.name,
+    }
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        start = time.perf_counter()
+        save_weights(model, cfg, out, {"step": record["step"], "data": record["data"]})
+        record["seconds"]["safetensors"] = time.perf_counter() - start
+        decoder = ImageDecoder(model, cfg.data.range).eval()
+        codes = check_codes(model)
+        for name, file, export in (("torchscript", TORCHSCRIPT, export_torchscript), ("onnx", ONNX, export_onnx)):
+            if name in record["formats"]:
+                start = time.perf_counter()
+                record["max_abs_diff"][name] = export(decoder, out / file, codes)
+                record["files"][name] = file
+                record["seconds"][name] = time.perf_counter() - start
+        sampler = run / "sampler-gmm.npz"
+        if sampler.is_file():  # plain arrays: wae sample DIR --sampler gmm works on the export too
+            shutil.copyfile(sampler, out / sampler.name)
+        write_atomic(out / CARD, _card(run, cfg, model, record, metrics))
+        write_atomic(out / RECORD, json_text(record, indent=1) + "\n")
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for child in out.iterdir():
+                child.unlink() if child.is_file() else shutil.rmtree(child, ignore_errors=True)
+        raise
+    return record
