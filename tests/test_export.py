@@ -156,3 +156,17 @@ def test_export_refuses_a_full_folder_and_names_the_missing_extra(run, exported,
     monkeypatch.setitem(__import__("sys").modules, "safetensors", None)  # as if not installed
     assert main(["export", str(run), "--out", str(tmp_path / "new")]) == 2
     assert "pip install 'wae[export]'" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_conditional_and_table_runs_are_refused_in_one_line(tmp_path, capsys):
+    from tests.test_tables import table_rows, write_csv
+
+    write_csv(tmp_path / "t.csv", table_rows())
+    tiny = ["--batch-size", "32", "--precision", "fp32", "--max-steps", "2", "--no-progress"]
+    assert main(["train", "--data", str(tmp_path / "t.csv"), *tiny, "--out", str(tmp_path / "table")]) == 0
+    assert main(["train", "--dataset", "synthetic", "--condition", "labels", *tiny, "--out", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    for run, what in [("table", "runs on tables"), ("c", "conditional runs")]:
+        assert main(["export", str(tmp_path / run), "--out", str(tmp_path / f"{run}-model")]) == 2
+        assert f"does not handle {what}" in capsys.readouterr().err
+        assert not (tmp_path / f"{run}-model").exists()

@@ -275,6 +275,9 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
         raise UserError(f"--out {out} exists and is not an empty folder; give a new one")
     _safetensors()  # before any work
     model, cfg = load_model(run)
+    if model.classes or cfg.data.dataset == "table":
+        what = "conditional runs" if model.classes else "runs on tables"
+        raise UserError(f"wae export does not handle {what} yet (their labels or column scaling are not exported)")
     payload, _ = read_checkpoint(run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -511,7 +511,12 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
 
 
 def class_names(run: str | Path) -> tuple[str, ...]:
-    """The class names of a conditional run, in label order (() for an unconditional run)."""
+    """The class names of a conditional run, in label order (() for an unconditional run, and for
+    an export, which holds unconditional models only)."""
+    from .export import is_export
+
+    if is_export(runs.given_path(run, "run")):
+        return ()
     payload, path = runs.read_checkpoint(run)
     try:
         return ckpt.class_names_of(payload, ckpt.config_of(payload))
