@@ -16,6 +16,7 @@ import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -431,16 +432,22 @@ def markdown(tmp_root: Path) -> str:
     run = tmp_root / "run"
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         main(["train", *TINY, "--max-steps", "2", "--out", str(run)])
+    return case_table(CASES, tmp_root, run)
+
+
+def case_table(cases: list[tuple[str, str, Any]], tmp_root: Path, run: Path) -> str:
+    """Run ``cases`` (each in its own folder under ``tmp_root``, against the trained ``run``)
+    and return their Markdown table, headed by the count of clean refusals."""
     rows = ["| # | kind | input | exit | message |", "|---|---|---|---|---|"]
     clean = 0
-    for i, (group, what, setup) in enumerate(CASES, 1):
+    for i, (group, what, setup) in enumerate(cases, 1):
         case_dir = tmp_root / f"case-{i}"
         case_dir.mkdir()
         code, err = run_case(setup, case_dir, run)
         clean += code == 2 and err.count("\n") == 1
         message = err.strip().replace(str(tmp_root), "…").replace("|", "\\|")
         rows.append(f"| {i} | {group} | {what} | {code} | `{message}` |")
-    return f"{clean} of {len(CASES)} bad inputs gave exit code 2 and one line.\n\n" + "\n".join(rows) + "\n"
+    return f"{clean} of {len(cases)} bad inputs gave exit code 2 and one line.\n\n" + "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from wae.model import AutoEncoder
 from wae.train import class_grid, class_names, fit, latent_penalty, load_model, per_class_penalty
 
 from .conftest import run_cli, tiny_config
-from .test_bad_input import _copy_run, run_case
+from .test_bad_input import _copy_run, case_table, run_case
 
 TINY = ["--dataset", "synthetic", "--synthetic-size", "16", "--synthetic-count", "128", "--batch-size", "32"]
 TINY += ["--precision", "fp32", "--eval-size", "32", "--no-progress"]
@@ -388,16 +388,7 @@ def markdown(tmp_root: Path) -> str:
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         main(["train", *TINY, "--condition", "labels", "--max-steps", "2", "--out", str(run)])
         main(["train", *TINY, "--max-steps", "1", "--out", str(tmp_root / "plain")])
-    rows = ["| # | kind | input | exit | message |", "|---|---|---|---|---|"]
-    clean = 0
-    for i, (group, what, setup) in enumerate(CASES, 1):
-        case_dir = tmp_root / f"case-{i}"
-        case_dir.mkdir()
-        code, err = run_case(setup, case_dir, run)
-        clean += code == 2 and err.count("\n") == 1
-        message = err.strip().replace(str(tmp_root), "…").replace("|", "\\|")
-        rows.append(f"| {i} | {group} | {what} | {code} | `{message}` |")
-    return f"{clean} of {len(CASES)} bad inputs gave exit code 2 and one line.\n\n" + "\n".join(rows) + "\n"
+    return case_table(CASES, tmp_root, run)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,16 @@ from .model import AutoEncoder
 from .train import Run, fit, load_model
 
 
+def _config(config: Config | str, objective: str | None) -> Config:
+    """The starting config of the Python API: a preset by name, or a :class:`Config` given (for
+    ``objective`` when one is given)."""
+    if isinstance(config, str):
+        return preset(config, objective or "mmd")
+    if not isinstance(config, Config):
+        raise UserError(f"config must be a wae.Config or a preset name; got {type(config).__name__}")
+    return for_objective(config, objective) if objective is not None else config
+
+
 def fit_tensor(
     images: Tensor | np.ndarray,
     config: Config | str = "mnist-fast",
@@ -46,12 +56,7 @@ def fit_tensor(
     (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write. Bad input (a
     list, NaN pixels, ``latent_dim=2.5``) raises :class:`UserError`, a ``ValueError``, before
     any work."""
-    if isinstance(config, str):
-        cfg = preset(config, objective or "mmd")
-    elif not isinstance(config, Config):
-        raise UserError(f"config must be a wae.Config or a preset name; got {type(config).__name__}")
-    else:
-        cfg = for_objective(config, objective) if objective is not None else config
+    cfg = _config(config, objective)
     if labels is not None:
         settings.setdefault("condition", "labels")
     cfg = override(cfg, dataset="tensor", **settings)
@@ -78,12 +83,7 @@ def fit_table(
     Bad input raises :class:`UserError` before any work."""
     from .tables import from_array
 
-    if isinstance(config, str):
-        cfg = preset(config, objective or "mmd")
-    elif not isinstance(config, Config):
-        raise UserError(f"config must be a wae.Config or a preset name; got {type(config).__name__}")
-    else:
-        cfg = for_objective(config, objective) if objective is not None else config
+    cfg = _config(config, objective)
     if isinstance(rows, str | Path):
         if test_rows is not None:
             raise UserError("test_rows goes with an array; a file holds its own test split (x_test) or none")

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -186,6 +186,25 @@ def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray
         raise UserError(f"{where} is damaged ({type(err).__name__})") from None
 
 
+def open_npz(path: Path) -> Any:
+    """``np.load`` of an .npz file without pickles; :class:`UserError` when it is not one (a plain
+    .npy or a pickle named .npz, which np.load would also read, or a damaged archive)."""
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)") from None
+
+
+def training_key(f: Any, path: Path) -> str:
+    """The name of the training array of an opened .npz: "x_train", else "x"; :class:`UserError` without either."""
+    key = "x_train" if "x_train" in f else "x" if "x" in f else None
+    if key is None:
+        raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
+    return key
+
+
 def load_npz(path: str | Path, labels: bool = False) -> ImageData:
     """A user's images from an .npz with ``x_train`` (or ``x``) and optionally ``x_test``;
     with ``labels``, their integer classes too: ``y_train`` (or ``y``), and ``y_test`` with
@@ -196,16 +215,8 @@ def load_npz(path: str | Path, labels: bool = False) -> ImageData:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
-    if not zipfile.is_zipfile(path):  # np.load would read a plain .npy (or pickle) named .npz
-        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)")
-    try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)") from None
-    with f:
-        key = "x_train" if "x_train" in f else "x" if "x" in f else None
-        if key is None:
-            raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
+    with open_npz(path) as f:
+        key = training_key(f, path)
         train = _as_nchw(npz_array(f, key, path), path, key)
         test = _as_nchw(npz_array(f, "x_test", path), path, "x_test") if "x_test" in f else None
         if labels:

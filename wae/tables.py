@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .config import UserError, check_memory
-from .data import ImageData, npz_array
+from .data import ImageData, npz_array, open_npz, training_key
 from .divergences import mmd_imq
 
 TABLE_SUFFIXES = (".csv", ".npy", ".npz")
@@ -287,16 +287,8 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(training rows, test rows or None) of a table .npz, checked."""
-    if not zipfile.is_zipfile(path):
-        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)")
-    try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        raise UserError(f"{path} is not a readable .npz file (numpy's savez format)") from None
-    with f:
-        key = "x_train" if "x_train" in f else "x" if "x" in f else None
-        if key is None:
-            raise UserError(f"{path} has no 'x_train' or 'x' array (found: {', '.join(f.files) or 'nothing'})")
+    with open_npz(path) as f:
+        key = training_key(f, path)
         train = _numeric(npz_array(f, key, path), f"{path}: '{key}'")
         test = _numeric(npz_array(f, "x_test", path), f"{path}: 'x_test'") if "x_test" in f else None
     if test is not None and test.shape[1] != train.shape[1]:
