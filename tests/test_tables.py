@@ -310,3 +310,23 @@ def test_the_gaussian_baseline_matches_the_training_moments():
     drawn = gaussian_samples(rows, 20000, seed=0)
     np.testing.assert_allclose(drawn.mean(0), rows.mean(0), atol=0.05 * rows.std(0).max())
     np.testing.assert_allclose(np.corrcoef(drawn, rowvar=False), np.corrcoef(rows, rowvar=False), atol=0.03)
+
+
+def test_hostile_pass_fit_sampler_label_tiny_test_split_and_resume_flags(tmp_path, capsys):
+    """Cases of the hostile pass: fit-sampler on a table run drew an image grid (traceback after
+    the sampler was written); --label on a table run was ignored; a test split under 4 rows
+    crashed the classifier two-sample test; --resume refused --fit-sampler and --log, which it
+    advertises, because the checkpoint comparison kept its own list of resumable settings."""
+    from wae.cli import main
+
+    write_csv(tmp_path / "t.csv", table_rows()[:14])
+    run = tmp_path / "run"
+    tiny = ["--batch-size", "4", "--precision", "fp32", "--no-progress", "--fit-sampler", "none"]
+    assert main(["train", "--data", str(tmp_path / "t.csv"), *tiny, "--max-steps", "2", "--out", str(run)]) == 0
+    assert main(["fit-sampler", str(run), "--components", "2"]) == 0
+    assert (run / "sampler-gmm.npz").is_file() and not list(run.glob("samples-*.png"))
+    assert main(["sample", str(run), "--label", "3", "--out", str(tmp_path / "s.csv")]) == 2
+    assert not (tmp_path / "s.csv").exists()
+    assert main(["evaluate", str(run), "--n", "50", "--no-fid"]) == 0  # 3 test rows: no C2ST, no crash
+    assert json.loads((run / "metrics.json").read_text())["c2st_auc"] is None
+    assert main(["train", "--resume", str(run), "--max-steps", "3", "--fit-sampler", "gmm", "--no-progress"]) == 0

@@ -770,6 +770,8 @@ def _sample_rows(args: argparse.Namespace) -> int:
     from .tables import standardiser_of, write_rows
 
     out = Path(args.out)
+    if getattr(args, "label", None) is not None:
+        raise UserError("--label needs a conditional run; tables have no classes")
     if out.suffix.lower() not in (".csv", ".npy") or not out.parent.is_dir():
         raise UserError(f"--out {out}: a table run writes a .csv or .npy file in an existing folder")
     _check_not_special(out, "--out")
@@ -820,7 +822,8 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         log=print,
     )
     path = save_sampler(sampler, run, args.kind)
-    sampler_grid(model, sampler, cfg, run / f"samples-{args.kind}.png")
+    if cfg.data.dataset != "table":  # rows have no grid to draw
+        sampler_grid(model, sampler, cfg, run / f"samples-{args.kind}.png")
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()
@@ -829,7 +832,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     )
     print(
         f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "
-        f"wrote {path} and samples-{args.kind}.png"
+        f"wrote {path}" + ("" if cfg.data.dataset == "table" else f" and samples-{args.kind}.png")
     )
     print(
         f"mean log-density of test codes: {_SAMPLER_WORDS[args.kind]} {fitted_ll:.3f}"

@@ -29,25 +29,25 @@ import torch
 
 from .checkpoint import FOLDER, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
-from .config import Config, DataConfig, UserError
+from .config import Config, DataConfig, UserError, about, settings
 
 LOCK = ".lock"
+
+
 # settings that may change between sessions of one run (the flags --resume allows), so that a
 # checkpoint and config.json may differ in them
-RESUMABLE = {
-    "train": {
-        "epochs",
-        "max_steps",
-        "threads",
-        "log_every",
-        "eval_every",
-        "keep_checkpoints",
-        "skip_nonfinite",
-        "device",
-        "schedule_epochs",
-    },
-    "data": {"workers", "path"},  # a moved data file is found by its fingerprint
-}
+def _resumable() -> dict[str, set[str]]:
+    """The settings a resumed session may change, by section: those declared with
+    ``resume=True`` (wae/config.py, the one description of every setting), and the data path (a
+    moved data file is found by its fingerprint)."""
+    found: dict[str, set[str]] = {"data": {"path"}}
+    for section, f, _, _ in settings():
+        if about(f)["resume"]:
+            found.setdefault(section, set()).add(f.name)
+    return found
+
+
+RESUMABLE = _resumable()
 
 _held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
 
