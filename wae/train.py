@@ -673,7 +673,8 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     run folder and draw ``samples-KIND.png`` from it."""
     kind, cfg = state.cfg.train.fit_sampler, state.cfg
     if len(data.train) < MIN_EX_POST_CODES:
-        say(f"{len(data.train)} training images are too few to fit a {kind} sampler to; prior samples only")
+        what = "rows" if isinstance(data, TableData) else "images"
+        say(f"{len(data.train)} training {what} are too few to fit a {kind} sampler to; prior samples only")
         return
     start = time.perf_counter()
     model = state.sampler_model
