@@ -9,6 +9,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# the fast suite runs in one process per core (pytest-xdist; a test file stays in one process,
+# so that its module fixtures are built once); TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= auto
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: setup demo test test-slow bench check format settings-table clean
@@ -29,7 +32,7 @@ check: $(STAMP)
 	$(VENV)/bin/ruff format --check wae tests benchmarks
 	$(VENV)/bin/ruff check wae tests benchmarks
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: check
 

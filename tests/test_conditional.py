@@ -55,6 +55,26 @@ def test_the_decoder_reads_the_label_and_unconditional_nets_refuse_labels():
     plain = AutoEncoder(cfg, 1, 16)
     with pytest.raises(ValueError, match="not conditional"):
         plain.decode(z, torch.zeros(4, dtype=torch.long))
+    # the Python API checks labels as the command line does: UserError (a ValueError), not torch's errors
+    x = torch.rand(4, 1, 16, 16)
+    bad = {
+        "must lie in \\[0, 3\\)": [torch.tensor([0, 1, 3, 0]), torch.tensor([-1, 0, 0, 0])],
+        "must be integers": [torch.zeros(4), torch.ones(4, dtype=torch.bool)],
+        "shape \\(4,\\)": [torch.zeros(3, dtype=torch.long), torch.zeros(4, 1, dtype=torch.long)],
+    }
+    for message, cases in bad.items():
+        for labels in cases:
+            for call in (
+                lambda y: model.decode(z, y),
+                lambda y: model.encode(x, labels=y),
+                lambda y: model.sample(4, labels=y),
+            ):
+                with pytest.raises(UserError, match=message):
+                    call(labels)
+    with pytest.raises(UserError, match="must lie in"):
+        model.interpolate(x, x, steps=3, labels_from=[0, 1, 2, 5], labels_to=[0, 0, 0, 0])
+    assert model.interpolate(x, x, steps=3, labels_from=[0, 1, 2, 2], labels_to=[0, 0, 0, 0]).shape == (4, 3, 1, 16, 16)
+    torch.testing.assert_close(model.decode(z, [0, 0, 0, 0]), a)  # a list of ints is accepted
     # the label embedding adds label_dim inputs to the code layer and the decoder's first layer
     assert model.encoder.head.in_features == plain.encoder.head.in_features + cfg.label_dim
     assert model.decoder.fc.in_features == cfg.latent_dim + cfg.label_dim
@@ -293,7 +313,14 @@ def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
     # 60 samples a class against 100 test images: real digits of the right class are at 28
     # (the estimator's bias with so few), of the wrong class at about 2100
     assert wrong["label_accuracy"] < 0.05 and wrong["fd_class_mean"] > 20 * right["fd_class_mean"]
+    assert right["label_accuracy_test"] > 0.97
     assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    # ten classes named 0-9 that are not digits (the test images' labels shuffled, as clothing
+    # or letters would be to this classifier): no label accuracy, which would have no meaning
+    shuffled = test_labels[torch.randperm(len(test_labels), generator=torch.Generator().manual_seed(0))]
+    other = conditional_metrics(test, shuffled, samples, labels, mnist.classes)
+    assert other["label_accuracy_test"] < 0.3 and "label_accuracy" not in other and "label_accuracy_3" not in other
+    assert "fd_class_mean" in other
 
 
 @pytest.mark.slow  # about 40 s on one contended core: 80 steps on 1000 MNIST digits, 4 evaluations

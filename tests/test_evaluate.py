@@ -82,8 +82,10 @@ def test_shipped_classifier_is_small_and_accurate():
 def test_fast_frechet_distance_is_small_between_splits_and_grows_with_damage():
     data = load_mnist()
     classifier = load_classifier()
-    test = to_model_range(data.test[:2000])
-    reference, _ = features_and_probs(classifier, to_model_range(data.train[:2000]))
+    # 1,000 images a side (measured: clean 24.7, blur 3/5: 308/933, noise 0.1/0.3: 40/312; at
+    # 2,000: 17.4, 305/926, 34/308): the order holds with margin at half the cost
+    test = to_model_range(data.test[:1000])
+    reference, _ = features_and_probs(classifier, to_model_range(data.train[:1000]))
 
     def fd(images: torch.Tensor) -> float:
         return frechet_distance_of(features_and_probs(classifier, images.clamp(0, 1))[0], reference)

@@ -52,7 +52,8 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(run, tmp
 
 
 def test_a_new_run_from_a_runs_config_json_plans_its_own_schedule(run, tmp_path):
-    code, err = run_cli(["train", "--config", str(run / "config.json"), "--epochs", "6", "--out", str(tmp_path / "n")])
+    argv = ["train", "--config", str(run / "config.json"), "--epochs", "6", "--max-steps", "1"]
+    code, err = run_cli([*argv, "--out", str(tmp_path / "n")])
     assert code == 0, err
     cfg = json.loads((tmp_path / "n" / "config.json").read_text())
     assert cfg["train"]["schedule_epochs"] == 6  # not the 2 of the run the file came from

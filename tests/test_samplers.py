@@ -85,6 +85,31 @@ def test_fit_sampler_then_sample_and_evaluate_with_it(tmp_path, capsys):
     assert "fd_samples" in metrics and not (run / "metrics.json").exists()
 
 
+def test_a_sampler_fitted_to_other_weights_is_refused_until_refitted(tmp_path, capsys):
+    run, out = tmp_path / "run", str(tmp_path / "s.png")
+    # fitted at the end of training (train.fit_sampler) and by hand: both accepted as they are
+    assert main(["train", *TINY, "--max-steps", "4", "--fit-sampler", "gmm", "--out", str(run)]) == 0
+    assert main(["fit-sampler", str(run), "--kind", "vae", "--hidden", "8"]) == 0
+    for kind in ("gmm", "vae"):
+        assert main(["sample", str(run), "--sampler", kind, "--n", "4", "--out", out]) == 0
+    # trained further: the stored samplers describe the codes of the old weights
+    assert main(["train", "--resume", str(run), "--max-steps", "8", "--fit-sampler", "none", "--no-progress"]) == 0
+    capsys.readouterr()
+    for argv in (["sample", str(run), "--n", "4", "--out", out], ["evaluate", str(run), "--n", "8", "--no-fid"]):
+        assert main([*argv, "--sampler", "vae"]) == 2
+        err = capsys.readouterr().err
+        assert "fitted to the codes of other weights" in err and f"wae fit-sampler {run} --kind vae" in err
+        assert len(err.strip().splitlines()) == 1
+    assert main(["sample", str(run), "--sampler", "gmm", "--n", "4", "--out", out]) == 2
+    assert main(["fit-sampler", str(run)]) == 0  # refitted: accepted again
+    assert main(["sample", str(run), "--sampler", "gmm", "--n", "4", "--out", out]) == 0
+    # a file written before the fingerprint existed carries none and is not checked
+    with np.load(run / "sampler-gmm.npz") as f:
+        np.savez(run / "sampler-gmm.npz", **{k: f[k] for k in ("weights", "means", "covariances")})
+    assert main(["train", "--resume", str(run), "--max-steps", "10", "--fit-sampler", "none", "--no-progress"]) == 0
+    assert main(["sample", str(run), "--sampler", "gmm", "--n", "4", "--out", out]) == 0
+
+
 def test_ill_conditioned_codes_sample_as_scikit_learn_does():
     # 8-D codes on a 7-D subspace at scale 10: covariances with condition number ~1e8, beyond
     # a float32 Cholesky factor (3 of 10 fail); scikit-learn samples from them, so must we

@@ -10,7 +10,16 @@ import pytest
 import torch
 
 from wae.config import UserError
-from wae.samplers import fit_flow, fit_vae, load_flow, load_sampler, load_vae, save_sampler, select_components
+from wae.samplers import (
+    LikelihoodFit,
+    fit_flow,
+    fit_vae,
+    load_flow,
+    load_sampler,
+    load_vae,
+    save_sampler,
+    select_components,
+)
 
 pytest.importorskip("zuko")
 
@@ -38,8 +47,11 @@ def test_held_out_likelihood_chooses_the_true_number_of_clusters():
 
 
 NEURAL = {
-    "flow": (lambda codes: fit_flow(codes, transforms=2, hidden=32, epochs=12, batch_size=256, seed=0), load_flow),
-    "vae": (lambda codes: fit_vae(codes, hidden=32, seed=0), load_vae),
+    "flow": (
+        lambda codes: fit_flow(codes, transforms=2, hidden=32, fit=LikelihoodFit(epochs=12, batch_size=256)),
+        load_flow,
+    ),
+    "vae": (lambda codes: fit_vae(codes, hidden=32), load_vae),
 }
 
 

@@ -102,6 +102,52 @@ def test_constant_columns_are_dropped_with_a_counted_warning_and_put_back(tmp_pa
     assert again.constants == table.standardiser.constants and again.kept == table.standardiser.kept
 
 
+def test_a_csv_without_a_header_keeps_its_first_row_and_names_its_columns(tmp_path):
+    rows = table_rows()
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows.tolist())
+    with pytest.warns(UserWarning, match="no header row"):
+        headless = load_table(path)
+    with_header = load_table(write_csv(tmp_path / "h.csv", rows))
+    torch.testing.assert_close(headless.train, with_header.train)  # all 200 rows, the same split
+    assert headless.standardiser is not None and headless.standardiser.columns == [f"x{j}" for j in range(5)]
+    # a NaN on the first line of a headless file is named by its own line
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["nan", 1.0], *rows[:, :2].tolist()])
+    with pytest.warns(UserWarning), pytest.raises(UserError, match="line 1, column 'x0'"):
+        load_table(path)
+
+
+@pytest.mark.parametrize(
+    "column, too_large",
+    [
+        (np.r_[1e308, -1e308, np.zeros(198)], True),  # the spread overflows
+        (np.r_[np.full(100, 1.7e308), np.full(100, 1.6e308)], True),  # the mean overflows
+        (np.linspace(-1e200, 1e200, 200), True),  # the squares of the spread overflow
+        (np.linspace(-1e150, 1e150, 200), False),  # huge but standardisable
+    ],
+)
+def test_values_too_large_to_standardise_are_one_user_error(column, too_large, tmp_path):
+    rows = table_rows()
+    rows[:, 2] = column
+    if not too_large:
+        assert np.isfinite(from_array(rows).train.numpy()).all()
+        return
+    with pytest.raises(UserError, match="column 'x2' holds values too large to standardise"):
+        from_array(rows)
+    with pytest.raises(UserError, match="column 'c2' holds values too large"):
+        load_table(write_csv(tmp_path / "t.csv", rows))
+
+
+def test_a_test_row_far_outside_the_training_rows_is_one_user_error():
+    rows = table_rows()
+    test = rows[:10].copy()
+    test[3, 1] = 1e300  # finite in float64, overflows float32 once standardised
+    with pytest.raises(UserError, match="row 3 \\(from 0\\), column 'x1'.*too far from the training rows"):
+        from_array(rows, test)
+
+
 def test_a_damaged_stored_standardisation_is_a_user_error():
     good = Standardiser.fit(table_rows(), [f"c{j}" for j in range(5)]).to_payload()
     for change in ({"std": torch.zeros(5, dtype=torch.float64)}, {"kept": [0, 1]}, {"mean": "x"}, {"columns": None}):

@@ -103,9 +103,14 @@ def test_a_missing_tracker_or_an_unknown_one_is_one_line_before_any_work(tmp_pat
     err = capsys.readouterr().err
     assert "pip install 'wae[wandb]'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
-    with pytest.raises(SystemExit) as stop:  # argparse's choices
-        main(["train", *TINY, "--log", "neptune"])
-    assert stop.value.code == 2
+    # comma-separated names, as the help says: the missing one is still named
+    assert main(["train", *TINY, "--max-steps", "2", "--log", "tensorboard,wandb", "--out", str(tmp_path / "r")]) == 2
+    assert "pip install 'wae[wandb]'" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    for bad in ("neptune", "tensorboard,neptune", ","):
+        with pytest.raises(SystemExit) as stop:  # not a tracker
+            main(["train", *TINY, "--log", bad])
+        assert stop.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
     settings = tmp_path / "s.toml"
     settings.write_text('[train]\nlog = "tensorboard,neptune"\n')
     assert main(["train", *TINY, "--config", str(settings), "--out", str(tmp_path / "r2")]) == 2

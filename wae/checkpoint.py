@@ -7,6 +7,7 @@ the newest one that reads, and says which newer ones it had to pass over.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -103,6 +104,19 @@ def npz_bytes(**arrays: Any) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A short hex digest (16 characters) of a module's state: every entry's name, dtype, shape
+    and values, whatever its device or memory layout. Derived files (an ex-post sampler fitted
+    to the codes) record it, so that one made from other weights than the run's checkpoint is
+    found out (wae/samplers.py, :func:`~wae.samplers.load_sampler`)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def figure_bytes(fig: Any, **savefig: Any) -> bytes:

@@ -191,11 +191,12 @@ def _add_train(sub: Any) -> None:
     _add_settings(train)
     train.add_argument(
         "--log",
-        action="append",
-        choices=TRACKERS,
+        action="extend",
+        type=_trackers,
         metavar="NAME",
-        help=f"also log to an experiment tracker: {', '.join(TRACKERS)} (repeatable; default: none beyond "
-        "metrics.jsonl). " + _help_of("train", "log").split(" (flag:")[0],
+        help="also log to "
+        + _help_of("train", "log").split(" (flag:")[0].replace(", comma-separated", "")
+        + " (repeatable, or comma-separated: --log tensorboard,mlflow; default: none)",
     )
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET-OBJECTIVE-TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -441,7 +442,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.n < 4:  # precision/recall need each sample's 3 nearest neighbours among the others
         raise UserError(f"--n {args.n}: give at least 4 samples (precision/recall use k = 3 nearest neighbours)")
     model, cfg = load_model(args.run)
-    sampler = load_sampler(Path(args.run), args.sampler)
+    sampler = load_sampler(Path(args.run), args.sampler, model)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
     if cfg.data.dataset == "table":  # no images: no FID, sharpness or classifier figures
         from .evaluate import evaluate_table
@@ -726,7 +727,7 @@ def _sample(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.run)
     _refuse_table(cfg, "sample --out .png/.npz")
     classes = class_names(args.run)
-    sampler = load_sampler(Path(args.run), args.sampler)
+    sampler = load_sampler(Path(args.run), args.sampler, model)
     if args.label is None:
         check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
         images = decode_prior(model, args.n, cfg.data.range, args.seed, sampler)
@@ -779,7 +780,7 @@ def _sample_rows(args: argparse.Namespace) -> int:
     if cfg.data.dataset != "table":
         raise UserError(f"--out {out}: .csv and .npy samples are for runs on tables; give a .png or .npz file")
     standardiser = standardiser_of(args.run)
-    sampler = load_sampler(Path(args.run), args.sampler)
+    sampler = load_sampler(Path(args.run), args.sampler, model)
     check_memory(args.n * len(standardiser.columns) * 8 * 4, f"--n {args.n} samples")
     rows = standardiser.inverse(decode_rows(model, args.n, args.seed, sampler))
     try:
@@ -788,6 +789,15 @@ def _sample_rows(args: argparse.Namespace) -> int:
         raise UserError(f"cannot write {out}: {err.strerror}") from None
     print(f"wrote {args.n} rows ({args.sampler} codes) to {out}")
     return 0
+
+
+def _trackers(text: str) -> list[str]:
+    """``--log a,b``: the tracker names, each one of TRACKERS."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    bad = [name for name in names if name not in TRACKERS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(TRACKERS)})")
+    return names
 
 
 def _components(text: str) -> int | str:
@@ -821,7 +831,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         log=print,
     )
-    path = save_sampler(sampler, run, args.kind)
+    path = save_sampler(sampler, run, args.kind, model)
     if cfg.data.dataset != "table":  # rows have no grid to draw
         sampler_grid(model, sampler, cfg, run / f"samples-{args.kind}.png")
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)

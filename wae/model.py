@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from .config import ModelConfig, UserError
 from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
 from .priors import sample_prior
 
@@ -18,6 +18,28 @@ def _net(net: nn.Module, inputs: Tensor, labels: Tensor | None) -> Any:
     return net(inputs) if labels is None else net(inputs, labels)
 
 
+def check_labels(labels: Any, n: int, classes: int) -> Tensor | None:
+    """``labels`` for ``n`` inputs of a model of ``classes`` classes (0: unconditional), checked:
+    an integer tensor (or sequence) of shape (n,) with values in [0, classes), as an int64
+    tensor. ValueError (a :class:`~wae.config.UserError`) otherwise: labels missing for a
+    conditional model or given to an unconditional one, another shape, a non-integer dtype, or
+    a value out of range."""
+    if labels is None:
+        if classes:
+            raise UserError(f"this model is conditional on {classes} classes; give labels (n,) in [0, {classes})")
+        return None
+    if not classes:
+        raise UserError("this model is not conditional; it takes no labels")
+    y = labels if isinstance(labels, Tensor) else torch.as_tensor(labels)
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise UserError(f"labels must be integers (class indices), got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise UserError(f"labels must have shape ({n},), one per input; got {tuple(y.shape)}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise UserError(f"labels must lie in [0, {classes}); got values from {int(y.min())} to {int(y.max())}")
+    return y.long()
+
+
 class AutoEncoder(nn.Module):
     """Encoder Q(Z|X), decoder G(Z) and the prior P_Z they are trained against.
 
@@ -25,8 +47,9 @@ class AutoEncoder(nn.Module):
     [-1, 1] for tanh); codes are (n, latent_dim). With ``cfg.arch`` "mlp" the data are rows of a
     table, (n, channels) standardised columns (``size`` is 1), and the output is the identity.
     A conditional model (``classes`` > 0) is Q(Z|X, Y) and G(Z, Y): every method that encodes or
-    decodes takes class indices (n,) in [0, classes) as well (ValueError without them), and the
-    prior stays P_Z; conditional models of tables are not supported (ValueError)."""
+    decodes takes class indices (n,) in [0, classes) as well (ValueError without them, or for
+    labels of another shape, dtype or range: :func:`check_labels`), and the prior stays P_Z;
+    conditional models of tables are not supported (ValueError)."""
 
     def __init__(
         self,
@@ -87,7 +110,7 @@ class AutoEncoder(nn.Module):
     def encode(self, x: Tensor, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
         """Codes (n, d_z) for images x (of classes ``labels`` (n,) when conditional). A Gaussian
         encoder returns its mean, or a sample from Q(Z|x) when a ``generator`` is given."""
-        out = _net(self.encoder, x.to(self.device), labels)
+        out = _net(self.encoder, x.to(self.device), check_labels(labels, len(x), self.classes))
         if isinstance(out, tuple):
             mean, log_var = out
             if generator is None:
@@ -99,7 +122,7 @@ class AutoEncoder(nn.Module):
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images (n, c, h, w) for codes z (n, d_z) (and classes ``labels`` (n,) when
         conditional), on the model's device."""
-        return self.activate(_net(self.decoder, z.to(self.device), labels))
+        return self.activate(_net(self.decoder, z.to(self.device), check_labels(labels, len(z), self.classes)))
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n codes from the prior P_Z, (n, d_z)."""
@@ -132,6 +155,8 @@ class AutoEncoder(nn.Module):
         the class of ``x_from``.
 
         Returns (n, steps, c, h, w), the first and last columns decoding the end codes."""
+        labels_from = check_labels(labels_from, len(x_from), self.classes)
+        labels_to = check_labels(labels_to, len(x_to), self.classes)
         z0, z1 = self.encode(x_from, labels=labels_from), self.encode(x_to, labels=labels_to)
         t = torch.linspace(0.0, 1.0, steps, device=z0.device).view(1, steps, 1)
         z = (1 - t) * z0.unsqueeze(1) + t * z1.unsqueeze(1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import npz_bytes, write_atomic
+from .checkpoint import npz_bytes, weights_fingerprint, write_atomic
 from .config import UserError
 from .data import npz_array
 
@@ -81,10 +81,11 @@ def fit_gmm(
     )
 
 
-def save_gmm(mixture: GaussianMixture, path: Path) -> None:
-    """Write the mixture as plain arrays (atomically)."""
-    arrays = {"weights": mixture.weights, "means": mixture.means, "covariances": mixture.covariances}
-    write_atomic(path, npz_bytes(**{name: value.numpy() for name, value in arrays.items()}))
+def save_gmm(mixture: GaussianMixture, path: Path, fitted_to: str = "") -> None:
+    """Write the mixture as plain arrays (atomically), with the fingerprint of the weights whose
+    codes it was fitted to (:func:`~wae.checkpoint.weights_fingerprint`; empty: not known)."""
+    arrays = {name: getattr(mixture, name).numpy() for name in ("weights", "means", "covariances")}
+    write_atomic(path, npz_bytes(**arrays, fitted_to=np.array(fitted_to)))
 
 
 def load_gmm(path: Path) -> GaussianMixture:
@@ -157,6 +158,7 @@ def select_components(
 
 FLOW_FILE = "sampler-flow.pt"
 MAX_TRANSFORMS, MAX_HIDDEN = 64, 4096  # flow sizes beyond any use (and beyond memory, soon)
+MAX_VAE_DEPTH = 64  # hidden layers of a second-stage VAE's networks, beyond any use
 
 
 class FlowSampler(torch.nn.Module):
@@ -200,63 +202,58 @@ class FlowSampler(torch.nn.Module):
         return -self.log_density(z)
 
 
+@dataclass(frozen=True)
+class LikelihoodFit:
+    """How a neural sampler is fitted to codes by :func:`_fit_by_likelihood`: Adam at ``lr`` on
+    minibatches of ``batch_size`` for at most ``epochs`` epochs, seeded by ``seed``; the weights
+    of the epoch with the best mean loss on a held-out ``holdout`` fraction of the codes are
+    kept, and fitting stops after ``patience`` epochs without a gain; ``progress``: a bar."""
+
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 1e-3
+    holdout: float = 0.1
+    patience: int = 3
+    progress: bool = False
+
+
+FLOW_FIT = LikelihoodFit()
+VAE_FIT = LikelihoodFit(epochs=60, batch_size=256, patience=5)
+
+
 def fit_flow(
-    codes: Tensor,
-    transforms: int = 3,
-    hidden: int = 128,
-    bins: int = 8,
-    seed: int = 0,
-    epochs: int = 30,
-    batch_size: int = 512,
-    lr: float = 1e-3,
-    holdout: float = 0.1,
-    patience: int = 3,
-    progress: bool = False,
+    codes: Tensor, transforms: int = 3, hidden: int = 128, bins: int = 8, fit: LikelihoodFit = FLOW_FIT
 ) -> FlowSampler:
-    """Fit a :class:`FlowSampler` to codes (n, d) by maximum likelihood (Adam, seeded), keeping
-    the weights of the epoch with the best log-likelihood on a held-out ``holdout`` of the codes
-    and stopping after ``patience`` epochs without a gain. Needs the ``zuko`` package
-    (``pip install 'wae[flow]'``); :class:`UserError` when it is missing."""
+    """Fit a :class:`FlowSampler` to codes (n, d) by maximum likelihood as ``fit`` says (Adam,
+    seeded, early stopping on held-out codes). Needs the ``zuko`` package (``pip install
+    'wae[flow]'``); :class:`UserError` when it is missing or for sizes out of range."""
     if not (1 <= transforms <= MAX_TRANSFORMS and 1 <= hidden <= MAX_HIDDEN):
         raise UserError(f"a flow needs 1 to {MAX_TRANSFORMS} transforms and 1 to {MAX_HIDDEN} hidden units")
-    torch.manual_seed(seed)
+    torch.manual_seed(fit.seed)
     sampler = FlowSampler(codes.shape[1], transforms, hidden, bins)
-    return _fit_by_likelihood(
-        sampler, sampler.flow.parameters(), codes, "flow", seed, epochs, batch_size, lr, holdout, patience, progress
-    )
+    return _fit_by_likelihood(sampler, sampler.flow.parameters(), codes, "flow", fit)
 
 
-def _fit_by_likelihood(
-    sampler: Any,
-    parameters: Any,
-    codes: Tensor,
-    what: str,
-    seed: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    holdout: float,
-    patience: int,
-    progress: bool,
-) -> Any:
+def _fit_by_likelihood(sampler: Any, parameters: Any, codes: Tensor, what: str, fit: LikelihoodFit) -> Any:
     """The fitting loop of the neural samplers: ``sampler`` (with ``mean``/``std`` buffers that
     standardise the codes and a ``loss(codes, generator)`` of one value per code, to minimise)
     trained by Adam on a seeded (1 - holdout) of codes (n, d); the weights of the epoch with the
     lowest mean loss on the held-out rest are kept, and training stops after ``patience``
-    epochs without a gain."""
+    epochs without a gain (all of them ``fit``'s)."""
     from tqdm import tqdm
 
     codes = codes.float()
-    generator = torch.Generator().manual_seed(seed)
-    train, held_out = held_out_split(codes, holdout, generator)
+    generator = torch.Generator().manual_seed(fit.seed)
+    train, held_out = held_out_split(codes, fit.holdout, generator)
     if len(held_out) < 1 or len(train) < 2:
         raise UserError(f"{len(codes)} codes are too few to fit a {what} (it needs a training and a held-out part)")
-    batch_size = min(batch_size, len(train))
+    batch_size = min(fit.batch_size, len(train))
     sampler.mean.copy_(train.mean(0))
     sampler.std.copy_(train.std(0).clamp_min(1e-6))
-    optimizer = torch.optim.Adam(parameters, lr=lr)
+    optimizer = torch.optim.Adam(parameters, lr=fit.lr)
     best, best_state, waited = float("inf"), None, 0
-    for _ in tqdm(range(epochs), desc=what, unit="epoch", disable=not progress):
+    for _ in tqdm(range(fit.epochs), desc=what, unit="epoch", disable=not fit.progress):
         sampler.train()
         for index in torch.randperm(len(train), generator=generator).split(batch_size):
             loss = sampler.loss(train[index], generator).mean()
@@ -265,12 +262,12 @@ def _fit_by_likelihood(
             optimizer.step()
         sampler.eval()
         with torch.no_grad():
-            score = sampler.loss(held_out, torch.Generator().manual_seed(seed)).mean().item()
+            score = sampler.loss(held_out, torch.Generator().manual_seed(fit.seed)).mean().item()
         if score < best:
             best, best_state, waited = score, {k: v.clone() for k, v in sampler.state_dict().items()}, 0
         else:
             waited += 1
-            if waited >= patience:
+            if waited >= fit.patience:
                 break
     assert best_state is not None
     sampler.load_state_dict(best_state)
@@ -290,7 +287,7 @@ def save_vae(sampler: SecondStageVAE, path: Path) -> None:
 
 def load_vae(path: Path) -> SecondStageVAE:
     """Read a second-stage VAE written by :func:`save_vae`; a clear error when it is missing or damaged."""
-    return _load_module(path, SecondStageVAE, {"dim": 65536, "hidden": MAX_HIDDEN, "depth": MAX_TRANSFORMS}, "vae")
+    return _load_module(path, SecondStageVAE, {"dim": 65536, "hidden": MAX_HIDDEN, "depth": MAX_VAE_DEPTH}, "vae")
 
 
 def load_flow(path: Path) -> FlowSampler:
@@ -395,47 +392,26 @@ class SecondStageVAE(torch.nn.Module):
         return (torch.logsumexp(log_w, 0) - math.log(draws) - self.std.log().sum()).to(z.dtype)
 
 
-def fit_vae(
-    codes: Tensor,
-    hidden: int = 128,
-    depth: int = 2,
-    seed: int = 0,
-    epochs: int = 60,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    holdout: float = 0.1,
-    patience: int = 5,
-    progress: bool = False,
-) -> SecondStageVAE:
-    """Fit a :class:`SecondStageVAE` to codes (n, d) by maximising the evidence lower bound
-    (Adam, seeded), keeping the weights of the epoch with the best held-out bound (as
-    :func:`fit_flow`)."""
-    if not (1 <= hidden <= MAX_HIDDEN and 1 <= depth <= MAX_TRANSFORMS):
-        raise UserError(f"a second-stage VAE needs 1 to {MAX_TRANSFORMS} layers of 1 to {MAX_HIDDEN} units")
-    torch.manual_seed(seed)
+def fit_vae(codes: Tensor, hidden: int = 128, depth: int = 2, fit: LikelihoodFit = VAE_FIT) -> SecondStageVAE:
+    """Fit a :class:`SecondStageVAE` to codes (n, d) by maximising the evidence lower bound as
+    ``fit`` says (Adam, seeded, keeping the weights of the epoch with the best held-out bound);
+    :class:`UserError` for sizes out of range."""
+    if not (1 <= hidden <= MAX_HIDDEN and 1 <= depth <= MAX_VAE_DEPTH):
+        raise UserError(f"a second-stage VAE needs 1 to {MAX_VAE_DEPTH} layers of 1 to {MAX_HIDDEN} units")
+    torch.manual_seed(fit.seed)
     sampler = SecondStageVAE(codes.shape[1], hidden, depth)
-    return _fit_by_likelihood(
-        sampler,
-        sampler.parameters(),
-        codes,
-        "second-stage VAE",
-        seed,
-        epochs,
-        batch_size,
-        lr,
-        holdout,
-        patience,
-        progress,
-    )
+    return _fit_by_likelihood(sampler, sampler.parameters(), codes, "second-stage VAE", fit)
 
 
-def _save_module(sampler: Any, path: Path) -> None:
+def _save_module(sampler: Any, path: Path, fitted_to: str = "") -> None:
     """Write a neural sampler's settings and weights as plain tensors (atomically; read back
-    with ``weights_only`` loading, so the file cannot run code)."""
+    with ``weights_only`` loading, so the file cannot run code), with the fingerprint of the
+    weights whose codes it was fitted to."""
     import io
 
     buffer = io.BytesIO()
-    torch.save({"format": 1, "settings": dict(sampler.settings), "state": sampler.state_dict()}, buffer)
+    payload = {"format": 1, "settings": dict(sampler.settings), "state": sampler.state_dict(), "fitted_to": fitted_to}
+    torch.save(payload, buffer)
     write_atomic(path, buffer.getvalue())
 
 
@@ -453,19 +429,48 @@ class LatentSampler(Protocol):
 SAMPLER_FILES = {"gmm": GMM_FILE, "flow": FLOW_FILE, "vae": VAE_FILE}
 
 
-def load_sampler(run: Path, kind: str) -> LatentSampler | None:
-    """The ex-post sampler ``kind`` ("gmm" or "flow") that ``wae fit-sampler`` wrote into the run
-    folder ``run`` (or beside the checkpoint file ``run``); None for "prior"."""
+def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> LatentSampler | None:
+    """The ex-post sampler ``kind`` ("gmm", "flow" or "vae") that ``wae fit-sampler`` wrote into
+    the run folder ``run`` (or beside the checkpoint file ``run``); None for "prior".
+
+    With ``model`` (the run's auto-encoder as loaded from its checkpoint), :class:`UserError`
+    when the sampler was fitted to the codes of other weights: the run was trained further (a
+    resume) or its checkpoint replaced after the fit, so its codes are no longer the sampler's.
+    Files written before the fingerprint existed carry none and are not checked."""
     if kind == "prior":
         return None
     if kind not in SAMPLER_FILES:
         raise UserError(f"unknown sampler '{kind}'; choose one of {', '.join(SAMPLERS)}")
-    path = (run if run.is_dir() else run.parent) / SAMPLER_FILES[kind]
+    folder = run if run.is_dir() else run.parent
+    path = folder / SAMPLER_FILES[kind]
+    sampler: LatentSampler
     if kind == "flow":
-        return load_flow(path)
-    if kind == "vae":
-        return load_vae(path)
-    return load_gmm(path)
+        sampler = load_flow(path)
+    elif kind == "vae":
+        sampler = load_vae(path)
+    else:
+        sampler = load_gmm(path)
+    if model is not None:
+        fitted_to = _fitted_to(path, kind)
+        if fitted_to and fitted_to != weights_fingerprint(model):
+            raise UserError(
+                f"{path} was fitted to the codes of other weights than the checkpoint's (the run was trained "
+                f"further or its checkpoint replaced since); fit it again: wae fit-sampler {folder}"
+                + ("" if kind == "gmm" else f" --kind {kind}")
+            )
+    return sampler
+
+
+def _fitted_to(path: Path, kind: str) -> str:
+    """The weights' fingerprint a sampler file records; "" when it has none (an older file)."""
+    try:
+        if kind == "gmm":
+            with np.load(path, allow_pickle=False) as f:
+                return str(f["fitted_to"]) if "fitted_to" in f.files else ""
+        value = torch.load(path, map_location="cpu", weights_only=True).get("fitted_to", "")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as err:
+        raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
+    return value if isinstance(value, str) else ""
 
 
 def fit_sampler(
@@ -485,9 +490,11 @@ def fit_sampler(
     ``hidden``-unit layers. Returns it and a few words saying what
     it is. :class:`UserError` for an unknown kind or too few codes."""
     if kind == "flow":
-        return fit_flow(codes, transforms, hidden, seed=seed, progress=progress), f"a {transforms}-layer spline flow"
+        flow = fit_flow(codes, transforms, hidden, fit=replace(FLOW_FIT, seed=seed, progress=progress))
+        return flow, f"a {transforms}-layer spline flow"
     if kind == "vae":
-        return fit_vae(codes, hidden, seed=seed, progress=progress), f"a second-stage VAE of {hidden}-unit layers"
+        vae = fit_vae(codes, hidden, fit=replace(VAE_FIT, seed=seed, progress=progress))
+        return vae, f"a second-stage VAE of {hidden}-unit layers"
     if kind != "gmm":
         raise UserError(f"unknown ex-post sampler '{kind}'; choose gmm, flow or vae")
     if components == "auto":
@@ -498,12 +505,15 @@ def fit_sampler(
     return fit_gmm(codes, components, covariance, seed), f"{components} {covariance}-covariance components"
 
 
-def save_sampler(sampler: LatentSampler, run: Path, kind: str) -> Path:
-    """Write ``sampler`` of ``kind`` into the run folder ``run`` (atomically); its path."""
+def save_sampler(sampler: LatentSampler, run: Path, kind: str, model: torch.nn.Module | None = None) -> Path:
+    """Write ``sampler`` of ``kind`` into the run folder ``run`` (atomically), recording the
+    fingerprint of ``model``, the auto-encoder whose codes it was fitted to (see
+    :func:`load_sampler`); its path."""
     path = run / SAMPLER_FILES[kind]
+    fitted_to = weights_fingerprint(model) if model is not None else ""
     if isinstance(sampler, FlowSampler | SecondStageVAE):
-        _save_module(sampler, path)
+        _save_module(sampler, path, fitted_to)
     else:
         assert isinstance(sampler, GaussianMixture)
-        save_gmm(sampler, path)
+        save_gmm(sampler, path, fitted_to)
     return path

@@ -1,6 +1,7 @@
 """Vector (tabular) data: loading a table, standardising its columns, and metrics for vectors.
 
-A table is a file whose rows are samples: a ``.csv`` with a header row, a 2-D ``.npy``, or an
+A table is a file whose rows are samples: a ``.csv`` (a first line of names is its header; a
+first line of numbers is data, and the columns are named x0, x1, ...), a 2-D ``.npy``, or an
 ``.npz`` with a 2-D ``x_train`` (or ``x``) and optionally ``x_test``. Without a test array a
 seeded fraction of the rows is held out. Columns are standardised with the mean and standard
 deviation of the training split (:class:`Standardiser`, stored in every checkpoint and inverted
@@ -61,11 +62,20 @@ class Standardiser:
                 "array or a CSV is read as a table, rows as samples: images need 3-D or 4-D arrays)"
             )
         values = train[:, kept]
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = values.mean(0), values.std(0)
+        too_large = ~(np.isfinite(mean) & np.isfinite(std) & (std > 0))
+        if too_large.any():
+            name = columns[kept[int(np.argmax(too_large))]]
+            raise UserError(
+                f"column '{name}' holds values too large to standardise in float64 (its mean or spread "
+                f"overflows; largest magnitude {np.abs(values[:, too_large]).max():.3g}): rescale it first"
+            )
         return Standardiser(
             columns=list(columns),
             kept=kept,
-            mean=values.mean(0),
-            std=values.std(0),
+            mean=mean,
+            std=std,
             constants={j: float(train[0, j]) for j in range(train.shape[1]) if constant[j]},
         )
 
@@ -75,8 +85,19 @@ class Standardiser:
         return len(self.kept)
 
     def transform(self, rows: np.ndarray) -> Tensor:
-        """Rows (n, C) in the file's units -> standardised kept columns (n, D), float32."""
-        return torch.from_numpy(((rows[:, self.kept] - self.mean) / self.std).astype(np.float32))
+        """Rows (n, C) in the file's units -> standardised kept columns (n, D), float32;
+        :class:`UserError` when a value lies so far from the training rows that it overflows
+        float32 once standardised."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = ((rows[:, self.kept] - self.mean) / self.std).astype(np.float32)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise UserError(
+                f"row {row} (from 0), column '{self.columns[self.kept[col]]}': {rows[row, self.kept[col]]:.3g} is "
+                f"too far from the training rows (mean {self.mean[col]:.3g}, std {self.std[col]:.3g}) to standardise"
+            )
+        return torch.from_numpy(out)
 
     def inverse(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Standardised rows (n, D) -> rows (n, C) in the file's units (float64), the dropped
@@ -161,10 +182,10 @@ def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     return read_header[version](f)
 
 
-def _numeric(array: np.ndarray, where: str, header: list[str] | None = None) -> np.ndarray:
+def _numeric(array: np.ndarray, where: str, header: list[str] | None = None, first_line: int = 2) -> np.ndarray:
     """A 2-D numeric array as float64, checked: :class:`UserError` for another shape, dtype,
-    no rows or columns, and NaN or infinite values (naming the first: by the CSV's line and
-    ``header`` when given, else by row and column counted from 0)."""
+    no rows or columns, and NaN or infinite values (naming the first: by the CSV's line, row 0
+    being on ``first_line``, and ``header`` when given, else by row and column counted from 0)."""
     if array.dtype.kind not in "biuf":
         raise UserError(f"{where} has dtype {array.dtype}; a table needs numbers (bool, int or float)")
     if array.ndim != 2:
@@ -175,7 +196,7 @@ def _numeric(array: np.ndarray, where: str, header: list[str] | None = None) -> 
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        place = f"line {row + 2}, column '{header[col]}'" if header else f"row {row}, column {col}, from 0"
+        place = f"line {row + first_line}, column '{header[col]}'" if header else f"row {row}, column {col}, from 0"
         raise UserError(f"{where} holds NaN or infinite values (the first: {values[row, col]} at {place})")
     return values
 
@@ -195,9 +216,10 @@ def _read_npy(path: Path) -> np.ndarray:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
-    """The numbers of a CSV with a header row, and the column names; :class:`UserError` for a
-    ragged row or a cell that is not a number (naming its line and column)."""
+def _read_csv(path: Path) -> tuple[np.ndarray, list[str], int]:
+    """The numbers of a CSV, the column names (x0, x1, ... when the first line is numbers, not
+    names) and the line of the first row of numbers; :class:`UserError` for a ragged row or a
+    cell that is not a number (naming its line and column)."""
     check_memory(16 * path.stat().st_size, f"{path} ({path.stat().st_size:,} bytes)")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -206,6 +228,15 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
             if header is None:
                 raise UserError(f"{path} is empty; a table needs a header row and rows of numbers")
             rows: list[list[float]] = []
+            first_line = 2
+            if all(_is_number(cell) for cell in header):
+                # no header row: the first line is data (pandas would drop it silently)
+                warnings.warn(
+                    f"{path}: no header row (its first line is numbers); columns named x0, x1, ...", stacklevel=3
+                )
+                rows.append([float(cell) for cell in header])
+                header = [f"x{j}" for j in range(len(header))]
+                first_line = 1
             for line, row in enumerate(reader, 2):
                 if not row:
                     continue  # a blank line
@@ -221,10 +252,12 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
                     ) from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path} is not a readable UTF-8 CSV file ({type(err).__name__})") from None
-    return np.array(rows, dtype=np.float64).reshape(len(rows), len(header)), [h.strip() for h in header]
+    array = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
+    return array, [h.strip() for h in header], first_line
 
 
 def _is_number(cell: str) -> bool:
+    """Whether a CSV cell reads as a number (an empty cell does not)."""
     try:
         float(cell)
     except ValueError:
@@ -253,8 +286,8 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
     suffix = path.suffix.lower()
     test: np.ndarray | None = None
     if suffix == ".csv":
-        raw, columns = _read_csv(path)
-        train = _numeric(raw, str(path), columns)
+        raw, columns, first_line = _read_csv(path)
+        train = _numeric(raw, str(path), columns, first_line)
     elif suffix == ".npy":
         train = _numeric(_read_npy(path), str(path))
         columns = [f"x{j}" for j in range(train.shape[1])]

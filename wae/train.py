@@ -680,7 +680,7 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     model = state.sampler_model
     labels = data.train_labels if model.classes else None  # Q_Z of a conditional run: codes of (x, y)
     sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range, labels=labels), seed=cfg.train.seed)
-    path = save_sampler(sampler, run_dir, kind)
+    path = save_sampler(sampler, run_dir, kind, model)
     if not isinstance(data, TableData):  # rows have no grid: wae sample RUN --sampler KIND --out rows.csv
         sampler_grid(model, sampler, cfg, run_dir / f"samples-{kind}.png")
     say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
