@@ -30,7 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
     the cores for torch's intra-op threads, so that N workers do not run N x cores threads."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // workers))
 
 
 @pytest.fixture(autouse=True)

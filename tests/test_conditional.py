@@ -75,6 +75,32 @@ def test_the_decoder_reads_the_label_and_unconditional_nets_refuse_labels():
         model.interpolate(x, x, steps=3, labels_from=[0, 1, 2, 5], labels_to=[0, 0, 0, 0])
     assert model.interpolate(x, x, steps=3, labels_from=[0, 1, 2, 2], labels_to=[0, 0, 0, 0]).shape == (4, 3, 1, 16, 16)
     torch.testing.assert_close(model.decode(z, [0, 0, 0, 0]), a)  # a list of ints is accepted
+    torch.testing.assert_close(model.decode(z, np.zeros(4, dtype=np.uint32)), a)  # and unsigned numpy ints
+    assert model.decode(z[:0], []).shape == (0, 1, 16, 16)  # an empty batch takes empty labels
+    more_bad = {
+        "must be integers": [["0", "1", "2", "0"], [0, 1, None, 0], np.array([0, 1, 2, 0], dtype=object)],
+        "one per input": [[[0, 1], [2]]],
+        "meta device": [torch.zeros(4, dtype=torch.long, device="meta")],
+    }
+    for message, cases in more_bad.items():
+        for labels in cases:
+            with pytest.raises(UserError, match=message):
+                model.decode(z, labels)
+    # the other inputs of the Python API are checked too, before torch sees them
+    for call, message in [
+        (lambda: model.decode(z[0], [0]), "codes z must have shape \\(n, 16\\)"),
+        (lambda: model.decode(torch.tensor(1.0), [0]), "codes z must have shape"),
+        (lambda: model.decode(torch.zeros(4, 3), [0, 1, 2, 0]), "codes z must have shape"),
+        (lambda: model.encode(x.numpy(), labels=[0, 1, 2, 0]), "images x must be a floating-point torch.Tensor"),
+        (lambda: model.encode(x[:, :, :8], labels=[0, 1, 2, 0]), "images x must have shape \\(n, 1, 16, 16\\)"),
+        (lambda: model.interpolate(x, x[:2], labels_from=[0, 1, 2, 0], labels_to=[1, 1]), "must pair up"),
+        (lambda: model.interpolate(x, x, steps=0, labels_from=[0] * 4, labels_to=[0] * 4), "steps must be"),
+        (lambda: model.sample(-1, labels=[]), "n must be a whole number"),
+        (lambda: model.sample(2.0, labels=[0, 1]), "n must be a whole number"),
+        (lambda: model.sample(True, labels=[0]), "n must be a whole number"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            call()
     # the label embedding adds label_dim inputs to the code layer and the decoder's first layer
     assert model.encoder.head.in_features == plain.encoder.head.in_features + cfg.label_dim
     assert model.decoder.fc.in_features == cfg.latent_dim + cfg.label_dim

@@ -10,6 +10,7 @@ import torch
 
 from wae.cli import main
 from wae.config import UserError
+from wae.export import export_run
 from wae.samplers import GaussianMixture, fit_gmm, load_gmm, save_gmm
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
@@ -92,9 +93,16 @@ def test_a_sampler_fitted_to_other_weights_is_refused_until_refitted(tmp_path, c
     assert main(["fit-sampler", str(run), "--kind", "vae", "--hidden", "8"]) == 0
     for kind in ("gmm", "vae"):
         assert main(["sample", str(run), "--sampler", kind, "--n", "4", "--out", out]) == 0
-    # trained further: the stored samplers describe the codes of the old weights
+    assert (run / "samples-gmm.png").is_file() and (run / "samples-vae.png").is_file()
+    # trained further: the stored samplers describe the codes of the old weights; their grids go
     assert main(["train", "--resume", str(run), "--max-steps", "8", "--fit-sampler", "none", "--no-progress"]) == 0
-    capsys.readouterr()
+    assert "sampler-vae.pt was fitted to the weights before this session" in capsys.readouterr().err
+    assert not (run / "samples-gmm.png").exists() and not (run / "samples-vae.png").exists()
+    assert "samples-gmm.png" not in (run / "report.html").read_text()
+    # an export leaves the stale mixture out, with a warning
+    with pytest.warns(UserWarning, match="fitted to other weights"):
+        export_run(run, tmp_path / "export")
+    assert not (tmp_path / "export" / "sampler-gmm.npz").exists()
     for argv in (["sample", str(run), "--n", "4", "--out", out], ["evaluate", str(run), "--n", "8", "--no-fid"]):
         assert main([*argv, "--sampler", "vae"]) == 2
         err = capsys.readouterr().err
@@ -103,6 +111,20 @@ def test_a_sampler_fitted_to_other_weights_is_refused_until_refitted(tmp_path, c
     assert main(["sample", str(run), "--sampler", "gmm", "--n", "4", "--out", out]) == 2
     assert main(["fit-sampler", str(run)]) == 0  # refitted: accepted again
     assert main(["sample", str(run), "--sampler", "gmm", "--n", "4", "--out", out]) == 0
+    # a fingerprint entry of another type is damage, not an older file
+    for kind, file in (("gmm", "sampler-gmm.npz"), ("vae", "sampler-vae.pt")):
+        for crafted in (12345, b"dead", ["dead"], None, "x" * 100):
+            if kind == "gmm":
+                with np.load(run / file) as f:
+                    arrays = {k: f[k] for k in ("weights", "means", "covariances")}
+                np.savez(run / file, **arrays, fitted_to=np.array(crafted, dtype=object if crafted is None else None))
+            else:
+                payload = torch.load(run / file, weights_only=True)
+                torch.save({**payload, "fitted_to": crafted}, run / file)
+            capsys.readouterr()
+            assert main(["sample", str(run), "--sampler", kind, "--n", "4", "--out", out]) == 2
+            assert "not a readable sampler file" in capsys.readouterr().err
+    assert main(["fit-sampler", str(run)]) == 0
     # a file written before the fingerprint existed carries none and is not checked
     with np.load(run / "sampler-gmm.npz") as f:
         np.savez(run / "sampler-gmm.npz", **{k: f[k] for k in ("weights", "means", "covariances")})

@@ -102,20 +102,27 @@ def test_constant_columns_are_dropped_with_a_counted_warning_and_put_back(tmp_pa
     assert again.constants == table.standardiser.constants and again.kept == table.standardiser.kept
 
 
-def test_a_csv_without_a_header_keeps_its_first_row_and_names_its_columns(tmp_path):
+def test_a_csv_needs_a_header_and_blank_lines_before_it_are_skipped(tmp_path):
     rows = table_rows()
     path = tmp_path / "t.csv"
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(rows.tolist())
-    with pytest.warns(UserWarning, match="no header row"):
-        headless = load_table(path)
-    with_header = load_table(write_csv(tmp_path / "h.csv", rows))
-    torch.testing.assert_close(headless.train, with_header.train)  # all 200 rows, the same split
-    assert headless.standardiser is not None and headless.standardiser.columns == [f"x{j}" for j in range(5)]
-    # a NaN on the first line of a headless file is named by its own line
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([["nan", 1.0], *rows[:, :2].tolist()])
-    with pytest.warns(UserWarning), pytest.raises(UserError, match="line 1, column 'x0'"):
+    # a first line of numbers (no header, or years as column names) is refused, not guessed at:
+    # read as data or as names, either could be silently wrong
+    for first in ("1.5,2,3,4,5", "1990,2000,2010,2020,2030", " 1e3 , nan,inf,-2,+.5"):
+        path.write_text(first + "\n" + "\n".join(",".join(map(str, r)) for r in rows.tolist()) + "\n")
+        with pytest.raises(UserError, match="line 1 \\(the header\\) is numbers, not column names.*add one"):
+            load_table(path)
+    # blank and whitespace-only lines before the header are skipped, as they are between rows
+    write_csv(tmp_path / "h.csv", rows)
+    path.write_text("\n  \n" + (tmp_path / "h.csv").read_text())
+    torch.testing.assert_close(load_table(path).train, load_table(tmp_path / "h.csv").train)
+    # names that Python's float() would read (digit separators, full-width digits) are names
+    path.write_text("1_0,\uff12,c,d,e\n" + "\n".join(",".join(map(str, r)) for r in rows.tolist()) + "\n")
+    assert load_table(path).standardiser.columns == ["1_0", "\uff12", "c", "d", "e"]
+    path.write_text("a,b\n1,2\n3,4\n0_5,6\n7,8\n9,1\n")  # and as a cell, not a number
+    with pytest.raises(UserError, match="line 4, column 'a' holds '0_5', not a number"):
+        load_table(path)
+    path.write_text("a,b\n1,2\n3,4\n\n5,nan\n7,8\n")  # a NaN is named by its own line, blank lines counted
+    with pytest.raises(UserError, match="nan at line 5, column 'b'"):
         load_table(path)
 
 
@@ -125,18 +132,22 @@ def test_a_csv_without_a_header_keeps_its_first_row_and_names_its_columns(tmp_pa
         (np.r_[1e308, -1e308, np.zeros(198)], True),  # the spread overflows
         (np.r_[np.full(100, 1.7e308), np.full(100, 1.6e308)], True),  # the mean overflows
         (np.linspace(-1e200, 1e200, 200), True),  # the squares of the spread overflow
-        (np.linspace(-1e150, 1e150, 200), False),  # huge but standardisable
+        (np.linspace(-1e150, 1e150, 200), None),  # huge but standardisable
+        (np.random.default_rng(0).normal(size=200) * 1e-170, False),  # the spread underflows
+        (np.r_[np.zeros(199), 5e-324], False),  # subnormal
+        (np.random.default_rng(0).normal(size=200) * 1e-150, None),  # tiny but standardisable
     ],
 )
-def test_values_too_large_to_standardise_are_one_user_error(column, too_large, tmp_path):
+def test_values_too_large_or_too_close_to_standardise_are_one_user_error(column, too_large, tmp_path):
     rows = table_rows()
     rows[:, 2] = column
-    if not too_large:
+    if too_large is None:
         assert np.isfinite(from_array(rows).train.numpy()).all()
         return
-    with pytest.raises(UserError, match="column 'x2' holds values too large to standardise"):
+    what = "too large" if too_large else "too close together"
+    with pytest.raises(UserError, match=f"column 'x2' holds values {what} to standardise"):
         from_array(rows)
-    with pytest.raises(UserError, match="column 'c2' holds values too large"):
+    with pytest.raises(UserError, match=f"column 'c2' holds values {what}"):
         load_table(write_csv(tmp_path / "t.csv", rows))
 
 
@@ -144,7 +155,7 @@ def test_a_test_row_far_outside_the_training_rows_is_one_user_error():
     rows = table_rows()
     test = rows[:10].copy()
     test[3, 1] = 1e300  # finite in float64, overflows float32 once standardised
-    with pytest.raises(UserError, match="row 3 \\(from 0\\), column 'x1'.*too far from the training rows"):
+    with pytest.raises(UserError, match="test split row 3 \\(from 0\\), column 'x1'.*too far from the training rows"):
         from_array(rows, test)
 
 

@@ -265,6 +265,7 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     the eager decoder (None when onnxruntime is missing), seconds per format."""
     from .report import run_metrics
     from .runs import read_checkpoint
+    from .samplers import is_stale
     from .train import load_model
 
     run, out = Path(run), Path(out)
@@ -311,7 +312,13 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
                 record["files"][name] = file
                 record["seconds"][name] = time.perf_counter() - start
         sampler = run / "sampler-gmm.npz"
-        if sampler.is_file():  # plain arrays: wae sample DIR --sampler gmm works on the export too
+        if sampler.is_file() and is_stale(sampler, "gmm", model):
+            warnings.warn(
+                f"{sampler} was fitted to other weights than the checkpoint's; not exported (refit it first: "
+                f"wae fit-sampler {run})",
+                stacklevel=2,
+            )
+        elif sampler.is_file():  # plain arrays: wae sample DIR --sampler gmm works on the export too
             shutil.copyfile(sampler, out / sampler.name)
         write_atomic(out / CARD, _card(run, cfg, model, record, metrics))
         write_atomic(out / RECORD, json_text(record, indent=1) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -20,24 +21,52 @@ def _net(net: nn.Module, inputs: Tensor, labels: Tensor | None) -> Any:
 
 def check_labels(labels: Any, n: int, classes: int) -> Tensor | None:
     """``labels`` for ``n`` inputs of a model of ``classes`` classes (0: unconditional), checked:
-    an integer tensor (or sequence) of shape (n,) with values in [0, classes), as an int64
-    tensor. ValueError (a :class:`~wae.config.UserError`) otherwise: labels missing for a
-    conditional model or given to an unconditional one, another shape, a non-integer dtype, or
-    a value out of range."""
+    integers (a tensor, array or sequence) of shape (n,) with values in [0, classes), as an
+    int64 tensor. ValueError (a :class:`~wae.config.UserError`) otherwise: labels missing for a
+    conditional model or given to an unconditional one, another shape, values that are not
+    integers, or out of range."""
     if labels is None:
         if classes:
             raise UserError(f"this model is conditional on {classes} classes; give labels (n,) in [0, {classes})")
         return None
     if not classes:
         raise UserError("this model is not conditional; it takes no labels")
-    y = labels if isinstance(labels, Tensor) else torch.as_tensor(labels)
-    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise UserError(f"labels must be integers (class indices), got dtype {y.dtype}")
+    if isinstance(labels, Tensor):
+        if labels.device.type == "meta":
+            raise UserError("labels must hold values (they are on the meta device)")
+        y = labels.detach()
+        integral = not (y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool)
+        kind = str(y.dtype)
+    else:
+        try:
+            array = np.asarray(labels)
+        except (TypeError, ValueError):  # ragged sequences
+            raise UserError(f"labels must be integers (class indices), one per input; got {labels!r:.60}") from None
+        integral, kind = array.dtype.kind in "iu", str(array.dtype)
+        y = torch.from_numpy(array.astype(np.int64)) if integral else torch.zeros(0)
+    if y.numel() == 0 and n == 0:
+        return torch.zeros(0, dtype=torch.long, device=y.device)
+    if not integral:
+        raise UserError(f"labels must be integers (class indices), got dtype {kind}")
     if y.shape != (n,):
         raise UserError(f"labels must have shape ({n},), one per input; got {tuple(y.shape)}")
+    y = y.long()
     if n and (int(y.min()) < 0 or int(y.max()) >= classes):
         raise UserError(f"labels must lie in [0, {classes}); got values from {int(y.min())} to {int(y.max())}")
-    return y.long()
+    return y
+
+
+def _check_tensor(value: Any, name: str, shape: tuple[int, ...]) -> Tensor:
+    """``value`` when it is a floating-point tensor (n, *shape); :class:`UserError` otherwise."""
+    expected = "(n, " + ", ".join(map(str, shape)) + ")"
+    if not isinstance(value, Tensor) or not (value.dtype.is_floating_point):
+        raise UserError(
+            f"{name} must be a floating-point torch.Tensor {expected}; got {type(value).__name__}"
+            + (f" of {value.dtype}" if isinstance(value, Tensor) else "")
+        )
+    if value.dim() != len(shape) + 1 or tuple(value.shape[1:]) != shape:
+        raise UserError(f"{name} must have shape {expected}; got {tuple(value.shape)}")
+    return value
 
 
 class AutoEncoder(nn.Module):
@@ -62,7 +91,7 @@ class AutoEncoder(nn.Module):
     ):
         super().__init__()
         self.channels, self.size, self.latent_dim, self.classes = channels, size, cfg.latent_dim, classes
-        self.prior, self.prior_var, self.output = prior, prior_var, cfg.output
+        self.prior, self.prior_var, self.output, self.arch = prior, prior_var, cfg.output, cfg.arch
         gaussian, norm, labels = cfg.encoder == "gaussian", cfg.batch_norm, (classes, cfg.label_dim)
         self.encoder: Encoder | MLPEncoder
         self.decoder: Decoder | MLPDecoder
@@ -75,6 +104,11 @@ class AutoEncoder(nn.Module):
             arch = ARCHITECTURES[cfg.arch]
             self.encoder = Encoder(arch, channels, size, cfg.latent_dim, gaussian, norm, *labels)
             self.decoder = Decoder(arch, channels, size, cfg.latent_dim, norm, *labels)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input: (channels, size, size) for images, (channels,) for table rows."""
+        return (self.channels,) if self.arch == "mlp" else (self.channels, self.size, self.size)
 
     @property
     def device(self) -> torch.device:
@@ -110,6 +144,7 @@ class AutoEncoder(nn.Module):
     def encode(self, x: Tensor, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
         """Codes (n, d_z) for images x (of classes ``labels`` (n,) when conditional). A Gaussian
         encoder returns its mean, or a sample from Q(Z|x) when a ``generator`` is given."""
+        x = _check_tensor(x, "images x", self.input_shape)
         out = _net(self.encoder, x.to(self.device), check_labels(labels, len(x), self.classes))
         if isinstance(out, tuple):
             mean, log_var = out
@@ -122,6 +157,7 @@ class AutoEncoder(nn.Module):
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images (n, c, h, w) for codes z (n, d_z) (and classes ``labels`` (n,) when
         conditional), on the model's device."""
+        z = _check_tensor(z, "codes z", (self.latent_dim,))
         return self.activate(_net(self.decoder, z.to(self.device), check_labels(labels, len(z), self.classes)))
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -132,6 +168,8 @@ class AutoEncoder(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
         """n images G(z), z ~ P_Z (call ``eval()`` first for batch-norm running statistics); a
         conditional model decodes them with the classes ``labels`` (n,)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise UserError(f"n must be a whole number >= 0; got {n!r}")
         return self.decode(self.prior_sample(n, generator), labels)
 
     @torch.no_grad()
@@ -155,6 +193,12 @@ class AutoEncoder(nn.Module):
         the class of ``x_from``.
 
         Returns (n, steps, c, h, w), the first and last columns decoding the end codes."""
+        x_from = _check_tensor(x_from, "images x_from", self.input_shape)
+        x_to = _check_tensor(x_to, "images x_to", self.input_shape)
+        if len(x_from) != len(x_to):
+            raise UserError(f"x_from and x_to must pair up: {len(x_from)} and {len(x_to)} images")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise UserError(f"steps must be a whole number >= 1; got {steps!r}")
         labels_from = check_labels(labels_from, len(x_from), self.classes)
         labels_to = check_labels(labels_to, len(x_to), self.classes)
         z0, z1 = self.encode(x_from, labels=labels_from), self.encode(x_to, labels=labels_to)

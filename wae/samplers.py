@@ -451,8 +451,7 @@ def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> 
     else:
         sampler = load_gmm(path)
     if model is not None:
-        fitted_to = _fitted_to(path, kind)
-        if fitted_to and fitted_to != weights_fingerprint(model):
+        if is_stale(path, kind, model):
             raise UserError(
                 f"{path} was fitted to the codes of other weights than the checkpoint's (the run was trained "
                 f"further or its checkpoint replaced since); fit it again: wae fit-sampler {folder}"
@@ -461,16 +460,31 @@ def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> 
     return sampler
 
 
-def _fitted_to(path: Path, kind: str) -> str:
-    """The weights' fingerprint a sampler file records; "" when it has none (an older file)."""
+def fitted_to(path: Path, kind: str) -> str:
+    """The weights' fingerprint a sampler file records; "" when it has none (a file written
+    before fingerprints); :class:`UserError` when the file cannot be read or the entry is not
+    a string of hex digits."""
     try:
         if kind == "gmm":
             with np.load(path, allow_pickle=False) as f:
-                return str(f["fitted_to"]) if "fitted_to" in f.files else ""
-        value = torch.load(path, map_location="cpu", weights_only=True).get("fitted_to", "")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as err:
+                if "fitted_to" not in f.files:
+                    return ""
+                entry = f["fitted_to"]
+                value: Any = str(entry) if entry.dtype.kind == "U" and entry.ndim == 0 else None
+        else:
+            value = torch.load(path, map_location="cpu", weights_only=True).get("fitted_to", "")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError, AttributeError) as err:
         raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
-    return value if isinstance(value, str) else ""
+    if not isinstance(value, str) or len(value) > 64 or any(c not in "0123456789abcdef" for c in value):
+        raise UserError(f"{path} is not a readable sampler file (its weights' fingerprint is damaged)")
+    return value
+
+
+def is_stale(path: Path, kind: str, model: torch.nn.Module) -> bool:
+    """Whether the sampler file at ``path`` was fitted to the codes of other weights than
+    ``model``'s (False for a file without a fingerprint)."""
+    recorded = fitted_to(path, kind)
+    return bool(recorded) and recorded != weights_fingerprint(model)
 
 
 def fit_sampler(

@@ -1,7 +1,6 @@
 """Vector (tabular) data: loading a table, standardising its columns, and metrics for vectors.
 
-A table is a file whose rows are samples: a ``.csv`` (a first line of names is its header; a
-first line of numbers is data, and the columns are named x0, x1, ...), a 2-D ``.npy``, or an
+A table is a file whose rows are samples: a ``.csv`` with a header row, a 2-D ``.npy``, or an
 ``.npz`` with a 2-D ``x_train`` (or ``x``) and optionally ``x_test``. Without a test array a
 seeded fraction of the rows is held out. Columns are standardised with the mean and standard
 deviation of the training split (:class:`Standardiser`, stored in every checkpoint and inverted
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -62,15 +62,18 @@ class Standardiser:
                 "array or a CSV is read as a table, rows as samples: images need 3-D or 4-D arrays)"
             )
         values = train[:, kept]
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             mean, std = values.mean(0), values.std(0)
-        too_large = ~(np.isfinite(mean) & np.isfinite(std) & (std > 0))
-        if too_large.any():
-            name = columns[kept[int(np.argmax(too_large))]]
-            raise UserError(
-                f"column '{name}' holds values too large to standardise in float64 (its mean or spread "
-                f"overflows; largest magnitude {np.abs(values[:, too_large]).max():.3g}): rescale it first"
-            )
+        too_large = ~(np.isfinite(mean) & np.isfinite(std))
+        too_small = ~too_large & (std < np.finfo(np.float64).tiny)  # 0 or subnormal: 1/std overflows
+        for bad, what in ((too_large, "values too large"), (too_small, "values too close together")):
+            if bad.any():
+                j = int(np.argmax(bad))
+                raise UserError(
+                    f"column '{columns[kept[j]]}' holds {what} to standardise in float64 (its mean or spread "
+                    f"{'overflows' if what.endswith('large') else 'underflows'}; largest magnitude "
+                    f"{np.abs(values[:, j]).max():.3g}): rescale it first"
+                )
         return Standardiser(
             columns=list(columns),
             kept=kept,
@@ -84,17 +87,18 @@ class Standardiser:
         """D, the width of the model's input and output."""
         return len(self.kept)
 
-    def transform(self, rows: np.ndarray) -> Tensor:
+    def transform(self, rows: np.ndarray, split: str = "") -> Tensor:
         """Rows (n, C) in the file's units -> standardised kept columns (n, D), float32;
         :class:`UserError` when a value lies so far from the training rows that it overflows
-        float32 once standardised."""
+        float32 once standardised (naming the row of ``split``, e.g. "test")."""
         with np.errstate(over="ignore", invalid="ignore"):
             out = ((rows[:, self.kept] - self.mean) / self.std).astype(np.float32)
         bad = ~np.isfinite(out)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             raise UserError(
-                f"row {row} (from 0), column '{self.columns[self.kept[col]]}': {rows[row, self.kept[col]]:.3g} is "
+                f"{split + ' ' if split else ''}row {row} (from 0), column '{self.columns[self.kept[col]]}': "
+                f"{rows[row, self.kept[col]]:.3g} is "
                 f"too far from the training rows (mean {self.mean[col]:.3g}, std {self.std[col]:.3g}) to standardise"
             )
         return torch.from_numpy(out)
@@ -182,10 +186,12 @@ def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     return read_header[version](f)
 
 
-def _numeric(array: np.ndarray, where: str, header: list[str] | None = None, first_line: int = 2) -> np.ndarray:
+def _numeric(
+    array: np.ndarray, where: str, header: list[str] | None = None, lines: list[int] | None = None
+) -> np.ndarray:
     """A 2-D numeric array as float64, checked: :class:`UserError` for another shape, dtype,
-    no rows or columns, and NaN or infinite values (naming the first: by the CSV's line, row 0
-    being on ``first_line``, and ``header`` when given, else by row and column counted from 0)."""
+    no rows or columns, and NaN or infinite values (naming the first: by the CSV's line, from
+    ``lines``, and its ``header`` when given, else by row and column counted from 0)."""
     if array.dtype.kind not in "biuf":
         raise UserError(f"{where} has dtype {array.dtype}; a table needs numbers (bool, int or float)")
     if array.ndim != 2:
@@ -196,7 +202,7 @@ def _numeric(array: np.ndarray, where: str, header: list[str] | None = None, fir
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        place = f"line {row + first_line}, column '{header[col]}'" if header else f"row {row}, column {col}, from 0"
+        place = f"line {lines[row]}, column '{header[col]}'" if header and lines else f"row {row}, column {col}, from 0"
         raise UserError(f"{where} holds NaN or infinite values (the first: {values[row, col]} at {place})")
     return values
 
@@ -216,53 +222,59 @@ def _read_npy(path: Path) -> np.ndarray:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, list[str], int]:
-    """The numbers of a CSV, the column names (x0, x1, ... when the first line is numbers, not
-    names) and the line of the first row of numbers; :class:`UserError` for a ragged row or a
-    cell that is not a number (naming its line and column)."""
+def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[int]]:
+    """The numbers of a CSV, its column names and the line of each row, from its first line that
+    is not blank;
+    :class:`UserError` when that line is numbers rather than names (a header is required: taking
+    it as data or as names could both be wrong without a word), for a ragged row, or a cell that
+    is not a plain decimal number (naming its line and column)."""
     check_memory(16 * path.stat().st_size, f"{path} ({path.stat().st_size:,} bytes)")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
-            header = next(reader, None)
+            header, header_line = None, 0
+            for number, row in enumerate(reader, 1):
+                if any(cell.strip() for cell in row):
+                    header, header_line = row, number
+                    break
             if header is None:
                 raise UserError(f"{path} is empty; a table needs a header row and rows of numbers")
-            rows: list[list[float]] = []
-            first_line = 2
             if all(_is_number(cell) for cell in header):
-                # no header row: the first line is data (pandas would drop it silently)
-                warnings.warn(
-                    f"{path}: no header row (its first line is numbers); columns named x0, x1, ...", stacklevel=3
+                raise UserError(
+                    f"{path}: line {header_line} (the header) is numbers, not column names; a table CSV needs a header "
+                    f"row: add one (e.g. {','.join(f'x{j}' for j in range(min(len(header), 3)))}"
+                    f"{',...' if len(header) > 3 else ''})"
                 )
-                rows.append([float(cell) for cell in header])
-                header = [f"x{j}" for j in range(len(header))]
-                first_line = 1
-            for line, row in enumerate(reader, 2):
-                if not row:
+            rows: list[list[float]] = []
+            lines: list[int] = []
+            for line, row in enumerate(reader, header_line + 1):
+                if not any(cell.strip() for cell in row):
                     continue  # a blank line
                 if len(row) != len(header):
                     raise UserError(f"{path}: line {line} has {len(row)} fields; the header has {len(header)}")
-                try:
-                    rows.append([float(cell) for cell in row])
-                except ValueError:
-                    col = next(j for j, cell in enumerate(row) if not _is_number(cell))
+                bad = next((j for j, cell in enumerate(row) if not _is_number(cell)), None)
+                if bad is not None:
                     raise UserError(
-                        f"{path}: line {line}, column '{header[col]}' holds {row[col][:30]!r}, not a number "
+                        f"{path}: line {line}, column '{header[bad].strip()}' holds {row[bad][:30]!r}, not a number "
                         "(a table must be numeric: encode categories as numbers first)"
-                    ) from None
+                    )
+                rows.append([float(cell) for cell in row])
+                lines.append(line)
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path} is not a readable UTF-8 CSV file ({type(err).__name__})") from None
     array = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
-    return array, [h.strip() for h in header], first_line
+    return array, [h.strip() for h in header], lines
+
+
+# a plain decimal number, or nan / inf as numpy and pandas write them; not Python's wider float()
+# syntax (digit separators "1_0", non-ASCII digits), which would read names as numbers
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
 def _is_number(cell: str) -> bool:
-    """Whether a CSV cell reads as a number (an empty cell does not)."""
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+    """Whether a CSV cell is a number (:data:`_NUMBER`, surrounding spaces allowed); an empty
+    cell is not."""
+    return _NUMBER.fullmatch(cell.strip()) is not None
 
 
 def held_out_rows(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -286,8 +298,8 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
     suffix = path.suffix.lower()
     test: np.ndarray | None = None
     if suffix == ".csv":
-        raw, columns, first_line = _read_csv(path)
-        train = _numeric(raw, str(path), columns, first_line)
+        raw, columns, lines = _read_csv(path)
+        train = _numeric(raw, str(path), columns, lines)
     elif suffix == ".npy":
         train = _numeric(_read_npy(path), str(path))
         columns = [f"x{j}" for j in range(train.shape[1])]
@@ -313,7 +325,9 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
             "samples put their value back",
             stacklevel=2,
         )
-    data = TableData(standardiser.transform(train), standardiser.transform(test), path.stem)
+    data = TableData(
+        standardiser.transform(train, "training split"), standardiser.transform(test, "test split"), path.stem
+    )
     data.standardiser = standardiser
     return data
 
@@ -356,7 +370,9 @@ def from_array(rows: Any, test: Any = None, held_out: float = 0.2) -> TableData:
     standardiser = Standardiser.fit(train, [f"x{j}" for j in range(train.shape[1])])
     if standardiser.constants:
         warnings.warn(f"dropped {len(standardiser.constants)} constant column(s); samples put them back", stacklevel=2)
-    data = TableData(standardiser.transform(train), standardiser.transform(test_rows), "array")
+    data = TableData(
+        standardiser.transform(train, "training split"), standardiser.transform(test_rows, "test split"), "array"
+    )
     data.standardiser = standardiser
     return data
 

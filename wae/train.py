@@ -72,7 +72,7 @@ from .parallel import (
     shard,
 )
 from .priors import gaussian_log_density
-from .samplers import LatentSampler, fit_sampler, save_sampler
+from .samplers import SAMPLER_FILES, LatentSampler, fit_sampler, is_stale, save_sampler
 from .tables import TableData
 
 
@@ -686,6 +686,26 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
 
 
+def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], None]) -> bool:
+    """After training changed the weights (a resumed run): remove the grid ``samples-KIND.png``
+    of each ex-post sampler fitted to the codes of older weights, so that the report stops
+    showing it, and say how to refit; the sampler file stays (``wae sample`` and ``wae evaluate``
+    refuse it, naming ``wae fit-sampler``). Whether any grid was removed."""
+    removed = False
+    for kind, name in SAMPLER_FILES.items():
+        grid = run_dir / f"samples-{kind}.png"
+        try:
+            stale = (run_dir / name).is_file() and grid.is_file() and is_stale(run_dir / name, kind, model)
+        except UserError:  # a damaged sampler file: its readers say so
+            stale = False
+        if stale:
+            grid.unlink(missing_ok=True)
+            removed = True
+            again = f"wae fit-sampler {run_dir}" + ("" if kind == "gmm" else f" --kind {kind}")
+            say(f"{name} was fitted to the weights before this session: refit it with {again} (its grid removed)")
+    return removed
+
+
 def sampler_grid(model: AutoEncoder, sampler: LatentSampler, cfg: Config, path: Path) -> None:
     """A 10x10 grid of images decoded from codes of an ex-post ``sampler`` (seeded with the
     run's seed; a conditional model's with the classes in turn), written atomically to ``path``."""
@@ -1065,9 +1085,12 @@ class _Loop:
         state, out = self.state, self.out
         if self.last_saved != state.step:
             self.checkpoint_point(state.step // self.steps_per_epoch)
-        if not self.stopping and out is not None and self.procs.main and self.cfg.train.fit_sampler != "none":
-            fit_ex_post(state, self.data, out, self.say)
-            _report(state, self.data, out, self.evals, self.trained / self.train_time if self.train_time > 0 else 0.0)
+        if not self.stopping and out is not None and self.procs.main:
+            if self.cfg.train.fit_sampler != "none":
+                fit_ex_post(state, self.data, out, self.say)
+            if drop_stale_grids(state.sampler_model, out, self.say) or self.cfg.train.fit_sampler != "none":
+                speed = self.trained / self.train_time if self.train_time > 0 else 0.0
+                _report(state, self.data, out, self.evals, speed)
         if self.stopping:
             self.say(
                 f"interrupted at step {state.step} ({signal.Signals(self.signum).name}); checkpoint saved"
