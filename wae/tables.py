@@ -223,11 +223,10 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[int]]:
-    """The numbers of a CSV, its column names and the line of each row, from its first line that
-    is not blank;
-    :class:`UserError` when that line is numbers rather than names (a header is required: taking
-    it as data or as names could both be wrong without a word), for a ragged row, or a cell that
-    is not a plain decimal number (naming its line and column)."""
+    """The numbers of a CSV, its column names (its first line that is not blank) and the line of
+    each row; :class:`UserError` when the header is numbers rather than names (a header is
+    required: taking it as data or as names could both be wrong without a word), for a ragged
+    row, or a cell that is not a plain decimal number (naming its line and column)."""
     check_memory(16 * path.stat().st_size, f"{path} ({path.stat().st_size:,} bytes)")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
