@@ -454,10 +454,14 @@ def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> 
         if is_stale(path, kind, model):
             raise UserError(
                 f"{path} was fitted to the codes of other weights than the checkpoint's (the run was trained "
-                f"further or its checkpoint replaced since); fit it again: wae fit-sampler {folder}"
-                + ("" if kind == "gmm" else f" --kind {kind}")
+                f"further or its checkpoint replaced since); fit it again: {refit_command(folder, kind)}"
             )
     return sampler
+
+
+def refit_command(run: Path, kind: str) -> str:
+    """The command that fits the ex-post sampler ``kind`` of ``run`` again."""
+    return f"wae fit-sampler {run}" + ("" if kind == "gmm" else f" --kind {kind}")
 
 
 def fitted_to(path: Path, kind: str) -> str:

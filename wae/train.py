@@ -72,7 +72,7 @@ from .parallel import (
     shard,
 )
 from .priors import gaussian_log_density
-from .samplers import SAMPLER_FILES, LatentSampler, fit_sampler, is_stale, save_sampler
+from .samplers import SAMPLER_FILES, LatentSampler, fit_sampler, is_stale, refit_command, save_sampler
 from .tables import TableData
 
 
@@ -701,7 +701,7 @@ def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], Non
         if stale:
             grid.unlink(missing_ok=True)
             removed = True
-            again = f"wae fit-sampler {run_dir}" + ("" if kind == "gmm" else f" --kind {kind}")
+            again = refit_command(run_dir, kind)
             say(f"{name} was fitted to the weights before this session: refit it with {again} (its grid removed)")
     return removed
 
