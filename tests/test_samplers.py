@@ -132,6 +132,29 @@ def test_a_sampler_fitted_to_other_weights_is_refused_until_refitted(tmp_path, c
     assert main(["sample", str(run), "--sampler", "gmm", "--n", "4", "--out", out]) == 0
 
 
+def test_stale_grids_are_found_with_one_hash_of_the_weights(tmp_path, monkeypatch):
+    from wae import checkpoint, train
+    from wae.samplers import is_stale
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max-steps", "2", "--fit-sampler", "gmm", "--out", str(run)]) == 0
+    assert main(["fit-sampler", str(run), "--kind", "vae", "--hidden", "8"]) == 0
+    model, _ = train.load_model(run)
+    fingerprint = checkpoint.weights_fingerprint(model)
+    assert not is_stale(run / "sampler-gmm.npz", "gmm", fingerprint) and not is_stale(
+        run / "sampler-gmm.npz", "gmm", model
+    )
+    assert is_stale(run / "sampler-vae.pt", "vae", "0" * len(fingerprint))
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # other weights, as after a resumed run
+    calls = []
+    monkeypatch.setattr(checkpoint, "weights_fingerprint", lambda m: calls.append(1) or fingerprint[::-1])
+    said = []
+    assert train.drop_stale_grids(model, run, said.append)
+    assert len(calls) == 1 and len(said) == 2  # two stale samplers, the weights hashed once
+    assert not (run / "samples-gmm.png").exists() and not (run / "samples-vae.png").exists()
+
+
 def test_ill_conditioned_codes_sample_as_scikit_learn_does():
     # 8-D codes on a 7-D subspace at scale 10: covariances with condition number ~1e8, beyond
     # a float32 Cholesky factor (3 of 10 fail); scikit-learn samples from them, so must we

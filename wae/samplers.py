@@ -484,11 +484,14 @@ def fitted_to(path: Path, kind: str) -> str:
     return value
 
 
-def is_stale(path: Path, kind: str, model: torch.nn.Module) -> bool:
+def is_stale(path: Path, kind: str, weights: torch.nn.Module | str) -> bool:
     """Whether the sampler file at ``path`` was fitted to the codes of other weights than
-    ``model``'s (False for a file without a fingerprint)."""
+    ``weights``: a model, or its :func:`weights_fingerprint` computed once for several files
+    (False for a file without a fingerprint)."""
     recorded = fitted_to(path, kind)
-    return bool(recorded) and recorded != weights_fingerprint(model)
+    if not recorded:
+        return False
+    return recorded != (weights if isinstance(weights, str) else weights_fingerprint(weights))
 
 
 def fit_sampler(

@@ -692,10 +692,14 @@ def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], Non
     showing it, and say how to refit; the sampler file stays (``wae sample`` and ``wae evaluate``
     refuse it, naming ``wae fit-sampler``). Whether any grid was removed."""
     removed = False
+    fingerprint = ""  # the weights hashed once, when a first grid needs the check
     for kind, name in SAMPLER_FILES.items():
         grid = run_dir / f"samples-{kind}.png"
+        if not ((run_dir / name).is_file() and grid.is_file()):
+            continue
+        fingerprint = fingerprint or ckpt.weights_fingerprint(model)
         try:
-            stale = (run_dir / name).is_file() and grid.is_file() and is_stale(run_dir / name, kind, model)
+            stale = is_stale(run_dir / name, kind, fingerprint)
         except UserError:  # a damaged sampler file: its readers say so
             stale = False
         if stale:
