@@ -228,11 +228,17 @@ def test_time_to_quality_bf16_trainer_starts_where_fp32_does_and_rounds_differen
     assert sum(gaps) < 0.2 * sum(steps)  # the same two Adam steps, up to rounding
 
 
-@pytest.mark.parametrize("arch", bench.PRESET_OF_ARCH)
-@pytest.mark.parametrize("trainer", ["wae", "bare"])
-def test_every_offered_network_is_prepared_and_stepped(arch, trainer, tmp_path):
-    # every network --archs offers builds and takes a step (a choice that only fails at run time,
-    # as "small" once did with a KeyError in every row, is a broken option)
-    job = bench._prepare(bench.Setting(trainer, arch, "mmd"), batch_size=4, matmul_size=8, workdir=str(tmp_path))
+CASES = [("wae", arch, "mmd") for arch in bench.PRESET_OF_ARCH]
+CASES += [("bare", arch, "mmd") for arch in bench.PRESET_OF_ARCH]
+CASES += [("wae", "fast", objective) for objective in bench.OBJECTIVES if objective != "mmd"]
+
+
+@pytest.mark.parametrize(("trainer", "arch", "objective"), CASES)
+def test_every_offered_network_and_objective_is_prepared_and_stepped(trainer, arch, objective, tmp_path):
+    # every network --archs offers and every objective --objectives offers builds and takes a
+    # step (a choice that only fails at run time, as "small" once did with a KeyError in every
+    # row, is a broken option)
+    setting = bench.Setting(trainer, arch, objective)
+    job = bench._prepare(setting, batch_size=4, matmul_size=8, workdir=str(tmp_path))
     job.run(1)
     assert job.flops_per_step > 0 and job.units_per_step == 4
