@@ -117,6 +117,7 @@ def test_bench_command_times_every_setting_in_every_round(tmp_path, capsys):
 
 
 @needs_pythae
+@pytest.mark.slow  # a pythae import and its trainer: tens of seconds; make test-slow
 def test_pythae_trainer_is_timed_on_our_networks_in_the_same_rounds():
     group = [bench.Setting("wae", "fast", "mmd"), bench.Setting("pythae", "fast", "mmd")]
     results, peaks = bench.run(
@@ -198,6 +199,7 @@ def test_time_to_quality_segments_follow_the_training_order_and_thresholds_take_
     assert ttq.first_below(curve, 100.0) is None
 
 
+@pytest.mark.slow  # a pythae import and its trainer: tens of seconds; make test-slow
 def test_time_to_quality_runs_on_a_tiny_setting(tmp_path):
     ttq = _time_to_quality()
     trainers = ["wae", "pythae"] if bench.pythae_available() else ["wae"]

@@ -11,7 +11,7 @@ import torch
 from wae.cli import main
 from wae.config import UserError
 from wae.export import export_run
-from wae.samplers import GaussianMixture, fit_gmm, load_gmm, save_gmm
+from wae.samplers import GaussianMixture, fit_gmm, fitted_to, load_gmm, save_gmm
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
 
@@ -121,9 +121,11 @@ def test_a_sampler_fitted_to_other_weights_is_refused_until_refitted(tmp_path, c
             else:
                 payload = torch.load(run / file, weights_only=True)
                 torch.save({**payload, "fitted_to": crafted}, run / file)
-            capsys.readouterr()
-            assert main(["sample", str(run), "--sampler", kind, "--n", "4", "--out", out]) == 2
-            assert "not a readable sampler file" in capsys.readouterr().err
+            with pytest.raises(UserError, match="not a readable sampler file"):
+                fitted_to(run / file, kind)
+        capsys.readouterr()  # and through the command line, once per kind
+        assert main(["sample", str(run), "--sampler", kind, "--n", "4", "--out", out]) == 2
+        assert "not a readable sampler file" in capsys.readouterr().err
     assert main(["fit-sampler", str(run)]) == 0
     # a file written before the fingerprint existed carries none and is not checked
     with np.load(run / "sampler-gmm.npz") as f:

@@ -212,8 +212,11 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         lo = float(min(codes[:, j].min(), prior[:, j].min()))
         hi = float(max(codes[:, j].max(), prior[:, j].max()))
         bins = np.linspace(lo, hi, 40)
-        ax.hist(prior[:, j].numpy(), bins=bins, density=True, color="tab:gray", alpha=0.5)
-        ax.hist(codes[:, j].numpy(), bins=bins, density=True, color="tab:blue", alpha=0.6, histtype="step", lw=1.5)
+        # one patch per histogram (ax.stairs of np.histogram), not one per bar as ax.hist draws
+        ax.stairs(
+            np.histogram(prior[:, j].numpy(), bins, density=True)[0], bins, fill=True, color="tab:gray", alpha=0.5
+        )
+        ax.stairs(np.histogram(codes[:, j].numpy(), bins, density=True)[0], bins, color="tab:blue", alpha=0.6, lw=1.5)
         variance = codes[:, j].var() if len(codes) > 1 else float("nan")  # a test split of one image
         ax.set_title(f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {variance:.2f}", fontsize=8)
         ax.set_yticks([])
