@@ -159,6 +159,22 @@ def test_a_test_row_far_outside_the_training_rows_is_one_user_error():
         from_array(rows, test)
 
 
+def test_a_held_out_row_far_outside_is_named_where_the_user_finds_it(tmp_path):
+    # the held-out split is a shuffle of the file's rows: the error names the CSV's line (or the
+    # row of the array), not the row's index in the shuffled split
+    rows = table_rows()
+    _, test_index = held_out_rows(len(rows), 0.2)
+    far = int(test_index[3])
+    rows[far, 1] = 1e300
+    with pytest.raises(UserError, match=f"test split, line {far + 2}, column 'c1'.*too far from the training rows"):
+        load_table(write_csv(tmp_path / "t.csv", rows))  # the header is line 1
+    with pytest.raises(UserError, match=f"test split, row {far} of rows \\(from 0\\), column 'x1'"):
+        from_array(rows)
+    np.save(tmp_path / "t.npy", rows)
+    with pytest.raises(UserError, match=f"test split, row {far} of the file \\(from 0\\), column 'x1'"):
+        load_table(tmp_path / "t.npy")
+
+
 def test_a_damaged_stored_standardisation_is_a_user_error():
     good = Standardiser.fit(table_rows(), [f"c{j}" for j in range(5)]).to_payload()
     for change in ({"std": torch.zeros(5, dtype=torch.float64)}, {"kept": [0, 1]}, {"mean": "x"}, {"columns": None}):

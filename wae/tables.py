@@ -87,17 +87,24 @@ class Standardiser:
         """D, the width of the model's input and output."""
         return len(self.kept)
 
-    def transform(self, rows: np.ndarray, split: str = "") -> Tensor:
+    def transform(self, rows: np.ndarray, split: str = "", places: list[str] | None = None) -> Tensor:
         """Rows (n, C) in the file's units -> standardised kept columns (n, D), float32;
         :class:`UserError` when a value lies so far from the training rows that it overflows
-        float32 once standardised (naming the row of ``split``, e.g. "test")."""
+        float32 once standardised, naming the row where the user can find it: ``places[i]``
+        (e.g. "line 7" of a CSV whose rows were shuffled into splits), else its index in
+        ``rows`` within ``split`` (e.g. "test split")."""
         with np.errstate(over="ignore", invalid="ignore"):
             out = ((rows[:, self.kept] - self.mean) / self.std).astype(np.float32)
         bad = ~np.isfinite(out)
         if bad.any():
             row, col = np.argwhere(bad)[0]
+            place = (
+                f"{split + ', ' if split else ''}{places[row]}"
+                if places
+                else f"{split + ' ' if split else ''}row {row} (from 0)"
+            )
             raise UserError(
-                f"{split + ' ' if split else ''}row {row} (from 0), column '{self.columns[self.kept[col]]}': "
+                f"{place}, column '{self.columns[self.kept[col]]}': "
                 f"{rows[row, self.kept[col]]:.3g} is "
                 f"too far from the training rows (mean {self.mean[col]:.3g}, std {self.std[col]:.3g}) to standardise"
             )
@@ -276,6 +283,15 @@ def _is_number(cell: str) -> bool:
     return _NUMBER.fullmatch(cell.strip()) is not None
 
 
+def row_places(index: np.ndarray, lines: list[int] | None, where: str) -> list[str]:
+    """Where each row of a split lies in what the user gave: row ``index[i]`` of the file's
+    rows is "line L" of a CSV (``lines``: the line of each data row), else "row I of ``where``
+    (from 0)"; the splits are shuffled, so a row's place in a split says nothing to the user."""
+    if lines is not None:
+        return [f"line {lines[i]}" for i in index]
+    return [f"row {i} {where} (from 0)" for i in index]
+
+
 def held_out_rows(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(training, test) row indices of a table of ``n`` rows without a test split: a shuffle
     seeded by SPLIT_SEED, ``fraction`` of the rows (at least 2) held out, in file order."""
@@ -296,6 +312,7 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
         raise UserError(f"data file not found: {path}")
     suffix = path.suffix.lower()
     test: np.ndarray | None = None
+    lines: list[int] | None = None  # the line of each data row, for a CSV
     if suffix == ".csv":
         raw, columns, lines = _read_csv(path)
         train = _numeric(raw, str(path), columns, lines)
@@ -307,6 +324,7 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
         columns = [f"x{j}" for j in range(train.shape[1])]
     else:
         raise UserError(f"{path}: a table is a .csv, .npy or .npz file")
+    places: list[list[str] | None] = [None, None]  # the file's own splits are in its order
     if test is None:
         if len(train) < MIN_ROWS:
             raise UserError(f"{path} has {len(train)} rows; a table needs at least {MIN_ROWS}")
@@ -314,6 +332,7 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
         if len(train_rows) < 2:
             raise UserError(f"{path}: {len(train)} rows leave {len(train_rows)} for training; lower --held-out")
         train, test = train[train_rows], train[test_rows]
+        places = [row_places(index, lines, "of the file") for index in (train_rows, test_rows)]
     if len(train) < 2 or len(test) < 2:
         raise UserError(f"{path}: {len(train)} training and {len(test)} test rows; each needs at least 2")
     standardiser = Standardiser.fit(train, columns)
@@ -325,7 +344,9 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
             stacklevel=2,
         )
     data = TableData(
-        standardiser.transform(train, "training split"), standardiser.transform(test, "test split"), path.stem
+        standardiser.transform(train, "training split", places[0]),
+        standardiser.transform(test, "test split", places[1]),
+        path.stem,
     )
     data.standardiser = standardiser
     return data
@@ -357,11 +378,13 @@ def from_array(rows: Any, test: Any = None, held_out: float = 0.2) -> TableData:
         arrays.append(_numeric(value, name))
     train, test_rows = arrays
     assert train is not None
+    places: list[list[str] | None] = [None, None]
     if test_rows is None:
         if len(train) < MIN_ROWS:
             raise UserError(f"rows: {len(train)} rows; a table needs at least {MIN_ROWS}")
         train_index, test_index = held_out_rows(len(train), held_out)
         train, test_rows = train[train_index], train[test_index]
+        places = [row_places(index, None, "of rows") for index in (train_index, test_index)]
     elif test_rows.shape[1] != train.shape[1]:
         raise UserError(f"test has {test_rows.shape[1]} columns; rows have {train.shape[1]}")
     if len(train) < 2 or len(test_rows) < 2:
@@ -370,7 +393,9 @@ def from_array(rows: Any, test: Any = None, held_out: float = 0.2) -> TableData:
     if standardiser.constants:
         warnings.warn(f"dropped {len(standardiser.constants)} constant column(s); samples put them back", stacklevel=2)
     data = TableData(
-        standardiser.transform(train, "training split"), standardiser.transform(test_rows, "test split"), "array"
+        standardiser.transform(train, "training split", places[0]),
+        standardiser.transform(test_rows, "test split", places[1]),
+        "array",
     )
     data.standardiser = standardiser
     return data
