@@ -43,6 +43,7 @@ test-slow: $(STAMP)
 # 15 minutes on 2 cores); the report goes to runs/bench.md, for docs/benchmarks.md
 bench: $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[bench]'
+	mkdir -p runs
 	$(PY) -m benchmarks.bench --inception --out runs/bench.md
 
 # the README's table of settings, from the fields of wae/config.py (tests/test_settings.py checks it)

@@ -37,9 +37,10 @@ from typing import Any
 
 import torch
 
-from benchmarks.bench import machine, pythae_available, pythae_dataset, pythae_wae_mmd
+from benchmarks.bench import _check_out, machine, pythae_available, pythae_dataset, pythae_wae_mmd
+from wae.checkpoint import write_atomic
 from wae.classifier import features_and_probs, load_classifier
-from wae.config import native_bf16, override, preset, resolve_precision
+from wae.config import UserError, native_bf16, override, preset, resolve_precision
 from wae.data import batch_indices, load_mnist, to_model_range
 from wae.evaluate import decode_prior, frechet_distance_of
 from wae.model import AutoEncoder
@@ -224,6 +225,9 @@ def demo_against_pythae_defaults(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+DEFAULT_OUT = "runs/time_to_quality.md"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=("fast", "mnist-paper"), default="fast")
@@ -236,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-images", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/time_to_quality.md")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"report (Markdown; curves beside it as .json; default {DEFAULT_OUT})"
+    )
     parser.add_argument(
         "--demo-vs-pythae-defaults",
         action="store_true",
@@ -244,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--epochs", type=int, default=10, help="with --demo-vs-pythae-defaults (default 10)")
     args = parser.parse_args(argv)
+    if args.out == DEFAULT_OUT:
+        Path(DEFAULT_OUT).parent.mkdir(exist_ok=True)  # runs/, the project's own folder
+    try:
+        out = _check_out(args.out)  # before the work, not after it
+    except UserError as err:
+        print(f"error: {err}")
+        return 2
     if args.demo_vs_pythae_defaults:
         if not pythae_available():
             print("error: pythae is not installed (pip install -e '.[bench]')")
@@ -251,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         text = demo_against_pythae_defaults(args)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        write_atomic(out, text.encode())
         print(text)
         return 0
     if "pythae" in args.trainers and not pythae_available():
@@ -288,10 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     text = report(trainers, args.thresholds, args, time.perf_counter() - start)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({t.name: t.curve for t in trainers}) + "\n")
+    write_atomic(out, text.encode())
+    write_atomic(out.with_suffix(".json"), (json.dumps({t.name: t.curve for t in trainers}) + "\n").encode())
     print(text)
     return 0
 

@@ -209,3 +209,53 @@ def _stored(path, **change):
 def test_crafted_mixture_files_are_refused(tmp_path, change, message):
     with pytest.raises(UserError, match=message):
         load_gmm(_stored(tmp_path / "g.npz", **change))
+
+
+def test_figures_of_older_weights_are_dropped_or_left_out_and_named_where_they_are(tmp_path, capsys):
+    import hashlib
+    import shutil
+
+    run = tmp_path / "my run (1)"
+    assert main(["train", *TINY, "--max-steps", "2", "--fit-sampler", "gmm", "--out", str(run)]) == 0
+    assert main(["evaluate", str(run), "--n", "40", "--no-fid"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["weights_fingerprint"]
+    # a checkpoint replaced by one of other weights: the report leaves out the mixture's grid
+    # and the evaluation of the old weights, and says so
+    (ckpt,) = (run / "checkpoints").glob("step-*.pt")
+    shutil.copy(ckpt, tmp_path / "kept.pt")
+    payload = torch.load(ckpt, weights_only=True)
+    payload["model"]["encoder.features.0.weight"] += 0.01
+    torch.save(payload, ckpt)
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "samples-gmm.png left out" in page and "metrics.json is of other weights" in page
+    # the refit command is quoted for the shell, and a checkpoint file as RUN names its run folder
+    capsys.readouterr()
+    for where in (run, ckpt):
+        assert main(["sample", str(where), "--sampler", "gmm", "--n", "4", "--out", str(tmp_path / "s.png")]) == 2
+        assert f"fit it again: wae fit-sampler '{run}'" in capsys.readouterr().err
+    # training further (a resume) removes the evaluation of the older weights, with a notice
+    shutil.copy(tmp_path / "kept.pt", ckpt)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--max-steps", "4", "--fit-sampler", "none", "--no-progress"]) == 0
+    assert "metrics.json was computed from the weights before this session: removed" in capsys.readouterr().err
+    assert not (run / "metrics.json").exists() and not (run / "samples-gmm.png").exists()
+    assert main(["fit-sampler", str(run), "--components", "3"]) == 0
+    # a fit whose output path is taken fails before the work and replaces nothing
+    before = hashlib.sha256((run / "sampler-gmm.npz").read_bytes()).hexdigest()
+    (run / "samples-gmm.png").unlink()
+    (run / "samples-gmm.png").mkdir()
+    assert main(["fit-sampler", str(run), "--components", "3"]) == 2
+    assert "exists and is not a regular file" in capsys.readouterr().err
+    assert hashlib.sha256((run / "sampler-gmm.npz").read_bytes()).hexdigest() == before
+    # a sampler path taken by a folder is named as such, not as missing
+    (run / "samples-gmm.png").rmdir()
+    (run / "sampler-vae.pt").mkdir()
+    assert main(["sample", str(run), "--sampler", "vae", "--n", "4", "--out", str(tmp_path / "s.png")]) == 2
+    assert "is not a sampler file (it exists and is not a regular file)" in capsys.readouterr().err
+    # an empty fingerprint entry is damage, not a file from before fingerprints
+    with np.load(run / "sampler-gmm.npz") as f:
+        arrays = {k: f[k] for k in ("weights", "means", "covariances")}
+    np.savez(run / "sampler-gmm.npz", **arrays, fitted_to=np.array(""))
+    with pytest.raises(UserError, match="fingerprint is damaged"):
+        fitted_to(run / "sampler-gmm.npz", "gmm")

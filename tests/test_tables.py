@@ -147,7 +147,11 @@ def test_values_too_large_or_too_close_to_standardise_are_one_user_error(column,
     what = "too large" if too_large else "too close together"
     with pytest.raises(UserError, match=f"column 'x2' holds values {what} to standardise"):
         from_array(rows)
-    with pytest.raises(UserError, match=f"column 'c2' holds values {what}"):
+    subnormal = ((column != 0) & (np.abs(column) < np.finfo(np.float64).tiny)).any()
+    # a CSV cell that reads as a subnormal number is refused as it is read (it lost precision)
+    with pytest.raises(
+        UserError, match="holds '5e-324', out of range" if subnormal else f"column 'c2' holds values {what}"
+    ):
         load_table(write_csv(tmp_path / "t.csv", rows))
 
 
@@ -219,6 +223,161 @@ def test_bad_arrays_are_user_errors(tmp_path):
         from_array(np.zeros((3, 2)))
     with pytest.raises(UserError, match="numpy array or a torch.Tensor"):
         from_array([[1.0, 2.0]] * 5)
+
+
+def csv_text(rows: np.ndarray, header: str = "c0,c1,c2,c3,c4") -> str:
+    return header + "\n" + "\n".join(",".join(map(repr, r)) for r in rows.tolist()) + "\n"
+
+
+@pytest.mark.parametrize("value", [1e7, 1e20, 1e37, -1e300])
+def test_a_value_over_a_million_standard_deviations_out_is_one_user_error(value, tmp_path):
+    # finite in float32 once standardised, but its square (summed over columns and a batch) is
+    # not: training went on and reported a test MSE of inf and an MMD of NaN (null in JSON)
+    rows = table_rows()
+    _, test_index = held_out_rows(len(rows), 0.2)
+    far = int(test_index[2])
+    rows[far, 1] = 5.0 + value * rows[:, 1].std()  # column c1: mean 5, spread about 10
+    message = f"test split, line {far + 2}, column 'c1'.*too far from the training rows.*at most 1e\\+06"
+    with pytest.raises(UserError, match=message):
+        load_table(write_csv(tmp_path / "t.csv", rows))
+    with pytest.raises(
+        UserError, match=f"test split, row {far} of rows \\(from 0\\), column 'x1'.*standard deviations"
+    ):
+        from_array(rows)
+    test = table_rows(10, seed=1)
+    test[4, 3] = 1000.0 + value * table_rows()[:, 3].std()  # column x3: mean 1000, spread about 100
+    with pytest.raises(UserError, match="test split row 4 \\(from 0\\), column 'x3'.*too far"):
+        from_array(table_rows(), test)
+    code, err = run_cli(["train", "--data", "t.csv", "--precision", "fp32", "--no-progress", "--out", "run"], tmp_path)
+    assert code == 2 and "wae train: error: " in err and "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_a_value_within_a_million_standard_deviations_is_kept():
+    rows = table_rows()
+    _, test_index = held_out_rows(len(rows), 0.2)
+    rows[int(test_index[0]), 0] = 9e5 * rows[:, 0].std()
+    data = from_array(rows)
+    assert np.isfinite(data.test.numpy()).all() and float(data.test.abs().max()) > 5e5
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("a,b,c\n1,2,3\n,,\n4,5,6\n", 3),  # a row of separators: three missing values, not a blank line
+        ("a,b,c\n1,2,3\n4,5,6\n,\n", 4),  # and with a field missing as well
+        ("a,b,c\n1,2,3\n  ,\t, \n4,5,6\n", 3),  # cells of spaces
+        ('a\n1\n""\n2\n', 3),  # a one-column row with an empty cell, as Python's csv writes it
+    ],
+)
+def test_a_row_of_empty_cells_is_an_error_not_a_blank_line(text, line, tmp_path):
+    (tmp_path / "t.csv").write_text(text + "7,8,9\n1,1,1\n" if text.startswith("a,") else text + "4\n5\n")
+    with pytest.raises(UserError, match=f"line {line} holds only empty cells"):
+        load_table(tmp_path / "t.csv")
+
+
+def test_only_blank_lines_are_skipped(tmp_path):
+    rows = table_rows(20)
+    text = csv_text(rows).splitlines()
+    (tmp_path / "t.csv").write_text("\n".join([text[0], "", *text[1:5], "   ", "\t", *text[5:], ""]) + "\n\n")
+    data = load_table(tmp_path / "t.csv")
+    assert len(data.train) + len(data.test) == 20
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("a,,c,d,e", "line 1 \\(the header\\) has no name for column 2 \\(counted from 1\\): name every column"),
+        ("a,b, ,d,", "has no name for columns 3, 5 "),
+        (",a,b,c,d", "has no name for column 1 .*pandas' to_csv .*index=False"),  # df.to_csv(path) with its index
+        (",0,1,2,3", "has no name for column 1 .*index=False"),  # and an array's frame: numbers as names
+        ("a,a,a,d,e", "gives columns 1, 2, 3 \\(counted from 1\\) one name, 'a'; column names must be unique"),
+        ("a, a,a ,d,e", "gives columns 1, 2, 3 \\(counted from 1\\) one name, 'a'"),  # once stripped
+        ("a,b,a,b,e", "gives columns 1, 3 \\(counted from 1\\) one name, 'a', and 1 more name\\(s\\) repeated"),
+    ],
+)
+def test_header_names_must_be_given_and_unique(header, message, tmp_path):
+    (tmp_path / "t.csv").write_text(csv_text(table_rows(20), header))
+    with pytest.raises(UserError, match=message):
+        load_table(tmp_path / "t.csv")
+    (tmp_path / "t.csv").write_text("\n" + csv_text(table_rows(20), header))  # the header's own line
+    with pytest.raises(UserError, match=message.replace("line 1", "line 2")):
+        load_table(tmp_path / "t.csv")
+
+
+def test_a_line_of_separators_before_the_header_is_not_skipped(tmp_path):
+    (tmp_path / "t.csv").write_text(",,,,\n" + csv_text(table_rows(20)))
+    with pytest.raises(UserError, match="line 1 \\(the header\\) has no name for columns 1, 2, 3, 4, 5"):
+        load_table(tmp_path / "t.csv")
+
+
+def test_lines_are_the_files_lines_after_a_quoted_multi_line_cell(tmp_path):
+    # a quoted cell may span lines: a row is named by the line where it starts, as an editor shows
+    # it, not by counting records (which put every later row a line too early)
+    path = tmp_path / "t.csv"
+    header = '"a\nmore",b,c'
+    path.write_text(header + "\n1,2,3\n4,5,6\n7,8,9\n\n1,2,3\n4,5,x\n")  # the header is lines 1-2
+    with pytest.raises(UserError, match="line 8, column 'c' holds 'x'"):
+        load_table(path)
+    path.write_text(header + '\n1,2,3\n4,"5\n",6\n7,8,9\n1,2,nan\n4,5,6\n')  # and a data cell spanning two
+    with pytest.raises(UserError, match="nan at line 7, column 'c'"):
+        load_table(path)
+    path.write_text(header + '\n1,2,3\n4,5,6\n7,8,9\n1,2,3\n"1e-400",5,6\n')
+    with pytest.raises(UserError, match="line 7, column 'a\\\\nmore' holds '1e-400'"):  # the name on one line
+        load_table(path)
+    rows = table_rows()
+    _, test_index = held_out_rows(len(rows), 0.2)
+    far = int(test_index[5])
+    rows[far, 2] = 1e30
+    write_csv(path, rows, ["c0", "c1\nsecond line", "c2", "c3", "c4"])
+    with pytest.raises(UserError, match=f"test split, line {far + 3}, column 'c2'"):
+        load_table(path)
+    rows[far, 2] = 0.0
+    write_csv(path, rows, ["c0", "c1\nsecond line", "c2", "c3", "c4"])
+    assert load_table(path).standardiser.columns[1] == "c1\nsecond line"
+
+
+@pytest.mark.parametrize(
+    "cells, message",
+    [
+        (["1e-400", "2e-400", "-3e-400"], "line 2, column 'c2' holds '1e-400', out of range: nonzero and below"),
+        (["1e-310", "2e-310", "3e-310"], "holds '1e-310', out of range: .*reads as 1e-310"),  # subnormal: imprecise
+        (["0", "0.5e-330", "1"], "line 3, column 'c2' holds '0.5e-330', out of range"),
+        (["1", "2", "1e999"], "line 4, column 'c2' holds '1e999', out of range: beyond float64's largest"),
+        (["1", "-2e400", "3"], "line 3, column 'c2' holds '-2e400', out of range"),
+    ],
+)
+def test_numbers_out_of_float64_range_are_refused_not_rounded(cells, message, tmp_path):
+    # a column of 1e-400, 2e-400, ... read as 0.0 and was dropped as constant without a word
+    rows = table_rows(20)
+    lines = csv_text(rows).splitlines()
+    for i, cell in enumerate(cells, 1):
+        parts = lines[i].split(",")
+        parts[2] = cell
+        lines[i] = ",".join(parts)
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=message):
+        load_table(tmp_path / "t.csv")
+
+
+def test_zeros_written_any_way_are_zeros(tmp_path):
+    zeros = ["0", "0.0", "-0", "0e5", "+0.000e-999", ".0", "-0.0E+400", "00"]
+    text = "a,b\n" + "".join(f"{z},{j}\n" for j, z in enumerate(zeros)) + "1,9\n"
+    (tmp_path / "t.csv").write_text(text)
+    data = load_table(tmp_path / "t.csv")
+    back = data.standardiser.inverse(torch.cat([data.train, data.test]))
+    np.testing.assert_allclose(np.sort(back[:, 0]), [0.0] * len(zeros) + [1.0], atol=1e-6)  # float32
+
+
+@pytest.mark.parametrize("name", ["t.tsv", "t.txt", "images.npz"])
+def test_preset_table_with_a_file_that_is_not_a_table_says_what_a_table_is(name, tmp_path):
+    if name.endswith(".npz"):
+        np.savez(tmp_path / name, x_train=np.zeros((8, 4, 4, 1), dtype=np.uint8))
+    else:
+        (tmp_path / name).write_text("a\tb\n" + "".join(f"{j}\t{j * j}\n" for j in range(8)))
+    code, err = run_cli(["train", "--preset", "table", "--data", name, "--no-progress", "--out", "run"], tmp_path)
+    assert code == 2 and "Traceback" not in err and not (tmp_path / "run").exists()
+    assert f"wae train: error: {name} is not a table: a table is a .csv, .npy or .npz file" in err
+    assert "use --preset table" not in err
 
 
 # ----------------------------------------------------------------------------- training

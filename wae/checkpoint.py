@@ -106,6 +106,20 @@ def npz_bytes(**arrays: Any) -> bytes:
     return buffer.getvalue()
 
 
+def metrics_fingerprint(path: Path) -> str | None:
+    """The weights' fingerprint a ``metrics*.json`` of ``wae evaluate`` records; None when it
+    records none (written before fingerprints) or cannot be read."""
+    try:
+        loaded = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    value = loaded.get("weights_fingerprint") if isinstance(loaded, dict) else None
+    return value if isinstance(value, str) else None
+
+
+FINGERPRINT_LENGTH = 16  # hex digits of weights_fingerprint
+
+
 def weights_fingerprint(module: torch.nn.Module) -> str:
     """A short hex digest (16 characters) of a module's state: every entry's name, dtype, shape
     and values, whatever its device or memory layout. Derived files (an ex-post sampler fitted
@@ -116,7 +130,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}\n".encode())
         digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def figure_bytes(fig: Any, **savefig: Any) -> bytes:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import __version__, runs
-from .checkpoint import json_text, sweep_stale, write_atomic
+from .checkpoint import json_text, sweep_stale, weights_fingerprint, write_atomic
 from .config import (
     OBJECTIVES,
     PRESETS,
@@ -444,13 +444,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.run)
     sampler = load_sampler(Path(args.run), args.sampler, model)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
+    weights = {"weights_fingerprint": weights_fingerprint(model)}  # readers skip the file once the weights change
     if cfg.data.dataset == "table":  # no images: no FID, sharpness or classifier figures
         from .evaluate import evaluate_table
 
         start = time.perf_counter()
         metrics = evaluate_table(model, load_data(cfg.data).test, args.n, args.seed, sampler)
         metrics["seconds"] = time.perf_counter() - start
-        return _write_metrics(args, out, metrics)
+        return _write_metrics(args, out, {**metrics, **weights})
     fid_precision = None if args.no_fid else args.fid_precision
     if fid_precision is not None:
         from .fid import inception_file
@@ -465,10 +466,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         model, load_data(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
     )
     metrics["seconds"] = time.perf_counter() - start
-    return _write_metrics(args, out, metrics)
+    return _write_metrics(args, out, {**metrics, **weights})
 
 
-def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, float]) -> int:
+def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, Any]) -> int:
     """wae evaluate's ending: the metrics file, the main figures on stdout, the report."""
     from .evaluate import MAIN_METRICS, metric_text
 
@@ -809,13 +810,14 @@ _SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (im
 
 def _fit_sampler(args: argparse.Namespace) -> int:
     from .evaluate import encode_all
-    from .samplers import fit_sampler, save_sampler
-    from .train import sampler_grid
+    from .samplers import fit_sampler
+    from .train import sampler_outputs, save_sampler_and_grid
 
     run = Path(args.run)
     if not run.is_dir():
         raise UserError(f"{run} is not a run folder")
     model, cfg = load_model(run)
+    sampler_outputs(run, args.kind, grid=cfg.data.dataset != "table")  # checked before the fit
     data = load_data(cfg.data)
     start = time.perf_counter()
     conditional = model.classes > 0  # Q_Z of a conditional run: the codes of (x, y) pairs
@@ -831,9 +833,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         log=print,
     )
-    path = save_sampler(sampler, run, args.kind, model)
-    if cfg.data.dataset != "table":  # rows have no grid to draw
-        sampler_grid(model, sampler, cfg, run / f"samples-{args.kind}.png")
+    path = save_sampler_and_grid(model, sampler, cfg, run, args.kind, grid=cfg.data.dataset != "table")
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()

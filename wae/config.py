@@ -559,10 +559,15 @@ def validate(cfg: Config) -> None:
     if cfg.data.condition != "none" and (table or mlp):
         raise UserError("conditional runs (data.condition = labels) are for images; tables have no labels here")
     if table != mlp or table != identity:
+        if not table and mlp and identity and cfg.data.path and cfg.data.dataset in ("npz", "folder", "celeba"):
+            raise UserError(  # --preset table with a file that is not read as a table (a .tsv, an image .npz)
+                f"{cfg.data.path} is not a table: a table is a .csv, .npy or .npz file (an .npz with a 2-D "
+                "x_train or x array); model.arch = mlp and model.output = identity (--preset table) are for tables"
+            )
         raise UserError(
             "vector data (dataset table) go with model.arch = mlp and model.output = identity, and those with "
             f"tables only; got dataset {cfg.data.dataset}, arch {cfg.model.arch}, output {cfg.model.output} "
-            "(use --preset table)"
+            f"({'use --preset table' if table else 'the table preset is for tables: give --data FILE.csv'})"
         )
     if cfg.model.output == "sigmoid" and cfg.data.range != "01":
         raise UserError("model.output = sigmoid needs data.range = 01 (pixels in [0, 1])")

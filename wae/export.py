@@ -263,7 +263,8 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     weights, config and model card always; a TorchScript and/or ONNX decoder as ``formats``
     asks. Returns the record written to ``out/export.json``: files, max abs differences from
     the eager decoder (None when onnxruntime is missing), seconds per format."""
-    from .report import run_metrics
+    from .checkpoint import weights_fingerprint
+    from .report import metrics_source, run_metrics
     from .runs import read_checkpoint
     from .samplers import is_stale
     from .train import load_model
@@ -282,8 +283,9 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     payload, _ = read_checkpoint(run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        metrics = run_metrics(run) if (run / "config.json").is_file() else {}
-    source = "wae evaluate (metrics.json)" if (run / "metrics.json").is_file() else "the last per-epoch evaluation"
+        weights = weights_fingerprint(model)  # a metrics.json of other weights is not this model's
+        metrics = run_metrics(run, weights) if (run / "config.json").is_file() else {}
+    source = metrics_source(run, weights)
     data_name = payload.get("data", {}).get("name", cfg.data.dataset)
     record: dict[str, Any] = {
         "run": str(run.resolve()),

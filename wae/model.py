@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig, UserError
+from .config import ModelConfig, UserError, check_memory
 from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
 from .priors import sample_prior
 
@@ -19,54 +21,172 @@ def _net(net: nn.Module, inputs: Tensor, labels: Tensor | None) -> Any:
     return net(inputs) if labels is None else net(inputs, labels)
 
 
+# The most codes one call draws or decodes (sample's n, interpolate's n * steps): far beyond any
+# memory, so that the memory check below refuses first; above it the sizes stop being numbers
+# that torch (int64) and the memory check (float GiB) can hold.
+MAX_COUNT = 2**48
+# Below this many bytes the memory checks are skipped (they read /proc/meminfo).
+_CHECKED_BYTES = 1 << 26
+# torch has no min/max for these; their values are read through numpy
+_WIDE_UNSIGNED = {getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name)}
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` for a message, short (a whole number beyond 2^200 by its size)."""
+    if isinstance(value, int) and value.bit_length() > 200:  # repr refuses ints of over 4300 digits
+        return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
+    return f"{value!r:.60}"
+
+
+def whole_number(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int when it is a whole number (an int, numpy integer, 0-d integer tensor:
+    anything with ``__index__`` that is not a bool) in [minimum, MAX_COUNT]; UserError otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        number = None
+    else:
+        try:
+            number = operator.index(value)
+        except TypeError:
+            number = None
+    if number is None or number < minimum:
+        raise UserError(f"{name} must be a whole number >= {minimum}; got {_shown(value)}")
+    if number > MAX_COUNT:
+        raise UserError(
+            f"{name} must be at most 2^{MAX_COUNT.bit_length() - 1} (and fit in memory); got {_shown(value)}"
+        )
+    return number
+
+
+def check_generator(generator: Any) -> None:
+    """UserError unless ``generator`` is None or a CPU :class:`torch.Generator` (the model draws
+    its noise on the CPU, on any device, so that seeds give the same numbers everywhere)."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise UserError(
+            f"generator must be a torch.Generator or None; got {type(generator).__name__} {_shown(generator)}"
+        )
+    if generator.device.type != "cpu":
+        raise UserError(
+            f"generator must be a CPU torch.Generator (noise is drawn on the CPU); got one on {generator.device}"
+        )
+
+
+def _check_stored(value: Tensor, name: str) -> None:
+    """UserError for a tensor without values (meta device) or not dense (sparse, nested)."""
+    if value.device.type == "meta":
+        raise UserError(f"{name} must hold values (they are on the meta device)")
+    if value.layout != torch.strided:
+        raise UserError(f"{name} must be a dense tensor; got layout {value.layout} (call .to_dense())")
+
+
+def _whole_numbers(values: np.ndarray) -> bool:
+    """Whether every element of an object array is a whole number (not a bool)."""
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values.flat)
+
+
+def _label_array(labels: Any) -> tuple[np.ndarray, bool]:
+    """``labels`` given as an array or sequence, as a numpy array, and whether it holds whole
+    numbers: masked arrays without masked entries as their data; whole numbers beyond int64 in
+    a sequence as an object array (numpy makes them float64), to be reported as they are."""
+    if isinstance(labels, np.ma.MaskedArray):
+        masked = int(np.ma.getmaskarray(labels).sum())
+        if masked:
+            raise UserError(f"labels must not have masked (missing) entries; got {masked} masked of {labels.size}")
+        labels = np.ma.getdata(labels)
+    try:
+        array = np.asarray(labels)
+    except (TypeError, ValueError):  # ragged sequences
+        raise UserError(f"labels must be integers (class indices), one per input; got {labels!r:.60}") from None
+    if array.dtype.kind in "fO" and not isinstance(labels, np.ndarray) and array.size:
+        exact = np.asarray(labels, dtype=object)
+        if exact.shape == array.shape and _whole_numbers(exact):
+            return exact, True
+    return array, array.dtype.kind in "iu"
+
+
 def check_labels(labels: Any, n: int, classes: int) -> Tensor | None:
     """``labels`` for ``n`` inputs of a model of ``classes`` classes (0: unconditional), checked:
     integers (a tensor, array or sequence) of shape (n,) with values in [0, classes), as an
-    int64 tensor. ValueError (a :class:`~wae.config.UserError`) otherwise: labels missing for a
-    conditional model or given to an unconditional one, another shape, values that are not
-    integers, or out of range."""
+    int64 tensor on the device they were given on. ValueError (a :class:`~wae.config.UserError`)
+    otherwise: labels missing for a conditional model or given to an unconditional one, another
+    shape, values that are not integers, or out of range (reported as given, unsigned 64-bit
+    values too), a tensor on the meta device or not dense (sparse), a masked array with masked
+    entries."""
     if labels is None:
         if classes:
             raise UserError(f"this model is conditional on {classes} classes; give labels (n,) in [0, {classes})")
         return None
     if not classes:
         raise UserError("this model is not conditional; it takes no labels")
+    device = torch.device("cpu")
     if isinstance(labels, Tensor):
-        if labels.device.type == "meta":
-            raise UserError("labels must hold values (they are on the meta device)")
-        y = labels.detach()
-        integral = not (y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool)
-        kind = str(y.dtype)
+        _check_stored(labels, "labels")
+        device = labels.device
+        if labels.dtype in _WIDE_UNSIGNED:
+            labels = labels.detach().cpu().numpy()
+    values: Tensor | np.ndarray
+    if isinstance(labels, Tensor):
+        values = labels.detach()
+        integral = not (values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool)
+        kind = str(values.dtype)
     else:
-        try:
-            array = np.asarray(labels)
-        except (TypeError, ValueError):  # ragged sequences
-            raise UserError(f"labels must be integers (class indices), one per input; got {labels!r:.60}") from None
-        integral, kind = array.dtype.kind in "iu", str(array.dtype)
-        y = torch.from_numpy(array.astype(np.int64)) if integral else torch.zeros(0)
-    if y.numel() == 0 and n == 0:
-        return torch.zeros(0, dtype=torch.long, device=y.device)
+        values, integral = _label_array(labels)
+        kind = str(values.dtype)
+    if (values.numel() if isinstance(values, Tensor) else values.size) == 0 and n == 0:
+        return torch.zeros(0, dtype=torch.long, device=device)
     if not integral:
         raise UserError(f"labels must be integers (class indices), got dtype {kind}")
-    if y.shape != (n,):
-        raise UserError(f"labels must have shape ({n},), one per input; got {tuple(y.shape)}")
-    y = y.long()
-    if n and (int(y.min()) < 0 or int(y.max()) >= classes):
-        raise UserError(f"labels must lie in [0, {classes}); got values from {int(y.min())} to {int(y.max())}")
-    return y
+    if tuple(values.shape) != (n,):
+        raise UserError(f"labels must have shape ({n},), one per input; got {tuple(values.shape)}")
+    if n:
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= classes:
+            raise UserError(f"labels must lie in [0, {classes}); got values from {low} to {high}")
+    if isinstance(values, Tensor):
+        return values.long()
+    return torch.from_numpy(values.astype(np.int64)).to(device)
 
 
-def _check_tensor(value: Any, name: str, shape: tuple[int, ...]) -> Tensor:
-    """``value`` when it is a floating-point tensor (n, *shape); :class:`UserError` otherwise."""
+def _check_tensor(value: Any, name: str, shape: tuple[int, ...], like: Tensor, data_range: str | None = None) -> Tensor:
+    """``value`` when it is a dense real floating-point tensor (n, *shape), converted to the
+    dtype and device of ``like`` (a parameter of the model); :class:`UserError` otherwise.
+    Integer images are refused with ``data_range``, the range the model expects."""
     expected = "(n, " + ", ".join(map(str, shape)) + ")"
-    if not isinstance(value, Tensor) or not (value.dtype.is_floating_point):
-        raise UserError(
-            f"{name} must be a floating-point torch.Tensor {expected}; got {type(value).__name__}"
-            + (f" of {value.dtype}" if isinstance(value, Tensor) else "")
-        )
+    if not isinstance(value, Tensor):
+        raise UserError(f"{name} must be a floating-point torch.Tensor {expected}; got {type(value).__name__}")
+    _check_stored(value, name)
+    if not value.dtype.is_floating_point:
+        whole = not (value.dtype.is_complex or value.dtype == torch.bool)
+        if data_range is not None and whole:
+            raise UserError(
+                f"{name} must be a floating-point torch.Tensor {expected} in the data range {data_range}; got "
+                f"{value.dtype} (scale integer pixels first, e.g. x / 255 for 0-255 images)"
+            )
+        raise UserError(f"{name} must be a floating-point torch.Tensor {expected}; got Tensor of {value.dtype}")
     if value.dim() != len(shape) + 1 or tuple(value.shape[1:]) != shape:
         raise UserError(f"{name} must have shape {expected}; got {tuple(value.shape)}")
-    return value
+    return value.to(device=like.device, dtype=like.dtype)
+
+
+def _largest_activation(decoder: nn.Module, start: int, channels: int) -> int:
+    """Elements per code of the largest output of a layer of a convolutional ``decoder`` whose
+    first layer gives ``channels`` x ``start`` x ``start``."""
+    side, largest = start, channels * start * start
+    for layer in decoder.modules():
+        if isinstance(layer, nn.ConvTranspose2d):
+            k, stride, pad, extra = layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.output_padding[0]
+            side, channels = (side - 1) * stride - 2 * int(pad) + k + extra, layer.out_channels
+        elif isinstance(layer, nn.Conv2d):
+            k, stride = layer.kernel_size[0], layer.stride[0]
+            pad = (k - 1) // 2 if isinstance(layer.padding, str) else layer.padding[0]
+            side, channels = (side + 2 * int(pad) - k) // stride + 1, layer.out_channels
+        elif isinstance(layer, nn.ZeroPad2d):
+            side += layer.padding[0] + layer.padding[1]
+        else:
+            continue
+        largest = max(largest, channels * side * side)
+    return largest
 
 
 class AutoEncoder(nn.Module):
@@ -75,6 +195,16 @@ class AutoEncoder(nn.Module):
     Images are (n, channels, size, size) in the data range ([0, 1] for a sigmoid output,
     [-1, 1] for tanh); codes are (n, latent_dim). With ``cfg.arch`` "mlp" the data are rows of a
     table, (n, channels) standardised columns (``size`` is 1), and the output is the identity.
+
+    Inputs are checked before torch sees them (ValueError, a :class:`~wae.config.UserError`,
+    with a one-line message): images and codes are dense torch tensors of any real floating
+    dtype (float64 from ``torch.from_numpy`` too), converted to the model's :attr:`dtype` and
+    moved to its :attr:`device`, so results are in the model's dtype, on its device; integer
+    images (0-255 pixels) are refused, as are complex or bool tensors, tensors on the meta device
+    and sparse ones. Counts (``n``, ``steps``) are whole numbers (anything with ``__index__``
+    but bools: numpy integers too) at most :data:`MAX_COUNT`, and a call whose codes and images
+    would not fit in the memory available now is refused before it allocates them. Generators
+    are CPU :class:`torch.Generator` objects (noise is drawn on the CPU on any device).
     A conditional model (``classes`` > 0) is Q(Z|X, Y) and G(Z, Y): every method that encodes or
     decodes takes class indices (n,) in [0, classes) as well (ValueError without them, or for
     labels of another shape, dtype or range: :func:`check_labels`), and the prior stays P_Z;
@@ -112,8 +242,46 @@ class AutoEncoder(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        """Where the parameters are; ``encode`` and ``decode`` move their inputs there."""
+        """Where the parameters are; ``encode`` and ``decode`` move their inputs (and labels) there."""
         return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype; ``encode`` and ``decode`` convert floating-point inputs to it."""
+        return next(self.parameters()).dtype
+
+    @property
+    def data_range(self) -> str:
+        """The range of the data the model reads and writes, in words."""
+        return {"sigmoid": "[0, 1]", "tanh": "[-1, 1]"}.get(self.output, "of standardised columns")
+
+    def bytes_per_code(self) -> int:
+        """An estimate of the memory that decoding one code takes at its peak, without gradients:
+        the code, its image, and three copies of the decoder's largest intermediate output (the
+        "small" network on 28 x 28 images: 364 KB estimated, 367 KB measured by peak RSS)."""
+        if isinstance(self.decoder, Decoder):
+            largest = _largest_activation(self.decoder, self.decoder.start, self.decoder.c0)
+        else:
+            largest = max(m.out_features for m in self.decoder.modules() if isinstance(m, nn.Linear))
+        return self.dtype.itemsize * (self.latent_dim + math.prod(self.input_shape) + 3 * largest)
+
+    def check_room(self, count: int, what: str) -> None:
+        """UserError when decoding ``count`` codes at once (codes drawn on the CPU) would need
+        more memory than is available now, on the CPU and, for a CUDA model, on its GPU."""
+        nbytes = count * self.bytes_per_code()
+        if nbytes <= _CHECKED_BYTES:
+            return
+        device = self.device
+        if device.type != "cuda":
+            check_memory(nbytes, what)
+            return
+        check_memory(3 * 4 * count * self.latent_dim, what)
+        free = torch.cuda.mem_get_info(device)[0]
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        if nbytes > free:
+            raise UserError(
+                f"{what} would need {nbytes / 2**30:.1f} GiB of memory on {device}; {free / 2**30:.1f} GiB are free"
+            )
 
     def forward(
         self, x: Tensor, eps: Tensor | None = None, logvar_clip: float = 0.0, labels: Tensor | None = None
@@ -142,10 +310,14 @@ class AutoEncoder(nn.Module):
         return torch.sigmoid(logits) if self.output == "sigmoid" else torch.tanh(logits)
 
     def encode(self, x: Tensor, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
-        """Codes (n, d_z) for images x (of classes ``labels`` (n,) when conditional). A Gaussian
-        encoder returns its mean, or a sample from Q(Z|x) when a ``generator`` is given."""
-        x = _check_tensor(x, "images x", self.input_shape)
-        out = _net(self.encoder, x.to(self.device), check_labels(labels, len(x), self.classes))
+        """Codes (n, d_z), in the model's dtype on its device, for images x (n, c, h, w) of any
+        real floating dtype in the data range (of classes ``labels`` (n,) when conditional;
+        integer images are refused: scale 0-255 pixels first). A Gaussian encoder returns its
+        mean, or a sample from Q(Z|x) when a (CPU) ``generator`` is given."""
+        x = _check_tensor(x, "images x", self.input_shape, next(self.parameters()), self.data_range)
+        check_generator(generator)
+        y = check_labels(labels, len(x), self.classes)
+        out = _net(self.encoder, x, y.to(x.device) if y is not None else None)
         if isinstance(out, tuple):
             mean, log_var = out
             if generator is None:
@@ -155,21 +327,31 @@ class AutoEncoder(nn.Module):
         return out
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Images (n, c, h, w) for codes z (n, d_z) (and classes ``labels`` (n,) when
-        conditional), on the model's device."""
-        z = _check_tensor(z, "codes z", (self.latent_dim,))
-        return self.activate(_net(self.decoder, z.to(self.device), check_labels(labels, len(z), self.classes)))
+        """Images (n, c, h, w) for codes z (n, d_z) of any real floating dtype (and classes
+        ``labels`` (n,) when conditional), in the model's dtype on its device."""
+        z = _check_tensor(z, "codes z", (self.latent_dim,), next(self.parameters()))
+        y = check_labels(labels, len(z), self.classes)
+        return self.activate(_net(self.decoder, z, y.to(z.device) if y is not None else None))
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes from the prior P_Z, (n, d_z)."""
+        """n codes from the prior P_Z, (n, d_z) float32 on the CPU, drawn with the CPU
+        ``generator`` when given (UserError for n that is not a whole number >= 0, for codes that
+        would not fit in memory, or for a generator of another kind)."""
+        n = whole_number(n, "n", 0)
+        check_generator(generator)
+        if 3 * 4 * n * self.latent_dim > _CHECKED_BYTES:
+            check_memory(3 * 4 * n * self.latent_dim, f"prior_sample(n={n})")
         return sample_prior(self.prior, n, self.latent_dim, self.prior_var, generator)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
         """n images G(z), z ~ P_Z (call ``eval()`` first for batch-norm running statistics); a
-        conditional model decodes them with the classes ``labels`` (n,)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise UserError(f"n must be a whole number >= 0; got {n!r}")
+        conditional model decodes them with the classes ``labels`` (n,). UserError for n that is
+        not a whole number >= 0 or too many to decode in the memory available now (decode fewer
+        at a time), and for a ``generator`` that is not a CPU torch.Generator."""
+        n = whole_number(n, "n", 0)
+        check_generator(generator)
+        self.check_room(n, f"sample(n={n})")
         return self.decode(self.prior_sample(n, generator), labels)
 
     @torch.no_grad()
@@ -192,13 +374,18 @@ class AutoEncoder(nn.Module):
         conditional model encodes each end with its own class and decodes the whole line with
         the class of ``x_from``.
 
-        Returns (n, steps, c, h, w), the first and last columns decoding the end codes."""
-        x_from = _check_tensor(x_from, "images x_from", self.input_shape)
-        x_to = _check_tensor(x_to, "images x_to", self.input_shape)
+        Returns (n, steps, c, h, w), the first and last columns decoding the end codes; UserError
+        for ``steps`` that is not a whole number >= 1, or n * steps images that would not fit in
+        the memory available now."""
+        like = next(self.parameters())
+        x_from = _check_tensor(x_from, "images x_from", self.input_shape, like, self.data_range)
+        x_to = _check_tensor(x_to, "images x_to", self.input_shape, like, self.data_range)
         if len(x_from) != len(x_to):
             raise UserError(f"x_from and x_to must pair up: {len(x_from)} and {len(x_to)} images")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise UserError(f"steps must be a whole number >= 1; got {steps!r}")
+        steps = whole_number(steps, "steps", 1)
+        if len(x_from) * steps > MAX_COUNT:
+            raise UserError(f"interpolate: {len(x_from)} lines of {steps} steps are too many images")
+        self.check_room(len(x_from) * steps, f"interpolate({len(x_from)} lines, steps={steps})")
         labels_from = check_labels(labels_from, len(x_from), self.classes)
         labels_to = check_labels(labels_to, len(x_to), self.classes)
         z0, z1 = self.encode(x_from, labels=labels_from), self.encode(x_to, labels=labels_to)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import write_atomic
+from .checkpoint import metrics_fingerprint, weights_fingerprint, write_atomic
 from .config import Config, UserError, validate
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
@@ -129,15 +129,34 @@ def read_run_config(run: Path) -> dict[str, Any]:
     return loaded
 
 
-def run_metrics(run: Path) -> dict[str, float]:
-    """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation."""
+def run_metrics(run: Path, weights: str | None = None) -> dict[str, float]:
+    """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation.
+    With ``weights`` (the fingerprint of the run's checkpoint), a metrics.json that records
+    other weights (the checkpoint was replaced since) is passed over."""
     path = run / "metrics.json"
-    if path.is_file():
+    if path.is_file() and not metrics_are_stale(path, weights):
         metrics = read_metrics_file(path)
         if metrics is not None:
             return metrics
     evals = [r for r in read_records(run) if r.get("kind") == "eval"]
     return {k: v for k, v in evals[-1].items() if k != "kind"} if evals else {}
+
+
+def metrics_are_stale(path: Path, weights: str | None) -> bool:
+    """Whether the metrics file ``path`` records weights other than ``weights`` (False when
+    either is not known)."""
+    recorded = metrics_fingerprint(path)
+    return weights is not None and recorded is not None and recorded != weights
+
+
+def metrics_source(run: Path, weights: str | None = None) -> str:
+    """Where :func:`run_metrics` took its figures from, in words."""
+    path = run / "metrics.json"
+    if path.is_file() and read_metrics_file(path) is not None:
+        if not metrics_are_stale(path, weights):
+            return "wae evaluate (metrics.json)"
+        return "the last per-epoch evaluation (metrics.json is of other weights: run wae evaluate again)"
+    return "the last per-epoch evaluation"
 
 
 def curves_figure(records: list[dict[str, Any]]) -> Any:
@@ -296,14 +315,22 @@ def _config_line(cfg: dict[str, Any]) -> str:
     return ", ".join(html.escape(str(p)) for p in parts)
 
 
+def _stale_sampler(path: Path, kind: str, weights: str) -> bool:
+    from .samplers import is_stale
+
+    try:
+        return is_stale(path, kind, weights)
+    except UserError:  # a damaged sampler file: its grid is left out too
+        return True
+
+
 @torch.no_grad()
-def latent_codes(run: Path, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Codes of ``n`` random test images (Q_Z) and ``n`` prior draws (P_Z) of a run's model."""
+def latent_codes(model: Any, cfg: Config, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Codes of ``n`` random test images (Q_Z) and ``n`` prior draws (P_Z) of a run's model
+    (as :func:`wae.train.load_model` gives it, with its config)."""
     from .evaluate import encode_all
     from .runs import load_data
-    from .train import load_model
 
-    model, cfg = load_model(run)
     data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:n]
@@ -314,11 +341,16 @@ def latent_codes(run: Path, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tenso
 
 def render_report(run: Path) -> str:
     """The HTML text of a run's report (see the module docstring)."""
+    from .samplers import SAMPLER_FILES
+    from .train import load_model
+
     cfg = read_run_config(run)
     records = read_records(run)
-    metrics = run_metrics(run)
-    source = "wae evaluate (metrics.json)" if (run / "metrics.json").is_file() else "the last per-epoch evaluation"
-    codes, prior = latent_codes(run)
+    model, model_cfg = load_model(run)
+    weights = weights_fingerprint(model)  # figures of other weights are left out
+    metrics = run_metrics(run, weights)
+    source = metrics_source(run, weights)
+    codes, prior = latent_codes(model, model_cfg)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>wae report: {html.escape(run.name)}</title><style>{CSS}</style></head><body>",
@@ -342,6 +374,12 @@ def render_report(run: Path) -> str:
     else:
         parts.append("<h2>Images</h2><div class='grids'>")
         for name, caption in grids:
+            kind = name.removeprefix("samples-").removesuffix(".png")
+            sampler = run / SAMPLER_FILES[kind] if kind in SAMPLER_FILES else None
+            stale = sampler is not None and sampler.is_file() and _stale_sampler(sampler, kind, weights)
+            if stale and (run / name).is_file():
+                parts.append(f"<p class='meta'>{name} left out: its sampler was fitted to other weights.</p>")
+                continue
             uri = _file_png(run / name)
             if uri:
                 parts.append(

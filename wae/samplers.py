@@ -10,6 +10,7 @@ The mixture is fitted by scikit-learn's EM (``GaussianMixture``) and stored as p
 from __future__ import annotations
 
 import math
+import shlex
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import npz_bytes, weights_fingerprint, write_atomic
+from .checkpoint import FINGERPRINT_LENGTH, npz_bytes, weights_fingerprint, write_atomic
 from .config import UserError
 from .data import npz_array
 
@@ -85,13 +86,24 @@ def save_gmm(mixture: GaussianMixture, path: Path, fitted_to: str = "") -> None:
     """Write the mixture as plain arrays (atomically), with the fingerprint of the weights whose
     codes it was fitted to (:func:`~wae.checkpoint.weights_fingerprint`; empty: not known)."""
     arrays = {name: getattr(mixture, name).numpy() for name in ("weights", "means", "covariances")}
-    write_atomic(path, npz_bytes(**arrays, fitted_to=np.array(fitted_to)))
+    if fitted_to:  # not known: no entry (an empty one reads as damage)
+        arrays["fitted_to"] = np.array(fitted_to)
+    write_atomic(path, npz_bytes(**arrays))
+
+
+def _not_a_sampler_file(path: Path, kind: str) -> UserError:
+    """The error for a sampler path that is not a regular file: missing (fit one), or taken by
+    something else (a folder, a FIFO: the fit could not write there either)."""
+    again = refit_command(path.parent, kind)
+    if path.exists():  # a dangling link is missing: the fit replaces the link
+        return UserError(f"{path} is not a sampler file (it exists and is not a regular file): remove it, then {again}")
+    return UserError(f"{path} not found; fit one first: {again}")
 
 
 def load_gmm(path: Path) -> GaussianMixture:
     """Read a mixture written by ``save_gmm``; a clear error when it is missing or damaged."""
     if not path.is_file():
-        raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent}")
+        raise _not_a_sampler_file(path, "gmm")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = (npz_array(f, k, path) for k in ("weights", "means", "covariances"))  # sizes checked first
@@ -302,7 +314,7 @@ def _load_module(path: Path, cls: Any, limits: dict[str, int], kind: str) -> Any
     range, weights that do not fit, non-finite values) or its standardisation is not that of
     codes."""
     if not path.is_file():
-        raise UserError(f"{path} not found; fit one first: wae fit-sampler {path.parent} --kind {kind}")
+        raise _not_a_sampler_file(path, kind)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if payload.get("format") != 1:
@@ -410,7 +422,9 @@ def _save_module(sampler: Any, path: Path, fitted_to: str = "") -> None:
     import io
 
     buffer = io.BytesIO()
-    payload = {"format": 1, "settings": dict(sampler.settings), "state": sampler.state_dict(), "fitted_to": fitted_to}
+    payload = {"format": 1, "settings": dict(sampler.settings), "state": sampler.state_dict()}
+    if fitted_to:  # not known: no entry (an empty one reads as damage)
+        payload["fitted_to"] = fitted_to
     torch.save(payload, buffer)
     write_atomic(path, buffer.getvalue())
 
@@ -441,8 +455,7 @@ def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> 
         return None
     if kind not in SAMPLER_FILES:
         raise UserError(f"unknown sampler '{kind}'; choose one of {', '.join(SAMPLERS)}")
-    folder = run if run.is_dir() else run.parent
-    path = folder / SAMPLER_FILES[kind]
+    path = run_folder(run) / SAMPLER_FILES[kind]
     sampler: LatentSampler
     if kind == "flow":
         sampler = load_flow(path)
@@ -454,20 +467,30 @@ def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> 
         if is_stale(path, kind, model):
             raise UserError(
                 f"{path} was fitted to the codes of other weights than the checkpoint's (the run was trained "
-                f"further or its checkpoint replaced since); fit it again: {refit_command(folder, kind)}"
+                f"further or its checkpoint replaced since); fit it again: {refit_command(path.parent, kind)}"
             )
     return sampler
 
 
 def refit_command(run: Path, kind: str) -> str:
-    """The command that fits the ex-post sampler ``kind`` of ``run`` again."""
-    return f"wae fit-sampler {run}" + ("" if kind == "gmm" else f" --kind {kind}")
+    """The command that fits the ex-post sampler ``kind`` of ``run`` (a run folder, or a
+    checkpoint file in its ``checkpoints/`` folder) again, quoted for a POSIX shell."""
+    return f"wae fit-sampler {shlex.quote(str(run_folder(run)))}" + ("" if kind == "gmm" else f" --kind {kind}")
+
+
+def run_folder(run: Path) -> Path:
+    """The run folder of ``run``: itself, or for a checkpoint file the folder that holds its
+    ``checkpoints/`` folder (a file elsewhere: the folder that holds it)."""
+    if run.is_dir():
+        return run
+    parent = run.parent
+    return parent.parent if parent.name == "checkpoints" else parent
 
 
 def fitted_to(path: Path, kind: str) -> str:
-    """The weights' fingerprint a sampler file records; "" when it has none (a file written
-    before fingerprints); :class:`UserError` when the file cannot be read or the entry is not
-    a string of hex digits."""
+    """The weights' fingerprint a sampler file records; "" when it has no entry (a file written
+    before fingerprints, or without a model); :class:`UserError` when the file cannot be read
+    or the entry is not a fingerprint (FINGERPRINT_LENGTH hex digits; an empty one too)."""
     try:
         if kind == "gmm":
             with np.load(path, allow_pickle=False) as f:
@@ -476,10 +499,27 @@ def fitted_to(path: Path, kind: str) -> str:
                 entry = f["fitted_to"]
                 value: Any = str(entry) if entry.dtype.kind == "U" and entry.ndim == 0 else None
         else:
-            value = torch.load(path, map_location="cpu", weights_only=True).get("fitted_to", "")
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError, AttributeError) as err:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if "fitted_to" not in payload:
+                return ""
+            value = payload["fitted_to"]
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        AttributeError,
+        TypeError,
+    ) as err:
         raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
-    if not isinstance(value, str) or len(value) > 64 or any(c not in "0123456789abcdef" for c in value):
+    # an entry is exactly what weights_fingerprint writes: anything else (empty too) is damage
+    if (
+        not isinstance(value, str)
+        or len(value) != FINGERPRINT_LENGTH
+        or any(c not in "0123456789abcdef" for c in value)
+    ):
         raise UserError(f"{path} is not a readable sampler file (its weights' fingerprint is damaged)")
     return value
 

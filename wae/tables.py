@@ -35,6 +35,12 @@ from .divergences import mmd_imq
 TABLE_SUFFIXES = (".csv", ".npy", ".npz")
 MIN_ROWS = 4  # two training rows (a standard deviation) and two test rows (a test MMD)
 MAX_COLUMNS = 65536
+# the most standard deviations a standardised value may lie from the training mean. A training
+# value lies within sqrt(n - 1) of it (n rows), so only rows outside the training split (a test
+# split) come near; at 1e6 a square is 1e12, and sums of squares over MAX_COLUMNS columns and any
+# batch (the reconstruction cost, the kernel distances of the MMD) stay far inside float32's range
+# (3.4e38), where a value of 1e20 standard deviations squares to infinity: the test MSE reads inf
+MAX_STANDARDISED = 1e6
 SPLIT_SEED = 0  # the held-out rows are the same for every run of a table
 
 
@@ -89,13 +95,14 @@ class Standardiser:
 
     def transform(self, rows: np.ndarray, split: str = "", places: list[str] | None = None) -> Tensor:
         """Rows (n, C) in the file's units -> standardised kept columns (n, D), float32;
-        :class:`UserError` when a value lies so far from the training rows that it overflows
-        float32 once standardised, naming the row where the user can find it: ``places[i]``
-        (e.g. "line 7" of a CSV whose rows were shuffled into splits), else its index in
-        ``rows`` within ``split`` (e.g. "test split")."""
+        :class:`UserError` when a value lies more than :data:`MAX_STANDARDISED` (1e6) standard
+        deviations from the training mean, beyond which the squares summed by the losses may
+        overflow float32 (an infinite test MSE, a NaN MMD), naming the row where the user can
+        find it: ``places[i]`` (e.g. "line 7" of a CSV whose rows were shuffled into splits),
+        else its index in ``rows`` within ``split`` (e.g. "test split")."""
         with np.errstate(over="ignore", invalid="ignore"):
-            out = ((rows[:, self.kept] - self.mean) / self.std).astype(np.float32)
-        bad = ~np.isfinite(out)
+            standard = (rows[:, self.kept] - self.mean) / self.std
+        bad = ~(np.abs(standard) <= MAX_STANDARDISED)  # NaN and infinity too
         if bad.any():
             row, col = np.argwhere(bad)[0]
             place = (
@@ -104,11 +111,12 @@ class Standardiser:
                 else f"{split + ' ' if split else ''}row {row} (from 0)"
             )
             raise UserError(
-                f"{place}, column '{self.columns[self.kept[col]]}': "
-                f"{rows[row, self.kept[col]]:.3g} is "
-                f"too far from the training rows (mean {self.mean[col]:.3g}, std {self.std[col]:.3g}) to standardise"
+                f"{place}, column '{_shown(self.columns[self.kept[col]])}': "
+                f"{rows[row, self.kept[col]]:.3g} is too far from the training rows (mean {self.mean[col]:.3g}, "
+                f"std {self.std[col]:.3g}: {abs(standard[row, col]):.3g} standard deviations; at most "
+                f"{MAX_STANDARDISED:.0e}, so that the losses stay finite in float32) to standardise"
             )
-        return torch.from_numpy(out)
+        return torch.from_numpy(standard.astype(np.float32))
 
     def inverse(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Standardised rows (n, D) -> rows (n, C) in the file's units (float64), the dropped
@@ -209,7 +217,11 @@ def _numeric(
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        place = f"line {lines[row]}, column '{header[col]}'" if header and lines else f"row {row}, column {col}, from 0"
+        place = (
+            f"line {lines[row]}, column '{_shown(header[col])}'"
+            if header and lines
+            else f"row {row}, column {col}, from 0"
+        )
         raise UserError(f"{where} holds NaN or infinite values (the first: {values[row, col]} at {place})")
     return values
 
@@ -231,17 +243,24 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[int]]:
     """The numbers of a CSV, its column names (its first line that is not blank) and the line of
-    each row; :class:`UserError` when the header is numbers rather than names (a header is
-    required: taking it as data or as names could both be wrong without a word), for a ragged
-    row, or a cell that is not a plain decimal number (naming its line and column)."""
+    each row (the line where its record starts, as an editor shows it: a quoted cell may span
+    lines); :class:`UserError`, naming the line (and column), when the header is numbers rather
+    than names (a header is required: taking it as data or as names could both be wrong without
+    a word) or has an empty or a repeated name, for a ragged row, a row of empty cells (only
+    blank lines are skipped), a cell that is not a plain decimal number, and a number out of
+    float64's range: beyond its largest, or nonzero below its smallest normal number (2.2e-308),
+    which would read as infinity, or as 0 or a subnormal without a word."""
     check_memory(16 * path.stat().st_size, f"{path} ({path.stat().st_size:,} bytes)")
+    reader: Any = None
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
-            header, header_line = None, 0
-            for number, row in enumerate(reader, 1):
-                if any(cell.strip() for cell in row):
-                    header, header_line = row, number
+            header: list[str] | None = None
+            header_line = 0
+            records = _records(reader)
+            for line, row in records:
+                if not _is_blank(row):
+                    header, header_line = row, line
                     break
             if header is None:
                 raise UserError(f"{path} is empty; a table needs a header row and rows of numbers")
@@ -251,25 +270,113 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[int]]:
                     f"row: add one (e.g. {','.join(f'x{j}' for j in range(min(len(header), 3)))}"
                     f"{',...' if len(header) > 3 else ''})"
                 )
+            names = [h.strip() for h in header]
+            _check_names(path, header_line, names)
             rows: list[list[float]] = []
             lines: list[int] = []
-            for line, row in enumerate(reader, header_line + 1):
+            for line, row in records:
+                if _is_blank(row):
+                    continue
                 if not any(cell.strip() for cell in row):
-                    continue  # a blank line
+                    raise UserError(
+                        f"{path}: line {line} holds only empty cells ({len(row)}); a table has no missing values: "
+                        "drop the row or fill it in"
+                    )
                 if len(row) != len(header):
                     raise UserError(f"{path}: line {line} has {len(row)} fields; the header has {len(header)}")
                 bad = next((j for j, cell in enumerate(row) if not _is_number(cell)), None)
                 if bad is not None:
                     raise UserError(
-                        f"{path}: line {line}, column '{header[bad].strip()}' holds {row[bad][:30]!r}, not a number "
+                        f"{path}: line {line}, column '{_shown(names[bad])}' holds {row[bad][:30]!r}, not a number "
                         "(a table must be numeric: encode categories as numbers first)"
                     )
-                rows.append([float(cell) for cell in row])
+                values = [float(cell) for cell in row]
+                for j, value in enumerate(values):
+                    if (abs(value) < _TINY and (value != 0 or _nonzero(row[j]))) or (
+                        math.isinf(value) and not _INFINITY.fullmatch(row[j].strip())
+                    ):
+                        small = abs(value) < _TINY
+                        raise UserError(
+                            f"{path}: line {line}, column '{_shown(names[j])}' holds {row[j].strip()[:30]!r}, out of "
+                            f"range: {'nonzero and below' if small else 'beyond'} float64's "
+                            f"{'smallest normal number (2.2e-308)' if small else 'largest number (1.8e308)'}, "
+                            f"it reads as {value!r}: rescale the column"
+                        )
+                rows.append(values)
                 lines.append(line)
     except (UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{path} is not a readable UTF-8 CSV file ({type(err).__name__})") from None
+        at = f", line {reader.line_num}" if isinstance(err, csv.Error) and reader is not None else ""
+        raise UserError(f"{path} is not a readable UTF-8 CSV file ({type(err).__name__}{at})") from None
     array = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
-    return array, [h.strip() for h in header], lines
+    return array, names, lines
+
+
+def _records(reader: Any) -> Any:
+    """(first line, record) of each record of a ``csv.reader``: a record starts on the line
+    after the one where the previous record ended (``reader.line_num``), blank lines included
+    (each is a record of its own)."""
+    start = 1
+    for row in reader:
+        yield start, row
+        start = reader.line_num + 1
+
+
+def _is_blank(row: list[str]) -> bool:
+    """Whether a CSV record is a blank line: an empty line or one of spaces only. A line of
+    separators (",,") is a row of empty cells, and so is '""' (a single empty cell, as Python's
+    csv module writes it)."""
+    return not row or (len(row) == 1 and row[0] != "" and not row[0].strip())
+
+
+def _check_names(path: Path, line: int, names: list[str]) -> None:
+    """:class:`UserError` for a header (its ``names``, stripped, on ``line``) with an empty or a
+    repeated name: a column without a name is often an index written along (pandas' to_csv),
+    which would be trained on as a feature; two columns of one name cannot be told apart in the
+    samples."""
+    empty = [j + 1 for j, name in enumerate(names) if not name]
+    if empty:
+        hint = (
+            "; an unnamed first column is often the index pandas' to_csv writes, which would be trained on as a "
+            "feature: write the file with to_csv(..., index=False), or name the column"
+            if empty[0] == 1 and len(names) > 1
+            else ": name every column"
+        )
+        raise UserError(
+            f"{path}: line {line} (the header) has no name for column{'s' if len(empty) > 1 else ''} "
+            f"{_listed(empty)} (counted from 1){hint}"
+        )
+    seen: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        seen.setdefault(name, []).append(j + 1)
+    repeated = {name: at for name, at in seen.items() if len(at) > 1}
+    if repeated:
+        name, at = next(iter(repeated.items()))
+        more = f", and {len(repeated) - 1} more name(s) repeated" if len(repeated) > 1 else ""
+        raise UserError(
+            f"{path}: line {line} (the header) gives columns {_listed(at)} (counted from 1) one name, "
+            f"'{_shown(name)}'{more}; column names must be unique (spaces around a name do not count)"
+        )
+
+
+def _listed(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:10]))
+    return shown + (f", ... ({len(numbers)} in all)" if len(numbers) > 10 else "")
+
+
+def _shown(name: str) -> str:
+    """A column name as an error message shows it: on one line (a quoted name may hold a line
+    break), control characters escaped."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+
+
+_TINY = float(np.finfo(np.float64).tiny)  # the smallest normal float64, 2.2e-308
+_INFINITY = re.compile(r"[+-]?(inf|infinity)", re.IGNORECASE | re.ASCII)
+
+
+def _nonzero(cell: str) -> bool:
+    """Whether a numeric CSV cell writes a nonzero number: a digit 1-9 before its exponent
+    ("0e5", "-0.0" are zero; "1e-400" is not, whatever it reads as)."""
+    return re.search(r"[1-9]", re.split(r"[eE]", cell, maxsplit=1)[0]) is not None
 
 
 # a plain decimal number, or nan / inf as numpy and pandas write them; not Python's wider float()
@@ -304,9 +411,12 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
     """The rows of a table file (see the module docstring), split and standardised.
 
     Raises :class:`UserError` for a missing or unreadable file, non-numeric cells, a ragged CSV,
-    NaN or infinite values, fewer than MIN_ROWS rows (or a split with fewer than 2 rows either
-    side), a test array of another width, and a table whose every column is constant; warns
-    (counting them) when constant columns are dropped."""
+    a CSV row of empty cells, a CSV header with an empty or a repeated name, a CSV number out of
+    float64's range (see :func:`_read_csv`), NaN or infinite values, a value more than
+    :data:`MAX_STANDARDISED` standard deviations from the training mean, fewer than MIN_ROWS
+    rows (or a split with fewer than 2 rows either side), a test array of another width, and a
+    table whose every column is constant; warns (counting them) when constant columns are
+    dropped."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")

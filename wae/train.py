@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -680,19 +681,57 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     model = state.sampler_model
     labels = data.train_labels if model.classes else None  # Q_Z of a conditional run: codes of (x, y)
     sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range, labels=labels), seed=cfg.train.seed)
-    path = save_sampler(sampler, run_dir, kind, model)
-    if not isinstance(data, TableData):  # rows have no grid: wae sample RUN --sampler KIND --out rows.csv
-        sampler_grid(model, sampler, cfg, run_dir / f"samples-{kind}.png")
+    path = save_sampler_and_grid(model, sampler, cfg, run_dir, kind, grid=not isinstance(data, TableData))
     say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
 
 
+def sampler_outputs(run_dir: Path, kind: str, grid: bool = True) -> list[Path]:
+    """The files that fitting the ex-post sampler ``kind`` writes into ``run_dir``, each checked
+    before any work: :class:`UserError` when one exists and is not a regular file (a folder, a
+    FIFO), which would fail the write after the fit."""
+    paths = [run_dir / SAMPLER_FILES[kind]] + ([run_dir / f"samples-{kind}.png"] if grid else [])
+    for path in paths:
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} exists and is not a regular file: remove it, then fit the sampler again")
+    return paths
+
+
+def save_sampler_and_grid(
+    model: AutoEncoder, sampler: LatentSampler, cfg: Config, run_dir: Path, kind: str, grid: bool = True
+) -> Path:
+    """Write ``samples-KIND.png`` (when ``grid``; rows have none), then the sampler file; when
+    the sampler cannot be written the new grid is removed again, so that a failed fit leaves
+    neither a replaced sampler nor a grid of one that was not saved. The sampler's path."""
+    paths = sampler_outputs(run_dir, kind, grid)
+    if grid:
+        sampler_grid(model, sampler, cfg, paths[1])
+    try:
+        return save_sampler(sampler, run_dir, kind, model)
+    except BaseException:
+        if grid:
+            paths[1].unlink(missing_ok=True)
+        raise
+
+
 def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], None]) -> bool:
-    """After training changed the weights (a resumed run): remove the grid ``samples-KIND.png``
-    of each ex-post sampler fitted to the codes of older weights, so that the report stops
-    showing it, and say how to refit; the sampler file stays (``wae sample`` and ``wae evaluate``
-    refuse it, naming ``wae fit-sampler``). Whether any grid was removed."""
+    """After training changed the weights (each checkpoint a training session saves, so an
+    interrupted resume too): remove what was derived from older weights, and say so: the grid
+    ``samples-KIND.png`` of each ex-post sampler fitted to their codes (the sampler file stays:
+    ``wae sample`` and ``wae evaluate`` refuse it, naming ``wae fit-sampler``), and each
+    ``metrics*.json`` of ``wae evaluate`` that records other weights or none (written before
+    fingerprints, so before this session's steps), so that the report, ``wae runs``, ``wae
+    compare`` and ``wae export`` stop showing its figures. Whether anything was removed."""
     removed = False
-    fingerprint = ""  # the weights hashed once, when a first grid needs the check
+    fingerprint = ""  # the weights hashed once, when a first file needs the check
+    for path in sorted(run_dir.glob("metrics*.json")):
+        if not path.is_file():
+            continue
+        fingerprint = fingerprint or ckpt.weights_fingerprint(model)
+        if ckpt.metrics_fingerprint(path) != fingerprint:
+            path.unlink(missing_ok=True)
+            removed = True
+            again = f"wae evaluate {shlex.quote(str(run_dir))}"
+            say(f"{path.name} was computed from the weights before this session: removed (evaluate again: {again})")
     for kind, name in SAMPLER_FILES.items():
         grid = run_dir / f"samples-{kind}.png"
         if not ((run_dir / name).is_file() and grid.is_file()):
@@ -1080,6 +1119,7 @@ class _Loop:
                     {name: out / "grids" / f"{name}-epoch{epoch:03d}.png" for name in grids}, state.step
                 )
             ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
+            drop_stale_grids(state.sampler_model, out, self.say)  # before the report shows them
             _report(state, self.data, out, self.evals, speed)
         return metrics
 
