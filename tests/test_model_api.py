@@ -280,3 +280,13 @@ def test_masked_label_arrays_are_refused_unless_nothing_is_masked():
 
 def test_the_documented_maximum_count_is_exported():
     assert MAX_COUNT == 2**48
+
+
+def test_inputs_that_convert_to_nonsense_are_refused():
+    # values that are finite as given but not in the model's dtype, and images of another scale
+    m = model()
+    refused(lambda: m.decode(torch.full((3, LATENT), 1e300, dtype=torch.float64)), "must be finite in torch.float32")
+    refused(lambda: m.encode(torch.rand(3, 1, 16, 16, dtype=torch.float64) * 255), "x / 255")
+    assert m.encode(torch.rand(3, 1, 16, 16) * 1.2 - 0.1).shape == (3, LATENT)  # a little outside: kept
+    empty = torch.rand(0, 1, 16, 16)
+    refused(lambda: m.interpolate(empty, empty, 10**12), "memory")  # no pairs, but huge steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,47 @@ def test_figures_of_older_weights_are_dropped_or_left_out_and_named_where_they_a
     np.savez(run / "sampler-gmm.npz", **arrays, fitted_to=np.array(""))
     with pytest.raises(UserError, match="fingerprint is damaged"):
         fitted_to(run / "sampler-gmm.npz", "gmm")
+
+
+def test_only_evaluations_of_older_weights_are_removed_and_hints_run_as_printed(tmp_path, capsys):
+    base = tmp_path / "-dash run"  # a name that reads as an option and needs quoting
+    assert main(["train", *TINY, "--max-steps", "2", "--fit-sampler", "gmm", "--out", str(base)]) == 0
+    ckpt = next((base / "checkpoints").glob("step-*.pt"))
+    # evaluate given a checkpoint file writes into the run folder
+    assert main(["evaluate", str(ckpt), "--n", "40", "--no-fid"]) == 0
+    assert (base / "metrics.json").is_file()
+    (base / "metrics-notes.json").write_text('{"note": 1}')  # the user's, not an evaluation
+    # a resume with no steps to take changes no weights: nothing is removed
+    capsys.readouterr()
+    assert main(["train", "--resume", str(base), "--max-steps", "2", "--fit-sampler", "none", "--no-progress"]) == 0
+    assert (base / "metrics.json").is_file() and (base / "samples-gmm.png").is_file()
+    # an entry that is not a fingerprint is damage: the report leaves the figures out
+    record = json.loads((base / "metrics.json").read_text())
+    for damaged in (123, ["x"], None, "0" * 15, "G" * 16):
+        (base / "metrics.json").write_text(json.dumps({**record, "weights_fingerprint": damaged}))
+        assert main(["report", str(base)]) == 0
+        assert "metrics.json is of other weights" in (base / "report.html").read_text()
+    (base / "metrics.json").write_text(json.dumps(record))
+    # a grid whose sampler file is gone is left out, then removed by the next steps
+    (base / "sampler-gmm.npz").unlink()
+    assert main(["report", str(base)]) == 0
+    assert "samples-gmm.png left out: its sampler file is missing" in (base / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(base), "--max-steps", "4", "--fit-sampler", "none", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"evaluate again: wae evaluate '{tmp_path}/-dash run'" in err
+    assert "samples-gmm.png was drawn from a sampler file that is missing: removed" in err
+    assert not (base / "samples-gmm.png").exists() and not (base / "metrics.json").exists()
+    assert (base / "metrics-notes.json").is_file()
+    # a new fit of a sampler removes the evaluation of the one it replaces
+    assert main(["fit-sampler", str(base), "--components", "2"]) == 0
+    assert main(["evaluate", str(base), "--sampler", "gmm", "--n", "40", "--no-fid"]) == 0
+    capsys.readouterr()
+    assert main(["fit-sampler", str(base), "--components", "3"]) == 0
+    assert "metrics-gmm.json evaluated the sampler this fit replaced: removed" in capsys.readouterr().err
+    assert not (base / "metrics-gmm.json").exists()
+    # a relative name starting with a dash is printed as a path the parser takes
+    from wae.samplers import refit_command
+
+    assert refit_command(Path("-r"), "vae") == "wae fit-sampler ./-r --kind vae"
+    assert refit_command(Path("my run (1)"), "gmm") == "wae fit-sampler 'my run (1)'"

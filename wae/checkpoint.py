@@ -106,15 +106,34 @@ def npz_bytes(**arrays: Any) -> bytes:
     return buffer.getvalue()
 
 
+DAMAGED = "damaged"  # what metrics_fingerprint says of an entry that is not a fingerprint
+
+
 def metrics_fingerprint(path: Path) -> str | None:
-    """The weights' fingerprint a ``metrics*.json`` of ``wae evaluate`` records; None when it
-    records none (written before fingerprints) or cannot be read."""
+    """The weights' fingerprint a ``metrics*.json`` of ``wae evaluate`` records: the entry when
+    it is one (FINGERPRINT_LENGTH lower-case hex digits), DAMAGED (which matches no weights) for
+    an entry of another type or form, None for a file without the entry (written before
+    fingerprints), one that is not a JSON object, or one that cannot be read."""
     try:
         loaded = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         return None
-    value = loaded.get("weights_fingerprint") if isinstance(loaded, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(loaded, dict) or "weights_fingerprint" not in loaded:
+        return None
+    value = loaded["weights_fingerprint"]
+    hexadecimal = isinstance(value, str) and all(c in "0123456789abcdef" for c in value)
+    return value if hexadecimal and len(value) == FINGERPRINT_LENGTH else DAMAGED
+
+
+def is_evaluation(path: Path) -> bool:
+    """Whether ``path`` is a metrics file that ``wae evaluate`` wrote (a JSON object with the
+    weights' fingerprint, or, from before fingerprints, the test reconstruction error), not a
+    file of the user's that happens to be called metrics-*.json."""
+    try:
+        loaded = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(loaded, dict) and ("weights_fingerprint" in loaded or "test_recon_mse" in loaded)
 
 
 FINGERPRINT_LENGTH = 16  # hex digits of weights_fingerprint

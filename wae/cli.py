@@ -50,7 +50,7 @@ from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
-from .samplers import SAMPLERS, load_sampler
+from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, class_names, fit, load_model
@@ -435,7 +435,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
 
     default_name = "metrics.json" if args.sampler == "prior" else f"metrics-{args.sampler}.json"
-    out = Path(args.out) if args.out else Path(args.run) / default_name
+    out = Path(args.out) if args.out else run_folder(Path(args.run)) / default_name  # RUN may be a checkpoint file
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
     _check_not_special(out, "--out")
@@ -484,7 +484,7 @@ def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, Any])
     if not args.out and args.sampler == "prior":
         from .report import write_report
 
-        print(f"report: {write_report(args.run)}")
+        print(f"report: {write_report(run_folder(Path(args.run)))}")
     return 0
 
 
@@ -833,7 +833,15 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         log=print,
     )
-    path = save_sampler_and_grid(model, sampler, cfg, run, args.kind, grid=cfg.data.dataset != "table")
+    path = save_sampler_and_grid(
+        model,
+        sampler,
+        cfg,
+        run,
+        args.kind,
+        grid=cfg.data.dataset != "table",
+        say=lambda text: print(text, file=sys.stderr),
+    )
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()

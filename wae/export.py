@@ -266,7 +266,7 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     from .checkpoint import weights_fingerprint
     from .report import metrics_source, run_metrics
     from .runs import read_checkpoint
-    from .samplers import is_stale
+    from .samplers import is_stale, refit_command
     from .train import load_model
 
     run, out = Path(run), Path(out)
@@ -317,7 +317,7 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
         if sampler.is_file() and is_stale(sampler, "gmm", model):
             warnings.warn(
                 f"{sampler} was fitted to other weights than the checkpoint's; not exported (refit it first: "
-                f"wae fit-sampler {run})",
+                f"{refit_command(run, 'gmm')})",
                 stacklevel=2,
             )
         elif sampler.is_file():  # plain arrays: wae sample DIR --sampler gmm works on the export too

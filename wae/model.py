@@ -66,10 +66,12 @@ def check_generator(generator: Any) -> None:
         raise UserError(
             f"generator must be a torch.Generator or None; got {type(generator).__name__} {_shown(generator)}"
         )
-    if generator.device.type != "cpu":
-        raise UserError(
-            f"generator must be a CPU torch.Generator (noise is drawn on the CPU); got one on {generator.device}"
-        )
+    try:
+        device = generator.device
+    except RuntimeError:  # a meta-device generator has no device torch can name
+        device = torch.device("meta")
+    if device.type != "cpu":
+        raise UserError(f"generator must be a CPU torch.Generator (noise is drawn on the CPU); got one on {device}")
 
 
 def _check_stored(value: Tensor, name: str) -> None:
@@ -166,7 +168,22 @@ def _check_tensor(value: Any, name: str, shape: tuple[int, ...], like: Tensor, d
         raise UserError(f"{name} must be a floating-point torch.Tensor {expected}; got Tensor of {value.dtype}")
     if value.dim() != len(shape) + 1 or tuple(value.shape[1:]) != shape:
         raise UserError(f"{name} must have shape {expected}; got {tuple(value.shape)}")
-    return value.to(device=like.device, dtype=like.dtype)
+    converted = value.to(device=like.device, dtype=like.dtype)
+    if not bool(torch.isfinite(converted).all()):
+        where = "" if bool(torch.isfinite(value).all()) else " (NaN or infinite as given)"
+        raise UserError(
+            f"{name} must be finite in {like.dtype}{where}; got values such as {value.abs().max().item():.3g}"
+        )
+    bounds = {"[0, 1]": (0.0, 1.0), "[-1, 1]": (-1.0, 1.0)}.get(data_range or "")  # images; rows: none
+    if bounds is not None and converted.numel():
+        lo, hi = bounds
+        low, high = converted.min().item(), converted.max().item()
+        if low < lo - (hi - lo) or high > hi + (hi - lo):  # far outside: another scale, such as 0-255
+            raise UserError(
+                f"{name} must lie in the data range {data_range}; got values from {low:.3g} to {high:.3g} "
+                "(scale pixels first, e.g. x / 255 for 0-255 images)"
+            )
+    return converted
 
 
 def _largest_activation(decoder: nn.Module, start: int, channels: int) -> int:
@@ -385,7 +402,7 @@ class AutoEncoder(nn.Module):
         steps = whole_number(steps, "steps", 1)
         if len(x_from) * steps > MAX_COUNT:
             raise UserError(f"interpolate: {len(x_from)} lines of {steps} steps are too many images")
-        self.check_room(len(x_from) * steps, f"interpolate({len(x_from)} lines, steps={steps})")
+        self.check_room(max(len(x_from), 1) * steps, f"interpolate({len(x_from)} lines, steps={steps})")
         labels_from = check_labels(labels_from, len(x_from), self.classes)
         labels_to = check_labels(labels_to, len(x_to), self.classes)
         z0, z1 = self.encode(x_from, labels=labels_from), self.encode(x_to, labels=labels_to)

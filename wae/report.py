@@ -145,7 +145,7 @@ def run_metrics(run: Path, weights: str | None = None) -> dict[str, float]:
 def metrics_are_stale(path: Path, weights: str | None) -> bool:
     """Whether the metrics file ``path`` records weights other than ``weights`` (False when
     either is not known)."""
-    recorded = metrics_fingerprint(path)
+    recorded = metrics_fingerprint(path)  # DAMAGED for an entry that is not a fingerprint
     return weights is not None and recorded is not None and recorded != weights
 
 
@@ -376,10 +376,13 @@ def render_report(run: Path) -> str:
         for name, caption in grids:
             kind = name.removeprefix("samples-").removesuffix(".png")
             sampler = run / SAMPLER_FILES[kind] if kind in SAMPLER_FILES else None
-            stale = sampler is not None and sampler.is_file() and _stale_sampler(sampler, kind, weights)
-            if stale and (run / name).is_file():
-                parts.append(f"<p class='meta'>{name} left out: its sampler was fitted to other weights.</p>")
-                continue
+            if sampler is not None and (run / name).is_file():
+                if not sampler.is_file():
+                    parts.append(f"<p class='meta'>{name} left out: its sampler file is missing.</p>")
+                    continue
+                if _stale_sampler(sampler, kind, weights):
+                    parts.append(f"<p class='meta'>{name} left out: its sampler was fitted to other weights.</p>")
+                    continue
             uri = _file_png(run / name)
             if uri:
                 parts.append(

@@ -475,13 +475,21 @@ def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> 
 def refit_command(run: Path, kind: str) -> str:
     """The command that fits the ex-post sampler ``kind`` of ``run`` (a run folder, or a
     checkpoint file in its ``checkpoints/`` folder) again, quoted for a POSIX shell."""
-    return f"wae fit-sampler {shlex.quote(str(run_folder(run)))}" + ("" if kind == "gmm" else f" --kind {kind}")
+    return f"wae fit-sampler {shell_path(run_folder(run))}" + ("" if kind == "gmm" else f" --kind {kind}")
+
+
+def shell_path(path: Path) -> str:
+    """``path`` as one word of a POSIX shell command that wae's parser takes as a path: quoted,
+    and ``./`` before a name that starts with a dash (which would read as an option)."""
+    text = str(path)
+    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 def run_folder(run: Path) -> Path:
-    """The run folder of ``run``: itself, or for a checkpoint file the folder that holds its
-    ``checkpoints/`` folder (a file elsewhere: the folder that holds it)."""
-    if run.is_dir():
+    """The run folder of ``run``: itself (a folder, or a path that does not exist), or for a
+    checkpoint file the folder that holds its ``checkpoints/`` folder (another file: the
+    folder that holds it)."""
+    if not run.is_file():
         return run
     parent = run.parent
     return parent.parent if parent.name == "checkpoints" else parent

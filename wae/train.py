@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shlex
 import signal
 import sys
 import threading
@@ -73,7 +72,7 @@ from .parallel import (
     shard,
 )
 from .priors import gaussian_log_density
-from .samplers import SAMPLER_FILES, LatentSampler, fit_sampler, is_stale, refit_command, save_sampler
+from .samplers import SAMPLER_FILES, LatentSampler, fit_sampler, is_stale, refit_command, save_sampler, shell_path
 from .tables import TableData
 
 
@@ -681,7 +680,7 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     model = state.sampler_model
     labels = data.train_labels if model.classes else None  # Q_Z of a conditional run: codes of (x, y)
     sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range, labels=labels), seed=cfg.train.seed)
-    path = save_sampler_and_grid(model, sampler, cfg, run_dir, kind, grid=not isinstance(data, TableData))
+    path = save_sampler_and_grid(model, sampler, cfg, run_dir, kind, grid=not isinstance(data, TableData), say=say)
     say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
 
 
@@ -697,20 +696,33 @@ def sampler_outputs(run_dir: Path, kind: str, grid: bool = True) -> list[Path]:
 
 
 def save_sampler_and_grid(
-    model: AutoEncoder, sampler: LatentSampler, cfg: Config, run_dir: Path, kind: str, grid: bool = True
+    model: AutoEncoder,
+    sampler: LatentSampler,
+    cfg: Config,
+    run_dir: Path,
+    kind: str,
+    grid: bool = True,
+    say: Callable[[str], None] = print,
 ) -> Path:
     """Write ``samples-KIND.png`` (when ``grid``; rows have none), then the sampler file; when
     the sampler cannot be written the new grid is removed again, so that a failed fit leaves
-    neither a replaced sampler nor a grid of one that was not saved. The sampler's path."""
+    neither a replaced sampler nor a grid of one that was not saved. The evaluation of the
+    sampler this one replaces (``metrics-KIND.json``) is removed, and ``say`` says so. The
+    sampler's path."""
     paths = sampler_outputs(run_dir, kind, grid)
     if grid:
         sampler_grid(model, sampler, cfg, paths[1])
     try:
-        return save_sampler(sampler, run_dir, kind, model)
+        path = save_sampler(sampler, run_dir, kind, model)
     except BaseException:
         if grid:
             paths[1].unlink(missing_ok=True)
         raise
+    evaluated = run_dir / f"metrics-{kind}.json"
+    if ckpt.is_evaluation(evaluated):
+        evaluated.unlink(missing_ok=True)
+        say(f"{evaluated.name} evaluated the sampler this fit replaced: removed (evaluate again with --sampler {kind})")
+    return path
 
 
 def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], None]) -> bool:
@@ -724,16 +736,21 @@ def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], Non
     removed = False
     fingerprint = ""  # the weights hashed once, when a first file needs the check
     for path in sorted(run_dir.glob("metrics*.json")):
-        if not path.is_file():
+        if not ckpt.is_evaluation(path):  # a folder, or a file of the user's of that name
             continue
         fingerprint = fingerprint or ckpt.weights_fingerprint(model)
         if ckpt.metrics_fingerprint(path) != fingerprint:
             path.unlink(missing_ok=True)
             removed = True
-            again = f"wae evaluate {shlex.quote(str(run_dir))}"
+            again = f"wae evaluate {shell_path(run_dir)}"
             say(f"{path.name} was computed from the weights before this session: removed (evaluate again: {again})")
     for kind, name in SAMPLER_FILES.items():
         grid = run_dir / f"samples-{kind}.png"
+        if grid.is_file() and not (run_dir / name).exists():  # its sampler is gone: of older weights
+            grid.unlink(missing_ok=True)
+            removed = True
+            say(f"{grid.name} was drawn from a sampler file that is missing: removed")
+            continue
         if not ((run_dir / name).is_file() and grid.is_file()):
             continue
         fingerprint = fingerprint or ckpt.weights_fingerprint(model)
@@ -1119,7 +1136,8 @@ class _Loop:
                     {name: out / "grids" / f"{name}-epoch{epoch:03d}.png" for name in grids}, state.step
                 )
             ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
-            drop_stale_grids(state.sampler_model, out, self.say)  # before the report shows them
+            if self.trained:  # this session's steps changed the weights: drop what was of the old ones
+                drop_stale_grids(state.sampler_model, out, self.say)  # before the report shows them
             _report(state, self.data, out, self.evals, speed)
         return metrics
 
@@ -1132,7 +1150,8 @@ class _Loop:
         if not self.stopping and out is not None and self.procs.main:
             if self.cfg.train.fit_sampler != "none":
                 fit_ex_post(state, self.data, out, self.say)
-            if drop_stale_grids(state.sampler_model, out, self.say) or self.cfg.train.fit_sampler != "none":
+            dropped = bool(self.trained) and drop_stale_grids(state.sampler_model, out, self.say)
+            if dropped or self.cfg.train.fit_sampler != "none":
                 speed = self.trained / self.train_time if self.train_time > 0 else 0.0
                 _report(state, self.data, out, self.evals, speed)
         if self.stopping:
