@@ -295,6 +295,15 @@ def test_only_evaluations_of_older_weights_are_removed_and_hints_run_as_printed(
     # a new fit of a sampler removes the evaluation of the one it replaces
     assert main(["fit-sampler", str(base), "--components", "2"]) == 0
     assert main(["evaluate", str(base), "--sampler", "gmm", "--n", "40", "--no-fid"]) == 0
+    from wae.train import drop_stale_grids, load_model
+
+    said: list[str] = []
+    moved, _ = load_model(base)
+    with torch.no_grad():
+        next(moved.parameters()).add_(1.0)  # other weights
+    drop_stale_grids(moved, base, said.append)  # a copy of the evaluation is dropped, named with its sampler
+    assert any(f"wae evaluate '{base}' --sampler gmm" in line for line in said)
+    assert main(["evaluate", str(base), "--sampler", "gmm", "--n", "40", "--no-fid"]) == 0
     capsys.readouterr()
     assert main(["fit-sampler", str(base), "--components", "3"]) == 0
     assert "metrics-gmm.json evaluated the sampler this fit replaced: removed" in capsys.readouterr().err

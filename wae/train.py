@@ -742,7 +742,8 @@ def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], Non
         if ckpt.metrics_fingerprint(path) != fingerprint:
             path.unlink(missing_ok=True)
             removed = True
-            again = f"wae evaluate {shell_path(run_dir)}"
+            kind = path.stem.removeprefix("metrics").removeprefix("-")  # metrics-gmm.json: the mixture's
+            again = f"wae evaluate {shell_path(run_dir)}" + (f" --sampler {kind}" if kind in SAMPLER_FILES else "")
             say(f"{path.name} was computed from the weights before this session: removed (evaluate again: {again})")
     for kind, name in SAMPLER_FILES.items():
         grid = run_dir / f"samples-{kind}.png"
