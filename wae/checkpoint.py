@@ -121,8 +121,13 @@ def metrics_fingerprint(path: Path) -> str | None:
     if not isinstance(loaded, dict) or "weights_fingerprint" not in loaded:
         return None
     value = loaded["weights_fingerprint"]
-    hexadecimal = isinstance(value, str) and all(c in "0123456789abcdef" for c in value)
-    return value if hexadecimal and len(value) == FINGERPRINT_LENGTH else DAMAGED
+    return value if is_fingerprint(value) else DAMAGED
+
+
+def is_fingerprint(value: object) -> bool:
+    """Whether ``value`` is what :func:`weights_fingerprint` writes: FINGERPRINT_LENGTH
+    lower-case hex digits (sampler files and metrics files check their entries with it)."""
+    return isinstance(value, str) and len(value) == FINGERPRINT_LENGTH and all(c in "0123456789abcdef" for c in value)
 
 
 def is_evaluation(path: Path) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import FINGERPRINT_LENGTH, npz_bytes, weights_fingerprint, write_atomic
+from .checkpoint import is_fingerprint, npz_bytes, weights_fingerprint, write_atomic
 from .config import UserError
 from .data import npz_array
 
@@ -523,11 +523,7 @@ def fitted_to(path: Path, kind: str) -> str:
     ) as err:
         raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
     # an entry is exactly what weights_fingerprint writes: anything else (empty too) is damage
-    if (
-        not isinstance(value, str)
-        or len(value) != FINGERPRINT_LENGTH
-        or any(c not in "0123456789abcdef" for c in value)
-    ):
+    if not is_fingerprint(value):
         raise UserError(f"{path} is not a readable sampler file (its weights' fingerprint is damaged)")
     return value
 
