@@ -78,6 +78,41 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert found is not None and found[0]["step"] == step
 
 
+_STOP_AT_TORCH = """
+import sys
+class StopAtTorch:  # a Ctrl-C that arrives while torch is being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, StopAtTorch())
+"""
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "from wae.start import main; sys.exit(main(['--help']))",  # the wae command's entry point
+        "import runpy; runpy.run_module('wae', run_name='__main__')",  # python -m wae
+    ],
+)
+def test_ctrl_c_while_torch_imports_is_one_line(start):
+    proc = subprocess.run([sys.executable, "-c", _STOP_AT_TORCH + start], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "wae: stopped by SIGINT while starting\n")
+
+
+def test_import_wae_is_light_and_its_names_load_on_use():
+    code = (
+        "import sys, wae; light = 'torch' not in sys.modules; "
+        "print(light, wae.fit_tensor.__name__, wae.preset().loss.lam, wae.checkpoint.__name__, 'fit_table' in dir(wae))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.split() == ["True", "fit_tensor", "3.0", "wae.checkpoint", "True"]
+    import wae
+
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        wae.no_such_name  # noqa: B018
+
+
 def test_no_channels_last_is_recorded_in_the_config(tmp_path):
     import json
 

@@ -31,10 +31,25 @@ def test_paper_settings():
     assert (vae.model.encoder, vae.loss.cost, vae.loss.cost_scale, vae.loss.lam) == ("gaussian", "bce", 1.0, 1.0)
 
 
+def test_demo_settings():
+    # the demo's measured choices (docs/results.md, "Sample quality"): WAE-MMD at lambda 3, the
+    # other penalties at the paper's 10; the quality preset differs only in network and epochs
+    for name, arch, epochs in (("mnist-fast", "small", 25), ("mnist-quality", "wide", 30)):
+        mmd, gan, swd = (preset(name, o) for o in ("mmd", "gan", "swd"))
+        assert (mmd.model.arch, mmd.model.latent_dim, mmd.train.epochs, mmd.train.fit_sampler) == (
+            arch,
+            16,
+            epochs,
+            "gmm",
+        )
+        assert (mmd.loss.lam, gan.loss.lam, swd.loss.lam) == (3.0, 10.0, 10.0)
+        assert (mmd.loss.cost, mmd.loss.cost_scale) == ("l2sq", 0.05)
+
+
 def test_override_by_bare_or_qualified_name():
-    cfg = override(preset(), lam=3.0, train__epochs=2, kernel_scales=[1.0, 2.0])
-    assert (cfg.loss.lam, cfg.train.epochs, cfg.loss.kernel_scales) == (3.0, 2, (1.0, 2.0))
-    assert preset().loss.lam == 10.0, "override must not change the preset it started from"
+    cfg = override(preset(), lam=1.0, train__epochs=2, kernel_scales=[1.0, 2.0])
+    assert (cfg.loss.lam, cfg.train.epochs, cfg.loss.kernel_scales) == (1.0, 2, (1.0, 2.0))
+    assert preset().loss.lam == 3.0, "override must not change the preset it started from"
     with pytest.raises(UserError, match="unknown setting"):
         override(preset(), lamda=3.0)
 

@@ -3,11 +3,10 @@
 import os
 import sys
 
-from .cli import main
-from .parallel import launched
+from .start import main
 
 code = main()
-if launched().world > 1:
+if "wae.parallel" in sys.modules and sys.modules["wae.parallel"].launched().world > 1:
     # Under torchrun the process group is destroyed by now; what is left are C++ threads of
     # the gloo/c10d runtime (and the rendezvous store) that the interpreter's teardown can
     # reach while they are still joinable: "terminate called without an active exception",

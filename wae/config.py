@@ -171,7 +171,12 @@ class LossConfig:
         choices=OBJECTIVES,
         by_hand=True,
     )
-    lam: float = setting(10.0, "lambda: weight of the latent penalty (VAE: of the KL)", at_least=0)
+    lam: float = setting(
+        10.0,
+        "lambda: weight of the latent penalty (VAE: of the KL); mnist-fast and -quality: 3 for mmd, "
+        "10 (the paper's) for the other WAEs; vae: 1",
+        at_least=0,
+    )
     cost: str = setting("l2sq", "reconstruction cost, summed over pixels", choices=COSTS)
     cost_scale: float = setting(1.0, "multiplies the cost (the authors' code: 0.05 with l2sq)", above=0)
     kernel: str = setting(
@@ -383,11 +388,14 @@ def _mnist_fast(objective: str) -> Config:
     # The CPU default (make demo): a small conv net with a stride-1 last layer, the authors' cost
     # scaling, about ten minutes of training on 2 cores whose learning rate steps down in the
     # last 40 % of the epochs, d_z = 16, and a Gaussian mixture fitted to the codes at the end
-    # (the choices measured in docs/results.md, "Sample quality").
+    # (the choices measured in docs/results.md, "Sample quality"). WAE-MMD at lambda = 3: over
+    # three seeds it lowered the FID to 21.39 +- 0.46 (prior) and 13.30 +- 0.84 (mixture) from
+    # lambda = 10's 23.71 +- 0.28 and 14.57 +- 0.18; the other penalties keep the paper's 10
+    # (not measured at 3).
     return Config(
         preset="mnist-fast",
         model=ModelConfig(arch="small", latent_dim=16),
-        loss=LossConfig(objective=objective, lam=10.0, cost="l2sq", cost_scale=0.05),
+        loss=LossConfig(objective=objective, lam=3.0 if objective == "mmd" else 10.0, cost="l2sq", cost_scale=0.05),
         train=TrainConfig(
             batch_size=100,
             epochs=25,
