@@ -47,11 +47,13 @@ def test_gan_updates_touch_only_their_own_parameters(tiny_data):
 
 
 def test_mmd_step_updates_every_autoencoder_weight(tiny_data):
-    state = build(tiny_config(), 1, 16, steps_per_epoch=4)
+    cfg = tiny_config()
+    state = build(cfg, 1, 16, steps_per_epoch=4)
     before = _snapshot(state.model)
     parts = mmd_step(state, tiny_data.train[:32])
     assert set(parts) == {"total", "recon", "penalty"}
-    assert parts["total"].item() == pytest.approx(parts["recon"].item() + 10.0 * parts["penalty"].item(), rel=1e-5)
+    expected = parts["recon"].item() + cfg.loss.lam * parts["penalty"].item()
+    assert parts["total"].item() == pytest.approx(expected, rel=1e-5)
     changed = _changed(before, state.model)
     assert {k for k in before if k.endswith("weight")} <= changed
 
