@@ -111,6 +111,7 @@ def test_import_wae_is_light_and_its_names_load_on_use():
 
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         wae.no_such_name  # noqa: B018
+    assert not any(hasattr(wae, name) for name in ("a.b", "", "__wrapped__", "no_such_module"))
 
 
 def test_no_channels_last_is_recorded_in_the_config(tmp_path):
