@@ -78,13 +78,14 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert found is not None and found[0]["step"] == step
 
 
-_STOP_AT_TORCH = """
-import sys
-class StopAtTorch:  # a Ctrl-C that arrives while torch is being imported
+_CTRL_C_AT = """
+import os, signal, sys
+class CtrlCAt:  # a Ctrl-C that arrives while MODULE is being imported
     def find_spec(self, name, path=None, target=None):
-        if name == "torch":
-            raise KeyboardInterrupt
-sys.meta_path.insert(0, StopAtTorch())
+        if name == "MODULE":
+            sys.meta_path.remove(self)
+            HOW
+sys.meta_path.insert(0, CtrlCAt())
 """
 
 
@@ -95,8 +96,20 @@ sys.meta_path.insert(0, StopAtTorch())
         "import runpy; runpy.run_module('wae', run_name='__main__')",  # python -m wae
     ],
 )
-def test_ctrl_c_while_torch_imports_is_one_line(start):
-    proc = subprocess.run([sys.executable, "-c", _STOP_AT_TORCH + start], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize(
+    "module,how",
+    [
+        ("torch", "os.kill(os.getpid(), signal.SIGINT)"),  # the signal itself
+        (
+            f"{'numpy._core' if np.__version__ >= '2' else 'numpy.core'}._multiarray_umath",
+            "os.kill(os.getpid(), signal.SIGINT)",
+        ),
+        ("torch", "raise KeyboardInterrupt"),  # an interrupt raised by an import
+    ],
+)
+def test_ctrl_c_while_the_command_imports_is_one_line(start, module, how):
+    hook = _CTRL_C_AT.replace("MODULE", module).replace("HOW", how)
+    proc = subprocess.run([sys.executable, "-c", hook + start], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "wae: stopped by SIGINT while starting\n")
 
 
@@ -112,6 +125,24 @@ def test_import_wae_is_light_and_its_names_load_on_use():
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         wae.no_such_name  # noqa: B018
     assert not any(hasattr(wae, name) for name in ("a.b", "", "__wrapped__", "no_such_module"))
+
+
+def test_names_of_wae_load_from_many_threads_at_once():
+    code = (
+        "import threading, wae\n"
+        "names = [*wae.__all__, 'checkpoint', 'config', 'divergences', 'costs', 'priors'] * 3\n"
+        "errors = []\n"
+        "def load(name):\n"
+        "    try:\n"
+        "        getattr(wae, name)\n"
+        "    except BaseException as err:\n"
+        "        errors.append(repr(err))\n"
+        "threads = [threading.Thread(target=load, args=(n,)) for n in names]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(names), errors)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.split(maxsplit=1)[1].strip() == "[]", out
 
 
 def test_no_channels_last_is_recorded_in_the_config(tmp_path):

@@ -131,3 +131,31 @@ def test_a_missing_settings_file_and_config_with_resume_are_refused(tmp_path, ca
     (tmp_path / "run.toml").write_text("")
     assert main(["train", "--resume", str(tmp_path), "--config", str(tmp_path / "run.toml")]) == 2
     assert "with --resume only" in capsys.readouterr().err
+
+
+def test_defaults_that_differ_by_objective_are_shown_by_objective(capsys):
+    # the help and the README's table give each objective's default, not mmd's for all (session 11:
+    # --help said "default: 3.0" for --lam whatever the objective; the vae's encoder and cost too)
+    from wae.config import defaults_by_objective, settings_table
+
+    assert defaults_by_objective("loss", "lam") == [
+        (3.0, ["mmd"]),
+        (10.0, ["gan", "swd", "sinkhorn", "cw"]),
+        (1.0, ["vae"]),
+    ]
+    assert defaults_by_objective("model", "encoder") == [
+        ("deterministic", ["mmd", "gan", "swd", "sinkhorn", "cw"]),
+        ("gaussian", ["vae"]),
+    ]
+    assert defaults_by_objective("train", "epochs") == [(25, ["mmd", "gan", "vae", "swd", "sinkhorn", "cw"])]
+    assert defaults_by_objective("loss", "objective", "mnist-quality") == [
+        ("mmd", ["mmd", "gan", "vae", "swd", "sinkhorn", "cw"])
+    ]
+    table = settings_table()
+    assert "| `loss.lam` | `--lam` | 3.0 (mmd); 10.0 (gan, swd, sinkhorn, cw); 1.0 (vae) |" in table
+    assert "| `loss.objective` | `--objective` | mmd |" in table
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 3.0 (mmd); 10.0 (gan, swd, sinkhorn, cw); 1.0 (vae))" in text
+    assert "(default: 25)" in text

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 import importlib
 import importlib.util
+import threading
 from typing import TYPE_CHECKING, Any
 
 # Nothing heavy is imported here: ``import wae`` takes milliseconds, and the names below load
@@ -42,17 +43,23 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The public names, and the submodules (``wae.checkpoint`` after ``import wae``), loaded
-    on first use."""
-    if name in _HOME:
-        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    elif name.isidentifier() and not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+_LOADING = threading.RLock()  # one lazy import at a time: torch's import is not thread-safe
+
+
+if not TYPE_CHECKING:  # so that type checkers still see a misspelt name as an error
+
+    def __getattr__(name: str) -> Any:
+        """The public names, and the submodules (``wae.checkpoint`` after ``import wae``), loaded
+        on first use."""
+        with _LOADING:
+            if name in _HOME:
+                value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+            elif name.isidentifier() and not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+                value = importlib.import_module(f".{name}", __name__)
+            else:
+                raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            globals()[name] = value
+            return value
 
 
 def __dir__() -> list[str]:

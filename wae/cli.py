@@ -31,13 +31,14 @@ from .config import (
     Config,
     UserError,
     about,
+    by_objective_text,
     cache_dir,
     check_memory,
     check_seed,
+    defaults_by_objective,
     flag_of,
     from_settings,
     override,
-    preset,
     read_settings,
     resolve_precision,
     settings,
@@ -94,17 +95,20 @@ def _float(text: str) -> float:
 _RESUME_SETTINGS = {f.name for _, f, _, _ in settings() if about(f)["resume"]}
 
 
-def _setting_flag(f: dataclasses.Field[Any], kind: type, default: Any) -> dict[str, Any]:
-    """argparse's keywords for the flag of a setting, from its field; the flag defaults to None,
-    so that only the flags given override the preset and the --config file."""
+def _setting_flag(f: dataclasses.Field[Any], kind: type, defaults: list[tuple[Any, list[str]]]) -> dict[str, Any]:
+    """argparse's keywords for the flag of a setting, from its field and its defaults by objective
+    (config.defaults_by_objective); the flag defaults to None, so that only the flags given
+    override the preset and the --config file."""
     meta = about(f)
-    if default is None:
-        shown = "not set"
-    elif kind is tuple:
-        shown = " ".join(map(str, default)) or "none"
-    else:
-        shown = str(default).lower() if kind is bool else str(default)
-    text = f"{meta['help']} (default: {shown})"
+
+    def shown(default: Any) -> str:
+        if default is None:
+            return "not set"
+        if kind is tuple:
+            return " ".join(map(str, default)) or "none"
+        return str(default).lower() if kind is bool else str(default)
+
+    text = f"{meta['help']} (default: {by_objective_text(defaults, shown)})"
     kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": text.replace("%", "%%")}
     if kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
@@ -125,7 +129,6 @@ def _setting_flag(f: dataclasses.Field[Any], kind: type, default: Any) -> dict[s
 def _add_settings(train: argparse.ArgumentParser) -> None:
     """One flag per setting of config.py, in a group per section (the flags the command writes by
     hand, --data, --dataset and --objective, are left out)."""
-    defaults = preset()
     groups: dict[str, Any] = {}
     for section, f, kind, _ in settings():
         if about(f)["by_hand"]:
@@ -134,7 +137,7 @@ def _add_settings(train: argparse.ArgumentParser) -> None:
             groups[section] = train.add_argument_group(
                 f"{section} settings", f"the [{section}] table of a --config file; defaults: the mnist-fast preset's"
             )
-        groups[section].add_argument(flag_of(f), **_setting_flag(f, kind, getattr(getattr(defaults, section), f.name)))
+        groups[section].add_argument(flag_of(f), **_setting_flag(f, kind, defaults_by_objective(section, f.name)))
 
 
 def _help_of(section: str, name: str) -> str:

@@ -7,6 +7,7 @@ run and inside every checkpoint, so that the run can be redone or resumed from i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import numbers
@@ -14,6 +15,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,8 +175,7 @@ class LossConfig:
     )
     lam: float = setting(
         10.0,
-        "lambda: weight of the latent penalty (VAE: of the KL); mnist-fast and -quality: 3 for mmd, "
-        "10 (the paper's) for the other WAEs; vae: 1",
+        "lambda: weight of the latent penalty (VAE: of the KL)",
         at_least=0,
     )
     cost: str = setting("l2sq", "reconstruction cost, summed over pixels", choices=COSTS)
@@ -783,16 +784,47 @@ def to_toml(cfg: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
+@functools.cache
+def _presets_by_objective(name: str) -> tuple[tuple[str, Config], ...]:
+    return tuple((objective, preset(name, objective)) for objective in OBJECTIVES)
+
+
+def defaults_by_objective(section: str, name: str, preset_name: str = "mnist-fast") -> list[tuple[Any, list[str]]]:
+    """The default of setting ``section.name`` in a preset, grouped by the objectives that share it:
+    ``[(value, [objective, ...]), ...]`` in the order of OBJECTIVES (mmd's first); one group
+    where every objective has the same default (loss.lam of mnist-fast: 3.0 for mmd, 10.0 for the
+    other WAEs, 1.0 for vae)."""
+    presets = _presets_by_objective(preset_name)
+    if (section, name) == ("loss", "objective"):  # the preset's own objective: mmd
+        return [(presets[0][1].loss.objective, [objective for objective, _ in presets])]
+    groups: list[tuple[Any, list[str]]] = []
+    for objective, cfg in presets:
+        value = getattr(getattr(cfg, section), name)
+        for known, objectives in groups:
+            if known == value:
+                objectives.append(objective)
+                break
+        else:
+            groups.append((value, [objective]))
+    return groups
+
+
+def by_objective_text(groups: list[tuple[Any, list[str]]], shown: Callable[[Any], str]) -> str:
+    """``groups`` of :func:`defaults_by_objective` as text: "3.0 (mmd); 10.0 (gan, swd, ...)"."""
+    if len(groups) == 1:
+        return shown(groups[0][0])
+    return "; ".join(f"{shown(value)} ({', '.join(objectives)})" for value, objectives in groups)
+
+
 def settings_table() -> str:
     """The README's table of settings, made from the fields (``make settings-table`` writes it)."""
-    defaults = preset()
     lines = [
-        "| setting | flag | default (mnist-fast) | allowed | what it does |",
+        "| setting | flag | default (mnist-fast; by objective where they differ) | allowed | what it does |",
         "|---|---|---|---|---|",
     ]
     for section, f, kind, _ in settings():
-        value = getattr(getattr(defaults, section), f.name)
-        shown = "not set" if value is None else _toml_value(value).strip('"')
+        groups = defaults_by_objective(section, f.name)
+        shown = by_objective_text(groups, lambda v: "not set" if v is None else _toml_value(v).strip('"'))
         flag = f"`{flag_of(f)}`, `--no-{flag_of(f)[2:]}`" if kind is bool else f"`{flag_of(f)}`"
         if about(f)["recorded"]:
             flag = "(recorded by the run)"

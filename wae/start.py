@@ -1,21 +1,36 @@
-"""The ``wae`` command's entry point (``python -m wae`` too): it imports the command line, and
-with it torch, inside a guard, so that a Ctrl-C in the second or two that import takes gives
-one line and exit code 130 rather than Python's traceback (the package's ``__init__`` imports
-nothing heavy, so the guard covers the whole import)."""
+"""The ``wae`` command's entry point (``python -m wae`` too). Importing the command line, and with
+it torch and numpy, takes a second or two; a Ctrl-C then would interrupt an extension's import
+half-way (numpy turns it into an ImportError, Python prints a traceback). So the import runs
+with SIGINT held: a Ctrl-C during it is noted, the import finishes, and the command stops with
+one line and exit code 130 before doing anything (the package's ``__init__`` imports nothing
+heavy, so the whole import is covered)."""
 
 from __future__ import annotations
 
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+
+STARTING = "wae: stopped by SIGINT while starting"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wae`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    held: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
     try:
         from .cli import main as cli_main
-    except KeyboardInterrupt:
-        print("wae: stopped by SIGINT while starting", file=sys.stderr)
+    except KeyboardInterrupt:  # raised by an import itself rather than by the signal
+        held.append(int(signal.SIGINT))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        print(STARTING, file=sys.stderr)
         return 128 + int(signal.SIGINT)
     try:
         return cli_main(argv)
