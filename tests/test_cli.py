@@ -151,3 +151,18 @@ def test_no_channels_last_is_recorded_in_the_config(tmp_path):
     run = tmp_path / "nchw"
     assert main(["train", *TINY, "--max-steps", "1", "--no-channels-last", "--eval-every", "0", "--out", str(run)]) == 0
     assert json.loads((run / "config.json").read_text())["train"]["channels_last"] is False
+
+
+def test_the_entry_point_runs_outside_the_main_thread_and_restores_sigint(tmp_path):
+    import signal
+    import threading
+
+    from wae.start import main as start
+
+    before = signal.getsignal(signal.SIGINT)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(start(["runs", str(tmp_path / "none")])))
+    thread.start()
+    thread.join()
+    assert codes == [2] and start(["runs", str(tmp_path / "none")]) == 2  # in a thread (no signals there), then here
+    assert signal.getsignal(signal.SIGINT) is before

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 # Nothing heavy is imported here: ``import wae`` takes milliseconds, and the names below load
 # their module (and torch) on first use (PEP 562). So the ``wae`` command, whose entry point is
-# in this package, can catch a Ctrl-C during torch's import (wae/start.py) and print one line.
+# in this package, imports torch with SIGINT held (wae/start.py): a Ctrl-C then is one line.
 if TYPE_CHECKING:
     from .api import fit_table, fit_tensor
     from .config import Config, UserError, for_objective, override, preset

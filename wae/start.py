@@ -22,13 +22,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     def note(signum: int, frame: FrameType | None) -> None:
         held.append(signum)
 
-    previous = signal.signal(signal.SIGINT, note)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, note)
+        holding = True
+    except ValueError:  # not the main thread (signals are the main thread's): nothing to hold
+        holding = False
     try:
         from .cli import main as cli_main
     except KeyboardInterrupt:  # raised by an import itself rather than by the signal
         held.append(int(signal.SIGINT))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if holding:  # the handler of before (getsignal's None: one set outside Python -> default)
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     if held:
         print(STARTING, file=sys.stderr)
         return 128 + int(signal.SIGINT)
