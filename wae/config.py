@@ -173,11 +173,7 @@ class LossConfig:
         choices=OBJECTIVES,
         by_hand=True,
     )
-    lam: float = setting(
-        10.0,
-        "lambda: weight of the latent penalty (VAE: of the KL)",
-        at_least=0,
-    )
+    lam: float = setting(10.0, "lambda: weight of the latent penalty (VAE: of the KL)", at_least=0)
     cost: str = setting("l2sq", "reconstruction cost, summed over pixels", choices=COSTS)
     cost_scale: float = setting(1.0, "multiplies the cost (the authors' code: 0.05 with l2sq)", above=0)
     kernel: str = setting(
