@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import pytest
 from PIL import Image
 
 from wae.cli import main
+from wae.config import UserError
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--log-every", "1"]
 
@@ -166,3 +169,174 @@ def test_the_entry_point_runs_outside_the_main_thread_and_restores_sigint(tmp_pa
     thread.join()
     assert codes == [2] and start(["runs", str(tmp_path / "none")]) == 2  # in a thread (no signals there), then here
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def _run_python(code: str, timeout: int = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "from wae.start import main; rc = main(['runs', 'no-such-folder'])",
+        "sys.argv = ['wae', 'runs', 'no-such-folder']; from wae.start import entry; rc = entry()",
+    ],
+)
+def test_an_ignored_sigint_stays_ignored_while_the_command_starts(start):
+    # a script's background job, `trap '' INT`, a supervisor: the Ctrl-C at import torch is not ours
+    hook = _CTRL_C_AT.replace("MODULE", "torch").replace("HOW", "os.kill(os.getpid(), signal.SIGINT)")
+    code = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" + hook + start + "; print('rc', rc)"
+    proc = _run_python(code)
+    assert proc.returncode == 0 and "stopped" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.split()[-2:] == ["rc", "2"] and "no-such-folder" in proc.stderr  # the command ran
+
+
+def test_an_embedding_programs_sigint_handler_gets_the_signal_while_the_command_starts():
+    hook = _CTRL_C_AT.replace("MODULE", "torch").replace("HOW", "os.kill(os.getpid(), signal.SIGINT)")
+    code = (
+        "import signal\ngot = []\ndef mine(signum, frame): got.append(signum)\n"
+        "signal.signal(signal.SIGINT, mine)\n"
+        + hook
+        + "from wae.start import main; rc = main(['runs', 'no-such-folder'])\n"
+        "print(rc, got, signal.getsignal(signal.SIGINT) is mine)"
+    )
+    proc = _run_python(code)
+    assert proc.returncode == 0 and "stopped" not in proc.stderr, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"2 [{int(signal.SIGINT)}] True"
+
+
+def test_the_command_ignores_sigint_once_done_and_main_gives_the_handler_back():
+    # entry() (the console script, python -m wae): a late Ctrl-C cannot turn the interpreter's
+    # teardown into a traceback; main() (for programs that call the command line) restores
+    code = (
+        "import signal, sys\nsys.argv = ['wae', 'runs', 'no-such-folder']\nfrom wae.start import entry, main\n"
+        "rc = main(['runs', 'no-such-folder'])\n"
+        "after_main = signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "rc2 = entry(); after_entry = signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "print(rc, rc2, after_main, after_entry)"
+    )
+    proc = _run_python(code)
+    assert proc.stdout.splitlines()[-1] == "2 2 True True", proc.stderr
+
+
+def test_python_m_wae_start_is_the_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "wae.start", "--version"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
+
+
+def test_a_direct_import_beside_a_lazy_name_in_another_thread_does_not_deadlock():
+    # thread B imports wae.train (whose `from . import runs` comes back to wae.__getattr__) while
+    # thread A asks for wae.fit, which needs wae.train: no lock may be held across both
+    code = (
+        "import importlib, threading, time, wae\n"
+        "def b(): importlib.import_module('wae.train')\n"
+        "def a(): time.sleep(DELAY); wae.fit\n"
+        "ts = [threading.Thread(target=b), threading.Thread(target=a)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(wae.fit.__module__)"
+    )
+    for delay in ("0.0", "0.3"):
+        proc = _run_python(code.replace("DELAY", delay), timeout=90)
+        assert proc.stdout.strip() == "wae.train", proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_child_forked_during_a_lazy_import_does_not_hang():
+    code = (
+        "import os, signal, threading, time, wae\n"
+        "threading.Thread(target=lambda: wae.fit, daemon=True).start()\n"
+        "time.sleep(0.3)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    signal.alarm(30)\n"
+        "    fresh = wae._TORCH.acquire(timeout=5)\n"
+        "    print('child', fresh, wae.preset().loss.lam, flush=True)\n"
+        "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('status', status)"
+    )
+    proc = _run_python(code, timeout=90)
+    assert "child True 3.0" in proc.stdout and "status 0" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_dir_of_wae_lists_the_public_names_and_no_data_folder():
+    import wae
+
+    names = dir(wae)
+    assert set(wae.__all__) <= set(names) and "__version__" in names
+    assert not {"Any", "TYPE_CHECKING", "annotations", "importlib", "os", "threading"} & set(names)
+    assert not hasattr(wae, "assets")  # the folder of shipped data is not a module
+
+
+@pytest.mark.parametrize("value", ["abc", "2.5", "-"])
+def test_a_malformed_world_size_is_one_line(value, tmp_path):
+    env = {**os.environ, "WORLD_SIZE": value}
+    proc = subprocess.run(
+        [sys.executable, "-m", "wae", "train", *TINY, "--max-steps", "1", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"WORLD_SIZE={value!r} in the environment is not a whole number" in proc.stderr
+    assert not (tmp_path / "r").exists()
+    listed = subprocess.run(
+        [sys.executable, "-m", "wae", "runs", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert "Traceback" not in listed.stderr and listed.returncode in (0, 2), listed.stderr
+
+
+def test_rank_outside_the_world_is_refused(monkeypatch):
+    from wae.parallel import launched
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(UserError, match="RANK=2 in the environment is outside 0 .. WORLD_SIZE - 1 = 1"):
+        launched()
+    monkeypatch.setenv("RANK", "1")
+    assert launched().rank == 1 and launched().world == 2
+
+
+def _training(tmp_path, ignore_sigint: bool = False):
+    """A tiny ``wae train`` in a subprocess, started and past its third step: (process, run)."""
+    import time
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "wae", "train", *TINY, "--epochs", "1000", "--out", str(run)]
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
+    deadline = time.time() + 60
+    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
+        assert time.time() < deadline and proc.poll() is None, "training did not start"
+        time.sleep(0.1)
+    return proc, run
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_sighup_checkpoints_and_stops_training(tmp_path):
+    import json
+
+    from wae import checkpoint as ckpt
+
+    proc, run = _training(tmp_path)
+    proc.send_signal(signal.SIGHUP)  # the terminal was closed
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGHUP and "Traceback" not in err, err
+    assert "interrupted at step" in err and "SIGHUP" in err
+    found = ckpt.load_latest(run)
+    assert found is not None and found[0]["step"] == json.loads(out)["step"]
+
+
+def test_an_ignored_sigint_does_not_stop_training(tmp_path):
+    import time
+
+    proc, run = _training(tmp_path, ignore_sigint=True)
+    proc.send_signal(signal.SIGINT)  # ignored by whoever started it (a script's background job)
+    time.sleep(1.0)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "SIGTERM" in err, err

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wae.config import PRESETS, Config, UserError, override, preset, validate
+from wae.config import PRESETS, Config, UserError, override, preset, read_settings, to_toml, validate
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -88,3 +88,40 @@ def test_the_suite_keeps_its_cache_out_of_the_users_home():
     from wae.config import cache_dir
 
     assert not cache_dir().is_relative_to(Path.home() / ".cache")
+
+
+def test_switching_objective_brings_the_new_objectives_defaults():
+    import dataclasses
+
+    from wae.config import OBJECTIVES, PRESETS, for_objective, preset
+
+    for name in PRESETS:  # a whole preset switches whole, in every direction
+        for old in OBJECTIVES:
+            for new in OBJECTIVES:
+                assert for_objective(preset(name, old), new) == preset(name, new), (name, old, new)
+    mmd = preset("mnist-fast", "mmd")
+    assert (mmd.loss.lam, for_objective(mmd, "gan").loss.lam) == (3.0, 10.0)
+    chosen = dataclasses.replace(mmd, loss=dataclasses.replace(mmd.loss, lam=5.0, cost_scale=0.1))
+    switched = for_objective(chosen, "gan")
+    assert (switched.loss.lam, switched.loss.cost_scale) == (5.0, 0.1)  # set by the user: kept
+    assert for_objective(chosen, "vae").loss.lam == 1.0  # the ELBO's, always
+    with pytest.raises(UserError, match="unknown objective 'GAN'"):
+        for_objective(mmd, "GAN")
+
+
+def test_a_dumped_config_with_another_objective_is_that_objectives_config(tmp_path):
+    from wae.cli import main
+
+    dumped = tmp_path / "full.toml"
+    dumped.write_text(to_toml(preset("mnist-fast", "mmd")))
+    import contextlib
+    import io
+
+    for objective, lam in (("gan", "10.0"), ("swd", "10.0"), ("vae", "1.0"), ("mmd", "3.0")):
+        out = tmp_path / f"{objective}.toml"
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            assert main(["train", "--config", str(dumped), "--objective", objective, "--print-config"]) == 0
+        out.write_text(buffer.getvalue())
+        assert read_settings(out)["loss"]["lam"] == float(lam), objective
+        assert read_settings(out)["loss"]["objective"] == objective

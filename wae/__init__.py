@@ -11,15 +11,18 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import _thread
 import importlib
-import importlib.util
-import threading
-from typing import TYPE_CHECKING, Any
+import os
+
+TYPE_CHECKING = False  # typing's, without importing typing (type checkers know the name)
 
 # Nothing heavy is imported here: ``import wae`` takes milliseconds, and the names below load
 # their module (and torch) on first use (PEP 562). So the ``wae`` command, whose entry point is
 # in this package, imports torch with SIGINT held (wae/start.py): a Ctrl-C then is one line.
 if TYPE_CHECKING:
+    from typing import Any
+
     from .api import fit_table, fit_tensor
     from .config import Config, UserError, for_objective, override, preset
     from .data import ImageData, from_tensor
@@ -42,8 +45,32 @@ _HOME = {
     "fit_table": "api",
 }
 
+_WITHOUT_TORCH = frozenset({"config"})  # the modules that import no torch
 
-_LOADING = threading.RLock()  # one lazy import at a time: torch's import is not thread-safe
+# torch's first import, run from several threads at once, is not thread-safe: one thread
+# imports it, the others wait. Only that import is held: torch imports nothing of ours, so the
+# lock cannot deadlock with the import system's own per-module locks (a thread importing
+# wae.train directly, whose ``from . import runs`` comes back here, while another holds this
+# lock for a lazy name that needs wae.train). A child forked while a thread held it gets a
+# fresh one.
+_TORCH = _thread.RLock()
+
+
+def _fresh_lock() -> None:
+    global _TORCH
+    _TORCH = _thread.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock)
+
+
+def _is_submodule(name: str) -> bool:
+    """Whether ``wae.<name>`` is a module of the package (a data folder beside them is not)."""
+    if not name.isidentifier() or name.startswith("__"):
+        return False
+    home = __path__[0]
+    return os.path.isfile(os.path.join(home, f"{name}.py")) or os.path.isfile(os.path.join(home, name, "__init__.py"))
 
 
 if not TYPE_CHECKING:  # so that type checkers still see a misspelt name as an error
@@ -51,19 +78,22 @@ if not TYPE_CHECKING:  # so that type checkers still see a misspelt name as an e
     def __getattr__(name: str) -> Any:
         """The public names, and the submodules (``wae.checkpoint`` after ``import wae``), loaded
         on first use."""
-        with _LOADING:
-            if name in _HOME:
-                value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-            elif name.isidentifier() and not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
-                value = importlib.import_module(f".{name}", __name__)
-            else:
-                raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-            globals()[name] = value
-            return value
+        home = _HOME.get(name) or (name if _is_submodule(name) else None)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        if home not in _WITHOUT_TORCH:
+            with _TORCH:
+                import torch  # noqa: F401
+        module = importlib.import_module(f".{home}", __name__)
+        value = module if home == name else getattr(module, name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOME])
+    """The public names, ``__version__`` and the submodules loaded so far."""
+    loaded = (key for key, value in globals().items() if getattr(value, "__name__", "").startswith(f"{__name__}."))
+    return sorted({*__all__, "__version__", *loaded})
 
 
 __all__ = [

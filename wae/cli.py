@@ -176,9 +176,17 @@ def _add_train(sub: Any) -> None:
         "on its shard of every global batch and the latent penalty sees the whole batch (docs/scaling.md).",
     )
     train.add_argument(
-        "--preset", choices=list(PRESETS), help="starting configuration (default: the --config file's, else mnist-fast)"
+        "--preset",
+        choices=list(PRESETS),
+        help="starting configuration (default: the --config file's, else table when --data is a table "
+        "(.csv, .npy, 2-D .npz), else mnist-fast)",
     )
-    train.add_argument("--objective", choices=OBJECTIVES, help=_help_of("loss", "objective"))
+    train.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help=_help_of("loss", "objective") + " (default: the --config file's, else mmd; switching it brings that "
+        "objective's defaults for the settings the file leaves at the old one's)",
+    )
     train.add_argument("--data", metavar="PATH", help=_help_of("data", "path"))
     train.add_argument("--dataset", choices=("mnist", "synthetic"), help="built-in data (default: the preset's)")
     train.add_argument(

@@ -293,7 +293,10 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    """Everything that defines a run."""
+    """Everything that defines a run. ``Config()`` holds the fields' base values, which the
+    presets start from and change (mnist-fast: the ``small`` network, d_z = 16, 25 epochs,
+    lambda by objective, ...): for what ``wae train`` uses, start from :func:`preset`
+    (``wae.preset()``), not from ``Config()``."""
 
     preset: str = "mnist-fast"
     data: DataConfig = field(default_factory=DataConfig)
@@ -857,10 +860,30 @@ def resolve_precision(cfg: Config, device: str = "cpu") -> Config:
 
 
 def for_objective(cfg: Config, objective: str) -> Config:
-    """``cfg`` switched to another objective, with the settings that objective needs: the VAE
-    baseline gets a Gaussian encoder, the Bernoulli (BCE) cost unscaled and lambda = 1 (the
-    ELBO); a WAE keeps the preset's settings."""
+    """``cfg`` switched to another objective. A setting whose default in ``cfg``'s preset
+    differs between the two objectives follows the objective when ``cfg`` has the old
+    objective's default there (a config written by ``--print-config`` or read from a run
+    switches whole: mnist-fast's lambda 3 for mmd becomes 10 for gan), and is kept when it
+    was set to something else. The VAE baseline always gets a Gaussian encoder, the Bernoulli
+    (BCE) cost unscaled (squared L2 for other outputs than sigmoid) and lambda = 1 (the ELBO).
+    :class:`UserError` for an unknown objective."""
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
+    old = cfg.loss.objective
     cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, objective=objective))
+    if old != objective and old in OBJECTIVES and cfg.preset in PRESETS:
+        before, after = dict(_presets_by_objective(cfg.preset))[old], dict(_presets_by_objective(cfg.preset))[objective]
+        for section in SECTIONS:
+            ours, was, becomes = getattr(cfg, section), getattr(before, section), getattr(after, section)
+            changed = {
+                f.name: getattr(becomes, f.name)
+                for f in dataclasses.fields(ours)
+                if f.name != "objective"
+                and getattr(was, f.name) != getattr(becomes, f.name)
+                and getattr(ours, f.name) == getattr(was, f.name)
+            }
+            if changed:
+                setattr(cfg, section, dataclasses.replace(ours, **changed))
     if objective == "vae":
         cfg.model = dataclasses.replace(cfg.model, encoder="gaussian")
         cost = "bce" if cfg.model.output == "sigmoid" else "l2sq"

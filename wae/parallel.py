@@ -45,11 +45,27 @@ class Processes:
 
 
 def launched() -> Processes:
-    """The launch torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """The launch torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK).
+    :class:`UserError` when one of them is set to something other than a whole number (with
+    WORLD_SIZE above 1, RANK and LOCAL_RANK must lie in 0 .. WORLD_SIZE - 1)."""
+    world = _environ_int("WORLD_SIZE", 1)
     if world <= 1:
         return Processes()
-    return Processes(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    rank, local_rank = _environ_int("RANK", 0), _environ_int("LOCAL_RANK", 0)
+    for name, value in (("RANK", rank), ("LOCAL_RANK", local_rank)):
+        if not 0 <= value < world:
+            raise UserError(f"{name}={value} in the environment is outside 0 .. WORLD_SIZE - 1 = {world - 1}")
+    return Processes(rank, world, local_rank)
+
+
+def _environ_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{name}={text!r} in the environment is not a whole number (torchrun sets it)") from None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -21,7 +21,7 @@ import os
 import signal
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,24 +297,46 @@ def read_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
 # ----------------------------------------------------------------------------- signals
 
 
+# SIGHUP: the terminal was closed (not on Windows)
+STOP_SIGNALS: tuple[int, ...] = tuple(
+    int(s) for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None
+)
+
+
+def catch_signals(signums: Iterable[int], handler: Callable[[int, Any], None]) -> dict[int, Any]:
+    """Install ``handler`` for each of ``signums`` that is not ignored now, and return the
+    handlers it replaced (to put back with :func:`restore_signals`). A signal ignored when the
+    command starts stays ignored, as the caller asked: ``nohup`` ignores SIGHUP, a script's
+    background job SIGINT, ``trap '' TERM`` SIGTERM. Nothing outside the main thread, which
+    alone receives signals."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in signums if signal.getsignal(s) is not signal.SIG_IGN}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    """Put back the handlers :func:`catch_signals` replaced (None, a handler set outside
+    Python: the default)."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (sent by SLURM, torchrun and Kubernetes on preemption) raises
-    :class:`Interrupted` like Ctrl-C does, so that ``finally`` blocks run (temporary files are
-    removed, locks released) and the command ends with one line; the training loop replaces
-    this with its own handler, which checkpoints first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """SIGTERM (sent by SLURM, torchrun and Kubernetes on preemption) and SIGHUP (the terminal
+    closed) raise :class:`Interrupted` like Ctrl-C does, so that ``finally`` blocks run
+    (temporary files are removed, locks released) and the command ends with one line; the
+    training loop replaces this with its own handler, which checkpoints first. Ignored
+    signals stay ignored (:func:`catch_signals`)."""
 
     def handle(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, handle)
+    previous = catch_signals([s for s in STOP_SIGNALS if s != signal.SIGINT], handle)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore_signals(previous)
 
 
 # ----------------------------------------------------------------------------- sessions

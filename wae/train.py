@@ -14,7 +14,6 @@ import json
 import math
 import signal
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -569,14 +568,15 @@ class Run:
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
-    signal: int = signal.SIGINT  # what interrupted it: SIGINT (Ctrl-C) or SIGTERM
+    signal: int = signal.SIGINT  # what interrupted it: SIGINT (Ctrl-C), SIGTERM or SIGHUP
     classes: tuple[str, ...] = ()  # a conditional run's class names: label i decodes class classes[i]
 
 
 class _StopFlag:
-    """Ctrl-C or SIGTERM (preemption) sets a flag that the loop reads between steps, so a
-    checkpoint is never taken in the middle of an update; a second signal stops at once
-    (:class:`runs.Interrupted`; files being written are left whole, as every write is atomic)."""
+    """Ctrl-C, SIGTERM (preemption) or SIGHUP (the terminal closed) sets a flag that the loop
+    reads between steps, so a checkpoint is never taken in the middle of an update; a second
+    signal stops at once (:class:`runs.Interrupted`; files being written are left whole, as
+    every write is atomic). A signal ignored when training starts stays ignored."""
 
     def __init__(self) -> None:
         self.set = False
@@ -584,8 +584,7 @@ class _StopFlag:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._previous = runs.catch_signals(runs.STOP_SIGNALS, self._handle)  # ignored ones stay so
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -594,8 +593,7 @@ class _StopFlag:
         self.set, self.signum = True, signum
 
     def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+        runs.restore_signals(self._previous)
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
