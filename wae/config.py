@@ -471,9 +471,13 @@ def preset(name: str = "mnist-fast", objective: str = "mmd") -> Config:
     """A fresh copy of the named preset for ``objective`` ("mmd", "gan" or "vae")."""
     if name not in PRESETS:
         raise UserError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    _check_objective(objective)
+    return for_objective(PRESETS[name](objective), objective)
+
+
+def _check_objective(objective: str) -> None:
     if objective not in OBJECTIVES:
         raise UserError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
-    return for_objective(PRESETS[name](objective), objective)
 
 
 # ----------------------------------------------------------------------------- settings described
@@ -867,12 +871,12 @@ def for_objective(cfg: Config, objective: str) -> Config:
     was set to something else. The VAE baseline always gets a Gaussian encoder, the Bernoulli
     (BCE) cost unscaled (squared L2 for other outputs than sigmoid) and lambda = 1 (the ELBO).
     :class:`UserError` for an unknown objective."""
-    if objective not in OBJECTIVES:
-        raise UserError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
+    _check_objective(objective)
     old = cfg.loss.objective
     cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, objective=objective))
     if old != objective and old in OBJECTIVES and cfg.preset in PRESETS:
-        before, after = dict(_presets_by_objective(cfg.preset))[old], dict(_presets_by_objective(cfg.preset))[objective]
+        presets = dict(_presets_by_objective(cfg.preset))
+        before, after = presets[old], presets[objective]
         for section in SECTIONS:
             ours, was, becomes = getattr(cfg, section), getattr(before, section), getattr(after, section)
             changed = {
