@@ -32,9 +32,13 @@ def test_paper_settings():
 
 
 def test_demo_settings():
-    # the demo's measured choices (docs/results.md, "Sample quality"): WAE-MMD at lambda 3, the
-    # other penalties at the paper's 10; the quality preset differs only in network and epochs
-    for name, arch, epochs in (("mnist-fast", "small", 25), ("mnist-quality", "wide", 30)):
+    # the demo's measured choices (docs/results.md, "Sample quality"): WAE-MMD at lambda 3 with
+    # the L1 cost x 0.01, the other penalties at the paper's 10 with 0.05 x squared L2; the
+    # quality preset differs in network, epochs and (for mmd) the cost
+    for name, arch, epochs, cost in (
+        ("mnist-fast", "small", 25, ("l1", 0.01)),
+        ("mnist-quality", "wide", 30, ("l2sq", 0.05)),
+    ):
         mmd, gan, swd = (preset(name, o) for o in ("mmd", "gan", "swd"))
         assert (mmd.model.arch, mmd.model.latent_dim, mmd.train.epochs, mmd.train.fit_sampler) == (
             arch,
@@ -43,7 +47,8 @@ def test_demo_settings():
             "gmm",
         )
         assert (mmd.loss.lam, gan.loss.lam, swd.loss.lam) == (3.0, 10.0, 10.0)
-        assert (mmd.loss.cost, mmd.loss.cost_scale) == ("l2sq", 0.05)
+        assert (mmd.loss.cost, mmd.loss.cost_scale) == cost
+        assert (gan.loss.cost, gan.loss.cost_scale, swd.loss.cost, swd.loss.cost_scale) == ("l2sq", 0.05) * 2
 
 
 def test_override_by_bare_or_qualified_name():
