@@ -156,3 +156,65 @@ def test_blockwise_mmd_equals_the_full_gram_mmd_with_its_gradient():
     (grad_blocked,) = torch.autograd.grad(blocked, codes)
     assert blocked.item() == pytest.approx(full.item(), rel=1e-4, abs=1e-6)
     torch.testing.assert_close(grad_blocked, grad_full, rtol=1e-3, atol=1e-7)
+
+
+def _under_autocast_and_not(fn):
+    plain = fn()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = fn()
+        still_on = torch.is_autocast_enabled("cpu")
+    return plain, inside, still_on
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mmd_imq",
+        "mmd_imq_blocks",
+        "mmd_rbf",
+        "sliced",
+        "sinkhorn",
+        "cramer_wold",
+        "kid",
+        "precision_recall",
+        "sharpness",
+    ],
+)
+def test_maths_ignore_a_callers_autocast(name):
+    # the kind: a bf16 autocast around our maths rounded their matrix products (mmd_imq was off
+    # by 16 %); every estimate must be the float32 one, bit for bit, and leave autocast on
+    from wae.divergences import cramer_wold, mmd_rbf, random_directions, sinkhorn_divergence, sliced_wasserstein
+    from wae.evaluate import precision_recall, sharpness
+    from wae.fid import polynomial_mmd
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, 16, generator=g) * 3 + 10, torch.randn(300, 16, generator=g) * 3 + 10
+    directions = random_directions(16, 50, torch.Generator().manual_seed(1))
+    images = torch.rand(20, 1, 28, 28, generator=g)
+    fns = {
+        "mmd_imq": lambda: mmd_imq(a, b, 1.0),
+        "mmd_imq_blocks": lambda: mmd_imq(a, b, 1.0, block=128),
+        "mmd_rbf": lambda: mmd_rbf(a, b),
+        "sliced": lambda: sliced_wasserstein(a, b, directions),
+        "sinkhorn": lambda: sinkhorn_divergence(a, b, 10.0, 20),
+        "cramer_wold": lambda: cramer_wold(a),
+        "kid": lambda: torch.tensor(polynomial_mmd(a * 10, b * 10)),
+        "precision_recall": lambda: torch.tensor(list(precision_recall(a, b + 0.5).values())),
+        "sharpness": lambda: torch.tensor(sharpness(images)),
+    }
+    plain, inside, still_on = _under_autocast_and_not(fns[name])
+    assert inside.dtype == plain.dtype and torch.equal(inside, plain), (plain, inside)
+    assert still_on
+
+
+def test_full_precision_passes_errors_and_gradients_through():
+    from wae.divergences import full_precision
+
+    a = torch.randn(40, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mmd_imq(a, torch.randn(40, 4), 1.0).backward()
+        with pytest.raises(ValueError, match="two samples"):
+            mmd_imq(a[:1], torch.randn(40, 4), 1.0)
+        assert torch.is_autocast_enabled("cpu")
+    assert a.grad is not None and a.grad.dtype == torch.float32 and torch.isfinite(a.grad).all()
+    assert full_precision(lambda: torch.is_autocast_enabled("cpu"))() is False

@@ -133,3 +133,13 @@ def test_one_test_pass_gives_the_codes_reconstructions_and_error_of_separate_pas
     assert logvar_sum == pytest.approx(log_var.sum().item(), rel=1e-5)
     mse = (to_unit_range(x, value_range) - expected).pow(2).mean().item()
     assert evaluate(model, images, value_range)["test_recon_mse"] == pytest.approx(mse, rel=1e-5)
+
+
+def test_classifier_metrics_with_reference_features_given_are_the_same():
+    from wae.evaluate import classifier_metrics, reference_features
+
+    data = load_mnist()
+    test, generated = to_model_range(data.test[:300]), to_model_range(data.train[:300])
+    assert classifier_metrics(test, generated, test_features=reference_features(test)) == classifier_metrics(
+        test, generated
+    )

@@ -244,3 +244,25 @@ def test_weight_average_is_what_generates_and_resumes_exactly(tmp_path, tiny_dat
     assert part.step == 3
     resumed = fit(cfg, tmp_path / "part", data=tiny_data, resume=True, progress=False, log=lambda _: None)
     assert all(torch.equal(resumed.model.state_dict()[k], averaged[k]) for k in averaged)
+
+
+def test_bf16_epoch_evaluation_gives_the_fp32_figures(tmp_path):
+    # the per-epoch evaluation runs the networks in the training's precision (bf16 here) and its
+    # statistics in fp32: its figures must be those of an fp32 evaluation of the same weights
+    from wae.data import make_synthetic
+    from wae.evaluate import classifier_metrics, decode_prior, evaluate
+
+    data = make_synthetic(count=256, size=28, seed=1)
+    cfg = tiny_config(
+        synthetic_size=28, synthetic_count=256, epochs=1, precision="bf16", eval_size=64, fit_sampler="none"
+    )
+    run = fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    recorded = run.metrics
+    fp32 = evaluate(run.model, data.test, "01", cfg.train.seed)
+    generated = decode_prior(run.model, len(data.test), "01", cfg.train.seed + 4)
+    fp32.update(classifier_metrics(data.test, generated))
+    assert recorded["test_recon_mse"] == pytest.approx(fp32["test_recon_mse"], rel=0.01)
+    assert recorded["code_var_mean"] == pytest.approx(fp32["code_var_mean"], rel=0.01)
+    assert recorded["test_mmd"] == pytest.approx(fp32["test_mmd"], rel=0.05, abs=1e-3)
+    assert recorded["fd_samples"] == pytest.approx(fp32["fd_samples"], rel=0.02)
+    assert recorded["precision"] == pytest.approx(fp32["precision"], abs=0.05)

@@ -61,8 +61,8 @@ def features_and_probs(model: Classifier, images: Tensor, chunk: int = 1000) -> 
     feats, probs = [], []
     for i in range(0, len(images), chunk):
         f, logits = model(images[i : i + chunk].float())
-        feats.append(f)
-        probs.append(logits.softmax(1))
+        feats.append(f.float())  # float32 under a caller's autocast too
+        probs.append(logits.float().softmax(1))
     return torch.cat(feats), torch.cat(probs)
 
 

