@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.bench import _check_out, machine, pythae_available, pythae_dataset, pythae_wae_mmd
+from benchmarks.bench import _check_out, machine, peers_cost, pythae_available, pythae_dataset, pythae_wae_mmd
 from wae.checkpoint import write_atomic
 from wae.classifier import features_and_probs, load_classifier
 from wae.config import UserError, native_bf16, override, preset, resolve_precision
@@ -60,7 +60,7 @@ class Trainer:
 
 
 def make_trainer(name: str, arch: str, images: torch.Tensor, workdir: str, seed: int) -> Trainer:
-    cfg = preset("mnist-fast" if arch == "fast" else "mnist-paper", "mmd")
+    cfg = peers_cost(preset("mnist-fast" if arch == "fast" else "mnist-paper", "mmd"))  # pythae's objective
     cfg = resolve_precision(override(cfg, arch=arch, precision=PRECISION[name], seed=seed))
     if name == "pythae":
         float_images = to_model_range(images)
@@ -163,7 +163,9 @@ def demo_against_pythae_defaults(args: argparse.Namespace) -> str:
     test_features, _ = features_and_probs(classifier, to_model_range(data.test))
     n = len(images)
     with tempfile.TemporaryDirectory() as workdir:
-        ref_cfg = resolve_precision(override(preset("mnist-fast", "mmd"), arch="fast", latent_dim=8, seed=args.seed))
+        ref_cfg = resolve_precision(
+            override(peers_cost(preset("mnist-fast", "mmd")), arch="fast", latent_dim=8, seed=args.seed)
+        )
         float_images = to_model_range(images)
         ref_model, trainer = pythae_wae_mmd(ref_cfg, 1, 28, float_images[:1], workdir, pythae_defaults=True)
         trainer.train_loader = trainer.get_train_dataloader(pythae_dataset(float_images))

@@ -8,13 +8,15 @@
 # EVAL_FLAGS are passed to each wae evaluate (e.g. "--no-fid" to skip the Inception FID).
 # TRAIN_FLAGS are passed to each wae train; the default pins the settings the documented table
 # was measured with (the fast network, d_z = 8, prior samples only), which mnist-fast no longer
-# uses since the quality study of 2026-11-30.
+# uses since the quality study of 2026-11-30; MMD_FLAGS pin WAE-MMD's lambda and cost of that
+# table (mnist-fast trains it at lambda 3 since session 11 and with the L1 cost since session 13).
 # The penalties' lambdas come from scripts/tune_lambda.sh (override with LAM_SWD, LAM_SINKHORN, LAM_CW).
 set -euo pipefail
 EPOCHS=${1:-20}
 OUT=${2:-runs/repro}
 N=${3:-10000}
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS---arch fast --latent-dim 8 --fit-sampler none}"
+read -r -a MMD_FLAGS <<< "${MMD_FLAGS---lam 10 --cost l2sq --cost-scale 0.05}"
 WAE=${WAE:-.venv/bin/wae}
 train() {  # name, then wae train flags
     local name=$1
@@ -26,11 +28,11 @@ train() {  # name, then wae train flags
     fi
 }
 train vae --objective vae
-train mmd --objective mmd
+train mmd --objective mmd "${MMD_FLAGS[@]}"
 train gan --objective gan
 train swd --objective swd --lam "${LAM_SWD:-10}"
 train cw --objective cw --lam "${LAM_CW:-10}"
-train rand --objective mmd --encoder gaussian --logvar-l1 "${LOGVAR_L1:-0.01}"
+train rand --objective mmd "${MMD_FLAGS[@]}" --encoder gaussian --logvar-l1 "${LOGVAR_L1:-0.01}"
 train sinkhorn --objective sinkhorn --lam "${LAM_SINKHORN:-1}"
 runs=()
 for name in vae mmd gan swd sinkhorn cw rand; do

@@ -244,3 +244,14 @@ def test_every_offered_network_and_objective_is_prepared_and_stepped(trainer, ar
     job = bench._prepare(setting, batch_size=4, matmul_size=8, workdir=str(tmp_path))
     job.run(1)
     assert job.flops_per_step > 0 and job.units_per_step == 4
+
+
+@pytest.mark.parametrize("arch", ["fast", "small", "wide", "mnist-paper"])
+def test_every_trainer_of_the_bench_times_the_peers_objective(arch):
+    # pythae's WAE and the bare loop train 0.05 x squared L2; the demo's preset trains L1 x 0.01
+    # since session 13: the bench must time our step on the peers' objective, not the demo's
+    for objective in ("mmd", "gan"):
+        cfg = bench._config(bench.Setting("wae", arch, objective), 100)
+        assert (cfg.loss.cost, cfg.loss.cost_scale) == ("l2sq", 0.05)
+    vae = bench._config(bench.Setting("wae", arch, "vae"), 100)
+    assert (vae.loss.cost, vae.loss.cost_scale) == ("bce", 1.0)
