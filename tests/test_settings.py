@@ -181,6 +181,7 @@ def test_reproduction_scripts_train_the_settings_of_their_tables(tmp_path, scrip
     import os
     import shlex
     import subprocess
+
     import tomllib
 
     root = Path(__file__).resolve().parents[1]
