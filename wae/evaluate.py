@@ -19,6 +19,7 @@ from .model import AutoEncoder
 from .samplers import LatentSampler
 
 if TYPE_CHECKING:
+    from .classifier import Classifier
     from .folders import ImageFiles
 
 # bytes per sample of wae evaluate besides the images: Inception (2048) and classifier (128)
@@ -217,12 +218,13 @@ def is_mnist_like(images: Tensor) -> bool:
     return tuple(images.shape[1:]) == (1, 28, 28)
 
 
-def reference_features(test: Tensor) -> Tensor:
+def reference_features(test: Tensor, classifier: Classifier | None = None) -> Tensor:
     """The shipped classifier's 128-d features (n, 128) of images (n, 1, 28, 28) in [0, 1]: the
-    reference side of :func:`classifier_metrics`, to compute once for many evaluations."""
+    reference side of :func:`classifier_metrics`, to compute once for many evaluations
+    (``classifier``: the loaded one, when the caller has it)."""
     from .classifier import features_and_probs, load_classifier
 
-    return features_and_probs(load_classifier(), test)[0]
+    return features_and_probs(classifier or load_classifier(), test)[0]
 
 
 def classifier_metrics(
@@ -236,7 +238,7 @@ def classifier_metrics(
 
     classifier = load_classifier()
     if test_features is None:
-        test_features = reference_features(test)
+        test_features = reference_features(test, classifier)
     sample_features, sample_probs = features_and_probs(classifier, generated)
     metrics = {"fd_samples": frechet_distance_of(sample_features, test_features)}
     if recon is not None:

@@ -1105,7 +1105,7 @@ class _Loop:
         table = isinstance(self.data, TableData)
         if table:  # no images: the sample figures of tables, without the (slower) classifier test
             metrics = evaluate_table(state.sampler_model, eval_images, len(eval_images), cfg.train.seed, c2st=False)
-        else:  # the networks' passes in the training's precision (bf16: 2-3x faster), the figures in fp32
+        else:  # the networks' passes in the training's precision (bf16: 1.5x faster), the figures in fp32
             with autocast(state):
                 metrics = evaluate(state.sampler_model, eval_images, cfg.data.range, cfg.train.seed, self.eval_labels)
         every = cfg.train.eval_every
