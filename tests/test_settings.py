@@ -16,6 +16,7 @@ from wae.config import (
     about,
     flag_of,
     from_settings,
+    override,
     preset,
     read_settings,
     settings,
@@ -208,3 +209,33 @@ def test_reproduction_scripts_train_the_settings_of_their_tables(tmp_path, scrip
             assert {k: flat[k] for k in DOCUMENTED_MMD} == DOCUMENTED_MMD, argv
         if objective == "vae":
             assert (flat["cost"], flat["lam"]) == ("bce", 1.0), argv
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--cost", "l2sq"], ("l2sq", 0.05)),  # mnist-fast's mmd: L1 x 0.01 -> squared L2 at its usual 0.05
+        (["--objective", "gan", "--cost", "l1"], ("l1", 0.01)),  # gan: squared L2 x 0.05 -> L1 x 0.01
+        (["--preset", "mnist-paper", "--cost", "bce"], ("bce", 0.02)),
+        (["--cost", "l2sq", "--cost-scale", "0.2"], ("l2sq", 0.2)),  # a scale given wins
+        (["--cost-scale", "0.3", "--cost", "l2sq"], ("l2sq", 0.3)),  # in either order
+        (["--preset", "table", "--cost", "l1"], ("l1", 1.0)),  # the table preset's own scale is kept
+        (["--cost", "l1"], ("l1", 0.01)),  # the same cost: nothing changes
+    ],
+)
+def test_a_new_cost_brings_its_usual_scale(capsys, argv, expected):
+    # a kind of silently wrong setting: a flag whose meaning hangs on another's default (L1 at
+    # squared L2's 0.05 weighs the reconstruction five times more than either was measured with)
+    loss = _printed(capsys, *argv)["loss"]
+    assert (loss["cost"], loss["cost_scale"]) == expected
+
+
+def test_a_new_cost_in_a_file_or_the_api_brings_its_usual_scale(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[loss]\ncost = "l2sq"\n')
+    assert from_settings(read_settings(path)).loss.cost_scale == 0.05
+    path.write_text('[loss]\ncost = "l2sq"\ncost_scale = 0.01\n')
+    assert from_settings(read_settings(path)).loss.cost_scale == 0.01
+    by_hand = override(preset(), cost_scale=0.5)
+    assert override(by_hand, cost="l2sq").loss.cost_scale == 0.5  # a hand-set scale is kept
+    assert override(preset(), loss__cost="l2sq").loss.cost_scale == 0.05

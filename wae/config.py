@@ -31,6 +31,11 @@ SAMPLE_PENALTIES = ("mmd", "swd", "sinkhorn", "cw")
 KERNELS = ("imq", "rbf")
 PRIORS = ("gaussian", "uniform", "sphere")
 COSTS = ("l2sq", "l1", "bce")
+# The scale that goes with each cost on images in [0, 1] (per-image sums over 784 pixels): the
+# authors' 0.05 for squared L2; 0.01 for L1 and 0.02 for the Bernoulli cost, chosen so that the
+# reconstruction term is of the same size (docs/results.md, "Sample quality"). A cost set without
+# its scale takes this one when the scale was the old cost's own (see override).
+COST_SCALES = {"l2sq": 0.05, "l1": 0.01, "bce": 0.02}
 ENCODERS = ("deterministic", "gaussian")
 OUTPUTS = ("sigmoid", "tanh", "identity")  # identity: vector data, standardised columns
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -174,7 +179,12 @@ class LossConfig:
         by_hand=True,
     )
     lam: float = setting(10.0, "lambda: weight of the latent penalty (VAE: of the KL)", at_least=0)
-    cost: str = setting("l2sq", "reconstruction cost, summed over pixels", choices=COSTS)
+    cost: str = setting(
+        "l2sq",
+        "reconstruction cost, summed over pixels; given without --cost-scale, a scale that was the old cost's "
+        "usual one (l2sq 0.05, l1 0.01, bce 0.02) becomes the new cost's",
+        choices=COSTS,
+    )
     cost_scale: float = setting(1.0, "multiplies the cost (the authors' code: 0.05 with l2sq)", above=0)
     kernel: str = setting(
         "imq", "MMD kernel: multi-scale inverse multiquadratics, or RBF (median heuristic)", choices=KERNELS
@@ -906,7 +916,16 @@ def for_objective(cfg: Config, objective: str) -> Config:
 
 def override(cfg: Config, **values: Any) -> Config:
     """A copy of ``cfg`` with fields set by name: ``lam=1`` or ``loss__lam=1``; a bare name
-    must belong to exactly one section."""
+    must belong to exactly one section. A new ``cost`` given without ``cost_scale`` brings its
+    usual scale (:data:`COST_SCALES`) when the old scale was the old cost's usual one: L1 at
+    squared L2's 0.05 would weigh the reconstruction five times more than either was measured
+    with. A scale set by hand (not the usual one) is kept. :class:`UserError` for an unknown
+    name."""
+    names = {key.split("__", 1)[-1] for key in values}
+    new_cost = values.get("cost", values.get("loss__cost"))
+    if new_cost in COST_SCALES and "cost_scale" not in names and new_cost != cfg.loss.cost:
+        if COST_SCALES.get(cfg.loss.cost) == cfg.loss.cost_scale:
+            values = {**values, "loss__cost_scale": COST_SCALES[new_cost]}
     sections: dict[str, Any] = {"data": cfg.data, "model": cfg.model, "loss": cfg.loss, "train": cfg.train}
     new = {name: dataclasses.replace(section) for name, section in sections.items()}
     for key, value in values.items():
