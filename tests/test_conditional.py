@@ -340,6 +340,10 @@ def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
     # (the estimator's bias with so few), of the wrong class at about 2100
     assert wrong["label_accuracy"] < 0.05 and wrong["fd_class_mean"] > 20 * right["fd_class_mean"]
     assert right["label_accuracy_test"] > 0.97
+    from wae.classifier import features_and_probs, load_classifier
+
+    outputs = features_and_probs(load_classifier(), test)  # given once, as training caches them
+    assert conditional_metrics(test, test_labels, samples, labels, mnist.classes, outputs) == right
     assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
     # ten classes named 0-9 that are not digits (the test images' labels shuffled, as clothing
     # or letters would be to this classifier): no label accuracy, which would have no meaning
@@ -350,7 +354,19 @@ def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
 
 
 @pytest.mark.slow  # about 40 s on one contended core: 80 steps on 1000 MNIST digits, 4 evaluations
-def test_a_conditional_mnist_run_reports_label_accuracy(tmp_path):
+def test_a_conditional_mnist_run_reports_label_accuracy(tmp_path, monkeypatch):
+    import collections
+
+    import wae.classifier
+
+    seen: collections.Counter[float] = collections.Counter()  # the images each classifier pass was given
+    real = wae.classifier.features_and_probs
+
+    def counted(classifier, images):  # type: ignore[no-untyped-def]
+        seen[round(float(images.double().sum()), 3)] += 1
+        return real(classifier, images)
+
+    monkeypatch.setattr(wae.classifier, "features_and_probs", counted)
     mnist = load_mnist()
     run = wae.fit_tensor(
         mnist.train[:1000], test_images=mnist.test[:300], labels=mnist.train_labels[:1000],
@@ -359,6 +375,9 @@ def test_a_conditional_mnist_run_reports_label_accuracy(tmp_path):
     )  # fmt: skip
     assert "fd_class_mean" in run.metrics and "label_accuracy_9" in run.metrics
     assert run.metrics["label_accuracy"] > 0.4  # chance is 0.1; measured 0.68
+    # the test images went through the classifier once for the four per-epoch evaluations (and
+    # once more for the final one), not once per epoch and metric
+    assert max(seen.values()) <= 2, seen.most_common(3)
 
 
 # ----------------------------------------------------------------------------- bad labels

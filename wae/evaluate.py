@@ -300,7 +300,12 @@ def digit_classes(classes: tuple[str, ...]) -> list[int] | None:
 
 
 def conditional_metrics(
-    test: Tensor, test_labels: Tensor, generated: Tensor, labels: Tensor, classes: tuple[str, ...]
+    test: Tensor,
+    test_labels: Tensor,
+    generated: Tensor,
+    labels: Tensor,
+    classes: tuple[str, ...],
+    test_outputs: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, float]:
     """How well a conditional model's samples follow their labels, on the shipped classifier
     (28x28 grey images (n, 1, 28, 28) in [0, 1]; labels (n,) index ``classes``):
@@ -310,11 +315,13 @@ def conditional_metrics(
       MIN_READABLE), i.e. digits; other data with ten numbered classes (clothing, letters)
       would give a figure without meaning;
     - ``fd_class_C``: the Fréchet distance (classifier features) between the samples of class C
-      and the test images of class C (NaN with fewer than 2 of either), and ``fd_class_mean``."""
+      and the test images of class C (NaN with fewer than 2 of either), and ``fd_class_mean``.
+    ``test_outputs``, when given, are the classifier's (features, probabilities) of ``test``
+    (``features_and_probs``; not recomputed)."""
     from .classifier import features_and_probs, load_classifier
 
     classifier = load_classifier()
-    test_features, test_probs = features_and_probs(classifier, test)
+    test_features, test_probs = test_outputs if test_outputs is not None else features_and_probs(classifier, test)
     sample_features, sample_probs = features_and_probs(classifier, generated)
     metrics: dict[str, float] = {}
     digits = digit_classes(classes)

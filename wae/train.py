@@ -55,7 +55,6 @@ from .evaluate import (
     grid_rows,
     interpolation_ends,
     is_mnist_like,
-    reference_features,
 )
 from .images import reconstruction_rows, save_grid
 from .model import AutoEncoder
@@ -939,7 +938,7 @@ class _Loop:
         test_labels = data.test_labels if self.conditional else None
         self.eval_labels = test_labels[eval_order[: cfg.train.eval_size]] if test_labels is not None else None
         self.evals: list[dict[str, Any]] = []  # the evaluation records of the run so far
-        self.reference_features: Tensor | None = None  # the classifier's of eval_images, once
+        self.reference_outputs: tuple[Tensor, Tensor] | None = None  # the classifier's of eval_images, once
         self.last_saved = -1  # the step of the newest checkpoint (-1: none yet)
         self.last_eval: dict[str, float] = {}
         self.train_time, self.trained = 0.0, 0  # seconds and images of training steps, this session
@@ -1113,12 +1112,19 @@ class _Loop:
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             with autocast(state):
                 generated = decode_prior(state.sampler_model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
-                if self.reference_features is None:
-                    self.reference_features = reference_features(reference)
-                metrics.update(classifier_metrics(reference, generated, test_features=self.reference_features))
+                if self.reference_outputs is None:  # (features, probabilities)
+                    from .classifier import features_and_probs, load_classifier
+
+                    self.reference_outputs = features_and_probs(load_classifier(), reference)
+                test_features = self.reference_outputs[0]
+                metrics.update(classifier_metrics(reference, generated, test_features=test_features))
                 if self.eval_labels is not None:
                     wanted = balanced_labels(len(generated), state.model.classes)
-                    metrics.update(conditional_metrics(reference, self.eval_labels, generated, wanted, state.classes))
+                    metrics.update(
+                        conditional_metrics(
+                            reference, self.eval_labels, generated, wanted, state.classes, self.reference_outputs
+                        )
+                    )
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
         self.evals.append(record)
         speed = self.trained / self.train_time if self.train_time > 0 else 0.0
