@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterator, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,19 @@ def run_cli(argv: Sequence[str], cwd: Path | None = None) -> tuple[int, str]:
     finally:
         os.chdir(here)
     return code, err.getvalue()
+
+
+def terminal_signals(ignore_sigint: bool = False) -> Callable[[], None]:
+    """A ``preexec_fn`` for a ``wae`` subprocess that a test stops with signals: SIGHUP, SIGINT
+    and SIGTERM as a terminal's process has them, whatever this suite runs under (``nohup``
+    ignores SIGHUP and a non-interactive shell's background job SIGINT; the command rightly
+    keeps an ignored signal ignored); ``ignore_sigint`` ignores SIGINT as such a job would."""
+
+    def reset() -> None:
+        for name in ("SIGHUP", "SIGTERM", "SIGINT"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
+        if ignore_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return reset

@@ -14,6 +14,8 @@ from PIL import Image
 from wae.cli import main
 from wae.config import UserError
 
+from .conftest import terminal_signals
+
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--log-every", "1"]
 
 
@@ -60,15 +62,8 @@ def test_python_dash_m_wae_help():
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     import json
     import signal
-    import time
 
-    run = tmp_path / "run"
-    argv = [sys.executable, "-m", "wae", "train", *TINY, "--epochs", "1000", "--out", str(run)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
-        assert time.time() < deadline and proc.poll() is None, "training did not start"
-        time.sleep(0.1)
+    proc, run = _training(tmp_path)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -306,8 +301,8 @@ def _training(tmp_path, ignore_sigint: bool = False):
 
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "wae", "train", *TINY, "--epochs", "1000", "--out", str(run)]
-    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
+    signals = terminal_signals(ignore_sigint)  # whatever this suite runs under (nohup ignores SIGHUP)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=signals)
     deadline = time.time() + 60
     while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text().count("\n") >= 3):
         assert time.time() < deadline and proc.poll() is None, "training did not start"

@@ -28,7 +28,7 @@ from wae import cli, runs
 from wae.config import UserError
 from wae.data import make_synthetic
 
-from .conftest import run_cli
+from .conftest import run_cli, terminal_signals
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--eval-every", "0"]
 
@@ -143,7 +143,9 @@ def test_a_folder_fingerprint_follows_its_list_of_images(tmp_path):
 def _train_process(run: Path, *argv: str) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "wae", "train", *TINY, "--log-every", "1", "--epochs", "1000", "--out", str(run)]
-    return subprocess.Popen([*cmd, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*cmd, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_signals()
+    )
 
 
 def _wait_for_steps(proc: subprocess.Popen[str], run: Path, lines: int = 3) -> None:
