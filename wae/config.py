@@ -32,9 +32,9 @@ KERNELS = ("imq", "rbf")
 PRIORS = ("gaussian", "uniform", "sphere")
 COSTS = ("l2sq", "l1", "bce")
 # The scale that goes with each cost on images in [0, 1] (per-image sums over 784 pixels): the
-# authors' 0.05 for squared L2; 0.01 for L1 and 0.02 for the Bernoulli cost, chosen so that the
-# reconstruction term is of the same size (docs/results.md, "Sample quality"). A cost set without
-# its scale takes this one when the scale was the old cost's own (see override).
+# authors' 0.05 for squared L2; 0.01 for L1 and 0.02 for the Bernoulli cost, the scales each was
+# measured with (docs/results.md, "Sample quality"). A cost set without its scale takes this one
+# when the scale was the old cost's own (see override).
 COST_SCALES = {"l2sq": 0.05, "l1": 0.01, "bce": 0.02}
 ENCODERS = ("deterministic", "gaussian")
 OUTPUTS = ("sigmoid", "tanh", "identity")  # identity: vector data, standardised columns
