@@ -86,7 +86,7 @@ def main() -> None:
                     )
                 print(key, ", ".join(f"epoch {e}: {m:.1f} min, FID {f:.2f}" for m, f, e in points[key]))
         right.set_xlabel(f"training minutes of {args.runs[0].name} (2 cores, bf16)")
-        right.set_ylabel("Inception FID, 2,000 samples vs 10,000 test images")
+        right.set_ylabel("Inception FID, 2,000 samples")
         right.grid(alpha=0.3)
         right.legend()
     fig.tight_layout()
