@@ -344,6 +344,10 @@ def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
 
     outputs = features_and_probs(load_classifier(), test)  # given once, as training caches them
     assert conditional_metrics(test, test_labels, samples, labels, mnist.classes, outputs) == right
+    given = features_and_probs(load_classifier(), samples)
+    assert conditional_metrics(test, test_labels, samples, labels, mnist.classes, outputs, given) == right
+    with pytest.raises(ValueError, match="rows for 600 images"):  # another set's outputs: refused
+        conditional_metrics(test, test_labels, samples, labels, mnist.classes, outputs, (given[0][:9], given[1][:9]))
     assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
     # ten classes named 0-9 that are not digits (the test images' labels shuffled, as clothing
     # or letters would be to this classifier): no label accuracy, which would have no meaning
@@ -351,6 +355,31 @@ def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
     other = conditional_metrics(test, shuffled, samples, labels, mnist.classes)
     assert other["label_accuracy_test"] < 0.3 and "label_accuracy" not in other and "label_accuracy_3" not in other
     assert "fd_class_mean" in other
+
+
+def test_evaluating_a_conditional_mnist_model_reads_each_image_set_once(monkeypatch):
+    """``wae evaluate`` of a conditional model: the test images, the samples and the
+    reconstructions each go through the classifier once, for both kinds of metric."""
+    import collections
+
+    import wae.classifier
+    from wae.evaluate import evaluate_run
+
+    seen: collections.Counter[float] = collections.Counter()
+    real = wae.classifier.features_and_probs
+
+    def counted(classifier, images):  # type: ignore[no-untyped-def]
+        seen[round(float(images.double().sum()), 3)] += 1
+        return real(classifier, images)
+
+    monkeypatch.setattr(wae.classifier, "features_and_probs", counted)
+    mnist = load_mnist()
+    data = from_tensor(mnist.train[:64], mnist.test[:50], mnist.train_labels[:64], mnist.test_labels[:50])
+    torch.manual_seed(0)
+    model = AutoEncoder(tiny_config().model, 1, 28, classes=10).eval()
+    metrics = evaluate_run(model, data, "01", samples=40)
+    assert "fd_samples" in metrics and "fd_class_mean" in metrics
+    assert sorted(seen.values()) == [1, 1, 1], seen  # test images, reconstructions, samples
 
 
 @pytest.mark.slow  # about 40 s on one contended core: 80 steps on 1000 MNIST digits, 4 evaluations
@@ -375,9 +404,9 @@ def test_a_conditional_mnist_run_reports_label_accuracy(tmp_path, monkeypatch):
     )  # fmt: skip
     assert "fd_class_mean" in run.metrics and "label_accuracy_9" in run.metrics
     assert run.metrics["label_accuracy"] > 0.4  # chance is 0.1; measured 0.68
-    # the test images went through the classifier once for the four per-epoch evaluations (and
-    # once more for the final one), not once per epoch and metric
-    assert max(seen.values()) <= 2, seen.most_common(3)
+    # the test images went through the classifier once for the four per-epoch evaluations, and
+    # each evaluation's samples once for both kinds of metric, not once per epoch and metric
+    assert max(seen.values()) == 1 and len(seen) == 1 + 4, seen.most_common(3)
 
 
 # ----------------------------------------------------------------------------- bad labels

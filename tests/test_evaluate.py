@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 
 import pytest
 import torch
 
-from wae.classifier import WEIGHTS, features_and_probs, load_classifier
+from wae.classifier import WEIGHTS, Classifier, features_and_probs, load_classifier
 from wae.data import load_mnist, to_model_range
 from wae.evaluate import (
     class_coverage,
@@ -143,3 +144,41 @@ def test_classifier_metrics_with_reference_features_given_are_the_same():
     assert classifier_metrics(test, generated, test_features=reference_features(test)) == classifier_metrics(
         test, generated
     )
+    outputs = features_and_probs(load_classifier(), generated)
+    assert classifier_metrics(test, generated, None, reference_features(test), outputs) == classifier_metrics(
+        test, generated
+    )
+    # outputs of other images (a count that does not match) are refused, not silently used
+    with pytest.raises(ValueError, match="rows for 300 images"):
+        classifier_metrics(test, generated, sample_outputs=(outputs[0][:200], outputs[1][:200]))
+    with pytest.raises(ValueError, match="rows for 300 images"):
+        classifier_metrics(test, generated, test_features=reference_features(test[:100]))
+
+
+def test_load_classifier_reads_the_weights_once_and_gives_a_new_module_each_time(tmp_path, monkeypatch):
+    import wae.classifier
+
+    first, second = load_classifier(), load_classifier()
+    assert first is not second
+    with torch.no_grad():
+        first.head.bias.add_(1.0)  # a caller changing its copy changes no one else's
+    assert torch.equal(load_classifier().head.bias, second.head.bias)
+    reads = []
+    real_load = torch.load
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(args[0])
+        return real_load(*args, **kwargs)
+
+    copy = tmp_path / "weights.pt"
+    copy.write_bytes(wae.classifier.WEIGHTS.read_bytes())
+    monkeypatch.setattr(wae.classifier, "WEIGHTS", copy)
+    monkeypatch.setattr(torch, "load", counted)
+    load_classifier(), load_classifier()
+    assert len(reads) == 1
+    # rewritten weights (python -m wae.classifier) are read again
+    state = {k: v.half() for k, v in Classifier().state_dict().items()}
+    torch.save(state, copy)
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))
+    fresh = load_classifier()
+    assert len(reads) == 2 and torch.equal(fresh.head.bias, state["head.bias"].float())

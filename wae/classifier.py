@@ -7,6 +7,7 @@ one thread, about two minutes on a CPU) and rewrites both files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -67,12 +68,22 @@ def features_and_probs(model: Classifier, images: Tensor, chunk: int = 1000) -> 
 
 
 def load_classifier() -> Classifier:
-    """The shipped classifier, in eval mode."""
+    """The shipped classifier, in eval mode: a new module on every call (the caller may move or
+    change it), built from weights read from disk once per version of the file; UserError when
+    the weights are missing."""
     if not WEIGHTS.is_file():
         raise UserError(f"classifier weights missing at {WEIGHTS}; run: python -m wae.classifier")
+    stat = WEIGHTS.stat()
     model = Classifier()
-    model.load_state_dict({k: v.float() for k, v in torch.load(WEIGHTS, weights_only=True).items()})
+    model.load_state_dict(_stored_weights(str(WEIGHTS), stat.st_mtime_ns, stat.st_size))
     return model.eval()
+
+
+@functools.lru_cache(maxsize=2)
+def _stored_weights(path: str, mtime_ns: int, size: int) -> dict[str, Tensor]:
+    # keyed on the file's time and size too, so that rewritten weights are read again;
+    # load_state_dict copies from these, so no caller can change them
+    return {k: v.float() for k, v in torch.load(path, weights_only=True).items()}
 
 
 def train_classifier(epochs: int = 3, seed: int = 0, log: bool = True) -> tuple[Classifier, float]:

@@ -228,25 +228,49 @@ def reference_features(test: Tensor, classifier: Classifier | None = None) -> Te
 
 
 def classifier_metrics(
-    test: Tensor, generated: Tensor, recon: Tensor | None = None, test_features: Tensor | None = None
+    test: Tensor,
+    generated: Tensor,
+    recon: Tensor | None = None,
+    test_features: Tensor | None = None,
+    sample_outputs: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, float]:
     """Fréchet distance (``fd_samples``; ``fd_reconstructions`` when given), precision/recall and
     class coverage of generated images against test images, on the shipped classifier's 128-d
     features. All inputs (n, 1, 28, 28) in [0, 1]; ``test_features``, when given, are
-    :func:`reference_features` of ``test`` (not recomputed)."""
-    from .classifier import features_and_probs, load_classifier
+    :func:`reference_features` of ``test``, and ``sample_outputs`` the classifier's (features,
+    probabilities) of ``generated`` (``features_and_probs``): neither is computed again.
+    ValueError when given outputs do not match their images in number."""
+    from .classifier import load_classifier
 
     classifier = load_classifier()
     if test_features is None:
         test_features = reference_features(test, classifier)
-    sample_features, sample_probs = features_and_probs(classifier, generated)
+    _check_outputs(test, test_features, "test_features")
+    sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs)
     metrics = {"fd_samples": frechet_distance_of(sample_features, test_features)}
     if recon is not None:
-        recon_features, _ = features_and_probs(classifier, recon)
+        recon_features, _ = _outputs_of(classifier, recon, None)
         metrics["fd_reconstructions"] = frechet_distance_of(recon_features, test_features)
     metrics.update(precision_recall(test_features, sample_features))
     metrics.update(class_coverage(sample_probs))
     return metrics
+
+
+def _check_outputs(images: Tensor, outputs: Tensor, name: str) -> None:
+    if len(outputs) != len(images):
+        raise ValueError(f"{name} has {len(outputs)} rows for {len(images)} images")
+
+
+def _outputs_of(classifier: Classifier, images: Tensor, given: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+    """The classifier's (features, probabilities) of ``images``: ``given`` when there, checked
+    against the images in number, else computed."""
+    from .classifier import features_and_probs
+
+    if given is None:
+        return features_and_probs(classifier, images)
+    for part in given:
+        _check_outputs(images, part, "the classifier outputs given")
+    return given
 
 
 def balanced_labels(n: int, classes: int) -> Tensor:
@@ -306,6 +330,7 @@ def conditional_metrics(
     labels: Tensor,
     classes: tuple[str, ...],
     test_outputs: tuple[Tensor, Tensor] | None = None,
+    sample_outputs: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, float]:
     """How well a conditional model's samples follow their labels, on the shipped classifier
     (28x28 grey images (n, 1, 28, 28) in [0, 1]; labels (n,) index ``classes``):
@@ -316,13 +341,14 @@ def conditional_metrics(
       would give a figure without meaning;
     - ``fd_class_C``: the Fréchet distance (classifier features) between the samples of class C
       and the test images of class C (NaN with fewer than 2 of either), and ``fd_class_mean``.
-    ``test_outputs``, when given, are the classifier's (features, probabilities) of ``test``
-    (``features_and_probs``; not recomputed)."""
-    from .classifier import features_and_probs, load_classifier
+    ``test_outputs`` and ``sample_outputs``, when given, are the classifier's (features,
+    probabilities) of ``test`` and ``generated`` (``features_and_probs``; not computed again);
+    ValueError when they do not match their images in number."""
+    from .classifier import load_classifier
 
     classifier = load_classifier()
-    test_features, test_probs = test_outputs if test_outputs is not None else features_and_probs(classifier, test)
-    sample_features, sample_probs = features_and_probs(classifier, generated)
+    test_features, test_probs = _outputs_of(classifier, test, test_outputs)
+    sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs)
     metrics: dict[str, float] = {}
     digits = digit_classes(classes)
     if digits is not None:
@@ -424,9 +450,16 @@ def evaluate_run(
     metrics["sharpness_reconstructions"] = sharpness(recon)
     metrics["sharpness_samples"] = sharpness(generated)
     if is_mnist_like(test):
-        metrics.update(classifier_metrics(test, generated, recon))
+        from .classifier import features_and_probs, load_classifier
+
+        classifier = load_classifier()  # each image set through it once, for both kinds of metric
+        test_outputs = features_and_probs(classifier, test)
+        sample_outputs = features_and_probs(classifier, generated)
+        metrics.update(classifier_metrics(test, generated, recon, test_outputs[0], sample_outputs))
         if labels is not None and test_labels is not None:
-            metrics.update(conditional_metrics(test, test_labels, generated, labels, data.classes))
+            metrics.update(
+                conditional_metrics(test, test_labels, generated, labels, data.classes, test_outputs, sample_outputs)
+            )
     if fid_precision is not None:
         metrics.update(fid(load_inception(), generated, test, fid_precision, progress))
     metrics["samples"] = float(samples)

@@ -1112,17 +1112,25 @@ class _Loop:
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             with autocast(state):
                 generated = decode_prior(state.sampler_model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
-                if self.reference_outputs is None:  # (features, probabilities)
-                    from .classifier import features_and_probs, load_classifier
+                from .classifier import features_and_probs, load_classifier
 
-                    self.reference_outputs = features_and_probs(load_classifier(), reference)
+                classifier = load_classifier()
+                if self.reference_outputs is None:  # (features, probabilities), once per run
+                    self.reference_outputs = features_and_probs(classifier, reference)
+                sample_outputs = features_and_probs(classifier, generated)  # once, for both kinds of metric
                 test_features = self.reference_outputs[0]
-                metrics.update(classifier_metrics(reference, generated, test_features=test_features))
+                metrics.update(classifier_metrics(reference, generated, None, test_features, sample_outputs))
                 if self.eval_labels is not None:
                     wanted = balanced_labels(len(generated), state.model.classes)
                     metrics.update(
                         conditional_metrics(
-                            reference, self.eval_labels, generated, wanted, state.classes, self.reference_outputs
+                            reference,
+                            self.eval_labels,
+                            generated,
+                            wanted,
+                            state.classes,
+                            self.reference_outputs,
+                            sample_outputs,
                         )
                     )
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
