@@ -13,8 +13,19 @@ import torch
 import wae
 from wae import checkpoint as ckpt
 from wae.config import UserError
-from wae.data import batches, to_model_range
-from wae.train import adversary_update, autoencoder_gan_update, build, ema_decay, fit, lr_factor, mmd_step, vae_step
+from wae.data import batches, make_synthetic, to_model_range
+from wae.train import (
+    LR_FLOOR,
+    adversary_update,
+    autoencoder_gan_update,
+    build,
+    ema_decay,
+    fit,
+    lr_factor,
+    lr_multiplier,
+    mmd_step,
+    vae_step,
+)
 
 from .conftest import tiny_config
 
@@ -107,6 +118,44 @@ def test_lr_schedule_is_cumulative_and_stretches_with_the_epochs():
     assert [lr_factor(cfg, e) for e in (0, 29, 30, 49, 50, 99)] == pytest.approx([1, 1, 0.5, 0.5, 0.1, 0.1])
     short = tiny_config(epochs=10, lr_milestones=(0.3, 0.5), lr_factors=(0.5, 0.2))
     assert [lr_factor(short, e) for e in (2, 3, 5)] == pytest.approx([1, 0.5, 0.1])
+
+
+def test_cosine_schedule_and_warm_up_have_their_known_values():
+    # 10 epochs of 10 steps: 100 planned steps
+    cosine = tiny_config(epochs=10, lr_schedule="cosine", lr_milestones=(0.3,), lr_factors=(0.5,))
+    at = [lr_multiplier(cosine, s, 10) for s in (0, 50, 100, 250)]
+    # 1 at the start, halfway between 1 and the floor at the middle, the floor at the end and
+    # beyond it (a run extended with --resume); the milestones are not used
+    assert at == pytest.approx([1.0, (1 + LR_FLOOR) / 2, LR_FLOOR, LR_FLOOR])
+    assert lr_multiplier(cosine, 25, 10) == pytest.approx(LR_FLOOR + (1 - LR_FLOOR) * (1 + math.cos(math.pi / 4)) / 2)
+    steps = [lr_multiplier(cosine, s, 10) for s in range(101)]
+    assert all(a >= b for a, b in zip(steps, steps[1:], strict=False))  # never rises
+    # a warm-up of 20 % of the steps: linear from the floor to 1 over steps 0-19, then the cosine
+    # over the 80 steps left
+    warm = tiny_config(epochs=10, lr_schedule="cosine", lr_warmup=0.2)
+    assert [lr_multiplier(warm, s, 10) for s in (0, 10, 20, 60, 100)] == pytest.approx(
+        [LR_FLOOR, (1 + LR_FLOOR) / 2, 1.0, (1 + LR_FLOOR) / 2, LR_FLOOR]
+    )
+    # the step schedule with a warm-up keeps its milestones after it; without one it is lr_factor
+    step = tiny_config(epochs=10, lr_milestones=(0.3,), lr_factors=(0.5,), lr_warmup=0.1)
+    assert [lr_multiplier(step, s, 10) for s in (0, 5, 10, 29, 30)] == pytest.approx(
+        [LR_FLOOR, (1 + LR_FLOOR) / 2, 1.0, 1.0, 0.5]
+    )
+    plain = tiny_config(epochs=10, lr_milestones=(0.3,), lr_factors=(0.5,))
+    assert [lr_multiplier(plain, s, 10) for s in range(100)] == [lr_factor(plain, s // 10) for s in range(100)]
+
+
+def test_a_cosine_run_trains_with_its_schedule_and_records_it(tmp_path):
+    cfg = tiny_config(epochs=2, lr_schedule="cosine", lr_warmup=0.25)
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=lambda _: None)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert recorded["lr_schedule"] == "cosine" and recorded["lr_warmup"] == 0.25
+    records = _train_records(tmp_path / "run")
+    assert len(records) == 4  # 2 epochs of 2 steps, every step logged
+    # after s steps the optimizer holds lr times the schedule's multiplier at s
+    for r in records:
+        assert r["lr"] == pytest.approx(cfg.train.lr * lr_multiplier(cfg, r["step"], 2)), r
+    assert math.isfinite(run.metrics["test_recon_mse"])
 
 
 def _train_records(run_dir) -> list[dict]:

@@ -39,6 +39,7 @@ COST_SCALES = {"l2sq": 0.05, "l1": 0.01, "bce": 0.02}
 ENCODERS = ("deterministic", "gaussian")
 OUTPUTS = ("sigmoid", "tanh", "identity")  # identity: vector data, standardised columns
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULES = ("step", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.log: wae/tracking.py
 DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor", "table")  # "tensor": given in Python, not saved
@@ -239,6 +240,20 @@ class TrainConfig:
         why="fractions of the epochs",
     )
     lr_factors: tuple[float, ...] = setting((), "the factors of lr_milestones, one each")
+    lr_schedule: str = setting(
+        "step",
+        "step: lr_milestones and lr_factors; cosine: from lr down to lr / 100 along a half cosine over the "
+        "planned steps (Loshchilov & Hutter 2017), the milestones unused",
+        choices=LR_SCHEDULES,
+    )
+    lr_warmup: float = setting(
+        0.0,
+        "fraction of the planned steps over which the learning rate first rises linearly from lr / 100 "
+        "(either schedule)",
+        at_least=0,
+        below=1,
+        why="a fraction of the steps",
+    )
     schedule_epochs: int | None = setting(
         None,
         "the epoch count the learning-rate milestones are fractions of (default: the epochs of the run's first "

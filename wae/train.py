@@ -106,16 +106,40 @@ class State:
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
 
+LR_FLOOR = 0.01  # where the cosine schedule ends and the warm-up starts, as a fraction of lr
+
+
 def lr_factor(cfg: Config, epoch: int) -> float:
-    """Multiplier of the base learning rate in ``epoch`` (0-based): the product of the
-    factors of all milestones reached (a milestone m falls at epoch round(m * E), E the
-    run's ``schedule_epochs``, else its ``epochs``)."""
+    """Multiplier of the base learning rate in ``epoch`` (0-based) of the step schedule: the
+    product of the factors of all milestones reached (a milestone m falls at epoch
+    round(m * E), E the run's ``schedule_epochs``, else its ``epochs``)."""
     factor = 1.0
-    planned = cfg.train.epochs if cfg.train.schedule_epochs is None else cfg.train.schedule_epochs
     for milestone, f in zip(cfg.train.lr_milestones, cfg.train.lr_factors, strict=True):
-        if epoch >= round(milestone * planned):
+        if epoch >= round(milestone * planned_epochs(cfg)):
             factor *= f
     return factor
+
+
+def planned_epochs(cfg: Config) -> int:
+    """The epoch count the learning-rate schedule spans: ``schedule_epochs``, else ``epochs``."""
+    return cfg.train.epochs if cfg.train.schedule_epochs is None else cfg.train.schedule_epochs
+
+
+def lr_multiplier(cfg: Config, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of a run of
+    ``steps_per_epoch`` steps an epoch. A linear warm-up from LR_FLOOR to 1 over the first
+    ``lr_warmup`` of the planned steps, then the ``step`` schedule (:func:`lr_factor`) or the
+    ``cosine`` one: 1 -> LR_FLOOR along a half cosine over the remaining planned steps
+    (Loshchilov & Hutter 2017, SGDR without restarts), LR_FLOOR beyond them (a run extended
+    with --resume)."""
+    total = planned_epochs(cfg) * steps_per_epoch
+    warm = round(cfg.train.lr_warmup * total)
+    if step < warm:
+        return LR_FLOOR + (1 - LR_FLOOR) * step / warm
+    if cfg.train.lr_schedule == "step":
+        return lr_factor(cfg, step // steps_per_epoch)
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
@@ -180,7 +204,7 @@ def build(
     betas = (cfg.train.beta1, cfg.train.beta2)
 
     def schedule(step: int) -> float:
-        return lr_factor(cfg, step // steps_per_epoch)
+        return lr_multiplier(cfg, step, steps_per_epoch)
 
     def scaler() -> torch.amp.GradScaler | None:
         return torch.amp.GradScaler("cuda") if cfg.train.precision == "fp16" else None
