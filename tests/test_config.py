@@ -66,7 +66,7 @@ def test_override_by_bare_or_qualified_name():
         ({"kernel": "laplace"}, "loss.kernel"),
         ({"lr_milestones": (0.5,), "lr_factors": ()}, "same length"),
         ({"lr_milestones": (30,), "lr_factors": (0.5,)}, "fractions"),
-        ({"objective": "vae"}, "gaussian"),
+        ({"objective": "vae", "encoder": "deterministic"}, "gaussian"),  # a VAE given a deterministic encoder
         ({"output": "tanh"}, "range"),
         ({"prior_trick": True, "prior": "sphere"}, "prior trick"),
         ({"dataset": "npz"}, "path"),

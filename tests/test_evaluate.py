@@ -182,3 +182,91 @@ def test_load_classifier_reads_the_weights_once_and_gives_a_new_module_each_time
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))
     fresh = load_classifier()
     assert len(reads) == 2 and torch.equal(fresh.head.bias, state["head.bias"].float())
+
+
+def _metric_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    data = load_mnist()
+    return data.test[:200], data.test_labels[:200], data.test[200:400], data.test_labels[200:400]
+
+
+def test_uint8_images_give_the_figures_of_the_same_images_in_0_1():
+    from wae.evaluate import classifier_metrics, conditional_metrics
+
+    test, test_labels, samples, labels = _metric_inputs()  # uint8, as MNIST ships
+    as_floats = classifier_metrics(test.float() / 255, samples.float() / 255)
+    assert classifier_metrics(test, samples) == pytest.approx(as_floats)
+    names = tuple(str(d) for d in range(10))
+    assert conditional_metrics(test, test_labels, samples, labels, names) == pytest.approx(
+        conditional_metrics(test.float() / 255, test_labels, samples.float() / 255, labels, names), nan_ok=True
+    )
+
+
+def _bad_images(test: torch.Tensor) -> list[tuple[str, torch.Tensor, str]]:
+    unit = test.float() / 255
+    nan = unit.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    return [
+        ("a tanh model's raw output, in [-1, 1]", unit * 2 - 1, r"\[0, 1\]"),
+        ("floats in [0, 255]", unit * 255, r"\[0, 1\]"),
+        ("a NaN pixel", nan, "NaN"),
+        ("three channels", unit.expand(-1, 3, -1, -1), "28x28 grey"),
+        ("no channel axis", unit[:, 0], "28x28 grey"),
+        ("32x32 images", torch.zeros(5, 1, 32, 32), "28x28 grey"),
+        ("no images", unit[:0], "no images"),
+        ("int64 pixels", test.long(), "uint8, or floats"),
+        ("bool pixels", test > 0, "uint8, or floats"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_images_the_classifier_cannot_read_are_refused(case):
+    """A hostile user's finds: uint8 samples gave an FD of 1.3e8 and images in [-1, 1] a
+    plausible 109.6 against 21.4, a NaN pixel a LinAlgError, other shapes torch's errors."""
+    from wae.config import UserError
+    from wae.evaluate import classifier_metrics, conditional_metrics
+
+    test, test_labels, samples, labels = _metric_inputs()
+    what, bad, message = _bad_images(samples)[case]
+    names = tuple(str(d) for d in range(10))
+    for call in (
+        lambda: classifier_metrics(test, bad),
+        lambda: classifier_metrics(bad, samples),
+        lambda: classifier_metrics(test, samples, recon=bad),
+        lambda: conditional_metrics(test, test_labels, bad, labels[: len(bad)], names),
+    ):
+        with pytest.raises(UserError, match=message):
+            call()
+
+
+def test_labels_and_outputs_that_do_not_fit_are_refused():
+    from wae.config import UserError
+    from wae.evaluate import classifier_metrics, conditional_metrics
+
+    test, test_labels, samples, labels = _metric_inputs()
+    names = tuple(str(d) for d in range(10))
+    outputs = features_and_probs(load_classifier(), samples.float() / 255)
+    bad_labels = [
+        (labels - 1, "0 to 9; got -1"),  # -1 wrapped to class 9 before
+        (labels + 1, "0 to 9; got 1 to 10"),
+        (labels[:150], "150 labels for 200 images"),
+        (labels.float(), "integer class indices"),
+        (labels > 4, "1-d integer tensor"),  # a bool tensor indexes as a mask
+        (labels.to(torch.uint8), "1-d integer tensor"),
+        (labels[:, None], "1-d integer tensor"),
+    ]
+    for bad, message in bad_labels:
+        with pytest.raises(UserError, match=message):
+            conditional_metrics(test, test_labels, samples, bad, names)
+        with pytest.raises(UserError, match=message):
+            conditional_metrics(test, bad, samples, labels, names)
+    with pytest.raises(UserError, match="names of the classes"):
+        conditional_metrics(test, test_labels, samples, labels, ())
+    assert conditional_metrics(test, test_labels.int(), samples, labels.int(), names)["label_accuracy"] > 0.95
+    swapped, three = (outputs[1], outputs[0]), (*outputs, outputs[0])
+    for given, message in ((swapped, r"features,: expected \(200, 128\)"), (three, "the pair")):
+        with pytest.raises(UserError, match=message):
+            classifier_metrics(test, samples, sample_outputs=given)  # type: ignore[arg-type]
+        with pytest.raises(UserError, match=message):
+            conditional_metrics(test, test_labels, samples, labels, names, sample_outputs=given)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"test_features: expected \(200, 128\)"):
+        classifier_metrics(test, samples, test_features=outputs[1])

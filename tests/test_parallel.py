@@ -92,9 +92,18 @@ def _assert_same_training(one: Path, two: Path, steps: int) -> None:
     assert final_one[0]["step"] == final_two[0]["step"] == steps
     for key in ("model", "adversary"):
         for name, value in final_one[0].get(key, {}).items():
-            # Adam turns rounding-level gradients into steps of any sign, so a few weights move by
-            # up to ~1e-5; a wrong gradient would move many by about one step, lr = 1e-3
-            torch.testing.assert_close(final_two[0][key][name], value, rtol=0, atol=5e-5, msg=name)
+            # Adam turns rounding-level gradients into steps of any sign (its update is about lr
+            # whatever the gradient's size), so a few weights move by up to a fraction of a step:
+            # measured on an AMD EPYC (AVX2), 1 of 131,072 and 5 of 100,352 weights by 8e-5 and
+            # 2e-4 after 3 WAE-GAN steps, all others within 2e-5. A wrong gradient moves many
+            # weights by about one step, lr = 1e-3: at most 1 in 2,000 may lie beyond 5e-5.
+            other = final_two[0][key][name]
+            assert other.shape == value.shape and other.dtype == value.dtype, name
+            if not value.is_floating_point():
+                assert torch.equal(other, value), name
+                continue
+            far = int(((other - value).abs() > 5e-5).sum())
+            assert far <= max(2, value.numel() // 2000), f"{name}: {far} of {value.numel()} weights differ by > 5e-5"
 
 
 @pytest.mark.slow  # four launches of two processes: 20-40 s on 2 cores

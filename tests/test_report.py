@@ -132,3 +132,32 @@ def test_report_renders_in_headless_chromium(runs, tmp_path, capsys):
     picture = Image.open(shot).convert("L")
     assert picture.size == (1280, 2400)
     assert len(picture.histogram()) == 256 and sum(c > 0 for c in picture.histogram()) > 50  # not a blank page
+
+
+def test_short_runs_get_whole_epoch_ticks_and_empty_panels_say_why():
+    """Hostile-pass finds: a 2-epoch run's curves had ticks at 1.2, 1.4, ...; a run shorter than
+    log_every steps, or without an evaluation, drew empty panels with no word of why."""
+    from wae.report import curves_figure
+
+    evals = [
+        {
+            "kind": "eval",
+            "epoch": e,
+            "step": 2 * e,
+            "test_recon_mse": 0.1 / e,
+            "test_mmd": 0.01,
+            "fd_samples": 100.0 / e,
+        }
+        for e in (1, 2)
+    ]
+    train = [{"kind": "train", "step": s, "recon": 1.0 / s, "penalty": 0.1} for s in (1, 2, 3, 4)]
+    fig = curves_figure(train + evals)
+    fig.canvas.draw()
+    for ax in fig.axes[1:3]:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert not texts
+    empty = curves_figure([])
+    notes = " ".join(t.get_text() for ax in empty.axes for t in ax.texts)
+    assert "no training losses logged" in notes and "no evaluation yet" in notes

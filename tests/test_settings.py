@@ -13,6 +13,7 @@ from wae.cli import main
 from wae.config import (
     ARCHS,
     Config,
+    UserError,
     about,
     flag_of,
     from_settings,
@@ -239,3 +240,41 @@ def test_a_new_cost_in_a_file_or_the_api_brings_its_usual_scale(tmp_path):
     by_hand = override(preset(), cost_scale=0.5)
     assert override(by_hand, cost="l2sq").loss.cost_scale == 0.5  # a hand-set scale is kept
     assert override(preset(), loss__cost="l2sq").loss.cost_scale == 0.05
+
+
+@pytest.mark.parametrize(
+    "file, flags, expected",
+    [
+        ('[loss]\ncost = "l2sq"\ncost_scale = 0.05\n', ["--cost", "l1"], ("l1", 0.05)),
+        ('[loss]\ncost_scale = 0.01\ncost = "l1"\n', ["--cost", "l2sq"], ("l2sq", 0.01)),
+        ("[loss]\ncost_scale = 0.01\n", ["--cost", "bce"], ("bce", 0.01)),
+        ('[loss]\ncost = "l2sq"\n', ["--cost", "l1"], ("l1", 0.01)),  # no scale in the file: the usual one
+        ("[loss]\ncost_scale = 0.05\n", ["--cost", "l1", "--cost-scale", "0.2"], ("l1", 0.2)),  # the flag wins
+    ],
+)
+def test_a_scale_written_in_the_config_file_is_kept_with_a_new_cost_flag(tmp_path, capsys, file, flags, expected):
+    # a hostile user's case of the same kind: the file's scale is as much set by hand as a flag's
+    path = tmp_path / "s.toml"
+    path.write_text(file)
+    loss = _printed(capsys, "--config", str(path), *flags)["loss"]
+    assert (loss["cost"], loss["cost_scale"]) == expected
+
+
+@pytest.mark.parametrize("objective", ["gan", "vae", "swd"])
+def test_an_objective_set_through_the_api_switches_its_defaults_as_the_flag_does(capsys, objective):
+    # before: override(cfg, objective="gan") trained WAE-GAN with mmd's lambda and L1 cost
+    by_flag = Config.from_dict(_printed(capsys, "--objective", objective)).to_dict()
+    by_api = override(preset(), objective=objective).to_dict()
+    by_section = override(preset(), loss__objective=objective).to_dict()
+    for section in ("loss", "model", "train"):
+        assert by_api[section] == by_flag[section] == by_section[section], section
+    # values given beside the objective are set after the switch, so they win
+    assert override(preset(), objective=objective, lam=0.5).loss.lam == 0.5
+
+
+def test_a_setting_given_twice_under_two_names_is_refused():
+    for twice in ({"cost": "bce", "loss__cost": "l2sq"}, {"lam": 1.0, "loss__lam": 2.0}):
+        with pytest.raises(UserError, match="given twice"):
+            override(preset(), **twice)
+    with pytest.raises(UserError, match="unknown objective"):
+        override(preset(), objective="wgan")

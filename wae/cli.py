@@ -311,7 +311,12 @@ def _add_measure_commands(sub: Any) -> None:
         "features (28x28 grey data only). docs/evaluation.md defines every figure.",
     )
     ev.add_argument("run", metavar="RUN", help="run folder")
-    ev.add_argument("--n", type=_int_at_least(2), default=10_000, help="prior samples (default 10000)")
+    ev.add_argument(
+        "--n",
+        type=_int_at_least(4, "precision/recall use each sample's k = 3 nearest neighbours"),
+        default=10_000,
+        help="prior samples (default 10000; at least 4)",
+    )
     ev.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior draw")
     ev.add_argument(
         "--out",
@@ -450,8 +455,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
     _check_not_special(out, "--out")
-    if args.n < 4:  # precision/recall need each sample's 3 nearest neighbours among the others
-        raise UserError(f"--n {args.n}: give at least 4 samples (precision/recall use k = 3 nearest neighbours)")
     model, cfg = load_model(args.run)
     sampler = load_sampler(Path(args.run), args.sampler, model)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
@@ -600,6 +603,8 @@ def _train(args: argparse.Namespace) -> int:
                 given.update(dataset="npz", path=args.data)
         elif args.dataset:
             given["dataset"] = args.dataset
+        if "cost" in given and "cost_scale" not in given and "cost_scale" in found.get("loss", {}):
+            given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         cfg = override(cfg, **given)
         validate(cfg)
         if args.out is None and launched().world > 1:

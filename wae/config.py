@@ -182,8 +182,9 @@ class LossConfig:
     lam: float = setting(10.0, "lambda: weight of the latent penalty (VAE: of the KL)", at_least=0)
     cost: str = setting(
         "l2sq",
-        "reconstruction cost, summed over pixels; given without --cost-scale, a scale that was the old cost's "
-        "usual one (l2sq 0.05, l1 0.01, bce 0.02) becomes the new cost's",
+        "reconstruction cost, summed over pixels; given without --cost-scale (on the command line or in the "
+        "--config file), a scale that was the old cost's usual one (l2sq 0.05, l1 0.01, bce 0.02) becomes the "
+        "new cost's",
         choices=COSTS,
     )
     cost_scale: float = setting(1.0, "multiplies the cost (the authors' code: 0.05 with l2sq)", above=0)
@@ -934,28 +935,39 @@ def for_objective(cfg: Config, objective: str) -> Config:
 
 def override(cfg: Config, **values: Any) -> Config:
     """A copy of ``cfg`` with fields set by name: ``lam=1`` or ``loss__lam=1``; a bare name
-    must belong to exactly one section. A new ``cost`` given without ``cost_scale`` brings its
-    usual scale (:data:`COST_SCALES`) when the old scale was the old cost's usual one: L1 at
-    squared L2's 0.05 would weigh the reconstruction five times more than either was measured
-    with. A scale set by hand (not the usual one) is kept. :class:`UserError` for an unknown
-    name."""
-    names = {key.split("__", 1)[-1] for key in values}
-    new_cost = values.get("cost", values.get("loss__cost"))
-    if new_cost in COST_SCALES and "cost_scale" not in names and new_cost != cfg.loss.cost:
-        if COST_SCALES.get(cfg.loss.cost) == cfg.loss.cost_scale:
-            values = {**values, "loss__cost_scale": COST_SCALES[new_cost]}
+    must belong to exactly one section. A new ``objective`` switches the config as
+    :func:`for_objective` does (its defaults follow, as with ``--objective``), before the other
+    values are set. A new ``cost`` given without ``cost_scale`` brings its usual scale
+    (:data:`COST_SCALES`) when the old scale was the old cost's usual one: L1 at squared L2's
+    0.05 would weigh the reconstruction five times more than either was measured with. A scale
+    set by hand (not the usual one) is kept. :class:`UserError` for an unknown name, or for one
+    setting given twice (``cost`` and ``loss__cost``)."""
     sections: dict[str, Any] = {"data": cfg.data, "model": cfg.model, "loss": cfg.loss, "train": cfg.train}
-    new = {name: dataclasses.replace(section) for name, section in sections.items()}
+    wanted: dict[tuple[str, str], Any] = {}
+    spelled: dict[tuple[str, str], str] = {}
     for key, value in values.items():
         if "__" in key:
             section, name = key.split("__", 1)
-            owners = [section] if section in new and hasattr(new[section], name) else []
+            owners = [section] if section in sections and hasattr(sections[section], name) else []
         else:
             name = key
-            owners = [s for s, obj in new.items() if name in {f.name for f in dataclasses.fields(obj)}]
+            owners = [s for s, obj in sections.items() if name in {f.name for f in dataclasses.fields(obj)}]
         if len(owners) != 1:
             raise UserError(f"unknown setting '{key}'")
-        if isinstance(value, list):
-            value = tuple(value)
-        setattr(new[owners[0]], name, value)
+        where = (owners[0], name)
+        if where in wanted:
+            raise UserError(f"setting '{owners[0]}.{name}' given twice, as '{spelled[where]}' and '{key}'")
+        wanted[where], spelled[where] = (tuple(value) if isinstance(value, list) else value), key
+    objective = wanted.pop(("loss", "objective"), cfg.loss.objective)
+    if objective != cfg.loss.objective:
+        if not isinstance(objective, str):
+            raise UserError(f"loss.objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+        cfg = for_objective(cfg, objective)
+    new_cost = wanted.get(("loss", "cost"))
+    if new_cost in COST_SCALES and ("loss", "cost_scale") not in wanted and new_cost != cfg.loss.cost:
+        if COST_SCALES.get(cfg.loss.cost) == cfg.loss.cost_scale:
+            wanted["loss", "cost_scale"] = COST_SCALES[new_cost]
+    new = {name: dataclasses.replace(getattr(cfg, name)) for name in sections}
+    for (section, name), value in wanted.items():
+        setattr(new[section], name, value)
     return Config.from_dict(Config(preset=cfg.preset, **new).to_dict())  # typed: numpy ints become ints

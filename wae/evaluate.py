@@ -224,7 +224,7 @@ def reference_features(test: Tensor, classifier: Classifier | None = None) -> Te
     (``classifier``: the loaded one, when the caller has it)."""
     from .classifier import features_and_probs, load_classifier
 
-    return features_and_probs(classifier or load_classifier(), test)[0]
+    return features_and_probs(classifier or load_classifier(), classifier_images(test, "test"))[0]
 
 
 def classifier_metrics(
@@ -236,41 +236,74 @@ def classifier_metrics(
 ) -> dict[str, float]:
     """Fréchet distance (``fd_samples``; ``fd_reconstructions`` when given), precision/recall and
     class coverage of generated images against test images, on the shipped classifier's 128-d
-    features. All inputs (n, 1, 28, 28) in [0, 1]; ``test_features``, when given, are
-    :func:`reference_features` of ``test``, and ``sample_outputs`` the classifier's (features,
-    probabilities) of ``generated`` (``features_and_probs``): neither is computed again.
-    ValueError when given outputs do not match their images in number."""
-    from .classifier import load_classifier
+    features. Images (n, 1, 28, 28): floats in [0, 1] or uint8 (:func:`classifier_images`);
+    ``test_features``, when given, are :func:`reference_features` of ``test``, and
+    ``sample_outputs`` the classifier's (features, probabilities) of ``generated``
+    (``features_and_probs``): neither is computed again. :class:`UserError` (a ValueError) for
+    images the classifier cannot read, or given outputs that do not match their images in
+    shape or number."""
+    from .classifier import FEATURES, load_classifier
 
+    test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
     classifier = load_classifier()
     if test_features is None:
         test_features = reference_features(test, classifier)
-    _check_outputs(test, test_features, "test_features")
-    sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs)
+    _check_outputs(test, test_features, "test_features", FEATURES)
+    sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs, "sample_outputs")
     metrics = {"fd_samples": frechet_distance_of(sample_features, test_features)}
     if recon is not None:
-        recon_features, _ = _outputs_of(classifier, recon, None)
+        recon_features, _ = _outputs_of(classifier, classifier_images(recon, "recon"), None, "recon")
         metrics["fd_reconstructions"] = frechet_distance_of(recon_features, test_features)
     metrics.update(precision_recall(test_features, sample_features))
     metrics.update(class_coverage(sample_probs))
     return metrics
 
 
-def _check_outputs(images: Tensor, outputs: Tensor, name: str) -> None:
+def classifier_images(images: Tensor, name: str = "images") -> Tensor:
+    """``images`` as the shipped classifier takes them: floats (n, 1, 28, 28) in [0, 1], n >= 1
+    (uint8 images are divided by 255). :class:`UserError` for anything else: another shape, no
+    images, other integer or bool types, NaN or infinite values, floats outside [0, 1] (images
+    in [-1, 1] or [0, 255] would give figures without meaning)."""
+    if not isinstance(images, Tensor):
+        raise UserError(f"{name}: expected a tensor of images; got {type(images).__name__}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
+        raise UserError(f"{name}: the classifier takes 28x28 grey images (n, 1, 28, 28); got {tuple(images.shape)}")
+    if len(images) == 0:
+        raise UserError(f"{name}: no images")
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise UserError(f"{name}: images must be uint8, or floats in [0, 1]; got {images.dtype}")
+    if not bool(torch.isfinite(images).all()):
+        raise UserError(f"{name}: the images hold NaN or infinite values")
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise UserError(f"{name}: floats must lie in [0, 1] (uint8 is divided by 255); got {low:.4g} to {high:.4g}")
+    return images
+
+
+def _check_outputs(images: Tensor, outputs: Tensor, name: str, width: int) -> None:
+    if not isinstance(outputs, Tensor) or outputs.ndim != 2 or outputs.shape[1] != width:
+        shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
+        raise UserError(f"{name}: expected ({len(images)}, {width}); got {shape}")
     if len(outputs) != len(images):
-        raise ValueError(f"{name} has {len(outputs)} rows for {len(images)} images")
+        raise UserError(f"{name} has {len(outputs)} rows for {len(images)} images")
 
 
-def _outputs_of(classifier: Classifier, images: Tensor, given: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
-    """The classifier's (features, probabilities) of ``images``: ``given`` when there, checked
-    against the images in number, else computed."""
-    from .classifier import features_and_probs
+def _outputs_of(
+    classifier: Classifier, images: Tensor, given: tuple[Tensor, Tensor] | None, name: str
+) -> tuple[Tensor, Tensor]:
+    """The classifier's (features (n, 128), probabilities (n, 10)) of ``images``: ``given``
+    when there, checked against the images in shape and number, else computed."""
+    from .classifier import FEATURES, features_and_probs
 
     if given is None:
         return features_and_probs(classifier, images)
-    for part in given:
-        _check_outputs(images, part, "the classifier outputs given")
-    return given
+    if not isinstance(given, (tuple, list)) or len(given) != 2:
+        raise UserError(f"{name}: expected the pair (features, probabilities) of features_and_probs")
+    _check_outputs(images, given[0], f"{name}[0], the features,", FEATURES)
+    _check_outputs(images, given[1], f"{name}[1], the class probabilities,", 10)
+    return given[0], given[1]
 
 
 def balanced_labels(n: int, classes: int) -> Tensor:
@@ -342,13 +375,20 @@ def conditional_metrics(
     - ``fd_class_C``: the Fréchet distance (classifier features) between the samples of class C
       and the test images of class C (NaN with fewer than 2 of either), and ``fd_class_mean``.
     ``test_outputs`` and ``sample_outputs``, when given, are the classifier's (features,
-    probabilities) of ``test`` and ``generated`` (``features_and_probs``; not computed again);
-    ValueError when they do not match their images in number."""
+    probabilities) of ``test`` and ``generated`` (``features_and_probs``; not computed again).
+    :class:`UserError` (a ValueError) for images the classifier cannot read
+    (:func:`classifier_images`), labels that are not class indices into ``classes`` as many as
+    their images, no classes, or given outputs that do not match their images."""
     from .classifier import load_classifier
 
+    test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
+    if not classes:
+        raise UserError("classes: give the names of the classes the labels index")
+    test_labels = _class_indices(test_labels, len(test), len(classes), "test_labels")
+    labels = _class_indices(labels, len(generated), len(classes), "labels")
     classifier = load_classifier()
-    test_features, test_probs = _outputs_of(classifier, test, test_outputs)
-    sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs)
+    test_features, test_probs = _outputs_of(classifier, test, test_outputs, "test_outputs")
+    sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs, "sample_outputs")
     metrics: dict[str, float] = {}
     digits = digit_classes(classes)
     if digits is not None:
@@ -369,6 +409,23 @@ def conditional_metrics(
         fds.append(fd)
     metrics["fd_class_mean"] = sum(fds) / len(fds)
     return metrics
+
+
+def _class_indices(labels: Tensor, n: int, classes: int, name: str) -> Tensor:
+    """Class indices (n,) as int64, each in 0 .. classes - 1; :class:`UserError` otherwise (a
+    bool or uint8 tensor would index as a mask, a negative index would wrap to the last class)."""
+    if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.dtype in (torch.bool, torch.uint8):
+        raise UserError(f"{name}: expected class indices, a 1-d integer tensor (n,)")
+    if labels.is_floating_point() or labels.is_complex():
+        raise UserError(f"{name}: expected integer class indices; got {labels.dtype}")
+    if len(labels) != n:
+        raise UserError(f"{name}: {len(labels)} labels for {n} images")
+    labels = labels.long()
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise UserError(
+            f"{name}: class indices must lie in 0 to {classes - 1}; got {int(labels.min())} to {int(labels.max())}"
+        )
+    return labels
 
 
 def interpolation_ends(test: Tensor | ImageFiles, pairs: int = 8, first: int = 48) -> tuple[Tensor, Tensor]:
@@ -453,8 +510,8 @@ def evaluate_run(
         from .classifier import features_and_probs, load_classifier
 
         classifier = load_classifier()  # each image set through it once, for both kinds of metric
-        test_outputs = features_and_probs(classifier, test)
-        sample_outputs = features_and_probs(classifier, generated)
+        test_outputs = features_and_probs(classifier, classifier_images(test, "test"))
+        sample_outputs = features_and_probs(classifier, classifier_images(generated, "generated"))
         metrics.update(classifier_metrics(test, generated, recon, test_outputs[0], sample_outputs))
         if labels is not None and test_labels is not None:
             metrics.update(

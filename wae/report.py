@@ -182,6 +182,16 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
         axes[0].set_yscale("log")
     if axes[0].get_lines():
         axes[0].legend(fontsize=8)
+    else:  # a run shorter than log_every steps writes no training line
+        axes[0].text(
+            0.5,
+            0.5,
+            "no training losses logged\n(fewer steps than log_every)",
+            ha="center",
+            transform=axes[0].transAxes,
+        )
+        axes[0].set(xticks=[], yticks=[])
+        axes[0].minorticks_off()
     epochs = [r["epoch"] for r in evals]
     axes[1].plot(epochs, [r["test_recon_mse"] for r in evals], "o-", label="test recon MSE / pixel")
     axes[1].set(xlabel="epoch", title="test reconstruction error and MMD")
@@ -196,6 +206,14 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
     else:
         axes[2].axis("off")
         axes[2].text(0.5, 0.5, "no sample scores\n(--eval-every 0 or not 28x28 grey data)", ha="center")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (axes[1], axes[2]):  # epochs are whole numbers: no 1.2, 1.4, ... on a short run
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not evals:
+        axes[1].text(0.5, 0.5, "no evaluation yet", ha="center", transform=axes[1].transAxes)
+        axes[1].set(xticks=[], yticks=[])
+        twin.set(yticks=[])
     return fig
 
 
