@@ -7,6 +7,7 @@ Markdown table of docs/reliability.md (section "Conditional runs: bad labels")."
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import shutil
@@ -357,13 +358,9 @@ def test_the_classifier_reads_real_digits_as_their_labels_and_not_as_others():
     assert "fd_class_mean" in other
 
 
-def test_evaluating_a_conditional_mnist_model_reads_each_image_set_once(monkeypatch):
-    """``wae evaluate`` of a conditional model: the test images, the samples and the
-    reconstructions each go through the classifier once, for both kinds of metric."""
-    import collections
-
+def _count_classifier_passes(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[float]:
+    """A counter, keyed by the pixel sum of the images, of the classifier passes from now on."""
     import wae.classifier
-    from wae.evaluate import evaluate_run
 
     seen: collections.Counter[float] = collections.Counter()
     real = wae.classifier.features_and_probs
@@ -373,6 +370,15 @@ def test_evaluating_a_conditional_mnist_model_reads_each_image_set_once(monkeypa
         return real(classifier, images)
 
     monkeypatch.setattr(wae.classifier, "features_and_probs", counted)
+    return seen
+
+
+def test_evaluating_a_conditional_mnist_model_reads_each_image_set_once(monkeypatch):
+    """``wae evaluate`` of a conditional model: the test images, the samples and the
+    reconstructions each go through the classifier once, for both kinds of metric."""
+    from wae.evaluate import evaluate_run
+
+    seen = _count_classifier_passes(monkeypatch)
     mnist = load_mnist()
     data = from_tensor(mnist.train[:64], mnist.test[:50], mnist.train_labels[:64], mnist.test_labels[:50])
     torch.manual_seed(0)
@@ -384,18 +390,7 @@ def test_evaluating_a_conditional_mnist_model_reads_each_image_set_once(monkeypa
 
 @pytest.mark.slow  # about 40 s on one contended core: 80 steps on 1000 MNIST digits, 4 evaluations
 def test_a_conditional_mnist_run_reports_label_accuracy(tmp_path, monkeypatch):
-    import collections
-
-    import wae.classifier
-
-    seen: collections.Counter[float] = collections.Counter()  # the images each classifier pass was given
-    real = wae.classifier.features_and_probs
-
-    def counted(classifier, images):  # type: ignore[no-untyped-def]
-        seen[round(float(images.double().sum()), 3)] += 1
-        return real(classifier, images)
-
-    monkeypatch.setattr(wae.classifier, "features_and_probs", counted)
+    seen = _count_classifier_passes(monkeypatch)
     mnist = load_mnist()
     run = wae.fit_tensor(
         mnist.train[:1000], test_images=mnist.test[:300], labels=mnist.train_labels[:1000],
