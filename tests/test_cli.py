@@ -14,7 +14,7 @@ from PIL import Image
 from wae.cli import main
 from wae.config import UserError
 
-from .conftest import terminal_signals
+from .conftest import run_cli, terminal_signals
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--log-every", "1"]
 
@@ -265,9 +265,10 @@ def test_dir_of_wae_lists_the_public_names_and_no_data_folder():
     assert not hasattr(wae, "assets")  # the folder of shipped data is not a module
 
 
-@pytest.mark.parametrize("value", ["abc", "2.5", "-"])
-def test_a_malformed_world_size_is_one_line(value, tmp_path):
-    env = {**os.environ, "WORLD_SIZE": value}
+def test_a_malformed_world_size_is_one_line(tmp_path, monkeypatch):
+    """One value through the whole command (a process of its own: the traceback was once at its
+    start and end, even of `wae runs`), the others through main()."""
+    env = {**os.environ, "WORLD_SIZE": "abc"}
     proc = subprocess.run(
         [sys.executable, "-m", "wae", "train", *TINY, "--max-steps", "1", "--out", str(tmp_path / "r")],
         capture_output=True,
@@ -276,12 +277,25 @@ def test_a_malformed_world_size_is_one_line(value, tmp_path):
         env=env,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert f"WORLD_SIZE={value!r} in the environment is not a whole number" in proc.stderr
+    assert "WORLD_SIZE='abc' in the environment is not a whole number" in proc.stderr
     assert not (tmp_path / "r").exists()
     listed = subprocess.run(
         [sys.executable, "-m", "wae", "runs", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env
     )
     assert "Traceback" not in listed.stderr and listed.returncode in (0, 2), listed.stderr
+    said_of = {
+        "2.5": "='2.5' in the environment is not a whole number",
+        "-": "='-' in the environment is not a whole number",
+        "0": "=0 in the environment: a launch has at least 1 process",
+        "-3": "=-3 in the environment: a launch has at least 1 process",
+    }
+    for value, said in said_of.items():
+        monkeypatch.setenv("WORLD_SIZE", value)
+        code, err = run_cli(["train", *TINY, "--max-steps", "1", "--out", str(tmp_path / "r")])
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"WORLD_SIZE{said}" in err
+        assert not (tmp_path / "r").exists()
+        assert run_cli(["runs", str(tmp_path)])[0] in (0, 2)
 
 
 def test_rank_outside_the_world_is_refused(monkeypatch):

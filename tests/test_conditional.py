@@ -388,6 +388,45 @@ def test_evaluating_a_conditional_mnist_model_reads_each_image_set_once(monkeypa
     assert sorted(seen.values()) == [1, 1, 1], seen  # test images, reconstructions, samples
 
 
+def test_sample_metrics_are_the_two_metrics_with_each_image_set_read_once(monkeypatch):
+    """``sample_metrics`` gives what ``classifier_metrics`` and ``conditional_metrics`` give
+    apart, reads each image set once, hands back the test outputs for the next evaluation, and
+    with them given reads only the samples; the classifier is loaded only when something is
+    left to read."""
+    import wae.classifier
+    from wae.classifier import features_and_probs, load_classifier
+    from wae.evaluate import classifier_images, classifier_metrics, conditional_metrics, sample_metrics
+
+    mnist = load_mnist()
+    test, test_labels = mnist.test[:60], mnist.test_labels[:60]
+    generated, labels = mnist.train[:40], mnist.train_labels[:40]
+    classes = tuple(str(d) for d in range(10))
+    apart = classifier_metrics(test, generated, mnist.train[40:80])
+    apart.update(conditional_metrics(test, test_labels, generated, labels, classes))
+    seen = _count_classifier_passes(monkeypatch)
+    together, test_outputs = sample_metrics(test, generated, mnist.train[40:80], None, (test_labels, labels, classes))
+    assert together == pytest.approx(apart, nan_ok=True) and set(together) == set(apart)
+    assert sorted(seen.values()) == [1, 1, 1], seen  # test images, samples, reconstructions
+    assert torch.equal(test_outputs[0], features_and_probs(load_classifier(), classifier_images(test))[0])
+    seen.clear()
+    again, _ = sample_metrics(test, generated, test_outputs=test_outputs, conditional=(test_labels, labels, classes))
+    assert list(seen.values()) == [1]  # the samples only
+    assert again == pytest.approx({k: v for k, v in apart.items() if k != "fd_reconstructions"}, nan_ok=True)
+    # every output given: nothing is read and no classifier is built
+    loads = []
+    monkeypatch.setattr(wae.classifier, "load_classifier", lambda: loads.append(1) or load_classifier())
+    sample_outputs = features_and_probs(load_classifier(), classifier_images(generated))
+    seen.clear()
+    assert classifier_metrics(test, generated, None, test_outputs[0], sample_outputs) == pytest.approx(
+        {k: v for k, v in apart.items() if k in again and not k.startswith(("fd_class", "label_"))}
+    )
+    conditional_metrics(test, test_labels, generated, labels, classes, test_outputs, sample_outputs)
+    assert not seen and not loads
+    # bad labels are refused as conditional_metrics refuses them
+    with pytest.raises(UserError, match="labels"):
+        sample_metrics(test, generated, conditional=(test_labels, labels[:10], classes))
+
+
 @pytest.mark.slow  # about 40 s on one contended core: 80 steps on 1000 MNIST digits, 4 evaluations
 def test_a_conditional_mnist_run_reports_label_accuracy(tmp_path, monkeypatch):
     seen = _count_classifier_passes(monkeypatch)

@@ -270,3 +270,34 @@ def test_labels_and_outputs_that_do_not_fit_are_refused():
             conditional_metrics(test, test_labels, samples, labels, names, sample_outputs=given)  # type: ignore[arg-type]
     with pytest.raises(UserError, match=r"test_features: expected \(200, 128\)"):
         classifier_metrics(test, samples, test_features=outputs[1])
+    # outputs of the right shape that the figures cannot use (hostile pass): tracebacks or,
+    # for NaN probabilities and logits, plausible-looking figures before
+    features, probs = outputs
+    nan_rows = probs.clone()
+    nan_rows[3] = float("nan")
+    unusable = [
+        ((features.long(), probs), "expected floats"),
+        ((features > 0, probs), "expected floats"),
+        ((features.masked_fill(features > 1, float("inf")), probs), "NaN or infinite"),
+        ((features, nan_rows), "NaN or infinite"),
+        ((features, probs.log()), r"lie in \[0, 1\] and sum to 1"),  # log-probabilities
+        ((features, probs * 2), "sum to 1"),
+    ]
+    for given, message in unusable:
+        with pytest.raises(UserError, match=message):
+            classifier_metrics(test, samples, sample_outputs=given)
+        with pytest.raises(UserError, match=message):
+            conditional_metrics(test, test_labels, samples, labels, names, sample_outputs=given)
+    with pytest.raises(UserError, match="NaN or infinite"):
+        classifier_metrics(test, samples, test_features=torch.full((200, 128), float("nan")))
+    assert classifier_metrics(test, samples, sample_outputs=(features.half(), probs.double())) == pytest.approx(
+        classifier_metrics(test, samples), rel=1e-2
+    )
+    # class names that cannot key the figures: ints lost label_accuracy, duplicates overwrote
+    for bad_names, message in (
+        (tuple(range(10)), "one str per class"),
+        (("0",) * 10, "one name"),
+        ("0123456789", "str"),
+    ):
+        with pytest.raises(UserError, match=message):
+            conditional_metrics(test, test_labels, samples, labels, bad_names)  # type: ignore[arg-type]

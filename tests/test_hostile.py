@@ -59,6 +59,29 @@ def test_a_new_run_from_a_runs_config_json_plans_its_own_schedule(run, tmp_path)
     assert cfg["train"]["schedule_epochs"] == 6  # not the 2 of the run the file came from
 
 
+def test_a_new_run_from_an_extended_runs_config_plans_over_its_own_epochs(run, tmp_path):
+    # an extended run records the plan of its first session (schedule_epochs 2 of epochs 3):
+    # a new 10-epoch run from its config.json once kept it and spent 80 % of its steps at lr/100
+    copy = _copy(run, tmp_path)
+    assert run_cli(["train", "--resume", str(copy), "--epochs", "3"])[0] == 0
+    stored = json.loads((copy / "config.json").read_text())["train"]
+    assert (stored["epochs"], stored["schedule_epochs"]) == (3, 2)
+    code, err = run_cli(["train", "--config", str(copy / "config.json"), "--epochs", "10", "--print-config"])
+    assert code == 0, err
+    assert "planned over the 10 epochs of --epochs, not over the 2" in err and "--schedule-epochs 2" in err
+    out = tmp_path / "n"
+    assert (
+        run_cli(
+            ["train", "--config", str(copy / "config.json"), "--epochs", "10", "--max-steps", "1", "--out", str(out)]
+        )[0]
+        == 0
+    )
+    assert json.loads((out / "config.json").read_text())["train"]["schedule_epochs"] == 10
+    kept = ["train", "--config", str(copy / "config.json"), "--epochs", "10", "--schedule-epochs", "2"]
+    assert run_cli([*kept, "--max-steps", "1", "--out", str(tmp_path / "k")])[0] == 0
+    assert json.loads((tmp_path / "k" / "config.json").read_text())["train"]["schedule_epochs"] == 2
+
+
 @pytest.mark.parametrize("argv", [["train", *TINY, "--config", "", "--max-steps", "1"]])
 def test_an_empty_config_path_is_refused(tmp_path, argv):
     _one_line(*run_cli(argv, tmp_path))
@@ -182,3 +205,88 @@ def test_a_plain_npy_named_npz_is_refused(tmp_path):
     (tmp_path / "plain.npy").rename(tmp_path / "plain.npz")
     _one_line(*run_cli(["train", "--data", "plain.npz", "--no-progress", "--out", "r"], tmp_path))
     assert not (tmp_path / "r").exists()
+
+
+# JSON that parses to something odd, or does not parse for reasons other than a syntax error
+ODD_LINES = [
+    '{"kind": ["train"], "step": 1}',  # an unhashable kind once failed report, compare and resume
+    '{"kind": {}, "step": 1}',
+    '{"kind": null, "step": 1}',
+    "[" * 100_000 + "]" * 100_000,  # RecursionError in json.loads
+    '{"kind": "train", "step": ' + "9" * 5000 + "}",  # ValueError: too many digits for int
+]
+
+
+def test_odd_json_lines_in_metrics_are_skipped_with_a_warning_by_every_reader(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    with (copy / "metrics.jsonl").open("a") as f:
+        f.write("".join(line + "\n" for line in ODD_LINES))
+    for argv in (["report", str(copy)], ["compare", str(copy), str(run), "--out", str(tmp_path / "cmp")]):
+        code, err = run_cli(argv)
+        assert code == 0 and "Traceback" not in err, err
+    # a resume trains, keeps the records up to its checkpoint and ends with its report
+    code, err = run_cli(["train", "--resume", str(copy), "--epochs", "3"])
+    assert code == 0 and "report:" in err, err
+    assert '"epoch": 3' in (copy / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"train": {"epochs": ' + "9" * 5000 + "}}"])
+def test_a_config_json_that_cannot_be_parsed_is_damage_in_one_line(run, tmp_path, text):
+    copy = _copy(run, tmp_path)
+    (copy / "config.json").write_text(text)
+    for argv in (["report", str(copy)], ["train", "--resume", str(copy), "--epochs", "3"]):
+        code, err = run_cli(argv)
+        _one_line(code, err)
+        assert "config.json" in err
+    (tmp_path / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (tmp_path / "deep.json").write_text(text)
+    for name in ("deep.toml", "deep.json"):
+        code, err = run_cli(["train", "--config", str(tmp_path / name), "--print-config"])
+        _one_line(code, err)
+        assert name in err
+
+
+def test_the_python_api_refuses_what_it_cannot_use_in_words(tmp_path):
+    """A hostile pass's tracebacks and silently dropped arguments (session 16)."""
+    images, rows = torch.rand(32, 1, 16, 16), np.random.default_rng(0).random((64, 3))
+    cases = [
+        (lambda: wae.override(wae.preset(), cost={"l1": 1}), "loss.cost must be str"),  # TypeError before
+        (lambda: wae.override(wae.preset(), lr_milestones=(x for x in [0.5])), "not an iterator"),
+        (lambda: wae.override(None, lr=1e-3), "must be a wae.Config"),  # type: ignore[arg-type]
+        (lambda: wae.override({"train": {}}, lr=1e-3), "must be a wae.Config"),  # type: ignore[arg-type]
+        (lambda: wae.preset(["mnist-fast"]), "unknown preset"),  # type: ignore[arg-type]
+        (lambda: wae.preset("mnist-fast", ["gan"]), "unknown objective"),  # type: ignore[arg-type]
+        (lambda: wae.fit_tensor(images, dataset="mnist", max_steps=1), "sets data.dataset itself"),
+        (lambda: wae.fit_tensor(images, data__dataset="mnist", max_steps=1), "sets data.dataset itself"),
+        (lambda: wae.fit_table(rows, path=str(tmp_path / "x.csv"), max_steps=1), "sets data.path itself"),
+        (lambda: wae.fit_tensor(images, labels=torch.arange(32) % 2, condition="none"), "condition='none'"),
+        (lambda: wae.fit_tensor(images, labels=torch.arange(32) % 2, data__condition="none"), "conditional"),
+        (lambda: wae.fit_tensor(images, objective="gan", loss__objective="mmd"), "objective is given twice"),
+    ]
+    for call, message in cases:
+        with pytest.raises(UserError, match=message):
+            call()
+    assert not any(tmp_path.iterdir())
+    # numpy values are stored as the Python types a config holds; -0.0 as 0.0
+    cfg = wae.override(wae.preset(), lr_schedule=np.str_("cosine"), lr_warmup=-0.0, latent_dim=np.int64(8))
+    assert type(cfg.train.lr_schedule) is str and type(cfg.model.latent_dim) is int
+    assert str(cfg.train.lr_warmup) == "0.0"
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (
+            ["--lr-schedule", "cosine", "--lr-milestones", "0.1", "--lr-factors", "0.01"],
+            "--lr-milestones and --lr-factors",
+        ),
+        (["--lr-schedule", "cosine", "--lr-milestones", "0.5", "0.7"], "the cosine schedule does not use them"),
+    ],
+)
+def test_step_schedule_flags_with_the_cosine_schedule_are_refused(tmp_path, flags, message):
+    # they were accepted and not used; a config file's milestones (as --print-config writes them) stay allowed
+    code, err = run_cli(["train", *TINY, *flags, "--max-steps", "1", "--out", str(tmp_path / "r")])
+    _one_line(code, err)
+    assert message in err and not (tmp_path / "r").exists()
+    (tmp_path / "c.toml").write_text('[train]\nlr_schedule = "cosine"\nlr_milestones = [0.1]\nlr_factors = [0.5]\n')
+    assert run_cli(["train", "--config", str(tmp_path / "c.toml"), "--print-config"])[0] == 0

@@ -122,6 +122,7 @@ def test_two_processes_train_and_resume_exactly_as_one(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # rank 1 wrote nothing else
 
 
+@pytest.mark.slow  # two launches: about 10 s on 2 cores (the default suite checks the sharding in-process)
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
 def test_two_processes_train_a_wae_gan_exactly_as_one(tmp_path, monkeypatch):
     """WAE-GAN: the adversary (its own DistributedDataParallel) and the auto-encoder updates

@@ -38,7 +38,8 @@ def _train_cmd(data: Path, run: Path) -> list[str]:
     # 160 images, batch 16: 10 steps per epoch, checkpoints at steps 10, 20, 30
     return [
         sys.executable, "-m", "wae", "train", "--data", str(data), "--batch-size", "16", "--epochs", "3",
-        "--precision", "fp32", "--log-every", "1", "--threads", "1", "--no-progress", "--out", str(run),
+        "--precision", "fp32", "--log-every", "1", "--threads", "1", "--no-progress", "--fit-sampler", "none",
+        "--out", str(run),
     ]  # fmt: skip
 
 

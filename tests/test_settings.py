@@ -278,3 +278,33 @@ def test_a_setting_given_twice_under_two_names_is_refused():
             override(preset(), **twice)
     with pytest.raises(UserError, match="unknown objective"):
         override(preset(), objective="wgan")
+
+
+@pytest.mark.parametrize("value", [{"l1": 1}, ["l1"], {"l1"}, None, 3, b"l1"])
+def test_a_cost_of_another_type_is_refused_in_words(value):
+    # a dict or set once raised TypeError (unhashable) before the type was checked
+    with pytest.raises(UserError, match="loss.cost must be str"):
+        override(preset(), cost=value)
+    with pytest.raises(UserError, match="loss.cost must be str"):
+        override(preset(), loss__cost=value, cost_scale=0.5)
+
+
+def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_path, capsys):
+    # a hostile pass: a file's lam and cost at gan's defaults took mmd's without a word
+    path = tmp_path / "gan.toml"
+    path.write_text('[loss]\nobjective = "gan"\ncost = "l2sq"\nlam = 10.0\n')
+    loss = _printed(capsys, "--config", str(path), "--objective", "mmd")["loss"]
+    assert (loss["lam"], loss["cost"]) == (3.0, "l1")  # the documented switch of a whole config
+    capsys.readouterr()
+    assert main(["train", "--config", str(path), "--objective", "mmd", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "loss.cost 'l2sq' -> 'l1'" in err and "loss.lam 10.0 -> 3.0" in err and "as flags to keep them" in err
+    # flags keep them; the same objective, or none, says nothing
+    assert (
+        _printed(capsys, "--config", str(path), "--objective", "mmd", "--lam", "10", "--cost", "l2sq")["loss"]["lam"]
+        == 10
+    )
+    for argv in (["--objective", "gan"], []):
+        capsys.readouterr()
+        assert main(["train", "--config", str(path), *argv, "--print-config"]) == 0
+        assert "note" not in capsys.readouterr().err

@@ -12,7 +12,7 @@ import torch
 
 import wae
 from wae import checkpoint as ckpt
-from wae.config import UserError
+from wae.config import UserError, override
 from wae.data import batches, make_synthetic, to_model_range
 from wae.train import (
     LR_FLOOR,
@@ -141,6 +141,14 @@ def test_cosine_schedule_and_warm_up_have_their_known_values():
     assert [lr_multiplier(step, s, 10) for s in (0, 5, 10, 29, 30)] == pytest.approx(
         [LR_FLOOR, (1 + LR_FLOOR) / 2, 1.0, 1.0, 0.5]
     )
+    # a milestone inside the warm-up scales the ramp: no rise to the full rate then a drop of
+    # 9x in one step (the warm-up once ignored it)
+    early = tiny_config(epochs=10, lr_milestones=(0.1,), lr_factors=(0.1,), lr_warmup=0.5)
+    rates = [lr_multiplier(early, s, 10) for s in range(60)]
+    assert rates[9] == pytest.approx(LR_FLOOR + (1 - LR_FLOOR) * 9 / 50) and rates[10] == pytest.approx(
+        0.1 * (LR_FLOOR + (1 - LR_FLOOR) * 10 / 50)
+    )
+    assert max(rates[10:]) == pytest.approx(0.1) and all(a <= b for a, b in zip(rates[10:], rates[11:], strict=False))
     plain = tiny_config(epochs=10, lr_milestones=(0.3,), lr_factors=(0.5,))
     assert [lr_multiplier(plain, s, 10) for s in range(100)] == [lr_factor(plain, s // 10) for s in range(100)]
 
@@ -152,9 +160,11 @@ def test_a_cosine_run_trains_with_its_schedule_and_records_it(tmp_path):
     assert recorded["lr_schedule"] == "cosine" and recorded["lr_warmup"] == 0.25
     records = _train_records(tmp_path / "run")
     assert len(records) == 4  # 2 epochs of 2 steps, every step logged
-    # after s steps the optimizer holds lr times the schedule's multiplier at s
+    # the record after s steps gives the rate its last step (0-based s - 1) was taken at; it
+    # once gave the next step's (the warm-up's first rate, lr/100, was never written)
     for r in records:
-        assert r["lr"] == pytest.approx(cfg.train.lr * lr_multiplier(cfg, r["step"], 2)), r
+        assert r["lr"] == pytest.approx(cfg.train.lr * lr_multiplier(cfg, r["step"] - 1, 2)), r
+    assert records[0]["lr"] == pytest.approx(cfg.train.lr * LR_FLOOR)
     assert math.isfinite(run.metrics["test_recon_mse"])
 
 
@@ -315,3 +325,30 @@ def test_bf16_epoch_evaluation_gives_the_fp32_figures(tmp_path):
     assert recorded["test_mmd"] == pytest.approx(fp32["test_mmd"], rel=0.05, abs=1e-3)
     assert recorded["fd_samples"] == pytest.approx(fp32["fd_samples"], rel=0.02)
     assert recorded["precision"] == pytest.approx(fp32["precision"], abs=0.05)
+
+
+@pytest.mark.parametrize("objective", ["mmd", "gan"])
+def test_a_resume_that_replans_the_schedule_takes_its_first_step_at_the_new_rate(tmp_path, objective):
+    """``--resume --schedule-epochs N``: the optimizer's stored rate is the old plan's; the
+    first resumed step once ran at it (1e-5 where the new plan said 7.5e-4)."""
+    from wae.train import load_state, scheduled_rates
+
+    cfg = tiny_config(objective, epochs=2, lr_schedule="cosine")
+    data = make_synthetic(count=64, size=16)
+    fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    payload = ckpt.load_latest(tmp_path / "run")[0]
+    replanned = override(cfg, epochs=4, schedule_epochs=4)
+    state = build(replanned, 1, 16, steps_per_epoch=2)
+    load_state(state, payload)
+    want = replanned.train.lr * lr_multiplier(replanned, state.step, 2)
+    assert want > 10 * cfg.train.lr * LR_FLOOR  # the old plan ended at the floor
+    assert state.optimizer.param_groups[0]["lr"] == pytest.approx(want)
+    assert scheduled_rates(state.scheduler) == pytest.approx([want])
+    if state.adversary_optimizer is not None:
+        assert state.adversary_optimizer.param_groups[0]["lr"] == pytest.approx(
+            scheduled_rates(state.adversary_scheduler)[0]
+        )
+    # an unchanged plan restores the stored rate exactly (bitwise resume)
+    same = build(cfg, 1, 16, steps_per_epoch=2)
+    load_state(same, payload)
+    assert same.optimizer.param_groups[0]["lr"] == payload["optimizer"]["param_groups"][0]["lr"]

@@ -24,6 +24,17 @@ def _config(config: Config | str, objective: str | None) -> Config:
     return for_objective(config, objective) if objective is not None else config
 
 
+def _own(settings: dict[str, Any], function: str, names: set[str], objective: str | None) -> None:
+    """UserError for a setting that ``function`` sets itself (``names``, in the data section),
+    and for an objective given both as the argument and as ``loss__objective``."""
+    for key in settings:
+        name = key.removeprefix("data__")
+        if name in names:
+            raise UserError(f"{function} sets data.{name} itself (from the data it is given); leave out {key}=")
+    if objective is not None and "loss__objective" in settings:
+        raise UserError("the objective is given twice, as objective= and loss__objective=")
+
+
 def fit_tensor(
     images: Tensor | np.ndarray,
     config: Config | str = "mnist-fast",
@@ -47,9 +58,14 @@ def fit_tensor(
     (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write. Bad input (a
     list, NaN pixels, ``latent_dim=2.5``) raises :class:`UserError`, a ``ValueError``, before
     any work."""
+    _own(settings, "fit_tensor", {"dataset"}, objective)
     cfg = _config(config, objective)
     if labels is not None:
-        settings.setdefault("condition", "labels")
+        condition = settings.get("condition", settings.get("data__condition", "labels"))
+        if condition != "labels":
+            raise UserError(f"labels are given, so the model is conditional; condition={condition!r} says it is not")
+        if "data__condition" not in settings:
+            settings.setdefault("condition", "labels")
     cfg = override(cfg, dataset="tensor", **settings)
     return fit(cfg, out, data=from_tensor(images, test_images, labels, test_labels))
 
@@ -74,6 +90,7 @@ def fit_table(
     Bad input raises :class:`UserError` before any work."""
     from .tables import from_array
 
+    _own(settings, "fit_table", {"dataset", "path"}, objective)
     cfg = _config(config, objective)
     if isinstance(rows, str | Path):
         if test_rows is not None:

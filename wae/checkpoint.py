@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import MAX_IMAGE_SIDE, Config, UserError, json_repr, validate
+from .config import MAX_IMAGE_SIDE, Config, UserError, json_repr, parse_json, validate
 
 FORMAT = 1
 FOLDER = "checkpoints"
@@ -115,7 +115,7 @@ def metrics_fingerprint(path: Path) -> str | None:
     an entry of another type or form, None for a file without the entry (written before
     fingerprints), one that is not a JSON object, or one that cannot be read."""
     try:
-        loaded = json.loads(path.read_text()) if path.is_file() else None
+        loaded = parse_json(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         return None
     if not isinstance(loaded, dict) or "weights_fingerprint" not in loaded:
@@ -135,7 +135,7 @@ def is_evaluation(path: Path) -> bool:
     weights' fingerprint, or, from before fingerprints, the test reconstruction error), not a
     file of the user's that happens to be called metrics-*.json."""
     try:
-        loaded = json.loads(path.read_text()) if path.is_file() else None
+        loaded = parse_json(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         return False
     return isinstance(loaded, dict) and ("weights_fingerprint" in loaded or "test_recon_mse" in loaded)

@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import json
 import signal
 import sys
 import time
@@ -39,6 +38,7 @@ from .config import (
     flag_of,
     from_settings,
     override,
+    parse_json,
     read_settings,
     resolve_precision,
     settings,
@@ -591,6 +591,7 @@ def _train(args: argparse.Namespace) -> int:
         # a table gets the table preset unless a --preset or the --config file names another
         default_preset = "table" if table and "preset" not in found else None
         cfg = from_settings(found, args.preset or default_preset, args.objective)
+        _say_switched(found, cfg, args.objective, args.config)
         if args.data:
             data_path = Path(args.data)
             if table:
@@ -603,10 +604,23 @@ def _train(args: argparse.Namespace) -> int:
                 given.update(dataset="npz", path=args.data)
         elif args.dataset:
             given["dataset"] = args.dataset
+        pinned = found.get("train", {}).get("schedule_epochs")
+        if "epochs" in given and "schedule_epochs" not in given and pinned not in (None, given["epochs"]):
+            # a run's config.json records the plan of its first session (an extended run's
+            # differs from its epochs): a new --epochs plans anew, unless --schedule-epochs says
+            given["schedule_epochs"] = None
+            print(
+                f"note: the schedule is planned over the {given['epochs']} epochs of --epochs, not over the "
+                f"{pinned} of {args.config} (give --schedule-epochs {pinned} to keep them)",
+                file=sys.stderr,
+            )
         if "cost" in given and "cost_scale" not in given and "cost_scale" in found.get("loss", {}):
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         cfg = override(cfg, **given)
         validate(cfg)
+        unused = ["--" + name.replace("_", "-") for name in ("lr_milestones", "lr_factors") if name in given]
+        if unused and cfg.train.lr_schedule == "cosine":
+            raise UserError(f"{' and '.join(unused)} shape the step schedule; the cosine schedule does not use them")
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -645,19 +659,43 @@ def _train(args: argparse.Namespace) -> int:
     return code
 
 
+def _say_switched(found: dict[str, Any], cfg: Config, objective: str | None, path: str | None) -> None:
+    """A note naming the settings of a ``--config`` file that ``--objective`` replaced: the
+    values the file gives at its own objective's defaults take the new objective's (so that a
+    whole config, as --print-config writes it, switches whole), which a hand-written file may
+    not expect."""
+    old = found.get("loss", {}).get("objective")
+    if objective is None or old is None or old == objective:
+        return
+    replaced = []
+    for section, values in found.items():
+        if not isinstance(values, dict):
+            continue
+        for name, value in values.items():
+            now = getattr(getattr(cfg, section), name)
+            if name != "objective" and (tuple(value) if isinstance(value, list) else value) != now:
+                replaced.append(f"{section}.{name} {value!r} -> {now!r}")
+    if replaced:
+        print(
+            f"note: --objective {objective} over {path}'s {old}: the file's values at {old}'s defaults take "
+            f"{objective}'s ({', '.join(replaced)}); give them as flags to keep them",
+            file=sys.stderr,
+        )
+
+
 def _run_config(run_dir: Path) -> Config:
     """The config a run folder was started with (its config.json)."""
     path = run_dir / "config.json"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     try:
-        cfg = Config.from_dict(json.loads(path.read_text()))
+        cfg = Config.from_dict(parse_json(path.read_text()))
         validate(cfg)  # a stored config is checked as flags are, and errors name the file
         return cfg
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
+    except (ValueError, TypeError, AttributeError) as err:  # ValueError: not JSON, not UTF-8
+        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:

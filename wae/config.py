@@ -15,7 +15,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,26 @@ class UserError(ValueError):
     """Bad input from the user (a setting, a path, a file); the message says which and why.
 
     The command line prints the message alone and exits with code 2."""
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)`` with every way the text can fail to parse raised as ValueError:
+    malformed JSON (json.JSONDecodeError), a number of more than 4,300 digits (Python's limit
+    on int conversion), and nesting too deep for the parser (RecursionError, which is not a
+    ValueError). Readers of files a user may edit catch ValueError alone."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads(text)``, its errors raised as ValueError as :func:`parse_json` raises
+    them (a deeply nested array is a RecursionError in tomllib)."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
 
 
 def setting(
@@ -368,9 +388,9 @@ def _as_field_type(name: str, value: Any, hint: Any) -> Any:
         if option is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)  # numpy's integers too, from Python
         if option is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
+            return float(value) + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
         if option is str and isinstance(value, str):
-            return value
+            return str(value)  # numpy's str_ too, from Python
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
             return tuple(_as_field_type(f"{name}[{i}]", v, typing.get_args(option)[0]) for i, v in enumerate(value))
     wanted = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
@@ -507,14 +527,14 @@ PRESETS = {
 
 def preset(name: str = "mnist-fast", objective: str = "mmd") -> Config:
     """A fresh copy of the named preset for ``objective`` ("mmd", "gan" or "vae")."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise UserError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     _check_objective(objective)
     return for_objective(PRESETS[name](objective), objective)
 
 
 def _check_objective(objective: str) -> None:
-    if objective not in OBJECTIVES:
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
         raise UserError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
 
 
@@ -760,7 +780,7 @@ def read_settings(path: Path) -> dict[str, Any]:
         raise UserError(f"--config {path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
     is_json = path.suffix.lower() == ".json"
     try:
-        raw = json.loads(text) if is_json else tomllib.loads(text)
+        raw = parse_json(text) if is_json else parse_toml(text)
     except ValueError as err:  # json.JSONDecodeError and tomllib.TOMLDecodeError
         raise UserError(f"{path}: not valid {'JSON' if is_json else 'TOML'} ({err})") from None
     if not isinstance(raw, dict):
@@ -942,10 +962,14 @@ def override(cfg: Config, **values: Any) -> Config:
     0.05 would weigh the reconstruction five times more than either was measured with. A scale
     set by hand (not the usual one) is kept. :class:`UserError` for an unknown name, or for one
     setting given twice (``cost`` and ``loss__cost``)."""
+    if not isinstance(cfg, Config):
+        raise UserError(f"a config must be a wae.Config (wae.preset(...)); got {type(cfg).__name__}")
     sections: dict[str, Any] = {"data": cfg.data, "model": cfg.model, "loss": cfg.loss, "train": cfg.train}
     wanted: dict[tuple[str, str], Any] = {}
     spelled: dict[tuple[str, str], str] = {}
     for key, value in values.items():
+        if isinstance(value, Iterator):  # a generator is used up by one reading and cannot be copied
+            raise UserError(f"setting '{key}': give a list or a tuple, not an iterator")
         if "__" in key:
             section, name = key.split("__", 1)
             owners = [section] if section in sections and hasattr(sections[section], name) else []
@@ -964,8 +988,9 @@ def override(cfg: Config, **values: Any) -> Config:
             raise UserError(f"loss.objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
         cfg = for_objective(cfg, objective)
     new_cost = wanted.get(("loss", "cost"))
-    if new_cost in COST_SCALES and ("loss", "cost_scale") not in wanted and new_cost != cfg.loss.cost:
-        if COST_SCALES.get(cfg.loss.cost) == cfg.loss.cost_scale:
+    # a value that is not a cost's name (a dict, a set: unhashable) is refused by Config below
+    if isinstance(new_cost, str) and new_cost in COST_SCALES and new_cost != cfg.loss.cost:
+        if ("loss", "cost_scale") not in wanted and COST_SCALES.get(cfg.loss.cost) == cfg.loss.cost_scale:
             wanted["loss", "cost_scale"] = COST_SCALES[new_cost]
     new = {name: dataclasses.replace(getattr(cfg, name)) for name in sections}
     for (section, name), value in wanted.items():

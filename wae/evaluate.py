@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -239,24 +240,69 @@ def classifier_metrics(
     features. Images (n, 1, 28, 28): floats in [0, 1] or uint8 (:func:`classifier_images`);
     ``test_features``, when given, are :func:`reference_features` of ``test``, and
     ``sample_outputs`` the classifier's (features, probabilities) of ``generated``
-    (``features_and_probs``): neither is computed again. :class:`UserError` (a ValueError) for
-    images the classifier cannot read, or given outputs that do not match their images in
-    shape or number."""
+    (``features_and_probs``): neither is computed again (with both given and no ``recon``, the
+    classifier is not even loaded). :class:`UserError` (a ValueError) for images the classifier
+    cannot read, or given outputs that do not match their images in shape or number."""
     from .classifier import FEATURES, load_classifier
 
     test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
-    classifier = load_classifier()
+    if recon is not None:
+        recon = classifier_images(recon, "recon")
+    classifier = functools.cache(load_classifier)  # loaded on first use, once
     if test_features is None:
-        test_features = reference_features(test, classifier)
+        test_features = _outputs_of(classifier, test, None, "test")[0]
     _check_outputs(test, test_features, "test_features", FEATURES)
+    return _classifier_metrics(classifier, test_features, generated, recon, sample_outputs)
+
+
+def _classifier_metrics(
+    classifier: Callable[[], Classifier],
+    test_features: Tensor,
+    generated: Tensor,
+    recon: Tensor | None,
+    sample_outputs: tuple[Tensor, Tensor] | None,
+) -> dict[str, float]:
+    """:func:`classifier_metrics` of images already checked (:func:`classifier_images`) and
+    test features already checked, the classifier loaded by ``classifier()`` when needed."""
     sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs, "sample_outputs")
     metrics = {"fd_samples": frechet_distance_of(sample_features, test_features)}
     if recon is not None:
-        recon_features, _ = _outputs_of(classifier, classifier_images(recon, "recon"), None, "recon")
+        recon_features, _ = _outputs_of(classifier, recon, None, "recon")
         metrics["fd_reconstructions"] = frechet_distance_of(recon_features, test_features)
     metrics.update(precision_recall(test_features, sample_features))
     metrics.update(class_coverage(sample_probs))
     return metrics
+
+
+def sample_metrics(
+    test: Tensor,
+    generated: Tensor,
+    recon: Tensor | None = None,
+    test_outputs: tuple[Tensor, Tensor] | None = None,
+    conditional: tuple[Tensor, Tensor, tuple[str, ...]] | None = None,
+) -> tuple[dict[str, float], tuple[Tensor, Tensor]]:
+    """Every classifier figure of one evaluation, each image set through the classifier once:
+    :func:`classifier_metrics` and, for a conditional model (``conditional`` = (test labels
+    (n_test,), sample labels (n,), class names)), :func:`conditional_metrics`. ``test_outputs``:
+    the classifier's (features, probabilities) of ``test`` from an earlier call, when the caller
+    kept them. Returns the metrics and the test outputs (to pass to the next call on the same
+    test images). Images (n, 1, 28, 28) as :func:`classifier_images` takes them; UserError as
+    the two functions raise it."""
+    test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
+    if recon is not None:
+        recon = classifier_images(recon, "recon")
+    from .classifier import load_classifier
+
+    classifier = functools.cache(load_classifier)  # loaded on first use, once
+    test_outputs = _outputs_of(classifier, test, test_outputs, "test_outputs")
+    sample_outputs = _outputs_of(classifier, generated, None, "generated")
+    metrics = _classifier_metrics(classifier, test_outputs[0], generated, recon, sample_outputs)
+    if conditional is not None:
+        test_labels, labels, classes = conditional
+        metrics.update(
+            _conditional_metrics(test, test_labels, generated, labels, classes, test_outputs, sample_outputs)
+        )
+    return metrics, test_outputs
 
 
 def classifier_images(images: Tensor, name: str = "images") -> Tensor:
@@ -283,22 +329,34 @@ def classifier_images(images: Tensor, name: str = "images") -> Tensor:
 
 
 def _check_outputs(images: Tensor, outputs: Tensor, name: str, width: int) -> None:
+    """Given classifier outputs for ``images``: (n, width) real floats, finite; with width 10
+    (class probabilities) each row in [0, 1] summing to 1 (logits would give a confidence of
+    49 and NaN rows a class-0 fraction of 1). :class:`UserError` otherwise."""
     if not isinstance(outputs, Tensor) or outputs.ndim != 2 or outputs.shape[1] != width:
         shape = tuple(outputs.shape) if isinstance(outputs, Tensor) else type(outputs).__name__
         raise UserError(f"{name}: expected ({len(images)}, {width}); got {shape}")
     if len(outputs) != len(images):
         raise UserError(f"{name} has {len(outputs)} rows for {len(images)} images")
+    if not outputs.is_floating_point():
+        raise UserError(f"{name}: expected floats as the classifier gives them; got {outputs.dtype}")
+    if not bool(torch.isfinite(outputs).all()):
+        raise UserError(f"{name}: holds NaN or infinite values")
+    if width == 10:
+        sums = outputs.double().sum(1)
+        if outputs.min().item() < 0 or outputs.max().item() > 1 or not bool(((sums - 1).abs() < 1e-2).all()):
+            raise UserError(f"{name}: class probabilities must lie in [0, 1] and sum to 1 (softmax of the logits)")
 
 
 def _outputs_of(
-    classifier: Classifier, images: Tensor, given: tuple[Tensor, Tensor] | None, name: str
+    classifier: Callable[[], Classifier], images: Tensor, given: tuple[Tensor, Tensor] | None, name: str
 ) -> tuple[Tensor, Tensor]:
     """The classifier's (features (n, 128), probabilities (n, 10)) of ``images``: ``given``
-    when there, checked against the images in shape and number, else computed."""
+    when there, checked against the images in shape and number, else computed (the classifier
+    is ``classifier()``, called only then)."""
     from .classifier import FEATURES, features_and_probs
 
     if given is None:
-        return features_and_probs(classifier, images)
+        return features_and_probs(classifier(), images)
     if not isinstance(given, (tuple, list)) or len(given) != 2:
         raise UserError(f"{name}: expected the pair (features, probabilities) of features_and_probs")
     _check_outputs(images, given[0], f"{name}[0], the features,", FEATURES)
@@ -378,17 +436,37 @@ def conditional_metrics(
     probabilities) of ``test`` and ``generated`` (``features_and_probs``; not computed again).
     :class:`UserError` (a ValueError) for images the classifier cannot read
     (:func:`classifier_images`), labels that are not class indices into ``classes`` as many as
-    their images, no classes, or given outputs that do not match their images."""
+    their images, no classes or class names that are not distinct strings, or given outputs
+    that do not match their images (shape, number, finite floats, probabilities that sum to 1)."""
     from .classifier import load_classifier
 
     test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
+    classifier = functools.cache(load_classifier)  # loaded on first use, once
+    test_outputs = _outputs_of(classifier, test, test_outputs, "test_outputs")
+    sample_outputs = _outputs_of(classifier, generated, sample_outputs, "sample_outputs")
+    return _conditional_metrics(test, test_labels, generated, labels, classes, test_outputs, sample_outputs)
+
+
+def _conditional_metrics(
+    test: Tensor,
+    test_labels: Tensor,
+    generated: Tensor,
+    labels: Tensor,
+    classes: tuple[str, ...],
+    test_outputs: tuple[Tensor, Tensor],
+    sample_outputs: tuple[Tensor, Tensor],
+) -> dict[str, float]:
+    """:func:`conditional_metrics` of checked images and their checked classifier outputs."""
     if not classes:
         raise UserError("classes: give the names of the classes the labels index")
+    if isinstance(classes, str) or not all(isinstance(name, str) for name in classes):
+        raise UserError("classes: a tuple of names, one str per class (the keys fd_class_NAME are made of them)")
+    if len(set(classes)) < len(classes):
+        raise UserError("classes: two classes have one name; each class's figures are keyed by its name")
     test_labels = _class_indices(test_labels, len(test), len(classes), "test_labels")
     labels = _class_indices(labels, len(generated), len(classes), "labels")
-    classifier = load_classifier()
-    test_features, test_probs = _outputs_of(classifier, test, test_outputs, "test_outputs")
-    sample_features, sample_probs = _outputs_of(classifier, generated, sample_outputs, "sample_outputs")
+    test_features, test_probs = test_outputs
+    sample_features, sample_probs = sample_outputs
     metrics: dict[str, float] = {}
     digits = digit_classes(classes)
     if digits is not None:
@@ -507,16 +585,8 @@ def evaluate_run(
     metrics["sharpness_reconstructions"] = sharpness(recon)
     metrics["sharpness_samples"] = sharpness(generated)
     if is_mnist_like(test):
-        from .classifier import features_and_probs, load_classifier
-
-        classifier = load_classifier()  # each image set through it once, for both kinds of metric
-        test_outputs = features_and_probs(classifier, classifier_images(test, "test"))
-        sample_outputs = features_and_probs(classifier, classifier_images(generated, "generated"))
-        metrics.update(classifier_metrics(test, generated, recon, test_outputs[0], sample_outputs))
-        if labels is not None and test_labels is not None:
-            metrics.update(
-                conditional_metrics(test, test_labels, generated, labels, data.classes, test_outputs, sample_outputs)
-            )
+        conditional = (test_labels, labels, data.classes) if labels is not None and test_labels is not None else None
+        metrics.update(sample_metrics(test, generated, recon, conditional=conditional)[0])
     if fid_precision is not None:
         metrics.update(fid(load_inception(), generated, test, fid_precision, progress))
     metrics["samples"] = float(samples)

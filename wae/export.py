@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import json_text, write_atomic
-from .config import Config, UserError, validate
+from .config import Config, UserError, parse_json, validate
 from .data import to_unit_range
 from .model import AutoEncoder
 
@@ -111,7 +111,7 @@ def load_exported(folder: str | Path) -> tuple[AutoEncoder, Config]:
     folder = Path(folder)
     path, config_path = folder / WEIGHTS, folder / CONFIG
     try:
-        cfg = Config.from_dict(json.loads(config_path.read_text()))
+        cfg = Config.from_dict(parse_json(config_path.read_text()))
         validate(cfg)
     except FileNotFoundError:
         raise UserError(f"{folder} is an export without {CONFIG}") from None

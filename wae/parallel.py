@@ -46,10 +46,13 @@ class Processes:
 
 def launched() -> Processes:
     """The launch torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK).
-    :class:`UserError` when one of them is set to something other than a whole number (with
-    WORLD_SIZE above 1, RANK and LOCAL_RANK must lie in 0 .. WORLD_SIZE - 1)."""
+    :class:`UserError` when one of them is set to something other than a whole number, for
+    WORLD_SIZE below 1, and (with WORLD_SIZE above 1) for RANK or LOCAL_RANK outside
+    0 .. WORLD_SIZE - 1. An empty variable counts as unset."""
     world = _environ_int("WORLD_SIZE", 1)
-    if world <= 1:
+    if world < 1:
+        raise UserError(f"WORLD_SIZE={world} in the environment: a launch has at least 1 process (torchrun sets it)")
+    if world == 1:
         return Processes()
     rank, local_rank = _environ_int("RANK", 0), _environ_int("LOCAL_RANK", 0)
     for name, value in (("RANK", rank), ("LOCAL_RANK", local_rank)):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import metrics_fingerprint, weights_fingerprint, write_atomic
-from .config import Config, UserError, validate
+from .config import Config, UserError, parse_json, validate
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
 
@@ -90,6 +89,8 @@ def well_formed(record: dict[str, Any]) -> bool:
     """Whether a training or evaluation record has its keys and numbers only (other kinds of
     record are not read, so they pass)."""
     kind = record.get("kind")
+    if not isinstance(kind, str):  # a list or an object once failed as unhashable
+        return "kind" not in record
     if kind not in REQUIRED_KEYS:
         return True
     return all(k in record for k in REQUIRED_KEYS[kind]) and all(
@@ -102,7 +103,7 @@ def read_metrics_file(path: Path) -> dict[str, float] | None:
     it was edited into something that is not a JSON object; other values than numbers are left
     out."""
     try:
-        loaded = json.loads(path.read_text()) if path.is_file() else None  # not a FIFO, which would block
+        loaded = parse_json(path.read_text()) if path.is_file() else None  # not a FIFO, which would block
     except (OSError, ValueError):  # ValueError: not JSON, or bytes that are not UTF-8
         loaded = None
     if not isinstance(loaded, dict):
@@ -118,7 +119,7 @@ def read_run_config(run: Path) -> dict[str, Any]:
     try:
         if not path.is_file():
             raise FileNotFoundError(path)
-        loaded = json.loads(path.read_text())
+        loaded = parse_json(path.read_text())
     except OSError:
         raise UserError(f"{run} is not a run folder (no readable config.json)") from None
     except ValueError as err:

@@ -16,7 +16,6 @@ import dataclasses
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import signal
 import stat
@@ -29,7 +28,7 @@ import torch
 
 from .checkpoint import FOLDER, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
-from .config import Config, DataConfig, UserError, about, settings
+from .config import Config, DataConfig, UserError, about, parse_json, settings
 
 LOCK = ".lock"
 
@@ -223,7 +222,7 @@ def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Confi
     planned = cfg.train.epochs
     if resume and run_dir is not None and (Path(run_dir) / "config.json").is_file():
         try:
-            stored = json.loads((Path(run_dir) / "config.json").read_text()).get("train", {})
+            stored = parse_json((Path(run_dir) / "config.json").read_text()).get("train", {})
             planned = int(stored.get("schedule_epochs") or stored.get("epochs", planned))
         except (ValueError, TypeError, AttributeError):
             pass  # a damaged config.json is reported where it is read
@@ -264,8 +263,10 @@ def run_config(run_dir: Path) -> Config | None:
     if not path.is_file():
         return None
     try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, AttributeError) as err:
+        return Config.from_dict(parse_json(path.read_text()))
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    except (ValueError, TypeError, AttributeError) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import __version__, runs, tracking
 from . import checkpoint as ckpt
-from .config import SAMPLE_PENALTIES, Config, UserError, resolve_precision, validate
+from .config import SAMPLE_PENALTIES, Config, UserError, parse_json, resolve_precision, validate
 from .costs import reconstruction_cost
 from .data import ImageData, batch_indices, batches, load, stream, to_model_range, to_unit_range
 from .divergences import (
@@ -45,8 +45,6 @@ from .divergences import (
 )
 from .evaluate import (
     balanced_labels,
-    classifier_metrics,
-    conditional_metrics,
     decode_prior,
     encode_all,
     eval_mode,
@@ -55,6 +53,7 @@ from .evaluate import (
     grid_rows,
     interpolation_ends,
     is_mnist_like,
+    sample_metrics,
 )
 from .images import reconstruction_rows, save_grid
 from .model import AutoEncoder
@@ -128,16 +127,17 @@ def planned_epochs(cfg: Config) -> int:
 def lr_multiplier(cfg: Config, step: int, steps_per_epoch: int) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of a run of
     ``steps_per_epoch`` steps an epoch. A linear warm-up from LR_FLOOR to 1 over the first
-    ``lr_warmup`` of the planned steps, then the ``step`` schedule (:func:`lr_factor`) or the
-    ``cosine`` one: 1 -> LR_FLOOR along a half cosine over the remaining planned steps
-    (Loshchilov & Hutter 2017, SGDR without restarts), LR_FLOOR beyond them (a run extended
-    with --resume)."""
+    ``lr_warmup`` of the planned steps, times the ``step`` schedule's factor (:func:`lr_factor`;
+    a milestone inside the warm-up lowers the ramp), or followed by the ``cosine`` schedule:
+    1 -> LR_FLOOR along a half cosine over the remaining planned steps (Loshchilov & Hutter
+    2017, SGDR without restarts), LR_FLOOR beyond them (a run extended with --resume)."""
     total = planned_epochs(cfg) * steps_per_epoch
     warm = round(cfg.train.lr_warmup * total)
+    ramp = LR_FLOOR + (1 - LR_FLOOR) * step / warm if step < warm else 1.0
+    if cfg.train.lr_schedule == "step":  # a milestone inside the warm-up scales the ramp, as after it
+        return ramp * lr_factor(cfg, step // steps_per_epoch)
     if step < warm:
-        return LR_FLOOR + (1 - LR_FLOOR) * step / warm
-    if cfg.train.lr_schedule == "step":
-        return lr_factor(cfg, step // steps_per_epoch)
+        return ramp
     t = min(1.0, (step - warm) / max(1, total - warm))
     return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
 
@@ -512,6 +512,19 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
     if state.ema is not None:
         state.ema.load_state_dict(payload["ema"])
     state.step = int(payload["step"])
+    # the optimizer's stored rate is the old plan's; a resume that re-plans the schedule
+    # (--schedule-epochs) must take its first step at the new plan's rate, not from the next one
+    for scheduler in (state.scheduler, state.adversary_scheduler):
+        if scheduler is not None:
+            for group, rate in zip(scheduler.optimizer.param_groups, scheduled_rates(scheduler), strict=True):
+                group["lr"] = rate
+
+
+def scheduled_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, step: int | None = None) -> list[float]:
+    """The learning rate of each parameter group that ``scheduler`` gives at ``step`` (0-based;
+    default: the step it is at, the next one to be taken), computed as LambdaLR computes it."""
+    at = scheduler.last_epoch if step is None else step
+    return [float(base * rule(at)) for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)]
 
 
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
@@ -636,8 +649,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
     kept = []
     for line in path.read_text(errors="replace").splitlines():
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = parse_json(line)
+        except ValueError:  # also a number too long or nesting too deep: an edited line
             continue
         if not isinstance(record, dict) or not isinstance(record.get("step", 0), int | float):
             continue  # a line edited by hand into something else
@@ -1106,7 +1119,7 @@ class _Loop:
                 "step": state.step,
                 "epoch": state.step / self.steps_per_epoch,
                 **values,
-                "lr": state.optimizer.param_groups[0]["lr"],
+                "lr": scheduled_rates(state.scheduler, state.step - 1)[0],  # the rate of the step just taken
                 "images_per_s": self.window_images / self.window_time,
                 "skipped": self.skipped,
             }
@@ -1136,27 +1149,15 @@ class _Loop:
             reference = to_unit_range(to_model_range(eval_images, cfg.data.range), cfg.data.range)
             with autocast(state):
                 generated = decode_prior(state.sampler_model, len(eval_images), cfg.data.range, cfg.train.seed + 4)
-                from .classifier import features_and_probs, load_classifier
-
-                classifier = load_classifier()
-                if self.reference_outputs is None:  # (features, probabilities), once per run
-                    self.reference_outputs = features_and_probs(classifier, reference)
-                sample_outputs = features_and_probs(classifier, generated)  # once, for both kinds of metric
-                test_features = self.reference_outputs[0]
-                metrics.update(classifier_metrics(reference, generated, None, test_features, sample_outputs))
+                conditional = None
                 if self.eval_labels is not None:
                     wanted = balanced_labels(len(generated), state.model.classes)
-                    metrics.update(
-                        conditional_metrics(
-                            reference,
-                            self.eval_labels,
-                            generated,
-                            wanted,
-                            state.classes,
-                            self.reference_outputs,
-                            sample_outputs,
-                        )
-                    )
+                    conditional = (self.eval_labels, wanted, state.classes)
+                # the classifier's outputs of the test images are computed once per run
+                figures, self.reference_outputs = sample_metrics(
+                    reference, generated, test_outputs=self.reference_outputs, conditional=conditional
+                )
+                metrics.update(figures)
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
         self.evals.append(record)
         speed = self.trained / self.train_time if self.train_time > 0 else 0.0
@@ -1226,8 +1227,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     lines = path.read_text(errors="replace").splitlines()
     for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = parse_json(line)
+        except ValueError:  # also a number too long or nesting too deep
             skipped += number < len(lines) and bool(line.strip())  # not the partial last line
             continue
         if isinstance(record, dict):
