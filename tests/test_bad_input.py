@@ -27,7 +27,17 @@ from wae.cli import main
 
 from .conftest import run_cli
 
-TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-count",
+    "128",
+    "--batch-size",
+    "32",
+    "--precision",
+    "fp32",
+    "--no-progress",
+]
 
 
 def _npz(name: str, **arrays: np.ndarray) -> Callable[[Path, Path], list[str]]:

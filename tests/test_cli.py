@@ -87,22 +87,28 @@ sys.meta_path.insert(0, CtrlCAt())
 """
 
 
+_STARTS = [
+    "from wae.start import main; sys.exit(main(['--help']))",  # the wae command's entry point
+    "import runpy; runpy.run_module('wae', run_name='__main__')",  # python -m wae
+]
+_INTERRUPTS = [
+    ("torch", "os.kill(os.getpid(), signal.SIGINT)"),  # the signal itself
+    (
+        f"{'numpy._core' if np.__version__ >= '2' else 'numpy.core'}._multiarray_umath",
+        "os.kill(os.getpid(), signal.SIGINT)",
+    ),
+    ("torch", "raise KeyboardInterrupt"),  # an interrupt raised by an import
+]
+
+
+# each case starts a Python that imports torch (about 1.5 s): the default suite runs one, the
+# slow tests (CI) the other five
 @pytest.mark.parametrize(
-    "start",
+    "start,module,how",
     [
-        "from wae.start import main; sys.exit(main(['--help']))",  # the wae command's entry point
-        "import runpy; runpy.run_module('wae', run_name='__main__')",  # python -m wae
-    ],
-)
-@pytest.mark.parametrize(
-    "module,how",
-    [
-        ("torch", "os.kill(os.getpid(), signal.SIGINT)"),  # the signal itself
-        (
-            f"{'numpy._core' if np.__version__ >= '2' else 'numpy.core'}._multiarray_umath",
-            "os.kill(os.getpid(), signal.SIGINT)",
-        ),
-        ("torch", "raise KeyboardInterrupt"),  # an interrupt raised by an import
+        pytest.param(start, module, how, marks=() if (i, j) == (1, 0) else pytest.mark.slow)
+        for i, start in enumerate(_STARTS)
+        for j, (module, how) in enumerate(_INTERRUPTS)
     ],
 )
 def test_ctrl_c_while_the_command_imports_is_one_line(start, module, how):
@@ -174,7 +180,10 @@ def _run_python(code: str, timeout: int = 120, **kwargs: object) -> subprocess.C
     "start",
     [
         "from wae.start import main; rc = main(['runs', 'no-such-folder'])",
-        "sys.argv = ['wae', 'runs', 'no-such-folder']; from wae.start import entry; rc = entry()",
+        pytest.param(
+            "sys.argv = ['wae', 'runs', 'no-such-folder']; from wae.start import entry; rc = entry()",
+            marks=pytest.mark.slow,  # a second start of torch: the slow tests (CI)
+        ),
     ],
 )
 def test_an_ignored_sigint_stays_ignored_while_the_command_starts(start):
@@ -221,6 +230,7 @@ def test_python_m_wae_start_is_the_command():
     assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
 
 
+@pytest.mark.slow  # a process of its own (the threads' lazy loading is in the default suite)
 def test_a_direct_import_beside_a_lazy_name_in_another_thread_does_not_deadlock():
     # thread B imports wae.train (whose `from . import runs` comes back to wae.__getattr__) while
     # thread A asks for wae.fit, which needs wae.train: no lock may be held across both
@@ -325,6 +335,7 @@ def _training(tmp_path, ignore_sigint: bool = False):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+@pytest.mark.slow  # a training process (SIGINT and SIGTERM are in the default suite)
 def test_sighup_checkpoints_and_stops_training(tmp_path):
     import json
 
@@ -339,6 +350,7 @@ def test_sighup_checkpoints_and_stops_training(tmp_path):
     assert found is not None and found[0]["step"] == json.loads(out)["step"]
 
 
+@pytest.mark.slow  # a training process stopped by two signals
 def test_an_ignored_sigint_does_not_stop_training(tmp_path):
     import time
 

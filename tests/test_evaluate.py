@@ -283,11 +283,12 @@ def test_labels_and_outputs_that_do_not_fit_are_refused():
         ((features, probs.log()), r"lie in \[0, 1\] and sum to 1"),  # log-probabilities
         ((features, probs * 2), "sum to 1"),
     ]
+    test_outputs = features_and_probs(load_classifier(), test.float() / 255)  # read once for every case
     for given, message in unusable:
         with pytest.raises(UserError, match=message):
-            classifier_metrics(test, samples, sample_outputs=given)
+            classifier_metrics(test, samples, None, test_outputs[0], sample_outputs=given)
         with pytest.raises(UserError, match=message):
-            conditional_metrics(test, test_labels, samples, labels, names, sample_outputs=given)
+            conditional_metrics(test, test_labels, samples, labels, names, test_outputs, sample_outputs=given)
     with pytest.raises(UserError, match="NaN or infinite"):
         classifier_metrics(test, samples, test_features=torch.full((200, 128), float("nan")))
     assert classifier_metrics(test, samples, sample_outputs=(features.half(), probs.double())) == pytest.approx(
@@ -300,4 +301,4 @@ def test_labels_and_outputs_that_do_not_fit_are_refused():
         ("0123456789", "str"),
     ):
         with pytest.raises(UserError, match=message):
-            conditional_metrics(test, test_labels, samples, labels, bad_names)  # type: ignore[arg-type]
+            conditional_metrics(test, test_labels, samples, labels, bad_names, test_outputs, outputs)  # type: ignore[arg-type]

@@ -19,7 +19,17 @@ from wae.config import UserError
 
 pytest.importorskip("safetensors")
 
-TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-count",
+    "128",
+    "--batch-size",
+    "32",
+    "--precision",
+    "fp32",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")

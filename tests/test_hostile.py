@@ -5,21 +5,35 @@ that would train nothing, settings files that are not files, a .npy named .npz."
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 
 import wae
+from wae.cli import main
 from wae.config import UserError
 from wae.samplers import GMM_FILE
 
 from .conftest import run_cli
 
-TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-count",
+    "128",
+    "--batch-size",
+    "32",
+    "--precision",
+    "fp32",
+    "--no-progress",
+]
 
 
 def _one_line(code: int, err: str) -> None:
@@ -66,20 +80,14 @@ def test_a_new_run_from_an_extended_runs_config_plans_over_its_own_epochs(run, t
     assert run_cli(["train", "--resume", str(copy), "--epochs", "3"])[0] == 0
     stored = json.loads((copy / "config.json").read_text())["train"]
     assert (stored["epochs"], stored["schedule_epochs"]) == (3, 2)
-    code, err = run_cli(["train", "--config", str(copy / "config.json"), "--epochs", "10", "--print-config"])
-    assert code == 0, err
-    assert "planned over the 10 epochs of --epochs, not over the 2" in err and "--schedule-epochs 2" in err
-    out = tmp_path / "n"
-    assert (
-        run_cli(
-            ["train", "--config", str(copy / "config.json"), "--epochs", "10", "--max-steps", "1", "--out", str(out)]
-        )[0]
-        == 0
-    )
-    assert json.loads((out / "config.json").read_text())["train"]["schedule_epochs"] == 10
-    kept = ["train", "--config", str(copy / "config.json"), "--epochs", "10", "--schedule-epochs", "2"]
-    assert run_cli([*kept, "--max-steps", "1", "--out", str(tmp_path / "k")])[0] == 0
-    assert json.loads((tmp_path / "k" / "config.json").read_text())["train"]["schedule_epochs"] == 2
+    argv = ["train", "--config", str(copy / "config.json"), "--epochs", "10", "--print-config"]
+    for flags, planned in (([], None), (["--schedule-epochs", "2"], 2)):  # None: over the epochs
+        printed, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(err):
+            assert main([*argv, *flags]) == 0
+        assert tomllib.loads(printed.getvalue())["train"].get("schedule_epochs") == planned
+        said = "planned over the 10 epochs of --epochs, not over the 2" in err.getvalue()
+        assert said == (not flags) and ("--schedule-epochs 2" in err.getvalue()) == said
 
 
 @pytest.mark.parametrize("argv", [["train", *TINY, "--config", "", "--max-steps", "1"]])

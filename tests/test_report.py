@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import torch
 from PIL import Image
 
 from wae.cli import main
@@ -161,3 +162,20 @@ def test_short_runs_get_whole_epoch_ticks_and_empty_panels_say_why():
     empty = curves_figure([])
     notes = " ".join(t.get_text() for ax in empty.axes for t in ax.texts)
     assert "no training losses logged" in notes and "no evaluation yet" in notes
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 16, 20])
+def test_the_latent_figure_has_two_scatters_from_two_dimensions_and_a_histogram_per_coordinate(d):
+    from wae.report import _png, latent_figure
+
+    torch.manual_seed(0)
+    fig = latent_figure(torch.randn(300, d) * 0.5, torch.randn(300, d))
+    axes = fig.get_axes()
+    assert len(axes) == (3 if d >= 2 else 1)  # the histograms share one panel
+    strip = axes[-1]
+    titles = [t.get_text() for t in strip.texts if t.get_text().startswith("z")]
+    assert titles[0].startswith("z1: mean") and len(titles) == min(d, 16)
+    assert len(strip.patches) == 2 * min(d, 16)  # P_Z and Q_Z of each coordinate
+    width = fig.get_size_inches()[0]
+    assert width == 15 if d >= 2 else width < 5  # no wide blank beside a single histogram
+    assert _png(fig).startswith("data:image/png;base64,")

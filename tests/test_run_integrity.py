@@ -30,7 +30,19 @@ from wae.data import make_synthetic
 
 from .conftest import run_cli, terminal_signals
 
-TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--eval-every", "0"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-count",
+    "128",
+    "--batch-size",
+    "32",
+    "--precision",
+    "fp32",
+    "--no-progress",
+    "--eval-every",
+    "0",
+]
 
 
 def _npz(path: Path, seed: int = 1) -> Path:
@@ -351,9 +363,9 @@ def test_extending_a_run_keeps_the_decayed_learning_rate(tmp_path):
     the epochs of the first session (mnist-fast: 60 % and 80 % of 3 epochs, both at epoch 2), so
     the learning rate stays at 1e-3 x 0.5 x 0.2; --schedule-epochs stretches it on purpose."""
     run = tmp_path / "run"
-    argv = ["train", *TINY, "--batch-size", "128", "--epochs", "3", "--log-every", "1", "--fit-sampler", "none"]
+    argv = ["train", *TINY, "--batch-size", "32", "--epochs", "3", "--log-every", "1", "--fit-sampler", "none"]
     argv += ["--out", str(run)]
-    assert _cli(argv)[0] == 0  # 512 images: 4 steps per epoch, 12 steps
+    assert _cli(argv)[0] == 0  # 128 images: 4 steps per epoch, 12 steps
     assert _lrs(run)[12] == pytest.approx(1e-4)
     stretched = tmp_path / "stretched"
     shutil.copytree(run, stretched)
@@ -462,6 +474,7 @@ def test_resuming_a_read_only_run_folder_is_one_line(run_copy):
 # ----------------------------------------------------------------------------- signals
 
 
+@pytest.mark.slow  # a training process and two signals (one signal is in the default suite)
 def test_a_second_signal_stops_at_once_with_one_line_and_whole_files(tmp_path):
     run = tmp_path / "run"
     proc = _train_process(run)

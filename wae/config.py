@@ -245,7 +245,11 @@ class TrainConfig:
     )
     epochs: int = setting(10, "passes over the training set", at_least=0, resume=True)
     max_steps: int | None = setting(
-        None, "stop after this many steps in total, even mid-epoch", at_least=0, resume=True
+        None,
+        "stop after this many steps in total, even mid-epoch (the learning-rate schedule stays planned over the "
+        "epochs)",
+        at_least=0,
+        resume=True,
     )
     lr: float = setting(1e-3, "Adam learning rate of the encoder and decoder", above=0)
     adversary_lr: float = setting(5e-4, "Adam learning rate of the WAE-GAN adversary", above=0)
@@ -270,7 +274,7 @@ class TrainConfig:
     lr_warmup: float = setting(
         0.0,
         "fraction of the planned steps over which the learning rate first rises linearly from lr / 100 "
-        "(either schedule)",
+        "(either schedule; the step schedule's factors apply during it too)",
         at_least=0,
         below=1,
         why="a fraction of the steps",

@@ -226,55 +226,68 @@ def principal_axes(codes: Tensor, k: int = 2) -> Tensor:
 
 
 def latent_figure(codes: Tensor, prior: Tensor) -> Any:
-    """Q_Z (test codes) against P_Z (prior draws): coordinates 1-2, the top-2 principal axes
-    of Q_Z, and a histogram per coordinate (up to 16)."""
+    """Q_Z (test codes (n, d)) against P_Z (prior draws (m, d)): scatter plots of coordinates
+    1-2 and of the top-2 principal axes of Q_Z (for d >= 2), and a histogram per coordinate (up
+    to 16, each on its own range, in rows of 8). The histograms share one panel: 16 panels of
+    their own took two thirds of the figure's time, which every training run's report pays."""
     plt = pyplot()
     d = codes.shape[1]
     shown = min(d, 16)
-    hist_cols = 8
-    hist_rows = (shown + hist_cols - 1) // hist_cols
-    fig = plt.figure(figsize=(15, 5 + 1.8 * hist_rows))
-    grid = fig.add_gridspec(
-        2 + hist_rows,
-        hist_cols,
-        height_ratios=[2.4, 2.4] + [1.0] * hist_rows,
-        left=0.04,
-        right=0.99,
-        top=0.96,
-        bottom=0.03 + 0.02 / hist_rows,
-        hspace=0.5,
-        wspace=0.15,
-    )
-    scatter_a = fig.add_subplot(grid[:2, : hist_cols // 2])
-    scatter_b = fig.add_subplot(grid[:2, hist_cols // 2 :])
-    axes = principal_axes(codes) if d >= 2 else torch.ones(1, 1)
-    views = [(scatter_a, codes[:, :2], prior[:, :2], "coordinates 1 and 2")]
-    views.append((scatter_b, codes @ axes, prior @ axes, "top two principal axes of Q_Z"))
-    for ax, q, p, title in views:
-        if q.shape[1] < 2:
-            ax.axis("off")
-            continue
-        ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.3, color="tab:gray", label="P_Z (prior)")
-        ax.scatter(q[:, 0], q[:, 1], s=3, alpha=0.4, color="tab:blue", label="Q_Z (test codes)")
-        ax.set(title=title, aspect="equal")
-        ax.legend(markerscale=4, fontsize=8, loc="upper right")
+    cols, slot, gap, row_height = 8, 1.0, 0.2, 1.7
+    rows = (shown + cols - 1) // cols
+    strip_inches = 0.5 + 1.5 * rows
+    scatter_inches = 5.0 if d >= 2 else 0.0
+    height = strip_inches + scatter_inches
+    used = min(shown, cols)  # slots in the widest row
+    # without the scatter plots (d = 1) the figure is as wide as its histograms
+    fig = plt.figure(figsize=(15 if d >= 2 else max(4.0, 15 * used / cols), height))
+    if d >= 2:
+        bottom = (strip_inches + 0.5) / height
+        top = 1 - 0.35 / height
+        scatter_a = fig.add_axes((0.04, bottom, 0.42, top - bottom))
+        scatter_b = fig.add_axes((0.55, bottom, 0.42, top - bottom))
+        axes = principal_axes(codes)
+        views = [(scatter_a, codes[:, :2], prior[:, :2], "coordinates 1 and 2")]
+        views.append((scatter_b, codes @ axes, prior @ axes, "top two principal axes of Q_Z"))
+        for ax, q, p, title in views:
+            if q.shape[1] < 2:  # one test code has one principal axis
+                ax.axis("off")
+                continue
+            ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.3, color="tab:gray", label="P_Z (prior)")
+            ax.scatter(q[:, 0], q[:, 1], s=3, alpha=0.4, color="tab:blue", label="Q_Z (test codes)")
+            ax.set(title=title, aspect="equal")
+            ax.legend(markerscale=4, fontsize=8, loc="upper right")
+    hist = fig.add_axes((0.01, 0.1 / height, 0.98, (strip_inches - 0.2) / height))
+    zeros = []
     for j in range(shown):
-        ax = fig.add_subplot(grid[2 + j // hist_cols, j % hist_cols])
+        row, col = divmod(j, cols)
+        x0, y0 = col * (slot + gap), (rows - 1 - row) * row_height
         lo = float(min(codes[:, j].min(), prior[:, j].min()))
         hi = float(max(codes[:, j].max(), prior[:, j].max()))
+        hi = hi if hi > lo else lo + 1.0  # a constant coordinate
         bins = np.linspace(lo, hi, 40)
-        # one patch per histogram (ax.stairs of np.histogram), not one per bar as ax.hist draws
-        ax.stairs(
-            np.histogram(prior[:, j].numpy(), bins, density=True)[0], bins, fill=True, color="tab:gray", alpha=0.5
-        )
-        ax.stairs(np.histogram(codes[:, j].numpy(), bins, density=True)[0], bins, color="tab:blue", alpha=0.6, lw=1.5)
+        p_density = np.histogram(prior[:, j].numpy(), bins, density=True)[0]
+        q_density = np.histogram(codes[:, j].numpy(), bins, density=True)[0]
+        scale = max(float(p_density.max()), float(q_density.max()), 1e-12)
+        edges = x0 + slot * (bins - lo) / (hi - lo)
+        hist.stairs(y0 + p_density / scale, edges, baseline=y0, fill=True, color="tab:gray", alpha=0.5, label="P_Z")
+        hist.stairs(y0 + q_density / scale, edges, baseline=y0, color="tab:blue", alpha=0.6, lw=1.5, label="Q_Z")
         variance = codes[:, j].var() if len(codes) > 1 else float("nan")  # a test split of one image
-        ax.set_title(f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {variance:.2f}", fontsize=8)
-        ax.set_yticks([])
-        ticks = [lo, 0.0, hi] if min(-lo, hi) > 0.2 * (hi - lo) else [lo, hi]
-        ax.set_xticks(ticks)  # few tick labels: each is laid out on every draw
-        ax.xaxis.set_major_formatter("{x:.1f}")
-        ax.tick_params(labelsize=7)
+        hist.text(x0 + slot / 2, y0 + 1.05, f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {variance:.2f}",
+                  ha="center", fontsize=8)  # fmt: skip
+        hist.text(x0, y0 - 0.04, f"{lo:.1f}", ha="left", va="top", fontsize=7)
+        hist.text(x0 + slot, y0 - 0.04, f"{hi:.1f}", ha="right", va="top", fontsize=7)
+        if lo < 0 < hi:
+            zeros.append((x0 + slot * -lo / (hi - lo), y0))
+    if zeros:  # a tick at 0 on each axis that spans it
+        hist.vlines([x for x, _ in zeros], [y - 0.06 for _, y in zeros], [y for _, y in zeros], color="k", lw=0.8)
+    starts = [(j % cols * (slot + gap), (rows - 1 - j // cols) * row_height) for j in range(shown)]
+    hist.hlines([y for _, y in starts], [x for x, _ in starts], [x + slot for x, _ in starts], color="k", lw=0.5)
+    width = (cols if d >= 2 else used) * (slot + gap) - gap
+    hist.set(xlim=(-0.05, width + 0.05), ylim=(-0.3, rows * row_height - 0.45))
+    hist.set_axis_off()
+    if d < 2:
+        hist.legend(loc="upper right", fontsize=8)
     return fig
 
 
