@@ -204,6 +204,13 @@ def test_every_objective_trains_a_conditional_wae(objective, tmp_path):
     assert (tmp_path / "run" / "classes.png").is_file() and (
         tmp_path / "run" / "grids" / "classes-epoch000.png"
     ).is_file()
+    # the report's caption names the rows (it named none before); one objective is enough
+    from wae.report import render_report
+
+    assert (
+        objective != "mmd"
+        or "rows, top to bottom: top-left, top-right, bottom-left, bottom-right;" in render_report(tmp_path / "run")
+    )
 
 
 def test_a_conditional_run_resumes_to_the_weights_of_one_that_never_stopped(tmp_path):

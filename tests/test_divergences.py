@@ -229,3 +229,9 @@ def test_full_precision_passes_errors_and_gradients_through():
             mmd_imq(codes[:1], prior, 1.0)
         assert torch.is_autocast_enabled("cpu")
     assert full_precision(lambda: torch.is_autocast_enabled("cpu"))() is False
+    # every device type it turns autocast off on is one this torch knows (an unknown one raises)
+    from wae.divergences import AUTOCAST_DEVICES
+
+    for device in AUTOCAST_DEVICES:
+        with torch.autocast(device, enabled=False):
+            assert torch.is_autocast_enabled(device) is False

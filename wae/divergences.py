@@ -22,8 +22,11 @@ IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 F_ = TypeVar("F_", bound=Callable[..., Any])
 
 
+AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")  # the device types torch.autocast takes here
+
+
 def full_precision(fn: F_) -> F_:
-    """``fn`` run with autocast turned off (CPU and CUDA), so that a caller's bf16 or fp16
+    """``fn`` run with autocast turned off (CPU, CUDA, MPS and XPU), so that a caller's bf16 or fp16
     autocast does not round its matrix products: float32 tensors stay float32. Without it a
     WAE-MMD estimate computed inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` was
     off by 16 % (docs/reliability.md, "Maths under a caller's autocast")."""
@@ -31,7 +34,7 @@ def full_precision(fn: F_) -> F_:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with contextlib.ExitStack() as stack:
-            for device in ("cpu", "cuda"):
+            for device in AUTOCAST_DEVICES:
                 if torch.is_autocast_enabled(device):
                     stack.enter_context(torch.autocast(device, enabled=False))
             return fn(*args, **kwargs)

@@ -386,6 +386,15 @@ def latent_codes(model: Any, cfg: Config, n: int = 2000, seed: int = 0) -> tuple
     return codes, model.prior_sample(len(codes), generator)
 
 
+def _classes_caption(run: Path) -> str:
+    """The caption of a conditional run's class-by-style grid, naming its rows' classes."""
+    from .train import MAX_GRID_CLASSES, class_names
+
+    names = class_names(run)[:MAX_GRID_CLASSES]
+    rows = ", ".join(html.escape(name) for name in names) if names else "the classes"
+    return f"classes by style (rows, top to bottom: {rows}; columns: the same codes z)"
+
+
 def render_report(run: Path) -> str:
     """The HTML text of a run's report (see the module docstring)."""
     from .samplers import SAMPLER_FILES
@@ -431,6 +440,8 @@ def render_report(run: Path) -> str:
                     parts.append(f"<p class='meta'>{name} left out: its sampler was fitted to other weights.</p>")
                     continue
             uri = _file_png(run / name)
+            if uri and name == "classes.png":
+                caption = _classes_caption(run)
             if uri:
                 parts.append(
                     f"<figure><img class='grid' src='{uri}' alt='{name}'><figcaption>{caption}</figcaption></figure>"
