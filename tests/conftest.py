@@ -64,6 +64,11 @@ def tiny_config(objective: str = "mmd", **settings: object) -> Config:
     return override(cfg, **{**base, **settings})
 
 
+# a small run from the command line: 128 synthetic 28x28 images (4 steps an epoch), fp32, quiet
+SMALL_RUN = ["--dataset", "synthetic", "--synthetic-count", "128", "--batch-size", "32", "--precision", "fp32"]
+SMALL_RUN += ["--no-progress"]
+
+
 def run_cli(argv: Sequence[str], cwd: Path | None = None) -> tuple[int, str]:
     """``wae`` with ``argv``, run in ``cwd`` (default: here): (exit code, what it wrote to stderr)."""
     from wae.cli import main

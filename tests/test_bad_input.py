@@ -25,19 +25,9 @@ from PIL import Image
 from wae import checkpoint as ckpt
 from wae.cli import main
 
-from .conftest import run_cli
+from .conftest import SMALL_RUN, run_cli
 
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-count",
-    "128",
-    "--batch-size",
-    "32",
-    "--precision",
-    "fp32",
-    "--no-progress",
-]
+TINY = [*SMALL_RUN]
 
 
 def _npz(name: str, **arrays: np.ndarray) -> Callable[[Path, Path], list[str]]:

@@ -19,17 +19,9 @@ from wae.config import UserError
 
 pytest.importorskip("safetensors")
 
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-count",
-    "128",
-    "--batch-size",
-    "32",
-    "--precision",
-    "fp32",
-    "--no-progress",
-]
+from .conftest import SMALL_RUN
+
+TINY = [*SMALL_RUN]
 
 
 @pytest.fixture(scope="module")

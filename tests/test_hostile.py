@@ -21,19 +21,9 @@ from wae.cli import main
 from wae.config import UserError
 from wae.samplers import GMM_FILE
 
-from .conftest import run_cli
+from .conftest import SMALL_RUN, run_cli
 
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-count",
-    "128",
-    "--batch-size",
-    "32",
-    "--precision",
-    "fp32",
-    "--no-progress",
-]
+TINY = [*SMALL_RUN]
 
 
 def _one_line(code: int, err: str) -> None:

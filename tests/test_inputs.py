@@ -18,17 +18,9 @@ from wae.data import load_npz
 from wae.evaluate import evaluate_run, grid_rows, interpolation_ends, precision_recall
 from wae.train import read_jsonl
 
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-count",
-    "128",
-    "--batch-size",
-    "32",
-    "--precision",
-    "fp32",
-    "--no-progress",
-]
+from .conftest import SMALL_RUN
+
+TINY = [*SMALL_RUN]
 FAST = {"batch_size": 16, "max_steps": 1, "precision": "fp32", "eval_every": 0}
 
 

@@ -28,21 +28,9 @@ from wae import cli, runs
 from wae.config import UserError
 from wae.data import make_synthetic
 
-from .conftest import run_cli, terminal_signals
+from .conftest import SMALL_RUN, run_cli, terminal_signals
 
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-count",
-    "128",
-    "--batch-size",
-    "32",
-    "--precision",
-    "fp32",
-    "--no-progress",
-    "--eval-every",
-    "0",
-]
+TINY = [*SMALL_RUN, "--eval-every", "0"]
 
 
 def _npz(path: Path, seed: int = 1) -> Path:

@@ -14,17 +14,9 @@ from wae.config import UserError
 from wae.export import export_run
 from wae.samplers import GaussianMixture, fit_gmm, fitted_to, load_gmm, save_gmm
 
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--synthetic-count",
-    "128",
-    "--batch-size",
-    "32",
-    "--precision",
-    "fp32",
-    "--no-progress",
-]
+from .conftest import SMALL_RUN
+
+TINY = [*SMALL_RUN]
 
 
 def _two_clusters(n: int = 2000) -> torch.Tensor:
