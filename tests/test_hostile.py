@@ -288,3 +288,14 @@ def test_step_schedule_flags_with_the_cosine_schedule_are_refused(tmp_path, flag
     assert message in err and not (tmp_path / "r").exists()
     (tmp_path / "c.toml").write_text('[train]\nlr_schedule = "cosine"\nlr_milestones = [0.1]\nlr_factors = [0.5]\n')
     assert run_cli(["train", "--config", str(tmp_path / "c.toml"), "--print-config"])[0] == 0
+
+
+def test_training_gives_the_callers_thread_count_back(tmp_path):
+    # fit_tensor(..., threads=1) once left the whole Python process at one thread
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    wae.fit_tensor(torch.rand(64, 1, 16, 16), max_steps=1, batch_size=32, precision="fp32", threads=wanted)
+    assert torch.get_num_threads() == before
+    with pytest.raises(UserError):  # and after a refused run too
+        wae.fit_tensor(torch.rand(64, 1, 16, 16), max_steps=1, batch_size=32, threads=wanted, lam=-1.0)
+    assert torch.get_num_threads() == before

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from pathlib import Path
@@ -917,8 +917,23 @@ def fit(
     if run_dir is not None:
         run_dir = runs.given_path(run_dir, "the run folder")
     cfg = runs.session_config(cfg, run_dir, resume)  # data pinned or checked; schedule kept
-    with process_group(device) as procs, runs.writing(run_dir, procs.main, resume):
+    with process_group(device) as procs, runs.writing(run_dir, procs.main, resume), _threads(cfg.train.threads):
         return _fit(cfg, device, procs, run_dir, data, resume, progress, log)
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` (None: left as they are) while training, and
+    given back after: a Python caller's ``fit_tensor(..., threads=1)`` once left the whole
+    process at one thread."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _fit(
@@ -934,8 +949,6 @@ def _fit(
     data = data if data is not None else load(cfg.data)
     check_fits(cfg, data, procs.world)
     cfg = resolve_precision(cfg, device.type)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
     classes = len(data.classes) if cfg.data.condition == "labels" else 0
     state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs, classes)
     state.classes = data.classes if classes else ()
