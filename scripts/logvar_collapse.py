@@ -15,7 +15,7 @@ from pathlib import Path
 
 from wae import fit
 from wae.config import override, preset
-from wae.report import pyplot
+from wae.report import new_figure
 from wae.train import read_jsonl
 
 
@@ -48,8 +48,8 @@ def main() -> None:
             )
             fit(cfg, run, progress=False)
         curves[name] = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "eval"]
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = new_figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     for name, evals in curves.items():
         epochs = [e["epoch"] for e in evals]
         axes[0].plot(epochs, [e["encoder_logvar_mean"] for e in evals], marker="o", label=name)

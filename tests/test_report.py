@@ -179,3 +179,22 @@ def test_the_latent_figure_has_two_scatters_from_two_dimensions_and_a_histogram_
     width = fig.get_size_inches()[0]
     assert width == 15 if d >= 2 else width < 5  # no wide blank beside a single histogram
     assert _png(fig).startswith("data:image/png;base64,")
+
+
+def test_drawing_figures_leaves_the_callers_matplotlib_as_it_was(tmp_path):
+    # matplotlib.use("Agg") in the report once switched a notebook's backend, and pyplot kept
+    # every figure of the toy study and of compare open
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from wae.report import _png, curves_figure, latent_figure
+
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")  # a caller's choice
+        open_before = plt.get_fignums()
+        _png(latent_figure(torch.randn(50, 3), torch.randn(50, 3)))
+        _png(curves_figure([{"kind": "eval", "epoch": 1, "test_recon_mse": 0.1, "test_mmd": 0.01}]))
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == open_before
+    finally:
+        matplotlib.use(before)

@@ -23,7 +23,7 @@ from .config import UserError
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .images import grid
-from .report import pyplot, read_metrics_file, read_records, read_run_config, run_metrics
+from .report import new_figure, read_metrics_file, read_records, read_run_config, run_metrics
 from .runs import load_data
 
 # (metrics key, column title, format)
@@ -128,8 +128,8 @@ def run_images(run: Path, seed: int = 0) -> dict[str, Tensor]:
 def figure(runs: list[Path], summaries: list[dict[str, Any]], seed: int = 0) -> Any:
     """One row per run (``summaries`` from ``run_summary``): samples, reconstructions
     (originals above), interpolations."""
-    plt = pyplot()
-    fig, axes = plt.subplots(len(runs), 3, figsize=(15, 2.3 * len(runs) + 0.4), squeeze=False)
+    fig = new_figure(figsize=(15, 2.3 * len(runs) + 0.4))
+    axes = fig.subplots(len(runs), 3, squeeze=False)
     titles = ["samples G(z), z ~ P_Z", "test images (top) and reconstructions", "interpolations in Z"]
     for row, (run, summary) in enumerate(zip(runs, summaries, strict=True)):
         images = run_images(run, seed)
@@ -161,7 +161,6 @@ def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path
         out.mkdir(parents=True, exist_ok=True)
         if fig is not None:
             write_atomic(figure_path, figure_bytes(fig, dpi=100, bbox_inches="tight"))
-            pyplot().close(fig)
         write_atomic(table_path, table(summaries, TABLE_COLUMNS if fig is None else COLUMNS))
     except OSError as err:
         _remove_partial(out, created, (table_path, figure_path))

@@ -33,24 +33,22 @@ from .train import read_jsonl
 LOSS_KEYS = ("total", "recon", "penalty", "adversary", "logvar_l1")
 
 
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
+def new_figure(**kwargs: Any) -> Any:
+    """A matplotlib ``Figure(**kwargs)`` drawn off screen by the Agg renderer when saved, made
+    outside pyplot: the caller's process keeps its backend (``matplotlib.use("Agg")`` once
+    switched a notebook's) and nothing stays open (pyplot holds every figure until closed)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def _png(fig: Any) -> str:
-    """A matplotlib figure as a base64 PNG data URI (the figure is closed)."""
+    """A matplotlib figure as a base64 PNG data URI."""
     buffer = io.BytesIO()
     # the figures lay themselves out with fixed margins: tight_layout and bbox_inches="tight"
     # each draw the whole figure once more (a third of a report's time, which every training
     # run ends with)
     fig.savefig(buffer, format="png", dpi=100)
-    pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -166,10 +164,10 @@ def metrics_source(run: Path, weights: str | None = None) -> str:
 def curves_figure(records: list[dict[str, Any]]) -> Any:
     """Training loss parts against step; per-epoch test reconstruction error, MMD and (when
     measured) sample Fréchet distance against epoch."""
-    plt = pyplot()
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    fig = new_figure(figsize=(15, 3.6))
+    axes = fig.subplots(1, 3)
     fig.subplots_adjust(left=0.05, right=0.97, top=0.9, bottom=0.14, wspace=0.45)
     for key in LOSS_KEYS:
         points = [(r["step"], r[key]) for r in train if key in r]
@@ -230,7 +228,6 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
     1-2 and of the top-2 principal axes of Q_Z (for d >= 2), and a histogram per coordinate (up
     to 16, each on its own range, in rows of 8). The histograms share one panel: 16 panels of
     their own took two thirds of the figure's time, which every training run's report pays."""
-    plt = pyplot()
     d = codes.shape[1]
     shown = min(d, 16)
     cols, slot, gap, row_height = 8, 1.0, 0.2, 1.7
@@ -240,7 +237,7 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
     height = strip_inches + scatter_inches
     used = min(shown, cols)  # slots in the widest row
     # without the scatter plots (d = 1) the figure is as wide as its histograms
-    fig = plt.figure(figsize=(15 if d >= 2 else max(4.0, 15 * used / cols), height))
+    fig = new_figure(figsize=(15 if d >= 2 else max(4.0, 15 * used / cols), height))
     if d >= 2:
         bottom = (strip_inches + 0.5) / height
         top = 1 - 0.35 / height

@@ -289,12 +289,12 @@ def toy_figure(
     shows); held-out data against model samples for the smallest and the largest lambda; the
     codes of the held-out data against prior draws for the largest lambda. The 10-D manifold is
     drawn in its parameter coordinates t = x @ basis[:, :2]."""
-    from .report import pyplot
+    from .report import new_figure
 
-    plt = pyplot()
     ends = sorted({min(cfg.lambdas), max(cfg.lambdas)})
     columns = 2 + len(ends)
-    fig, axes = plt.subplots(len(cfg.datasets), columns, figsize=(4 * columns, 3.6 * len(cfg.datasets)), squeeze=False)
+    fig = new_figure(figsize=(4 * columns, 3.6 * len(cfg.datasets)))
+    axes = fig.subplots(len(cfg.datasets), columns, squeeze=False)
     for (curve, *scatters, latent), name in zip(axes, cfg.datasets, strict=True):
         mine = [r for r in rows if r["dataset"] == name]
         lams = [r["lam"] for r in mine]
@@ -328,4 +328,3 @@ def toy_figure(
         latent.legend(fontsize=7, markerscale=4)
     fig.tight_layout()
     write_atomic(path, figure_bytes(fig, dpi=100))
-    plt.close(fig)
