@@ -290,12 +290,21 @@ def test_step_schedule_flags_with_the_cosine_schedule_are_refused(tmp_path, flag
     assert run_cli(["train", "--config", str(tmp_path / "c.toml"), "--print-config"])[0] == 0
 
 
-def test_training_gives_the_callers_thread_count_back(tmp_path):
-    # fit_tensor(..., threads=1) once left the whole Python process at one thread
+def test_training_gives_the_callers_thread_count_and_generator_back(tmp_path):
+    # fit_tensor(..., threads=1) once left the whole Python process at one thread, and training
+    # or fitting a flow or a second-stage VAE reseeded the caller's global generator
     before = torch.get_num_threads()
     wanted = 1 if before > 1 else 2
-    wae.fit_tensor(torch.rand(64, 1, 16, 16), max_steps=1, batch_size=32, precision="fp32", threads=wanted)
+    from wae.samplers import fit_vae
+
+    images, codes = torch.rand(64, 1, 16, 16), torch.randn(200, 2)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    wae.fit_tensor(images, max_steps=1, batch_size=32, precision="fp32", threads=wanted)
     assert torch.get_num_threads() == before
+    fit_vae(codes, hidden=4)
+    assert torch.equal(torch.rand(3), expected)
     with pytest.raises(UserError):  # and after a refused run too
         wae.fit_tensor(torch.rand(64, 1, 16, 16), max_steps=1, batch_size=32, threads=wanted, lam=-1.0)
     assert torch.get_num_threads() == before

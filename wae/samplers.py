@@ -242,9 +242,10 @@ def fit_flow(
     'wae[flow]'``); :class:`UserError` when it is missing or for sizes out of range."""
     if not (1 <= transforms <= MAX_TRANSFORMS and 1 <= hidden <= MAX_HIDDEN):
         raise UserError(f"a flow needs 1 to {MAX_TRANSFORMS} transforms and 1 to {MAX_HIDDEN} hidden units")
-    torch.manual_seed(fit.seed)
-    sampler = FlowSampler(codes.shape[1], transforms, hidden, bins)
-    return _fit_by_likelihood(sampler, sampler.flow.parameters(), codes, "flow", fit)
+    with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is given back
+        torch.manual_seed(fit.seed)
+        sampler = FlowSampler(codes.shape[1], transforms, hidden, bins)
+        return _fit_by_likelihood(sampler, sampler.flow.parameters(), codes, "flow", fit)
 
 
 def _fit_by_likelihood(sampler: Any, parameters: Any, codes: Tensor, what: str, fit: LikelihoodFit) -> Any:
@@ -410,9 +411,10 @@ def fit_vae(codes: Tensor, hidden: int = 128, depth: int = 2, fit: LikelihoodFit
     :class:`UserError` for sizes out of range."""
     if not (1 <= hidden <= MAX_HIDDEN and 1 <= depth <= MAX_VAE_DEPTH):
         raise UserError(f"a second-stage VAE needs 1 to {MAX_VAE_DEPTH} layers of 1 to {MAX_HIDDEN} units")
-    torch.manual_seed(fit.seed)
-    sampler = SecondStageVAE(codes.shape[1], hidden, depth)
-    return _fit_by_likelihood(sampler, sampler.parameters(), codes, "second-stage VAE", fit)
+    with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is given back
+        torch.manual_seed(fit.seed)
+        sampler = SecondStageVAE(codes.shape[1], hidden, depth)
+        return _fit_by_likelihood(sampler, sampler.parameters(), codes, "second-stage VAE", fit)
 
 
 def _save_module(sampler: Any, path: Path, fitted_to: str = "") -> None:

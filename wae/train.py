@@ -917,7 +917,10 @@ def fit(
     if run_dir is not None:
         run_dir = runs.given_path(run_dir, "the run folder")
     cfg = runs.session_config(cfg, run_dir, resume)  # data pinned or checked; schedule kept
-    with process_group(device) as procs, runs.writing(run_dir, procs.main, resume), _threads(cfg.train.threads):
+    # the training seeds and draws from torch's global generator (its state is part of a
+    # checkpoint); the caller's is given back afterwards, as its thread count is
+    rng = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
+    with rng, process_group(device) as procs, runs.writing(run_dir, procs.main, resume), _threads(cfg.train.threads):
         return _fit(cfg, device, procs, run_dir, data, resume, progress, log)
 
 
