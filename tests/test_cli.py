@@ -312,6 +312,13 @@ def test_rank_outside_the_world_is_refused(monkeypatch):
     from wae.parallel import launched
 
     monkeypatch.setenv("WORLD_SIZE", "2")
+    # set by hand without torchrun's rendezvous: torch's traceback before (hostile pass)
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(UserError, match="WORLD_SIZE=2 in the environment without RANK, MASTER_ADDR, MASTER_PORT"):
+        launched()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(UserError, match="RANK=2 in the environment is outside 0 .. WORLD_SIZE - 1 = 1"):
         launched()

@@ -300,11 +300,20 @@ def test_labels_and_outputs_that_do_not_fit_are_refused():
     assert classifier_metrics(test, samples, sample_outputs=(features.half(), probs.double())) == pytest.approx(
         classifier_metrics(test, samples), rel=1e-2
     )
-    # class names that cannot key the figures: ints lost label_accuracy, duplicates overwrote
+    # class names that cannot key the figures: ints lost label_accuracy, duplicates overwrote,
+    # a set filed each class's figures under a name that changed with the hash seed
+    from wae.evaluate import sample_metrics
+
     for bad_names, message in (
-        (tuple(range(10)), "one str per class"),
+        (tuple(range(10)), "one non-empty str per class"),
         (("0",) * 10, "one name"),
-        ("0123456789", "str"),
+        ("0123456789", "in label order"),
+        (set(names), "in label order"),
+        ((n for n in names), "in label order"),
+        (("",) + names[1:], "non-empty"),
     ):
         with pytest.raises(UserError, match=message):
             conditional_metrics(test, test_labels, samples, labels, bad_names, test_outputs, outputs)  # type: ignore[arg-type]
+    for conditional in ((test_labels, labels), {"a": 1}, None.__class__):
+        with pytest.raises(UserError, match="test labels, sample labels, class names"):
+            sample_metrics(test, samples, test_outputs=test_outputs, conditional=conditional)  # type: ignore[arg-type]

@@ -308,3 +308,73 @@ def test_training_gives_the_callers_thread_count_and_generator_back(tmp_path):
     with pytest.raises(UserError):  # and after a refused run too
         wae.fit_tensor(torch.rand(64, 1, 16, 16), max_steps=1, batch_size=32, threads=wanted, lam=-1.0)
     assert torch.get_num_threads() == before
+
+
+BIG = "1" + "0" * 400  # an integer that JSON and TOML parse and no float holds
+
+
+def test_numbers_beyond_any_float_are_damage_not_overflow(run, tmp_path):
+    # a second hostile pass: 309 to 4,300 digits parsed, then float() raised OverflowError
+    # (not a ValueError) in report, runs, compare, evaluate and a resume's final report
+    copy = _copy(run, tmp_path)
+    (copy / "metrics.json").write_text('{"test_recon_mse": ' + BIG + ', "test_mmd": 1.0}')
+    with (copy / "metrics.jsonl").open("a") as f:
+        f.write('{"kind": "train", "step": -' + BIG + ', "total": 1.0}\n')
+        f.write('{"kind": "train", "step": NaN, "total": 1.0}\n{"kind": "train", "step": 1e999, "total": 1.0}\n')
+    for argv in (["report", str(copy)], ["runs", str(tmp_path)], ["compare", str(copy), "--out", str(tmp_path / "c")]):
+        code, err = run_cli(argv)
+        assert code == 0 and "Traceback" not in err, (argv, err)
+    code, err = run_cli(["train", "--resume", str(copy), "--epochs", "3"])
+    assert code == 0 and "report:" in err, err
+    config = json.loads((copy / "config.json").read_text())
+    config["train"]["lr"] = 1.0  # then written as the big integer
+    (copy / "config.json").write_text(json.dumps(config).replace('"lr": 1.0', '"lr": ' + BIG))
+    for argv in (["report", str(copy)], ["train", "--resume", str(copy), "--epochs", "4"]):
+        _one_line(*run_cli(argv))
+    for name, text in (("big.toml", f"[train]\nlr = {BIG}\n"), ("big.json", '{"train": {"lr": ' + BIG + "}}")):
+        (tmp_path / name).write_text(text)
+        _one_line(*run_cli(["train", "--config", str(tmp_path / name), "--print-config"]))
+    with pytest.raises(UserError, match="beyond any float"):
+        wae.override(wae.preset(), lr=10**400)
+
+
+def test_odd_settings_files_and_api_arguments_are_refused_in_words(tmp_path):
+    for text, message in (
+        ("[[train]]\nlr = 0.001\n", "'train' must be one table of settings"),
+        ("train = 5\n", "'train' must be one table"),
+    ):
+        (tmp_path / "s.toml").write_text(text)
+        code, err = run_cli(["train", "--config", str(tmp_path / "s.toml"), "--print-config"])
+        _one_line(code, err)
+        assert message in err
+    (tmp_path / "bom.toml").write_text("\ufeff[train]\nlr = 0.002\n", encoding="utf-8")  # an editor's BOM
+    assert run_cli(["train", "--config", str(tmp_path / "bom.toml"), "--print-config"])[0] == 0
+    for argv, message in (
+        (["--epochs", str(10**7)], "train.epochs must be at most 1000000"),
+        (["--schedule-epochs", str(10**30)], "train.schedule_epochs must be at most 1000000; got a number of 31"),
+    ):
+        code, err = run_cli(["train", *TINY, *argv, "--out", str(tmp_path / "r")])
+        _one_line(code, err)
+        assert message in err and not (tmp_path / "r").exists()
+    rows = np.random.default_rng(0).random((64, 3))
+    cases = [
+        (lambda: wae.override(wae.preset(), model____dict__={}), "unknown setting"),  # reset the section before
+        (lambda: wae.override(wae.preset(), loss____dict__={"lam": 99.0}), "unknown setting"),
+        (lambda: wae.override(wae.preset(), data____class__=int), "unknown setting"),
+        (lambda: wae.fit_table(None), "rows must be a numpy array"),  # type: ignore[arg-type]
+        (lambda: wae.fit_table(rows, objective=""), "unknown objective"),  # trained mmd before
+        (lambda: wae.fit_tensor(torch.rand(32, 1, 16, 16), path="/x.npz"), "sets data.path itself"),
+    ]
+    for call, message in cases:
+        with pytest.raises(UserError, match=message):
+            call()
+
+
+def test_a_byte_order_mark_on_the_first_record_does_not_lose_it_on_resume(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    text = (copy / "metrics.jsonl").read_text()
+    (copy / "metrics.jsonl").write_text("\ufeff" + text, encoding="utf-8")
+    first = json.loads(text.splitlines()[0])
+    assert run_cli(["train", "--resume", str(copy), "--epochs", "3"])[0] == 0
+    kept = (copy / "metrics.jsonl").read_text(encoding="utf-8").lstrip("\ufeff").splitlines()
+    assert json.loads(kept[0]) == first  # it was dropped for good before

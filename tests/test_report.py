@@ -198,3 +198,26 @@ def test_drawing_figures_leaves_the_callers_matplotlib_as_it_was(tmp_path):
         assert matplotlib.get_backend() == "svg" and plt.get_fignums() == open_before
     finally:
         matplotlib.use(before)
+
+
+def test_the_latent_figure_takes_what_a_model_may_give_and_refuses_what_it_cannot_draw():
+    # a second hostile pass: NaN or infinite codes (LinAlgError), bf16 or fp16 codes (no SVD),
+    # zero codes, a prior of another width: tracebacks; d > 16 left out without a word
+    from wae.config import UserError
+    from wae.report import _png, latent_figure
+
+    codes, prior = torch.randn(100, 20), torch.randn(100, 20)
+    codes[3, 2] = float("nan")
+    fig = latent_figure(codes, prior)
+    note = fig.texts[-1].get_text()
+    assert "z17 to z20 not shown" in note and "1 codes left out: NaN or infinite" in note
+    for args in ((codes.bfloat16(), prior.half()), (torch.zeros(50, 3), torch.randn(50, 3)), (codes * 1e30, prior)):
+        assert _png(latent_figure(*args)).startswith("data:image/png")
+    for bad, message in (
+        ((torch.randn(10, 3), torch.randn(10, 4)), "3 coordinates, prior draws 4"),
+        ((torch.zeros(0, 3), torch.randn(5, 3)), "no row"),
+        ((torch.full((4, 2), float("nan")), torch.randn(4, 2)), "no row"),
+        ((torch.randn(5), torch.randn(5)), r"expected a tensor \(n, d\)"),
+    ):
+        with pytest.raises(UserError, match=message):
+            latent_figure(*bad)

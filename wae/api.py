@@ -18,7 +18,7 @@ def _config(config: Config | str, objective: str | None) -> Config:
     """The starting config of the Python API: a preset by name, or a :class:`Config` given (for
     ``objective`` when one is given)."""
     if isinstance(config, str):
-        return preset(config, objective or "mmd")
+        return preset(config, objective if objective is not None else "mmd")  # "" is refused, not mmd
     if not isinstance(config, Config):
         raise UserError(f"config must be a wae.Config or a preset name; got {type(config).__name__}")
     return for_objective(config, objective) if objective is not None else config
@@ -58,7 +58,7 @@ def fit_tensor(
     (``epochs=5, lam=10, latent_dim=16``); ``out`` names a run folder to write. Bad input (a
     list, NaN pixels, ``latent_dim=2.5``) raises :class:`UserError`, a ``ValueError``, before
     any work."""
-    _own(settings, "fit_tensor", {"dataset"}, objective)
+    _own(settings, "fit_tensor", {"dataset", "path"}, objective)
     cfg = _config(config, objective)
     if labels is not None:
         condition = settings.get("condition", settings.get("data__condition", "labels"))

@@ -591,7 +591,6 @@ def _train(args: argparse.Namespace) -> int:
         # a table gets the table preset unless a --preset or the --config file names another
         default_preset = "table" if table and "preset" not in found else None
         cfg = from_settings(found, args.preset or default_preset, args.objective)
-        _say_switched(found, cfg, args.objective, args.config)
         if args.data:
             data_path = Path(args.data)
             if table:
@@ -618,6 +617,7 @@ def _train(args: argparse.Namespace) -> int:
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         cfg = override(cfg, **given)
         validate(cfg)
+        _say_switched(found, cfg, args.objective, args.config, set(given))
         unused = ["--" + name.replace("_", "-") for name in ("lr_milestones", "lr_factors") if name in given]
         if unused and cfg.train.lr_schedule == "cosine":
             raise UserError(f"{' and '.join(unused)} shape the step schedule; the cosine schedule does not use them")
@@ -659,8 +659,9 @@ def _train(args: argparse.Namespace) -> int:
     return code
 
 
-def _say_switched(found: dict[str, Any], cfg: Config, objective: str | None, path: str | None) -> None:
-    """A note naming the settings of a ``--config`` file that ``--objective`` replaced: the
+def _say_switched(found: dict[str, Any], cfg: Config, objective: str | None, path: str | None, flags: set[str]) -> None:
+    """A note naming the settings of a ``--config`` file that ``--objective`` replaced (those a
+    flag gives are the flag's): the
     values the file gives at its own objective's defaults take the new objective's (so that a
     whole config, as --print-config writes it, switches whole), which a hand-written file may
     not expect."""
@@ -673,7 +674,9 @@ def _say_switched(found: dict[str, Any], cfg: Config, objective: str | None, pat
             continue
         for name, value in values.items():
             now = getattr(getattr(cfg, section), name)
-            if name != "objective" and (tuple(value) if isinstance(value, list) else value) != now:
+            if name in flags or f"{section}__{name}" in flags or name == "objective":
+                continue  # a flag set it, or it is the switch itself
+            if (tuple(value) if isinstance(value, list) else value) != now:
                 replaced.append(f"{section}.{name} {value!r} -> {now!r}")
     if replaced:
         print(

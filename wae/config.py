@@ -60,22 +60,47 @@ class UserError(ValueError):
     The command line prints the message alone and exits with code 2."""
 
 
+FLOAT_MAX = int(sys.float_info.max)  # the largest integer a float holds (about 1.8e308)
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)  # more than 4,300 digits: ValueError (Python's limit on int conversion)
+    if abs(value) > FLOAT_MAX:  # readers convert numbers to float: OverflowError, not ValueError
+        raise ValueError(f"a number of {len(text)} digits, beyond any float")
+    return value
+
+
+def _check_ints(value: Any) -> Any:
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_ints(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_ints(item)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > FLOAT_MAX:
+        raise ValueError("a number beyond any float")
+    return value
+
+
 def parse_json(text: str) -> Any:
     """``json.loads(text)`` with every way the text can fail to parse raised as ValueError:
-    malformed JSON (json.JSONDecodeError), a number of more than 4,300 digits (Python's limit
-    on int conversion), and nesting too deep for the parser (RecursionError, which is not a
-    ValueError). Readers of files a user may edit catch ValueError alone."""
+    malformed JSON (json.JSONDecodeError), an integer beyond the float range (which each reader
+    would meet as an OverflowError), one of more than 4,300 digits (Python's limit on int
+    conversion), and nesting too deep for the parser (RecursionError, which is not a
+    ValueError). A leading byte-order mark, as some editors write, is skipped. Readers of files
+    a user may edit catch ValueError alone."""
     try:
-        return json.loads(text)
+        return json.loads(text.removeprefix("\ufeff"), parse_int=_bounded_int)
     except RecursionError:
         raise ValueError("nested too deeply to parse") from None
 
 
 def parse_toml(text: str) -> dict[str, Any]:
     """``tomllib.loads(text)``, its errors raised as ValueError as :func:`parse_json` raises
-    them (a deeply nested array is a RecursionError in tomllib)."""
+    them (a deeply nested array is a RecursionError in tomllib; TOML integers are bounded by
+    the float range here too); a leading byte-order mark is skipped."""
     try:
-        return tomllib.loads(text)
+        return _check_ints(tomllib.loads(text.removeprefix("\ufeff")))
     except RecursionError:
         raise ValueError("nested too deeply to parse") from None
 
@@ -392,7 +417,10 @@ def _as_field_type(name: str, value: Any, hint: Any) -> Any:
         if option is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)  # numpy's integers too, from Python
         if option is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value) + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
+            try:
+                return float(value) + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
+            except OverflowError:  # an int beyond the float range (10**400)
+                raise UserError(f"config {name} must be a float; got an integer beyond any float") from None
         if option is str and isinstance(value, str):
             return str(value)  # numpy's str_ too, from Python
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
@@ -661,6 +689,7 @@ def validate(cfg: Config) -> None:
 # terabytes: an image side, a code dimension, the adversary's width
 MAX_IMAGE_SIDE = 4096
 MAX_LATENT_DIM = 65536
+MAX_EPOCHS = 1_000_000  # a schedule planned over more overflowed the float arithmetic of its steps
 MAX_ADVERSARY_WIDTH = 16384
 
 
@@ -687,10 +716,13 @@ def check_sizes(cfg: Config) -> None:
         ("model.label_dim", cfg.model.label_dim, MAX_LATENT_DIM),
         ("data.workers", cfg.data.workers, 256),
         ("train.threads", cfg.train.threads or 1, 1024),
+        ("train.epochs", cfg.train.epochs, MAX_EPOCHS),
+        ("train.schedule_epochs", cfg.train.schedule_epochs or 1, MAX_EPOCHS),
     ]
     for name, value, bound in bounds:
         if value > bound:
-            raise UserError(f"{name} must be at most {bound}; got {value}")
+            shown = str(value) if len(str(value)) <= 24 else f"a number of {len(str(value))} digits"
+            raise UserError(f"{name} must be at most {bound}; got {shown}")
     check_seed(cfg.train.seed, "train.seed")
     if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
         check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")
@@ -797,8 +829,10 @@ def read_settings(path: Path) -> dict[str, Any]:
                 raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}; got {value!r}")
             found["preset"] = value
             continue
-        if key not in SECTIONS or not isinstance(value, dict):
+        if key not in SECTIONS:
             raise UserError(f"{path}: unknown key '{key}' (a file holds preset and the tables {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):  # [[train]], train = 5, or a JSON key given twice
+            raise UserError(f"{path}: '{key}' must be one table of settings ([{key}]); got {type(value).__name__}")
         for name, item in value.items():
             if (key, name) not in described:
                 raise UserError(f"{path}: unknown key '{key}.{name}'")
@@ -976,7 +1010,9 @@ def override(cfg: Config, **values: Any) -> Config:
             raise UserError(f"setting '{key}': give a list or a tuple, not an iterator")
         if "__" in key:
             section, name = key.split("__", 1)
-            owners = [section] if section in sections and hasattr(sections[section], name) else []
+            # the fields of the section only: "model____dict__" once replaced the whole section
+            known = {f.name for f in dataclasses.fields(sections[section])} if section in sections else set()
+            owners = [section] if name in known else []
         else:
             name = key
             owners = [s for s, obj in sections.items() if name in {f.name for f in dataclasses.fields(obj)}]

@@ -242,7 +242,8 @@ def classifier_metrics(
     ``sample_outputs`` the classifier's (features, probabilities) of ``generated``
     (``features_and_probs``): neither is computed again (with both given and no ``recon``, the
     classifier is not even loaded). :class:`UserError` (a ValueError) for images the classifier
-    cannot read, or given outputs that do not match their images in shape or number."""
+    cannot read, or given outputs that do not fit their images (shape, number, finite floats,
+    probabilities that sum to 1)."""
     from .classifier import FEATURES, load_classifier
 
     test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
@@ -298,6 +299,8 @@ def sample_metrics(
     sample_outputs = _outputs_of(classifier, generated, None, "generated")
     metrics = _classifier_metrics(classifier, test_outputs[0], generated, recon, sample_outputs)
     if conditional is not None:
+        if not isinstance(conditional, tuple | list) or len(conditional) != 3:
+            raise UserError("conditional: give (test labels, sample labels, class names)")
         test_labels, labels, classes = conditional
         metrics.update(
             _conditional_metrics(test, test_labels, generated, labels, classes, test_outputs, sample_outputs)
@@ -459,8 +462,11 @@ def _conditional_metrics(
     """:func:`conditional_metrics` of checked images and their checked classifier outputs."""
     if not classes:
         raise UserError("classes: give the names of the classes the labels index")
-    if isinstance(classes, str) or not all(isinstance(name, str) for name in classes):
-        raise UserError("classes: a tuple of names, one str per class (the keys fd_class_NAME are made of them)")
+    if not isinstance(classes, tuple | list) or not all(isinstance(name, str) and name for name in classes):
+        # a set's order (and so which class a figure is filed under) changes with the hash seed
+        raise UserError(
+            "classes: a tuple of names in label order, one non-empty str per class (the keys fd_class_NAME)"
+        )
     if len(set(classes)) < len(classes):
         raise UserError("classes: two classes have one name; each class's figures are keyed by its name")
     test_labels = _class_indices(test_labels, len(test), len(classes), "test_labels")

@@ -54,6 +54,9 @@ def launched() -> Processes:
         raise UserError(f"WORLD_SIZE={world} in the environment: a launch has at least 1 process (torchrun sets it)")
     if world == 1:
         return Processes()
+    unset = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name, "").strip()]
+    if unset:  # set by hand, not by torchrun: the rendezvous would fail with a traceback
+        raise UserError(f"WORLD_SIZE={world} in the environment without {', '.join(unset)}: launch with torchrun")
     rank, local_rank = _environ_int("RANK", 0), _environ_int("LOCAL_RANK", 0)
     for name, value in (("RANK", rank), ("LOCAL_RANK", local_rank)):
         if not 0 <= value < world:
@@ -68,7 +71,8 @@ def _environ_int(name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise UserError(f"{name}={text!r} in the environment is not a whole number (torchrun sets it)") from None
+        shown = repr(text) if len(text) <= 24 else f"a value of {len(text)} characters"
+        raise UserError(f"{name}={shown} in the environment is not a whole number (torchrun sets it)") from None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

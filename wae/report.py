@@ -84,16 +84,19 @@ def _is_number(value: Any) -> bool:
 
 
 def well_formed(record: dict[str, Any]) -> bool:
-    """Whether a training or evaluation record has its keys and numbers only (other kinds of
-    record are not read, so they pass)."""
+    """Whether a training or evaluation record has its keys and numbers only, with a finite step
+    and epoch (other kinds of record are not read, so they pass)."""
     kind = record.get("kind")
     if not isinstance(kind, str):  # a list or an object once failed as unhashable
         return "kind" not in record
     if kind not in REQUIRED_KEYS:
         return True
-    return all(k in record for k in REQUIRED_KEYS[kind]) and all(
+    if not all(k in record for k in REQUIRED_KEYS[kind]) or not all(
         _is_number(v) for k, v in record.items() if k != "kind"
-    )
+    ):
+        return False
+    # a figure may be NaN (undefined: a tiny test split), a position may not (int(nan) fails)
+    return all(math.isfinite(record[k]) for k in ("step", "epoch") if k in record)
 
 
 def read_metrics_file(path: Path) -> dict[str, float] | None:
@@ -227,7 +230,12 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
     """Q_Z (test codes (n, d)) against P_Z (prior draws (m, d)): scatter plots of coordinates
     1-2 and of the top-2 principal axes of Q_Z (for d >= 2), and a histogram per coordinate (up
     to 16, each on its own range, in rows of 8). The histograms share one panel: 16 panels of
-    their own took two thirds of the figure's time, which every training run's report pays."""
+    their own took two thirds of the figure's time, which every training run's report pays.
+    Rows with NaN or infinite values are left out (the figure says how many); :class:`UserError`
+    for tensors that are not (n, d) and (m, d) of one d, or with no finite row."""
+    (codes, codes_out), (prior, prior_out) = _finite_rows(codes, "codes"), _finite_rows(prior, "prior draws")
+    if codes.shape[1] != prior.shape[1]:
+        raise UserError(f"codes have {codes.shape[1]} coordinates, prior draws {prior.shape[1]}")
     d = codes.shape[1]
     shown = min(d, 16)
     cols, slot, gap, row_height = 8, 1.0, 0.2, 1.7
@@ -269,11 +277,11 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         edges = x0 + slot * (bins - lo) / (hi - lo)
         hist.stairs(y0 + p_density / scale, edges, baseline=y0, fill=True, color="tab:gray", alpha=0.5, label="P_Z")
         hist.stairs(y0 + q_density / scale, edges, baseline=y0, color="tab:blue", alpha=0.6, lw=1.5, label="Q_Z")
-        variance = codes[:, j].var() if len(codes) > 1 else float("nan")  # a test split of one image
-        hist.text(x0 + slot / 2, y0 + 1.05, f"z{j + 1}: mean {codes[:, j].mean():.2f}, var {variance:.2f}",
+        variance = codes[:, j].double().var() if len(codes) > 1 else float("nan")  # one code: undefined
+        hist.text(x0 + slot / 2, y0 + 1.05, f"z{j + 1}: mean {codes[:, j].mean():.3g}, var {variance:.3g}",
                   ha="center", fontsize=8)  # fmt: skip
-        hist.text(x0, y0 - 0.04, f"{lo:.1f}", ha="left", va="top", fontsize=7)
-        hist.text(x0 + slot, y0 - 0.04, f"{hi:.1f}", ha="right", va="top", fontsize=7)
+        hist.text(x0, y0 - 0.04, f"{lo:.3g}", ha="left", va="top", fontsize=7)
+        hist.text(x0 + slot, y0 - 0.04, f"{hi:.3g}", ha="right", va="top", fontsize=7)
         if lo < 0 < hi:
             zeros.append((x0 + slot * -lo / (hi - lo), y0))
     if zeros:  # a tick at 0 on each axis that spans it
@@ -285,7 +293,26 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
     hist.set_axis_off()
     if d < 2:
         hist.legend(loc="upper right", fontsize=8)
+    notes = [f"z{shown + 1} to z{d} not shown (the first {shown} of {d} coordinates)"] if d > shown else []
+    notes += [
+        f"{n} {name} left out: NaN or infinite" for name, n in (("codes", codes_out), ("prior draws", prior_out)) if n
+    ]
+    if notes:
+        fig.text(0.99, 0.005, "; ".join(notes), ha="right", va="bottom", fontsize=8, color="0.3")
     return fig
+
+
+def _finite_rows(values: Tensor, name: str) -> tuple[Tensor, int]:
+    """``values`` (n, d) as float32 on the CPU without its rows holding NaN or infinities, and
+    how many rows were left out."""
+    if not isinstance(values, Tensor) or values.ndim != 2 or values.shape[1] < 1:
+        shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+        raise UserError(f"{name}: expected a tensor (n, d); got {shape}")
+    values = values.detach().float().cpu()
+    finite = torch.isfinite(values).all(1)
+    if not finite.any():
+        raise UserError(f"{name}: no row without NaN or infinite values")
+    return values[finite], int((~finite).sum())
 
 
 def _format(value: Any) -> str:
@@ -447,7 +474,7 @@ def render_report(run: Path) -> str:
     if records:
         parts.append(f"<h2>Curves</h2><img class='plot' src='{_png(curves_figure(records))}' alt='curves'>")
     parts.append(
-        "<h2>Latent space: Q_Z (blue, 2,000 test codes) against P_Z (grey, prior draws)</h2>"
+        f"<h2>Latent space: Q_Z (blue, {len(codes):,} test codes) against P_Z (grey, prior draws)</h2>"
         f"<img class='plot' src='{_png(latent_figure(codes, prior))}' alt='latent space'>"
     )
     parts.append("</body></html>\n")

@@ -478,7 +478,7 @@ def from_array(rows: Any, test: Any = None, held_out: float = 0.2) -> TableData:
     rows (m, C); checked and standardised as :func:`load_table` does."""
     arrays: list[np.ndarray | None] = []
     for value, name in ((rows, "rows"), (test, "test")):
-        if value is None:
+        if value is None and name == "test":
             arrays.append(None)
             continue
         if isinstance(value, Tensor):
@@ -487,7 +487,8 @@ def from_array(rows: Any, test: Any = None, held_out: float = 0.2) -> TableData:
             raise UserError(f"{name} must be a numpy array or a torch.Tensor; got {type(value).__name__}")
         arrays.append(_numeric(value, name))
     train, test_rows = arrays
-    assert train is not None
+    if train is None:  # not reached: rows of None are refused above as not an array
+        raise UserError("rows must be a numpy array or a torch.Tensor; got NoneType")
     places: list[list[str] | None] = [None, None]
     if test_rows is None:
         if len(train) < MIN_ROWS:
