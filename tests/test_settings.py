@@ -308,3 +308,9 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
         capsys.readouterr()
         assert main(["train", "--config", str(path), *argv, "--print-config"]) == 0
         assert "note" not in capsys.readouterr().err
+    # a refused command prints its error alone, not the note before it
+    capsys.readouterr()
+    bad = ["--objective", "mmd", "--lr-schedule", "cosine", "--lr-milestones", "0.5", "0.7", "--print-config"]
+    assert main(["train", "--config", str(path), *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cosine schedule does not use them" in err

@@ -603,24 +603,26 @@ def _train(args: argparse.Namespace) -> int:
                 given.update(dataset="npz", path=args.data)
         elif args.dataset:
             given["dataset"] = args.dataset
+        notes = []  # printed once the settings are known to be good: an error stays one line
         pinned = found.get("train", {}).get("schedule_epochs")
         if "epochs" in given and "schedule_epochs" not in given and pinned not in (None, given["epochs"]):
             # a run's config.json records the plan of its first session (an extended run's
             # differs from its epochs): a new --epochs plans anew, unless --schedule-epochs says
             given["schedule_epochs"] = None
-            print(
+            notes.append(
                 f"note: the schedule is planned over the {given['epochs']} epochs of --epochs, not over the "
-                f"{pinned} of {args.config} (give --schedule-epochs {pinned} to keep them)",
-                file=sys.stderr,
+                f"{pinned} of {args.config} (give --schedule-epochs {pinned} to keep them)"
             )
         if "cost" in given and "cost_scale" not in given and "cost_scale" in found.get("loss", {}):
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         cfg = override(cfg, **given)
         validate(cfg)
-        _say_switched(found, cfg, args.objective, args.config, set(given))
         unused = ["--" + name.replace("_", "-") for name in ("lr_milestones", "lr_factors") if name in given]
         if unused and cfg.train.lr_schedule == "cosine":
             raise UserError(f"{' and '.join(unused)} shape the step schedule; the cosine schedule does not use them")
+        notes += _switched(found, cfg, args.objective, args.config, set(given))
+        for note in notes:
+            print(note, file=sys.stderr)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -659,31 +661,32 @@ def _train(args: argparse.Namespace) -> int:
     return code
 
 
-def _say_switched(found: dict[str, Any], cfg: Config, objective: str | None, path: str | None, flags: set[str]) -> None:
-    """A note naming the settings of a ``--config`` file that ``--objective`` replaced (those a
-    flag gives are the flag's): the
-    values the file gives at its own objective's defaults take the new objective's (so that a
-    whole config, as --print-config writes it, switches whole), which a hand-written file may
-    not expect."""
+def _switched(
+    found: dict[str, Any], cfg: Config, objective: str | None, path: str | None, flags: set[str]
+) -> list[str]:
+    """The note (a list of none or one line) naming the settings of a ``--config`` file that
+    ``--objective`` replaced: the values the file gives at its own objective's defaults take the
+    new objective's (so that a whole config, as --print-config writes it, switches whole), which
+    a hand-written file may not expect. Settings a flag gives are the flag's and not named."""
     old = found.get("loss", {}).get("objective")
     if objective is None or old is None or old == objective:
-        return
+        return []
     replaced = []
     for section, values in found.items():
         if not isinstance(values, dict):
             continue
         for name, value in values.items():
-            now = getattr(getattr(cfg, section), name)
             if name in flags or f"{section}__{name}" in flags or name == "objective":
                 continue  # a flag set it, or it is the switch itself
+            now = getattr(getattr(cfg, section), name)
             if (tuple(value) if isinstance(value, list) else value) != now:
                 replaced.append(f"{section}.{name} {value!r} -> {now!r}")
-    if replaced:
-        print(
-            f"note: --objective {objective} over {path}'s {old}: the file's values at {old}'s defaults take "
-            f"{objective}'s ({', '.join(replaced)}); give them as flags to keep them",
-            file=sys.stderr,
-        )
+    if not replaced:
+        return []
+    return [
+        f"note: --objective {objective} over {path}'s {old}: the file's values at {old}'s defaults take "
+        f"{objective}'s ({', '.join(replaced)}); give them as flags to keep them"
+    ]
 
 
 def _run_config(run_dir: Path) -> Config:
