@@ -246,9 +246,7 @@ def classifier_metrics(
     probabilities that sum to 1)."""
     from .classifier import FEATURES, load_classifier
 
-    test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
-    if recon is not None:
-        recon = classifier_images(recon, "recon")
+    test, generated, recon = _checked_images(test, generated, recon)
     classifier = functools.cache(load_classifier)  # loaded on first use, once
     if test_features is None:
         test_features = _outputs_of(classifier, test, None, "test")[0]
@@ -289,9 +287,7 @@ def sample_metrics(
     kept them. Returns the metrics and the test outputs (to pass to the next call on the same
     test images). Images (n, 1, 28, 28) as :func:`classifier_images` takes them; UserError as
     the two functions raise it."""
-    test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
-    if recon is not None:
-        recon = classifier_images(recon, "recon")
+    test, generated, recon = _checked_images(test, generated, recon)
     from .classifier import load_classifier
 
     classifier = functools.cache(load_classifier)  # loaded on first use, once
@@ -306,6 +302,14 @@ def sample_metrics(
             _conditional_metrics(test, test_labels, generated, labels, classes, test_outputs, sample_outputs)
         )
     return metrics, test_outputs
+
+
+def _checked_images(
+    test: Tensor, generated: Tensor, recon: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The metric functions' image sets through :func:`classifier_images`, each named."""
+    test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
+    return test, generated, classifier_images(recon, "recon") if recon is not None else None
 
 
 def classifier_images(images: Tensor, name: str = "images") -> Tensor:
@@ -443,7 +447,7 @@ def conditional_metrics(
     that do not match their images (shape, number, finite floats, probabilities that sum to 1)."""
     from .classifier import load_classifier
 
-    test, generated = classifier_images(test, "test"), classifier_images(generated, "generated")
+    test, generated, _ = _checked_images(test, generated)
     classifier = functools.cache(load_classifier)  # loaded on first use, once
     test_outputs = _outputs_of(classifier, test, test_outputs, "test_outputs")
     sample_outputs = _outputs_of(classifier, generated, sample_outputs, "sample_outputs")
