@@ -158,24 +158,33 @@ def test_grids_take_any_test_split(count):
     assert len(rows) == min(count, 48) if count >= 12 else len(rows) == 12
 
 
+# the suite makes RuntimeWarnings errors; these two are what the run is to say (once each)
+@pytest.mark.filterwarnings("default:a Fréchet distance needs:RuntimeWarning")
+@pytest.mark.filterwarnings("default:precision and recall need:RuntimeWarning")
 def test_training_and_evaluation_on_a_test_split_of_one_image(tmp_path, capsys):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x_train=rng.random((40, 28, 28)), x_test=rng.random((1, 28, 28)))
     out = tmp_path / "one"
     args = ["--batch-size", "8", "--max-steps", "1", "--precision", "fp32", "--no-progress", "--out", str(out)]
     assert main(["train", "--data", str(tmp_path / "d.npz"), *args]) == 0
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    # the undefined figures are named, each once
+    assert err.count("warning: a Fréchet distance needs 2 points or more in each set, got 1 and 1: NaN") == 1
+    assert err.count("warning: precision and recall need more than k = 3 points") == 1
     record = read_jsonl(out / "metrics.jsonl")[-1]
     # undefined on one test image: written as JSON null (strict JSON), not as a bare NaN
     assert record["test_mmd"] is None and record["precision"] is None and record["test_recon_mse"] > 0
     model, cfg = wae.load_model(out)
-    metrics = evaluate_run(model, load_npz(tmp_path / "d.npz"), "01", samples=8)
+    with pytest.warns(RuntimeWarning):
+        metrics = evaluate_run(model, load_npz(tmp_path / "d.npz"), "01", samples=8)
     assert np.isnan(metrics["fd_reconstructions"]) and np.isnan(metrics["fd_samples"]) and metrics["sharpness_data"] > 0
 
 
 def test_precision_recall_needs_more_points_than_k():
     x = torch.randn(3, 4)
-    assert all(np.isnan(v) for v in precision_recall(x, torch.randn(50, 4)).values())
+    with pytest.warns(RuntimeWarning, match="got 3 real and 50 generated"):
+        assert all(np.isnan(v) for v in precision_recall(x, torch.randn(50, 4)).values())
     assert all(np.isfinite(v) for v in precision_recall(torch.randn(4, 4), torch.randn(4, 4)).values())
 
 

@@ -243,13 +243,24 @@ def class_names_of(payload: dict[str, Any], cfg: Config) -> tuple[str, ...]:
     return tuple(names)
 
 
-def run_checkpoints(run_dir: Path) -> list[Path]:
-    """The checkpoint files of a run folder, newest (highest step) first."""
+def _checkpoints_by_step(run_dir: Path) -> list[tuple[int, Path]]:
     folder = Path(run_dir) / FOLDER
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name))]
-    return [p for _, p in sorted(found, reverse=True)]
+    return sorted(found, reverse=True)
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoint files of a run folder, newest (highest step) first."""
+    return [p for _, p in _checkpoints_by_step(run_dir)]
+
+
+def newest_checkpoint_step(run_dir: Path) -> int | None:
+    """The step of a run's newest checkpoint, read from its file name (nothing is loaded); None
+    when the run has none."""
+    found = _checkpoints_by_step(run_dir)
+    return found[0][0] if found else None
 
 
 def save_run_checkpoint(run_dir: Path, payload: dict[str, Any], keep: int) -> Path:

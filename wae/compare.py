@@ -23,7 +23,7 @@ from .config import UserError
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .images import grid
-from .report import new_figure, read_metrics_file, read_records, read_run_config, run_metrics
+from .report import new_figure, read_metrics_file, read_records, read_run_config, run_metrics, saved_evals
 from .runs import load_data
 
 # (metrics key, column title, format)
@@ -56,7 +56,7 @@ def run_summary(run: Path) -> dict[str, Any]:
     records = read_records(run)
     train = [r for r in records if r.get("kind") == "train"]
     speeds = [r["images_per_s"] for r in train if "images_per_s" in r]
-    evals = [r for r in records if r.get("kind") == "eval"]
+    evals = saved_evals(run, records)
     return {
         "name": run.name,
         "objective": cfg["loss"]["objective"],
@@ -217,7 +217,7 @@ def list_line(run: Path) -> list[str]:
     elif evaluated:
         source = "wae evaluate"
     elif metrics:
-        source = f"epoch {max(int(r['epoch']) for r in done if r.get('kind') == 'eval')} eval"
+        source = f"epoch {int(saved_evals(run, records)[-1]['epoch'])} eval"
     else:
         source = "no evaluation yet" if run_checkpoints(run) else "no checkpoint"
     cells = [run.name, str(cfg.get("preset")), str(cfg.get("loss", {}).get("objective"))]

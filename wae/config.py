@@ -63,13 +63,6 @@ class UserError(ValueError):
 FLOAT_MAX = int(sys.float_info.max)  # the largest integer a float holds (about 1.8e308)
 
 
-def _bounded_int(text: str) -> int:
-    value = int(text)  # more than 4,300 digits: ValueError (Python's limit on int conversion)
-    if abs(value) > FLOAT_MAX:  # readers convert numbers to float: OverflowError, not ValueError
-        raise ValueError(f"a number of {len(text)} digits, beyond any float")
-    return value
-
-
 def _check_ints(value: Any) -> Any:
     if isinstance(value, dict):
         for item in value.values():
@@ -78,8 +71,15 @@ def _check_ints(value: Any) -> Any:
         for item in value:
             _check_ints(item)
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > FLOAT_MAX:
-        raise ValueError("a number beyond any float")
+        raise ValueError("a number beyond any float")  # readers convert numbers to float: OverflowError
     return value
+
+
+def _parsed(loads: Callable[[str], Any], text: str) -> Any:
+    try:
+        return _check_ints(loads(text.removeprefix("\ufeff")))
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
 
 
 def parse_json(text: str) -> Any:
@@ -89,20 +89,14 @@ def parse_json(text: str) -> Any:
     conversion), and nesting too deep for the parser (RecursionError, which is not a
     ValueError). A leading byte-order mark, as some editors write, is skipped. Readers of files
     a user may edit catch ValueError alone."""
-    try:
-        return json.loads(text.removeprefix("\ufeff"), parse_int=_bounded_int)
-    except RecursionError:
-        raise ValueError("nested too deeply to parse") from None
+    return _parsed(json.loads, text)
 
 
 def parse_toml(text: str) -> dict[str, Any]:
     """``tomllib.loads(text)``, its errors raised as ValueError as :func:`parse_json` raises
     them (a deeply nested array is a RecursionError in tomllib; TOML integers are bounded by
     the float range here too); a leading byte-order mark is skipped."""
-    try:
-        return _check_ints(tomllib.loads(text.removeprefix("\ufeff")))
-    except RecursionError:
-        raise ValueError("nested too deeply to parse") from None
+    return _parsed(tomllib.loads, text)
 
 
 def setting(
@@ -299,7 +293,7 @@ class TrainConfig:
     lr_warmup: float = setting(
         0.0,
         "fraction of the planned steps over which the learning rate first rises linearly from lr / 100 "
-        "(either schedule; the step schedule's factors apply during it too)",
+        "(either schedule; the step schedule's factors apply during it too; above 0, at least one step)",
         at_least=0,
         below=1,
         why="a fraction of the steps",
@@ -429,10 +423,14 @@ def _as_field_type(name: str, value: Any, hint: Any) -> Any:
     raise UserError(f"config {name} must be {wanted}; got {json_repr(value)}")
 
 
-def json_repr(value: Any) -> str:
-    """A short printable form of a value read from a file (for one-line errors)."""
+def json_repr(value: Any, width: int = 40) -> str:
+    """A short printable form of a value for a one-line error: its repr, cut to ``width``
+    characters, and a whole number of over 128 bits by its size (repr refuses ints of over 4,300
+    digits)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def checked_types(d: Any, sections: dict[str, type]) -> dict[str, Any]:
@@ -721,8 +719,7 @@ def check_sizes(cfg: Config) -> None:
     ]
     for name, value, bound in bounds:
         if value > bound:
-            shown = str(value) if len(str(value)) <= 24 else f"a number of {len(str(value))} digits"
-            raise UserError(f"{name} must be at most {bound}; got {shown}")
+            raise UserError(f"{name} must be at most {bound}; got {json_repr(value)}")
     check_seed(cfg.train.seed, "train.seed")
     if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
         check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -178,8 +179,14 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) 
     """Improved precision and recall (Kynkäänniemi et al. 2019) of features real (n, d) and
     fake (m, d): precision is the fraction of fake points inside the union of the balls around
     real points reaching their k-th nearest real neighbour; recall the same the other way.
-    NaN when either set has k points or fewer (no k-th neighbour)."""
+    NaN, with a RuntimeWarning, when either set has k points or fewer (no k-th neighbour)."""
     if min(len(real), len(fake)) <= k:
+        warnings.warn(
+            f"precision and recall need more than k = {k} points in each set, got {len(real)} real and {len(fake)} "
+            "generated: NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return {"precision": NAN, "recall": NAN}
     real, fake = real.float(), fake.float()
     precision = _covered(fake, real, _kth_neighbour_radii(real, k, chunk), chunk).float().mean().item()
@@ -492,7 +499,8 @@ def _conditional_metrics(
             metrics[f"label_accuracy_{name}"] = right[chosen].float().mean().item() if chosen.any() else NAN
     fds = []
     for c, name in enumerate(classes):
-        fd = frechet_distance_of(sample_features[labels == c], test_features[test_labels == c])
+        ours, theirs = sample_features[labels == c], test_features[test_labels == c]
+        fd = frechet_distance_of(ours, theirs) if min(len(ours), len(theirs)) >= 2 else NAN  # documented: no warning
         metrics[f"fd_class_{name}"] = fd
         fds.append(fd)
     metrics["fd_class_mean"] = sum(fds) / len(fds)

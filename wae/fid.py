@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import time
 import warnings
 from pathlib import Path
@@ -56,12 +57,23 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     (d, d)): ||m_a - m_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), in float64.
 
     tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
-    number and needs only symmetric eigendecompositions."""
+    number and needs only symmetric eigendecompositions.
+
+    :class:`UserError` (a ValueError) when a statistic is not finite (features so large that
+    their squares overflow float64) or the eigendecomposition does not converge."""
     mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
-    values, vectors = torch.linalg.eigh(cov_a)
-    root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
-    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
-    return float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+    if not all(bool(t.isfinite().all()) for t in (mean_a, cov_a, mean_b, cov_b)):
+        raise UserError("the feature statistics are not finite (features too large for float64): no Fréchet distance")
+    try:
+        values, vectors = torch.linalg.eigh(cov_a)
+        root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+        cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    except torch.linalg.LinAlgError as err:
+        raise UserError(f"no Fréchet distance: the eigendecomposition failed ({err})") from None
+    distance = float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+    if not math.isfinite(distance):
+        raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
+    return distance
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -71,9 +83,15 @@ def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN
-    when either has fewer than 2 points (no covariance: a test split of one image)."""
+    """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN,
+    with a RuntimeWarning, when either has fewer than 2 points (no covariance: a test split of
+    one image). UserError as :func:`frechet_distance` raises it."""
     if min(len(features_a), len(features_b)) < 2:
+        warnings.warn(
+            f"a Fréchet distance needs 2 points or more in each set, got {len(features_a)} and {len(features_b)}: NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return float("nan")
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 

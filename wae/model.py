@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig, UserError, check_memory
+from .config import ModelConfig, UserError, check_memory, json_repr
 from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
 from .priors import sample_prior
 
@@ -31,13 +31,6 @@ _CHECKED_BYTES = 1 << 26
 _WIDE_UNSIGNED = {getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name)}
 
 
-def _shown(value: Any) -> str:
-    """``repr(value)`` for a message, short (a whole number beyond 2^200 by its size)."""
-    if isinstance(value, int) and value.bit_length() > 200:  # repr refuses ints of over 4300 digits
-        return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
-    return f"{value!r:.60}"
-
-
 def whole_number(value: Any, name: str, minimum: int) -> int:
     """``value`` as an int when it is a whole number (an int, numpy integer, 0-d integer tensor:
     anything with ``__index__`` that is not a bool) in [minimum, MAX_COUNT]; UserError otherwise."""
@@ -49,10 +42,10 @@ def whole_number(value: Any, name: str, minimum: int) -> int:
         except TypeError:
             number = None
     if number is None or number < minimum:
-        raise UserError(f"{name} must be a whole number >= {minimum}; got {_shown(value)}")
+        raise UserError(f"{name} must be a whole number >= {minimum}; got {json_repr(value)}")
     if number > MAX_COUNT:
         raise UserError(
-            f"{name} must be at most 2^{MAX_COUNT.bit_length() - 1} (and fit in memory); got {_shown(value)}"
+            f"{name} must be at most 2^{MAX_COUNT.bit_length() - 1} (and fit in memory); got {json_repr(value)}"
         )
     return number
 
@@ -64,7 +57,7 @@ def check_generator(generator: Any) -> None:
         return
     if not isinstance(generator, torch.Generator):
         raise UserError(
-            f"generator must be a torch.Generator or None; got {type(generator).__name__} {_shown(generator)}"
+            f"generator must be a torch.Generator or None; got {type(generator).__name__} {json_repr(generator)}"
         )
     try:
         device = generator.device

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .config import UserError
+from .config import UserError, json_repr
 
 T = TypeVar("T")
 
@@ -71,8 +71,9 @@ def _environ_int(name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        shown = repr(text) if len(text) <= 24 else f"a value of {len(text)} characters"
-        raise UserError(f"{name}={shown} in the environment is not a whole number (torchrun sets it)") from None
+        raise UserError(
+            f"{name}={json_repr(text)} in the environment is not a whole number (torchrun sets it)"
+        ) from None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import metrics_fingerprint, weights_fingerprint, write_atomic
+from .checkpoint import figure_bytes, metrics_fingerprint, newest_checkpoint_step, weights_fingerprint, write_atomic
 from .config import Config, UserError, parse_json, validate
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
@@ -44,12 +43,10 @@ def new_figure(**kwargs: Any) -> Any:
 
 def _png(fig: Any) -> str:
     """A matplotlib figure as a base64 PNG data URI."""
-    buffer = io.BytesIO()
     # the figures lay themselves out with fixed margins: tight_layout and bbox_inches="tight"
     # each draw the whole figure once more (a third of a report's time, which every training
     # run ends with)
-    fig.savefig(buffer, format="png", dpi=100)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(figure_bytes(fig, dpi=100)).decode()
 
 
 def _file_png(path: Path) -> str | None:
@@ -134,16 +131,27 @@ def read_run_config(run: Path) -> dict[str, Any]:
     return loaded
 
 
+def saved_evals(run: Path, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The per-epoch evaluation records of ``run`` (of ``records`` when given, else of its
+    metrics.jsonl) whose weights the run still has: those at or before the step of its newest
+    checkpoint (all of them when it has none). A record after it was written by a process that
+    died before it saved those weights (``--resume`` drops such records), or by hand."""
+    records = read_records(run) if records is None else records
+    saved = newest_checkpoint_step(run)
+    return [r for r in records if r.get("kind") == "eval" and (saved is None or r["step"] <= saved)]
+
+
 def run_metrics(run: Path, weights: str | None = None) -> dict[str, float]:
-    """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation.
-    With ``weights`` (the fingerprint of the run's checkpoint), a metrics.json that records
-    other weights (the checkpoint was replaced since) is passed over."""
+    """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation of
+    weights the run has (:func:`saved_evals`). With ``weights`` (the fingerprint of the run's
+    checkpoint), a metrics.json that records other weights (the checkpoint was replaced since)
+    is passed over."""
     path = run / "metrics.json"
     if path.is_file() and not metrics_are_stale(path, weights):
         metrics = read_metrics_file(path)
         if metrics is not None:
             return metrics
-    evals = [r for r in read_records(run) if r.get("kind") == "eval"]
+    evals = saved_evals(run)
     return {k: v for k, v in evals[-1].items() if k != "kind"} if evals else {}
 
 

@@ -132,7 +132,8 @@ def lr_multiplier(cfg: Config, step: int, steps_per_epoch: int) -> float:
     1 -> LR_FLOOR along a half cosine over the remaining planned steps (Loshchilov & Hutter
     2017, SGDR without restarts), LR_FLOOR beyond them (a run extended with --resume)."""
     total = planned_epochs(cfg) * steps_per_epoch
-    warm = round(cfg.train.lr_warmup * total)
+    # a warm-up asked for is at least one step (a fraction below half a step once rounded to none)
+    warm = max(1, round(cfg.train.lr_warmup * total)) if cfg.train.lr_warmup > 0 else 0
     ramp = LR_FLOOR + (1 - LR_FLOOR) * step / warm if step < warm else 1.0
     if cfg.train.lr_schedule == "step":  # a milestone inside the warm-up scales the ramp, as after it
         return ramp * lr_factor(cfg, step // steps_per_epoch)
