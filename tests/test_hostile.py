@@ -432,3 +432,126 @@ def test_figures_of_too_few_points_warn_and_huge_features_are_one_error():
         classifier_metrics(
             torch.rand(20, 1, 28, 28), torch.rand(20, 1, 28, 28), test_features=torch.randn(20, 128).double() * 1e200
         )
+
+
+def test_a_damaged_or_odd_newest_checkpoint_does_not_lend_its_figures(run, tmp_path):
+    # the report and compare draw the newest checkpoint that reads; the figures must be of it,
+    # not of a damaged newer file, a folder or a name in other digits (int() reads them)
+    from wae.checkpoint import run_checkpoints
+    from wae.compare import list_line, run_summary
+    from wae.report import render_report
+
+    copy = _copy(run, tmp_path)
+    (copy / "metrics.json").unlink(missing_ok=True)
+    saved = [r for r in map(json.loads, (copy / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
+    ghost = {**saved[-1], "step": 100, "epoch": 3, "test_recon_mse": 0.777777}
+    with open(copy / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(ghost) + "\n")
+    newest = run_checkpoints(copy)[0]
+    (copy / "checkpoints" / "step-00000200.pt").mkdir()  # a folder
+    (copy / "checkpoints" / "step-\u0661\u0660\u0660.pt").write_bytes(b"")  # Arabic-Indic 100
+    os.symlink(tmp_path / "nowhere", copy / "checkpoints" / "step-00000300.pt")
+    assert run_checkpoints(copy)[0] == newest  # none of them is a checkpoint
+    (copy / "checkpoints" / "step-00000100.pt").write_bytes(newest.read_bytes()[:100])  # damaged
+    with pytest.warns(UserWarning, match="step-00000100.pt.*using .*" + newest.name):
+        html = render_report(copy)
+    table = html.split("</table>")[0]  # the metrics table (the figures below are base64 images)
+    assert "0.7777" not in table and f">{saved[-1]['test_recon_mse']:.4g}<" in table
+    assert run_summary(copy, step=saved[-1]["step"])["metrics"]["test_recon_mse"] == saved[-1]["test_recon_mse"]
+    code, err = run_cli(["compare", str(copy), "--out", str(tmp_path / "cmp")])
+    assert code == 0, err
+    assert "0.7777" not in (tmp_path / "cmp" / "compare.md").read_text()
+    # wae runs reads no checkpoint: by file name, the damaged step-100 counts (documented)
+    assert list_line(copy)[-1] == "epoch 3 eval"
+    # a resume prunes around a folder of a checkpoint's name (it once failed on it after training)
+    shutil.rmtree(copy / "checkpoints" / "step-00000200.pt")
+    (copy / "checkpoints" / "step-00000100.pt").unlink()
+    (copy / "checkpoints" / "step-00000001.pt").mkdir()
+    code, err = run_cli(["train", "--resume", str(copy), "--epochs", "3", "--keep-checkpoints", "1"])
+    assert code == 0, err
+
+
+def test_precision_recall_and_the_frechet_distance_refuse_what_they_cannot_measure():
+    from wae.evaluate import precision_recall
+    from wae.fid import frechet_distance, frechet_distance_of
+
+    x = torch.randn(50, 4, dtype=torch.float64)
+    # a common scale changes nothing; float32 once overflowed (identical sets gave 0.52)
+    for scale in (1.0, 1e39, 1e200, 1e-30, 1e-200):
+        assert precision_recall(x * scale, x * scale) == {"precision": 1.0, "recall": 1.0}
+    assert precision_recall(x * 1e200, x * 1e200 + 1e201)["precision"] == precision_recall(x, x + 10)["precision"]
+    bad = [
+        (x.to(torch.complex128), x),
+        (torch.full((20, 4), float("nan")), x),
+        (x, torch.randn(50, 5)),
+        (x[0], x),
+        (x.numpy(), x),
+        (x.bool(), x),
+        (torch.empty(50, 4, device="meta"), x),
+        (x[:, :0], x[:, :0]),
+    ]
+    for a, b in bad:
+        with pytest.raises(UserError):
+            precision_recall(a, b)
+        with pytest.raises(UserError):
+            frechet_distance_of(a, b)
+    for k in (0, 1.5, None, True):
+        with pytest.raises(UserError, match="k must be a whole number"):
+            precision_recall(x, x, k=k)
+    with pytest.raises(UserError, match="chunk"):
+        precision_recall(x, x, chunk=0)
+    z, eye = torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    assert frechet_distance(z, eye, z, eye) == pytest.approx(0.0, abs=1e-9)
+    for cov in (-eye, torch.triu(torch.ones(3, 3, dtype=torch.float64)), eye.to(torch.complex128)):
+        with pytest.raises(UserError):
+            frechet_distance(z, cov, z, eye)
+        with pytest.raises(UserError):
+            frechet_distance(z, eye, z, cov)
+    with pytest.raises(UserError, match="negative eigenvalue"):
+        frechet_distance(z, torch.tensor([[1.0, 2, 0], [2, 1, 0], [0, 0, 1]], dtype=torch.float64), z, eye)
+    with pytest.raises(UserError, match="means"):
+        frechet_distance(z, eye, torch.zeros(4), eye)
+
+
+def test_a_figure_warning_points_at_the_callers_line():
+    from wae.evaluate import classifier_metrics
+
+    images = torch.rand(3, 1, 28, 28)
+    with pytest.warns(RuntimeWarning) as caught:
+        classifier_metrics(images, images)
+    assert {w.filename for w in caught} == {__file__}
+
+
+def test_long_numbers_in_messages_are_shortened_and_named(tmp_path):
+    settings = tmp_path / "s.toml"
+    settings.write_text(f"[train]\nseed = {-(2**1023)}\n")
+    code, err = run_cli(["train", "--config", str(settings), "--print-config"])
+    _one_line(code, err)
+    assert "about -2^1024" in err and len(err) < 300
+    settings.write_text(f"[train]\nbatch_size = {2**1000}\n")
+    code, err = run_cli(["train", "--config", str(settings), "--print-config"])
+    _one_line(code, err)
+    assert "train.batch_size must be at most 16777216" in err and len(err) < 300
+    settings.write_text(f"[train]\nlr = {10**400}\n")  # valid TOML that no reader takes
+    code, err = run_cli(["train", "--config", str(settings), "--print-config"])
+    _one_line(code, err)
+    assert "cannot be read (a number beyond any float)" in err
+    settings.write_text(f"[train]\nepochs = {'9' * 5000}\n")
+    code, err = run_cli(["train", "--config", str(settings), "--print-config"])
+    _one_line(code, err)
+    assert "more than 4,300 digits" in err and "set_int_max_str_digits" not in err
+    code, err = run_cli(["train", "--epochs", "9" * 5000, "--print-config"])
+    assert code == 2 and "more than 4,300 digits" in err and len(err) < 500
+
+
+def test_a_record_beyond_any_run_is_skipped(run, tmp_path):
+    from wae.compare import list_line
+
+    copy = _copy(run, tmp_path)
+    shutil.rmtree(copy / "checkpoints")
+    (copy / "metrics.json").unlink(missing_ok=True)
+    saved = [r for r in map(json.loads, (copy / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
+    with open(copy / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**saved[-1], "epoch": 1e300}) + "\n")
+        f.write(json.dumps({**saved[-1], "step": 2**60}) + "\n")
+    assert list_line(copy)[-1] == f"epoch {saved[-1]['epoch']} eval"

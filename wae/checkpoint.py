@@ -25,7 +25,7 @@ from .config import MAX_IMAGE_SIDE, Config, UserError, json_repr, parse_json, va
 
 FORMAT = 1
 FOLDER = "checkpoints"
-_NAME = re.compile(r"step-(\d+)\.pt")
+_NAME = re.compile(r"step-([0-9]+)\.pt")  # ASCII digits: int() also reads other scripts' digits
 # temporary files of a writer: write_atomic's ".NAME.tmp-PID", the image-folder cache's
 # ".NAME.PID.tmp" and ".NAME.PID.final.tmp"
 _TEMPORARY = re.compile(r"\..+\.(?:tmp-(\d+)|(\d+)(?:\.final)?\.tmp)")
@@ -247,7 +247,8 @@ def _checkpoints_by_step(run_dir: Path) -> list[tuple[int, Path]]:
     folder = Path(run_dir) / FOLDER
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name))]
+    # files only: a folder or a dangling link of that name is no checkpoint (pruning one failed)
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name)) and p.is_file()]
     return sorted(found, reverse=True)
 
 
@@ -277,11 +278,13 @@ def save_run_checkpoint(run_dir: Path, payload: dict[str, Any], keep: int) -> Pa
     return path
 
 
-def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path] | None:
+def load_latest(
+    run_dir: Path, warn: Callable[[str], None] | None = None, using: str = "resuming from"
+) -> tuple[dict[str, Any], Path] | None:
     """The newest checkpoint of a run that reads, with its path; None when the run has none.
 
-    Damaged newer ones are passed over with a warning naming them; if every one is damaged the
-    error names them all."""
+    Damaged newer ones are passed over with a warning naming them ("...; ``using`` PATH
+    instead"); if every one is damaged the error names them all."""
     paths = run_checkpoints(run_dir)
     problems = []
     for path in paths:
@@ -291,7 +294,7 @@ def load_latest(run_dir: Path, warn: Callable[[str], None] | None = None) -> tup
             problems.append(str(err))
             continue
         if problems and warn is not None:
-            warn(f"warning: {'; '.join(problems)}; resuming from {path} instead")
+            warn(f"warning: {'; '.join(problems)}; {using} {path} instead")
         return payload, path
     if problems:
         raise UserError("no readable checkpoint: " + "; ".join(problems))

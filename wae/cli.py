@@ -37,12 +37,14 @@ from .config import (
     defaults_by_objective,
     flag_of,
     from_settings,
+    json_repr,
     override,
     parse_json,
     read_settings,
     resolve_precision,
     settings,
     to_toml,
+    too_long,
     validate,
 )
 from .data import ImageData, load, to_model_range, to_unit_range
@@ -69,9 +71,10 @@ def _int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+            raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a whole number{too_long(text)}") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}" + (f" ({why})" if why else ""))
+            shown = json_repr(value)
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {shown}" + (f" ({why})" if why else ""))
         return value
 
     return parse
@@ -85,9 +88,9 @@ def _float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a number{too_long(text)}") from None
     if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        raise argparse.ArgumentTypeError(f"must be finite, got {json_repr(text)}")
     return value
 
 

@@ -23,7 +23,15 @@ from .config import UserError
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .images import grid
-from .report import new_figure, read_metrics_file, read_records, read_run_config, run_metrics, saved_evals
+from .report import (
+    new_figure,
+    read_metrics_file,
+    read_records,
+    read_run_config,
+    run_metrics,
+    saved_evals,
+    saved_records,
+)
 from .runs import load_data
 
 # (metrics key, column title, format)
@@ -50,13 +58,14 @@ TABLE_COLUMNS = [
 ]
 
 
-def run_summary(run: Path) -> dict[str, Any]:
-    """Name, objective, budget and metrics of a run folder."""
+def run_summary(run: Path, step: int | None = None) -> dict[str, Any]:
+    """Name, objective, budget and metrics of a run folder, of the weights of its checkpoint at
+    ``step`` (the one a caller loaded; default: the newest by file name)."""
     cfg = read_run_config(run)
-    records = read_records(run)
+    records = saved_records(run, read_records(run), step)
     train = [r for r in records if r.get("kind") == "train"]
     speeds = [r["images_per_s"] for r in train if "images_per_s" in r]
-    evals = saved_evals(run, records)
+    evals = [r for r in records if r.get("kind") == "eval"]
     return {
         "name": run.name,
         "objective": cfg["loss"]["objective"],
@@ -64,7 +73,7 @@ def run_summary(run: Path) -> dict[str, Any]:
         "epochs": evals[-1]["epoch"] if evals else 0,
         "steps": evals[-1]["step"] if evals else 0,
         "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
-        "metrics": run_metrics(run),
+        "metrics": run_metrics(run, step=step),
         "samplers": {
             path.stem.removeprefix("metrics-"): metrics
             for path in sorted(run.glob("metrics-*.json"))
@@ -101,13 +110,14 @@ def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] |
 
 
 @torch.no_grad()
-def run_images(run: Path, seed: int = 0) -> dict[str, Tensor]:
+def run_images(run: Path, seed: int = 0) -> tuple[dict[str, Tensor], int | None]:
     """Samples (24), test reconstructions (8 originals then their 8 reconstructions) and two
     interpolations of 8 steps from a run's model, all in [0, 1]; the same codes and test images
-    for every run with the same seed, latent size and dataset."""
-    from .train import load_model
+    for every run with the same seed, latent size and dataset. With them, the step of the
+    checkpoint they come from (:func:`wae.train.load_model_and_step`)."""
+    from .train import load_model_and_step
 
-    model, cfg = load_model(run)
+    model, cfg, step = load_model_and_step(run)
     data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:12]
@@ -120,19 +130,19 @@ def run_images(run: Path, seed: int = 0) -> dict[str, Tensor]:
     b = to_model_range(data.test[pick[10:12]], cfg.data.range)
     ya, yb = (y[8:10], y[10:12]) if y is not None else (None, None)
     interp = model.interpolate(a, b, 8, ya, yb).flatten(0, 1)
-    return {
+    images = {
         k: to_unit_range(v, cfg.data.range) for k, v in (("samples", samples), ("recon", recon), ("interp", interp))
     }
+    return images, step
 
 
-def figure(runs: list[Path], summaries: list[dict[str, Any]], seed: int = 0) -> Any:
-    """One row per run (``summaries`` from ``run_summary``): samples, reconstructions
-    (originals above), interpolations."""
-    fig = new_figure(figsize=(15, 2.3 * len(runs) + 0.4))
-    axes = fig.subplots(len(runs), 3, squeeze=False)
+def figure(images_of_runs: list[dict[str, Tensor]], summaries: list[dict[str, Any]]) -> Any:
+    """One row per run (images from :func:`run_images`, ``summaries`` from :func:`run_summary`):
+    samples, reconstructions (originals above), interpolations."""
+    fig = new_figure(figsize=(15, 2.3 * len(summaries) + 0.4))
+    axes = fig.subplots(len(summaries), 3, squeeze=False)
     titles = ["samples G(z), z ~ P_Z", "test images (top) and reconstructions", "interpolations in Z"]
-    for row, (run, summary) in enumerate(zip(runs, summaries, strict=True)):
-        images = run_images(run, seed)
+    for row, (images, summary) in enumerate(zip(images_of_runs, summaries, strict=True)):
         panels = [grid(images["samples"], 8), grid(images["recon"], 8), grid(images["interp"], 8)]
         for col, panel in enumerate(panels):
             ax = axes[row][col]
@@ -153,8 +163,11 @@ def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path
     on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in runs]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")
-    summaries = [run_summary(r) for r in runs]
-    fig = None if all(on_tables) else figure(runs, summaries, seed)  # all read and drawn before the folder is made
+    # all read and drawn before the folder is made; each run's figures of the weights drawn
+    drawn = [] if all(on_tables) else [run_images(r, seed) for r in runs]
+    steps = [step for _, step in drawn] or [None] * len(runs)
+    summaries = [run_summary(r, step) for r, step in zip(runs, steps, strict=True)]
+    fig = None if all(on_tables) else figure([images for images, _ in drawn], summaries)
     created = not out.exists()
     table_path, figure_path = out / "compare.md", out / "compare.png"
     try:
@@ -208,7 +221,7 @@ def list_line(run: Path) -> list[str]:
         return [run.name, *blank, str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")]
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         return [run.name, *blank, f"unreadable ({type(err).__name__})"]
-    done = [r for r in records if r.get("kind") in ("train", "eval")]
+    done = [r for r in saved_records(run, records) if r.get("kind") in ("train", "eval")]  # lost on --resume: not done
     steps = max((int(r["step"]) for r in done), default=0)
     epochs = max((float(r.get("epoch", 0)) for r in done), default=0.0)  # train records: fractions of epochs
     train = cfg.get("train", {})
@@ -217,7 +230,7 @@ def list_line(run: Path) -> list[str]:
     elif evaluated:
         source = "wae evaluate"
     elif metrics:
-        source = f"epoch {int(saved_evals(run, records)[-1]['epoch'])} eval"
+        source = f"epoch {int(saved_evals(run, records)[-1]['epoch'])} eval"  # well_formed: at most 2^53
     else:
         source = "no evaluation yet" if run_checkpoints(run) else "no checkpoint"
     cells = [run.name, str(cfg.get("preset")), str(cfg.get("loss", {}).get("objective"))]

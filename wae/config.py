@@ -60,6 +60,7 @@ class UserError(ValueError):
     The command line prints the message alone and exits with code 2."""
 
 
+MAX_BATCH = 1 << 24  # images or rows in one batch (16.7 million)
 FLOAT_MAX = int(sys.float_info.max)  # the largest integer a float holds (about 1.8e308)
 
 
@@ -80,6 +81,10 @@ def _parsed(loads: Callable[[str], Any], text: str) -> Any:
         return _check_ints(loads(text.removeprefix("\ufeff")))
     except RecursionError:
         raise ValueError("nested too deeply to parse") from None
+    except ValueError as err:
+        if "int_max_str_digits" in str(err):  # Python's own words name a setting of the interpreter
+            raise ValueError("a number of more than 4,300 digits") from None
+        raise
 
 
 def parse_json(text: str) -> Any:
@@ -423,6 +428,24 @@ def _as_field_type(name: str, value: Any, hint: Any) -> Any:
     raise UserError(f"config {name} must be {wanted}; got {json_repr(value)}")
 
 
+def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside this package (a user calling
+    ``classifier_metrics`` sees their own line, not ours)."""
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == package:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def too_long(text: str) -> str:
+    """Words to add when ``text`` is a whole number that Python refuses to read for its length
+    (over 4,300 digits), else ""."""
+    return " Python reads (more than 4,300 digits)" if text.strip().lstrip("+-").isdigit() else ""
+
+
 def json_repr(value: Any, width: int = 40) -> str:
     """A short printable form of a value for a one-line error: its repr, cut to ``width``
     characters, and a whole number of over 128 bits by its size (repr refuses ints of over 4,300
@@ -615,7 +638,7 @@ def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any
     if value is None:
         return None if may_be_none else "must be set"
     if meta["choices"] and value not in meta["choices"]:
-        return f"must be one of {', '.join(meta['choices'])}; got '{value}'"
+        return f"must be one of {', '.join(meta['choices'])}; got {json_repr(value)}"
     for number in value if kind is tuple else [value] if kind in (int, float) else []:
         low, high = meta["at_least"], meta["at_most"]
         fails = (low is not None and number < low) or (high is not None and number > high)
@@ -629,7 +652,7 @@ def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any
             wording = f"at least {low}" if kind is int and low not in (None, 0) else bounds_text(f)
             each = " each" if kind is tuple else ""
             why = f" ({meta['why']})" if meta["why"] else ""
-            return f"must{each} be {wording}{finite}; got {number}{why}"
+            return f"must{each} be {wording}{finite}; got {json_repr(number)}{why}"
     return None
 
 
@@ -715,6 +738,7 @@ def check_sizes(cfg: Config) -> None:
         ("data.workers", cfg.data.workers, 256),
         ("train.threads", cfg.train.threads or 1, 1024),
         ("train.epochs", cfg.train.epochs, MAX_EPOCHS),
+        ("train.batch_size", cfg.train.batch_size, MAX_BATCH),
         ("train.schedule_epochs", cfg.train.schedule_epochs or 1, MAX_EPOCHS),
     ]
     for name, value, bound in bounds:
@@ -748,7 +772,7 @@ MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's bound; torch's generators tak
 def check_seed(seed: int | None, name: str = "--seed") -> None:
     """:class:`UserError` for a seed outside [0, 2^32 - 1] (None: no seed given)."""
     if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise UserError(f"{name} must be in [0, {MAX_SEED}]; got {seed}")
+        raise UserError(f"{name} must be in [0, {MAX_SEED}]; got {json_repr(seed)}")
 
 
 def available_memory() -> int:
@@ -814,8 +838,10 @@ def read_settings(path: Path) -> dict[str, Any]:
     is_json = path.suffix.lower() == ".json"
     try:
         raw = parse_json(text) if is_json else parse_toml(text)
-    except ValueError as err:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
         raise UserError(f"{path}: not valid {'JSON' if is_json else 'TOML'} ({err})") from None
+    except ValueError as err:  # valid syntax that no reader can take (parse_json, parse_toml)
+        raise UserError(f"{path}: cannot be read ({err})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: not a table of settings")
     described = {(section, f.name): (f, kind, none) for section, f, kind, none in settings()}
@@ -823,7 +849,7 @@ def read_settings(path: Path) -> dict[str, Any]:
     for key, value in raw.items():
         if key == "preset":
             if value not in PRESETS:
-                raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}; got {value!r}")
+                raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}; got {json_repr(value)}")
             found["preset"] = value
             continue
         if key not in SECTIONS:
@@ -836,7 +862,7 @@ def read_settings(path: Path) -> dict[str, Any]:
             f, kind, none = described[key, name]
             right_type, item = _typed(kind, none, item)
             if not right_type:
-                raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {item!r}")
+                raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {json_repr(item)}")
             trouble = problem(f, kind, none, item)
             if trouble:
                 raise UserError(f"{path}: {key}.{name} {trouble}")
@@ -1022,7 +1048,7 @@ def override(cfg: Config, **values: Any) -> Config:
     objective = wanted.pop(("loss", "objective"), cfg.loss.objective)
     if objective != cfg.loss.objective:
         if not isinstance(objective, str):
-            raise UserError(f"loss.objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+            raise UserError(f"loss.objective must be one of {', '.join(OBJECTIVES)}; got {json_repr(objective)}")
         cfg = for_objective(cfg, objective)
     new_cost = wanted.get(("loss", "cost"))
     # a value that is not a cost's name (a dict, a set: unhashable) is refused by Config below

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -11,12 +10,19 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .config import UserError, check_memory
+from .config import UserError, check_memory, json_repr, warn_caller
 from .data import ImageData, to_model_range, to_unit_range
 from .divergences import full_precision, mmd_imq
 
 # the Fréchet distance is defined once, in fid.py (frechet_distance and gaussian_stats re-exported)
-from .fid import fid, frechet_distance, frechet_distance_of, gaussian_stats, load_inception  # noqa: F401
+from .fid import (  # noqa: F401
+    checked_features,
+    fid,
+    frechet_distance,
+    frechet_distance_of,
+    gaussian_stats,
+    load_inception,
+)
 from .model import AutoEncoder
 from .samplers import LatentSampler
 
@@ -179,15 +185,24 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) 
     """Improved precision and recall (Kynkäänniemi et al. 2019) of features real (n, d) and
     fake (m, d): precision is the fraction of fake points inside the union of the balls around
     real points reaching their k-th nearest real neighbour; recall the same the other way.
-    NaN, with a RuntimeWarning, when either set has k points or fewer (no k-th neighbour)."""
+    NaN, with a RuntimeWarning, when either set has k points or fewer (no k-th neighbour).
+    Both sets are scaled by one factor when their values are beyond float32's comfortable range
+    (the figures do not change under a common scale). :class:`UserError` for features that
+    :func:`checked_features` refuses, k not a whole number >= 1 or chunk not one >= 1."""
+    for name, value in (("k", k), ("chunk", chunk)):
+        if type(value) is not int or value < 1:
+            raise UserError(f"precision_recall: {name} must be a whole number >= 1; got {json_repr(value)}")
+    real, fake = checked_features(real, fake)
     if min(len(real), len(fake)) <= k:
-        warnings.warn(
+        warn_caller(
             f"precision and recall need more than k = {k} points in each set, got {len(real)} real and {len(fake)} "
             "generated: NaN",
             RuntimeWarning,
-            stacklevel=2,
         )
         return {"precision": NAN, "recall": NAN}
+    scale = max(real.abs().max().item(), fake.abs().max().item())
+    if not 1e-15 < scale < 1e15:  # float32 squares of 1e20 overflow, of 1e-25 vanish: every point a tie
+        real, fake = (real / scale, fake / scale) if scale > 0 else (real, fake)
     real, fake = real.float(), fake.float()
     precision = _covered(fake, real, _kth_neighbour_radii(real, k, chunk), chunk).float().mean().item()
     recall = _covered(real, fake, _kth_neighbour_radii(fake, k, chunk), chunk).float().mean().item()

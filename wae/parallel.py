@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .config import UserError, json_repr
+from .config import UserError, json_repr, too_long
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ def _environ_int(name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise UserError(
-            f"{name}={json_repr(text)} in the environment is not a whole number (torchrun sets it)"
+            f"{name}={json_repr(text)} in the environment is not a whole number{too_long(text)} (torchrun sets it)"
         ) from None
 
 

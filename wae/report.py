@@ -72,6 +72,7 @@ def read_records(run: Path) -> list[dict[str, Any]]:
     return kept
 
 
+MAX_POSITION = 2**53  # the largest step or epoch a record may give (every integer to it is a float)
 # the keys that the report and the comparison read from each kind of record
 REQUIRED_KEYS = {"train": ("step",), "eval": ("step", "epoch", "test_recon_mse", "test_mmd")}
 
@@ -92,8 +93,9 @@ def well_formed(record: dict[str, Any]) -> bool:
         _is_number(v) for k, v in record.items() if k != "kind"
     ):
         return False
-    # a figure may be NaN (undefined: a tiny test split), a position may not (int(nan) fails)
-    return all(math.isfinite(record[k]) for k in ("step", "epoch") if k in record)
+    # a figure may be NaN (undefined: a tiny test split), a position may not (int(nan) fails),
+    # nor lie beyond any run (an epoch of 1e300 once printed as 301 digits)
+    return all(math.isfinite(record[k]) and abs(record[k]) <= MAX_POSITION for k in ("step", "epoch") if k in record)
 
 
 def read_metrics_file(path: Path) -> dict[str, float] | None:
@@ -131,27 +133,39 @@ def read_run_config(run: Path) -> dict[str, Any]:
     return loaded
 
 
-def saved_evals(run: Path, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The per-epoch evaluation records of ``run`` (of ``records`` when given, else of its
-    metrics.jsonl) whose weights the run still has: those at or before the step of its newest
-    checkpoint (all of them when it has none). A record after it was written by a process that
-    died before it saved those weights (``--resume`` drops such records), or by hand."""
+def saved_records(
+    run: Path, records: list[dict[str, Any]] | None = None, step: int | None = None
+) -> list[dict[str, Any]]:
+    """The training and evaluation records of ``run`` (of ``records`` when given, else of its
+    metrics.jsonl) of weights the run still has: those at or before ``step``, the step of the
+    checkpoint a command loaded, else of the newest checkpoint by file name (all records when
+    the run has none). A record after it was written by a process that died before it saved
+    those weights (``--resume`` drops such records), or by hand. Other kinds are kept."""
     records = read_records(run) if records is None else records
-    saved = newest_checkpoint_step(run)
-    return [r for r in records if r.get("kind") == "eval" and (saved is None or r["step"] <= saved)]
+    saved = newest_checkpoint_step(run) if step is None else step
+    if saved is None:
+        return records
+    return [r for r in records if r.get("kind") not in REQUIRED_KEYS or r["step"] <= saved]
 
 
-def run_metrics(run: Path, weights: str | None = None) -> dict[str, float]:
+def saved_evals(
+    run: Path, records: list[dict[str, Any]] | None = None, step: int | None = None
+) -> list[dict[str, Any]]:
+    """The per-epoch evaluation records among :func:`saved_records`."""
+    return [r for r in saved_records(run, records, step) if r.get("kind") == "eval"]
+
+
+def run_metrics(run: Path, weights: str | None = None, step: int | None = None) -> dict[str, float]:
     """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation of
-    weights the run has (:func:`saved_evals`). With ``weights`` (the fingerprint of the run's
-    checkpoint), a metrics.json that records other weights (the checkpoint was replaced since)
-    is passed over."""
+    weights the run has (:func:`saved_evals`, at or before ``step`` when given). With ``weights``
+    (the fingerprint of the run's checkpoint), a metrics.json that records other weights (the
+    checkpoint was replaced since) is passed over."""
     path = run / "metrics.json"
     if path.is_file() and not metrics_are_stale(path, weights):
         metrics = read_metrics_file(path)
         if metrics is not None:
             return metrics
-    evals = saved_evals(run)
+    evals = saved_evals(run, step=step)
     return {k: v for k, v in evals[-1].items() if k != "kind"} if evals else {}
 
 
@@ -162,14 +176,17 @@ def metrics_are_stale(path: Path, weights: str | None) -> bool:
     return weights is not None and recorded is not None and recorded != weights
 
 
-def metrics_source(run: Path, weights: str | None = None) -> str:
+def metrics_source(run: Path, weights: str | None = None, step: int | None = None) -> str:
     """Where :func:`run_metrics` took its figures from, in words."""
     path = run / "metrics.json"
+    stale = ""
     if path.is_file() and read_metrics_file(path) is not None:
         if not metrics_are_stale(path, weights):
             return "wae evaluate (metrics.json)"
-        return "the last per-epoch evaluation (metrics.json is of other weights: run wae evaluate again)"
-    return "the last per-epoch evaluation"
+        stale = " (metrics.json is of other weights: run wae evaluate again)"
+    if not saved_evals(run, step=step):
+        return f"no evaluation of these weights yet{stale}: run wae evaluate"
+    return f"the last per-epoch evaluation{stale}"
 
 
 def curves_figure(records: list[dict[str, Any]]) -> Any:
@@ -430,14 +447,14 @@ def _classes_caption(run: Path) -> str:
 def render_report(run: Path) -> str:
     """The HTML text of a run's report (see the module docstring)."""
     from .samplers import SAMPLER_FILES
-    from .train import load_model
+    from .train import load_model_and_step
 
     cfg = read_run_config(run)
-    records = read_records(run)
-    model, model_cfg = load_model(run)
+    model, model_cfg, step = load_model_and_step(run)
+    records = saved_records(run, step=step)  # of the weights loaded: a damaged newer checkpoint's are left out
     weights = weights_fingerprint(model)  # figures of other weights are left out
-    metrics = run_metrics(run, weights)
-    source = metrics_source(run, weights)
+    metrics = run_metrics(run, weights, step)
+    source = metrics_source(run, weights, step)
     codes, prior = latent_codes(model, model_cfg)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",

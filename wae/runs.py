@@ -20,6 +20,7 @@ import os
 import signal
 import stat
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -283,7 +284,8 @@ def read_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
     against the run's config.json (when there is one) and for non-finite weights."""
     path = given_path(run, "run")
     if path.is_dir():
-        found = load_latest(path)
+        # a damaged newer checkpoint is named, not passed over in silence
+        found = load_latest(path, lambda m: warnings.warn(m.removeprefix("warning: "), stacklevel=4), "using")
         if found is None:
             raise UserError(f"{path} holds no checkpoint")
         payload, path = found

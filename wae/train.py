@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import __version__, runs, tracking
 from . import checkpoint as ckpt
-from .config import SAMPLE_PENALTIES, Config, UserError, parse_json, resolve_precision, validate
+from .config import SAMPLE_PENALTIES, Config, UserError, json_repr, parse_json, resolve_precision, validate
 from .costs import reconstruction_cost
 from .data import ImageData, batch_indices, batches, load, stream, to_model_range, to_unit_range
 from .divergences import (
@@ -154,7 +154,7 @@ def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
     if len(data.train) < cfg.train.batch_size:
         raise UserError(
             f"the training set has {len(data.train)} {'rows' if table else 'images'}, fewer than one batch of "
-            f"{cfg.train.batch_size}"
+            f"{json_repr(cfg.train.batch_size)}"
         )
     if cfg.train.batch_size % world or cfg.train.batch_size // world < 2:
         raise UserError(
@@ -532,10 +532,17 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
     """The trained auto-encoder of a run folder (or a checkpoint file, or a folder that
     ``wae export`` wrote), in eval mode, with its config (a conditional run's class names:
     :func:`class_names`)."""
+    model, cfg, _ = load_model_and_step(run)
+    return model, cfg
+
+
+def load_model_and_step(run: str | Path) -> tuple[AutoEncoder, Config, int | None]:
+    """:func:`load_model`, and the training step of the checkpoint it read (None for an export):
+    the newest one that reads, which is not the newest by name when that one is damaged."""
     from .export import is_export, load_exported
 
     if is_export(runs.given_path(run, "run")):
-        return load_exported(run)
+        return (*load_exported(run), None)
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     try:
         cfg = ckpt.config_of(payload)
@@ -544,7 +551,8 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
         _load_weights(model, payload)
     except UserError as err:  # a crafted or foreign checkpoint: say which file
         raise UserError(f"{path}: {err}") from None
-    return model.eval(), cfg
+    step = payload.get("step")  # a crafted file's odd step: not known
+    return model.eval(), cfg, step if type(step) is int and step >= 0 else None
 
 
 def class_names(run: str | Path) -> tuple[str, ...]:
