@@ -27,7 +27,7 @@ from wae.data import class_labels, from_tensor, known_class_labels, load_mnist, 
 from wae.evaluate import balanced_labels, conditional_metrics
 from wae.folders import load_class_folders
 from wae.model import AutoEncoder
-from wae.train import class_grid, class_names, fit, latent_penalty, load_model, per_class_penalty
+from wae.train import class_grid, fit, latent_penalty, load_model, load_run, per_class_penalty
 
 from .conftest import run_cli, tiny_config
 from .test_bad_input import _copy_run, case_table, run_case
@@ -200,7 +200,7 @@ def test_every_objective_trains_a_conditional_wae(objective, tmp_path):
     if objective == "gan":  # the class penalty's adversary reads each code's class, one-hot
         assert payload["adversary"]["net.0.weight"].shape[1] == cfg.model.latent_dim + 4
     model, _ = load_model(tmp_path / "run")
-    assert model.classes == 4 and class_names(tmp_path / "run") == run.classes
+    assert model.classes == 4 and load_run(tmp_path / "run").class_names == run.classes
     assert (tmp_path / "run" / "classes.png").is_file() and (
         tmp_path / "run" / "grids" / "classes-epoch000.png"
     ).is_file()

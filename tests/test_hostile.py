@@ -6,6 +6,7 @@ that would train nothing, settings files that are not files, a .npy named .npz."
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -461,6 +462,22 @@ def test_a_damaged_or_odd_newest_checkpoint_does_not_lend_its_figures(run, tmp_p
     code, err = run_cli(["compare", str(copy), "--out", str(tmp_path / "cmp")])
     assert code == 0, err
     assert "0.7777" not in (tmp_path / "cmp" / "compare.md").read_text()
+    # wae sample and wae export read the checkpoint once: one warning, and the export's step and
+    # model card are of the weights it exports
+    code, err = run_cli(["sample", str(copy), "--n", "4", "--out", str(tmp_path / "s.png")])
+    assert code == 0 and err.count("step-00000100.pt") == 1, err
+    if importlib.util.find_spec("safetensors") is not None:
+        from wae.export import export_run
+
+        with pytest.warns(UserWarning) as caught:
+            record = export_run(copy, tmp_path / "exp")
+        assert sum("step-00000100.pt" in str(w.message) for w in caught) == 1
+        assert record["step"] == saved[-1]["step"] and record["metrics_from"] == "the last per-epoch evaluation"
+        assert "0.7777" not in (tmp_path / "exp" / "README.md").read_text()
+        # an export is not exported again (it has no checkpoint to read)
+        with pytest.raises(UserError, match="is a folder that wae export wrote"):
+            export_run(tmp_path / "exp", tmp_path / "exp2")
+        assert not (tmp_path / "exp2").exists()
     # wae runs reads no checkpoint: by file name, the damaged step-100 counts (documented)
     assert list_line(copy)[-1] == "epoch 3 eval"
     # a resume prunes around a folder of a checkpoint's name (it once failed on it after training)

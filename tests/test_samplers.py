@@ -279,13 +279,13 @@ def test_only_evaluations_of_older_weights_are_removed_and_hints_run_as_printed(
     # an entry that is not a fingerprint is damage: the report leaves the figures out
     record = json.loads((base / "metrics.json").read_text())
     from wae.checkpoint import weights_fingerprint
-    from wae.report import metrics_source
+    from wae.report import metrics_and_source
     from wae.train import load_model
 
     weights = weights_fingerprint(load_model(base)[0])
     for damaged in (123, ["x"], None, "0" * 15, "G" * 16):
         (base / "metrics.json").write_text(json.dumps({**record, "weights_fingerprint": damaged}))
-        assert "metrics.json is of other weights" in metrics_source(base, weights)
+        assert "metrics.json is of other weights" in metrics_and_source(base, weights)[1]
     assert main(["report", str(base)]) == 0  # the report says so (of the last)
     assert "metrics.json is of other weights" in (base / "report.html").read_text()
     (base / "metrics.json").write_text(json.dumps(record))

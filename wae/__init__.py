@@ -2,9 +2,9 @@
 
 The public API: configs and presets (:mod:`wae.config`), the auto-encoder
 (:class:`AutoEncoder`), the training loop (:func:`fit`, :func:`fit_tensor` for images,
-:func:`fit_table` for vector data) and loading a trained
-run (:func:`load_model`). The maths lives in :mod:`wae.divergences`, :mod:`wae.costs` and
-:mod:`wae.priors` as pure functions.
+:func:`fit_table` for vector data) and loading a trained run (:func:`load_model`;
+:func:`load_run` with its step and class names). The maths lives in :mod:`wae.divergences`,
+:mod:`wae.costs` and :mod:`wae.priors` as pure functions.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .config import Config, UserError, for_objective, override, preset
     from .data import ImageData, from_tensor
     from .model import AutoEncoder
-    from .train import Run, fit, load_model
+    from .train import LoadedRun, Run, fit, load_model, load_run
 
 _HOME = {
     "Config": "config",
@@ -41,6 +41,8 @@ _HOME = {
     "Run": "train",
     "fit": "train",
     "load_model": "train",
+    "load_run": "train",
+    "LoadedRun": "train",
     "fit_tensor": "api",
     "fit_table": "api",
 }
@@ -100,12 +102,14 @@ __all__ = [
     "AutoEncoder",
     "Config",
     "ImageData",
+    "LoadedRun",
     "Run",
     "UserError",
     "fit",
     "for_objective",
     "from_tensor",
     "load_model",
+    "load_run",
     "override",
     "preset",
     "fit_tensor",

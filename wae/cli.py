@@ -56,7 +56,7 @@ from .runs import load_data
 from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
-from .train import check_fits, class_names, fit, load_model
+from .train import check_fits, fit, load_model, load_run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -788,9 +788,9 @@ def _sample(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() in (".csv", ".npy") or _is_table_run(args.run):
         return _sample_rows(args)
     out = _check_output(args.out)
-    model, cfg = load_model(args.run)
+    loaded = load_run(args.run)
+    model, cfg, classes = loaded.model, loaded.config, loaded.class_names
     _refuse_table(cfg, "sample --out .png/.npz")
-    classes = class_names(args.run)
     sampler = load_sampler(Path(args.run), args.sampler, model)
     if args.label is None:
         check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000)
@@ -924,9 +924,9 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 
 def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_output(args.out)
-    model, cfg = load_model(args.run)
+    loaded = load_run(args.run)
+    model, cfg, classes = loaded.model, loaded.config, loaded.class_names
     _refuse_table(cfg, "reconstruct")
-    classes = class_names(args.run)
     target = resolve_labels(args.label, classes, many=False)[0] if args.label is not None else None
     data = load_data(cfg.data)
     test = data.test

@@ -24,12 +24,12 @@ from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .images import grid
 from .report import (
+    FROM_EVALUATE,
+    metrics_and_source,
     new_figure,
     read_metrics_file,
-    read_records,
     read_run_config,
     run_metrics,
-    saved_evals,
     saved_records,
 )
 from .runs import load_data
@@ -62,7 +62,7 @@ def run_summary(run: Path, step: int | None = None) -> dict[str, Any]:
     """Name, objective, budget and metrics of a run folder, of the weights of its checkpoint at
     ``step`` (the one a caller loaded; default: the newest by file name)."""
     cfg = read_run_config(run)
-    records = saved_records(run, read_records(run), step)
+    records = saved_records(run, step=step)
     train = [r for r in records if r.get("kind") == "train"]
     speeds = [r["images_per_s"] for r in train if "images_per_s" in r]
     evals = [r for r in records if r.get("kind") == "eval"]
@@ -73,7 +73,7 @@ def run_summary(run: Path, step: int | None = None) -> dict[str, Any]:
         "epochs": evals[-1]["epoch"] if evals else 0,
         "steps": evals[-1]["step"] if evals else 0,
         "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
-        "metrics": run_metrics(run, step=step),
+        "metrics": run_metrics(run, evals=evals),
         "samplers": {
             path.stem.removeprefix("metrics-"): metrics
             for path in sorted(run.glob("metrics-*.json"))
@@ -114,10 +114,11 @@ def run_images(run: Path, seed: int = 0) -> tuple[dict[str, Tensor], int | None]
     """Samples (24), test reconstructions (8 originals then their 8 reconstructions) and two
     interpolations of 8 steps from a run's model, all in [0, 1]; the same codes and test images
     for every run with the same seed, latent size and dataset. With them, the step of the
-    checkpoint they come from (:func:`wae.train.load_model_and_step`)."""
-    from .train import load_model_and_step
+    checkpoint they come from (:func:`wae.train.load_run`)."""
+    from .train import load_run
 
-    model, cfg, step = load_model_and_step(run)
+    loaded = load_run(run)
+    model, cfg, step = loaded.model, loaded.config, loaded.step
     data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:12]
@@ -214,23 +215,22 @@ def list_line(run: Path) -> list[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a hand-edited metrics file: the listing shows what it can
             cfg = read_run_config(run)
-            records = read_records(run)
-            evaluated = (run / "metrics.json").is_file() and read_metrics_file(run / "metrics.json") is not None
-            metrics = run_metrics(run)
+            done = [r for r in saved_records(run) if r.get("kind") in ("train", "eval")]  # lost on --resume: not done
+            evals = [r for r in done if r["kind"] == "eval"]
+            metrics, source = metrics_and_source(run, evals=evals)
     except UserError as err:  # the message names the folder, which the line already does
         return [run.name, *blank, str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")]
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         return [run.name, *blank, f"unreadable ({type(err).__name__})"]
-    done = [r for r in saved_records(run, records) if r.get("kind") in ("train", "eval")]  # lost on --resume: not done
     steps = max((int(r["step"]) for r in done), default=0)
     epochs = max((float(r.get("epoch", 0)) for r in done), default=0.0)  # train records: fractions of epochs
     train = cfg.get("train", {})
     if (run / "model.safetensors").is_file():
         source = "wae export (model card: README.md)"
-    elif evaluated:
+    elif source == FROM_EVALUATE:
         source = "wae evaluate"
     elif metrics:
-        source = f"epoch {int(saved_evals(run, records)[-1]['epoch'])} eval"  # well_formed: at most 2^53
+        source = f"epoch {int(evals[-1]['epoch'])} eval"  # well_formed: at most 2^53
     else:
         source = "no evaluation yet" if run_checkpoints(run) else "no checkpoint"
     cells = [run.name, str(cfg.get("preset")), str(cfg.get("loss", {}).get("objective"))]

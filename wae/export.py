@@ -264,10 +264,10 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     asks. Returns the record written to ``out/export.json``: files, max abs differences from
     the eager decoder (None when onnxruntime is missing), seconds per format."""
     from .checkpoint import weights_fingerprint
-    from .report import metrics_source, run_metrics
-    from .runs import read_checkpoint
+    from .report import metrics_and_source
+    from .runs import given_path
     from .samplers import is_stale, refit_command
-    from .train import load_model
+    from .train import load_run
 
     run, out = Path(run), Path(out)
     unknown = set(formats) - set(FORMATS)
@@ -276,21 +276,22 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder; give a new one")
     _safetensors()  # before any work
-    model, cfg = load_model(run)
+    if is_export(given_path(run, "run")):
+        raise UserError(f"{run} is a folder that wae export wrote; export the run folder it came from")
+    loaded = load_run(run)
+    model, cfg = loaded.model, loaded.config
     if model.classes or cfg.data.dataset == "table":
         what = "conditional runs" if model.classes else "runs on tables"
         raise UserError(f"wae export does not handle {what} yet (their labels or column scaling are not exported)")
-    payload, _ = read_checkpoint(run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         weights = weights_fingerprint(model)  # a metrics.json of other weights is not this model's
-        metrics = run_metrics(run, weights) if (run / "config.json").is_file() else {}
-    source = metrics_source(run, weights)
-    data_name = payload.get("data", {}).get("name", cfg.data.dataset)
+        # of the checkpoint loaded: a damaged newer one's eval record is not these weights'
+        metrics, source = metrics_and_source(run, weights, loaded.step) if (run / "config.json").is_file() else ({}, "")
     record: dict[str, Any] = {
         "run": str(run.resolve()),
-        "step": int(payload.get("step", 0)),
-        "data": str(data_name),
+        "step": loaded.step if loaded.step is not None else 0,
+        "data": loaded.data_name,
         "formats": ["safetensors", *(f for f in FORMATS[1:] if f in formats)],
         "files": {"safetensors": WEIGHTS},
         "max_abs_diff": {},

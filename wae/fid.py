@@ -119,16 +119,19 @@ def checked_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def frechet_distance_of(features_a: Tensor, features_b: Tensor) -> float:
+def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = True) -> float:
     """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN,
-    with a RuntimeWarning, when either has fewer than 2 points (no covariance: a test split of
-    one image). UserError as :func:`checked_features` and :func:`frechet_distance` raise it."""
+    with a RuntimeWarning (none with ``warn=False``, for a caller that documents those NaNs),
+    when either has fewer than 2 points (no covariance: a test split of one image). UserError
+    as :func:`checked_features` and :func:`frechet_distance` raise it."""
     features_a, features_b = checked_features(features_a, features_b)
     if min(len(features_a), len(features_b)) < 2:
-        warn_caller(
-            f"a Fréchet distance needs 2 points or more in each set, got {len(features_a)} and {len(features_b)}: NaN",
-            RuntimeWarning,
-        )
+        if warn:
+            warn_caller(
+                f"a Fréchet distance needs 2 points or more in each set, "
+                f"got {len(features_a)} and {len(features_b)}: NaN",
+                RuntimeWarning,
+            )
         return float("nan")
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 

@@ -155,18 +155,35 @@ def saved_evals(
     return [r for r in saved_records(run, records, step) if r.get("kind") == "eval"]
 
 
-def run_metrics(run: Path, weights: str | None = None, step: int | None = None) -> dict[str, float]:
+def run_metrics(
+    run: Path, weights: str | None = None, step: int | None = None, evals: list[dict[str, Any]] | None = None
+) -> dict[str, float]:
+    """The figures of :func:`metrics_and_source`."""
+    return metrics_and_source(run, weights, step, evals)[0]
+
+
+FROM_EVALUATE = "wae evaluate (metrics.json)"
+
+
+def metrics_and_source(
+    run: Path, weights: str | None = None, step: int | None = None, evals: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, float], str]:
     """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation of
-    weights the run has (:func:`saved_evals`, at or before ``step`` when given). With ``weights``
-    (the fingerprint of the run's checkpoint), a metrics.json that records other weights (the
-    checkpoint was replaced since) is passed over."""
+    weights the run has (``evals`` when the caller has read them, else :func:`saved_evals` at or
+    before ``step``), and where they come from, in words (:data:`FROM_EVALUATE` for the file).
+    With ``weights`` (the fingerprint of the run's checkpoint), a metrics.json that records
+    other weights (the checkpoint was replaced since) is passed over, and the words say so."""
     path = run / "metrics.json"
-    if path.is_file() and not metrics_are_stale(path, weights):
-        metrics = read_metrics_file(path)
-        if metrics is not None:
-            return metrics
-    evals = saved_evals(run, step=step)
-    return {k: v for k, v in evals[-1].items() if k != "kind"} if evals else {}
+    stale = ""
+    metrics = read_metrics_file(path) if path.is_file() else None
+    if metrics is not None:
+        if not metrics_are_stale(path, weights):
+            return metrics, FROM_EVALUATE
+        stale = " (metrics.json is of other weights: run wae evaluate again)"
+    evals = saved_evals(run, step=step) if evals is None else evals
+    if not evals:
+        return {}, f"no evaluation of these weights yet{stale}: run wae evaluate"
+    return {k: v for k, v in evals[-1].items() if k != "kind"}, f"the last per-epoch evaluation{stale}"
 
 
 def metrics_are_stale(path: Path, weights: str | None) -> bool:
@@ -174,19 +191,6 @@ def metrics_are_stale(path: Path, weights: str | None) -> bool:
     either is not known)."""
     recorded = metrics_fingerprint(path)  # DAMAGED for an entry that is not a fingerprint
     return weights is not None and recorded is not None and recorded != weights
-
-
-def metrics_source(run: Path, weights: str | None = None, step: int | None = None) -> str:
-    """Where :func:`run_metrics` took its figures from, in words."""
-    path = run / "metrics.json"
-    stale = ""
-    if path.is_file() and read_metrics_file(path) is not None:
-        if not metrics_are_stale(path, weights):
-            return "wae evaluate (metrics.json)"
-        stale = " (metrics.json is of other weights: run wae evaluate again)"
-    if not saved_evals(run, step=step):
-        return f"no evaluation of these weights yet{stale}: run wae evaluate"
-    return f"the last per-epoch evaluation{stale}"
 
 
 def curves_figure(records: list[dict[str, Any]]) -> Any:
@@ -435,11 +439,11 @@ def latent_codes(model: Any, cfg: Config, n: int = 2000, seed: int = 0) -> tuple
     return codes, model.prior_sample(len(codes), generator)
 
 
-def _classes_caption(run: Path) -> str:
+def _classes_caption(class_names: tuple[str, ...]) -> str:
     """The caption of a conditional run's class-by-style grid, naming its rows' classes."""
-    from .train import MAX_GRID_CLASSES, class_names
+    from .train import MAX_GRID_CLASSES
 
-    names = class_names(run)[:MAX_GRID_CLASSES]
+    names = class_names[:MAX_GRID_CLASSES]
     rows = ", ".join(html.escape(name) for name in names) if names else "the classes"
     return f"classes by style (rows, top to bottom: {rows}; columns: the same codes z)"
 
@@ -447,15 +451,15 @@ def _classes_caption(run: Path) -> str:
 def render_report(run: Path) -> str:
     """The HTML text of a run's report (see the module docstring)."""
     from .samplers import SAMPLER_FILES
-    from .train import load_model_and_step
+    from .train import load_run
 
     cfg = read_run_config(run)
-    model, model_cfg, step = load_model_and_step(run)
-    records = saved_records(run, step=step)  # of the weights loaded: a damaged newer checkpoint's are left out
+    loaded = load_run(run)
+    model = loaded.model
+    records = saved_records(run, step=loaded.step)  # of the weights loaded: a damaged newer checkpoint's are left out
     weights = weights_fingerprint(model)  # figures of other weights are left out
-    metrics = run_metrics(run, weights, step)
-    source = metrics_source(run, weights, step)
-    codes, prior = latent_codes(model, model_cfg)
+    metrics, source = metrics_and_source(run, weights, evals=[r for r in records if r.get("kind") == "eval"])
+    codes, prior = latent_codes(model, loaded.config)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>wae report: {html.escape(run.name)}</title><style>{CSS}</style></head><body>",
@@ -490,7 +494,7 @@ def render_report(run: Path) -> str:
                     continue
             uri = _file_png(run / name)
             if uri and name == "classes.png":
-                caption = _classes_caption(run)
+                caption = _classes_caption(loaded.class_names)
             if uri:
                 parts.append(
                     f"<figure><img class='grid' src='{uri}' alt='{name}'><figcaption>{caption}</figcaption></figure>"

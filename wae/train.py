@@ -530,43 +530,55 @@ def scheduled_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, step: int | No
 
 def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
     """The trained auto-encoder of a run folder (or a checkpoint file, or a folder that
-    ``wae export`` wrote), in eval mode, with its config (a conditional run's class names:
-    :func:`class_names`)."""
-    model, cfg, _ = load_model_and_step(run)
-    return model, cfg
+    ``wae export`` wrote), in eval mode, with its config (a conditional run's class names
+    and the rest its checkpoint records, from one read: :func:`load_run`)."""
+    loaded = load_run(run)
+    return loaded.model, loaded.config
 
 
-def load_model_and_step(run: str | Path) -> tuple[AutoEncoder, Config, int | None]:
-    """:func:`load_model`, and the training step of the checkpoint it read (None for an export):
-    the newest one that reads, which is not the newest by name when that one is damaged."""
+@dataclass(frozen=True)
+class LoadedRun:
+    """What :func:`load_run` read from one checkpoint: the model in eval mode, its config, the
+    training step of the checkpoint (None for an export, or a crafted file's odd step), the
+    class names of a conditional run in label order (() otherwise) and the name of the data it
+    was trained on."""
+
+    model: AutoEncoder
+    config: Config
+    step: int | None
+    class_names: tuple[str, ...]
+    data_name: str
+
+
+def load_run(run: str | Path) -> LoadedRun:
+    """:func:`load_model` with the rest of what its checkpoint records (:class:`LoadedRun`), in
+    one read: the newest checkpoint that reads, which is not the newest by name when that one
+    is damaged (a warning names it). :class:`UserError` for a folder with no readable
+    checkpoint, or a checkpoint that does not match its run's config.json."""
     from .export import is_export, load_exported
 
     if is_export(runs.given_path(run, "run")):
-        return (*load_exported(run), None)
+        model, cfg = load_exported(run)
+        return LoadedRun(model, cfg, None, (), cfg.data.dataset)
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     try:
         cfg = ckpt.config_of(payload)
         channels, size = ckpt.image_shape_of(payload)
-        model = _model_for(cfg, channels, size, len(ckpt.class_names_of(payload, cfg)))
+        names = ckpt.class_names_of(payload, cfg)
+        model = _model_for(cfg, channels, size, len(names))
         _load_weights(model, payload)
     except UserError as err:  # a crafted or foreign checkpoint: say which file
         raise UserError(f"{path}: {err}") from None
     step = payload.get("step")  # a crafted file's odd step: not known
-    return model.eval(), cfg, step if type(step) is int and step >= 0 else None
-
-
-def class_names(run: str | Path) -> tuple[str, ...]:
-    """The class names of a conditional run, in label order (() for an unconditional run, and for
-    an export, which holds unconditional models only)."""
-    from .export import is_export
-
-    if is_export(runs.given_path(run, "run")):
-        return ()
-    payload, path = runs.read_checkpoint(run)
-    try:
-        return ckpt.class_names_of(payload, ckpt.config_of(payload))
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+    data = payload.get("data")
+    name = data.get("name") if isinstance(data, dict) else None
+    return LoadedRun(
+        model.eval(),
+        cfg,
+        step if type(step) is int and step >= 0 else None,
+        names,
+        name if isinstance(name, str) else cfg.data.dataset,
+    )
 
 
 def _model_for(cfg: Config, channels: int, size: int, classes: int = 0) -> AutoEncoder:
