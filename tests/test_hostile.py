@@ -5,6 +5,7 @@ that would train nothing, settings files that are not files, a .npy named .npz."
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib.util
 import io
@@ -488,6 +489,7 @@ def test_a_damaged_or_odd_newest_checkpoint_does_not_lend_its_figures(run, tmp_p
     assert code == 0, err
 
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # deprecated, still made
 def test_precision_recall_and_the_frechet_distance_refuse_what_they_cannot_measure():
     from wae.evaluate import precision_recall
     from wae.fid import frechet_distance, frechet_distance_of
@@ -506,6 +508,8 @@ def test_precision_recall_and_the_frechet_distance_refuse_what_they_cannot_measu
         (x.bool(), x),
         (torch.empty(50, 4, device="meta"), x),
         (x[:, :0], x[:, :0]),
+        (x.to_sparse(), x),  # session 18's hostile pass: torch's errors past the check
+        (torch.quantize_per_tensor(x.float(), 0.1, 0, torch.qint8), x),
     ]
     for a, b in bad:
         with pytest.raises(UserError):
@@ -524,10 +528,26 @@ def test_precision_recall_and_the_frechet_distance_refuse_what_they_cannot_measu
             frechet_distance(z, cov, z, eye)
         with pytest.raises(UserError):
             frechet_distance(z, eye, z, cov)
-    with pytest.raises(UserError, match="negative eigenvalue"):
-        frechet_distance(z, torch.tensor([[1.0, 2, 0], [2, 1, 0], [0, 0, 1]], dtype=torch.float64), z, eye)
+    indefinite = torch.tensor([[1.0, 2, 0], [2, 1, 0], [0, 0, 1]], dtype=torch.float64)
+    with pytest.raises(UserError, match="C_a has a negative eigenvalue"):
+        frechet_distance(z, indefinite, z, eye)
+    with pytest.raises(UserError, match="C_b has a negative eigenvalue"):  # it once gave 0.536: one order only
+        frechet_distance(z, eye, z, indefinite)
     with pytest.raises(UserError, match="means"):
         frechet_distance(z, eye, torch.zeros(4), eye)
+    for odd in (z.bool(), torch.empty(3, device="meta"), z.to_sparse()):  # bool gave 0.0, meta torch's error
+        with pytest.raises(UserError, match="real tensors"):
+            frechet_distance(odd, eye, z, eye)
+    # transposed features (one row per pixel): a 60,000 x 60,000 covariance once (29 GB)
+    from wae.fid import MAX_FEATURE_WIDTH
+
+    with pytest.raises(UserError, match="one row per image"):
+        frechet_distance_of(torch.randn(3, MAX_FEATURE_WIDTH + 1), torch.randn(3, MAX_FEATURE_WIDTH + 1))
+    wide = torch.zeros(MAX_FEATURE_WIDTH + 1, dtype=torch.float64)
+    with pytest.raises(UserError, match="one row per image"):
+        frechet_distance(
+            wide, torch.zeros(1, 1).expand(len(wide), len(wide)), wide, torch.eye(1).expand(len(wide), len(wide))
+        )
 
 
 def test_a_figure_warning_points_at_the_callers_line():
@@ -571,4 +591,171 @@ def test_a_record_beyond_any_run_is_skipped(run, tmp_path):
     with open(copy / "metrics.jsonl", "a") as f:
         f.write(json.dumps({**saved[-1], "epoch": 1e300}) + "\n")
         f.write(json.dumps({**saved[-1], "step": 2**60}) + "\n")
+        f.write(json.dumps({**saved[-1], "epoch": -2}) + "\n")  # before any run ("epoch -2 eval" once)
+        f.write(json.dumps({**saved[-1], "step": -1}) + "\n")
     assert list_line(copy)[-1] == f"epoch {saved[-1]['epoch']} eval"
+
+
+# ----------------------------------------------------------------------------- session 18's hostile pass
+
+
+def _damage_newest(copy):
+    """Cut the newest checkpoint short; returns the step of the one that still reads."""
+    from wae.checkpoint import run_checkpoints, step_of_name
+
+    newest, older = run_checkpoints(copy)[:2]
+    newest.write_bytes(newest.read_bytes()[:1000])
+    return step_of_name(older)
+
+
+def test_compare_shows_no_figures_of_other_weights(run, tmp_path):
+    # wae compare took metrics.json and metrics-gmm.json whatever weights they record: after a
+    # damaged newest checkpoint (or with another run's files copied in) it showed them as this
+    # run's, beside images of the older weights
+    from wae.compare import run_summary
+
+    copy = _copy(run, tmp_path)
+    assert run_cli(["evaluate", str(copy), "--n", "8", "--no-fid"])[0] == 0
+    assert run_cli(["evaluate", str(copy), "--n", "8", "--no-fid", "--sampler", "gmm"])[0] == 0
+    evaluated = json.loads((copy / "metrics.json").read_text())
+    assert run_summary(copy)["samplers"]  # read while they are of the newest weights
+    step = _damage_newest(copy)
+    records = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    mine = [r for r in records if r["kind"] == "eval" and r["step"] <= step][-1]
+    assert mine["test_recon_mse"] != evaluated["test_recon_mse"]
+    code, err = run_cli(["compare", str(copy), "--out", str(tmp_path / "cmp")])
+    assert code == 0 and "using" in err, err
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| gmm |" not in table and f"{evaluated['test_recon_mse']:.4f}" not in table
+    assert f"{mine['test_recon_mse']:.4f}" in table
+    # the Python API: with the fingerprint of other weights, neither file counts
+    summary = run_summary(copy, step, "0" * 16)
+    assert summary["metrics"]["test_recon_mse"] == mine["test_recon_mse"] and summary["samplers"] == {}
+
+
+def test_a_folder_with_a_runs_checkpoints_and_an_exports_weights_is_refused(run, tmp_path):
+    pytest.importorskip("safetensors")
+    from wae.export import export_run
+
+    copy = _copy(run, tmp_path)
+    export_run(copy, tmp_path / "exp")
+    shutil.copy(tmp_path / "exp" / "model.safetensors", copy / "model.safetensors")
+    for argv in (["sample", str(copy), "--n", "4", "--out", str(tmp_path / "s.png")], ["report", str(copy)]):
+        code, err = run_cli(argv)
+        _one_line(code, err)
+        assert "holds both a run's checkpoints/ and an export's model.safetensors" in err
+    with pytest.raises(UserError, match="holds both"):
+        wae.load_model(copy)
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_a_checkpoint_with_an_odd_step_is_known_by_its_file_name(run, tmp_path):
+    # a crafted step (True) made the step unknown: the figures then fell back to the newest
+    # checkpoint by name, a damaged one's, and the export said 0 steps
+    from wae.checkpoint import run_checkpoints, step_of_name
+    from wae.train import load_run
+
+    copy = _copy(run, tmp_path)
+    step = _damage_newest(copy)
+    path = run_checkpoints(copy)[1]
+    payload = torch.load(path, weights_only=True)
+    payload["step"] = True
+    torch.save(payload, path)
+    with pytest.warns(UserWarning, match="using"):
+        assert load_run(copy).step == step == step_of_name(path)
+    assert step_of_name(path.with_name("model.pt")) is None
+
+
+def test_the_report_shows_grids_of_the_checkpoint_it_read(run, tmp_path):
+    # the grids at the top of the run folder are drawn at each evaluation, before the checkpoint
+    # is saved: after a damaged newest checkpoint they are of weights the report did not read
+    from wae.report import render_report
+
+    copy = _copy(run, tmp_path)
+    (copy / "metrics.json").unlink(missing_ok=True)
+    step = _damage_newest(copy)
+    records = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    epoch = [r for r in records if r["kind"] == "eval" and r["step"] == step][-1]["epoch"]
+    with pytest.warns(UserWarning, match="using"):
+        page = render_report(copy)
+    older = (copy / "grids" / f"samples-epoch{epoch:03d}.png").read_bytes()
+    assert base64.b64encode(older).decode() in page and f"grids/samples-epoch{epoch:03d}.png" in page
+    assert base64.b64encode((copy / "samples.png").read_bytes()).decode() not in page
+    (copy / "grids" / f"reconstructions-epoch{epoch:03d}.png").unlink()  # no copy of it: left out, said
+    with pytest.warns(UserWarning, match="using"):
+        page = render_report(copy)
+    assert "reconstructions.png left out: it was drawn from newer weights" in page
+    # the run's own checkpoint: the top grids, as before
+    assert "grids/samples-epoch" not in render_report(run)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "RUN", "--n", "8", "--no-fid", "--out", "RUN/config.json"],
+        ["evaluate", "RUN", "--n", "8", "--no-fid", "--out", "RUN/metrics-gmm.json"],  # read as the mixture's
+        ["evaluate", "RUN", "--n", "8", "--no-fid", "--out", "OTHER/metrics.json"],
+        ["sample", "RUN", "--n", "4", "--out", "RUN/sampler-gmm.npz"],
+        ["sample", "RUN", "--n", "4", "--out", "OTHER/samples.png"],
+        ["reconstruct", "RUN", "--n", "4", "--out", "RUN/checkpoints/x.png"],
+        ["interpolate", "RUN", "--out", "RUN/grids/samples-epoch001.png"],
+        ["report", "RUN", "--out", "OTHER/report.html"],
+        ["report", "RUN", "--screenshot", "RUN/samples.png"],
+    ],
+)
+def test_an_output_path_may_not_replace_a_runs_own_files(run, tmp_path, argv):
+    # wae evaluate --out RUN/config.json once replaced the run's settings with its figures (every
+    # later command failed), wae sample --out RUN/sampler-gmm.npz the fitted mixture
+    copy, other = _copy(run, tmp_path), _copy(run, tmp_path / "o")
+    before = {p: p.read_bytes() for folder in (copy, other) for p in folder.rglob("*") if p.is_file()}
+    argv = [a.replace("RUN", str(copy)).replace("OTHER", str(other)) for a in argv]
+    code, err = run_cli(argv)
+    _one_line(code, err)
+    assert "would replace a file of the run folder" in err or "is inside the run folder" in err
+    assert before == {p: p.read_bytes() for folder in (copy, other) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_default_outputs_and_paths_outside_runs_are_still_written(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    for argv in (
+        ["evaluate", str(copy), "--n", "8", "--no-fid"],
+        ["evaluate", str(copy), "--n", "8", "--no-fid", "--out", str(copy / "metrics.json")],
+        ["report", str(copy), "--out", str(copy / "report.html")],
+        ["sample", str(copy), "--n", "4", "--out", str(copy / "my-samples.png")],
+        ["sample", str(copy), "--n", "4", "--out", str(tmp_path / "samples.png")],
+    ):
+        code, err = run_cli(argv)
+        assert code == 0, err
+
+
+def test_a_damaged_checkpoint_warning_points_at_the_callers_line(run, tmp_path):
+    copy = _copy(run, tmp_path)
+    _damage_newest(copy)
+    with pytest.warns(UserWarning, match="using") as caught:
+        wae.load_model(copy)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_settings_files_name_themselves_and_stay_short(tmp_path):
+    # a batch beyond 2^24 in a file said so without the file's name; a JSON key given twice was
+    # taken silently (the last); thousands of unknown keys, or one very long, filled the line
+    cases = {
+        "big.toml": ("[train]\nbatch_size = 16777217\n", "big.toml: train.batch_size must be at most 16777216"),
+        "twice.json": ('{"train": {"batch_size": 5, "batch_size": 7}}', "the key 'batch_size' is given twice"),
+        "long.toml": (f"[train]\n{'k' * 5000} = 1\n", "unknown key 'train.kkkk"),
+        "long.json": (json.dumps({"k" * 5000: 1}), "unknown key 'kkkk"),
+    }
+    for name, (text, words) in cases.items():
+        (tmp_path / name).write_text(text)
+        code, err = run_cli(["train", "--config", str(tmp_path / name), "--print-config"])
+        _one_line(code, err)
+        assert words in err and len(err) < 400, err
+    with pytest.raises(UserError, match=r"unknown config keys: 'a', 'b', 'c' and 1,997 more"):
+        wae.Config.from_dict({**{f"{c}": 1 for c in "abc"}, **{f"x{i}": 1 for i in range(1997)}})
+
+
+@pytest.mark.parametrize("flag", [["--epochs", "\uff19"], ["--lr", "\uff10.1"], ["--seed", "\u0663"]])
+def test_digits_of_other_scripts_are_not_numbers(flag, tmp_path):
+    code, err = run_cli(["train", *flag, "--print-config"])
+    _one_line(code, err)
+    assert "not a" in err and "4,300" not in err

@@ -252,6 +252,12 @@ def _checkpoints_by_step(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+def step_of_name(path: Path) -> int | None:
+    """The step in a checkpoint's file name (``step-00000012.pt``: 12); None for another name."""
+    found = _NAME.fullmatch(Path(path).name)
+    return int(found.group(1)) if found else None
+
+
 def run_checkpoints(run_dir: Path) -> list[Path]:
     """The checkpoint files of a run folder, newest (highest step) first."""
     return [p for _, p in _checkpoints_by_step(run_dir)]

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import re
 import signal
 import sys
 import time
@@ -53,7 +54,7 @@ from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
-from .samplers import SAMPLERS, load_sampler, run_folder
+from .samplers import SAMPLER_FILES, SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model, load_run
@@ -69,7 +70,7 @@ class _Parser(argparse.ArgumentParser):
 def _int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = int(text) if text.isascii() else int("x")  # int() reads other scripts' digits too
         except ValueError:
             raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a whole number{too_long(text)}") from None
         if value < minimum:
@@ -86,7 +87,7 @@ _nonneg_int = _int_at_least(0)
 
 def _float(text: str) -> float:
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else float("x")  # float() reads other scripts' digits too
     except ValueError:
         raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a number{too_long(text)}") from None
     if value != value or value in (float("inf"), float("-inf")):
@@ -454,10 +455,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
 
     default_name = "metrics.json" if args.sampler == "prior" else f"metrics-{args.sampler}.json"
-    out = Path(args.out) if args.out else run_folder(Path(args.run)) / default_name  # RUN may be a checkpoint file
+    own = run_folder(Path(args.run)) / default_name  # RUN may be a checkpoint file
+    out = Path(args.out) if args.out else own
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
-    _check_not_special(out, "--out")
+    _check_not_special(out, "--out", own)
     model, cfg = load_model(args.run)
     sampler = load_sampler(Path(args.run), args.sampler, model)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
@@ -518,7 +520,7 @@ def _report(args: argparse.Namespace) -> int:
         Path(args.screenshot).suffix.lower() != ".png" or not Path(args.screenshot).parent.is_dir()
     ):
         raise UserError(f"--screenshot {args.screenshot}: give a .png file in an existing folder")
-    _check_not_special(out, "--out")
+    _check_not_special(out, "--out", run / "report.html")
     if args.screenshot:
         _check_not_special(Path(args.screenshot), "--screenshot")
     page = write_report(run, out)
@@ -738,11 +740,33 @@ def _check_output(path_text: str) -> Path:
     return path
 
 
-def _check_not_special(path: Path, flag: str) -> None:
+# the files a run folder (or an export) is made of, which another command's output must not replace
+RUN_FILES = frozenset(
+    {"config.json", "metrics.jsonl", ".lock", "model.safetensors", "export.json", "README.md", "report.md"}
+    | {"report.html", "samples.png", "reconstructions.png", "interpolations.png", "classes.png"}
+    | set(SAMPLER_FILES.values())
+    | {f"samples-{kind}.png" for kind in SAMPLER_FILES}
+)
+
+
+def _check_not_special(path: Path, flag: str, own: Path | None = None) -> None:
     """:class:`UserError` when an output path exists and is not a regular file (a folder, or a
-    FIFO, which writing would block on)."""
+    FIFO, which writing would block on), or is one of the files of a run folder or an export
+    (:data:`RUN_FILES`, ``metrics*.json``, anything in its ``checkpoints/`` or ``grids/``),
+    which it would replace: ``own``, the command's default output, is allowed."""
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path} exists and is not a regular file")
+    folder = path.parent
+    if folder.name in ("checkpoints", "grids") and (folder.parent / "config.json").is_file():
+        raise UserError(f"{flag} {path} is inside the run folder {folder.parent}'s {folder.name}/: give another path")
+    holds = ("checkpoints", "model.safetensors")
+    is_run = (folder / "config.json").is_file() and any((folder / name).exists() for name in holds)
+    named = path.name in RUN_FILES or re.fullmatch(r"metrics(-.*)?\.json", path.name) is not None
+    if is_run and named and (own is None or path.resolve() != own.resolve()):
+        raise UserError(
+            f"{flag} {path} would replace a file of the run folder {folder} (its own {path.name}): "
+            "give a path outside it or another name"
+        )
 
 
 def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
@@ -775,7 +799,7 @@ def resolve_labels(text: str, classes: tuple[str, ...], many: bool = True) -> li
     for item in items:
         if item in classes:
             found.append(classes.index(item))
-        elif item.isdigit() and int(item) < len(classes):
+        elif item.isascii() and item.isdigit() and int(item) < len(classes):
             found.append(int(item))
         else:
             raise UserError(

@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .checkpoint import figure_bytes, run_checkpoints, write_atomic
+from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, write_atomic
 from .config import UserError
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
@@ -26,6 +26,7 @@ from .images import grid
 from .report import (
     FROM_EVALUATE,
     metrics_and_source,
+    metrics_are_stale,
     new_figure,
     read_metrics_file,
     read_run_config,
@@ -33,6 +34,9 @@ from .report import (
     saved_records,
 )
 from .runs import load_data
+
+if TYPE_CHECKING:
+    from .train import LoadedRun
 
 # (metrics key, column title, format)
 COLUMNS = [
@@ -58,9 +62,11 @@ TABLE_COLUMNS = [
 ]
 
 
-def run_summary(run: Path, step: int | None = None) -> dict[str, Any]:
+def run_summary(run: Path, step: int | None = None, weights: str | None = None) -> dict[str, Any]:
     """Name, objective, budget and metrics of a run folder, of the weights of its checkpoint at
-    ``step`` (the one a caller loaded; default: the newest by file name)."""
+    ``step`` (the one a caller loaded; default: the newest by file name). With ``weights`` (the
+    fingerprint of those weights), a ``metrics.json`` or ``metrics-KIND.json`` of other weights
+    is left out (:func:`wae.report.metrics_and_source`)."""
     cfg = read_run_config(run)
     records = saved_records(run, step=step)
     train = [r for r in records if r.get("kind") == "train"]
@@ -73,11 +79,11 @@ def run_summary(run: Path, step: int | None = None) -> dict[str, Any]:
         "epochs": evals[-1]["epoch"] if evals else 0,
         "steps": evals[-1]["step"] if evals else 0,
         "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
-        "metrics": run_metrics(run, evals=evals),
+        "metrics": run_metrics(run, weights, evals=evals),
         "samplers": {
             path.stem.removeprefix("metrics-"): metrics
             for path in sorted(run.glob("metrics-*.json"))
-            if (metrics := read_metrics_file(path)) is not None
+            if (metrics := read_metrics_file(path)) is not None and not metrics_are_stale(path, weights)
         },
     }
 
@@ -104,21 +110,21 @@ def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] |
         for sampler, metrics in [("prior", s["metrics"]), *s.get("samplers", {}).items()]:
             cells = [s["name"], s["objective"], sampler, s["arch"], str(s["epochs"])]
             cells += [_cell(fmt, metrics, key) for key, _, fmt in columns]
-            cells.append(f"{s['images_per_s']:.0f}")
+            cells.append(f"{s['images_per_s']:.0f}" if _is_finite(s["images_per_s"]) else "–")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 @torch.no_grad()
-def run_images(run: Path, seed: int = 0) -> tuple[dict[str, Tensor], int | None]:
+def run_images(run: Path, seed: int = 0, loaded: LoadedRun | None = None) -> dict[str, Tensor]:
     """Samples (24), test reconstructions (8 originals then their 8 reconstructions) and two
-    interpolations of 8 steps from a run's model, all in [0, 1]; the same codes and test images
-    for every run with the same seed, latent size and dataset. With them, the step of the
-    checkpoint they come from (:func:`wae.train.load_run`)."""
+    interpolations of 8 steps from a run's model (``loaded``, when the caller has read it with
+    :func:`wae.train.load_run`), all in [0, 1]; the same codes and test images for every run
+    with the same seed, latent size and dataset."""
     from .train import load_run
 
-    loaded = load_run(run)
-    model, cfg, step = loaded.model, loaded.config, loaded.step
+    loaded = load_run(run) if loaded is None else loaded
+    model, cfg = loaded.model, loaded.config
     data = load_data(cfg.data)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:12]
@@ -131,10 +137,8 @@ def run_images(run: Path, seed: int = 0) -> tuple[dict[str, Tensor], int | None]
     b = to_model_range(data.test[pick[10:12]], cfg.data.range)
     ya, yb = (y[8:10], y[10:12]) if y is not None else (None, None)
     interp = model.interpolate(a, b, 8, ya, yb).flatten(0, 1)
-    images = {
-        k: to_unit_range(v, cfg.data.range) for k, v in (("samples", samples), ("recon", recon), ("interp", interp))
-    }
-    return images, step
+    drawn = (("samples", samples), ("recon", recon), ("interp", interp))
+    return {k: to_unit_range(v, cfg.data.range) for k, v in drawn}
 
 
 def figure(images_of_runs: list[dict[str, Tensor]], summaries: list[dict[str, Any]]) -> Any:
@@ -164,11 +168,15 @@ def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path
     on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in runs]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")
+    from .train import load_run
+
     # all read and drawn before the folder is made; each run's figures of the weights drawn
-    drawn = [] if all(on_tables) else [run_images(r, seed) for r in runs]
-    steps = [step for _, step in drawn] or [None] * len(runs)
-    summaries = [run_summary(r, step) for r, step in zip(runs, steps, strict=True)]
-    fig = None if all(on_tables) else figure([images for images, _ in drawn], summaries)
+    # (each checkpoint read once: a damaged newer one's eval record or metrics file is left out)
+    loaded = [load_run(r) for r in runs]
+    summaries = [run_summary(r, one.step, weights_fingerprint(one.model)) for r, one in zip(runs, loaded, strict=True)]
+    fig = None
+    if not all(on_tables):
+        fig = figure([run_images(r, seed, one) for r, one in zip(runs, loaded, strict=True)], summaries)
     created = not out.exists()
     table_path, figure_path = out / "compare.md", out / "compare.png"
     try:

@@ -92,9 +92,20 @@ def parse_json(text: str) -> Any:
     malformed JSON (json.JSONDecodeError), an integer beyond the float range (which each reader
     would meet as an OverflowError), one of more than 4,300 digits (Python's limit on int
     conversion), and nesting too deep for the parser (RecursionError, which is not a
-    ValueError). A leading byte-order mark, as some editors write, is skipped. Readers of files
+    ValueError), and a key given twice in one object (json keeps the last without a word; TOML
+    refuses it). A leading byte-order mark, as some editors write, is skipped. Readers of files
     a user may edit catch ValueError alone."""
-    return _parsed(json.loads, text)
+    return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats), text)
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; ValueError for a key given twice."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"the key {json_repr(key)} is given twice")
+        seen.add(key)
+    return dict(pairs)
 
 
 def parse_toml(text: str) -> dict[str, Any]:
@@ -389,19 +400,26 @@ class Config:
         d = checked_types(d, sections)
         unknown = set(d) - set(sections) - {"preset"}
         if unknown:
-            raise UserError(f"unknown config keys: {sorted(unknown)}")
+            raise UserError(f"unknown config keys: {_some(unknown)}")
         parts: dict[str, Any] = {}
         for name, cls in sections.items():
             values = dict(d.get(name, {}))
             known = {f.name for f in dataclasses.fields(cls)}
             bad = set(values) - known
             if bad:
-                raise UserError(f"unknown keys in config section '{name}': {sorted(bad)}")
+                raise UserError(f"unknown keys in config section '{name}': {_some(bad)}")
             for f in dataclasses.fields(cls):
                 if f.name in values and isinstance(values[f.name], list):
                     values[f.name] = tuple(values[f.name])
             parts[name] = cls(**values)
         return Config(preset=d.get("preset", "custom"), **parts)
+
+
+def _some(keys: set[Any]) -> str:
+    """Up to three of ``keys``, each shortened, and how many more (a crafted file may hold
+    thousands, each of any length)."""
+    shown = ", ".join(json_repr(k) for k in sorted(keys, key=str)[:3])
+    return shown + (f" and {len(keys) - 3:,} more" if len(keys) > 3 else "")
 
 
 def _as_field_type(name: str, value: Any, hint: Any) -> Any:
@@ -443,7 +461,9 @@ def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
 def too_long(text: str) -> str:
     """Words to add when ``text`` is a whole number that Python refuses to read for its length
     (over 4,300 digits), else ""."""
-    return " Python reads (more than 4,300 digits)" if text.strip().lstrip("+-").isdigit() else ""
+    digits = text.strip().lstrip("+-").replace("_", "")
+    refused = digits.isascii() and digits.isdigit() and len(digits) > 4300
+    return " Python reads (more than 4,300 digits)" if refused else ""
 
 
 def json_repr(value: Any, width: int = 40) -> str:
@@ -722,28 +742,33 @@ def check_types(cfg: Config) -> None:
     checked_types(cfg.to_dict(), SECTIONS)
 
 
+# (section, setting): the largest size :func:`check_sizes` takes (a settings file's value is
+# checked against it as it is read, so that the message names the file)
+SIZE_BOUNDS: dict[tuple[str, str], int] = {
+    ("data", "image_size"): MAX_IMAGE_SIDE,
+    ("data", "synthetic_size"): MAX_IMAGE_SIDE,
+    ("data", "crop"): MAX_IMAGE_SIDE,
+    ("model", "latent_dim"): MAX_LATENT_DIM,
+    ("model", "adversary_width"): MAX_ADVERSARY_WIDTH,
+    ("model", "adversary_depth"): 64,
+    ("model", "mlp_width"): MAX_ADVERSARY_WIDTH,
+    ("model", "mlp_depth"): 64,
+    ("model", "label_dim"): MAX_LATENT_DIM,
+    ("data", "workers"): 256,
+    ("train", "threads"): 1024,
+    ("train", "epochs"): MAX_EPOCHS,
+    ("train", "batch_size"): MAX_BATCH,
+    ("train", "schedule_epochs"): MAX_EPOCHS,
+}
+
+
 def check_sizes(cfg: Config) -> None:
     """:class:`UserError` for sizes beyond the bounds above, and for a synthetic dataset larger
     than the memory available."""
-    bounds = [
-        ("data.image_size", cfg.data.image_size, MAX_IMAGE_SIDE),
-        ("data.synthetic_size", cfg.data.synthetic_size, MAX_IMAGE_SIDE),
-        ("data.crop", cfg.data.crop, MAX_IMAGE_SIDE),
-        ("model.latent_dim", cfg.model.latent_dim, MAX_LATENT_DIM),
-        ("model.adversary_width", cfg.model.adversary_width, MAX_ADVERSARY_WIDTH),
-        ("model.adversary_depth", cfg.model.adversary_depth, 64),
-        ("model.mlp_width", cfg.model.mlp_width, MAX_ADVERSARY_WIDTH),
-        ("model.mlp_depth", cfg.model.mlp_depth, 64),
-        ("model.label_dim", cfg.model.label_dim, MAX_LATENT_DIM),
-        ("data.workers", cfg.data.workers, 256),
-        ("train.threads", cfg.train.threads or 1, 1024),
-        ("train.epochs", cfg.train.epochs, MAX_EPOCHS),
-        ("train.batch_size", cfg.train.batch_size, MAX_BATCH),
-        ("train.schedule_epochs", cfg.train.schedule_epochs or 1, MAX_EPOCHS),
-    ]
-    for name, value, bound in bounds:
-        if value > bound:
-            raise UserError(f"{name} must be at most {bound}; got {json_repr(value)}")
+    for (section, name), bound in SIZE_BOUNDS.items():
+        value = getattr(getattr(cfg, section), name)
+        if value is not None and value > bound:
+            raise UserError(f"{section}.{name} must be at most {bound}; got {json_repr(value)}")
     check_seed(cfg.train.seed, "train.seed")
     if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
         check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")
@@ -853,17 +878,22 @@ def read_settings(path: Path) -> dict[str, Any]:
             found["preset"] = value
             continue
         if key not in SECTIONS:
-            raise UserError(f"{path}: unknown key '{key}' (a file holds preset and the tables {', '.join(SECTIONS)})")
+            raise UserError(
+                f"{path}: unknown key {json_repr(key)} (a file holds preset and the tables {', '.join(SECTIONS)})"
+            )
         if not isinstance(value, dict):  # [[train]], train = 5, or a JSON key given twice
             raise UserError(f"{path}: '{key}' must be one table of settings ([{key}]); got {type(value).__name__}")
         for name, item in value.items():
             if (key, name) not in described:
-                raise UserError(f"{path}: unknown key '{key}.{name}'")
+                raise UserError(f"{path}: unknown key {json_repr(f'{key}.{name}')}")
             f, kind, none = described[key, name]
             right_type, item = _typed(kind, none, item)
             if not right_type:
                 raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {json_repr(item)}")
             trouble = problem(f, kind, none, item)
+            bound = SIZE_BOUNDS.get((key, name))
+            if not trouble and bound is not None and item is not None and item > bound:
+                trouble = f"must be at most {bound}; got {json_repr(item)}"
             if trouble:
                 raise UserError(f"{path}: {key}.{name} {trouble}")
             found.setdefault(key, {})[name] = item

@@ -47,8 +47,19 @@ CHECK_CODES = 64  # random codes each exported decoder is checked on
 
 
 def is_export(folder: str | Path) -> bool:
-    """Whether ``folder`` is an exported model (it holds ``model.safetensors``)."""
-    return (Path(folder) / WEIGHTS).is_file()
+    """Whether ``folder`` is an exported model (it holds ``model.safetensors``). :class:`UserError`
+    for a folder that also holds a run's checkpoints: which weights it stands for is not known
+    (the export's would be paired with the run's records)."""
+    if not (Path(folder) / WEIGHTS).is_file():
+        return False
+    from .checkpoint import run_checkpoints
+
+    if run_checkpoints(Path(folder)):
+        raise UserError(
+            f"{folder} holds both a run's checkpoints/ and an export's {WEIGHTS}: move one of them out "
+            "(wae export writes into a new folder)"
+        )
+    return True
 
 
 def _safetensors() -> Any:
@@ -221,7 +232,8 @@ def _card(run: Path, cfg: Config, model: AutoEncoder, record: dict[str, Any], me
         f"- preset `{cfg.preset}`, objective `{loss.objective}`, architecture `{m.arch}`, {m.encoder} encoder, "
         f"d_z = {m.latent_dim}, prior {loss.prior} (variance {loss.prior_var})",
         f"- loss: cost {loss.cost} x {loss.cost_scale}, lambda = {loss.lam}",
-        f"- training: {record['step']} steps of batch {train.batch_size}, seed {train.seed}",
+        f"- training: {record['step'] if record['step'] is not None else 'an unknown number of'} steps "
+        f"of batch {train.batch_size}, seed {train.seed}",
         f"- {sum(p.numel() for p in model.parameters()):,} parameters",
         "",
         "## Metrics",
@@ -290,7 +302,7 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
         metrics, source = metrics_and_source(run, weights, loaded.step) if (run / "config.json").is_file() else ({}, "")
     record: dict[str, Any] = {
         "run": str(run.resolve()),
-        "step": loaded.step if loaded.step is not None else 0,
+        "step": loaded.step,  # None: not known (a crafted checkpoint file given by another name)
         "data": loaded.data_name,
         "formats": ["safetensors", *(f for f in FORMATS[1:] if f in formats)],
         "files": {"safetensors": WEIGHTS},

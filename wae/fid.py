@@ -60,17 +60,18 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
     number and needs only symmetric eigendecompositions.
 
-    :class:`UserError` (a ValueError) for statistics that are not real, not finite (features so
-    large that their squares overflow float64), of unequal sizes, or covariances that are not
-    symmetric or have a negative diagonal or eigenvalue of C_a; for an eigendecomposition that
-    does not converge and a result that overflows."""
+    :class:`UserError` (a ValueError) for statistics that are not real dense tensors with
+    values, not finite (features so large that their squares overflow float64), of unequal
+    sizes or wider than :data:`MAX_FEATURE_WIDTH`, or covariances that are not symmetric or
+    have a negative diagonal or eigenvalue; for an eigendecomposition that does not converge
+    and a result that overflows."""
     stats = (mean_a, cov_a, mean_b, cov_b)
-    if not all(isinstance(t, Tensor) for t in stats) or any(t.is_complex() for t in stats):
-        raise UserError("a Fréchet distance takes real tensors (means and covariances)")
+    _check_real(stats, "a Fréchet distance takes real tensors with values (means and covariances)")
     d = mean_a.shape[-1] if mean_a.ndim == 1 else -1
     if d < 1 or mean_b.shape != (d,) or cov_a.shape != (d, d) or cov_b.shape != (d, d):
         shapes = ", ".join(str(tuple(t.shape)) for t in stats)
         raise UserError(f"a Fréchet distance takes means (d,) and covariances (d, d) of one d >= 1; got {shapes}")
+    _check_width(d)
     mean_a, cov_a, mean_b, cov_b = (t.detach().double().cpu() for t in stats)
     if not all(bool(t.isfinite().all()) for t in (mean_a, cov_a, mean_b, cov_b)):
         raise UserError("the feature statistics are not finite (features too large for float64): no Fréchet distance")
@@ -80,10 +81,11 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
             raise UserError("a Fréchet distance takes covariances that are symmetric with a non-negative diagonal")
     try:
         values, vectors = torch.linalg.eigh(cov_a)
-        if values.min().item() < -1e-6 * max(values.abs().max().item(), 1e-300):
-            raise UserError(
-                "a Fréchet distance takes positive semi-definite covariances (C_a has a negative eigenvalue)"
-            )
+        for name, ev in (("C_a", values), ("C_b", torch.linalg.eigvalsh(cov_b))):
+            if ev.min().item() < -1e-6 * max(ev.abs().max().item(), 1e-300):
+                raise UserError(
+                    f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
+                )
         root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
         cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
     except torch.linalg.LinAlgError as err:
@@ -92,6 +94,31 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     if not math.isfinite(distance):
         raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
     return distance
+
+
+# the widest features whose d x d covariances a distance of Gaussians takes: Inception's pool
+# features have 2048, the MNIST classifier's 128; an eigendecomposition at 8192 takes about a
+# minute on 2 cores (O(d^3)), at 60,000 (transposed features of MNIST images) it would need
+# 29 GB and hours
+MAX_FEATURE_WIDTH = 8192
+
+
+def _check_width(d: int) -> None:
+    if d > MAX_FEATURE_WIDTH:
+        raise UserError(
+            f"features of width {d:,}: a Fréchet distance takes at most {MAX_FEATURE_WIDTH:,} (d x d covariances; "
+            "features are (n, d): one row per image)"
+        )
+
+
+def _check_real(tensors: tuple[Any, ...], message: str) -> None:
+    """:class:`UserError` with ``message`` unless every one is a dense real torch tensor with
+    values (not complex, bool, quantized, sparse or on the meta device)."""
+    for x in tensors:
+        if not isinstance(x, Tensor):
+            raise UserError(f"{message}; got {type(x).__name__}")
+        if x.is_complex() or x.dtype == torch.bool or x.is_quantized or x.layout != torch.strided or x.is_meta:
+            raise UserError(f"{message}; got {x.dtype} ({x.layout}) on {x.device.type}")
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,12 +130,8 @@ def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
 def checked_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Two sets of features (n, d) and (m, d) as float64 CPU tensors, for a distance between
     them; :class:`UserError` for anything else: not tensors, not 2-D, widths that differ or are
-    0, complex, bool or meta tensors, NaN or infinite values."""
-    for x in (a, b):
-        if not isinstance(x, Tensor):
-            raise UserError(f"features must be torch tensors (n, d); got {type(x).__name__}")
-        if x.is_complex() or x.dtype == torch.bool or x.device.type == "meta":
-            raise UserError(f"features must be real numbers with values; got {x.dtype} on {x.device.type}")
+    0, complex, bool, quantized, sparse or meta tensors, NaN or infinite values."""
+    _check_real((a, b), "features must be dense torch tensors (n, d) of real numbers")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 1:
         raise UserError(
             f"features must be (n, d) and (m, d) with one d >= 1; got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -124,6 +147,8 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
     with a RuntimeWarning (none with ``warn=False``, for a caller that documents those NaNs),
     when either has fewer than 2 points (no covariance: a test split of one image). UserError
     as :func:`checked_features` and :func:`frechet_distance` raise it."""
+    if isinstance(features_a, Tensor) and features_a.ndim == 2:
+        _check_width(features_a.shape[1])  # before any copy: a transposed set is wide
     features_a, features_b = checked_features(features_a, features_b)
     if min(len(features_a), len(features_b)) < 2:
         if warn:

@@ -82,8 +82,8 @@ def _is_number(value: Any) -> bool:
 
 
 def well_formed(record: dict[str, Any]) -> bool:
-    """Whether a training or evaluation record has its keys and numbers only, with a finite step
-    and epoch (other kinds of record are not read, so they pass)."""
+    """Whether a training or evaluation record has its keys and numbers only, with a step and
+    epoch in [0, 2^53] (other kinds of record are not read, so they pass)."""
     kind = record.get("kind")
     if not isinstance(kind, str):  # a list or an object once failed as unhashable
         return "kind" not in record
@@ -94,8 +94,8 @@ def well_formed(record: dict[str, Any]) -> bool:
     ):
         return False
     # a figure may be NaN (undefined: a tiny test split), a position may not (int(nan) fails),
-    # nor lie beyond any run (an epoch of 1e300 once printed as 301 digits)
-    return all(math.isfinite(record[k]) and abs(record[k]) <= MAX_POSITION for k in ("step", "epoch") if k in record)
+    # nor lie before or beyond any run (an epoch of 1e300 once printed as 301 digits; -2 as "epoch -2")
+    return all(math.isfinite(record[k]) and 0 <= record[k] <= MAX_POSITION for k in ("step", "epoch") if k in record)
 
 
 def read_metrics_file(path: Path) -> dict[str, float] | None:
@@ -448,6 +448,29 @@ def _classes_caption(class_names: tuple[str, ...]) -> str:
     return f"classes by style (rows, top to bottom: {rows}; columns: the same codes z)"
 
 
+EPOCH_GRIDS = ("samples", "reconstructions", "interpolations", "classes")  # drawn at each evaluation
+
+
+def _grid_files(
+    run: Path, everything: list[dict[str, Any]], saved: list[dict[str, Any]], step: int | None
+) -> dict[str, Path | None]:
+    """Where the report takes each per-evaluation grid from when the grids at the top of the run
+    folder were drawn from other weights than the checkpoint read at ``step``: they are of the
+    last evaluation record (``everything``: a process killed after drawing them, before saving
+    the checkpoint, or a damaged newer checkpoint passed over). Then the copy in ``grids/`` of the
+    last evaluation at or before ``step`` (``saved``), else None (left out). Empty when the top
+    grids are of the weights read, or the step is not known."""
+    evals = [r for r in everything if r.get("kind") == "eval"]
+    if step is None or not evals or evals[-1]["step"] == step:
+        return {}
+    mine = [r for r in saved if r.get("kind") == "eval" and r["step"] == step]
+    files: dict[str, Path | None] = {}
+    for name in EPOCH_GRIDS:
+        copy = run / "grids" / f"{name}-epoch{int(mine[-1]['epoch']):03d}.png" if mine else None
+        files[f"{name}.png"] = copy if copy is not None and copy.is_file() else None
+    return files
+
+
 def render_report(run: Path) -> str:
     """The HTML text of a run's report (see the module docstring)."""
     from .samplers import SAMPLER_FILES
@@ -456,7 +479,9 @@ def render_report(run: Path) -> str:
     cfg = read_run_config(run)
     loaded = load_run(run)
     model = loaded.model
-    records = saved_records(run, step=loaded.step)  # of the weights loaded: a damaged newer checkpoint's are left out
+    everything = read_records(run)
+    records = saved_records(run, everything, loaded.step)  # of the weights loaded, not a damaged newer checkpoint's
+    drawn = _grid_files(run, everything, records, loaded.step)
     weights = weights_fingerprint(model)  # figures of other weights are left out
     metrics, source = metrics_and_source(run, weights, evals=[r for r in records if r.get("kind") == "eval"])
     codes, prior = latent_codes(model, loaded.config)
@@ -492,9 +517,19 @@ def render_report(run: Path) -> str:
                 if _stale_sampler(sampler, kind, weights):
                     parts.append(f"<p class='meta'>{name} left out: its sampler was fitted to other weights.</p>")
                     continue
-            uri = _file_png(run / name)
+            path = drawn.get(name, run / name)
+            if path is None:
+                if (run / name).is_file():
+                    parts.append(
+                        f"<p class='meta'>{name} left out: it was drawn from newer weights than the checkpoint "
+                        "read.</p>"
+                    )
+                continue
+            uri = _file_png(path)
             if uri and name == "classes.png":
                 caption = _classes_caption(loaded.class_names)
+            if uri and path.parent.name == "grids":
+                caption += f" (grids/{html.escape(path.name)}: of the checkpoint read)"
             if uri:
                 parts.append(
                     f"<figure><img class='grid' src='{uri}' alt='{name}'><figcaption>{caption}</figcaption></figure>"

@@ -20,7 +20,6 @@ import os
 import signal
 import stat
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import torch
 
 from .checkpoint import FOLDER, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
-from .config import Config, DataConfig, UserError, about, parse_json, settings
+from .config import Config, DataConfig, UserError, about, parse_json, settings, warn_caller
 
 LOCK = ".lock"
 
@@ -285,7 +284,7 @@ def read_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
     path = given_path(run, "run")
     if path.is_dir():
         # a damaged newer checkpoint is named, not passed over in silence
-        found = load_latest(path, lambda m: warnings.warn(m.removeprefix("warning: "), stacklevel=4), "using")
+        found = load_latest(path, lambda m: warn_caller(m.removeprefix("warning: ")), "using")  # at the caller's line
         if found is None:
             raise UserError(f"{path} holds no checkpoint")
         payload, path = found

@@ -539,7 +539,8 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
 @dataclass(frozen=True)
 class LoadedRun:
     """What :func:`load_run` read from one checkpoint: the model in eval mode, its config, the
-    training step of the checkpoint (None for an export, or a crafted file's odd step), the
+    training step of the checkpoint (None for an export; a crafted file's odd step is read from
+    its file name, else None), the
     class names of a conditional run in label order (() otherwise) and the name of the data it
     was trained on."""
 
@@ -569,13 +570,14 @@ def load_run(run: str | Path) -> LoadedRun:
         _load_weights(model, payload)
     except UserError as err:  # a crafted or foreign checkpoint: say which file
         raise UserError(f"{path}: {err}") from None
-    step = payload.get("step")  # a crafted file's odd step: not known
+    step = payload.get("step")  # a crafted file's odd step: the one in its name, else not known
+    step = step if type(step) is int and step >= 0 else ckpt.step_of_name(path)
     data = payload.get("data")
     name = data.get("name") if isinstance(data, dict) else None
     return LoadedRun(
         model.eval(),
         cfg,
-        step if type(step) is int and step >= 0 else None,
+        step,
         names,
         name if isinstance(name, str) else cfg.data.dataset,
     )
