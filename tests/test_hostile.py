@@ -647,6 +647,9 @@ def test_a_folder_with_a_runs_checkpoints_and_an_exports_weights_is_refused(run,
     with pytest.raises(UserError, match="holds both"):
         wae.load_model(copy)
     assert not (tmp_path / "s.png").exists()
+    from wae.compare import list_line
+
+    assert "holds both" in list_line(copy)[-1]  # wae runs names the problem in the folder's line
 
 
 def test_a_checkpoint_with_an_odd_step_is_known_by_its_file_name(run, tmp_path):

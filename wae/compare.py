@@ -22,6 +22,7 @@ from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, writ
 from .config import UserError
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
+from .export import is_export
 from .images import grid
 from .report import (
     FROM_EVALUATE,
@@ -223,6 +224,7 @@ def list_line(run: Path) -> list[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a hand-edited metrics file: the listing shows what it can
             cfg = read_run_config(run)
+            exported = is_export(run)  # a folder with a run's checkpoints too: the problem, in the line
             done = [r for r in saved_records(run) if r.get("kind") in ("train", "eval")]  # lost on --resume: not done
             evals = [r for r in done if r["kind"] == "eval"]
             metrics, source = metrics_and_source(run, evals=evals)
@@ -233,7 +235,7 @@ def list_line(run: Path) -> list[str]:
     steps = max((int(r["step"]) for r in done), default=0)
     epochs = max((float(r.get("epoch", 0)) for r in done), default=0.0)  # train records: fractions of epochs
     train = cfg.get("train", {})
-    if (run / "model.safetensors").is_file():
+    if exported:
         source = "wae export (model card: README.md)"
     elif source == FROM_EVALUATE:
         source = "wae evaluate"
