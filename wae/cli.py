@@ -459,7 +459,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else own
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
-    _check_not_special(out, "--out", own)
+    _check_not_special(out, "--out", own, args.run)
     model, cfg = load_model(args.run)
     sampler = load_sampler(Path(args.run), args.sampler, model)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
@@ -520,9 +520,9 @@ def _report(args: argparse.Namespace) -> int:
         Path(args.screenshot).suffix.lower() != ".png" or not Path(args.screenshot).parent.is_dir()
     ):
         raise UserError(f"--screenshot {args.screenshot}: give a .png file in an existing folder")
-    _check_not_special(out, "--out", run / "report.html")
+    _check_not_special(out, "--out", run / "report.html", run)
     if args.screenshot:
-        _check_not_special(Path(args.screenshot), "--screenshot")
+        _check_not_special(Path(args.screenshot), "--screenshot", run=run)
     page = write_report(run, out)
     print(f"wrote {page}")
     if args.screenshot:
@@ -588,6 +588,10 @@ def _train(args: argparse.Namespace) -> int:
             allowed = ", ".join(sorted(flag_of(f) for _, f, _, _ in settings() if f.name in _RESUME_SETTINGS))
             raise UserError(f"with --resume only {allowed} may be given")
         run_dir = Path(args.resume)
+        from .export import is_export
+
+        if is_export(run_dir):  # UserError for a folder with an export's weights beside the checkpoints
+            raise UserError(f"{run_dir} is a folder that wae export wrote, not a run to resume")
         cfg = override(_run_config(run_dir), **given)
         validate(cfg)
     else:
@@ -730,43 +734,66 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise UserError(f"cannot write the run folder {run_dir}: {err.strerror}") from None
 
 
-def _check_output(path_text: str) -> Path:
+def _check_output(path_text: str, run: str | Path | None = None) -> Path:
     path = Path(path_text)
     if path.suffix.lower() not in (".png", ".npz"):
         raise UserError(f"--out {path}: give a .png or .npz file name")
     if not path.parent.is_dir():
         raise UserError(f"--out {path}: folder {path.parent} does not exist")
-    _check_not_special(path, "--out")
+    _check_not_special(path, "--out", run=run)
     return path
 
 
 # the files a run folder (or an export) is made of, which another command's output must not replace
 RUN_FILES = frozenset(
-    {"config.json", "metrics.jsonl", ".lock", "model.safetensors", "export.json", "README.md", "report.md"}
-    | {"report.html", "samples.png", "reconstructions.png", "interpolations.png", "classes.png"}
+    name.lower()  # compared in lower case: a file system may ignore case
+    for name in {"config.json", "metrics.jsonl", ".lock", "model.safetensors", "export.json", "README.md"}
+    | {"report.md", "report.html", "samples.png", "reconstructions.png", "interpolations.png", "classes.png"}
     | set(SAMPLER_FILES.values())
     | {f"samples-{kind}.png" for kind in SAMPLER_FILES}
 )
 
 
-def _check_not_special(path: Path, flag: str, own: Path | None = None) -> None:
+def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str | Path | None = None) -> None:
     """:class:`UserError` when an output path exists and is not a regular file (a folder, or a
-    FIFO, which writing would block on), or is one of the files of a run folder or an export
-    (:data:`RUN_FILES`, ``metrics*.json``, anything in its ``checkpoints/`` or ``grids/``),
-    which it would replace: ``own``, the command's default output, is allowed."""
+    FIFO, which writing would block on); is one of the files of a run folder or an export
+    (:data:`RUN_FILES`, ``metrics*.json``, in any case of letters, and anything in its
+    ``checkpoints/`` or ``grids/``; links and ``..`` resolved), which it would replace (``own``,
+    the command's default output, is allowed); or is the data file that ``run`` was trained on."""
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path} exists and is not a regular file")
-    folder = path.parent
-    if folder.name in ("checkpoints", "grids") and (folder.parent / "config.json").is_file():
+    real = path.resolve()
+    folder = real.parent
+    if folder.name in ("checkpoints", "grids") and _is_run_folder(folder.parent):
         raise UserError(f"{flag} {path} is inside the run folder {folder.parent}'s {folder.name}/: give another path")
-    holds = ("checkpoints", "model.safetensors")
-    is_run = (folder / "config.json").is_file() and any((folder / name).exists() for name in holds)
-    named = path.name in RUN_FILES or re.fullmatch(r"metrics(-.*)?\.json", path.name) is not None
-    if is_run and named and (own is None or path.resolve() != own.resolve()):
+    name = real.name.lower()  # a file system that ignores case would replace config.json for CONFIG.JSON
+    named = name in RUN_FILES or re.fullmatch(r"metrics(-.*)?\.json", name) is not None
+    if named and _is_run_folder(folder) and (own is None or real != own.resolve()):
         raise UserError(
-            f"{flag} {path} would replace a file of the run folder {folder} (its own {path.name}): "
-            "give a path outside it or another name"
+            f"{flag} {path}: {real.name} is a file name of the run folder {folder}; give a path outside it "
+            "or another name"
         )
+    data = _data_path(run) if run is not None else None
+    if data is not None and (real == data.resolve() or data.resolve() in real.parents):
+        raise UserError(f"{flag} {path} is (in) the data the run was trained on, {data}; give another path")
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a run (config.json and a checkpoint) or an export."""
+    from .checkpoint import run_checkpoints
+
+    exported = (folder / "model.safetensors").is_file()
+    return (folder / "config.json").is_file() and (bool(run_checkpoints(folder)) or exported)
+
+
+def _data_path(run: str | Path) -> Path | None:
+    """The data file or folder recorded in a run's config.json (None without one, or when the
+    file cannot be read: the command then says so itself)."""
+    try:
+        cfg = runs.run_config(run_folder(Path(run)))
+    except (UserError, OSError):
+        return None
+    return Path(cfg.data.path).expanduser() if cfg is not None and cfg.data.path else None
 
 
 def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
@@ -811,7 +838,7 @@ def resolve_labels(text: str, classes: tuple[str, ...], many: bool = True) -> li
 def _sample(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() in (".csv", ".npy") or _is_table_run(args.run):
         return _sample_rows(args)
-    out = _check_output(args.out)
+    out = _check_output(args.out, args.run)
     loaded = load_run(args.run)
     model, cfg, classes = loaded.model, loaded.config, loaded.class_names
     _refuse_table(cfg, "sample --out .png/.npz")
@@ -863,7 +890,7 @@ def _sample_rows(args: argparse.Namespace) -> int:
         raise UserError("--label needs a conditional run; tables have no classes")
     if out.suffix.lower() not in (".csv", ".npy") or not out.parent.is_dir():
         raise UserError(f"--out {out}: a table run writes a .csv or .npy file in an existing folder")
-    _check_not_special(out, "--out")
+    _check_not_special(out, "--out", run=args.run)
     model, cfg = load_model(args.run)
     if cfg.data.dataset != "table":
         raise UserError(f"--out {out}: .csv and .npy samples are for runs on tables; give a .png or .npz file")
@@ -947,7 +974,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    out = _check_output(args.out)
+    out = _check_output(args.out, args.run)
     loaded = load_run(args.run)
     model, cfg, classes = loaded.model, loaded.config, loaded.class_names
     _refuse_table(cfg, "reconstruct")
@@ -971,7 +998,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _interpolate(args: argparse.Namespace) -> int:
-    out = _check_output(args.out)
+    out = _check_output(args.out, args.run)
     model, cfg = load_model(args.run)
     _refuse_table(cfg, "interpolate")
     check_decode_memory(

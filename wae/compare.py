@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, write_atomic
-from .config import UserError
+from .config import UserError, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .export import is_export
@@ -73,6 +73,13 @@ def run_summary(run: Path, step: int | None = None, weights: str | None = None) 
     train = [r for r in records if r.get("kind") == "train"]
     speeds = [r["images_per_s"] for r in train if "images_per_s" in r]
     evals = [r for r in records if r.get("kind") == "eval"]
+    samplers = {}
+    for path in [run / "metrics.json", *sorted(run.glob("metrics-*.json"))]:
+        metrics = read_metrics_file(path) if path.exists() else None  # a FIFO: said, not read
+        if metrics is not None and metrics_are_stale(path, weights):
+            warn_caller(f"{path} is of other weights than the checkpoint read: left out (run wae evaluate again)")
+        elif metrics is not None and path.name != "metrics.json":
+            samplers[path.stem.removeprefix("metrics-")] = metrics
     return {
         "name": run.name,
         "objective": cfg["loss"]["objective"],
@@ -81,11 +88,7 @@ def run_summary(run: Path, step: int | None = None, weights: str | None = None) 
         "steps": evals[-1]["step"] if evals else 0,
         "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
         "metrics": run_metrics(run, weights, evals=evals),
-        "samplers": {
-            path.stem.removeprefix("metrics-"): metrics
-            for path in sorted(run.glob("metrics-*.json"))
-            if (metrics := read_metrics_file(path)) is not None and not metrics_are_stale(path, weights)
-        },
+        "samplers": samplers,
     }
 
 

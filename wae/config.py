@@ -87,15 +87,16 @@ def _parsed(loads: Callable[[str], Any], text: str) -> Any:
         raise
 
 
-def parse_json(text: str) -> Any:
+def parse_json(text: str, unique_keys: bool = False) -> Any:
     """``json.loads(text)`` with every way the text can fail to parse raised as ValueError:
     malformed JSON (json.JSONDecodeError), an integer beyond the float range (which each reader
     would meet as an OverflowError), one of more than 4,300 digits (Python's limit on int
     conversion), and nesting too deep for the parser (RecursionError, which is not a
-    ValueError), and a key given twice in one object (json keeps the last without a word; TOML
-    refuses it). A leading byte-order mark, as some editors write, is skipped. Readers of files
-    a user may edit catch ValueError alone."""
-    return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats), text)
+    ValueError), and, with ``unique_keys`` (a settings file a user writes), a key given twice
+    in one object (json keeps the last without a word; TOML refuses it). A leading byte-order
+    mark, as some editors write, is skipped. Readers of files a user may edit catch ValueError
+    alone."""
+    return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats if unique_keys else None), text)
 
 
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -862,7 +863,7 @@ def read_settings(path: Path) -> dict[str, Any]:
         raise UserError(f"--config {path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
     is_json = path.suffix.lower() == ".json"
     try:
-        raw = parse_json(text) if is_json else parse_toml(text)
+        raw = parse_json(text, unique_keys=True) if is_json else parse_toml(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
         raise UserError(f"{path}: not valid {'JSON' if is_json else 'TOML'} ({err})") from None
     except ValueError as err:  # valid syntax that no reader can take (parse_json, parse_toml)

@@ -72,17 +72,19 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
         shapes = ", ".join(str(tuple(t.shape)) for t in stats)
         raise UserError(f"a Fréchet distance takes means (d,) and covariances (d, d) of one d >= 1; got {shapes}")
     _check_width(d)
+    # a covariance rounded to its dtype is PSD within that rounding (fp16: about 1e-3 of its scale)
+    tol = max([1e-6, *(8 * torch.finfo(t.dtype).eps for t in (cov_a, cov_b) if t.is_floating_point())])
     mean_a, cov_a, mean_b, cov_b = (t.detach().double().cpu() for t in stats)
     if not all(bool(t.isfinite().all()) for t in (mean_a, cov_a, mean_b, cov_b)):
         raise UserError("the feature statistics are not finite (features too large for float64): no Fréchet distance")
     for cov in (cov_a, cov_b):
         scale = cov.abs().max().item()
-        if (cov - cov.T).abs().max().item() > 1e-6 * scale or cov.diagonal().min().item() < -1e-6 * scale:
+        if (cov - cov.T).abs().max().item() > tol * scale or cov.diagonal().min().item() < -tol * scale:
             raise UserError("a Fréchet distance takes covariances that are symmetric with a non-negative diagonal")
     try:
         values, vectors = torch.linalg.eigh(cov_a)
         for name, ev in (("C_a", values), ("C_b", torch.linalg.eigvalsh(cov_b))):
-            if ev.min().item() < -1e-6 * max(ev.abs().max().item(), 1e-300):
+            if ev.min().item() < -tol * max(ev.abs().max().item(), 1e-300):
                 raise UserError(
                     f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
                 )
@@ -113,11 +115,12 @@ def _check_width(d: int) -> None:
 
 def _check_real(tensors: tuple[Any, ...], message: str) -> None:
     """:class:`UserError` with ``message`` unless every one is a dense real torch tensor with
-    values (not complex, bool, quantized, sparse or on the meta device)."""
+    values (not complex, bool, quantized, sparse, nested or on the meta device)."""
     for x in tensors:
         if not isinstance(x, Tensor):
             raise UserError(f"{message}; got {type(x).__name__}")
-        if x.is_complex() or x.dtype == torch.bool or x.is_quantized or x.layout != torch.strided or x.is_meta:
+        odd = x.is_nested or x.is_quantized or x.layout != torch.strided or x.is_meta
+        if odd or x.is_complex() or x.dtype == torch.bool:
             raise UserError(f"{message}; got {x.dtype} ({x.layout}) on {x.device.type}")
 
 

@@ -458,15 +458,20 @@ def _grid_files(
     folder were drawn from other weights than the checkpoint read at ``step``: they are of the
     last evaluation record (``everything``: a process killed after drawing them, before saving
     the checkpoint, or a damaged newer checkpoint passed over). Then the copy in ``grids/`` of the
-    last evaluation at or before ``step`` (``saved``), else None (left out). Empty when the top
-    grids are of the weights read, or the step is not known."""
+    evaluation at ``step`` when it was the last of its epoch (the copies are named by epoch),
+    else None (left out). Empty when no evaluation is later than ``step`` (the top grids are of
+    the weights read), or the step is not known."""
     evals = [r for r in everything if r.get("kind") == "eval"]
-    if step is None or not evals or evals[-1]["step"] == step:
+    if step is None or not evals or evals[-1]["step"] <= step:  # none later (a damaged record: not known)
         return {}
     mine = [r for r in saved if r.get("kind") == "eval" and r["step"] == step]
+    epoch = int(mine[-1]["epoch"]) if mine else None
+    # a copy is named by epoch: the last evaluation of that epoch drew it (a run stopped within an
+    # epoch evaluates twice in it), which must be the checkpoint read
+    drawn_last = [r for r in evals if int(r["epoch"]) == epoch][-1:] if epoch is not None else []
     files: dict[str, Path | None] = {}
     for name in EPOCH_GRIDS:
-        copy = run / "grids" / f"{name}-epoch{int(mine[-1]['epoch']):03d}.png" if mine else None
+        copy = run / "grids" / f"{name}-epoch{epoch:03d}.png" if drawn_last and drawn_last[0]["step"] == step else None
         files[f"{name}.png"] = copy if copy is not None and copy.is_file() else None
     return files
 
