@@ -889,6 +889,6 @@ def test_the_frechet_distance_takes_half_precision_statistics_and_refuses_nested
         assert frechet_distance(ma.to(dtype), ca.to(dtype), mb.to(dtype), cb.to(dtype)) == pytest.approx(
             exact, rel=0.02
         )
-    nested = torch.nested.nested_tensor([torch.randn(3, 4), torch.randn(2, 4)])
+    nested = torch.nested.nested_tensor([torch.randn(3, 4), torch.randn(2, 4)], layout=torch.jagged)
     with pytest.raises(UserError, match="dense"):
         frechet_distance_of(nested, torch.randn(5, 4))
