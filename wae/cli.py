@@ -759,7 +759,8 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
     FIFO, which writing would block on); is one of the files of a run folder or an export
     (:data:`RUN_FILES`, ``metrics*.json``, in any case of letters, and anything in its
     ``checkpoints/`` or ``grids/``; links and ``..`` resolved), which it would replace (``own``,
-    the command's default output, is allowed); or is the data file that ``run`` was trained on."""
+    the command's default output, is allowed); or is (in) the data file or folder that ``run`` was
+    trained on."""
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path} exists and is not a regular file")
     real = path.resolve()
@@ -779,11 +780,12 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
 
 
 def _is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a run (config.json and a checkpoint) or an export."""
+    """Whether ``folder`` holds a run (config.json and a checkpoint, or the records of a run
+    still in its first epoch) or an export."""
     from .checkpoint import run_checkpoints
 
-    exported = (folder / "model.safetensors").is_file()
-    return (folder / "config.json").is_file() and (bool(run_checkpoints(folder)) or exported)
+    written = any((folder / name).is_file() for name in ("model.safetensors", "metrics.jsonl"))
+    return (folder / "config.json").is_file() and (written or bool(run_checkpoints(folder)))
 
 
 def _data_path(run: str | Path) -> Path | None:
