@@ -892,3 +892,48 @@ def test_the_frechet_distance_takes_half_precision_statistics_and_refuses_nested
     nested = torch.nested.nested_tensor([torch.randn(3, 4), torch.randn(2, 4)], layout=torch.jagged)
     with pytest.raises(UserError, match="dense"):
         frechet_distance_of(nested, torch.randn(5, 4))
+
+
+# ----------------------------------------------------------------------------- its third pass
+
+
+def test_outputs_by_odd_paths_are_one_line_and_compare_is_checked_too(run, tmp_path):
+    # a link that loops and a NUL in the recorded data path gave tracebacks (Path.resolve);
+    # a folder below grids/ got past the check; wae compare --out went through none
+    copy = _copy(run, tmp_path)
+    os.symlink("loop.json", tmp_path / "loop.json")
+    _one_line(*run_cli(["evaluate", str(copy), "--n", "8", "--no-fid", "--out", str(tmp_path / "loop.json")]))
+    (copy / "grids" / "sub").mkdir()
+    for argv in (
+        ["sample", str(copy), "--n", "4", "--out", str(copy / "grids" / "sub" / "x.png")],
+        ["compare", str(copy), "--out", str(copy / "grids")],
+        ["compare", str(copy), "--out", str(copy / "checkpoints")],
+    ):
+        code, err = run_cli(argv)
+        _one_line(code, err)
+        assert "is inside the run folder" in err, err
+    assert not list((copy / "grids" / "sub").iterdir()) and not (copy / "grids" / "compare.md").exists()
+    config = json.loads((copy / "config.json").read_text())
+    config["data"]["path"] = "/nowhere/imgs\u0000.npz"
+    (copy / "config.json").write_text(json.dumps(config))
+    code, err = run_cli(["sample", str(copy), "--n", "4", "--out", str(tmp_path / "s.png")])
+    assert "Traceback" not in err and code in (0, 2), err
+
+
+def test_the_report_leaves_the_top_grids_when_a_newer_checkpoint_was_passed_over(run, tmp_path):
+    # the damaged checkpoint's evaluation record unreadable too: the top grids are of its weights
+    from wae.report import render_report
+
+    copy = _copy(run, tmp_path)
+    (copy / "metrics.json").unlink(missing_ok=True)
+    step = _damage_newest(copy)
+    lines = (copy / "metrics.jsonl").read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if '"eval"' in line)
+    lines[last] = lines[last].replace('"test_mmd": ', '"test_mmd": "x", "was": ', 1)
+    (copy / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning):
+        page = render_report(copy)
+    assert base64.b64encode((copy / "samples.png").read_bytes()).decode() not in page
+    records = [json.loads(line) for line in lines[:last]]
+    epoch = [r for r in records if r["kind"] == "eval" and r["step"] == step][-1]["epoch"]
+    assert f"grids/samples-epoch{epoch:03d}.png" in page

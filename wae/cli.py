@@ -540,6 +540,9 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
+    for run in args.runs:  # not into a run's checkpoints/ or grids/, nor its data
+        for name in ("compare.md", "compare.png"):
+            _check_not_special(out / name, "--out", run=run)
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
     print(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
@@ -763,10 +766,13 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
     trained on."""
     if path.exists() and not path.is_file():
         raise UserError(f"{flag} {path} exists and is not a regular file")
-    real = path.resolve()
+    real = _resolved(path)
+    if real is None:
+        raise UserError(f"{flag} {path}: the path cannot be followed (a link that loops, or a NUL character)")
     folder = real.parent
-    if folder.name in ("checkpoints", "grids") and _is_run_folder(folder.parent):
-        raise UserError(f"{flag} {path} is inside the run folder {folder.parent}'s {folder.name}/: give another path")
+    for inner in real.parents:  # at any depth below a run's checkpoints/ or grids/
+        if inner.name in ("checkpoints", "grids") and _is_run_folder(inner.parent):
+            raise UserError(f"{flag} {path} is inside the run folder {inner.parent}'s {inner.name}/: give another path")
     name = real.name.lower()  # a file system that ignores case would replace config.json for CONFIG.JSON
     named = name in RUN_FILES or re.fullmatch(r"metrics(-.*)?\.json", name) is not None
     if named and _is_run_folder(folder) and (own is None or real != own.resolve()):
@@ -775,8 +781,16 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
             "or another name"
         )
     data = _data_path(run) if run is not None else None
-    if data is not None and (real == data.resolve() or data.resolve() in real.parents):
+    if data is not None and (real == data or data in real.parents):
         raise UserError(f"{flag} {path} is (in) the data the run was trained on, {data}; give another path")
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` with links and ``..`` resolved; None when it cannot be (a loop, a NUL)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, ValueError, OSError):
+        return None
 
 
 def _is_run_folder(folder: Path) -> bool:
@@ -789,13 +803,13 @@ def _is_run_folder(folder: Path) -> bool:
 
 
 def _data_path(run: str | Path) -> Path | None:
-    """The data file or folder recorded in a run's config.json (None without one, or when the
-    file cannot be read: the command then says so itself)."""
+    """The data file or folder recorded in a run's config.json, resolved (None without one, or
+    when it cannot be read or followed: the command then says so itself)."""
     try:
         cfg = runs.run_config(run_folder(Path(run)))
-    except (UserError, OSError):
+    except (UserError, OSError, ValueError):
         return None
-    return Path(cfg.data.path).expanduser() if cfg is not None and cfg.data.path else None
+    return _resolved(Path(cfg.data.path).expanduser()) if cfg is not None and cfg.data.path else None
 
 
 def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:
@@ -1092,7 +1106,8 @@ def _run_written(args: argparse.Namespace) -> contextlib.AbstractContextManager[
         return contextlib.nullcontext()
     run = Path(args.run)
     out = getattr(args, "out", None)
-    if not (run / "config.json").is_file() or (out and Path(out).resolve().parent != run.resolve()):
+    target = _resolved(Path(out)) if out else None  # None for a path that cannot be followed: refused later
+    if not (run / "config.json").is_file() or (out and (target is None or target.parent != run.resolve())):
         return contextlib.nullcontext()  # not a run (the command says so), or not written into
     return runs.run_lock(run)
 

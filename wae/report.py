@@ -455,15 +455,18 @@ def _grid_files(
     run: Path, everything: list[dict[str, Any]], saved: list[dict[str, Any]], step: int | None
 ) -> dict[str, Path | None]:
     """Where the report takes each per-evaluation grid from when the grids at the top of the run
-    folder were drawn from other weights than the checkpoint read at ``step``: they are of the
-    last evaluation record (``everything``: a process killed after drawing them, before saving
-    the checkpoint, or a damaged newer checkpoint passed over). Then the copy in ``grids/`` of the
+    folder were (or may have been) drawn from other weights than the checkpoint read at
+    ``step``: an evaluation record is later (``everything``: a process killed after drawing them,
+    before saving the checkpoint), or a newer checkpoint was passed over (damaged; its record may
+    be unreadable too). Then the copy in ``grids/`` of the
     evaluation at ``step`` when it was the last of its epoch (the copies are named by epoch),
-    else None (left out). Empty when no evaluation is later than ``step`` (the top grids are of
-    the weights read), or the step is not known."""
+    else None (left out). Empty when neither is so (the top grids are of the weights read), or
+    the step is not known."""
     evals = [r for r in everything if r.get("kind") == "eval"]
-    if step is None or not evals or evals[-1]["step"] <= step:  # none later (a damaged record: not known)
-        return {}
+    newest = newest_checkpoint_step(run)  # by name: a damaged newer one was passed over
+    later = bool(evals) and evals[-1]["step"] > step if step is not None else False
+    if step is None or not (later or (newest is not None and newest > step)):
+        return {}  # the top grids are of the weights read (a damaged record alone says nothing)
     mine = [r for r in saved if r.get("kind") == "eval" and r["step"] == step]
     epoch = int(mine[-1]["epoch"]) if mine else None
     # a copy is named by epoch: the last evaluation of that epoch drew it (a run stopped within an
