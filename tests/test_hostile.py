@@ -937,3 +937,23 @@ def test_the_report_leaves_the_top_grids_when_a_newer_checkpoint_was_passed_over
     records = [json.loads(line) for line in lines[:last]]
     epoch = [r for r in records if r["kind"] == "eval" and r["step"] == step][-1]["epoch"]
     assert f"grids/samples-epoch{epoch:03d}.png" in page
+
+
+def test_a_metrics_file_that_records_no_weights_is_not_taken_for_the_weights_read(run, tmp_path):
+    # without a fingerprint (edited, or from before them), after a damaged newest checkpoint,
+    # compare and the report showed its figures (of the damaged checkpoint) beside the older ones
+    from wae.report import render_report
+
+    copy = _copy(run, tmp_path)
+    assert run_cli(["evaluate", str(copy), "--n", "8", "--no-fid"])[0] == 0
+    figures = json.loads((copy / "metrics.json").read_text())
+    del figures["weights_fingerprint"]
+    figures["test_recon_mse"] = 0.123456
+    (copy / "metrics.json").write_text(json.dumps(figures))
+    _damage_newest(copy)
+    code, err = run_cli(["compare", str(copy), "--out", str(tmp_path / "cmp")])
+    assert code == 0 and "metrics.json is of other weights" in err, err
+    assert "0.1235" not in (tmp_path / "cmp" / "compare.md").read_text()
+    with pytest.warns(UserWarning, match="using"):
+        page = render_report(copy)
+    assert "0.1235" not in page.split("</table>")[0] and "or records none" in page

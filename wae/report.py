@@ -179,7 +179,7 @@ def metrics_and_source(
     if metrics is not None:
         if not metrics_are_stale(path, weights):
             return metrics, FROM_EVALUATE
-        stale = " (metrics.json is of other weights: run wae evaluate again)"
+        stale = " (metrics.json is of other weights, or records none: run wae evaluate again)"
     evals = saved_evals(run, step=step) if evals is None else evals
     if not evals:
         return {}, f"no evaluation of these weights yet{stale}: run wae evaluate"
@@ -187,10 +187,11 @@ def metrics_and_source(
 
 
 def metrics_are_stale(path: Path, weights: str | None) -> bool:
-    """Whether the metrics file ``path`` records weights other than ``weights`` (False when
-    either is not known)."""
-    recorded = metrics_fingerprint(path)  # DAMAGED for an entry that is not a fingerprint
-    return weights is not None and recorded is not None and recorded != weights
+    """Whether the metrics file ``path`` is not known to be of the weights ``weights`` (False
+    when ``weights`` is not known): it records others, or none (a file edited, or written before
+    fingerprints: after a damaged newest checkpoint it may be of that one; training removes such
+    files too, ``train.drop_stale_grids``)."""
+    return weights is not None and metrics_fingerprint(path) != weights  # DAMAGED, None: not these
 
 
 def curves_figure(records: list[dict[str, Any]]) -> Any:
