@@ -957,3 +957,16 @@ def test_a_metrics_file_that_records_no_weights_is_not_taken_for_the_weights_rea
     with pytest.warns(UserWarning, match="using"):
         page = render_report(copy)
     assert "0.1235" not in page.split("</table>")[0] and "or records none" in page
+
+
+def test_the_frechet_distance_of_features_far_from_one_is_exact_under_scale():
+    # features of 1e77 to 1e153 (squares within float64) were refused as "ill-conditioned" while
+    # precision/recall rescaled them; the distance scales as the square of a common factor
+    from wae.fid import frechet_distance_of
+
+    x, y = torch.randn(200, 8, dtype=torch.float64), torch.randn(200, 8, dtype=torch.float64) + 0.5
+    exact = frechet_distance_of(x, y)
+    for scale in (1e-60, 1e-30, 1e60, 1e77, 1e120, 1e150):
+        assert frechet_distance_of(x * scale, y * scale) / scale**2 == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(UserError, match="features too large"):
+        frechet_distance_of(x * 1e160, y * 1e160)  # the figure itself is beyond float64

@@ -148,11 +148,22 @@ def checked_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = True) -> float:
     """Fréchet distance between Gaussians fitted to two sets of features (n, d) and (m, d); NaN,
     with a RuntimeWarning (none with ``warn=False``, for a caller that documents those NaNs),
-    when either has fewer than 2 points (no covariance: a test split of one image). UserError
-    as :func:`checked_features` and :func:`frechet_distance` raise it."""
+    when either has fewer than 2 points (no covariance: a test split of one image). Features of
+    magnitude beyond 1e50 (or below 1e-50) are measured scaled to about 1 and the figure scaled
+    back (exact: it scales as the square). UserError as :func:`checked_features` and
+    :func:`frechet_distance` raise it, and for a figure beyond float64."""
     if isinstance(features_a, Tensor) and features_a.ndim == 2:
         _check_width(features_a.shape[1])  # before any copy: a transposed set is wide
     features_a, features_b = checked_features(features_a, features_b)
+    # the distance of features scaled by s is s^2 times theirs: far from 1, compute it on features
+    # scaled to about 1 (float64 squares of 1e160 overflow; eigendecompositions of covariances of
+    # 1e80 features lose them) and scale the figure back
+    scale = max((t.abs().max().item() for t in (features_a, features_b) if t.numel()), default=0.0)
+    if not 1e-50 < scale < 1e50:
+        scale = scale or 1.0
+        features_a, features_b = features_a / scale, features_b / scale
+    else:
+        scale = 1.0
     if min(len(features_a), len(features_b)) < 2:
         if warn:
             warn_caller(
@@ -161,7 +172,10 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
                 RuntimeWarning,
             )
         return float("nan")
-    return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
+    distance = frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b)) * scale * scale
+    if not math.isfinite(distance):
+        raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
+    return distance
 
 
 # ----------------------------------------------------------------------------- kernel Inception distance
