@@ -390,7 +390,7 @@ def test_figures_come_from_evaluations_of_weights_the_run_still_has(run, tmp_pat
     # save, or a hand edit) describes weights that are gone: compare, runs and the report's
     # metrics once read it (a resume drops it)
     from wae.compare import list_line, run_summary
-    from wae.report import run_metrics, saved_evals
+    from wae.report import metrics_and_source, saved_evals
 
     copy = _copy(run, tmp_path)
     (copy / "metrics.json").unlink(missing_ok=True)
@@ -399,7 +399,7 @@ def test_figures_come_from_evaluations_of_weights_the_run_still_has(run, tmp_pat
     with open(copy / "metrics.jsonl", "a") as f:
         f.write(json.dumps(ghost) + "\n")
     assert saved_evals(copy) == saved
-    assert run_metrics(copy)["test_recon_mse"] == saved[-1]["test_recon_mse"]
+    assert metrics_and_source(copy)[0]["test_recon_mse"] == saved[-1]["test_recon_mse"]
     summary = run_summary(copy)
     assert summary["epochs"] == saved[-1]["epoch"] and summary["metrics"]["test_recon_mse"] != 1e-9
     assert list_line(copy)[-1] == f"epoch {saved[-1]['epoch']} eval"
@@ -970,3 +970,62 @@ def test_the_frechet_distance_of_features_far_from_one_is_exact_under_scale():
         assert frechet_distance_of(x * scale, y * scale) / scale**2 == pytest.approx(exact, rel=1e-9)
     with pytest.raises(UserError, match="features too large"):
         frechet_distance_of(x * 1e160, y * 1e160)  # the figure itself is beyond float64
+
+
+# ----------------------------------------------------------------------------- session 19
+
+
+@pytest.mark.parametrize("name", ["decoder.onnx", "DECODER.TORCHSCRIPT.PT", "export.json", "Model.safetensors"])
+def test_an_output_may_not_replace_an_exports_files(run, tmp_path, name):
+    # the decoders that wae export --format torchscript / onnx writes were not in the list of an
+    # export's files (no command writes those suffixes today; the check must not depend on that)
+    from wae.cli import _check_not_special
+
+    export = tmp_path / "export"
+    export.mkdir()
+    for file in ("config.json", "model.safetensors", "README.md", "export.json", "decoder.onnx"):
+        (export / file).write_bytes(b"kept")
+    (export / "decoder.torchscript.pt").write_bytes(b"kept")
+    with pytest.raises(UserError, match="is a file name of the run folder"):
+        _check_not_special(export / name, "--out")
+    code, err = run_cli(["evaluate", str(run), "--n", "8", "--no-fid", "--out", str(export / "export.json")])
+    _one_line(code, err)
+    assert all(p.read_bytes() == b"kept" for p in export.iterdir())
+
+
+def test_compare_refuses_an_output_in_the_data_of_any_run_compared(run, tmp_path):
+    # each run's data checked once, the second run's too
+    copy = _copy(run, tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    config = json.loads((copy / "config.json").read_text())
+    config["data"]["path"] = str(data)
+    (copy / "config.json").write_text(json.dumps(config))
+    code, err = run_cli(["compare", str(run), str(copy), "--out", str(data / "cmp")])
+    _one_line(code, err)
+    assert "the data the run was trained on" in err and not (data / "cmp").exists()
+
+
+def test_compare_reads_a_runs_metrics_file_once_and_says_so_once(run, tmp_path, monkeypatch):
+    # run_summary read metrics.json up to four times (its own loop, the figures, two staleness
+    # checks), and a metrics.json that is not an object was warned about twice
+    import wae.report
+    from wae.compare import run_summary
+
+    copy = _copy(run, tmp_path)
+    (copy / "metrics.json").write_text("[1, 2]")
+    reads = []
+    real = wae.report.read_json_object
+    monkeypatch.setattr(wae.report, "read_json_object", lambda path: reads.append(path.name) or real(path))
+    with pytest.warns(UserWarning) as caught:
+        summary = run_summary(copy, weights="0" * 16)
+    assert reads.count("metrics.json") == 1
+    assert [str(w.message).count("not a JSON object") for w in caught] == [1]
+    assert summary["metrics"] and "test_recon_mse" in summary["metrics"]  # the last per-epoch evaluation
+    figures = {"test_recon_mse": 0.5, "weights_fingerprint": "f" * 16}  # of other weights
+    (copy / "metrics.json").write_text(json.dumps(figures))
+    reads.clear()
+    with pytest.warns(UserWarning, match="of other weights") as caught:
+        summary = run_summary(copy, weights="0" * 16)
+    assert reads.count("metrics.json") == 1 and len(caught) == 1
+    assert summary["metrics"]["test_recon_mse"] != 0.5

@@ -25,6 +25,17 @@ from .config import MAX_IMAGE_SIDE, Config, UserError, json_repr, parse_json, va
 
 FORMAT = 1
 FOLDER = "checkpoints"
+RECORDS = "metrics.jsonl"  # a run's training and evaluation records, one JSON object a line
+GRIDS = "grids"  # a run's per-evaluation grids, epoch_grid(...)
+EPOCH_GRIDS = ("samples", "reconstructions", "interpolations", "classes")  # drawn at each evaluation
+
+
+def epoch_grid(run: Path, name: str, epoch: int) -> Path:
+    """Where a run keeps the grid ``name`` (samples, reconstructions, ...) drawn at the
+    evaluation that ended ``epoch``: ``RUN/grids/NAME-epochNNN.png``."""
+    return run / GRIDS / f"{name}-epoch{epoch:03d}.png"
+
+
 _NAME = re.compile(r"step-([0-9]+)\.pt")  # ASCII digits: int() also reads other scripts' digits
 # temporary files of a writer: write_atomic's ".NAME.tmp-PID", the image-folder cache's
 # ".NAME.PID.tmp" and ".NAME.PID.final.tmp"
@@ -106,21 +117,28 @@ def npz_bytes(**arrays: Any) -> bytes:
     return buffer.getvalue()
 
 
-DAMAGED = "damaged"  # what metrics_fingerprint says of an entry that is not a fingerprint
+DAMAGED = "damaged"  # what fingerprint_entry says of an entry that is not a fingerprint
 
 
-def metrics_fingerprint(path: Path) -> str | None:
-    """The weights' fingerprint a ``metrics*.json`` of ``wae evaluate`` records: the entry when
-    it is one (FINGERPRINT_LENGTH lower-case hex digits), DAMAGED (which matches no weights) for
-    an entry of another type or form, None for a file without the entry (written before
-    fingerprints), one that is not a JSON object, or one that cannot be read."""
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in the file ``path`` (repeated keys: the last wins, as ``json``); None
+    when it is not a regular file (a FIFO would block), cannot be read, is not UTF-8 JSON or
+    holds another value than an object."""
     try:
         loaded = parse_json(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # ValueError: not JSON, or bytes that are not UTF-8
         return None
-    if not isinstance(loaded, dict) or "weights_fingerprint" not in loaded:
+    return loaded if isinstance(loaded, dict) else None
+
+
+def fingerprint_entry(evaluation: dict[str, Any]) -> str | None:
+    """The weights' fingerprint that a parsed ``metrics*.json`` of ``wae evaluate`` records: the
+    entry when it is one (FINGERPRINT_LENGTH lower-case hex digits), DAMAGED (which matches no
+    weights) for an entry of another type or form, None without the entry (a file written
+    before fingerprints)."""
+    if "weights_fingerprint" not in evaluation:
         return None
-    value = loaded["weights_fingerprint"]
+    value = evaluation["weights_fingerprint"]
     return value if is_fingerprint(value) else DAMAGED
 
 
@@ -130,15 +148,18 @@ def is_fingerprint(value: object) -> bool:
     return isinstance(value, str) and len(value) == FINGERPRINT_LENGTH and all(c in "0123456789abcdef" for c in value)
 
 
+def evaluation_of(path: Path) -> dict[str, Any] | None:
+    """The parsed metrics file ``path`` when ``wae evaluate`` wrote it (a JSON object with the
+    weights' fingerprint, or, from before fingerprints, the test reconstruction error); None
+    for anything else: a file of the user's that happens to be called metrics-*.json, a folder,
+    a file that cannot be read."""
+    loaded = read_json_object(path)
+    return loaded if loaded is not None and ("weights_fingerprint" in loaded or "test_recon_mse" in loaded) else None
+
+
 def is_evaluation(path: Path) -> bool:
-    """Whether ``path`` is a metrics file that ``wae evaluate`` wrote (a JSON object with the
-    weights' fingerprint, or, from before fingerprints, the test reconstruction error), not a
-    file of the user's that happens to be called metrics-*.json."""
-    try:
-        loaded = parse_json(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return False
-    return isinstance(loaded, dict) and ("weights_fingerprint" in loaded or "test_recon_mse" in loaded)
+    """Whether ``path`` is a metrics file that ``wae evaluate`` wrote (:func:`evaluation_of`)."""
+    return evaluation_of(path) is not None
 
 
 FINGERPRINT_LENGTH = 16  # hex digits of weights_fingerprint

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import __version__, runs
+from . import __version__, export, runs
+from . import checkpoint as ckpt
 from .checkpoint import json_text, sweep_stale, weights_fingerprint, write_atomic
 from .config import (
     OBJECTIVES,
@@ -70,7 +71,9 @@ class _Parser(argparse.ArgumentParser):
 def _int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
-            value = int(text) if text.isascii() else int("x")  # int() reads other scripts' digits too
+            if not text.isascii():  # int() reads other scripts' digits too
+                raise ValueError(text)
+            value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a whole number{too_long(text)}") from None
         if value < minimum:
@@ -87,7 +90,9 @@ _nonneg_int = _int_at_least(0)
 
 def _float(text: str) -> float:
     try:
-        value = float(text) if text.isascii() else float("x")  # float() reads other scripts' digits too
+        if not text.isascii():  # float() reads other scripts' digits too
+            raise ValueError(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a number{too_long(text)}") from None
     if value != value or value in (float("inf"), float("-inf")):
@@ -372,7 +377,7 @@ def _add_measure_commands(sub: Any) -> None:
     cmp.add_argument("--out", required=True, metavar="DIR", help="folder for compare.md and compare.png")
     cmp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior codes and test images shown")
 
-    export = sub.add_parser(
+    exporting = sub.add_parser(
         "export",
         help="export a run: safetensors weights, config and model card; a TorchScript or ONNX decoder",
         description="Write DIR: model.safetensors (the generating weights; no pickle), config.json, README.md (a "
@@ -381,15 +386,15 @@ def _add_measure_commands(sub: Any) -> None:
         "checked against the eager decoder on random codes (ONNX with onnxruntime when installed). Needs "
         "pip install 'wae[export]'.",
     )
-    export.add_argument("run", metavar="RUN", help="run folder")
-    export.add_argument(
+    exporting.add_argument("run", metavar="RUN", help="run folder")
+    exporting.add_argument(
         "--format",
         action="append",
-        choices=("safetensors", "torchscript", "onnx"),
+        choices=export.FORMATS,
         default=[],
         help="what to write besides the safetensors weights: torchscript, onnx (repeatable; default: safetensors only)",
     )
-    export.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+    exporting.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
 
     listing = sub.add_parser(
         "runs",
@@ -540,9 +545,13 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    for run in args.runs:  # not into a run's checkpoints/ or grids/, nor its data
-        for name in ("compare.md", "compare.png"):
-            _check_not_special(out / name, "--out", run=run)
+    outputs = [out / "compare.md", out / "compare.png"]
+    for path in outputs:  # not a run's file, nor into a run's checkpoints/ or grids/
+        _check_not_special(path, "--out")
+    for run in args.runs:  # nor into the data of a run compared
+        data = _data_path(run)
+        for path in outputs:
+            _check_not_data(path, path.resolve(), "--out", data)
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
     print(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
@@ -550,12 +559,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_run
-
     run = Path(args.run)
     if not (run / "config.json").is_file():
         raise UserError(f"{run} is not a run folder (no config.json)")
-    record = export_run(run, Path(args.out), tuple(args.format))
+    record = export.export_run(run, Path(args.out), tuple(args.format))
     for name in record["formats"]:
         diff = record["max_abs_diff"].get(name)
         check = "" if name == "safetensors" else (f", max abs diff {diff:.3g}" if diff is not None else ", not run")
@@ -750,8 +757,9 @@ def _check_output(path_text: str, run: str | Path | None = None) -> Path:
 # the files a run folder (or an export) is made of, which another command's output must not replace
 RUN_FILES = frozenset(
     name.lower()  # compared in lower case: a file system may ignore case
-    for name in {"config.json", "metrics.jsonl", ".lock", "model.safetensors", "export.json", "README.md"}
-    | {"report.md", "report.html", "samples.png", "reconstructions.png", "interpolations.png", "classes.png"}
+    for name in {export.CONFIG, ckpt.RECORDS, runs.LOCK, "report.md", "report.html"}
+    | {export.WEIGHTS, export.RECORD, export.CARD, export.TORCHSCRIPT, export.ONNX}
+    | {f"{grid}.png" for grid in ckpt.EPOCH_GRIDS}
     | set(SAMPLER_FILES.values())
     | {f"samples-{kind}.png" for kind in SAMPLER_FILES}
 )
@@ -771,7 +779,7 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
         raise UserError(f"{flag} {path}: the path cannot be followed (a link that loops, or a NUL character)")
     folder = real.parent
     for inner in real.parents:  # at any depth below a run's checkpoints/ or grids/
-        if inner.name in ("checkpoints", "grids") and _is_run_folder(inner.parent):
+        if inner.name in (ckpt.FOLDER, ckpt.GRIDS) and _is_run_folder(inner.parent):
             raise UserError(f"{flag} {path} is inside the run folder {inner.parent}'s {inner.name}/: give another path")
     name = real.name.lower()  # a file system that ignores case would replace config.json for CONFIG.JSON
     named = name in RUN_FILES or re.fullmatch(r"metrics(-.*)?\.json", name) is not None
@@ -780,7 +788,13 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
             f"{flag} {path}: {real.name} is a file name of the run folder {folder}; give a path outside it "
             "or another name"
         )
-    data = _data_path(run) if run is not None else None
+    if run is not None:
+        _check_not_data(path, real, flag, _data_path(run))
+
+
+def _check_not_data(path: Path, real: Path, flag: str, data: Path | None) -> None:
+    """:class:`UserError` when the output ``path`` (``real``: resolved) is, or is inside, a run's
+    data file or folder ``data`` (:func:`_data_path`)."""
     if data is not None and (real == data or data in real.parents):
         raise UserError(f"{flag} {path} is (in) the data the run was trained on, {data}; give another path")
 
@@ -796,10 +810,8 @@ def _resolved(path: Path) -> Path | None:
 def _is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a run (config.json and a checkpoint, or the records of a run
     still in its first epoch) or an export."""
-    from .checkpoint import run_checkpoints
-
-    written = any((folder / name).is_file() for name in ("model.safetensors", "metrics.jsonl"))
-    return (folder / "config.json").is_file() and (written or bool(run_checkpoints(folder)))
+    written = any((folder / name).is_file() for name in (export.WEIGHTS, ckpt.RECORDS))
+    return (folder / export.CONFIG).is_file() and (written or bool(ckpt.run_checkpoints(folder)))
 
 
 def _data_path(run: str | Path) -> Path | None:

@@ -27,11 +27,9 @@ from .images import grid
 from .report import (
     FROM_EVALUATE,
     metrics_and_source,
-    metrics_are_stale,
     new_figure,
-    read_metrics_file,
+    read_evaluation,
     read_run_config,
-    run_metrics,
     saved_records,
 )
 from .runs import load_data
@@ -73,12 +71,15 @@ def run_summary(run: Path, step: int | None = None, weights: str | None = None) 
     train = [r for r in records if r.get("kind") == "train"]
     speeds = [r["images_per_s"] for r in train if "images_per_s" in r]
     evals = [r for r in records if r.get("kind") == "eval"]
-    samplers = {}
+    samplers: dict[str, dict[str, float]] = {}
+    main: tuple[dict[str, float] | None, bool] = (None, False)
     for path in [run / "metrics.json", *sorted(run.glob("metrics-*.json"))]:
-        metrics = read_metrics_file(path) if path.exists() else None  # a FIFO: said, not read
-        if metrics is not None and metrics_are_stale(path, weights):
+        metrics, stale = read_evaluation(path, weights) if path.exists() else (None, False)  # a FIFO: said, not read
+        if stale:
             warn_caller(f"{path} is of other weights than the checkpoint read: left out (run wae evaluate again)")
-        elif metrics is not None and path.name != "metrics.json":
+        if path.name == "metrics.json":
+            main = (metrics, stale)
+        elif metrics is not None and not stale:
             samplers[path.stem.removeprefix("metrics-")] = metrics
     return {
         "name": run.name,
@@ -87,7 +88,7 @@ def run_summary(run: Path, step: int | None = None, weights: str | None = None) 
         "epochs": evals[-1]["epoch"] if evals else 0,
         "steps": evals[-1]["step"] if evals else 0,
         "images_per_s": sum(speeds) / len(speeds) if speeds else float("nan"),
-        "metrics": run_metrics(run, weights, evals=evals),
+        "metrics": metrics_and_source(run, weights, evals=evals, evaluation=main)[0],
         "samplers": samplers,
     }
 

@@ -69,7 +69,9 @@ def _environ_int(name: str, default: int) -> int:
     if not text:
         return default
     try:
-        return int(text) if text.isascii() else int("x")  # int() reads other scripts' digits too
+        if not text.isascii():  # int() reads other scripts' digits too
+            raise ValueError(text)
+        return int(text)
     except ValueError:
         raise UserError(
             f"{name}={json_repr(text)} in the environment is not a whole number{too_long(text)} (torchrun sets it)"

@@ -24,8 +24,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import figure_bytes, metrics_fingerprint, newest_checkpoint_step, weights_fingerprint, write_atomic
-from .config import Config, UserError, parse_json, validate
+from .checkpoint import (
+    EPOCH_GRIDS,
+    GRIDS,
+    RECORDS,
+    epoch_grid,
+    figure_bytes,
+    fingerprint_entry,
+    newest_checkpoint_step,
+    read_json_object,
+    weights_fingerprint,
+    write_atomic,
+)
+from .config import Config, UserError, parse_json, validate, warn_caller
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
 
@@ -60,7 +71,7 @@ def read_records(run: Path) -> list[dict[str, Any]]:
     # null is how an undefined figure (NaN: a tiny test split) is written; read it back as NaN
     records = [
         {k: math.nan if v is None else v for k, v in r.items()} if isinstance(r, dict) else r
-        for r in read_jsonl(run / "metrics.jsonl")
+        for r in read_jsonl(run / RECORDS)
     ]
     kept = [r for r in records if well_formed(r)]
     if len(kept) < len(records):
@@ -98,18 +109,19 @@ def well_formed(record: dict[str, Any]) -> bool:
     return all(math.isfinite(record[k]) and 0 <= record[k] <= MAX_POSITION for k in ("step", "epoch") if k in record)
 
 
-def read_metrics_file(path: Path) -> dict[str, float] | None:
-    """The numbers of a ``metrics*.json`` written by ``wae evaluate``; None (with a warning) when
-    it was edited into something that is not a JSON object; other values than numbers are left
-    out."""
-    try:
-        loaded = parse_json(path.read_text()) if path.is_file() else None  # not a FIFO, which would block
-    except (OSError, ValueError):  # ValueError: not JSON, or bytes that are not UTF-8
-        loaded = None
-    if not isinstance(loaded, dict):
-        warnings.warn(f"{path} is not a JSON object of metrics; not used", stacklevel=2)
-        return None
-    return {k: float(v) for k, v in loaded.items() if _is_number(v)}
+def read_evaluation(path: Path, weights: str | None = None) -> tuple[dict[str, float] | None, bool]:
+    """A ``metrics*.json`` of ``wae evaluate``, read once: its numbers (None, with a warning at
+    the caller's line, when it is not a JSON object; other values than numbers are left out),
+    and whether it is stale: not known to be of the weights with fingerprint ``weights`` (never
+    when ``weights`` is None). A file that records no fingerprint is stale too (edited, or
+    written before fingerprints: after a damaged newest checkpoint it may be of that one;
+    training removes such files as well, ``train.drop_stale_grids``)."""
+    loaded = read_json_object(path)  # None for a FIFO too, which would block
+    if loaded is None:
+        warn_caller(f"{path} is not a JSON object of metrics; not used")
+        return None, False
+    metrics = {k: float(v) for k, v in loaded.items() if _is_number(v)}
+    return metrics, weights is not None and fingerprint_entry(loaded) != weights  # DAMAGED, None: not these
 
 
 def read_run_config(run: Path) -> dict[str, Any]:
@@ -155,43 +167,35 @@ def saved_evals(
     return [r for r in saved_records(run, records, step) if r.get("kind") == "eval"]
 
 
-def run_metrics(
-    run: Path, weights: str | None = None, step: int | None = None, evals: list[dict[str, Any]] | None = None
-) -> dict[str, float]:
-    """The figures of :func:`metrics_and_source`."""
-    return metrics_and_source(run, weights, step, evals)[0]
-
-
 FROM_EVALUATE = "wae evaluate (metrics.json)"
 
 
 def metrics_and_source(
-    run: Path, weights: str | None = None, step: int | None = None, evals: list[dict[str, Any]] | None = None
+    run: Path,
+    weights: str | None = None,
+    step: int | None = None,
+    evals: list[dict[str, Any]] | None = None,
+    evaluation: tuple[dict[str, float] | None, bool] | None = None,
 ) -> tuple[dict[str, float], str]:
     """``RUN/metrics.json`` if ``wae evaluate`` wrote it, else the last per-epoch evaluation of
     weights the run has (``evals`` when the caller has read them, else :func:`saved_evals` at or
     before ``step``), and where they come from, in words (:data:`FROM_EVALUATE` for the file).
     With ``weights`` (the fingerprint of the run's checkpoint), a metrics.json that records
-    other weights (the checkpoint was replaced since) is passed over, and the words say so."""
+    other weights (the checkpoint was replaced since) is passed over, and the words say so.
+    ``evaluation``: what :func:`read_evaluation` gave for metrics.json, when the caller has read it."""
     path = run / "metrics.json"
-    stale = ""
-    metrics = read_metrics_file(path) if path.is_file() else None
+    if evaluation is None:
+        evaluation = read_evaluation(path, weights) if path.is_file() else (None, False)
+    metrics, stale = evaluation
+    if metrics is not None and not stale:
+        return metrics, FROM_EVALUATE
+    passed = ""
     if metrics is not None:
-        if not metrics_are_stale(path, weights):
-            return metrics, FROM_EVALUATE
-        stale = " (metrics.json is of other weights, or records none: run wae evaluate again)"
+        passed = " (metrics.json is of other weights, or records none: run wae evaluate again)"
     evals = saved_evals(run, step=step) if evals is None else evals
     if not evals:
-        return {}, f"no evaluation of these weights yet{stale}: run wae evaluate"
-    return {k: v for k, v in evals[-1].items() if k != "kind"}, f"the last per-epoch evaluation{stale}"
-
-
-def metrics_are_stale(path: Path, weights: str | None) -> bool:
-    """Whether the metrics file ``path`` is not known to be of the weights ``weights`` (False
-    when ``weights`` is not known): it records others, or none (a file edited, or written before
-    fingerprints: after a damaged newest checkpoint it may be of that one; training removes such
-    files too, ``train.drop_stale_grids``)."""
-    return weights is not None and metrics_fingerprint(path) != weights  # DAMAGED, None: not these
+        return {}, f"no evaluation of these weights yet{passed}: run wae evaluate"
+    return {k: v for k, v in evals[-1].items() if k != "kind"}, f"the last per-epoch evaluation{passed}"
 
 
 def curves_figure(records: list[dict[str, Any]]) -> Any:
@@ -449,9 +453,6 @@ def _classes_caption(class_names: tuple[str, ...]) -> str:
     return f"classes by style (rows, top to bottom: {rows}; columns: the same codes z)"
 
 
-EPOCH_GRIDS = ("samples", "reconstructions", "interpolations", "classes")  # drawn at each evaluation
-
-
 def _grid_files(
     run: Path, everything: list[dict[str, Any]], saved: list[dict[str, Any]], step: int | None
 ) -> dict[str, Path | None]:
@@ -475,7 +476,9 @@ def _grid_files(
     drawn_last = [r for r in evals if int(r["epoch"]) == epoch][-1:] if epoch is not None else []
     files: dict[str, Path | None] = {}
     for name in EPOCH_GRIDS:
-        copy = run / "grids" / f"{name}-epoch{epoch:03d}.png" if drawn_last and drawn_last[0]["step"] == step else None
+        copy = (
+            epoch_grid(run, name, epoch) if epoch is not None and drawn_last and drawn_last[0]["step"] == step else None
+        )
         files[f"{name}.png"] = copy if copy is not None and copy.is_file() else None
     return files
 
@@ -537,7 +540,7 @@ def render_report(run: Path) -> str:
             uri = _file_png(path)
             if uri and name == "classes.png":
                 caption = _classes_caption(loaded.class_names)
-            if uri and path.parent.name == "grids":
+            if uri and path.parent.name == GRIDS:
                 caption += f" (grids/{html.escape(path.name)}: of the checkpoint read)"
             if uri:
                 parts.append(

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import FOLDER, load_latest, sweep_stale
+from .checkpoint import FOLDER, GRIDS, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
 from .config import Config, DataConfig, UserError, about, parse_json, settings, warn_caller
 
@@ -114,7 +114,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         raise UserError(f"cannot write the run folder {folder}: {err.strerror}") from None
     _held[key] = 1
     try:
-        for sub in (folder, folder / FOLDER, folder / "grids"):
+        for sub in (folder, folder / FOLDER, folder / GRIDS):
             sweep_stale(sub)
         yield
     finally:

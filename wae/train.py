@@ -702,10 +702,10 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
         if classes:
             grids.append(("classes", to_unit_range(class_grid(model, fixed_z[:10]).cpu(), value_range), 10))
     scale = 2 if data.size < 48 else 1
-    (run_dir / "grids").mkdir(exist_ok=True)
+    (run_dir / ckpt.GRIDS).mkdir(exist_ok=True)
     for name, images, ncol in grids:
         save_grid(images, run_dir / f"{name}.png", ncol, scale)
-        save_grid(images, run_dir / "grids" / f"{name}-epoch{epoch:03d}.png", ncol, scale)
+        save_grid(images, ckpt.epoch_grid(run_dir, name, epoch), ncol, scale)
 
 
 MAX_GRID_CLASSES = 50  # rows of the class-by-style grid
@@ -794,10 +794,11 @@ def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], Non
     removed = False
     fingerprint = ""  # the weights hashed once, when a first file needs the check
     for path in sorted(run_dir.glob("metrics*.json")):
-        if not ckpt.is_evaluation(path):  # a folder, or a file of the user's of that name
+        evaluation = ckpt.evaluation_of(path)
+        if evaluation is None:  # a folder, or a file of the user's of that name
             continue
         fingerprint = fingerprint or ckpt.weights_fingerprint(model)
-        if ckpt.metrics_fingerprint(path) != fingerprint:
+        if ckpt.fingerprint_entry(evaluation) != fingerprint:
             path.unlink(missing_ok=True)
             removed = True
             kind = path.stem.removeprefix("metrics").removeprefix("-")  # metrics-gmm.json: the mixture's
@@ -1050,8 +1051,8 @@ class _Loop:
                 f"would end at step {self.total_steps}: nothing to train (give more)"
             )
         if self.out is not None:
-            _truncate_metrics(self.out / "metrics.jsonl", self.state.step)
-            self.evals = [r for r in read_jsonl(self.out / "metrics.jsonl") if r.get("kind") == "eval"]
+            _truncate_metrics(self.out / ckpt.RECORDS, self.state.step)
+            self.evals = [r for r in read_jsonl(self.out / ckpt.RECORDS) if r.get("kind") == "eval"]
 
     def run(self, progress: bool | None) -> Run:
         """Train up to the last step or a stop request, with a checkpoint point at the end of
@@ -1136,7 +1137,7 @@ class _Loop:
             buffer.copy_(saved)
         step = self.state.step
         if self.out is not None:
-            _append_jsonl(self.out / "metrics.jsonl", {"kind": "nonfinite", "step": step, "parts": nonfinite})
+            _append_jsonl(self.out / ckpt.RECORDS, {"kind": "nonfinite", "step": step, "parts": nonfinite})
         if not self.cfg.train.skip_nonfinite:
             last = f"step {self.last_saved}" if self.last_saved >= 0 else "none"
             raise FloatingPointError(
@@ -1164,7 +1165,7 @@ class _Loop:
             }
             self.window_time, self.window_images = 0.0, 0
             if self.out is not None:
-                _append_jsonl(self.out / "metrics.jsonl", record)
+                _append_jsonl(self.out / ckpt.RECORDS, record)
             self.trackers.scalars("train", record, state.step)
 
     def checkpoint_point(self, epoch: int) -> None:
@@ -1210,14 +1211,12 @@ class _Loop:
             + f"{speed:.0f} {'rows' if table else 'images'}/s"
         )
         if out is not None:
-            _append_jsonl(out / "metrics.jsonl", record)
+            _append_jsonl(out / ckpt.RECORDS, record)
             self.trackers.scalars("eval", record, state.step)
             if not table:
                 _figures(state, self.data, out, epoch, self.fixed_z)
                 grids = ("samples", "reconstructions", "interpolations")
-                self.trackers.images(
-                    {name: out / "grids" / f"{name}-epoch{epoch:03d}.png" for name in grids}, state.step
-                )
+                self.trackers.images({name: ckpt.epoch_grid(out, name, epoch) for name in grids}, state.step)
             ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
             if self.trained:  # this session's steps changed the weights: drop what was of the old ones
                 drop_stale_grids(state.sampler_model, out, self.say)  # before the report shows them
