@@ -479,8 +479,9 @@ def test_a_damaged_or_odd_newest_checkpoint_does_not_lend_its_figures(run, tmp_p
         with pytest.raises(UserError, match="is a folder that wae export wrote"):
             export_run(tmp_path / "exp", tmp_path / "exp2")
         assert not (tmp_path / "exp2").exists()
-    # wae runs reads no checkpoint: by file name, the damaged step-100 counts (documented)
-    assert list_line(copy)[-1] == "epoch 3 eval"
+    # wae runs reads the checkpoint the other commands read (it went by file name: the damaged
+    # step-100's figures were shown)
+    assert list_line(copy)[-1] == f"epoch {int(saved[-1]['epoch'])} eval"
     # a resume prunes around a folder of a checkpoint's name (it once failed on it after training)
     shutil.rmtree(copy / "checkpoints" / "step-00000200.pt")
     (copy / "checkpoints" / "step-00000100.pt").unlink()
@@ -629,7 +630,7 @@ def test_compare_shows_no_figures_of_other_weights(run, tmp_path):
     assert "| gmm |" not in table and f"{evaluated['test_recon_mse']:.4f}" not in table
     assert f"{mine['test_recon_mse']:.4f}" in table
     # the Python API: with the fingerprint of other weights, neither file counts
-    with pytest.warns(UserWarning, match="of other weights than the checkpoint read: left out"):
+    with pytest.warns(UserWarning, match="of other weights than the checkpoint read, or records none: left out"):
         summary = run_summary(copy, step, "0" * 16)
     assert summary["metrics"]["test_recon_mse"] == mine["test_recon_mse"] and summary["samplers"] == {}
 
@@ -1029,3 +1030,124 @@ def test_compare_reads_a_runs_metrics_file_once_and_says_so_once(run, tmp_path, 
         summary = run_summary(copy, weights="0" * 16)
     assert reads.count("metrics.json") == 1 and len(caught) == 1
     assert summary["metrics"]["test_recon_mse"] != 0.5
+
+
+def _exact_frechet(x, y):
+    # tr((C_a^1/2 C_b C_a^1/2)^1/2) is the nuclear norm of B A^T for C_a = A^T A, C_b = B^T B
+    # (centred features over sqrt(n - 1)): small matrices, no square roots of rounded eigenvalues
+    a = (x - x.mean(0)) / (len(x) - 1) ** 0.5
+    b = (y - y.mean(0)) / (len(y) - 1) ** 0.5
+    cross = torch.linalg.svdvals(b @ a.T).sum()
+    return float((x.mean(0) - y.mean(0)).pow(2).sum() + (a * a).sum() + (b * b).sum() - 2 * cross)
+
+
+@pytest.mark.parametrize(("n", "d"), [(2, 5), (64, 512), (40, 300), (300, 64)])
+def test_the_frechet_distance_of_fewer_points_than_dimensions_is_exact_and_never_negative(n, d):
+    # the square roots of a rank-deficient covariance's null-space eigenvalues (rounding, about
+    # 1e-8 of the scale each) were summed: two equal sets of 64 x 2048 features were -4.9e-4 apart,
+    # different ones 1.3e-4 off the exact figure
+    from wae.fid import frechet_distance_of
+
+    g = torch.Generator().manual_seed(n + d)
+    x = torch.randn(n, d, dtype=torch.float64, generator=g)
+    y = torch.randn(n, d, dtype=torch.float64, generator=g) * 1.5 + 0.1
+    assert frechet_distance_of(x, x.clone()) == pytest.approx(0.0, abs=1e-9 * d)
+    assert frechet_distance_of(x, x.clone()) >= 0.0
+    assert frechet_distance_of(x, y) == pytest.approx(_exact_frechet(x, y), rel=1e-11)
+    assert frechet_distance_of(x * 1e60, (x + 1e-9) * 1e60) >= 0.0  # below float64's resolution: 0, not < 0
+
+
+def test_gaussian_statistics_of_one_feature_or_one_row():
+    # width-1 features: torch.cov gives a number, which the distance refused as the wrong shape;
+    # one row: a NaN covariance, refused as "features too large"
+    from wae.fid import frechet_distance_of, gaussian_stats
+
+    x = torch.randn(300, 1, dtype=torch.float64)
+    y = torch.randn(200, 1, dtype=torch.float64) * 2 + 1
+    mean, cov = gaussian_stats(x)
+    assert mean.shape == (1,) and cov.shape == (1, 1)
+    # 1-D Gaussians: (m_a - m_b)^2 + (s_a - s_b)^2
+    sa, sb = x.std().item(), y.std().item()
+    assert frechet_distance_of(x, y) == pytest.approx((x.mean() - y.mean()).item() ** 2 + (sa - sb) ** 2, rel=1e-9)
+    for bad in (torch.randn(1, 3), torch.randn(0, 3), torch.randn(5)):
+        with pytest.raises(UserError, match="n >= 2 rows"):
+            gaussian_stats(bad)
+
+
+def test_wae_runs_shows_no_figures_of_other_weights(run, tmp_path):
+    # wae runs took any metrics.json as the run's "wae evaluate" figures: one of an older
+    # checkpoint, one with no fingerprint (FID 1.50 shown), and after a damaged newest checkpoint
+    # the per-epoch figures of that checkpoint; compare, report and export already left them out
+    from wae.checkpoint import run_checkpoints
+    from wae.compare import list_line
+
+    copy = _copy(run, tmp_path)
+    older = run_checkpoints(copy)[1]
+    assert run_cli(["evaluate", str(older), "--n", "8", "--no-fid", "--out", str(copy / "metrics.json")])[0] == 0
+    line = list_line(copy)
+    assert line[-1] != "wae evaluate" and line[-1].endswith("eval"), line
+    (copy / "metrics.json").write_text(json.dumps({"test_recon_mse": 0.001, "fid": 1.5}))
+    line = list_line(copy)
+    assert "1.50" not in line and "0.0010" not in line and line[-1] != "wae evaluate", line
+    (copy / "metrics.json").unlink()
+    assert run_cli(["evaluate", str(copy), "--n", "8", "--no-fid"])[0] == 0  # of the newest weights
+    assert list_line(copy)[-1] == "wae evaluate"
+    step = _damage_newest(copy)
+    line = list_line(copy)
+    assert line[-1] != "wae evaluate" and line[4] == str(step), line  # the checkpoint that reads
+
+
+def test_wae_runs_labels_an_exports_own_evaluation(run, tmp_path):
+    # figures of wae evaluate EXPORT were labelled as the model card's
+    from wae.compare import list_line
+
+    out = tmp_path / "export"
+    assert run_cli(["export", str(run), "--out", str(out)])[0] == 0
+    assert list_line(out)[-1].startswith("wae export")
+    assert run_cli(["evaluate", str(out), "--n", "8", "--no-fid"])[0] == 0
+    assert list_line(out)[-1] == "wae evaluate"
+
+
+def test_train_overwrite_refuses_to_delete_its_own_inputs(run, tmp_path):
+    # --overwrite of a folder that holds the --data file deleted it, trained from memory, then
+    # failed to find it; a --config file there went the same way; an --out inside an image
+    # folder given as data puts the run's grids among the training images
+    from .test_tables import table_rows, write_csv
+
+    copy = _copy(run, tmp_path)
+    data = write_csv(copy / "mine.csv", table_rows()[:14])
+    tiny = ["--batch-size", "4", "--precision", "fp32", "--no-progress", "--fit-sampler", "none", "--max-steps", "2"]
+    code, err = run_cli(["train", "--data", str(data), *tiny, "--out", str(copy), "--overwrite"])
+    _one_line(code, err)
+    assert "--overwrite would delete --data" in err and data.is_file() and (copy / "checkpoints").is_dir()
+    settings = copy / "my.toml"
+    settings.write_text("[train]\nepochs = 1\n")
+    code, err = run_cli(["train", "--config", str(settings), *TINY, "--out", str(copy), "--overwrite"])
+    _one_line(code, err)
+    assert "--overwrite would delete --config" in err and settings.is_file()
+    images = tmp_path / "images"
+    images.mkdir()
+    code, err = run_cli(["train", "--data", str(images), "--precision", "fp32", "--out", str(images / "run")])
+    _one_line(code, err)
+    assert "inside the image folder" in err and not (images / "run").exists()
+    # the run's own config.json as --config: read first, and the new run writes its own
+    own = ["train", "--config", str(copy / "config.json"), "--max-steps", "2", "--no-progress", "--out", str(copy)]
+    assert run_cli([*own, "--overwrite"])[0] == 0
+
+
+def test_outputs_are_refused_in_a_run_still_in_its_first_steps_and_in_upper_case_grids(run, tmp_path):
+    # a run before its first records or checkpoint has config.json and .lock only: not taken for
+    # a run, its config.json was replaced; GRIDS/ is grids/ on a file system that ignores case
+    starting = tmp_path / "starting"
+    starting.mkdir()
+    shutil.copy(run / "config.json", starting / "config.json")
+    (starting / ".lock").write_text("1")
+    code, err = run_cli(["evaluate", str(run), "--n", "8", "--no-fid", "--out", str(starting / "config.json")])
+    _one_line(code, err)
+    assert json.loads((starting / "config.json").read_text()) == json.loads((run / "config.json").read_text())
+    copy = _copy(run, tmp_path)
+    (copy / "GRIDS").mkdir()
+    _one_line(*run_cli(["sample", str(copy), "--n", "4", "--out", str(copy / "GRIDS" / "x.png")]))
+    toy = ["toy", "--lambdas", "0", "--steps", "1", "--n-eval", "2", "--no-progress", "--overwrite"]
+    _one_line(*run_cli([*toy, "--out", str(copy / "grids")]))
+    assert not (copy / "grids" / "toy.md").exists()

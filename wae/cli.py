@@ -649,6 +649,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_toml(cfg), end="")
         return 0
+    if not args.resume:
+        _check_run_dir_apart(run_dir, cfg, args.config, args.overwrite)
     device = resolve_device(cfg.train.device, launched().local_rank)
     resolve_precision(cfg, device.type)  # refuses fp16 off CUDA before anything is written
     with process_group(device) as procs, contextlib.ExitStack() as held:
@@ -723,6 +725,27 @@ def _run_config(run_dir: Path) -> Config:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
 
 
+def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwrite: bool) -> None:
+    """:class:`UserError`, before anything is read or written, when a new run's folder and its
+    inputs overlap: ``--overwrite`` would delete the data or the ``--config`` file inside the
+    folder it replaces, or the folder lies inside an image folder given as data (its grids would
+    join the training images, and change the data a resume checks)."""
+    real = _resolved(run_dir)
+    if real is None:
+        raise UserError(f"--out {run_dir}: the path cannot be followed (a link that loops, or a NUL character)")
+    data = _resolved(Path(cfg.data.path).expanduser()) if cfg.data.path else None
+    if data is not None and cfg.data.dataset in ("folder", "celeba") and (real == data or data in real.parents):
+        raise UserError(f"--out {run_dir} is inside the image folder the run trains on, {data}; give another folder")
+    if not overwrite or not runs.has_contents(run_dir):
+        return
+    settings_file = _resolved(Path(config)) if config else None
+    if settings_file == real / "config.json":  # the run's own settings, read: the new run writes its own
+        settings_file = None
+    for flag, given in (("--data", data), ("--config", settings_file)):
+        if given is not None and (given == real or real in given.parents):
+            raise UserError(f"--overwrite would delete {flag} {given}, inside {run_dir}; move it out first")
+
+
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse to mix two runs in one folder; ``overwrite`` replaces an earlier run's folder."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -779,7 +802,7 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
         raise UserError(f"{flag} {path}: the path cannot be followed (a link that loops, or a NUL character)")
     folder = real.parent
     for inner in real.parents:  # at any depth below a run's checkpoints/ or grids/
-        if inner.name in (ckpt.FOLDER, ckpt.GRIDS) and _is_run_folder(inner.parent):
+        if inner.name.lower() in (ckpt.FOLDER, ckpt.GRIDS) and _is_run_folder(inner.parent):  # GRIDS: grids/
             raise UserError(f"{flag} {path} is inside the run folder {inner.parent}'s {inner.name}/: give another path")
     name = real.name.lower()  # a file system that ignores case would replace config.json for CONFIG.JSON
     named = name in RUN_FILES or re.fullmatch(r"metrics(-.*)?\.json", name) is not None
@@ -808,9 +831,9 @@ def _resolved(path: Path) -> Path | None:
 
 
 def _is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a run (config.json and a checkpoint, or the records of a run
-    still in its first epoch) or an export."""
-    written = any((folder / name).is_file() for name in (export.WEIGHTS, ckpt.RECORDS))
+    """Whether ``folder`` holds a run (config.json and a checkpoint, or the records or the lock
+    of a run still in its first steps) or an export."""
+    written = any((folder / name).is_file() for name in (export.WEIGHTS, ckpt.RECORDS, runs.LOCK))
     return (folder / export.CONFIG).is_file() and (written or bool(ckpt.run_checkpoints(folder)))
 
 
@@ -1054,6 +1077,8 @@ def _toy(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise UserError(f"folder {out} exists; give --overwrite to replace its toy.md, toy.png and toy.json")
+    for name in ("toy.md", "toy.png", "toy.json"):  # not into a run's grids/ (or an image folder's run)
+        _check_not_special(out / name, "--out")
     cfg = ToyConfig(
         datasets=tuple(args.datasets), lambdas=tuple(args.lambdas), steps=args.steps, n_eval=args.n_eval, seed=args.seed
     )

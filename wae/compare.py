@@ -76,7 +76,7 @@ def run_summary(run: Path, step: int | None = None, weights: str | None = None) 
     for path in [run / "metrics.json", *sorted(run.glob("metrics-*.json"))]:
         metrics, stale = read_evaluation(path, weights) if path.exists() else (None, False)  # a FIFO: said, not read
         if stale:
-            warn_caller(f"{path} is of other weights than the checkpoint read: left out (run wae evaluate again)")
+            warn_caller(f"{path} is of other weights than the checkpoint read, or records none: left out")
         if path.name == "metrics.json":
             main = (metrics, stale)
         elif metrics is not None and not stale:
@@ -221,6 +221,8 @@ def list_line(run: Path) -> list[str]:
     else the last per-epoch evaluation: the fast FD of those is on ``eval_size`` images, not
     comparable) and where they come from. A folder that is not a readable run gives its name and
     the problem in the last cell; this never raises for what is in the folder."""
+    from .train import load_run
+
     blank = [""] * (len(LIST_HEAD) - 2)
     if not (run / "config.json").is_file():
         return [run.name, *blank, "not a run folder (no config.json)"]
@@ -229,9 +231,16 @@ def list_line(run: Path) -> list[str]:
             warnings.simplefilter("ignore")  # a hand-edited metrics file: the listing shows what it can
             cfg = read_run_config(run)
             exported = is_export(run)  # a folder with a run's checkpoints too: the problem, in the line
-            done = [r for r in saved_records(run) if r.get("kind") in ("train", "eval")]  # lost on --resume: not done
+            # the weights the other commands read (a damaged newest checkpoint passed over), whose
+            # fingerprint a metrics.json must record to be shown as theirs; without a checkpoint,
+            # no metrics file is of this run's weights ("" matches no fingerprint)
+            loaded = load_run(run) if exported or run_checkpoints(run) else None
+            step = loaded.step if loaded is not None else None
+            weights = weights_fingerprint(loaded.model) if loaded is not None else ""
+            records = saved_records(run, step=step)  # of those weights; lost on --resume: not done
+            done = [r for r in records if r.get("kind") in ("train", "eval")]
             evals = [r for r in done if r["kind"] == "eval"]
-            metrics, source = metrics_and_source(run, evals=evals)
+            metrics, source = metrics_and_source(run, weights, step, evals)
     except UserError as err:  # the message names the folder, which the line already does
         return [run.name, *blank, str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")]
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
@@ -239,10 +248,10 @@ def list_line(run: Path) -> list[str]:
     steps = max((int(r["step"]) for r in done), default=0)
     epochs = max((float(r.get("epoch", 0)) for r in done), default=0.0)  # train records: fractions of epochs
     train = cfg.get("train", {})
-    if exported:
-        source = "wae export (model card: README.md)"
-    elif source == FROM_EVALUATE:
+    if source == FROM_EVALUATE:  # of these weights (an export's too: wae evaluate EXPORT)
         source = "wae evaluate"
+    elif exported:
+        source = "wae export (model card: README.md)"
     elif metrics:
         source = f"epoch {int(evals[-1]['epoch'])} eval"  # well_formed: at most 2^53
     else:

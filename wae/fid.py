@@ -88,14 +88,24 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
                 raise UserError(
                     f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
                 )
-        root_a = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
-        cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+        root_a = vectors @ torch.diag(_rounded_to_rank(values).sqrt()) @ vectors.T
+        cross = _rounded_to_rank(torch.linalg.eigvalsh(root_a @ cov_b @ root_a)).sqrt().sum()
     except torch.linalg.LinAlgError as err:
         raise UserError(f"no Fréchet distance: the eigendecomposition failed ({err})") from None
     distance = float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
     if not math.isfinite(distance):
         raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
-    return distance
+    # a squared distance; the traces' rounding (about 1e-15 of them) can take it just below 0
+    return max(distance, 0.0)
+
+
+def _rounded_to_rank(values: Tensor) -> Tensor:
+    """Eigenvalues of a PSD matrix with those within rounding of 0 (below d * eps * the largest,
+    the rank tolerance of ``torch.linalg.matrix_rank``) set to 0: their square roots (about 1e-8
+    of the scale each) summed over the null space of a rank-deficient covariance (n < d
+    features) once put the distance of two equal sets at -1.8e-4."""
+    floor = len(values) * torch.finfo(values.dtype).eps * values.abs().max()
+    return torch.where(values > floor, values, torch.zeros_like(values))
 
 
 # the widest features whose d x d covariances a distance of Gaussians takes: Inception's pool
@@ -125,9 +135,15 @@ def _check_real(tensors: tuple[Any, ...], message: str) -> None:
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (d,) and unbiased covariance (d, d) of features (n, d), in float64."""
+    """Mean (d,) and unbiased covariance (d, d) of features (n, d), n >= 2, in float64 (a
+    (1, 1) covariance for d = 1, where ``torch.cov`` gives a number). :class:`UserError` for
+    fewer than 2 rows (no covariance) or features that are not (n, d)."""
+    if not isinstance(features, Tensor) or features.ndim != 2 or len(features) < 2:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+        raise UserError(f"Gaussian statistics take features (n, d) with n >= 2 rows; got {shape}")
     x = features.double()
-    return x.mean(0), torch.cov(x.T)
+    d = x.shape[1]
+    return x.mean(0), torch.cov(x.T).reshape(d, d)
 
 
 def checked_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
