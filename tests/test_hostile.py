@@ -1057,6 +1057,24 @@ def test_the_frechet_distance_of_fewer_points_than_dimensions_is_exact_and_never
     assert frechet_distance_of(x * 1e60, (x + 1e-9) * 1e60) >= 0.0  # below float64's resolution: 0, not < 0
 
 
+@pytest.mark.parametrize("scale", [1e3, 5e3, 1e4, 1e6])
+def test_the_frechet_distance_of_graded_features_is_right(scale):
+    # one column thousands of times the others: a rank floor on the eigenvalues of S C_b S (in
+    # squared units) zeroed the small directions, and the figure went from 0.15 to 30 (the
+    # second helper's pass on the mend above); features with covariance diag(scale^2, 1, ..., 1)
+    # against the same with the others x 1.1: 15 x 0.1^2
+    from wae.fid import frechet_distance_of
+
+    z = torch.randn(500, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    q = torch.linalg.qr(z - z.mean(0))[0] * (500 - 1) ** 0.5  # centred, orthogonal columns: covariance I
+    a = q * torch.tensor([scale] + [1.0] * 15, dtype=torch.float64)
+    b = a * torch.tensor([1.0] + [1.1] * 15, dtype=torch.float64)
+    # float64 resolves the unit directions beside scale^2 to about eps * scale^2 (2e-4 at 1e6)
+    rel = 1e-6 if scale <= 1e4 else 0.01
+    assert frechet_distance_of(a, b) == pytest.approx(15 * 0.1**2, rel=rel)
+    assert frechet_distance_of(a, a.clone()) == pytest.approx(0.0, abs=0.15 * rel)
+
+
 def test_gaussian_statistics_of_one_feature_or_one_row():
     # width-1 features: torch.cov gives a number, which the distance refused as the wrong shape;
     # one row: a NaN covariance, refused as "features too large"
@@ -1151,3 +1169,67 @@ def test_outputs_are_refused_in_a_run_still_in_its_first_steps_and_in_upper_case
     toy = ["toy", "--lambdas", "0", "--steps", "1", "--n-eval", "2", "--no-progress", "--overwrite"]
     _one_line(*run_cli([*toy, "--out", str(copy / "grids")]))
     assert not (copy / "grids" / "toy.md").exists()
+
+
+def test_train_overwrite_refuses_a_link_to_its_inputs_inside_the_folder(run, tmp_path):
+    # a --data link inside the folder (or a path through a linked sub-folder) resolved outside
+    # it: the check let it through, clearing removed the link, the run trained from memory and
+    # failed at the end with a half-written folder
+    from .test_tables import table_rows, write_csv
+
+    (tmp_path / "elsewhere").mkdir()
+    data = write_csv(tmp_path / "elsewhere" / "mine.csv", table_rows()[:14])
+    copy = _copy(run, tmp_path)
+    os.symlink(data, copy / "link.csv")
+    os.symlink(data.parent, copy / "sub")
+    tiny = ["--batch-size", "4", "--precision", "fp32", "--no-progress", "--fit-sampler", "none", "--max-steps", "2"]
+    for given in (copy / "link.csv", copy / "sub" / "mine.csv"):
+        code, err = run_cli(["train", "--data", str(given), *tiny, "--out", str(copy), "--overwrite"])
+        _one_line(code, err)
+        assert "--overwrite would delete --data" in err and given.is_file()
+    assert (copy / "checkpoints").is_dir() and data.is_file()
+
+
+def test_evaluating_an_older_checkpoint_keeps_the_runs_figures(run, tmp_path):
+    # wae evaluate RUN/checkpoints/step-N.pt (an older one) replaced RUN/metrics.json, the
+    # evaluation of the run's weights (hours of FID), by default
+    from wae.checkpoint import run_checkpoints
+
+    copy = _copy(run, tmp_path)
+    assert run_cli(["evaluate", str(copy), "--n", "8", "--no-fid"])[0] == 0
+    before = (copy / "metrics.json").read_bytes()
+    older = run_checkpoints(copy)[1]
+    code, err = run_cli(["evaluate", str(older), "--n", "8", "--no-fid"])
+    _one_line(code, err)
+    assert "give --out" in err and (copy / "metrics.json").read_bytes() == before
+    assert run_cli(["evaluate", str(older), "--n", "8", "--no-fid", "--out", str(tmp_path / "old.json")])[0] == 0
+    newest = run_checkpoints(copy)[0]  # the run's own weights: their figures replaced, as from the folder
+    assert run_cli(["evaluate", str(newest), "--n", "8", "--no-fid"])[0] == 0
+
+
+def test_another_tools_folder_is_not_a_run(run, tmp_path):
+    # a Hugging Face model folder (config.json, model.safetensors, README.md) or a folder with a
+    # .lock of another tool took every wae output name, and its Grids/ sub-folder, as a run's
+    for marker in ("model.safetensors", ".lock"):
+        folder = tmp_path / marker.strip(".")
+        (folder / "Grids").mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"name": "my project", "architectures": ["X"]}))
+        (folder / marker).write_bytes(b"theirs")
+        for out in (folder / "Grids" / "fig.png", folder / "samples.png"):
+            code, err = run_cli(["sample", str(run), "--n", "4", "--out", str(out)])
+            assert code == 0 and out.is_file(), err
+
+
+def test_wae_runs_shows_no_figures_of_a_run_without_weights_and_an_exports_step(run, tmp_path):
+    # a run whose checkpoints were deleted listed its last per-epoch figures as if it had the
+    # weights; an export was listed as 0 steps (untrained)
+    from wae.compare import list_line
+
+    copy = _copy(run, tmp_path)
+    shutil.rmtree(copy / "checkpoints")
+    line = list_line(copy)
+    assert line[-1] == "no checkpoint" and all(cell == "–" for cell in line[5:-1]), line
+    out = tmp_path / "export"
+    assert run_cli(["export", str(run), "--out", str(out)])[0] == 0
+    step = json.loads((out / "export.json").read_text())["step"]
+    assert list_line(out)[4] == str(step) and step > 0

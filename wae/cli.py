@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import os
 import re
 import signal
 import sys
@@ -469,6 +470,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     sampler = load_sampler(Path(args.run), args.sampler, model)
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
     weights = {"weights_fingerprint": weights_fingerprint(model)}  # readers skip the file once the weights change
+    earlier = ckpt.evaluation_of(out) if args.out is None and Path(args.run).is_file() else None
+    if earlier is not None and ckpt.fingerprint_entry(earlier) != weights["weights_fingerprint"]:
+        raise UserError(  # an older checkpoint's figures would replace those of the run's weights
+            f"{out} holds the evaluation of other weights than {args.run} (the run's, most likely); "
+            "give --out FILE.json for this checkpoint's"
+        )
     if cfg.data.dataset == "table":  # no images: no FID, sharpness or classifier figures
         from .evaluate import evaluate_table
 
@@ -738,11 +745,15 @@ def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwri
         raise UserError(f"--out {run_dir} is inside the image folder the run trains on, {data}; give another folder")
     if not overwrite or not runs.has_contents(run_dir):
         return
-    settings_file = _resolved(Path(config)) if config else None
-    if settings_file == real / "config.json":  # the run's own settings, read: the new run writes its own
-        settings_file = None
-    for flag, given in (("--data", data), ("--config", settings_file)):
-        if given is not None and (given == real or real in given.parents):
+    # clearing removes a link inside the folder too: the path as given counts as well as its target
+    folders = {real, Path(os.path.abspath(run_dir))}
+    for flag, given in (("--data", cfg.data.path), ("--config", config)):
+        if not given:
+            continue
+        paths = {Path(os.path.abspath(Path(given).expanduser())), _resolved(Path(given).expanduser())}
+        if flag == "--config" and real / "config.json" in paths:
+            continue  # the run's own settings, read: the new run writes its own
+        if any(p is not None and (p == f or f in p.parents) for p in paths for f in folders):
             raise UserError(f"--overwrite would delete {flag} {given}, inside {run_dir}; move it out first")
 
 
@@ -834,7 +845,10 @@ def _is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a run (config.json and a checkpoint, or the records or the lock
     of a run still in its first steps) or an export."""
     written = any((folder / name).is_file() for name in (export.WEIGHTS, ckpt.RECORDS, runs.LOCK))
-    return (folder / export.CONFIG).is_file() and (written or bool(ckpt.run_checkpoints(folder)))
+    if not (written or ckpt.run_checkpoints(folder)):
+        return False
+    settings = ckpt.read_json_object(folder / export.CONFIG)  # a wae config, not another tool's
+    return settings is not None and {"data", "model", "loss", "train"} <= settings.keys()
 
 
 def _data_path(run: str | Path) -> Path | None:

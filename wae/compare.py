@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, write_atomic
+from .checkpoint import figure_bytes, read_json_object, run_checkpoints, weights_fingerprint, write_atomic
 from .config import UserError, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
-from .export import is_export
+from .export import RECORD, is_export
 from .images import grid
 from .report import (
     FROM_EVALUATE,
@@ -239,7 +239,8 @@ def list_line(run: Path) -> list[str]:
             weights = weights_fingerprint(loaded.model) if loaded is not None else ""
             records = saved_records(run, step=step)  # of those weights; lost on --resume: not done
             done = [r for r in records if r.get("kind") in ("train", "eval")]
-            evals = [r for r in done if r["kind"] == "eval"]
+            # no checkpoint (deleted, or none yet): the records are of weights the run no longer has
+            evals = [r for r in done if r["kind"] == "eval"] if loaded is not None else []
             metrics, source = metrics_and_source(run, weights, step, evals)
     except UserError as err:  # the message names the folder, which the line already does
         return [run.name, *blank, str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")]
@@ -257,7 +258,11 @@ def list_line(run: Path) -> list[str]:
     else:
         source = "no evaluation yet" if run_checkpoints(run) else "no checkpoint"
     cells = [run.name, str(cfg.get("preset")), str(cfg.get("loss", {}).get("objective"))]
-    cells += [f"{epochs:.3g}/{train.get('epochs')}", str(steps)]
+    if exported:  # no records: the step the export.json names (an export is not untrained)
+        named = (read_json_object(run / RECORD) or {}).get("step")
+        cells += [f"–/{train.get('epochs')}", str(named) if type(named) is int and named >= 0 else "–"]
+    else:
+        cells += [f"{epochs:.3g}/{train.get('epochs')}", str(steps)]
     cells += [fmt.format(metrics[key]) if _is_finite(metrics.get(key)) else "–" for key, _, fmt in LIST_COLUMNS]
     return [*cells, source]
 

@@ -58,7 +58,10 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     2 (C_a C_b)^(1/2)), in float64.
 
     tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
-    number and needs only symmetric eigendecompositions.
+    number and needs only symmetric eigendecompositions (from C_b's side when C_b has the lower
+    numerical rank); the d - rank eigenvalues of S C_b S that are 0 in exact arithmetic are left
+    out, so that covariances of fewer points than dimensions give the figure to about 1e-11
+    (their rounding once summed to 1e-4), and the result is clamped at 0.
 
     :class:`UserError` (a ValueError) for statistics that are not real dense tensors with
     values, not finite (features so large that their squares overflow float64), of unequal
@@ -83,13 +86,20 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
             raise UserError("a Fréchet distance takes covariances that are symmetric with a non-negative diagonal")
     try:
         values, vectors = torch.linalg.eigh(cov_a)
-        for name, ev in (("C_a", values), ("C_b", torch.linalg.eigvalsh(cov_b))):
+        values_b = torch.linalg.eigvalsh(cov_b)
+        for name, ev in (("C_a", values), ("C_b", values_b)):
             if ev.min().item() < -tol * max(ev.abs().max().item(), 1e-300):
                 raise UserError(
                     f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
                 )
-        root_a = vectors @ torch.diag(_rounded_to_rank(values).sqrt()) @ vectors.T
-        cross = _rounded_to_rank(torch.linalg.eigvalsh(root_a @ cov_b @ root_a)).sqrt().sum()
+        rank, other = _numerical_rank(values), cov_b
+        if _numerical_rank(values_b) < rank:  # the same trace from C_b's side: fewer rounded zeros
+            rank, other = _numerical_rank(values_b), cov_a
+            values, vectors = torch.linalg.eigh(cov_b)
+        root = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+        # S C S has d - rank eigenvalues that are 0 (S's null space) and come out as rounding,
+        # the smallest; their square roots (about 1e-8 of the scale each) once summed to 1e-4
+        cross = torch.linalg.eigvalsh(root @ other @ root)[d - rank :].clamp_min(0).sqrt().sum()
     except torch.linalg.LinAlgError as err:
         raise UserError(f"no Fréchet distance: the eigendecomposition failed ({err})") from None
     distance = float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
@@ -99,13 +109,10 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     return max(distance, 0.0)
 
 
-def _rounded_to_rank(values: Tensor) -> Tensor:
-    """Eigenvalues of a PSD matrix with those within rounding of 0 (below d * eps * the largest,
-    the rank tolerance of ``torch.linalg.matrix_rank``) set to 0: their square roots (about 1e-8
-    of the scale each) summed over the null space of a rank-deficient covariance (n < d
-    features) once put the distance of two equal sets at -1.8e-4."""
-    floor = len(values) * torch.finfo(values.dtype).eps * values.abs().max()
-    return torch.where(values > floor, values, torch.zeros_like(values))
+def _numerical_rank(values: Tensor) -> int:
+    """The rank of a PSD matrix with eigenvalues ``values``: those above d * eps * the largest
+    (the tolerance of ``torch.linalg.matrix_rank``); a covariance of n < d points has n - 1."""
+    return int((values > len(values) * torch.finfo(values.dtype).eps * values.abs().max()).sum())
 
 
 # the widest features whose d x d covariances a distance of Gaussians takes: Inception's pool
