@@ -1062,18 +1062,26 @@ def test_the_frechet_distance_of_fewer_points_than_dimensions_is_exact_and_never
     assert frechet_distance_of(x * 1e60, (x + 1e-9) * 1e60) >= 0.0  # below float64's resolution: 0, not < 0
 
 
+@pytest.mark.parametrize("rotated", [False, True])
 @pytest.mark.parametrize("scale", [1e3, 5e3, 1e4, 1e6])
-def test_the_frechet_distance_of_graded_features_is_right(scale):
+def test_the_frechet_distance_of_graded_features_is_right(scale, rotated):
     # one column thousands of times the others: a rank floor on the eigenvalues of S C_b S (in
     # squared units) zeroed the small directions, and the figure went from 0.15 to 30 (the
     # second helper's pass on the mend above); features with covariance diag(scale^2, 1, ..., 1)
-    # against the same with the others x 1.1: 15 x 0.1^2
+    # against the same with the others x 1.1: 15 x 0.1^2. Rotated (the large direction along no
+    # feature), the square roots of the eigenvalues of S C_b S gave 0.0 at 1e4 and 2.6 for 0.63
+    # at width 64 (the third helper's pass; pytorch-fid's sqrtm gives -0.084): the singular
+    # values of S_a S_b are accurate there
     from wae.fid import frechet_distance_of
 
-    z = torch.randn(500, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(500, 16, dtype=torch.float64, generator=g)
     q = torch.linalg.qr(z - z.mean(0))[0] * (500 - 1) ** 0.5  # centred, orthogonal columns: covariance I
     a = q * torch.tensor([scale] + [1.0] * 15, dtype=torch.float64)
     b = a * torch.tensor([1.0] + [1.1] * 15, dtype=torch.float64)
+    if rotated:  # the distance is invariant under a rotation of the features
+        turn = torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64, generator=g))[0]
+        a, b = a @ turn, b @ turn
     # float64 resolves the unit directions beside scale^2 to about eps * scale^2 (2e-4 at 1e6)
     rel = 1e-6 if scale <= 1e4 else 0.01
     assert frechet_distance_of(a, b) == pytest.approx(15 * 0.1**2, rel=rel)
@@ -1238,3 +1246,61 @@ def test_wae_runs_shows_no_figures_of_a_run_without_weights_and_an_exports_step(
     assert run_cli(["export", str(run), "--out", str(out)])[0] == 0
     step = json.loads((out / "export.json").read_text())["step"]
     assert list_line(out)[4] == str(step) and step > 0
+
+
+def test_third_pass_evaluate_by_checkpoint_file_and_odd_run_folders(run, tmp_path):
+    # a metrics.json that records no weights was refused as "of other weights" when evaluating the
+    # run's own newest checkpoint by its file; a checkpoint outside any run wrote its figures then
+    # failed on the report (exit 2); a config.json with a section left out (defaults) was not a
+    # run's, so other commands' outputs replaced its files
+    from wae.checkpoint import run_checkpoints
+
+    copy = _copy(run, tmp_path)
+    (copy / "metrics.json").write_text(json.dumps({"test_recon_mse": 0.5}))
+    newest = run_checkpoints(copy)[0]
+    code, err = run_cli(["evaluate", str(newest), "--n", "8", "--no-fid"])
+    assert code == 0 and "weights_fingerprint" in json.loads((copy / "metrics.json").read_text()), err
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(newest, loose / newest.name)
+    code, err = run_cli(["evaluate", str(loose / newest.name), "--n", "8", "--no-fid"])
+    assert code == 0 and (loose / "metrics.json").is_file() and not (loose / "report.html").exists(), err
+    settings = json.loads((copy / "config.json").read_text())
+    del settings["loss"]
+    (copy / "config.json").write_text(json.dumps(settings))
+    before = (copy / "samples.png").read_bytes()
+    _one_line(*run_cli(["sample", str(run), "--n", "4", "--out", str(copy / "samples.png")]))
+    assert (copy / "samples.png").read_bytes() == before
+
+
+def test_train_overwrite_refuses_a_data_path_that_passes_through_the_folder(run, tmp_path):
+    # ext/L/../x.npz with L a link into the run folder: neither the path as given nor its target
+    # is inside it, but the way to it is; clearing removed x.npz and the run failed at the end
+    from .test_tables import table_rows, write_csv
+
+    (tmp_path / "data").mkdir()
+    data = write_csv(tmp_path / "data" / "real.csv", table_rows()[:14])
+    copy = _copy(run, tmp_path)
+    (copy / "sub").mkdir()
+    os.symlink(data, copy / "x.csv")
+    (tmp_path / "ext").mkdir()
+    os.symlink(copy / "sub", tmp_path / "ext" / "L")
+    given = f"{tmp_path}/ext/L/../x.csv"
+    tiny = ["--batch-size", "4", "--precision", "fp32", "--no-progress", "--fit-sampler", "none", "--max-steps", "2"]
+    code, err = run_cli(["train", "--data", given, *tiny, "--out", str(copy), "--overwrite"])
+    _one_line(code, err)
+    assert "--overwrite would delete --data" in err and (copy / "x.csv").is_symlink()
+    # a data file beside the run, reached through a link to the run's parent: allowed
+    os.symlink(tmp_path, tmp_path / "ext" / "up")
+    code, err = run_cli(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "ext" / "up" / "data" / "real.csv"),
+            *tiny,
+            "--out",
+            str(copy),
+            "--overwrite",
+        ]
+    )
+    assert code == 0, err

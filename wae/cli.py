@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import os
 import re
 import signal
 import sys
@@ -471,10 +470,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     check_decode_memory(model, args.n, f"--n {args.n} samples", at_once=1000, extra_per_image=EVAL_BYTES_PER_SAMPLE)
     weights = {"weights_fingerprint": weights_fingerprint(model)}  # readers skip the file once the weights change
     earlier = ckpt.evaluation_of(out) if args.out is None and Path(args.run).is_file() else None
-    if earlier is not None and ckpt.fingerprint_entry(earlier) != weights["weights_fingerprint"]:
-        raise UserError(  # an older checkpoint's figures would replace those of the run's weights
-            f"{out} holds the evaluation of other weights than {args.run} (the run's, most likely); "
-            "give --out FILE.json for this checkpoint's"
+    recorded = ckpt.fingerprint_entry(earlier) if earlier is not None else None
+    if ckpt.is_fingerprint(recorded) and recorded != weights["weights_fingerprint"]:
+        raise UserError(  # an older checkpoint's figures would replace those of the run's newest weights
+            f"{out} holds the evaluation of other weights than those of {args.run}; give --out FILE.json "
+            "for this checkpoint's (a file that records no weights is replaced)"
         )
     if cfg.data.dataset == "table":  # no images: no FID, sharpness or classifier figures
         from .evaluate import evaluate_table
@@ -512,10 +512,11 @@ def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, Any])
         if key in metrics:
             print(f"{label:<58} {metric_text(metrics, key)}")
     print(f"{args.n} samples, {metrics['seconds']:.1f} s; all figures in {out}")
-    if not args.out and args.sampler == "prior":
+    folder = run_folder(Path(args.run))
+    if not args.out and args.sampler == "prior" and (folder / "config.json").is_file():  # a loose checkpoint: none
         from .report import write_report
 
-        print(f"report: {write_report(run_folder(Path(args.run)))}")
+        print(f"report: {write_report(folder)}")
     return 0
 
 
@@ -745,16 +746,29 @@ def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwri
         raise UserError(f"--out {run_dir} is inside the image folder the run trains on, {data}; give another folder")
     if not overwrite or not runs.has_contents(run_dir):
         return
-    # clearing removes a link inside the folder too: the path as given counts as well as its target
-    folders = {real, Path(os.path.abspath(run_dir))}
     for flag, given in (("--data", cfg.data.path), ("--config", config)):
         if not given:
             continue
-        paths = {Path(os.path.abspath(Path(given).expanduser())), _resolved(Path(given).expanduser())}
-        if flag == "--config" and real / "config.json" in paths:
+        if flag == "--config" and _resolved(Path(given).expanduser()) == real / "config.json":
             continue  # the run's own settings, read: the new run writes its own
-        if any(p is not None and (p == f or f in p.parents) for p in paths for f in folders):
+        if _passes_through(Path(given).expanduser(), real):
             raise UserError(f"--overwrite would delete {flag} {given}, inside {run_dir}; move it out first")
+
+
+def _passes_through(path: Path, folder: Path) -> bool:
+    """Whether ``path`` reaches its file through ``folder`` (resolved) at any step: clearing the
+    folder would remove it, or a link on the way (``RUN/link.npz``, ``RUN/sub/x.npz`` with ``sub``
+    a link, ``ext/L/../x.npz`` with ``L`` a link into the folder), whatever the final target."""
+    reached = Path(path.anchor) if path.is_absolute() else Path.cwd()
+    for part in path.parts[1:] if path.is_absolute() else path.parts:
+        reached = reached / part
+        step = _resolved(reached)  # links and ".." taken as the system takes them, step by step
+        if step is None:  # a loop: the data cannot be read either, which the loader says
+            return False
+        if step == folder or folder in step.parents:
+            return True
+        reached = step
+    return False
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -848,7 +862,10 @@ def _is_run_folder(folder: Path) -> bool:
     if not (written or ckpt.run_checkpoints(folder)):
         return False
     settings = ckpt.read_json_object(folder / export.CONFIG)  # a wae config, not another tool's
-    return settings is not None and {"data", "model", "loss", "train"} <= settings.keys()
+    try:
+        return settings is not None and bool(Config.from_dict(settings))
+    except (UserError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def _data_path(run: str | Path) -> Path | None:

@@ -57,11 +57,11 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     (d, d), real, symmetric and positive semi-definite): ||m_a - m_b||^2 + tr(C_a + C_b -
     2 (C_a C_b)^(1/2)), in float64.
 
-    tr((C_a C_b)^(1/2)) is computed as tr((S C_b S)^(1/2)) with S = C_a^(1/2), which is the same
-    number and needs only symmetric eigendecompositions (from C_b's side when C_b has the lower
-    numerical rank); the d - rank eigenvalues of S C_b S that are 0 in exact arithmetic are left
-    out, so that covariances of fewer points than dimensions give the figure to about 1e-11
-    (their rounding once summed to 1e-4), and the result is clamped at 0.
+    tr((C_a C_b)^(1/2)) is computed as the sum of the singular values of S_a S_b, with S = C^(1/2)
+    from a symmetric eigendecomposition (eigenvalues within rounding of 0 taken as 0): the same
+    number as tr((S_a C_b S_a)^(1/2)) (pytorch-fid takes scipy's sqrtm of C_a C_b), accurate to
+    about eps |S_a S_b|, also for covariances of fewer points than dimensions and for directions
+    far smaller than the largest (docs/reliability.md, session 19). The result is clamped at 0.
 
     :class:`UserError` (a ValueError) for statistics that are not real dense tensors with
     values, not finite (features so large that their squares overflow float64), of unequal
@@ -85,21 +85,21 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
         if (cov - cov.T).abs().max().item() > tol * scale or cov.diagonal().min().item() < -tol * scale:
             raise UserError("a Fréchet distance takes covariances that are symmetric with a non-negative diagonal")
     try:
-        values, vectors = torch.linalg.eigh(cov_a)
-        values_b = torch.linalg.eigvalsh(cov_b)
-        for name, ev in (("C_a", values), ("C_b", values_b)):
-            if ev.min().item() < -tol * max(ev.abs().max().item(), 1e-300):
+        halves = []  # H_a, H_b
+        for name, cov in (("C_a", cov_a), ("C_b", cov_b)):
+            values, vectors = torch.linalg.eigh(cov)
+            if values.min().item() < -tol * max(values.abs().max().item(), 1e-300):
                 raise UserError(
                     f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
                 )
-        rank, other = _numerical_rank(values), cov_b
-        if _numerical_rank(values_b) < rank:  # the same trace from C_b's side: fewer rounded zeros
-            rank, other = _numerical_rank(values_b), cov_a
-            values, vectors = torch.linalg.eigh(cov_b)
-        root = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
-        # S C S has d - rank eigenvalues that are 0 (S's null space) and come out as rounding,
-        # the smallest; their square roots (about 1e-8 of the scale each) once summed to 1e-4
-        cross = torch.linalg.eigvalsh(root @ other @ root)[d - rank :].clamp_min(0).sqrt().sum()
+            halves.append(_psd_half(values, vectors))
+        # tr((S_a C_b S_a)^(1/2)) = the sum of the singular values of S_a S_b (S_a C_b S_a is
+        # (S_a S_b)(S_a S_b)^T), which are those of H_a^T H_b (S = U H^T with U's columns
+        # orthonormal): accurate to eps |S_a S_b|, where the eigenvalues of S_a C_b S_a are
+        # accurate to eps |S_a C_b S_a| only, whose square roots were off for small directions
+        # beside a large one (one feature direction 1e4 times the others: 0 for 0.15); an
+        # (rank_a x rank_b) matrix, small for covariances of few points
+        cross = torch.linalg.svdvals(halves[0].T @ halves[1]).sum()
     except torch.linalg.LinAlgError as err:
         raise UserError(f"no Fréchet distance: the eigendecomposition failed ({err})") from None
     distance = float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
@@ -109,10 +109,14 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     return max(distance, 0.0)
 
 
-def _numerical_rank(values: Tensor) -> int:
-    """The rank of a PSD matrix with eigenvalues ``values``: those above d * eps * the largest
-    (the tolerance of ``torch.linalg.matrix_rank``); a covariance of n < d points has n - 1."""
-    return int((values > len(values) * torch.finfo(values.dtype).eps * values.abs().max()).sum())
+def _psd_half(values: Tensor, vectors: Tensor) -> Tensor:
+    """H (d, rank) with H H^T the PSD matrix of this eigendecomposition and U H^T its PSD square
+    root (U: the eigenvectors kept): the eigenvectors times the square roots of the eigenvalues
+    above rounding of 0 (d * eps * the largest, the rank tolerance of ``torch.linalg.matrix_rank``).
+    Their square roots (1e-8 of the scale each) over the null space of a covariance of fewer
+    points than dimensions once summed to 1e-4 of the distance."""
+    keep = values > len(values) * torch.finfo(values.dtype).eps * values.abs().max()
+    return vectors[:, keep] * values[keep].sqrt()
 
 
 # the widest features whose d x d covariances a distance of Gaussians takes: Inception's pool
