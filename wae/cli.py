@@ -765,10 +765,10 @@ def _passes_through(path: Path, folder: Path) -> bool:
         step = _resolved(reached)  # links and ".." taken as the system takes them, step by step
         if step is None:  # a loop: the data cannot be read either, which the loader says
             return False
-        if step == folder or folder in step.parents:
+        if folder in step.parents:  # inside it (RUN itself on the way, as RUN/../x, is kept)
             return True
         reached = step
-    return False
+    return reached == folder  # the folder itself as the data
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -858,14 +858,16 @@ def _resolved(path: Path) -> Path | None:
 def _is_run_folder(folder: Path) -> bool:
     """Whether ``folder`` holds a run (config.json and a checkpoint, or the records or the lock
     of a run still in its first steps) or an export."""
-    written = any((folder / name).is_file() for name in (export.WEIGHTS, ckpt.RECORDS, runs.LOCK))
-    if not (written or ckpt.run_checkpoints(folder)):
+    if not (folder / export.CONFIG).exists():
         return False
-    settings = ckpt.read_json_object(folder / export.CONFIG)  # a wae config, not another tool's
-    try:
-        return settings is not None and bool(Config.from_dict(settings))
-    except (UserError, ValueError, TypeError, AttributeError):
+    if ckpt.run_checkpoints(folder):  # a run's checkpoints: its files, whatever its config.json holds
+        return True
+    if not any((folder / name).is_file() for name in (export.WEIGHTS, ckpt.RECORDS, runs.LOCK)):
         return False
+    # an export, or a run in its first steps: a config.json with a wae section (of any version,
+    # sections left out or not), not another tool's (a Hugging Face model folder's)
+    settings = ckpt.read_json_object(folder / export.CONFIG)
+    return settings is not None and bool(settings.keys() & {"data", "model", "loss", "train"})
 
 
 def _data_path(run: str | Path) -> Path | None:
