@@ -761,8 +761,10 @@ def _passes_through(path: Path, folder: Path) -> bool:
     a link, ``ext/L/../x.npz`` with ``L`` a link into the folder), whatever the final target."""
     reached = Path(path.anchor) if path.is_absolute() else Path.cwd()
     for part in path.parts[1:] if path.is_absolute() else path.parts:
-        reached = reached / part
-        step = _resolved(reached)  # links and ".." taken as the system takes them, step by step
+        entry = reached / part  # an entry of the folder reached so far: clearing removes it, link or not
+        if part not in (".", "..") and folder in entry.parents:
+            return True
+        step = _resolved(entry)  # links and ".." taken as the system takes them, step by step
         if step is None:  # a loop: the data cannot be read either, which the loader says
             return False
         if folder in step.parents:  # inside it (RUN itself on the way, as RUN/../x, is kept)
