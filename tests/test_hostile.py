@@ -1348,3 +1348,28 @@ def test_the_frechet_factors_are_cholesky_at_full_rank_and_thin_below():
     few = torch.cov(x[:8].T)
     thin = _psd_factor(few, torch.linalg.eigvalsh(few))
     assert thin.shape == (20, 7) and torch.allclose(thin @ thin.T, few, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- session 20
+
+
+def test_an_exports_step_and_data_come_from_its_weights_metadata(run, tmp_path):
+    # load_run gave an export no step, so wae runs read export.json for it (two records of one
+    # fact); now the safetensors metadata, written with the weights, is the one source
+    from wae.compare import list_line
+    from wae.export import exported_step, read_export, save_weights
+    from wae.train import load_run
+
+    out = tmp_path / "export"
+    assert run_cli(["export", str(run), "--out", str(out)])[0] == 0
+    source, loaded = load_run(run), load_run(out)
+    step = source.step
+    assert loaded.step == step and step > 0 and loaded.data_name == source.data_name
+    (out / "export.json").write_text(json.dumps({"step": 999}))  # no longer read for the step
+    assert list_line(out)[4] == str(step)
+    model, cfg, _ = read_export(out)
+    save_weights(model, cfg, out, {"step": None, "data": "digits"})  # a crafted checkpoint's: not known
+    assert load_run(out).step is None and load_run(out).data_name == "digits" and list_line(out)[4] == "–"
+    for text, expected in (("12", 12), ("0", 0), ("None", None), ("-3", None), ("1" * 19, None), ("١٢", None), ("", None)):
+        assert exported_step({"step": text}) == expected, text
+    assert exported_step({}) is None

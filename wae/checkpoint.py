@@ -152,7 +152,9 @@ def evaluation_of(path: Path) -> dict[str, Any] | None:
     """The parsed metrics file ``path`` when ``wae evaluate`` wrote it (a JSON object with the
     weights' fingerprint, or, from before fingerprints, the test reconstruction error); None
     for anything else: a file of the user's that happens to be called metrics-*.json, a folder,
-    a file that cannot be read."""
+    a file that cannot be read. This is the rule for what training may remove and evaluate may
+    replace; readers take any JSON object and judge it by its fingerprint,
+    :func:`wae.report.read_evaluation`."""
     loaded = read_json_object(path)
     return loaded if loaded is not None and ("weights_fingerprint" in loaded or "test_recon_mse" in loaded) else None
 

@@ -741,7 +741,7 @@ def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwri
     real = _resolved(run_dir)
     if real is None:
         raise UserError(f"--out {run_dir}: the path cannot be followed (a link that loops, or a NUL character)")
-    data = _resolved(Path(cfg.data.path).expanduser()) if cfg.data.path else None
+    data = _resolved_data(cfg)
     if data is not None and cfg.data.dataset in ("folder", "celeba") and (real == data or data in real.parents):
         raise UserError(f"--out {run_dir} is inside the image folder the run trains on, {data}; give another folder")
     if not overwrite or not runs.has_contents(run_dir):
@@ -879,7 +879,13 @@ def _data_path(run: str | Path) -> Path | None:
         cfg = runs.run_config(run_folder(Path(run)))
     except (UserError, OSError, ValueError):
         return None
-    return _resolved(Path(cfg.data.path).expanduser()) if cfg is not None and cfg.data.path else None
+    return _resolved_data(cfg) if cfg is not None else None
+
+
+def _resolved_data(cfg: Config) -> Path | None:
+    """The data file or folder ``cfg`` names (``~`` expanded), resolved; None when it names
+    none (built-in data) or the path cannot be followed."""
+    return _resolved(Path(cfg.data.path).expanduser()) if cfg.data.path else None
 
 
 def _write_images(images: Tensor, path: Path, ncol: int, **arrays: Any) -> None:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .checkpoint import figure_bytes, read_json_object, run_checkpoints, weights_fingerprint, write_atomic
+from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, write_atomic
 from .config import UserError, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
-from .export import RECORD, is_export
+from .export import is_export
 from .images import grid
 from .report import (
     FROM_EVALUATE,
@@ -255,12 +255,11 @@ def list_line(run: Path) -> list[str]:
         source = "wae export (model card: README.md)"
     elif metrics:
         source = f"epoch {int(evals[-1]['epoch'])} eval"  # well_formed: at most 2^53
-    else:
-        source = "no evaluation yet" if run_checkpoints(run) else "no checkpoint"
+    else:  # checkpoints that all fail to read raised above: loaded is None when there are none
+        source = "no evaluation yet" if loaded is not None else "no checkpoint"
     cells = [run.name, str(cfg.get("preset")), str(cfg.get("loss", {}).get("objective"))]
-    if exported:  # no records: the step the export.json names (an export is not untrained)
-        named = (read_json_object(run / RECORD) or {}).get("step")
-        cells += [f"–/{train.get('epochs')}", str(named) if type(named) is int and named >= 0 else "–"]
+    if exported:  # no records: the step its weights' metadata records (an export is not untrained)
+        cells += [f"–/{train.get('epochs')}", str(step) if step is not None else "–"]
     else:
         cells += [f"{epochs:.3g}/{train.get('epochs')}", str(steps)]
     cells += [fmt.format(metrics[key]) if _is_finite(metrics.get(key)) else "–" for key, _, fmt in LIST_COLUMNS]

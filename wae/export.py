@@ -115,6 +115,14 @@ def load_exported(folder: str | Path) -> tuple[AutoEncoder, Config]:
     as a stored config, ``model.safetensors`` read without unpickling (image shape from its
     metadata), the weights checked against the config and for finite values. A damaged or
     foreign folder is a one-line :class:`UserError`."""
+    model, cfg, _ = read_export(folder)
+    return model, cfg
+
+
+def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]]:
+    """:func:`load_exported` with the metadata of ``model.safetensors`` (strings: format,
+    channels, size, wae_version, and the training ``step`` and ``data`` name of the checkpoint
+    exported; read them with :func:`exported_step`)."""
     from .checkpoint import image_shape_of
     from .train import _load_weights, _model_for
 
@@ -143,7 +151,15 @@ def load_exported(folder: str | Path) -> tuple[AutoEncoder, Config]:
         _load_weights(model, {"model": tensors})
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
-    return model.eval(), cfg
+    return model.eval(), cfg, metadata
+
+
+def exported_step(metadata: dict[str, str]) -> int | None:
+    """The training step an export's metadata records (:func:`save_weights` writes "None" for
+    a step that was not known); None for that, or for what is not a whole number of at most
+    18 digits (an edited file)."""
+    step = metadata.get("step", "")
+    return int(step) if isinstance(step, str) and 0 < len(step) <= 18 and step.isascii() and step.isdigit() else None
 
 
 # ----------------------------------------------------------------------------- deployable decoders

@@ -115,7 +115,9 @@ def read_evaluation(path: Path, weights: str | None = None) -> tuple[dict[str, f
     and whether it is stale: not known to be of the weights with fingerprint ``weights`` (never
     when ``weights`` is None). A file that records no fingerprint is stale too (edited, or
     written before fingerprints: after a damaged newest checkpoint it may be of that one;
-    training removes such files as well, ``train.drop_stale_grids``)."""
+    training removes such files as well, ``train.drop_stale_grids``). The rule for readers: any
+    JSON object is read (its stale or foreign figures are then passed over); the rule for what
+    a command may remove or replace is stricter, :func:`wae.checkpoint.evaluation_of`."""
     loaded = read_json_object(path)  # None for a FIFO too, which would block
     if loaded is None:
         warn_caller(f"{path} is not a JSON object of metrics; not used")

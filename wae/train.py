@@ -539,8 +539,8 @@ def load_model(run: str | Path) -> tuple[AutoEncoder, Config]:
 @dataclass(frozen=True)
 class LoadedRun:
     """What :func:`load_run` read from one checkpoint: the model in eval mode, its config, the
-    training step of the checkpoint (None for an export; a crafted file's odd step is read from
-    its file name, else None), the
+    training step of the checkpoint (an export's from its metadata; a crafted file's odd step is
+    read from its file name; None when not known), the
     class names of a conditional run in label order (() otherwise) and the name of the data it
     was trained on."""
 
@@ -556,11 +556,11 @@ def load_run(run: str | Path) -> LoadedRun:
     one read: the newest checkpoint that reads, which is not the newest by name when that one
     is damaged (a warning names it). :class:`UserError` for a folder with no readable
     checkpoint, or a checkpoint that does not match its run's config.json."""
-    from .export import is_export, load_exported
+    from .export import exported_step, is_export, read_export
 
-    if is_export(runs.given_path(run, "run")):
-        model, cfg = load_exported(run)
-        return LoadedRun(model, cfg, None, (), cfg.data.dataset)
+    if is_export(runs.given_path(run, "run")):  # the step and data name its metadata records
+        model, cfg, about = read_export(run)
+        return LoadedRun(model, cfg, exported_step(about), (), about.get("data") or cfg.data.dataset)
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
     try:
         cfg = ckpt.config_of(payload)
