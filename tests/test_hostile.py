@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -1342,12 +1343,13 @@ def test_the_frechet_factors_are_cholesky_at_full_rank_and_thin_below():
 
     x = torch.randn(300, 20, dtype=torch.float64)
     cov = torch.cov(x.T)
-    full = _psd_factor(cov, torch.linalg.eigvalsh(cov))
+    full = _psd_factor(cov, None, 1e-6, "C")
     assert full.shape == (20, 20) and torch.equal(full, full.tril())
     assert torch.allclose(full @ full.T, cov, atol=1e-12)
     few = torch.cov(x[:8].T)
-    thin = _psd_factor(few, torch.linalg.eigvalsh(few))
-    assert thin.shape == (20, 7) and torch.allclose(thin @ thin.T, few, atol=1e-12)
+    for rank in (None, 7):  # by the rank tolerance, or by the number of points known
+        thin = _psd_factor(few, rank, 1e-6, "C")
+        assert thin.shape == (20, 7) and torch.allclose(thin @ thin.T, few, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- session 20
@@ -1370,6 +1372,77 @@ def test_an_exports_step_and_data_come_from_its_weights_metadata(run, tmp_path):
     model, cfg, _ = read_export(out)
     save_weights(model, cfg, out, {"step": None, "data": "digits"})  # a crafted checkpoint's: not known
     assert load_run(out).step is None and load_run(out).data_name == "digits" and list_line(out)[4] == "–"
-    for text, expected in (("12", 12), ("0", 0), ("None", None), ("-3", None), ("1" * 19, None), ("١٢", None), ("", None)):
+    for text, expected in (
+        ("12", 12),
+        ("0", 0),
+        ("None", None),
+        ("-3", None),
+        ("1" * 19, None),
+        ("١٢", None),
+        ("", None),
+    ):
         assert exported_step({"step": text}) == expected, text
     assert exported_step({}) is None
+    (out / "model.safetensors").write_bytes(b"damaged")  # the line names the file, not its full path
+    assert list_line(out)[-1] == "model.safetensors is damaged (SafetensorError)", list_line(out)
+
+
+def test_a_data_path_is_checked_where_the_loader_opens_it(run, tmp_path, monkeypatch):
+    # the check expanded "~" where the loader does not: --data "~/d.npz" (quoted) with a folder
+    # named "~" as --out --overwrite was checked under $HOME, and clearing deleted ./~/d.npz
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    copy = shutil.copytree(run, tmp_path / "~")
+    data = copy / "d.npz"
+    data.write_bytes(b"data")
+    tiny = ["--batch-size", "4", "--precision", "fp32", "--no-progress", "--fit-sampler", "none", "--max-steps", "1"]
+    code, err = run_cli(["train", "--data", "~/d.npz", *tiny, "--out", "~", "--overwrite"], cwd=tmp_path)
+    assert code == 2 and "would delete --data ~/d.npz" in err and data.is_file(), err
+    shutil.copytree(run, tmp_path / "home" / "R")  # $HOME/R/d.npz is not what the loader opens: not refused
+    (tmp_path / "home" / "R" / "d.npz").write_bytes(b"data")
+    code, err = run_cli(["train", "--data", "~/R/d.npz", *tiny, "--out", "home/R", "--overwrite"], cwd=tmp_path)
+    assert code == 2 and "would delete" not in err and "not found" in err, err
+
+
+def test_a_run_folder_reached_by_another_name_is_the_same_folder(run, tmp_path):
+    # a bind mount of the run folder elsewhere: --data BND/d.npz with --out RUN --overwrite was
+    # not refused (the paths differ), and clearing RUN deleted the data; the folder's identity
+    # (device and inode) is compared on the way as well as its name
+    from wae.cli import _passes_through, _within
+
+    copy = _copy(run, tmp_path)
+    (copy / "d.npz").write_bytes(b"data")
+    bound = tmp_path / "bound"
+    bound.mkdir()
+    if subprocess.run(["mount", "--bind", str(copy), str(bound)], capture_output=True).returncode != 0:
+        pytest.skip("bind mounts need privileges this machine does not give")
+    try:
+        assert _within(bound.resolve(), copy.resolve()) and _passes_through(bound / "d.npz", copy.resolve())
+        assert not _passes_through(tmp_path / "elsewhere.npz", copy.resolve())
+        code, err = run_cli(
+            ["train", "--data", str(bound / "d.npz"), "--max-steps", "1", "--out", str(copy), "--overwrite"]
+        )
+        assert code == 2 and "would delete --data" in err and (copy / "d.npz").is_file(), err
+    finally:
+        subprocess.run(["umount", str(bound)], check=True)
+
+
+def test_small_directions_beside_large_ones_keep_their_share_of_the_frechet_distance():
+    # the rank tolerance dropped real eigenvalues below d eps times the largest, exact ones of a
+    # diagonal covariance among them: diag(1e8, 1e-8) against diag(1e8, 1) gave 1.0 for 0.9998
+    # (relative error 2e-4, where the inputs allow 1e-8); Cholesky keeps them
+    from wae.fid import frechet_distance, frechet_distance_of
+
+    def diagonal(*values):
+        return torch.diag(torch.tensor(values, dtype=torch.float64))
+
+    z2, z10 = torch.zeros(2), torch.zeros(10)
+    assert frechet_distance(z2, diagonal(1e8, 1e-8), z2, diagonal(1e8, 1.0)) == pytest.approx((1 - 1e-4) ** 2, abs=5e-8)
+    exact = 9 * (1 - 1e-5) ** 2
+    assert frechet_distance(z10, diagonal(1e6, *[1e-10] * 9), z10, diagonal(1e6, *[1.0] * 9)) == pytest.approx(
+        exact, rel=1e-9
+    )
+    g = torch.Generator().manual_seed(0)  # features of columns in very different units
+    x = torch.randn(500, 3, generator=g, dtype=torch.float64) * torch.tensor([1e4, 1e-4, 1.0])
+    y = torch.randn(500, 3, generator=g, dtype=torch.float64) * torch.tensor([1e4, 1.0, 1.0])
+    assert frechet_distance_of(x, y) == pytest.approx(_exact_frechet(x, y), abs=2e-5)  # was 2e-4 off

@@ -11,6 +11,7 @@ between the same pairs.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,7 +244,8 @@ def list_line(run: Path) -> list[str]:
             evals = [r for r in done if r["kind"] == "eval"] if loaded is not None else []
             metrics, source = metrics_and_source(run, weights, step, evals)
     except UserError as err:  # the message names the folder, which the line already does
-        return [run.name, *blank, str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")]
+        text = str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")
+        return [run.name, *blank, text.replace(f"{run}{os.sep}", "")]  # files by their names in the folder
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         return [run.name, *blank, f"unreadable ({type(err).__name__})"]
     steps = max((int(r["step"]) for r in done), default=0)

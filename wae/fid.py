@@ -58,19 +58,29 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     2 (C_a C_b)^(1/2)), in float64.
 
     tr((C_a C_b)^(1/2)) is computed as the sum of the singular values of F_a^T F_b, with
-    F F^T = C (a Cholesky factor, or for a covariance of lower numerical rank its eigenvectors
-    times the square roots of the eigenvalues, those within rounding of 0 taken as 0): the same
-    number as tr((C_a^(1/2) C_b C_a^(1/2))^(1/2)) (pytorch-fid takes scipy's sqrtm of C_a C_b),
-    accurate to about eps |F_a| |F_b|, also for covariances of fewer points than dimensions and
-    for directions far smaller than the largest (docs/reliability.md, session 19). The result
-    is clamped at 0. Half-precision statistics (float16, bfloat16) are taken with a warning:
-    their rounding moves the figure by percents.
+    F F^T = C (a Cholesky factor, which is exact for small directions beside large ones; for a
+    covariance that has none, of lower numerical rank, its eigenvectors times the square roots
+    of the eigenvalues, those within rounding of 0 taken as 0): the same number as
+    tr((C_a^(1/2) C_b C_a^(1/2))^(1/2)) (pytorch-fid takes scipy's sqrtm of C_a C_b), accurate
+    to about eps |F_a| |F_b| (docs/reliability.md, sessions 19 and 20). Covariances of fewer
+    points than dimensions: :func:`frechet_distance_of` knows their rank and is exact there;
+    given here, a real eigenvalue below d eps times the largest of a covariance without a
+    Cholesky factor is taken as 0. The result is clamped at 0. Half-precision statistics
+    (float16, bfloat16) are taken with a warning: their rounding moves the figure by percents.
 
     :class:`UserError` (a ValueError) for statistics that are not real dense tensors with
     values, not finite (features so large that their squares overflow float64), of unequal
     sizes or wider than :data:`MAX_FEATURE_WIDTH`, or covariances that are not symmetric or
     have a negative diagonal or eigenvalue; for an eigendecomposition that does not converge
     and a result that overflows."""
+    return _frechet_distance(mean_a, cov_a, mean_b, cov_b, (None, None))
+
+
+def _frechet_distance(
+    mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor, ranks: tuple[int | None, int | None]
+) -> float:
+    """:func:`frechet_distance`, with the largest rank each covariance can have when known (the
+    number of points less one)."""
     stats = (mean_a, cov_a, mean_b, cov_b)
     _check_real(stats, "a Fréchet distance takes real tensors with values (means and covariances)")
     d = mean_a.shape[-1] if mean_a.ndim == 1 else -1
@@ -93,14 +103,8 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
         if (cov - cov.T).abs().max().item() > tol * scale or cov.diagonal().min().item() < -tol * scale:
             raise UserError("a Fréchet distance takes covariances that are symmetric with a non-negative diagonal")
     try:
-        factors = []  # F with F F^T = C, for C_a and C_b
-        for name, cov in (("C_a", cov_a), ("C_b", cov_b)):
-            values = torch.linalg.eigvalsh(cov)
-            if values.min().item() < -tol * max(values.abs().max().item(), 1e-300):
-                raise UserError(
-                    f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
-                )
-            factors.append(_psd_factor(cov, values))
+        # F with F F^T = C, for C_a and C_b
+        factors = [_psd_factor(cov_a, ranks[0], tol, "C_a"), _psd_factor(cov_b, ranks[1], tol, "C_b")]
         # tr((S_a C_b S_a)^(1/2)) is the sum of the singular values of F_a^T F_b (their squares are
         # the eigenvalues of F_a^T C_b F_a, which are those of C_b C_a and of S_a C_b S_a):
         # accurate to eps |F_a| |F_b|, where the eigenvalues of S_a C_b S_a are accurate to
@@ -116,21 +120,31 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     return max(distance, 0.0)
 
 
-def _psd_factor(cov: Tensor, values: Tensor) -> Tensor:
-    """F (d, rank) with F F^T = ``cov`` (PSD, eigenvalues ``values``): its Cholesky factor when
-    it has full numerical rank (eigenvalues above d * eps * the largest, the tolerance of
-    ``torch.linalg.matrix_rank``), else its eigenvectors times the square roots of the
-    eigenvalues above that (the others are rounding of 0: their square roots, 1e-8 of the scale
-    each, over the null space of a covariance of fewer points than dimensions once summed to
-    1e-4 of the distance). Cholesky first: an eigendecomposition with eigenvectors of a
-    2048 x 2048 covariance takes 8 times as long."""
-    keep = values > len(values) * torch.finfo(values.dtype).eps * values.abs().max()
-    if bool(keep.all()):
+def _psd_factor(cov: Tensor, rank: int | None, tol: float, name: str) -> Tensor:
+    """F (d, r) with F F^T = ``cov`` (d, d; symmetric, float64): its Cholesky factor when it has
+    one (positive definite to rounding; small directions beside large ones kept exactly), unless
+    ``rank`` (the most it can have: a covariance of rank + 1 points) is below d. Else, after one
+    eigendecomposition, its eigenvectors times the square roots of the eigenvalues above d * eps
+    * the largest (the tolerance of ``torch.linalg.matrix_rank``), the ``rank`` largest at most:
+    the others are rounding of 0, whose square roots, 1e-8 of the scale each, summed over the
+    null space of a covariance of fewer points than dimensions to 1e-4 of the distance.
+    :class:`UserError` for an eigenvalue below -``tol`` times the largest (not semi-definite).
+    Cholesky first: an eigendecomposition with eigenvectors of a 2048 x 2048 covariance takes 8
+    times as long."""
+    d = len(cov)
+    if rank is None or rank >= d:
         lower, info = torch.linalg.cholesky_ex(cov)
         if int(info) == 0:
             return lower
-    values, vectors = torch.linalg.eigh(cov)
-    keep = values > len(values) * torch.finfo(values.dtype).eps * values.abs().max()
+    values, vectors = torch.linalg.eigh(cov)  # ascending
+    largest = values.abs().max().item()
+    if values[0].item() < -tol * max(largest, 1e-300):
+        raise UserError(
+            f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
+        )
+    keep = values > d * torch.finfo(values.dtype).eps * largest
+    if rank is not None and rank < d:
+        keep[: d - max(rank, 0)] = False
     return vectors[:, keep] * values[keep].sqrt()
 
 
@@ -214,7 +228,8 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
                 RuntimeWarning,
             )
         return float("nan")
-    distance = frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b)) * scale * scale
+    ranks = (len(features_a) - 1, len(features_b) - 1)  # the most a covariance of n points can have
+    distance = _frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b), ranks) * scale * scale
     if not math.isfinite(distance):
         raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
     return distance
@@ -437,7 +452,8 @@ def fid(
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
     mean, cov = gaussian_stats(features)
     result = {
-        "fid": frechet_distance(mean, cov, ref_mean, ref_cov),
+        # the most rank each covariance can have: a covariance of fewer images than 2048 is exact so
+        "fid": _frechet_distance(mean, cov, ref_mean, ref_cov, (len(features) - 1, len(ref_features) - 1)),
         "fid_seconds": time.perf_counter() - start,
         "fid_reference_cached": float(cached),
         "fid_bf16": float(precision == "bf16"),
@@ -480,7 +496,7 @@ def sanity_table(
 
     def score(images: Tensor) -> float:
         features = inception_features(network, images, precision=precision, progress=progress)
-        return frechet_distance(*gaussian_stats(features), mean, cov)
+        return _frechet_distance(*gaussian_stats(features), mean, cov, (len(features) - 1, len(reference) - 1))
 
     generator = torch.Generator().manual_seed(0)
     rows = [("unchanged", score(other))]
