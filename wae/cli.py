@@ -742,14 +742,15 @@ def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwri
     if real is None:
         raise UserError(f"--out {run_dir}: the path cannot be followed (a link that loops, or a NUL character)")
     data = _resolved_data(cfg)
-    if data is not None and cfg.data.dataset in ("folder", "celeba") and _within(real, data):
+    if data is not None and cfg.data.dataset in ("folder", "celeba") and runs.is_within(real, data):
         raise UserError(f"--out {run_dir} is inside the image folder the run trains on, {data}; give another folder")
     if not overwrite or not runs.has_contents(run_dir):
         return
     for flag, given in (("--data", cfg.data.path), ("--config", config)):
         if not given:
             continue
-        if flag == "--config" and _resolved(Path(given)) == real / "config.json":
+        own = _resolved(Path(given))
+        if flag == "--config" and own is not None and runs.is_within(own, real / "config.json"):
             continue  # the run's own settings, read: the new run writes its own
         if _passes_through(Path(given), real):  # as the loader opens it: "~" is a folder's name there
             raise UserError(f"--overwrite would delete {flag} {given}, inside {run_dir}; move it out first")
@@ -762,36 +763,15 @@ def _passes_through(path: Path, folder: Path) -> bool:
     reached = Path(path.anchor) if path.is_absolute() else Path.cwd()
     for part in path.parts[1:] if path.is_absolute() else path.parts:
         entry = reached / part  # an entry of the folder reached so far: clearing removes it, link or not
-        if part not in (".", "..") and _within(entry, folder, strict=True):
+        if part not in (".", "..") and runs.is_within(entry, folder, strict=True):
             return True
         step = _resolved(entry)  # links and ".." taken as the system takes them, step by step
         if step is None:  # a loop: the data cannot be read either, which the loader says
             return False
-        if _within(step, folder, strict=True):  # inside it (RUN itself on the way, as RUN/../x, is kept)
+        if runs.is_within(step, folder, strict=True):  # inside it (RUN itself on the way, as RUN/../x, is kept)
             return True
         reached = step
-    return _within(reached, folder)  # the folder itself as the data
-
-
-def _within(path: Path, folder: Path, strict: bool = False) -> bool:
-    """Whether ``path`` (resolved) is ``folder`` (resolved; not when ``strict``) or lies inside
-    it, by name or by identity: a folder on its way with the folder's device and inode is the
-    folder reached by another name (a bind mount), whose clearing removes the same entries."""
-    chain = list(path.parents) if strict else [path, *path.parents]
-    if folder in chain:
-        return True
-    try:
-        key = folder.stat()
-    except OSError:  # not there: nothing of it can be removed or written into
-        return False
-    for step in chain:
-        try:
-            found = step.stat()
-        except OSError:
-            continue
-        if (found.st_dev, found.st_ino) == (key.st_dev, key.st_ino):
-            return True
-    return False
+    return runs.is_within(reached, folder)  # the folder itself as the data
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -866,7 +846,7 @@ def _check_not_special(path: Path, flag: str, own: Path | None = None, run: str 
 def _check_not_data(path: Path, real: Path, flag: str, data: Path | None) -> None:
     """:class:`UserError` when the output ``path`` (``real``: resolved) is, or is inside, a run's
     data file or folder ``data`` (:func:`_data_path`)."""
-    if data is not None and _within(real, data):
+    if data is not None and runs.is_within(real, data):
         raise UserError(f"{flag} {path} is (in) the data the run was trained on, {data}; give another path")
 
 

@@ -80,11 +80,19 @@ def sha256_of(path: Path) -> str:
 
 def load_mnist(path: Path | None = None) -> ImageData:
     """The embedded MNIST (60k train, 10k test, 28x28 grey, uint8), checked by sha256."""
-    path = Path(path) if path is not None else mnist_path()
+    given = path is not None  # data.path with data.dataset "mnist" (the default): a copy of MNIST, or a
+    path = Path(path) if path is not None else mnist_path()  # file of the user's whose dataset was left out
+    yours = (
+        " (with data.dataset mnist, the default, data.path names a copy of MNIST; for your own data set "
+        'data.dataset = "npz", "folder" or "table", or give --data)'
+        if given
+        else "; restore data/mnist.npz"
+    )
     if not path.is_file():
-        raise UserError(f"MNIST file not found at {path}; it ships with the repository as data/mnist.npz")
+        shipped = "; it ships with the repository as data/mnist.npz"
+        raise UserError(f"MNIST file not found at {path}" + (yours if given else shipped))
     if sha256_of(path) != MNIST_SHA256:
-        raise UserError(f"MNIST file {path} is altered or corrupt (sha256 mismatch); restore data/mnist.npz")
+        raise UserError(f"MNIST file {path} is altered or corrupt (sha256 mismatch){yours}")
     with np.load(path) as f:
         train, test = torch.from_numpy(f["x_train"]).unsqueeze(1), torch.from_numpy(f["x_test"]).unsqueeze(1)
         train_labels, test_labels = torch.from_numpy(f["y_train"]).long(), torch.from_numpy(f["y_test"]).long()

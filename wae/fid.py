@@ -58,29 +58,23 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     2 (C_a C_b)^(1/2)), in float64.
 
     tr((C_a C_b)^(1/2)) is computed as the sum of the singular values of F_a^T F_b, with
-    F F^T = C (a Cholesky factor, which is exact for small directions beside large ones; for a
-    covariance that has none, of lower numerical rank, its eigenvectors times the square roots
-    of the eigenvalues, those within rounding of 0 taken as 0): the same number as
-    tr((C_a^(1/2) C_b C_a^(1/2))^(1/2)) (pytorch-fid takes scipy's sqrtm of C_a C_b), accurate
-    to about eps |F_a| |F_b| (docs/reliability.md, sessions 19 and 20). Covariances of fewer
-    points than dimensions: :func:`frechet_distance_of` knows their rank and is exact there;
-    given here, a real eigenvalue below d eps times the largest of a covariance without a
-    Cholesky factor is taken as 0. The result is clamped at 0. Half-precision statistics
-    (float16, bfloat16) are taken with a warning: their rounding moves the figure by percents.
+    F F^T = C (a Cholesky factor, exact for small directions beside large ones; for a covariance
+    without one, its eigenvectors times the square roots of the eigenvalues above d * eps * the
+    largest, the others taken as rounding of 0): the same number as tr((C_a^(1/2) C_b
+    C_a^(1/2))^(1/2)) (pytorch-fid takes scipy's sqrtm of C_a C_b), accurate to about eps |F_a|
+    |F_b| (docs/reliability.md, sessions 19 and 20). Covariances carry no more than that: for one
+    computed from features of fewer points than dimensions, or with columns in exact linear
+    dependence, a direction of rounding size (about eps times the largest eigenvalue) cannot be
+    told from a real one, and moves the figure by up to about 2 sqrt(eps |C_a| |C_b|); give the
+    features to :func:`frechet_distance_of`, which is exact there. The result is clamped at 0.
+    Half-precision statistics (float16, bfloat16) are taken with a warning: their rounding
+    moves the figure by percents.
 
     :class:`UserError` (a ValueError) for statistics that are not real dense tensors with
     values, not finite (features so large that their squares overflow float64), of unequal
     sizes or wider than :data:`MAX_FEATURE_WIDTH`, or covariances that are not symmetric or
     have a negative diagonal or eigenvalue; for an eigendecomposition that does not converge
     and a result that overflows."""
-    return _frechet_distance(mean_a, cov_a, mean_b, cov_b, (None, None))
-
-
-def _frechet_distance(
-    mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tensor, ranks: tuple[int | None, int | None]
-) -> float:
-    """:func:`frechet_distance`, with the largest rank each covariance can have when known (the
-    number of points less one)."""
     stats = (mean_a, cov_a, mean_b, cov_b)
     _check_real(stats, "a Fréchet distance takes real tensors with values (means and covariances)")
     d = mean_a.shape[-1] if mean_a.ndim == 1 else -1
@@ -103,49 +97,62 @@ def _frechet_distance(
         if (cov - cov.T).abs().max().item() > tol * scale or cov.diagonal().min().item() < -tol * scale:
             raise UserError("a Fréchet distance takes covariances that are symmetric with a non-negative diagonal")
     try:
-        # F with F F^T = C, for C_a and C_b
-        factors = [_psd_factor(cov_a, ranks[0], tol, "C_a"), _psd_factor(cov_b, ranks[1], tol, "C_b")]
-        # tr((S_a C_b S_a)^(1/2)) is the sum of the singular values of F_a^T F_b (their squares are
-        # the eigenvalues of F_a^T C_b F_a, which are those of C_b C_a and of S_a C_b S_a):
-        # accurate to eps |F_a| |F_b|, where the eigenvalues of S_a C_b S_a are accurate to
-        # eps |S_a C_b S_a| only, whose square roots were off for small directions beside a large
-        # one (one feature direction 1e4 times the others: 0 for 0.15)
-        cross = torch.linalg.svdvals(factors[0].T @ factors[1]).sum()
+        factors = _psd_factor(cov_a, tol, "C_a"), _psd_factor(cov_b, tol, "C_b")  # F F^T = C
     except torch.linalg.LinAlgError as err:
         raise UserError(f"no Fréchet distance: the eigendecomposition failed ({err})") from None
-    distance = float((mean_a - mean_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+    return _distance(mean_a - mean_b, cov_a.trace(), cov_b.trace(), *factors)
+
+
+def _distance(mean_difference: Tensor, trace_a: Tensor, trace_b: Tensor, factor_a: Tensor, factor_b: Tensor) -> float:
+    """||m_a - m_b||^2 + tr(C_a) + tr(C_b) - 2 tr((S_a C_b S_a)^(1/2)), clamped at 0, with
+    F_a F_a^T = C_a and F_b F_b^T = C_b (d, r_a) and (d, r_b). The last trace is the sum of the
+    singular values of F_a^T F_b (their squares are the eigenvalues of F_a^T C_b F_a, which are
+    those of C_b C_a and of S_a C_b S_a): accurate to eps |F_a| |F_b|, where the eigenvalues of
+    S_a C_b S_a are accurate to eps |S_a C_b S_a| only, whose square roots were off for small
+    directions beside a large one (one feature direction 1e4 times the others: 0 for 0.15)."""
+    try:
+        cross = torch.linalg.svdvals(factor_a.T @ factor_b).sum()
+    except torch.linalg.LinAlgError as err:
+        raise UserError(f"no Fréchet distance: the singular value decomposition failed ({err})") from None
+    distance = float(mean_difference.pow(2).sum() + trace_a + trace_b - 2 * cross)
     if not math.isfinite(distance):
         raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
     # a squared distance; the traces' rounding (about 1e-15 of them) can take it just below 0
     return max(distance, 0.0)
 
 
-def _psd_factor(cov: Tensor, rank: int | None, tol: float, name: str) -> Tensor:
+def _psd_factor(cov: Tensor, tol: float, name: str) -> Tensor:
     """F (d, r) with F F^T = ``cov`` (d, d; symmetric, float64): its Cholesky factor when it has
-    one (positive definite to rounding; small directions beside large ones kept exactly), unless
-    ``rank`` (the most it can have: a covariance of rank + 1 points) is below d. Else, after one
-    eigendecomposition, its eigenvectors times the square roots of the eigenvalues above d * eps
-    * the largest (the tolerance of ``torch.linalg.matrix_rank``), the ``rank`` largest at most:
-    the others are rounding of 0, whose square roots, 1e-8 of the scale each, summed over the
-    null space of a covariance of fewer points than dimensions to 1e-4 of the distance.
-    :class:`UserError` for an eigenvalue below -``tol`` times the largest (not semi-definite).
-    Cholesky first: an eigendecomposition with eigenvectors of a 2048 x 2048 covariance takes 8
-    times as long."""
-    d = len(cov)
-    if rank is None or rank >= d:
-        lower, info = torch.linalg.cholesky_ex(cov)
-        if int(info) == 0:
-            return lower
+    one (positive definite to rounding; small directions beside large ones kept exactly). Else,
+    after one eigendecomposition, its eigenvectors times the square roots of the eigenvalues
+    above d * eps * the largest (the tolerance of ``torch.linalg.matrix_rank``): the others are
+    rounding of 0, whose square roots, 1e-8 of the scale each, summed over the null space of a
+    covariance of fewer points than dimensions to 1e-4 of the distance. :class:`UserError` for
+    an eigenvalue below -``tol`` times the largest (not semi-definite). Cholesky first: an
+    eigendecomposition with eigenvectors of a 2048 x 2048 covariance takes 8 times as long."""
+    lower, info = torch.linalg.cholesky_ex(cov)
+    if int(info) == 0:
+        return lower
     values, vectors = torch.linalg.eigh(cov)  # ascending
     largest = values.abs().max().item()
     if values[0].item() < -tol * max(largest, 1e-300):
         raise UserError(
             f"a Fréchet distance takes positive semi-definite covariances ({name} has a negative eigenvalue)"
         )
-    keep = values > d * torch.finfo(values.dtype).eps * largest
-    if rank is not None and rank < d:
-        keep[: d - max(rank, 0)] = False
+    keep = values > len(values) * torch.finfo(values.dtype).eps * largest
     return vectors[:, keep] * values[keep].sqrt()
+
+
+def _feature_factor(features: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean (d,) of features (n, d), float64, n >= 2, and F (d, min(n, d)) with F F^T their
+    unbiased covariance, from the QR factorisation of the centred features (F = R^T / sqrt(n -
+    1)) without forming the covariance: a direction the features do not span (fewer points than
+    dimensions, columns in exact linear dependence) comes out at eps times the features' scale,
+    where in a covariance it is eps times their square's (and its square root, sqrt(eps) times
+    their scale, moved the distance)."""
+    mean = features.mean(0)
+    upper = torch.linalg.qr(features - mean, mode="r")[1]
+    return mean, upper.T / math.sqrt(len(features) - 1)
 
 
 # the widest features whose d x d covariances a distance of Gaussians takes: Inception's pool
@@ -228,8 +235,9 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
                 RuntimeWarning,
             )
         return float("nan")
-    ranks = (len(features_a) - 1, len(features_b) - 1)  # the most a covariance of n points can have
-    distance = _frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b), ranks) * scale * scale
+    (mean_a, factor_a), (mean_b, factor_b) = _feature_factor(features_a), _feature_factor(features_b)
+    trace_a, trace_b = factor_a.pow(2).sum(), factor_b.pow(2).sum()
+    distance = _distance(mean_a - mean_b, trace_a, trace_b, factor_a, factor_b) * scale * scale
     if not math.isfinite(distance):
         raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
     return distance
@@ -448,12 +456,10 @@ def fid(
     adds)."""
     start = time.perf_counter()
     precision = choose_precision(precision)
-    ref_mean, ref_cov, ref_features, cached = reference_features(network, reference, precision, progress)
+    _, _, ref_features, cached = reference_features(network, reference, precision, progress)
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
-    mean, cov = gaussian_stats(features)
     result = {
-        # the most rank each covariance can have: a covariance of fewer images than 2048 is exact so
-        "fid": _frechet_distance(mean, cov, ref_mean, ref_cov, (len(features) - 1, len(ref_features) - 1)),
+        "fid": frechet_distance_of(features, ref_features),  # of the features: exact for fewer images than 2,048
         "fid_seconds": time.perf_counter() - start,
         "fid_reference_cached": float(cached),
         "fid_bf16": float(precision == "bf16"),
@@ -492,11 +498,11 @@ def sanity_table(
     ``reference``, then of ``other`` blurred (sigma 0.5, 1, 2) and with Gaussian noise (std 0.05,
     0.1, 0.2, clamped): rows (label, FID). A sound FID is small on the first row and grows down
     each group."""
-    mean, cov, _ = reference_stats(network, reference, precision, progress)
+    reference_set = reference_features(network, reference, precision, progress)[2]
 
     def score(images: Tensor) -> float:
         features = inception_features(network, images, precision=precision, progress=progress)
-        return _frechet_distance(*gaussian_stats(features), mean, cov, (len(features) - 1, len(reference) - 1))
+        return frechet_distance_of(features, reference_set)
 
     generator = torch.Generator().manual_seed(0)
     rows = [("unchanged", score(other))]

@@ -17,11 +17,12 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import signal
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -143,6 +144,69 @@ def clear(run_dir: Path) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+MOUNT_TABLE = Path("/proc/self/mountinfo")  # Linux: every mount of this process, with its root
+
+
+def mount_table() -> list[tuple[Path, str, PurePosixPath]]:
+    """(mount point, device "major:minor", the folder of that device's file system mounted
+    there) for every mount this process sees, in mount order, from /proc/self/mountinfo (a bind
+    mount shows the folder it repeats as its root); [] where there is none (not Linux)."""
+    try:
+        lines = MOUNT_TABLE.read_text().splitlines()
+    except OSError:
+        return []
+    table = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:  # ID, parent ID, major:minor, root, mount point, ...; octal escapes (\040: a space)
+            root, point = (re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f) for f in fields[3:5])
+            table.append((Path(point), fields[2], PurePosixPath(root)))
+    return table
+
+
+def place(path: Path, table: list[tuple[Path, str, PurePosixPath]]) -> tuple[str, PurePosixPath] | None:
+    """Where an absolute, resolved ``path`` lies whatever name reaches it: (device, path in that
+    device's file system), by the last-mounted of the mounts whose mount point is its longest
+    prefix in ``table`` (:func:`mount_table`); a folder and a bind mount of it elsewhere give the
+    same place. None without a table."""
+    found = None
+    for point, device, root in table:
+        if (point == path or point in path.parents) and (found is None or len(point.parts) >= len(found[0].parts)):
+            found = (point, device, root)
+    if found is None:
+        return None
+    point, device, root = found
+    return device, root / path.relative_to(point).as_posix() if path != point else root
+
+
+def is_within(path: Path, folder: Path, strict: bool = False) -> bool:
+    """Whether ``path`` (absolute, resolved) is ``folder`` (resolved; not when ``strict``) or lies
+    inside it, by name or by place: a bind mount of the folder, of a folder inside it or of a
+    file inside it, which clearing or writing into it reaches as well (:func:`place`); where
+    there is no mount table, a folder on the way with the folder's device and inode."""
+    chain = list(path.parents) if strict else [path, *path.parents]
+    if folder in chain:
+        return True
+    table = mount_table()
+    if table:
+        inner, outer = place(path, table), place(folder, table)
+        if inner is None or outer is None or inner[0] != outer[0]:
+            return False
+        return outer[1] in inner[1].parents or (not strict and outer[1] == inner[1])
+    try:
+        key = folder.stat()
+    except OSError:  # not there: nothing of it can be removed or written into
+        return False
+    for step in chain:
+        try:
+            found = step.stat()
+        except OSError:
+            continue
+        if (found.st_dev, found.st_ino) == (key.st_dev, key.st_ino):
+            return True
+    return False
 
 
 def refuse_existing(run_dir: Path) -> None:
