@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1444,6 +1445,74 @@ def test_a_run_folder_reached_by_another_name_is_the_same_folder(run, tmp_path):
         # the run's own settings through another name of the run: read, not deleted
         code, err = run_cli(["train", "--config", str(alias / "config.json"), *TINY, *tiny])
         assert code == 0 and "would delete" not in err, err
+
+
+@contextlib.contextmanager
+def _mounted(*commands):
+    """Run ``mount`` commands in turn (each a list of its arguments), unmount in reverse after."""
+    done = []
+    try:
+        for args in commands:
+            if subprocess.run(["mount", *args], capture_output=True).returncode != 0:
+                pytest.skip("mounts need privileges this machine does not give")
+            done.append(args[-1])
+        yield
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", str(target)], check=True)
+
+
+def test_the_mount_a_path_is_reached_through_is_the_one_on_top(run, tmp_path):
+    # the mount table's longest prefix (the third helper of session 20): a bind mount of the run
+    # hidden under a later tmpfs on its parent was taken for the path (a false refusal), one
+    # whose own sub-mount it hid was not (data lost), and mount --move reorders the table (data
+    # lost); the kernel's own mount ID of the path is taken now
+    from wae.cli import _passes_through
+    from wae.runs import is_within, place
+
+    copy = _copy(run, tmp_path)
+    real = copy.resolve()
+    x = tmp_path / "x"
+    (x / "y").mkdir(parents=True)
+    (copy / "y").mkdir()
+    (copy / "y" / "d.npz").write_bytes(b"data")
+    with _mounted(["-t", "tmpfs", "none", str(x / "y")], ["--bind", str(copy), str(x)]):
+        assert _passes_through(x / "y" / "d.npz", real)  # x/y is the run's y now: the tmpfs is hidden
+    with _mounted(["--bind", str(copy), str(x)]), _mounted(["-t", "tmpfs", "none", str(x / "y")]):
+        (x / "y" / "d.npz").write_bytes(b"mine")  # on the tmpfs over the run's y
+        assert not _passes_through(x / "y" / "d.npz", real)
+        assert place(x / "y" / "d.npz")[0] != place(real)[0]
+    moved, p = tmp_path / "s1", tmp_path / "p"
+    moved.mkdir()
+    p.mkdir()
+    with _mounted(["-t", "tmpfs", "none", str(p)]):  # the tmpfs, then the run moved on top of it
+        with _mounted(["--bind", str(copy), str(moved)]):
+            subprocess.run(["mount", "--move", str(moved), str(p)], check=True)
+            try:
+                assert is_within((p / "y" / "d.npz").resolve(), real, strict=True)
+            finally:
+                subprocess.run(["umount", str(p)], check=True)
+                subprocess.run(["mount", "--bind", str(copy), str(moved)], check=True)  # for its own unmount
+    assert (copy / "y" / "d.npz").read_bytes() == b"data"
+
+
+def test_mount_points_of_any_name_and_deleted_sources_are_read(run, tmp_path):
+    # a mount point whose name is not UTF-8 anywhere on the machine made every check a
+    # UnicodeDecodeError traceback; the root of a bind mount whose source file was deleted
+    # ("...//deleted") was read as a path inside the run (a false refusal)
+    from wae.cli import _passes_through
+    from wae.runs import place
+
+    copy = _copy(run, tmp_path)
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/\xe9t"))
+    odd.mkdir()
+    (copy / "tmp.npz").write_bytes(b"data")
+    (tmp_path / "m.npz").touch()
+    with _mounted(["-t", "tmpfs", "none", str(odd)], ["--bind", str(copy / "tmp.npz"), str(tmp_path / "m.npz")]):
+        assert place(odd) is not None and place(odd / "f")[1].name == "f"
+        (copy / "tmp.npz").unlink()  # the mount keeps the file; clearing the run cannot remove it
+        assert not _passes_through(tmp_path / "m.npz", copy.resolve())
+        assert _passes_through(copy / "other.npz", copy.resolve())
 
 
 def test_an_output_into_an_image_folder_reached_by_another_name_is_refused(tmp_path):

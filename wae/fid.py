@@ -143,16 +143,29 @@ def _psd_factor(cov: Tensor, tol: float, name: str) -> Tensor:
     return vectors[:, keep] * values[keep].sqrt()
 
 
+# a Cholesky pivot (the variance of a feature beyond what the ones before it explain) above this
+# fraction of the largest variance is far above the rounding of a covariance (about n eps of it)
+RESOLVED = 1e-8
+
+
 def _feature_factor(features: Tensor) -> tuple[Tensor, Tensor]:
-    """The mean (d,) of features (n, d), float64, n >= 2, and F (d, min(n, d)) with F F^T their
-    unbiased covariance, from the QR factorisation of the centred features (F = R^T / sqrt(n -
-    1)) without forming the covariance: a direction the features do not span (fewer points than
-    dimensions, columns in exact linear dependence) comes out at eps times the features' scale,
-    where in a covariance it is eps times their square's (and its square root, sqrt(eps) times
-    their scale, moved the distance)."""
+    """The mean (d,) of features (n, d), float64, n >= 2, and F (d, r) with F F^T their unbiased
+    covariance. The Cholesky factor of the covariance when every pivot is above
+    :data:`RESOLVED` of the largest variance (the features span every direction well: rounding
+    moves no square root); else R^T / sqrt(n - 1) from the QR factorisation of the centred
+    features, without forming the covariance, where a direction they do not span (fewer points
+    than dimensions, columns in exact linear dependence) comes out at eps times their scale (in a
+    covariance, eps times its square, whose square root, sqrt(eps) of the scale, moved the
+    distance: session 20). QR costs about 4 times the covariance at 10,000 x 2,048."""
     mean = features.mean(0)
-    upper = torch.linalg.qr(features - mean, mode="r")[1]
-    return mean, upper.T / math.sqrt(len(features) - 1)
+    centred = features - mean
+    n, d = centred.shape
+    if n > d:
+        cov = centred.T @ centred / (n - 1)
+        lower, info = torch.linalg.cholesky_ex(cov)
+        if int(info) == 0 and lower.diagonal().min().item() ** 2 > RESOLVED * cov.diagonal().max().item():
+            return mean, lower
+    return mean, torch.linalg.qr(centred, mode="r")[1].T / math.sqrt(n - 1)
 
 
 # the widest features whose d x d covariances a distance of Gaussians takes: Inception's pool

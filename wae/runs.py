@@ -146,55 +146,87 @@ def clear(run_dir: Path) -> None:
             entry.unlink()
 
 
-MOUNT_TABLE = Path("/proc/self/mountinfo")  # Linux: every mount of this process, with its root
+MOUNT_TABLE = Path("/proc/self/mountinfo")  # Linux: every mount this process sees, with its root
+_OCTAL = re.compile(rb"\\([0-7]{3})")  # mountinfo writes a space, tab, newline or backslash in octal
 
 
-def mount_table() -> list[tuple[Path, str, PurePosixPath]]:
-    """(mount point, device "major:minor", the folder of that device's file system mounted
-    there) for every mount this process sees, in mount order, from /proc/self/mountinfo (a bind
-    mount shows the folder it repeats as its root); [] where there is none (not Linux)."""
-    try:
-        lines = MOUNT_TABLE.read_text().splitlines()
-    except OSError:
-        return []
-    table = []
-    for line in lines:
-        fields = line.split(" ")
-        if len(fields) > 4:  # ID, parent ID, major:minor, root, mount point, ...; octal escapes (\040: a space)
-            root, point = (re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f) for f in fields[3:5])
-            table.append((Path(point), fields[2], PurePosixPath(root)))
-    return table
-
-
-def place(path: Path, table: list[tuple[Path, str, PurePosixPath]]) -> tuple[str, PurePosixPath] | None:
-    """Where an absolute, resolved ``path`` lies whatever name reaches it: (device, path in that
-    device's file system), by the last-mounted of the mounts whose mount point is its longest
-    prefix in ``table`` (:func:`mount_table`); a folder and a bind mount of it elsewhere give the
-    same place. None without a table."""
-    found = None
-    for point, device, root in table:
-        if (point == path or point in path.parents) and (found is None or len(point.parts) >= len(found[0].parts)):
-            found = (point, device, root)
-    if found is None:
+def _mount_of(path: Path) -> tuple[int, Path] | None:
+    """The ID of the mount that ``path`` (absolute; a link itself, not its target) lies on as
+    this process sees it, the one on top, and the path it was taken of: ``path``, or its nearest
+    ancestor that exists. From the kernel (``mnt_id`` of an O_PATH descriptor's fdinfo), so
+    mounts stacked, moved or hidden by a later mount over a parent are taken as they are
+    reached. None where there is no such interface (not Linux)."""
+    flags = getattr(os, "O_PATH", None)
+    if flags is None:
         return None
-    point, device, root = found
-    return device, root / path.relative_to(point).as_posix() if path != point else root
+    for step in [path, *path.parents]:
+        try:
+            fd = os.open(step, flags | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            info = Path(f"/proc/self/fdinfo/{fd}").read_bytes()
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        found = re.search(rb"^mnt_id:\s*(\d+)", info, re.MULTILINE)
+        return (int(found.group(1)), step) if found else None
+    return None
+
+
+def _mount(mount_id: int) -> tuple[Path, str, PurePosixPath] | None:
+    """(mount point, device "major:minor", the folder of the device's file system mounted
+    there) of mount ``mount_id`` in /proc/self/mountinfo (a bind mount shows the folder or file
+    it repeats as its root); None when it is not there or cannot be read, or its source was
+    deleted (its root then ends in "//deleted")."""
+    try:
+        table = MOUNT_TABLE.read_bytes()
+    except OSError:
+        return None
+    prefix = b"%d " % mount_id  # a line: ID, parent ID, major:minor, root, mount point, options, ...
+    line = next((line for line in table.split(b"\n") if line.startswith(prefix)), b"")
+    fields = line.split(b" ")
+    if len(fields) < 5:
+        return None
+    root, point = (os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), f)) for f in fields[3:5])
+    if root.endswith("//deleted"):  # its source was unlinked: no other name reaches it any more
+        return None
+    return Path(point), os.fsdecode(fields[2]), PurePosixPath(root)
+
+
+def place(path: Path) -> tuple[str, PurePosixPath] | None:
+    """Where an absolute, resolved ``path`` lies whatever name reaches it: (device, its path in
+    that device's file system), from the mount it is on (:func:`_mount_of`) and that mount's
+    root; a folder, and a bind mount of it or of a folder or file in it elsewhere, give places
+    one inside the other. A path that does not exist yet is placed by its nearest existing
+    ancestor. None where this cannot be known (not Linux, or a mount table that does not list
+    the mount: a chroot)."""
+    found = _mount_of(path)
+    entry = _mount(found[0]) if found is not None else None
+    if found is None or entry is None:
+        return None
+    step, (point, device, root) = found[1], entry
+    try:
+        inner = step.relative_to(point)
+    except ValueError:
+        return None
+    return device, PurePosixPath(root, inner.as_posix(), path.relative_to(step).as_posix())
 
 
 def is_within(path: Path, folder: Path, strict: bool = False) -> bool:
     """Whether ``path`` (absolute, resolved) is ``folder`` (resolved; not when ``strict``) or lies
-    inside it, by name or by place: a bind mount of the folder, of a folder inside it or of a
-    file inside it, which clearing or writing into it reaches as well (:func:`place`); where
-    there is no mount table, a folder on the way with the folder's device and inode."""
+    inside it: by name; by place (:func:`place`: a bind mount of the folder, of a folder inside
+    it or of a file inside it, which clearing or writing into the folder reaches as well, and not
+    what a mount on the way covers); where places cannot be known, by identity: a folder on the
+    way with the folder's device and inode."""
     chain = list(path.parents) if strict else [path, *path.parents]
     if folder in chain:
         return True
-    table = mount_table()
-    if table:
-        inner, outer = place(path, table), place(folder, table)
-        if inner is None or outer is None or inner[0] != outer[0]:
-            return False
-        return outer[1] in inner[1].parents or (not strict and outer[1] == inner[1])
+    inner, outer = place(path), place(folder)
+    if inner is not None and outer is not None:  # the kernel's word: a mount on the way is seen
+        same = inner[0] == outer[0]
+        return same and (outer[1] in inner[1].parents or (not strict and outer[1] == inner[1]))
     try:
         key = folder.stat()
     except OSError:  # not there: nothing of it can be removed or written into
