@@ -1515,6 +1515,27 @@ def test_mount_points_of_any_name_and_deleted_sources_are_read(run, tmp_path):
         assert _passes_through(copy / "other.npz", copy.resolve())
 
 
+def test_overwrite_refuses_a_run_folder_with_a_file_system_mounted_in_it(run, tmp_path):
+    # --overwrite of a run with a tmpfs mounted at RUN/m: clearing went into the mount (its data,
+    # reached as ALIAS/d.npz through a bind mount, on another device than the run: not seen as
+    # inside), then failed on the mount point, half-cleared (the fourth helper of session 20)
+    copy = _copy(run, tmp_path)
+    (copy / "m").mkdir()
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    before = sorted(p.name for p in copy.iterdir())
+    with _mounted(["-t", "tmpfs", "none", str(copy / "m")], ["--bind", str(copy / "m"), str(alias)]):
+        (alias / "d.npz").write_bytes(b"data")
+        for data in (alias / "d.npz", tmp_path / "elsewhere.npz"):
+            code, err = run_cli(["train", "--data", str(data), "--max-steps", "1", "--out", str(copy), "--overwrite"])
+            assert code == 2 and "is a mount point inside the run folder" in err, err
+        assert (alias / "d.npz").read_bytes() == b"data" and sorted(p.name for p in copy.iterdir()) == before
+    with _mounted(["-t", "tmpfs", "none", str(alias)]):  # a run folder that is a mount point itself
+        shutil.copytree(copy, alias, dirs_exist_ok=True, ignore=shutil.ignore_patterns("m"))
+        code, err = run_cli(["train", *TINY, "--max-steps", "1", "--out", str(alias), "--overwrite"])
+        assert code == 0, err
+
+
 def test_an_output_into_an_image_folder_reached_by_another_name_is_refused(tmp_path):
     # --out through a bind mount of a sub-folder of the image folder a run trains on: the run's
     # grids joined the training images (and the data's fingerprint changed under it)
@@ -1585,3 +1606,25 @@ def test_a_data_path_without_its_dataset_says_which_setting_is_missing(tmp_path)
             ["train", "--config", str(tmp_path / "c.toml"), "--max-steps", "1", "--out", str(tmp_path / "r")]
         )
         assert code == 2 and 'data.dataset = "npz"' in err and "restore" not in err, err
+
+
+@pytest.mark.parametrize("d", [24, 28])
+def test_the_frechet_distance_of_ill_conditioned_features_with_large_pivots_is_exact(d):
+    # the fast path's test read Cholesky pivots, which an ill-conditioned covariance can have
+    # large (features Z L^T with L unit lower triangular, -1 below: every pivot 1, the smallest
+    # eigenvalue 1e-14 to 1e-16 of the largest): 2e-7 to 1.4e-6 off, relative (the fourth helper
+    # of session 20); its smallest eigenvalue is read now, and QR taken below 1e-8 of the largest
+    from wae.fid import frechet_distance_of
+
+    g = torch.Generator().manual_seed(0)
+    n = 3 * d
+    lower = torch.tril(-torch.ones(d, d, dtype=torch.float64), -1) + torch.eye(d, dtype=torch.float64)
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    z = torch.linalg.qr(z - z.mean(0))[0] * (n - 1) ** 0.5  # white: covariance I
+    a = (z - z.mean(0)) @ lower.T
+    weakest = torch.linalg.svd(lower)[0][:, -1]
+    extra = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    basis = torch.cat([torch.ones(n, 1, dtype=torch.float64), z], 1)
+    extra = extra - basis @ torch.linalg.lstsq(basis, extra).solution  # orthogonal to a's directions
+    b = a + 1e-2 * extra / extra.norm() * (n - 1) ** 0.5 * weakest
+    assert frechet_distance_of(a, b) == pytest.approx(_exact_frechet(a, b), rel=2e-8)

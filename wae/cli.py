@@ -746,6 +746,7 @@ def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwri
         raise UserError(f"--out {run_dir} is inside the image folder the run trains on, {data}; give another folder")
     if not overwrite or not runs.has_contents(run_dir):
         return
+    runs.check_no_mounts(real)  # before anything is read: clearing would empty what is mounted in it
     for flag, given in (("--data", cfg.data.path), ("--config", config)):
         if not given:
             continue

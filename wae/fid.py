@@ -143,18 +143,20 @@ def _psd_factor(cov: Tensor, tol: float, name: str) -> Tensor:
     return vectors[:, keep] * values[keep].sqrt()
 
 
-# a Cholesky pivot (the variance of a feature beyond what the ones before it explain) above this
-# fraction of the largest variance is far above the rounding of a covariance (about n eps of it)
+# the smallest eigenvalue of a covariance above this fraction of the largest is far above its
+# rounding (about n eps of the largest; the error in its square root's share of the distance is
+# then about 1e-8 of the distance's scale): MNIST's Inception features have 1.3e-6
 RESOLVED = 1e-8
 
 
 def _feature_factor(features: Tensor) -> tuple[Tensor, Tensor]:
     """The mean (d,) of features (n, d), float64, n >= 2, and F (d, r) with F F^T their unbiased
-    covariance. The Cholesky factor of the covariance when every pivot is above
-    :data:`RESOLVED` of the largest variance (the features span every direction well: rounding
-    moves no square root); else R^T / sqrt(n - 1) from the QR factorisation of the centred
-    features, without forming the covariance, where a direction they do not span (fewer points
-    than dimensions, columns in exact linear dependence) comes out at eps times their scale (in a
+    covariance. The Cholesky factor of the covariance when its smallest eigenvalue is above
+    :data:`RESOLVED` of its largest (the features span every direction well: rounding moves no
+    square root; pivots do not say so, an ill-conditioned covariance can have large ones); else
+    R^T / sqrt(n - 1) from the QR factorisation of the centred features, without forming the
+    covariance, where a direction they do not span or barely span (fewer points than
+    dimensions, columns in or near linear dependence) comes out at eps times their scale (in a
     covariance, eps times its square, whose square root, sqrt(eps) of the scale, moved the
     distance: session 20). QR costs about 4 times the covariance at 10,000 x 2,048."""
     mean = features.mean(0)
@@ -162,9 +164,11 @@ def _feature_factor(features: Tensor) -> tuple[Tensor, Tensor]:
     n, d = centred.shape
     if n > d:
         cov = centred.T @ centred / (n - 1)
-        lower, info = torch.linalg.cholesky_ex(cov)
-        if int(info) == 0 and lower.diagonal().min().item() ** 2 > RESOLVED * cov.diagonal().max().item():
-            return mean, lower
+        values = torch.linalg.eigvalsh(cov)
+        if values[0].item() > RESOLVED * values[-1].item():
+            lower, info = torch.linalg.cholesky_ex(cov)
+            if int(info) == 0:
+                return mean, lower
     return mean, torch.linalg.qr(centred, mode="r")[1].T / math.sqrt(n - 1)
 
 

@@ -134,9 +134,12 @@ def has_contents(run_dir: Path) -> bool:
 
 
 def clear(run_dir: Path) -> None:
-    """Remove everything in the run folder but the lock file (held by this process)."""
+    """Remove everything in the run folder but the lock file (held by this process);
+    :class:`UserError`, with nothing removed, when a file system is mounted inside it
+    (:func:`check_no_mounts`)."""
     import shutil
 
+    check_no_mounts(run_dir)
     for entry in run_dir.iterdir():
         if entry.name == LOCK:
             continue
@@ -239,6 +242,39 @@ def is_within(path: Path, folder: Path, strict: bool = False) -> bool:
         if (found.st_dev, found.st_ino) == (key.st_dev, key.st_ino):
             return True
     return False
+
+
+def mounts_inside(folder: Path) -> list[Path]:
+    """The entries of ``folder``, at any depth (links not followed), that are mounted on another
+    mount than the folder's (a file system, a bind mount of a folder or a file); [] where mounts
+    cannot be known (not Linux)."""
+    folder = folder.resolve()  # a link to a run folder elsewhere: the folder's own mount
+    own = _mount_of(folder)
+    if own is None or own[1] != folder:
+        return []
+    found = []
+    for parent, folders, files in os.walk(folder):
+        for name in [*folders, *files]:
+            entry = Path(parent) / name
+            mount = _mount_of(entry)
+            if mount is not None and mount[1] == entry and mount[0] != own[0]:
+                found.append(entry)
+                if name in folders:
+                    folders.remove(name)  # not into it
+    return found
+
+
+def check_no_mounts(run_dir: Path) -> None:
+    """:class:`UserError` when a file system is mounted inside a run folder that is to be
+    cleared: removing its entries would empty that file system too (``shutil.rmtree`` goes into
+    mounts, then fails on the mount point), and its contents reached by another name (a bind
+    mount of it elsewhere) are not seen as the run's by :func:`is_within`."""
+    inside = mounts_inside(run_dir) if run_dir.is_dir() else []
+    if inside:
+        raise UserError(
+            f"{inside[0]} is a mount point inside the run folder {run_dir}: clearing the folder would empty it; "
+            "unmount it, or give another --out"
+        )
 
 
 def refuse_existing(run_dir: Path) -> None:
