@@ -28,8 +28,14 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs ``-n auto``) each worker process gets its share of
-    the cores for torch's intra-op threads, so that N workers do not run N x cores threads."""
+    the cores for torch's intra-op threads, so that N workers do not run N x cores threads; a
+    SIGINT ignored by whatever started the suite is given back its default."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    # a suite started in the background of a script (`cmd &` without job control, nohup) inherits
+    # SIGINT ignored, and so would every process a test starts: the Ctrl-C tests need it as a
+    # terminal gives it (a Python handler here is the default action again in a child)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, cores // workers))
