@@ -143,8 +143,10 @@ def test_reference_statistics_are_cached_by_content(tmp_path, monkeypatch):
     _, _, cached = fidmod.reference_stats(network, reference)
     assert not cached and network.calls == 2
     score = fidmod.fid(network, reference, reference)
-    # zero up to the rounding of square roots of a rank-5 2048x2048 covariance
-    assert abs(score["fid"]) < 1e-5 * cov.trace().item() and score["fid_reference_cached"] == 1.0
+    # zero up to rounding: the features' own factors (QR of 6 points), exactly equal here
+    assert abs(score["fid"]) < 1e-12 * cov.trace().item() and score["fid_reference_cached"] == 1.0
+    with pytest.raises(UserError, match="FID needs 2 images or more"):
+        fidmod.fid(network, reference[:1], reference)
     # KID from the same (cached) features: subsets of all 6 images of each identical set
     assert score["kid_subset_size"] == 6 and score["kid_subsets"] == 100 and score["kid_seconds"] >= 0
     features = fidmod.reference_features(network, reference)[2]

@@ -252,7 +252,10 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
                 RuntimeWarning,
             )
         return float("nan")
-    (mean_a, factor_a), (mean_b, factor_b) = _feature_factor(features_a), _feature_factor(features_b)
+    try:
+        (mean_a, factor_a), (mean_b, factor_b) = _feature_factor(features_a), _feature_factor(features_b)
+    except torch.linalg.LinAlgError as err:
+        raise UserError(f"no Fréchet distance: the factorisation of the features failed ({err})") from None
     trace_a, trace_b = factor_a.pow(2).sum(), factor_b.pow(2).sum()
     distance = _distance(mean_a - mean_b, trace_a, trace_b, factor_a, factor_b) * scale * scale
     if not math.isfinite(distance):
@@ -475,6 +478,8 @@ def fid(
     precision = choose_precision(precision)
     _, _, ref_features, cached = reference_features(network, reference, precision, progress)
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
+    if min(len(features), len(ref_features)) < 2:
+        raise UserError(f"FID needs 2 images or more in each set; got {len(features)} and {len(ref_features)}")
     result = {
         "fid": frechet_distance_of(features, ref_features),  # of the features: exact for fewer images than 2,048
         "fid_seconds": time.perf_counter() - start,
