@@ -83,7 +83,7 @@ def load_mnist(path: Path | None = None) -> ImageData:
     given = path is not None  # data.path with data.dataset "mnist" (the default): a copy of MNIST, or a
     path = Path(path) if path is not None else mnist_path()  # file of the user's whose dataset was left out
     yours = (
-        " (with data.dataset mnist, the default, data.path names a copy of MNIST; for your own data set "
+        " (with data.dataset mnist, the default, data.path names a copy of MNIST; for your own data, set "
         'data.dataset = "npz", "folder" or "table", or give --data)'
         if given
         else "; restore data/mnist.npz"
