@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 import torch
 
@@ -246,3 +247,70 @@ def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
 
 def test_kid_defaults_are_torch_fidelitys():
     assert (fidmod.KID_SUBSETS, fidmod.KID_SUBSET_SIZE) == (100, 1000)
+
+
+def test_fid_factors_the_cached_reference_once(tmp_path, monkeypatch):
+    # fid() scored from the features refactored the reference set's covariance (1 s plus its
+    # eigenvalues at 10,000 x 2,048) on every call while its cache entry kept a covariance no
+    # one read (session 20's final read): the entry keeps the reference's factor now
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    network = _FakeNetwork()
+    gen = torch.Generator().manual_seed(1)
+    reference, generated = torch.rand(40, 1, 8, 8, generator=gen), torch.rand(30, 1, 8, 8, generator=gen)
+    factored = []
+    real_factor = fidmod._feature_factor
+
+    def counting(features):
+        factored.append(len(features))
+        return real_factor(features)
+
+    monkeypatch.setattr(fidmod, "_feature_factor", counting)
+    first = fidmod.fid(network, generated, reference, kid_subsets=0)["fid"]
+    assert factored == [40, 30]  # the reference once, when its entry is written
+    factored.clear()
+    again = fidmod.fid(network, generated, reference, kid_subsets=0)
+    assert again["fid_reference_cached"] == 1.0 and factored == [30] and again["fid"] == first
+    # the same number as the distance of the two sets of features
+    ref_features = fidmod.reference_features(network, reference)[2]
+    assert first == fidmod.frechet_distance_of(fidmod.inception_features(network, generated), ref_features)
+    # an entry of the version before (mean, covariance, features): its factor from its features,
+    # without an Inception pass, then kept
+    mean, cov, _ = fidmod.reference_stats(network, reference)
+    (entry,) = (tmp_path / "fid").glob("*.npz")
+    entry.write_bytes(fidmod.npz_bytes(mean=mean.numpy(), cov=cov.numpy(), features=ref_features.numpy()))
+    calls = network.calls
+    _, _, _, cached = fidmod.reference_features(network, reference)
+    assert cached and network.calls == calls
+    with np.load(entry) as kept:
+        assert "factor" in kept.files
+    assert fidmod.fid(network, generated, reference, kid_subsets=0)["fid"] == first
+
+
+@pytest.mark.parametrize("shape", [(50, 6), (5, 6)])
+@pytest.mark.parametrize("scale", [1.0, 1e60, 1e-60])
+def test_a_factored_reference_gives_the_distance_of_its_features(shape, scale):
+    g = torch.Generator().manual_seed(shape[0])
+    x = torch.randn(*shape, generator=g, dtype=torch.float64) * scale
+    y = (torch.randn(40, shape[1], generator=g, dtype=torch.float64) * 1.3 + 0.2) * scale
+    mean, factor = fidmod.feature_gaussian(y)
+    assert mean.shape == (shape[1],) and factor.shape[0] == shape[1]
+    assert torch.allclose(factor @ factor.T, torch.cov(y.T), rtol=1e-10, atol=1e-12 * scale**2)
+    assert fidmod.frechet_distance_to(x, mean, factor) == pytest.approx(fidmod.frechet_distance_of(x, y), rel=1e-12)
+
+
+def test_a_factored_reference_refuses_what_it_cannot_measure():
+    y = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    mean, factor = fidmod.feature_gaussian(y)
+    for bad, match in (
+        ((torch.randn(20, 5), mean, factor), "reference mean"),  # another width
+        ((y[:1], mean, factor), "2 feature rows"),
+        ((y, mean.clone().fill_(float("nan")), factor), "NaN"),
+        ((y, mean, factor.numpy()), "real numbers"),
+        ((y.unsqueeze(0), mean, factor), r"\(n, d\)"),
+    ):
+        with pytest.raises(UserError, match=match):
+            fidmod.frechet_distance_to(*bad)
+    with pytest.raises(UserError, match="2 rows"):
+        fidmod.feature_gaussian(y[:1])
+    with pytest.raises(UserError, match="NaN"):
+        fidmod.feature_gaussian(torch.full((3, 2), float("inf")))

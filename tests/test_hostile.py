@@ -1628,3 +1628,44 @@ def test_the_frechet_distance_of_ill_conditioned_features_with_large_pivots_is_e
     extra = extra - basis @ torch.linalg.lstsq(basis, extra).solution  # orthogonal to a's directions
     b = a + 1e-2 * extra / extra.norm() * (n - 1) ** 0.5 * weakest
     assert frechet_distance_of(a, b) == pytest.approx(_exact_frechet(a, b), rel=2e-8)
+
+
+# ----------------------------------------------------------------------------- session 21
+
+
+def test_a_path_check_places_the_run_folder_once(tmp_path, monkeypatch):
+    # is_within placed the folder (a read of the mount table) on each call, and the walk of a
+    # data path along its components called it about twice per component with the same folder
+    # (session 20's final read): within(folder) places it once, the answers unchanged
+    from wae import cli, runs
+
+    folder = (tmp_path / "run").resolve()
+    (folder / "sub").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(folder / "sub")
+    placed = []
+    real_place = runs.place
+
+    def counting(path):
+        placed.append(path)
+        return real_place(path)
+
+    monkeypatch.setattr(runs, "place", counting)
+    cases = {
+        tmp_path / "a" / "b" / "c" / "d.npz": False,
+        tmp_path / "link" / "d.npz": True,  # a link into the folder on the way
+        folder / "sub" / ".." / ".." / "x.npz": True,  # through the folder's name
+        tmp_path / "a" / ".." / "x.npz": False,
+    }
+    for path, expected in cases.items():
+        placed.clear()
+        assert cli._passes_through(path, folder) == expected, path
+        # the folder once, then at most each component's entry and its resolved step (4 each before)
+        assert len(placed) <= 2 * len(path.parts) + 1, (path, len(placed))
+    inside = runs.within(folder)
+    for path, strict in ((folder / "sub" / "f", True), (folder, False), (folder, True), (tmp_path / "a", False)):
+        assert inside(path, strict) == runs.is_within(path, folder, strict)
+    # where places cannot be known, by identity: a folder on the way with the folder's inode
+    monkeypatch.setattr(runs, "place", lambda path: None)
+    assert runs.within(folder)(tmp_path / "link", False) is False  # the link itself is not the folder
+    assert runs.within(folder)((tmp_path / "link").resolve() / "f", True)

@@ -761,18 +761,19 @@ def _passes_through(path: Path, folder: Path) -> bool:
     """Whether ``path`` reaches its file through ``folder`` (resolved) at any step: clearing the
     folder would remove it, or a link on the way (``RUN/link.npz``, ``RUN/sub/x.npz`` with ``sub``
     a link, ``ext/L/../x.npz`` with ``L`` a link into the folder), whatever the final target."""
+    inside = runs.within(folder)  # the folder placed once for every step
     reached = Path(path.anchor) if path.is_absolute() else Path.cwd()
     for part in path.parts[1:] if path.is_absolute() else path.parts:
         entry = reached / part  # an entry of the folder reached so far: clearing removes it, link or not
-        if part not in (".", "..") and runs.is_within(entry, folder, strict=True):
+        if part not in (".", "..") and inside(entry, True):
             return True
         step = _resolved(entry)  # links and ".." taken as the system takes them, step by step
         if step is None:  # a loop: the data cannot be read either, which the loader says
             return False
-        if runs.is_within(step, folder, strict=True):  # inside it (RUN itself on the way, as RUN/../x, is kept)
+        if inside(step, True):  # inside it (RUN itself on the way, as RUN/../x, is kept)
             return True
         reached = step
-    return runs.is_within(reached, folder)  # the folder itself as the data
+    return inside(reached, False)  # the folder itself as the data
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:

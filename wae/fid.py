@@ -14,7 +14,7 @@ channels; values become ``2 v / 255 - 1``, in [-1, 1]; images are resized to 299
 bilinear interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``, no
 antialiasing).
 
-The features of a reference set and their statistics (mean, covariance) are cached in
+The features of a reference set and their Gaussian (mean, and a factor of the covariance) are cached in
 ``$WAE_CACHE_DIR`` (default ``~/.cache/wae``) under a key that hashes the 8-bit pixels, the
 preprocessing, the network file and the precision, so a changed dataset or setting never reuses
 stale statistics. FID and KID (kernel Inception distance, :func:`kernel_distance`) are computed
@@ -214,15 +214,99 @@ def checked_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Two sets of features (n, d) and (m, d) as float64 CPU tensors, for a distance between
     them; :class:`UserError` for anything else: not tensors, not 2-D, widths that differ or are
     0, complex, bool, quantized, sparse or meta tensors, NaN or infinite values."""
-    _check_real((a, b), "features must be dense torch tensors (n, d) of real numbers")
+    _check_real((a, b), FEATURES_MESSAGE)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 1:
         raise UserError(
             f"features must be (n, d) and (m, d) with one d >= 1; got {tuple(a.shape)} and {tuple(b.shape)}"
         )
-    a, b = a.detach().double().cpu(), b.detach().double().cpu()
-    if not (bool(a.isfinite().all()) and bool(b.isfinite().all())):
+    return _checked_set(a), _checked_set(b)
+
+
+FEATURES_MESSAGE = "features must be dense torch tensors (n, d) of real numbers"
+
+
+def _checked_set(x: Tensor) -> Tensor:
+    """One set of features (n, d) as a float64 CPU tensor (:func:`checked_features`)."""
+    _check_real((x,), FEATURES_MESSAGE)
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise UserError(f"features must be (n, d) with d >= 1; got {tuple(x.shape)}")
+    x = x.detach().double().cpu()
+    if not bool(x.isfinite().all()):
         raise UserError("features hold NaN or infinite values")
-    return a, b
+    return x
+
+
+def _scale_of(*tensors: Tensor) -> float:
+    """1 for tensors whose largest magnitude lies within [1e-50, 1e50], else that magnitude (1 for
+    zeros): the Fréchet distance of features scaled by s is s^2 times theirs, so it is computed on
+    features scaled to about 1 (float64 squares of 1e160 overflow; eigenvalues of covariances of
+    1e80 features are lost) and the figure scaled back."""
+    scale = max((t.abs().max().item() for t in tensors if t.numel()), default=0.0)
+    return 1.0 if 1e-50 < scale < 1e50 else (scale or 1.0)
+
+
+def _distance_of(gaussian_a: tuple[Tensor, Tensor], gaussian_b: tuple[Tensor, Tensor], scale: float) -> float:
+    """:func:`_distance` of two Gaussians (mean, factor) of features divided by ``scale``, times
+    ``scale`` squared; :class:`UserError` for a figure beyond float64."""
+    (mean_a, factor_a), (mean_b, factor_b) = gaussian_a, gaussian_b
+    trace_a, trace_b = factor_a.pow(2).sum(), factor_b.pow(2).sum()
+    distance = _distance(mean_a - mean_b, trace_a, trace_b, factor_a, factor_b) * scale * scale
+    if not math.isfinite(distance):
+        raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
+    return distance
+
+
+def _factored(features: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_feature_factor` of float64 features, a failed factorisation as :class:`UserError`."""
+    try:
+        return _feature_factor(features)
+    except torch.linalg.LinAlgError as err:
+        raise UserError(f"no Fréchet distance: the factorisation of the features failed ({err})") from None
+
+
+def feature_gaussian(features: Tensor) -> tuple[Tensor, Tensor]:
+    """The Gaussian fitted to features (n, d), n >= 2, in the form a Fréchet distance takes it:
+    their mean (d,) and a factor F (d, r), float64, with F F^T their unbiased covariance
+    (:func:`_feature_factor`: exact for small directions and for fewer points than dimensions).
+    Factor a reference set once and measure many sets against it with
+    :func:`frechet_distance_to` (the FID cache keeps the reference's). :class:`UserError` as
+    :func:`checked_features` raises it, and for fewer than 2 rows or wider than
+    :data:`MAX_FEATURE_WIDTH`."""
+    if isinstance(features, Tensor) and features.ndim == 2:
+        _check_width(features.shape[1])  # before any copy
+    features = _checked_set(features)
+    if len(features) < 2:
+        raise UserError(f"a Gaussian of features needs 2 rows or more; got {len(features)}")
+    scale = _scale_of(features)
+    mean, factor = _factored(features / scale if scale != 1.0 else features)
+    return (mean * scale, factor * scale) if scale != 1.0 else (mean, factor)
+
+
+def frechet_distance_to(features: Tensor, mean: Tensor, factor: Tensor) -> float:
+    """Fréchet distance between the Gaussian fitted to ``features`` (n, d), n >= 2, and a
+    reference Gaussian N(mean, F F^T) given as :func:`feature_gaussian` gives it (``mean`` (d,),
+    ``factor`` F (d, r), float64): ``frechet_distance_of(features, reference)`` for ``(mean,
+    factor) = feature_gaussian(reference)``, the same number, without factoring the reference
+    again. :class:`UserError` as :func:`feature_gaussian` raises it, for a reference of another
+    width or not real and finite, and for a figure beyond float64."""
+    if isinstance(features, Tensor) and features.ndim == 2:
+        _check_width(features.shape[1])
+    _check_real((mean, factor), "a reference Gaussian is a mean (d,) and a factor (d, r) of real numbers")
+    features = _checked_set(features)
+    if mean.shape != (features.shape[1],) or factor.ndim != 2 or factor.shape[0] != features.shape[1]:
+        raise UserError(
+            f"features (n, d) and a reference mean (d,) and factor (d, r); got {tuple(features.shape)}, "
+            f"{tuple(mean.shape)} and {tuple(factor.shape)}"
+        )
+    if len(features) < 2:
+        raise UserError(f"a Fréchet distance needs 2 feature rows or more; got {len(features)}")
+    mean, factor = mean.detach().double().cpu(), factor.detach().double().cpu()
+    if not (bool(mean.isfinite().all()) and bool(factor.isfinite().all())):
+        raise UserError("the reference Gaussian holds NaN or infinite values")
+    scale = _scale_of(features, mean, factor)
+    if scale != 1.0:
+        features, mean, factor = features / scale, mean / scale, factor / scale
+    return _distance_of(_factored(features), (mean, factor), scale)
 
 
 def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = True) -> float:
@@ -231,19 +315,14 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
     when either has fewer than 2 points (no covariance: a test split of one image). Features of
     magnitude beyond 1e50 (or below 1e-50) are measured scaled to about 1 and the figure scaled
     back (exact: it scales as the square). UserError as :func:`checked_features` and
-    :func:`frechet_distance` raise it, and for a figure beyond float64."""
+    :func:`frechet_distance` raise it, and for a figure beyond float64. Many sets against one
+    reference: :func:`feature_gaussian` of it once, then :func:`frechet_distance_to`."""
     if isinstance(features_a, Tensor) and features_a.ndim == 2:
         _check_width(features_a.shape[1])  # before any copy: a transposed set is wide
     features_a, features_b = checked_features(features_a, features_b)
-    # the distance of features scaled by s is s^2 times theirs: far from 1, compute it on features
-    # scaled to about 1 (float64 squares of 1e160 overflow; eigendecompositions of covariances of
-    # 1e80 features lose them) and scale the figure back
-    scale = max((t.abs().max().item() for t in (features_a, features_b) if t.numel()), default=0.0)
-    if not 1e-50 < scale < 1e50:
-        scale = scale or 1.0
+    scale = _scale_of(features_a, features_b)
+    if scale != 1.0:
         features_a, features_b = features_a / scale, features_b / scale
-    else:
-        scale = 1.0
     if min(len(features_a), len(features_b)) < 2:
         if warn:
             warn_caller(
@@ -252,15 +331,7 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
                 RuntimeWarning,
             )
         return float("nan")
-    try:
-        (mean_a, factor_a), (mean_b, factor_b) = _feature_factor(features_a), _feature_factor(features_b)
-    except torch.linalg.LinAlgError as err:
-        raise UserError(f"no Fréchet distance: the factorisation of the features failed ({err})") from None
-    trace_a, trace_b = factor_a.pow(2).sum(), factor_b.pow(2).sum()
-    distance = _distance(mean_a - mean_b, trace_a, trace_b, factor_a, factor_b) * scale * scale
-    if not math.isfinite(distance):
-        raise UserError("the Fréchet distance overflows float64 (features too large): no figure")
-    return distance
+    return _distance_of(_factored(features_a), _factored(features_b), scale)
 
 
 # ----------------------------------------------------------------------------- kernel Inception distance
@@ -419,34 +490,41 @@ def stats_key(images: Tensor, precision: str) -> str:
 def reference_features(
     network: Any, images: Tensor, precision: str = "fp32", progress: bool = False
 ) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """Mean (2048,) and covariance (2048, 2048), float64, and the features (n, 2048), float32, of
-    a reference set, from the cache when present; the flag says whether they came from it. An
-    entry written before KID (statistics without features) is recomputed once."""
+    """The Gaussian of a reference set's features as :func:`feature_gaussian` gives it (mean
+    (2048,) and factor (2048, r), float64), and the features (n, 2048), float32, from the cache
+    when present; the flag says whether they came from it. An entry written before KID
+    (statistics without features) is recomputed once; one written before the factor (a mean and
+    a covariance) gets its factor from its features, once."""
     path = cache_dir() / "fid" / f"{stats_key(images, precision)}.npz"
+    features = None
     if path.is_file():
         try:
             with np.load(path) as f:
-                mean, cov, features = (torch.from_numpy(f[key]) for key in ("mean", "cov", "features"))
-                return mean, cov, features, True
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable (or pre-KID) cache entry: recompute and overwrite it
-    features = inception_features(network, images, precision=precision, progress=progress)
-    mean, cov = gaussian_stats(features)
+                features = torch.from_numpy(f["features"])
+                if "factor" in f.files:
+                    return torch.from_numpy(f["mean"]), torch.from_numpy(f["factor"]), features, True
+        except (OSError, ValueError, KeyError, EOFError):
+            features = None  # unreadable (or pre-KID) cache entry: recompute and overwrite it
+    cached = features is not None
+    if features is None:
+        features = inception_features(network, images, precision=precision, progress=progress)
+    mean, factor = feature_gaussian(features)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, npz_bytes(mean=mean.numpy(), cov=cov.numpy(), features=features.numpy()))
+        write_atomic(path, npz_bytes(mean=mean.numpy(), factor=factor.numpy(), features=features.numpy()))
     except OSError:
         pass  # a read-only cache only costs time
-    return mean, cov, features, False
+    return mean, factor, features, cached
 
 
 def reference_stats(
     network: Any, images: Tensor, precision: str = "fp32", progress: bool = False
 ) -> tuple[Tensor, Tensor, bool]:
-    """Mean (2048,) and covariance (2048, 2048), float64, of a reference set's features, from
-    the cache when present (:func:`reference_features`); the flag says whether they came from it."""
-    mean, cov, _, cached = reference_features(network, images, precision, progress)
-    return mean, cov, cached
+    """Mean (2048,) and covariance (2048, 2048), float64, of a reference set's features (the
+    covariance F F^T of the cached factor, :func:`reference_features`); the flag says whether
+    they came from the cache."""
+    mean, factor, _, cached = reference_features(network, images, precision, progress)
+    return mean, factor @ factor.T, cached
 
 
 def choose_precision(precision: str) -> str:
@@ -476,12 +554,13 @@ def fid(
     adds)."""
     start = time.perf_counter()
     precision = choose_precision(precision)
-    _, _, ref_features, cached = reference_features(network, reference, precision, progress)
+    if min(len(generated), len(reference)) < 2:  # before any Inception pass
+        raise UserError(f"FID needs 2 images or more in each set; got {len(generated)} and {len(reference)}")
+    ref_mean, ref_factor, ref_features, cached = reference_features(network, reference, precision, progress)
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
-    if min(len(features), len(ref_features)) < 2:
-        raise UserError(f"FID needs 2 images or more in each set; got {len(features)} and {len(ref_features)}")
     result = {
-        "fid": frechet_distance_of(features, ref_features),  # of the features: exact for fewer images than 2,048
+        # the Gaussians of the features (exact for fewer images than 2,048), the reference's cached
+        "fid": frechet_distance_to(features, ref_mean, ref_factor),
         "fid_seconds": time.perf_counter() - start,
         "fid_reference_cached": float(cached),
         "fid_bf16": float(precision == "bf16"),
@@ -520,11 +599,11 @@ def sanity_table(
     ``reference``, then of ``other`` blurred (sigma 0.5, 1, 2) and with Gaussian noise (std 0.05,
     0.1, 0.2, clamped): rows (label, FID). A sound FID is small on the first row and grows down
     each group."""
-    reference_set = reference_features(network, reference, precision, progress)[2]
+    mean, factor = reference_features(network, reference, precision, progress)[:2]
 
     def score(images: Tensor) -> float:
         features = inception_features(network, images, precision=precision, progress=progress)
-        return frechet_distance_of(features, reference_set)
+        return frechet_distance_to(features, mean, factor)
 
     generator = torch.Generator().manual_seed(0)
     rows = [("unchanged", score(other))]

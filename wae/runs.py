@@ -222,26 +222,38 @@ def is_within(path: Path, folder: Path, strict: bool = False) -> bool:
     inside it: by name; by place (:func:`place`: a bind mount of the folder, of a folder inside
     it or of a file inside it, which clearing or writing into the folder reaches as well, and not
     what a mount on the way covers); where places cannot be known, by identity: a folder on the
-    way with the folder's device and inode."""
-    chain = list(path.parents) if strict else [path, *path.parents]
-    if folder in chain:
-        return True
-    inner, outer = place(path), place(folder)
-    if inner is not None and outer is not None:  # the kernel's word: a mount on the way is seen
-        same = inner[0] == outer[0]
-        return same and (outer[1] in inner[1].parents or (not strict and outer[1] == inner[1]))
-    try:
-        key = folder.stat()
-    except OSError:  # not there: nothing of it can be removed or written into
-        return False
-    for step in chain:
-        try:
-            found = step.stat()
-        except OSError:
-            continue
-        if (found.st_dev, found.st_ino) == (key.st_dev, key.st_ino):
+    way with the folder's device and inode. :func:`within` asks it of many paths, placing the
+    folder once."""
+    return within(folder)(path, strict)
+
+
+def within(folder: Path) -> Callable[[Path, bool], bool]:
+    """:func:`is_within` of one ``folder`` (resolved), as a test ``inside(path, strict)`` of many
+    paths: the folder is placed once (a read of the mount table), each path when it is asked."""
+    outer = place(folder)
+
+    def inside(path: Path, strict: bool = False) -> bool:
+        chain = list(path.parents) if strict else [path, *path.parents]
+        if folder in chain:
             return True
-    return False
+        inner = place(path) if outer is not None else None
+        if inner is not None and outer is not None:  # the kernel's word: a mount on the way is seen
+            same = inner[0] == outer[0]
+            return same and (outer[1] in inner[1].parents or (not strict and outer[1] == inner[1]))
+        try:
+            key = folder.stat()
+        except OSError:  # not there: nothing of it can be removed or written into
+            return False
+        for step in chain:
+            try:
+                found = step.stat()
+            except OSError:
+                continue
+            if (found.st_dev, found.st_ino) == (key.st_dev, key.st_ino):
+                return True
+        return False
+
+    return inside
 
 
 def mounts_inside(folder: Path) -> list[Path]:
