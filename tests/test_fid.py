@@ -273,17 +273,66 @@ def test_fid_factors_the_cached_reference_once(tmp_path, monkeypatch):
     # the same number as the distance of the two sets of features
     ref_features = fidmod.reference_features(network, reference)[2]
     assert first == fidmod.frechet_distance_of(fidmod.inception_features(network, generated), ref_features)
-    # an entry of the version before (mean, covariance, features): its factor from its features,
-    # without an Inception pass, then kept
+    # an entry of the version before (mean, covariance, features, no key): recomputed once
     mean, cov, _ = fidmod.reference_stats(network, reference)
     (entry,) = (tmp_path / "fid").glob("*.npz")
     entry.write_bytes(fidmod.npz_bytes(mean=mean.numpy(), cov=cov.numpy(), features=ref_features.numpy()))
     calls = network.calls
-    _, _, _, cached = fidmod.reference_features(network, reference)
-    assert cached and network.calls == calls
+    assert not fidmod.reference_features(network, reference)[3] and network.calls == calls + 1
     with np.load(entry) as kept:
-        assert "factor" in kept.files
+        assert {"key", "factor"} <= set(kept.files)
     assert fidmod.fid(network, generated, reference, kid_subsets=0)["fid"] == first
+
+
+def test_a_cache_entry_that_is_not_its_sets_own_is_recomputed(tmp_path, monkeypatch):
+    # the entry's mean and factor were taken as they were: another set's factor (16.18 for 21.90),
+    # another set's entry linked in its place (30.47), a factor cut short or in float16, all
+    # marked as cached, on every call; a truncated or bit-flipped file, or text arrays, were a
+    # BadZipFile or TypeError traceback (the first helper of session 21)
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    network = _FakeNetwork()
+    gen = torch.Generator().manual_seed(2)
+    reference, other = torch.rand(40, 1, 8, 8, generator=gen), 0.5 * torch.rand(40, 1, 8, 8, generator=gen)
+    generated = torch.rand(30, 1, 8, 8, generator=gen)
+    true = fidmod.fid(network, generated, reference, kid_subsets=0)["fid"]
+    fidmod.fid(network, generated, other, kid_subsets=0)
+    entry = tmp_path / "fid" / f"{fidmod.stats_key(reference, 'fp32')}.npz"
+    theirs = tmp_path / "fid" / f"{fidmod.stats_key(other, 'fp32')}.npz"
+    good = entry.read_bytes()
+    with np.load(entry) as f:
+        fields = {k: f[k] for k in f.files}
+    with np.load(theirs) as f:
+        their_fields = {k: f[k] for k in f.files}
+    damaged = {
+        "another set's factor": {**fields, "factor": their_fields["factor"]},
+        "another set's mean and factor": {**fields, "mean": their_fields["mean"], "factor": their_fields["factor"]},
+        "another set's entry": their_fields,
+        "a factor cut short": {**fields, "factor": fields["factor"][:, :3]},
+        "a float16 factor": {**fields, "factor": fields["factor"].astype(np.float16)},
+        "a transposed factor": {**fields, "factor": fields["factor"].T.copy()},
+        "features cut short": {**fields, "features": fields["features"][:20]},
+        "text arrays": {**fields, "mean": np.array(["a"] * len(fields["mean"]))},
+        "a NaN in the factor": {
+            **fields,
+            "factor": np.where(np.eye(*fields["factor"].shape) > 0, np.nan, fields["factor"]),
+        },
+    }
+    for what, content in damaged.items():
+        entry.write_bytes(fidmod.npz_bytes(**content))
+        calls = network.calls
+        again = fidmod.fid(network, generated, reference, kid_subsets=0)
+        assert again["fid"] == pytest.approx(true, rel=1e-12) and again["fid_reference_cached"] == 0.0, what
+        assert network.calls == calls + 2, what  # the reference recomputed, then the samples
+    for what, content in (
+        ("truncated", good[: len(good) // 2]),
+        ("a flipped byte", good[:200] + bytes([good[200] ^ 1]) + good[201:]),
+    ):
+        entry.write_bytes(content)
+        assert fidmod.fid(network, generated, reference, kid_subsets=0)["fid"] == pytest.approx(true, rel=1e-12), what
+    entry.unlink()
+    entry.symlink_to(theirs)  # another set's entry linked in its place
+    assert fidmod.fid(network, generated, reference, kid_subsets=0)["fid"] == pytest.approx(true, rel=1e-12)
+    assert not entry.is_symlink() and theirs.is_file()
 
 
 @pytest.mark.parametrize("shape", [(50, 6), (5, 6)])
@@ -312,5 +361,16 @@ def test_a_factored_reference_refuses_what_it_cannot_measure():
             fidmod.frechet_distance_to(*bad)
     with pytest.raises(UserError, match="2 rows"):
         fidmod.feature_gaussian(y[:1])
+    # a covariance or F transposed where the factor goes gave 342.3 for 19.94; half precision
+    # moved the figure without a word (the first helper of session 21)
+    for bad in (torch.cov(y.T).double(), factor.T.contiguous()):
+        with pytest.raises(UserError, match="entries above its diagonal"):
+            fidmod.frechet_distance_to(y, mean, bad)
+    with pytest.raises(UserError, match="float32 or float64"):
+        fidmod.frechet_distance_to(y, mean, factor.half())
+    with pytest.raises(UserError, match="overflows float64"):  # finite features, a spread beyond float64
+        fidmod.feature_gaussian(torch.tensor([[-1.7e308], [1.7e308]], dtype=torch.float64))
+    with pytest.raises(UserError, match="a nested tensor"):
+        fidmod.frechet_distance_to(y, torch.nested.nested_tensor([torch.zeros(4)], layout=torch.jagged), factor)
     with pytest.raises(UserError, match="NaN"):
         fidmod.feature_gaussian(torch.full((3, 2), float("inf")))

@@ -1528,7 +1528,7 @@ def test_overwrite_refuses_a_run_folder_with_a_file_system_mounted_in_it(run, tm
         (alias / "d.npz").write_bytes(b"data")
         for data in (alias / "d.npz", tmp_path / "elsewhere.npz"):
             code, err = run_cli(["train", "--data", str(data), "--max-steps", "1", "--out", str(copy), "--overwrite"])
-            assert code == 2 and "is a mount point inside the run folder" in err, err
+            assert code == 2 and "is a mount point on an entry of the run folder" in err, err
         assert (alias / "d.npz").read_bytes() == b"data" and sorted(p.name for p in copy.iterdir()) == before
     with _mounted(["-t", "tmpfs", "none", str(alias)]):  # a run folder that is a mount point itself
         shutil.copytree(copy, alias, dirs_exist_ok=True, ignore=shutil.ignore_patterns("m"))
@@ -1669,3 +1669,39 @@ def test_a_path_check_places_the_run_folder_once(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "place", lambda path: None)
     assert runs.within(folder)(tmp_path / "link", False) is False  # the link itself is not the folder
     assert runs.within(folder)((tmp_path / "link").resolve() / "f", True)
+
+
+def test_overwrite_refuses_a_mount_made_on_an_entry_of_the_run_through_another_name(run, tmp_path):
+    # a tmpfs mounted on ALIAS/sub, ALIAS a bind mount of RUN: not seen inside RUN, but RUN/sub is
+    # busy, and --overwrite removed checkpoints/, metrics.jsonl and the rest before it failed
+    # there ("Device or resource busy"; the first helper of session 21)
+    from wae import runs
+
+    copy = _copy(run, tmp_path)
+    (copy / "sub").mkdir()
+    alias = tmp_path / "alias"
+    before = sorted(p.name for p in copy.iterdir())
+    with _bound(copy, alias), _mounted(["-t", "tmpfs", "none", str(alias / "sub")]):
+        assert runs.mounts_inside(copy.resolve()) == [] and runs.mounts_over(copy.resolve()) == [alias / "sub"]
+        code, err = run_cli(["train", *TINY, "--max-steps", "1", "--out", str(copy), "--overwrite"])
+        assert code == 2 and "is a mount point on an entry of the run folder" in err, err
+        assert sorted(p.name for p in copy.iterdir()) == before
+        with pytest.raises(UserError, match="mount point"):
+            runs.clear(copy)  # the Python API's guard as well
+    assert runs.mounts_over(copy.resolve()) == []
+    code, err = run_cli(["train", *TINY, "--max-steps", "1", "--out", str(copy), "--overwrite"])
+    assert code == 0, err
+
+
+def test_an_error_that_quotes_a_name_with_a_newline_is_still_one_line(tmp_path):
+    # a run folder or mount point named with a newline ran the one-line error over 2-3 lines
+    # (the first helper of session 21); control characters are written as escapes
+    odd = tmp_path / "a\nb\x1b[31m"
+    odd.write_text("a file")
+    for argv in (
+        ["train", *TINY, "--max-steps", "1", "--out", str(odd)],
+        ["sample", str(odd), "--out", str(tmp_path / "s.png")],
+        ["train", "--preset", "no\nsuch"],
+    ):
+        code, err = run_cli(argv)
+        assert code == 2 and err.count("\n") == 1 and "\\n" in err and "\x1b" not in err, (argv, err)

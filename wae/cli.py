@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 import time
+import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,11 +62,17 @@ from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model, load_run
 
 
+def one_line(text: object) -> str:
+    """``text`` as one line for a terminal: control characters (a newline or an escape sequence
+    in a file name the message quotes) written as escapes (``\\n``, ``\\x1b``)."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in str(text))
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2) rather than the usage text."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def _int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
@@ -1202,7 +1209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
 
     def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-        print(f"wae {args.command}: warning: {message}", file=sys.stderr)
+        print(f"wae {args.command}: warning: {one_line(message)}", file=sys.stderr)
 
     try:
         check_seed(getattr(args, "seed", None))
@@ -1215,18 +1222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             with _run_written(args):
                 return COMMANDS[args.command](args)
     except UserError as err:
-        print(f"wae {args.command}: error: {err}", file=sys.stderr)
+        print(f"wae {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # disk full, read-only folder: one line naming the file
         where = f"{err.filename}: " if err.filename else ""
-        print(f"wae {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"wae {args.command}: error: {one_line(where)}{one_line(err.strerror or err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # a second Ctrl-C or SIGTERM, or one outside training
         signum = err.signum if isinstance(err, runs.Interrupted) else int(signal.SIGINT)
         print(f"wae {args.command}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
         return 128 + signum
     except FloatingPointError as err:
-        print(f"wae {args.command}: training stopped: {err}", file=sys.stderr)
+        print(f"wae {args.command}: training stopped: {one_line(err)}", file=sys.stderr)
         return 1
 
 

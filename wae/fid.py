@@ -28,6 +28,7 @@ import importlib.util
 import math
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,8 @@ def _check_real(tensors: tuple[Any, ...], message: str) -> None:
             raise UserError(f"{message}; got {type(x).__name__}")
         odd = x.is_nested or x.is_quantized or x.layout != torch.strided or x.is_meta
         if odd or x.is_complex() or x.dtype == torch.bool:
-            raise UserError(f"{message}; got {x.dtype} ({x.layout}) on {x.device.type}")
+            kind = "a nested tensor" if x.is_nested else f"{x.dtype} ({x.layout})"
+            raise UserError(f"{message}; got {kind} on {x.device.type}")
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -279,7 +281,11 @@ def feature_gaussian(features: Tensor) -> tuple[Tensor, Tensor]:
         raise UserError(f"a Gaussian of features needs 2 rows or more; got {len(features)}")
     scale = _scale_of(features)
     mean, factor = _factored(features / scale if scale != 1.0 else features)
-    return (mean * scale, factor * scale) if scale != 1.0 else (mean, factor)
+    if scale != 1.0:
+        mean, factor = mean * scale, factor * scale
+        if not (bool(mean.isfinite().all()) and bool(factor.isfinite().all())):
+            raise UserError("the Gaussian of these features overflows float64 (features too large): no factor")
+    return mean, factor
 
 
 def frechet_distance_to(features: Tensor, mean: Tensor, factor: Tensor) -> float:
@@ -288,7 +294,8 @@ def frechet_distance_to(features: Tensor, mean: Tensor, factor: Tensor) -> float
     ``factor`` F (d, r), float64): ``frechet_distance_of(features, reference)`` for ``(mean,
     factor) = feature_gaussian(reference)``, the same number, without factoring the reference
     again. :class:`UserError` as :func:`feature_gaussian` raises it, for a reference of another
-    width or not real and finite, and for a figure beyond float64."""
+    width, not float32/float64 or not finite, a factor with entries above its diagonal (not
+    feature_gaussian's: a covariance passed for it), and for a figure beyond float64."""
     if isinstance(features, Tensor) and features.ndim == 2:
         _check_width(features.shape[1])
     _check_real((mean, factor), "a reference Gaussian is a mean (d,) and a factor (d, r) of real numbers")
@@ -300,9 +307,19 @@ def frechet_distance_to(features: Tensor, mean: Tensor, factor: Tensor) -> float
         )
     if len(features) < 2:
         raise UserError(f"a Fréchet distance needs 2 feature rows or more; got {len(features)}")
+    if not all(t.dtype in (torch.float32, torch.float64) for t in (mean, factor)):
+        raise UserError(
+            f"a reference Gaussian is float32 or float64 (as feature_gaussian gives it); got {mean.dtype} and "
+            f"{factor.dtype}, whose rounding moves the figure"
+        )
     mean, factor = mean.detach().double().cpu(), factor.detach().double().cpu()
     if not (bool(mean.isfinite().all()) and bool(factor.isfinite().all())):
         raise UserError("the reference Gaussian holds NaN or infinite values")
+    if bool(factor.triu(1).any()):  # any F F^T = C would do; a covariance or F^T is the easy mistake
+        raise UserError(
+            "a reference factor is the lower-triangular F of feature_gaussian (F F^T = the covariance); this one has "
+            "entries above its diagonal (a covariance, or F transposed?): pass feature_gaussian(reference features)"
+        )
     scale = _scale_of(features, mean, factor)
     if scale != 1.0:
         features, mean, factor = features / scale, mean / scale, factor / scale
@@ -492,29 +509,60 @@ def reference_features(
 ) -> tuple[Tensor, Tensor, Tensor, bool]:
     """The Gaussian of a reference set's features as :func:`feature_gaussian` gives it (mean
     (2048,) and factor (2048, r), float64), and the features (n, 2048), float32, from the cache
-    when present; the flag says whether they came from it. An entry written before KID
-    (statistics without features) is recomputed once; one written before the factor (a mean and
-    a covariance) gets its factor from its features, once."""
-    path = cache_dir() / "fid" / f"{stats_key(images, precision)}.npz"
-    features = None
+    when present; the flag says whether they came from it. An entry is taken only when it
+    names its own key (not another set's entry copied or linked there) and its mean and factor
+    are those of its features (:func:`_entry`); any other entry (damaged, of an earlier version,
+    or not a file of ours) is recomputed and overwritten."""
+    key = stats_key(images, precision)
+    path = cache_dir() / "fid" / f"{key}.npz"
     if path.is_file():
-        try:
-            with np.load(path) as f:
-                features = torch.from_numpy(f["features"])
-                if "factor" in f.files:
-                    return torch.from_numpy(f["mean"]), torch.from_numpy(f["factor"]), features, True
-        except (OSError, ValueError, KeyError, EOFError):
-            features = None  # unreadable (or pre-KID) cache entry: recompute and overwrite it
-    cached = features is not None
-    if features is None:
-        features = inception_features(network, images, precision=precision, progress=progress)
+        found = _entry(path, key, len(images))
+        if found is not None:
+            return (*found, True)
+    features = inception_features(network, images, precision=precision, progress=progress)
     mean, factor = feature_gaussian(features)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, npz_bytes(mean=mean.numpy(), factor=factor.numpy(), features=features.numpy()))
+        entry = npz_bytes(key=np.array(key), mean=mean.numpy(), factor=factor.numpy(), features=features.numpy())
+        write_atomic(path, entry)
     except OSError:
         pass  # a read-only cache only costs time
-    return mean, factor, features, cached
+    return mean, factor, features, False
+
+
+def _entry(path: Path, key: str, count: int) -> tuple[Tensor, Tensor, Tensor] | None:
+    """(mean, factor, features) of a cache entry, or None unless it holds the ``key`` it is
+    filed under, ``count`` float32 feature rows, and a float64 mean and lower-triangular factor
+    of them: the mean to rounding, F F^T their covariance along its trace and two seeded random
+    directions (checked in O(n d), where forming the covariance costs O(n d^2))."""
+    try:
+        with np.load(path) as f:
+            if set(f.files) != {"key", "mean", "factor", "features"} or f["key"].shape != () or str(f["key"]) != key:
+                return None
+            mean, factor, features = (f[name] for name in ("mean", "factor", "features"))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    dtypes = (mean.dtype, factor.dtype, features.dtype) == (np.float64, np.float64, np.float32)
+    if not dtypes or features.ndim != 2 or features.shape[0] != count or count < 2:
+        return None
+    n, d = features.shape
+    if mean.shape != (d,) or factor.ndim != 2 or factor.shape[0] != d or not 1 <= factor.shape[1] <= min(n, d):
+        return None
+    mean_t, factor_t, features_t = (torch.from_numpy(a) for a in (mean, factor, features))
+    if not (bool(torch.isfinite(factor_t).all()) and bool(torch.isfinite(features_t).all())):
+        return None
+    x = features_t.double()
+    centred = x - x.mean(0)
+    directions = torch.randn(d, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    spread = centred.pow(2).sum() / (n - 1)  # the covariance's trace, then its two directions
+    expected = torch.cat([spread.reshape(1), (centred @ directions).pow(2).sum(0) / (n - 1)])
+    got = torch.cat([factor_t.pow(2).sum().reshape(1), (factor_t.T @ directions).pow(2).sum(0)])
+    scale = float(x.abs().max()) or 1.0
+    if bool(factor_t.triu(1).any()) or not torch.allclose(mean_t, x.mean(0), rtol=1e-9, atol=1e-12 * scale):
+        return None
+    if not torch.allclose(got, expected, rtol=1e-6, atol=1e-12 * float(spread) * d):
+        return None
+    return mean_t, factor_t, features_t
 
 
 def reference_stats(

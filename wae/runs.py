@@ -178,24 +178,34 @@ def _mount_of(path: Path) -> tuple[int, Path] | None:
     return None
 
 
-def _mount(mount_id: int) -> tuple[Path, str, PurePosixPath] | None:
-    """(mount point, device "major:minor", the folder of the device's file system mounted
-    there) of mount ``mount_id`` in /proc/self/mountinfo (a bind mount shows the folder or file
-    it repeats as its root); None when it is not there or cannot be read, or its source was
-    deleted (its root then ends in "//deleted")."""
+def _mount_table() -> dict[int, tuple[int, Path, str, PurePosixPath | None]] | None:
+    """Every mount of /proc/self/mountinfo by ID: (parent ID, mount point, device "major:minor",
+    the folder of the device's file system mounted there: a bind mount shows the folder or file
+    it repeats as its root; None for a source that was deleted, whose root ends in "//deleted"
+    and no other name reaches); None when the table cannot be read."""
     try:
         table = MOUNT_TABLE.read_bytes()
     except OSError:
         return None
-    prefix = b"%d " % mount_id  # a line: ID, parent ID, major:minor, root, mount point, options, ...
-    line = next((line for line in table.split(b"\n") if line.startswith(prefix)), b"")
-    fields = line.split(b" ")
-    if len(fields) < 5:
+    mounts = {}
+    for line in table.split(b"\n"):  # a line: ID, parent ID, major:minor, root, mount point, options, ...
+        fields = line.split(b" ")
+        if len(fields) < 5 or not (fields[0].isdigit() and fields[1].isdigit()):
+            continue
+        root, point = (os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), f)) for f in fields[3:5])
+        kept = None if root.endswith("//deleted") else PurePosixPath(root)  # before "//" is read as "/"
+        mounts[int(fields[0])] = (int(fields[1]), Path(point), os.fsdecode(fields[2]), kept)
+    return mounts
+
+
+def _mount(mount_id: int) -> tuple[Path, str, PurePosixPath] | None:
+    """(mount point, device "major:minor", the folder of the device's file system mounted
+    there) of mount ``mount_id`` (:func:`_mount_table`); None when it is not there or cannot be
+    read, or its source was deleted (no other name reaches it any more)."""
+    found = (_mount_table() or {}).get(mount_id)
+    if found is None or found[3] is None:
         return None
-    root, point = (os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), f)) for f in fields[3:5])
-    if root.endswith("//deleted"):  # its source was unlinked: no other name reaches it any more
-        return None
-    return Path(point), os.fsdecode(fields[2]), PurePosixPath(root)
+    return found[1], found[2], found[3]
 
 
 def place(path: Path) -> tuple[str, PurePosixPath] | None:
@@ -276,16 +286,40 @@ def mounts_inside(folder: Path) -> list[Path]:
     return found
 
 
+def mounts_over(folder: Path) -> list[Path]:
+    """Mount points, as this process sees them, of mounts made on a folder or file inside
+    ``folder`` (resolved) by any name: inside it, or through a bind mount of it elsewhere, which
+    makes its entry busy (clearing the folder would stop half-way there); [] where mounts cannot
+    be known (not Linux, or a mount table that does not list the folder's mount)."""
+    outer, table = place(folder), _mount_table()
+    if outer is None or table is None:
+        return []
+    found = []
+    for parent, point, _, _ in table.values():
+        below = table.get(parent)
+        if below is None or below[3] is None:
+            continue
+        try:  # where the mount point lies in the file system of the mount it was made on
+            spot = PurePosixPath(below[3], point.relative_to(below[1]).as_posix())
+        except ValueError:
+            continue
+        if below[2] == outer[0] and outer[1] in spot.parents:
+            found.append(point)
+    return found
+
+
 def check_no_mounts(run_dir: Path) -> None:
     """:class:`UserError` when a file system is mounted inside a run folder that is to be
     cleared: removing its entries would empty that file system too (``shutil.rmtree`` goes into
     mounts, then fails on the mount point), and its contents reached by another name (a bind
-    mount of it elsewhere) are not seen as the run's by :func:`is_within`."""
-    inside = mounts_inside(run_dir) if run_dir.is_dir() else []
+    mount of it elsewhere) are not seen as the run's by :func:`is_within`; or when a mount is
+    made on one of its entries through another name (:func:`mounts_over`): clearing would stop
+    half-way at that busy entry."""
+    inside = (mounts_inside(run_dir) + mounts_over(run_dir.resolve())) if run_dir.is_dir() else []
     if inside:
         raise UserError(
-            f"{inside[0]} is a mount point inside the run folder {run_dir}: clearing the folder would empty it; "
-            "unmount it, or give another --out"
+            f"{inside[0]} is a mount point on an entry of the run folder {run_dir}: clearing the folder would "
+            "empty it or stop half-way; unmount it, or give another --out"
         )
 
 
