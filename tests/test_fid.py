@@ -117,14 +117,19 @@ def test_a_graph_that_cannot_be_optimised_is_used_as_it_is(monkeypatch):
 
 
 class _FakeNetwork:
-    """Stands in for Inception: 2048 features from channel means and a fixed projection."""
+    """Stands in for Inception: 2048 features from channel means and a fixed projection (of
+    ``seed``). ``calls`` counts passes over image sets, ``probes`` the two-image passes that
+    identify the network in the cache (:func:`wae.fid.network_probe`)."""
 
-    def __init__(self) -> None:
-        self.calls = 0
-        self.projection = torch.randn(3 * 4, fidmod.FEATURES, generator=torch.Generator().manual_seed(0))
+    def __init__(self, seed: int = 0) -> None:
+        self.calls = self.probes = 0
+        self.projection = torch.randn(3 * 4, fidmod.FEATURES, generator=torch.Generator().manual_seed(seed))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        if len(x) == fidmod.PROBE_IMAGES:
+            self.probes += 1
+        else:
+            self.calls += 1
         pooled = torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
         return pooled @ self.projection
 
@@ -374,3 +379,50 @@ def test_a_factored_reference_refuses_what_it_cannot_measure():
         fidmod.frechet_distance_to(y, torch.nested.nested_tensor([torch.zeros(4)], layout=torch.jagged), factor)
     with pytest.raises(UserError, match="NaN"):
         fidmod.feature_gaussian(torch.full((3, 2), float("inf")))
+
+
+def test_another_networks_cache_entry_is_not_taken(tmp_path, monkeypatch):
+    # the key named the shipped network's file, not the network given: fid(B, ...) after
+    # fid(A, ...) on the same images took A's reference features (the second helper of session 21)
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    gen = torch.Generator().manual_seed(3)
+    reference, generated = torch.rand(40, 1, 8, 8, generator=gen), torch.rand(30, 1, 8, 8, generator=gen)
+    first, second = _FakeNetwork(0), _FakeNetwork(1)
+    fidmod.fid(first, generated, reference, kid_subsets=0)
+    theirs = fidmod.fid(second, generated, reference, kid_subsets=0)
+    assert theirs["fid_reference_cached"] == 0.0 and second.calls == 2
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path / "fresh"))
+    assert theirs["fid"] == fidmod.fid(_FakeNetwork(1), generated, reference, kid_subsets=0)["fid"]
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    again = fidmod.fid(second, generated, reference, kid_subsets=0)  # its own entry now: taken
+    assert again["fid_reference_cached"] == 1.0 and again["fid"] == theirs["fid"]
+
+
+def test_a_cache_entry_that_declares_a_huge_array_is_recomputed(tmp_path, monkeypatch):
+    # a member whose header declares (1e6, 1e6) float64 with 64 bytes behind it: a MemoryError
+    # out of fid() (the second helper of session 21)
+    import io
+    import zipfile
+
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    network = _FakeNetwork()
+    reference = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    true = fidmod.fid(network, reference[:5], reference, kid_subsets=0)["fid"]
+    (entry,) = (tmp_path / "fid").glob("*.npz")
+    with np.load(entry) as f:
+        fields = {k: f[k] for k in f.files}
+    for name in ("factor", "features", "probe", "key"):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for field, array in fields.items():
+                member = io.BytesIO()
+                if field == name:
+                    header = {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
+                    np.lib.format.write_array_header_2_0(member, header)
+                    member.write(bytes(64))
+                else:
+                    np.save(member, array)
+                archive.writestr(f"{field}.npy", member.getvalue())
+        entry.write_bytes(buffer.getvalue())
+        score = fidmod.fid(network, reference[:5], reference, kid_subsets=0)
+        assert score["fid"] == pytest.approx(true, rel=1e-12) and score["fid_reference_cached"] == 0.0, name

@@ -1705,3 +1705,17 @@ def test_an_error_that_quotes_a_name_with_a_newline_is_still_one_line(tmp_path):
     ):
         code, err = run_cli(argv)
         assert code == 2 and err.count("\n") == 1 and "\\n" in err and "\x1b" not in err, (argv, err)
+    # the Unicode line and paragraph separators split a line as well (str.splitlines, terminals),
+    # and notes went out as they were (the second helper of session 21)
+    other = tmp_path / "c\u2028d\u2029e\rf.toml"
+    other.write_text('[loss]\nobjective = "mmd"\nlam = 3.0\n')
+    for argv, code_expected in (
+        (["evaluate", str(other), "--no-fid"], 2),
+        (["fit-sampler", str(other)], 2),
+        (["train", "--config", str(other), "--objective", "gan", "--print-config"], 0),
+    ):
+        code, err = run_cli(argv)
+        assert code == code_expected and len(err.splitlines()) == 1 and "\\u2028" in err, (argv, err)
+    # a missing run blamed the default output ("--out MISSING/metrics.json: give a .json file")
+    code, err = run_cli(["evaluate", str(tmp_path / "missing"), "--no-fid"])
+    assert code == 2 and "no checkpoint at" in err and "--out" not in err, err

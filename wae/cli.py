@@ -13,7 +13,6 @@ import re
 import signal
 import sys
 import time
-import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ from .config import (
     flag_of,
     from_settings,
     json_repr,
+    one_line,
     override,
     parse_json,
     read_settings,
@@ -60,12 +60,6 @@ from .samplers import SAMPLER_FILES, SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model, load_run
-
-
-def one_line(text: object) -> str:
-    """``text`` as one line for a terminal: control characters (a newline or an escape sequence
-    in a file name the message quotes) written as escapes (``\\n``, ``\\x1b``)."""
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in str(text))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -468,6 +462,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     default_name = "metrics.json" if args.sampler == "prior" else f"metrics-{args.sampler}.json"
     own = run_folder(Path(args.run)) / default_name  # RUN may be a checkpoint file
+    if args.out is None and not Path(args.run).exists():  # before its default output is judged
+        raise UserError(f"no checkpoint at {args.run}")
     out = Path(args.out) if args.out else own
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .json file in an existing folder")
@@ -497,7 +493,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         try:
             inception_file()
         except UserError as err:
-            print(f"note: no Inception FID: {err}", file=sys.stderr)
+            print(one_line(f"note: no Inception FID: {err}"), file=sys.stderr)
             fid_precision = None
     start = time.perf_counter()
     metrics = evaluate_run(
@@ -656,7 +652,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(f"{' and '.join(unused)} shape the step schedule; the cosine schedule does not use them")
         notes += _switched(found, cfg, args.objective, args.config, set(given))
         for note in notes:
-            print(note, file=sys.stderr)
+            print(one_line(note), file=sys.stderr)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -688,11 +684,11 @@ def _train(args: argparse.Namespace) -> int:
     if not result.interrupted:
         from .report import write_report
 
-        print(f"report: {write_report(run_dir)}", file=sys.stderr)
+        print(one_line(f"report: {write_report(run_dir)}"), file=sys.stderr)
     if not result.interrupted and cfg.model.arch != "mlp":
         names = ["samples", f"samples-{cfg.train.fit_sampler}", "reconstructions", "interpolations"]
         grids = ", ".join(str(run_dir / f"{name}.png") for name in names if (run_dir / f"{name}.png").is_file())
-        print(f"grids: {grids} (every epoch's in {run_dir / 'grids'})", file=sys.stderr)
+        print(one_line(f"grids: {grids} (every epoch's in {run_dir / 'grids'})"), file=sys.stderr)
     print(json_text({"run": str(run_dir), "step": result.step, **result.metrics}))
     return code
 
@@ -1057,7 +1053,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         run,
         args.kind,
         grid=cfg.data.dataset != "table",
-        say=lambda text: print(text, file=sys.stderr),
+        say=lambda text: print(one_line(text), file=sys.stderr),
     )
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():

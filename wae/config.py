@@ -15,6 +15,7 @@ import os
 import sys
 import types
 import typing
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,19 @@ class UserError(ValueError):
     """Bad input from the user (a setting, a path, a file); the message says which and why.
 
     The command line prints the message alone and exits with code 2."""
+
+
+# characters that end or break a line on a terminal: control characters (newline, carriage
+# return, escape sequences) and the Unicode line and paragraph separators
+_LINE_BREAKING = ("Cc", "Zl", "Zp")
+
+
+def one_line(text: object) -> str:
+    """``text`` as one line for a terminal: control characters and line or paragraph separators
+    (a newline, an escape sequence or U+2028 in a file name the message quotes) written as
+    escapes (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    breaking = _LINE_BREAKING
+    return "".join(c.encode("unicode_escape").decode() if unicodedata.category(c) in breaking else c for c in str(text))
 
 
 MAX_BATCH = 1 << 24  # images or rows in one batch (16.7 million)

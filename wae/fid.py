@@ -14,11 +14,12 @@ channels; values become ``2 v / 255 - 1``, in [-1, 1]; images are resized to 299
 bilinear interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``, no
 antialiasing).
 
-The features of a reference set and their Gaussian (mean, and a factor of the covariance) are cached in
-``$WAE_CACHE_DIR`` (default ``~/.cache/wae``) under a key that hashes the 8-bit pixels, the
-preprocessing, the network file and the precision, so a changed dataset or setting never reuses
-stale statistics. FID and KID (kernel Inception distance, :func:`kernel_distance`) are computed
-from the same features.
+The features of a reference set and their Gaussian (mean, and a factor of the covariance) are
+cached in ``$WAE_CACHE_DIR`` (default ``~/.cache/wae``) under a key that hashes the 8-bit pixels,
+the preprocessing, the network file and the precision, with the features of two fixed images
+through the network (a caller's own network never reads the shipped one's entry), so a changed
+dataset, network or setting never reuses stale statistics. FID and KID (kernel Inception
+distance, :func:`kernel_distance`) are computed from the same features.
 """
 
 from __future__ import annotations
@@ -496,7 +497,9 @@ def inception_features(
 
 
 def stats_key(images: Tensor, precision: str) -> str:
-    """Content hash of a reference set: 8-bit pixels, shape, preprocessing, network, precision."""
+    """Content hash of a reference set: 8-bit pixels, shape, preprocessing, the shipped network's
+    file name and size, precision (a caller's other network: told apart by the probe features its
+    cache entry keeps, :func:`network_probe`)."""
     q = images if images.dtype == torch.uint8 else quantise(images)
     digest = hashlib.sha256()
     digest.update(f"{tuple(q.shape)}|{PREPROCESSING}|{WEIGHTS_NAME}:{WEIGHTS_SIZE}|{precision}".encode())
@@ -515,33 +518,56 @@ def reference_features(
     or not a file of ours) is recomputed and overwritten."""
     key = stats_key(images, precision)
     path = cache_dir() / "fid" / f"{key}.npz"
+    probe = network_probe(network, precision)
     if path.is_file():
-        found = _entry(path, key, len(images))
+        found = _entry(path, key, len(images), probe)
         if found is not None:
             return (*found, True)
     features = inception_features(network, images, precision=precision, progress=progress)
     mean, factor = feature_gaussian(features)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        entry = npz_bytes(key=np.array(key), mean=mean.numpy(), factor=factor.numpy(), features=features.numpy())
+        fields = {"mean": mean.numpy(), "factor": factor.numpy(), "features": features.numpy()}
+        entry = npz_bytes(key=np.array(key), probe=probe.numpy(), **fields)
         write_atomic(path, entry)
     except OSError:
         pass  # a read-only cache only costs time
     return mean, factor, features, False
 
 
-def _entry(path: Path, key: str, count: int) -> tuple[Tensor, Tensor, Tensor] | None:
+# the features of two fixed images, kept in each cache entry: another network's entry (a caller's
+# own network under the same images' key) is not taken for this one's
+PROBE_IMAGES = 2
+
+
+def network_probe(network: Any, precision: str) -> Tensor:
+    """Features (2, d), float32, of two fixed seeded noise images through ``network`` in
+    ``precision``: what identifies the network in the cache (two Inception images' work)."""
+    images = torch.rand(PROBE_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    return inception_features(network, images, precision=precision)
+
+
+def _entry(path: Path, key: str, count: int, probe: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
     """(mean, factor, features) of a cache entry, or None unless it holds the ``key`` it is
-    filed under, ``count`` float32 feature rows, and a float64 mean and lower-triangular factor
-    of them: the mean to rounding, F F^T their covariance along its trace and two seeded random
-    directions (checked in O(n d), where forming the covariance costs O(n d^2))."""
+    filed under and the network's ``probe`` features (to 1 %: bf16 passes differ by rounding),
+    ``count`` float32 feature rows, and a float64 mean and lower-triangular factor of them: the
+    mean to rounding, F F^T their covariance along its trace and two seeded random directions
+    (checked in O(n d), where forming the covariance costs O(n d^2)). These find damage and
+    another set's or network's entry; they are no seal against a file crafted to pass them."""
+    names = {"key", "probe", "mean", "factor", "features"}
     try:
         with np.load(path) as f:
-            if set(f.files) != {"key", "mean", "factor", "features"} or f["key"].shape != () or str(f["key"]) != key:
+            if set(f.files) != names or f["key"].shape != () or str(f["key"]) != key:
+                return None
+            kept = f["probe"]
+            if kept.dtype != np.float32 or kept.shape != tuple(probe.shape):
+                return None
+            ours = probe.numpy()
+            if not np.allclose(kept, ours, rtol=1e-2, atol=1e-2 * (float(np.abs(ours).max()) or 1.0)):
                 return None
             mean, factor, features = (f[name] for name in ("mean", "factor", "features"))
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return None
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile):
+        return None  # MemoryError: a header that declares a huge array
     dtypes = (mean.dtype, factor.dtype, features.dtype) == (np.float64, np.float64, np.float32)
     if not dtypes or features.ndim != 2 or features.shape[0] != count or count < 2:
         return None

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import __version__, runs, tracking
 from . import checkpoint as ckpt
-from .config import SAMPLE_PENALTIES, Config, UserError, json_repr, parse_json, resolve_precision, validate
+from .config import SAMPLE_PENALTIES, Config, UserError, json_repr, one_line, parse_json, resolve_precision, validate
 from .costs import reconstruction_cost
 from .data import ImageData, batch_indices, batches, load, stream, to_model_range, to_unit_range
 from .divergences import (
@@ -980,7 +980,8 @@ def _fit(
     state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs, classes)
     state.classes = data.classes if classes else ()
     quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
-    say = (log if log is not None else (lambda msg: tqdm.write(msg, file=sys.stderr))) if procs.main else quiet
+    shown: Callable[[str], None] = lambda msg: tqdm.write(one_line(msg), file=sys.stderr)  # noqa: E731
+    say = (log if log is not None else shown) if procs.main else quiet
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say)
     if resume:
         loop.resume()
