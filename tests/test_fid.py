@@ -426,3 +426,25 @@ def test_a_cache_entry_that_declares_a_huge_array_is_recomputed(tmp_path, monkey
         entry.write_bytes(buffer.getvalue())
         score = fidmod.fid(network, reference[:5], reference, kid_subsets=0)
         assert score["fid"] == pytest.approx(true, rel=1e-12) and score["fid_reference_cached"] == 0.0, name
+
+
+def test_a_large_probe_feature_does_not_hide_another_network():
+    # the probe's tolerance was 1 % of its largest feature: two networks that share one feature of
+    # 1e4 and differ in every other passed as one (FID 3159.0 for 3048.6; the third helper of
+    # session 21); each feature is compared now, the smallest to 1 % of a typical one
+    import tempfile
+
+    class Loud(_FakeNetwork):
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            features = super().__call__(x).relu()
+            features[:, 0] = 1e4
+            return features
+
+    gen = torch.Generator().manual_seed(5)
+    reference, generated = torch.rand(30, 1, 8, 8, generator=gen), torch.rand(20, 1, 8, 8, generator=gen)
+    with tempfile.TemporaryDirectory() as cache, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WAE_CACHE_DIR", cache)
+        fidmod.fid(Loud(0), generated, reference, kid_subsets=0)
+        other = fidmod.fid(Loud(1), generated, reference, kid_subsets=0)
+        assert other["fid_reference_cached"] == 0.0
+        assert fidmod.fid(Loud(1), generated, reference, kid_subsets=0)["fid_reference_cached"] == 1.0

@@ -1716,6 +1716,29 @@ def test_an_error_that_quotes_a_name_with_a_newline_is_still_one_line(tmp_path):
     ):
         code, err = run_cli(argv)
         assert code == code_expected and len(err.splitlines()) == 1 and "\\u2028" in err, (argv, err)
-    # a missing run blamed the default output ("--out MISSING/metrics.json: give a .json file")
-    code, err = run_cli(["evaluate", str(tmp_path / "missing"), "--no-fid"])
-    assert code == 2 and "no checkpoint at" in err and "--out" not in err, err
+    # a missing run blamed the default output ("--out MISSING/metrics.json: give a .json file"),
+    # or a given --out without .json (the second and third helpers of session 21)
+    for out in ([], ["--out", str(tmp_path / "ev")]):
+        code, err = run_cli(["evaluate", str(tmp_path / "missing"), "--no-fid", *out])
+        assert code == 2 and "no checkpoint at" in err and "--out" not in err, err
+
+
+def test_status_lines_and_tables_stay_one_line_whatever_the_names(run, tmp_path, capsys):
+    # `wae runs` and `wae compare` put run names into table rows as they were, and the "wrote ..."
+    # lines of sample and report their paths: a newline or U+2028 split them (the third helper of
+    # session 21); a "|" in a name ended its cell in compare's table
+    from wae.compare import list_runs, table_cell
+
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    odd = runs_dir / "a\nb\u2028c|d"
+    shutil.copytree(run, odd)
+    rows = list_runs(runs_dir).splitlines()
+    assert len(rows) == 3 and "a\\nb\\u2028c/d" in rows[2], rows
+    assert table_cell("x|y\nz") == "x/y\\nz"
+    out = tmp_path / "s\nx\u2029.png"
+    for argv in (["sample", str(odd), "--n", "4", "--out", str(out)], ["report", str(odd)]):
+        capsys.readouterr()
+        code = main(argv)
+        printed = capsys.readouterr().out
+        assert code == 0 and len(printed.splitlines()) == 1 and "wrote" in printed, (argv, printed)

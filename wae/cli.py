@@ -462,7 +462,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     default_name = "metrics.json" if args.sampler == "prior" else f"metrics-{args.sampler}.json"
     own = run_folder(Path(args.run)) / default_name  # RUN may be a checkpoint file
-    if args.out is None and not Path(args.run).exists():  # before its default output is judged
+    if not Path(args.run).exists():  # before any output is judged
         raise UserError(f"no checkpoint at {args.run}")
     out = Path(args.out) if args.out else own
     if out.suffix.lower() != ".json" or not out.parent.is_dir():
@@ -514,12 +514,12 @@ def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, Any])
     for key, label in MAIN_METRICS:
         if key in metrics:
             print(f"{label:<58} {metric_text(metrics, key)}")
-    print(f"{args.n} samples, {metrics['seconds']:.1f} s; all figures in {out}")
+    print(one_line(f"{args.n} samples, {metrics['seconds']:.1f} s; all figures in {out}"))
     folder = run_folder(Path(args.run))
     if not args.out and args.sampler == "prior" and (folder / "config.json").is_file():  # a loose checkpoint: none
         from .report import write_report
 
-        print(f"report: {write_report(folder)}")
+        print(one_line(f"report: {write_report(folder)}"))
     return 0
 
 
@@ -540,10 +540,10 @@ def _report(args: argparse.Namespace) -> int:
     if args.screenshot:
         _check_not_special(Path(args.screenshot), "--screenshot", run=run)
     page = write_report(run, out)
-    print(f"wrote {page}")
+    print(one_line(f"wrote {page}"))
     if args.screenshot:
         screenshot(page, Path(args.screenshot))
-        print(f"wrote {args.screenshot}")
+        print(one_line(f"wrote {args.screenshot}"))
     return 0
 
 
@@ -565,7 +565,7 @@ def _compare(args: argparse.Namespace) -> int:
             _check_not_data(path, path.resolve(), "--out", data)
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
-    print(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
+    print(one_line(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else "")))
     return 0
 
 
@@ -577,8 +577,8 @@ def _export(args: argparse.Namespace) -> int:
     for name in record["formats"]:
         diff = record["max_abs_diff"].get(name)
         check = "" if name == "safetensors" else (f", max abs diff {diff:.3g}" if diff is not None else ", not run")
-        print(f"{name}: {Path(args.out) / record['files'][name]} ({record['seconds'][name]:.2f} s{check})")
-    print(f"wrote {args.out} (README.md: the model card; load with wae.load_model or wae sample)")
+        print(one_line(f"{name}: {Path(args.out) / record['files'][name]} ({record['seconds'][name]:.2f} s{check})"))
+    print(one_line(f"wrote {args.out} (README.md: the model card; load with wae.load_model or wae sample)"))
     return 0
 
 
@@ -962,7 +962,7 @@ def _sample(args: argparse.Namespace) -> int:
     arrays = {} if labels is None else {"labels": labels.numpy(), "class_names": np.array(classes)}
     _write_images(images, out, ncol=ncol, **arrays)
     what = f", classes {', '.join(classes[k] for k in chosen)}" if args.label is not None else ""
-    print(f"wrote {len(images)} samples ({args.sampler} codes{what}) to {out}")
+    print(one_line(f"wrote {len(images)} samples ({args.sampler} codes{what}) to {out}"))
     return 0
 
 
@@ -1001,7 +1001,7 @@ def _sample_rows(args: argparse.Namespace) -> int:
         write_atomic(out, write_rows(out, rows, standardiser.columns))
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror}") from None
-    print(f"wrote {args.n} rows ({args.sampler} codes) to {out}")
+    print(one_line(f"wrote {args.n} rows ({args.sampler} codes) to {out}"))
     return 0
 
 
@@ -1062,8 +1062,10 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         gaussian_log_density(test_codes, cfg.loss.prior_var).mean().item() if cfg.loss.prior == "gaussian" else None
     )
     print(
-        f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "
-        f"wrote {path}" + ("" if cfg.data.dataset == "table" else f" and samples-{args.kind}.png")
+        one_line(
+            f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "
+            f"wrote {path}" + ("" if cfg.data.dataset == "table" else f" and samples-{args.kind}.png")
+        )
     )
     print(
         f"mean log-density of test codes: {_SAMPLER_WORDS[args.kind]} {fitted_ll:.3f}"
@@ -1092,7 +1094,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         _write_images(reconstruction_rows(originals, recon, ncol), out, ncol)
     else:
         _write_images(recon, out, ncol, originals=(originals * 255 + 0.5).to(torch.uint8).numpy())
-    print(f"wrote {len(x)} reconstructions{f' as class {classes[target]}' if target is not None else ''} to {out}")
+    as_class = f" as class {classes[target]}" if target is not None else ""
+    print(one_line(f"wrote {len(x)} reconstructions{as_class} to {out}"))
     return 0
 
 
@@ -1112,7 +1115,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     ya, yb = (data.test_labels[i] for i in pick) if model.classes and data.test_labels is not None else (None, None)
     lines = to_unit_range(model.interpolate(a, b, args.steps, ya, yb), cfg.data.range)
     _write_images(lines.flatten(0, 1), out, ncol=args.steps)
-    print(f"wrote {args.pairs} interpolations of {args.steps} steps to {out}")
+    print(one_line(f"wrote {args.pairs} interpolations of {args.steps} steps to {out}"))
     return 0
 
 
@@ -1136,7 +1139,7 @@ def _toy(args: argparse.Namespace) -> int:
     )
     run_toy(cfg, out, command, progress=False if args.no_progress else None)
     print((out / "toy.md").read_text())
-    print(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}")
+    print(one_line(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}"))
     return 0
 
 

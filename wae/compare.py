@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, write_atomic
-from .config import UserError, warn_caller
+from .config import UserError, one_line, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .export import is_export
@@ -107,6 +107,12 @@ def _cell(fmt: str, metrics: dict[str, Any], key: str) -> str:
     return fmt.format(value) + (f" ± {fmt.format(spread)}" if _is_finite(spread) else "")
 
 
+def table_cell(text: object) -> str:
+    """``text`` as a Markdown table cell on one line: line breaks escaped (:func:`one_line`),
+    "|" (which would end the cell) as "/"."""
+    return one_line(text).replace("|", "/")
+
+
 def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] | None = None) -> str:
     """A Markdown table, one row per run, of ``columns`` (default: the image runs')."""
     columns = COLUMNS if columns is None else columns
@@ -117,7 +123,7 @@ def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] |
             cells = [s["name"], s["objective"], sampler, s["arch"], str(s["epochs"])]
             cells += [_cell(fmt, metrics, key) for key, _, fmt in columns]
             cells.append(f"{s['images_per_s']:.0f}" if _is_finite(s["images_per_s"]) else "–")
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(table_cell(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -279,5 +285,5 @@ def list_runs(folder: Path) -> str:
     else:
         found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     lines = ["| " + " | ".join(LIST_HEAD) + " |", "|" + "---|" * len(LIST_HEAD)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in list_line(run)) + " |" for run in found]
+    lines += ["| " + " | ".join(table_cell(cell) for cell in list_line(run)) + " |" for run in found]
     return "\n".join(lines) + "\n"
