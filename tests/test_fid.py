@@ -448,3 +448,21 @@ def test_a_large_probe_feature_does_not_hide_another_network():
         other = fidmod.fid(Loud(1), generated, reference, kid_subsets=0)
         assert other["fid_reference_cached"] == 0.0
         assert fidmod.fid(Loud(1), generated, reference, kid_subsets=0)["fid_reference_cached"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda wide: fidmod.feature_gaussian(wide),
+        lambda wide: fidmod.frechet_distance_to(wide, torch.zeros(wide.shape[1]), torch.zeros(wide.shape[1], 1)),
+        lambda wide: fidmod.frechet_distance_of(wide, wide),
+        lambda wide: fidmod.checked_features(wide, wide),
+    ],
+    ids=["feature_gaussian", "frechet_distance_to", "frechet_distance_of", "checked_features"],
+)
+def test_every_entry_refuses_wide_features_before_copying_them(call):
+    # one width check, in _checked_set, before the float64 copy: a (200,000 x 8,193) view of one
+    # zero would take 13 GB as float64 (session 21's final read: three callers checked it apart)
+    wide = torch.zeros(1, 1).expand(200_000, fidmod.MAX_FEATURE_WIDTH + 1)
+    with pytest.raises(UserError, match="features of width 8,193"):
+        call(wide)

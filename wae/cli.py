@@ -62,6 +62,12 @@ from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, fit, load_model, load_run
 
 
+def _say(text: object, file: Any = None) -> None:
+    """Print ``text`` as one line (:func:`one_line`: a name with a line break or an escape sequence
+    cannot split a status line or write to the terminal); stdout unless ``file`` is given."""
+    print(one_line(text), file=sys.stdout if file is None else file)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2) rather than the usage text."""
 
@@ -493,7 +499,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         try:
             inception_file()
         except UserError as err:
-            print(one_line(f"note: no Inception FID: {err}"), file=sys.stderr)
+            _say(f"note: no Inception FID: {err}", file=sys.stderr)
             fid_precision = None
     start = time.perf_counter()
     metrics = evaluate_run(
@@ -514,12 +520,12 @@ def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, Any])
     for key, label in MAIN_METRICS:
         if key in metrics:
             print(f"{label:<58} {metric_text(metrics, key)}")
-    print(one_line(f"{args.n} samples, {metrics['seconds']:.1f} s; all figures in {out}"))
+    _say(f"{args.n} samples, {metrics['seconds']:.1f} s; all figures in {out}")
     folder = run_folder(Path(args.run))
     if not args.out and args.sampler == "prior" and (folder / "config.json").is_file():  # a loose checkpoint: none
         from .report import write_report
 
-        print(one_line(f"report: {write_report(folder)}"))
+        _say(f"report: {write_report(folder)}")
     return 0
 
 
@@ -540,10 +546,10 @@ def _report(args: argparse.Namespace) -> int:
     if args.screenshot:
         _check_not_special(Path(args.screenshot), "--screenshot", run=run)
     page = write_report(run, out)
-    print(one_line(f"wrote {page}"))
+    _say(f"wrote {page}")
     if args.screenshot:
         screenshot(page, Path(args.screenshot))
-        print(one_line(f"wrote {args.screenshot}"))
+        _say(f"wrote {args.screenshot}")
     return 0
 
 
@@ -565,7 +571,7 @@ def _compare(args: argparse.Namespace) -> int:
             _check_not_data(path, path.resolve(), "--out", data)
     table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
     print(table_path.read_text())
-    print(one_line(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else "")))
+    _say(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
     return 0
 
 
@@ -577,8 +583,8 @@ def _export(args: argparse.Namespace) -> int:
     for name in record["formats"]:
         diff = record["max_abs_diff"].get(name)
         check = "" if name == "safetensors" else (f", max abs diff {diff:.3g}" if diff is not None else ", not run")
-        print(one_line(f"{name}: {Path(args.out) / record['files'][name]} ({record['seconds'][name]:.2f} s{check})"))
-    print(one_line(f"wrote {args.out} (README.md: the model card; load with wae.load_model or wae sample)"))
+        _say(f"{name}: {Path(args.out) / record['files'][name]} ({record['seconds'][name]:.2f} s{check})")
+    _say(f"wrote {args.out} (README.md: the model card; load with wae.load_model or wae sample)")
     return 0
 
 
@@ -652,7 +658,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(f"{' and '.join(unused)} shape the step schedule; the cosine schedule does not use them")
         notes += _switched(found, cfg, args.objective, args.config, set(given))
         for note in notes:
-            print(one_line(note), file=sys.stderr)
+            _say(note, file=sys.stderr)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -684,11 +690,11 @@ def _train(args: argparse.Namespace) -> int:
     if not result.interrupted:
         from .report import write_report
 
-        print(one_line(f"report: {write_report(run_dir)}"), file=sys.stderr)
+        _say(f"report: {write_report(run_dir)}", file=sys.stderr)
     if not result.interrupted and cfg.model.arch != "mlp":
         names = ["samples", f"samples-{cfg.train.fit_sampler}", "reconstructions", "interpolations"]
         grids = ", ".join(str(run_dir / f"{name}.png") for name in names if (run_dir / f"{name}.png").is_file())
-        print(one_line(f"grids: {grids} (every epoch's in {run_dir / 'grids'})"), file=sys.stderr)
+        _say(f"grids: {grids} (every epoch's in {run_dir / 'grids'})", file=sys.stderr)
     print(json_text({"run": str(run_dir), "step": result.step, **result.metrics}))
     return code
 
@@ -962,7 +968,7 @@ def _sample(args: argparse.Namespace) -> int:
     arrays = {} if labels is None else {"labels": labels.numpy(), "class_names": np.array(classes)}
     _write_images(images, out, ncol=ncol, **arrays)
     what = f", classes {', '.join(classes[k] for k in chosen)}" if args.label is not None else ""
-    print(one_line(f"wrote {len(images)} samples ({args.sampler} codes{what}) to {out}"))
+    _say(f"wrote {len(images)} samples ({args.sampler} codes{what}) to {out}")
     return 0
 
 
@@ -1001,7 +1007,7 @@ def _sample_rows(args: argparse.Namespace) -> int:
         write_atomic(out, write_rows(out, rows, standardiser.columns))
     except OSError as err:
         raise UserError(f"cannot write {out}: {err.strerror}") from None
-    print(one_line(f"wrote {args.n} rows ({args.sampler} codes) to {out}"))
+    _say(f"wrote {args.n} rows ({args.sampler} codes) to {out}")
     return 0
 
 
@@ -1053,7 +1059,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         run,
         args.kind,
         grid=cfg.data.dataset != "table",
-        say=lambda text: print(one_line(text), file=sys.stderr),
+        say=lambda text: _say(text, file=sys.stderr),
     )
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
@@ -1061,11 +1067,9 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     prior_ll = (
         gaussian_log_density(test_codes, cfg.loss.prior_var).mean().item() if cfg.loss.prior == "gaussian" else None
     )
-    print(
-        one_line(
-            f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "
-            f"wrote {path}" + ("" if cfg.data.dataset == "table" else f" and samples-{args.kind}.png")
-        )
+    _say(
+        f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "
+        f"wrote {path}" + ("" if cfg.data.dataset == "table" else f" and samples-{args.kind}.png")
     )
     print(
         f"mean log-density of test codes: {_SAMPLER_WORDS[args.kind]} {fitted_ll:.3f}"
@@ -1095,7 +1099,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     else:
         _write_images(recon, out, ncol, originals=(originals * 255 + 0.5).to(torch.uint8).numpy())
     as_class = f" as class {classes[target]}" if target is not None else ""
-    print(one_line(f"wrote {len(x)} reconstructions{as_class} to {out}"))
+    _say(f"wrote {len(x)} reconstructions{as_class} to {out}")
     return 0
 
 
@@ -1115,7 +1119,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     ya, yb = (data.test_labels[i] for i in pick) if model.classes and data.test_labels is not None else (None, None)
     lines = to_unit_range(model.interpolate(a, b, args.steps, ya, yb), cfg.data.range)
     _write_images(lines.flatten(0, 1), out, ncol=args.steps)
-    print(one_line(f"wrote {args.pairs} interpolations of {args.steps} steps to {out}"))
+    _say(f"wrote {args.pairs} interpolations of {args.steps} steps to {out}")
     return 0
 
 
@@ -1139,7 +1143,7 @@ def _toy(args: argparse.Namespace) -> int:
     )
     run_toy(cfg, out, command, progress=False if args.no_progress else None)
     print((out / "toy.md").read_text())
-    print(one_line(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}"))
+    _say(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}")
     return 0
 
 
@@ -1208,7 +1212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
 
     def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-        print(f"wae {args.command}: warning: {one_line(message)}", file=sys.stderr)
+        _say(f"wae {args.command}: warning: {message}", file=sys.stderr)
 
     try:
         check_seed(getattr(args, "seed", None))
@@ -1221,18 +1225,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             with _run_written(args):
                 return COMMANDS[args.command](args)
     except UserError as err:
-        print(f"wae {args.command}: error: {one_line(err)}", file=sys.stderr)
+        _say(f"wae {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # disk full, read-only folder: one line naming the file
         where = f"{err.filename}: " if err.filename else ""
-        print(f"wae {args.command}: error: {one_line(where)}{one_line(err.strerror or err)}", file=sys.stderr)
+        _say(f"wae {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # a second Ctrl-C or SIGTERM, or one outside training
         signum = err.signum if isinstance(err, runs.Interrupted) else int(signal.SIGINT)
         print(f"wae {args.command}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
         return 128 + signum
     except FloatingPointError as err:
-        print(f"wae {args.command}: training stopped: {one_line(err)}", file=sys.stderr)
+        _say(f"wae {args.command}: training stopped: {err}", file=sys.stderr)
         return 1
 
 

@@ -229,14 +229,22 @@ FEATURES_MESSAGE = "features must be dense torch tensors (n, d) of real numbers"
 
 
 def _checked_set(x: Tensor) -> Tensor:
-    """One set of features (n, d) as a float64 CPU tensor (:func:`checked_features`)."""
+    """One set of features (n, d), at most :data:`MAX_FEATURE_WIDTH` wide, as a float64 CPU tensor
+    (:func:`checked_features`)."""
     _check_real((x,), FEATURES_MESSAGE)
     if x.ndim != 2 or x.shape[1] < 1:
         raise UserError(f"features must be (n, d) with d >= 1; got {tuple(x.shape)}")
+    _check_width(x.shape[1])  # before the float64 copy: a transposed set is wide
     x = x.detach().double().cpu()
     if not bool(x.isfinite().all()):
         raise UserError("features hold NaN or infinite values")
     return x
+
+
+def _is_lower(factor: Tensor) -> bool:
+    """Whether a factor (d, r) is lower-triangular, as :func:`feature_gaussian` gives it (zeros
+    above its diagonal): a covariance or a transposed factor passed in its place is not."""
+    return not bool(factor.triu(1).any())
 
 
 def _scale_of(*tensors: Tensor) -> float:
@@ -275,8 +283,6 @@ def feature_gaussian(features: Tensor) -> tuple[Tensor, Tensor]:
     :func:`frechet_distance_to` (the FID cache keeps the reference's). :class:`UserError` as
     :func:`checked_features` raises it, and for fewer than 2 rows or wider than
     :data:`MAX_FEATURE_WIDTH`."""
-    if isinstance(features, Tensor) and features.ndim == 2:
-        _check_width(features.shape[1])  # before any copy
     features = _checked_set(features)
     if len(features) < 2:
         raise UserError(f"a Gaussian of features needs 2 rows or more; got {len(features)}")
@@ -297,8 +303,6 @@ def frechet_distance_to(features: Tensor, mean: Tensor, factor: Tensor) -> float
     again. :class:`UserError` as :func:`feature_gaussian` raises it, for a reference of another
     width, not float32/float64 or not finite, a factor with entries above its diagonal (not
     feature_gaussian's: a covariance passed for it), and for a figure beyond float64."""
-    if isinstance(features, Tensor) and features.ndim == 2:
-        _check_width(features.shape[1])
     _check_real((mean, factor), "a reference Gaussian is a mean (d,) and a factor (d, r) of real numbers")
     features = _checked_set(features)
     if mean.shape != (features.shape[1],) or factor.ndim != 2 or factor.shape[0] != features.shape[1]:
@@ -316,7 +320,7 @@ def frechet_distance_to(features: Tensor, mean: Tensor, factor: Tensor) -> float
     mean, factor = mean.detach().double().cpu(), factor.detach().double().cpu()
     if not (bool(mean.isfinite().all()) and bool(factor.isfinite().all())):
         raise UserError("the reference Gaussian holds NaN or infinite values")
-    if bool(factor.triu(1).any()):  # any F F^T = C would do; a covariance or F^T is the easy mistake
+    if not _is_lower(factor):  # any F F^T = C would do; a covariance or F^T is the easy mistake
         raise UserError(
             "a reference factor is the lower-triangular F of feature_gaussian (F F^T = the covariance); this one has "
             "entries above its diagonal (a covariance, or F transposed?): pass feature_gaussian(reference features)"
@@ -335,8 +339,6 @@ def frechet_distance_of(features_a: Tensor, features_b: Tensor, warn: bool = Tru
     back (exact: it scales as the square). UserError as :func:`checked_features` and
     :func:`frechet_distance` raise it, and for a figure beyond float64. Many sets against one
     reference: :func:`feature_gaussian` of it once, then :func:`frechet_distance_to`."""
-    if isinstance(features_a, Tensor) and features_a.ndim == 2:
-        _check_width(features_a.shape[1])  # before any copy: a transposed set is wide
     features_a, features_b = checked_features(features_a, features_b)
     scale = _scale_of(features_a, features_b)
     if scale != 1.0:
@@ -586,7 +588,7 @@ def _entry(path: Path, key: str, count: int, probe: Tensor) -> tuple[Tensor, Ten
     expected = torch.cat([spread.reshape(1), (centred @ directions).pow(2).sum(0) / (n - 1)])
     got = torch.cat([factor_t.pow(2).sum().reshape(1), (factor_t.T @ directions).pow(2).sum(0)])
     scale = float(x.abs().max()) or 1.0
-    if bool(factor_t.triu(1).any()) or not torch.allclose(mean_t, x.mean(0), rtol=1e-9, atol=1e-12 * scale):
+    if not _is_lower(factor_t) or not torch.allclose(mean_t, x.mean(0), rtol=1e-9, atol=1e-12 * scale):
         return None
     if not torch.allclose(got, expected, rtol=1e-6, atol=1e-12 * float(spread) * d):
         return None
