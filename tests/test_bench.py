@@ -89,6 +89,7 @@ def test_missing_pythae_is_a_clear_error_when_asked_for(monkeypatch, capsys):
     assert "pip install -e '.[bench]'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a process per setting and round, and the matmul peaks (10 s): make test-slow
 def test_bench_command_times_every_setting_in_every_round(tmp_path, capsys):
     # bf16 where this CPU has it natively (then its matmul peak is measured too), else fp32
     precision = "bf16" if native_bf16() else "fp32"

@@ -275,9 +275,10 @@ def test_dir_of_wae_lists_the_public_names_and_no_data_folder():
     assert not hasattr(wae, "assets")  # the folder of shipped data is not a module
 
 
-def test_a_malformed_world_size_is_one_line(tmp_path, monkeypatch):
+@pytest.mark.slow  # two processes that import torch (5 s): the values through main() are the next test
+def test_a_malformed_world_size_is_one_line_in_a_process_of_its_own(tmp_path):
     """One value through the whole command (a process of its own: the traceback was once at its
-    start and end, even of `wae runs`), the others through main()."""
+    start and end, even of `wae runs`)."""
     env = {**os.environ, "WORLD_SIZE": "abc"}
     proc = subprocess.run(
         [sys.executable, "-m", "wae", "train", *TINY, "--max-steps", "1", "--out", str(tmp_path / "r")],
@@ -293,7 +294,11 @@ def test_a_malformed_world_size_is_one_line(tmp_path, monkeypatch):
         [sys.executable, "-m", "wae", "runs", str(tmp_path)], capture_output=True, text=True, timeout=120, env=env
     )
     assert "Traceback" not in listed.stderr and listed.returncode in (0, 2), listed.stderr
+
+
+def test_a_malformed_world_size_is_one_line(tmp_path, monkeypatch):
     said_of = {
+        "abc": "='abc' in the environment is not a whole number",
         "2.5": "='2.5' in the environment is not a whole number",
         "-": "='-' in the environment is not a whole number",
         "0": "=0 in the environment: a launch has at least 1 process",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -181,7 +182,19 @@ def test_the_latent_figure_has_two_scatters_from_two_dimensions_and_a_histogram_
     strip = axes[-1]
     titles = [t.get_text() for t in strip.texts if t.get_text().startswith("z")]
     assert titles[0].startswith("z1: mean") and len(titles) == min(d, 16)
-    assert len(strip.patches) == 2 * min(d, 16)  # P_Z and Q_Z of each coordinate
+    # P_Z filled and Q_Z outlined, one collection each with a histogram per coordinate
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    fills = [c for c in strip.collections if isinstance(c, PolyCollection)]
+    outlines = [c for c in strip.collections if type(c) is LineCollection and c.get_label() == "Q_Z"]
+    assert len(fills) == len(outlines) == 1 and fills[0].get_label() == "P_Z"
+    shapes = [p.vertices for p in fills[0].get_paths()], outlines[0].get_segments()
+    for histograms in shapes:
+        assert len(histograms) == min(d, 16)
+        for vertices in histograms:  # from its baseline, 39 bins (40 edges), back down to it (a polygon: closed)
+            vertices = vertices[:80]
+            assert len(vertices) == 80 and vertices[0, 1] == vertices[-1, 1] == vertices[:, 1].min()
+            assert (np.diff(vertices[:, 0]) >= 0).all()  # left to right
     width = fig.get_size_inches()[0]
     assert width == 15 if d >= 2 else width < 5  # no wide blank beside a single histogram
     assert _png(fig).startswith("data:image/png;base64,")
@@ -227,3 +240,41 @@ def test_the_latent_figure_takes_what_a_model_may_give_and_refuses_what_it_canno
     ):
         with pytest.raises(UserError, match=message):
             latent_figure(*bad)
+
+
+def test_a_histograms_outline_rises_from_its_baseline_bin_by_bin():
+    from wae.report import _steps
+
+    got = _steps(np.array([0.0, 1.0, 3.0]), np.array([2.0, 0.5]), -1.0)
+    assert got.tolist() == [[0, -1], [0, 2], [1, 2], [1, 0.5], [3, 0.5], [3, -1]]
+
+
+def test_figure_titles_sit_above_their_axes_without_measuring_tick_labels(monkeypatch):
+    # placed automatically, a title made matplotlib measure every tick label of its axes and their
+    # twins on each draw (half the time of a short run's curves); each title is placed at a fixed
+    # height now, which must still clear its axes (no tick labels at their top)
+    from matplotlib.axis import Axis
+
+    from wae.report import curves_figure, latent_figure
+
+    measure, measured = Axis.get_tightbbox, []
+    monkeypatch.setattr(Axis, "get_tightbbox", lambda axis, *a, **k: measured.append(axis) or measure(axis, *a, **k))
+    records = [{"kind": "train", "step": s, "recon": 1.0 / s, "penalty": 0.1} for s in (1, 2, 3)]
+    records += [{"kind": "eval", "epoch": 1, "step": 3, "test_recon_mse": 0.1, "test_mmd": 0.01, "fd_samples": 9.0}]
+    torch.manual_seed(0)
+    for fig, expected in (
+        (curves_figure(records), ["training losses (per batch)", "test reconstruction error and MMD"]),
+        (latent_figure(torch.randn(50, 4), torch.randn(50, 4)), ["coordinates 1 and 2", "top two principal axes"]),
+    ):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+        measured.clear()
+        canvas.draw()
+        assert not measured  # no axis measured for a title
+        renderer = canvas.get_renderer()
+        titled = [ax for ax in fig.axes if ax.get_title()]
+        for text in expected:
+            assert any(ax.get_title().startswith(text) for ax in titled), text
+        for ax in titled:
+            assert ax.title.get_window_extent(renderer).y0 >= ax.get_window_extent(renderer).y1

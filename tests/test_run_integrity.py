@@ -155,6 +155,7 @@ def _wait_for_steps(proc: subprocess.Popen[str], run: Path, lines: int = 3) -> N
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # two real trainings and a SIGTERM (10 s); the lock in one process: the next test
 def test_two_writers_of_one_run_folder_the_second_is_refused_and_sigterm_checkpoints(tmp_path):
     """Two real processes: while `wae train --out R` runs, a second `wae train --out R`, a
     `--resume R`, an `--overwrite` and a Python fit into R are refused with the first one's pid

@@ -200,6 +200,13 @@ def metrics_and_source(
     return {k: v for k, v in evals[-1].items() if k != "kind"}, f"the last per-epoch evaluation{passed}"
 
 
+def _title(ax: Any, text: str) -> None:
+    """``ax.set_title(text)`` at a fixed height: placed automatically, matplotlib measures every
+    tick label of the axes and its twins on each draw to clear labels at the top (half the curves
+    figure's time); these figures have none there."""
+    ax.set_title(text, y=1.0)
+
+
 def curves_figure(records: list[dict[str, Any]]) -> Any:
     """Training loss parts against step; per-epoch test reconstruction error, MMD and (when
     measured) sample Fréchet distance against epoch."""
@@ -213,7 +220,8 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
         if points:
             steps, values = zip(*points, strict=True)
             axes[0].plot(steps, values, label=key, lw=1)
-    axes[0].set(xlabel="step", title="training losses (per batch)")
+    axes[0].set(xlabel="step")
+    _title(axes[0], "training losses (per batch)")
     if any(r.get(k, 0) <= 0 for r in train for k in LOSS_KEYS if k in r):
         axes[0].set_yscale("symlog", linthresh=1e-3)
     else:
@@ -232,7 +240,8 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
         axes[0].minorticks_off()
     epochs = [r["epoch"] for r in evals]
     axes[1].plot(epochs, [r["test_recon_mse"] for r in evals], "o-", label="test recon MSE / pixel")
-    axes[1].set(xlabel="epoch", title="test reconstruction error and MMD")
+    axes[1].set(xlabel="epoch")
+    _title(axes[1], "test reconstruction error and MMD")
     axes[1].set_ylabel("recon MSE / pixel", color="tab:blue")
     twin = axes[1].twinx()
     twin.plot(epochs, [r["test_mmd"] for r in evals], "s--", color="tab:red", label="MMD²(Q_Z, P_Z)")
@@ -240,7 +249,8 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
     fd = [(r["epoch"], r["fd_samples"]) for r in evals if "fd_samples" in r]
     if fd:
         axes[2].plot(*zip(*fd, strict=True), "o-", color="tab:green")
-        axes[2].set(xlabel="epoch", title="sample Fréchet distance (classifier features)", yscale="log")
+        axes[2].set(xlabel="epoch", yscale="log")
+        _title(axes[2], "sample Fréchet distance (classifier features)")
     else:
         axes[2].axis("off")
         axes[2].text(0.5, 0.5, "no sample scores\n(--eval-every 0 or not 28x28 grey data)", ha="center")
@@ -296,10 +306,11 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
                 continue
             ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.3, color="tab:gray", label="P_Z (prior)")
             ax.scatter(q[:, 0], q[:, 1], s=3, alpha=0.4, color="tab:blue", label="Q_Z (test codes)")
-            ax.set(title=title, aspect="equal")
+            ax.set(aspect="equal")
+            _title(ax, title)
             ax.legend(markerscale=4, fontsize=8, loc="upper right")
     hist = fig.add_axes((0.01, 0.1 / height, 0.98, (strip_inches - 0.2) / height))
-    zeros = []
+    zeros, fills, outlines = [], [], []
     for j in range(shown):
         row, col = divmod(j, cols)
         x0, y0 = col * (slot + gap), (rows - 1 - row) * row_height
@@ -311,8 +322,8 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         q_density = np.histogram(codes[:, j].numpy(), bins, density=True)[0]
         scale = max(float(p_density.max()), float(q_density.max()), 1e-12)
         edges = x0 + slot * (bins - lo) / (hi - lo)
-        hist.stairs(y0 + p_density / scale, edges, baseline=y0, fill=True, color="tab:gray", alpha=0.5, label="P_Z")
-        hist.stairs(y0 + q_density / scale, edges, baseline=y0, color="tab:blue", alpha=0.6, lw=1.5, label="Q_Z")
+        fills.append(_steps(edges, y0 + p_density / scale, y0))
+        outlines.append(_steps(edges, y0 + q_density / scale, y0))
         variance = codes[:, j].double().var() if len(codes) > 1 else float("nan")  # one code: undefined
         hist.text(x0 + slot / 2, y0 + 1.05, f"z{j + 1}: mean {codes[:, j].mean():.3g}, var {variance:.3g}",
                   ha="center", fontsize=8)  # fmt: skip
@@ -320,6 +331,16 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         hist.text(x0 + slot, y0 - 0.04, f"{hi:.3g}", ha="right", va="top", fontsize=7)
         if lo < 0 < hi:
             zeros.append((x0 + slot * -lo / (hi - lo), y0))
+    # one collection each: a patch per histogram (Axes.stairs) updated the data limits, which
+    # are set below, and took a fifth of the figure's time
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    hist.add_collection(
+        PolyCollection(fills, facecolors="tab:gray", edgecolors="none", alpha=0.5, label="P_Z"), autolim=False
+    )
+    hist.add_collection(
+        LineCollection(outlines, colors="tab:blue", alpha=0.6, linewidths=1.5, label="Q_Z"), autolim=False
+    )
     if zeros:  # a tick at 0 on each axis that spans it
         hist.vlines([x for x, _ in zeros], [y - 0.06 for _, y in zeros], [y for _, y in zeros], color="k", lw=0.8)
     starts = [(j % cols * (slot + gap), (rows - 1 - j // cols) * row_height) for j in range(shown)]
@@ -336,6 +357,13 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
     if notes:
         fig.text(0.99, 0.005, "; ".join(notes), ha="right", va="bottom", fontsize=8, color="0.3")
     return fig
+
+
+def _steps(edges: np.ndarray, tops: np.ndarray, base: float) -> np.ndarray:
+    """The outline (2 k + 2, 2) of a histogram of k bins on ``edges`` (k + 1,) with bar tops
+    ``tops`` (k,), from ``base`` up and back down to it (as ``Axes.stairs`` draws it)."""
+    ys = np.concatenate([[base], np.repeat(tops, 2), [base]])
+    return np.column_stack([np.repeat(edges, 2), ys])
 
 
 def _finite_rows(values: Tensor, name: str) -> tuple[Tensor, int]:
