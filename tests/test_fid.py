@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from wae import fid as fidmod
 from wae.config import UserError
@@ -349,18 +350,21 @@ def test_a_factored_reference_gives_the_distance_of_its_features(shape, scale):
     mean, factor = fidmod.feature_gaussian(y)
     assert mean.shape == (shape[1],) and factor.shape[0] == shape[1]
     assert torch.allclose(factor @ factor.T, torch.cov(y.T), rtol=1e-10, atol=1e-12 * scale**2)
-    assert fidmod.frechet_distance_to(x, mean, factor) == pytest.approx(fidmod.frechet_distance_of(x, y), rel=1e-12)
+    gaussian = fidmod.FeatureGaussian(mean, factor)
+    assert fidmod.frechet_distance_to(x, gaussian) == pytest.approx(fidmod.frechet_distance_of(x, y), rel=1e-12)
 
 
 def test_a_factored_reference_refuses_what_it_cannot_measure():
     y = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
     mean, factor = fidmod.feature_gaussian(y)
+    G = fidmod.FeatureGaussian
     for bad, match in (
-        ((torch.randn(20, 5), mean, factor), "reference mean"),  # another width
-        ((y[:1], mean, factor), "2 feature rows"),
-        ((y, mean.clone().fill_(float("nan")), factor), "NaN"),
-        ((y, mean, factor.numpy()), "real numbers"),
-        ((y.unsqueeze(0), mean, factor), r"\(n, d\)"),
+        ((torch.randn(20, 5), G(mean, factor)), "reference mean"),  # another width
+        ((y[:1], G(mean, factor)), "2 feature rows"),
+        ((y, G(mean.clone().fill_(float("nan")), factor)), "NaN"),
+        ((y, G(mean, factor.numpy())), "real numbers"),
+        ((y.unsqueeze(0), G(mean, factor)), r"\(n, d\)"),
+        ((y, (mean, factor)), "FeatureGaussian"),  # a plain pair: a mean and covariance look the same
     ):
         with pytest.raises(UserError, match=match):
             fidmod.frechet_distance_to(*bad)
@@ -370,13 +374,13 @@ def test_a_factored_reference_refuses_what_it_cannot_measure():
     # moved the figure without a word (the first helper of session 21)
     for bad in (torch.cov(y.T).double(), factor.T.contiguous()):
         with pytest.raises(UserError, match="entries above its diagonal"):
-            fidmod.frechet_distance_to(y, mean, bad)
+            fidmod.frechet_distance_to(y, G(mean, bad))
     with pytest.raises(UserError, match="float32 or float64"):
-        fidmod.frechet_distance_to(y, mean, factor.half())
+        fidmod.frechet_distance_to(y, G(mean, factor.half()))
     with pytest.raises(UserError, match="overflows float64"):  # finite features, a spread beyond float64
         fidmod.feature_gaussian(torch.tensor([[-1.7e308], [1.7e308]], dtype=torch.float64))
     with pytest.raises(UserError, match="a nested tensor"):
-        fidmod.frechet_distance_to(y, torch.nested.nested_tensor([torch.zeros(4)], layout=torch.jagged), factor)
+        fidmod.frechet_distance_to(y, G(torch.nested.nested_tensor([torch.zeros(4)], layout=torch.jagged), factor))
     with pytest.raises(UserError, match="NaN"):
         fidmod.feature_gaussian(torch.full((3, 2), float("inf")))
 
@@ -454,7 +458,9 @@ def test_a_large_probe_feature_does_not_hide_another_network():
     "call",
     [
         lambda wide: fidmod.feature_gaussian(wide),
-        lambda wide: fidmod.frechet_distance_to(wide, torch.zeros(wide.shape[1]), torch.zeros(wide.shape[1], 1)),
+        lambda wide: fidmod.frechet_distance_to(
+            wide, fidmod.FeatureGaussian(torch.zeros(wide.shape[1]), torch.zeros(wide.shape[1], 1))
+        ),
         lambda wide: fidmod.frechet_distance_of(wide, wide),
         lambda wide: fidmod.checked_features(wide, wide),
     ],
@@ -466,3 +472,65 @@ def test_every_entry_refuses_wide_features_before_copying_them(call):
     wide = torch.zeros(1, 1).expand(200_000, fidmod.MAX_FEATURE_WIDTH + 1)
     with pytest.raises(UserError, match="features of width 8,193"):
         call(wide)
+
+
+def test_a_variance_or_diagonal_covariance_is_not_taken_for_a_factor():
+    # a (1, 1) variance or a diagonal covariance has no entry above its diagonal, so it passed for
+    # F: frechet_distance_to(x, mean, variance) gave 122.5 for 16.2, and 12,481.8 for 106.2 with
+    # a diagonal covariance (the helper of session 22); only a FeatureGaussian is taken now
+    g = torch.Generator().manual_seed(0)
+    for d in (1, 3):
+        x, y = torch.randn(50, d, generator=g), torch.randn(40, d, generator=g) * 3 + 1
+        reference = fidmod.feature_gaussian(y)
+        assert isinstance(reference, fidmod.FeatureGaussian)
+        true = fidmod.frechet_distance_of(x, y)
+        assert fidmod.frechet_distance_to(x, reference) == pytest.approx(true, rel=1e-12)
+        mean, cov = fidmod.gaussian_stats(y)
+        for pair in ((mean, cov), (mean, torch.diag(torch.diag(cov))), [mean, reference.factor]):
+            with pytest.raises(UserError, match="FeatureGaussian"):
+                fidmod.frechet_distance_to(x, pair)
+
+
+class _ImageNet(torch.nn.Module):
+    """Pooled pixels through a fixed projection: (n, c, h, w) -> (n, 16)."""
+
+    def __init__(self, rows=None, output=None):
+        super().__init__()
+        self.p = torch.randn(12, 16, generator=torch.Generator().manual_seed(0))
+        self.rows, self.output = rows, output
+
+    def forward(self, x):
+        features = F.adaptive_avg_pool2d(x, 2).flatten(1) @ self.p
+        if self.output is not None:
+            return self.output(features)
+        return features[: self.rows] if self.rows is not None else features
+
+
+def test_fid_refuses_images_and_network_outputs_it_cannot_score(tmp_path, monkeypatch):
+    # NaN images were quantised to black and scored (121.8, no warning); a list, 3-D or 2-channel
+    # images, and a network's 1-D, list or short output were tracebacks, a network that dropped
+    # rows a silent figure (the helper of session 22)
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    g = torch.Generator().manual_seed(1)
+    reference, generated = torch.rand(20, 1, 8, 8, generator=g), torch.rand(20, 1, 8, 8, generator=g) * 0.5
+    assert fidmod.fid(_ImageNet(), generated, reference, kid_subsets=0)["fid"] > 0
+    for images, match in (
+        (generated * float("nan"), "NaN or infinite"),
+        (generated.clone().index_fill_(0, torch.tensor([3]), float("inf")), "NaN or infinite"),
+        (list(generated), "torch tensor"),
+        (generated[:, 0], r"\(n, 1 or 3, h, w\)"),
+        (generated.repeat(1, 2, 1, 1), r"\(n, 1 or 3, h, w\)"),
+        (generated.to(torch.complex64), "real numbers"),
+    ):
+        with pytest.raises(UserError, match=match):
+            fidmod.fid(_ImageNet(), images, reference, kid_subsets=0)
+        with pytest.raises(UserError, match=match):
+            fidmod.fid(_ImageNet(), reference, images, kid_subsets=0)
+    for network, match in (
+        (_ImageNet(rows=3), "one row of features per image"),
+        (_ImageNet(output=lambda f: f.mean(1)), "one row of features per image"),
+        (_ImageNet(output=lambda f: list(f)), "torch tensor"),
+        (_ImageNet(output=lambda f: f.to(torch.complex64)), "real numbers"),
+    ):
+        with pytest.raises(UserError, match=match):
+            fidmod.fid(network, generated, reference, kid_subsets=0)

@@ -1734,11 +1734,79 @@ def test_status_lines_and_tables_stay_one_line_whatever_the_names(run, tmp_path,
     odd = runs_dir / "a\nb\u2028c|d"
     shutil.copytree(run, odd)
     rows = list_runs(runs_dir).splitlines()
-    assert len(rows) == 3 and "a\\nb\\u2028c/d" in rows[2], rows
-    assert table_cell("x|y\nz") == "x/y\\nz"
+    assert len(rows) == 3 and "a\\nb\\u2028c\\|d" in rows[2], rows
+    assert table_cell("x|y\nz") == "x\\|y\\nz"
     out = tmp_path / "s\nx\u2029.png"
     for argv in (["sample", str(odd), "--n", "4", "--out", str(out)], ["report", str(odd)]):
         capsys.readouterr()
         code = main(argv)
         printed = capsys.readouterr().out
         assert code == 0 and len(printed.splitlines()) == 1 and "wrote" in printed, (argv, printed)
+
+
+# ----------------------------------------------------------------------------- session 22
+
+
+def test_names_that_are_not_utf8_are_escaped_in_lines_pages_and_figures(run, tmp_path, capsys):
+    # a run folder named with bytes that are not UTF-8 (b"\xff\x9b"): `wae report` and the report
+    # at the end of `wae train` stopped with UnicodeEncodeError writing report.html, `wae compare`
+    # with matplotlib's TypeError, and the raw 0x9b (a C1 CSI) reached the terminal; under a strict
+    # UTF-8 stdout every status line naming it crashed after the work (the helper of session 22)
+    from wae.config import one_line
+
+    assert one_line("bad\udcff\udc9b31mZ") == "bad\\udcff\\udc9b31mZ"
+    odd = tmp_path / os.fsdecode(b"bad\xff\x9b31mZ")
+    shutil.copytree(run, odd)
+    for argv in (
+        ["report", str(odd)],
+        ["sample", str(odd), "--n", "4", "--out", str(odd / "s.png")],
+        ["compare", str(odd), str(run), "--out", str(tmp_path / "cmp")],
+        ["runs", str(tmp_path)],
+    ):
+        capsys.readouterr()
+        assert main(argv) == 0, argv
+        out, err = capsys.readouterr()
+        (out + err).encode("utf-8")  # no lone surrogate: a strict UTF-8 stream takes it
+        assert "\x9b" not in out + err and "\\udcff" in out, (argv, out)
+    page = (odd / "report.html").read_bytes().decode("utf-8")
+    assert "bad\\udcff\\udc9b31mZ" in page
+
+
+def test_a_figure_that_cannot_be_drawn_leaves_the_report_standing(run, tmp_path):
+    # a hand-edited record of 1e308 made matplotlib's tick locator fail: `wae report` was a
+    # traceback (the helper of session 22); the figure is left out with a line saying why
+    copy = _copy(run, tmp_path)
+    record = {"kind": "eval", "step": 1, "epoch": 0, "test_recon_mse": 1e308, "test_mmd": 0.1}
+    (copy / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    code, err = run_cli(["report", str(copy)])
+    assert code == 0, err
+    page = (copy / "report.html").read_text()
+    assert "The curves figure could not be drawn from these values (ValueError" in page
+    assert "alt='latent space'" in page  # the rest stands
+
+
+def test_the_latent_figure_draws_finite_codes_of_any_size():
+    # codes near float32's largest overflowed when centred (svd of infinities: a traceback), a
+    # constant coordinate of 1e30 got NaN bin edges (lo + 1 is lo), float64 codes of 1e300 were
+    # called "no row without NaN or infinite values" (cast to float32), and meta or complex codes
+    # were a traceback or drawn from their real parts (the helper of session 22)
+    from matplotlib.collections import PolyCollection
+
+    from wae.report import _png, latent_figure
+
+    g = torch.Generator().manual_seed(0)
+    prior = torch.randn(100, 4, generator=g)
+    constant = torch.randn(100, 4, generator=g)
+    constant[:, 2] = 1e30
+    for codes in (
+        torch.randn(100, 4, generator=g).clamp(-1, 1) * 3.4e38,
+        constant,
+        torch.randn(100, 4, generator=g, dtype=torch.float64) * 1e300,
+    ):
+        fig = latent_figure(codes, prior if codes is not constant else torch.full((100, 4), 1e30))
+        fills = [c for c in fig.axes[-1].collections if isinstance(c, PolyCollection)][0]
+        assert all(np.isfinite(p.vertices).all() for p in fills.get_paths())
+        assert _png(fig).startswith("data:image/png;base64,")
+    for bad in (torch.randn(10, 4, device="meta"), torch.randn(10, 4, dtype=torch.complex64)):
+        with pytest.raises(UserError, match="real torch tensor"):
+            latent_figure(bad, prior)

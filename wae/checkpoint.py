@@ -58,12 +58,13 @@ def fault_point(name: str) -> None:
 
 
 def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None = None) -> None:
-    """Write ``data`` (text is UTF-8 encoded) to ``path`` so that ``path`` is always either the
+    """Write ``data`` (text is UTF-8 encoded; the undecodable bytes of a file name that is not
+    UTF-8, which the text may quote, as backslash escapes) to ``path`` so that ``path`` is always either the
     old or the new file: a temporary file beside it, flushed to disk, renamed over it; the
     temporary file does not outlive a failure. ``fault`` names a fault point half way through
     the write (for the crash tests). OSError passes through, naming ``path``."""
     path = Path(path)
-    raw = memoryview(data.encode() if isinstance(data, str) else data)
+    raw = memoryview(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     sweep_stale(path.parent, path.name)
     try:

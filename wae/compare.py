@@ -109,8 +109,8 @@ def _cell(fmt: str, metrics: dict[str, Any], key: str) -> str:
 
 def table_cell(text: object) -> str:
     """``text`` as a Markdown table cell on one line: line breaks escaped (:func:`one_line`),
-    "|" (which would end the cell) as "/"."""
-    return one_line(text).replace("|", "/")
+    "|" (which would end the cell) as "\\|", GitHub Markdown's escape of it (the name stays as it is)."""
+    return one_line(text).replace("|", "\\|")
 
 
 def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] | None = None) -> str:
@@ -168,7 +168,8 @@ def figure(images_of_runs: list[dict[str, Tensor]], summaries: list[dict[str, An
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(titles[col], fontsize=11)
-        axes[row][0].set_ylabel(f"{summary['name']}\n({summary['objective']})", fontsize=11)
+        name = one_line(summary["name"])  # no font has glyphs for ESC or a tab, and a surrogate is no text at all
+        axes[row][0].set_ylabel(f"{name}\n({summary['objective']})", fontsize=11)
     fig.tight_layout()
     return fig
 

@@ -63,15 +63,32 @@ class UserError(ValueError):
 
 # characters that end or break a line on a terminal: control characters (newline, carriage
 # return, escape sequences) and the Unicode line and paragraph separators
-_LINE_BREAKING = ("Cc", "Zl", "Zp")
+_LINE_BREAKING = ("Cc", "Zl", "Zp", "Cs")  # Cs: the bytes of a name that is not UTF-8 (0x9b is a C1 CSI)
 
 
 def one_line(text: object) -> str:
     """``text`` as one line for a terminal: control characters and line or paragraph separators
     (a newline, an escape sequence or U+2028 in a file name the message quotes) written as
-    escapes (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    escapes (``\\n``, ``\\x1b``, ``\\u2028``), and so are the undecodable bytes of a name that is
+    not UTF-8 (``\\udcff``: Python's surrogate escapes, which a UTF-8 stream cannot encode and
+    whose byte a terminal may read as a control)."""
     breaking = _LINE_BREAKING
     return "".join(c.encode("unicode_escape").decode() if unicodedata.category(c) in breaking else c for c in str(text))
+
+
+def check_real(tensors: tuple[Any, ...], message: str) -> None:
+    """:class:`UserError` with ``message`` unless every one is a dense real torch tensor with
+    values (not complex, bool, quantized, sparse, nested or on the meta device)."""
+    from torch import Tensor, strided  # here: importing config stays light
+    from torch import bool as torch_bool
+
+    for x in tensors:
+        if not isinstance(x, Tensor):
+            raise UserError(f"{message}; got {type(x).__name__}")
+        odd = x.is_nested or x.is_quantized or x.layout != strided or x.is_meta
+        if odd or x.is_complex() or x.dtype == torch_bool:
+            kind = "a nested tensor" if x.is_nested else f"{x.dtype} ({x.layout})"
+            raise UserError(f"{message}; got {kind} on {x.device.type}")
 
 
 MAX_BATCH = 1 << 24  # images or rows in one batch (16.7 million)

