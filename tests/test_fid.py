@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 
 import numpy as np
 import pytest
@@ -534,3 +535,42 @@ def test_fid_refuses_images_and_network_outputs_it_cannot_score(tmp_path, monkey
     ):
         with pytest.raises(UserError, match=match):
             fidmod.fid(network, generated, reference, kid_subsets=0)
+
+
+def test_integer_or_empty_images_and_overflowing_features_are_refused_and_kid_survives_large_ones(
+    tmp_path, monkeypatch
+):
+    # int64 images of 0-255 were clamped to [0, 1] and scored (4317.7 for 681.0); images of zero
+    # height were torch's traceback; features of 1e30 gave KID NaN (float32 products overflowed)
+    # and float64 features of 1e200 were called NaN (the second helper of session 22)
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    g = torch.Generator().manual_seed(2)
+    reference, generated = torch.rand(20, 3, 8, 8, generator=g), torch.rand(20, 3, 8, 8, generator=g)
+    pixels = (generated * 255).round().to(torch.uint8)
+    assert fidmod.fid(_ImageNet(), pixels, reference, kid_subsets=0)["fid"] == pytest.approx(
+        fidmod.fid(_ImageNet(), pixels.float() / 255, reference, kid_subsets=0)["fid"], rel=1e-9
+    )
+    for images, match in (
+        (pixels.long(), "floats in \\[0, 1\\] or uint8"),
+        (pixels.to(torch.int8), "floats in \\[0, 1\\] or uint8"),
+        (torch.rand(4, 3, 0, 5), r"\(n, 1 or 3, h, w\)"),
+    ):
+        with pytest.raises(UserError, match=match):
+            fidmod.fid(_ImageNet(), images, reference, kid_subsets=0)
+    with pytest.raises(UserError, match="beyond float32's range"):
+        fidmod.fid(_ImageNet(output=lambda f: f.double() * 1e200), generated, reference, kid_subsets=0)
+    x, y = torch.randn(30, 4, generator=g), torch.randn(30, 4, generator=g) + 0.5
+    scaled = fidmod.polynomial_mmd(x * 1e30, y * 1e30)
+    exact = fidmod.polynomial_mmd(x.double() * 1e30, y.double() * 1e30)
+    assert math.isfinite(scaled) and scaled == pytest.approx(exact, rel=1e-6)
+    with pytest.raises(UserError, match="KID overflows"):
+        fidmod.polynomial_mmd(x.double() * 1e120, y.double() * 1e120)
+
+
+def test_a_plain_tuple_of_the_same_name_is_named_in_full():
+    import collections
+
+    y = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    lookalike = collections.namedtuple("FeatureGaussian", "mean factor")(*fidmod.feature_gaussian(y))
+    with pytest.raises(UserError, match=r"got tests\.test_fid\.FeatureGaussian"):
+        fidmod.frechet_distance_to(y, lookalike)

@@ -1810,3 +1810,33 @@ def test_the_latent_figure_draws_finite_codes_of_any_size():
     for bad in (torch.randn(10, 4, device="meta"), torch.randn(10, 4, dtype=torch.complex64)):
         with pytest.raises(UserError, match="real torch tensor"):
             latent_figure(bad, prior)
+
+
+def test_an_export_path_safetensors_cannot_open_is_refused_not_called_damaged(run, tmp_path):
+    # an export into a folder named with bytes that are not UTF-8 was written, then could not be
+    # loaded and was called "damaged (SafetensorError)" (the second helper of session 22)
+    odd = tmp_path / os.fsdecode(b"o\xfe-export")
+    code, err = run_cli(["export", str(run), "--out", str(odd)])
+    assert code == 2 and "UTF-8 names only" in err and not odd.exists(), err
+    good = tmp_path / "export"
+    assert run_cli(["export", str(run), "--out", str(good)])[0] == 0
+    good.rename(odd)
+    code, err = run_cli(["sample", str(odd), "--n", "2", "--out", str(tmp_path / "s.png")])
+    assert code == 2 and "UTF-8 names only" in err and "damaged" not in err, err
+
+
+def test_codes_beyond_float64_are_a_user_error_and_a_report_note():
+    # codes whose mean or span overflows float64 (1.8e308 of both signs) were a LinAlgError or
+    # numpy's ValueError from the public latent_figure (the second helper of session 22)
+    from wae.report import _plot, latent_figure
+
+    prior = torch.randn(50, 4)
+    rows = [[1.7e308, -1.7e308, 1.7e308, -1.7e308]] * 5 + [[-1.7e308, 1.7e308, -1.7e308, 1.7e308]] * 5
+    huge = torch.tensor(rows, dtype=torch.float64)
+    with pytest.raises(UserError, match="spans beyond float64"):
+        latent_figure(huge, prior)
+    same = torch.full((5, 4), 1e308, dtype=torch.float64)
+    same[0, 0] = 0.0
+    assert latent_figure(same, prior).axes  # the mean of 1e308s overflowed before the scaling
+    note = _plot(lambda: latent_figure(huge, prior), "latent space")
+    assert note.startswith("<p class='meta'>The latent space figure could not be drawn") and "spans beyond" in note

@@ -100,6 +100,19 @@ def save_weights(model: AutoEncoder, cfg: Config, out: Path, about: dict[str, An
     write_atomic(out / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
+def _check_openable(path: Path) -> None:
+    """:class:`UserError` for a path whose name holds bytes that are not UTF-8: safetensors opens
+    files by UTF-8 names only, so such an export could not be loaded (and a sound file was called
+    damaged)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{path}: safetensors opens files by UTF-8 names only, and this path has bytes that are not "
+            "UTF-8; give (or rename to) a path that is"
+        ) from None
+
+
 def _shape_of(metadata: dict[str, str], path: Path) -> tuple[int, int]:
     if metadata.get("format") != f"wae-export-{FORMAT_VERSION}":
         raise UserError(f"{path} is not a wae export (format {metadata.get('format')!r})")
@@ -138,6 +151,7 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
         raise UserError(f"{config_path} is damaged ({type(err).__name__})") from None
     except UserError as err:
         raise UserError(f"{config_path}: {err}") from None
+    _check_openable(path)
     try:
         with st.safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -301,6 +315,7 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise UserError(f"unknown export format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")
+    _check_openable(out / WEIGHTS)  # before anything is written: an export that could not be loaded
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} exists and is not an empty folder; give a new one")
     _safetensors()  # before any work

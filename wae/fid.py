@@ -306,7 +306,8 @@ def frechet_distance_to(features: Tensor, reference: FeatureGaussian) -> float:
     if not isinstance(reference, FeatureGaussian):
         raise UserError(
             "a reference Gaussian is the FeatureGaussian of feature_gaussian(reference features) (its mean and "
-            f"covariance factor); got {type(reference).__name__} (a mean and covariance go to frechet_distance)"
+            f"covariance factor); got {type(reference).__module__}.{type(reference).__qualname__} (a mean and "
+            "covariance go to frechet_distance)"
         )
     mean, factor = reference
     check_real((mean, factor), "a reference Gaussian is a mean (d,) and a factor (d, r) of real numbers")
@@ -384,14 +385,21 @@ def polynomial_mmd(x: Tensor, y: Tensor) -> float:
     m, d = x.shape
     if y.shape != (m, d) or m < 2:
         raise ValueError(f"need two samples of the same shape (m >= 2, d); got {tuple(x.shape)} and {tuple(y.shape)}")
+    wide = (x, y)
     x, y = x.float(), y.float()
 
-    def kernel(a: Tensor, b: Tensor) -> Tensor:
-        return ((a @ b.T).double() / d + 1) ** 3
+    def kernel(a: Tensor, b: Tensor, i: int, j: int) -> Tensor:
+        product = a @ b.T
+        if not bool(product.isfinite().all()):  # features beyond about 1e19: the float32 products overflow
+            product = wide[i].double() @ wide[j].double().T
+        return (product.double() / d + 1) ** 3
 
-    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
+    k_xx, k_yy, k_xy = kernel(x, x, 0, 0), kernel(y, y, 1, 1), kernel(x, y, 0, 1)
     within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-    return float(within - 2 * k_xy.sum() / m**2)
+    estimate = float(within - 2 * k_xy.sum() / m**2)
+    if not math.isfinite(estimate):  # cubes of inner products beyond float64: inf - inf
+        raise UserError("KID overflows float64 (features too large: their cubed inner products): no figure")
+    return estimate
 
 
 def kernel_distance(
@@ -472,8 +480,10 @@ def checked_images(images: Any, name: str = "images") -> Tensor:
     Inception pass takes them; :class:`UserError` otherwise (a diverged decoder's NaN images were
     quantised to black and scored as ordinary ones; a list or 3-D tensor was a traceback)."""
     check_real((images,), f"{name} for FID are a torch tensor (n, 1 or 3, h, w) of real numbers")
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or min(images.shape[2:]) < 1:
         raise UserError(f"{name} for FID are (n, 1 or 3, h, w): grey or RGB images; got {tuple(images.shape)}")
+    if not images.is_floating_point() and images.dtype != torch.uint8:  # int64 0-255 were clamped to [0, 1]
+        raise UserError(f"{name} for FID are floats in [0, 1] or uint8 pixels (0-255); got {images.dtype}")
     if images.is_floating_point() and not bool(images.isfinite().all()):
         raise UserError(f"{name} hold NaN or infinite values: no FID (a model that diverged?)")
     return images
@@ -529,6 +539,8 @@ def _feature_rows(features: Any, n: int) -> Tensor:
             f"a feature network returns one row of features per image, (n, d); got {tuple(features.shape)} for "
             f"{n} images"
         )
+    if features.is_floating_point() and bool((features.abs() > torch.finfo(torch.float32).max).any()):
+        raise UserError("a feature network returned values beyond float32's range (about 3.4e38): no FID")
     return features.float().flatten(1)
 
 

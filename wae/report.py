@@ -63,14 +63,14 @@ def _png(fig: Any) -> str:
 
 def _plot(make: Callable[[], Any], name: str) -> str:
     """The HTML of the figure ``make()`` draws, or a line saying why it could not be drawn: values
-    matplotlib cannot lay out (a hand-edited record of 1e308: its tick locator fails) or an
-    encoder's codes whose axes cannot be found leave the rest of the report standing."""
+    matplotlib cannot lay out (a hand-edited record of 1e308: its tick locator fails), or codes
+    of a diverged encoder (all NaN, or spanning beyond float64), leave the rest of the report
+    standing. The line names the exception, so a fault of ours shows there too."""
     try:
         return f"<img class='plot' src='{_png(make())}' alt='{name}'>"
     except (ValueError, OverflowError, ArithmeticError, torch.linalg.LinAlgError) as err:
-        if isinstance(err, UserError):
-            raise
-        why = html.escape(one_line(f"{type(err).__name__}: {err}"))
+        said = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        why = html.escape(one_line(said))
         return f"<p class='meta'>The {name} figure could not be drawn from these values ({why}).</p>"
 
 
@@ -283,9 +283,10 @@ def principal_axes(codes: Tensor, k: int = 2) -> Tensor:
     """The top ``k`` principal directions (d, k), float64, of codes (n, d): found in float64 and
     at a scale of about 1 (they do not depend on it), so finite codes near float32's largest do
     not overflow when centred."""
-    centred = codes.double() - codes.double().mean(0)
-    scale = float(centred.abs().max())
-    _, _, vt = torch.linalg.svd(centred / scale if scale > 0 else centred, full_matrices=False)
+    x = codes.double()
+    scale = float(x.abs().max())
+    x = x / scale if scale > 0 else x  # first: the mean of values near 1.8e308 overflows
+    _, _, vt = torch.linalg.svd(x - x.mean(0), full_matrices=False)
     return vt[:k].T
 
 
@@ -334,6 +335,10 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         lo = float(min(codes[:, j].min(), prior[:, j].min()))
         hi = float(max(codes[:, j].max(), prior[:, j].max()))
         hi = hi if hi > lo else lo + max(1.0, abs(lo))  # a constant coordinate (lo + 1 is lo at 1e30)
+        if not math.isfinite(hi - lo):
+            raise UserError(
+                f"coordinate {j + 1} of the codes spans beyond float64 ({lo:.3g} to {hi:.3g}): no histogram"
+            )
         bins = np.linspace(lo, hi, 40)
         p_density = np.histogram(prior[:, j].numpy(), bins, density=True)[0]
         q_density = np.histogram(codes[:, j].numpy(), bins, density=True)[0]
