@@ -385,16 +385,14 @@ def polynomial_mmd(x: Tensor, y: Tensor) -> float:
     m, d = x.shape
     if y.shape != (m, d) or m < 2:
         raise ValueError(f"need two samples of the same shape (m >= 2, d); got {tuple(x.shape)} and {tuple(y.shape)}")
-    wide = (x, y)
-    x, y = x.float(), y.float()
 
-    def kernel(a: Tensor, b: Tensor, i: int, j: int) -> Tensor:
-        product = a @ b.T
+    def kernel(a: Tensor, b: Tensor) -> Tensor:
+        product = a.float() @ b.float().T
         if not bool(product.isfinite().all()):  # features beyond about 1e19: the float32 products overflow
-            product = wide[i].double() @ wide[j].double().T
+            product = a.double() @ b.double().T
         return (product.double() / d + 1) ** 3
 
-    k_xx, k_yy, k_xy = kernel(x, x, 0, 0), kernel(y, y, 1, 1), kernel(x, y, 0, 1)
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
     within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
     estimate = float(within - 2 * k_xy.sum() / m**2)
     if not math.isfinite(estimate):  # cubes of inner products beyond float64: inf - inf
@@ -489,6 +487,14 @@ def checked_images(images: Any, name: str = "images") -> Tensor:
     return images
 
 
+def _pixels(images: Any, name: str) -> Tensor:
+    """Images :func:`checked_images` takes, as 8-bit pixels (:func:`quantise`): checked and
+    quantised once, so that the cache key and the network's pass downstream take them as they are
+    (uint8 pixels are neither scanned for NaN nor quantised again)."""
+    images = checked_images(images, name)
+    return images if images.dtype == torch.uint8 else quantise(images)
+
+
 def quantise(images: Tensor) -> Tensor:
     """Images (n, c, h, w) in [0, 1] -> uint8 values round(255 x), clamped."""
     return (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
@@ -564,7 +570,8 @@ def reference_features(
     names its own key (not another set's entry copied or linked there) and its mean and factor
     are those of its features (:func:`_entry`); any other entry (damaged, of an earlier version,
     or not a file of ours) is recomputed and overwritten."""
-    key = stats_key(checked_images(images, "reference images"), precision)
+    images = _pixels(images, "reference images")  # once for the key and the network's pass
+    key = stats_key(images, precision)
     path = cache_dir() / "fid" / f"{key}.npz"
     probe = network_probe(network, precision)
     if path.is_file():
@@ -679,8 +686,7 @@ def fid(
     refuses (NaN or infinite values among them) and fewer than 2 in either set."""
     start = time.perf_counter()
     precision = choose_precision(precision)
-    checked_images(generated, "generated images")
-    checked_images(reference, "reference images")
+    generated, reference = _pixels(generated, "generated images"), _pixels(reference, "reference images")
     if min(len(generated), len(reference)) < 2:  # before any Inception pass
         raise UserError(f"FID needs 2 images or more in each set; got {len(generated)} and {len(reference)}")
     ref_mean, ref_factor, ref_features, cached = reference_features(network, reference, precision, progress)

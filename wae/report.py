@@ -317,7 +317,7 @@ def latent_figure(codes: Tensor, prior: Tensor) -> Any:
         scatter_b = fig.add_axes((0.55, bottom, 0.42, top - bottom))
         axes = principal_axes(codes)
         views = [(scatter_a, codes[:, :2], prior[:, :2], "coordinates 1 and 2")]
-        views.append((scatter_b, codes.double() @ axes, prior.double() @ axes, "top two principal axes of Q_Z"))
+        views.append((scatter_b, codes @ axes, prior @ axes, "top two principal axes of Q_Z"))  # all float64
         for ax, q, p, title in views:
             if q.shape[1] < 2:  # one test code has one principal axis
                 ax.axis("off")
