@@ -33,9 +33,10 @@ def test_paper_settings():
 
 def test_demo_settings():
     # the presets' measured choices (docs/results.md, "Sample quality"): WAE-MMD with the L1
-    # cost x 0.01 at lambda 3 (the demo) or 1 (the quality preset), the other penalties at the
-    # paper's 10 with 0.05 x squared L2; the quality preset differs in network, epochs and lambda
-    for name, arch, epochs, lam in (("mnist-fast", "small", 25, 3.0), ("mnist-quality", "wide", 30, 1.0)):
+    # cost x 0.01 at lambda 1 and lr 2e-3 (the demo) or 1e-3 (the quality preset), the other
+    # penalties at the paper's 10 with 0.05 x squared L2 and lr 1e-3; the quality preset differs
+    # in network, epochs and learning rate
+    for name, arch, epochs, lr in (("mnist-fast", "small", 25, 2e-3), ("mnist-quality", "wide", 30, 1e-3)):
         mmd, gan, swd = (preset(name, o) for o in ("mmd", "gan", "swd"))
         assert (mmd.model.arch, mmd.model.latent_dim, mmd.train.epochs, mmd.train.fit_sampler) == (
             arch,
@@ -43,15 +44,16 @@ def test_demo_settings():
             epochs,
             "gmm",
         )
-        assert (mmd.loss.lam, gan.loss.lam, swd.loss.lam) == (lam, 10.0, 10.0)
+        assert (mmd.loss.lam, gan.loss.lam, swd.loss.lam) == (1.0, 10.0, 10.0)
+        assert (mmd.train.lr, gan.train.lr, swd.train.lr) == (lr, 1e-3, 1e-3)
         assert (mmd.loss.cost, mmd.loss.cost_scale) == ("l1", 0.01)
         assert (gan.loss.cost, gan.loss.cost_scale, swd.loss.cost, swd.loss.cost_scale) == ("l2sq", 0.05) * 2
 
 
 def test_override_by_bare_or_qualified_name():
-    cfg = override(preset(), lam=1.0, train__epochs=2, kernel_scales=[1.0, 2.0])
-    assert (cfg.loss.lam, cfg.train.epochs, cfg.loss.kernel_scales) == (1.0, 2, (1.0, 2.0))
-    assert preset().loss.lam == 3.0, "override must not change the preset it started from"
+    cfg = override(preset(), lam=5.0, train__epochs=2, kernel_scales=[1.0, 2.0])
+    assert (cfg.loss.lam, cfg.train.epochs, cfg.loss.kernel_scales) == (5.0, 2, (1.0, 2.0))
+    assert preset().loss.lam == 1.0, "override must not change the preset it started from"
     with pytest.raises(UserError, match="unknown setting"):
         override(preset(), lamda=3.0)
 
@@ -102,7 +104,8 @@ def test_switching_objective_brings_the_new_objectives_defaults():
             for new in OBJECTIVES:
                 assert for_objective(preset(name, old), new) == preset(name, new), (name, old, new)
     mmd = preset("mnist-fast", "mmd")
-    assert (mmd.loss.lam, for_objective(mmd, "gan").loss.lam) == (3.0, 10.0)
+    assert (mmd.loss.lam, for_objective(mmd, "gan").loss.lam) == (1.0, 10.0)
+    assert (mmd.train.lr, for_objective(mmd, "gan").train.lr) == (2e-3, 1e-3)
     chosen = dataclasses.replace(mmd, loss=dataclasses.replace(mmd.loss, lam=5.0, cost_scale=0.1))
     switched = for_objective(chosen, "gan")
     assert (switched.loss.lam, switched.loss.cost_scale) == (5.0, 0.1)  # set by the user: kept
@@ -119,7 +122,7 @@ def test_a_dumped_config_with_another_objective_is_that_objectives_config(tmp_pa
     import contextlib
     import io
 
-    for objective, lam in (("gan", "10.0"), ("swd", "10.0"), ("vae", "1.0"), ("mmd", "3.0")):
+    for objective, lam in (("gan", "10.0"), ("swd", "10.0"), ("vae", "1.0"), ("mmd", "1.0")):
         out = tmp_path / f"{objective}.toml"
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):

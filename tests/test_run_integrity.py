@@ -353,6 +353,7 @@ def test_extending_a_run_keeps_the_decayed_learning_rate(tmp_path):
     the learning rate stays at 1e-3 x 0.5 x 0.2; --schedule-epochs stretches it on purpose."""
     run = tmp_path / "run"
     argv = ["train", *TINY, "--batch-size", "32", "--epochs", "3", "--log-every", "1", "--fit-sampler", "none"]
+    argv += ["--lr", "1e-3"]
     argv += ["--out", str(run)]
     assert _cli(argv)[0] == 0  # 128 images: 4 steps per epoch, 12 steps
     assert _lrs(run)[12] == pytest.approx(1e-4)
