@@ -8,15 +8,16 @@
 # EVAL_FLAGS are passed to each wae evaluate (e.g. "--no-fid" to skip the Inception FID).
 # TRAIN_FLAGS are passed to each wae train; the default pins the settings the documented table
 # was measured with (the fast network, d_z = 8, prior samples only), which mnist-fast no longer
-# uses since the quality study of 2026-11-30; MMD_FLAGS pin WAE-MMD's lambda and cost of that
-# table (mnist-fast trains it at lambda 3 since session 11 and with the L1 cost since session 13).
+# uses since the quality study of 2026-11-30; MMD_FLAGS pin WAE-MMD's lambda, cost and learning rate
+# of that table (mnist-fast trains it at lambda 3 since session 11, with the L1 cost since session
+# 13, at lambda 1 and lr 2e-3 since session 23).
 # The penalties' lambdas come from scripts/tune_lambda.sh (override with LAM_SWD, LAM_SINKHORN, LAM_CW).
 set -euo pipefail
 EPOCHS=${1:-20}
 OUT=${2:-runs/repro}
 N=${3:-10000}
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS---arch fast --latent-dim 8 --fit-sampler none}"
-read -r -a MMD_FLAGS <<< "${MMD_FLAGS---lam 10 --cost l2sq --cost-scale 0.05}"
+read -r -a MMD_FLAGS <<< "${MMD_FLAGS---lam 10 --cost l2sq --cost-scale 0.05 --lr 1e-3}"
 WAE=${WAE:-.venv/bin/wae}
 train() {  # name, then wae train flags
     local name=$1

@@ -39,6 +39,7 @@ def main() -> None:
                 lam=10.0,
                 cost="l2sq",
                 cost_scale=0.05,
+                lr=1e-3,
                 fit_sampler="none",
                 encoder="gaussian",
                 logvar_l1=l1,

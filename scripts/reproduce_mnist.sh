@@ -5,14 +5,15 @@
 # Usage: scripts/reproduce_mnist.sh [EPOCHS] [OUT]   (defaults: 20, runs/repro)
 # TRAIN_FLAGS are passed to each wae train; the default pins the settings the documented rows
 # were measured with (the fast network, d_z = 8, prior samples only), which mnist-fast no longer
-# uses since the quality study of 2026-11-30; MMD_FLAGS pin WAE-MMD's lambda and cost of those
-# rows (mnist-fast trains it at lambda 3 since session 11 and with the L1 cost since session 13).
+# uses since the quality study of 2026-11-30; MMD_FLAGS pin WAE-MMD's lambda, cost and learning rate
+# of those rows (mnist-fast trains it at lambda 3 since session 11, with the L1 cost since session
+# 13, at lambda 1 and lr 2e-3 since session 23).
 set -euo pipefail
 EPOCHS=${1:-20}
 OUT=${2:-runs/repro}
 WAE=${WAE:-.venv/bin/wae}
 read -r -a TRAIN_FLAGS <<< "${TRAIN_FLAGS---arch fast --latent-dim 8 --fit-sampler none}"
-read -r -a MMD_FLAGS <<< "${MMD_FLAGS---lam 10 --cost l2sq --cost-scale 0.05}"
+read -r -a MMD_FLAGS <<< "${MMD_FLAGS---lam 10 --cost l2sq --cost-scale 0.05 --lr 1e-3}"
 for objective in vae mmd gan; do
     extra=()
     [ "$objective" = mmd ] && extra=("${MMD_FLAGS[@]}")

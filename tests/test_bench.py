@@ -251,8 +251,9 @@ def test_every_offered_network_and_objective_is_prepared_and_stepped(trainer, ar
 def test_every_trainer_of_the_bench_times_the_peers_objective(arch):
     # pythae's WAE and the bare loop train 0.05 x squared L2; the demo's preset trains L1 x 0.01
     # since session 13: the bench must time our step on the peers' objective, not the demo's
+    # (and since session 23 lambda 1 and lr 2e-3: the peers' lambda 10 and lr 1e-3 are pinned)
     for objective in ("mmd", "gan"):
         cfg = bench._config(bench.Setting("wae", arch, objective), 100)
-        assert (cfg.loss.cost, cfg.loss.cost_scale) == ("l2sq", 0.05)
+        assert (cfg.loss.cost, cfg.loss.cost_scale, cfg.loss.lam, cfg.train.lr) == ("l2sq", 0.05, 10.0, 1e-3)
     vae = bench._config(bench.Setting("wae", arch, "vae"), 100)
     assert (vae.loss.cost, vae.loss.cost_scale) == ("bce", 1.0)

@@ -172,6 +172,7 @@ DOCUMENTED_MMD = {
     "lam": 10.0,
     "cost": "l2sq",
     "cost_scale": 0.05,
+    "lr": 1e-3,
     "fit_sampler": "none",
 }
 
