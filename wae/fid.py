@@ -521,9 +521,7 @@ def inception_features(
     """Pool features (n, 2048), float32, of images (n, c, h, w) in [0, 1] (or uint8).
     :class:`UserError` for images :func:`checked_images` refuses and for a network whose output
     is not a real tensor with one row of features per image."""
-    images = checked_images(images)
-    if images.dtype != torch.uint8:
-        images = quantise(images)
+    images = _pixels(images, "images")
     out = []
     with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         for i in range(0, len(images), batch):
