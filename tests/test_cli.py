@@ -32,6 +32,9 @@ def test_train_writes_a_run_folder(trained_run, capsys):
     assert [p.name for p in ckpt.run_checkpoints(trained_run)] == ["step-00000005.pt"]
     assert (trained_run / "config.json").is_file()
     assert "| epoch |" in (trained_run / "report.md").read_text()
+    for name in ("samples", "reconstructions", "interpolations"):  # the last epoch's grids, encoded once
+        newest = sorted((trained_run / ckpt.GRIDS).glob(f"{name}-epoch*.png"))[-1]
+        assert (trained_run / f"{name}.png").read_bytes() == newest.read_bytes()
 
 
 def test_sample_reconstruct_interpolate(trained_run, tmp_path):

@@ -171,6 +171,37 @@ def test_short_runs_get_whole_epoch_ticks_and_empty_panels_say_why():
     assert "no training losses logged" in notes and "no evaluation yet" in notes
 
 
+def test_log_axes_are_labelled_in_plain_text_with_the_sign_of_negative_values():
+    """The default log formatter typesets every label as TeX (a third of the curves figure's
+    time, which every training run's report pays); matplotlib's plain LogFormatter drops the
+    sign of negative values on a symlog axis (-0.001 labelled "1e-03")."""
+    from wae.report import curves_figure
+
+    train = [{"kind": "train", "step": s, "recon": 8.0 / s, "penalty": (-1) ** s * 0.01 / s} for s in range(1, 60)]
+    evals = [
+        {"kind": "eval", "epoch": e, "test_recon_mse": 0.1, "test_mmd": 0.01, "fd_samples": 60 - e} for e in (1, 2, 3)
+    ]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = curves_figure(train + evals)
+    FigureCanvasAgg(fig).draw()
+    losses, fd = fig.axes[0], fig.axes[2]
+    assert losses.get_yscale() == "symlog" and fd.get_yscale() == "log"
+    labels = {}
+    for ax in (losses, fd):
+        low, high = sorted(ax.get_ylim())
+        for label in ax.get_yticklabels(which="both"):
+            value = label.get_position()[1]
+            if label.get_text() and low <= value <= high:
+                labels[(ax is fd, value)] = label.get_text()
+    assert labels and not any("$" in text for text in labels.values())
+    for (_, value), text in labels.items():
+        assert text.startswith("\N{MINUS SIGN}") == (value < 0), (value, text)
+    assert {"57", "58", "59"} & {
+        text for (is_fd, _), text in labels.items() if is_fd
+    }  # within one decade: minor labels
+
+
 @pytest.mark.parametrize("d", [1, 2, 5, 16, 20])
 def test_the_latent_figure_has_two_scatters_from_two_dimensions_and_a_histogram_per_coordinate(d):
     from wae.report import _png, latent_figure

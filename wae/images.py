@@ -27,15 +27,21 @@ def grid(images: Tensor, ncol: int, pad: int = 2) -> np.ndarray:
     return out[..., 0] if c == 1 else out
 
 
-def save_grid(images: Tensor, path: Path, ncol: int, scale: int = 1) -> None:
-    """Write a grid of images (n, c, h, w) in [0, 1] as a PNG, upscaled ``scale`` times
-    (atomically: a killed or failed write leaves the old file or none)."""
+def grid_png(images: Tensor, ncol: int, scale: int = 1) -> bytes:
+    """The PNG bytes of a grid of images (n, c, h, w) in [0, 1] (:func:`grid`), upscaled
+    ``scale`` times."""
     picture = Image.fromarray(grid(images, ncol))
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    write_atomic(path, buffer.getbuffer())
+    return buffer.getvalue()
+
+
+def save_grid(images: Tensor, path: Path, ncol: int, scale: int = 1) -> None:
+    """Write a grid of images (n, c, h, w) in [0, 1] as a PNG, upscaled ``scale`` times
+    (atomically: a killed or failed write leaves the old file or none)."""
+    write_atomic(path, grid_png(images, ncol, scale))
 
 
 def reconstruction_rows(originals: Tensor, reconstructions: Tensor, ncol: int) -> Tensor:

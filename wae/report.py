@@ -272,11 +272,28 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
 
     for ax in (axes[1], axes[2]):  # epochs are whole numbers: no 1.2, 1.4, ... on a short run
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (axes[0], axes[2]):  # log axes labelled 0.01, 1e-05, 50 in plain text: the default
+        if ax.get_yscale() != "linear":  # typesets each label as TeX (10 with a raised exponent,
+            ax.yaxis.set_major_formatter(_plain_log_formatter())  # 5 x 10 with one), a third of
+            ax.yaxis.set_minor_formatter(_plain_log_formatter())  # the figure's time
     if not evals:
         axes[1].text(0.5, 0.5, "no evaluation yet", ha="center", transform=axes[1].transAxes)
         axes[1].set(xticks=[], yticks=[])
         twin.set(yticks=[])
     return fig
+
+
+def _plain_log_formatter() -> Any:
+    """matplotlib's ``LogFormatter`` (plain-text labels of log and symlog axes) with the sign of
+    negative values kept: it labels -0.001 on a symlog axis "1e-03"."""
+    from matplotlib.ticker import LogFormatter
+
+    class SignedLogFormatter(LogFormatter):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            text = super().__call__(x, pos)
+            return "\N{MINUS SIGN}" + text if x < 0 and text else text
+
+    return SignedLogFormatter()
 
 
 def principal_axes(codes: Tensor, k: int = 2) -> Tensor:

@@ -55,7 +55,7 @@ from .evaluate import (
     is_mnist_like,
     sample_metrics,
 )
-from .images import reconstruction_rows, save_grid
+from .images import grid_png, reconstruction_rows, save_grid
 from .model import AutoEncoder
 from .nets import ARCHITECTURES, Adversary, decoder_start_size
 from .parallel import (
@@ -704,8 +704,9 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
     scale = 2 if data.size < 48 else 1
     (run_dir / ckpt.GRIDS).mkdir(exist_ok=True)
     for name, images, ncol in grids:
-        save_grid(images, run_dir / f"{name}.png", ncol, scale)
-        save_grid(images, ckpt.epoch_grid(run_dir, name, epoch), ncol, scale)
+        png = grid_png(images, ncol, scale)  # encoded once for both copies
+        ckpt.write_atomic(run_dir / f"{name}.png", png)
+        ckpt.write_atomic(ckpt.epoch_grid(run_dir, name, epoch), png)
 
 
 MAX_GRID_CLASSES = 50  # rows of the class-by-style grid
