@@ -150,3 +150,26 @@ def test_cli_toy_runs_and_refuses_to_mix_folders(tmp_path, capsys):
     assert main(["toy", "--lambdas", "-1", "--out", str(tmp_path / "other")]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
     assert not (tmp_path / "other").exists()
+
+
+def test_the_figures_log_axis_is_labelled_in_plain_text(tmp_path, monkeypatch):
+    """As the report's curves (tests/test_report.py): no TeX-typeset tick labels, which took
+    most of a small figure's label time."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import wae.toy as toy
+
+    drawn = []
+    monkeypatch.setattr(toy, "figure_bytes", lambda fig, **_: drawn.append(fig) or b"png")
+    cfg = ToyConfig(datasets=("ring",), lambdas=(0.0, 10.0))
+    rows = [
+        {"dataset": "ring", "lam": lam, "recon": recon, "w_c": w_c, "w_c_floor": 0.002}
+        for lam, recon, w_c in ((0.0, 0.01, 3.0), (10.0, 0.05, 0.2))
+    ]
+    points = torch.randn(50, 2)
+    shown = {("ring", lam): (points, points + 0.1, points) for lam in cfg.lambdas}
+    toy.toy_figure(rows, shown, torch.randn(50, 2), cfg, tmp_path / "toy.png")
+    FigureCanvasAgg(drawn[0]).draw()
+    curve = drawn[0].axes[0]
+    labels = [label.get_text() for label in curve.get_yticklabels(which="both") if label.get_text()]
+    assert curve.get_yscale() == "log" and labels and not any("$" in text for text in labels), labels

@@ -274,8 +274,7 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (axes[0], axes[2]):  # log axes labelled 0.01, 1e-05, 50 in plain text: the default
         if ax.get_yscale() != "linear":  # typesets each label as TeX (10 with a raised exponent,
-            ax.yaxis.set_major_formatter(_plain_log_formatter())  # 5 x 10 with one), a third of
-            ax.yaxis.set_minor_formatter(_plain_log_formatter())  # the figure's time
+            plain_log_labels(ax.yaxis)  # 5 x 10 with one), a third of the figure's time
     if not evals:
         axes[1].text(0.5, 0.5, "no evaluation yet", ha="center", transform=axes[1].transAxes)
         axes[1].set(xticks=[], yticks=[])
@@ -283,9 +282,17 @@ def curves_figure(records: list[dict[str, Any]]) -> Any:
     return fig
 
 
+def plain_log_labels(axis: Any) -> None:
+    """Label the major and minor ticks of a log or symlog matplotlib ``axis`` in plain text
+    (0.01, 1e-05, 55): the default formatter typesets each label as TeX (10 with a raised
+    exponent), which takes most of the time of a small figure's labels. matplotlib's own
+    ``LogFormatter`` drops the sign of negative values on a symlog axis (-0.001 labelled
+    "1e-03"): these keep it."""
+    axis.set_major_formatter(_plain_log_formatter())
+    axis.set_minor_formatter(_plain_log_formatter())
+
+
 def _plain_log_formatter() -> Any:
-    """matplotlib's ``LogFormatter`` (plain-text labels of log and symlog axes) with the sign of
-    negative values kept: it labels -0.001 on a symlog axis "1e-03"."""
     from matplotlib.ticker import LogFormatter
 
     class SignedLogFormatter(LogFormatter):

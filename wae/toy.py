@@ -289,7 +289,7 @@ def toy_figure(
     shows); held-out data against model samples for the smallest and the largest lambda; the
     codes of the held-out data against prior draws for the largest lambda. The 10-D manifold is
     drawn in its parameter coordinates t = x @ basis[:, :2]."""
-    from .report import new_figure
+    from .report import new_figure, plain_log_labels
 
     ends = sorted({min(cfg.lambdas), max(cfg.lambdas)})
     columns = 2 + len(ends)
@@ -306,6 +306,7 @@ def toy_figure(
         curve.set_xticks(lams, [f"{lam:g}" for lam in lams])
         curve.tick_params(axis="x", which="minor", bottom=False)
         curve.set_yscale("log")
+        plain_log_labels(curve.yaxis)
         curve.set_xlabel("λ")
         curve.set_title(name)
         curve.legend(fontsize=7)
