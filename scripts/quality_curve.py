@@ -9,6 +9,9 @@ evaluate`` (``metrics.json``: prior samples) and, after ``wae fit-sampler``, ``w
 
     python scripts/quality_curve.py runs/demo runs/quality --out docs/img/quality-curve.png
     python scripts/quality_curve.py runs/demo-quiet --fid runs/curve --out docs/img/demo-fid-curve.png
+
+``--speed N`` counts the minutes at N images/s instead of the logged speeds (a run trained
+beside other work: its logged speeds are no figure); ``--machine`` names the machine on the axes.
 """
 
 from __future__ import annotations
@@ -24,16 +27,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def curve(run: Path) -> tuple[list[float], list[float], list[int]]:
+def curve(run: Path, speed: float | None = None) -> tuple[list[float], list[float], list[int]]:
     """(training minutes, fast FD, epoch) at each evaluation: minutes summed from the logged
-    speed of each window of steps (evaluation time excluded)."""
+    speed of each window of steps, or from ``speed`` images/s when given (evaluation time
+    excluded)."""
     config = json.loads((run / "config.json").read_text())
     batch, every = config["train"]["batch_size"], config["train"]["log_every"]
     seconds, minutes, fd, epochs = 0.0, [], [], []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         if record.get("kind") == "train":
-            seconds += every * batch / record["images_per_s"]
+            seconds += every * batch / (speed or record["images_per_s"])
         elif record.get("kind") == "eval" and "fd_samples" in record:
             minutes.append(seconds / 60)
             fd.append(record["fd_samples"])
@@ -60,20 +64,22 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--fid", type=Path, help="folder of per-epoch run folders eE scored by wae evaluate")
     parser.add_argument("--out", type=Path, default=Path("docs/img/quality-curve.png"))
+    parser.add_argument("--speed", type=float, help="images/s to count the minutes at (default: the logged speeds)")
+    parser.add_argument("--machine", default="2 cores, bf16", help="the machine, as the axes name it")
     args = parser.parse_args()
     fig, axes = plt.subplots(1, 2 if args.fid else 1, figsize=(11 if args.fid else 6, 4), squeeze=False)
     ax = axes[0][0]
     for run in args.runs:
-        minutes, fd, _ = curve(run)
+        minutes, fd, _ = curve(run, args.speed)
         preset = json.loads((run / "config.json").read_text())["preset"]
         ax.plot(minutes, fd, marker=".", label=f"{preset} ({run.name})")
-    ax.set_xlabel("training minutes (2 cores, bf16)")
+    ax.set_xlabel(f"training minutes ({args.machine})")
     ax.set_ylabel("fast FD of 2,000 prior samples")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     if args.fid:
-        minutes, _, epochs = curve(args.runs[0])
+        minutes, _, epochs = curve(args.runs[0], args.speed)
         points = fid_points(args.fid, dict(zip(epochs, minutes, strict=True)))
         right = axes[0][1]
         for key, marker in (("prior", "o"), ("mixture", "s")):
@@ -85,7 +91,7 @@ def main() -> None:
                         f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
                     )
                 print(key, ", ".join(f"epoch {e}: {m:.1f} min, FID {f:.2f}" for m, f, e in points[key]))
-        right.set_xlabel(f"training minutes of {args.runs[0].name} (2 cores, bf16)")
+        right.set_xlabel(f"training minutes of {args.runs[0].name} ({args.machine})")
         right.set_ylabel("Inception FID, 2,000 samples")
         right.grid(alpha=0.3)
         right.legend()
