@@ -26,6 +26,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from wae.report import plain_log_labels  # noqa: E402
+
 
 def curve(run: Path, speed: float | None = None) -> tuple[list[float], list[float], list[int]]:
     """(training minutes, fast FD, epoch) at each evaluation: minutes summed from the logged
@@ -76,6 +78,7 @@ def main() -> None:
     ax.set_xlabel(f"training minutes ({args.machine})")
     ax.set_ylabel("fast FD of 2,000 prior samples")
     ax.set_yscale("log")
+    plain_log_labels(ax.yaxis)
     ax.grid(alpha=0.3)
     ax.legend()
     if args.fid:
