@@ -200,6 +200,17 @@ def test_log_axes_are_labelled_in_plain_text_with_the_sign_of_negative_values():
     assert {"57", "58", "59"} & {
         text for (is_fd, _), text in labels.items() if is_fd
     }  # within one decade: minor labels
+    # losses that stay inside the symlog's linear band get ticks off the decades: each label
+    # reads back as its tick (LogFormatter wrote -2.105e-5 as "2e-05")
+    narrow = [{"kind": "train", "step": s, "recon": -2e-5 + 1e-6 * s, "penalty": -1e-5} for s in range(1, 12)]
+    fig = curves_figure(narrow)
+    FigureCanvasAgg(fig).draw()
+    low, high = sorted(fig.axes[0].get_ylim())
+    shown = [(t.get_position()[1], t.get_text()) for t in fig.axes[0].get_yticklabels(which="both")]
+    shown = [(value, text) for value, text in shown if text and low <= value <= high]
+    assert shown
+    for value, text in shown:
+        assert float(text.replace("\N{MINUS SIGN}", "-")) == pytest.approx(value, rel=1e-3, abs=1e-12), (value, text)
 
 
 @pytest.mark.parametrize("d", [1, 2, 5, 16, 20])

@@ -298,6 +298,12 @@ def _plain_log_formatter() -> Any:
     class SignedLogFormatter(LogFormatter):
         def __call__(self, x: float, pos: int | None = None) -> str:
             text = super().__call__(x, pos)
+            try:  # one significant digit ("2e-05") for a tick off the decades (-2.105e-5 in a
+                shown = float(text.replace("\N{MINUS SIGN}", "-"))  # symlog's linear band)
+            except ValueError:
+                shown = None
+            if text and shown is not None and x != 0 and abs(shown - abs(x)) > 1e-3 * abs(x):
+                text = self.fix_minus(f"{abs(x):.4g}")
             return "\N{MINUS SIGN}" + text if x < 0 and text else text
 
     return SignedLogFormatter()
