@@ -287,7 +287,9 @@ def plain_log_labels(axis: Any) -> None:
     (0.01, 1e-05, 55): the default formatter typesets each label as TeX (10 with a raised
     exponent), which takes most of the time of a small figure's labels. matplotlib's own
     ``LogFormatter`` drops the sign of negative values on a symlog axis (-0.001 labelled
-    "1e-03"): these keep it."""
+    "1e-03") and gives one significant digit to ticks off the decades (-2.105e-5 labelled
+    "2e-05"): these keep the sign, and a label that does not read back as its tick within
+    0.1 % is written with four significant digits."""
     axis.set_major_formatter(_plain_log_formatter())
     axis.set_minor_formatter(_plain_log_formatter())
 
