@@ -171,6 +171,13 @@ def test_short_runs_get_whole_epoch_ticks_and_empty_panels_say_why():
     assert "no training losses logged" in notes and "no evaluation yet" in notes
 
 
+def _drawn_y_labels(ax) -> list[tuple[float, str]]:
+    """(tick value, label) of the labelled major and minor y ticks inside the axes' view."""
+    low, high = sorted(ax.get_ylim())
+    labels = [(label.get_position()[1], label.get_text()) for label in ax.get_yticklabels(which="both")]
+    return [(value, text) for value, text in labels if text and low <= value <= high]
+
+
 def test_log_axes_are_labelled_in_plain_text_with_the_sign_of_negative_values():
     """The default log formatter typesets every label as TeX (a third of the curves figure's
     time, which every training run's report pays); matplotlib's plain LogFormatter drops the
@@ -187,13 +194,7 @@ def test_log_axes_are_labelled_in_plain_text_with_the_sign_of_negative_values():
     FigureCanvasAgg(fig).draw()
     losses, fd = fig.axes[0], fig.axes[2]
     assert losses.get_yscale() == "symlog" and fd.get_yscale() == "log"
-    labels = {}
-    for ax in (losses, fd):
-        low, high = sorted(ax.get_ylim())
-        for label in ax.get_yticklabels(which="both"):
-            value = label.get_position()[1]
-            if label.get_text() and low <= value <= high:
-                labels[(ax is fd, value)] = label.get_text()
+    labels = {(ax is fd, value): text for ax in (losses, fd) for value, text in _drawn_y_labels(ax)}
     assert labels and not any("$" in text for text in labels.values())
     for (_, value), text in labels.items():
         assert text.startswith("\N{MINUS SIGN}") == (value < 0), (value, text)
@@ -205,9 +206,7 @@ def test_log_axes_are_labelled_in_plain_text_with_the_sign_of_negative_values():
     narrow = [{"kind": "train", "step": s, "recon": -2e-5 + 1e-6 * s, "penalty": -1e-5} for s in range(1, 12)]
     fig = curves_figure(narrow)
     FigureCanvasAgg(fig).draw()
-    low, high = sorted(fig.axes[0].get_ylim())
-    shown = [(t.get_position()[1], t.get_text()) for t in fig.axes[0].get_yticklabels(which="both")]
-    shown = [(value, text) for value, text in shown if text and low <= value <= high]
+    shown = _drawn_y_labels(fig.axes[0])
     assert shown
     for value, text in shown:
         assert float(text.replace("\N{MINUS SIGN}", "-")) == pytest.approx(value, rel=1e-3, abs=1e-12), (value, text)

@@ -304,7 +304,7 @@ def _plain_log_formatter() -> Any:
                 shown = float(text.replace("\N{MINUS SIGN}", "-"))  # symlog's linear band)
             except ValueError:
                 shown = None
-            if text and shown is not None and x != 0 and abs(shown - abs(x)) > 1e-3 * abs(x):
+            if shown is not None and x != 0 and abs(shown - abs(x)) > 1e-3 * abs(x):  # "" is None
                 text = self.fix_minus(f"{abs(x):.4g}")
             return "\N{MINUS SIGN}" + text if x < 0 and text else text
 
