@@ -232,7 +232,7 @@ def _add_train(sub: Any) -> None:
         metavar="RUN",
         help="continue the run in RUN from its checkpoint (--epochs/--max-steps may extend it)",
     )
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_no_progress(train, "the training steps, and an image folder's first conversion")
 
 
 def _add_run_commands(sub: Any) -> None:
@@ -293,6 +293,7 @@ def _add_run_commands(sub: Any) -> None:
         "--covariance", choices=["full", "diag"], default="full", help="covariance per component (default full)"
     )
     fit_sampler.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the initialisation")
+    _add_no_progress(fit_sampler, "the flow's and the VAE's fitting epochs")
 
     recon = sub.add_parser("reconstruct", help="reconstruct test images of a run's dataset")
     recon.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
@@ -313,6 +314,23 @@ def _add_run_commands(sub: Any) -> None:
     interp.add_argument("--steps", type=_positive_int, default=10, help="images per line, ends included (default 10)")
     interp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the choice of pairs")
     interp.add_argument("--out", required=True, metavar="FILE", help="output: .png grid or .npz")
+
+
+def _add_no_progress(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--no-progress``, as ``wae train`` and ``wae toy`` take it: a script passes it to every
+    command that may draw a bar (a bar is drawn only when stderr is a terminal)."""
+    parser.add_argument("--no-progress", action="store_true", help=f"no progress bar ({what})")
+
+
+def _bar(args: argparse.Namespace) -> bool:
+    """Whether a command draws its progress bar: on a terminal, unless ``--no-progress``."""
+    return sys.stderr.isatty() and not args.no_progress
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    """The ``progress`` of the library's functions that decide themselves: False with
+    ``--no-progress``, else None (a bar on a terminal)."""
+    return False if args.no_progress else None
 
 
 def _add_measure_commands(sub: Any) -> None:
@@ -360,6 +378,7 @@ def _add_measure_commands(sub: Any) -> None:
         "FID within about 1%% of fp32's, measured), or auto (default): bf16 where the CPU has it natively, else "
         "fp32. metrics.json records the choice (fid_bf16)",
     )
+    _add_no_progress(ev, "the Inception passes")
 
     rep = sub.add_parser(
         "report",
@@ -460,7 +479,7 @@ def _add_other_commands(sub: Any) -> None:
     toy.add_argument("--seed", type=_nonneg_int, default=0, help="seed of data, initialisation and draws (default 0)")
     toy.add_argument("--out", metavar="DIR", help="output folder (default: runs/toy-TIME)")
     toy.add_argument("--overwrite", action="store_true", help="write into an existing, non-empty folder")
-    toy.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_no_progress(toy, "the training steps")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -503,7 +522,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             fid_precision = None
     start = time.perf_counter()
     metrics = evaluate_run(
-        model, load_data(cfg.data), cfg.data.range, args.n, args.seed, fid_precision, sys.stderr.isatty(), sampler
+        model,
+        load_data(cfg.data, _progress(args)),
+        cfg.data.range,
+        args.n,
+        args.seed,
+        fid_precision,
+        _bar(args),
+        sampler,
     )
     metrics["seconds"] = time.perf_counter() - start
     return _write_metrics(args, out, {**metrics, **weights})
@@ -673,7 +699,7 @@ def _train(args: argparse.Namespace) -> int:
     with process_group(device) as procs, contextlib.ExitStack() as held:
 
         def prepare() -> ImageData:
-            data = load(cfg.data, progress=False if args.no_progress else None)  # rank 0 first: it builds the cache
+            data = load(cfg.data, progress=_progress(args))  # rank 0 first: it builds the cache
             if not args.resume:
                 check_fits(cfg, data, procs.world)
             if procs.main:
@@ -683,7 +709,7 @@ def _train(args: argparse.Namespace) -> int:
             return data
 
         data = on_main_first(procs, device, prepare)
-        result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=False if args.no_progress else None)
+        result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=_progress(args))
     code = 128 + result.signal if result.interrupted else 0  # 130 after Ctrl-C, 143 after SIGTERM
     if not procs.main:
         return code
@@ -1037,7 +1063,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         raise UserError(f"{run} is not a run folder")
     model, cfg = load_model(run)
     sampler_outputs(run, args.kind, grid=cfg.data.dataset != "table")  # checked before the fit
-    data = load_data(cfg.data)
+    data = load_data(cfg.data, _progress(args))
     start = time.perf_counter()
     conditional = model.classes > 0  # Q_Z of a conditional run: the codes of (x, y) pairs
     codes = encode_all(model, data.train, cfg.data.range, labels=data.train_labels if conditional else None)
@@ -1049,7 +1075,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         transforms=args.transforms,
         hidden=args.hidden,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=_bar(args),
         log=print,
     )
     path = save_sampler_and_grid(
@@ -1141,7 +1167,7 @@ def _toy(args: argparse.Namespace) -> int:
         f"wae toy --datasets {' '.join(cfg.datasets)} --lambdas {' '.join(f'{lam:g}' for lam in cfg.lambdas)} "
         f"--steps {cfg.steps} --n-eval {cfg.n_eval} --seed {cfg.seed} --out {out}"
     )
-    run_toy(cfg, out, command, progress=False if args.no_progress else None)
+    run_toy(cfg, out, command, progress=_progress(args))
     print((out / "toy.md").read_text())
     _say(f"wrote {out / 'toy.md'}, {out / 'toy.png'} and {out / 'toy.json'}")
     return 0

@@ -379,12 +379,13 @@ def check_data(data: DataConfig) -> None:
         )
 
 
-def load_data(data: DataConfig) -> Any:
-    """``data.load`` for a trained run, after checking the data are the run's."""
+def load_data(data: DataConfig, progress: bool | None = None) -> Any:
+    """``data.load`` for a trained run, after checking the data are the run's; ``progress``: the
+    bar of a first conversion of an image folder (None: on a terminal)."""
     from .data import load
 
     check_data(data)
-    return load(data)
+    return load(data, progress)
 
 
 # ----------------------------------------------------------------------------- schedule
