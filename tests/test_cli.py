@@ -17,6 +17,7 @@ from wae.config import UserError
 from .conftest import run_cli, terminal_signals
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--log-every", "1"]
+TINY += ["--arch", "fast"]  # the cheapest network: these tests are of the command, not of the demo's network
 
 
 @pytest.fixture(scope="module")

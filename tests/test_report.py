@@ -15,6 +15,7 @@ from wae.cli import main
 from wae.report import chromium, principal_axes
 
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--log-every", "1"]
+TINY += ["--arch", "fast"]  # the cheapest network: these tests are of the command, not of the demo's network
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from wae.config import TRACKERS, UserError
 
 from .conftest import tiny_config
 
-TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
+TINY = ["--dataset", "synthetic", "--arch", "fast", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
 # tiny_config: 4 steps an epoch; 10 steps logged every 2, evaluations after epochs 1 and 2 and at the end
 TRAIN_STEPS, EVAL_STEPS = [2, 4, 6, 8, 10], [4, 8, 10]
 
