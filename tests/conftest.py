@@ -79,6 +79,14 @@ SMALL_RUN = ["--dataset", "synthetic", "--synthetic-count", "128", "--batch-size
 SMALL_RUN += ["--arch", "fast", "--no-progress"]
 
 
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, where progress bars are drawn (tqdm draws none into
+    a pipe or pytest's capture): what a user at a terminal would see is in ``getvalue()``."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def run_cli(argv: Sequence[str], cwd: Path | None = None) -> tuple[int, str]:
     """``wae`` with ``argv``, run in ``cwd`` (default: here): (exit code, what it wrote to stderr)."""
     from wae.cli import main

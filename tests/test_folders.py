@@ -12,6 +12,8 @@ from wae.config import UserError
 from wae.data import load_folder
 from wae.folders import celeba_files, list_images, load_image
 
+from .conftest import Terminal
+
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
@@ -281,8 +283,38 @@ def test_image_size_is_refused_before_caching_and_the_bar_obeys_no_progress(tmp_
     assert main([*args, "--image-size", "30", "--out", str(tmp_path / "r1")]) == 2
     assert "cannot take 30x30 images" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # refused before any image was decoded
-    assert main([*args, "--image-size", "16", "--precision", "fp32", "--out", str(tmp_path / "r2")]) == 0
-    assert "caching" not in capsys.readouterr().err
+    terminal = Terminal()  # a bar is drawn only on a terminal: captured stderr would show none anyway
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stderr", terminal)
+        assert main([*args, "--image-size", "16", "--precision", "fp32", "--out", str(tmp_path / "r2")]) == 0
+    assert "caching" not in terminal.getvalue() and "report:" in terminal.getvalue()
+
+
+def test_every_command_that_reads_a_runs_folder_takes_no_progress_for_its_first_conversion(tmp_path):
+    # a script passing --no-progress to every command once got "unrecognized arguments" from all
+    # but train and toy, and reconstruct, interpolate, report and compare drew the caching bar of
+    # a removed cache on a terminal with no way to turn it off
+    import shutil
+
+    root = make_folder(tmp_path / "imgs", count=40, bad=False)
+    run = tmp_path / "run"
+    tiny = ["--image-size", "16", "--batch-size", "8", "--max-steps", "1", "--arch", "fast", "--precision", "fp32"]
+    assert main(["train", "--data", str(root), *tiny, "--fit-sampler", "none", "--no-progress", "--out", str(run)]) == 0
+    commands = [
+        ["reconstruct", str(run), "--n", "4", "--out", str(tmp_path / "r.png")],
+        ["evaluate", str(run), "--n", "8", "--no-fid", "--out", str(tmp_path / "m.json")],
+        ["fit-sampler", str(run), "--components", "2"],
+        ["interpolate", str(run), "--pairs", "1", "--steps", "3", "--out", str(tmp_path / "i.png")],
+        ["report", str(run), "--out", str(tmp_path / "r.html")],
+        ["compare", str(run), "--out", str(tmp_path / "cmp")],
+    ]
+    for argv, flag in [(commands[0], [])] + [(argv, ["--no-progress"]) for argv in commands]:
+        shutil.rmtree(tmp_path / "cache")  # the next command converts the folder again
+        terminal = Terminal()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("sys.stderr", terminal)
+            assert main([*argv, *flag]) == 0, argv
+        assert ("caching" in terminal.getvalue()) == (not flag), (argv, terminal.getvalue())
 
 
 def test_an_icc_profile_is_applied_and_a_broken_one_ignored(tmp_path):

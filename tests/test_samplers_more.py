@@ -3,7 +3,6 @@ normalising flow (zuko's neural spline flow), each against a known distribution.
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -21,6 +20,8 @@ from wae.samplers import (
     save_sampler,
     select_components,
 )
+
+from .conftest import Terminal
 
 pytest.importorskip("zuko")
 
@@ -121,11 +122,6 @@ def test_damaged_or_crafted_neural_sampler_files_are_refused(neural, tmp_path):
         load(tmp_path / "other.pt")
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path, capsys):
     import json
 
@@ -137,7 +133,7 @@ def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path,
     tiny = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress"]
     assert main(["train", *tiny, "--max-steps", "4", "--out", str(run)]) == 0
     assert main(["sample", str(run), "--sampler", "flow", "--out", str(tmp_path / "s.png")]) == 2  # not fitted yet
-    terminal = _Terminal()  # a bar is drawn only on a terminal: the flow's fitting epochs draw one
+    terminal = Terminal()  # a bar is drawn only on a terminal: the flow's fitting epochs draw one
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", terminal)
         assert main(["fit-sampler", str(run), "--kind", "flow", "--hidden", "16", "--transforms", "1"]) == 0
@@ -148,7 +144,7 @@ def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path,
     assert np.load(tmp_path / "s.npz")["images"].shape == (8, 28, 28)
     assert main(["evaluate", str(run), "--sampler", "flow", "--n", "40", "--no-fid"]) == 0
     assert "fd_samples" in json.loads((run / "metrics-flow.json").read_text())
-    terminal = _Terminal()  # --no-progress, as wae train and wae toy take it, for every command with a bar
+    terminal = Terminal()  # --no-progress, as wae train and wae toy take it, for every command with a bar
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.stderr", terminal)
         assert main(["fit-sampler", str(run), "--kind", "vae", "--hidden", "16", "--no-progress"]) == 0

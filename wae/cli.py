@@ -232,7 +232,7 @@ def _add_train(sub: Any) -> None:
         metavar="RUN",
         help="continue the run in RUN from its checkpoint (--epochs/--max-steps may extend it)",
     )
-    _add_no_progress(train, "the training steps, and an image folder's first conversion")
+    _add_no_progress(train, f"the training steps, and {FIRST_CONVERSION}")
 
 
 def _add_run_commands(sub: Any) -> None:
@@ -293,7 +293,7 @@ def _add_run_commands(sub: Any) -> None:
         "--covariance", choices=["full", "diag"], default="full", help="covariance per component (default full)"
     )
     fit_sampler.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the initialisation")
-    _add_no_progress(fit_sampler, "the flow's and the VAE's fitting epochs")
+    _add_no_progress(fit_sampler, f"the flow's and the VAE's fitting epochs, and {FIRST_CONVERSION}")
 
     recon = sub.add_parser("reconstruct", help="reconstruct test images of a run's dataset")
     recon.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
@@ -307,6 +307,7 @@ def _add_run_commands(sub: Any) -> None:
         help="conditional runs: style transfer; encode the test images with their own classes and decode them "
         "as class L (a class name or index; default: their own)",
     )
+    _add_no_progress(recon, FIRST_CONVERSION)
 
     interp = sub.add_parser("interpolate", help="decode straight lines between the codes of test images")
     interp.add_argument("run", metavar="RUN", help="run folder (or checkpoint file)")
@@ -314,11 +315,17 @@ def _add_run_commands(sub: Any) -> None:
     interp.add_argument("--steps", type=_positive_int, default=10, help="images per line, ends included (default 10)")
     interp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the choice of pairs")
     interp.add_argument("--out", required=True, metavar="FILE", help="output: .png grid or .npz")
+    _add_no_progress(interp, FIRST_CONVERSION)
+
+
+# every command that reads a run's data may convert its image folder for the first time (when
+# the cache was removed): a bar on a terminal
+FIRST_CONVERSION = "an image folder's first conversion"
 
 
 def _add_no_progress(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--no-progress``, as ``wae train`` and ``wae toy`` take it: a script passes it to every
-    command that may draw a bar (a bar is drawn only when stderr is a terminal)."""
+    """``--no-progress`` for a command that may draw a bar (only when stderr is a terminal): a
+    script passes it to every command that reads a run's data or trains."""
     parser.add_argument("--no-progress", action="store_true", help=f"no progress bar ({what})")
 
 
@@ -378,7 +385,7 @@ def _add_measure_commands(sub: Any) -> None:
         "FID within about 1%% of fp32's, measured), or auto (default): bf16 where the CPU has it natively, else "
         "fp32. metrics.json records the choice (fid_bf16)",
     )
-    _add_no_progress(ev, "the Inception passes")
+    _add_no_progress(ev, f"the Inception passes, and {FIRST_CONVERSION}")
 
     rep = sub.add_parser(
         "report",
@@ -391,6 +398,7 @@ def _add_measure_commands(sub: Any) -> None:
     rep.add_argument("run", metavar="RUN", help="run folder")
     rep.add_argument("--out", metavar="FILE.html", help="where to write it (default: RUN/report.html)")
     rep.add_argument("--screenshot", metavar="FILE.png", help="also render it to a PNG in headless Chromium")
+    _add_no_progress(rep, FIRST_CONVERSION)
 
     cmp = sub.add_parser(
         "compare",
@@ -402,6 +410,7 @@ def _add_measure_commands(sub: Any) -> None:
     cmp.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     cmp.add_argument("--out", required=True, metavar="DIR", help="folder for compare.md and compare.png")
     cmp.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the prior codes and test images shown")
+    _add_no_progress(cmp, FIRST_CONVERSION)
 
     exporting = sub.add_parser(
         "export",
@@ -508,7 +517,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from .evaluate import evaluate_table
 
         start = time.perf_counter()
-        metrics = evaluate_table(model, load_data(cfg.data).test, args.n, args.seed, sampler)
+        metrics = evaluate_table(model, load_data(cfg.data, _progress(args)).test, args.n, args.seed, sampler)
         metrics["seconds"] = time.perf_counter() - start
         return _write_metrics(args, out, {**metrics, **weights})
     fid_precision = None if args.no_fid else args.fid_precision
@@ -551,7 +560,7 @@ def _write_metrics(args: argparse.Namespace, out: Path, metrics: dict[str, Any])
     if not args.out and args.sampler == "prior" and (folder / "config.json").is_file():  # a loose checkpoint: none
         from .report import write_report
 
-        _say(f"report: {write_report(folder)}")
+        _say(f"report: {write_report(folder, progress=_progress(args))}")
     return 0
 
 
@@ -571,7 +580,7 @@ def _report(args: argparse.Namespace) -> int:
     _check_not_special(out, "--out", run / "report.html", run)
     if args.screenshot:
         _check_not_special(Path(args.screenshot), "--screenshot", run=run)
-    page = write_report(run, out)
+    page = write_report(run, out, _progress(args))
     _say(f"wrote {page}")
     if args.screenshot:
         screenshot(page, Path(args.screenshot))
@@ -595,7 +604,7 @@ def _compare(args: argparse.Namespace) -> int:
         data = _data_path(run)
         for path in outputs:
             _check_not_data(path, path.resolve(), "--out", data)
-    table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed)
+    table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed, _progress(args))
     print(table_path.read_text())
     _say(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
     return 0
@@ -716,7 +725,7 @@ def _train(args: argparse.Namespace) -> int:
     if not result.interrupted:
         from .report import write_report
 
-        _say(f"report: {write_report(run_dir)}", file=sys.stderr)
+        _say(f"report: {write_report(run_dir, progress=_progress(args))}", file=sys.stderr)
     if not result.interrupted and cfg.model.arch != "mlp":
         names = ["samples", f"samples-{cfg.train.fit_sampler}", "reconstructions", "interpolations"]
         grids = ", ".join(str(run_dir / f"{name}.png") for name in names if (run_dir / f"{name}.png").is_file())
@@ -1110,7 +1119,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     model, cfg, classes = loaded.model, loaded.config, loaded.class_names
     _refuse_table(cfg, "reconstruct")
     target = resolve_labels(args.label, classes, many=False)[0] if args.label is not None else None
-    data = load_data(cfg.data)
+    data = load_data(cfg.data, _progress(args))
     test = data.test
     check_decode_memory(
         model, 2 * min(args.n, len(test)), f"--n {args.n} reconstructions", at_once=min(args.n, len(test))
@@ -1136,7 +1145,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     check_decode_memory(
         model, args.pairs * args.steps, f"{args.pairs} pairs x {args.steps} steps", at_once=args.pairs * args.steps
     )
-    data = load_data(cfg.data)
+    data = load_data(cfg.data, _progress(args))
     test = data.test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")

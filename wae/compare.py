@@ -128,16 +128,19 @@ def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] |
 
 
 @torch.no_grad()
-def run_images(run: Path, seed: int = 0, loaded: LoadedRun | None = None) -> dict[str, Tensor]:
+def run_images(
+    run: Path, seed: int = 0, loaded: LoadedRun | None = None, progress: bool | None = None
+) -> dict[str, Tensor]:
     """Samples (24), test reconstructions (8 originals then their 8 reconstructions) and two
     interpolations of 8 steps from a run's model (``loaded``, when the caller has read it with
     :func:`wae.train.load_run`), all in [0, 1]; the same codes and test images for every run
-    with the same seed, latent size and dataset."""
+    with the same seed, latent size and dataset. ``progress``: the bar of a first conversion of
+    the run's image folder (None: on a terminal)."""
     from .train import load_run
 
     loaded = load_run(run) if loaded is None else loaded
     model, cfg = loaded.model, loaded.config
-    data = load_data(cfg.data)  # refused when the run's data changed
+    data = load_data(cfg.data, progress)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:12]
     # a conditional run: samples of the classes in turn, test images with their own labels
@@ -174,10 +177,11 @@ def figure(images_of_runs: list[dict[str, Tensor]], summaries: list[dict[str, An
     return fig
 
 
-def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path | None]:
+def compare_runs(runs: list[Path], out: Path, seed: int = 0, progress: bool | None = None) -> tuple[Path, Path | None]:
     """Write ``out/compare.md`` and ``out/compare.png`` (runs on tables: the table alone, of
     their figures); returns their paths (None for no figure). :class:`UserError` for runs on
-    images and on tables together."""
+    images and on tables together. ``progress``: the bar of a first conversion of a run's image
+    folder (None: on a terminal)."""
     on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in runs]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")
@@ -189,7 +193,7 @@ def compare_runs(runs: list[Path], out: Path, seed: int = 0) -> tuple[Path, Path
     summaries = [run_summary(r, one.step, weights_fingerprint(one.model)) for r, one in zip(runs, loaded, strict=True)]
     fig = None
     if not all(on_tables):
-        fig = figure([run_images(r, seed, one) for r, one in zip(runs, loaded, strict=True)], summaries)
+        fig = figure([run_images(r, seed, one, progress) for r, one in zip(runs, loaded, strict=True)], summaries)
     created = not out.exists()
     table_path, figure_path = out / "compare.md", out / "compare.png"
     try:

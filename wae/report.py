@@ -515,13 +515,16 @@ def _stale_sampler(path: Path, kind: str, weights: str) -> bool:
 
 
 @torch.no_grad()
-def latent_codes(model: Any, cfg: Config, n: int = 2000, seed: int = 0) -> tuple[Tensor, Tensor]:
+def latent_codes(
+    model: Any, cfg: Config, n: int = 2000, seed: int = 0, progress: bool | None = None
+) -> tuple[Tensor, Tensor]:
     """Codes of ``n`` random test images (Q_Z) and ``n`` prior draws (P_Z) of a run's model
-    (as :func:`wae.train.load_model` gives it, with its config)."""
+    (as :func:`wae.train.load_model` gives it, with its config); ``progress``: the bar of an
+    image folder's first conversion (None: on a terminal)."""
     from .evaluate import encode_all
     from .runs import load_data
 
-    data = load_data(cfg.data)  # refused when the run's data changed
+    data = load_data(cfg.data, progress)  # refused when the run's data changed
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(data.test), generator=generator)[:n]
     labels = data.test_labels[pick] if model.classes and data.test_labels is not None else None
@@ -568,7 +571,7 @@ def _grid_files(
     return files
 
 
-def render_report(run: Path) -> str:
+def render_report(run: Path, progress: bool | None = None) -> str:
     """The HTML text of a run's report (see the module docstring)."""
     from .samplers import SAMPLER_FILES
     from .train import load_run
@@ -581,7 +584,7 @@ def render_report(run: Path) -> str:
     drawn = _grid_files(run, everything, records, loaded.step)
     weights = weights_fingerprint(model)  # figures of other weights are left out
     metrics, source = metrics_and_source(run, weights, evals=[r for r in records if r.get("kind") == "eval"])
-    codes, prior = latent_codes(model, loaded.config)
+    codes, prior = latent_codes(model, loaded.config, progress=progress)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>wae report: {html.escape(run.name)}</title><style>{CSS}</style></head><body>",
@@ -642,11 +645,12 @@ def render_report(run: Path) -> str:
     return "\n".join(parts)
 
 
-def write_report(run: str | Path, out: str | Path | None = None) -> Path:
-    """Write the report of ``run`` to ``out`` (default ``RUN/report.html``), atomically."""
+def write_report(run: str | Path, out: str | Path | None = None, progress: bool | None = None) -> Path:
+    """Write the report of ``run`` to ``out`` (default ``RUN/report.html``), atomically;
+    ``progress``: the bar of a first conversion of the run's image folder (None: on a terminal)."""
     run = Path(run)
     target = Path(out) if out is not None else run / "report.html"
-    text = render_report(run)
+    text = render_report(run, progress)
     try:
         write_atomic(target, text)
     except OSError as err:
