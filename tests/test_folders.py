@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -284,8 +286,7 @@ def test_image_size_is_refused_before_caching_and_the_bar_obeys_no_progress(tmp_
     assert "cannot take 30x30 images" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # refused before any image was decoded
     terminal = Terminal()  # a bar is drawn only on a terminal: captured stderr would show none anyway
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.stderr", terminal)
+    with contextlib.redirect_stderr(terminal):
         assert main([*args, "--image-size", "16", "--precision", "fp32", "--out", str(tmp_path / "r2")]) == 0
     assert "caching" not in terminal.getvalue() and "report:" in terminal.getvalue()
 
@@ -311,8 +312,7 @@ def test_every_command_that_reads_a_runs_folder_takes_no_progress_for_its_first_
     for argv, flag in [(commands[0], [])] + [(argv, ["--no-progress"]) for argv in commands]:
         shutil.rmtree(tmp_path / "cache")  # the next command converts the folder again
         terminal = Terminal()
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr("sys.stderr", terminal)
+        with contextlib.redirect_stderr(terminal):
             assert main([*argv, *flag]) == 0, argv
         assert ("caching" in terminal.getvalue()) == (not flag), (argv, terminal.getvalue())
 

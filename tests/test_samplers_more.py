@@ -3,6 +3,7 @@ normalising flow (zuko's neural spline flow), each against a known distribution.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -134,8 +135,7 @@ def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path,
     assert main(["train", *tiny, "--max-steps", "4", "--out", str(run)]) == 0
     assert main(["sample", str(run), "--sampler", "flow", "--out", str(tmp_path / "s.png")]) == 2  # not fitted yet
     terminal = Terminal()  # a bar is drawn only on a terminal: the flow's fitting epochs draw one
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.stderr", terminal)
+    with contextlib.redirect_stderr(terminal):
         assert main(["fit-sampler", str(run), "--kind", "flow", "--hidden", "16", "--transforms", "1"]) == 0
     assert "flow: " in terminal.getvalue() and "epoch" in terminal.getvalue()
     assert "mean log-density of test codes: flow" in capsys.readouterr().out
@@ -145,8 +145,7 @@ def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path,
     assert main(["evaluate", str(run), "--sampler", "flow", "--n", "40", "--no-fid"]) == 0
     assert "fd_samples" in json.loads((run / "metrics-flow.json").read_text())
     terminal = Terminal()  # --no-progress, as wae train and wae toy take it, for every command with a bar
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.stderr", terminal)
+    with contextlib.redirect_stderr(terminal):
         assert main(["fit-sampler", str(run), "--kind", "vae", "--hidden", "16", "--no-progress"]) == 0
         assert (
             main(["evaluate", str(run), "--n", "8", "--no-fid", "--no-progress", "--out", str(tmp_path / "m.json")])
