@@ -570,11 +570,11 @@ def _mnist_fast(objective: str) -> Config:
 def _mnist_quality(objective: str) -> Config:
     # The CPU quality preset: mnist-fast's settings, its learning rates included, on the
     # twice-as-wide network for 30 epochs, under an hour on 2 cores with native bf16 (29 minutes
-    # on a Xeon with AMX, 58 on an AMD EPYC with AVX-512 bf16; docs/results.md, "Sample
+    # on a Xeon with AMX, 54-58 on an AMD EPYC with AVX-512 bf16; docs/results.md, "Sample
     # quality"). WAE-MMD at lambda = 1 with the L1 cost x 0.01 and lr 2e-3 since session 26:
-    # FID 15.44 (prior) and 8.53 (mixture), one seed, against 15.77 +- 0.26 and 8.76 +- 0.05 over
-    # three seeds at lr 1e-3 (16.07 and 8.79 for the same seed) and 19.15 +- 0.48 and
-    # 11.63 +- 0.27 with 0.05 * squared L2 at lambda 3. The other penalties as in mnist-fast.
+    # FID 15.23 +- 0.19 (prior) and 8.65 +- 0.15 (mixture) over three seeds, against
+    # 15.77 +- 0.26 and 8.76 +- 0.05 at lr 1e-3, and 19.15 +- 0.48 and 11.63 +- 0.27 with
+    # 0.05 * squared L2 at lambda 3. The other penalties as in mnist-fast.
     cfg = _mnist_fast(objective)
     cfg.preset = "mnist-quality"
     cfg.model.arch = "wide"
