@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/wae train --preset mnist-fast --out runs/demo --overwrite
+	$(VENV)/bin/wae train --preset mnist-fast --time-budget 9.5 --out runs/demo --overwrite
 
 check: $(STAMP)
 	$(VENV)/bin/ruff format --check wae tests benchmarks

@@ -166,3 +166,17 @@ def test_two_processes_train_a_conditional_wae_exactly_as_one(tmp_path, monkeypa
         ckpt.load_latest(tmp_path / "two")[0]["data"]["class_names"]
         == ckpt.load_latest(tmp_path / "one")[0]["data"]["class_names"]
     )
+
+
+@pytest.mark.slow  # one launch of two processes: about 10 s on 2 cores
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_two_processes_keep_the_same_epochs_under_a_time_budget(tmp_path, monkeypatch):
+    """--time-budget decides after the first epoch from each rank's clock: the ranks take the
+    mean, so that all keep the same epochs (ranks that disagreed would wait on each other)."""
+    monkeypatch.chdir(tmp_path)
+    argv = [*ARGS, "--synthetic-count", "128", "--arch", "fast", "--epochs", "3"]
+    _torchrun(tmp_path, *argv, "--time-budget", "0.0001", "--out", "two")
+    recorded = json.loads((tmp_path / "two" / "config.json").read_text())["train"]
+    assert (recorded["epochs"], recorded["time_budget"]) == (1, None)
+    final = ckpt.load_latest(tmp_path / "two")
+    assert final is not None and final[0]["step"] == 128 // 32  # one epoch of the synthetic set

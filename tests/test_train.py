@@ -360,3 +360,118 @@ def test_a_resume_that_replans_the_schedule_takes_its_first_step_at_the_new_rate
     same = build(cfg, 1, 16, steps_per_epoch=2)
     load_state(same, payload)
     assert same.optimizer.param_groups[0]["lr"] == payload["optimizer"]["param_groups"][0]["lr"]
+
+
+def test_epochs_within_a_time_budget_have_their_known_values():
+    from wae.train import epochs_within
+
+    # 10 minutes, 60 s an epoch, 70 s gone: 600 - 70 - 30 (half an epoch for the sampler) = 500 s, 8 more
+    assert epochs_within(10, 60.0, 70.0, 25, sampler=True) == 9
+    assert epochs_within(10, 60.0, 70.0, 25, sampler=False) == 9  # 530 s: still 8 more
+    assert epochs_within(10, 60.0, 50.0, 25, sampler=False) == 10  # 550 s: 9 more
+    assert epochs_within(10, 60.0, 70.0, 5, sampler=True) == 5  # never more than the run's epochs
+    assert epochs_within(1, 60.0, 90.0, 25, sampler=True) == 1  # over the budget already: the first only
+    assert epochs_within(1, 60.0, 90.0, 25, sampler=True, done=3) == 3  # never fewer than those done
+    assert epochs_within(10, 60.0, 70.0, 25, sampler=True, done=3) == 11  # decided after the third epoch
+    assert epochs_within(1e300, 1e-300, 0.0, 7, sampler=True) == 7  # no overflow
+
+
+def _patched_budget(monkeypatch, kept: int) -> list[tuple]:
+    """``epochs_within`` made to keep ``kept`` epochs (no clock in the tests); its calls."""
+    import wae.train as train
+
+    calls: list[tuple] = []
+
+    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1):
+        calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done))
+        return kept
+
+    monkeypatch.setattr(train, "epochs_within", within)
+    return calls
+
+
+def _budget_run(tmp_path, monkeypatch, kept: int, **settings):
+    """A tiny run of 4 epochs of 2 steps with a time budget whose count of epochs is ``kept``."""
+    calls = _patched_budget(monkeypatch, kept)
+    cfg = tiny_config(epochs=4, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0, **settings)
+    said: list[str] = []
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    return cfg, run, calls, said
+
+
+def _recorded(run_dir) -> tuple:
+    train = json.loads((run_dir / "config.json").read_text())["train"]
+    return train["epochs"], train["schedule_epochs"], train["time_budget"]
+
+
+def _plans(run_dir) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if json.loads(line)["kind"] == "plan"]
+
+
+def test_a_time_budget_keeps_the_epochs_that_fit_and_replans_the_schedule(tmp_path, monkeypatch):
+    cfg, run, calls, said = _budget_run(tmp_path, monkeypatch, kept=2)
+    assert run.step == 4  # 2 of the 4 epochs
+    ((budget, epoch_s, elapsed_s, epochs, sampler, done),) = calls  # decided once, after the first epoch
+    assert (budget, epochs, sampler, done) == (3.0, 4, True, 1) and epoch_s > 0 and elapsed_s > 0
+    assert _recorded(tmp_path / "run") == (2, 2, None)
+    ((plan,),) = [_plans(tmp_path / "run")]
+    assert (plan["step"], plan["epochs_asked"], plan["epochs_kept"], plan["time_budget_min"]) == (2, 4, 2, 3.0)
+    assert any("training 2 of the 4 epochs" in line for line in said)
+    assert cfg.train.epochs == 4 and cfg.train.time_budget == 3.0  # the caller's config is left alone
+    # the milestone at half of the 2 kept epochs: the second epoch runs at a tenth, its first step too
+    rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
+    assert rates == pytest.approx({1: 2e-3, 2: 2e-3, 3: 2e-4, 4: 2e-4})
+
+
+def test_a_time_budget_that_fits_every_epoch_changes_nothing_but_the_record(tmp_path, monkeypatch):
+    _, run, _, said = _budget_run(tmp_path, monkeypatch, kept=4)
+    assert run.step == 8
+    assert _recorded(tmp_path / "run") == (4, 4, None)
+    assert [p["epochs_kept"] for p in _plans(tmp_path / "run")] == [4]
+    assert any("all 4 epochs fit" in line for line in said)
+
+
+@pytest.mark.parametrize("schedule", [4, 8])
+def test_a_time_budget_replans_a_schedule_given_by_hand_over_the_epochs_kept(tmp_path, monkeypatch, schedule):
+    """--schedule-epochs was for the epochs asked (equal to them or not): a cut run ends its schedule with it."""
+    _budget_run(tmp_path, monkeypatch, kept=2, schedule_epochs=schedule)
+    assert _recorded(tmp_path / "run") == (2, 2, None)
+
+
+def test_a_run_stopped_within_its_budget_resumes_with_the_epochs_kept(tmp_path, monkeypatch):
+    cfg, run, calls, _ = _budget_run(tmp_path, monkeypatch, kept=2, max_steps=3)
+    assert run.step == 3 and len(calls) == 1
+    stored = wae.Config.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
+    again = fit(
+        override(stored, max_steps=None),
+        tmp_path / "run",
+        data=make_synthetic(count=64, size=16),
+        resume=True,
+        progress=False,
+        log=lambda _: None,
+    )
+    assert again.step == 4 and len(calls) == 1  # the plan made stays; no second decision
+
+
+# (the step the first session stopped at, the epochs done when the resumed session decides):
+# timed from the step after the session's first, decided at the first epoch end after one timed step
+@pytest.mark.parametrize(("stopped_at", "decided_after"), [(1, 2), (2, 2), (4, 3)])
+def test_a_budget_still_open_at_a_resume_is_decided_after_half_an_epoch_of_timed_steps(
+    tmp_path, monkeypatch, stopped_at, decided_after
+):
+    """A resume that finds the budget undecided (the first session stopped in its first epoch,
+    late in it, or killed between the first epoch's checkpoint and the decision; or a budget
+    given to a resume) times its own steps, after the first (here: half an epoch of 2 steps), for
+    at least half an epoch: a single cold step once stood for a whole epoch."""
+    data = make_synthetic(count=64, size=16)  # 2 steps an epoch
+    first = tiny_config(epochs=6, max_steps=stopped_at, lr_milestones=(0.5,), lr_factors=(0.1,))
+    fit(first, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    calls = _patched_budget(monkeypatch, kept=4)
+    said: list[str] = []
+    resumed = override(first, max_steps=None, time_budget=2.0)
+    run = fit(resumed, tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
+    ((*_, done),) = calls
+    assert done == decided_after
+    assert run.step == 4 * 2 and _recorded(tmp_path / "run") == (4, 4, None)
+    assert any("training 4 of the 6 epochs" in line for line in said)

@@ -318,6 +318,17 @@ class TrainConfig:
         at_least=0,
         resume=True,
     )
+    time_budget: float | None = setting(
+        None,
+        "minutes of wall time the training should take, counted from the start of this session (wae train "
+        "--resume starts one), set-up and the ex-post sampler's fit included: at the first epoch's end (its "
+        "steps after the tenth timed, with its evaluation; a resumed session times half an epoch of its own "
+        "first) the run keeps as many of its epochs as fit, never more than --epochs nor fewer than those done, "
+        "and plans the learning-rate schedule over them; config.json then records the epochs kept and no "
+        "budget, metrics.jsonl the decision (an estimate: a machine that slows down later runs over)",
+        above=0,
+        resume=True,
+    )
     lr: float = setting(1e-3, "Adam learning rate of the encoder and decoder", above=0)
     adversary_lr: float = setting(5e-4, "Adam learning rate of the WAE-GAN adversary", above=0)
     beta1: float = setting(0.5, "Adam beta1", at_least=0, below=1)

@@ -10,6 +10,7 @@ A step takes one batch, updates the parameters and returns its loss parts as ten
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -141,6 +142,24 @@ def lr_multiplier(cfg: Config, step: int, steps_per_epoch: int) -> float:
         return ramp
     t = min(1.0, (step - warm) / max(1, total - warm))
     return LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def planned_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """The steps the run takes in all: its epochs', or ``max_steps`` when fewer."""
+    total = steps_per_epoch * cfg.train.epochs
+    return total if cfg.train.max_steps is None else min(total, cfg.train.max_steps)
+
+
+def epochs_within(
+    budget_min: float, epoch_s: float, elapsed_s: float, epochs: int, sampler: bool, done: int = 1
+) -> int:
+    """The epochs of a run that fit in ``budget_min`` minutes once ``done`` are done: an epoch
+    takes ``epoch_s`` seconds (its evaluation included), ``elapsed_s`` have passed since the
+    session began, and, when an ex-post ``sampler`` is fitted at the end, half an epoch is kept
+    back for it. Between ``done`` and ``epochs``."""
+    left = budget_min * 60 - elapsed_s - (0.5 * epoch_s if sampler else 0.0)
+    more = math.floor(left / epoch_s) if epoch_s > 0 and math.isfinite(left / epoch_s) else epochs
+    return max(done, min(epochs, done + more))
 
 
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
@@ -515,6 +534,12 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
     state.step = int(payload["step"])
     # the optimizer's stored rate is the old plan's; a resume that re-plans the schedule
     # (--schedule-epochs) must take its first step at the new plan's rate, not from the next one
+    rates_to_plan(state)
+
+
+def rates_to_plan(state: State) -> None:
+    """Set the optimizers' learning rates to what the schedule now gives for the next step
+    (after the plan changed: a resume with --schedule-epochs, a time budget)."""
     for scheduler in (state.scheduler, state.adversary_scheduler):
         if scheduler is not None:
             for group, rate in zip(scheduler.optimizer.param_groups, scheduled_rates(scheduler), strict=True):
@@ -934,6 +959,7 @@ def fit(
 
     Under ``torchrun`` every process calls this with the same arguments: each trains on its
     shard of every global batch and rank 0 alone writes the run folder."""
+    started = time.perf_counter()  # what train.time_budget counts from
     validate(cfg)
     tracking.check_installed(cfg)
     if run_dir is None and tracking.names_of(cfg.train.log):
@@ -946,7 +972,7 @@ def fit(
     # checkpoint); the caller's is given back afterwards, as its thread count is
     rng = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
     with rng, process_group(device) as procs, runs.writing(run_dir, procs.main, resume), _threads(cfg.train.threads):
-        return _fit(cfg, device, procs, run_dir, data, resume, progress, log)
+        return _fit(cfg, device, procs, run_dir, data, resume, progress, log, started)
 
 
 @contextlib.contextmanager
@@ -973,17 +999,20 @@ def _fit(
     resume: bool,
     progress: bool | None,
     log: Callable[[str], None] | None,
+    started: float,
 ) -> Run:
     data = data if data is not None else load(cfg.data)
     check_fits(cfg, data, procs.world)
     cfg = resolve_precision(cfg, device.type)
+    # the run's own train section: a time budget changes its epochs, never the caller's
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train))
     classes = len(data.classes) if cfg.data.condition == "labels" else 0
     state = build(cfg, data.channels, data.size, len(data.train) // cfg.train.batch_size, device, procs, classes)
     state.classes = data.classes if classes else ()
     quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
     shown: Callable[[str], None] = lambda msg: tqdm.write(one_line(msg), file=sys.stderr)  # noqa: E731
     say = (log if log is not None else shown) if procs.main else quiet
-    loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say)
+    loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say, started)
     if resume:
         loop.resume()
     if loop.out is not None:
@@ -999,15 +1028,16 @@ class _Loop:
     :meth:`checkpoint_point` (evaluate, write, save) and :meth:`finish`. Its attributes are what
     the loop carries from one step to the next."""
 
-    def __init__(self, state: State, data: ImageData, run_dir: Path | None, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, state: State, data: ImageData, run_dir: Path | None, say: Callable[[str], None], started: float
+    ) -> None:
         cfg = state.cfg
+        self.started = started  # perf_counter() when fit() was called
         self.state, self.cfg, self.data, self.procs, self.say = state, cfg, data, state.procs, say
         self.source = run_dir  # read on resume by every rank
         self.out = run_dir if state.procs.main else None  # written by rank 0 alone
         self.steps_per_epoch = len(data.train) // cfg.train.batch_size
-        self.total_steps = self.steps_per_epoch * cfg.train.epochs
-        if cfg.train.max_steps is not None:
-            self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        self.total_steps = planned_steps(cfg, self.steps_per_epoch)
         self.step_fn = STEPS[cfg.loss.objective]
         self.fixed_z = state.model.prior_sample(100, torch.Generator().manual_seed(cfg.train.seed + 2))
         # a random subset, not the first images: MNIST's test set is ordered by writer population
@@ -1025,6 +1055,7 @@ class _Loop:
         self.skipped = 0  # batches with a non-finite loss (counted in this session)
         self.trackers = tracking.Trackers()  # TensorBoard, W&B, MLflow: none until _fit opens them
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
+        self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the first epoch from
         self.signum = int(signal.SIGINT)  # the signal that asked
 
     def resume(self) -> None:
@@ -1068,13 +1099,59 @@ class _Loop:
             dynamic_ncols=True,
         )
         state.model.train()
+        budget, spe = self.cfg.train.time_budget, self.steps_per_epoch
+        # a budget times this session's steps after its first ten (half an epoch's if fewer), which
+        # run slower while memory and kernels are set up, and is decided at the first epoch's end
+        # after at least half an epoch of timed steps (the first epoch's, unless a resume came late)
+        self.timed_from = state.step + min(10, spe // 2)
+        self.timed_since = time.perf_counter()
         with _StopFlag() as stop, bar:
             while state.step < self.total_steps and not self.stopping:
                 self.epoch(stop, bar)
-                if state.step % self.steps_per_epoch == 0:
-                    self.checkpoint_point(state.step // self.steps_per_epoch)
+                if state.step % spe == 0:
+                    steps_done = time.perf_counter()
+                    self.checkpoint_point(state.step // spe)
+                    timed = state.step - self.timed_from
+                    if budget is not None and timed >= max(1, spe // 2):
+                        now = time.perf_counter()
+                        # the timed steps scaled to a whole epoch, with the evaluation after them
+                        epoch_s = (steps_done - self.timed_since) * spe / timed + now - steps_done
+                        self.fit_to_budget(budget, epoch_s, now - self.started, bar)
+                        budget = None
             self.signum = stop.signum
         return self.finish()
+
+    def fit_to_budget(self, budget: float, epoch_s: float, elapsed_s: float, bar: tqdm) -> None:
+        """At an epoch's end: keep as many of the run's epochs as fit in ``budget`` minutes (an
+        epoch takes ``epoch_s`` seconds; ``elapsed_s`` have passed since :func:`fit` began), with
+        half an epoch kept back for an ex-post sampler's fit, and re-plan the schedule over them;
+        config.json records the plan and metrics.jsonl the decision."""
+        cfg, state = self.cfg, self.state
+        done = state.step // self.steps_per_epoch
+        # the ranks' mean, so that every rank keeps the same epochs (on the device: NCCL reduces there)
+        clocks = torch.tensor([epoch_s, elapsed_s], device=state.device)
+        epoch_s, elapsed_s = (float(v) for v in mean_over(clocks, self.procs))
+        planned = cfg.train.epochs
+        kept = epochs_within(budget, epoch_s, elapsed_s, planned, cfg.train.fit_sampler != "none", done)
+        cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
+        if kept < planned:
+            # the schedule ends with the run, whatever it was planned over before (a resume pins
+            # its first session's; a --schedule-epochs was for the epochs asked)
+            cfg.train.schedule_epochs = kept
+            cfg.train.epochs = kept
+            self.total_steps = planned_steps(cfg, self.steps_per_epoch)
+            bar.total = self.total_steps
+            rates_to_plan(state)  # the next step at the new plan's rate
+        self.say(
+            f"time budget {budget:g} min: an epoch takes {epoch_s:.0f} s here (its evaluation included), "
+            f"{elapsed_s:.0f} s have passed: "
+            + (f"training {kept} of the {planned} epochs" if kept < planned else f"all {planned} epochs fit")
+        )
+        if self.out is not None:
+            ckpt.write_atomic(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+            record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
+            record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept)
+            _append_jsonl(self.out / ckpt.RECORDS, record)
 
     def epoch(self, stop: _StopFlag, bar: tqdm) -> None:
         """The rest of the current epoch, batch by batch, until the last step or a stop request."""
@@ -1120,6 +1197,8 @@ class _Loop:
         self.stopping = bool(shared[-1] > 0)
         elapsed = time.perf_counter() - t0
         state.step += 1
+        if state.step == self.timed_from:  # a time budget times the first epoch's steps from here
+            self.timed_since = time.perf_counter()
         nonfinite = [k for k, v in parts.items() if not torch.isfinite(v)]
         if nonfinite:
             self.skip(nonfinite, statistics)
