@@ -26,6 +26,7 @@ from .config import MAX_IMAGE_SIDE, Config, UserError, json_repr, parse_json, va
 FORMAT = 1
 FOLDER = "checkpoints"
 RECORDS = "metrics.jsonl"  # a run's training and evaluation records, one JSON object a line
+CONFIG = "config.json"  # the settings of a run or an export
 GRIDS = "grids"  # a run's per-evaluation grids, epoch_grid(...)
 EPOCH_GRIDS = ("samples", "reconstructions", "interpolations", "classes")  # drawn at each evaluation
 
@@ -55,6 +56,11 @@ def fault_point(name: str) -> None:
     _fault_counts[name] = _fault_counts.get(name, 0) + 1
     if _FAULT == f"{name}:{_fault_counts[name]}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_config(folder: Path, cfg: Config) -> None:
+    """``cfg`` as ``folder``/config.json: indented JSON, written atomically (:func:`write_atomic`)."""
+    write_atomic(Path(folder) / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
 def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None = None) -> None:

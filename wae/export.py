@@ -19,7 +19,6 @@ Needs ``safetensors``; ONNX needs ``onnx``, ``onnxscript`` and (for the check) `
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import warnings
@@ -30,13 +29,12 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from .checkpoint import json_text, write_atomic
+from .checkpoint import CONFIG, json_text, write_atomic, write_config
 from .config import Config, UserError, parse_json, validate
 from .data import to_unit_range
 from .model import AutoEncoder
 
 WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 CARD = "README.md"
 RECORD = "export.json"
 TORCHSCRIPT = "decoder.torchscript.pt"
@@ -97,7 +95,7 @@ def save_weights(model: AutoEncoder, cfg: Config, out: Path, about: dict[str, An
         **{k: str(v) for k, v in about.items()},
     }
     write_atomic(out / WEIGHTS, st.torch.save(tensors, metadata=metadata))
-    write_atomic(out / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    write_config(out, cfg)
 
 
 def _check_openable(path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import signal
 import sys
@@ -1017,7 +1016,7 @@ def _fit(
         loop.resume()
     if loop.out is not None:
         loop.out.mkdir(parents=True, exist_ok=True)
-        ckpt.write_atomic(loop.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        ckpt.write_config(loop.out, cfg)
     with tracking.open_trackers(cfg, loop.out) as loop.trackers:  # rank 0 alone: loop.out is None elsewhere
         return loop.run(progress)
 
@@ -1055,7 +1054,7 @@ class _Loop:
         self.skipped = 0  # batches with a non-finite loss (counted in this session)
         self.trackers = tracking.Trackers()  # TensorBoard, W&B, MLflow: none until _fit opens them
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
-        self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the first epoch from
+        self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
         self.signum = int(signal.SIGINT)  # the signal that asked
 
     def resume(self) -> None:
@@ -1099,7 +1098,7 @@ class _Loop:
             dynamic_ncols=True,
         )
         state.model.train()
-        budget, spe = self.cfg.train.time_budget, self.steps_per_epoch
+        spe = self.steps_per_epoch
         # a budget times this session's steps after its first ten (half an epoch's if fewer), which
         # run slower while memory and kernels are set up, and is decided at the first epoch's end
         # after at least half an epoch of timed steps (the first epoch's, unless a resume came late)
@@ -1112,22 +1111,22 @@ class _Loop:
                     steps_done = time.perf_counter()
                     self.checkpoint_point(state.step // spe)
                     timed = state.step - self.timed_from
-                    if budget is not None and timed >= max(1, spe // 2):
+                    if self.cfg.train.time_budget is not None and timed >= max(1, spe // 2):
                         now = time.perf_counter()
                         # the timed steps scaled to a whole epoch, with the evaluation after them
                         epoch_s = (steps_done - self.timed_since) * spe / timed + now - steps_done
-                        self.fit_to_budget(budget, epoch_s, now - self.started, bar)
-                        budget = None
+                        self.fit_to_budget(epoch_s, now - self.started, bar)
             self.signum = stop.signum
         return self.finish()
 
-    def fit_to_budget(self, budget: float, epoch_s: float, elapsed_s: float, bar: tqdm) -> None:
-        """At an epoch's end: keep as many of the run's epochs as fit in ``budget`` minutes (an
+    def fit_to_budget(self, epoch_s: float, elapsed_s: float, bar: tqdm) -> None:
+        """At an epoch's end: keep as many of the run's epochs as fit in its ``time_budget`` (an
         epoch takes ``epoch_s`` seconds; ``elapsed_s`` have passed since :func:`fit` began), with
         half an epoch kept back for an ex-post sampler's fit, and re-plan the schedule over them;
         config.json records the plan and metrics.jsonl the decision."""
         cfg, state = self.cfg, self.state
-        done = state.step // self.steps_per_epoch
+        budget, done = cfg.train.time_budget, state.step // self.steps_per_epoch
+        assert budget is not None
         # the ranks' mean, so that every rank keeps the same epochs (on the device: NCCL reduces there)
         clocks = torch.tensor([epoch_s, elapsed_s], device=state.device)
         epoch_s, elapsed_s = (float(v) for v in mean_over(clocks, self.procs))
@@ -1148,7 +1147,7 @@ class _Loop:
             + (f"training {kept} of the {planned} epochs" if kept < planned else f"all {planned} epochs fit")
         )
         if self.out is not None:
-            ckpt.write_atomic(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+            ckpt.write_config(self.out, cfg)
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
             record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept)
             _append_jsonl(self.out / ckpt.RECORDS, record)
@@ -1197,7 +1196,7 @@ class _Loop:
         self.stopping = bool(shared[-1] > 0)
         elapsed = time.perf_counter() - t0
         state.step += 1
-        if state.step == self.timed_from:  # a time budget times the first epoch's steps from here
+        if state.step == self.timed_from:  # a time budget times the steps from here on
             self.timed_since = time.perf_counter()
         nonfinite = [k for k, v in parts.items() if not torch.isfinite(v)]
         if nonfinite:
