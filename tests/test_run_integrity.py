@@ -368,6 +368,52 @@ def test_extending_a_run_keeps_the_decayed_learning_rate(tmp_path):
     assert _lrs(stretched)[13] == pytest.approx(1e-3)
 
 
+@pytest.mark.parametrize(
+    ("stop", "says"),
+    [
+        (["--max-steps", "5"], "where its --max-steps 5 ends it: nothing to train (give a larger --max-steps"),
+        ([], "the end of its 2 epochs: nothing to train (give more --epochs"),
+    ],
+    ids=["max-steps", "epochs"],
+)
+def test_a_resume_at_the_runs_end_says_so_and_keeps_what_is_there(stop, says, tmp_path):
+    """`wae train --resume RUN` of a run at its last step (its --max-steps stays in config.json)
+    once did nothing and said nothing, and fitted the preset's mixture again over one that wae
+    fit-sampler had fitted to the same weights, removing that sampler's evaluation; a budget
+    given with it stayed pending for a later resume."""
+    run = tmp_path / "run"
+    assert _cli(["train", *TINY, "--epochs", "2", *stop, "--out", str(run)])[0] == 0
+    assert _cli(["fit-sampler", str(run), "--components", "3", "--no-progress"])[0] == 0
+    assert _cli(["evaluate", str(run), "--sampler", "gmm", "--n", "40", "--no-fid", "--no-progress"])[0] == 0
+    kept = {name: (run / name).read_bytes() for name in ("sampler-gmm.npz", "samples-gmm.png", "metrics-gmm.json")}
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    code, err = _cli(["train", "--resume", str(run), "--time-budget", "5", "--no-progress"])
+    assert code == 0, err
+    assert says in err and "fitted" not in err, err
+    assert json.loads((run / "config.json").read_text())["train"]["time_budget"] is None  # not left pending
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints
+    more = ["--max-steps", "6"] if stop else ["--epochs", "3"]
+    code, err = _cli(["train", "--resume", str(run), *more, "--no-progress"])
+    assert code == 0 and "nothing to train" not in err, err
+    assert "fitted" in err and not (run / "metrics-gmm.json").exists(), err  # new weights: fitted again
+
+
+def test_a_resume_at_the_end_fits_a_sampler_that_a_kill_left_unfitted(tmp_path):
+    """The kind's other side: a session killed after its last checkpoint but before the
+    mixture was saved (or one whose file is damaged) gets its sampler from the resume."""
+    run = tmp_path / "run"
+    assert _cli(["train", *TINY, "--epochs", "1", "--out", str(run)])[0] == 0
+    for damage in ("missing", "damaged"):
+        if damage == "missing":
+            (run / "sampler-gmm.npz").unlink()
+        else:
+            (run / "sampler-gmm.npz").write_bytes(b"not an npz")
+        code, err = _cli(["train", "--resume", str(run), "--no-progress"])
+        assert code == 0 and "nothing to train" in err and "fitted" in err, (damage, err)
+        assert _cli(["sample", str(run), "--sampler", "gmm", "--out", str(tmp_path / "s.png")])[0] == 0
+
+
 # ----------------------------------------------------------------------------- flags
 
 

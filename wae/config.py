@@ -324,7 +324,8 @@ class TrainConfig:
         "--resume starts one), set-up and the ex-post sampler's fit included: at the first epoch's end (its "
         "steps after the tenth timed, with its evaluation; a resumed session times half an epoch of its own "
         "first) the run keeps as many of its epochs as fit, never more than --epochs nor fewer than those done, "
-        "and plans the learning-rate schedule over them; config.json then records the epochs kept and no "
+        "and plans the learning-rate schedule over them (when all fit, the schedule stays as planned: a resumed "
+        "run's over its first session's epochs, as without a budget); config.json then records the epochs kept and no "
         "budget, metrics.jsonl the decision (an estimate: a machine that slows down later runs over)",
         above=0,
         resume=True,

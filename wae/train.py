@@ -70,7 +70,17 @@ from .parallel import (
     shard,
 )
 from .priors import gaussian_log_density
-from .samplers import SAMPLER_FILES, LatentSampler, fit_sampler, is_stale, refit_command, save_sampler, shell_path
+from .samplers import (
+    SAMPLER_FILES,
+    LatentSampler,
+    fit_sampler,
+    fitted_to,
+    is_stale,
+    refit_command,
+    save_sampler,
+    shell_path,
+    weights_fingerprint,
+)
 from .tables import TableData
 
 
@@ -767,6 +777,15 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
 
 
+def _fitted_here(run_dir: Path, kind: str, model: AutoEncoder) -> bool:
+    """Whether ``run_dir`` holds a ``kind`` sampler fitted to the codes of ``model``'s weights."""
+    path = run_dir / SAMPLER_FILES[kind]
+    try:
+        return path.is_file() and fitted_to(path, kind) == weights_fingerprint(model)
+    except UserError:  # damaged: fitted again
+        return False
+
+
 def sampler_outputs(run_dir: Path, kind: str, grid: bool = True) -> list[Path]:
     """The files that fitting the ex-post sampler ``kind`` writes into ``run_dir``, each checked
     before any work: :class:`UserError` when one exists and is not a regular file (a folder, a
@@ -1082,9 +1101,25 @@ class _Loop:
                 f"the run is at step {self.state.step}; --epochs {train.epochs} / --max-steps {train.max_steps} "
                 f"would end at step {self.total_steps}: nothing to train (give more)"
             )
+        if self.total_steps == self.state.step:
+            self.say(self.nothing_to_train())
+            self.cfg.train.time_budget = None  # no epoch to fit to it: not left pending for a later resume
         if self.out is not None:
             _truncate_metrics(self.out / ckpt.RECORDS, self.state.step)
             self.evals = [r for r in read_jsonl(self.out / ckpt.RECORDS) if r.get("kind") == "eval"]
+
+    def nothing_to_train(self) -> str:
+        """The note of a resume that finds the run at its last step: which setting ends it there,
+        and what to give to go on (a run stopped by ``max_steps`` keeps it in config.json)."""
+        train, step = self.cfg.train, self.state.step
+        end = train.epochs * self.steps_per_epoch
+        if train.max_steps is not None and train.max_steps < end:
+            return (
+                f"note: the run is at step {step}, where its --max-steps {train.max_steps} ends it: nothing to "
+                f"train (give a larger --max-steps to go on, up to {end}, the end of its {train.epochs} epochs)"
+            )
+        end_of = f"the end of its {train.epochs} epochs"
+        return f"note: the run is at step {step}, {end_of}: nothing to train (give more --epochs to go on)"
 
     def run(self, progress: bool | None) -> Run:
         """Train up to the last step or a stop request, with a checkpoint point at the end of
@@ -1310,7 +1345,12 @@ class _Loop:
         if self.last_saved != state.step:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if not self.stopping and out is not None and self.procs.main:
-            if self.cfg.train.fit_sampler != "none":
+            kind = self.cfg.train.fit_sampler
+            # a session that trained nothing keeps a sampler already fitted to these weights (one
+            # that wae fit-sampler fitted with other settings, say); a kill before the fit ended, or
+            # other weights, fits it again
+            fitted = kind != "none" and not self.trained and _fitted_here(out, kind, state.sampler_model)
+            if kind != "none" and not fitted:
                 fit_ex_post(state, self.data, out, self.say)
             dropped = bool(self.trained) and drop_stale_grids(state.sampler_model, out, self.say)
             if dropped or self.cfg.train.fit_sampler != "none":
