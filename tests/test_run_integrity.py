@@ -24,7 +24,7 @@ from PIL import Image
 
 import wae
 from wae import checkpoint as ckpt
-from wae import cli, runs
+from wae import cli, runs, samplers
 from wae.config import UserError
 from wae.data import make_synthetic
 
@@ -369,49 +369,95 @@ def test_extending_a_run_keeps_the_decayed_learning_rate(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("stop", "says"),
+    ("stop", "says", "more"),
     [
-        (["--max-steps", "5"], "where its --max-steps 5 ends it: nothing to train (give a larger --max-steps"),
-        ([], "the end of its 2 epochs: nothing to train (give more --epochs"),
+        (
+            ["--max-steps", "5"],
+            "where its --max-steps 5 ends it: nothing to train (give a larger --max-steps to go on, up to 8, "
+            "the end of its 2 epochs)",
+            ["--max-steps", "6"],
+        ),
+        (
+            ["--max-steps", "8"],
+            "the end of its 2 epochs and of its --max-steps 8: nothing to train (give more --epochs and a larger "
+            "--max-steps to go on)",
+            ["--epochs", "3", "--max-steps", "12"],
+        ),
+        ([], "the end of its 2 epochs: nothing to train (give more --epochs to go on)", ["--epochs", "3"]),
     ],
-    ids=["max-steps", "epochs"],
+    ids=["max-steps", "max-steps-at-the-end", "epochs"],
 )
-def test_a_resume_at_the_runs_end_says_so_and_keeps_what_is_there(stop, says, tmp_path):
+def test_a_resume_at_the_runs_end_says_so_and_keeps_what_is_there(stop, says, more, tmp_path):
     """`wae train --resume RUN` of a run at its last step (its --max-steps stays in config.json)
     once did nothing and said nothing, and fitted the preset's mixture again over one that wae
-    fit-sampler had fitted to the same weights, removing that sampler's evaluation; a budget
-    given with it stayed pending for a later resume."""
+    fit-sampler had fitted to the same weights, removing that sampler's evaluation, and wrote
+    "0 images/s" into the report; the advice it gives now is what goes on."""
     run = tmp_path / "run"
     assert _cli(["train", *TINY, "--epochs", "2", *stop, "--out", str(run)])[0] == 0
     assert _cli(["fit-sampler", str(run), "--components", "3", "--no-progress"])[0] == 0
     assert _cli(["evaluate", str(run), "--sampler", "gmm", "--n", "40", "--no-fid", "--no-progress"])[0] == 0
-    kept = {name: (run / name).read_bytes() for name in ("sampler-gmm.npz", "samples-gmm.png", "metrics-gmm.json")}
+    names = ("sampler-gmm.npz", "samples-gmm.png", "metrics-gmm.json", "report.md", "metrics.jsonl")
+    kept = {name: (run / name).read_bytes() for name in names}
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     code, err = _cli(["train", "--resume", str(run), "--time-budget", "5", "--no-progress"])
     assert code == 0, err
-    assert says in err and "fitted" not in err, err
-    assert json.loads((run / "config.json").read_text())["train"]["time_budget"] is None  # not left pending
+    assert f"{says}; its --time-budget 5 waits for the session that trains" in err and "fitted" not in err, err
     assert {name: (run / name).read_bytes() for name in kept} == kept
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints
-    more = ["--max-steps", "6"] if stop else ["--epochs", "3"]
     code, err = _cli(["train", "--resume", str(run), *more, "--no-progress"])
     assert code == 0 and "nothing to train" not in err, err
     assert "fitted" in err and not (run / "metrics-gmm.json").exists(), err  # new weights: fitted again
+    # the budget kept pending is decided at the first epoch's end of a session that reaches one
+    decided = '"kind": "plan"' in (run / "metrics.jsonl").read_text()
+    budget = json.loads((run / "config.json").read_text())["train"]["time_budget"]
+    assert (decided, budget) == ((False, 5.0) if more == ["--max-steps", "6"] else (True, None))
 
 
-def test_a_resume_at_the_end_fits_a_sampler_that_a_kill_left_unfitted(tmp_path):
+def test_a_fresh_run_with_nothing_to_train_says_so(tmp_path):
+    for stop, says in ((["--max-steps", "0"], "where its --max-steps 0 ends it"), (["--epochs", "0"], "its 0 epochs")):
+        run = tmp_path / stop[0].strip("-")
+        code, err = _cli(["train", *TINY, *stop, "--out", str(run)])
+        assert code == 0 and "note: the run is at step 0, " in err and says in err and "nothing to train" in err, err
+    # a run of no epochs has no schedule to keep: the session that extends it plans one
+    assert _cli(["train", "--resume", str(tmp_path / "epochs"), "--epochs", "2", "--no-progress"])[0] == 0
+    assert json.loads((tmp_path / "epochs" / "config.json").read_text())["train"]["schedule_epochs"] == 2
+
+
+def test_a_resume_at_the_end_mends_the_sampler_a_kill_or_damage_left(tmp_path):
     """The kind's other side: a session killed after its last checkpoint but before the
-    mixture was saved (or one whose file is damaged) gets its sampler from the resume."""
+    mixture was saved, a damaged or forged file (a readable fingerprint over arrays that are not
+    a mixture) get the sampler fitted by the resume; a missing grid of a sound one is redrawn."""
     run = tmp_path / "run"
     assert _cli(["train", *TINY, "--epochs", "1", "--out", str(run)])[0] == 0
-    for damage in ("missing", "damaged"):
+    path = run / "sampler-gmm.npz"
+    with np.load(path) as f:
+        forged = {k: f[k] for k in f.files}
+    forged["weights"] = np.full_like(forged["weights"], np.nan)
+    for damage in ("missing", "damaged", "forged"):
         if damage == "missing":
-            (run / "sampler-gmm.npz").unlink()
+            path.unlink()
+        elif damage == "damaged":
+            path.write_bytes(b"not an npz")
         else:
-            (run / "sampler-gmm.npz").write_bytes(b"not an npz")
+            np.savez(path, **forged)
         code, err = _cli(["train", "--resume", str(run), "--no-progress"])
         assert code == 0 and "nothing to train" in err and "fitted" in err, (damage, err)
         assert _cli(["sample", str(run), "--sampler", "gmm", "--out", str(tmp_path / "s.png")])[0] == 0
+    sampler, report = path.read_bytes(), (run / "report.md").read_text()
+    (run / "samples-gmm.png").unlink()
+    code, err = _cli(["train", "--resume", str(run), "--no-progress"])
+    assert code == 0 and "fitted" not in err and (run / "samples-gmm.png").is_file(), err
+    assert path.read_bytes() == sampler and (run / "report.md").read_text() == report  # its speed kept too
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"not a zip at all", b'{"json": 1}'])
+def test_fitted_to_calls_a_damaged_torch_sampler_file_damaged(content, tmp_path):
+    """A flow's or second-stage VAE's file of bytes that torch.load cannot unpickle ended a
+    resume in a traceback (UnpicklingError) instead of fitting it again."""
+    path = tmp_path / "sampler-vae.pt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match="not a readable sampler file"):
+        samplers.fitted_to(path, "vae")
 
 
 # ----------------------------------------------------------------------------- flags

@@ -402,9 +402,12 @@ def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Confi
     if resume and run_dir is not None and (Path(run_dir) / "config.json").is_file():
         try:
             stored = parse_json((Path(run_dir) / "config.json").read_text()).get("train", {})
-            planned = int(stored.get("schedule_epochs") or stored.get("epochs", planned))
+            # a run of no epochs had no plan to keep: this session plans one
+            planned = int(stored.get("schedule_epochs") or stored.get("epochs", planned)) or planned
         except (ValueError, TypeError, AttributeError):
             pass  # a damaged config.json is reported where it is read
+    if planned < 1:  # no epochs, no plan (a later session that trains plans it)
+        return cfg
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule_epochs=planned))
 
 

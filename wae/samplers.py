@@ -10,6 +10,7 @@ The mixture is fitted by scikit-learn's EM (``GaussianMixture``) and stored as p
 from __future__ import annotations
 
 import math
+import pickle
 import shlex
 import zipfile
 from dataclasses import dataclass, replace
@@ -519,6 +520,7 @@ def fitted_to(path: Path, kind: str) -> str:
         KeyError,
         EOFError,
         zipfile.BadZipFile,
+        pickle.UnpicklingError,  # torch.load of bytes that are not a checkpoint
         RuntimeError,
         AttributeError,
         TypeError,

@@ -76,6 +76,7 @@ from .samplers import (
     fit_sampler,
     fitted_to,
     is_stale,
+    load_sampler,
     refit_command,
     save_sampler,
     shell_path,
@@ -777,13 +778,18 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
 
 
-def _fitted_here(run_dir: Path, kind: str, model: AutoEncoder) -> bool:
-    """Whether ``run_dir`` holds a ``kind`` sampler fitted to the codes of ``model``'s weights."""
+def _kept_sampler(run_dir: Path, kind: str, model: AutoEncoder) -> LatentSampler | None:
+    """The ``kind`` sampler of ``run_dir`` when it is whole (read and checked as ``wae sample``
+    reads it) and records the fingerprint of ``model``'s weights; None when it is missing,
+    damaged, or fitted to other weights (or to unknown ones: a file without a fingerprint)."""
     path = run_dir / SAMPLER_FILES[kind]
+    if not path.is_file():
+        return None
     try:
-        return path.is_file() and fitted_to(path, kind) == weights_fingerprint(model)
-    except UserError:  # damaged: fitted again
-        return False
+        sampler = load_sampler(run_dir, kind, model)
+        return sampler if fitted_to(path, kind) == weights_fingerprint(model) else None
+    except UserError:  # damaged, stale, or its library not installed: fitted again
+        return None
 
 
 def sampler_outputs(run_dir: Path, kind: str, grid: bool = True) -> list[Path]:
@@ -1097,29 +1103,43 @@ class _Loop:
             self.last_saved = self.state.step
         if self.total_steps < self.state.step:  # before anything in the folder changes
             train = self.cfg.train
-            raise UserError(
-                f"the run is at step {self.state.step}; --epochs {train.epochs} / --max-steps {train.max_steps} "
-                f"would end at step {self.total_steps}: nothing to train (give more)"
+            limits = f"--epochs {train.epochs}" + (
+                f" / --max-steps {train.max_steps}" if train.max_steps is not None else ""
             )
-        if self.total_steps == self.state.step:
-            self.say(self.nothing_to_train())
-            self.cfg.train.time_budget = None  # no epoch to fit to it: not left pending for a later resume
+            raise UserError(
+                f"the run is at step {self.state.step}; {limits} would end at step {self.total_steps}: nothing to "
+                "train (give more)"
+            )
         if self.out is not None:
             _truncate_metrics(self.out / ckpt.RECORDS, self.state.step)
             self.evals = [r for r in read_jsonl(self.out / ckpt.RECORDS) if r.get("kind") == "eval"]
 
     def nothing_to_train(self) -> str:
-        """The note of a resume that finds the run at its last step: which setting ends it there,
+        """The note of a session that finds the run at its last step: which settings end it there,
         and what to give to go on (a run stopped by ``max_steps`` keeps it in config.json)."""
         train, step = self.cfg.train, self.state.step
         end = train.epochs * self.steps_per_epoch
+        epochs = f"{train.epochs} epoch" + ("" if train.epochs == 1 else "s")
         if train.max_steps is not None and train.max_steps < end:
-            return (
-                f"note: the run is at step {step}, where its --max-steps {train.max_steps} ends it: nothing to "
-                f"train (give a larger --max-steps to go on, up to {end}, the end of its {train.epochs} epochs)"
-            )
-        end_of = f"the end of its {train.epochs} epochs"
-        return f"note: the run is at step {step}, {end_of}: nothing to train (give more --epochs to go on)"
+            where = f"where its --max-steps {train.max_steps} ends it"
+            more = f"a larger --max-steps to go on, up to {end}, the end of its {epochs}"
+        elif train.max_steps is not None:
+            where = f"the end of its {epochs} and of its --max-steps {train.max_steps}"
+            more = "more --epochs and a larger --max-steps to go on"
+        else:
+            where, more = f"the end of its {epochs}", "more --epochs to go on"
+        pending = train.time_budget
+        kept = f"; its --time-budget {pending:g} waits for the session that trains" if pending is not None else ""
+        return f"note: the run is at step {step}, {where}: nothing to train (give {more}){kept}"
+
+    def speed(self) -> float:
+        """Images (rows) a second of this session's training steps; for a session that trained
+        none, the logged windows' of the run's earlier sessions (their harmonic mean), 0 without any."""
+        if self.train_time > 0:
+            return self.trained / self.train_time
+        logged = [] if self.out is None else read_jsonl(self.out / ckpt.RECORDS)
+        speeds = [r["images_per_s"] for r in logged if r.get("kind") == "train" and _positive(r.get("images_per_s"))]
+        return len(speeds) / sum(1 / v for v in speeds) if speeds else 0.0
 
     def run(self, progress: bool | None) -> Run:
         """Train up to the last step or a stop request, with a checkpoint point at the end of
@@ -1139,6 +1159,8 @@ class _Loop:
         # after at least half an epoch of timed steps (the first epoch's, unless a resume came late)
         self.timed_from = state.step + min(10, spe // 2)
         self.timed_since = time.perf_counter()
+        if state.step >= self.total_steps:
+            self.say(self.nothing_to_train())
         with _StopFlag() as stop, bar:
             while state.step < self.total_steps and not self.stopping:
                 self.epoch(stop, bar)
@@ -1315,7 +1337,7 @@ class _Loop:
                 metrics.update(figures)
         record = {"kind": "eval", "step": state.step, "epoch": epoch, **metrics}
         self.evals.append(record)
-        speed = self.trained / self.train_time if self.train_time > 0 else 0.0
+        speed = self.speed()
         self.say(
             f"epoch {epoch} step {state.step}: test recon MSE {metrics['test_recon_mse']:.5f}/"
             + ("entry" if table else "pixel")
@@ -1345,17 +1367,21 @@ class _Loop:
         if self.last_saved != state.step:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if not self.stopping and out is not None and self.procs.main:
-            kind = self.cfg.train.fit_sampler
+            kind, model = self.cfg.train.fit_sampler, state.sampler_model
             # a session that trained nothing keeps a sampler already fitted to these weights (one
-            # that wae fit-sampler fitted with other settings, say); a kill before the fit ended, or
-            # other weights, fits it again
-            fitted = kind != "none" and not self.trained and _fitted_here(out, kind, state.sampler_model)
-            if kind != "none" and not fitted:
+            # that wae fit-sampler fitted with other settings, say) and changes nothing but a
+            # missing grid of it; a kill before the fit ended, damage or other weights fit it again
+            kept = _kept_sampler(out, kind, model) if kind != "none" and not self.trained else None
+            grid = out / f"samples-{kind}.png"
+            redrawn = kept is not None and not isinstance(self.data, TableData) and not grid.is_file()
+            if redrawn:
+                assert kept is not None
+                sampler_grid(model, kept, self.cfg, grid)
+            elif kind != "none" and kept is None:
                 fit_ex_post(state, self.data, out, self.say)
-            dropped = bool(self.trained) and drop_stale_grids(state.sampler_model, out, self.say)
-            if dropped or self.cfg.train.fit_sampler != "none":
-                speed = self.trained / self.train_time if self.train_time > 0 else 0.0
-                _report(state, self.data, out, self.evals, speed)
+            dropped = bool(self.trained) and drop_stale_grids(model, out, self.say)
+            if dropped or redrawn or (kind != "none" and kept is None):
+                _report(state, self.data, out, self.evals, self.speed())
         if self.stopping:
             self.say(
                 f"interrupted at step {state.step} ({signal.Signals(self.signum).name}); checkpoint saved"
@@ -1372,6 +1398,11 @@ class _Loop:
             signal=self.signum,
             classes=state.classes,
         )
+
+
+def _positive(value: Any) -> bool:
+    """Whether a value read from metrics.jsonl is a finite number above 0 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
