@@ -80,7 +80,6 @@ from .samplers import (
     refit_command,
     save_sampler,
     shell_path,
-    weights_fingerprint,
 )
 from .tables import TableData
 
@@ -786,8 +785,8 @@ def _kept_sampler(run_dir: Path, kind: str, model: AutoEncoder) -> LatentSampler
     if not path.is_file():
         return None
     try:
-        sampler = load_sampler(run_dir, kind, model)
-        return sampler if fitted_to(path, kind) == weights_fingerprint(model) else None
+        sampler = load_sampler(run_dir, kind, model)  # refuses one whose fingerprint is of other weights
+        return sampler if fitted_to(path, kind) else None
     except UserError:  # damaged, stale, or its library not installed: fitted again
         return None
 
