@@ -460,6 +460,71 @@ def test_fitted_to_calls_a_damaged_torch_sampler_file_damaged(content, tmp_path)
         samplers.fitted_to(path, "vae")
 
 
+def test_extending_a_run_fits_its_sampler_again_as_the_user_fitted_it(tmp_path):
+    """Training further once fitted the preset's 10 full components over a mixture that wae
+    fit-sampler had fitted with the user's settings; now the sampler file records its settings
+    and the fit at the end of training repeats them (the defaults when they cannot fit)."""
+    run = tmp_path / "run"
+    assert _cli(["train", *TINY, "--epochs", "1", "--out", str(run)])[0] == 0
+    path = run / "sampler-gmm.npz"
+    assert samplers.recorded_fit(path, "gmm") == {"components": 10, "covariance": "full", "seed": 0}
+    argv = ["fit-sampler", str(run), "--components", "3", "--covariance", "diag", "--seed", "5", "--no-progress"]
+    assert _cli(argv)[0] == 0
+    code, err = _cli(["train", "--resume", str(run), "--epochs", "2", "--no-progress"])
+    assert (
+        code == 0 and "with the settings of the sampler it replaces (--components 3 --covariance diag --seed 5)" in err
+    )
+    mixture = samplers.load_gmm(path)
+    off_diagonal = mixture.covariances - torch.diag_embed(mixture.covariances.diagonal(dim1=1, dim2=2))
+    assert mixture.means.shape[0] == 3 and not off_diagonal.any()
+    assert samplers.recorded_fit(path, "gmm") == {"components": 3, "covariance": "diag", "seed": 5}
+    # settings that do not fit the codes (more components than the 128 codes): the defaults, said
+    assert _cli(["fit-sampler", str(run), "--components", "100", "--no-progress"])[0] == 0
+    samplers.save_gmm(
+        samplers.load_gmm(path),
+        path,
+        samplers.fitted_to(path, "gmm"),
+        {"components": 500, "covariance": "full", "seed": 0},
+    )
+    code, err = _cli(["train", "--resume", str(run), "--epochs", "3", "--no-progress"])
+    assert code == 0 and "do not fit these codes" in err and "the defaults instead" in err, err
+    assert samplers.load_gmm(path).means.shape[0] == 10
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "not json",
+        '{"components": -1, "covariance": "full", "seed": 0}',
+        '{"components": 3, "covariance": "spherical", "seed": 0}',
+        '{"components": 3, "covariance": "full", "seed": 0, "extra": 1}',
+        '{"components": true, "covariance": "full", "seed": 0}',
+        '{"components": 3, "covariance": "full", "seed": -2}',
+        '[3, "full", 0]',
+        "x" * 2000,
+    ],
+)
+def test_a_damaged_fit_record_gives_the_defaults(entry, tmp_path):
+    """A sampler file's record of its settings is advice: one edited by hand or damaged is not
+    used (the defaults are) and never ends a command."""
+    mixture = samplers.fit_gmm(torch.randn(200, 2), components=2)
+    path = tmp_path / "sampler-gmm.npz"
+    samplers.save_gmm(mixture, path)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez(path, **arrays, fit=np.array(entry))
+    assert samplers.recorded_fit(path, "gmm") == {}
+    np.savez(path, **arrays, fit=np.array([1.0, 2.0]))  # not a string
+    assert samplers.recorded_fit(path, "gmm") == {}
+    path.write_bytes(b"damaged")
+    assert samplers.recorded_fit(path, "gmm") == {}
+    vae = tmp_path / "sampler-vae.pt"
+    samplers.save_sampler(samplers.SecondStageVAE(2, hidden=8), tmp_path, "vae", fit={"hidden": 8, "seed": 1})
+    assert samplers.recorded_fit(vae, "vae") == {"hidden": 8, "seed": 1}  # the record, read back
+    torch.save({"format": 1, "fit": entry}, vae)
+    assert samplers.recorded_fit(vae, "vae") == {}
+
+
 # ----------------------------------------------------------------------------- flags
 
 

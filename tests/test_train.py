@@ -475,3 +475,64 @@ def test_a_budget_still_open_at_a_resume_is_decided_after_half_an_epoch_of_timed
     assert done == decided_after
     assert run.step == 4 * 2 and _recorded(tmp_path / "run") == (4, 4, None)
     assert any("training 4 of the 6 epochs" in line for line in said)
+
+
+def test_a_resumed_sessions_epoch_estimate_leaves_out_the_evaluations_it_timed(tmp_path, monkeypatch):
+    """A session resumed mid-epoch decides at its second epoch end: its timed steps then span the
+    first epoch end's evaluation, which the estimate once counted, scaled, on top of the last
+    one's. Here the two checkpoint points before the decision take at least 1.5 s each, and 2
+    tiny steps with a tiny evaluation far less."""
+    import time
+
+    import wae.train as train
+
+    data = make_synthetic(count=64, size=16)  # 2 steps an epoch
+    first = tiny_config(epochs=6, max_steps=1)
+    fit(first, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    calls = _patched_budget(monkeypatch, kept=4)
+    real = train._Loop.checkpoint_point
+
+    def slow(self, epoch):
+        time.sleep(1.5 if epoch <= 2 else 0)
+        real(self, epoch)
+
+    monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
+    fit(override(first, max_steps=None, time_budget=2.0), tmp_path / "run", data=data, resume=True, progress=False)
+    ((_, epoch_s, *_, done),) = calls
+    assert done == 2 and 1.5 <= epoch_s < 2.7  # one evaluation and 2 steps; it was two evaluations (> 3 s)
+
+
+def test_a_kill_between_the_plan_record_and_config_json_is_decided_again(tmp_path, monkeypatch):
+    """The plan record is written before config.json: a kill between the two leaves the budget
+    pending in config.json and its record in metrics.jsonl; the next session decides again and
+    records that decision last. (The other order left a plan in force with no record of it.)"""
+    import wae.train as train
+
+    data = make_synthetic(count=64, size=16)
+    _patched_budget(monkeypatch, kept=2)
+    real = train.ckpt.write_config
+
+    def killed_at_the_plan(folder, cfg):
+        if cfg.train.time_budget is None:  # the plan's write; the run's first write holds the budget
+            raise KeyboardInterrupt
+        real(folder, cfg)
+
+    monkeypatch.setattr(train.ckpt, "write_config", killed_at_the_plan)
+    cfg = tiny_config(epochs=4, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    assert _recorded(tmp_path / "run") == (4, 4, 3.0) and len(_plans(tmp_path / "run")) == 1
+    monkeypatch.setattr(train.ckpt, "write_config", real)
+    _patched_budget(monkeypatch, kept=3)
+    run = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    assert run.step == 6 and _recorded(tmp_path / "run") == (3, 3, None)
+    assert [p["epochs_kept"] for p in _plans(tmp_path / "run")] == [2, 3]  # the last is the plan in force
+
+
+def test_a_session_with_nothing_to_train_returns_the_runs_last_figures(tmp_path):
+    data = make_synthetic(count=64, size=16)
+    cfg = tiny_config(epochs=2)
+    trained = fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    again = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    assert again.step == trained.step == 4 and trained.metrics
+    assert again.metrics == pytest.approx(trained.metrics, nan_ok=True)  # it returned {}

@@ -1064,7 +1064,7 @@ _SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (im
 
 def _fit_sampler(args: argparse.Namespace) -> int:
     from .evaluate import encode_all
-    from .samplers import fit_sampler
+    from .samplers import fit_sampler, fit_settings
     from .train import sampler_outputs, save_sampler_and_grid
 
     run = Path(args.run)
@@ -1095,6 +1095,7 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         args.kind,
         grid=cfg.data.dataset != "table",
         say=lambda text: _say(text, file=sys.stderr),
+        fit=fit_settings(args.kind, args.components, args.covariance, args.transforms, args.hidden, args.seed),
     )
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():

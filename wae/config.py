@@ -413,8 +413,9 @@ class TrainConfig:
         "none",
         "at the end of training, fit an ex-post sampler to the training codes Q_Z, as wae fit-sampler RUN "
         "--kind KIND does (gmm: a 10-component Gaussian mixture; flow: a spline flow, needs zuko; vae: a "
-        "second-stage VAE), and draw samples-KIND.png from it beside the prior's samples.png; none: prior "
-        "samples only",
+        "second-stage VAE), and draw samples-KIND.png from it beside the prior's samples.png (a run trained "
+        "further fits it again with the settings its sampler file records: those of a wae fit-sampler, say); "
+        "none: prior samples only",
         choices=("none", "gmm", "flow", "vae"),
         resume=True,
     )

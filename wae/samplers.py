@@ -9,6 +9,7 @@ The mixture is fitted by scikit-learn's EM (``GaussianMixture``) and stored as p
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import shlex
@@ -83,13 +84,81 @@ def fit_gmm(
     )
 
 
-def save_gmm(mixture: GaussianMixture, path: Path, fitted_to: str = "") -> None:
+def save_gmm(mixture: GaussianMixture, path: Path, fitted_to: str = "", fit: dict[str, Any] | None = None) -> None:
     """Write the mixture as plain arrays (atomically), with the fingerprint of the weights whose
-    codes it was fitted to (:func:`~wae.checkpoint.weights_fingerprint`; empty: not known)."""
+    codes it was fitted to (:func:`~wae.checkpoint.weights_fingerprint`; empty: not known) and
+    the settings it was fitted with (:func:`fit_settings`, as JSON; read by :func:`recorded_fit`)."""
     arrays = {name: getattr(mixture, name).numpy() for name in ("weights", "means", "covariances")}
     if fitted_to:  # not known: no entry (an empty one reads as damage)
         arrays["fitted_to"] = np.array(fitted_to)
+    if fit:
+        arrays["fit"] = np.array(json.dumps(fit))
     write_atomic(path, npz_bytes(**arrays))
+
+
+MAX_SEED = 2**63 - 1
+
+
+def fit_settings(
+    kind: str,
+    components: int | str = 10,
+    covariance: str = "full",
+    transforms: int = 3,
+    hidden: int = 128,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`fit_sampler` that a sampler of ``kind`` uses, with these
+    values (the defaults: those of ``wae fit-sampler`` and of the fit at the end of training)."""
+    given = {"components": components, "covariance": covariance, "transforms": transforms, "hidden": hidden}
+    used = {"gmm": ("components", "covariance"), "flow": ("transforms", "hidden"), "vae": ("hidden",)}[kind]
+    return {**{k: given[k] for k in used}, "seed": seed}
+
+
+def fit_flags(fit: dict[str, Any]) -> str:
+    """The ``wae fit-sampler`` options that give the settings ``fit`` (``--components auto --seed 0``)."""
+    return " ".join(f"--{k} {v}" for k, v in fit.items())
+
+
+def _valid_fit(kind: str, fit: Any) -> bool:
+    """Whether ``fit`` is a settings record :func:`fit_settings` could have made for ``kind``,
+    each value within what ``wae fit-sampler`` accepts and the loaders read back."""
+    if not isinstance(fit, dict) or set(fit) != set(fit_settings(kind)):
+        return False
+
+    def count(value: Any, top: int) -> bool:
+        return type(value) is int and 1 <= value <= top
+
+    checks = {
+        "components": lambda v: v == "auto" or count(v, 2**31),
+        "covariance": lambda v: v in ("full", "diag"),
+        "transforms": lambda v: count(v, MAX_TRANSFORMS),
+        "hidden": lambda v: count(v, MAX_HIDDEN),
+        "seed": lambda v: type(v) is int and 0 <= v <= MAX_SEED,
+    }
+    return all(checks[k](v) for k, v in fit.items())
+
+
+def recorded_fit(path: Path, kind: str) -> dict[str, Any]:
+    """The settings (:func:`fit_settings`) that the sampler file of ``kind`` at ``path`` records it
+    was fitted with, so that a sampler fitted again to new codes (after training went on) is
+    fitted as it was: ``wae fit-sampler --components auto`` stays auto. {} when the file is
+    missing or unreadable, records none (written before the record existed) or records values
+    out of range: the defaults then apply."""
+    if not path.is_file():
+        return {}
+    try:
+        if kind == "gmm":
+            with np.load(path, allow_pickle=False) as f:
+                if "fit" not in f.files:
+                    return {}
+                entry = npz_array(f, "fit", path)
+                text: Any = str(entry) if entry.dtype.kind == "U" and entry.ndim == 0 else None
+        else:
+            text = torch.load(path, map_location="cpu", weights_only=True).get("fit")
+        fit = json.loads(text) if isinstance(text, str) and len(text) <= 1000 else None
+    except Exception:  # a damaged or crafted file: what the loaders refuse, and no settings
+        return {}
+    return fit if isinstance(fit, dict) and _valid_fit(kind, fit) else {}
 
 
 def _not_a_sampler_file(path: Path, kind: str) -> UserError:
@@ -418,16 +487,18 @@ def fit_vae(codes: Tensor, hidden: int = 128, depth: int = 2, fit: LikelihoodFit
         return _fit_by_likelihood(sampler, sampler.parameters(), codes, "second-stage VAE", fit)
 
 
-def _save_module(sampler: Any, path: Path, fitted_to: str = "") -> None:
+def _save_module(sampler: Any, path: Path, fitted_to: str = "", fit: dict[str, Any] | None = None) -> None:
     """Write a neural sampler's settings and weights as plain tensors (atomically; read back
     with ``weights_only`` loading, so the file cannot run code), with the fingerprint of the
-    weights whose codes it was fitted to."""
+    weights whose codes it was fitted to and the settings of the fit (JSON, :func:`recorded_fit`)."""
     import io
 
     buffer = io.BytesIO()
     payload = {"format": 1, "settings": dict(sampler.settings), "state": sampler.state_dict()}
     if fitted_to:  # not known: no entry (an empty one reads as damage)
         payload["fitted_to"] = fitted_to
+    if fit:
+        payload["fit"] = json.dumps(fit)
     torch.save(payload, buffer)
     write_atomic(path, buffer.getvalue())
 
@@ -574,15 +645,22 @@ def fit_sampler(
     return fit_gmm(codes, components, covariance, seed), f"{components} {covariance}-covariance components"
 
 
-def save_sampler(sampler: LatentSampler, run: Path, kind: str, model: torch.nn.Module | None = None) -> Path:
+def save_sampler(
+    sampler: LatentSampler,
+    run: Path,
+    kind: str,
+    model: torch.nn.Module | None = None,
+    fit: dict[str, Any] | None = None,
+) -> Path:
     """Write ``sampler`` of ``kind`` into the run folder ``run`` (atomically), recording the
     fingerprint of ``model``, the auto-encoder whose codes it was fitted to (see
-    :func:`load_sampler`); its path."""
+    :func:`load_sampler`), and ``fit``, the settings it was fitted with (:func:`fit_settings`);
+    its path."""
     path = run / SAMPLER_FILES[kind]
     fitted_to = weights_fingerprint(model) if model is not None else ""
     if isinstance(sampler, FlowSampler | SecondStageVAE):
-        _save_module(sampler, path, fitted_to)
+        _save_module(sampler, path, fitted_to, fit)
     else:
         assert isinstance(sampler, GaussianMixture)
-        save_gmm(sampler, path, fitted_to)
+        save_gmm(sampler, path, fitted_to, fit)
     return path

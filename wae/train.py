@@ -73,10 +73,13 @@ from .priors import gaussian_log_density
 from .samplers import (
     SAMPLER_FILES,
     LatentSampler,
+    fit_flags,
     fit_sampler,
+    fit_settings,
     fitted_to,
     is_stale,
     load_sampler,
+    recorded_fit,
     refit_command,
     save_sampler,
     shell_path,
@@ -763,7 +766,9 @@ MIN_EX_POST_CODES = 40  # two codes a component of the 10-component mixture, and
 def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str], None]) -> None:
     """The end of training with ``train.fit_sampler`` set: fit that ex-post sampler to the codes
     of the training images (Ghosh et al. 2020, as ``wae fit-sampler`` does), save it into the
-    run folder and draw ``samples-KIND.png`` from it."""
+    run folder and draw ``samples-KIND.png`` from it. A sampler of that kind already in the
+    folder (fitted to the codes of earlier weights) is fitted again with the settings it records
+    (a ``wae fit-sampler --components auto`` stays auto), else with the defaults."""
     kind, cfg = state.cfg.train.fit_sampler, state.cfg
     if len(data.train) < MIN_EX_POST_CODES:
         what = "rows" if isinstance(data, TableData) else "images"
@@ -772,9 +777,22 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     start = time.perf_counter()
     model = state.sampler_model
     labels = data.train_labels if model.classes else None  # Q_Z of a conditional run: codes of (x, y)
-    sampler, what = fit_sampler(kind, encode_all(model, data.train, cfg.data.range, labels=labels), seed=cfg.train.seed)
-    path = save_sampler_and_grid(model, sampler, cfg, run_dir, kind, grid=not isinstance(data, TableData), say=say)
-    say(f"fitted {what} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
+    codes = encode_all(model, data.train, cfg.data.range, labels=labels)
+    defaults = fit_settings(kind, seed=cfg.train.seed)
+    earlier = recorded_fit(run_dir / SAMPLER_FILES[kind], kind)
+    settings = earlier or defaults
+    try:
+        sampler, what = fit_sampler(kind, codes, **settings, log=say)
+    except UserError as err:  # settings chosen for other codes (more of them): the defaults
+        if settings == defaults:
+            raise
+        say(f"the settings of the {kind} sampler fitted before do not fit these codes ({err}); the defaults instead")
+        settings = defaults
+        sampler, what = fit_sampler(kind, codes, **settings, log=say)
+    grid = not isinstance(data, TableData)
+    path = save_sampler_and_grid(model, sampler, cfg, run_dir, kind, grid=grid, say=say, fit=settings)
+    how = "" if settings == defaults else " with the settings of the sampler it replaces (" + fit_flags(settings) + ")"
+    say(f"fitted {what}{how} to the training codes in {time.perf_counter() - start:.1f} s: {path}")
 
 
 def _kept_sampler(run_dir: Path, kind: str, model: AutoEncoder) -> LatentSampler | None:
@@ -810,8 +828,10 @@ def save_sampler_and_grid(
     kind: str,
     grid: bool = True,
     say: Callable[[str], None] = print,
+    fit: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``samples-KIND.png`` (when ``grid``; rows have none), then the sampler file; when
+    """Write ``samples-KIND.png`` (when ``grid``; rows have none), then the sampler file (with
+    ``fit``, the settings it was fitted with: :func:`~wae.samplers.fit_settings`); when
     the sampler cannot be written the new grid is removed again, so that a failed fit leaves
     neither a replaced sampler nor a grid of one that was not saved. The evaluation of the
     sampler this one replaces (``metrics-KIND.json``) is removed, and ``say`` says so. The
@@ -820,7 +840,7 @@ def save_sampler_and_grid(
     if grid:
         sampler_grid(model, sampler, cfg, paths[1])
     try:
-        path = save_sampler(sampler, run_dir, kind, model)
+        path = save_sampler(sampler, run_dir, kind, model, fit)
     except BaseException:
         if grid:
             paths[1].unlink(missing_ok=True)
@@ -1079,6 +1099,7 @@ class _Loop:
         self.trackers = tracking.Trackers()  # TensorBoard, W&B, MLflow: none until _fit opens them
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
+        self.evaluating_s = 0.0  # seconds of checkpoint points (evaluations) since then
         self.signum = int(signal.SIGINT)  # the signal that asked
 
     def resume(self) -> None:
@@ -1112,6 +1133,12 @@ class _Loop:
         if self.out is not None:
             _truncate_metrics(self.out / ckpt.RECORDS, self.state.step)
             self.evals = [r for r in read_jsonl(self.out / ckpt.RECORDS) if r.get("kind") == "eval"]
+            # what a session that trains nothing returns: the figures of the evaluation at this step
+            here = [r for r in self.evals if r.get("step") == self.state.step]
+            if here:
+                self.last_eval = {
+                    k: float(v) for k, v in here[-1].items() if k not in ("kind", "step", "epoch") and _number(v)
+                }
 
     def nothing_to_train(self) -> str:
         """The note of a session that finds the run at its last step: which settings end it there,
@@ -1157,7 +1184,7 @@ class _Loop:
         # run slower while memory and kernels are set up, and is decided at the first epoch's end
         # after at least half an epoch of timed steps (the first epoch's, unless a resume came late)
         self.timed_from = state.step + min(10, spe // 2)
-        self.timed_since = time.perf_counter()
+        self.timed_since, self.evaluating_s = time.perf_counter(), 0.0
         if state.step >= self.total_steps:
             self.say(self.nothing_to_train())
         with _StopFlag() as stop, bar:
@@ -1166,12 +1193,15 @@ class _Loop:
                 if state.step % spe == 0:
                     steps_done = time.perf_counter()
                     self.checkpoint_point(state.step // spe)
+                    now = time.perf_counter()
                     timed = state.step - self.timed_from
                     if self.cfg.train.time_budget is not None and timed >= max(1, spe // 2):
-                        now = time.perf_counter()
-                        # the timed steps scaled to a whole epoch, with the evaluation after them
-                        epoch_s = (steps_done - self.timed_since) * spe / timed + now - steps_done
-                        self.fit_to_budget(epoch_s, now - self.started, bar)
+                        # the timed steps scaled to a whole epoch (without the evaluations among them:
+                        # a session resumed mid-epoch times one), with the evaluation after them
+                        stepping = steps_done - self.timed_since - self.evaluating_s
+                        self.fit_to_budget(stepping * spe / timed + now - steps_done, now - self.started, bar)
+                    if timed >= 0:
+                        self.evaluating_s += now - steps_done
             self.signum = stop.signum
         return self.finish()
 
@@ -1203,10 +1233,13 @@ class _Loop:
             + (f"training {kept} of the {planned} epochs" if kept < planned else f"all {planned} epochs fit")
         )
         if self.out is not None:
-            ckpt.write_config(self.out, cfg)
+            # the record first: a kill between the two leaves a record of a decision that the next
+            # session, finding the budget still pending in config.json, takes again (and records
+            # again: the last plan record is the one in force), never a plan without its record
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
             record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept)
             _append_jsonl(self.out / ckpt.RECORDS, record)
+            ckpt.write_config(self.out, cfg)
 
     def epoch(self, stop: _StopFlag, bar: tqdm) -> None:
         """The rest of the current epoch, batch by batch, until the last step or a stop request."""
@@ -1399,9 +1432,14 @@ class _Loop:
         )
 
 
+def _number(value: Any) -> bool:
+    """Whether a value read from metrics.jsonl is a number (int or float, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(value: Any) -> bool:
     """Whether a value read from metrics.jsonl is a finite number above 0 (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    return _number(value) and 0 < value < float("inf")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
