@@ -538,3 +538,20 @@ if __name__ == "__main__":
 
     with tempfile.TemporaryDirectory() as tmp:
         print(markdown(Path(tmp)))
+
+
+def test_the_class_penalty_takes_each_rows_prior_draws():
+    """loss.prior_draws = 3: the prior holds 3 draws for every code (row j of draw block i is
+    prior[i * n + j]); each class is matched to the draws of its own rows, so a single class
+    gives the marginal penalty with all 3n draws."""
+    cfg = tiny_config("mmd", latent_dim=2, prior_draws=3)
+    generator = torch.Generator().manual_seed(0)
+    codes, prior = torch.randn(60, 2, generator=generator) + 0.5, torch.randn(180, 2, generator=generator)
+    one_class = per_class_penalty(cfg, codes, prior, torch.zeros(60, dtype=torch.long))
+    assert one_class.item() == pytest.approx(latent_penalty(cfg, codes, prior).item())
+    halves = (torch.arange(60) >= 30).long()
+    by_hand = sum(
+        0.5 * latent_penalty(cfg, codes[h], prior.reshape(3, 60, 2)[:, h].reshape(-1, 2))
+        for h in (halves == 0, halves == 1)
+    )
+    assert per_class_penalty(cfg, codes, prior, halves).item() == pytest.approx(float(by_hand))

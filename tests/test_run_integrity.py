@@ -384,8 +384,13 @@ def test_extending_a_run_keeps_the_decayed_learning_rate(tmp_path):
             ["--epochs", "3", "--max-steps", "12"],
         ),
         ([], "the end of its 2 epochs: nothing to train (give more --epochs to go on)", ["--epochs", "3"]),
+        (  # a --max-steps beyond the epochs' end does not end the run there: more epochs go on
+            ["--max-steps", "20"],
+            "the end of its 2 epochs: nothing to train (give more --epochs to go on)",
+            ["--epochs", "3"],
+        ),
     ],
-    ids=["max-steps", "max-steps-at-the-end", "epochs"],
+    ids=["max-steps", "max-steps-at-the-end", "epochs", "max-steps-beyond"],
 )
 def test_a_resume_at_the_runs_end_says_so_and_keeps_what_is_there(stop, says, more, tmp_path):
     """`wae train --resume RUN` of a run at its last step (its --max-steps stays in config.json)
@@ -470,10 +475,13 @@ def test_extending_a_run_fits_its_sampler_again_as_the_user_fitted_it(tmp_path):
     assert samplers.recorded_fit(path, "gmm") == {"components": 10, "covariance": "full", "seed": 0}
     argv = ["fit-sampler", str(run), "--components", "3", "--covariance", "diag", "--seed", "5", "--no-progress"]
     assert _cli(argv)[0] == 0
+    assert samplers.refit_command(run, "gmm").endswith(" --components 3 --covariance diag --seed 5")
     code, err = _cli(["train", "--resume", str(run), "--epochs", "2", "--no-progress"])
-    assert (
-        code == 0 and "with the settings of the sampler it replaces (--components 3 --covariance diag --seed 5)" in err
-    )
+    assert code == 0, err
+    assert "with the settings of the sampler it replaces (--components 3 --covariance diag --seed 5)" in err
+    # the run fits it again itself: no advice to run wae fit-sampler, whose defaults would differ
+    assert "sampler-gmm.npz was fitted to the weights before this session: fitted again at the end" in err, err
+    assert "refit it with" not in err
     mixture = samplers.load_gmm(path)
     off_diagonal = mixture.covariances - torch.diag_embed(mixture.covariances.diagonal(dim1=1, dim2=2))
     assert mixture.means.shape[0] == 3 and not off_diagonal.any()
@@ -502,6 +510,7 @@ def test_extending_a_run_fits_its_sampler_again_as_the_user_fitted_it(tmp_path):
         '{"components": 3, "covariance": "full", "seed": -2}',
         '[3, "full", 0]',
         "x" * 2000,
+        '{"components": 3, "covariance": "full", "seed": 4294967296}',  # beyond scikit-learn's seeds
     ],
 )
 def test_a_damaged_fit_record_gives_the_defaults(entry, tmp_path):
@@ -513,7 +522,11 @@ def test_a_damaged_fit_record_gives_the_defaults(entry, tmp_path):
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
     np.savez(path, **arrays, fit=np.array(entry))
-    assert samplers.recorded_fit(path, "gmm") == {}
+    said: list[str] = []
+    assert samplers.recorded_fit(path, "gmm", said.append) == {}
+    assert said == [
+        "sampler-gmm.npz: its record of the settings it was fitted with is damaged or out of range: the defaults"
+    ]
     np.savez(path, **arrays, fit=np.array([1.0, 2.0]))  # not a string
     assert samplers.recorded_fit(path, "gmm") == {}
     path.write_bytes(b"damaged")

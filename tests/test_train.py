@@ -536,3 +536,43 @@ def test_a_session_with_nothing_to_train_returns_the_runs_last_figures(tmp_path)
     again = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
     assert again.step == trained.step == 4 and trained.metrics
     assert again.metrics == pytest.approx(trained.metrics, nan_ok=True)  # it returned {}
+
+
+def test_prior_draws_reach_the_penalty_and_are_refused_where_they_mean_nothing(tmp_path, monkeypatch):
+    import wae.train as train
+
+    seen: list[tuple[int, int]] = []
+    real = train.latent_penalty
+
+    def penalty(cfg, codes, prior, generator=None):
+        seen.append((len(codes), len(prior)))
+        return real(cfg, codes, prior, generator)
+
+    monkeypatch.setattr(train, "latent_penalty", penalty)
+    run = fit(tiny_config(epochs=1, prior_draws=4), tmp_path / "run", progress=False, log=lambda _: None)
+    assert run.step == 4 and set(seen) == {(32, 128)} and math.isfinite(run.metrics["test_mmd"])
+    for objective in ("swd", "sinkhorn", "cw", "gan", "vae"):
+        with pytest.raises(UserError, match="prior_draws is for the mmd objective"):
+            fit(tiny_config(objective, prior_draws=2), tmp_path / objective, progress=False)
+        assert not (tmp_path / objective).exists()
+
+
+def test_a_resume_leaves_lines_edited_by_hand_in_metrics_jsonl(tmp_path):
+    """A resume removes the records after its checkpoint and a killed writer's partial last
+    line, and nothing else: it once dropped every line it could not parse (an eval record with a
+    400-digit number, a note), even in a session with nothing to train, which then rewrote the
+    file; now such a session leaves it byte for byte."""
+    data = make_synthetic(count=64, size=16)
+    cfg = tiny_config(epochs=2)
+    fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    path = tmp_path / "run" / "metrics.jsonl"
+    edited = path.read_text() + "a note of mine\n" + '{"kind": "eval", "step": 4, "x": ' + "9" * 400 + "}\n"
+    path.write_text(edited)
+    with pytest.warns(UserWarning, match="skipped"):  # the readers skip them, saying so
+        again = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    assert path.read_text() == edited and again.metrics  # the figures of the last record it reads
+    path.write_text(edited + '{"kind": "train", "step": 4, "tot')  # a killed writer's partial line
+    with pytest.warns(UserWarning, match="skipped"):
+        fit(override(cfg, epochs=3), tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    text = path.read_text()
+    assert text.startswith(edited) and '"step": 4, "tot' not in text and text.endswith("\n")

@@ -281,6 +281,13 @@ class LossConfig:
     kernel_scales: tuple[float, ...] = setting(
         (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0), "imq kernel: the scales, in units of 2 d_z sigma_z^2", above=0
     )
+    prior_draws: int = setting(
+        1,
+        "mmd: prior samples drawn for each code of the batch, m = prior_draws x batch (the unbiased MMD "
+        "estimate takes any m): more lower the noise of the penalty's pull towards P_Z for the cost of a larger "
+        "kernel matrix only",
+        at_least=1,
+    )
     prior: str = setting("gaussian", "latent prior P_Z (each coordinate of variance prior_var)", choices=PRIORS)
     prior_var: float = setting(1.0, "sigma_z^2, the variance of each prior coordinate", above=0)
     prior_trick: bool = setting(False, "WAE-GAN: add log p_z(z) to the adversary's logit")
@@ -739,6 +746,10 @@ def validate(cfg: Config) -> None:
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
     if cfg.loss.logvar_l1 > 0 and (cfg.model.encoder != "gaussian" or cfg.loss.objective not in SAMPLE_PENALTIES):
         raise UserError("loss.logvar_l1 needs a gaussian encoder and a sample-penalty objective (mmd, swd, ...)")
+    if cfg.loss.prior_draws > 1 and cfg.loss.objective != "mmd":
+        raise UserError(
+            f"loss.prior_draws is for the mmd objective; got {cfg.loss.prior_draws} with {cfg.loss.objective}"
+        )
     if cfg.loss.objective == "vae" and cfg.model.encoder != "gaussian":
         raise UserError("the VAE objective needs model.encoder = gaussian")
     if cfg.loss.cost == "bce" and cfg.model.output != "sigmoid":
@@ -806,6 +817,7 @@ SIZE_BOUNDS: dict[tuple[str, str], int] = {
     ("train", "epochs"): MAX_EPOCHS,
     ("train", "batch_size"): MAX_BATCH,
     ("train", "schedule_epochs"): MAX_EPOCHS,
+    ("loss", "prior_draws"): 1024,
 }
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import is_fingerprint, npz_bytes, weights_fingerprint, write_atomic
-from .config import UserError
+from .config import MAX_SEED, UserError
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
@@ -96,9 +96,6 @@ def save_gmm(mixture: GaussianMixture, path: Path, fitted_to: str = "", fit: dic
     write_atomic(path, npz_bytes(**arrays))
 
 
-MAX_SEED = 2**63 - 1
-
-
 def fit_settings(
     kind: str,
     components: int | str = 10,
@@ -138,14 +135,16 @@ def _valid_fit(kind: str, fit: Any) -> bool:
     return all(checks[k](v) for k, v in fit.items())
 
 
-def recorded_fit(path: Path, kind: str) -> dict[str, Any]:
+def recorded_fit(path: Path, kind: str, say: Any = None) -> dict[str, Any]:
     """The settings (:func:`fit_settings`) that the sampler file of ``kind`` at ``path`` records it
     was fitted with, so that a sampler fitted again to new codes (after training went on) is
     fitted as it was: ``wae fit-sampler --components auto`` stays auto. {} when the file is
     missing or unreadable, records none (written before the record existed) or records values
-    out of range: the defaults then apply."""
+    out of range: the defaults then apply, and ``say`` (when given) is told of a record it
+    could not use."""
     if not path.is_file():
         return {}
+    fit: Any = None
     try:
         if kind == "gmm":
             with np.load(path, allow_pickle=False) as f:
@@ -155,10 +154,16 @@ def recorded_fit(path: Path, kind: str) -> dict[str, Any]:
                 text: Any = str(entry) if entry.dtype.kind == "U" and entry.ndim == 0 else None
         else:
             text = torch.load(path, map_location="cpu", weights_only=True).get("fit")
+            if text is None:
+                return {}
         fit = json.loads(text) if isinstance(text, str) and len(text) <= 1000 else None
     except Exception:  # a damaged or crafted file: what the loaders refuse, and no settings
-        return {}
-    return fit if isinstance(fit, dict) and _valid_fit(kind, fit) else {}
+        pass
+    if isinstance(fit, dict) and _valid_fit(kind, fit):
+        return fit
+    if say is not None:
+        say(f"{path.name}: its record of the settings it was fitted with is damaged or out of range: the defaults")
+    return {}
 
 
 def _not_a_sampler_file(path: Path, kind: str) -> UserError:
@@ -548,8 +553,12 @@ def load_sampler(run: Path, kind: str, model: torch.nn.Module | None = None) -> 
 
 def refit_command(run: Path, kind: str) -> str:
     """The command that fits the ex-post sampler ``kind`` of ``run`` (a run folder, or a
-    checkpoint file in its ``checkpoints/`` folder) again, quoted for a POSIX shell."""
-    return f"wae fit-sampler {shell_path(run_folder(run))}" + ("" if kind == "gmm" else f" --kind {kind}")
+    checkpoint file in its ``checkpoints/`` folder) again, with the settings its file records
+    where they are not the defaults, quoted for a POSIX shell."""
+    folder = run_folder(run)
+    fit = recorded_fit(folder / SAMPLER_FILES[kind], kind) if kind in SAMPLER_FILES else {}
+    flags = "" if not fit or fit == fit_settings(kind) else " " + fit_flags(fit)
+    return f"wae fit-sampler {shell_path(folder)}" + ("" if kind == "gmm" else f" --kind {kind}") + flags
 
 
 def shell_path(path: Path) -> str:

@@ -352,15 +352,18 @@ def per_class_penalty(
     cfg: Config, codes: Tensor, prior: Tensor, labels: Tensor, generator: torch.Generator | None = None
 ) -> Tensor:
     """A conditional run's penalty: sum over the classes k of the batch of (n_k / n) D_Z(codes of
-    class k, as many of the prior draws), codes and prior (n, d), labels (n,). Zero for every
+    class k, as many of the prior draws, or ``loss.prior_draws`` times as many), codes (n, d),
+    prior (n * prior_draws, d), labels (n,). Zero for every
     class exactly when each Q(Z|Y=k) is P_Z, so z can carry no class information (the
     marginal penalty alone lets the encoder keep the class in z, and the decoder then reads it
     from z as much as from y). A class with fewer than 2 codes in the batch is left out."""
     total = codes.new_zeros(())
+    by_row = prior.reshape(-1, *codes.shape)  # (prior_draws, n, d): draw j of every row i
     for k in labels.unique():
         chosen = labels == k
         if int(chosen.sum()) >= 2:
-            total = total + chosen.float().mean() * latent_penalty(cfg, codes[chosen], prior[chosen], generator)
+            draws = by_row[:, chosen].reshape(-1, codes.shape[1])
+            total = total + chosen.float().mean() * latent_penalty(cfg, codes[chosen], draws, generator)
     return total
 
 
@@ -399,7 +402,7 @@ def mmd_step(state: State, batch: Tensor, labels: Tensor | None = None) -> dict[
         z, _, log_var, logits = _forward(state, x_in, labels)
     recon = _recon(state, x, logits)
     codes = gather(z.float(), state.procs)
-    prior = _prior(state, len(codes))
+    prior = _prior(state, len(codes) * state.cfg.loss.prior_draws)
     if labels is not None and state.cfg.loss.class_penalty:
         classes = gather(labels.to(state.device).float(), state.procs).long()  # the global batch's
         penalty = per_class_penalty(state.cfg, codes, prior, classes, state.noise)
@@ -702,21 +705,27 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the records up to ``step`` (a resumed run rewrites what came after its checkpoint);
-    a partial last line from a killed run is dropped."""
-    if not path.exists():
+    """Remove the records after ``step`` (a resumed run rewrites what came after its checkpoint)
+    and a partial last line (no line break: a killed writer's); lines edited by hand into
+    something else are left as they are (readers skip them, with a warning), and a file with
+    nothing to remove is not rewritten."""
+    if not path.is_file():
         return
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
     kept = []
-    for line in path.read_text(errors="replace").splitlines():
+    for number, line in enumerate(lines, 1):
         try:
             record = parse_json(line)
-        except ValueError:  # also a number too long or nesting too deep: an edited line
+        except ValueError:  # also a number too long or nesting too deep
+            if number < len(lines) or text.endswith("\n"):
+                kept.append(line)  # an edited line; the last one without its line break is partial
             continue
-        if not isinstance(record, dict) or not isinstance(record.get("step", 0), int | float):
-            continue  # a line edited by hand into something else
-        if record.get("step", 0) <= step:
+        late = isinstance(record, dict) and _number(record.get("step")) and record["step"] > step
+        if not late:
             kept.append(line)
-    ckpt.write_atomic(path, "".join(line + "\n" for line in kept))
+    if kept != lines or (text and not text.endswith("\n")):
+        ckpt.write_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
@@ -779,7 +788,7 @@ def fit_ex_post(state: State, data: ImageData, run_dir: Path, say: Callable[[str
     labels = data.train_labels if model.classes else None  # Q_Z of a conditional run: codes of (x, y)
     codes = encode_all(model, data.train, cfg.data.range, labels=labels)
     defaults = fit_settings(kind, seed=cfg.train.seed)
-    earlier = recorded_fit(run_dir / SAMPLER_FILES[kind], kind)
+    earlier = recorded_fit(run_dir / SAMPLER_FILES[kind], kind, say)
     settings = earlier or defaults
     try:
         sampler, what = fit_sampler(kind, codes, **settings, log=say)
@@ -852,7 +861,7 @@ def save_sampler_and_grid(
     return path
 
 
-def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], None]) -> bool:
+def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], None], refits: str = "none") -> bool:
     """After training changed the weights (each checkpoint a training session saves, so an
     interrupted resume too): remove what was derived from older weights, and say so: the grid
     ``samples-KIND.png`` of each ex-post sampler fitted to their codes (the sampler file stays:
@@ -890,8 +899,11 @@ def drop_stale_grids(model: AutoEncoder, run_dir: Path, say: Callable[[str], Non
         if stale:
             grid.unlink(missing_ok=True)
             removed = True
-            again = refit_command(run_dir, kind)
-            say(f"{name} was fitted to the weights before this session: refit it with {again} (its grid removed)")
+            if kind == refits:  # the run fits it again itself (a session stopped first leaves it to the next)
+                say(f"{name} was fitted to the weights before this session: fitted again at the end of training")
+            else:
+                again = refit_command(run_dir, kind)
+                say(f"{name} was fitted to the weights before this session: refit it with {again} (its grid removed)")
     return removed
 
 
@@ -1149,7 +1161,7 @@ class _Loop:
         if train.max_steps is not None and train.max_steps < end:
             where = f"where its --max-steps {train.max_steps} ends it"
             more = f"a larger --max-steps to go on, up to {end}, the end of its {epochs}"
-        elif train.max_steps is not None:
+        elif train.max_steps == end:
             where = f"the end of its {epochs} and of its --max-steps {train.max_steps}"
             more = "more --epochs and a larger --max-steps to go on"
         else:
@@ -1228,7 +1240,7 @@ class _Loop:
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
         self.say(
-            f"time budget {budget:g} min: an epoch takes {epoch_s:.0f} s here (its evaluation included), "
+            f"time budget {budget:g} min: an epoch takes {epoch_s:.3g} s here (its evaluation included), "
             f"{elapsed_s:.0f} s have passed: "
             + (f"training {kept} of the {planned} epochs" if kept < planned else f"all {planned} epochs fit")
         )
@@ -1388,7 +1400,7 @@ class _Loop:
                 self.trackers.images({name: ckpt.epoch_grid(out, name, epoch) for name in grids}, state.step)
             ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
             if self.trained:  # this session's steps changed the weights: drop what was of the old ones
-                drop_stale_grids(state.sampler_model, out, self.say)  # before the report shows them
+                drop_stale_grids(state.sampler_model, out, self.say, cfg.train.fit_sampler)  # before the report
             _report(state, self.data, out, self.evals, speed)
         return metrics
 
@@ -1411,7 +1423,7 @@ class _Loop:
                 sampler_grid(model, kept, self.cfg, grid)
             elif kind != "none" and kept is None:
                 fit_ex_post(state, self.data, out, self.say)
-            dropped = bool(self.trained) and drop_stale_grids(model, out, self.say)
+            dropped = bool(self.trained) and drop_stale_grids(model, out, self.say, kind)
             if dropped or redrawn or (kind != "none" and kept is None):
                 _report(state, self.data, out, self.evals, self.speed())
         if self.stopping:
