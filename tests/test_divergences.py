@@ -260,3 +260,21 @@ def test_more_prior_draws_estimate_the_same_mmd_with_a_less_noisy_gradient():
     assert abs(v1.mean().item() - v8.mean().item()) < 4 * stderr
     ratio = (g8.var(0).mean() / g1.var(0).mean()).item()
     assert 0.08 < ratio < 0.2, ratio
+
+
+def test_the_blocks_apart_give_the_pooled_matrix_estimate_and_gradient():
+    """More prior draws than codes (loss.prior_draws) take the three kernel blocks apart, the
+    draws' own without a gradient: the same estimate and the same gradient for the codes as the
+    pooled kernel matrix, and a gradient for the draws too when they ask for one."""
+    from wae.divergences import imq_kernel, mmd_from_gram
+
+    gen = torch.Generator().manual_seed(9)
+    codes = (torch.randn(30, 5, generator=gen) * 1.3 + 0.2).double().requires_grad_(True)
+    prior = torch.randn(90, 5, generator=gen).double().requires_grad_(True)
+    pooled = torch.cat([codes, prior])
+    expected = mmd_from_gram(imq_kernel(squared_distances(pooled, pooled), 2.0 * 5), 30)
+    grads = torch.autograd.grad(expected, [codes, prior])
+    value = mmd_imq(codes, prior)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-7)
+    for got, want in zip(torch.autograd.grad(value, [codes, prior]), grads, strict=True):
+        assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-7)

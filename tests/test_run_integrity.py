@@ -538,6 +538,33 @@ def test_a_damaged_fit_record_gives_the_defaults(entry, tmp_path):
     assert samplers.recorded_fit(vae, "vae") == {}
 
 
+def test_a_run_folder_removed_and_made_again_under_a_running_writer_gets_no_writes(tmp_path, monkeypatch):
+    """`rm -rf RUN` while wae train stops after a SIGTERM, then a new run at the same path: the
+    old process wrote its last checkpoint, an eval record and the grids into the new run's
+    folder, and removed the new run's lock file on its way out. Now it stops with one line
+    before writing, and leaves the new holder's lock file alone."""
+    import wae.train as train
+
+    run = tmp_path / "run"
+    real = train._Loop._evaluate_and_save
+    new_lock = run / runs.LOCK
+
+    def replaced_after_the_first(self, epoch):
+        metrics = real(self, epoch)
+        if epoch == 1:
+            shutil.rmtree(run)
+            run.mkdir()
+            new_lock.write_text("4242\n")  # another writer's lock file, at the same path
+        return metrics
+
+    monkeypatch.setattr(train._Loop, "_evaluate_and_save", replaced_after_the_first)
+    cfg = wae.config.override(wae.preset("mnist-fast"), dataset="synthetic", synthetic_count=64, synthetic_size=16)
+    cfg = wae.config.override(cfg, arch="fast", batch_size=32, epochs=3, precision="fp32", eval_every=0)
+    with pytest.raises(UserError, match="was removed or replaced while this process trained into it"):
+        wae.fit(cfg, run, progress=False, log=lambda _: None)
+    assert sorted(p.name for p in run.iterdir()) == [runs.LOCK] and new_lock.read_text() == "4242\n"
+
+
 # ----------------------------------------------------------------------------- flags
 
 

@@ -116,19 +116,31 @@ def mmd_imq(
 ) -> Tensor:
     """WAE-MMD penalty with the multi-scale IMQ kernel, C = 2 * d * prior_var (scalar).
 
-    Up to FULL_GRAM_LIMIT pooled samples the kernel matrix is built whole; beyond it, or
+    Up to FULL_GRAM_LIMIT pooled samples the kernel matrix is built whole (as its three blocks
+    when the prior draws outnumber the codes, the draws' block without a gradient); beyond it, or
     whenever ``block`` is given, the three kernel sums are taken by row blocks (:func:`imq_sum`)
     so that a batch of 4096 codes needs megabytes, not gigabytes. Both give the same estimate:
     the diagonal terms k(x_i, x_i) = len(scales) are removed in closed form."""
     n, m = codes.shape[0], prior.shape[0]
     c = 2.0 * codes.shape[1] * prior_var
-    if block is None and n + m <= FULL_GRAM_LIMIT:
+    if block is None and n + m <= FULL_GRAM_LIMIT and n == m:
         pooled = torch.cat([codes.float(), prior.float()])
         return mmd_from_gram(imq_kernel(squared_distances(pooled, pooled), c, scales), n)
     if n < 2 or m < 2:
         raise ValueError("the unbiased MMD needs at least two samples on each side")
-    block = block or 1024
     x, y = codes.float(), prior.float()
+    if block is None and n + m <= FULL_GRAM_LIMIT:
+        # more prior draws than codes (loss.prior_draws): the three blocks apart, and the draws'
+        # own block, which does not depend on the codes, without a gradient when they need none
+        # (8 draws a code: 4x faster than the pooled matrix's backward pass)
+        k_xx = imq_kernel(squared_distances(x, x), c, scales)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and y.requires_grad):
+            k_yy = imq_kernel(squared_distances(y, y), c, scales)
+        k_xy = imq_kernel(squared_distances(x, y), c, scales)
+        within_x = (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1))
+        within_y = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        return within_x + within_y - 2.0 * k_xy.sum() / (n * m)
+    block = block or 1024
     diagonal = float(len(scales))
     within_x = (imq_sum(x, x, c, scales, block) - n * diagonal) / (n * (n - 1))
     within_y = (imq_sum(y, y, c, scales, block) - m * diagonal) / (m * (m - 1))

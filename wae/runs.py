@@ -50,6 +50,7 @@ def _resumable() -> dict[str, set[str]]:
 RESUMABLE = _resumable()
 
 _held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
+_lock_files: dict[Path, int] = {}  # the same -> the open descriptor of the lock file it holds
 
 
 class Interrupted(KeyboardInterrupt):
@@ -113,19 +114,43 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         fd = _acquire(folder)
     except OSError as err:
         raise UserError(f"cannot write the run folder {folder}: {err.strerror}") from None
-    _held[key] = 1
+    _held[key], _lock_files[key] = 1, fd
     try:
         for sub in (folder, folder / FOLDER, folder / GRIDS):
             sweep_stale(sub)
         yield
     finally:
-        del _held[key]
-        with contextlib.suppress(OSError):
-            os.unlink(folder / LOCK)
+        del _held[key], _lock_files[key]
+        if _holds(folder, fd):  # not another writer's, in a folder made again at this path
+            with contextlib.suppress(OSError):
+                os.unlink(folder / LOCK)
         os.close(fd)
         if created:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if it stayed empty
+
+
+def _holds(folder: Path, fd: int) -> bool:
+    """Whether ``folder``/.lock is still the file open as ``fd`` (not removed, nor made again)."""
+    try:
+        now, held = os.lstat(folder / LOCK), os.fstat(fd)
+    except OSError:
+        return False
+    return (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev)
+
+
+def check_held(run_dir: str | Path) -> None:
+    """:class:`UserError` when the run folder whose lock this process holds was removed or
+    replaced since it took the lock (``rm -rf RUN`` under a running ``wae train``, perhaps with
+    a new run started at the same path): what it would write next belongs to no run of its own.
+    A no-op for a folder this process does not hold."""
+    folder = Path(run_dir)
+    fd = _lock_files.get(folder.resolve())
+    if fd is not None and not _holds(folder, fd):
+        raise UserError(
+            f"the run folder {folder} was removed or replaced while this process trained into it; stopped "
+            "without writing there again"
+        )
 
 
 def has_contents(run_dir: Path) -> bool:

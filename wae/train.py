@@ -1354,6 +1354,8 @@ class _Loop:
         other ranks wait."""
         self.last_saved = self.state.step
         if self.procs.main:
+            if self.out is not None:
+                runs.check_held(self.out)  # a folder removed or made again under this run: no writes
             self.last_eval = self._evaluate_and_save(epoch)
         barrier(self.procs)
 
@@ -1411,6 +1413,7 @@ class _Loop:
         if self.last_saved != state.step:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if not self.stopping and out is not None and self.procs.main:
+            runs.check_held(out)
             kind, model = self.cfg.train.fit_sampler, state.sampler_model
             # a session that trained nothing keeps a sampler already fitted to these weights (one
             # that wae fit-sampler fitted with other settings, say) and changes nothing but a
