@@ -137,6 +137,21 @@ def _not_a_run(tmp: Path, run: Path) -> list[str]:
     return ["train", *TINY, "--out", "mine", "--overwrite"]
 
 
+def _another_tools_config(tmp: Path, run: Path) -> list[str]:
+    # a project folder with a config.json of its own: --overwrite deleted the whole project
+    (tmp / "project" / "src").mkdir(parents=True)
+    (tmp / "project" / "config.json").write_text('{"name": "my-project"}')
+    (tmp / "project" / "src" / "important.py").write_text("keep me")
+    return ["train", *TINY, "--out", "project", "--overwrite"]
+
+
+def _run_with_users_files(tmp: Path, run: Path) -> list[str]:
+    # a run folder (a wae config.json) with the user's own file in it
+    shutil.copytree(run, tmp / "mine", ignore=shutil.ignore_patterns(".lock"))
+    (tmp / "mine" / "thesis.tex").write_text("keep me")
+    return ["train", *TINY, "--out", "mine", "--overwrite"]
+
+
 def _folder_as_data(tmp: Path, run: Path) -> list[str]:
     (tmp / "folder.npz").mkdir()
     return ["train", "--data", "folder.npz"]
@@ -395,6 +410,8 @@ CASES: list[tuple[str, str, Callable[[Path, Path], list[str]]]] = [
     ("path", "export of a folder that is not a run", _with(lambda t: (t / "empty").mkdir(), "export", "empty", "--out", "model")),
     ("checkpoint", "sample from an export whose weights are truncated", _exported(lambda m: (m / "model.safetensors").write_bytes((m / "model.safetensors").read_bytes()[:500]), "sample", "model", "--out", "s.png")),
     ("path", "runs: a file, not a folder", _with(lambda t: (t / "notes.txt").write_text("x"), "runs", "notes.txt")),
+    ("path", "--overwrite on a folder whose config.json is another tool's", _another_tools_config),
+    ("path", "--overwrite on a run folder that holds the user's own files", _run_with_users_files),
 ]  # fmt: skip
 
 

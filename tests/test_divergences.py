@@ -278,3 +278,39 @@ def test_the_blocks_apart_give_the_pooled_matrix_estimate_and_gradient():
     assert value.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-7)
     for got, want in zip(torch.autograd.grad(value, [codes, prior]), grads, strict=True):
         assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-7)
+
+
+def test_many_prior_draws_take_their_own_term_from_a_subset():
+    """Draws beyond PRIOR_PAIRS_LIMIT (and the codes' number) that need no gradient enter their
+    own term through the first max(n, limit) only: the hostile pass measured 10 s a step on that
+    term alone at 102,400 draws. The estimate is the U-statistic of the subset (unbiased for the
+    same E k(y, y')), and the codes' gradient is the full estimate's; draws that ask for a
+    gradient keep all their pairs. Both paths (blocks apart, and by row blocks)."""
+    from wae import divergences
+    from wae.divergences import PRIOR_PAIRS_LIMIT, imq_kernel
+
+    gen = torch.Generator().manual_seed(10)
+    n, m, d = 20, PRIOR_PAIRS_LIMIT + 252, 3
+    codes = (torch.randn(n, d, generator=gen) * 1.1).double().requires_grad_(True)
+    prior = torch.randn(m, d, generator=gen).double()
+    c = 2.0 * d
+
+    def within(y):
+        k = imq_kernel(squared_distances(y, y), c)
+        return (k.sum() - k.diagonal().sum()) / (len(y) * (len(y) - 1))
+
+    k_xx = imq_kernel(squared_distances(codes, codes), c)
+    cross = imq_kernel(squared_distances(codes, prior), c).sum() / (n * m)
+    head = (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1)) - 2 * cross
+    subset = (head + within(prior[:PRIOR_PAIRS_LIMIT])).item()
+    full = head + within(prior)
+    (want,) = torch.autograd.grad(full, codes, retain_graph=True)
+    assert n + m <= divergences.FULL_GRAM_LIMIT  # the blocks apart; with a block given, by row blocks
+    for block in (None, 512):
+        value = mmd_imq(codes, prior, block=block)
+        assert value.item() == pytest.approx(subset, abs=2e-5)  # float32 sums of ~5M terms
+        assert value.item() == pytest.approx(full.item(), abs=0.02)  # the same quantity, estimated (not equal)
+        (got,) = torch.autograd.grad(value, codes)
+        assert torch.allclose(got.double(), want, rtol=1e-3, atol=1e-6)
+    wanting = prior.clone().requires_grad_(True)  # draws that ask for a gradient: all their pairs
+    assert mmd_imq(codes, wanting).item() == pytest.approx(full.item(), abs=2e-5)

@@ -565,6 +565,41 @@ def test_a_run_folder_removed_and_made_again_under_a_running_writer_gets_no_writ
     assert sorted(p.name for p in run.iterdir()) == [runs.LOCK] and new_lock.read_text() == "4242\n"
 
 
+@pytest.mark.parametrize("made_again", [True, False], ids=["made-again", "removed"])
+def test_a_writer_whose_lock_was_replaced_writes_no_record_after_it(made_again, tmp_path, monkeypatch):
+    """The hostile pass on the check above: it ran at checkpoint points only, and the records
+    logged between them went on into the new run's metrics.jsonl (another seed's steps, past
+    the new run's last). Now every record first checks that the lock is still this process's;
+    a folder removed and not made again gives the same line, not "No such file"."""
+    import wae.train as train
+
+    run = tmp_path / "run"
+    real = train._Loop.step
+    taken: list[bool] = []
+
+    def step(self, *args, **kwargs):
+        parts = real(self, *args, **kwargs)
+        if self.state.step == 3 and not taken:  # between two checkpoint points
+            taken.append(True)
+            shutil.rmtree(run)
+            if made_again:
+                run.mkdir()
+                (run / runs.LOCK).write_text("4242\n")
+                (run / "metrics.jsonl").write_text("")
+        return parts
+
+    monkeypatch.setattr(train._Loop, "step", step)
+    cfg = wae.config.override(wae.preset("mnist-fast"), dataset="synthetic", synthetic_count=192, synthetic_size=16)
+    cfg = wae.config.override(cfg, arch="fast", batch_size=32, epochs=2, precision="fp32", log_every=1)
+    with pytest.raises(UserError, match="was removed or replaced while this process trained into it"):
+        wae.fit(cfg, run, progress=False, log=lambda _: None)
+    assert taken
+    if made_again:
+        assert (run / "metrics.jsonl").read_text() == "" and (run / runs.LOCK).read_text() == "4242\n"
+    else:
+        assert not run.exists()
+
+
 # ----------------------------------------------------------------------------- flags
 
 

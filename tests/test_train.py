@@ -576,3 +576,62 @@ def test_a_resume_leaves_lines_edited_by_hand_in_metrics_jsonl(tmp_path):
         fit(override(cfg, epochs=3), tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
     text = path.read_text()
     assert text.startswith(edited) and '"step": 4, "tot' not in text and text.endswith("\n")
+
+
+def test_a_resume_says_what_it_removes_from_metrics_jsonl_and_keeps_the_users_lines(tmp_path):
+    """The hostile pass on the resume's clean-up: a record of the user's own kind with a later
+    step, and a last line of the user's without its line break, were removed without a word; a
+    link was replaced by a plain file (the records went on through the link when nothing was
+    removed) and a read-only file came back writable. Now only training's own records after
+    the checkpoint and a cut-off record go, each said; the link's target is rewritten and keeps
+    its mode."""
+    data = make_synthetic(count=64, size=16)
+    cfg = tiny_config(epochs=1)
+    fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)  # checkpoint at step 2
+    path = tmp_path / "run" / "metrics.jsonl"
+    base = path.read_text()
+    note = '{"kind": "note", "step": 99, "text": "mine"}\n'
+    later = '{"kind": "train", "step": 3, "total": 1.0}\n'  # a record of training after the checkpoint
+    path.write_text(base + note + later + "# a note of mine, no line break")
+    said: list[str] = []
+    fit(override(cfg, max_steps=2), tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
+    assert path.read_text() == base + note + "# a note of mine, no line break\n"
+    assert any("1 record of steps after the checkpoint's step 2 removed" in line for line in said), said
+    # a record cut short (a killed writer's): removed, and said; through a link, mode kept
+    real = tmp_path / "elsewhere.jsonl"
+    real.write_text(base + '{"kind": "train", "step": 3, "tot')
+    real.chmod(0o444)
+    path.unlink()
+    path.symlink_to(real)
+    said.clear()
+    fit(override(cfg, max_steps=2), tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
+    assert path.is_symlink() and real.read_text() == base and (real.stat().st_mode & 0o777) == 0o444
+    assert any("a last record cut short" in line for line in said), said
+
+
+def test_a_resume_with_nothing_to_train_says_when_its_figures_were_edited(tmp_path):
+    """A session that trains nothing returns the last evaluation's figures; a NaN edited into
+    them came back as a figure (null in the CLI's output). Now non-finite values are left out,
+    saying so."""
+    data = make_synthetic(count=64, size=16)
+    cfg = tiny_config(epochs=1)
+    fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    path = tmp_path / "run" / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    last = json.loads(lines[-1])
+    assert last["kind"] == "eval" and last["step"] == 2
+    last["test_recon_mse"] = float("nan")
+    path.write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    said: list[str] = []
+    again = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
+    assert "test_recon_mse" not in again.metrics and math.isfinite(again.metrics["test_mmd"])
+    assert any("has no finite test_recon_mse" in line for line in said), said
+
+
+def test_prior_draws_need_the_imq_kernel(tmp_path):
+    """The rbf kernel's bandwidth is the pooled sample's median distance: more draws moved it
+    towards the prior's own distances and shrank the penalty (0.118 -> 0.053 at 8 draws, the
+    hostile pass), a change of the objective, not of its noise. Refused."""
+    with pytest.raises(UserError, match="needs the imq kernel"):
+        fit(tiny_config(prior_draws=2, kernel="rbf"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import signal
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,14 @@ def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None =
     UTF-8, which the text may quote, as backslash escapes) to ``path`` so that ``path`` is always either the
     old or the new file: a temporary file beside it, flushed to disk, renamed over it; the
     temporary file does not outlive a failure. ``fault`` names a fault point half way through
-    the write (for the crash tests). OSError passes through, naming ``path``."""
+    the write (for the crash tests). A file replaced keeps its permission bits (a read-only
+    file stays read-only). OSError passes through, naming ``path``."""
     path = Path(path)
     raw = memoryview(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     sweep_stale(path.parent, path.name)
     try:
+        mode = stat.S_IMODE(os.stat(path).st_mode) if path.is_file() else None
         with open(tmp, "wb") as f:
             f.write(raw[: len(raw) // 2])
             if fault is not None:
@@ -81,6 +84,8 @@ def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None =
             f.write(raw[len(raw) // 2 :])
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as err:  # named after the file meant, not the temporary one
         raise OSError(err.errno, err.strerror, str(path)) from None

@@ -831,6 +831,18 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             )
         if not (run_dir / "config.json").exists():
             raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
+        settings = ckpt.read_json_object(run_dir / "config.json")
+        if settings is None or not settings.keys() & {"data", "model", "loss", "train"}:
+            raise UserError(
+                f"{run_dir} is not a run folder (its config.json is not a wae run's); refusing to replace it"
+            )
+        foreign = runs.foreign_entries(run_dir)
+        if foreign:  # a run folder holds what wae writes; anything else may be the user's own
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UserError(
+                f"{run_dir} holds files that no wae run writes ({shown}); refusing to replace it: move them out "
+                "or remove the folder yourself"
+            )
         runs.clear(run_dir)  # all but the lock file this process holds
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

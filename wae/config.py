@@ -283,9 +283,9 @@ class LossConfig:
     )
     prior_draws: int = setting(
         1,
-        "mmd: prior samples drawn for each code of the batch, m = prior_draws x batch (the unbiased MMD "
-        "estimate takes any m): more lower the noise of the penalty's pull towards P_Z for the cost of a larger "
-        "kernel matrix only",
+        "mmd (imq kernel): prior samples drawn for each code of the batch, m = prior_draws x batch (the "
+        "unbiased MMD estimate takes any m): more lower the noise of the penalty's pull towards P_Z, for a "
+        "kernel block of batch x m (a cost that grows linearly)",
         at_least=1,
     )
     prior: str = setting("gaussian", "latent prior P_Z (each coordinate of variance prior_var)", choices=PRIORS)
@@ -748,7 +748,15 @@ def validate(cfg: Config) -> None:
         raise UserError("loss.logvar_l1 needs a gaussian encoder and a sample-penalty objective (mmd, swd, ...)")
     if cfg.loss.prior_draws > 1 and cfg.loss.objective != "mmd":
         raise UserError(
-            f"loss.prior_draws is for the mmd objective; got {cfg.loss.prior_draws} with {cfg.loss.objective}"
+            f"loss.prior_draws is for the mmd objective; got {cfg.loss.prior_draws} with {cfg.loss.objective} "
+            "(give --prior-draws 1)"
+        )
+    if cfg.loss.prior_draws > 1 and cfg.loss.kernel != "imq":
+        # the rbf kernel's bandwidth is the pooled sample's median distance: more draws would move
+        # it towards the prior's own distances and change the penalty itself, not only its noise
+        raise UserError(
+            f"loss.prior_draws {cfg.loss.prior_draws} needs the imq kernel: the {cfg.loss.kernel} kernel takes its "
+            "bandwidth from the pooled sample, which more draws would change (give --prior-draws 1)"
         )
     if cfg.loss.objective == "vae" and cfg.model.encoder != "gaussian":
         raise UserError("the VAE objective needs model.encoder = gaussian")

@@ -158,6 +158,21 @@ def has_contents(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir())
 
 
+# what a run folder is made of: the names wae train, fit-sampler, evaluate, report and the trackers
+# write into it (and their temporary files, ".NAME.tmp-PID"); ``--overwrite`` replaces only a
+# folder of these (anything else in it might be the user's)
+RUN_ENTRY = re.compile(
+    r"config\.json|metrics\.jsonl|\.lock|\.write-test|checkpoints|grids|tensorboard|mlruns|wandb"
+    r"|report\.(md|html)|(samples|reconstructions|interpolations|classes)(-[\w.-]+)?\.png"
+    r"|sampler-\w+\.(npz|pt)|metrics(-[\w.-]+)?\.json|\..+\.tmp-\d+"
+)
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """The names in ``run_dir`` that no wae command writes there (:data:`RUN_ENTRY`), sorted."""
+    return sorted(entry.name for entry in run_dir.iterdir() if not RUN_ENTRY.fullmatch(entry.name))
+
+
 def clear(run_dir: Path) -> None:
     """Remove everything in the run folder but the lock file (held by this process);
     :class:`UserError`, with nothing removed, when a file system is mounted inside it

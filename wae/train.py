@@ -697,6 +697,10 @@ class _StopFlag:
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append ``record`` as one line to the records file ``path``; first :class:`UserError` when
+    ``path``'s folder is a run folder this process held and no longer holds (removed, or made
+    again by another run: :func:`runs.check_held`), so that nothing is written into another run."""
+    runs.check_held(path.parent)
     try:
         with open(path, "a") as f:
             f.write(ckpt.json_text(record) + "\n")
@@ -704,28 +708,47 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
         raise OSError(err.errno, err.strerror, str(path)) from None
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Remove the records after ``step`` (a resumed run rewrites what came after its checkpoint)
-    and a partial last line (no line break: a killed writer's); lines edited by hand into
-    something else are left as they are (readers skip them, with a warning), and a file with
-    nothing to remove is not rewritten."""
+# the kinds of record wae train writes into metrics.jsonl (a resume rewrites those after its checkpoint)
+RECORD_KINDS = frozenset({"train", "eval", "plan", "nonfinite"})
+
+
+def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print) -> None:
+    """Remove the records that training writes (:data:`RECORD_KINDS`) of steps after ``step``
+    (a resumed run writes what came after its checkpoint again) and a partial last record (a
+    line that opens a JSON object with no line break after it: a killed writer's), saying what
+    was removed; other lines (edited or added by hand) stay as they are (readers skip what is not
+    a record, with a warning; a last line of the user's without its line break gets one). A file
+    with nothing to change is not rewritten; a link is rewritten through (its target changes)
+    and the file keeps its permission bits (:func:`checkpoint.write_atomic`)."""
     if not path.is_file():
         return
     text = path.read_text(errors="replace")
     lines = text.splitlines()
-    kept = []
+    kept, late, partial = [], 0, ""
     for number, line in enumerate(lines, 1):
+        last_cut = number == len(lines) and not text.endswith("\n")
         try:
             record = parse_json(line)
         except ValueError:  # also a number too long or nesting too deep
-            if number < len(lines) or text.endswith("\n"):
-                kept.append(line)  # an edited line; the last one without its line break is partial
+            if last_cut and line.lstrip().startswith("{"):
+                partial = line
+            else:
+                kept.append(line)  # an edited line, kept as it is
             continue
-        late = isinstance(record, dict) and _number(record.get("step")) and record["step"] > step
-        if not late:
+        ours = isinstance(record, dict) and record.get("kind") in RECORD_KINDS
+        if ours and _number(record.get("step")) and record["step"] > step:
+            late += 1
+        else:
             kept.append(line)
-    if kept != lines or (text and not text.endswith("\n")):
-        ckpt.write_atomic(path, "".join(line + "\n" for line in kept))
+    if kept == lines and text.endswith("\n"):
+        return
+    if late:
+        records = f"{late} record{'s' if late != 1 else ''}"
+        say(f"{path}: {records} of steps after the checkpoint's step {step} removed (training writes them again)")
+    if partial:
+        say(f"{path}: removed a last record cut short (no line break): {partial[:60]!r}")
+    target = path.resolve() if path.is_symlink() else path  # appends go through a link: so does this
+    ckpt.write_atomic(target, "".join(line + "\n" for line in kept))
 
 
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
@@ -1143,14 +1166,22 @@ class _Loop:
                 "train (give more)"
             )
         if self.out is not None:
-            _truncate_metrics(self.out / ckpt.RECORDS, self.state.step)
+            _truncate_metrics(self.out / ckpt.RECORDS, self.state.step, self.say)
             self.evals = [r for r in read_jsonl(self.out / ckpt.RECORDS) if r.get("kind") == "eval"]
             # what a session that trains nothing returns: the figures of the evaluation at this step
             here = [r for r in self.evals if r.get("step") == self.state.step]
             if here:
                 self.last_eval = {
-                    k: float(v) for k, v in here[-1].items() if k not in ("kind", "step", "epoch") and _number(v)
+                    k: float(v)
+                    for k, v in here[-1].items()
+                    if k not in ("kind", "step", "epoch") and _number(v) and math.isfinite(v)
                 }
+                missing = [k for k in ("test_recon_mse", "test_mmd") if k not in self.last_eval]
+                if missing:  # edited by hand, or lost: the figures are what is left, said as such
+                    self.say(
+                        f"{self.out / ckpt.RECORDS}: the evaluation record of step {self.state.step} has no finite "
+                        f"{' or '.join(missing)} (edited?): the figures returned are the others"
+                    )
 
     def nothing_to_train(self) -> str:
         """The note of a session that finds the run at its last step: which settings end it there,
