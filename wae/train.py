@@ -735,7 +735,8 @@ def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print)
             else:
                 kept.append(line)  # an edited line, kept as it is
             continue
-        ours = isinstance(record, dict) and record.get("kind") in RECORD_KINDS
+        kind = record.get("kind") if isinstance(record, dict) else None
+        ours = isinstance(kind, str) and kind in RECORD_KINDS  # an edited kind may be a list
         if ours and _number(record.get("step")) and record["step"] > step:
             late += 1
         else:
