@@ -1165,6 +1165,11 @@ def test_train_overwrite_refuses_to_delete_its_own_inputs(run, tmp_path):
     assert "inside the image folder" in err and not (images / "run").exists()
     # the run's own config.json as --config: read first, and the new run writes its own
     own = ["train", "--config", str(copy / "config.json"), "--max-steps", "2", "--no-progress", "--out", str(copy)]
+    code, err = run_cli([*own, "--overwrite"])  # the user's own files in it: refused (session 32)
+    _one_line(code, err)
+    assert "holds files that no wae run writes (mine.csv, my.toml)" in err and data.is_file()
+    data.unlink()
+    settings.unlink()
     assert run_cli([*own, "--overwrite"])[0] == 0
 
 
@@ -1292,7 +1297,10 @@ def test_train_overwrite_refuses_a_data_path_that_passes_through_the_folder(run,
     code, err = run_cli(["train", "--data", given, *tiny, "--out", str(copy), "--overwrite"])
     _one_line(code, err)
     assert "--overwrite would delete --data" in err and (copy / "x.csv").is_symlink()
-    # a data file beside the run, reached through a link to the run's parent: allowed
+    # a data file beside the run, reached through a link to the run's parent: allowed (once the
+    # folder holds only a run's files: session 32)
+    (copy / "x.csv").unlink()
+    (copy / "sub").rmdir()
     os.symlink(tmp_path, tmp_path / "ext" / "up")
     code, err = run_cli(
         [
@@ -1442,9 +1450,10 @@ def test_a_run_folder_reached_by_another_name_is_the_same_folder(run, tmp_path):
             assert not _passes_through(tmp_path / "elsewhere.npz", real)
             assert not is_within((tmp_path / "alias2").resolve(), real)
             assert (copy / "d.npz").read_bytes() == (copy / "sub" / "x.npz").read_bytes() == b"data"
-        # the run's own settings through another name of the run: read, not deleted
+        # the run's own settings through another name of the run: read, not deleted (the check
+        # that comes next refuses the folder for the user's files in it: session 32)
         code, err = run_cli(["train", "--config", str(alias / "config.json"), *TINY, *tiny])
-        assert code == 0 and "would delete" not in err, err
+        assert code == 2 and "would delete" not in err and "no wae run writes (d.npz, sub)" in err, err
 
 
 @contextlib.contextmanager
@@ -1689,6 +1698,7 @@ def test_overwrite_refuses_a_mount_made_on_an_entry_of_the_run_through_another_n
         with pytest.raises(UserError, match="mount point"):
             runs.clear(copy)  # the Python API's guard as well
     assert runs.mounts_over(copy.resolve()) == []
+    (copy / "sub").rmdir()  # a folder of the user's: refused too (session 32)
     code, err = run_cli(["train", *TINY, "--max-steps", "1", "--out", str(copy), "--overwrite"])
     assert code == 0, err
 

@@ -836,6 +836,7 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             raise UserError(
                 f"{run_dir} is not a run folder (its config.json is not a wae run's); refusing to replace it"
             )
+        runs.check_no_mounts(run_dir)  # the more telling refusal first, when an entry is a mount point
         foreign = runs.foreign_entries(run_dir)
         if foreign:  # a run folder holds what wae writes; anything else may be the user's own
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
