@@ -28,7 +28,7 @@ from wae import cli, runs, samplers
 from wae.config import UserError
 from wae.data import make_synthetic
 
-from .conftest import SMALL_RUN, run_cli, terminal_signals
+from .conftest import SMALL_RUN, run_cli, terminal_signals, tiny_config
 
 TINY = [*SMALL_RUN, "--eval-every", "0"]
 
@@ -589,8 +589,7 @@ def test_a_writer_whose_lock_was_replaced_writes_no_record_after_it(made_again, 
         return parts
 
     monkeypatch.setattr(train._Loop, "step", step)
-    cfg = wae.config.override(wae.preset("mnist-fast"), dataset="synthetic", synthetic_count=192, synthetic_size=16)
-    cfg = wae.config.override(cfg, arch="fast", batch_size=32, epochs=2, precision="fp32", log_every=1)
+    cfg = tiny_config(synthetic_count=192, epochs=2, log_every=1)
     with pytest.raises(UserError, match="was removed or replaced while this process trained into it"):
         wae.fit(cfg, run, progress=False, log=lambda _: None)
     assert taken

@@ -831,8 +831,7 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             )
         if not (run_dir / "config.json").exists():
             raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
-        settings = ckpt.read_json_object(run_dir / "config.json")
-        if settings is None or not settings.keys() & {"data", "model", "loss", "train"}:
+        if not _wae_config(run_dir):
             raise UserError(
                 f"{run_dir} is not a run folder (its config.json is not a wae run's); refusing to replace it"
             )
@@ -926,8 +925,14 @@ def _is_run_folder(folder: Path) -> bool:
         return True
     if not any((folder / name).is_file() for name in (export.WEIGHTS, ckpt.RECORDS, runs.LOCK)):
         return False
-    # an export, or a run in its first steps: a config.json with a wae section (of any version,
-    # sections left out or not), not another tool's (a Hugging Face model folder's)
+    # an export, or a run in its first steps: a config.json with a wae section
+    return _wae_config(folder)
+
+
+def _wae_config(folder: Path) -> bool:
+    """Whether ``folder``/config.json is a wae config: a JSON object with a data, model, loss or
+    train section (of any version, sections left out or not), not another tool's (a Hugging Face
+    model folder's, a project's)."""
     settings = ckpt.read_json_object(folder / export.CONFIG)
     return settings is not None and bool(settings.keys() & {"data", "model", "loss", "train"})
 
