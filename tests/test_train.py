@@ -635,3 +635,16 @@ def test_prior_draws_need_the_imq_kernel(tmp_path):
     with pytest.raises(UserError, match="needs the imq kernel"):
         fit(tiny_config(prior_draws=2, kernel="rbf"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_leaves_an_empty_metrics_file_unwritten(tmp_path):
+    """An empty metrics.jsonl has nothing to remove: the clean-up does not rewrite it (session
+    31 left it alone; the review of session 32's rewrite found it rewritten)."""
+    from wae.train import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("")
+    before = path.stat().st_ino
+    said: list[str] = []
+    _truncate_metrics(path, 0, said.append)
+    assert path.stat().st_ino == before and path.read_text() == "" and said == []

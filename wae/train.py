@@ -741,8 +741,8 @@ def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print)
             late += 1
         else:
             kept.append(line)
-    if kept == lines and text.endswith("\n"):
-        return
+    if kept == lines and (not text or text.endswith("\n")):
+        return  # an empty file, too, is left as it is
     if late:
         records = f"{late} record{'s' if late != 1 else ''}"
         say(f"{path}: {records} of steps after the checkpoint's step {step} removed (training writes them again)")
