@@ -314,3 +314,31 @@ def test_many_prior_draws_take_their_own_term_from_a_subset():
         assert torch.allclose(got.double(), want, rtol=1e-3, atol=1e-6)
     wanting = prior.clone().requires_grad_(True)  # draws that ask for a gradient: all their pairs
     assert mmd_imq(codes, wanting).item() == pytest.approx(full.item(), abs=2e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"block": -1}, "block must be a positive"),
+        ({"block": 0}, "block must be a positive"),
+        ({"prior_var": 0.0}, "prior_var must be a positive"),
+        ({"prior_var": float("nan")}, "prior_var must be a positive"),
+        ({"scales": []}, "scales must be one or more"),
+        ({"scales": [1.0, -2.0]}, "scales must be one or more"),
+        ({"codes": torch.zeros(8)}, "codes must be a 2-D tensor"),
+        ({"prior": torch.zeros(8, 3, 1)}, "prior must be a 2-D tensor"),
+        ({"prior": torch.zeros(8, 3)}, "the same dimension"),
+        ({"codes": torch.zeros(8, 0), "prior": torch.zeros(8, 0)}, "the same dimension d >= 1"),
+        ({"codes": torch.zeros(1, 2), "prior": torch.zeros(1, 2)}, "at least two samples"),
+    ],
+)
+def test_mmd_imq_refuses_what_it_cannot_estimate_with_a_message(kwargs, words):
+    """The hostile pass of session 33: block=-1 returned -3.33 silently, d = 0 or prior_var = 0
+    gave NaN, scales=[] an AttributeError, 1-D input an IndexError and a dimension mismatch a
+    RuntimeError. Each is now a ValueError that says what is wrong."""
+    args = {"codes": torch.randn(8, 2), "prior": torch.randn(8, 2), **kwargs}
+    with pytest.raises(ValueError, match=words):
+        mmd_imq(**args)
+    if "codes" in kwargs or "prior" in kwargs:
+        with pytest.raises(ValueError, match=words.split(" d >=")[0]):
+            mmd_rbf(args["codes"], args["prior"])

@@ -1167,7 +1167,7 @@ def test_train_overwrite_refuses_to_delete_its_own_inputs(run, tmp_path):
     own = ["train", "--config", str(copy / "config.json"), "--max-steps", "2", "--no-progress", "--out", str(copy)]
     code, err = run_cli([*own, "--overwrite"])  # the user's own files in it: refused (session 32)
     _one_line(code, err)
-    assert "holds files that no wae run writes (mine.csv, my.toml)" in err and data.is_file()
+    assert "holds files that are not a wae run's own (mine.csv, my.toml:" in err and data.is_file()
     data.unlink()
     settings.unlink()
     assert run_cli([*own, "--overwrite"])[0] == 0
@@ -1453,7 +1453,7 @@ def test_a_run_folder_reached_by_another_name_is_the_same_folder(run, tmp_path):
         # the run's own settings through another name of the run: read, not deleted (the check
         # that comes next refuses the folder for the user's files in it: session 32)
         code, err = run_cli(["train", "--config", str(alias / "config.json"), *TINY, *tiny])
-        assert code == 2 and "would delete" not in err and "no wae run writes (d.npz, sub)" in err, err
+        assert code == 2 and "would delete" not in err and "not a wae run's own (d.npz, sub:" in err, err
 
 
 @contextlib.contextmanager

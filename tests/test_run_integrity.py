@@ -560,7 +560,7 @@ def test_a_run_folder_removed_and_made_again_under_a_running_writer_gets_no_writ
     monkeypatch.setattr(train._Loop, "_evaluate_and_save", replaced_after_the_first)
     cfg = wae.config.override(wae.preset("mnist-fast"), dataset="synthetic", synthetic_count=64, synthetic_size=16)
     cfg = wae.config.override(cfg, arch="fast", batch_size=32, epochs=3, precision="fp32", eval_every=0)
-    with pytest.raises(UserError, match="was removed or replaced while this process trained into it"):
+    with pytest.raises(UserError, match="was removed, moved or replaced while this process wrote into it"):
         wae.fit(cfg, run, progress=False, log=lambda _: None)
     assert sorted(p.name for p in run.iterdir()) == [runs.LOCK] and new_lock.read_text() == "4242\n"
 
@@ -590,7 +590,7 @@ def test_a_writer_whose_lock_was_replaced_writes_no_record_after_it(made_again, 
 
     monkeypatch.setattr(train._Loop, "step", step)
     cfg = tiny_config(synthetic_count=192, epochs=2, log_every=1)
-    with pytest.raises(UserError, match="was removed or replaced while this process trained into it"):
+    with pytest.raises(UserError, match="was removed, moved or replaced while this process wrote into it"):
         wae.fit(cfg, run, progress=False, log=lambda _: None)
     assert taken
     if made_again:
@@ -777,3 +777,240 @@ def test_twenty_torchrun_launches_all_exit_0(tmp_path):
         timeout=1800,
     )
     assert result.returncode == 0 and "20 of 20 launches exited 0" in result.stdout, result.stdout
+
+
+# ------------------------------------------------- the hostile pass of session 33 (helper 44)
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+OVERWRITE = ["train", *TINY, "--max-steps", "1", "--out"]
+
+
+@pytest.mark.parametrize(
+    "name, folder",
+    [
+        ("checkpoints/best-keep.pt", False),
+        ("grids/my-figure.png", False),
+        ("tensorboard/other-exp", True),
+        ("wandb/my-notes.txt", False),
+        ("metrics-paper-final.json", False),
+        ("samples-holiday.png", False),
+        ("sampler-mine.npz", False),
+        ("report-draft.md", False),
+        (".notes.txt.tmp-5", False),  # a "temporary file" of a name wae never writes
+        (".report.md.tmp-5", True),  # one of wae's names, but a folder
+        ("samples.png", True),  # wae writes a file there, not a folder
+    ],
+)
+def test_overwrite_refuses_what_is_not_wae_s_own_inside_its_folders_too(name, folder, run_copy):
+    """--overwrite looked at the top-level names alone, by broad patterns: checkpoints/, grids/
+    and the trackers' folders were removed whole (a user's checkpoints/best-keep.pt with them),
+    and metrics-*.json, samples-*.png, sampler-*.* and any ".X.tmp-N" matched user files. Now
+    only the exact names wae writes pass, inside those folders too, and nothing is removed."""
+    path = run_copy / name
+    if path.exists():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir() if folder else path.write_bytes(b"mine")
+    before = _tree(run_copy)
+    _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "refusing to replace it", name)
+    assert _tree(run_copy) == before
+
+
+def test_overwrite_replaces_a_run_with_what_its_trackers_and_killed_writers_leave(run_copy):
+    """What wae and its trackers write passes: event files, W&B and MLflow run folders, the
+    temporary files of killed writers (here of a checkpoint and a grid), an extra checkpoint."""
+    made = [
+        "tensorboard/events.out.tfevents.1764000000.host.123.0",
+        "wandb/run-20261204_101010-wae-0123456789ab/files/config.yaml",
+        "wandb/debug.log",
+        "mlruns/0/meta.yaml",
+        "mlruns/.trash/x",
+        "checkpoints/.step-00000009.pt.tmp-999999",
+        "checkpoints/step-00000077.pt",
+        "grids/samples-epoch012.png",
+        "grids/.classes-epoch001.png.tmp-7",
+        "samples-flow.png",
+        "metrics-vae.json",
+        ".report.html.tmp-12",
+    ]
+    for name in made:
+        (run_copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_copy / name).write_bytes(b"wae's")
+    code, err = _cli([*OVERWRITE, str(run_copy), "--overwrite"])
+    assert code == 0, err
+    assert not any((run_copy / name).exists() for name in made)
+    assert (run_copy / "checkpoints" / "step-00000001.pt").is_file()  # the new run's own
+
+
+def _chattr(flag: str, path: Path) -> bool:
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        return False
+    return subprocess.run([chattr, flag, str(path)], capture_output=True).returncode == 0
+
+
+def test_overwrite_of_a_run_with_an_immutable_file_removes_nothing(run_copy):
+    """--overwrite with one file made immutable (chattr +i) removed everything it reached before
+    it and failed there: the old run half deleted. Now what would stop the removal is looked for
+    first, and the refusal removes nothing."""
+    blocked = run_copy / "checkpoints" / ckpt.run_checkpoints(run_copy)[0].name
+    if not _chattr("+i", blocked):
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        before = _tree(run_copy)
+        _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "immutable", "nothing was removed", blocked.name)
+        assert _tree(run_copy) == before
+    finally:
+        _chattr("-i", blocked)
+
+
+def test_overwrite_that_fails_part_way_says_what_is_gone(run_copy, monkeypatch):
+    """A removal that fails after the checks (a race) says what is gone and what is left."""
+    real = shutil.rmtree
+
+    def failing(path, *args, **kwargs):
+        if Path(path).name == "grids":
+            raise OSError(errno.EBUSY, "Device or resource busy", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", failing)
+    err = _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "partly removed", "gone: checkpoints")
+    assert "remove the folder yourself" in err and (run_copy / "grids").is_dir()
+
+
+def test_a_folder_replaced_during_an_evaluation_gets_no_checkpoint_grid_or_report(tmp_path, monkeypatch):
+    """The folder removed and made again while the checkpoint point evaluated: the check at its
+    start had passed, and the checkpoint, the grids, samples.png and report.md went into the new
+    folder. Now every file put into a held run folder checks the lock first (write_atomic)."""
+    import wae.train as train
+
+    run = tmp_path / "run"
+    real = train._figures
+
+    def replaced_then_drawn(state, data, run_dir, epoch, fixed_z):
+        shutil.rmtree(run)
+        run.mkdir()
+        (run / runs.LOCK).write_text("4242\n")
+        return real(state, data, run_dir, epoch, fixed_z)
+
+    monkeypatch.setattr(train, "_figures", replaced_then_drawn)
+    with pytest.raises(UserError, match="removed, moved or replaced"):
+        wae.fit(tiny_config(epochs=1), run, progress=False, log=lambda _: None)
+    assert _tree(run) == [runs.LOCK] and (run / runs.LOCK).read_text() == "4242\n"
+
+
+def test_a_removed_lock_file_is_named_as_such(tmp_path, monkeypatch):
+    """Only RUN/.lock removed under a running writer: the message said the folder was removed or
+    replaced. Now it names the lock file."""
+    import wae.train as train
+
+    run = tmp_path / "run"
+    real = train._Loop.checkpoint_point
+
+    def lock_removed(self, epoch):
+        (run / runs.LOCK).unlink()
+        return real(self, epoch)
+
+    monkeypatch.setattr(train._Loop, "checkpoint_point", lock_removed)
+    with pytest.raises(UserError, match=r"its lock file .*\.lock was removed"):
+        wae.fit(tiny_config(epochs=1), run, progress=False, log=lambda _: None)
+
+
+def test_a_run_saved_with_the_rbf_kernel_and_prior_draws_is_still_usable(tmp_path, monkeypatch):
+    """Runs trained before session 32 with --kernel rbf --prior-draws N could not be sampled,
+    evaluated, reported, exported or resumed: loading validated them as new runs. The rule
+    binds new runs only."""
+    import wae.train as train
+
+    run = tmp_path / "old"
+    with monkeypatch.context() as old_version:
+        old_version.setattr(train, "validate_new", wae.config.validate)
+        wae.fit(tiny_config(epochs=1, prior_draws=2, kernel="rbf"), run, progress=False, log=lambda _: None)
+    for argv in (
+        ["sample", str(run), "--out", str(tmp_path / "s.png")],
+        ["export", str(run), "--out", str(tmp_path / "export")],
+        ["train", "--resume", str(run), "--epochs", "2", "--no-progress"],
+    ):
+        code, err = _cli(argv)
+        assert code == 0, (argv, err)
+    assert json.loads((run / "config.json").read_text())["loss"]["prior_draws"] == 2
+    _refused(_cli(["train", *TINY, "--kernel", "rbf", "--prior-draws", "2", "--out", str(tmp_path / "new")]), "imq")
+
+
+def test_write_atomic_keeps_the_owner_and_group_of_the_file_it_replaces(tmp_path):
+    """write_atomic kept the permission bits and lost the owner and group (root rewriting a
+    user's report.md left it root's)."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    path = tmp_path / "report.md"
+    path.write_text("old")
+    os.chown(path, 4321, 4322)
+    os.chmod(path, 0o640)
+    ckpt.write_atomic(path, "new")
+    info = path.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777, path.read_text()) == (4321, 4322, 0o640, "new")
+
+
+def test_a_fifo_as_metrics_jsonl_is_refused_at_once(run_copy):
+    """A FIFO at RUN/metrics.jsonl: the resume blocked on opening it, and SIGTERM was ignored
+    while it waited. Now it is refused before the data are read; a FIFO made during a run is
+    refused when the next record is written, without blocking."""
+    from wae.train import _append_jsonl
+
+    records = run_copy / "metrics.jsonl"
+    records.unlink()
+    os.mkfifo(records)
+    argv = [sys.executable, "-m", "wae", "train", "--resume", str(run_copy), "--epochs", "2", "--no-progress"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "is not a regular file" in done.stderr, done.stderr
+    with pytest.raises(UserError, match="is not a regular file"):
+        _append_jsonl(records, {"kind": "train", "step": 1})
+    (tmp := run_copy / "folder.jsonl").mkdir()
+    with pytest.raises(UserError, match="is not a regular file"):
+        _append_jsonl(tmp, {"kind": "train", "step": 1})
+
+
+def test_the_resume_clean_up_keeps_the_users_lines_byte_for_byte(tmp_path):
+    """The clean-up read the file as text: Latin-1 bytes became U+FFFD, str.splitlines split a
+    line at U+2028, \\x85 or \\x0c, and CRLF became LF. Now it splits at b"\\n" alone and copies
+    every line it keeps as it was; only training records after the step and a cut-short last
+    record go (and only once the file is written is that said)."""
+    from wae.train import _truncate_metrics
+
+    kept = [
+        b'{"kind": "train", "step": 2}\n',
+        b"caf\xe9 notes in Latin-1\n",
+        '{"note": "a\u2028b\u0085c"}\n'.encode(),
+        b"form\x0cfeed and a CRLF line\r\n",
+        b'{"kind": "eval", "step": 2, "x": 1}\r\n',
+    ]
+    late = [b'{"kind": "train", "step": 3}\n', b'{"kind": "eval", "step": 4}\r\n']
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(kept[0] + late[0] + b"".join(kept[1:]) + late[1] + b'{"kind": "train", "st')
+    said: list[str] = []
+    _truncate_metrics(path, 2, said.append)
+    assert path.read_bytes() == b"".join(kept)
+    assert len(said) == 2 and "2 records" in said[0] and "cut short" in said[1]
+    path.write_bytes(kept[0] + b"the user's last line")  # kept, given its line break
+    _truncate_metrics(path, 2, said.append)
+    assert path.read_bytes() == kept[0] + b"the user's last line\n"
+
+
+def test_the_resume_clean_up_says_nothing_when_the_write_fails(tmp_path, monkeypatch):
+    from wae.train import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"kind": "train", "step": 3}\n')
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ckpt, "write_atomic", full)
+    said: list[str] = []
+    with pytest.raises(OSError):
+        _truncate_metrics(path, 2, said.append)
+    assert said == [] and path.read_bytes() == b'{"kind": "train", "step": 3}\n'

@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,34 +64,68 @@ def write_config(folder: Path, cfg: Config) -> None:
     write_atomic(Path(folder) / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def write_atomic(path: Path, data: bytes | memoryview | str, fault: str | None = None) -> None:
+def make_folder(folder: Path) -> None:
+    """``folder`` made if missing (a run's checkpoints/ or grids/), not in a run folder removed
+    or replaced under this process (:func:`wae.runs.check_writing`)."""
+    from .runs import check_writing  # runs imports this module
+
+    check_writing(folder)
+    folder.mkdir(exist_ok=True)
+
+
+def write_atomic(path: Path, data: bytes | memoryview | str | Iterable[bytes], fault: str | None = None) -> None:
     """Write ``data`` (text is UTF-8 encoded; the undecodable bytes of a file name that is not
-    UTF-8, which the text may quote, as backslash escapes) to ``path`` so that ``path`` is always either the
-    old or the new file: a temporary file beside it, flushed to disk, renamed over it; the
-    temporary file does not outlive a failure. ``fault`` names a fault point half way through
-    the write (for the crash tests). A file replaced keeps its permission bits (a read-only
-    file stays read-only). OSError passes through, naming ``path``."""
+    UTF-8, which the text may quote, as backslash escapes; or chunks of bytes, as they come) to
+    ``path`` so that ``path`` is always either the old or the new file: a temporary file beside
+    it, flushed to disk, renamed over it; the temporary file does not outlive a failure.
+    ``fault`` names a fault point half way through the write (for the crash tests). A file
+    replaced keeps its permission bits (a read-only file stays read-only) and, where the system
+    allows, its owner and group. OSError passes through, naming ``path``; :class:`UserError`
+    when ``path`` is in a run folder this process holds that was removed or replaced meanwhile
+    (:func:`wae.runs.check_writing`)."""
+    from .runs import check_writing  # runs imports this module
+
     path = Path(path)
-    raw = memoryview(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
+    if isinstance(data, bytes | memoryview | str):
+        raw = memoryview(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
+        chunks: Iterable[bytes | memoryview] = (raw[: len(raw) // 2], raw[len(raw) // 2 :])
+    else:
+        chunks = data  # written as they come: a file larger than memory is never held whole
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    check_writing(path)  # nothing into a run folder removed or replaced under this process
     sweep_stale(path.parent, path.name)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode) if path.is_file() else None
+        old = os.stat(path) if path.is_file() else None
         with open(tmp, "wb") as f:
-            f.write(raw[: len(raw) // 2])
-            if fault is not None:
-                fault_point(fault)
-            f.write(raw[len(raw) // 2 :])
+            for number, chunk in enumerate(chunks):
+                if number == 1 and fault is not None:
+                    fault_point(fault)  # half way through
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        if old is not None:
+            _keep_owner(tmp, old)
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+        check_writing(path)  # again, just before the file is put in place
         os.replace(tmp, path)
     except OSError as err:  # named after the file meant, not the temporary one
         raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _keep_owner(tmp: Path, old: os.stat_result) -> None:
+    """The owner and group of the file replaced given to its replacement where the system
+    allows it (root, or a group the writer is in); left as they are otherwise."""
+    if (old.st_uid, old.st_gid) == (os.geteuid(), os.getegid()):
+        return
+    for uid, gid in ((old.st_uid, old.st_gid), (-1, old.st_gid)):
+        try:
+            os.chown(tmp, uid, gid)
+            return
+        except PermissionError:
+            continue
 
 
 def _alive(pid: int) -> bool:
@@ -308,7 +342,7 @@ def newest_checkpoint_step(run_dir: Path) -> int | None:
 def save_run_checkpoint(run_dir: Path, payload: dict[str, Any], keep: int) -> Path:
     """Save ``payload`` as the run's newest checkpoint and delete all but the ``keep`` newest."""
     folder = Path(run_dir) / FOLDER
-    folder.mkdir(exist_ok=True)
+    make_folder(folder)
     for stale in folder.glob(".*.tmp-*"):  # left by a process killed while writing
         stale.unlink()
     path = folder / f"step-{payload['step']:08d}.pt"

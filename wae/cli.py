@@ -49,6 +49,7 @@ from .config import (
     to_toml,
     too_long,
     validate,
+    validate_new,
 )
 from .data import ImageData, load, to_model_range, to_unit_range
 from .evaluate import EVAL_BYTES_PER_SAMPLE, balanced_labels, check_decode_memory, decode_prior
@@ -687,7 +688,7 @@ def _train(args: argparse.Namespace) -> int:
         if "cost" in given and "cost_scale" not in given and "cost_scale" in found.get("loss", {}):
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         cfg = override(cfg, **given)
-        validate(cfg)
+        validate_new(cfg)
         unused = ["--" + name.replace("_", "-") for name in ("lr_milestones", "lr_factors") if name in given]
         if unused and cfg.train.lr_schedule == "cosine":
             raise UserError(f"{' and '.join(unused)} shape the step schedule; the cosine schedule does not use them")
@@ -719,13 +720,13 @@ def _train(args: argparse.Namespace) -> int:
 
         data = on_main_first(procs, device, prepare)
         result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=_progress(args))
+        if procs.main and not result.interrupted:  # under the lock: not into a folder replaced meanwhile
+            from .report import write_report
+
+            _say(f"report: {write_report(run_dir, progress=_progress(args))}", file=sys.stderr)
     code = 128 + result.signal if result.interrupted else 0  # 130 after Ctrl-C, 143 after SIGTERM
     if not procs.main:
         return code
-    if not result.interrupted:
-        from .report import write_report
-
-        _say(f"report: {write_report(run_dir, progress=_progress(args))}", file=sys.stderr)
     if not result.interrupted and cfg.model.arch != "mlp":
         names = ["samples", f"samples-{cfg.train.fit_sampler}", "reconstructions", "interpolations"]
         grids = ", ".join(str(run_dir / f"{name}.png") for name in names if (run_dir / f"{name}.png").is_file())
@@ -840,8 +841,9 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         if foreign:  # a run folder holds what wae writes; anything else may be the user's own
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise UserError(
-                f"{run_dir} holds files that no wae run writes ({shown}); refusing to replace it: move them out "
-                "or remove the folder yourself"
+                f"{run_dir} holds files that are not a wae run's own ({shown}: names that wae train, fit-sampler, "
+                "evaluate and report do not give, such as an --out of your choosing); refusing to replace it: move "
+                "them out or remove the folder yourself"
             )
         runs.clear(run_dir)  # all but the lock file this process holds
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -130,15 +131,21 @@ def mmd_imq(
     is taken over their first max(n, PRIOR_PAIRS_LIMIT): a U-statistic of any subset of i.i.d.
     draws is unbiased for the same E k(y, y'), so the estimate stays unbiased, its gradient with
     respect to the codes is the same, and its cost grows as n * m, not m^2 (102,400 draws: 10 s
-    a step on one thread for a term without a gradient otherwise). ValueError for fewer than two
-    samples on either side."""
+    a step on one thread for a term without a gradient otherwise). ValueError for samples that
+    are not (n, d) and (m, d) with d >= 1 and n, m >= 2, a prior_var that is not a positive
+    number, no scales or one that is not positive, a block below 1."""
+    _check_samples(codes, prior)
+    if not (isinstance(prior_var, numbers.Real) and math.isfinite(prior_var) and prior_var > 0):
+        raise ValueError(f"prior_var must be a positive number; got {prior_var!r}")
+    if len(scales) == 0 or not all(isinstance(s, numbers.Real) and math.isfinite(s) and s > 0 for s in scales):
+        raise ValueError(f"scales must be one or more positive numbers; got {list(scales)!r}")
+    if block is not None and (not isinstance(block, numbers.Integral) or isinstance(block, bool) or block < 1):
+        raise ValueError(f"block must be a positive number of rows or None; got {block!r}")
     n, m = codes.shape[0], prior.shape[0]
     c = 2.0 * codes.shape[1] * prior_var
     if block is None and n + m <= FULL_GRAM_LIMIT and n == m:
         pooled = torch.cat([codes.float(), prior.float()])
         return mmd_from_gram(imq_kernel(squared_distances(pooled, pooled), c, scales), n)
-    if n < 2 or m < 2:
-        raise ValueError("the unbiased MMD needs at least two samples on each side")
     x, y = codes.float(), prior.float()
     own = y  # the draws that enter their own term
     if m > max(n, PRIOR_PAIRS_LIMIT) and not (torch.is_grad_enabled() and y.requires_grad):
@@ -163,10 +170,26 @@ def mmd_imq(
     return within_x + within_y - 2.0 * imq_sum(x, y, c, scales, block) / (n * m)
 
 
+def _check_samples(codes: Tensor, prior: Tensor) -> None:
+    """ValueError unless ``codes`` (n, d) and ``prior`` (m, d) are two samples of one dimension
+    d >= 1 with n, m >= 2 (what the unbiased MMD estimate needs)."""
+    for name, sample in (("codes", codes), ("prior", prior)):
+        if not isinstance(sample, Tensor) or sample.dim() != 2:
+            shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
+            raise ValueError(f"{name} must be a 2-D tensor (samples, dimensions); got {shape}")
+    if codes.shape[1] != prior.shape[1] or codes.shape[1] < 1:
+        raise ValueError(
+            f"codes and prior must have the same dimension d >= 1; got {codes.shape[1]} and {prior.shape[1]}"
+        )
+    if codes.shape[0] < 2 or prior.shape[0] < 2:
+        raise ValueError("the unbiased MMD needs at least two samples on each side")
+
+
 @full_precision
 def mmd_rbf(codes: Tensor, prior: Tensor) -> Tensor:
     """WAE-MMD penalty with a Gaussian kernel whose bandwidth is the median squared distance
-    of the pooled sample (scalar)."""
+    of the pooled sample (scalar). ValueError as :func:`mmd_imq` for samples of the wrong shape."""
+    _check_samples(codes, prior)
     pooled = torch.cat([codes.float(), prior.float()])
     sq = squared_distances(pooled, pooled)
     return mmd_from_gram(rbf_kernel(sq, median_bandwidth(sq)), codes.shape[0])

@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import stat
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
@@ -27,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import FOLDER, GRIDS, load_latest, sweep_stale
+from .checkpoint import EPOCH_GRIDS, FOLDER, GRIDS, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
 from .config import Config, DataConfig, UserError, about, parse_json, settings, warn_caller
 
@@ -51,6 +52,7 @@ RESUMABLE = _resumable()
 
 _held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
 _lock_files: dict[Path, int] = {}  # the same -> the open descriptor of the lock file it holds
+_given: dict[Path, Path] = {}  # the same -> the folder as the caller named it, absolute (links kept)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -114,13 +116,13 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         fd = _acquire(folder)
     except OSError as err:
         raise UserError(f"cannot write the run folder {folder}: {err.strerror}") from None
-    _held[key], _lock_files[key] = 1, fd
+    _held[key], _lock_files[key], _given[key] = 1, fd, Path(os.path.abspath(folder))
     try:
         for sub in (folder, folder / FOLDER, folder / GRIDS):
             sweep_stale(sub)
         yield
     finally:
-        del _held[key], _lock_files[key]
+        del _held[key], _lock_files[key], _given[key]
         if _holds(folder, fd):  # not another writer's, in a folder made again at this path
             with contextlib.suppress(OSError):
                 os.unlink(folder / LOCK)
@@ -140,17 +142,38 @@ def _holds(folder: Path, fd: int) -> bool:
 
 
 def check_held(run_dir: str | Path) -> None:
-    """:class:`UserError` when the run folder whose lock this process holds was removed or
-    replaced since it took the lock (``rm -rf RUN`` under a running ``wae train``, perhaps with
-    a new run started at the same path): what it would write next belongs to no run of its own.
-    A no-op for a folder this process does not hold."""
+    """:class:`UserError` when the run folder whose lock this process holds was removed, moved
+    or replaced since it took the lock (``rm -rf RUN`` under a running ``wae train``, perhaps with
+    a new run started at the same path), or its lock file was removed: what it would write next
+    belongs to no run of its own, or a second writer could now start. A no-op for a folder this
+    process does not hold."""
     folder = Path(run_dir)
     fd = _lock_files.get(folder.resolve())
     if fd is not None and not _holds(folder, fd):
-        raise UserError(
-            f"the run folder {folder} was removed or replaced while this process trained into it; stopped "
-            "without writing there again"
-        )
+        raise UserError(_lost(folder))
+
+
+def _lost(folder: Path) -> str:
+    """What became of a held run folder whose lock file is no longer the one held."""
+    if folder.is_dir() and not (folder / LOCK).exists():
+        what = f"its lock file {folder / LOCK} was removed while this process wrote the run"
+    else:
+        what = f"the run folder {folder} was removed, moved or replaced while this process wrote into it"
+    return f"{what}; stopped without writing there again (what it wrote before is in place)"
+
+
+def check_writing(path: str | Path) -> None:
+    """:func:`check_held` for the run folder that ``path`` lies in (as given, or through links),
+    called by every writer (:func:`wae.checkpoint.write_atomic`) before a file is put in place:
+    a checkpoint, a grid or a report of a folder removed or replaced meanwhile is not written
+    into the new one. A no-op for a path in no folder this process holds."""
+    if not _lock_files:
+        return
+    target = Path(os.path.abspath(path))
+    for key, fd in list(_lock_files.items()):
+        given = _given[key]
+        if (target.is_relative_to(given) or target.is_relative_to(key)) and not _holds(given, fd):
+            raise UserError(_lost(given))
 
 
 def has_contents(run_dir: Path) -> bool:
@@ -158,35 +181,148 @@ def has_contents(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir())
 
 
-# what a run folder is made of: the names wae train, fit-sampler, evaluate, report and the trackers
-# write into it (and their temporary files, ".NAME.tmp-PID"); ``--overwrite`` replaces only a
-# folder of these (anything else in it might be the user's)
-RUN_ENTRY = re.compile(
-    r"config\.json|metrics\.jsonl|\.lock|\.write-test|checkpoints|grids|tensorboard|mlruns|wandb"
-    r"|report\.(md|html)|(samples|reconstructions|interpolations|classes)(-[\w.-]+)?\.png"
-    r"|sampler-\w+\.(npz|pt)|metrics(-[\w.-]+)?\.json|\..+\.tmp-\d+"
+# What a run folder is made of: the exact names that wae train, fit-sampler, evaluate and report
+# write into it, and the temporary files of those (".NAME.tmp-PID"); in its folders checkpoints/
+# and grids/ only wae's own file names, in tensorboard/ only event files, and in wandb/ and
+# mlruns/ only the names those trackers make at their top level (what lies deeper is theirs).
+# ``--overwrite`` replaces only a folder of these: anything else in it might be the user's own.
+_SAMPLER_KINDS = ("gmm", "flow", "vae")  # wae.samplers.SAMPLER_FILES (not imported: a cycle)
+RUN_FILES = frozenset(
+    {"config.json", "metrics.jsonl", LOCK, ".write-test", "report.md", "report.html", "metrics.json"}
+    | {f"{grid}.png" for grid in EPOCH_GRIDS}
+    | {f"samples-{kind}.png" for kind in _SAMPLER_KINDS}
+    | {f"metrics-{kind}.json" for kind in _SAMPLER_KINDS}
+    | {"sampler-gmm.npz", "sampler-flow.pt", "sampler-vae.pt"}
 )
+_GRID_NAMES = "|".join(EPOCH_GRIDS)
+RUN_FOLDERS: dict[str, tuple[re.Pattern[str], bool]] = {  # name -> its entries, and whether they are files
+    FOLDER: (re.compile(r"step-[0-9]+\.pt"), True),
+    GRIDS: (re.compile(rf"(?:{_GRID_NAMES})-epoch[0-9]{{3,}}\.png"), True),
+    "tensorboard": (re.compile(r"events\.out\.tfevents\.[^/]+"), True),
+    "wandb": (
+        re.compile(r"(?:offline-)?run-[0-9]{8}_[0-9]{6}-[\w-]+|latest-run|debug(?:-internal|-cli\.[\w.-]+)?\.log"),
+        False,
+    ),
+    "mlruns": (re.compile(r"[0-9]+|\.trash|models"), False),
+}
+_TEMPORARY_OF = re.compile(r"\.(.+)\.tmp-[0-9]+")
+
+
+def _ours(entry: Path, names: Callable[[str], object], files: bool) -> bool:
+    """Whether ``entry`` is one that wae writes: a name ``names`` accepts (or a temporary file of
+    one), a regular file or a link when ``files`` (a link is removed, never what it points to)."""
+    try:
+        mode = entry.lstat().st_mode
+    except OSError:  # gone meanwhile: nothing to remove
+        return True
+    temporary = _TEMPORARY_OF.fullmatch(entry.name)
+    if temporary is not None and names(temporary.group(1)):
+        return stat.S_ISREG(mode)
+    if not names(entry.name):
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode) if files else True
 
 
 def foreign_entries(run_dir: Path) -> list[str]:
-    """The names in ``run_dir`` that no wae command writes there (:data:`RUN_ENTRY`), sorted."""
-    return sorted(entry.name for entry in run_dir.iterdir() if not RUN_ENTRY.fullmatch(entry.name))
+    """The paths in ``run_dir`` (relative to it, sorted) that no wae command writes there: any
+    name but :data:`RUN_FILES` and :data:`RUN_FOLDERS` at the top (a folder where wae writes a
+    file, or the reverse, too), and in those folders any name but wae's own (a user's
+    ``checkpoints/best-keep.pt``, ``grids/figure.png`` or ``tensorboard/other-experiment/``)."""
+    foreign = []
+    for entry in run_dir.iterdir():
+        if entry.name in RUN_FOLDERS and entry.is_dir() and not entry.is_symlink():
+            pattern, files = RUN_FOLDERS[entry.name]
+            try:
+                inside = list(entry.iterdir())
+            except OSError:  # unreadable: not known to hold only ours
+                foreign.append(f"{entry.name}/")
+                continue
+            foreign += [f"{entry.name}/{sub.name}" for sub in inside if not _ours(sub, pattern.fullmatch, files)]
+        elif not _ours(entry, RUN_FILES.__contains__, entry.name not in RUN_FOLDERS):
+            foreign.append(entry.name)
+    return sorted(foreign)
+
+
+FS_IOC_GETFLAGS = 0x80086601  # Linux ioctl: an inode's flags (chattr), as lsattr reads them
+_UNREMOVABLE_FLAGS = 0x10 | 0x20  # FS_IMMUTABLE_FL, FS_APPEND_FL: neither removed nor emptied
+
+
+def _flags(path: Path, mode: int) -> int:
+    """The inode flags of a regular file or folder (0 where they cannot be read)."""
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+    except OSError:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4], sys.byteorder)
+    except OSError:  # a file system without flags
+        return 0
+    finally:
+        os.close(fd)
+
+
+def _unremovable(folder: Path, entries: list[Path]) -> str | None:
+    """Why ``entries`` of ``folder`` (and everything in those that are folders) could not all be
+    removed, naming the first path that would stop it (immutable or append-only, a folder
+    that cannot be listed or changed, another user's file in a sticky folder); None if nothing
+    is seen to stop it. Checked before anything is removed, so that a refusal removes nothing."""
+    euid = os.geteuid()
+    todo = [(folder, entries)]
+    while todo:
+        parent, children = todo.pop()
+        info = parent.stat()
+        if _flags(parent, info.st_mode) & _UNREMOVABLE_FLAGS:
+            return f"{parent} is immutable or append-only (lsattr shows it; chattr -ia clears it)"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{parent} cannot be changed (permission denied)"
+        for child in children:
+            mode = child.lstat().st_mode
+            if _flags(child, mode) & _UNREMOVABLE_FLAGS:
+                return f"{child} is immutable or append-only (lsattr shows it; chattr -ia clears it)"
+            sticky = info.st_mode & stat.S_ISVTX and euid not in (0, info.st_uid, child.lstat().st_uid)
+            if sticky:
+                return f"{child} belongs to another user in a folder where only owners remove files"
+            if stat.S_ISDIR(mode):
+                if not os.access(child, os.R_OK | os.X_OK):
+                    return f"{child} cannot be listed (permission denied)"
+                todo.append((child, list(child.iterdir())))
+    return None
 
 
 def clear(run_dir: Path) -> None:
     """Remove everything in the run folder but the lock file (held by this process);
     :class:`UserError`, with nothing removed, when a file system is mounted inside it
-    (:func:`check_no_mounts`)."""
+    (:func:`check_no_mounts`) or something in it is seen to be unremovable (immutable or
+    append-only, a folder without write permission: :func:`_unremovable`); should removal still
+    fail part way, the error says what is gone and what is left."""
     import shutil
 
     check_no_mounts(run_dir)
-    for entry in run_dir.iterdir():
-        if entry.name == LOCK:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    entries = sorted((entry for entry in run_dir.iterdir() if entry.name != LOCK), key=lambda p: p.name)
+    try:
+        blocked = _unremovable(run_dir, entries)
+    except OSError as err:
+        blocked = f"{err.filename or run_dir} cannot be read ({err.strerror})"
+    if blocked:
+        raise UserError(f"cannot replace {run_dir}: {blocked}; nothing was removed")
+    removed: list[str] = []
+    for entry in entries:
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            gone = ", ".join(removed) if removed else "nothing"
+            raise UserError(
+                f"cannot replace {run_dir}: removing {err.filename or entry} failed ({err.strerror}); the old run is "
+                f"partly removed (gone: {gone}; {entry.name} partly); remove the folder yourself"
+            ) from None
+        removed.append(entry.name)
 
 
 MOUNT_TABLE = Path("/proc/self/mountinfo")  # Linux: every mount this process sees, with its root

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
+import os
 import signal
+import stat
 import sys
 import time
 import warnings
@@ -29,7 +32,17 @@ from tqdm import tqdm
 
 from . import __version__, runs, tracking
 from . import checkpoint as ckpt
-from .config import SAMPLE_PENALTIES, Config, UserError, json_repr, one_line, parse_json, resolve_precision, validate
+from .config import (
+    SAMPLE_PENALTIES,
+    Config,
+    UserError,
+    json_repr,
+    one_line,
+    parse_json,
+    resolve_precision,
+    validate,
+    validate_new,
+)
 from .costs import reconstruction_cost
 from .data import ImageData, batch_indices, batches, load, stream, to_model_range, to_unit_range
 from .divergences import (
@@ -699,57 +712,97 @@ class _StopFlag:
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append ``record`` as one line to the records file ``path``; first :class:`UserError` when
     ``path``'s folder is a run folder this process held and no longer holds (removed, or made
-    again by another run: :func:`runs.check_held`), so that nothing is written into another run."""
+    again by another run: :func:`runs.check_held`), so that nothing is written into another run,
+    and when ``path`` is not a regular file (a FIFO would block the run, a folder cannot take it)."""
     runs.check_held(path.parent)
     try:
-        with open(path, "a") as f:
-            f.write(ckpt.json_text(record) + "\n")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as err:
+        if err.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO without a reader, a folder
+            raise UserError(_not_a_records_file(path)) from None
         raise OSError(err.errno, err.strerror, str(path)) from None
+    with open(fd, "a") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(_not_a_records_file(path))
+        try:
+            f.write(ckpt.json_text(record) + "\n")
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+def _not_a_records_file(path: Path) -> str:
+    return f"{path} is not a regular file (a FIFO, folder or device); the run's records go there: remove it"
+
+
+def _check_records_file(path: Path) -> None:
+    """:class:`UserError` when the records file ``path`` exists and is not a regular file or a
+    link to one (checked as a session starts, before anything reads or writes it)."""
+    if os.path.lexists(path) and not path.is_file():
+        raise UserError(_not_a_records_file(path))
 
 
 # the kinds of record wae train writes into metrics.jsonl (a resume rewrites those after its checkpoint)
 RECORD_KINDS = frozenset({"train", "eval", "plan", "nonfinite"})
 
 
+def _records_kept(path: Path, step: int) -> tuple[int, bytes, bool]:
+    """One pass over the records file: how many training records of steps after ``step`` it
+    holds, a partial last record (b"" if none) and whether its last line lacks its line break."""
+    late, partial, cut = 0, b"", False
+    with open(path, "rb") as f:
+        for line in f:  # lines split at b"\n" alone: other line breaks are the user's text
+            cut = not line.endswith(b"\n")
+            verdict = _line_verdict(line, step)
+            if verdict == "late":
+                late += 1
+            elif verdict == "broken" and cut and line.lstrip().startswith(b"{"):
+                partial = line
+    return late, partial, cut
+
+
+def _line_verdict(line: bytes, step: int) -> str:
+    """ "late" for a training record of a step after ``step``, "broken" for a line that is no
+    JSON (or not UTF-8), "kept" otherwise."""
+    try:
+        record = parse_json(line.decode("utf-8"))
+    except ValueError:  # also not UTF-8, a number too long or nesting too deep
+        return "broken"
+    kind = record.get("kind") if isinstance(record, dict) else None
+    ours = isinstance(kind, str) and kind in RECORD_KINDS  # an edited kind may be a list
+    return "late" if ours and _number(record.get("step")) and record["step"] > step else "kept"
+
+
 def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print) -> None:
     """Remove the records that training writes (:data:`RECORD_KINDS`) of steps after ``step``
     (a resumed run writes what came after its checkpoint again) and a partial last record (a
     line that opens a JSON object with no line break after it: a killed writer's), saying what
-    was removed; other lines (edited or added by hand) stay as they are (readers skip what is not
-    a record, with a warning; a last line of the user's without its line break gets one). A file
-    with nothing to change is not rewritten; a link is rewritten through (its target changes)
-    and the file keeps its permission bits (:func:`checkpoint.write_atomic`)."""
+    was removed once it is; other lines (edited or added by hand) stay byte for byte (readers
+    skip what is not a record, with a warning; a last line of the user's without its line break
+    gets one). Lines are split at b"\n" alone and the file is read and written a line at a time.
+    A file with nothing to change is not rewritten; a link is rewritten through (its target
+    changes) and the file keeps its permission bits (:func:`checkpoint.write_atomic`)."""
+    _check_records_file(path)
     if not path.is_file():
         return
-    text = path.read_text(errors="replace")
-    lines = text.splitlines()
-    kept, late, partial = [], 0, ""
-    for number, line in enumerate(lines, 1):
-        last_cut = number == len(lines) and not text.endswith("\n")
-        try:
-            record = parse_json(line)
-        except ValueError:  # also a number too long or nesting too deep
-            if last_cut and line.lstrip().startswith("{"):
-                partial = line
-            else:
-                kept.append(line)  # an edited line, kept as it is
-            continue
-        kind = record.get("kind") if isinstance(record, dict) else None
-        ours = isinstance(kind, str) and kind in RECORD_KINDS  # an edited kind may be a list
-        if ours and _number(record.get("step")) and record["step"] > step:
-            late += 1
-        else:
-            kept.append(line)
-    if kept == lines and (not text or text.endswith("\n")):
+    late, partial, cut = _records_kept(path, step)
+    if not late and not partial and not cut:
         return  # an empty file, too, is left as it is
+
+    def kept() -> Iterator[bytes]:
+        with open(path, "rb") as f:
+            for line in f:
+                last_cut = not line.endswith(b"\n")  # only the last line can lack its break
+                if (last_cut and partial) or _line_verdict(line, step) == "late":
+                    continue
+                yield line if not last_cut else line + b"\n"
+
+    target = path.resolve() if path.is_symlink() else path  # appends go through a link: so does this
+    ckpt.write_atomic(target, kept())
     if late:
         records = f"{late} record{'s' if late != 1 else ''}"
         say(f"{path}: {records} of steps after the checkpoint's step {step} removed (training writes them again)")
     if partial:
-        say(f"{path}: removed a last record cut short (no line break): {partial[:60]!r}")
-    target = path.resolve() if path.is_symlink() else path  # appends go through a link: so does this
-    ckpt.write_atomic(target, "".join(line + "\n" for line in kept))
+        say(f"{path}: removed a last record cut short (no line break): {partial[:60].decode(errors='replace')!r}")
 
 
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
@@ -772,7 +825,7 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
         if classes:
             grids.append(("classes", to_unit_range(class_grid(model, fixed_z[:10]).cpu(), value_range), 10))
     scale = 2 if data.size < 48 else 1
-    (run_dir / ckpt.GRIDS).mkdir(exist_ok=True)
+    ckpt.make_folder(run_dir / ckpt.GRIDS)
     for name, images, ncol in grids:
         png = grid_png(images, ncol, scale)  # encoded once for both copies
         ckpt.write_atomic(run_dir / f"{name}.png", png)
@@ -1033,13 +1086,13 @@ def fit(
     log: Callable[[str], None] | None = None,
 ) -> Run:
     """Train the auto-encoder ``cfg`` describes; with ``run_dir``, write the run folder
-    (config.json, metrics.jsonl, checkpoint.pt, PNG grids, report.md) and, with ``resume``,
+    (config.json, metrics.jsonl, checkpoints/step-N.pt, PNG grids, report.md) and, with ``resume``,
     continue from its checkpoint. ``progress`` None shows a bar only on a terminal.
 
     Under ``torchrun`` every process calls this with the same arguments: each trains on its
     shard of every global batch and rank 0 alone writes the run folder."""
     started = time.perf_counter()  # what train.time_budget counts from
-    validate(cfg)
+    (validate if resume else validate_new)(cfg)  # a saved run resumes with the settings it has
     tracking.check_installed(cfg)
     if run_dir is None and tracking.names_of(cfg.train.log):
         raise UserError(f"train.log = {cfg.train.log!r}: trackers write into the run folder; give one")
@@ -1080,6 +1133,8 @@ def _fit(
     log: Callable[[str], None] | None,
     started: float,
 ) -> Run:
+    if run_dir is not None and procs.main:  # before the data are read: a FIFO there would block the run
+        _check_records_file(Path(run_dir) / ckpt.RECORDS)
     data = data if data is not None else load(cfg.data)
     check_fits(cfg, data, procs.world)
     cfg = resolve_precision(cfg, device.type)
