@@ -321,10 +321,10 @@ def test_many_prior_draws_take_their_own_term_from_a_subset():
     [
         ({"block": -1}, "block must be a positive"),
         ({"block": 0}, "block must be a positive"),
-        ({"prior_var": 0.0}, "prior_var must be a positive"),
-        ({"prior_var": float("nan")}, "prior_var must be a positive"),
+        ({"prior_var": 0.0}, "prior_var must be a number from"),
+        ({"prior_var": float("nan")}, "prior_var must be a number from"),
         ({"scales": []}, "scales must be one or more"),
-        ({"scales": [1.0, -2.0]}, "scales must be one or more"),
+        ({"scales": [1.0, -2.0]}, "each of scales must be a number from"),
         ({"codes": torch.zeros(8)}, "codes must be a 2-D tensor"),
         ({"prior": torch.zeros(8, 3, 1)}, "prior must be a 2-D tensor"),
         ({"prior": torch.zeros(8, 3)}, "the same dimension"),
@@ -342,3 +342,35 @@ def test_mmd_imq_refuses_what_it_cannot_estimate_with_a_message(kwargs, words):
     if "codes" in kwargs or "prior" in kwargs:
         with pytest.raises(ValueError, match=words.split(" d >=")[0]):
             mmd_rbf(args["codes"], args["prior"])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"scales": 1.0},
+        {"scales": "12"},
+        {"scales": (1e308,)},
+        {"scales": (1e-320,)},
+        {"scales": (True,)},
+        {"prior_var": 10**400},
+        {"prior_var": 1e-320},
+        {"prior_var": 1e308},
+        {"prior_var": True},
+        {"codes": torch.randn(8, 2, dtype=torch.complex64)},
+    ],
+    ids=repr,
+)
+def test_mmd_imq_refuses_kernel_settings_that_overflow_float32(kwargs):
+    """The second hostile pass: a generator of scales or a float for them gave a TypeError, a
+    prior_var of 10**400 an OverflowError, and values finite in Python but not in float32
+    (1e308, 1e-320) a silent NaN; True counted as 1 and complex codes were cast to real."""
+    args = {"codes": torch.randn(8, 2), "prior": torch.randn(8, 2), **kwargs}
+    with pytest.raises(ValueError):
+        mmd_imq(**args)
+
+
+def test_mmd_imq_takes_scales_from_any_iterable():
+    codes, prior = torch.randn(8, 2, generator=torch.Generator().manual_seed(0)), torch.randn(8, 2)
+    listed = mmd_imq(codes, prior, 1.0, [0.5, 2.0])
+    assert mmd_imq(codes, prior, 1.0, (s for s in (0.5, 2.0))).item() == pytest.approx(listed.item())
+    assert mmd_imq(codes, prior, np.float32(1.0), (np.float64(0.5), 2)).item() == pytest.approx(listed.item())

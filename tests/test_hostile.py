@@ -1167,7 +1167,7 @@ def test_train_overwrite_refuses_to_delete_its_own_inputs(run, tmp_path):
     own = ["train", "--config", str(copy / "config.json"), "--max-steps", "2", "--no-progress", "--out", str(copy)]
     code, err = run_cli([*own, "--overwrite"])  # the user's own files in it: refused (session 32)
     _one_line(code, err)
-    assert "holds files that are not a wae run's own (mine.csv, my.toml:" in err and data.is_file()
+    assert "holds what is not a wae run's own (mine.csv, my.toml:" in err and data.is_file()
     data.unlink()
     settings.unlink()
     assert run_cli([*own, "--overwrite"])[0] == 0

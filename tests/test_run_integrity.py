@@ -1014,3 +1014,191 @@ def test_the_resume_clean_up_says_nothing_when_the_write_fails(tmp_path, monkeyp
     with pytest.raises(OSError):
         _truncate_metrics(path, 2, said.append)
     assert said == [] and path.read_bytes() == b'{"kind": "train", "step": 3}\n'
+
+
+# ------------------------------------------- the hostile pass of session 34 (helper 45)
+
+
+def test_a_hard_linked_lock_file_is_refused_and_the_file_it_links_is_kept(run_copy, tmp_path):
+    """RUN/.lock made a hard link to a user's file: taking the lock wrote the pid into it."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (run_copy / runs.LOCK).unlink(missing_ok=True)
+    os.link(precious, run_copy / runs.LOCK)
+    _refused(_cli(["report", str(run_copy)]), "hard link")
+    _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "hard link")
+    assert precious.read_text() == "keep me"
+
+
+def test_a_run_given_through_a_link_that_is_re_pointed_writes_nothing_into_the_new_target(tmp_path, monkeypatch):
+    """--out cur, with cur a link re-pointed (mv -T) to another run's folder mid-run: the record
+    check took the link's new real path, found no lock of its own there and wrote an eval
+    record into the other run's metrics.jsonl. Now every check takes the path as given too."""
+    import wae.train as train
+
+    first, other, link = tmp_path / "Z1", tmp_path / "Z2", tmp_path / "cur"
+    first.mkdir()
+    other.mkdir()
+    (other / "metrics.jsonl").write_text('{"kind": "user"}\n')
+    link.symlink_to(first)
+    real = train._Loop.step
+    taken: list[bool] = []
+
+    def step(self, *args, **kwargs):
+        parts = real(self, *args, **kwargs)
+        if self.state.step == 3 and not taken:
+            taken.append(True)
+            (tmp_path / "new").symlink_to(other)
+            os.replace(tmp_path / "new", link)  # atomic, as mv -T
+        return parts
+
+    monkeypatch.setattr(train._Loop, "step", step)
+    with pytest.raises(UserError, match="removed, moved or replaced"):
+        wae.fit(tiny_config(synthetic_count=192, epochs=2, log_every=1), link, progress=False, log=lambda _: None)
+    assert taken and _tree(other) == ["metrics.jsonl"] and (other / "metrics.jsonl").read_text() == '{"kind": "user"}\n'
+
+
+def test_a_folder_moved_away_and_made_again_empty_is_said_so_and_kept(tmp_path, monkeypatch):
+    """mv RUN RUN.old; mkdir RUN under a running writer: the message said the lock file was
+    removed, and on its way out the writer removed the user's new empty RUN (it had made the
+    folder at that path when it started)."""
+    import wae.train as train
+
+    run = tmp_path / "run"
+    real = train._Loop.step
+
+    def step(self, *args, **kwargs):
+        parts = real(self, *args, **kwargs)
+        if self.state.step == 3 and not (tmp_path / "run.old").exists():
+            run.rename(tmp_path / "run.old")
+            run.mkdir()
+        return parts
+
+    monkeypatch.setattr(train._Loop, "step", step)
+    with pytest.raises(UserError, match="removed, moved or replaced"):
+        wae.fit(tiny_config(synthetic_count=192, epochs=2, log_every=1), run, progress=False, log=lambda _: None)
+    assert run.is_dir() and _tree(run) == [] and (tmp_path / "run.old" / "metrics.jsonl").is_file()
+
+
+def _nest(folder: Path, depth: int) -> None:
+    here = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(depth):  # by descriptors: a path 1,200 folders long is past PATH_MAX
+            os.mkdir("a", dir_fd=here)
+            below = os.open("a", os.O_RDONLY, dir_fd=here)
+            os.close(here)
+            here = below
+    finally:
+        os.close(here)
+
+
+def test_overwrite_of_a_very_deep_tree_is_refused_without_a_traceback(run_copy, tmp_path):
+    """A tree 1,200 folders deep: os.walk (recursive in Python 3.11) raised RecursionError while
+    looking for mounts, before even the check that the folder is a run's; shutil.rmtree would
+    have too. Now a folder that is no run is refused first, the walks are iterative, and a run
+    folder deeper than any run's is refused with nothing removed."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _nest(plain, 1200)
+    _refused(_cli([*OVERWRITE, str(plain), "--overwrite"]), "not a run folder")
+    _unnest(plain)
+    deep = run_copy / "wandb" / "run-20240101_120000-abc"
+    deep.mkdir(parents=True)
+    _nest(deep, runs.MAX_DEPTH + 10)  # 1,200 in the slow test below
+    before = sorted(p.name for p in run_copy.iterdir())
+    _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "deeper than any run's", "nothing was removed")
+    assert sorted(p.name for p in run_copy.iterdir()) == before
+
+
+@pytest.mark.slow  # a walk of 1,200 levels by paths takes a minute or two
+def test_the_walks_of_overwrite_take_a_tree_deeper_than_the_recursion_limit(run_copy):
+    deep = run_copy / "wandb" / "run-20240101_120000-abc"
+    deep.mkdir(parents=True)
+    _nest(deep, 1200)
+    assert runs.mounts_inside(run_copy) == []
+    _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "deeper than any run's", "nothing was removed")
+    _unnest(deep)
+
+
+def _unnest(folder: Path) -> None:
+    """Remove a tree that _nest made (shutil.rmtree recurses: 1,200 levels are too many)."""
+    fds = [os.open(folder, os.O_RDONLY)]
+    try:
+        while "a" in os.listdir(fds[-1]):
+            fds.append(os.open("a", os.O_RDONLY, dir_fd=fds[-1]))
+        for parent in reversed(fds[:-1]):
+            os.rmdir("a", dir_fd=parent)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda run: (run / "metrics.jsonl").unlink() or os.mkfifo(run / "metrics.jsonl"), "metrics.jsonl (a FIFO)"),
+        (lambda run: (run / "wandb" / "debug.log").mkdir(parents=True), "wandb/debug.log (a folder)"),
+        (lambda run: (run / os.fsdecode(b"\xff\xfe")).write_text("mine"), "\\xff\\xfe"),
+    ],
+    ids=["fifo", "folder-at-a-file-name", "undecodable"],
+)
+def test_overwrite_names_a_wrong_kind_of_entry_and_undecodable_names_plainly(make, words, run_copy):
+    make(run_copy)
+    _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "refusing to replace it", words)
+
+
+def test_a_dangling_link_as_the_run_folder_is_named(tmp_path):
+    (tmp_path / "cur").symlink_to(tmp_path / "nowhere")
+    _refused(_cli([*OVERWRITE, str(tmp_path / "cur")]), "is a link to", "which does not exist")
+
+
+def test_a_removal_that_fails_deep_inside_names_the_whole_path(run_copy, monkeypatch):
+    deep = run_copy / "grids" / "samples-epoch777.png"
+    deep.write_bytes(b"png")
+    if not _chattr("+i", deep):
+        pytest.skip("chattr +i is not permitted here")
+    monkeypatch.setattr(runs, "_unremovable", lambda folder, entries: None)  # a change after the checks
+    try:
+        err = _refused(_cli([*OVERWRITE, str(run_copy), "--overwrite"]), "partly removed")
+        assert str(deep) in err, err
+    finally:
+        _chattr("-i", deep)
+
+
+def test_an_immutable_file_on_resume_gets_a_hint(run_copy):
+    config = run_copy / "config.json"
+    if not _chattr("+i", config):
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        err = _refused(_cli(["train", "--resume", str(run_copy), "--epochs", "3", "--no-progress"]))
+        assert "Operation not permitted" in err and "lsattr" in err, err
+    finally:
+        _chattr("-i", config)
+
+
+def test_the_resume_clean_up_keeps_a_file_of_carriage_return_line_ends(tmp_path):
+    """A file with CR line ends and no final line break is one "line" that opens with "{": the
+    clean-up removed all of it (user notes and records before the checkpoint) as a record cut
+    short. A cut record begins as training's do, has no CR and is at most 1 MiB."""
+    from wae.train import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    text = b'{"kind": "eval", "step": 4}\r{"kind": "user", "note": "mine"}\r{"kind": "user", "v": 2}'
+    path.write_bytes(text)
+    said: list[str] = []
+    _truncate_metrics(path, 4, said.append)
+    assert path.read_bytes() == text + b"\n" and said == []
+    path.write_bytes(b'{"kind": "train", "step": 2}\n{"not": "a wae record, cut"')
+    _truncate_metrics(path, 4, said.append)
+    assert path.read_bytes() == b'{"kind": "train", "step": 2}\n{"not": "a wae record, cut"\n' and said == []
+    path.write_bytes(b'{"kind": "train", "step": 2}\n{"kind": "tra')
+    _truncate_metrics(path, 4, said.append)
+    assert path.read_bytes() == b'{"kind": "train", "step": 2}\n' and "13 bytes" in said[0]
+
+
+@pytest.mark.parametrize(
+    "flag", [["--prior-var", "1e-300"], ["--prior-var", "1e300"], ["--kernel-scales", "1", "1e20"]]
+)
+def test_kernel_settings_beyond_float32_are_refused_before_training(flag, tmp_path):
+    _refused(_cli(["train", *TINY, *flag, "--out", str(tmp_path / "run")]), "must be from 1e-12 to 1e+12")
+    assert not (tmp_path / "run").exists()

@@ -109,6 +109,7 @@ def write_atomic(path: Path, data: bytes | memoryview | str | Iterable[bytes], f
         check_writing(path)  # again, just before the file is put in place
         os.replace(tmp, path)
     except OSError as err:  # named after the file meant, not the temporary one
+        check_writing(path)  # a folder gone meanwhile (a link re-pointed, say) is said as such
         raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
         if tmp.exists():

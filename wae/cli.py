@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import io
 import re
 import signal
@@ -791,6 +792,7 @@ def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwri
         raise UserError(f"--out {run_dir} is inside the image folder the run trains on, {data}; give another folder")
     if not overwrite or not runs.has_contents(run_dir):
         return
+    _check_a_run(run_dir)  # first: a folder that is no run (--out ~) is not walked through
     runs.check_no_mounts(real)  # before anything is read: clearing would empty what is mounted in it
     for flag, given in (("--data", cfg.data.path), ("--config", config)):
         if not given:
@@ -830,20 +832,15 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             raise UserError(
                 f"run folder {run_dir} exists; give --overwrite to replace it or --resume {run_dir} to continue it"
             )
-        if not (run_dir / "config.json").exists():
-            raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
-        if not _wae_config(run_dir):
-            raise UserError(
-                f"{run_dir} is not a run folder (its config.json is not a wae run's); refusing to replace it"
-            )
+        _check_a_run(run_dir)
         runs.check_no_mounts(run_dir)  # the more telling refusal first, when an entry is a mount point
         foreign = runs.foreign_entries(run_dir)
         if foreign:  # a run folder holds what wae writes; anything else may be the user's own
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise UserError(
-                f"{run_dir} holds files that are not a wae run's own ({shown}: names that wae train, fit-sampler, "
-                "evaluate and report do not give, such as an --out of your choosing); refusing to replace it: move "
-                "them out or remove the folder yourself"
+                f"{run_dir} holds what is not a wae run's own ({shown}: names that wae train, fit-sampler, evaluate "
+                "and report do not give, such as an --out of your choosing, or wae's names on another kind of entry); "
+                "refusing to replace it: move them out or remove the folder yourself"
             )
         runs.clear(run_dir)  # all but the lock file this process holds
     try:
@@ -853,6 +850,15 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"cannot write the run folder {run_dir}: {err.strerror}") from None
+
+
+def _check_a_run(run_dir: Path) -> None:
+    """:class:`UserError` unless ``run_dir`` holds a wae run's config.json (``--overwrite``
+    replaces nothing else)."""
+    if not (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} is not a run folder (no config.json); refusing to replace it")
+    if not _wae_config(run_dir):
+        raise UserError(f"{run_dir} is not a run folder (its config.json is not a wae run's); refusing to replace it")
 
 
 def _check_output(path_text: str, run: str | Path | None = None) -> Path:
@@ -1285,7 +1291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as err:  # disk full, read-only folder: one line naming the file
         where = f"{err.filename}: " if err.filename else ""
-        _say(f"wae {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        hint = ""
+        if err.errno == errno.EPERM and err.filename:  # root refused: an immutable or append-only file
+            hint = " (lsattr shows whether it is immutable or append-only; chattr -ia clears that)"
+        _say(f"wae {args.command}: error: {where}{err.strerror or err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # a second Ctrl-C or SIGTERM, or one outside training
         signum = err.signum if isinstance(err, runs.Interrupted) else int(signal.SIGINT)

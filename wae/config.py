@@ -733,6 +733,9 @@ def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any
     return None
 
 
+KERNEL_RANGE = (1e-12, 1e12)  # sigma_z^2 and the kernel scales (wae.divergences.SCALE_RANGE)
+
+
 def validate_new(cfg: Config) -> None:
     """:func:`validate`, and the rules that bind a run as it starts, which came after some runs
     were saved: such a run is still read, sampled, evaluated and resumed as it was trained.
@@ -760,6 +763,10 @@ def validate(cfg: Config) -> None:
         raise UserError("train.lr_milestones and train.lr_factors must have the same length")
     if not cfg.loss.kernel_scales:
         raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
+    low, high = KERNEL_RANGE
+    for name, values in (("loss.prior_var", (cfg.loss.prior_var,)), ("loss.kernel_scales", cfg.loss.kernel_scales)):
+        if not all(low <= v <= high for v in values):  # float32 kernels overflow or underflow beyond
+            raise UserError(f"{name} must be from {low:g} to {high:g}; got {_some(set(values))}")
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
     if cfg.loss.logvar_l1 > 0 and (cfg.model.encoder != "gaussian" or cfg.loss.objective not in SAMPLE_PENALTIES):

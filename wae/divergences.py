@@ -11,12 +11,14 @@ import contextlib
 import functools
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .config import KERNEL_RANGE
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -132,13 +134,15 @@ def mmd_imq(
     draws is unbiased for the same E k(y, y'), so the estimate stays unbiased, its gradient with
     respect to the codes is the same, and its cost grows as n * m, not m^2 (102,400 draws: 10 s
     a step on one thread for a term without a gradient otherwise). ValueError for samples that
-    are not (n, d) and (m, d) with d >= 1 and n, m >= 2, a prior_var that is not a positive
-    number, no scales or one that is not positive, a block below 1."""
+    are not real (n, d) and (m, d) with d >= 1 and n, m >= 2, a prior_var or a scale that is
+    not a number in :data:`SCALE_RANGE`, no scales, a block below 1."""
     _check_samples(codes, prior)
-    if not (isinstance(prior_var, numbers.Real) and math.isfinite(prior_var) and prior_var > 0):
-        raise ValueError(f"prior_var must be a positive number; got {prior_var!r}")
-    if len(scales) == 0 or not all(isinstance(s, numbers.Real) and math.isfinite(s) and s > 0 for s in scales):
-        raise ValueError(f"scales must be one or more positive numbers; got {list(scales)!r}")
+    prior_var = _bounded_number("prior_var", prior_var)
+    if isinstance(scales, str | bytes | Mapping) or not isinstance(scales, Iterable):
+        raise ValueError(f"scales must be one or more positive numbers; got {scales!r}")
+    scales = tuple(_bounded_number("each of scales", scale) for scale in scales)
+    if not scales:
+        raise ValueError("scales must be one or more positive numbers; got none")
     if block is not None and (not isinstance(block, numbers.Integral) or isinstance(block, bool) or block < 1):
         raise ValueError(f"block must be a positive number of rows or None; got {block!r}")
     n, m = codes.shape[0], prior.shape[0]
@@ -170,6 +174,22 @@ def mmd_imq(
     return within_x + within_y - 2.0 * imq_sum(x, y, c, scales, block) / (n * m)
 
 
+SCALE_RANGE = KERNEL_RANGE  # a kernel's C = 2 d prior_var scale must stay a normal float32
+
+
+def _bounded_number(name: str, value: Any) -> float:
+    """``value`` as a float in :data:`SCALE_RANGE`; ValueError otherwise (a bool, a string, a
+    number beyond the range, where float32 kernels overflow or underflow to NaN)."""
+    low, high = SCALE_RANGE
+    try:
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}; got {value!r}")
+    return number
+
+
 def _check_samples(codes: Tensor, prior: Tensor) -> None:
     """ValueError unless ``codes`` (n, d) and ``prior`` (m, d) are two samples of one dimension
     d >= 1 with n, m >= 2 (what the unbiased MMD estimate needs)."""
@@ -177,6 +197,8 @@ def _check_samples(codes: Tensor, prior: Tensor) -> None:
         if not isinstance(sample, Tensor) or sample.dim() != 2:
             shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
             raise ValueError(f"{name} must be a 2-D tensor (samples, dimensions); got {shape}")
+        if sample.is_complex():
+            raise ValueError(f"{name} must be real; got a {sample.dtype} tensor")
     if codes.shape[1] != prior.shape[1] or codes.shape[1] < 1:
         raise ValueError(
             f"codes and prior must have the same dimension d >= 1; got {codes.shape[1]} and {prior.shape[1]}"

@@ -53,6 +53,7 @@ RESUMABLE = _resumable()
 _held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
 _lock_files: dict[Path, int] = {}  # the same -> the open descriptor of the lock file it holds
 _given: dict[Path, Path] = {}  # the same -> the folder as the caller named it, absolute (links kept)
+_folder_fds: dict[Path, int] = {}  # the same -> an open descriptor of the folder itself (its inode kept)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -74,9 +75,13 @@ def _acquire(folder: Path) -> int:
             if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
                 raise UserError(f"{path} is not a plain lock file (a link, folder or FIFO); remove it") from None
             raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             raise UserError(f"{path} is not a plain lock file (a link, folder or FIFO); remove it")
+        if info.st_nlink > 1:  # a hard link to a file elsewhere: writing the pid would overwrite it
+            os.close(fd)
+            raise UserError(f"{path} is a hard link to another file ({info.st_nlink} names); remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -110,26 +115,49 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         return
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} exists and is not a folder")
+    if folder.is_symlink() and not folder.exists():
+        target = os.readlink(folder)
+        raise UserError(f"{folder} is a link to {target}, which does not exist; make it or give another path")
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(folder)
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # held open: its inode is not reused
     except OSError as err:
         raise UserError(f"cannot write the run folder {folder}: {err.strerror}") from None
+    try:
+        fd = _acquire(folder)
+    except OSError as err:
+        os.close(folder_fd)
+        raise UserError(f"cannot write the run folder {folder}: {err.strerror}") from None
+    except BaseException:
+        os.close(folder_fd)
+        raise
     _held[key], _lock_files[key], _given[key] = 1, fd, Path(os.path.abspath(folder))
+    _folder_fds[key] = folder_fd
     try:
         for sub in (folder, folder / FOLDER, folder / GRIDS):
             sweep_stale(sub)
         yield
     finally:
-        del _held[key], _lock_files[key], _given[key]
+        del _held[key], _lock_files[key], _given[key], _folder_fds[key]
         if _holds(folder, fd):  # not another writer's, in a folder made again at this path
             with contextlib.suppress(OSError):
                 os.unlink(folder / LOCK)
         os.close(fd)
-        if created:
+        same = _same_folder(folder, folder_fd)
+        os.close(folder_fd)
+        if created and same:  # not a folder made again at the path by someone else
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if it stayed empty
+
+
+def _same_folder(folder: Path, fd: int) -> bool:
+    """Whether the folder at ``folder`` now (through links) is the one open as ``fd``."""
+    try:
+        now, held = os.stat(folder), os.fstat(fd)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _holds(folder: Path, fd: int) -> bool:
@@ -144,28 +172,29 @@ def _holds(folder: Path, fd: int) -> bool:
 def check_held(run_dir: str | Path) -> None:
     """:class:`UserError` when the run folder whose lock this process holds was removed, moved
     or replaced since it took the lock (``rm -rf RUN`` under a running ``wae train``, perhaps with
-    a new run started at the same path), or its lock file was removed: what it would write next
-    belongs to no run of its own, or a second writer could now start. A no-op for a folder this
-    process does not hold."""
-    folder = Path(run_dir)
-    fd = _lock_files.get(folder.resolve())
-    if fd is not None and not _holds(folder, fd):
-        raise UserError(_lost(folder))
+    a new run started at the same path; a link given as the folder pointed elsewhere), or its lock
+    file was removed: what it would write next belongs to no run of its own, or a second writer
+    could now start. A no-op for a folder this process does not hold."""
+    check_writing(run_dir)
 
 
-def _lost(folder: Path) -> str:
-    """What became of a held run folder whose lock file is no longer the one held."""
-    if folder.is_dir() and not (folder / LOCK).exists():
-        what = f"its lock file {folder / LOCK} was removed while this process wrote the run"
+def _lost(key: Path) -> str:
+    """What became of the held run folder ``key`` whose lock file is no longer the one held."""
+    given = _given[key]
+    if _same_folder(given, _folder_fds[key]):
+        what = f"its lock file {given / LOCK} was removed or replaced while this process wrote the run"
     else:
-        what = f"the run folder {folder} was removed, moved or replaced while this process wrote into it"
-    return f"{what}; stopped without writing there again (what it wrote before is in place)"
+        what = f"the run folder {given} was removed, moved or replaced while this process wrote into it"
+    return f"{what}; stopped without writing there again"
 
 
 def check_writing(path: str | Path) -> None:
-    """:func:`check_held` for the run folder that ``path`` lies in (as given, or through links),
-    called by every writer (:func:`wae.checkpoint.write_atomic`) before a file is put in place:
-    a checkpoint, a grid or a report of a folder removed or replaced meanwhile is not written
+    """:class:`UserError` when ``path`` (a run folder, or a file or folder in one) lies in a
+    run folder this process holds the lock of, by the name it was given (links kept: a link
+    re-pointed elsewhere is caught) or its real path, and that folder was removed, moved or
+    replaced, or its lock file removed (:func:`check_held`). Called by every writer
+    (:func:`wae.checkpoint.write_atomic`, the records' appends) before a file is put in place:
+    a checkpoint, a grid, a record or a report of a folder replaced meanwhile is not written
     into the new one. A no-op for a path in no folder this process holds."""
     if not _lock_files:
         return
@@ -173,7 +202,7 @@ def check_writing(path: str | Path) -> None:
     for key, fd in list(_lock_files.items()):
         given = _given[key]
         if (target.is_relative_to(given) or target.is_relative_to(key)) and not _holds(given, fd):
-            raise UserError(_lost(given))
+            raise UserError(_lost(key))
 
 
 def has_contents(run_dir: Path) -> bool:
@@ -195,51 +224,94 @@ RUN_FILES = frozenset(
     | {"sampler-gmm.npz", "sampler-flow.pt", "sampler-vae.pt"}
 )
 _GRID_NAMES = "|".join(EPOCH_GRIDS)
-RUN_FOLDERS: dict[str, tuple[re.Pattern[str], bool]] = {  # name -> its entries, and whether they are files
-    FOLDER: (re.compile(r"step-[0-9]+\.pt"), True),
-    GRIDS: (re.compile(rf"(?:{_GRID_NAMES})-epoch[0-9]{{3,}}\.png"), True),
-    "tensorboard": (re.compile(r"events\.out\.tfevents\.[^/]+"), True),
+_FILE, _LINK, _FOLDER = "a file", "a link", "a folder"  # the kinds of entry wae makes
+_FILES = frozenset({_FILE, _LINK})  # a link is removed, never what it points to
+_FOLDERS = frozenset({_FOLDER})
+RUN_FOLDERS: dict[str, tuple[tuple[re.Pattern[str], frozenset[str]], ...]] = {  # name -> its entries
+    FOLDER: ((re.compile(r"step-[0-9]+\.pt"), _FILES),),
+    GRIDS: ((re.compile(rf"(?:{_GRID_NAMES})-epoch[0-9]{{3,}}\.png"), _FILES),),
+    "tensorboard": ((re.compile(r"events\.out\.tfevents\.[^/]+"), _FILES),),
     "wandb": (
-        re.compile(r"(?:offline-)?run-[0-9]{8}_[0-9]{6}-[\w-]+|latest-run|debug(?:-internal|-cli\.[\w.-]+)?\.log"),
-        False,
+        (re.compile(r"(?:offline-)?run-[0-9]{8}_[0-9]{6}-[\w-]+"), _FOLDERS),
+        (re.compile(r"latest-run"), frozenset({_LINK})),
+        (re.compile(r"debug(?:-internal|-cli\.[\w.-]+)?\.log"), _FILES),
     ),
-    "mlruns": (re.compile(r"[0-9]+|\.trash|models"), False),
+    "mlruns": ((re.compile(r"[0-9]+|\.trash|models"), _FOLDERS),),
 }
 _TEMPORARY_OF = re.compile(r"\.(.+)\.tmp-[0-9]+")
 
 
-def _ours(entry: Path, names: Callable[[str], object], files: bool) -> bool:
-    """Whether ``entry`` is one that wae writes: a name ``names`` accepts (or a temporary file of
-    one), a regular file or a link when ``files`` (a link is removed, never what it points to)."""
+def shown_name(name: str) -> str:
+    """A file name as a message shows it, on one line: the bytes of a name that is not UTF-8
+    as ``\\xNN``, control characters (a line break) escaped."""
+    out = []
+    for char in name:
+        if 0xDC80 <= ord(char) <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        else:
+            out.append(char if char.isprintable() else char.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISREG, _FILE),
+        (stat.S_ISLNK, _LINK),
+        (stat.S_ISDIR, _FOLDER),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "a device"
+
+
+def _top_kinds(name: str) -> frozenset[str] | None:
+    """The kinds an entry of this name at the top of a run folder may be (None: not wae's name)."""
+    return _FILES if name in RUN_FILES else _FOLDERS if name in RUN_FOLDERS else None
+
+
+def _kinds_in(folder: str) -> Callable[[str], frozenset[str] | None]:
+    def kinds(name: str) -> frozenset[str] | None:
+        return next((kinds for pattern, kinds in RUN_FOLDERS[folder] if pattern.fullmatch(name)), None)
+
+    return kinds
+
+
+def _foreign(entry: Path, kinds_of: Callable[[str], frozenset[str] | None]) -> str | None:
+    """None when ``entry`` is one that wae writes: a name ``kinds_of`` knows, of a kind it allows
+    (or a temporary file of such a name); otherwise its name as shown, with its kind where the
+    name is wae's and the kind is not (a FIFO named metrics.jsonl)."""
     try:
-        mode = entry.lstat().st_mode
+        kind = _kind(entry.lstat().st_mode)
     except OSError:  # gone meanwhile: nothing to remove
-        return True
+        return None
     temporary = _TEMPORARY_OF.fullmatch(entry.name)
-    if temporary is not None and names(temporary.group(1)):
-        return stat.S_ISREG(mode)
-    if not names(entry.name):
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISLNK(mode) if files else True
+    allowed = _FILES - {_LINK} if temporary is not None and kinds_of(temporary.group(1)) else kinds_of(entry.name)
+    if allowed is None:
+        return shown_name(entry.name)
+    return None if kind in allowed else f"{shown_name(entry.name)} ({kind})"
 
 
 def foreign_entries(run_dir: Path) -> list[str]:
-    """The paths in ``run_dir`` (relative to it, sorted) that no wae command writes there: any
-    name but :data:`RUN_FILES` and :data:`RUN_FOLDERS` at the top (a folder where wae writes a
-    file, or the reverse, too), and in those folders any name but wae's own (a user's
-    ``checkpoints/best-keep.pt``, ``grids/figure.png`` or ``tensorboard/other-experiment/``)."""
+    """The paths in ``run_dir`` (relative to it, sorted, as messages show them) that no wae
+    command writes there: any name but :data:`RUN_FILES` and :data:`RUN_FOLDERS` at the top, and
+    in those folders any name but wae's and its trackers' own (a user's
+    ``checkpoints/best-keep.pt``, ``grids/figure.png`` or ``tensorboard/other-experiment/``); and
+    wae's names on another kind of entry (a folder named samples.png, a FIFO named
+    metrics.jsonl, a link named checkpoints), with that kind."""
     foreign = []
     for entry in run_dir.iterdir():
-        if entry.name in RUN_FOLDERS and entry.is_dir() and not entry.is_symlink():
-            pattern, files = RUN_FOLDERS[entry.name]
+        if entry.name in RUN_FOLDERS and stat.S_ISDIR(entry.lstat().st_mode):
             try:
                 inside = list(entry.iterdir())
             except OSError:  # unreadable: not known to hold only ours
-                foreign.append(f"{entry.name}/")
+                foreign.append(f"{entry.name}/ (unreadable)")
                 continue
-            foreign += [f"{entry.name}/{sub.name}" for sub in inside if not _ours(sub, pattern.fullmatch, files)]
-        elif not _ours(entry, RUN_FILES.__contains__, entry.name not in RUN_FOLDERS):
-            foreign.append(entry.name)
+            kinds_of = _kinds_in(entry.name)
+            foreign += [f"{entry.name}/{shown}" for sub in inside if (shown := _foreign(sub, kinds_of)) is not None]
+        elif (shown := _foreign(entry, _top_kinds)) is not None:
+            foreign.append(shown)
     return sorted(foreign)
 
 
@@ -263,15 +335,21 @@ def _flags(path: Path, mode: int) -> int:
         os.close(fd)
 
 
+MAX_DEPTH = 64  # folders below a run folder's top (a tracker's store goes about 6 deep)
+
+
 def _unremovable(folder: Path, entries: list[Path]) -> str | None:
     """Why ``entries`` of ``folder`` (and everything in those that are folders) could not all be
     removed, naming the first path that would stop it (immutable or append-only, a folder
-    that cannot be listed or changed, another user's file in a sticky folder); None if nothing
-    is seen to stop it. Checked before anything is removed, so that a refusal removes nothing."""
+    that cannot be listed or changed, another user's file in a sticky folder, a tree deeper than
+    :data:`MAX_DEPTH`, which no run makes and which a recursive removal could not take); None if
+    nothing is seen to stop it. Checked before anything is removed, so that a refusal removes nothing."""
     euid = os.geteuid()
-    todo = [(folder, entries)]
+    todo = [(folder, entries, 0)]
     while todo:
-        parent, children = todo.pop()
+        parent, children, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return f"{parent} lies {depth} folders deep, deeper than any run's ({MAX_DEPTH} at most)"
         info = parent.stat()
         if _flags(parent, info.st_mode) & _UNREMOVABLE_FLAGS:
             return f"{parent} is immutable or append-only (lsattr shows it; chattr -ia clears it)"
@@ -287,7 +365,7 @@ def _unremovable(folder: Path, entries: list[Path]) -> str | None:
             if stat.S_ISDIR(mode):
                 if not os.access(child, os.R_OK | os.X_OK):
                     return f"{child} cannot be listed (permission denied)"
-                todo.append((child, list(child.iterdir())))
+                todo.append((child, list(child.iterdir()), depth + 1))
     return None
 
 
@@ -308,19 +386,27 @@ def clear(run_dir: Path) -> None:
     if blocked:
         raise UserError(f"cannot replace {run_dir}: {blocked}; nothing was removed")
     removed: list[str] = []
+
+    def named(function: Any, path: str, err: Any) -> None:  # rmtree names the entry within its folder
+        err = err[1] if isinstance(err, tuple) else err  # onerror's exc_info, onexc's exception
+        if not isinstance(err, FileNotFoundError):
+            raise OSError(err.errno, err.strerror, path)
+
+    handler: dict[str, Any] = {"onexc": named} if sys.version_info >= (3, 12) else {"onerror": named}
+
     for entry in entries:
         try:
             if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
+                shutil.rmtree(entry, **handler)
             else:
                 entry.unlink()
         except FileNotFoundError:
             pass
         except OSError as err:
-            gone = ", ".join(removed) if removed else "nothing"
+            gone = ", ".join(shown_name(name) for name in removed) if removed else "nothing"
             raise UserError(
                 f"cannot replace {run_dir}: removing {err.filename or entry} failed ({err.strerror}); the old run is "
-                f"partly removed (gone: {gone}; {entry.name} partly); remove the folder yourself"
+                f"partly removed (gone: {gone}; {shown_name(entry.name)} partly); remove the folder yourself"
             ) from None
         removed.append(entry.name)
 
@@ -450,15 +536,20 @@ def mounts_inside(folder: Path) -> list[Path]:
     own = _mount_of(folder)
     if own is None or own[1] != folder:
         return []
-    found = []
-    for parent, folders, files in os.walk(folder):
-        for name in [*folders, *files]:
-            entry = Path(parent) / name
+    found, todo = [], [folder]
+    while todo:  # not os.walk: it recurses in Python 3.11, and a deep tree raised RecursionError
+        parent = todo.pop()
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        for item in entries:
+            entry = Path(item.path)
             mount = _mount_of(entry)
             if mount is not None and mount[1] == entry and mount[0] != own[0]:
-                found.append(entry)
-                if name in folders:
-                    folders.remove(name)  # not into it
+                found.append(entry)  # and not into it
+            elif item.is_dir(follow_symlinks=False):
+                todo.append(entry)
     return found
 
 

@@ -731,7 +731,8 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def _not_a_records_file(path: Path) -> str:
-    return f"{path} is not a regular file (a FIFO, folder or device); the run's records go there: remove it"
+    kinds = "a FIFO, folder, device or broken link"
+    return f"{path} is not a regular file ({kinds}); the run's records go there: remove it"
 
 
 def _check_records_file(path: Path) -> None:
@@ -755,9 +756,21 @@ def _records_kept(path: Path, step: int) -> tuple[int, bytes, bool]:
             verdict = _line_verdict(line, step)
             if verdict == "late":
                 late += 1
-            elif verdict == "broken" and cut and line.lstrip().startswith(b"{"):
+            elif verdict == "broken" and cut and _cut_record(line):
                 partial = line
     return late, partial, cut
+
+
+_RECORD_START = b'{"kind": "'  # how every line that training writes begins
+_RECORD_MOST = 1 << 20  # bytes: a record is a few kilobytes; a longer line is the user's
+
+
+def _cut_record(line: bytes) -> bool:
+    """Whether a last line without its line break may be one of training's records cut short
+    by a kill: it begins as they do, has no carriage return (a file of CR line ends is one
+    "line" of the user's) and is no longer than a record can be."""
+    start = line[: len(_RECORD_START)]
+    return start == _RECORD_START[: len(start)] and b"\r" not in line and len(line) <= _RECORD_MOST
 
 
 def _line_verdict(line: bytes, step: int) -> str:
@@ -775,7 +788,8 @@ def _line_verdict(line: bytes, step: int) -> str:
 def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print) -> None:
     """Remove the records that training writes (:data:`RECORD_KINDS`) of steps after ``step``
     (a resumed run writes what came after its checkpoint again) and a partial last record (a
-    line that opens a JSON object with no line break after it: a killed writer's), saying what
+    line that begins as training's records do, with no line break after it: a killed writer's,
+    :func:`_cut_record`), saying what
     was removed once it is; other lines (edited or added by hand) stay byte for byte (readers
     skip what is not a record, with a warning; a last line of the user's without its line break
     gets one). Lines are split at b"\n" alone and the file is read and written a line at a time.
@@ -802,7 +816,8 @@ def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print)
         records = f"{late} record{'s' if late != 1 else ''}"
         say(f"{path}: {records} of steps after the checkpoint's step {step} removed (training writes them again)")
     if partial:
-        say(f"{path}: removed a last record cut short (no line break): {partial[:60].decode(errors='replace')!r}")
+        shown = partial[:60].decode(errors="replace")
+        say(f"{path}: removed a last record cut short (no line break, {len(partial):,} bytes): {shown!r}")
 
 
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
