@@ -374,3 +374,9 @@ def test_mmd_imq_takes_scales_from_any_iterable():
     listed = mmd_imq(codes, prior, 1.0, [0.5, 2.0])
     assert mmd_imq(codes, prior, 1.0, (s for s in (0.5, 2.0))).item() == pytest.approx(listed.item())
     assert mmd_imq(codes, prior, np.float32(1.0), (np.float64(0.5), 2)).item() == pytest.approx(listed.item())
+
+
+def test_mmd_imq_takes_a_0_d_tensor_as_prior_var_and_a_tensor_of_scales():
+    codes, prior = torch.randn(8, 2, generator=torch.Generator().manual_seed(1)), torch.randn(8, 2)
+    expected = mmd_imq(codes, prior, 2.0, (0.5, 1.0)).item()
+    assert mmd_imq(codes, prior, torch.tensor(2.0), torch.tensor([0.5, 1.0])).item() == pytest.approx(expected)

@@ -1202,3 +1202,53 @@ def test_the_resume_clean_up_keeps_a_file_of_carriage_return_line_ends(tmp_path)
 def test_kernel_settings_beyond_float32_are_refused_before_training(flag, tmp_path):
     _refused(_cli(["train", *TINY, *flag, "--out", str(tmp_path / "run")]), "must be from 1e-12 to 1e+12")
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------- the code review of session 34 (helper 46)
+
+
+def test_a_run_folder_given_through_a_link_and_dot_dot_is_written_where_the_system_puts_it(tmp_path):
+    """RUN given as sub/ln/../run with ln a link: abspath took ".." before the link and the lock
+    checks looked for the lock in the wrong folder, so the first write said the folder was
+    removed. The system follows the link first: the run is tmp/run."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "ln").symlink_to(tmp_path / "real")
+    wae.fit(tiny_config(epochs=1), tmp_path / "sub" / "ln" / ".." / "run", progress=False, log=lambda _: None)
+    assert ckpt.run_checkpoints(tmp_path / "run") and not (tmp_path / "sub" / "run").exists()
+
+
+def test_a_hard_link_to_a_held_lock_says_who_holds_it(run_copy, tmp_path):
+    """A snapshot (cp -al, rsync --link-dest) hard-links a live writer's lock file: the second
+    command said "remove it", which would let a second writer in. The holder comes first."""
+    holder = _hold_lock(run_copy)
+    try:
+        os.link(run_copy / runs.LOCK, tmp_path / "snapshot.lock")
+        _refused(_cli(["report", str(run_copy)]), "in use by another wae process", f"pid {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_write_atomic_keeps_going_when_the_owner_cannot_be_kept(tmp_path, monkeypatch):
+    """In a user namespace chown to an unmapped owner fails with EINVAL: the write failed."""
+    path = tmp_path / "report.md"
+    path.write_text("old")
+
+    def refused(*args):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "chown", refused)
+    monkeypatch.setattr(os, "geteuid", lambda: 4321)  # not the file's owner: the owner is to be given back
+    ckpt.write_atomic(path, bytearray(b"new"))  # a bytearray is bytes, not chunks of ints
+    assert path.read_text() == "new"
+
+
+def test_the_rbf_rule_binds_a_resume_that_starts_a_run(tmp_path):
+    """fit(..., resume=True) into a folder without a run starts a new one: the new runs' rules."""
+    with pytest.raises(UserError, match="needs the imq kernel"):
+        wae.fit(tiny_config(prior_draws=2, kernel="rbf"), tmp_path / "new", resume=True, progress=False)
+    _refused(
+        _cli(["train", "--preset", "mnist-quality", "--kernel", "rbf", "--out", str(tmp_path / "q")]),
+        "(the mnist-quality preset's)",
+    )

@@ -73,7 +73,9 @@ def make_folder(folder: Path) -> None:
     folder.mkdir(exist_ok=True)
 
 
-def write_atomic(path: Path, data: bytes | memoryview | str | Iterable[bytes], fault: str | None = None) -> None:
+def write_atomic(
+    path: Path, data: bytes | bytearray | memoryview | str | Iterable[bytes], fault: str | None = None
+) -> None:
     """Write ``data`` (text is UTF-8 encoded; the undecodable bytes of a file name that is not
     UTF-8, which the text may quote, as backslash escapes; or chunks of bytes, as they come) to
     ``path`` so that ``path`` is always either the old or the new file: a temporary file beside
@@ -86,7 +88,7 @@ def write_atomic(path: Path, data: bytes | memoryview | str | Iterable[bytes], f
     from .runs import check_writing  # runs imports this module
 
     path = Path(path)
-    if isinstance(data, bytes | memoryview | str):
+    if isinstance(data, bytes | bytearray | memoryview | str):
         raw = memoryview(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
         chunks: Iterable[bytes | memoryview] = (raw[: len(raw) // 2], raw[len(raw) // 2 :])
     else:
@@ -125,7 +127,7 @@ def _keep_owner(tmp: Path, old: os.stat_result) -> None:
         try:
             os.chown(tmp, uid, gid)
             return
-        except PermissionError:
+        except OSError:  # EPERM; EINVAL for an owner unmapped in a user namespace; no chown at all
             continue
 
 

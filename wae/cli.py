@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import errno
 import io
+import os
 import re
 import signal
 import sys
@@ -61,7 +62,7 @@ from .runs import load_data
 from .samplers import SAMPLER_FILES, SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
-from .train import check_fits, fit, load_model, load_run
+from .train import check_fits, check_records_file, fit, load_model, load_run
 
 
 def _say(text: object, file: Any = None) -> None:
@@ -715,6 +716,8 @@ def _train(args: argparse.Namespace) -> int:
                 check_fits(cfg, data, procs.world)
             if procs.main:
                 held.enter_context(runs.run_lock(run_dir))  # one writer per run folder
+                if args.resume:  # here, where a refusal stops every rank at once
+                    check_records_file(run_dir / ckpt.RECORDS)
             if not args.resume:
                 _prepare_run_dir(run_dir, args.overwrite)
             return data
@@ -1292,8 +1295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # disk full, read-only folder: one line naming the file
         where = f"{err.filename}: " if err.filename else ""
         hint = ""
-        if err.errno == errno.EPERM and err.filename:  # root refused: an immutable or append-only file
-            hint = " (lsattr shows whether it is immutable or append-only; chattr -ia clears that)"
+        if err.errno == errno.EPERM and err.filename and runs.is_immutable(Path(os.fsdecode(err.filename))):
+            hint = " (it is immutable or append-only, as lsattr shows; chattr -ia clears that)"
         _say(f"wae {args.command}: error: {where}{err.strerror or err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # a second Ctrl-C or SIGTERM, or one outside training

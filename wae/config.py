@@ -745,9 +745,11 @@ def validate_new(cfg: Config) -> None:
         # the rbf kernel's bandwidth is the pooled sample's median distance: more draws would move
         # it towards the prior's own distances and change the penalty itself, not only its noise
         # (refused since session 32; runs trained with it before keep it on --resume)
+        from_preset = cfg.preset in PRESETS and PRESETS[cfg.preset](cfg.loss.objective).loss.prior_draws > 1
+        whose = f" (the {cfg.preset} preset's)" if from_preset else ""
         raise UserError(
-            f"loss.prior_draws {cfg.loss.prior_draws} needs the imq kernel: the {cfg.loss.kernel} kernel takes its "
-            "bandwidth from the pooled sample, which more draws would change (give --prior-draws 1)"
+            f"loss.prior_draws {cfg.loss.prior_draws}{whose} needs the imq kernel: the {cfg.loss.kernel} kernel takes "
+            "its bandwidth from the pooled sample, which more draws would change (give --prior-draws 1)"
         )
 
 

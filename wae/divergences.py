@@ -181,6 +181,8 @@ def _bounded_number(name: str, value: Any) -> float:
     """``value`` as a float in :data:`SCALE_RANGE`; ValueError otherwise (a bool, a string, a
     number beyond the range, where float32 kernels overflow or underflow to NaN)."""
     low, high = SCALE_RANGE
+    if isinstance(value, Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
+        value = value.item()  # a 0-d tensor (or one of a tensor of scales)
     try:
         number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
     except OverflowError:  # an int beyond any float

@@ -75,13 +75,9 @@ def _acquire(folder: Path) -> int:
             if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
                 raise UserError(f"{path} is not a plain lock file (a link, folder or FIFO); remove it") from None
             raise
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise UserError(f"{path} is not a plain lock file (a link, folder or FIFO); remove it")
-        if info.st_nlink > 1:  # a hard link to a file elsewhere: writing the pid would overwrite it
-            os.close(fd)
-            raise UserError(f"{path} is a hard link to another file ({info.st_nlink} names); remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -92,6 +88,10 @@ def _acquire(folder: Path) -> int:
             same = os.lstat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
+        links = os.fstat(fd).st_nlink
+        if same and links > 1:  # a hard link to a file elsewhere: writing the pid would overwrite it
+            os.close(fd)
+            raise UserError(f"{path} is a hard link to another file ({links} names, no writer holds it); remove it")
         if same:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -121,8 +121,11 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # held open: its inode is not reused
+        folder_fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)  # held open: its inode is not reused
     except OSError as err:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise UserError(f"cannot write the run folder {folder}: {err.strerror}") from None
     try:
         fd = _acquire(folder)
@@ -132,7 +135,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     except BaseException:
         os.close(folder_fd)
         raise
-    _held[key], _lock_files[key], _given[key] = 1, fd, Path(os.path.abspath(folder))
+    _held[key], _lock_files[key], _given[key] = 1, fd, folder.absolute()  # ".." kept: the system takes it after links
     _folder_fds[key] = folder_fd
     try:
         for sub in (folder, folder / FOLDER, folder / GRIDS):
@@ -192,13 +195,14 @@ def check_writing(path: str | Path) -> None:
     """:class:`UserError` when ``path`` (a run folder, or a file or folder in one) lies in a
     run folder this process holds the lock of, by the name it was given (links kept: a link
     re-pointed elsewhere is caught) or its real path, and that folder was removed, moved or
-    replaced, or its lock file removed (:func:`check_held`). Called by every writer
-    (:func:`wae.checkpoint.write_atomic`, the records' appends) before a file is put in place:
+    replaced, or its lock file removed (:func:`check_held`). Called by wae's own writers
+    (:func:`wae.checkpoint.write_atomic` and ``make_folder``, the records' appends; not the
+    trackers' libraries) before a file is put in place:
     a checkpoint, a grid, a record or a report of a folder replaced meanwhile is not written
     into the new one. A no-op for a path in no folder this process holds."""
     if not _lock_files:
         return
-    target = Path(os.path.abspath(path))
+    target = Path(path).absolute()  # not abspath: "link/.." is not the folder that holds the link
     for key, fd in list(_lock_files.items()):
         given = _given[key]
         if (target.is_relative_to(given) or target.is_relative_to(key)) and not _holds(given, fd):
@@ -338,12 +342,25 @@ def _flags(path: Path, mode: int) -> int:
 MAX_DEPTH = 64  # folders below a run folder's top (a tracker's store goes about 6 deep)
 
 
+def is_immutable(path: Path) -> bool:
+    """Whether ``path`` (a file or folder) or the folder that holds it is immutable or
+    append-only (``chattr +i`` / ``+a``): what makes root's writes fail with EPERM."""
+    for each in (path, path.parent):
+        try:
+            if _flags(each, each.lstat().st_mode) & _UNREMOVABLE_FLAGS:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _unremovable(folder: Path, entries: list[Path]) -> str | None:
     """Why ``entries`` of ``folder`` (and everything in those that are folders) could not all be
     removed, naming the first path that would stop it (immutable or append-only, a folder
     that cannot be listed or changed, another user's file in a sticky folder, a tree deeper than
-    :data:`MAX_DEPTH`, which no run makes and which a recursive removal could not take); None if
-    nothing is seen to stop it. Checked before anything is removed, so that a refusal removes nothing."""
+    :data:`MAX_DEPTH`, which no run reaches; far deeper trees overflow the recursive
+    ``shutil.rmtree``); None if nothing is seen to stop it. Checked before anything is
+    removed, so that a refusal removes nothing."""
     euid = os.geteuid()
     todo = [(folder, entries, 0)]
     while todo:

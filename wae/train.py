@@ -735,7 +735,7 @@ def _not_a_records_file(path: Path) -> str:
     return f"{path} is not a regular file ({kinds}); the run's records go there: remove it"
 
 
-def _check_records_file(path: Path) -> None:
+def check_records_file(path: Path) -> None:
     """:class:`UserError` when the records file ``path`` exists and is not a regular file or a
     link to one (checked as a session starts, before anything reads or writes it)."""
     if os.path.lexists(path) and not path.is_file():
@@ -795,7 +795,7 @@ def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print)
     gets one). Lines are split at b"\n" alone and the file is read and written a line at a time.
     A file with nothing to change is not rewritten; a link is rewritten through (its target
     changes) and the file keeps its permission bits (:func:`checkpoint.write_atomic`)."""
-    _check_records_file(path)
+    check_records_file(path)
     if not path.is_file():
         return
     late, partial, cut = _records_kept(path, step)
@@ -1107,13 +1107,14 @@ def fit(
     Under ``torchrun`` every process calls this with the same arguments: each trains on its
     shard of every global batch and rank 0 alone writes the run folder."""
     started = time.perf_counter()  # what train.time_budget counts from
-    (validate if resume else validate_new)(cfg)  # a saved run resumes with the settings it has
+    if run_dir is not None:
+        run_dir = runs.given_path(run_dir, "the run folder")
+    saved = resume and run_dir is not None and (Path(run_dir) / ckpt.CONFIG).is_file()
+    (validate if saved else validate_new)(cfg)  # a saved run resumes with the settings it has
     tracking.check_installed(cfg)
     if run_dir is None and tracking.names_of(cfg.train.log):
         raise UserError(f"train.log = {cfg.train.log!r}: trackers write into the run folder; give one")
     device = resolve_device(cfg.train.device, launched().local_rank)
-    if run_dir is not None:
-        run_dir = runs.given_path(run_dir, "the run folder")
     cfg = runs.session_config(cfg, run_dir, resume)  # data pinned or checked; schedule kept
     # the training seeds and draws from torch's global generator (its state is part of a
     # checkpoint); the caller's is given back afterwards, as its thread count is
@@ -1149,7 +1150,7 @@ def _fit(
     started: float,
 ) -> Run:
     if run_dir is not None and procs.main:  # before the data are read: a FIFO there would block the run
-        _check_records_file(Path(run_dir) / ckpt.RECORDS)
+        check_records_file(Path(run_dir) / ckpt.RECORDS)
     data = data if data is not None else load(cfg.data)
     check_fits(cfg, data, procs.world)
     cfg = resolve_precision(cfg, device.type)
