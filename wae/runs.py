@@ -33,6 +33,7 @@ from .checkpoint import load as load_checkpoint
 from .config import Config, DataConfig, UserError, about, parse_json, settings, warn_caller
 
 LOCK = ".lock"
+_FOLDER_HANDLE = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: no read permission needed; elsewhere O_RDONLY
 
 
 # settings that may change between sessions of one run (the flags --resume allows), so that a
@@ -121,7 +122,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        folder_fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)  # held open: its inode is not reused
+        folder_fd = os.open(folder, _FOLDER_HANDLE | os.O_DIRECTORY)  # held open: its inode is not reused
     except OSError as err:
         if created:
             with contextlib.suppress(OSError):
