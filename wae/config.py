@@ -733,7 +733,7 @@ def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any
     return None
 
 
-KERNEL_RANGE = (1e-12, 1e12)  # sigma_z^2 and the kernel scales (wae.divergences.SCALE_RANGE)
+KERNEL_RANGE = (1e-12, 1e12)  # sigma_z^2 and each kernel scale: float32 kernels overflow or underflow beyond
 
 
 def validate_new(cfg: Config) -> None:

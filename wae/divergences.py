@@ -135,7 +135,7 @@ def mmd_imq(
     respect to the codes is the same, and its cost grows as n * m, not m^2 (102,400 draws: 10 s
     a step on one thread for a term without a gradient otherwise). ValueError for samples that
     are not real (n, d) and (m, d) with d >= 1 and n, m >= 2, a prior_var or a scale that is
-    not a number in :data:`SCALE_RANGE`, no scales, a block below 1."""
+    not a number in :data:`wae.config.KERNEL_RANGE`, no scales, a block below 1."""
     _check_samples(codes, prior)
     prior_var = _bounded_number("prior_var", prior_var)
     if isinstance(scales, str | bytes | Mapping) or not isinstance(scales, Iterable):
@@ -174,13 +174,10 @@ def mmd_imq(
     return within_x + within_y - 2.0 * imq_sum(x, y, c, scales, block) / (n * m)
 
 
-SCALE_RANGE = KERNEL_RANGE  # a kernel's C = 2 d prior_var scale must stay a normal float32
-
-
 def _bounded_number(name: str, value: Any) -> float:
-    """``value`` as a float in :data:`SCALE_RANGE`; ValueError otherwise (a bool, a string, a
-    number beyond the range, where float32 kernels overflow or underflow to NaN)."""
-    low, high = SCALE_RANGE
+    """``value`` as a float in :data:`wae.config.KERNEL_RANGE`; ValueError otherwise (a bool, a
+    string, a number beyond the range, where float32 kernels overflow or underflow to NaN)."""
+    low, high = KERNEL_RANGE
     if isinstance(value, Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
         value = value.item()  # a 0-d tensor (or one of a tensor of scales)
     try:

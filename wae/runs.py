@@ -31,6 +31,7 @@ import torch
 from .checkpoint import EPOCH_GRIDS, FOLDER, GRIDS, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
 from .config import Config, DataConfig, UserError, about, parse_json, settings, warn_caller
+from .samplers import SAMPLER_FILES
 
 LOCK = ".lock"
 _FOLDER_HANDLE = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: no read permission needed; elsewhere O_RDONLY
@@ -85,11 +86,12 @@ def _acquire(folder: Path) -> int:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise UserError(f"{folder} is in use by another wae process (pid {holder})") from None
+        held = os.fstat(fd)
         try:
-            same = os.lstat(path).st_ino == os.fstat(fd).st_ino
+            same = os.lstat(path).st_ino == held.st_ino
         except FileNotFoundError:
             same = False
-        links = os.fstat(fd).st_nlink
+        links = held.st_nlink
         if same and links > 1:  # a hard link to a file elsewhere: writing the pid would overwrite it
             os.close(fd)
             raise UserError(f"{path} is a hard link to another file ({links} names, no writer holds it); remove it")
@@ -220,13 +222,12 @@ def has_contents(run_dir: Path) -> bool:
 # and grids/ only wae's own file names, in tensorboard/ only event files, and in wandb/ and
 # mlruns/ only the names those trackers make at their top level (what lies deeper is theirs).
 # ``--overwrite`` replaces only a folder of these: anything else in it might be the user's own.
-_SAMPLER_KINDS = ("gmm", "flow", "vae")  # wae.samplers.SAMPLER_FILES (not imported: a cycle)
 RUN_FILES = frozenset(
     {"config.json", "metrics.jsonl", LOCK, ".write-test", "report.md", "report.html", "metrics.json"}
     | {f"{grid}.png" for grid in EPOCH_GRIDS}
-    | {f"samples-{kind}.png" for kind in _SAMPLER_KINDS}
-    | {f"metrics-{kind}.json" for kind in _SAMPLER_KINDS}
-    | {"sampler-gmm.npz", "sampler-flow.pt", "sampler-vae.pt"}
+    | {f"samples-{kind}.png" for kind in SAMPLER_FILES}
+    | {f"metrics-{kind}.json" for kind in SAMPLER_FILES}
+    | set(SAMPLER_FILES.values())
 )
 _GRID_NAMES = "|".join(EPOCH_GRIDS)
 _FILE, _LINK, _FOLDER = "a file", "a link", "a folder"  # the kinds of entry wae makes

@@ -794,8 +794,8 @@ def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print)
     skip what is not a record, with a warning; a last line of the user's without its line break
     gets one). Lines are split at b"\n" alone and the file is read and written a line at a time.
     A file with nothing to change is not rewritten; a link is rewritten through (its target
-    changes) and the file keeps its permission bits (:func:`checkpoint.write_atomic`)."""
-    check_records_file(path)
+    changes) and the file keeps its permission bits (:func:`checkpoint.write_atomic`). A path
+    that is no regular file is left alone (a session refuses it as it starts: :func:`fit`)."""
     if not path.is_file():
         return
     late, partial, cut = _records_kept(path, step)
