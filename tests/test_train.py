@@ -412,7 +412,8 @@ def _plans(run_dir) -> list[dict]:
 def test_a_time_budget_keeps_the_epochs_that_fit_and_replans_the_schedule(tmp_path, monkeypatch):
     cfg, run, calls, said = _budget_run(tmp_path, monkeypatch, kept=2)
     assert run.step == 4  # 2 of the 4 epochs
-    ((budget, epoch_s, elapsed_s, epochs, sampler, done),) = calls  # decided once, after the first epoch
+    (budget, epoch_s, elapsed_s, epochs, sampler, done), *revisions = calls  # decided after the first epoch
+    assert revisions == []  # the cut left no epoch end with epochs after it
     assert (budget, epochs, sampler, done) == (3.0, 4, True, 1) and epoch_s > 0 and elapsed_s > 0
     assert _recorded(tmp_path / "run") == (2, 2, None)
     ((plan,),) = [_plans(tmp_path / "run")]
@@ -437,6 +438,69 @@ def test_a_time_budget_replans_a_schedule_given_by_hand_over_the_epochs_kept(tmp
     """--schedule-epochs was for the epochs asked (equal to them or not): a cut run ends its schedule with it."""
     _budget_run(tmp_path, monkeypatch, kept=2, schedule_epochs=schedule)
     assert _recorded(tmp_path / "run") == (2, 2, None)
+
+
+def _patched_plans(monkeypatch, kept: list[int]) -> list[tuple]:
+    """``epochs_within`` made to keep ``kept[i]`` epochs at its i-th call (the last for later ones); its calls."""
+    import wae.train as train
+
+    calls: list[tuple] = []
+
+    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1):
+        calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done))
+        return kept[min(len(calls), len(kept)) - 1]
+
+    monkeypatch.setattr(train, "epochs_within", within)
+    return calls
+
+
+def test_each_later_epoch_end_revises_the_budget_and_cuts_when_the_rest_no_longer_fits(tmp_path, monkeypatch):
+    """A machine that slows down after the first decision: the plan of 8 epochs holds at the
+    second epoch end (no record), the third cuts it to 5 and re-plans the schedule from the next step."""
+    calls = _patched_plans(monkeypatch, [8, 8, 5])
+    cfg = tiny_config(epochs=8, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    said: list[str] = []
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    assert run.step == 10  # 5 epochs of 2 steps
+    # decided at the first epoch end, then revised at each later one until the cut ends the run
+    assert [(c[3], c[5]) for c in calls] == [(8, 1), (8, 2), (8, 3), (5, 4)]
+    assert all(c[0] == 3.0 and c[1] > 0 and c[2] > 0 for c in calls)
+    assert _recorded(tmp_path / "run") == (5, 5, None)
+    plans = _plans(tmp_path / "run")
+    assert [(p["step"], p["epochs_kept"], p["revised"]) for p in plans] == [(2, 8, False), (6, 5, True)]
+    assert any("training 5 of the 8 epochs (revised)" in line for line in said)
+    # the milestone at half of 8 epochs (step 8) moved to half of 5 (step 5), already passed at the
+    # cut: steps 1-6 at the first rate, the rest at a tenth
+    rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
+    assert rates == pytest.approx({**dict.fromkeys(range(1, 7), 2e-3), **dict.fromkeys(range(7, 11), 2e-4)})
+
+
+def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypatch):
+    """One slow epoch (its checkpoint point sleeps 1.5 s; tiny steps take far less) moves the
+    estimate while it is one of two, and no longer once it is one of three."""
+    import time
+
+    import wae.train as train
+
+    calls = _patched_plans(monkeypatch, [6])
+    real = train._Loop.checkpoint_point
+
+    def slow(self, epoch):
+        time.sleep(1.5 if epoch == 3 else 0)
+        real(self, epoch)
+
+    monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
+    fit(
+        tiny_config(epochs=6, time_budget=30.0),
+        tmp_path / "run",
+        data=make_synthetic(count=64, size=16),
+        progress=False,
+    )
+    estimates = {done: epoch_s for (_, epoch_s, _, _, _, done) in calls}
+    assert sorted(estimates) == [1, 2, 3, 4, 5]  # the run's last epoch end has nothing left to plan
+    assert estimates[3] >= 0.75  # the median of two epochs, one of them slow
+    assert estimates[4] < 0.75 and estimates[5] < 0.75  # the slow one is one of three, then gone
+    assert [p["revised"] for p in _plans(tmp_path / "run")] == [False]  # no cut, no record
 
 
 def test_a_run_stopped_within_its_budget_resumes_with_the_epochs_kept(tmp_path, monkeypatch):
@@ -471,8 +535,8 @@ def test_a_budget_still_open_at_a_resume_is_decided_after_half_an_epoch_of_timed
     said: list[str] = []
     resumed = override(first, max_steps=None, time_budget=2.0)
     run = fit(resumed, tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
-    ((*_, done),) = calls
-    assert done == decided_after
+    (*_, done), *revisions = calls
+    assert done == decided_after and [r[5] for r in revisions] == list(range(decided_after + 1, 4))
     assert run.step == 4 * 2 and _recorded(tmp_path / "run") == (4, 4, None)
     assert any("training 4 of the 6 epochs" in line for line in said)
 
@@ -498,7 +562,7 @@ def test_a_resumed_sessions_epoch_estimate_leaves_out_the_evaluations_it_timed(t
 
     monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
     fit(override(first, max_steps=None, time_budget=2.0), tmp_path / "run", data=data, resume=True, progress=False)
-    ((_, epoch_s, *_, done),) = calls
+    (_, epoch_s, *_, done), *_ = calls
     assert done == 2 and 1.5 <= epoch_s < 2.7  # one evaluation and 2 steps; it was two evaluations (> 3 s)
 
 

@@ -59,7 +59,7 @@ from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import gaussian_log_density
 from .runs import load_data
-from .samplers import SAMPLER_FILES, SAMPLERS, load_sampler, run_folder
+from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
 from .train import check_fits, check_records_file, fit, load_model, load_run
@@ -877,11 +877,8 @@ def _check_output(path_text: str, run: str | Path | None = None) -> Path:
 # the files a run folder (or an export) is made of, which another command's output must not replace
 RUN_FILES = frozenset(
     name.lower()  # compared in lower case: a file system may ignore case
-    for name in {export.CONFIG, ckpt.RECORDS, runs.LOCK, "report.md", "report.html"}
-    | {export.WEIGHTS, export.RECORD, export.CARD, export.TORCHSCRIPT, export.ONNX}
-    | {f"{grid}.png" for grid in ckpt.EPOCH_GRIDS}
-    | set(SAMPLER_FILES.values())
-    | {f"samples-{kind}.png" for kind in SAMPLER_FILES}
+    for name in runs.RUN_FILES
+    | {export.CONFIG, export.WEIGHTS, export.RECORD, export.CARD, export.TORCHSCRIPT, export.ONNX}
 )
 
 

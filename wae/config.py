@@ -333,7 +333,8 @@ class TrainConfig:
         "first) the run keeps as many of its epochs as fit, never more than --epochs nor fewer than those done, "
         "and plans the learning-rate schedule over them (when all fit, the schedule stays as planned: a resumed "
         "run's over its first session's epochs, as without a budget); config.json then records the epochs kept and no "
-        "budget, metrics.jsonl the decision (an estimate: a machine that slows down later runs over)",
+        "budget, metrics.jsonl the decision; each later epoch end of the session revises it from the median of the "
+        "last three epochs' times, cutting the epochs left (never adding any) when the machine has slowed down",
         above=0,
         resume=True,
     )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import torch
@@ -1207,6 +1208,8 @@ class _Loop:
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
         self.evaluating_s = 0.0  # seconds of checkpoint points (evaluations) since then
+        self.budget: float | None = None  # the session's time budget (minutes) once decided
+        self.epoch_times: list[float] = []  # seconds of each whole epoch since that decision
         self.signum = int(signal.SIGINT)  # the signal that asked
 
     def resume(self) -> None:
@@ -1302,6 +1305,7 @@ class _Loop:
         self.timed_since, self.evaluating_s = time.perf_counter(), 0.0
         if state.step >= self.total_steps:
             self.say(self.nothing_to_train())
+        epoch_ended = 0.0  # perf_counter() at the last epoch end, once the budget is decided
         with _StopFlag() as stop, bar:
             while state.step < self.total_steps and not self.stopping:
                 self.epoch(stop, bar)
@@ -1315,6 +1319,13 @@ class _Loop:
                         # a session resumed mid-epoch times one), with the evaluation after them
                         stepping = steps_done - self.timed_since - self.evaluating_s
                         self.fit_to_budget(stepping * spe / timed + now - steps_done, now - self.started, bar)
+                        epoch_ended = time.perf_counter()
+                    elif self.budget is not None and state.step < self.total_steps and not self.stopping:
+                        # each later epoch end revises the plan from the last epochs' times: a
+                        # machine that slows down cuts the epochs left, one that speeds up adds none
+                        self.epoch_times.append(now - epoch_ended)
+                        self.revise_budget(now - self.started, bar)
+                        epoch_ended = time.perf_counter()
                     if timed >= 0:
                         self.evaluating_s += now - steps_done
             self.signum = stop.signum
@@ -1324,16 +1335,36 @@ class _Loop:
         """At an epoch's end: keep as many of the run's epochs as fit in its ``time_budget`` (an
         epoch takes ``epoch_s`` seconds; ``elapsed_s`` have passed since :func:`fit` began), with
         half an epoch kept back for an ex-post sampler's fit, and re-plan the schedule over them;
-        config.json records the plan and metrics.jsonl the decision."""
-        cfg, state = self.cfg, self.state
-        budget, done = cfg.train.time_budget, state.step // self.steps_per_epoch
+        config.json records the plan and metrics.jsonl the decision. The session keeps the budget
+        to revise the plan at each later epoch end (:meth:`revise_budget`)."""
+        budget = self.cfg.train.time_budget
         assert budget is not None
+        self.cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
+        self.budget, self.epoch_times = budget, []
+        self.replan(epoch_s, elapsed_s, bar, revised=False)
+
+    def revise_budget(self, elapsed_s: float, bar: tqdm) -> None:
+        """At an epoch end after the budget's first decision: with an epoch's time taken as the
+        median of the last three epochs' (evaluation included; of the one or two there are just
+        after the decision: from the third on, one slow epoch alone moves nothing, a machine that
+        stays slower does within two), cut the epochs left if the rest no longer fits; never add
+        any (the schedule's milestones already passed stay passed)."""
+        self.replan(median(self.epoch_times[-3:]), elapsed_s, bar, revised=True)
+
+    def replan(self, epoch_s: float, elapsed_s: float, bar: tqdm, revised: bool) -> None:
+        """Keep the epochs that fit in the session's budget (:func:`epochs_within`) and plan the
+        schedule over them; a first decision is said and recorded always, a revision only when
+        it cuts."""
+        cfg, state, budget = self.cfg, self.state, self.budget
+        assert budget is not None
+        done = state.step // self.steps_per_epoch
         # the ranks' mean, so that every rank keeps the same epochs (on the device: NCCL reduces there)
         clocks = torch.tensor([epoch_s, elapsed_s], device=state.device)
         epoch_s, elapsed_s = (float(v) for v in mean_over(clocks, self.procs))
         planned = cfg.train.epochs
         kept = epochs_within(budget, epoch_s, elapsed_s, planned, cfg.train.fit_sampler != "none", done)
-        cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
+        if revised and kept >= planned:
+            return
         if kept < planned:
             # the schedule ends with the run, whatever it was planned over before (a resume pins
             # its first session's; a --schedule-epochs was for the epochs asked)
@@ -1342,17 +1373,19 @@ class _Loop:
             self.total_steps = planned_steps(cfg, self.steps_per_epoch)
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
+        said = f"training {kept} of the {planned} epochs" if kept < planned else f"all {planned} epochs fit"
         self.say(
-            f"time budget {budget:g} min: an epoch takes {epoch_s:.3g} s here (its evaluation included), "
-            f"{elapsed_s:.0f} s have passed: "
-            + (f"training {kept} of the {planned} epochs" if kept < planned else f"all {planned} epochs fit")
+            f"time budget {budget:g} min: "
+            + ("epochs now take" if revised else "an epoch takes")
+            + f" {epoch_s:.3g} s here (its evaluation included), {elapsed_s:.0f} s have passed: "
+            + (f"{said} (revised)" if revised else said)
         )
         if self.out is not None:
             # the record first: a kill between the two leaves a record of a decision that the next
             # session, finding the budget still pending in config.json, takes again (and records
             # again: the last plan record is the one in force), never a plan without its record
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
-            record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept)
+            record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept, revised=revised)
             _append_jsonl(self.out / ckpt.RECORDS, record)
             ckpt.write_config(self.out, cfg)
 
