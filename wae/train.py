@@ -1383,7 +1383,8 @@ class _Loop:
         if self.out is not None:
             # the record first: a kill between the two leaves a record of a decision that the next
             # session, finding the budget still pending in config.json, takes again (and records
-            # again: the last plan record is the one in force), never a plan without its record
+            # again: the last plan record is the one in force), never a plan without its record; a
+            # revision's budget is no longer in config.json, so there config.json's plan is in force
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
             record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept, revised=revised)
             _append_jsonl(self.out / ckpt.RECORDS, record)
