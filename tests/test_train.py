@@ -448,7 +448,7 @@ def _patched_plans(monkeypatch, kept: list[int]) -> list[tuple]:
 
     def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1):
         calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done))
-        return kept[min(len(calls), len(kept)) - 1]
+        return min(kept[min(len(calls), len(kept)) - 1], epochs)  # never more than it is asked to weigh
 
     monkeypatch.setattr(train, "epochs_within", within)
     return calls
@@ -463,7 +463,7 @@ def test_each_later_epoch_end_revises_the_budget_and_cuts_when_the_rest_no_longe
     run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
     assert run.step == 10  # 5 epochs of 2 steps
     # decided at the first epoch end, then revised at each later one until the cut ends the run
-    assert [(c[3], c[5]) for c in calls] == [(8, 1), (8, 2), (8, 3), (5, 4)]
+    assert [(c[3], c[5]) for c in calls] == [(8, 1), (8, 2), (8, 3), (8, 4)]  # the epochs the session began with
     assert all(c[0] == 3.0 and c[1] > 0 and c[2] > 0 for c in calls)
     assert _recorded(tmp_path / "run") == (5, 5, None)
     plans = _plans(tmp_path / "run")
@@ -503,9 +503,108 @@ def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypa
     assert [p["revised"] for p in _plans(tmp_path / "run")] == [False]  # no cut, no record
 
 
-def test_a_run_stopped_within_its_budget_resumes_with_the_epochs_kept(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kept", [[6], [8, 6]], ids=["first-decision", "revision"])
+def test_a_cut_never_stretches_a_schedule_planned_over_fewer_epochs(tmp_path, monkeypatch, kept):
+    """A schedule over 2 epochs (a resumed run's, pinned to its first session's; or given by
+    hand) in a run of 8: cutting the run to 6 once planned the schedule over 6, which moved its
+    milestone past the steps already at a tenth and raised their rate tenfold again."""
+    _patched_plans(monkeypatch, kept)
+    cfg = tiny_config(epochs=8, schedule_epochs=2, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=lambda _: None)
+    assert run.step == 12 and _recorded(tmp_path / "run") == (6, 2, None)
+    rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
+    assert rates == pytest.approx({1: 2e-3, 2: 2e-3, **dict.fromkeys(range(3, 13), 2e-4)})
+
+
+def _rates(run_dir) -> list[float]:
+    return [r["lr"] for r in _train_records(run_dir)]
+
+
+def test_a_revision_gives_back_epochs_cut_while_the_milestone_is_ahead(tmp_path, monkeypatch):
+    """A first epoch slowed by other work cut 12 epochs to 6; at the second epoch end all 12 fit
+    again and the schedule's milestone (epoch 3 of 6, then 6 of 12) is still ahead: they come back."""
+    calls = _patched_plans(monkeypatch, [6, 100])
+    said: list[str] = []
+    cfg = tiny_config(epochs=12, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    assert run.step == 24 and _recorded(tmp_path / "run") == (12, 12, None)
+    assert [c[3] for c in calls[:2]] == [12, 12]  # a revision weighs the epochs the session began with
+    plans = [(p["step"], p["epochs_asked"], p["epochs_kept"], p["revised"]) for p in _plans(tmp_path / "run")]
+    assert plans == [(2, 12, 6, False), (4, 6, 12, True)]
+    assert any("training 12 of the 12 epochs (revised)" in line for line in said)
+    assert _rates(tmp_path / "run") == pytest.approx([2e-3] * 12 + [2e-4] * 12)
+
+
+@pytest.mark.parametrize(("schedule", "grown_to", "plans"), [("step", 12, 6), ("cosine", 4, 1)])
+def test_a_revision_gives_back_no_epoch_that_would_raise_the_rate(tmp_path, monkeypatch, schedule, grown_to, plans):
+    """Cut to 4 epochs at the first (milestone at epoch 2, where the next step is at the second
+    epoch end): growing to 12 at once would move the milestone to epoch 6 and raise the rate
+    tenfold, so each epoch end grows the run only as far as the milestone stays passed (5, 6, 9,
+    10, 12: round(m * E) <= the next epoch), the rate never rising; a cosine schedule's rate
+    rises with any growth, so it keeps its 4."""
+    calls = _patched_plans(monkeypatch, [4, 100])
+    cfg = tiny_config(epochs=12, lr_schedule=schedule, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=lambda _: None)
+    assert _recorded(tmp_path / "run") == (grown_to, grown_to, None)
+    rates = _rates(tmp_path / "run")
+    assert len(rates) == 2 * grown_to and all(b <= a * (1 + 1e-6) for a, b in zip(rates, rates[1:], strict=False))
+    assert len(_plans(tmp_path / "run")) == plans and len(calls) == grown_to - 1
+
+
+def test_a_budget_weighs_the_epochs_that_max_steps_leaves(tmp_path, monkeypatch):
+    """--max-steps 6 of 25 epochs of 2 steps: the run trains 3 epochs, so a budget that fits them
+    cuts nothing (it once cut the 25 to what fit, and so moved the schedule that --max-steps
+    leaves planned over the 25); one that does not fit them cuts."""
+    calls = _patched_plans(monkeypatch, [3])
+    said: list[str] = []
+    cfg = tiny_config(epochs=25, max_steps=6, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    assert run.step == 6 and [c[3] for c in calls] == [3, 3]  # the epochs weighed: those the run trains
+    assert _recorded(tmp_path / "run") == (25, 25, None)
+    assert any("the 3 epochs up to --max-steps 6 fit" in line for line in said)
+    assert [p["epochs_kept"] for p in _plans(tmp_path / "run")] == [25]
+    assert [r["lr"] for r in _train_records(tmp_path / "run")] == pytest.approx([2e-3] * 6)
+    _patched_plans(monkeypatch, [2])
+    fit(cfg, tmp_path / "cut", data=make_synthetic(count=64, size=16), progress=False, log=lambda _: None)
+    assert _recorded(tmp_path / "cut") == (2, 2, None)
+
+
+def test_a_kill_between_a_revisions_two_writes_leaves_config_json_in_force(tmp_path, monkeypatch):
+    """A revision writes config.json first, then its record: a kill between the two loses the
+    record of a cut in force, never leaves a record of a cut that the resume (which has no budget
+    left to decide) does not keep."""
+    import wae.train as train
+
+    _patched_plans(monkeypatch, [4, 3])
+    real = train._append_jsonl
+
+    def killed_at_the_revision(path, record):
+        if record.get("revised"):
+            raise KeyboardInterrupt
+        real(path, record)
+
+    monkeypatch.setattr(train, "_append_jsonl", killed_at_the_revision)
+    data = make_synthetic(count=64, size=16)
+    cfg = tiny_config(epochs=4, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    assert _recorded(tmp_path / "run") == (3, 3, None)
+    assert [(p["epochs_kept"], p["revised"]) for p in _plans(tmp_path / "run")] == [(4, False)]
+    monkeypatch.setattr(train, "_append_jsonl", real)
+    stored = wae.Config.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
+    run = fit(stored, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    assert run.step == 6  # the cut plan, the one config.json holds
+
+
+def test_a_run_that_max_steps_stops_within_its_budget_keeps_its_plan_and_resumes_without_a_budget(
+    tmp_path, monkeypatch
+):
+    """--max-steps 3 leaves 2 of the 4 epochs, which fit: nothing is cut (a cut once moved the
+    schedule of a session that ended in time), the budget is spent with its session, and the
+    resume trains the plan of 4 epochs without deciding again."""
     cfg, run, calls, _ = _budget_run(tmp_path, monkeypatch, kept=2, max_steps=3)
-    assert run.step == 3 and len(calls) == 1
+    assert run.step == 3 and len(calls) == 1 and calls[0][3] == 2
+    assert _recorded(tmp_path / "run") == (4, 4, None)
     stored = wae.Config.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
     again = fit(
         override(stored, max_steps=None),
@@ -515,7 +614,7 @@ def test_a_run_stopped_within_its_budget_resumes_with_the_epochs_kept(tmp_path, 
         progress=False,
         log=lambda _: None,
     )
-    assert again.step == 4 and len(calls) == 1  # the plan made stays; no second decision
+    assert again.step == 8 and len(calls) == 1  # the plan stays; no second decision
 
 
 # (the step the first session stopped at, the epochs done when the resumed session decides):

@@ -330,11 +330,14 @@ class TrainConfig:
         "minutes of wall time the training should take, counted from the start of this session (wae train "
         "--resume starts one), set-up and the ex-post sampler's fit included: at the first epoch's end (its "
         "steps after the tenth timed, with its evaluation; a resumed session times half an epoch of its own "
-        "first) the run keeps as many of its epochs as fit, never more than --epochs nor fewer than those done, "
-        "and plans the learning-rate schedule over them (when all fit, the schedule stays as planned: a resumed "
-        "run's over its first session's epochs, as without a budget); config.json then records the epochs kept and no "
+        "first) the run keeps as many of its epochs as fit, never more than --epochs (or those --max-steps reaches) "
+        "nor fewer than those done, and plans the learning-rate schedule over them (never over more epochs than it "
+        "was planned over: a resumed run's stays over its first session's epochs; when all fit, the schedule stays "
+        "as planned); config.json then records the epochs kept and no "
         "budget, metrics.jsonl the decision; each later epoch end of the session revises it from the median of the "
-        "last three epochs' times, cutting the epochs left (never adding any) when the machine has slowed down",
+        "last three epochs' times, cutting the epochs left when the machine has slowed down, and giving back "
+        "epochs cut before (up to those asked) when it is faster again while the schedule's next milestone is still "
+        "ahead (no rate that has dropped rises again); config.json holds the plan in force",
         above=0,
         resume=True,
     )

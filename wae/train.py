@@ -1210,6 +1210,7 @@ class _Loop:
         self.evaluating_s = 0.0  # seconds of checkpoint points (evaluations) since then
         self.budget: float | None = None  # the session's time budget (minutes) once decided
         self.epoch_times: list[float] = []  # seconds of each whole epoch since that decision
+        self.asked_reach, self.asked_schedule = 0, 0  # the epochs and schedule the session began with
         self.signum = int(signal.SIGINT)  # the signal that asked
 
     def resume(self) -> None:
@@ -1322,7 +1323,8 @@ class _Loop:
                         epoch_ended = time.perf_counter()
                     elif self.budget is not None and state.step < self.total_steps and not self.stopping:
                         # each later epoch end revises the plan from the last epochs' times: a
-                        # machine that slows down cuts the epochs left, one that speeds up adds none
+                        # machine that slows down cuts the epochs left, one that speeds up again
+                        # gets back epochs cut before while no rate would rise by it
                         self.epoch_times.append(now - epoch_ended)
                         self.revise_budget(now - self.started, bar)
                         epoch_ended = time.perf_counter()
@@ -1347,33 +1349,49 @@ class _Loop:
         """At an epoch end after the budget's first decision: with an epoch's time taken as the
         median of the last three epochs' (evaluation included; of the one or two there are just
         after the decision: from the third on, one slow epoch alone moves nothing, a machine that
-        stays slower does within two), cut the epochs left if the rest no longer fits; never add
-        any (the schedule's milestones already passed stay passed)."""
+        stays slower does within two), cut the epochs left if the rest no longer fits, or give
+        back epochs cut before (a first epoch slowed by other work) while the schedule's next
+        milestone is still ahead: no rate that has dropped rises again."""
         self.replan(median(self.epoch_times[-3:]), elapsed_s, bar, revised=True)
 
     def replan(self, epoch_s: float, elapsed_s: float, bar: tqdm, revised: bool) -> None:
-        """Keep the epochs that fit in the session's budget (:func:`epochs_within`) and plan the
-        schedule over them; a first decision is said and recorded always, a revision only when
-        it cuts."""
-        cfg, state, budget = self.cfg, self.state, self.budget
+        """Keep the epochs that fit in the session's budget (:func:`epochs_within`), of those the
+        run would train (a ``max_steps`` may end it first, and then it is not cut while those fit),
+        and end the schedule no later than the run; a revision may also give back epochs that an
+        earlier decision cut, up to those the session began with, while no rate rises by it
+        (:meth:`grown`). A first decision is said and recorded always, a revision only when it
+        changes the plan."""
+        cfg, state, budget, spe = self.cfg, self.state, self.budget, self.steps_per_epoch
         assert budget is not None
-        done = state.step // self.steps_per_epoch
+        done = state.step // spe
         # the ranks' mean, so that every rank keeps the same epochs (on the device: NCCL reduces there)
         clocks = torch.tensor([epoch_s, elapsed_s], device=state.device)
         epoch_s, elapsed_s = (float(v) for v in mean_over(clocks, self.procs))
         planned = cfg.train.epochs
-        kept = epochs_within(budget, epoch_s, elapsed_s, planned, cfg.train.fit_sampler != "none", done)
-        if revised and kept >= planned:
+        reach = min(planned, -(-self.total_steps // spe))  # the epochs begun before the run's last step
+        if not revised:  # what the session began with: the most a revision gives back
+            self.asked_reach, self.asked_schedule = reach, planned_epochs(cfg)
+        most = self.asked_reach if revised else reach
+        fits = epochs_within(budget, epoch_s, elapsed_s, most, cfg.train.fit_sampler != "none", done)
+        kept = fits if fits <= reach else self.grown(fits)
+        changed = kept != reach  # cut, or grown back
+        if revised and not changed:
             return
-        if kept < planned:
-            # the schedule ends with the run, whatever it was planned over before (a resume pins
-            # its first session's; a --schedule-epochs was for the epochs asked)
-            cfg.train.schedule_epochs = kept
+        if changed:
+            # the schedule ends with the run when it was planned over more epochs (a --schedule-epochs
+            # for the epochs asked), and stays as it was when over fewer (a resumed run's, pinned
+            # to its first session's): never stretched, so no rate that has dropped rises again
+            cfg.train.schedule_epochs = min(kept, self.asked_schedule)
             cfg.train.epochs = kept
-            self.total_steps = planned_steps(cfg, self.steps_per_epoch)
+            self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
-        said = f"training {kept} of the {planned} epochs" if kept < planned else f"all {planned} epochs fit"
+        if changed:
+            said = f"training {kept} of the {planned if kept < planned else self.asked_reach} epochs"
+        elif reach < planned:
+            said = f"the {reach} epochs up to --max-steps {cfg.train.max_steps} fit"
+        else:
+            said = f"all {planned} epochs fit"
         self.say(
             f"time budget {budget:g} min: "
             + ("epochs now take" if revised else "an epoch takes")
@@ -1381,14 +1399,38 @@ class _Loop:
             + (f"{said} (revised)" if revised else said)
         )
         if self.out is not None:
-            # the record first: a kill between the two leaves a record of a decision that the next
-            # session, finding the budget still pending in config.json, takes again (and records
-            # again: the last plan record is the one in force), never a plan without its record; a
-            # revision's budget is no longer in config.json, so there config.json's plan is in force
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
-            record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept, revised=revised)
-            _append_jsonl(self.out / ckpt.RECORDS, record)
-            ckpt.write_config(self.out, cfg)
+            record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept if changed else planned)
+            record.update(revised=revised)
+            if revised:
+                # config.json first: its plan is the one in force (the budget is no longer there
+                # for a resume to decide again), so a kill between the two loses this record of
+                # the change, never leaves a record of a change that is not in force
+                ckpt.write_config(self.out, cfg)
+                _append_jsonl(self.out / ckpt.RECORDS, record)
+            else:
+                # the record first: a kill between the two leaves a record of a decision that the
+                # next session, finding the budget still pending in config.json, takes again (and
+                # records again: the last plan record is the one in force), never a plan without
+                # its record
+                _append_jsonl(self.out / ckpt.RECORDS, record)
+                ckpt.write_config(self.out, cfg)
+
+    def grown(self, most: int) -> int:
+        """The most epochs, up to ``most``, that the run can grow to without raising the rate of
+        its next step (a step schedule whose next milestone is still ahead; never a cosine
+        schedule past its warm-up, whose rate would rise with any growth); the epochs it has when
+        none can."""
+        cfg, spe, step = self.cfg, self.steps_per_epoch, self.state.step
+        now = lr_multiplier(cfg, step, spe)
+        for epochs in range(most, cfg.train.epochs, -1):
+            schedule = min(epochs, self.asked_schedule)
+            trial = dataclasses.replace(
+                cfg, train=dataclasses.replace(cfg.train, epochs=epochs, schedule_epochs=schedule)
+            )
+            if lr_multiplier(trial, step, spe) <= now:
+                return epochs
+        return cfg.train.epochs
 
     def epoch(self, stop: _StopFlag, bar: tqdm) -> None:
         """The rest of the current epoch, batch by batch, until the last step or a stop request."""
