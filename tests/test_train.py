@@ -476,7 +476,7 @@ def test_each_later_epoch_end_revises_the_budget_and_cuts_when_the_rest_no_longe
 
 
 def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypatch):
-    """One slow epoch (its checkpoint point sleeps 1.5 s; tiny steps take far less) moves the
+    """One slow epoch (its checkpoint point sleeps 3 s; tiny steps take far less) moves the
     estimate while it is one of two, and no longer once it is one of three."""
     import time
 
@@ -486,7 +486,7 @@ def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypa
     real = train._Loop.checkpoint_point
 
     def slow(self, epoch):
-        time.sleep(1.5 if epoch == 3 else 0)
+        time.sleep(3.0 if epoch == 3 else 0)
         real(self, epoch)
 
     monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
@@ -498,8 +498,8 @@ def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypa
     )
     estimates = {done: epoch_s for (_, epoch_s, _, _, _, done) in calls}
     assert sorted(estimates) == [1, 2, 3, 4, 5]  # the run's last epoch end has nothing left to plan
-    assert estimates[3] >= 0.75  # the median of two epochs, one of them slow
-    assert estimates[4] < 0.75 and estimates[5] < 0.75  # the slow one is one of three, then gone
+    assert estimates[3] >= 1.5  # the median of two epochs, one of them slow
+    assert estimates[4] < 1.5 and estimates[5] < 1.5  # the slow one is one of three, then gone
     assert [p["revised"] for p in _plans(tmp_path / "run")] == [False]  # no cut, no record
 
 
@@ -530,25 +530,50 @@ def test_a_revision_gives_back_epochs_cut_while_the_milestone_is_ahead(tmp_path,
     assert run.step == 24 and _recorded(tmp_path / "run") == (12, 12, None)
     assert [c[3] for c in calls[:2]] == [12, 12]  # a revision weighs the epochs the session began with
     plans = [(p["step"], p["epochs_asked"], p["epochs_kept"], p["revised"]) for p in _plans(tmp_path / "run")]
-    assert plans == [(2, 12, 6, False), (4, 6, 12, True)]
+    assert plans == [(2, 12, 6, False), (4, 12, 12, True)]
+    assert [p["epochs_before"] for p in _plans(tmp_path / "run")] == [12, 6]
     assert any("training 12 of the 12 epochs (revised)" in line for line in said)
     assert _rates(tmp_path / "run") == pytest.approx([2e-3] * 12 + [2e-4] * 12)
 
 
-@pytest.mark.parametrize(("schedule", "grown_to", "plans"), [("step", 12, 6), ("cosine", 4, 1)])
-def test_a_revision_gives_back_no_epoch_that_would_raise_the_rate(tmp_path, monkeypatch, schedule, grown_to, plans):
-    """Cut to 4 epochs at the first (milestone at epoch 2, where the next step is at the second
-    epoch end): growing to 12 at once would move the milestone to epoch 6 and raise the rate
-    tenfold, so each epoch end grows the run only as far as the milestone stays passed (5, 6, 9,
-    10, 12: round(m * E) <= the next epoch), the rate never rising; a cosine schedule's rate
-    rises with any growth, so it keeps its 4."""
-    calls = _patched_plans(monkeypatch, [4, 100])
-    cfg = tiny_config(epochs=12, lr_schedule=schedule, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+@pytest.mark.parametrize(
+    ("settings", "grown_to"),
+    [
+        ({}, 12),  # the step schedule: one epoch end after another, as far as the milestone stays passed
+        ({"lr_schedule": "cosine"}, 4),  # a cosine schedule's rate rises with any growth
+        ({"lr_factors": (2.0,)}, 4),  # a factor above 1: a milestone moved later lowers the rate, then raises it
+        ({"lr_warmup": 0.4}, None),  # the step schedule with a warm-up: grown only past the trial's warm-up
+        ({"lr_schedule": "cosine", "lr_warmup": 0.4}, 4),
+    ],
+    ids=["step", "cosine", "factor-above-1", "step-warm-up", "cosine-warm-up"],
+)
+def test_a_revision_gives_back_no_epoch_that_would_raise_the_rate(tmp_path, monkeypatch, settings, grown_to):
+    """Cut to 4 epochs at the first decision (milestone at epoch 2, where the next step is at the
+    second epoch end): growing to 12 at once would move the milestone to epoch 6 and raise the
+    rate tenfold, so each epoch end grows the run only as far as no rate from the next step on
+    would rise (the step schedule: 5, 6, 9, 10, 12, as round(m * E) stays at or below the next
+    epoch); once the first decision's warm-up is over, no logged rate ever rises."""
+    _patched_plans(monkeypatch, [4, 100])
+    cfg = tiny_config(epochs=12, **{"lr_milestones": (0.5,), "lr_factors": (0.1,), **settings}, time_budget=3.0)
     fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=lambda _: None)
-    assert _recorded(tmp_path / "run") == (grown_to, grown_to, None)
+    epochs = _recorded(tmp_path / "run")[0]
+    assert epochs == grown_to if grown_to is not None else 4 < epochs <= 12
     rates = _rates(tmp_path / "run")
-    assert len(rates) == 2 * grown_to and all(b <= a * (1 + 1e-6) for a, b in zip(rates, rates[1:], strict=False))
-    assert len(_plans(tmp_path / "run")) == plans and len(calls) == grown_to - 1
+    assert len(rates) == 2 * epochs
+    if max(cfg.train.lr_factors) <= 1:  # (a factor above 1 is a rise the user planned)
+        after = rates[3:]  # from the first decision's warm-up end (3 steps of the 4 epochs' 8) on
+        assert all(b <= a * (1 + 1e-6) for a, b in zip(after, after[1:], strict=False)), rates
+
+
+def test_giving_back_every_epoch_restores_the_schedule_the_session_began_with(tmp_path, monkeypatch):
+    """8 epochs on a schedule of 16 (its milestone at 0.9: epoch 14, beyond the run): a cut to 4
+    planned the schedule over 4 (milestone at epoch 4); all 8 back while that milestone is ahead
+    restores the schedule of 16, not one over 8 with a decay the user did not plan."""
+    _patched_plans(monkeypatch, [4, 100])
+    cfg = tiny_config(epochs=8, schedule_epochs=16, lr_milestones=(0.9,), lr_factors=(0.1,), time_budget=3.0)
+    fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=lambda _: None)
+    assert _recorded(tmp_path / "run") == (8, 16, None)
+    assert _rates(tmp_path / "run") == pytest.approx([2e-3] * 16)
 
 
 def test_a_budget_weighs_the_epochs_that_max_steps_leaves(tmp_path, monkeypatch):

@@ -336,8 +336,9 @@ class TrainConfig:
         "as planned); config.json then records the epochs kept and no "
         "budget, metrics.jsonl the decision; each later epoch end of the session revises it from the median of the "
         "last three epochs' times, cutting the epochs left when the machine has slowed down, and giving back "
-        "epochs cut before (up to those asked) when it is faster again while the schedule's next milestone is still "
-        "ahead (no rate that has dropped rises again); config.json holds the plan in force",
+        "epochs cut before (up to the plan the session began with) when it is faster again, as far as no learning "
+        "rate would rise by it (the step schedule past its warm-up; a cosine schedule never grows); config.json holds "
+        "the plan in force",
         above=0,
         resume=True,
     )

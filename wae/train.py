@@ -151,6 +151,13 @@ def planned_epochs(cfg: Config) -> int:
     return cfg.train.epochs if cfg.train.schedule_epochs is None else cfg.train.schedule_epochs
 
 
+def warmup_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """The steps of the linear warm-up: ``lr_warmup`` of the planned steps, at least one step
+    when asked for (a fraction below half a step once rounded to none), 0 without."""
+    total = planned_epochs(cfg) * steps_per_epoch
+    return max(1, round(cfg.train.lr_warmup * total)) if cfg.train.lr_warmup > 0 else 0
+
+
 def lr_multiplier(cfg: Config, step: int, steps_per_epoch: int) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of a run of
     ``steps_per_epoch`` steps an epoch. A linear warm-up from LR_FLOOR to 1 over the first
@@ -159,8 +166,7 @@ def lr_multiplier(cfg: Config, step: int, steps_per_epoch: int) -> float:
     1 -> LR_FLOOR along a half cosine over the remaining planned steps (Loshchilov & Hutter
     2017, SGDR without restarts), LR_FLOOR beyond them (a run extended with --resume)."""
     total = planned_epochs(cfg) * steps_per_epoch
-    # a warm-up asked for is at least one step (a fraction below half a step once rounded to none)
-    warm = max(1, round(cfg.train.lr_warmup * total)) if cfg.train.lr_warmup > 0 else 0
+    warm = warmup_steps(cfg, steps_per_epoch)
     ramp = LR_FLOOR + (1 - LR_FLOOR) * step / warm if step < warm else 1.0
     if cfg.train.lr_schedule == "step":  # a milestone inside the warm-up scales the ramp, as after it
         return ramp * lr_factor(cfg, step // steps_per_epoch)
@@ -1210,7 +1216,7 @@ class _Loop:
         self.evaluating_s = 0.0  # seconds of checkpoint points (evaluations) since then
         self.budget: float | None = None  # the session's time budget (minutes) once decided
         self.epoch_times: list[float] = []  # seconds of each whole epoch since that decision
-        self.asked_reach, self.asked_schedule = 0, 0  # the epochs and schedule the session began with
+        self.asked = (0, 0, 0)  # the plan the session began with: epochs, those before --max-steps, schedule
         self.signum = int(signal.SIGINT)  # the signal that asked
 
     def resume(self) -> None:
@@ -1350,17 +1356,17 @@ class _Loop:
         median of the last three epochs' (evaluation included; of the one or two there are just
         after the decision: from the third on, one slow epoch alone moves nothing, a machine that
         stays slower does within two), cut the epochs left if the rest no longer fits, or give
-        back epochs cut before (a first epoch slowed by other work) while the schedule's next
-        milestone is still ahead: no rate that has dropped rises again."""
+        back epochs cut before (a first epoch slowed by other work) as far as no rate that has
+        dropped would rise again (:meth:`grown`)."""
         self.replan(median(self.epoch_times[-3:]), elapsed_s, bar, revised=True)
 
     def replan(self, epoch_s: float, elapsed_s: float, bar: tqdm, revised: bool) -> None:
         """Keep the epochs that fit in the session's budget (:func:`epochs_within`), of those the
         run would train (a ``max_steps`` may end it first, and then it is not cut while those fit),
         and end the schedule no later than the run; a revision may also give back epochs that an
-        earlier decision cut, up to those the session began with, while no rate rises by it
-        (:meth:`grown`). A first decision is said and recorded always, a revision only when it
-        changes the plan."""
+        earlier decision cut, up to the plan the session began with, as far as no rate would rise
+        by it (:meth:`grown`). A first decision is said and recorded always, a revision only when
+        it changes the plan."""
         cfg, state, budget, spe = self.cfg, self.state, self.budget, self.steps_per_epoch
         assert budget is not None
         done = state.step // spe
@@ -1369,25 +1375,25 @@ class _Loop:
         epoch_s, elapsed_s = (float(v) for v in mean_over(clocks, self.procs))
         planned = cfg.train.epochs
         reach = min(planned, -(-self.total_steps // spe))  # the epochs begun before the run's last step
-        if not revised:  # what the session began with: the most a revision gives back
-            self.asked_reach, self.asked_schedule = reach, planned_epochs(cfg)
-        most = self.asked_reach if revised else reach
-        fits = epochs_within(budget, epoch_s, elapsed_s, most, cfg.train.fit_sampler != "none", done)
-        kept = fits if fits <= reach else self.grown(fits)
-        changed = kept != reach  # cut, or grown back
-        if revised and not changed:
+        if not revised:  # the plan the session began with: the most a revision gives back
+            self.asked = (planned, reach, planned_epochs(cfg))
+        asked, asked_reach, asked_schedule = self.asked
+        fits = epochs_within(
+            budget, epoch_s, elapsed_s, asked_reach if revised else reach, cfg.train.fit_sampler != "none", done
+        )
+        # a cut ends the schedule with the run when it was planned over more epochs (a
+        # --schedule-epochs for the epochs asked) and leaves it when over fewer (a resumed run's,
+        # pinned to its first session's): never stretched, so no rate that has dropped rises again
+        plan = (fits, min(fits, asked_schedule)) if fits < reach else self.grown(fits) if fits > reach else None
+        if plan is None and revised:
             return
-        if changed:
-            # the schedule ends with the run when it was planned over more epochs (a --schedule-epochs
-            # for the epochs asked), and stays as it was when over fewer (a resumed run's, pinned
-            # to its first session's): never stretched, so no rate that has dropped rises again
-            cfg.train.schedule_epochs = min(kept, self.asked_schedule)
-            cfg.train.epochs = kept
+        if plan is not None:
+            cfg.train.epochs, cfg.train.schedule_epochs = plan
             self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
-        if changed:
-            said = f"training {kept} of the {planned if kept < planned else self.asked_reach} epochs"
+        if plan is not None:
+            said = f"training {plan[0]} of the {asked} epochs"
         elif reach < planned:
             said = f"the {reach} epochs up to --max-steps {cfg.train.max_steps} fit"
         else:
@@ -1395,12 +1401,13 @@ class _Loop:
         self.say(
             f"time budget {budget:g} min: "
             + ("epochs now take" if revised else "an epoch takes")
-            + f" {epoch_s:.3g} s here (its evaluation included), {elapsed_s:.0f} s have passed: "
+            + f" {epoch_s:.3g} s here ({'their' if revised else 'its'} evaluation included), "
+            + f"{elapsed_s:.0f} s have passed: "
             + (f"{said} (revised)" if revised else said)
         )
         if self.out is not None:
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
-            record.update(elapsed_s=elapsed_s, epochs_asked=planned, epochs_kept=kept if changed else planned)
+            record.update(elapsed_s=elapsed_s, epochs_asked=asked, epochs_before=planned, epochs_kept=cfg.train.epochs)
             record.update(revised=revised)
             if revised:
                 # config.json first: its plan is the one in force (the budget is no longer there
@@ -1411,26 +1418,31 @@ class _Loop:
             else:
                 # the record first: a kill between the two leaves a record of a decision that the
                 # next session, finding the budget still pending in config.json, takes again (and
-                # records again: the last plan record is the one in force), never a plan without
-                # its record
+                # records again), never a plan without its record
                 _append_jsonl(self.out / ckpt.RECORDS, record)
                 ckpt.write_config(self.out, cfg)
 
-    def grown(self, most: int) -> int:
-        """The most epochs, up to ``most``, that the run can grow to without raising the rate of
-        its next step (a step schedule whose next milestone is still ahead; never a cosine
-        schedule past its warm-up, whose rate would rise with any growth); the epochs it has when
-        none can."""
+    def grown(self, most: int) -> tuple[int, int] | None:
+        """The plan (epochs, schedule epochs) with the most epochs, up to ``most``, that the run
+        can grow back to without any rate from its next step on above the next step's rate now:
+        the plan the session began with first, then fewer epochs with the schedule over them (at
+        most over the first plan's); None when none can. Only a step schedule with no factor above
+        1 grows, and only past the trial's warm-up: its rates then never rise, so the next step's
+        rate bounds all later ones (a cosine schedule's would rise with any growth)."""
         cfg, spe, step = self.cfg, self.steps_per_epoch, self.state.step
+        if cfg.train.lr_schedule != "step" or any(f > 1 for f in cfg.train.lr_factors):
+            return None
+        asked, asked_reach, asked_schedule = self.asked
         now = lr_multiplier(cfg, step, spe)
-        for epochs in range(most, cfg.train.epochs, -1):
-            schedule = min(epochs, self.asked_schedule)
+        trials = [(asked, asked_schedule)] if most >= asked_reach else []
+        trials += [(epochs, min(epochs, asked_schedule)) for epochs in range(most, cfg.train.epochs, -1)]
+        for epochs, schedule in trials:
             trial = dataclasses.replace(
                 cfg, train=dataclasses.replace(cfg.train, epochs=epochs, schedule_epochs=schedule)
             )
-            if lr_multiplier(trial, step, spe) <= now:
-                return epochs
-        return cfg.train.epochs
+            if step >= warmup_steps(trial, spe) and lr_multiplier(trial, step, spe) <= now:
+                return epochs, schedule
+        return None
 
     def epoch(self, stop: _StopFlag, bar: tqdm) -> None:
         """The rest of the current epoch, batch by batch, until the last step or a stop request."""
