@@ -1392,7 +1392,6 @@ class _Loop:
             self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
-        if plan is not None:
             said = f"training {plan[0]} of the {asked} epochs"
         elif reach < planned:
             said = f"the {reach} epochs up to --max-steps {cfg.train.max_steps} fit"
