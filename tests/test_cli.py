@@ -377,3 +377,39 @@ def test_an_ignored_sigint_does_not_stop_training(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "SIGTERM" in err, err
+
+
+def _make_commands() -> dict[str, list[str]]:
+    """The ``wae`` command lines of the Makefile's targets, by target."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    commands, target = {}, ""
+    for line in (Path(__file__).parent.parent / "Makefile").read_text().splitlines():
+        named = re.match(r"^([a-z-]+):", line)
+        if named:
+            target = named.group(1)
+        elif line.startswith("\t$(VENV)/bin/wae "):
+            commands[target] = shlex.split(line.split("/bin/wae ", 1)[1])
+    return commands
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("demo", {"preset": '"mnist-fast"', "epochs": "25", "time_budget": "9.5"}),
+        ("quality", {"preset": '"mnist-quality"', "epochs": "50", "time_budget": "58.0", "arch": '"wide"'}),
+    ],
+)
+def test_the_makefiles_training_targets_parse_to_their_documented_settings(target, expected, capsys):
+    # a renamed flag or a changed preset would otherwise break `make demo` or `make quality` only
+    # when a user runs it; --print-config resolves the settings and writes nothing
+    argv = _make_commands()[target]
+    assert argv[0] == "train"
+    assert main([*argv, "--print-config"]) == 0
+    printed = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition("=") for line in capsys.readouterr().out.splitlines())
+    )
+    assert {key: printed.get(key) for key in expected} == expected

@@ -62,10 +62,12 @@ def test_devices_and_precisions_resolve_or_give_a_clear_error():
     assert resolve_precision(tiny_config(precision="auto"), "cpu").train.precision in ("bf16", "fp32")
 
 
-def _torchrun(tmp: Path, *argv: str) -> None:
+def _launch(tmp: Path, *program: str) -> tuple[int, str]:
+    """``torchrun`` of ``program`` (``-m wae ...`` or a script and its arguments) on 2 CPU
+    processes in ``tmp``: its exit code and stderr."""
     assert TORCHRUN is not None
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", "-m", "wae", "train", *argv]
+    cmd = [TORCHRUN, "--standalone", "--nproc-per-node", "2", *program]
     # a session of its own, so that a hung launch is killed with its workers
     launch = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -73,7 +75,12 @@ def _torchrun(tmp: Path, *argv: str) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(launch.pid, signal.SIGKILL)
         raise
-    assert launch.returncode == 0, stderr[-3000:]
+    return launch.returncode, stderr
+
+
+def _torchrun(tmp: Path, *argv: str) -> None:
+    code, stderr = _launch(tmp, "-m", "wae", "train", *argv)
+    assert code == 0, stderr[-3000:]
 
 
 def _losses(run: Path) -> list[dict[str, float]]:
@@ -180,3 +187,31 @@ def test_two_processes_keep_the_same_epochs_under_a_time_budget(tmp_path, monkey
     assert (recorded["epochs"], recorded["time_budget"]) == (1, None)
     final = ckpt.load_latest(tmp_path / "two")
     assert final is not None and final[0]["step"] == 128 // 32  # one epoch of the synthetic set
+
+
+@pytest.mark.slow  # one launch of two processes: about 10 s on 2 cores
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_a_signal_to_one_rank_is_named_by_rank_0(tmp_path, monkeypatch):
+    """SIGTERM to rank 1 alone (a scheduler's preemption of one process): every rank stops at
+    the same step, and rank 0, which writes the note and the exit code, names SIGTERM (it said
+    SIGINT, its own flag's default, and exited 130)."""
+    monkeypatch.chdir(tmp_path)
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os, signal, sys\n"
+        "import wae.train as train\n"
+        "real = train._Loop.step\n"
+        "def step(self, batch, stop, labels=None):\n"
+        "    if os.environ['RANK'] == '1' and self.state.step == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(self, batch, stop, labels)\n"
+        "train._Loop.step = step\n"
+        "from wae.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = ["train", *ARGS, "--synthetic-count", "128", "--arch", "fast", "--epochs", "3", "--out", "run"]
+    _, stderr = _launch(tmp_path, str(driver), *argv)
+    assert "interrupted at step 3 (SIGTERM)" in stderr, stderr[-3000:]
+    assert "(SIGINT)" not in stderr
+    final = ckpt.load_latest(tmp_path / "run")
+    assert final is not None and final[0]["step"] == 3

@@ -418,6 +418,7 @@ def test_a_time_budget_keeps_the_epochs_that_fit_and_replans_the_schedule(tmp_pa
     assert _recorded(tmp_path / "run") == (2, 2, None)
     ((plan,),) = [_plans(tmp_path / "run")]
     assert (plan["step"], plan["epochs_asked"], plan["epochs_kept"], plan["time_budget_min"]) == (2, 4, 2, 3.0)
+    assert plan["schedule_epochs"] == 2  # the schedule in force, which the epochs alone do not say
     assert any("training 2 of the 4 epochs" in line for line in said)
     assert cfg.train.epochs == 4 and cfg.train.time_budget == 3.0  # the caller's config is left alone
     # the milestone at half of the 2 kept epochs: the second epoch runs at a tenth, its first step too
@@ -441,13 +442,16 @@ def test_a_time_budget_replans_a_schedule_given_by_hand_over_the_epochs_kept(tmp
 
 
 def _patched_plans(monkeypatch, kept: list[int]) -> list[tuple]:
-    """``epochs_within`` made to keep ``kept[i]`` epochs at its i-th call (the last for later ones); its calls."""
+    """``epochs_within`` made to keep ``kept[i]`` epochs at the i-th epoch end that calls it (the
+    last for later ones); its first call at each epoch end (a growth's second call, with epochs
+    GROWTH_MARGIN slower, is answered alike and not listed)."""
     import wae.train as train
 
     calls: list[tuple] = []
 
     def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1):
-        calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done))
+        if not calls or calls[-1][5] != done:
+            calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done))
         return min(kept[min(len(calls), len(kept)) - 1], epochs)  # never more than it is asked to weigh
 
     monkeypatch.setattr(train, "epochs_within", within)
@@ -476,20 +480,20 @@ def test_each_later_epoch_end_revises_the_budget_and_cuts_when_the_rest_no_longe
 
 
 def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypatch):
-    """One slow epoch (its checkpoint point sleeps 3 s; tiny steps take far less) moves the
-    estimate while it is one of two, and no longer once it is one of three."""
+    """One slow epoch (its steps sleep 3 s; tiny steps take far less) moves the estimate while
+    it is one of two, and no longer once it is one of three."""
     import time
 
     import wae.train as train
 
     calls = _patched_plans(monkeypatch, [6])
-    real = train._Loop.checkpoint_point
+    real = train._Loop.epoch
 
-    def slow(self, epoch):
-        time.sleep(3.0 if epoch == 3 else 0)
-        real(self, epoch)
+    def slow(self, stop, bar):
+        time.sleep(3.0 if self.state.step // self.steps_per_epoch == 2 else 0)  # the third epoch's steps
+        real(self, stop, bar)
 
-    monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
+    monkeypatch.setattr(train._Loop, "epoch", slow)
     fit(
         tiny_config(epochs=6, time_budget=30.0),
         tmp_path / "run",
@@ -501,6 +505,124 @@ def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypa
     assert estimates[3] >= 1.5  # the median of two epochs, one of them slow
     assert estimates[4] < 1.5 and estimates[5] < 1.5  # the slow one is one of three, then gone
     assert [p["revised"] for p in _plans(tmp_path / "run")] == [False]  # no cut, no record
+
+
+def test_an_epoch_estimate_has_its_known_values():
+    from wae.train import epoch_estimate
+
+    steps = [10.0, 10.0, 40.0]  # the median of the last three: 10
+    assert epoch_estimate(steps, [(1, 1.0), (2, 1.0), (3, 7.0)], 1) == 13.0  # + the mean point, 3
+    assert epoch_estimate(steps[:2], [], 0) == 10.0
+    assert epoch_estimate([10.0], [(e, 1.0 if e != 2 else 13.0) for e in range(1, 9)], 0) == 11.0  # the last 6
+    # --eval-every 2: epochs of 10 s steps, cheap points of 1 s and evaluations of 9 s every
+    # second epoch; a median of whole epochs (11, 19, 11, ...) swung between 11 and 19 at one
+    # epoch end after another, whole cycles give 15 at each
+    points = [(e, 9.0 if e % 2 == 0 else 1.0) for e in range(1, 12)]
+    assert {epoch_estimate([10.0] * 3, points[:k], 2) for k in range(2, 12)} == {15.0}
+    # --eval-every 5: the cheap points alone before the first evaluation, then 10 points
+    assert epoch_estimate([10.0], [(1, 1.0), (2, 2.0)], 5) == 11.5
+    points = [(e, 11.0 if e % 5 == 0 else 1.0) for e in range(1, 13)]
+    assert {epoch_estimate([10.0], points[:k], 5) for k in range(5, 13)} == {13.0}
+    with pytest.raises(ValueError):
+        epoch_estimate([], [(1, 1.0)], 1)
+
+
+def test_epochs_given_back_must_fit_with_slower_epochs_too():
+    """600 s of budget, 80 s passed, 100 s an epoch, 2 done: 5 more fit (7), but only 4 at 105 s."""
+    from wae.train import GROWTH_MARGIN, epochs_fitting
+
+    assert GROWTH_MARGIN == 0.05
+    fitting = [epochs_fitting(10, 100.0, 80.0, reach, 10, False, 2) for reach in (3, 5, 6, 7, 8, 10)]
+    assert fitting == [6, 6, 6, 7, 7, 7]  # given back to 6 only; a plan of 7 holds, 8 and 10 are cut to 7
+
+
+def test_a_stop_request_at_the_first_epochs_last_step_leaves_the_budget_to_the_resume(tmp_path, monkeypatch):
+    """Ctrl-C during the last step of the first epoch stops the run at that epoch's end: the budget
+    is not decided there (it was, and a resume then had no budget left); config.json keeps it
+    for the session that resumes, which decides it."""
+    import os
+    import signal
+
+    import wae.train as train
+
+    real = train.STEPS["mmd"]
+
+    def interrupted(state, batch, labels=None):
+        if state.step == 1:  # the second of the epoch's 2 steps
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(state, batch, labels)
+
+    monkeypatch.setitem(train.STEPS, "mmd", interrupted)
+    calls = _patched_budget(monkeypatch, kept=2)
+    data = make_synthetic(count=64, size=16)  # 2 steps an epoch
+    cfg = tiny_config(epochs=4, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    run = fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    assert run.interrupted and run.step == 2 and calls == []
+    assert _recorded(tmp_path / "run") == (4, 4, 3.0) and _plans(tmp_path / "run") == []
+    monkeypatch.setitem(train.STEPS, "mmd", real)
+    again = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    assert len(calls) == 1 and again.step == 4 and _recorded(tmp_path / "run") == (2, 2, None)
+
+
+def test_plan_records_stay_when_a_resume_goes_back_to_an_older_checkpoint(tmp_path):
+    """A resume from an older checkpoint (the newest damaged) removes the records of later steps,
+    which training writes again; a plan record stays, as the plan in config.json it records does."""
+    from wae.train import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    records = [
+        {"kind": "train", "step": 2, "lr": 1.0},
+        {"kind": "plan", "step": 2, "epochs_kept": 8, "revised": False},
+        {"kind": "train", "step": 4, "lr": 1.0},
+        {"kind": "plan", "step": 4, "epochs_kept": 4, "revised": True},
+        {"kind": "eval", "step": 4},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    said: list[str] = []
+    _truncate_metrics(path, 2, said.append)
+    kept = [json.loads(line) for line in path.read_text().splitlines()]
+    assert kept == [records[0], records[1], records[3]]
+    assert said and "2 records of steps after the checkpoint's step 2 removed" in said[0]
+
+
+@pytest.mark.parametrize(
+    ("stopped_at", "effect"),
+    [(1, "(no rate would rise by it)"), (5, "(the rate at the next step would be 1x lr instead of 0.1x)")],
+)
+def test_a_resume_past_the_end_of_its_schedule_says_so(tmp_path, stopped_at, effect):
+    """A resume with more epochs than its schedule spans keeps the schedule (the rate stays low
+    from its end on) and says so, with what --schedule-epochs over all the epochs would do: an
+    interrupted run that a budget had cut once trained most of its extension at a tenth of the
+    rate with no word of it."""
+    data = make_synthetic(count=64, size=16)  # 2 steps an epoch
+    first = tiny_config(epochs=4, max_steps=stopped_at, lr_milestones=(0.5,), lr_factors=(0.1,))
+    fit(first, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    stored = wae.Config.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
+    said: list[str] = []
+    fit(
+        override(stored, epochs=8, max_steps=None),
+        tmp_path / "run",
+        data=data,
+        resume=True,
+        progress=False,
+        log=said.append,
+    )
+    (note,) = [line for line in said if "learning-rate schedule spans" in line]
+    assert "spans 4 of the run's 8 epochs" in note and "stays at 0.1x lr from epoch 5 on" in note
+    assert note.endswith(f"give --schedule-epochs 8 to plan it over all 8 {effect}")
+    said.clear()
+    fit(override(stored, epochs=4, max_steps=None), tmp_path / "again", data=data, progress=False, log=said.append)
+    assert not [line for line in said if "schedule spans" in line]  # a fresh run's spans its epochs
+
+
+def test_a_budget_that_a_session_cannot_decide_says_it_waits(tmp_path):
+    """--max-steps 1 of 2 steps an epoch ends the session before any epoch end: the budget stays
+    in config.json, said as such (it was silent)."""
+    said: list[str] = []
+    cfg = tiny_config(epochs=4, max_steps=1, time_budget=3.0)
+    fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    assert _recorded(tmp_path / "run") == (4, 4, 3.0)
+    assert any(line.startswith("note: --time-budget 3 was not used: the session ended at step 1") for line in said)
 
 
 @pytest.mark.parametrize("kept", [[6], [8, 6]], ids=["first-decision", "revision"])

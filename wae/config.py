@@ -334,11 +334,12 @@ class TrainConfig:
         "nor fewer than those done, and plans the learning-rate schedule over them (never over more epochs than it "
         "was planned over: a resumed run's stays over its first session's epochs; when all fit, the schedule stays "
         "as planned); config.json then records the epochs kept and no "
-        "budget, metrics.jsonl the decision; each later epoch end of the session revises it from the median of the "
-        "last three epochs' times, cutting the epochs left when the machine has slowed down, and giving back "
-        "epochs cut before (up to the plan the session began with) when it is faster again, as far as no learning "
-        "rate would rise by it (the step schedule past its warm-up; a cosine schedule never grows); config.json holds "
-        "the plan in force",
+        "budget, metrics.jsonl the decision; each later epoch end of the session revises it from the last epochs' "
+        "times (the median of three epochs' steps, the end-of-epoch work averaged over whole evaluation cycles), "
+        "cutting the epochs left when the machine has slowed down, and giving back epochs cut before (up to the "
+        "plan the session began with) when it is faster again, as far as they fit with epochs 5% slower and no "
+        "learning rate would rise by it (the step schedule past its warm-up; a cosine schedule never grows); "
+        "config.json holds the plan in force",
         above=0,
         resume=True,
     )

@@ -194,6 +194,45 @@ def epochs_within(
     return max(done, min(epochs, done + more))
 
 
+GROWTH_MARGIN = 0.05  # a revision gives epochs back only if they fit with epochs this much slower
+
+
+def epoch_estimate(steps_s: list[float], points: list[tuple[int, float]], eval_every: int) -> float:
+    """Seconds an epoch takes, for a time budget's revision: the median of the last three
+    epochs' training steps (``steps_s``: one slow epoch alone moves nothing, a machine that stays
+    slower does within two), plus the mean of the end-of-epoch work of the last epochs
+    (``points``: (epoch, seconds) of the checkpoint points so far). The mean is over whole cycles
+    of the evaluation (with ``eval_every`` = k > 1 every k-th point also scores samples): over
+    the most points up to max(6, k) that are a multiple of k (all of them before the first
+    cycle ends), so that a costly evaluation every k epochs is amortised and does not swing the
+    estimate from one epoch end to the next, as a median of whole epochs did with k = 2.
+    Raises ValueError without a timed epoch."""
+    if not steps_s:
+        raise ValueError("no epoch timed")
+    stepping = median(steps_s[-3:])
+    if not points:
+        return stepping
+    cycle = max(1, eval_every)
+    window = cycle * -(-6 // cycle)  # the whole cycles in at least 6 points
+    whole = min(len(points), window) // cycle * cycle
+    recent = [s for _, s in points[-(whole or len(points)) :]]
+    return stepping + sum(recent) / len(recent)
+
+
+def epochs_fitting(
+    budget_min: float, epoch_s: float, elapsed_s: float, reach: int, most: int, sampler: bool, done: int
+) -> int:
+    """The epochs a time budget keeps at an epoch end, where the plan in force reaches ``reach``
+    epochs and at most ``most`` may be kept: those that fit (:func:`epochs_within`); more than
+    ``reach`` only as far as they also fit with epochs GROWTH_MARGIN slower, so that an estimate
+    on the edge, moved by clock noise, does not cut an epoch at one epoch end and give it back
+    at the next."""
+    fits = epochs_within(budget_min, epoch_s, elapsed_s, most, sampler, done)
+    if fits <= reach:
+        return fits
+    return max(reach, epochs_within(budget_min, epoch_s * (1 + GROWTH_MARGIN), elapsed_s, fits, sampler, done))
+
+
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
     """Raise :class:`UserError` if ``cfg`` cannot train on ``data`` with ``world`` processes:
     settings out of range, a training set smaller than one batch, an image size the
@@ -781,20 +820,22 @@ def _cut_record(line: bytes) -> bool:
 
 
 def _line_verdict(line: bytes, step: int) -> str:
-    """ "late" for a training record of a step after ``step``, "broken" for a line that is no
-    JSON (or not UTF-8), "kept" otherwise."""
+    """ "late" for a training record of a step after ``step`` (a time budget's ``plan`` records
+    excepted: they record the plan in config.json, which a resume from an older checkpoint
+    keeps), "broken" for a line that is no JSON (or not UTF-8), "kept" otherwise."""
     try:
         record = parse_json(line.decode("utf-8"))
     except ValueError:  # also not UTF-8, a number too long or nesting too deep
         return "broken"
     kind = record.get("kind") if isinstance(record, dict) else None
-    ours = isinstance(kind, str) and kind in RECORD_KINDS  # an edited kind may be a list
+    ours = isinstance(kind, str) and kind in RECORD_KINDS and kind != "plan"  # an edited kind may be a list
     return "late" if ours and _number(record.get("step")) and record["step"] > step else "kept"
 
 
 def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print) -> None:
     """Remove the records that training writes (:data:`RECORD_KINDS`) of steps after ``step``
-    (a resumed run writes what came after its checkpoint again) and a partial last record (a
+    (a resumed run writes what came after its checkpoint again; a time budget's plan records
+    stay, as the plan in config.json does) and a partial last record (a
     line that begins as training's records do, with no line break after it: a killed writer's,
     :func:`_cut_record`), saying what
     was removed once it is; other lines (edited or added by hand) stay byte for byte (readers
@@ -1215,7 +1256,8 @@ class _Loop:
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
         self.evaluating_s = 0.0  # seconds of checkpoint points (evaluations) since then
         self.budget: float | None = None  # the session's time budget (minutes) once decided
-        self.epoch_times: list[float] = []  # seconds of each whole epoch since that decision
+        self.step_times: list[float] = []  # seconds of each whole epoch's steps since that decision
+        self.point_times: list[tuple[int, float]] = []  # (epoch, seconds) of this session's checkpoint points
         self.asked = (0, 0, 0)  # the plan the session began with: epochs, those before --max-steps, schedule
         self.signum = int(signal.SIGINT)  # the signal that asked
 
@@ -1247,6 +1289,7 @@ class _Loop:
                 f"the run is at step {self.state.step}; {limits} would end at step {self.total_steps}: nothing to "
                 "train (give more)"
             )
+        self.say_short_schedule()
         if self.out is not None:
             _truncate_metrics(self.out / ckpt.RECORDS, self.state.step, self.say)
             self.evals = [r for r in read_jsonl(self.out / ckpt.RECORDS) if r.get("kind") == "eval"]
@@ -1264,6 +1307,28 @@ class _Loop:
                         f"{self.out / ckpt.RECORDS}: the evaluation record of step {self.state.step} has no finite "
                         f"{' or '.join(missing)} (edited?): the figures returned are the others"
                     )
+
+    def say_short_schedule(self) -> None:
+        """A resumed run whose learning-rate schedule ends before the run does (config.json keeps
+        the first session's plan, or a time budget's cut) says so, and what --schedule-epochs
+        over all the epochs would do to the rate: the schedule is never changed unasked."""
+        cfg, spe, step = self.cfg, self.steps_per_epoch, self.state.step
+        spans, epochs = planned_epochs(cfg), cfg.train.epochs
+        if spans >= epochs or step >= self.total_steps:
+            return
+        stretched = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule_epochs=epochs))
+        now, then = lr_multiplier(cfg, step, spe), lr_multiplier(stretched, step, spe)
+        end = lr_multiplier(cfg, spans * spe, spe)
+        effect = (
+            "no rate would rise by it"
+            if then <= now and step >= warmup_steps(stretched, spe)
+            else f"the rate at the next step would be {then:.3g}x lr instead of {now:.3g}x"
+        )
+        self.say(
+            f"note: the learning-rate schedule spans {spans} of the run's {epochs} epochs (schedule_epochs in "
+            f"config.json), so the rate stays at {end:.3g}x lr from epoch {spans + 1} on; give --schedule-epochs "
+            f"{epochs} to plan it over all {epochs} ({effect})"
+        )
 
     def nothing_to_train(self) -> str:
         """The note of a session that finds the run at its last step: which settings end it there,
@@ -1320,8 +1385,11 @@ class _Loop:
                     steps_done = time.perf_counter()
                     self.checkpoint_point(state.step // spe)
                     now = time.perf_counter()
+                    self.point_times.append((state.step // spe, now - steps_done))
                     timed = state.step - self.timed_from
-                    if self.cfg.train.time_budget is not None and timed >= max(1, spe // 2):
+                    if self.cfg.train.time_budget is not None and timed >= max(1, spe // 2) and not self.stopping:
+                        # (a stop request leaves the budget pending in config.json: the session
+                        # that resumes decides it, from its own epochs)
                         # the timed steps scaled to a whole epoch (without the evaluations among them:
                         # a session resumed mid-epoch times one), with the evaluation after them
                         stepping = steps_done - self.timed_since - self.evaluating_s
@@ -1331,12 +1399,20 @@ class _Loop:
                         # each later epoch end revises the plan from the last epochs' times: a
                         # machine that slows down cuts the epochs left, one that speeds up again
                         # gets back epochs cut before while no rate would rise by it
-                        self.epoch_times.append(now - epoch_ended)
+                        self.step_times.append(steps_done - epoch_ended)
                         self.revise_budget(now - self.started, bar)
                         epoch_ended = time.perf_counter()
                     if timed >= 0:
                         self.evaluating_s += now - steps_done
-            self.signum = stop.signum
+            if stop.set:
+                self.signum = stop.signum
+        pending = self.cfg.train.time_budget
+        if pending is not None and self.trained and not self.stopping:
+            self.say(
+                f"note: --time-budget {pending:g} was not used: the session ended at step {state.step} before it "
+                f"had timed half an epoch's steps up to an epoch's end, where a budget is decided; it waits in "
+                "config.json for a session that trains on"
+            )
         return self.finish()
 
     def fit_to_budget(self, epoch_s: float, elapsed_s: float, bar: tqdm) -> None:
@@ -1348,17 +1424,19 @@ class _Loop:
         budget = self.cfg.train.time_budget
         assert budget is not None
         self.cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
-        self.budget, self.epoch_times = budget, []
+        self.budget, self.step_times = budget, []
         self.replan(epoch_s, elapsed_s, bar, revised=False)
 
     def revise_budget(self, elapsed_s: float, bar: tqdm) -> None:
-        """At an epoch end after the budget's first decision: with an epoch's time taken as the
-        median of the last three epochs' (evaluation included; of the one or two there are just
-        after the decision: from the third on, one slow epoch alone moves nothing, a machine that
-        stays slower does within two), cut the epochs left if the rest no longer fits, or give
-        back epochs cut before (a first epoch slowed by other work) as far as no rate that has
-        dropped would rise again (:meth:`grown`)."""
-        self.replan(median(self.epoch_times[-3:]), elapsed_s, bar, revised=True)
+        """At an epoch end after the budget's first decision: with an epoch's time estimated from
+        the last epochs' (:func:`epoch_estimate`: medians of the last three, the evaluations
+        amortised over their cycle), cut the epochs left if the rest no longer fits, or give back
+        epochs cut before (a first epoch slowed by other work) as far as they fit with epochs
+        GROWTH_MARGIN slower (so that clock noise does not cut and give back the same epoch at
+        one epoch end after another) and no rate that has dropped would rise again
+        (:meth:`grown`)."""
+        epoch_s = epoch_estimate(self.step_times, self.point_times, self.cfg.train.eval_every)
+        self.replan(epoch_s, elapsed_s, bar, revised=True)
 
     def replan(self, epoch_s: float, elapsed_s: float, bar: tqdm, revised: bool) -> None:
         """Keep the epochs that fit in the session's budget (:func:`epochs_within`), of those the
@@ -1378,9 +1456,8 @@ class _Loop:
         if not revised:  # the plan the session began with: the most a revision gives back
             self.asked = (planned, reach, planned_epochs(cfg))
         asked, asked_reach, asked_schedule = self.asked
-        fits = epochs_within(
-            budget, epoch_s, elapsed_s, asked_reach if revised else reach, cfg.train.fit_sampler != "none", done
-        )
+        sampler = cfg.train.fit_sampler != "none"
+        fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, asked_reach if revised else reach, sampler, done)
         # a cut ends the schedule with the run when it was planned over more epochs (a
         # --schedule-epochs for the epochs asked) and leaves it when over fewer (a resumed run's,
         # pinned to its first session's): never stretched, so no rate that has dropped rises again
@@ -1407,7 +1484,7 @@ class _Loop:
         if self.out is not None:
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
             record.update(elapsed_s=elapsed_s, epochs_asked=asked, epochs_before=planned, epochs_kept=cfg.train.epochs)
-            record.update(revised=revised)
+            record.update(schedule_epochs=planned_epochs(cfg), revised=revised)
             if revised:
                 # config.json first: its plan is the one in force (the budget is no longer there
                 # for a resume to decide again), so a kill between the two loses this record of
@@ -1476,15 +1553,19 @@ class _Loop:
         # batch-norm statistics move in the forward pass, before the loss can be checked
         statistics = [b.clone() for b in state.model.buffers()]
         parts = self.step_fn(state, batch, labels)
-        # the parts averaged over the ranks (a NaN on one rank reaches all), and whether
-        # any rank was asked to stop, in one collective
+        # the parts averaged over the ranks (a NaN on one rank reaches all), whether any rank
+        # was asked to stop and by which signal, in one collective
         names = list(parts)
+        signals = [int(s) for s in runs.STOP_SIGNALS]
+        asked = [float(stop.set)] + [float(stop.set and stop.signum == s) for s in signals]
         shared = mean_over(
-            torch.stack([*(parts[k].float() for k in names), torch.tensor(float(stop.set), device=state.device)]),
+            torch.cat([torch.stack([parts[k].float() for k in names]), torch.tensor(asked, device=state.device)]),
             self.procs,
         )
-        parts = dict(zip(names, shared[:-1], strict=True))
-        self.stopping = bool(shared[-1] > 0)
+        parts = dict(zip(names, shared[: len(names)], strict=True))
+        self.stopping = bool(shared[len(names)] > 0)
+        if self.stopping and not stop.set:  # another rank's signal: its name in this rank's note
+            self.signum = max(zip(shared[len(names) + 1 :].tolist(), signals, strict=True))[1]
         elapsed = time.perf_counter() - t0
         state.step += 1
         if state.step == self.timed_from:  # a time budget times the steps from here on
