@@ -511,29 +511,43 @@ def test_an_epoch_estimate_has_its_known_values():
     from wae.train import epoch_estimate
 
     steps = [10.0, 10.0, 40.0]  # the median of the last three: 10
-    assert epoch_estimate(steps, [(1, 1.0), (2, 1.0), (3, 7.0)], 1) == 13.0  # + the mean point, 3
+    assert epoch_estimate(steps, [(1, 1.0), (2, 2.0), (3, 7.0)], 1) == 12.0  # + the median point, 2
     assert epoch_estimate(steps[:2], [], 0) == 10.0
-    assert epoch_estimate([10.0], [(e, 1.0 if e != 2 else 13.0) for e in range(1, 9)], 0) == 11.0  # the last 6
+    # one stalled point (60 s at epoch 6) moves nothing; a mean over the points once cut a
+    # cosine run to 11 of the 20 epochs that fitted
+    assert epoch_estimate([10.0], [(e, 60.0 if e == 6 else 1.0) for e in range(1, 9)], 0) == 11.0
+    assert epoch_estimate([10.0], [(e, 60.0 if e == 6 else 1.0) for e in range(1, 13)], 2) == 11.0
     # --eval-every 2: epochs of 10 s steps, cheap points of 1 s and evaluations of 9 s every
     # second epoch; a median of whole epochs (11, 19, 11, ...) swung between 11 and 19 at one
     # epoch end after another, whole cycles give 15 at each
     points = [(e, 9.0 if e % 2 == 0 else 1.0) for e in range(1, 12)]
     assert {epoch_estimate([10.0] * 3, points[:k], 2) for k in range(2, 12)} == {15.0}
-    # --eval-every 5: the cheap points alone before the first evaluation, then 10 points
+    # --eval-every 5: the points alone before the first cycle is whole (epochs 1-5), then cycles
     assert epoch_estimate([10.0], [(1, 1.0), (2, 2.0)], 5) == 11.5
-    points = [(e, 11.0 if e % 5 == 0 else 1.0) for e in range(1, 13)]
-    assert {epoch_estimate([10.0], points[:k], 5) for k in range(5, 13)} == {13.0}
+    points = [(e, 11.0 if e % 5 == 0 else 1.0) for e in range(1, 17)]
+    assert {epoch_estimate([10.0], points[:k], 5) for k in range(5, 17)} == {13.0}
+    # a resumed session's first cycle is not whole (it began at epoch 4): cycles from epoch 6
+    assert epoch_estimate([10.0], [(e, 11.0 if e % 5 == 0 else 1.0) for e in range(4, 11)], 5) == 13.0
+    # the worst of the last three, what a revision that would give epochs back weighs
+    assert epoch_estimate(steps, [(1, 1.0), (2, 2.0), (3, 7.0)], 1, worst=True) == 47.0
+    assert epoch_estimate([10.0] * 3, [(e, 9.0 if e % 2 == 0 else 1.0) for e in range(1, 8)], 2, worst=True) == 15.0
     with pytest.raises(ValueError):
         epoch_estimate([], [(1, 1.0)], 1)
 
 
-def test_epochs_given_back_must_fit_with_slower_epochs_too():
-    """600 s of budget, 80 s passed, 100 s an epoch, 2 done: 5 more fit (7), but only 4 at 105 s."""
-    from wae.train import GROWTH_MARGIN, epochs_fitting
+def test_epochs_given_back_must_fit_at_the_slowest_epochs_with_a_margin():
+    """600 s of budget, 100 s an epoch, 2 done. 80 s passed: 5 more fit (7), but at 105 s only 4.
+    60 s passed: 5 more fit at 105 s too, but not with half an epoch to spare."""
+    from wae.train import GROWTH_MARGIN, GROWTH_SPARE, epochs_fitting
 
-    assert GROWTH_MARGIN == 0.05
+    assert (GROWTH_MARGIN, GROWTH_SPARE) == (0.05, 0.5)
     fitting = [epochs_fitting(10, 100.0, 80.0, reach, 10, False, 2) for reach in (3, 5, 6, 7, 8, 10)]
     assert fitting == [6, 6, 6, 7, 7, 7]  # given back to 6 only; a plan of 7 holds, 8 and 10 are cut to 7
+    assert [epochs_fitting(10, 100.0, 60.0, reach, 10, False, 2) for reach in (5, 6, 7)] == [6, 6, 7]
+    assert epochs_fitting(10, 100.0, 0.0, 5, 10, False, 2) == 7  # room to spare: given back
+    # weighed at the slowest of the last epochs: 140 s (x 1.05) leaves 3 more with 70 s to spare
+    assert epochs_fitting(10, 100.0, 0.0, 4, 10, False, 2, worst_s=140.0) == 5
+    assert epochs_fitting(10, 100.0, 0.0, 7, 10, False, 2, worst_s=140.0) == 7  # a cut weighs the median
 
 
 def test_a_stop_request_at_the_first_epochs_last_step_leaves_the_budget_to_the_resume(tmp_path, monkeypatch):
@@ -613,6 +627,19 @@ def test_a_resume_past_the_end_of_its_schedule_says_so(tmp_path, stopped_at, eff
     said.clear()
     fit(override(stored, epochs=4, max_steps=None), tmp_path / "again", data=data, progress=False, log=said.append)
     assert not [line for line in said if "schedule spans" in line]  # a fresh run's spans its epochs
+    # not said when --max-steps ends the session within the schedule, or a budget will plan it
+    for name, changes in (("steps", {"max_steps": 8}), ("budget", {"max_steps": None, "time_budget": 9.0})):
+        fit(first, tmp_path / name, data=data, progress=False, log=lambda _: None)
+        said.clear()
+        fit(
+            override(stored, epochs=8, **changes),
+            tmp_path / name,
+            data=data,
+            resume=True,
+            progress=False,
+            log=said.append,
+        )
+        assert not [line for line in said if "schedule spans" in line]
 
 
 def test_a_budget_that_a_session_cannot_decide_says_it_waits(tmp_path):

@@ -337,7 +337,8 @@ class TrainConfig:
         "budget, metrics.jsonl the decision; each later epoch end of the session revises it from the last epochs' "
         "times (the median of three epochs' steps, the end-of-epoch work averaged over whole evaluation cycles), "
         "cutting the epochs left when the machine has slowed down, and giving back epochs cut before (up to the "
-        "plan the session began with) when it is faster again, as far as they fit with epochs 5% slower and no "
+        "plan the session began with) when it is faster again, as far as they fit at the slowest of the last "
+        "epochs with a margin and no "
         "learning rate would rise by it (the step schedule past its warm-up; a cosine schedule never grows); "
         "config.json holds the plan in force",
         above=0,

@@ -195,42 +195,58 @@ def epochs_within(
 
 
 GROWTH_MARGIN = 0.05  # a revision gives epochs back only if they fit with epochs this much slower
+GROWTH_SPARE = 0.5  # ... and with this much of an epoch to spare
 
 
-def epoch_estimate(steps_s: list[float], points: list[tuple[int, float]], eval_every: int) -> float:
+def epoch_estimate(
+    steps_s: list[float], points: list[tuple[int, float]], eval_every: int, worst: bool = False
+) -> float:
     """Seconds an epoch takes, for a time budget's revision: the median of the last three
-    epochs' training steps (``steps_s``: one slow epoch alone moves nothing, a machine that stays
-    slower does within two), plus the mean of the end-of-epoch work of the last epochs
-    (``points``: (epoch, seconds) of the checkpoint points so far). The mean is over whole cycles
-    of the evaluation (with ``eval_every`` = k > 1 every k-th point also scores samples): over
-    the most points up to max(6, k) that are a multiple of k (all of them before the first
-    cycle ends), so that a costly evaluation every k epochs is amortised and does not swing the
-    estimate from one epoch end to the next, as a median of whole epochs did with k = 2.
+    epochs' training steps (``steps_s``), plus the end-of-epoch work (``points``: (epoch,
+    seconds) of the checkpoint points so far) as the median of the last three whole cycles'
+    means. A cycle is one point, or with ``eval_every`` = k > 1 the k epochs up to one that
+    scores samples (epochs k(c-1)+1 to kc), so that a costly evaluation every k epochs is
+    amortised and does not swing the estimate from one epoch end to the next (a median of whole
+    epochs swung with k = 2); before a cycle is whole, the median of the points. Medians: one
+    slow epoch or one stalled point alone moves nothing, a machine that stays slower does within
+    two epochs (two cycles). ``worst``: the largest of those three instead of their median (what
+    a revision that would give epochs back weighs: the spread of the last epochs is its margin).
     Raises ValueError without a timed epoch."""
     if not steps_s:
         raise ValueError("no epoch timed")
-    stepping = median(steps_s[-3:])
+    pick = max if worst else median
+    stepping = pick(steps_s[-3:])
     if not points:
         return stepping
-    cycle = max(1, eval_every)
-    window = cycle * -(-6 // cycle)  # the whole cycles in at least 6 points
-    whole = min(len(points), window) // cycle * cycle
-    recent = [s for _, s in points[-(whole or len(points)) :]]
-    return stepping + sum(recent) / len(recent)
+    k = max(1, eval_every)
+    cycles: dict[int, list[float]] = {}
+    for epoch, seconds in points:
+        cycles.setdefault(-(-epoch // k), []).append(seconds)
+    whole = [sum(c) / k for _, c in sorted(cycles.items()) if len(c) == k]
+    return stepping + (pick(whole[-3:]) if whole else pick([s for _, s in points[-3:]]))
 
 
 def epochs_fitting(
-    budget_min: float, epoch_s: float, elapsed_s: float, reach: int, most: int, sampler: bool, done: int
+    budget_min: float,
+    epoch_s: float,
+    elapsed_s: float,
+    reach: int,
+    most: int,
+    sampler: bool,
+    done: int,
+    worst_s: float | None = None,
 ) -> int:
     """The epochs a time budget keeps at an epoch end, where the plan in force reaches ``reach``
-    epochs and at most ``most`` may be kept: those that fit (:func:`epochs_within`); more than
-    ``reach`` only as far as they also fit with epochs GROWTH_MARGIN slower, so that an estimate
-    on the edge, moved by clock noise, does not cut an epoch at one epoch end and give it back
-    at the next."""
+    epochs and at most ``most`` may be kept: those that fit (:func:`epochs_within`) at
+    ``epoch_s`` an epoch; more than ``reach`` only as far as they also fit at ``worst_s`` (the
+    slowest of the last epochs; default ``epoch_s``) GROWTH_MARGIN slower, with GROWTH_SPARE of
+    an epoch to spare, so that an estimate on the edge, moved by clock noise or by the end of an
+    evaluation cycle, does not cut an epoch at one epoch end and give it back at the next."""
     fits = epochs_within(budget_min, epoch_s, elapsed_s, most, sampler, done)
     if fits <= reach:
         return fits
-    return max(reach, epochs_within(budget_min, epoch_s * (1 + GROWTH_MARGIN), elapsed_s, fits, sampler, done))
+    slower = max(epoch_s, worst_s or 0.0) * (1 + GROWTH_MARGIN)
+    return max(reach, epochs_within(budget_min, slower, elapsed_s + GROWTH_SPARE * slower, fits, sampler, done))
 
 
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
@@ -1309,13 +1325,16 @@ class _Loop:
                     )
 
     def say_short_schedule(self) -> None:
-        """A resumed run whose learning-rate schedule ends before the run does (config.json keeps
-        the first session's plan, or a time budget's cut) says so, and what --schedule-epochs
-        over all the epochs would do to the rate: the schedule is never changed unasked."""
+        """A resumed session that will train past the end of its learning-rate schedule (config.json
+        keeps the first session's plan, or a time budget's cut) says so, and what --schedule-epochs
+        over all the epochs would do to the rate: the schedule is never changed unasked. Not
+        said when a budget still to decide will plan the schedule, or --max-steps ends the
+        session before the schedule ends."""
         cfg, spe, step = self.cfg, self.steps_per_epoch, self.state.step
         spans, epochs = planned_epochs(cfg), cfg.train.epochs
-        if spans >= epochs or step >= self.total_steps:
-            return
+        reach = -(-self.total_steps // spe)  # the epochs begun before the session's last step
+        if spans >= reach or step >= self.total_steps or cfg.train.time_budget is not None:
+            return  # (a budget still to decide plans the schedule anew, and says so)
         stretched = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule_epochs=epochs))
         now, then = lr_multiplier(cfg, step, spe), lr_multiplier(stretched, step, spe)
         end = lr_multiplier(cfg, spans * spe, spe)
@@ -1431,14 +1450,16 @@ class _Loop:
         """At an epoch end after the budget's first decision: with an epoch's time estimated from
         the last epochs' (:func:`epoch_estimate`: medians of the last three, the evaluations
         amortised over their cycle), cut the epochs left if the rest no longer fits, or give back
-        epochs cut before (a first epoch slowed by other work) as far as they fit with epochs
-        GROWTH_MARGIN slower (so that clock noise does not cut and give back the same epoch at
-        one epoch end after another) and no rate that has dropped would rise again
-        (:meth:`grown`)."""
-        epoch_s = epoch_estimate(self.step_times, self.point_times, self.cfg.train.eval_every)
-        self.replan(epoch_s, elapsed_s, bar, revised=True)
+        epochs cut before (a first epoch slowed by other work) as far as they fit at the slowest
+        of the last epochs, with a margin (:func:`epochs_fitting`: so that clock noise does not
+        cut and give back the same epoch at one epoch end after another), and no rate that has
+        dropped would rise again (:meth:`grown`)."""
+        every = self.cfg.train.eval_every
+        epoch_s = epoch_estimate(self.step_times, self.point_times, every)
+        worst_s = epoch_estimate(self.step_times, self.point_times, every, worst=True)
+        self.replan(epoch_s, elapsed_s, bar, revised=True, worst_s=worst_s)
 
-    def replan(self, epoch_s: float, elapsed_s: float, bar: tqdm, revised: bool) -> None:
+    def replan(self, epoch_s: float, elapsed_s: float, bar: tqdm, revised: bool, worst_s: float = 0.0) -> None:
         """Keep the epochs that fit in the session's budget (:func:`epochs_within`), of those the
         run would train (a ``max_steps`` may end it first, and then it is not cut while those fit),
         and end the schedule no later than the run; a revision may also give back epochs that an
@@ -1449,15 +1470,16 @@ class _Loop:
         assert budget is not None
         done = state.step // spe
         # the ranks' mean, so that every rank keeps the same epochs (on the device: NCCL reduces there)
-        clocks = torch.tensor([epoch_s, elapsed_s], device=state.device)
-        epoch_s, elapsed_s = (float(v) for v in mean_over(clocks, self.procs))
+        clocks = torch.tensor([epoch_s, elapsed_s, worst_s], device=state.device)
+        epoch_s, elapsed_s, worst_s = (float(v) for v in mean_over(clocks, self.procs))
         planned = cfg.train.epochs
         reach = min(planned, -(-self.total_steps // spe))  # the epochs begun before the run's last step
         if not revised:  # the plan the session began with: the most a revision gives back
             self.asked = (planned, reach, planned_epochs(cfg))
         asked, asked_reach, asked_schedule = self.asked
         sampler = cfg.train.fit_sampler != "none"
-        fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, asked_reach if revised else reach, sampler, done)
+        most = asked_reach if revised else reach
+        fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, most, sampler, done, worst_s)
         # a cut ends the schedule with the run when it was planned over more epochs (a
         # --schedule-epochs for the epochs asked) and leaves it when over fewer (a resumed run's,
         # pinned to its first session's): never stretched, so no rate that has dropped rises again
