@@ -335,7 +335,7 @@ class TrainConfig:
         "was planned over: a resumed run's stays over its first session's epochs; when all fit, the schedule stays "
         "as planned); config.json then records the epochs kept and no "
         "budget, metrics.jsonl the decision; each later epoch end of the session revises it from the last epochs' "
-        "times (the median of three epochs' steps, the end-of-epoch work averaged over whole evaluation cycles), "
+        "times (the median of three epochs' steps and of three whole evaluation cycles' end-of-epoch work), "
         "cutting the epochs left when the machine has slowed down, and giving back epochs cut before (up to the "
         "plan the session began with) when it is faster again, as far as they fit at the slowest of the last "
         "epochs with a margin and no "
