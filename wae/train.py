@@ -234,7 +234,7 @@ def epochs_fitting(
     most: int,
     sampler: bool,
     done: int,
-    worst_s: float | None = None,
+    worst_s: float = 0.0,
 ) -> int:
     """The epochs a time budget keeps at an epoch end, where the plan in force reaches ``reach``
     epochs and at most ``most`` may be kept: those that fit (:func:`epochs_within`) at
@@ -245,7 +245,7 @@ def epochs_fitting(
     fits = epochs_within(budget_min, epoch_s, elapsed_s, most, sampler, done)
     if fits <= reach:
         return fits
-    slower = max(epoch_s, worst_s or 0.0) * (1 + GROWTH_MARGIN)
+    slower = max(epoch_s, worst_s) * (1 + GROWTH_MARGIN)
     return max(reach, epochs_within(budget_min, slower, elapsed_s + GROWTH_SPARE * slower, fits, sampler, done))
 
 
@@ -1270,10 +1270,10 @@ class _Loop:
         self.trackers = tracking.Trackers()  # TensorBoard, W&B, MLflow: none until _fit opens them
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
-        self.evaluating_s = 0.0  # seconds of checkpoint points (evaluations) since then
         self.budget: float | None = None  # the session's time budget (minutes) once decided
         self.step_times: list[float] = []  # seconds of each whole epoch's steps since that decision
         self.point_times: list[tuple[int, float]] = []  # (epoch, seconds) of this session's checkpoint points
+        # (those from timed_from on are the evaluations among a budget's timed steps)
         self.asked = (0, 0, 0)  # the plan the session began with: epochs, those before --max-steps, schedule
         self.signum = int(signal.SIGINT)  # the signal that asked
 
@@ -1393,7 +1393,7 @@ class _Loop:
         # run slower while memory and kernels are set up, and is decided at the first epoch's end
         # after at least half an epoch of timed steps (the first epoch's, unless a resume came late)
         self.timed_from = state.step + min(10, spe // 2)
-        self.timed_since, self.evaluating_s = time.perf_counter(), 0.0
+        self.timed_since = time.perf_counter()
         if state.step >= self.total_steps:
             self.say(self.nothing_to_train())
         epoch_ended = 0.0  # perf_counter() at the last epoch end, once the budget is decided
@@ -1411,7 +1411,8 @@ class _Loop:
                         # that resumes decides it, from its own epochs)
                         # the timed steps scaled to a whole epoch (without the evaluations among them:
                         # a session resumed mid-epoch times one), with the evaluation after them
-                        stepping = steps_done - self.timed_since - self.evaluating_s
+                        evaluating = sum(p for e, p in self.point_times[:-1] if e * spe >= self.timed_from)
+                        stepping = steps_done - self.timed_since - evaluating
                         self.fit_to_budget(stepping * spe / timed + now - steps_done, now - self.started, bar)
                         epoch_ended = time.perf_counter()
                     elif self.budget is not None and state.step < self.total_steps and not self.stopping:
@@ -1421,8 +1422,6 @@ class _Loop:
                         self.step_times.append(steps_done - epoch_ended)
                         self.revise_budget(now - self.started, bar)
                         epoch_ended = time.perf_counter()
-                    if timed >= 0:
-                        self.evaluating_s += now - steps_done
             if stop.set:
                 self.signum = stop.signum
         pending = self.cfg.train.time_budget
