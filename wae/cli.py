@@ -62,7 +62,7 @@ from .runs import load_data
 from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
-from .train import check_fits, check_records_file, fit, load_model, load_run
+from .train import check_fits, check_records_file, fit, load_model, load_run, planned_epochs, read_jsonl
 
 
 def _say(text: object, file: Any = None) -> None:
@@ -234,6 +234,14 @@ def _add_train(sub: Any) -> None:
         "--resume",
         metavar="RUN",
         help="continue the run in RUN from its checkpoint (--epochs/--max-steps may extend it)",
+    )
+    train.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="continue the run in --out DIR when DIR holds one with these settings (an interrupted run goes on "
+        "from its last checkpoint, a finished one has nothing to train), else start it there: the same command "
+        "again, as make quality, a scheduler's requeue or torchrun's restarts give it, picks up where it "
+        "stopped; a run there with other settings is refused",
     )
     _add_no_progress(train, f"the training steps, and {FIRST_CONVERSION}")
 
@@ -643,6 +651,10 @@ def _train(args: argparse.Namespace) -> int:
     given = _given_settings(args)
     if args.log:
         given["log"] = ",".join(dict.fromkeys(args.log))
+    if args.auto_resume and (args.resume or args.overwrite or args.out is None):
+        raise UserError(
+            "--auto-resume continues or starts the run in --out DIR: give --out, and not --resume or --overwrite"
+        )
     if args.resume and (args.preset or args.overwrite):
         raise UserError(
             f"--{'preset' if args.preset else 'overwrite'} cannot be given with --resume (a run keeps its config)"
@@ -704,6 +716,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(to_toml(cfg), end="")
         return 0
+    if args.auto_resume and (run_dir / "config.json").is_file():
+        # decided before process_group: under torchrun every rank looks before rank 0 writes a
+        # new run's config.json, which it does only once all ranks have joined the group
+        cfg = _continued(run_dir, cfg)
+        args.resume = str(run_dir)  # from here on as --resume RUN
+        _say(f"note: {run_dir} holds this run: continuing it (--auto-resume)", file=sys.stderr)
     if not args.resume:
         _check_run_dir_apart(run_dir, cfg, args.config, args.overwrite)
     device = resolve_device(cfg.train.device, launched().local_rank)
@@ -765,6 +783,75 @@ def _switched(
         f"note: --objective {objective} over {path}'s {old}: the file's values at {old}'s defaults take "
         f"{objective}'s ({', '.join(replaced)}); give them as flags to keep them"
     ]
+
+
+# the settings --resume takes that end a run: --auto-resume compares them (a budget's plan aside)
+_PLAN_SETTINGS = {"epochs", "schedule_epochs", "time_budget", "max_steps"}
+
+
+def _continued(run_dir: Path, cfg: Config) -> Config:
+    """The config that ``--auto-resume`` continues the run in ``run_dir`` with: its config.json,
+    with ``cfg``'s session settings (those --resume takes, --threads or --eval-every, say, and
+    the data path), when its other settings are ``cfg``'s. Of a run whose time budget was
+    decided (config.json then holds the plan made in place of the budget) the budget and epochs
+    asked are those of its first plan record in metrics.jsonl, and the plan stands.
+    :class:`UserError` naming the first differences when the folder holds another run, or a
+    damaged one."""
+    from .export import is_export
+
+    if is_export(run_dir):
+        raise UserError(f"--auto-resume: {run_dir} is a folder that wae export wrote, not a run to continue")
+    stored = _run_config(run_dir)
+    records = run_dir / ckpt.RECORDS
+    check_records_file(records)
+    train, differ = cfg.train, []
+    if stored.preset != cfg.preset:
+        differ.append(f"preset {json_repr(stored.preset)} there, {json_repr(cfg.preset)} given")
+    # not compared: what the run recorded of itself (the data's fingerprint, which the resume
+    # checks the data against; the absolute data path, where a moved file is found by that
+    # fingerprint, as --resume finds it; the precision "auto" chose), nor a budget's plan
+    skipped = {"fingerprint", "path"} | ({"precision"} if train.precision == "auto" else set())
+    decision = None
+    if stored.train.time_budget is None and records.is_file():
+        plans = (r for r in read_jsonl(records) if r.get("kind") == "plan" and r.get("revised") is False)
+        decision = next(plans, None)
+    if decision is not None:  # the budget and epochs asked, which the plan in config.json came from
+        skipped |= {"time_budget", "epochs", "schedule_epochs"}
+        kept = f"its budget kept {json_repr(decision.get('epochs_kept'))} epochs"
+        for flag, name, key in (
+            ("--time-budget", "time_budget", "time_budget_min"),
+            ("--epochs", "epochs", "epochs_asked"),
+        ):
+            there, here = decision.get(key), getattr(train, name)
+            if there != here:
+                differ.append(f"{flag} {_shown(there)} there ({kept}), {_shown(here)} given")
+    session: dict[str, Any] = {"data__path": cfg.data.path} if cfg.data.path else {}
+    for section, f, _, _ in settings():
+        if f.name in _RESUME_SETTINGS and f.name not in _PLAN_SETTINGS:
+            session[f"{section}__{f.name}"] = getattr(getattr(cfg, section), f.name)
+            continue
+        if f.name in skipped:
+            continue
+        there, here = getattr(getattr(stored, section), f.name), getattr(getattr(cfg, section), f.name)
+        if f.name == "schedule_epochs":  # the plan's: None stands for the run's epochs
+            there, here = planned_epochs(stored), planned_epochs(cfg)
+        if there != here:
+            differ.append(f"{flag_of(f)} {_shown(there)} there, {_shown(here)} given")
+    if differ:
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise UserError(
+            f"--auto-resume: {run_dir} holds a run with other settings ({'; '.join(differ[:3])}{more}); give "
+            f"another --out, continue that run with wae train --resume {run_dir}, or replace it with --overwrite "
+            "instead of --auto-resume"
+        )
+    continued = override(stored, **session)
+    validate(continued)
+    return continued
+
+
+def _shown(value: Any) -> str:
+    """A setting's value in a message: "not set" for None, else as :func:`json_repr` gives it."""
+    return "not set" if value is None else json_repr(value)
 
 
 def _run_config(run_dir: Path) -> Config:

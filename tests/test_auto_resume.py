@@ -1,0 +1,173 @@
+"""``wae train --auto-resume``: the same command again continues the run in --out (an interrupted
+or crashed one from its last checkpoint; a finished one has nothing to train), starts one there
+when there is none, and refuses a run there with other settings, changing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from wae import checkpoint as ckpt
+
+from .conftest import run_cli
+
+# 512 synthetic images in batches of 128: 4 steps an epoch, on the cheapest network
+QUICK = ["--dataset", "synthetic", "--batch-size", "128", "--precision", "fp32", "--no-progress", "--arch", "fast"]
+QUICK += ["--eval-size", "64", "--fit-sampler", "none"]
+
+
+def _command(run, *more: str) -> list[str]:
+    return ["train", *QUICK, "--epochs", "2", "--out", str(run), "--auto-resume", *more]
+
+
+def _contents(folder) -> dict[str, str]:
+    """Every file under ``folder``, by relative path, as a hash of its bytes."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _steps(run) -> list[str]:
+    """The run's checkpoint files, oldest first."""
+    return sorted(p.name for p in ckpt.run_checkpoints(run))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A run that --auto-resume started (there was none) and trained to its end, 2 epochs."""
+    run = tmp_path_factory.mktemp("auto") / "run"
+    code, err = run_cli(_command(run))
+    assert code == 0, err
+    assert "continuing" not in err
+    return run
+
+
+def test_a_crashed_run_is_continued_from_its_last_checkpoint(finished, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / ckpt.FOLDER / "step-00000008.pt").unlink()  # killed during epoch 2: epoch 1's is the newest
+    code, err = run_cli(_command(run))
+    assert code == 0, err
+    assert "holds this run: continuing it (--auto-resume)" in err
+    assert _steps(run) == ["step-00000004.pt", "step-00000008.pt"]
+    records = [json.loads(line) for line in (run / ckpt.RECORDS).read_text().splitlines()]
+    evals = [r["step"] for r in records if r["kind"] == "eval"]
+    assert evals == [4, 8]  # epoch 2's evaluation once: the crashed session's records were dropped
+    assert json.loads((run / "config.json").read_text()) == json.loads((finished / "config.json").read_text())
+
+
+def test_a_finished_run_has_nothing_to_train_and_its_weights_stay(finished, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    before = _contents(run)
+    code, err = run_cli(_command(run))
+    assert code == 0 and "continuing it" in err and "nothing to train" in err, err
+    after = _contents(run)
+    for name in ("config.json", f"{ckpt.FOLDER}/step-00000008.pt", ckpt.RECORDS):
+        assert after[name] == before[name], name
+    code, err = run_cli(_command(run, "--keep-checkpoints", "3"))  # a session's own setting may differ
+    assert code == 0 and "nothing to train" in err, err
+    assert json.loads((run / "config.json").read_text())["train"]["keep_checkpoints"] == 3
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        (["--lr", "0.001"], "--lr 0.002 there, 0.001 given"),
+        (["--seed", "1"], "--seed 0 there, 1 given"),
+        (["--epochs", "3"], "--epochs 2 there, 3 given"),
+        (["--arch", "small"], "--arch 'fast' there, 'small' given"),
+        (["--time-budget", "5"], "--time-budget not set there, 5.0 given"),
+    ],
+)
+def test_a_run_with_other_settings_is_refused_and_left_as_it_was(finished, changed, named):
+    before = _contents(finished)
+    code, err = run_cli([*_command(finished), *changed])
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "holds a run with other settings" in err and named in err, err
+    assert f"wae train --resume {finished}" in err
+    assert _contents(finished) == before
+
+
+def test_a_damaged_config_is_refused_and_nothing_is_written(finished, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "config.json").write_text("{")
+    before = _contents(run)
+    code, err = run_cli(_command(run))
+    assert code == 2 and "config.json is damaged" in err, err
+    assert _contents(run) == before
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        ["train", *QUICK, "--auto-resume"],  # no --out
+        ["train", *QUICK, "--auto-resume", "--out", "x", "--overwrite"],
+        ["train", "--resume", "x", "--auto-resume"],
+    ],
+)
+def test_auto_resume_needs_out_and_neither_resume_nor_overwrite(wrong, tmp_path):
+    code, err = run_cli(wrong, cwd=tmp_path)
+    assert code == 2 and "--auto-resume continues or starts the run in --out DIR" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_whose_budget_was_decided_keeps_the_plan_it_made(tmp_path, monkeypatch):
+    import wae.train as train
+
+    monkeypatch.setattr(train, "epochs_within", lambda *args, **kwargs: 2)  # the budget keeps 2 of 4
+    run = tmp_path / "run"
+    command = ["train", *QUICK, "--epochs", "4", "--time-budget", "30", "--out", str(run), "--auto-resume"]
+    code, err = run_cli(command)
+    assert code == 0 and "training 2 of the 4 epochs" in err, err
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert (saved["epochs"], saved["time_budget"]) == (2, None)
+    before = _contents(run)
+    code, err = run_cli(command)  # the same command again: the plan made stands, not 4 epochs again
+    assert code == 0 and "continuing it" in err and "nothing to train" in err, err
+    assert _steps(run)[-1] == "step-00000008.pt"
+    assert _contents(run)["config.json"] == before["config.json"]
+    # another budget is another run: its plan would differ
+    other = ["train", *QUICK, "--epochs", "4", "--time-budget", "20", "--out", str(run), "--auto-resume"]
+    code, err = run_cli(other)
+    assert code == 2 and "--time-budget 30.0 there (its budget kept 2 epochs), 20.0 given" in err, err
+    assert "--epochs" not in err and "--schedule-epochs" not in err, err  # the plan's, not the command's
+    unbudgeted = ["train", *QUICK, "--epochs", "4", "--out", str(run), "--auto-resume"]  # it would train 4 epochs
+    code, err = run_cli(unbudgeted)
+    assert code == 2 and "--time-budget 30.0 there (its budget kept 2 epochs), not set given" in err, err
+    assert _contents(run)["config.json"] == before["config.json"]
+
+
+def test_what_the_run_recorded_of_itself_is_not_a_difference(tmp_path):
+    # config.json holds the data's absolute path and fingerprint and the precision "auto" chose;
+    # the same command gives a relative path, no fingerprint and "auto"
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = {"x_train": rng.integers(0, 256, (256, 28, 28)), "x_test": rng.integers(0, 256, (64, 28, 28))}
+    np.savez(tmp_path / "d.npz", **{k: v.astype(np.uint8) for k, v in images.items()})
+    command = ["train", "--data", "d.npz", "--batch-size", "128", "--arch", "fast", "--epochs", "1"]
+    command += ["--eval-size", "32", "--fit-sampler", "none", "--no-progress", "--out", "run", "--auto-resume"]
+    code, err = run_cli(command, cwd=tmp_path)
+    assert code == 0, err
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["data"]["path"] == str((tmp_path / "d.npz").resolve()) and stored["data"]["fingerprint"]
+    assert stored["train"]["precision"] in ("bf16", "fp32")
+    code, err = run_cli(command, cwd=tmp_path)
+    assert code == 0 and "continuing it" in err and "nothing to train" in err, err
+    # the data changed under the run: the resume's own check refuses it
+    np.savez(tmp_path / "d.npz", **{k: (255 - v).astype(np.uint8) for k, v in images.items()})
+    code, err = run_cli(command, cwd=tmp_path)
+    assert code == 2 and "are not those the run was trained on" in err, err
