@@ -33,7 +33,8 @@ demo: $(STAMP)
 # the quality preset's wider network given 50 epochs and the hour as a budget (docs/results.md,
 # session 35-36: 49-50 epochs kept on an AMD EPYC with AVX-512 bf16; slower hosts keep fewer).
 # Run again, it continues runs/quality (an interrupted run from its last checkpoint; a finished
-# one has nothing to train): remove runs/quality to train anew
+# one has nothing to train): remove runs/quality to train anew. A run interrupted before its
+# first epoch's end decides the budget in the session that goes on, from that session's start
 quality: $(STAMP)
 	$(VENV)/bin/wae train --preset mnist-quality --epochs 50 --time-budget 58 --out runs/quality --auto-resume
 

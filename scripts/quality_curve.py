@@ -11,7 +11,8 @@ evaluate`` (``metrics.json``: prior samples) and, after ``wae fit-sampler``, ``w
     python scripts/quality_curve.py runs/demo-quiet --fid runs/curve --out docs/img/demo-fid-curve.png
 
 ``--speed N`` counts the minutes at N images/s instead of the logged speeds (a run trained
-beside other work: its logged speeds are no figure); ``--machine`` names the machine on the axes.
+beside other work: its logged speeds are no figure); ``--machine`` names the machine on the axes,
+``--samples`` the samples of each FID (default 2,000).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/img/quality-curve.png"))
     parser.add_argument("--speed", type=float, help="images/s to count the minutes at (default: the logged speeds)")
     parser.add_argument("--machine", default="2 cores, bf16", help="the machine, as the axes name it")
+    parser.add_argument("--samples", type=int, default=2000, help="samples of each FID, as the axis names it")
     args = parser.parse_args()
     fig, axes = plt.subplots(1, 2 if args.fid else 1, figsize=(11 if args.fid else 6, 4), squeeze=False)
     ax = axes[0][0]
@@ -95,7 +97,7 @@ def main() -> None:
                     )
                 print(key, ", ".join(f"epoch {e}: {m:.1f} min, FID {f:.2f}" for m, f, e in points[key]))
         right.set_xlabel(f"training minutes of {args.runs[0].name} ({args.machine})")
-        right.set_ylabel("Inception FID, 2,000 samples")
+        right.set_ylabel(f"Inception FID, {args.samples:,} samples")
         right.grid(alpha=0.3)
         right.legend()
     fig.tight_layout()

@@ -54,7 +54,7 @@ def test_a_crashed_run_is_continued_from_its_last_checkpoint(finished, tmp_path)
     (run / ckpt.FOLDER / "step-00000008.pt").unlink()  # killed during epoch 2: epoch 1's is the newest
     code, err = run_cli(_command(run))
     assert code == 0, err
-    assert "holds this run: continuing it (--auto-resume)" in err
+    assert "holds this run: continuing it (--auto-resume;" in err
     assert _steps(run) == ["step-00000004.pt", "step-00000008.pt"]
     records = [json.loads(line) for line in (run / ckpt.RECORDS).read_text().splitlines()]
     evals = [r["step"] for r in records if r["kind"] == "eval"]
@@ -144,6 +144,8 @@ def test_a_run_whose_budget_was_decided_keeps_the_plan_it_made(tmp_path, monkeyp
     code, err = run_cli(other)
     assert code == 2 and "--time-budget 30.0 there (its budget kept 2 epochs), 20.0 given" in err, err
     assert "--epochs" not in err and "--schedule-epochs" not in err, err  # the plan's, not the command's
+    code, err = run_cli([*command, "--schedule-epochs", "3"])  # another schedule asked
+    assert code == 2 and "--schedule-epochs 4 there (its budget kept 2 epochs), 3 given" in err, err
     unbudgeted = ["train", *QUICK, "--epochs", "4", "--out", str(run), "--auto-resume"]  # it would train 4 epochs
     code, err = run_cli(unbudgeted)
     assert code == 2 and "--time-budget 30.0 there (its budget kept 2 epochs), not set given" in err, err
@@ -171,3 +173,52 @@ def test_what_the_run_recorded_of_itself_is_not_a_difference(tmp_path):
     np.savez(tmp_path / "d.npz", **{k: (255 - v).astype(np.uint8) for k, v in images.items()})
     code, err = run_cli(command, cwd=tmp_path)
     assert code == 2 and "are not those the run was trained on" in err, err
+    assert err.count("\n") == 1 and "continuing" not in err, err  # refused before a word of continuing
+
+
+def test_a_precision_given_is_compared_with_the_one_auto_chooses_here(finished):
+    from wae.config import preset, resolve_precision
+
+    here = resolve_precision(preset(), "cpu").train.precision
+    before = _contents(finished)
+    command = [a for a in _command(finished) if a not in ("--precision", "fp32")]  # precision auto
+    code, err = run_cli(command)
+    if here == "fp32":  # no native bf16 here: auto chooses what the run has
+        assert code == 0 and "continuing it" in err, err
+    else:
+        assert code == 2 and f"--precision 'fp32' there, auto ('{here}' here) given" in err, err
+        assert _contents(finished) == before
+
+
+def test_a_budgeted_run_extended_by_a_later_resume_is_not_its_budgets_plan(tmp_path, monkeypatch):
+    import wae.train as train
+
+    monkeypatch.setattr(train, "epochs_within", lambda *args, **kwargs: 2)  # the budget keeps 2 of 4
+    run = tmp_path / "run"
+    command = ["train", *QUICK, "--epochs", "4", "--time-budget", "30", "--out", str(run), "--auto-resume"]
+    assert run_cli(command)[0] == 0
+    code, err = run_cli(["train", "--resume", str(run), "--epochs", "3", "--no-progress"])
+    assert code == 0, err
+    before = _contents(run)
+    code, err = run_cli(command)  # the budget's plan was 2 epochs; the run is now of 3
+    assert code == 2 and "--epochs 3 (schedule over 2) there, set by a later --resume" in err, err
+    assert _contents(run) == before
+
+
+def test_a_refused_extension_is_told_where_to_go(finished, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    code, err = run_cli(_command(run))
+    assert code == 0 and "nothing to train" in err and f"wae train --resume {run} --epochs N" in err, err
+    code, err = run_cli([*_command(run), "--epochs", "3"])
+    assert code == 2 and "--epochs 2 there, 3 given)" in err and "--schedule-epochs" not in err, err
+
+
+def test_print_config_shows_the_settings_it_would_continue_with(finished, capsys):
+    from wae.cli import main
+
+    code = main([*_command(finished), "--keep-checkpoints", "5", "--print-config"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "keep_checkpoints = 5" in printed and "schedule_epochs = 2" in printed, printed

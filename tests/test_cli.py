@@ -402,7 +402,10 @@ def _make_commands() -> dict[str, list[str]]:
         ("quality", {"preset": '"mnist-quality"', "epochs": "50", "time_budget": "58.0", "arch": '"wide"'}),
     ],
 )
-def test_the_makefiles_training_targets_parse_to_their_documented_settings(target, expected, capsys):
+def test_the_makefiles_training_targets_parse_to_their_documented_settings(
+    target, expected, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no runs/quality of a developer's to continue (make quality's --auto-resume)
     # a renamed flag or a changed preset would otherwise break `make demo` or `make quality` only
     # when a user runs it; --print-config resolves the settings and writes nothing
     argv = _make_commands()[target]

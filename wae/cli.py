@@ -713,15 +713,21 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.preset}-{cfg.loss.objective}-{stamp}"
-    if args.print_config:
-        print(to_toml(cfg), end="")
-        return 0
-    if args.auto_resume and (run_dir / "config.json").is_file():
+    continuing = bool(args.auto_resume) and (run_dir / "config.json").is_file()
+    if continuing:
         # decided before process_group: under torchrun every rank looks before rank 0 writes a
         # new run's config.json, which it does only once all ranks have joined the group
         cfg = _continued(run_dir, cfg)
+    if args.print_config:  # with --auto-resume, the settings of the run it would continue
+        print(to_toml(cfg), end="")
+        return 0
+    if continuing:
         args.resume = str(run_dir)  # from here on as --resume RUN
-        _say(f"note: {run_dir} holds this run: continuing it (--auto-resume)", file=sys.stderr)
+        _say(
+            f"note: {run_dir} holds this run: continuing it (--auto-resume; to train it further, wae train --resume "
+            f"{run_dir} --epochs N)",
+            file=sys.stderr,
+        )
     if not args.resume:
         _check_run_dir_apart(run_dir, cfg, args.config, args.overwrite)
     device = resolve_device(cfg.train.device, launched().local_rank)
@@ -793,10 +799,12 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     """The config that ``--auto-resume`` continues the run in ``run_dir`` with: its config.json,
     with ``cfg``'s session settings (those --resume takes, --threads or --eval-every, say, and
     the data path), when its other settings are ``cfg``'s. Of a run whose time budget was
-    decided (config.json then holds the plan made in place of the budget) the budget and epochs
-    asked are those of its first plan record in metrics.jsonl, and the plan stands.
+    decided (config.json then holds the plan made in place of the budget) the budget, epochs
+    and schedule asked are those of its first plan record in metrics.jsonl, and the plan stands
+    while config.json holds the last plan the budget made (a later ``--resume --epochs`` that
+    changed it is a difference). A precision ``auto`` is compared as the choice it makes here.
     :class:`UserError` naming the first differences when the folder holds another run, or a
-    damaged one."""
+    damaged one, or data that are not the run's."""
     from .export import is_export
 
     if is_export(run_dir):
@@ -807,24 +815,44 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     train, differ = cfg.train, []
     if stored.preset != cfg.preset:
         differ.append(f"preset {json_repr(stored.preset)} there, {json_repr(cfg.preset)} given")
-    # not compared: what the run recorded of itself (the data's fingerprint, which the resume
-    # checks the data against; the absolute data path, where a moved file is found by that
-    # fingerprint, as --resume finds it; the precision "auto" chose), nor a budget's plan
-    skipped = {"fingerprint", "path"} | ({"precision"} if train.precision == "auto" else set())
-    decision = None
-    if stored.train.time_budget is None and records.is_file():
-        plans = (r for r in read_jsonl(records) if r.get("kind") == "plan" and r.get("revised") is False)
-        decision = next(plans, None)
-    if decision is not None:  # the budget and epochs asked, which the plan in config.json came from
+    # not compared: what the run recorded of itself (the data's fingerprint, which the data are
+    # checked against below; the absolute data path, where a moved file is found by that
+    # fingerprint, as --resume finds it), nor a budget's plan, below
+    skipped = {"fingerprint", "path", "precision"}
+    if train.precision == "auto":  # config.json holds the choice made: compared with the one made here
+        chosen = resolve_precision(cfg, resolve_device(train.device, launched().local_rank).type).train.precision
+        if stored.train.precision != chosen:
+            differ.append(
+                f"--precision {json_repr(stored.train.precision)} there, auto ({json_repr(chosen)} here) given"
+            )
+    elif stored.train.precision != train.precision:
+        differ.append(f"--precision {json_repr(stored.train.precision)} there, {json_repr(train.precision)} given")
+    plans = [r for r in read_jsonl(records) if r.get("kind") == "plan"] if stored.train.time_budget is None else []
+    first = next((r for r in plans if r.get("revised") is False), None)
+    if first is not None:  # the budget, epochs and schedule asked, which the plan in config.json came from
         skipped |= {"time_budget", "epochs", "schedule_epochs"}
-        kept = f"its budget kept {json_repr(decision.get('epochs_kept'))} epochs"
-        for flag, name, key in (
-            ("--time-budget", "time_budget", "time_budget_min"),
-            ("--epochs", "epochs", "epochs_asked"),
-        ):
-            there, here = decision.get(key), getattr(train, name)
-            if there != here:
-                differ.append(f"{flag} {_shown(there)} there ({kept}), {_shown(here)} given")
+        kept = f"its budget kept {json_repr(first.get('epochs_kept'))} epochs"
+        asked = [("--time-budget", first.get("time_budget_min"), train.time_budget)]
+        asked.append(("--epochs", first.get("epochs_asked"), train.epochs))
+        if "schedule_asked" in first:  # recorded since session 37
+            asked.append(("--schedule-epochs", first["schedule_asked"], planned_epochs(cfg)))
+        elif planned_epochs(cfg) != train.epochs:  # an older record: the schedule asked is not known
+            differ.append(
+                f"--schedule-epochs {planned_epochs(cfg)} given, which its budget's plan record (of an earlier wae) "
+                "does not record"
+            )
+        differ += [
+            f"{flag} {_shown(there)} there ({kept}), {_shown(here)} given"
+            for flag, there, here in asked
+            if there != here
+        ]
+        last = plans[-1]  # the plan in force when the budget last decided
+        now = (stored.train.epochs, planned_epochs(stored))
+        if now != (last.get("epochs_kept"), last.get("schedule_epochs", now[1])):
+            differ.append(
+                f"--epochs {now[0]} (schedule over {now[1]}) there, set by a later --resume after its budget's plan of "
+                f"{json_repr(last.get('epochs_kept'))}"
+            )
     session: dict[str, Any] = {"data__path": cfg.data.path} if cfg.data.path else {}
     for section, f, _, _ in settings():
         if f.name in _RESUME_SETTINGS and f.name not in _PLAN_SETTINGS:
@@ -835,6 +863,8 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         there, here = getattr(getattr(stored, section), f.name), getattr(getattr(cfg, section), f.name)
         if f.name == "schedule_epochs":  # the plan's: None stands for the run's epochs
             there, here = planned_epochs(stored), planned_epochs(cfg)
+            if train.schedule_epochs is None and there == stored.train.epochs:
+                continue  # both follow their epochs: a difference of epochs is named once
         if there != here:
             differ.append(f"{flag_of(f)} {_shown(there)} there, {_shown(here)} given")
     if differ:
@@ -846,6 +876,8 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         )
     continued = override(stored, **session)
     validate(continued)
+    if continued.data.path:  # before a word of continuing: data that are not the run's are refused here
+        runs.check_data(dataclasses.replace(continued.data, path=str(Path(continued.data.path).absolute())))
     return continued
 
 

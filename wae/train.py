@@ -1505,7 +1505,7 @@ class _Loop:
         if self.out is not None:
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
             record.update(elapsed_s=elapsed_s, epochs_asked=asked, epochs_before=planned, epochs_kept=cfg.train.epochs)
-            record.update(schedule_epochs=planned_epochs(cfg), revised=revised)
+            record.update(schedule_epochs=planned_epochs(cfg), schedule_asked=asked_schedule, revised=revised)
             if revised:
                 # config.json first: its plan is the one in force (the budget is no longer there
                 # for a resume to decide again), so a kill between the two loses this record of
