@@ -66,6 +66,13 @@ def _fresh_lock() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_fresh_lock)
 
+# wae.config (settings and presets; no torch) is imported here, not on first use: a child forked
+# while another thread was importing torch finds the modules that both need (typing, json,
+# dataclasses, ...) locked by a thread it does not have (Python 3.11 resets no per-module import
+# lock in a forked child), and its first wae.preset() hung (seen in CI, 1 in about 15 forks 10 ms
+# into the import)
+from . import config  # noqa: E402, F401
+
 
 def _is_submodule(name: str) -> bool:
     """Whether ``wae.<name>`` is a module of the package (a data folder beside them is not)."""
