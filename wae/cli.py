@@ -39,6 +39,7 @@ from .config import (
     check_memory,
     check_seed,
     defaults_by_objective,
+    differing_settings,
     flag_of,
     from_settings,
     json_repr,
@@ -853,20 +854,29 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
                 f"--epochs {now[0]} (schedule over {now[1]}) there, set by a later --resume after its budget's plan of "
                 f"{json_repr(last.get('epochs_kept'))}"
             )
-    session: dict[str, Any] = {"data__path": cfg.data.path} if cfg.data.path else {}
-    for section, f, _, _ in settings():
-        if f.name in _RESUME_SETTINGS and f.name not in _PLAN_SETTINGS:
-            session[f"{section}__{f.name}"] = getattr(getattr(cfg, section), f.name)
-            continue
-        if f.name in skipped:
-            continue
-        there, here = getattr(getattr(stored, section), f.name), getattr(getattr(cfg, section), f.name)
-        if f.name == "schedule_epochs":  # the plan's: None stands for the run's epochs
-            there, here = planned_epochs(stored), planned_epochs(cfg)
-            if train.schedule_epochs is None and there == stored.train.epochs:
-                continue  # both follow their epochs: a difference of epochs is named once
-        if there != here:
-            differ.append(f"{flag_of(f)} {_shown(there)} there, {_shown(here)} given")
+    # the session's settings (those --resume takes, bar those that end a run) are the command's
+    taken = _RESUME_SETTINGS - _PLAN_SETTINGS
+    session = {
+        f"{section}__{f.name}": getattr(getattr(cfg, section), f.name)
+        for section, f, _, _ in settings()
+        if f.name in taken
+    }
+    if cfg.data.path:
+        session["data__path"] = cfg.data.path
+    # the schedule is compared as planned (None stands for the run's epochs), unless both follow
+    # their epochs: a difference of epochs is then named once
+    there, here = stored, cfg
+    if train.schedule_epochs is None and planned_epochs(stored) == stored.train.epochs:
+        skipped.add("schedule_epochs")
+    else:
+        there, here = (
+            dataclasses.replace(c, train=dataclasses.replace(c.train, schedule_epochs=planned_epochs(c)))
+            for c in (stored, cfg)
+        )
+    differ += [
+        f"{flag_of(f)} {_shown(a)} there, {_shown(b)} given"
+        for _, f, a, b in differing_settings(there, here, skipped | taken)
+    ]
     if differ:
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
         raise UserError(

@@ -16,7 +16,7 @@ import sys
 import types
 import typing
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -692,6 +692,19 @@ def settings() -> list[tuple[str, dataclasses.Field[Any], type, bool]]:
             kind = next((k for k in kinds if k is not type(None)), hints[f.name])
             rows.append((section, f, typing.get_origin(kind) or kind, type(None) in kinds))
     return rows
+
+
+def differing_settings(
+    there: Config, here: Config, leave_out: Collection[str] = ()
+) -> Iterator[tuple[str, dataclasses.Field[Any], Any, Any]]:
+    """Each setting in which two configs differ, as (section, field, value in ``there``, value in
+    ``here``), in the order of :func:`settings`, but those whose names are in ``leave_out``
+    (setting names are unique across sections). Callers word the differences."""
+    for section, f, _, _ in settings():
+        if f.name not in leave_out:
+            a, b = getattr(getattr(there, section), f.name), getattr(getattr(here, section), f.name)
+            if a != b:
+                yield section, f, a, b
 
 
 _UNDESCRIBED = setting(None, "").metadata  # what a field declared without setting() is taken to say

@@ -30,7 +30,7 @@ import torch
 
 from .checkpoint import EPOCH_GRIDS, FOLDER, GRIDS, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
-from .config import Config, DataConfig, UserError, about, parse_json, settings, warn_caller
+from .config import Config, DataConfig, UserError, about, differing_settings, parse_json, settings, warn_caller
 from .samplers import SAMPLER_FILES
 
 LOCK = ".lock"
@@ -38,19 +38,10 @@ _FOLDER_HANDLE = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: no read permission
 
 
 # settings that may change between sessions of one run (the flags --resume allows), so that a
-# checkpoint and config.json may differ in them
-def _resumable() -> dict[str, set[str]]:
-    """The settings a resumed session may change, by section: those declared with
-    ``resume=True`` (wae/config.py, the one description of every setting), and the data path (a
-    moved data file is found by its fingerprint)."""
-    found: dict[str, set[str]] = {"data": {"path"}}
-    for section, f, _, _ in settings():
-        if about(f)["resume"]:
-            found.setdefault(section, set()).add(f.name)
-    return found
-
-
-RESUMABLE = _resumable()
+# checkpoint and config.json may differ in them: those declared with resume=True (wae/config.py,
+# the one description of every setting), and the data path (a moved data file is found by its
+# fingerprint). Setting names are unique across sections.
+RESUMABLE = frozenset({"path"} | {f.name for _, f, _, _ in settings() if about(f)["resume"]})
 
 _held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
 _lock_files: dict[Path, int] = {}  # the same -> the open descriptor of the lock file it holds
@@ -701,15 +692,12 @@ def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Confi
 
 
 def config_differences(run: Config, stored: Config) -> list[str]:
-    """The settings (``section.name was -> is``) in which a checkpoint's config differs from
-    the run's, leaving out those a resumed session may change."""
-    a, b = run.to_dict(), stored.to_dict()
-    found = []
-    for section in ("data", "model", "loss", "train"):
-        for name, value in a[section].items():
-            if name not in RESUMABLE.get(section, set()) and b[section].get(name) != value:
-                found.append(f"{section}.{name} {b[section].get(name)!r} (config.json: {value!r})")
-    return found
+    """The settings (``section.name was (config.json: is)``) in which a checkpoint's config
+    differs from the run's, leaving out those a resumed session may change."""
+    return [
+        f"{section}.{f.name} {was!r} (config.json: {now!r})"
+        for section, f, now, was in differing_settings(run, stored, RESUMABLE)
+    ]
 
 
 def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None) -> None:
