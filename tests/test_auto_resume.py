@@ -222,3 +222,37 @@ def test_print_config_shows_the_settings_it_would_continue_with(finished, capsys
     code = main([*_command(finished), "--keep-checkpoints", "5", "--print-config"])
     printed = capsys.readouterr().out
     assert code == 0 and "keep_checkpoints = 5" in printed and "schedule_epochs = 2" in printed, printed
+
+
+def test_a_kill_between_a_revisions_two_writes_is_continued(tmp_path, monkeypatch):
+    """A revision of the budget writes config.json, then its record: a kill between the two
+    leaves a plan that no record names, which the same command again continues (it was refused
+    as a plan set by a later --resume)."""
+    import wae.train as train
+
+    calls: list[tuple] = []
+
+    def within(*args, **kwargs):  # the first decision keeps all 4 epochs, the revisions 3
+        calls.append(args)
+        return 4 if len(calls) == 1 else min(3, args[3])
+
+    monkeypatch.setattr(train, "epochs_within", within)
+    real = train._append_jsonl
+
+    def killed_at_the_revision(path, record):
+        if record.get("revised"):
+            raise KeyboardInterrupt
+        real(path, record)
+
+    monkeypatch.setattr(train, "_append_jsonl", killed_at_the_revision)
+    run = tmp_path / "run"
+    command = ["train", *QUICK, "--epochs", "4", "--time-budget", "30", "--out", str(run), "--auto-resume"]
+    assert run_cli(command)[0] != 0
+    stored = json.loads((run / "config.json").read_text())["train"]
+    assert (stored["epochs"], stored["schedule_epochs"], stored["time_budget"]) == (3, 3, None)
+    records = [json.loads(line) for line in (run / ckpt.RECORDS).read_text().splitlines()]
+    assert [(r["epochs_kept"], r["revised"]) for r in records if r["kind"] == "plan"] == [(4, False)]
+    monkeypatch.setattr(train, "_append_jsonl", real)
+    code, err = run_cli(command)
+    assert code == 0 and "continuing" in err, err
+    assert _steps(run)[-1] == "step-00000012.pt"  # the revised plan, 3 epochs of 4 steps

@@ -849,7 +849,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         ]
         last = plans[-1]  # the plan in force when the budget last decided
         now = (stored.train.epochs, planned_epochs(stored))
-        if now != (last.get("epochs_kept"), last.get("schedule_epochs", now[1])):
+        if now != (last.get("epochs_kept"), last.get("schedule_epochs", now[1])) and not _a_revisions(now, first):
             differ.append(
                 f"--epochs {now[0]} (schedule over {now[1]}) there, set by a later --resume after its budget's plan of "
                 f"{json_repr(last.get('epochs_kept'))}"
@@ -889,6 +889,27 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     if continued.data.path:  # before a word of continuing: data that are not the run's are refused here
         runs.check_data(dataclasses.replace(continued.data, path=str(Path(continued.data.path).absolute())))
     return continued
+
+
+def _a_revisions(plan: tuple[int, int], first: dict[str, Any]) -> bool:
+    """Whether the plan (epochs, schedule epochs) in a run's config.json is one that a revision
+    of its budget can make, given the budget's first plan record: a revision writes config.json
+    before its record (so that no record names a plan not in force), and a kill between the two
+    leaves a plan that no record names. A revision keeps no more epochs than were asked, with
+    the schedule over them as far as the schedule asked reaches (wae.train's ``replan``); a
+    later ``wae train --resume --epochs N`` keeps the schedule it had, so it is told apart unless
+    N and the plan it replaced both reach past the schedule asked."""
+    asked = first.get("epochs_asked")
+    schedule = first.get("schedule_asked", asked)  # records before session 37 have no schedule_asked
+    if (
+        not isinstance(asked, int)
+        or not isinstance(schedule, int)
+        or isinstance(asked, bool)
+        or isinstance(schedule, bool)
+    ):
+        return False  # an edited record proves nothing
+    epochs, over = plan
+    return (epochs, over) == (asked, schedule) or (epochs <= asked and over == min(epochs, schedule))
 
 
 def _shown(value: Any) -> str:
