@@ -256,3 +256,35 @@ def test_a_kill_between_a_revisions_two_writes_is_continued(tmp_path, monkeypatc
     code, err = run_cli(command)
     assert code == 0 and "continuing" in err, err
     assert _steps(run)[-1] == "step-00000012.pt"  # the revised plan, 3 epochs of 4 steps
+
+
+def test_a_later_session_with_its_own_budget_is_not_the_first_commands_plan(tmp_path):
+    """A run extended by ``--resume --epochs 3 --time-budget 30`` holds a plan that a later
+    session's own budget made (asked 3): the first command (asked 2) is refused, as it is
+    for the same extension without a budget; the later session's asks are continued."""
+    run = tmp_path / "run"
+    command = ["train", *QUICK, "--epochs", "2", "--time-budget", "30", "--out", str(run), "--auto-resume"]
+    assert run_cli(command)[0] == 0
+    code, err = run_cli(["train", "--resume", str(run), "--epochs", "3", "--time-budget", "30", "--no-progress"])
+    assert code == 0, err
+    before = _contents(run)
+    code, err = run_cli(command)
+    assert code == 2 and "--epochs 3 there (its budget kept 3 epochs), 2 given" in err, err
+    assert _contents(run) == before
+    later = ["train", *QUICK, "--epochs", "3", "--schedule-epochs", "2", "--time-budget", "30", "--out", str(run)]
+    code, err = run_cli([*later, "--auto-resume"])
+    assert code == 0 and "nothing to train" in err, err
+
+
+def test_a_damaged_records_line_leaves_a_refusal_one_line(tmp_path):
+    """The plan records of a budgeted run are read past a line edited into a list, without the
+    warning the resume gives (a refusal is one line)."""
+    run = tmp_path / "run"
+    command = ["train", *QUICK, "--epochs", "2", "--time-budget", "30", "--out", str(run), "--auto-resume"]
+    assert run_cli(command)[0] == 0
+    with open(run / ckpt.RECORDS, "a") as f:
+        f.write("[1, 2]\n")
+    before = _contents(run)
+    code, err = run_cli([*command, "--lr", "0.001"])
+    assert code == 2 and err.count("\n") == 1 and "error: --auto-resume" in err and "warning" not in err, err
+    assert _contents(run) == before

@@ -828,8 +828,15 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
             )
     elif stored.train.precision != train.precision:
         differ.append(f"--precision {json_repr(stored.train.precision)} there, {json_repr(train.precision)} given")
-    plans = [r for r in read_jsonl(records) if r.get("kind") == "plan"] if stored.train.time_budget is None else []
-    first = next((r for r in plans if r.get("revised") is False), None)
+    plans = []
+    if stored.train.time_budget is None:
+        with warnings.catch_warnings():  # a damaged line: the resume that follows warns of it, a refusal is one line
+            warnings.simplefilter("ignore")
+            plans = [r for r in read_jsonl(records) if r.get("kind") == "plan"]
+    # the session whose budget made the plan in force: the last first decision (a later --resume
+    # --time-budget decides anew, with the epochs it was given; a first decision killed before its
+    # config.json write is decided again, with the same)
+    first = next((r for r in reversed(plans) if r.get("revised") is False), None)
     if first is not None:  # the budget, epochs and schedule asked, which the plan in config.json came from
         skipped |= {"time_budget", "epochs", "schedule_epochs"}
         kept = f"its budget kept {json_repr(first.get('epochs_kept'))} epochs"
