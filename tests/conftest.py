@@ -106,6 +106,23 @@ def run_cli(argv: Sequence[str], cwd: Path | None = None) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+def kill_at_a_revisions_record(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``wae.train._append_jsonl`` made to raise KeyboardInterrupt at a budget revision's plan
+    record, which a revision writes after its config.json (a kill between the two writes);
+    returns the real function, to put back."""
+    import wae.train as train
+
+    real = train._append_jsonl
+
+    def killed_at_the_revision(path: Path, record: dict) -> None:
+        if record.get("revised"):
+            raise KeyboardInterrupt
+        real(path, record)
+
+    monkeypatch.setattr(train, "_append_jsonl", killed_at_the_revision)
+    return real
+
+
 def terminal_signals(ignore_sigint: bool = False) -> Callable[[], None]:
     """A ``preexec_fn`` for a ``wae`` subprocess that a test stops with signals: SIGHUP, SIGINT
     and SIGTERM as a terminal's process has them, whatever this suite runs under (``nohup``

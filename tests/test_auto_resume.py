@@ -11,7 +11,7 @@ import pytest
 
 from wae import checkpoint as ckpt
 
-from .conftest import run_cli
+from .conftest import kill_at_a_revisions_record, run_cli
 
 # 512 synthetic images in batches of 128: 4 steps an epoch, on the cheapest network
 QUICK = ["--dataset", "synthetic", "--batch-size", "128", "--precision", "fp32", "--no-progress", "--arch", "fast"]
@@ -237,14 +237,7 @@ def test_a_kill_between_a_revisions_two_writes_is_continued(tmp_path, monkeypatc
         return 4 if len(calls) == 1 else min(3, args[3])
 
     monkeypatch.setattr(train, "epochs_within", within)
-    real = train._append_jsonl
-
-    def killed_at_the_revision(path, record):
-        if record.get("revised"):
-            raise KeyboardInterrupt
-        real(path, record)
-
-    monkeypatch.setattr(train, "_append_jsonl", killed_at_the_revision)
+    real = kill_at_a_revisions_record(monkeypatch)
     run = tmp_path / "run"
     command = ["train", *QUICK, "--epochs", "4", "--time-budget", "30", "--out", str(run), "--auto-resume"]
     assert run_cli(command)[0] != 0

@@ -27,7 +27,7 @@ from wae.train import (
     vae_step,
 )
 
-from .conftest import tiny_config
+from .conftest import kill_at_a_revisions_record, tiny_config
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -750,14 +750,7 @@ def test_a_kill_between_a_revisions_two_writes_leaves_config_json_in_force(tmp_p
     import wae.train as train
 
     _patched_plans(monkeypatch, [4, 3])
-    real = train._append_jsonl
-
-    def killed_at_the_revision(path, record):
-        if record.get("revised"):
-            raise KeyboardInterrupt
-        real(path, record)
-
-    monkeypatch.setattr(train, "_append_jsonl", killed_at_the_revision)
+    real = kill_at_a_revisions_record(monkeypatch)
     data = make_synthetic(count=64, size=16)
     cfg = tiny_config(epochs=4, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
     with pytest.raises(KeyboardInterrupt):
