@@ -856,7 +856,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         ]
         last = plans[-1]  # the plan in force when the budget last decided
         now = (stored.train.epochs, planned_epochs(stored))
-        if now != (last.get("epochs_kept"), last.get("schedule_epochs", now[1])) and not _a_revisions(now, first):
+        if now != (last.get("epochs_kept"), last.get("schedule_epochs", now[1])) and not _a_revisions_plan(now, first):
             differ.append(
                 f"--epochs {now[0]} (schedule over {now[1]}) there, set by a later --resume after its budget's plan of "
                 f"{json_repr(last.get('epochs_kept'))}"
@@ -898,9 +898,10 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     return continued
 
 
-def _a_revisions(plan: tuple[int, int], first: dict[str, Any]) -> bool:
+def _a_revisions_plan(plan: tuple[int, int], first: dict[str, Any]) -> bool:
     """Whether the plan (epochs, schedule epochs) in a run's config.json is one that a revision
-    of its budget can make, given the budget's first plan record: a revision writes config.json
+    of its budget can make, given ``first``, the first plan record of the session whose budget
+    made the plan (its first decision): a revision writes config.json
     before its record (so that no record names a plan not in force), and a kill between the two
     leaves a plan that no record names. A revision keeps no more epochs than were asked, with
     the schedule over them as far as the schedule asked reaches (wae.train's ``replan``); a
