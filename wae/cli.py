@@ -111,10 +111,6 @@ def _float(text: str) -> float:
     return value
 
 
-# settings whose flags may extend a run given with --resume
-_RESUME_SETTINGS = {f.name for _, f, _, _ in settings() if about(f)["resume"]}
-
-
 def _setting_flag(f: dataclasses.Field[Any], kind: type, defaults: list[tuple[Any, list[str]]]) -> dict[str, Any]:
     """argparse's keywords for the flag of a setting, from its field and its defaults by objective
     (config.defaults_by_objective); the flag defaults to None, so that only the flags given
@@ -661,9 +657,9 @@ def _train(args: argparse.Namespace) -> int:
             f"--{'preset' if args.preset else 'overwrite'} cannot be given with --resume (a run keeps its config)"
         )
     if args.resume:
-        extra = set(given) - _RESUME_SETTINGS
+        extra = set(given) - runs.RESUME_SETTINGS
         if extra or args.objective or args.data or args.dataset or args.out or args.config:
-            allowed = ", ".join(sorted(flag_of(f) for _, f, _, _ in settings() if f.name in _RESUME_SETTINGS))
+            allowed = ", ".join(sorted(flag_of(f) for _, f, _, _ in settings() if f.name in runs.RESUME_SETTINGS))
             raise UserError(f"with --resume only {allowed} may be given")
         run_dir = Path(args.resume)
         from .export import is_export
@@ -862,7 +858,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
                 f"{json_repr(last.get('epochs_kept'))}"
             )
     # the session's settings (those --resume takes, bar those that end a run) are the command's
-    taken = _RESUME_SETTINGS - _PLAN_SETTINGS
+    taken = runs.RESUME_SETTINGS - _PLAN_SETTINGS
     session = {
         f"{section}__{f.name}": getattr(getattr(cfg, section), f.name)
         for section, f, _, _ in settings()
@@ -909,13 +905,8 @@ def _a_revisions_plan(plan: tuple[int, int], first: dict[str, Any]) -> bool:
     N and the plan it replaced both reach past the schedule asked."""
     asked = first.get("epochs_asked")
     schedule = first.get("schedule_asked", asked)  # records before session 37 have no schedule_asked
-    if (
-        not isinstance(asked, int)
-        or not isinstance(schedule, int)
-        or isinstance(asked, bool)
-        or isinstance(schedule, bool)
-    ):
-        return False  # an edited record proves nothing
+    if type(asked) is not int or type(schedule) is not int:  # bool too: an edited record proves nothing
+        return False
     epochs, over = plan
     return (epochs, over) == (asked, schedule) or (epochs <= asked and over == min(epochs, schedule))
 
