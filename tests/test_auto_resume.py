@@ -281,3 +281,45 @@ def test_a_damaged_records_line_leaves_a_refusal_one_line(tmp_path):
     code, err = run_cli([*command, "--lr", "0.001"])
     assert code == 2 and err.count("\n") == 1 and "error: --auto-resume" in err and "warning" not in err, err
     assert _contents(run) == before
+
+
+def test_a_plan_edited_below_the_trained_epochs_is_refused_in_one_line(tmp_path):
+    """config.json edited by hand to a plan of fewer epochs than the run has trained looks like a
+    budget's revision, and the resume refuses it ("nothing to train"): one line, without the note
+    that the run is continued (said with the session's first message, not before its checks)."""
+    run = tmp_path / "run"
+    command = ["train", *QUICK, "--epochs", "2", "--time-budget", "30", "--out", str(run), "--auto-resume"]
+    assert run_cli(command)[0] == 0
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["epochs"] = config["train"]["schedule_epochs"] = 1
+    (run / "config.json").write_text(json.dumps(config))
+    before = _contents(run)
+    code, err = run_cli(command)
+    assert code == 2 and err.count("\n") == 1 and "nothing to train" in err and "continuing" not in err, err
+    assert _contents(run) == before
+
+
+def test_a_refused_resume_says_nothing_of_continuing(finished, tmp_path):
+    """A run whose only checkpoint is unreadable is refused in one line (the note that --auto-resume
+    continues the run waits for the session's first message), and nothing changes."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    for path in ckpt.run_checkpoints(run):
+        path.write_bytes(b"not a checkpoint")
+    before = _contents(run)
+    code, err = run_cli(_command(run))
+    assert code == 2 and err.count("\n") == 1 and "no readable checkpoint" in err and "continuing" not in err, err
+    assert _contents(run) == before
+
+
+def test_the_note_of_continuing_comes_once_before_the_sessions_first_message(finished, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    code, err = run_cli(_command(run))  # finished: nothing to train, which the session says
+    lines = err.splitlines()
+    assert code == 0 and "holds this run: continuing it" in lines[0] and "nothing to train" in lines[1], err
+    assert err.count("continuing it") == 1

@@ -718,12 +718,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:  # with --auto-resume, the settings of the run it would continue
         print(to_toml(cfg), end="")
         return 0
+    pending: list[str] = []  # said with the session's first message: a refusal of the resume stays one line
     if continuing:
         args.resume = str(run_dir)  # from here on as --resume RUN
-        _say(
+        pending.append(
             f"note: {run_dir} holds this run: continuing it (--auto-resume; to train it further, wae train --resume "
-            f"{run_dir} --epochs N)",
-            file=sys.stderr,
+            f"{run_dir} --epochs N)"
         )
     if not args.resume:
         _check_run_dir_apart(run_dir, cfg, args.config, args.overwrite)
@@ -743,8 +743,17 @@ def _train(args: argparse.Namespace) -> int:
                 _prepare_run_dir(run_dir, args.overwrite)
             return data
 
+        def said(message: str | None) -> None:  # the training's messages (rank 0's), the pending note first
+            from tqdm import tqdm
+
+            for text in [*pending, *([] if message is None else [message])]:
+                tqdm.write(one_line(text), file=sys.stderr)
+            pending.clear()
+
         data = on_main_first(procs, device, prepare)
-        result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=_progress(args))
+        result = fit(cfg, run_dir, data=data, resume=bool(args.resume), progress=_progress(args), log=said)
+        if procs.main:
+            said(None)  # a session that said nothing still says that it continued the run
         if procs.main and not result.interrupted:  # under the lock: not into a folder replaced meanwhile
             from .report import write_report
 
