@@ -416,3 +416,30 @@ def test_the_makefiles_training_targets_parse_to_their_documented_settings(
         for key, _, value in (line.partition("=") for line in capsys.readouterr().out.splitlines())
     )
     assert {key: printed.get(key) for key in expected} == expected
+
+
+def test_a_run_with_the_mixture_prior_trains_samples_and_reloads_its_prior(tmp_path):
+    """--prior mixture: training's MMD, the grids and a reloaded model draw from the mixture
+    N(r sigma e_k, sigma^2 I), k < K; fit-sampler reports the test codes' log-density under it."""
+    import contextlib
+    import io
+
+    import torch
+
+    from wae.priors import mixture_means
+    from wae.train import load_run
+
+    run = tmp_path / "run"
+    flags = ["--prior", "mixture", "--prior-components", "3", "--prior-separation", "4", "--prior-var", "2"]
+    code, err = run_cli(["train", *TINY, "--epochs", "1", "--fit-sampler", "none", *flags, "--out", str(run)])
+    assert code == 0, err
+    model = load_run(run).model
+    z = model.prior_sample(3000, torch.Generator().manual_seed(0))
+    means = mixture_means(model.latent_dim, 2.0, 3, 4.0)
+    which = torch.cdist(z, means).argmin(1)
+    assert torch.bincount(which, minlength=3).min().item() > 900
+    assert (z - means[which]).var(0).mean().item() == pytest.approx(2.0, rel=0.1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["fit-sampler", str(run), "--components", "2"]) == 0
+    assert "mean log-density of test codes: " in out.getvalue() and ", prior -" in out.getvalue(), out.getvalue()

@@ -72,6 +72,11 @@ def test_override_by_bare_or_qualified_name():
         ({"output": "tanh"}, "range"),
         ({"prior_trick": True, "prior": "sphere"}, "prior trick"),
         ({"dataset": "npz"}, "path"),
+        ({"prior": "mixture", "latent_dim": 8, "prior_components": 9}, "at most 8"),
+        ({"prior_components": 0}, "prior_components"),
+        ({"prior_separation": 0.0}, "prior_separation"),
+        ({"prior_separation": 1e300}, "at most 1e6"),
+        ({"prior": "mixture", "objective": "cw"}, "Gaussian prior"),
     ],
 )
 def test_validation_names_the_bad_setting(settings, message):
@@ -130,3 +135,15 @@ def test_a_dumped_config_with_another_objective_is_that_objectives_config(tmp_pa
         out.write_text(buffer.getvalue())
         assert read_settings(out)["loss"]["lam"] == float(lam), objective
         assert read_settings(out)["loss"]["objective"] == objective
+
+
+@pytest.mark.parametrize("prior", ["uniform", "sphere", "mixture"])
+def test_a_new_vae_run_needs_the_gaussian_prior_its_kl_is_to(prior):
+    """The VAE's KL is to N(0, sigma_z^2 I) in closed form: with another prior it would train
+    against one prior and sample from another. A new run is refused; a saved one still reads."""
+    from wae.config import validate_new
+
+    cfg = override(preset(), objective="vae", encoder="gaussian", prior=prior)
+    validate(cfg)
+    with pytest.raises(UserError, match="KL is to the Gaussian prior"):
+        validate_new(cfg)

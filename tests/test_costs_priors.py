@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from wae.costs import bernoulli_nll, l1, reconstruction_cost, squared_l2
-from wae.priors import gaussian_log_density, sample_prior
+from wae.priors import gaussian_log_density, mixture_log_density, mixture_means, sample_prior
 
 
 def test_costs_sum_over_pixels_per_image():
@@ -57,3 +57,40 @@ def test_gaussian_log_density_matches_torch_distributions():
     z = torch.randn(5, 3)
     expected = torch.distributions.Normal(0.0, math.sqrt(2.0)).log_prob(z).sum(1)
     assert torch.allclose(gaussian_log_density(z, 2.0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("var", [1.0, 2.0])
+def test_the_mixture_prior_draws_its_components_equally_around_their_means(var):
+    """Each draw of the mixture prior lies near one mean r sigma e_k (k < K); the components are
+    drawn equally often, and within each the draws are N(mean, var I)."""
+    k, r, d = 4, 5.0, 6
+    z = sample_prior("mixture", 40000, d, var, torch.Generator().manual_seed(0), components=k, separation=r)
+    means = mixture_means(d, var, k, r)
+    assert z.shape == (40000, d) and z.dtype == torch.float32
+    assert torch.equal(means[:, :k], torch.eye(k) * r * math.sqrt(var)) and not means[:, k:].any()
+    which = torch.cdist(z, means).argmin(1)  # components 7 sigma apart: the nearest mean is the one drawn from
+    counts = torch.bincount(which, minlength=k).float() / len(z)
+    assert torch.allclose(counts, torch.full((k,), 1 / k), atol=0.01)
+    for j in range(k):
+        around = z[which == j] - means[j]
+        assert around.mean(0).abs().max().item() < 0.05 * math.sqrt(var)
+        assert around.var(0).mean().item() == pytest.approx(var, rel=0.04)
+
+
+def test_the_mixture_prior_is_reproducible_and_its_density_matches_torch_distributions():
+    a = sample_prior("mixture", 50, 5, 1.5, torch.Generator().manual_seed(3), components=3, separation=2.0)
+    b = sample_prior("mixture", 50, 5, 1.5, torch.Generator().manual_seed(3), components=3, separation=2.0)
+    assert torch.equal(a, b)
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(3)),
+        torch.distributions.Independent(torch.distributions.Normal(mixture_means(5, 1.5, 3, 2.0), math.sqrt(1.5)), 1),
+    )
+    assert torch.allclose(mixture_log_density(a, 1.5, 3, 2.0), mix.log_prob(a), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("components", "separation"), [(7, 5.0), (0, 5.0), (True, 5.0), (2.0, 5.0), (3, 0.0), (3, float("nan"))]
+)
+def test_the_mixture_prior_refuses_what_it_cannot_place(components, separation):
+    with pytest.raises(ValueError, match="mixture prior"):
+        sample_prior("mixture", 4, 6, 1.0, None, components=components, separation=separation)

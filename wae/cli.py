@@ -58,7 +58,7 @@ from .data import ImageData, load, to_model_range, to_unit_range
 from .evaluate import EVAL_BYTES_PER_SAMPLE, balanced_labels, check_decode_memory, decode_prior
 from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
-from .priors import gaussian_log_density
+from .priors import gaussian_log_density, mixture_log_density
 from .runs import load_data
 from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
@@ -1284,8 +1284,13 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()
+    loss = cfg.loss
     prior_ll = (
-        gaussian_log_density(test_codes, cfg.loss.prior_var).mean().item() if cfg.loss.prior == "gaussian" else None
+        gaussian_log_density(test_codes, loss.prior_var).mean().item()
+        if loss.prior == "gaussian"
+        else mixture_log_density(test_codes, loss.prior_var, loss.prior_components, loss.prior_separation).mean().item()
+        if loss.prior == "mixture"
+        else None
     )
     _say(
         f"fitted {what} to {len(codes)} codes in {time.perf_counter() - start:.1f} s; "

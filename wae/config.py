@@ -30,7 +30,7 @@ OBJECTIVES = ("mmd", "gan", "vae", "swd", "sinkhorn", "cw")
 # objectives whose latent penalty is a divergence between a batch of codes and prior draws
 SAMPLE_PENALTIES = ("mmd", "swd", "sinkhorn", "cw")
 KERNELS = ("imq", "rbf")
-PRIORS = ("gaussian", "uniform", "sphere")
+PRIORS = ("gaussian", "uniform", "sphere", "mixture")
 COSTS = ("l2sq", "l1", "bce")
 # The scale that goes with each cost on images in [0, 1] (per-image sums over 784 pixels): the
 # authors' 0.05 for squared L2; 0.01 for L1 and 0.02 for the Bernoulli cost, the scales each was
@@ -288,8 +288,22 @@ class LossConfig:
         "kernel block of batch x m (a cost that grows linearly)",
         at_least=1,
     )
-    prior: str = setting("gaussian", "latent prior P_Z (each coordinate of variance prior_var)", choices=PRIORS)
+    prior: str = setting(
+        "gaussian",
+        "latent prior P_Z: gaussian, uniform or sphere with each coordinate of variance prior_var; mixture: "
+        "prior_components Gaussians of variance prior_var a coordinate, prior_separation sigma_z apart from 0",
+        choices=PRIORS,
+    )
     prior_var: float = setting(1.0, "sigma_z^2, the variance of each prior coordinate", above=0)
+    prior_components: int = setting(
+        10,
+        "mixture prior: its K components, N(r sigma_z e_k, sigma_z^2 I) with equal weights, means on the first K "
+        "axes (K <= latent_dim)",
+        at_least=1,
+    )
+    prior_separation: float = setting(
+        5.0, "mixture prior: r, each component's mean's distance from 0 in units of sigma_z", above=0
+    )
     prior_trick: bool = setting(False, "WAE-GAN: add log p_z(z) to the adversary's logit")
     input_noise: float = setting(0.0, "std of Gaussian noise on the encoder's inputs (authors: 0.01)", at_least=0)
     # Gaussian encoders in WAEs (Rubenstein et al. 2018): keeps the variances from collapsing
@@ -761,6 +775,13 @@ def validate_new(cfg: Config) -> None:
     were saved: such a run is still read, sampled, evaluated and resumed as it was trained.
     :class:`UserError` naming the setting."""
     validate(cfg)
+    if cfg.loss.objective == "vae" and cfg.loss.prior != "gaussian":
+        # its KL is to N(0, sigma_z^2 I) in closed form, while its samples came from loss.prior
+        # (refused since session 39; runs trained with it before keep it on --resume)
+        raise UserError(
+            f"the VAE objective's KL is to the Gaussian prior; loss.prior {cfg.loss.prior} would train against one "
+            "prior and sample from another (give --prior gaussian)"
+        )
     if cfg.loss.prior_draws > 1 and cfg.loss.kernel != "imq":
         # the rbf kernel's bandwidth is the pooled sample's median distance: more draws would move
         # it towards the prior's own distances and change the penalty itself, not only its noise
@@ -822,6 +843,13 @@ def validate(cfg: Config) -> None:
         raise UserError("model.output = sigmoid needs data.range = 01 (pixels in [0, 1])")
     if cfg.loss.prior_trick and cfg.loss.prior != "gaussian":
         raise UserError("the prior trick needs the Gaussian prior")
+    if not cfg.loss.prior_separation <= 1e6:  # r sigma_z e_k in float32 codes, and their kernels
+        raise UserError(f"loss.prior_separation must be at most 1e6; got {cfg.loss.prior_separation!r}")
+    if cfg.loss.prior == "mixture" and cfg.loss.prior_components > cfg.model.latent_dim:
+        raise UserError(
+            f"loss.prior_components {cfg.loss.prior_components}: the mixture prior places its means on the first "
+            f"axes of latent_dim {cfg.model.latent_dim}, so at most {cfg.model.latent_dim}"
+        )
     unknown = [name for name in cfg.train.log.split(",") if name.strip() and name.strip() not in TRACKERS]
     if unknown:
         raise UserError(f"train.log: unknown tracker '{unknown[0].strip()}'; choose from {', '.join(TRACKERS)}")
@@ -866,6 +894,7 @@ SIZE_BOUNDS: dict[tuple[str, str], int] = {
     ("train", "batch_size"): MAX_BATCH,
     ("train", "schedule_epochs"): MAX_EPOCHS,
     ("loss", "prior_draws"): 1024,
+    ("loss", "prior_components"): MAX_LATENT_DIM,
 }
 
 

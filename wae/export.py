@@ -258,7 +258,12 @@ def _card(run: Path, cfg: Config, model: AutoEncoder, record: dict[str, Any], me
         "",
         f"- data: {record['data']}, images {model.channels}x{model.size}x{model.size}, range {cfg.data.range}",
         f"- preset `{cfg.preset}`, objective `{loss.objective}`, architecture `{m.arch}`, {m.encoder} encoder, "
-        f"d_z = {m.latent_dim}, prior {loss.prior} (variance {loss.prior_var})",
+        f"d_z = {m.latent_dim}, prior {loss.prior} (variance {loss.prior_var}"
+        + (
+            f"; {loss.prior_components} components, means {loss.prior_separation} sigma from 0 on the first axes)"
+            if loss.prior == "mixture"
+            else ")"
+        ),
         f"- loss: cost {loss.cost} x {loss.cost_scale}, lambda = {loss.lam}",
         f"- training: {record['step'] if record['step'] is not None else 'an unknown number of'} steps "
         f"of batch {train.batch_size}, seed {train.seed}",

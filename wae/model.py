@@ -228,10 +228,13 @@ class AutoEncoder(nn.Module):
         prior: str = "gaussian",
         prior_var: float = 1.0,
         classes: int = 0,
+        prior_components: int = 10,
+        prior_separation: float = 5.0,
     ):
         super().__init__()
         self.channels, self.size, self.latent_dim, self.classes = channels, size, cfg.latent_dim, classes
         self.prior, self.prior_var, self.output, self.arch = prior, prior_var, cfg.output, cfg.arch
+        self.prior_components, self.prior_separation = prior_components, prior_separation  # a mixture prior's
         gaussian, norm, labels = cfg.encoder == "gaussian", cfg.batch_norm, (classes, cfg.label_dim)
         self.encoder: Encoder | MLPEncoder
         self.decoder: Decoder | MLPDecoder
@@ -351,7 +354,9 @@ class AutoEncoder(nn.Module):
         check_generator(generator)
         if 3 * 4 * n * self.latent_dim > _CHECKED_BYTES:
             check_memory(3 * 4 * n * self.latent_dim, f"prior_sample(n={n})")
-        return sample_prior(self.prior, n, self.latent_dim, self.prior_var, generator)
+        return sample_prior(
+            self.prior, n, self.latent_dim, self.prior_var, generator, self.prior_components, self.prior_separation
+        )
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:

@@ -302,7 +302,16 @@ def build(
     torch.manual_seed(cfg.train.seed)
     device = device if device is not None else torch.device("cpu")
     procs = procs if procs is not None else Processes()
-    model = AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var, classes)
+    model = AutoEncoder(
+        cfg.model,
+        channels,
+        size,
+        cfg.loss.prior,
+        cfg.loss.prior_var,
+        classes,
+        cfg.loss.prior_components,
+        cfg.loss.prior_separation,
+    )
     if procs.world > 1 and device.type == "cuda" and cfg.model.batch_norm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -708,7 +717,16 @@ def _model_for(cfg: Config, channels: int, size: int, classes: int = 0) -> AutoE
         raise UserError(
             f"checkpoint: architecture '{cfg.model.arch}' cannot take {size}x{size} images ({err})"
         ) from None
-    return AutoEncoder(cfg.model, channels, size, cfg.loss.prior, cfg.loss.prior_var, classes)
+    return AutoEncoder(
+        cfg.model,
+        channels,
+        size,
+        cfg.loss.prior,
+        cfg.loss.prior_var,
+        classes,
+        cfg.loss.prior_components,
+        cfg.loss.prior_separation,
+    )
 
 
 def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
