@@ -302,16 +302,7 @@ def build(
     torch.manual_seed(cfg.train.seed)
     device = device if device is not None else torch.device("cpu")
     procs = procs if procs is not None else Processes()
-    model = AutoEncoder(
-        cfg.model,
-        channels,
-        size,
-        cfg.loss.prior,
-        cfg.loss.prior_var,
-        classes,
-        cfg.loss.prior_components,
-        cfg.loss.prior_separation,
-    )
+    model = auto_encoder(cfg, channels, size, classes)
     if procs.world > 1 and device.type == "cuda" and cfg.model.batch_norm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -707,6 +698,15 @@ def load_run(run: str | Path) -> LoadedRun:
     )
 
 
+def auto_encoder(cfg: Config, channels: int, size: int, classes: int = 0) -> AutoEncoder:
+    """The auto-encoder ``cfg`` describes (its networks and its prior P_Z) for images of
+    ``channels`` x ``size`` x ``size``, conditional on ``classes`` when > 0; fresh weights."""
+    loss = cfg.loss
+    return AutoEncoder(
+        cfg.model, channels, size, loss.prior, loss.prior_var, classes, loss.prior_components, loss.prior_separation
+    )
+
+
 def _model_for(cfg: Config, channels: int, size: int, classes: int = 0) -> AutoEncoder:
     """The auto-encoder a stored config and image shape describe; :class:`UserError` when the
     architecture cannot take that image side."""
@@ -717,16 +717,7 @@ def _model_for(cfg: Config, channels: int, size: int, classes: int = 0) -> AutoE
         raise UserError(
             f"checkpoint: architecture '{cfg.model.arch}' cannot take {size}x{size} images ({err})"
         ) from None
-    return AutoEncoder(
-        cfg.model,
-        channels,
-        size,
-        cfg.loss.prior,
-        cfg.loss.prior_var,
-        classes,
-        cfg.loss.prior_components,
-        cfg.loss.prior_separation,
-    )
+    return auto_encoder(cfg, channels, size, classes)
 
 
 def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
