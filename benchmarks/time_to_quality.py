@@ -163,7 +163,9 @@ def demo_against_pythae_defaults(args: argparse.Namespace) -> str:
     test_features, _ = features_and_probs(classifier, to_model_range(data.test))
     n = len(images)
     with tempfile.TemporaryDirectory() as workdir:
-        ref_cfg = resolve_precision(override(preset("mnist-fast", "mmd"), arch="fast", latent_dim=8, seed=args.seed))
+        ref_cfg = resolve_precision(
+            override(preset("mnist-fast", "mmd"), arch="fast", latent_dim=8, prior="gaussian", seed=args.seed)
+        )  # pythae's WAE with its defaults: N(0, I)
         float_images = to_model_range(images)
         ref_model, trainer = pythae_wae_mmd(ref_cfg, 1, 28, float_images[:1], workdir, pythae_defaults=True)
         trainer.train_loader = trainer.get_train_dataloader(pythae_dataset(float_images))

@@ -57,7 +57,7 @@ def main() -> None:
     if loss.prior == "gaussian":
         means = torch.zeros(1, d, dtype=torch.float64)
     elif loss.prior == "mixture":  # the mixture prior's own components (session 39)
-        means = mixture_means(d, loss.prior_var, loss.prior_components, loss.prior_separation).double()
+        means = mixture_means(d, model.prior_var, model.prior_components, model.prior_separation).double()
     else:
         raise SystemExit(
             f"the prior's temperature is measured for a Gaussian or mixture prior; this run's is {loss.prior}"

@@ -84,7 +84,8 @@ def test_a_finished_run_has_nothing_to_train_and_its_weights_stay(finished, tmp_
         (["--lr", "0.001"], "--lr 0.002 there, 0.001 given"),
         (["--seed", "1"], "--seed 0 there, 1 given"),
         (["--epochs", "3"], "--epochs 2 there, 3 given"),
-        (["--arch", "small"], "--arch 'fast' there, 'small' given"),
+        (["--arch", "small"], "--arch 'fast' there, 'small' here (the mnist-fast preset's default)"),
+        (["--prior", "gaussian"], "--prior 'mixture' there, 'gaussian' given"),
         (["--time-budget", "5"], "--time-budget not set there, 5.0 given"),
     ],
 )
@@ -96,6 +97,23 @@ def test_a_run_with_other_settings_is_refused_and_left_as_it_was(finished, chang
     assert "holds a run with other settings" in err and named in err, err
     assert f"wae train --resume {finished}" in err
     assert _contents(finished) == before
+
+
+def test_a_default_changed_since_the_run_began_is_named_as_the_presets(finished, tmp_path):
+    # session 40: mnist-fast's WAE-MMD draws from a mixture prior; a run begun with N(0, I) by the
+    # same command is another run, and the message must not say the user gave --prior
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    config = json.loads((run / "config.json").read_text())
+    config["loss"]["prior"] = "gaussian"  # what the same command recorded before session 40
+    (run / "config.json").write_text(json.dumps(config))
+    before = _contents(run)
+    code, err = run_cli(_command(run))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--prior 'gaussian' there, 'mixture' here (the mnist-fast preset's default)" in err, err
+    assert _contents(run) == before
 
 
 def test_a_damaged_config_is_refused_and_nothing_is_written(finished, tmp_path):

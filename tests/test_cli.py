@@ -442,4 +442,6 @@ def test_a_run_with_the_mixture_prior_trains_samples_and_reloads_its_prior(tmp_p
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         assert main(["fit-sampler", str(run), "--components", "2"]) == 0
-    assert "mean log-density of test codes: " in out.getvalue() and ", prior -" in out.getvalue(), out.getvalue()
+    assert "mean log-density of test codes: " in out.getvalue() and ", prior P_Z (mixture) -" in out.getvalue(), (
+        out.getvalue()
+    )

@@ -147,3 +147,84 @@ def test_a_new_vae_run_needs_the_gaussian_prior_its_kl_is_to(prior):
     validate(cfg)
     with pytest.raises(UserError, match="KL is to the Gaussian prior"):
         validate_new(cfg)
+
+
+@pytest.mark.parametrize("objective", ["mmd", "gan", "vae", "swd", "sinkhorn", "cw"])
+@pytest.mark.parametrize("latent_dim", [1, 2, 8, 10, 16, 64])
+def test_the_demos_mixture_prior_fits_every_objective_and_latent_dim(objective, latent_dim):
+    # session 40: mnist-fast's WAE-MMD draws from a 10-component mixture prior. A preset's default
+    # must not refuse another setting the user gives (--latent-dim 8 with K = 10 components, or
+    # --objective vae, whose KL is to N(0, I)): K follows d_z and the prior follows the objective.
+    import torch
+
+    from wae.config import prior_components, validate_new
+    from wae.train import auto_encoder
+
+    cfg = override(preset("mnist-fast"), objective=objective, latent_dim=latent_dim)
+    if objective == "cw" and latent_dim < 2:  # its closed form's own bound
+        with pytest.raises(UserError, match="latent_dim >= 2"):
+            validate_new(cfg)
+        return
+    validate_new(cfg)
+    assert cfg.loss.prior == ("mixture" if objective == "mmd" else "gaussian")
+    assert cfg.loss.prior_components is None and prior_components(cfg) == min(10, latent_dim)
+    model = auto_encoder(cfg, 1, 28)
+    codes = model.prior_sample(2000, torch.Generator().manual_seed(0))
+    assert codes.shape == (2000, latent_dim)
+    if objective == "mmd":  # each draw lies near one of the min(10, d_z) means, 5 sigma out on an axis
+        assert model.prior_components == min(10, latent_dim)
+        nearest = codes[:, : min(10, latent_dim)].argmax(dim=1)
+        assert len(nearest.unique()) == min(10, latent_dim)
+
+
+def test_a_mixture_given_more_components_than_axes_is_still_refused():
+    with pytest.raises(UserError, match="at most 8"):
+        validate(override(preset(), latent_dim=8, prior_components=10))
+    cfg = override(preset(), latent_dim=8, prior_components=4)
+    validate(cfg)
+    from wae.config import prior_components
+
+    assert prior_components(cfg) == 4
+
+
+@pytest.mark.parametrize("objective", ["mmd", "vae", "swd", "sinkhorn", "cw"])
+def test_the_prior_trick_is_refused_where_there_is_no_adversary(objective):
+    # session 40: --prior-trick with WAE-MMD was taken and ignored (only WAE-GAN's adversary
+    # reads it); with the mixture prior the refusal said only "needs the Gaussian prior"
+    from wae.config import validate_new
+
+    with pytest.raises(UserError, match=f"{objective} has no adversary"):
+        validate_new(override(preset("mnist-fast", objective), prior_trick=True))
+    validate_new(override(preset("mnist-fast", "gan"), prior_trick=True))
+
+
+def test_the_mixtures_components_are_compared_as_used():
+    # session 40: K's default became "not set" (min(10, d_z)); a run of session 39 recorded 10
+    # for every prior, which must not count as another setting (--auto-resume, checkpoints)
+    from wae.config import differing_settings
+
+    def names(a, b):
+        return [f.name for _, f, _, _ in differing_settings(a, b)]
+
+    gaussian = override(preset("mnist-fast", "gan"))
+    assert names(override(gaussian, prior_components=10), gaussian) == []
+    mixture = preset("mnist-fast")  # d_z = 16: not set is 10
+    assert names(override(mixture, prior_components=10), mixture) == []
+    assert names(override(mixture, prior_components=4), mixture) == ["prior_components"]
+    assert names(override(mixture, latent_dim=8), mixture) == ["latent_dim", "prior_components"]
+    assert names(override(mixture, prior="gaussian", prior_components=3), mixture) == ["prior"]
+
+
+def test_a_checkpoint_compare_names_the_recorded_values_and_takes_one_nan_as_one_value():
+    # session 40: "prior_components 3 (config.json: 8)" named the resolved K where the file held
+    # nothing, and the same NaN in both files was called a mismatch, not the bad value it is
+    from wae.runs import config_differences
+
+    base = preset()  # d_z = 16, K not set
+    assert config_differences(base, override(base, prior_components=3)) == [  # config.json, then checkpoint
+        "loss.prior_components 3 (config.json: None)"
+    ]
+    nan = override(base, prior_separation=float("nan"))
+    assert config_differences(nan, nan) == []
+    with pytest.raises(UserError, match="prior_separation"):
+        validate(nan)

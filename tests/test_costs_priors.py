@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from wae.costs import bernoulli_nll, l1, reconstruction_cost, squared_l2
-from wae.priors import gaussian_log_density, mixture_log_density, mixture_means, sample_prior
+from wae.priors import (
+    PRIORS_WITH_DENSITY,
+    gaussian_log_density,
+    log_density,
+    mixture_log_density,
+    mixture_means,
+    sample_prior,
+)
 
 
 def test_costs_sum_over_pixels_per_image():
@@ -94,3 +101,51 @@ def test_the_mixture_prior_is_reproducible_and_its_density_matches_torch_distrib
 def test_the_mixture_prior_refuses_what_it_cannot_place(components, separation):
     with pytest.raises(ValueError, match="mixture prior"):
         sample_prior("mixture", 4, 6, 1.0, None, components=components, separation=separation)
+
+
+def test_one_log_density_for_every_prior_that_has_one():
+    z = sample_prior("gaussian", 40, 4, 2.0, torch.Generator().manual_seed(5))
+    normal = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(4), math.sqrt(2.0)), 1)
+    assert torch.allclose(log_density("gaussian", z, 2.0), normal.log_prob(z), atol=1e-5)
+    assert torch.equal(log_density("mixture", z, 2.0, 3, 1.5), mixture_log_density(z, 2.0, 3, 1.5))
+    a = math.sqrt(3.0 * 2.0)  # the cube's half-width for variance 2
+    cube = torch.distributions.Independent(torch.distributions.Uniform(-a * torch.ones(4), a * torch.ones(4)), 1)
+    inside = sample_prior("uniform", 40, 4, 2.0, torch.Generator().manual_seed(6))
+    assert torch.allclose(log_density("uniform", inside, 2.0), cube.log_prob(inside), atol=1e-5)
+    outside = inside.clone()
+    outside[:, 2] = a * 1.01
+    assert torch.equal(log_density("uniform", outside, 2.0), torch.full((40,), -math.inf))
+    assert set(PRIORS_WITH_DENSITY) == {"gaussian", "uniform", "mixture"}
+
+
+@pytest.mark.parametrize(("kind", "match"), [("sphere", "no density"), ("laplace", "unknown prior")])
+def test_log_density_refuses_a_prior_without_one(kind, match):
+    with pytest.raises(ValueError, match=match):
+        log_density(kind, torch.zeros(3, 4))
+
+
+def test_the_priors_functions_refuse_what_they_cannot_read_and_take_numpy_numbers():
+    # session 40 (a hostile pass): integer codes lost the means' fractions, a 3-D z gave a (n,)
+    # of meaningless values, an empty z raised from a reshape, K = None and numpy numbers were
+    # refused with a message that named a valid value, a negative variance raised a math error
+    import numpy as np
+
+    for z in (torch.tensor([[2, 0, 0, 0]]), torch.randn(5, 4, 4), torch.randn(4)):
+        for kind in ("gaussian", "uniform", "mixture"):
+            with pytest.raises(ValueError, match="2-D floating-point"):
+                log_density(kind, z, 1.0, 4)
+    for kind in ("gaussian", "uniform", "mixture"):
+        assert log_density(kind, torch.empty(0, 16)).shape == (0,)
+    assert mixture_means(8).shape == (8, 8) and mixture_means(16).shape == (10, 16)  # K = None: min(10, d)
+    assert sample_prior("mixture", 5, 8).shape == (5, 8)
+    one = sample_prior("mixture", 30, 8, 1.0, torch.Generator().manual_seed(2), components=np.int64(3), separation=2.5)
+    two = sample_prior(
+        "mixture", 30, 8, 1.0, torch.Generator().manual_seed(2), components=3, separation=np.float32(2.5)
+    )
+    assert torch.equal(one, two)
+    for var in (-1.0, 0.0, float("nan"), True):
+        with pytest.raises(ValueError, match="variance"):
+            sample_prior("gaussian", 3, 2, var)
+    for separation in (True, 1e30, float("inf")):
+        with pytest.raises(ValueError, match="separation"):
+            mixture_means(4, 1.0, 2, separation)

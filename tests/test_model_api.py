@@ -290,3 +290,28 @@ def test_inputs_that_convert_to_nonsense_are_refused():
     assert m.encode(torch.rand(3, 1, 16, 16) * 1.2 - 0.1).shape == (3, LATENT)  # a little outside: kept
     empty = torch.rand(0, 1, 16, 16)
     refused(lambda: m.interpolate(empty, empty, 10**12), "memory")  # no pairs, but huge steps
+
+
+def test_a_mixture_prior_that_cannot_be_placed_is_refused_when_the_model_is_built():
+    # session 40: K > d_z raised only at the first prior draw (a grid at the first epoch's end)
+    cfg = wae.config.ModelConfig(arch="fast", latent_dim=4)
+    with pytest.raises(ValueError, match="mixture prior"):
+        AutoEncoder(cfg, 1, 28, prior="mixture", prior_components=5)
+    with pytest.raises(ValueError, match="separation"):
+        AutoEncoder(cfg, 1, 28, prior="mixture", prior_separation=float("inf"))
+    model = AutoEncoder(cfg, 1, 28, prior="mixture")  # K not given: min(10, d_z)
+    assert model.prior_components == 4
+    codes = model.prior_sample(400, torch.Generator().manual_seed(1))
+    assert sorted(codes.argmax(dim=1).unique().tolist()) == [0, 1, 2, 3]
+
+
+def test_a_prior_the_model_cannot_draw_from_is_refused_when_it_is_built():
+    cfg = wae.config.ModelConfig(arch="fast", latent_dim=4)
+    for prior, settings in (
+        ("Mixture", {}),
+        ("gaussian", {"prior_var": -1.0}),
+        ("mixture", {"prior_separation": 1e30}),
+    ):
+        with pytest.raises(ValueError):
+            AutoEncoder(cfg, 1, 28, prior=prior, **settings)
+    assert AutoEncoder(cfg, 1, 28, prior="mixture", prior_components=np.int64(3)).prior_components == 3

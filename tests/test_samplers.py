@@ -81,7 +81,7 @@ def test_fit_sampler_then_sample_and_evaluate_with_it(tmp_path, capsys):
     assert main(["train", *TINY, "--max-steps", "4", "--fit-sampler", "none", "--out", str(run)]) == 0
     assert main(["sample", str(run), "--sampler", "gmm", "--out", str(tmp_path / "s.png")]) == 2  # not fitted yet
     assert main(["fit-sampler", str(run), "--components", "3"]) == 0
-    assert "mean log-density of test codes: mixture" in capsys.readouterr().out
+    assert "mean log-density of test codes: fitted mixture" in capsys.readouterr().out
     assert main(["sample", str(run), "--sampler", "gmm", "--n", "8", "--out", str(tmp_path / "s.npz")]) == 0
     assert np.load(tmp_path / "s.npz")["images"].shape == (8, 28, 28)
     assert main(["evaluate", str(run), "--sampler", "gmm", "--n", "40", "--no-fid"]) == 0

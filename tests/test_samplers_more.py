@@ -138,7 +138,7 @@ def test_fit_sampler_flow_and_auto_components_then_sample_and_evaluate(tmp_path,
     with contextlib.redirect_stderr(terminal):
         assert main(["fit-sampler", str(run), "--kind", "flow", "--hidden", "16", "--transforms", "1"]) == 0
     assert "flow: " in terminal.getvalue() and "epoch" in terminal.getvalue()
-    assert "mean log-density of test codes: flow" in capsys.readouterr().out
+    assert "mean log-density of test codes: fitted flow" in capsys.readouterr().out
     assert (run / "sampler-flow.pt").is_file()
     assert main(["sample", str(run), "--sampler", "flow", "--n", "8", "--out", str(tmp_path / "s.npz")]) == 0
     assert np.load(tmp_path / "s.npz")["images"].shape == (8, 28, 28)

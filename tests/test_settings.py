@@ -155,6 +155,11 @@ def test_defaults_that_differ_by_objective_are_shown_by_objective(capsys):
         ("gaussian", ["vae"]),
     ]
     assert defaults_by_objective("train", "epochs") == [(25, ["mmd", "gan", "vae", "swd", "sinkhorn", "cw"])]
+    # session 40: the demo's WAE-MMD draws from the mixture prior; the other objectives keep N(0, I)
+    assert defaults_by_objective("loss", "prior") == [
+        ("mixture", ["mmd"]),
+        ("gaussian", ["gan", "vae", "swd", "sinkhorn", "cw"]),
+    ]
     assert defaults_by_objective("loss", "objective", "mnist-quality") == [
         ("mmd", ["mmd", "gan", "vae", "swd", "sinkhorn", "cw"])
     ]

@@ -46,6 +46,7 @@ from .config import (
     one_line,
     override,
     parse_json,
+    preset,
     read_settings,
     resolve_precision,
     settings,
@@ -58,7 +59,7 @@ from .data import ImageData, load, to_model_range, to_unit_range
 from .evaluate import EVAL_BYTES_PER_SAMPLE, balanced_labels, check_decode_memory, decode_prior
 from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
-from .priors import gaussian_log_density, mixture_log_density
+from .priors import PRIORS_WITH_DENSITY, log_density
 from .runs import load_data
 from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
@@ -885,9 +886,17 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
             dataclasses.replace(c, train=dataclasses.replace(c.train, schedule_epochs=planned_epochs(c)))
             for c in (stored, cfg)
         )
+    # a value the command did not give but its preset did (a default changed since the run began,
+    # like mnist-fast's prior in session 40) is said to be the preset's
+    defaults = preset(cfg.preset, cfg.loss.objective) if cfg.preset in PRESETS else None
     differ += [
-        f"{flag_of(f)} {_shown(a)} there, {_shown(b)} given"
-        for _, f, a, b in differing_settings(there, here, skipped | taken)
+        f"{flag_of(f)} {_shown(a)} there, {_shown(b)} "
+        + (
+            f"here (the {cfg.preset} preset's default)"
+            if defaults is not None and getattr(getattr(defaults, section), f.name) == b
+            else "given"
+        )
+        for section, f, a, b in differing_settings(there, here, skipped | taken)
     ]
     if differ:
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
@@ -1284,12 +1293,11 @@ def _fit_sampler(args: argparse.Namespace) -> int:
     test_codes = encode_all(model, data.test, cfg.data.range, labels=data.test_labels if conditional else None)
     with torch.no_grad():
         fitted_ll = sampler.log_density(test_codes).mean().item()
-    loss = cfg.loss
     prior_ll = (
-        gaussian_log_density(test_codes, loss.prior_var).mean().item()
-        if loss.prior == "gaussian"
-        else mixture_log_density(test_codes, loss.prior_var, loss.prior_components, loss.prior_separation).mean().item()
-        if loss.prior == "mixture"
+        log_density(model.prior, test_codes, model.prior_var, model.prior_components, model.prior_separation)
+        .mean()
+        .item()
+        if model.prior in PRIORS_WITH_DENSITY
         else None
     )
     _say(
@@ -1297,8 +1305,8 @@ def _fit_sampler(args: argparse.Namespace) -> int:
         f"wrote {path}" + ("" if cfg.data.dataset == "table" else f" and samples-{args.kind}.png")
     )
     print(
-        f"mean log-density of test codes: {_SAMPLER_WORDS[args.kind]} {fitted_ll:.3f}"
-        + (f", prior {prior_ll:.3f}" if prior_ll is not None else "")
+        f"mean log-density of test codes: fitted {_SAMPLER_WORDS[args.kind]} {fitted_ll:.3f}"
+        + (f", prior P_Z ({model.prior}) {prior_ll:.3f}" if prior_ll is not None else "")
     )
     return 0
 

@@ -155,7 +155,8 @@ def evaluate(
     - ``test_recon_mse``: mean squared error per pixel of G(E(x)), pixels in [0, 1];
     - ``test_mmd``: unbiased multi-scale IMQ MMD^2 between test codes and as many prior samples;
     - ``code_mean_norm``, ``code_var_mean``: norm of the mean of Q_Z and mean per-dimension
-      variance (prior: 0 and sigma_z^2);
+      variance (the Gaussian, uniform and sphere priors: 0 and sigma_z^2; the mixture prior:
+      r sigma_z / sqrt(K) and sigma_z^2 (1 + r^2 (K - 1) / (K d_z)));
     - Gaussian encoders only: ``encoder_logvar_mean``, the mean over test images and
       coordinates of log sigma^2(x) (a collapse to deterministic codes sends it far below 0)."""
     passed = test_pass(model, test_images, value_range, labels=labels)

@@ -33,6 +33,7 @@ from .checkpoint import CONFIG, json_text, write_atomic, write_config
 from .config import Config, UserError, parse_json, validate
 from .data import to_unit_range
 from .model import AutoEncoder
+from .priors import describe
 
 WEIGHTS = "model.safetensors"
 CARD = "README.md"
@@ -251,6 +252,7 @@ def _card(run: Path, cfg: Config, model: AutoEncoder, record: dict[str, Any], me
         for name in record["formats"]
         if name != "safetensors"
     ]
+    prior = describe(model.prior, model.prior_var, model.prior_components, model.prior_separation)
     lines = [
         f"# WAE ({loss.objective}) exported from run `{run.name}`",
         "",
@@ -258,12 +260,7 @@ def _card(run: Path, cfg: Config, model: AutoEncoder, record: dict[str, Any], me
         "",
         f"- data: {record['data']}, images {model.channels}x{model.size}x{model.size}, range {cfg.data.range}",
         f"- preset `{cfg.preset}`, objective `{loss.objective}`, architecture `{m.arch}`, {m.encoder} encoder, "
-        f"d_z = {m.latent_dim}, prior {loss.prior} (variance {loss.prior_var}"
-        + (
-            f"; {loss.prior_components} components, means {loss.prior_separation} sigma from 0 on the first axes)"
-            if loss.prior == "mixture"
-            else ")"
-        ),
+        f"d_z = {m.latent_dim}, prior {prior}",
         f"- loss: cost {loss.cost} x {loss.cost_scale}, lambda = {loss.lam}",
         f"- training: {record['step'] if record['step'] is not None else 'an unknown number of'} steps "
         f"of batch {train.batch_size}, seed {train.seed}",

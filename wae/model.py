@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig, UserError, check_memory, json_repr
+from .config import PRIORS, ModelConfig, UserError, check_memory, json_repr
 from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
-from .priors import sample_prior
+from .priors import check_prior_settings, sample_prior
 
 
 def _net(net: nn.Module, inputs: Tensor, labels: Tensor | None) -> Any:
@@ -228,13 +228,19 @@ class AutoEncoder(nn.Module):
         prior: str = "gaussian",
         prior_var: float = 1.0,
         classes: int = 0,
-        prior_components: int = 10,
+        prior_components: int | None = None,
         prior_separation: float = 5.0,
     ):
         super().__init__()
         self.channels, self.size, self.latent_dim, self.classes = channels, size, cfg.latent_dim, classes
         self.prior, self.prior_var, self.output, self.arch = prior, prior_var, cfg.output, cfg.arch
-        self.prior_components, self.prior_separation = prior_components, prior_separation  # a mixture prior's
+        if prior not in PRIORS:  # ValueError now, not at the first draw (a grid at the first epoch's end)
+            raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
+        # a mixture prior's K (not given: min(10, d_z), as config.prior_components) and r
+        self.prior_components = check_prior_settings(
+            prior, cfg.latent_dim, prior_var, prior_components, prior_separation
+        )
+        self.prior_separation = prior_separation
         gaussian, norm, labels = cfg.encoder == "gaussian", cfg.batch_norm, (classes, cfg.label_dim)
         self.encoder: Encoder | MLPEncoder
         self.decoder: Decoder | MLPDecoder

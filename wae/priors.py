@@ -17,6 +17,7 @@ IMQ kernel constant C = 2 * d_z * sigma_z^2 meaningful for all of them:
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -28,11 +29,14 @@ def sample_prior(
     dim: int,
     var: float = 1.0,
     generator: torch.Generator | None = None,
-    components: int = 10,
+    components: int | None = None,
     separation: float = 5.0,
 ) -> Tensor:
     """Draw ``n`` codes of dimension ``dim`` from the prior; returns (n, dim) float32.
-    ``components`` (K) and ``separation`` (r) are the mixture's (ValueError for K > dim)."""
+    ``components`` (K; None: min(10, dim)) and ``separation`` (r) are the mixture's. ValueError for
+    a variance that is not a finite number > 0, and for a mixture that cannot be placed (K not a
+    whole number from 1 to dim, r not a finite number in (0, 1e6])."""
+    _check_var(var)
     if kind == "gaussian":
         return torch.randn(n, dim, generator=generator) * math.sqrt(var)
     if kind == "uniform":
@@ -42,35 +46,105 @@ def sample_prior(
         z = torch.randn(n, dim, generator=generator)
         return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12) * math.sqrt(dim * var)
     if kind == "mixture":
-        _check_mixture(dim, components, separation)
+        components = _check_mixture(dim, components, separation)
         which = torch.randint(components, (n,), generator=generator)
         z = torch.randn(n, dim, generator=generator) * math.sqrt(var)
-        z[torch.arange(n), which] += separation * math.sqrt(var)
+        z[torch.arange(n), which] += float(separation) * math.sqrt(var)
         return z
     raise ValueError(f"unknown prior '{kind}'")
 
 
-def _check_mixture(dim: int, components: int, separation: float) -> None:
-    if not (type(components) is int and 1 <= components <= dim):  # bool too: True is no count
+def _check_var(var: float) -> None:
+    if isinstance(var, bool) or not isinstance(var, numbers.Real) or not (math.isfinite(var) and var > 0):
+        raise ValueError(f"the prior's variance must be a finite number > 0; got {var!r}")
+
+
+def _check_mixture(dim: int, components: int | None, separation: float) -> int:
+    """K as an int (None: min(10, dim)), once K and r are checked (ValueError)."""
+    if components is None:
+        components = min(10, dim)
+    if isinstance(components, bool) or not isinstance(components, numbers.Integral) or not 1 <= components <= dim:
         raise ValueError(f"the mixture prior places its {components!r} means on the first axes of {dim}: 1 to {dim}")
-    if not (isinstance(separation, (int, float)) and math.isfinite(separation) and separation > 0):
-        raise ValueError(f"the mixture prior's separation must be a finite number > 0; got {separation!r}")
+    if (
+        isinstance(separation, bool)
+        or not isinstance(separation, numbers.Real)
+        or not (math.isfinite(separation) and 0 < separation <= 1e6)
+    ):
+        raise ValueError(f"the mixture prior's separation must be a finite number in (0, 1e6]; got {separation!r}")
+    return int(components)
 
 
-def mixture_means(dim: int, var: float = 1.0, components: int = 10, separation: float = 5.0) -> Tensor:
-    """The means of the ``mixture`` prior's components, (K, dim) float32: r sigma e_k."""
-    _check_mixture(dim, components, separation)
+def check_prior_settings(
+    kind: str, dim: int, var: float, components: int | None = None, separation: float = 5.0
+) -> int:
+    """The mixture's K as an int (None: min(10, dim)) once the prior's settings are checked: the
+    variance, and for the mixture K and r (ValueError as :func:`sample_prior`)."""
+    _check_var(var)
+    if kind == "mixture":
+        return _check_mixture(dim, components, separation)
+    return min(10, dim) if components is None else components
+
+
+def describe(kind: str, var: float, components: int = 10, separation: float = 5.0) -> str:
+    """The prior in words, for reports and model cards: its kind and variance, and a mixture's K
+    and r (K as resolved: :func:`check_prior_settings`)."""
+    if kind == "mixture":
+        return f"mixture of {components} Gaussians N({separation:g} sigma e_k, sigma^2 I), sigma^2 = {var:g}"
+    return f"{kind} (variance {var:g})"
+
+
+def _check_codes(z: Tensor) -> None:
+    if not isinstance(z, Tensor) or z.ndim != 2 or not z.is_floating_point():
+        shown = f"a {z.ndim}-D {z.dtype} tensor" if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"codes z must be a 2-D floating-point tensor (n, d); got {shown}")
+
+
+def mixture_means(dim: int, var: float = 1.0, components: int | None = None, separation: float = 5.0) -> Tensor:
+    """The means of the ``mixture`` prior's components, (K, dim) float32: r sigma e_k (K = None:
+    min(10, dim)). ValueError as :func:`sample_prior`."""
+    _check_var(var)
+    components = _check_mixture(dim, components, separation)
     means = torch.zeros(components, dim)
-    means[torch.arange(components), torch.arange(components)] = separation * math.sqrt(var)
+    means[torch.arange(components), torch.arange(components)] = float(separation) * math.sqrt(var)
     return means
 
 
-def mixture_log_density(z: Tensor, var: float = 1.0, components: int = 10, separation: float = 5.0) -> Tensor:
-    """log p(z) under the ``mixture`` prior, (1/K) sum_k N(z; r sigma e_k, var I), for z of shape
-    (n, d); returns (n,)."""
-    means = mixture_means(z.shape[1], var, components, separation).to(z)
-    each = gaussian_log_density((z[:, None, :] - means[None]).reshape(-1, z.shape[1]), var).reshape(len(z), -1)
-    return torch.logsumexp(each, dim=1) - math.log(components)
+def mixture_log_density(z: Tensor, var: float = 1.0, components: int | None = None, separation: float = 5.0) -> Tensor:
+    """log p(z) under the ``mixture`` prior, (1/K) sum_k N(z; r sigma e_k, var I), for float z of
+    shape (n, d); returns (n,) in z's dtype (ValueError for other z, and as :func:`sample_prior`)."""
+    _check_codes(z)
+    d = z.shape[1]
+    means = mixture_means(d, var, components, separation).to(z)
+    squared = (z[:, None, :] - means[None]).pow(2).sum(-1)  # (n, K), no reshape: n may be 0
+    each = -0.5 * (squared / var + d * math.log(2.0 * math.pi * var))
+    return torch.logsumexp(each, dim=1) - math.log(len(means))
+
+
+PRIORS_WITH_DENSITY = ("gaussian", "uniform", "mixture")
+"""The priors with a density on R^d (the sphere's mass lies on a set of volume 0)."""
+
+
+def log_density(
+    kind: str, z: Tensor, var: float = 1.0, components: int | None = None, separation: float = 5.0
+) -> Tensor:
+    """log p(z) under the prior ``kind`` (one of PRIORS_WITH_DENSITY) for float z of shape (n, d);
+    returns (n,) in nats, in z's dtype. The uniform's is -inf outside its cube. ValueError for the
+    sphere (no density on R^d), an unknown kind, z of another shape or an integer dtype, and as
+    :func:`sample_prior` for the variance and the mixture's settings."""
+    _check_codes(z)
+    _check_var(var)
+    if kind == "gaussian":
+        return gaussian_log_density(z, var)
+    if kind == "mixture":
+        return mixture_log_density(z, var, components, separation)
+    if kind == "uniform":
+        half_width = math.sqrt(3.0 * var)
+        inside = (z.abs() <= half_width).all(dim=1)
+        value = torch.full((len(z),), -z.shape[1] * math.log(2.0 * half_width), dtype=z.dtype, device=z.device)
+        return value.masked_fill(~inside, -math.inf)
+    if kind == "sphere":
+        raise ValueError("the sphere prior has no density on R^d: its mass lies on a sphere")
+    raise ValueError(f"unknown prior '{kind}'")
 
 
 def gaussian_log_density(z: Tensor, var: float = 1.0) -> Tensor:

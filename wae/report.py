@@ -487,6 +487,15 @@ img.plot { max-width: 100%; } img.grid { image-rendering: pixelated; width: 370p
 """
 
 
+def _mixture_words(loss: dict[str, Any], model: dict[str, Any]) -> str:
+    """A mixture prior's K (not set: min(10, d_z)) and r, as read from a config.json."""
+    if loss.get("prior") != "mixture":
+        return ""
+    k, d = loss.get("prior_components"), model.get("latent_dim")
+    k = k if k is not None else (min(10, d) if isinstance(d, int) else "?")
+    return f" (K = {k}, r = {loss.get('prior_separation')})"
+
+
 def _config_line(cfg: dict[str, Any]) -> str:
     m, loss, t = cfg.get("model", {}), cfg.get("loss", {}), cfg.get("train", {})
     parts = [
@@ -496,7 +505,7 @@ def _config_line(cfg: dict[str, Any]) -> str:
         f"d_z = {m.get('latent_dim')}",
         f"λ = {loss.get('lam')}",
         f"cost {loss.get('cost')}",
-        f"prior {loss.get('prior')}",
+        f"prior {loss.get('prior')}" + _mixture_words(loss, m),
         f"batch {t.get('batch_size')}",
         f"{t.get('epochs')} epochs",
         f"precision {t.get('precision')}",

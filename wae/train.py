@@ -40,6 +40,7 @@ from .config import (
     json_repr,
     one_line,
     parse_json,
+    prior_components,
     resolve_precision,
     validate,
     validate_new,
@@ -83,7 +84,7 @@ from .parallel import (
     resolve_device,
     shard,
 )
-from .priors import gaussian_log_density
+from .priors import describe, gaussian_log_density
 from .samplers import (
     SAMPLER_FILES,
     LatentSampler,
@@ -703,7 +704,7 @@ def auto_encoder(cfg: Config, channels: int, size: int, classes: int = 0) -> Aut
     ``channels`` x ``size`` x ``size``, conditional on ``classes`` when > 0; fresh weights."""
     loss = cfg.loss
     return AutoEncoder(
-        cfg.model, channels, size, loss.prior, loss.prior_var, classes, loss.prior_components, loss.prior_separation
+        cfg.model, channels, size, loss.prior, loss.prior_var, classes, prior_components(cfg), loss.prior_separation
     )
 
 
@@ -1107,8 +1108,8 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         f"- model: architecture {cfg.model.arch}, {cfg.model.encoder} encoder, d_z = {cfg.model.latent_dim}, "
         f"{sum(p.numel() for p in state.model.parameters()):,} parameters",
         f"- loss: cost {cfg.loss.cost} x {cfg.loss.cost_scale}, lambda = {cfg.loss.lam}, "
-        f"{'kernel ' + cfg.loss.kernel + ', ' if cfg.loss.objective == 'mmd' else ''}prior {cfg.loss.prior} "
-        f"(variance {cfg.loss.prior_var})",
+        f"{'kernel ' + cfg.loss.kernel + ', ' if cfg.loss.objective == 'mmd' else ''}prior "
+        + describe(cfg.loss.prior, cfg.loss.prior_var, state.model.prior_components, cfg.loss.prior_separation),
         f"- training: {state.step} steps of batch {cfg.train.batch_size}, precision {cfg.train.precision}, "
         f"seed {cfg.train.seed}, {speed:.0f} {'rows' if table else 'images'}/s "
         "(mean over the run, training steps only)",
