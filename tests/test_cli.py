@@ -439,6 +439,9 @@ def test_a_run_with_the_mixture_prior_trains_samples_and_reloads_its_prior(tmp_p
     which = torch.cdist(z, means).argmin(1)
     assert torch.bincount(which, minlength=3).min().item() > 900
     assert (z - means[which]).var(0).mean().item() == pytest.approx(2.0, rel=0.1)
+    # the report names the prior's K and r (session 40): the page's settings line and report.md
+    assert "prior mixture of 3 Gaussians N(4 sigma e_k, sigma^2 I), sigma^2 = 2" in (run / "report.md").read_text()
+    assert "prior mixture (K = 3, r = 4.0)" in (run / "report.html").read_text()
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         assert main(["fit-sampler", str(run), "--components", "2"]) == 0
