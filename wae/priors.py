@@ -10,8 +10,9 @@ IMQ kernel constant C = 2 * d_z * sigma_z^2 meaningful for all of them:
   (K <= d). A multimodal P_Z for multimodal data (WAE's P_Z may be any distribution it can be
   sampled from, Tolstikhin et al. 2018, Sec. 2). Here sigma is each component's per-coordinate
   scale, not the mixture's (whose coordinates have variance var + r^2 var (K - 1) / K^2 on the
-  first K axes). In the demo it made the prior's draws cleaner (FID 16.3 -> 13.0, two seeds),
-  though the codes do not sort by class into its components (docs/results.md, session 39).
+  first K axes). The demo's WAE-MMD prior since session 40 (K = min(10, d_z), r = 5): it made
+  the prior's draws cleaner (FID 16.41 -> 12.94 over three seeds), though the codes do not sort
+  by class into its components (docs/results.md, sessions 39-40).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def check_prior_settings(
     return min(10, dim) if components is None else components
 
 
-def describe(kind: str, var: float, components: int = 10, separation: float = 5.0) -> str:
+def describe(kind: str, var: float, components: int, separation: float) -> str:
     """The prior in words, for reports and model cards: its kind and variance, and a mixture's K
     and r (K as resolved: :func:`check_prior_settings`)."""
     if kind == "mixture":
