@@ -786,7 +786,9 @@ KERNEL_RANGE = (1e-12, 1e12)  # sigma_z^2 and each kernel scale: float32 kernels
 def prior_components(cfg: Config) -> int:
     """K, the mixture prior's components: loss.prior_components, or min(10, latent_dim) when it is
     not set (one mean an axis; ten for the ten digits where d_z allows)."""
-    return cfg.loss.prior_components if cfg.loss.prior_components is not None else min(10, cfg.model.latent_dim)
+    from .priors import default_components  # priors imports torch; config stays light
+
+    return default_components(cfg.model.latent_dim, cfg.loss.prior_components)
 
 
 def _prior_trick_is_gans(objective: str) -> str:

@@ -60,10 +60,15 @@ def _check_var(var: float) -> None:
         raise ValueError(f"the prior's variance must be a finite number > 0; got {var!r}")
 
 
+def default_components(dim: int, components: int | None = None) -> int:
+    """The mixture's K where it is not given (None): min(10, dim), one mean an axis, ten for the
+    ten digits where d_z allows; a K given is returned as it is (checked where it is used)."""
+    return min(10, dim) if components is None else components
+
+
 def _check_mixture(dim: int, components: int | None, separation: float) -> int:
     """K as an int (None: min(10, dim)), once K and r are checked (ValueError)."""
-    if components is None:
-        components = min(10, dim)
+    components = default_components(dim, components)
     if isinstance(components, bool) or not isinstance(components, numbers.Integral) or not 1 <= components <= dim:
         raise ValueError(f"the mixture prior places its {components!r} means on the first axes of {dim}: 1 to {dim}")
     if (
@@ -83,7 +88,7 @@ def check_prior_settings(
     _check_var(var)
     if kind == "mixture":
         return _check_mixture(dim, components, separation)
-    return min(10, dim) if components is None else components
+    return default_components(dim, components)  # unused by other priors: not checked
 
 
 def describe(kind: str, var: float, components: int, separation: float) -> str:
@@ -114,10 +119,8 @@ def mixture_log_density(z: Tensor, var: float = 1.0, components: int | None = No
     """log p(z) under the ``mixture`` prior, (1/K) sum_k N(z; r sigma e_k, var I), for float z of
     shape (n, d); returns (n,) in z's dtype (ValueError for other z, and as :func:`sample_prior`)."""
     _check_codes(z)
-    d = z.shape[1]
-    means = mixture_means(d, var, components, separation).to(z)
-    squared = (z[:, None, :] - means[None]).pow(2).sum(-1)  # (n, K), no reshape: n may be 0
-    each = -0.5 * (squared / var + d * math.log(2.0 * math.pi * var))
+    means = mixture_means(z.shape[1], var, components, separation).to(z)
+    each = gaussian_log_density(z[:, None, :] - means[None], var)  # (n, K), no reshape: n may be 0
     return torch.logsumexp(each, dim=1) - math.log(len(means))
 
 
@@ -149,6 +152,7 @@ def log_density(
 
 
 def gaussian_log_density(z: Tensor, var: float = 1.0) -> Tensor:
-    """log N(z; 0, var * I) for z of shape (n, d); returns (n,)."""
-    d = z.shape[1]
-    return -0.5 * (z.pow(2).sum(1) / var + d * math.log(2.0 * math.pi * var))
+    """log N(z; 0, var * I) over the last axis of z, of shape (..., d); returns (...,): (n,) for
+    codes (n, d)."""
+    d = z.shape[-1]
+    return -0.5 * (z.pow(2).sum(-1) / var + d * math.log(2.0 * math.pi * var))
