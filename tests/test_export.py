@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import torch
 import wae
 from wae import export
 from wae.cli import main
-from wae.config import UserError
+from wae.config import Config, UserError
 
 pytest.importorskip("safetensors")
 
@@ -172,3 +174,83 @@ def test_conditional_and_table_runs_are_refused_in_one_line(tmp_path, capsys):
         assert main(["export", str(tmp_path / run), "--out", str(tmp_path / f"{run}-model")]) == 2
         assert f"does not handle {what}" in capsys.readouterr().err
         assert not (tmp_path / f"{run}-model").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "value"),
+    [("loss", "prior", "uniform"), ("loss", "lam", 7.0), ("model", "latent_dim", 3), ("loss", "prior_separation", 2.0)],
+)
+def test_an_edited_export_config_is_refused_naming_the_setting(exported, tmp_path, capsys, section, name, value):
+    copy = _copy(exported, tmp_path)
+    cfg = json.loads((copy / "config.json").read_text())
+    was = cfg[section][name]
+    cfg[section][name] = value
+    (copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="are not of one export") as err:
+        wae.load_model(copy)
+    assert f"{section}.{name} {was!r} (config.json: {value!r})" in str(err.value)
+    assert main(["sample", str(copy), "--n", "4", "--out", str(tmp_path / "s.png")]) == 2
+    assert "are not of one export" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
+
+
+def test_an_export_config_may_change_what_a_resumed_run_may_and_names_the_rest(exported, tmp_path):
+    copy = _copy(exported, tmp_path)
+    cfg = json.loads((copy / "config.json").read_text())
+    # a recipient's data are elsewhere; threads and epochs do not change what the weights draw
+    edited = {**cfg, "data": {**cfg["data"], "path": str(tmp_path / "moved.npz")}}
+    edited["train"] = {**cfg["train"], "threads": 1, "epochs": 99}
+    (copy / "config.json").write_text(json.dumps(edited, indent=8))
+    _, loaded = wae.load_model(copy)
+    assert loaded.data.path == str(tmp_path / "moved.npz")
+    (copy / "config.json").write_text(json.dumps({**cfg, "preset": "celeba-paper"}))  # a label, compared too
+    with pytest.raises(UserError, match=r"preset '\w[\w-]*' \(config.json: 'celeba-paper'\)"):
+        wae.load_model(copy)
+    many = {**cfg, "loss": {**cfg["loss"], "lam": 3.0, "prior": "uniform", "prior_var": 2.0, "cost_scale": 0.5}}
+    (copy / "config.json").write_text(json.dumps(many))
+    with pytest.raises(UserError, match=r"and 1 more\)") as err:  # a few named, not every one
+        wae.load_model(copy)
+    assert str(err.value).count("(config.json:") == 3
+    (copy / "config.json").write_text(json.dumps({**cfg, "loss": {**cfg["loss"], "prior": "gausian"}}))
+    with pytest.raises(UserError, match="loss.prior must be one of"):  # validation's words, not "damaged"
+        wae.load_model(copy)
+
+
+def test_weights_of_another_export_are_named_as_such_without_a_spurious_setting(run, exported, tmp_path):
+    other = tmp_path / "other-run"
+    assert main(["train", *TINY, "--max-steps", "2", "--latent-dim", "8", "--out", str(other)]) == 0
+    assert main(["export", str(other), "--out", str(tmp_path / "other")]) == 0
+    copy = _copy(exported, tmp_path)
+    (copy / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(UserError, match="weights copied in from another") as err:
+        wae.load_model(copy)
+    # K follows d_z in both (not set): the difference is d_z's, named once
+    assert "model.latent_dim 8 (config.json: 16)" in str(err.value) and "prior_components" not in str(err.value)
+
+
+def test_an_export_of_a_run_whose_data_name_is_not_utf8(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (96, 28, 28), dtype=np.uint8)
+    data = Path(os.fsdecode(bytes(tmp_path) + b"/d\xff.npz"))  # a name of bytes that are not UTF-8
+    np.savez(data, x_train=images, x_test=images[:32])
+    run_dir = tmp_path / "run"
+    small = ["--batch-size", "32", "--precision", "fp32", "--arch", "fast", "--no-progress"]
+    assert main(["train", "--data", str(data), *small, "--max-steps", "2", "--out", str(run_dir)]) == 0
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "e")]) == 0
+    model, cfg = wae.load_model(tmp_path / "e")
+    assert cfg.data.path == str(data) and model.latent_dim == cfg.model.latent_dim
+
+
+def test_an_export_without_a_recorded_config_still_loads_and_a_damaged_record_is_named(exported, tmp_path):
+    st = pytest.importorskip("safetensors.torch")
+    copy = _copy(exported, tmp_path)
+    tensors = st.load_file(str(exported / "model.safetensors"))
+    with st.safe_open(str(exported / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["config"]) == json.loads((exported / "config.json").read_text())
+    old = {k: v for k, v in meta.items() if k != "config"}  # as an export of session 40 or before
+    (copy / "model.safetensors").write_bytes(st.save(tensors, metadata=old))
+    _, cfg = wae.load_model(copy)
+    assert cfg == Config.from_dict(json.loads((exported / "config.json").read_text()))
+    for damaged in ("{", "[1]", '{"loss": {"prior": "nothing"}}'):
+        (copy / "model.safetensors").write_bytes(st.save(tensors, metadata={**meta, "config": damaged}))
+        with pytest.raises(UserError, match="cannot be read"):
+            wae.load_model(copy)

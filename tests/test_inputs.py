@@ -230,3 +230,29 @@ def test_numpy_numbers_are_taken_as_python_numbers():
     json.dumps(cfg.to_dict())  # config.json can be written
     with pytest.raises(UserError, match="latent_dim must be int"):
         override(preset(), latent_dim=np.float64(2.5))
+
+
+def test_no_handler_catches_a_user_error_as_a_generic_value_error_first():
+    """UserError is a ValueError: a ``try`` whose ``except (..., ValueError)`` comes before its
+    ``except UserError`` reports validation's own words as "damaged (UserError)" (export's
+    config.json read did until session 41). Every such ``try`` in the package is looked at."""
+    import ast
+    from pathlib import Path
+
+    def names(handler: ast.ExceptHandler) -> set[str]:
+        kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        return {k.id if isinstance(k, ast.Name) else getattr(k, "attr", "") for k in kinds if k is not None}
+
+    wrong, seen = [], 0
+    for path in sorted(Path(wae.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Try):
+                caught: set[str] = set()
+                for handler in node.handlers:
+                    kinds = names(handler) if handler.type is not None else {"BaseException"}
+                    if "UserError" in kinds:
+                        seen += 1
+                        if caught & {"ValueError", "Exception", "BaseException"}:
+                            wrong.append(f"{path.name}:{handler.lineno}")
+                    caught |= kinds
+    assert seen > 10 and not wrong, wrong

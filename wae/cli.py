@@ -40,6 +40,7 @@ from .config import (
     check_seed,
     defaults_by_objective,
     differing_settings,
+    first_few,
     flag_of,
     from_settings,
     json_repr,
@@ -899,9 +900,8 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         for section, f, a, b in differing_settings(there, here, skipped | taken)
     ]
     if differ:
-        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
         raise UserError(
-            f"--auto-resume: {run_dir} holds a run with other settings ({'; '.join(differ[:3])}{more}); give "
+            f"--auto-resume: {run_dir} holds a run with other settings ({first_few(differ, '; ')}); give "
             f"another --out, continue that run with wae train --resume {run_dir}, or replace it with --overwrite "
             "instead of --auto-resume"
         )
@@ -1006,11 +1006,10 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         runs.check_no_mounts(run_dir)  # the more telling refusal first, when an entry is a mount point
         foreign = runs.foreign_entries(run_dir)
         if foreign:  # a run folder holds what wae writes; anything else may be the user's own
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise UserError(
-                f"{run_dir} holds what is not a wae run's own ({shown}: names that wae train, fit-sampler, evaluate "
-                "and report do not give, such as an --out of your choosing, or wae's names on another kind of entry); "
-                "refusing to replace it: move them out or remove the folder yourself"
+                f"{run_dir} holds what is not a wae run's own ({first_few(foreign)}: names that wae train, "
+                "fit-sampler, evaluate and report do not give, such as an --out of your choosing, or wae's names on "
+                "another kind of entry); refusing to replace it: move them out or remove the folder yourself"
             )
         runs.clear(run_dir)  # all but the lock file this process holds
     try:

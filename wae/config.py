@@ -16,7 +16,7 @@ import sys
 import types
 import typing
 import unicodedata
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -488,11 +488,16 @@ class Config:
         return Config(preset=d.get("preset", "custom"), **parts)
 
 
+def first_few(items: Sequence[str], sep: str = ", ", n: int = 3) -> str:
+    """The first ``n`` of ``items`` joined by ``sep``, and how many more: a message names a few
+    of a list that a crafted or damaged file can make as long as it likes."""
+    return sep.join(items[:n]) + (f" and {len(items) - n:,} more" if len(items) > n else "")
+
+
 def _some(keys: set[Any]) -> str:
     """Up to three of ``keys``, each shortened, and how many more (a crafted file may hold
     thousands, each of any length)."""
-    shown = ", ".join(json_repr(k) for k in sorted(keys, key=str)[:3])
-    return shown + (f" and {len(keys) - 3:,} more" if len(keys) > 3 else "")
+    return first_few([json_repr(k) for k in sorted(keys, key=str)])
 
 
 def _as_field_type(name: str, value: Any, hint: Any) -> Any:
@@ -721,7 +726,8 @@ def differing_settings(
     ``here``), in the order of :func:`settings`, but those whose names are in ``leave_out``
     (setting names are unique across sections). Callers word the differences. The mixture
     prior's K is compared as used: min(10, d_z) where it is not set, and only where both priors
-    are the mixture (a run of session 39 recorded K = 10 whatever its prior)."""
+    are the mixture (a run of session 39 recorded K = 10 whatever its prior); a K recorded alike
+    in both that is used differently only follows d_z, which is named itself."""
     for section, f, _, _ in settings():
         if f.name not in leave_out:
             a, b = getattr(getattr(there, section), f.name), getattr(getattr(here, section), f.name)
@@ -730,7 +736,7 @@ def differing_settings(
                 both = there.loss.prior == here.loss.prior == "mixture"
                 used_a, used_b = (prior_components(c) if both else None for c in (there, here))
             nan = isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
-            if used_a != used_b and not nan:  # the same NaN in both is one value (validation names it)
+            if used_a != used_b and a != b and not nan:  # the same NaN in both is one value (validation names it)
                 yield section, f, a, b
 
 

@@ -19,6 +19,7 @@ Needs ``safetensors``; ONNX needs ``onnx``, ``onnxscript`` and (for the check) `
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import warnings
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import CONFIG, json_text, write_atomic, write_config
-from .config import Config, UserError, parse_json, validate
+from .config import Config, UserError, first_few, parse_json, validate
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -85,7 +86,9 @@ class ImageDecoder(nn.Module):
 
 def save_weights(model: AutoEncoder, cfg: Config, out: Path, about: dict[str, Any]) -> None:
     """``model``'s weights (float32, contiguous) into ``out/model.safetensors`` with its image
-    shape in the metadata, and ``cfg`` into ``out/config.json``."""
+    shape and ``cfg`` (as JSON, key ``config``) in the metadata, and ``cfg`` into
+    ``out/config.json``: :func:`read_export` checks the file a person can edit against the copy
+    inside the weights."""
     st = _safetensors()
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {
@@ -93,7 +96,9 @@ def save_weights(model: AutoEncoder, cfg: Config, out: Path, about: dict[str, An
         "channels": str(model.channels),
         "size": str(model.size),
         "wae_version": __version__,
-        **{k: str(v) for k, v in about.items()},
+        "config": json.dumps(cfg.to_dict(), sort_keys=True),
+        # safetensors takes UTF-8 text only: a data name from a path of other bytes is escaped
+        **{k: str(v).encode("utf-8", "backslashreplace").decode("utf-8") for k, v in about.items()},
     }
     write_atomic(out / WEIGHTS, st.torch.save(tensors, metadata=metadata))
     write_config(out, cfg)
@@ -122,6 +127,34 @@ def _shape_of(metadata: dict[str, str], path: Path) -> tuple[int, int]:
     return channels, size
 
 
+def _check_recorded_config(cfg: Config, metadata: dict[str, str], config_path: Path, path: Path) -> None:
+    """:class:`UserError` when ``config.json`` differs from the config recorded in the weights'
+    metadata: an edited config.json (its prior, say) would change what the export draws while
+    its weights and card stay those of the run, and weights copied in from another export would
+    be read with this one's settings. The preset (a label) is compared too; the settings a
+    resumed run may change (the data path above all: a recipient's data are elsewhere) are not.
+    Exports written before session 41 record none and are read as they are."""
+    from .runs import config_differences
+
+    if "config" not in metadata:
+        return
+    try:
+        recorded = Config.from_dict(parse_json(metadata["config"]))
+        validate(recorded)
+    except (ValueError, TypeError, AttributeError):  # UserError is a ValueError
+        raise UserError(f"{path} is damaged (the config in its metadata cannot be read)") from None
+    differences = config_differences(cfg, recorded)
+    if recorded.preset != cfg.preset:
+        differences.insert(0, f"preset {recorded.preset!r} (config.json: {cfg.preset!r})")
+    if differences:
+        shown = first_few(differences, "; ")
+        raise UserError(
+            f"{config_path.name} and {path.name} in {path.parent} are not of one export ({shown}): "
+            f"{config_path.name} was edited or the weights copied in from another; export the run again, or "
+            "restore the files"
+        )
+
+
 def load_exported(folder: str | Path) -> tuple[AutoEncoder, Config]:
     """The auto-encoder (eval mode) and config of an exported folder: ``config.json`` checked
     as a stored config, ``model.safetensors`` read without unpickling (image shape from its
@@ -146,10 +179,10 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
         validate(cfg)
     except FileNotFoundError:
         raise UserError(f"{folder} is an export without {CONFIG}") from None
+    except UserError as err:  # before ValueError, which it is: validation's own words
+        raise UserError(f"{config_path}: {err}") from None
     except (OSError, ValueError, TypeError, AttributeError) as err:
         raise UserError(f"{config_path} is damaged ({type(err).__name__})") from None
-    except UserError as err:
-        raise UserError(f"{config_path}: {err}") from None
     _check_openable(path)
     try:
         with st.safe_open(str(path), framework="pt") as f:
@@ -158,6 +191,7 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
     except Exception as err:  # safetensors raises its own SafetensorError for a damaged header
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
     channels, size = _shape_of(metadata, path)
+    _check_recorded_config(cfg, metadata, config_path, path)
     try:
         image_shape_of({"data": {"channels": channels, "size": size}})
         model = _model_for(cfg, channels, size)

@@ -22,7 +22,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,7 +30,17 @@ import torch
 
 from .checkpoint import EPOCH_GRIDS, FOLDER, GRIDS, load_latest, sweep_stale
 from .checkpoint import load as load_checkpoint
-from .config import Config, DataConfig, UserError, about, differing_settings, parse_json, settings, warn_caller
+from .config import (
+    Config,
+    DataConfig,
+    UserError,
+    about,
+    differing_settings,
+    first_few,
+    parse_json,
+    settings,
+    warn_caller,
+)
 from .samplers import SAMPLER_FILES
 
 LOCK = ".lock"
@@ -692,12 +702,13 @@ def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Confi
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def config_differences(run: Config, stored: Config) -> list[str]:
-    """The settings (``section.name was (config.json: is)``) in which a checkpoint's config
-    differs from the run's, leaving out those a resumed session may change."""
+def config_differences(run: Config, stored: Config, leave_out: Collection[str] = RESUMABLE) -> list[str]:
+    """The settings (``section.name was (config.json: is)``) in which a stored config (a
+    checkpoint's, an export's metadata) differs from the folder's ``config.json`` (``run``),
+    leaving out ``leave_out`` (by default those a resumed session may change)."""
     return [
         f"{section}.{f.name} {was!r} (config.json: {now!r})"
-        for section, f, now, was in differing_settings(run, stored, RESUMABLE)
+        for section, f, now, was in differing_settings(run, stored, leave_out)
     ]
 
 
@@ -707,7 +718,7 @@ def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None
     if run_cfg is not None:
         differences = config_differences(run_cfg, Config.from_dict(payload["config"]))
         if differences:
-            raise UserError(f"checkpoint {path} does not match the run's config.json: {'; '.join(differences)}")
+            raise UserError(f"checkpoint {path} does not match the run's config.json: {first_few(differences, '; ')}")
     for part in ("model", "adversary"):
         for name, value in payload.get(part, {}).items():
             if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
