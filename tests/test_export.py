@@ -191,6 +191,9 @@ def test_an_edited_export_config_is_refused_naming_the_setting(exported, tmp_pat
     assert f"{section}.{name} {was!r} (config.json: {value!r})" in str(err.value)
     assert main(["sample", str(copy), "--n", "4", "--out", str(tmp_path / "s.png")]) == 2
     assert "are not of one export" in capsys.readouterr().err and not (tmp_path / "s.png").exists()
+    assert main(["runs", str(tmp_path)]) == 0  # its row names the files by their names in the folder
+    row = next(line for line in capsys.readouterr().out.splitlines() if "not of one export" in line)
+    assert "config.json and model.safetensors are not of one export" in row and str(tmp_path) not in row
 
 
 def test_an_export_config_may_change_what_a_resumed_run_may_and_names_the_rest(exported, tmp_path):

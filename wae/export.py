@@ -149,7 +149,7 @@ def _check_recorded_config(cfg: Config, metadata: dict[str, str], config_path: P
     if differences:
         shown = first_few(differences, "; ")
         raise UserError(
-            f"{config_path.name} and {path.name} in {path.parent} are not of one export ({shown}): "
+            f"{config_path} and {path.name} are not of one export ({shown}): "
             f"{config_path.name} was edited or the weights copied in from another; export the run again, or "
             "restore the files"
         )
