@@ -22,7 +22,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -702,13 +702,13 @@ def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Confi
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def config_differences(run: Config, stored: Config, leave_out: Collection[str] = RESUMABLE) -> list[str]:
+def config_differences(run: Config, stored: Config) -> list[str]:
     """The settings (``section.name was (config.json: is)``) in which a stored config (a
     checkpoint's, an export's metadata) differs from the folder's ``config.json`` (``run``),
-    leaving out ``leave_out`` (by default those a resumed session may change)."""
+    leaving out those a resumed session may change."""
     return [
         f"{section}.{f.name} {was!r} (config.json: {now!r})"
-        for section, f, now, was in differing_settings(run, stored, leave_out)
+        for section, f, now, was in differing_settings(run, stored, RESUMABLE)
     ]
 
 
