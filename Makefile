@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/wae train --preset mnist-fast --time-budget 9.5 --out runs/demo --overwrite
+	$(VENV)/bin/wae train --preset mnist-fast --objective gan --time-budget 9.5 --out runs/demo --overwrite
 
 # the quality preset's wider network given 50 epochs and the hour as a budget (docs/results.md,
 # session 35-36: 49-50 epochs kept on an AMD EPYC with AVX-512 bf16; slower hosts keep fewer).

@@ -398,7 +398,16 @@ def _make_commands() -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("demo", {"preset": '"mnist-fast"', "epochs": "25", "time_budget": "9.5"}),
+        (
+            "demo",
+            {
+                "preset": '"mnist-fast"',
+                "objective": '"gan"',
+                "prior": '"mixture"',
+                "epochs": "25",
+                "time_budget": "9.5",
+            },
+        ),
         ("quality", {"preset": '"mnist-quality"', "epochs": "50", "time_budget": "58.0", "arch": '"wide"'}),
     ],
 )

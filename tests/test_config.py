@@ -33,8 +33,9 @@ def test_paper_settings():
 
 def test_demo_settings():
     # the presets' measured choices (docs/results.md, "Sample quality"): WAE-MMD with the L1
-    # cost x 0.01 at lambda 1 and lr 2e-3 (both presets since session 26), the other penalties
-    # at the paper's 10 with 0.05 x squared L2 and lr 1e-3; the quality preset differs in
+    # cost x 0.01 at lambda 1 and lr 2e-3 (both presets since session 26) with the mixture prior
+    # (since session 40), WAE-GAN with the same (since session 42), the other penalties at the
+    # paper's 10 with 0.05 x squared L2, N(0, I) and lr 1e-3; the quality preset differs in
     # network and epochs
     for name, arch, epochs, lr in (("mnist-fast", "small", 25, 2e-3), ("mnist-quality", "wide", 30, 2e-3)):
         mmd, gan, swd = (preset(name, o) for o in ("mmd", "gan", "swd"))
@@ -44,10 +45,11 @@ def test_demo_settings():
             epochs,
             "gmm",
         )
-        assert (mmd.loss.lam, gan.loss.lam, swd.loss.lam) == (1.0, 10.0, 10.0)
-        assert (mmd.train.lr, gan.train.lr, swd.train.lr) == (lr, 1e-3, 1e-3)
-        assert (mmd.loss.cost, mmd.loss.cost_scale) == ("l1", 0.01)
-        assert (gan.loss.cost, gan.loss.cost_scale, swd.loss.cost, swd.loss.cost_scale) == ("l2sq", 0.05) * 2
+        assert (mmd.loss.lam, gan.loss.lam, swd.loss.lam) == (1.0, 1.0, 10.0)
+        assert (mmd.train.lr, gan.train.lr, swd.train.lr) == (lr, lr, 1e-3)
+        assert (mmd.loss.cost, mmd.loss.cost_scale, gan.loss.cost, gan.loss.cost_scale) == ("l1", 0.01) * 2
+        assert (swd.loss.cost, swd.loss.cost_scale) == ("l2sq", 0.05)
+        assert (mmd.loss.prior, gan.loss.prior, swd.loss.prior) == ("mixture", "mixture", "gaussian")
 
 
 def test_override_by_bare_or_qualified_name():
@@ -109,8 +111,9 @@ def test_switching_objective_brings_the_new_objectives_defaults():
             for new in OBJECTIVES:
                 assert for_objective(preset(name, old), new) == preset(name, new), (name, old, new)
     mmd = preset("mnist-fast", "mmd")
-    assert (mmd.loss.lam, for_objective(mmd, "gan").loss.lam) == (1.0, 10.0)
-    assert (mmd.train.lr, for_objective(mmd, "gan").train.lr) == (2e-3, 1e-3)
+    assert (mmd.loss.lam, for_objective(mmd, "swd").loss.lam) == (1.0, 10.0)
+    assert (mmd.train.lr, for_objective(mmd, "swd").train.lr) == (2e-3, 1e-3)
+    assert for_objective(mmd, "gan") == preset("mnist-fast", "gan")  # WAE-GAN shares mmd's since session 42
     chosen = dataclasses.replace(mmd, loss=dataclasses.replace(mmd.loss, lam=5.0, cost_scale=0.1))
     switched = for_objective(chosen, "gan")
     assert (switched.loss.lam, switched.loss.cost_scale) == (5.0, 0.1)  # set by the user: kept
@@ -127,7 +130,7 @@ def test_a_dumped_config_with_another_objective_is_that_objectives_config(tmp_pa
     import contextlib
     import io
 
-    for objective, lam in (("gan", "10.0"), ("swd", "10.0"), ("vae", "1.0"), ("mmd", "1.0")):
+    for objective, lam in (("gan", "1.0"), ("swd", "10.0"), ("vae", "1.0"), ("mmd", "1.0")):
         out = tmp_path / f"{objective}.toml"
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
@@ -166,12 +169,13 @@ def test_the_demos_mixture_prior_fits_every_objective_and_latent_dim(objective, 
             validate_new(cfg)
         return
     validate_new(cfg)
-    assert cfg.loss.prior == ("mixture" if objective == "mmd" else "gaussian")
+    tuned = objective in ("mmd", "gan")  # WAE-GAN shares WAE-MMD's settings since session 42
+    assert cfg.loss.prior == ("mixture" if tuned else "gaussian")
     assert cfg.loss.prior_components is None and prior_components(cfg) == min(10, latent_dim)
     model = auto_encoder(cfg, 1, 28)
     codes = model.prior_sample(2000, torch.Generator().manual_seed(0))
     assert codes.shape == (2000, latent_dim)
-    if objective == "mmd":  # each draw lies near one of the min(10, d_z) means, 5 sigma out on an axis
+    if tuned:  # each draw lies near one of the min(10, d_z) means, 5 sigma out on an axis
         assert model.prior_components == min(10, latent_dim)
         nearest = codes[:, : min(10, latent_dim)].argmax(dim=1)
         assert len(nearest.unique()) == min(10, latent_dim)
@@ -195,7 +199,10 @@ def test_the_prior_trick_is_refused_where_there_is_no_adversary(objective):
 
     with pytest.raises(UserError, match=f"{objective} has no adversary"):
         validate_new(override(preset("mnist-fast", objective), prior_trick=True))
-    validate_new(override(preset("mnist-fast", "gan"), prior_trick=True))
+    validate_new(override(preset("mnist-fast", "gan"), prior="gaussian", prior_trick=True))
+    # WAE-GAN's preset draws from the mixture since session 42: the refusal says what to give
+    with pytest.raises(UserError, match=r"loss.prior is mixture \(give --prior gaussian\)"):
+        validate_new(override(preset("mnist-fast", "gan"), prior_trick=True))
 
 
 def test_the_mixtures_components_are_compared_as_used():
@@ -206,7 +213,7 @@ def test_the_mixtures_components_are_compared_as_used():
     def names(a, b):
         return [f.name for _, f, _, _ in differing_settings(a, b)]
 
-    gaussian = override(preset("mnist-fast", "gan"))
+    gaussian = override(preset("mnist-fast", "swd"))
     assert names(override(gaussian, prior_components=10), gaussian) == []
     mixture = preset("mnist-fast")  # d_z = 16: not set is 10
     assert names(override(mixture, prior_components=10), mixture) == []

@@ -282,7 +282,7 @@ def test_the_python_api_refuses_what_it_cannot_use_in_words(tmp_path):
             ["--lr-schedule", "cosine", "--lr-milestones", "0.1", "--lr-factors", "0.01"],
             "--lr-milestones and --lr-factors",
         ),
-        (["--lr-schedule", "cosine", "--lr-milestones", "0.5", "0.7"], "the cosine schedule does not use them"),
+        (["--lr-schedule", "cosine", "--lr-milestones", "0.5", "0.7"], "this run has lr schedule cosine: leave it out"),
     ],
 )
 def test_step_schedule_flags_with_the_cosine_schedule_are_refused(tmp_path, flags, message):
@@ -1722,7 +1722,7 @@ def test_an_error_that_quotes_a_name_with_a_newline_is_still_one_line(tmp_path):
     for argv, code_expected in (
         (["evaluate", str(other), "--no-fid"], 2),
         (["fit-sampler", str(other)], 2),
-        (["train", "--config", str(other), "--objective", "gan", "--print-config"], 0),
+        (["train", "--config", str(other), "--objective", "swd", "--print-config"], 0),
     ):
         code, err = run_cli(argv)
         assert code == code_expected and len(err.splitlines()) == 1 and "\\u2028" in err, (argv, err)

@@ -78,7 +78,7 @@ def test_preset_file_and_flags_override_each_other_in_that_order(tmp_path, capsy
 
 
 def test_print_config_then_config_gives_the_same_run_config(tmp_path, capsys):
-    argv = [*TINY, "--objective", "vae", "--latent-dim", "4", "--no-batch-norm", "--kernel-scales", "0.5", "1"]
+    argv = [*TINY, "--objective", "mmd", "--latent-dim", "4", "--no-batch-norm", "--kernel-scales", "0.5", "1"]
     capsys.readouterr()
     assert main(["train", *argv, "--print-config"]) == 0
     (tmp_path / "run.toml").write_text(capsys.readouterr().out)
@@ -142,35 +142,36 @@ def test_defaults_that_differ_by_objective_are_shown_by_objective(capsys):
     from wae.config import defaults_by_objective, settings_table
 
     assert defaults_by_objective("loss", "lam") == [
-        (1.0, ["mmd", "vae"]),
-        (10.0, ["gan", "swd", "sinkhorn", "cw"]),
+        (1.0, ["mmd", "gan", "vae"]),
+        (10.0, ["swd", "sinkhorn", "cw"]),
     ]
-    assert defaults_by_objective("train", "lr") == [(2e-3, ["mmd"]), (1e-3, ["gan", "vae", "swd", "sinkhorn", "cw"])]
+    assert defaults_by_objective("train", "lr") == [(2e-3, ["mmd", "gan"]), (1e-3, ["vae", "swd", "sinkhorn", "cw"])]
     assert defaults_by_objective("train", "lr", "mnist-quality") == [
-        (2e-3, ["mmd"]),
-        (1e-3, ["gan", "vae", "swd", "sinkhorn", "cw"]),
+        (2e-3, ["mmd", "gan"]),
+        (1e-3, ["vae", "swd", "sinkhorn", "cw"]),
     ]
     assert defaults_by_objective("model", "encoder") == [
         ("deterministic", ["mmd", "gan", "swd", "sinkhorn", "cw"]),
         ("gaussian", ["vae"]),
     ]
     assert defaults_by_objective("train", "epochs") == [(25, ["mmd", "gan", "vae", "swd", "sinkhorn", "cw"])]
-    # session 40: the demo's WAE-MMD draws from the mixture prior; the other objectives keep N(0, I)
+    # session 40: the demo's WAE-MMD draws from the mixture prior, WAE-GAN too since session 42;
+    # the other objectives keep N(0, I)
     assert defaults_by_objective("loss", "prior") == [
-        ("mixture", ["mmd"]),
-        ("gaussian", ["gan", "vae", "swd", "sinkhorn", "cw"]),
+        ("mixture", ["mmd", "gan"]),
+        ("gaussian", ["vae", "swd", "sinkhorn", "cw"]),
     ]
     assert defaults_by_objective("loss", "objective", "mnist-quality") == [
         ("mmd", ["mmd", "gan", "vae", "swd", "sinkhorn", "cw"])
     ]
     table = settings_table()
-    assert "| `loss.lam` | `--lam` | 1.0 (mmd, vae); 10.0 (gan, swd, sinkhorn, cw) |" in table
-    assert "| `train.lr` | `--lr` | 0.002 (mmd); 0.001 (gan, vae, swd, sinkhorn, cw) |" in table
+    assert "| `loss.lam` | `--lam` | 1.0 (mmd, gan, vae); 10.0 (swd, sinkhorn, cw) |" in table
+    assert "| `train.lr` | `--lr` | 0.002 (mmd, gan); 0.001 (vae, swd, sinkhorn, cw) |" in table
     assert "| `loss.objective` | `--objective` | mmd |" in table
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 1.0 (mmd, vae); 10.0 (gan, swd, sinkhorn, cw))" in text
+    assert "(default: 1.0 (mmd, gan, vae); 10.0 (swd, sinkhorn, cw))" in text
     assert "(default: 25)" in text
 
 
@@ -302,9 +303,10 @@ def test_a_cost_of_another_type_is_refused_in_words(value):
 
 
 def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_path, capsys):
-    # a hostile pass: a file's lam and cost at gan's defaults took mmd's without a word
-    path = tmp_path / "gan.toml"
-    path.write_text('[loss]\nobjective = "gan"\ncost = "l2sq"\nlam = 10.0\n')
+    # a hostile pass: a file's lam and cost at gan's defaults took mmd's without a word (swd's
+    # since session 42, when WAE-GAN took WAE-MMD's)
+    path = tmp_path / "swd.toml"
+    path.write_text('[loss]\nobjective = "swd"\ncost = "l2sq"\nlam = 10.0\n')
     loss = _printed(capsys, "--config", str(path), "--objective", "mmd")["loss"]
     assert (loss["lam"], loss["cost"]) == (1.0, "l1")  # the documented switch of a whole config
     capsys.readouterr()
@@ -316,7 +318,7 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
         _printed(capsys, "--config", str(path), "--objective", "mmd", "--lam", "10", "--cost", "l2sq")["loss"]["lam"]
         == 10
     )
-    for argv in (["--objective", "gan"], []):
+    for argv in (["--objective", "swd"], []):
         capsys.readouterr()
         assert main(["train", "--config", str(path), *argv, "--print-config"]) == 0
         assert "note" not in capsys.readouterr().err
@@ -325,4 +327,59 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
     bad = ["--objective", "mmd", "--lr-schedule", "cosine", "--lr-milestones", "0.5", "0.7", "--print-config"]
     assert main(["train", "--config", str(path), *bad]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cosine schedule does not use them" in err
+    assert err.count("\n") == 1 and "this run has lr schedule cosine" in err
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--prior", "gaussian", "--prior-components", "4"], "--prior-components is the mixture prior's setting"),
+        (["--prior", "sphere", "--prior-separation", "3"], "this run has prior sphere: leave it out"),
+        (
+            ["--adversary-lr", "1e-4", "--adversary-width", "64"],
+            "are WAE-GAN's adversary's settings (used with objective gan)",
+        ),
+        (["--objective", "gan", "--kernel", "rbf"], "--kernel is WAE-MMD's setting"),
+        (["--kernel", "rbf", "--kernel-scales", "1", "2"], "this run has objective mmd, kernel rbf"),
+        (["--objective", "sinkhorn", "--projections", "10"], "--projections is SWAE's setting"),
+        (["--sinkhorn-epsilon", "0.5"], "the Sinkhorn penalty's setting"),
+        (["--logvar-clip", "5"], "this run has encoder deterministic"),
+        (["--label-dim", "8"], "this run has condition none"),
+        (["--mlp-depth", "3"], "this run has arch small"),
+    ],
+)
+def test_a_flag_the_run_does_not_use_is_refused(capsys, flags, message):
+    # each trained as if it were not given, with no word said (a mixture's K beside the Gaussian
+    # prior, an adversary's learning rate in WAE-MMD); one line, nothing written
+    capsys.readouterr()
+    assert main(["train", "--preset", "mnist-fast", *flags, "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_flags_a_run_uses_and_config_files_with_every_setting_stay_allowed(capsys, tmp_path):
+    # the same flags where their run uses them, and a config file (as --print-config writes every
+    # setting, used or not) read back with an objective that leaves some unused
+    assert _printed(capsys, "--prior", "mixture", "--prior-components", "4")["loss"]["prior_components"] == 4
+    assert _printed(capsys, "--objective", "gan", "--adversary-lr", "1e-4")["train"]["adversary_lr"] == 1e-4
+    assert _printed(capsys, "--objective", "swd", "--projections", "10")["loss"]["projections"] == 10
+    assert _printed(capsys, "--encoder", "gaussian", "--logvar-clip", "5")["loss"]["logvar_clip"] == 5
+    assert _printed(capsys, "--kernel", "rbf")["loss"]["kernel"] == "rbf"
+    capsys.readouterr()
+    assert main(["train", "--preset", "mnist-fast", "--objective", "gan", "--print-config"]) == 0
+    path = tmp_path / "gan.toml"
+    path.write_text(capsys.readouterr().out)
+    assert _printed(capsys, "--config", str(path), "--objective", "mmd")["loss"]["objective"] == "mmd"
+
+
+def test_the_python_api_refuses_a_setting_the_run_does_not_use(tmp_path):
+    import numpy as np
+    import torch
+
+    import wae
+
+    with pytest.raises(UserError, match="prior_components= is the mixture prior's setting"):
+        wae.fit_tensor(torch.rand(64, 28, 28), prior="gaussian", loss__prior_components=3, out=tmp_path / "r")
+    with pytest.raises(UserError, match="adversary_lr= is WAE-GAN's adversary's setting"):
+        wae.fit_table(np.random.default_rng(0).random((50, 3)), adversary_lr=1e-4, out=tmp_path / "t")
+    assert not any(tmp_path.iterdir())

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from .config import Config, UserError, for_objective, override, preset
+from .config import Config, UserError, for_objective, override, preset, unused_settings
 from .data import from_tensor
 from .train import Run, fit
 
@@ -33,6 +33,16 @@ def _own(settings: dict[str, Any], function: str, names: set[str], objective: st
             raise UserError(f"{function} sets data.{name} itself (from the data it is given); leave out {key}=")
     if objective is not None and "loss__objective" in settings:
         raise UserError("the objective is given twice, as objective= and loss__objective=")
+
+
+def _overridden(cfg: Config, settings: dict[str, Any], **own: Any) -> Config:
+    """``cfg`` with the caller's ``settings`` and the function's ``own``; UserError for a setting
+    given that the run would not use (a mixture's K with the Gaussian prior: :func:`unused_settings`)."""
+    result = override(cfg, **own, **settings)
+    unused = unused_settings(result, [key.rpartition("__")[2] for key in settings], spell=lambda name: name + "=")
+    if unused:
+        raise UserError(unused)
+    return result
 
 
 def fit_tensor(
@@ -66,7 +76,7 @@ def fit_tensor(
             raise UserError(f"labels are given, so the model is conditional; condition={condition!r} says it is not")
         if "data__condition" not in settings:
             settings.setdefault("condition", "labels")
-    cfg = override(cfg, dataset="tensor", **settings)
+    cfg = _overridden(cfg, settings, dataset="tensor")
     return fit(cfg, out, data=from_tensor(images, test_images, labels, test_labels))
 
 
@@ -95,6 +105,6 @@ def fit_table(
     if isinstance(rows, str | Path):
         if test_rows is not None:
             raise UserError("test_rows goes with an array; a file holds its own test split (x_test) or none")
-        return fit(override(cfg, dataset="table", path=str(rows), **settings), out)
-    cfg = override(cfg, dataset="table", path=None, **settings)
+        return fit(_overridden(cfg, settings, dataset="table", path=str(rows)), out)
+    cfg = _overridden(cfg, settings, dataset="table", path=None)
     return fit(cfg, out, data=from_array(rows, test_rows, cfg.data.held_out))

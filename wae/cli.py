@@ -53,6 +53,7 @@ from .config import (
     settings,
     to_toml,
     too_long,
+    unused_settings,
     validate,
     validate_new,
 )
@@ -702,9 +703,9 @@ def _train(args: argparse.Namespace) -> int:
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         cfg = override(cfg, **given)
         validate_new(cfg)
-        unused = ["--" + name.replace("_", "-") for name in ("lr_milestones", "lr_factors") if name in given]
-        if unused and cfg.train.lr_schedule == "cosine":
-            raise UserError(f"{' and '.join(unused)} shape the step schedule; the cosine schedule does not use them")
+        unused = unused_settings(cfg, given)
+        if unused:  # each would train as if not given, with no word said
+            raise UserError(unused)
         notes += _switched(found, cfg, args.objective, args.config, set(given))
         for note in notes:
             _say(note, file=sys.stderr)
