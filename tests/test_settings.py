@@ -340,7 +340,16 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
             "are WAE-GAN's adversary's settings (used with objective gan)",
         ),
         (["--objective", "gan", "--kernel", "rbf"], "--kernel is WAE-MMD's setting"),
-        (["--kernel", "rbf", "--kernel-scales", "1", "2"], "this run has objective mmd, kernel rbf"),
+        (
+            ["--kernel", "rbf", "--kernel-scales", "1", "2"],
+            "(used with objective mmd and kernel imq); this run has kernel rbf:",
+        ),
+        (["--objective", "gan", "--kernel-scales", "1"], "this run has objective gan: leave it out"),
+        (["--no-class-penalty", "--synthetic-size", "9"], "--synthetic-size is the synthetic data's setting"),
+        (
+            ["--held-out", "0.5"],
+            "--held-out is a table's setting (used with dataset table); this run has dataset mnist",
+        ),
         (["--objective", "sinkhorn", "--projections", "10"], "--projections is SWAE's setting"),
         (["--sinkhorn-epsilon", "0.5"], "the Sinkhorn penalty's setting"),
         (["--logvar-clip", "5"], "this run has encoder deterministic"),
@@ -382,4 +391,9 @@ def test_the_python_api_refuses_a_setting_the_run_does_not_use(tmp_path):
         wae.fit_tensor(torch.rand(64, 28, 28), prior="gaussian", loss__prior_components=3, out=tmp_path / "r")
     with pytest.raises(UserError, match="adversary_lr= is WAE-GAN's adversary's setting"):
         wae.fit_table(np.random.default_rng(0).random((50, 3)), adversary_lr=1e-4, out=tmp_path / "t")
+    # named as the caller wrote it; None (not set) is no setting given
+    with pytest.raises(UserError, match=r"^model__adversary_width= is WAE-GAN's"):
+        wae.fit_tensor(torch.rand(64, 28, 28), model__adversary_width=8, out=tmp_path / "r")
+    with pytest.raises(UserError, match="fewer than one batch"):  # past the check, to the data's
+        wae.fit_tensor(torch.rand(64, 28, 28), prior="gaussian", prior_components=None, out=tmp_path / "r")
     assert not any(tmp_path.iterdir())

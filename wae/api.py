@@ -39,7 +39,10 @@ def _overridden(cfg: Config, settings: dict[str, Any], **own: Any) -> Config:
     """``cfg`` with the caller's ``settings`` and the function's ``own``; UserError for a setting
     given that the run would not use (a mixture's K with the Gaussian prior: :func:`unused_settings`)."""
     result = override(cfg, **own, **settings)
-    unused = unused_settings(result, [key.rpartition("__")[2] for key in settings], spell=lambda name: name + "=")
+    as_given = {key.rpartition("__")[2]: key for key in settings}  # loss__prior_components: as written
+    unused = unused_settings(
+        result, {name: settings[key] for name, key in as_given.items()}, spell=lambda name: as_given[name] + "="
+    )
     if unused:
         raise UserError(unused)
     return result

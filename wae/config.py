@@ -16,7 +16,7 @@ import sys
 import types
 import typing
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -819,6 +819,10 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
     "mlp_width": ("the mlp network's (tables)", (("model", "arch", "mlp"),)),
     "mlp_depth": ("the mlp network's (tables)", (("model", "arch", "mlp"),)),
     "label_dim": ("a conditional run's", (("data", "condition", "labels"),)),
+    "class_penalty": ("a conditional run's", (("data", "condition", "labels"),)),
+    "synthetic_count": ("the synthetic data's", (("data", "dataset", "synthetic"),)),
+    "synthetic_size": ("the synthetic data's", (("data", "dataset", "synthetic"),)),
+    "held_out": ("a table's", (("data", "dataset", "table"),)),
     "lr_milestones": ("the step schedule's", (("train", "lr_schedule", "step"),)),
     "lr_factors": ("the step schedule's", (("train", "lr_schedule", "step"),)),
 }
@@ -829,25 +833,29 @@ def _flag_named(name: str) -> str:
     return next(flag_of(f) for _, f, _, _ in settings() if f.name == name)
 
 
-def unused_settings(cfg: Config, given: Iterable[str], spell: Callable[[str], str] | None = None) -> str:
-    """Of the settings ``given`` by hand (field names), those that ``cfg`` does not use, in a
-    message that names the flags, whose settings they are and what the run has instead ("": all
-    are used). E.g. ``prior_components`` with the Gaussian prior. ``spell`` writes a field's name as
-    the caller takes it (a flag, ``--prior-components``, by default)."""
+def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str], str] | None = None) -> str:
+    """Of the settings ``given`` by hand ({field name: value}), those that ``cfg`` does not use,
+    in a message that names them, whose settings they are and what the run has instead ("": all
+    are used). E.g. ``prior_components`` with the Gaussian prior. A value of None (not set) is not
+    a setting given. ``spell`` writes a field's name as the caller gave it (a flag,
+    ``--prior-components``, by default)."""
     groups: dict[str, list[str]] = {}
-    for name in given:
-        if name in _USED_BY:
+    for name, value in given.items():
+        if name in _USED_BY and value is not None:
             needs = _USED_BY[name][1]
-            if any(getattr(getattr(cfg, section), field) != value for section, field, value in needs):
+            if any(getattr(getattr(cfg, section), field) != used for section, field, used in needs):
                 groups.setdefault(_USED_BY[name][0], []).append(name)
     phrases = []
     for whose, names in groups.items():
         needs = _USED_BY[names[0]][1]
-        flags = " and ".join(spell(name) if spell else _flag_named(name) for name in names)
+        spelt = [spell(name) if spell else _flag_named(name) for name in names]
+        flags = " and ".join(filter(None, (", ".join(spelt[:-1]), spelt[-1])))
         are, plural = ("is", "") if len(names) == 1 else ("are", "s")
         how = " and ".join(f"{field.replace('_', ' ')} {value}" for _, field, value in needs)
-        has = ", ".join(
-            f"{field.replace('_', ' ')} {getattr(getattr(cfg, section), field)}" for section, field, _ in needs
+        has = ", ".join(  # the conditions the run fails, not those it meets
+            f"{field.replace('_', ' ')} {getattr(getattr(cfg, section), field)}"
+            for section, field, used in needs
+            if getattr(getattr(cfg, section), field) != used
         )
         phrases.append(f"{flags} {are} {whose} setting{plural} (used with {how}); this run has {has}")
     if not phrases:

@@ -12,7 +12,9 @@ IMQ kernel constant C = 2 * d_z * sigma_z^2 meaningful for all of them:
   scale, not the mixture's (whose coordinates have variance var + r^2 var (K - 1) / K^2 on the
   first K axes). The demo's WAE-MMD prior since session 40 (K = min(10, d_z), r = 5): it made
   the prior's draws cleaner (FID 16.41 -> 12.94 over three seeds), though the codes do not sort
-  by class into its components (docs/results.md, sessions 39-40).
+  by class into its components (docs/results.md, sessions 39-40). WAE-GAN's in the demo since
+  session 42, whose adversary matches it closely enough that about 90 of 100 prior draws are
+  clean digits (session 42).
 """
 
 from __future__ import annotations
