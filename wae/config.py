@@ -839,12 +839,15 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     are used). E.g. ``prior_components`` with the Gaussian prior. A value of None (not set) is not
     a setting given. ``spell`` writes a field's name as the caller gave it (a flag,
     ``--prior-components``, by default)."""
+
+    def failed(needs: tuple[tuple[str, str, str], ...]) -> list[str]:  # the conditions the run fails
+        values = [(field, getattr(getattr(cfg, section), field), used) for section, field, used in needs]
+        return [f"{field.replace('_', ' ')} {value}" for field, value, used in values if value != used]
+
     groups: dict[str, list[str]] = {}
     for name, value in given.items():
-        if name in _USED_BY and value is not None:
-            needs = _USED_BY[name][1]
-            if any(getattr(getattr(cfg, section), field) != used for section, field, used in needs):
-                groups.setdefault(_USED_BY[name][0], []).append(name)
+        if name in _USED_BY and value is not None and failed(_USED_BY[name][1]):
+            groups.setdefault(_USED_BY[name][0], []).append(name)
     phrases = []
     for whose, names in groups.items():
         needs = _USED_BY[names[0]][1]
@@ -852,11 +855,7 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
         flags = " and ".join(filter(None, (", ".join(spelt[:-1]), spelt[-1])))
         are, plural = ("is", "") if len(names) == 1 else ("are", "s")
         how = " and ".join(f"{field.replace('_', ' ')} {value}" for _, field, value in needs)
-        has = ", ".join(  # the conditions the run fails, not those it meets
-            f"{field.replace('_', ' ')} {getattr(getattr(cfg, section), field)}"
-            for section, field, used in needs
-            if getattr(getattr(cfg, section), field) != used
-        )
+        has = ", ".join(failed(needs))
         phrases.append(f"{flags} {are} {whose} setting{plural} (used with {how}); this run has {has}")
     if not phrases:
         return ""
