@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from wae.config import Config, override, preset
+from wae.config import Config, preset, set_fields
 from wae.data import ImageData, make_synthetic
 
 
@@ -70,7 +70,7 @@ def tiny_config(objective: str = "mmd", **settings: object) -> Config:
         "lr_milestones": (0.34, 0.67),
         "lr_factors": (0.5, 0.2),
     }
-    return override(cfg, **{**base, **settings})
+    return set_fields(cfg, **{**base, **settings})  # every setting, as a config file lists them
 
 
 # a small run from the command line: 128 synthetic 28x28 images (4 steps an epoch), the `fast`

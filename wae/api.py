@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from .config import Config, UserError, for_objective, override, preset, unused_settings
+from .config import Config, UserError, for_objective, preset, set_fields, unused_arguments
 from .data import from_tensor
 from .train import Run, fit
 
@@ -37,13 +37,11 @@ def _own(settings: dict[str, Any], function: str, names: set[str], objective: st
 
 def _overridden(cfg: Config, settings: dict[str, Any], **own: Any) -> Config:
     """``cfg`` with the caller's ``settings`` and the function's ``own``; UserError for a setting
-    given that the run would not use (a mixture's K with the Gaussian prior: :func:`unused_settings`)."""
-    result = override(cfg, **own, **settings)
-    as_given = {key.rpartition("__")[2]: key for key in settings}  # loss__prior_components: as written
-    unused = unused_settings(
-        result, {name: settings[key] for name, key in as_given.items()}, spell=lambda name: as_given[name] + "="
-    )
-    if unused:
+    given that the run would not use (a mixture's K with the Gaussian prior: :func:`unused_settings`),
+    named as the caller wrote it."""
+    result = set_fields(cfg, **own, **settings)
+    unused = unused_arguments(result, settings)
+    if unused:  # (set_fields: fit_tensor's data settings are its own, so "set what uses it" cannot help)
         raise UserError(unused)
     return result
 

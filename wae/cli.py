@@ -45,11 +45,11 @@ from .config import (
     from_settings,
     json_repr,
     one_line,
-    override,
     parse_json,
     preset,
     read_settings,
     resolve_precision,
+    set_fields,
     settings,
     to_toml,
     too_long,
@@ -669,7 +669,10 @@ def _train(args: argparse.Namespace) -> int:
 
         if is_export(run_dir):  # UserError for a folder with an export's weights beside the checkpoints
             raise UserError(f"{run_dir} is a folder that wae export wrote, not a run to resume")
-        cfg = override(_run_config(run_dir), **given)
+        cfg = set_fields(_run_config(run_dir), **given)
+        unused = unused_settings(cfg, given)  # --workers of a run that reads no image files
+        if unused:
+            raise UserError(unused)
         validate(cfg)
     else:
         found = read_settings(Path(args.config)) if args.config else {}
@@ -701,11 +704,11 @@ def _train(args: argparse.Namespace) -> int:
             )
         if "cost" in given and "cost_scale" not in given and "cost_scale" in found.get("loss", {}):
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
-        cfg = override(cfg, **given)
-        validate_new(cfg)
+        cfg = set_fields(cfg, **given)
         unused = unused_settings(cfg, given)
-        if unused:  # each would train as if not given, with no word said
+        if unused:  # each would train as if not given, with no word said (said before its values are checked)
             raise UserError(unused)
+        validate_new(cfg)
         notes += _switched(found, cfg, args.objective, args.config, set(given))
         for note in notes:
             _say(note, file=sys.stderr)
@@ -906,7 +909,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
             f"another --out, continue that run with wae train --resume {run_dir}, or replace it with --overwrite "
             "instead of --auto-resume"
         )
-    continued = override(stored, **session)
+    continued = set_fields(stored, **session)
     validate(continued)
     if continued.data.path:  # before a word of continuing: data that are not the run's are refused here
         runs.check_data(dataclasses.replace(continued.data, path=str(Path(continued.data.path).absolute())))

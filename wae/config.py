@@ -800,11 +800,12 @@ def prior_components(cfg: Config) -> int:
 
 
 # settings that only some runs use: {setting: (whose, what uses it as (section, field, value)
-# pairs)}. A flag given for one in a run that does not use it would train as if it were not
-# given, with no word said.
+# triples, a value or a tuple of the values that use it)}. A flag given for one in a run that
+# does not use it would train as if it were not given, with no word said.
 _MIXTURE = ("the mixture prior's", (("loss", "prior", "mixture"),))
 _GAN = ("WAE-GAN's adversary's", (("loss", "objective", "gan"),))
-_USED_BY: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+_FOLDERS = ("an image folder's", (("data", "dataset", ("folder", "celeba")),))
+_USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "prior_components": _MIXTURE,
     "prior_separation": _MIXTURE,
     "adversary_lr": _GAN,
@@ -825,12 +826,34 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, str], ...]]] = {
     "held_out": ("a table's", (("data", "dataset", "table"),)),
     "lr_milestones": ("the step schedule's", (("train", "lr_schedule", "step"),)),
     "lr_factors": ("the step schedule's", (("train", "lr_schedule", "step"),)),
+    "image_size": _FOLDERS,
+    "grey": _FOLDERS,
+    "crop": _FOLDERS,
+    "cache": _FOLDERS,
+    "workers": ("uncached image folders'", (*_FOLDERS[1], ("data", "cache", False))),
+    "batch_norm": ("the convolutional networks'", (("model", "arch", tuple(a for a in ARCHS if a != "mlp")),)),
 }
 
 
-def _flag_named(name: str) -> str:
-    """The command-line flag of the setting called ``name`` (a field of any section)."""
-    return next(flag_of(f) for _, f, _, _ in settings() if f.name == name)
+def _either(value: Any) -> str:
+    """A value of a :data:`_USED_BY` condition in words: ``celeba`` or ``folder or celeba``."""
+    if not isinstance(value, tuple):
+        return str(value)
+    return " or ".join(filter(None, (", ".join(map(str, value[:-1])), str(value[-1]))))
+
+
+def _a_choice(cfg: Config, section: str, name: str, value: Any) -> bool:
+    """Whether ``value`` is one of the choices of setting ``section.name`` (True for a setting
+    without choices)."""
+    meta = about(next(f for f in dataclasses.fields(getattr(cfg, section)) if f.name == name))
+    return not meta["choices"] or value in meta["choices"]
+
+
+def _flag_named(name: str, value: Any = None) -> str:
+    """The command-line flag of the setting called ``name`` (a field of any section) that gives
+    ``value``: ``--no-cache`` for False, ``--cache`` otherwise."""
+    flag = next(flag_of(f) for _, f, _, _ in settings() if f.name == name)
+    return "--no-" + flag.removeprefix("--") if value is False else flag
 
 
 def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str], str] | None = None) -> str:
@@ -840,9 +863,14 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     a setting given. ``spell`` writes a field's name as the caller gave it (a flag,
     ``--prior-components``, by default)."""
 
-    def failed(needs: tuple[tuple[str, str, str], ...]) -> list[str]:  # the conditions the run fails
-        values = [(field, getattr(getattr(cfg, section), field), used) for section, field, used in needs]
-        return [f"{field.replace('_', ' ')} {value}" for field, value, used in values if value != used]
+    def failed(needs: tuple[tuple[str, str, Any], ...]) -> list[str]:  # the conditions the run fails
+        values = [(section, field, getattr(getattr(cfg, section), field), used) for section, field, used in needs]
+        return [
+            f"{field.replace('_', ' ')} {value}"
+            for section, field, value, used in values
+            # a value that is none of its choices ("Mixture") is the error to name, by validate
+            if value not in (used if isinstance(used, tuple) else (used,)) and _a_choice(cfg, section, field, value)
+        ]
 
     groups: dict[str, list[str]] = {}
     for name, value in given.items():
@@ -851,11 +879,11 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     phrases = []
     for whose, names in groups.items():
         needs = _USED_BY[names[0]][1]
-        spelt = [spell(name) if spell else _flag_named(name) for name in names]
+        spelt = [spell(name) if spell else _flag_named(name, given[name]) for name in names]
         flags = " and ".join(filter(None, (", ".join(spelt[:-1]), spelt[-1])))
         are, plural = ("is", "") if len(names) == 1 else ("are", "s")
-        how = " and ".join(f"{field.replace('_', ' ')} {value}" for _, field, value in needs)
-        has = ", ".join(failed(needs))
+        how = " and ".join(f"{field.replace('_', ' ')} {_either(value)}" for _, field, value in needs)
+        has = failed(needs)[0]  # the first: "dataset mnist", not "dataset mnist, cache True" (--workers)
         phrases.append(f"{flags} {are} {whose} setting{plural} (used with {how}); this run has {has}")
     if not phrases:
         return ""
@@ -1156,7 +1184,7 @@ def from_settings(found: dict[str, Any], preset_name: str | None = None, objecti
     :func:`read_settings` over it, and a given ``objective`` over those."""
     name = preset_name or found.get("preset", "mnist-fast")
     cfg = preset(name, objective or found.get("loss", {}).get("objective", "mmd"))
-    cfg = override(cfg, **{f"{s}__{k}": v for s in SECTIONS for k, v in found.get(s, {}).items()})
+    cfg = set_fields(cfg, **{f"{s}__{k}": v for s in SECTIONS for k, v in found.get(s, {}).items()})
     return for_objective(cfg, objective) if objective else cfg
 
 
@@ -1296,8 +1324,29 @@ def override(cfg: Config, **values: Any) -> Config:
     values are set. A new ``cost`` given without ``cost_scale`` brings its usual scale
     (:data:`COST_SCALES`) when the old scale was the old cost's usual one: L1 at squared L2's
     0.05 would weigh the reconstruction five times more than either was measured with. A scale
-    set by hand (not the usual one) is kept. :class:`UserError` for an unknown name, or for one
-    setting given twice (``cost`` and ``loss__cost``)."""
+    set by hand (not the usual one) is kept. :class:`UserError` for an unknown name, for one
+    setting given twice (``cost`` and ``loss__cost``), and for a setting given that the copy does
+    not use (``prior_components`` with the Gaussian prior: :func:`unused_settings`), which would
+    train as if it were not given; set both in one call (``prior="mixture", prior_components=4``)."""
+    result = set_fields(cfg, **values)
+    unused = unused_arguments(result, values)
+    if unused:  # a config built in steps: what uses a setting comes in the same call, or before
+        them = "them" if unused.endswith("them out") else "it"
+        raise UserError(f"{unused} (or set what uses {them} in the same call)")
+    return result
+
+
+def unused_arguments(cfg: Config, values: Mapping[str, Any]) -> str:
+    """:func:`unused_settings` of keyword arguments ``values`` (``prior_components`` or
+    ``loss__prior_components``), each named as written (``loss__prior_components=``)."""
+    as_given = {key.rpartition("__")[2]: key for key in values}
+    given = {name: values[key] for name, key in as_given.items()}
+    return unused_settings(cfg, given, spell=lambda name: as_given[name] + "=")
+
+
+def set_fields(cfg: Config, **values: Any) -> Config:
+    """:func:`override` without its check of settings the copy does not use: for settings read
+    from a run's config.json or a --config file, which list every setting, used or not."""
     if not isinstance(cfg, Config):
         raise UserError(f"a config must be a wae.Config (wae.preset(...)); got {type(cfg).__name__}")
     sections: dict[str, Any] = {"data": cfg.data, "model": cfg.model, "loss": cfg.loss, "train": cfg.train}
