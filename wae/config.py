@@ -805,6 +805,11 @@ def prior_components(cfg: Config) -> int:
 _MIXTURE = ("the mixture prior's", (("loss", "prior", "mixture"),))
 _GAN = ("WAE-GAN's adversary's", (("loss", "objective", "gan"),))
 _FOLDERS = ("an image folder's", (("data", "dataset", ("folder", "celeba")),))
+_SINKHORN = ("the Sinkhorn penalty's", (("loss", "objective", "sinkhorn"),))
+_MLP = ("the mlp network's (tables)", (("model", "arch", "mlp"),))
+_LABELS = ("a conditional run's", (("data", "condition", "labels"),))
+_SYNTHETIC = ("the synthetic data's", (("data", "dataset", "synthetic"),))
+_STEP = ("the step schedule's", (("train", "lr_schedule", "step"),))
 _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "prior_components": _MIXTURE,
     "prior_separation": _MIXTURE,
@@ -814,18 +819,18 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "kernel": ("WAE-MMD's", (("loss", "objective", "mmd"),)),
     "kernel_scales": ("the imq kernel's", (("loss", "objective", "mmd"), ("loss", "kernel", "imq"))),
     "projections": ("SWAE's", (("loss", "objective", "swd"),)),
-    "sinkhorn_epsilon": ("the Sinkhorn penalty's", (("loss", "objective", "sinkhorn"),)),
-    "sinkhorn_iterations": ("the Sinkhorn penalty's", (("loss", "objective", "sinkhorn"),)),
+    "sinkhorn_epsilon": _SINKHORN,
+    "sinkhorn_iterations": _SINKHORN,
     "logvar_clip": ("a random encoder's", (("model", "encoder", "gaussian"),)),
-    "mlp_width": ("the mlp network's (tables)", (("model", "arch", "mlp"),)),
-    "mlp_depth": ("the mlp network's (tables)", (("model", "arch", "mlp"),)),
-    "label_dim": ("a conditional run's", (("data", "condition", "labels"),)),
-    "class_penalty": ("a conditional run's", (("data", "condition", "labels"),)),
-    "synthetic_count": ("the synthetic data's", (("data", "dataset", "synthetic"),)),
-    "synthetic_size": ("the synthetic data's", (("data", "dataset", "synthetic"),)),
+    "mlp_width": _MLP,
+    "mlp_depth": _MLP,
+    "label_dim": _LABELS,
+    "class_penalty": _LABELS,
+    "synthetic_count": _SYNTHETIC,
+    "synthetic_size": _SYNTHETIC,
     "held_out": ("a table's", (("data", "dataset", "table"),)),
-    "lr_milestones": ("the step schedule's", (("train", "lr_schedule", "step"),)),
-    "lr_factors": ("the step schedule's", (("train", "lr_schedule", "step"),)),
+    "lr_milestones": _STEP,
+    "lr_factors": _STEP,
     "image_size": _FOLDERS,
     "grey": _FOLDERS,
     "crop": _FOLDERS,
@@ -835,11 +840,15 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
 }
 
 
+def _listed(items: Sequence[Any], last: str) -> str:
+    """Items in words, the last joined by ``last``: ``a``, ``a and b``, ``a, b or c``."""
+    words = [str(item) for item in items]
+    return f" {last} ".join(filter(None, (", ".join(words[:-1]), words[-1])))
+
+
 def _either(value: Any) -> str:
     """A value of a :data:`_USED_BY` condition in words: ``celeba`` or ``folder or celeba``."""
-    if not isinstance(value, tuple):
-        return str(value)
-    return " or ".join(filter(None, (", ".join(map(str, value[:-1])), str(value[-1]))))
+    return _listed(value, "or") if isinstance(value, tuple) else str(value)
 
 
 def _a_choice(cfg: Config, section: str, name: str, value: Any) -> bool:
@@ -880,7 +889,7 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     for whose, names in groups.items():
         needs = _USED_BY[names[0]][1]
         spelt = [spell(name) if spell else _flag_named(name, given[name]) for name in names]
-        flags = " and ".join(filter(None, (", ".join(spelt[:-1]), spelt[-1])))
+        flags = _listed(spelt, "and")
         are, plural = ("is", "") if len(names) == 1 else ("are", "s")
         how = " and ".join(f"{field.replace('_', ' ')} {_either(value)}" for _, field, value in needs)
         has = failed(needs)[0]  # the first: "dataset mnist", not "dataset mnist, cache True" (--workers)
