@@ -322,6 +322,19 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
         capsys.readouterr()
         assert main(["train", "--config", str(path), *argv, "--print-config"]) == 0
         assert "note" not in capsys.readouterr().err
+    assert "own values are kept" not in err  # all were swd's defaults: replaced, none kept
+    # an old WAE-GAN run's file (lam 10, squared L2, N(0, I): not gan's defaults since session
+    # 42) switched to mmd keeps them, and says so (it said nothing)
+    old = tmp_path / "old-gan.toml"
+    old.write_text('[loss]\nobjective = "gan"\ncost = "l2sq"\ncost_scale = 0.05\nlam = 10.0\nprior = "gaussian"\n')
+    assert _printed(capsys, "--config", str(old), "--objective", "mmd")["loss"]["lam"] == 10.0
+    assert main(["train", "--config", str(old), "--objective", "mmd", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "own values are kept (loss.cost 'l2sq' (mmd's default 'l1')" in err
+    assert "loss.lam 10.0 (mmd's default 1.0)" in err and "give flags for mmd's" in err
+    assert "take mmd's" not in err  # nothing of the file was at gan's defaults
+    assert main(["train", "--config", str(old), "--objective", "mmd", "--lam", "1", "--print-config"]) == 0
+    assert "loss.lam" not in capsys.readouterr().err  # a flag's value is the flag's
     # a refused command prints its error alone, not the note before it
     capsys.readouterr()
     bad = ["--objective", "mmd", "--lr-schedule", "cosine", "--lr-milestones", "0.5", "0.7", "--print-config"]
@@ -449,6 +462,20 @@ def test_a_typo_in_the_setting_that_decides_is_named_not_the_settings_it_decides
         wae.override(base, adversary_lr=1e-4, adversary_width=8)
     assert main(["train", "--preset", "mnist-fast", "--workers", "3", "--print-config"]) == 2
     assert capsys.readouterr().err.strip().endswith("this run has dataset mnist: leave it out")
+
+
+def test_one_check_of_use_names_flags_or_keywords_as_the_caller_wrote_them():
+    # the four call sites (train's flags, --resume, override, fit_tensor/fit_table) share it
+    from wae.config import check_used
+
+    gaussian = override(preset("mnist-fast"), prior="gaussian")
+    check_used(gaussian, {"prior": "gaussian", "lam": 2.0})  # all used: nothing raised
+    with pytest.raises(UserError, match=r"^--prior-components is the mixture prior's .*: leave it out$"):
+        check_used(gaussian, {"prior_components": 4})
+    with pytest.raises(UserError, match=r"^loss__prior_components= is .*: leave it out \(or set what uses it in"):
+        check_used(gaussian, {"loss__prior_components": 4}, arguments=True, same_call=True)
+    with pytest.raises(UserError, match=r"^--no-cache is an image folder's setting"):
+        check_used(gaussian, {"cache": False})
 
 
 def test_fit_tensor_names_no_hint_it_cannot_follow(tmp_path):

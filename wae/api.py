@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from .config import Config, UserError, for_objective, preset, set_fields, unused_arguments
+from .config import Config, UserError, check_used, for_objective, preset, set_fields
 from .data import from_tensor
 from .train import Run, fit
 
@@ -40,9 +40,7 @@ def _overridden(cfg: Config, settings: dict[str, Any], **own: Any) -> Config:
     given that the run would not use (a mixture's K with the Gaussian prior: :func:`unused_settings`),
     named as the caller wrote it."""
     result = set_fields(cfg, **own, **settings)
-    unused = unused_arguments(result, settings)
-    if unused:  # (set_fields: fit_tensor's data settings are its own, so "set what uses it" cannot help)
-        raise UserError(unused)
+    check_used(result, settings, arguments=True)  # fit_tensor's data settings are its own: no advice
     return result
 
 

@@ -38,6 +38,7 @@ from .config import (
     cache_dir,
     check_memory,
     check_seed,
+    check_used,
     defaults_by_objective,
     differing_settings,
     first_few,
@@ -53,7 +54,6 @@ from .config import (
     settings,
     to_toml,
     too_long,
-    unused_settings,
     validate,
     validate_new,
 )
@@ -670,9 +670,7 @@ def _train(args: argparse.Namespace) -> int:
         if is_export(run_dir):  # UserError for a folder with an export's weights beside the checkpoints
             raise UserError(f"{run_dir} is a folder that wae export wrote, not a run to resume")
         cfg = set_fields(_run_config(run_dir), **given)
-        unused = unused_settings(cfg, given)  # --workers of a run that reads no image files
-        if unused:
-            raise UserError(unused)
+        check_used(cfg, given)  # --workers of a run that reads no image files
         validate(cfg)
     else:
         found = read_settings(Path(args.config)) if args.config else {}
@@ -705,9 +703,7 @@ def _train(args: argparse.Namespace) -> int:
         if "cost" in given and "cost_scale" not in given and "cost_scale" in found.get("loss", {}):
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         cfg = set_fields(cfg, **given)
-        unused = unused_settings(cfg, given)
-        if unused:  # each would train as if not given, with no word said (said before its values are checked)
-            raise UserError(unused)
+        check_used(cfg, given)  # each would train as if not given, with no word said (before its values are checked)
         validate_new(cfg)
         notes += _switched(found, cfg, args.objective, args.config, set(given))
         for note in notes:
@@ -778,14 +774,18 @@ def _train(args: argparse.Namespace) -> int:
 def _switched(
     found: dict[str, Any], cfg: Config, objective: str | None, path: str | None, flags: set[str]
 ) -> list[str]:
-    """The note (a list of none or one line) naming the settings of a ``--config`` file that
-    ``--objective`` replaced: the values the file gives at its own objective's defaults take the
-    new objective's (so that a whole config, as --print-config writes it, switches whole), which
-    a hand-written file may not expect. Settings a flag gives are the flag's and not named."""
+    """The notes (a list of none, one or two lines) naming the settings of a ``--config`` file
+    that ``--objective`` replaced: the values the file gives at its own objective's defaults take
+    the new objective's (so that a whole config, as --print-config writes it, switches whole),
+    which a hand-written file may not expect; and the objective's settings (the loss section)
+    that the file gives at other values, kept, where they are not the new objective's defaults
+    (an old WAE-GAN run's lambda 10 and squared L2, kept for WAE-MMD, whose defaults are 1 and
+    L1). Settings a flag gives are the flag's and not named."""
     old = found.get("loss", {}).get("objective")
     if objective is None or old is None or old == objective:
         return []
-    replaced = []
+    defaults = preset(cfg.preset, objective) if cfg.preset in PRESETS else None
+    replaced, kept = [], []
     for section, values in found.items():
         if not isinstance(values, dict):
             continue
@@ -795,12 +795,20 @@ def _switched(
             now = getattr(getattr(cfg, section), name)
             if (tuple(value) if isinstance(value, list) else value) != now:
                 replaced.append(f"{section}.{name} {value!r} -> {now!r}")
-    if not replaced:
-        return []
-    return [
-        f"note: --objective {objective} over {path}'s {old}: the file's values at {old}'s defaults take "
-        f"{objective}'s ({', '.join(replaced)}); give them as flags to keep them"
-    ]
+            elif section == "loss" and defaults is not None and now != (usual := getattr(defaults.loss, name)):
+                kept.append(f"loss.{name} {now!r} ({objective}'s default {usual!r})")
+    notes = []
+    if replaced:
+        notes.append(
+            f"note: --objective {objective} over {path}'s {old}: the file's values at {old}'s defaults take "
+            f"{objective}'s ({', '.join(replaced)}); give them as flags to keep them"
+        )
+    if kept:
+        notes.append(
+            f"note: --objective {objective} over {path}'s {old}: the file's own values are kept "
+            f"({', '.join(kept)}); give flags for {objective}'s"
+        )
+    return notes
 
 
 # the settings --resume takes that end a run: --auto-resume compares them (a budget's plan aside)

@@ -1338,19 +1338,28 @@ def override(cfg: Config, **values: Any) -> Config:
     not use (``prior_components`` with the Gaussian prior: :func:`unused_settings`), which would
     train as if it were not given; set both in one call (``prior="mixture", prior_components=4``)."""
     result = set_fields(cfg, **values)
-    unused = unused_arguments(result, values)
-    if unused:  # a config built in steps: what uses a setting comes in the same call, or before
-        them = "them" if unused.endswith("them out") else "it"
-        raise UserError(f"{unused} (or set what uses {them} in the same call)")
+    # a config built in steps: what uses a setting comes in the same call, or before
+    check_used(result, values, arguments=True, same_call=True)
     return result
 
 
-def unused_arguments(cfg: Config, values: Mapping[str, Any]) -> str:
-    """:func:`unused_settings` of keyword arguments ``values`` (``prior_components`` or
-    ``loss__prior_components``), each named as written (``loss__prior_components=``)."""
-    as_given = {key.rpartition("__")[2]: key for key in values}
-    given = {name: values[key] for name, key in as_given.items()}
-    return unused_settings(cfg, given, spell=lambda name: as_given[name] + "=")
+def check_used(cfg: Config, given: Mapping[str, Any], arguments: bool = False, same_call: bool = False) -> None:
+    """:class:`UserError` with :func:`unused_settings`' message when a setting ``given`` is one
+    that ``cfg`` does not use; nothing when all are used. ``arguments``: ``given`` are keyword
+    arguments (``prior_components=`` or ``loss__prior_components=``), named as written; else
+    field names, named as flags (``--prior-components``). ``same_call``: the message adds that
+    what uses them may be set in the same call (:func:`override`'s advice; no help where the
+    caller sets the deciding settings itself, as ``fit_tensor`` does the data's)."""
+    spell = None
+    if arguments:
+        as_given = {key.rpartition("__")[2]: key for key in given}
+        given = {name: given[key] for name, key in as_given.items()}
+        spell = lambda name: as_given[name] + "="  # noqa: E731
+    unused = unused_settings(cfg, given, spell)
+    if unused and same_call:
+        unused += f" (or set what uses {'them' if unused.endswith('them out') else 'it'} in the same call)"
+    if unused:
+        raise UserError(unused)
 
 
 def set_fields(cfg: Config, **values: Any) -> Config:
