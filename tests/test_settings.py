@@ -335,6 +335,33 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
     assert "take mmd's" not in err  # nothing of the file was at gan's defaults
     assert main(["train", "--config", str(old), "--objective", "mmd", "--lam", "1", "--print-config"]) == 0
     assert "loss.lam" not in capsys.readouterr().err  # a flag's value is the flag's
+    # hostile pass, session 44: settings mmd does not use are not named (their flags are refused);
+    # a long value is cut; a scale kept beside --cost is named (only flags are the user's); the VAE
+    # sets its own cost, scale and lambda, not "the file's values at gan's defaults"
+    odd = tmp_path / "odd-gan.toml"
+    scales = ", ".join(str(0.1 + i / 1000) for i in range(300))
+    odd.write_text(f'[loss]\nobjective = "gan"\nprojections = 100\nkernel = "rbf"\nkernel_scales = [{scales}]\n')
+    capsys.readouterr()
+    assert main(["train", "--config", str(odd), "--objective", "mmd", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "loss.kernel 'rbf'" in err and "projections" not in err and "kernel_scales" not in err  # rbf has no scales
+    assert main(["train", "--config", str(odd), "--objective", "mmd", "--kernel", "imq", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "loss.kernel_scales (0.1, 0.101" in err and len(err) < 600
+    assert main(["train", "--config", str(old), "--objective", "mmd", "--cost", "l1", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "loss.cost_scale 0.05 (mmd's default 0.01)" in err and "loss.cost " not in err
+    assert main(["train", "--config", str(old), "--objective", "vae", "--print-config"]) == 0
+    err = capsys.readouterr().err
+    assert "the VAE sets its own (loss.cost 'l2sq' -> 'bce'" in err and "at gan's defaults" not in err
+    # and no note before a refusal found after the settings (fp16 on a CPU, an existing folder)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("x")
+    for extra in (["--precision", "fp16", "--device", "cpu"], ["--out", str(tmp_path / "taken")]):
+        argv = ["train", "--config", str(old), "--objective", "mmd", *TINY[:2], "--max-steps", "1", *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "note" not in err, err
     # a refused command prints its error alone, not the note before it
     capsys.readouterr()
     bad = ["--objective", "mmd", "--lr-schedule", "cosine", "--lr-milestones", "0.5", "0.7", "--print-config"]

@@ -54,6 +54,7 @@ from .config import (
     settings,
     to_toml,
     too_long,
+    unused_settings,
     validate,
     validate_new,
 )
@@ -649,6 +650,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     given = _given_settings(args)
+    notes: list[str] = []  # said once every check has passed: a refused command's error stays one line
     if args.log:
         given["log"] = ",".join(dict.fromkeys(args.log))
     if args.auto_resume and (args.resume or args.overwrite or args.out is None):
@@ -690,7 +692,7 @@ def _train(args: argparse.Namespace) -> int:
                 given.update(dataset="npz", path=args.data)
         elif args.dataset:
             given["dataset"] = args.dataset
-        notes = []  # printed once the settings are known to be good: an error stays one line
+        flagged = set(given)  # the settings the user gave as flags (not those set below for them)
         pinned = found.get("train", {}).get("schedule_epochs")
         if "epochs" in given and "schedule_epochs" not in given and pinned not in (None, given["epochs"]):
             # a run's config.json records the plan of its first session (an extended run's
@@ -705,9 +707,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = set_fields(cfg, **given)
         check_used(cfg, given)  # each would train as if not given, with no word said (before its values are checked)
         validate_new(cfg)
-        notes += _switched(found, cfg, args.objective, args.config, set(given))
-        for note in notes:
-            _say(note, file=sys.stderr)
+        notes += _switched(found, cfg, args.objective, args.config, flagged)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -718,9 +718,11 @@ def _train(args: argparse.Namespace) -> int:
         # new run's config.json, which it does only once all ranks have joined the group
         cfg = _continued(run_dir, cfg)
     if args.print_config:  # with --auto-resume, the settings of the run it would continue
+        for note in notes:
+            _say(note, file=sys.stderr)
         print(to_toml(cfg), end="")
         return 0
-    pending: list[str] = []  # said with the session's first message: a refusal of the resume stays one line
+    pending = notes  # said with the session's first message: a refusal (of the resume, the folder) stays one line
     if continuing:
         args.resume = str(run_dir)  # from here on as --resume RUN
         pending.append(
@@ -785,7 +787,9 @@ def _switched(
     if objective is None or old is None or old == objective:
         return []
     defaults = preset(cfg.preset, objective) if cfg.preset in PRESETS else None
-    replaced, kept = [], []
+    replaced: list[str] = []
+    forced: list[str] = []
+    kept: list[str] = []
     for section, values in found.items():
         if not isinstance(values, dict):
             continue
@@ -793,21 +797,31 @@ def _switched(
             if name in flags or f"{section}__{name}" in flags or name == "objective":
                 continue  # a flag set it, or it is the switch itself
             now = getattr(getattr(cfg, section), name)
-            if (tuple(value) if isinstance(value, list) else value) != now:
-                replaced.append(f"{section}.{name} {value!r} -> {now!r}")
-            elif section == "loss" and defaults is not None and now != (usual := getattr(defaults.loss, name)):
-                kept.append(f"loss.{name} {now!r} ({objective}'s default {usual!r})")
+            value = tuple(value) if isinstance(value, list) else value
+            if value != now:
+                before = preset(cfg.preset, old) if old in OBJECTIVES and cfg.preset in PRESETS else None
+                was_default = before is None or getattr(getattr(before, section), name) == value
+                (replaced if was_default or objective != "vae" else forced).append(
+                    f"{section}.{name} {json_repr(value)} -> {json_repr(now)}"
+                )
+            elif (
+                section == "loss"
+                and defaults is not None
+                and now != (usual := getattr(defaults.loss, name))
+                and not unused_settings(cfg, {name: now})  # a setting the new objective does not use is no matter
+            ):
+                kept.append(f"loss.{name} {json_repr(now)} ({objective}'s default {json_repr(usual)})")
     notes = []
+    about = f"note: --objective {objective} over {path}'s {old}:"
     if replaced:
         notes.append(
-            f"note: --objective {objective} over {path}'s {old}: the file's values at {old}'s defaults take "
-            f"{objective}'s ({', '.join(replaced)}); give them as flags to keep them"
+            f"{about} the file's values at {old}'s defaults take {objective}'s ({first_few(replaced, n=6)}); give them "
+            "as flags to keep them"
         )
+    if forced:  # the VAE baseline sets its cost, scale and lambda whatever the file says (the ELBO)
+        notes.append(f"{about} the VAE sets its own ({first_few(forced, n=6)})")
     if kept:
-        notes.append(
-            f"note: --objective {objective} over {path}'s {old}: the file's own values are kept "
-            f"({', '.join(kept)}); give flags for {objective}'s"
-        )
+        notes.append(f"{about} the file's own values are kept ({first_few(kept, n=6)}); give flags for {objective}'s")
     return notes
 
 
