@@ -786,7 +786,9 @@ def _switched(
     old = found.get("loss", {}).get("objective")
     if objective is None or old is None or old == objective:
         return []
-    defaults = preset(cfg.preset, objective) if cfg.preset in PRESETS else None
+    known = cfg.preset in PRESETS
+    defaults = preset(cfg.preset, objective) if known else None
+    before = preset(cfg.preset, old) if known and old in OBJECTIVES else None  # the file's objective's defaults
     replaced: list[str] = []
     forced: list[str] = []
     kept: list[str] = []
@@ -799,7 +801,6 @@ def _switched(
             now = getattr(getattr(cfg, section), name)
             value = tuple(value) if isinstance(value, list) else value
             if value != now:
-                before = preset(cfg.preset, old) if old in OBJECTIVES and cfg.preset in PRESETS else None
                 was_default = before is None or getattr(getattr(before, section), name) == value
                 (replaced if was_default or objective != "vae" else forced).append(
                     f"{section}.{name} {json_repr(value)} -> {json_repr(now)}"
