@@ -344,10 +344,15 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
     capsys.readouterr()
     assert main(["train", "--config", str(odd), "--objective", "mmd", "--print-config"]) == 0
     err = capsys.readouterr().err
-    assert "loss.kernel 'rbf'" in err and "projections" not in err and "kernel_scales" not in err  # rbf has no scales
+    kept = next(line for line in err.splitlines() if "own values are kept" in line)
+    assert (
+        "loss.kernel 'rbf'" in kept and "projections" not in kept and "kernel_scales" not in kept
+    )  # rbf has no scales
+    # what the run does not use is named apart (session 45), by name, not value
+    assert "loss.kernel_scales is the imq kernel's setting" in err and "loss.projections is SWAE's setting" in err
     assert main(["train", "--config", str(odd), "--objective", "mmd", "--kernel", "imq", "--print-config"]) == 0
     err = capsys.readouterr().err
-    assert "loss.kernel_scales (0.1, 0.101" in err and len(err) < 600
+    assert "loss.kernel_scales (0.1, 0.101" in err and len(err) < 800
     assert main(["train", "--config", str(old), "--objective", "mmd", "--cost", "l1", "--print-config"]) == 0
     err = capsys.readouterr().err
     assert "loss.cost_scale 0.05 (mmd's default 0.01)" in err and "loss.cost " not in err
@@ -526,3 +531,109 @@ def test_resume_refuses_workers_of_a_run_that_reads_no_image_files(tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--workers is uncached image folders' setting" in err, err
     assert (run / "config.json").read_text() == before
+
+
+def test_a_config_changed_by_hand_names_what_the_run_does_not_use(tmp_path, tiny_data, capsys):
+    # session 44 left open: a Config changed with dataclasses.replace (or read from a file) and
+    # given to wae.fit trained its unused settings silently; override and the flags refuse them
+    # as given, a Config built by hand is trained as it is with a note naming them
+    import dataclasses
+    import re
+
+    from tests.conftest import tiny_config
+    from wae import train as train_module
+    from wae.config import unused_changes
+
+    cfg = tiny_config("mmd", epochs=1, prior="gaussian")
+    assert unused_changes(cfg) == ""  # the preset's own unused values (K, separation) are not named
+    listed = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, kernel_scales=list(cfg.loss.kernel_scales)))
+    assert unused_changes(listed) == ""  # a list of the same values is not a change
+    cases = [
+        (
+            dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, prior_components=4)),
+            r"loss\.prior_components is the mixture prior's setting .*this run has prior gaussian: leave it out "
+            r"\(the run trains without it\)$",
+        ),
+        (
+            dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, adversary_lr=1e-4)),
+            r"train\.adversary_lr is WAE-GAN's adversary's setting",
+        ),
+        (
+            dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=32, crop=4)),
+            r"data\.image_size and data\.crop are an image folder's settings .*leave them out "
+            r"\(the run trains without them\)$",
+        ),
+        (
+            dataclasses.replace(
+                cfg, train=dataclasses.replace(cfg.train, lr_schedule="cosine", lr_milestones=(0.5,), lr_factors=(0.1,))
+            ),
+            r"train\.lr_milestones and train\.lr_factors are the step schedule's",
+        ),
+    ]
+    for changed, words in cases:
+        note = unused_changes(changed)
+        assert note.startswith("note: ") and re.search(words, note), note
+    said: list[str] = []
+    train_module.fit(cases[0][0], tmp_path / "run", data=tiny_data, progress=False, log=said.append)
+    assert [m for m in said if m.startswith("note:")] == [unused_changes(cases[0][0])]
+    said.clear()
+    train_module.fit(cfg, tmp_path / "plain", data=tiny_data, progress=False, log=said.append)
+    assert not [m for m in said if m.startswith("note:")]
+    # the command line says it for a file's values with --print-config, and as the training starts
+    (tmp_path / "c.json").write_text(json.dumps({"loss": {"prior": "gaussian", "prior_components": 3}}))
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 0
+    assert "loss.prior_components is the mixture prior's setting" in capsys.readouterr().err
+    # hostile pass, session 45: --resume --print-config said the note that the resume itself does
+    # not (a saved run goes on with what it has); a cosine schedule's emptied milestones are "none"
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--print-config"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    cosine = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr_schedule="cosine"))
+    assert (
+        unused_changes(
+            dataclasses.replace(cosine, train=dataclasses.replace(cosine.train, lr_milestones=[], lr_factors=()))
+        )
+        == ""
+    )
+
+
+def test_a_preset_named_by_a_list_or_a_table_is_a_user_error(tmp_path, capsys):
+    # hostile pass, session 45: `preset = ["mnist-fast"]` in a file was hashed where it was
+    # looked up among the presets: a TypeError traceback from `wae train --config`, and from
+    # wae.override / fit_tensor of a Config given such a preset by dataclasses.replace
+    import dataclasses
+
+    import wae
+    from wae.config import for_objective, unused_changes
+
+    for value in (["mnist-fast"], {"a": 1}):
+        (tmp_path / "c.json").write_text(json.dumps({"preset": value}))
+        assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 2
+        assert "preset must be one of mnist-fast" in capsys.readouterr().err
+        odd = dataclasses.replace(wae.preset(), preset=value)
+        with pytest.raises(UserError, match="preset"):
+            wae.override(odd, objective="gan")
+        assert for_objective(odd, "gan").loss.objective == "gan" and unused_changes(odd) == ""
+        with pytest.raises(UserError, match="preset"):
+            wae.preset(value)
+
+
+def test_the_class_penalty_of_a_conditional_vae_is_refused_as_unused(tmp_path, capsys):
+    # hostile pass, session 45: the VAE's KL is per image, so --no-class-penalty changed nothing
+    # for it, silently; it is the conditional WAE's setting now
+    import numpy as np
+
+    np.savez(tmp_path / "lab.npz", x_train=np.zeros((64, 28, 28), np.uint8), y_train=np.arange(64) % 4)
+    base = [
+        "train",
+        "--data",
+        str(tmp_path / "lab.npz"),
+        "--condition",
+        "labels",
+        "--no-class-penalty",
+        "--print-config",
+    ]
+    assert main([*base, "--objective", "vae"]) == 2
+    assert "--no-class-penalty is a conditional WAE's setting" in capsys.readouterr().err
+    for objective in ("mmd", "gan"):
+        assert main([*base, "--objective", objective]) == 0

@@ -44,6 +44,7 @@ from .config import (
     first_few,
     flag_of,
     from_settings,
+    is_preset,
     json_repr,
     one_line,
     parse_json,
@@ -54,6 +55,7 @@ from .config import (
     settings,
     to_toml,
     too_long,
+    unused_changes,
     unused_settings,
     validate,
     validate_new,
@@ -718,6 +720,8 @@ def _train(args: argparse.Namespace) -> int:
         # new run's config.json, which it does only once all ranks have joined the group
         cfg = _continued(run_dir, cfg)
     if args.print_config:  # with --auto-resume, the settings of the run it would continue
+        if not continuing and not args.resume and unused_changes(cfg):  # a training says it as it starts (fit)
+            notes.append(unused_changes(cfg))
         for note in notes:
             _say(note, file=sys.stderr)
         print(to_toml(cfg), end="")
@@ -786,7 +790,7 @@ def _switched(
     old = found.get("loss", {}).get("objective")
     if objective is None or old is None or old == objective:
         return []
-    known = cfg.preset in PRESETS
+    known = is_preset(cfg.preset)
     defaults = preset(cfg.preset, objective) if known else None
     before = preset(cfg.preset, old) if known and old in OBJECTIVES else None  # the file's objective's defaults
     replaced: list[str] = []
@@ -916,7 +920,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         )
     # a value the command did not give but its preset did (a default changed since the run began,
     # like mnist-fast's prior in session 40) is said to be the preset's
-    defaults = preset(cfg.preset, cfg.loss.objective) if cfg.preset in PRESETS else None
+    defaults = preset(cfg.preset, cfg.loss.objective) if is_preset(cfg.preset) else None
     differ += [
         f"{flag_of(f)} {_shown(a)} there, {_shown(b)} "
         + (

@@ -689,9 +689,15 @@ PRESETS = {
 }
 
 
+def is_preset(name: Any) -> bool:
+    """Whether ``name`` names a preset: a string among :data:`PRESETS` (a list or a dict read from a
+    file, or set with ``dataclasses.replace``, is not, and is not hashed)."""
+    return isinstance(name, str) and name in PRESETS
+
+
 def preset(name: str = "mnist-fast", objective: str = "mmd") -> Config:
     """A fresh copy of the named preset for ``objective`` ("mmd", "gan" or "vae")."""
-    if not isinstance(name, str) or name not in PRESETS:
+    if not is_preset(name):
         raise UserError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     _check_objective(objective)
     return for_objective(PRESETS[name](objective), objective)
@@ -825,7 +831,11 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "mlp_width": _MLP,
     "mlp_depth": _MLP,
     "label_dim": _LABELS,
-    "class_penalty": _LABELS,
+    # the VAE's KL is per image already: it has no class penalty to switch (vae_step reads none)
+    "class_penalty": (
+        "a conditional WAE's",
+        (("data", "condition", "labels"), ("loss", "objective", tuple(o for o in OBJECTIVES if o != "vae"))),
+    ),
     "synthetic_count": _SYNTHETIC,
     "synthetic_size": _SYNTHETIC,
     "held_out": ("a table's", (("data", "dataset", "table"),)),
@@ -899,6 +909,29 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     return "; ".join(phrases) + (": leave it out" if sum(map(len, groups.values())) == 1 else ": leave them out")
 
 
+def unused_changes(cfg: Config) -> str:
+    """A note naming the settings of ``cfg`` that differ from its preset's (for its objective) and
+    that the run does not use, in :func:`unused_settings`' words with sections ("note:
+    loss.prior_components is the mixture prior's setting ...; this run has prior gaussian: leave
+    it out (the run trains without it)"); "" when there are none or ``cfg.preset`` names no
+    preset. It names what a ``Config`` changed by hand (``dataclasses.replace``) or read from a
+    file sets in vain, which :func:`override` and the flags refuse as they are given."""
+    if not is_preset(cfg.preset) or cfg.loss.objective not in OBJECTIVES:
+        return ""
+    base = preset(cfg.preset, cfg.loss.objective)
+    sections = {f.name: section for section, f, _, _ in settings()}
+    given = {}
+    for name in _USED_BY:
+        value, was = (getattr(getattr(c, sections[name]), name) for c in (cfg, base))
+        empty = isinstance(value, list | tuple) and not value  # "none" (the cosine schedule's milestones)
+        if (tuple(value) if isinstance(value, list) else value) != was and not empty:
+            given[name] = value
+    unused = unused_settings(cfg, given, lambda name: f"{sections[name]}.{name}")
+    if not unused:
+        return ""
+    return f"note: {unused} (the run trains without {'them' if unused.endswith('them out') else 'it'})"
+
+
 def _prior_trick_is_gans(objective: str) -> str:
     if objective == "gan":
         return ""
@@ -928,7 +961,7 @@ def validate_new(cfg: Config) -> None:
         # the rbf kernel's bandwidth is the pooled sample's median distance: more draws would move
         # it towards the prior's own distances and change the penalty itself, not only its noise
         # (refused since session 32; runs trained with it before keep it on --resume)
-        from_preset = cfg.preset in PRESETS and PRESETS[cfg.preset](cfg.loss.objective).loss.prior_draws > 1
+        from_preset = is_preset(cfg.preset) and PRESETS[cfg.preset](cfg.loss.objective).loss.prior_draws > 1
         whose = f" (the {cfg.preset} preset's)" if from_preset else ""
         raise UserError(
             f"loss.prior_draws {cfg.loss.prior_draws}{whose} needs the imq kernel: the {cfg.loss.kernel} kernel takes "
@@ -1155,7 +1188,7 @@ def read_settings(path: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "preset":
-            if value not in PRESETS:
+            if not is_preset(value):
                 raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}; got {json_repr(value)}")
             found["preset"] = value
             continue
@@ -1305,7 +1338,7 @@ def for_objective(cfg: Config, objective: str) -> Config:
     _check_objective(objective)
     old = cfg.loss.objective
     cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, objective=objective))
-    if old != objective and old in OBJECTIVES and cfg.preset in PRESETS:
+    if old != objective and old in OBJECTIVES and is_preset(cfg.preset):
         presets = dict(_presets_by_objective(cfg.preset))
         before, after = presets[old], presets[objective]
         for section in SECTIONS:

@@ -42,6 +42,7 @@ from .config import (
     parse_json,
     prior_components,
     resolve_precision,
+    unused_changes,
     validate,
     validate_new,
 )
@@ -1239,6 +1240,8 @@ def _fit(
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say, started)
     if resume:
         loop.resume()
+    elif unused_changes(cfg):  # a Config changed by hand (dataclasses.replace) or read from a file
+        say(unused_changes(cfg))
     if loop.out is not None:
         loop.out.mkdir(parents=True, exist_ok=True)
         ckpt.write_config(loop.out, cfg)
