@@ -720,8 +720,8 @@ def _train(args: argparse.Namespace) -> int:
         # new run's config.json, which it does only once all ranks have joined the group
         cfg = _continued(run_dir, cfg)
     if args.print_config:  # with --auto-resume, the settings of the run it would continue
-        if not continuing and not args.resume and unused_changes(cfg):  # a training says it as it starts (fit)
-            notes.append(unused_changes(cfg))
+        if not continuing and not args.resume and (unused := unused_changes(cfg)):  # a training says it in fit
+            notes.append(unused)
         for note in notes:
             _say(note, file=sys.stderr)
         print(to_toml(cfg), end="")

@@ -909,6 +909,11 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     return "; ".join(phrases) + (": leave it out" if sum(map(len, groups.values())) == 1 else ": leave them out")
 
 
+def _pronoun(unused: str) -> str:
+    """ "them" for a message of :func:`unused_settings` that names several settings, else "it"."""
+    return "them" if unused.endswith("them out") else "it"
+
+
 def unused_changes(cfg: Config) -> str:
     """A note naming the settings of ``cfg`` that differ from its preset's (for its objective) and
     that the run does not use, in :func:`unused_settings`' words with sections ("note:
@@ -929,7 +934,7 @@ def unused_changes(cfg: Config) -> str:
     unused = unused_settings(cfg, given, lambda name: f"{sections[name]}.{name}")
     if not unused:
         return ""
-    return f"note: {unused} (the run trains without {'them' if unused.endswith('them out') else 'it'})"
+    return f"note: {unused} (the run trains without {_pronoun(unused)})"
 
 
 def _prior_trick_is_gans(objective: str) -> str:
@@ -1390,7 +1395,7 @@ def check_used(cfg: Config, given: Mapping[str, Any], arguments: bool = False, s
         spell = lambda name: as_given[name] + "="  # noqa: E731
     unused = unused_settings(cfg, given, spell)
     if unused and same_call:
-        unused += f" (or set what uses {'them' if unused.endswith('them out') else 'it'} in the same call)"
+        unused += f" (or set what uses {_pronoun(unused)} in the same call)"
     if unused:
         raise UserError(unused)
 

@@ -1240,8 +1240,8 @@ def _fit(
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say, started)
     if resume:
         loop.resume()
-    elif unused_changes(cfg):  # a Config changed by hand (dataclasses.replace) or read from a file
-        say(unused_changes(cfg))
+    elif unused := unused_changes(cfg):  # a Config changed by hand (dataclasses.replace) or read from a file
+        say(unused)
     if loop.out is not None:
         loop.out.mkdir(parents=True, exist_ok=True)
         ckpt.write_config(loop.out, cfg)
