@@ -203,3 +203,24 @@ def test_no_ex_post_sampler_for_too_few_images_or_when_off(tmp_path):
         progress=False,
     )
     assert not list((tmp_path / "off").glob("sampler-*")) and not list((tmp_path / "off").glob("samples-*"))
+
+
+def test_a_flow_to_fit_at_the_end_without_zuko_is_refused_before_training(tmp_path, monkeypatch, capsys, tiny_data):
+    # hostile pass, session 46: without zuko, --fit-sampler flow trained every step (or a whole
+    # time budget), then failed at the end with the run folder half-written (no report.html,
+    # no sampler); refused now before anything is trained or written
+    import sys
+
+    from tests.conftest import tiny_config
+    from wae.cli import main
+    from wae.train import fit
+
+    monkeypatch.setitem(sys.modules, "zuko", None)  # `import zuko` raises ImportError
+    with pytest.raises(UserError, match="needs zuko"):
+        fit(tiny_config(fit_sampler="flow", epochs=1), tmp_path / "api", data=tiny_data, progress=False)
+    assert not (tmp_path / "api").exists()
+    argv = ["train", "--dataset", "synthetic", "--batch-size", "32", "--max-steps", "1", "--no-progress"]
+    assert main([*argv, "--fit-sampler", "flow", "--out", str(tmp_path / "cli")]) == 2
+    assert "the flow sampler needs zuko" in capsys.readouterr().err and not (tmp_path / "cli").exists()
+    fit(tiny_config(fit_sampler="vae", epochs=1), tmp_path / "vae", data=tiny_data, progress=False)  # needs no zuko
+    assert (tmp_path / "vae" / "sampler-vae.pt").is_file()

@@ -410,6 +410,8 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
             "(used with dataset folder or celeba and cache False); this run has dataset mnist:",
         ),
         (["--arch", "mlp", "--no-batch-norm"], "--no-batch-norm is the convolutional networks' setting"),
+        # hostile pass, session 46: an MLP has no 4-D activations to lay out
+        (["--arch", "mlp", "--no-channels-last"], "--no-channels-last is the convolutional networks' setting"),
         (["--lr-schedule", "cosine", "--lr-milestones"], "--lr-milestones is the step schedule's setting"),
     ],
 )
@@ -637,3 +639,41 @@ def test_the_class_penalty_of_a_conditional_vae_is_refused_as_unused(tmp_path, c
     assert "--no-class-penalty is a conditional WAE's setting" in capsys.readouterr().err
     for objective in ("mmd", "gan"):
         assert main([*base, "--objective", objective]) == 0
+
+
+def test_a_preset_name_that_is_no_preset_is_refused_everywhere_a_config_is_checked(tmp_path, capsys):
+    # hostile pass, session 46: validate took any string, so wae.fit trained a Config whose
+    # preset was "nope" (or ""), wrote it into config.json, and said no note of unused settings
+    # (they are weighed against the preset's values); `--config` of that config.json was refused
+    import dataclasses
+
+    import wae
+    from wae.config import to_toml, validate
+
+    for name in ("nope", "", "MNIST-FAST"):
+        odd = dataclasses.replace(wae.preset(), preset=name)
+        with pytest.raises(UserError, match="preset must be one of mnist-fast"):
+            validate(odd)
+        with pytest.raises(UserError, match="preset must be one of"):
+            wae.fit(odd, tmp_path / "run", progress=False, log=lambda _: None)
+        assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match="preset must be str"):  # not a TypeError of json.dumps
+        to_toml(dataclasses.replace(wae.preset(), preset=b"x"))
+
+
+def test_a_preset_flag_over_a_config_file_of_another_preset_is_refused(tmp_path, capsys):
+    # hostile pass, session 46: --preset mnist-fast over mnist-quality's --print-config file
+    # labelled the run mnist-fast and kept every value of the file (the wide network, 30
+    # epochs, 8 prior draws), which then refused --objective gan for mnist-quality's prior draws
+    capsys.readouterr()
+    assert main(["train", "--preset", "mnist-quality", "--print-config"]) == 0
+    (tmp_path / "q.toml").write_text(capsys.readouterr().out)
+    base = ["train", "--config", str(tmp_path / "q.toml"), "--print-config"]
+    assert main([*base, "--preset", "mnist-fast"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--preset mnist-fast and " in err and "preset 'mnist-quality'" in err, err
+    assert main([*base, "--preset", "mnist-quality"]) == 0  # the file's own: allowed
+    (tmp_path / "p.toml").write_text("[loss]\nlam = 2.0\n")  # no preset named: --preset starts it
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "p.toml"), "--preset", "mnist-quality", "--print-config"]) == 0
+    assert 'preset = "mnist-quality"' in capsys.readouterr().out

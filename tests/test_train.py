@@ -374,6 +374,55 @@ def test_epochs_within_a_time_budget_have_their_known_values():
     assert epochs_within(1, 60.0, 90.0, 25, sampler=True, done=3) == 3  # never fewer than those done
     assert epochs_within(10, 60.0, 70.0, 25, sampler=True, done=3) == 11  # decided after the third epoch
     assert epochs_within(1e300, 1e-300, 0.0, 7, sampler=True) == 7  # no overflow
+    # a neural sampler's own fit kept back too: 600 - 70 - 30 - 45 = 455 s, 7 more
+    assert epochs_within(10, 60.0, 70.0, 25, sampler=True, fit_s=45.0) == 8
+    assert epochs_within(10, 60.0, 70.0, 25, sampler=False, fit_s=45.0) == 9  # no sampler fitted: nothing kept
+
+
+def test_a_time_budget_keeps_back_the_time_a_second_stage_vae_takes_to_fit(tmp_path, monkeypatch):
+    """A run that fits a second-stage VAE at its end keeps back the fit's probed seconds (said,
+    recorded in the plan); the mixture's fit keeps back half an epoch only (the test above)."""
+    import wae.train as train
+
+    monkeypatch.setattr(train, "fit_seconds", lambda kind, codes, dim, fit: {"vae": 41.0}.get(kind, 0.0))
+    cfg, run, calls, said = _budget_run(tmp_path, monkeypatch, kept=2, fit_sampler="vae")
+    assert [c[6] for c in calls] == [41.0]
+    assert _plans(tmp_path / "run")[0]["sampler_fit_s"] == 41.0
+    assert any("41 s are kept for the vae sampler's fit" in line for line in said)
+    assert (tmp_path / "run" / "sampler-vae.pt").is_file()
+
+
+def test_a_budget_probes_the_fit_with_the_settings_of_the_sampler_already_in_the_run(tmp_path, monkeypatch):
+    """A run trained further refits its sampler with the settings its file records (a wae
+    fit-sampler --components 5, say); the budget's probe times that fit, not the default's."""
+    import wae.train as train
+    from wae.cli import main
+
+    data = make_synthetic(count=64, size=16)
+    first = tiny_config(epochs=1)
+    fit(first, tmp_path / "run", data=data, progress=False, log=lambda _: None)
+    assert main(["fit-sampler", str(tmp_path / "run"), "--components", "5"]) == 0
+    probed: list = []
+    monkeypatch.setattr(train, "fit_seconds", lambda kind, codes, dim, fit: probed.append((kind, fit)) or 2.0)
+    _patched_budget(monkeypatch, kept=3)
+    more = override(first, epochs=3, time_budget=3.0)
+    fit(more, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    assert probed == [("gmm", {"components": 5, "covariance": "full", "seed": 0})]
+
+
+def test_the_probed_fit_time_of_a_sampler_is_positive_and_leaves_the_random_state_alone():
+    from wae.samplers import fit_seconds
+
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    vae = fit_seconds("vae", 600, 4, probe=2)
+    gmm, auto = fit_seconds("gmm", 600, 4), fit_seconds("gmm", 600, 4, {"components": "auto"})
+    assert torch.equal(torch.get_rng_state(), before)
+    for seconds in (vae, gmm, auto):
+        assert 0.0 < seconds < 600.0 and math.isfinite(seconds)
+    assert fit_seconds("none", 600, 4) == 0.0
+    assert fit_seconds("vae", 1, 4) == 0.0  # too few codes for a fit: none is made
+    assert fit_seconds("gmm", 30, 4, {"components": 40}) == 0.0  # more components than codes: refused there
 
 
 def _patched_budget(monkeypatch, kept: int) -> list[tuple]:
@@ -382,8 +431,8 @@ def _patched_budget(monkeypatch, kept: int) -> list[tuple]:
 
     calls: list[tuple] = []
 
-    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1):
-        calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done))
+    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1, fit_s=0.0):
+        calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s))
         return kept
 
     monkeypatch.setattr(train, "epochs_within", within)
@@ -412,9 +461,10 @@ def _plans(run_dir) -> list[dict]:
 def test_a_time_budget_keeps_the_epochs_that_fit_and_replans_the_schedule(tmp_path, monkeypatch):
     cfg, run, calls, said = _budget_run(tmp_path, monkeypatch, kept=2)
     assert run.step == 4  # 2 of the 4 epochs
-    (budget, epoch_s, elapsed_s, epochs, sampler, done), *revisions = calls  # decided after the first epoch
+    (budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s), *revisions = calls  # decided after the first epoch
     assert revisions == []  # the cut left no epoch end with epochs after it
     assert (budget, epochs, sampler, done) == (3.0, 4, True, 1) and epoch_s > 0 and elapsed_s > 0
+    assert 0.0 < fit_s < 60.0  # the mixture's probed fit (64 codes), beside the half epoch of encoding
     assert _recorded(tmp_path / "run") == (2, 2, None)
     ((plan,),) = [_plans(tmp_path / "run")]
     assert (plan["step"], plan["epochs_asked"], plan["epochs_kept"], plan["time_budget_min"]) == (2, 4, 2, 3.0)
@@ -449,9 +499,9 @@ def _patched_plans(monkeypatch, kept: list[int]) -> list[tuple]:
 
     calls: list[tuple] = []
 
-    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1):
+    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1, fit_s=0.0):
         if not calls or calls[-1][5] != done:
-            calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done))
+            calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s))
         return min(kept[min(len(calls), len(kept)) - 1], epochs)  # never more than it is asked to weigh
 
     monkeypatch.setattr(train, "epochs_within", within)
@@ -500,7 +550,7 @@ def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypa
         data=make_synthetic(count=64, size=16),
         progress=False,
     )
-    estimates = {done: epoch_s for (_, epoch_s, _, _, _, done) in calls}
+    estimates = {done: epoch_s for (_, epoch_s, _, _, _, done, _) in calls}
     assert sorted(estimates) == [1, 2, 3, 4, 5]  # the run's last epoch end has nothing left to plan
     assert estimates[3] >= 1.5  # the median of two epochs, one of them slow
     assert estimates[4] < 1.5 and estimates[5] < 1.5  # the slow one is one of three, then gone
@@ -801,7 +851,7 @@ def test_a_budget_still_open_at_a_resume_is_decided_after_half_an_epoch_of_timed
     said: list[str] = []
     resumed = override(first, max_steps=None, time_budget=2.0)
     run = fit(resumed, tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
-    (*_, done), *revisions = calls
+    (*_, done, _), *revisions = calls
     assert done == decided_after and [r[5] for r in revisions] == list(range(decided_after + 1, 4))
     assert run.step == 4 * 2 and _recorded(tmp_path / "run") == (4, 4, None)
     assert any("training 4 of the 6 epochs" in line for line in said)
@@ -828,7 +878,7 @@ def test_a_resumed_sessions_epoch_estimate_leaves_out_the_evaluations_it_timed(t
 
     monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
     fit(override(first, max_steps=None, time_budget=2.0), tmp_path / "run", data=data, resume=True, progress=False)
-    (_, epoch_s, *_, done), *_ = calls
+    (_, epoch_s, *_, done, _), *_ = calls
     assert done == 2 and 1.5 <= epoch_s < 2.7  # one evaluation and 2 steps; it was two evaluations (> 3 s)
 
 

@@ -678,6 +678,14 @@ def _train(args: argparse.Namespace) -> int:
         validate(cfg)
     else:
         found = read_settings(Path(args.config)) if args.config else {}
+        if args.preset and "preset" in found and found["preset"] != args.preset:
+            # the file's values are laid over the preset: a whole file (--print-config's) would keep
+            # every value of its own preset under the other's name, a partial one would mix the two
+            raise UserError(
+                f"--preset {args.preset} and {args.config}'s preset {json_repr(found['preset'])}: the file's settings "
+                f"are laid over the preset, so the two would mix; leave --preset out, or write a file for "
+                f"{args.preset} with wae train --preset {args.preset} --print-config"
+            )
         table = bool(args.data) and is_table_file(Path(args.data))
         # a table gets the table preset unless a --preset or the --config file names another
         default_preset = "table" if table and "preset" not in found else None

@@ -816,6 +816,7 @@ _MLP = ("the mlp network's (tables)", (("model", "arch", "mlp"),))
 _LABELS = ("a conditional run's", (("data", "condition", "labels"),))
 _SYNTHETIC = ("the synthetic data's", (("data", "dataset", "synthetic"),))
 _STEP = ("the step schedule's", (("train", "lr_schedule", "step"),))
+_CONV = ("the convolutional networks'", (("model", "arch", tuple(a for a in ARCHS if a != "mlp")),))
 _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "prior_components": _MIXTURE,
     "prior_separation": _MIXTURE,
@@ -846,7 +847,8 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "crop": _FOLDERS,
     "cache": _FOLDERS,
     "workers": ("uncached image folders'", (*_FOLDERS[1], ("data", "cache", False))),
-    "batch_norm": ("the convolutional networks'", (("model", "arch", tuple(a for a in ARCHS if a != "mlp")),)),
+    "batch_norm": _CONV,
+    "channels_last": _CONV,
 }
 
 
@@ -978,6 +980,8 @@ def validate(cfg: Config) -> None:
     """Raise :class:`UserError` naming the first setting that cannot work: one out of its
     choices or bounds (the fields' metadata), or settings that do not go together."""
     check_types(cfg)
+    if not is_preset(cfg.preset):  # its label chooses the defaults that notes and objective switches weigh
+        raise UserError(f"preset must be one of {', '.join(PRESETS)}; got {json_repr(cfg.preset)}")
     for section, f, kind, may_be_none in settings():
         trouble = problem(f, kind, may_be_none, getattr(getattr(cfg, section), f.name))
         if trouble:
@@ -1247,7 +1251,9 @@ def _toml_value(value: Any) -> str:
 
 def to_toml(cfg: Config) -> str:
     """``cfg`` as the TOML file that ``wae train --config`` reads back to the same config (a
-    setting that is not set, None, is a comment)."""
+    setting that is not set, None, is a comment). :class:`UserError` for a setting of the wrong
+    type."""
+    check_types(cfg)  # a value of another type set with dataclasses.replace: named, not a TypeError of json
     lines = [f"preset = {json.dumps(cfg.preset)}"]
     for section in SECTIONS:
         lines += ["", f"[{section}]"]

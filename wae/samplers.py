@@ -13,6 +13,7 @@ import json
 import math
 import pickle
 import shlex
+import time
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -248,6 +249,24 @@ MAX_TRANSFORMS, MAX_HIDDEN = 64, 4096  # flow sizes beyond any use (and beyond m
 MAX_VAE_DEPTH = 64  # hidden layers of a second-stage VAE's networks, beyond any use
 
 
+def _zuko() -> Any:
+    """The zuko package, which the flow sampler is built with; :class:`UserError` saying how to
+    install it when it is missing."""
+    try:
+        import zuko
+    except ImportError:
+        raise UserError("the flow sampler needs zuko: pip install 'wae[flow]' (or pip install zuko)") from None
+    return zuko
+
+
+def check_available(kind: str) -> None:
+    """Raise :class:`UserError` when the ex-post sampler ``kind`` cannot be fitted here (a flow
+    without zuko), so that a run that fits one at its end (``train.fit_sampler``) is refused
+    before it trains rather than after."""
+    if kind == "flow":
+        _zuko()
+
+
 class FlowSampler(torch.nn.Module):
     """A neural spline flow (Durkan et al., NeurIPS 2019; zuko's ``NSF``) on standardised codes:
     z = mean + std * T^-1(u), u ~ N(0, I). ``transforms`` autoregressive rational-quadratic
@@ -259,11 +278,7 @@ class FlowSampler(torch.nn.Module):
 
     def __init__(self, dim: int, transforms: int = 3, hidden: int = 128, bins: int = 8):
         super().__init__()
-        try:
-            import zuko
-        except ImportError:
-            raise UserError("the flow sampler needs zuko: pip install 'wae[flow]' (or pip install zuko)") from None
-
+        zuko = _zuko()
         self.settings = {"dim": dim, "transforms": transforms, "hidden": hidden, "bins": bins}
         self.flow = zuko.flows.NSF(dim, bins=bins, transforms=transforms, hidden_features=(hidden, hidden))
         self.register_buffer("mean", torch.zeros(dim))
@@ -490,6 +505,59 @@ def fit_vae(codes: Tensor, hidden: int = 128, depth: int = 2, fit: LikelihoodFit
         torch.manual_seed(fit.seed)
         sampler = SecondStageVAE(codes.shape[1], hidden, depth)
         return _fit_by_likelihood(sampler, sampler.parameters(), codes, "second-stage VAE", fit)
+
+
+GMM_PROBE_CODES = 2000  # codes a mixture's probe fit takes: a fraction of a second, scaled up
+
+
+def fit_seconds(kind: str, codes: int, dim: int, fit: dict[str, Any] | None = None, probe: int = 20) -> float:
+    """Seconds that fitting the ex-post sampler ``kind`` to ``codes`` codes of ``dim``
+    dimensions with the settings ``fit`` (:func:`fit_settings`'s; None: the defaults) may take
+    on this machine, measured by a probe on random codes: for the second-stage VAE and the
+    flow, ``probe`` timed optimiser steps at the fit's batch size (after three untimed), scaled
+    to every step of every epoch its fit may train (early stopping may end it sooner; the
+    second-stage VAE's fit of 60 epochs on a WAE's codes did not stop early in the runs of
+    docs/results.md) and to the held-out scoring after each; for the Gaussian mixture, the same
+    fit (its K, or ``auto``'s candidates) on GMM_PROBE_CODES random codes, scaled by the codes
+    (EM and k-means are linear in them). What a time budget keeps back for the fit
+    (``train.fit_sampler``), beyond the encoding of the codes. 0.0 for none, for too few codes
+    and for a flow without zuko (whose fit is refused before training: :func:`check_available`).
+    Leaves the global random state as it was."""
+    if kind not in SAMPLER_FILES or codes < 2 or dim < 1:
+        return 0.0
+    settings = {**fit_settings(kind), **(fit or {})}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind == "gmm":
+            n = min(codes, GMM_PROBE_CODES)
+            start = time.perf_counter()
+            try:
+                fit_sampler("gmm", torch.randn(n, dim), settings["components"], settings["covariance"])
+            except UserError:  # fewer codes than components: the fit itself is refused, or skipped
+                return 0.0
+            return (time.perf_counter() - start) * codes / n
+        likelihood = VAE_FIT if kind == "vae" else FLOW_FIT
+        held_out = max(1, round(codes * likelihood.holdout))
+        batch = max(1, min(likelihood.batch_size, codes - held_out))
+        hidden = int(settings["hidden"])
+        try:
+            sampler: Any = (
+                SecondStageVAE(dim, hidden) if kind == "vae" else FlowSampler(dim, int(settings["transforms"]), hidden)
+            )
+        except UserError:
+            return 0.0
+        optimizer = torch.optim.Adam(sampler.parameters(), lr=likelihood.lr)
+        z, generator = torch.randn(batch, dim), torch.Generator().manual_seed(0)
+        for step in range(probe + 3):
+            if step == 3:
+                start = time.perf_counter()
+            loss = sampler.loss(z, generator).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        step_s = (time.perf_counter() - start) / probe
+    steps = likelihood.epochs * -(-(codes - held_out) // batch)
+    return step_s * steps * (1.0 + likelihood.holdout)  # a forward pass over the held-out codes each epoch, roughly
 
 
 def _save_module(sampler: Any, path: Path, fitted_to: str = "", fit: dict[str, Any] | None = None) -> None:

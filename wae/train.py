@@ -89,8 +89,10 @@ from .priors import describe, gaussian_log_density
 from .samplers import (
     SAMPLER_FILES,
     LatentSampler,
+    check_available,
     fit_flags,
     fit_sampler,
+    fit_seconds,
     fit_settings,
     fitted_to,
     is_stale,
@@ -185,13 +187,20 @@ def planned_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 
 def epochs_within(
-    budget_min: float, epoch_s: float, elapsed_s: float, epochs: int, sampler: bool, done: int = 1
+    budget_min: float,
+    epoch_s: float,
+    elapsed_s: float,
+    epochs: int,
+    sampler: bool,
+    done: int = 1,
+    fit_s: float = 0.0,
 ) -> int:
     """The epochs of a run that fit in ``budget_min`` minutes once ``done`` are done: an epoch
     takes ``epoch_s`` seconds (its evaluation included), ``elapsed_s`` have passed since the
-    session began, and, when an ex-post ``sampler`` is fitted at the end, half an epoch is kept
-    back for it. Between ``done`` and ``epochs``."""
-    left = budget_min * 60 - elapsed_s - (0.5 * epoch_s if sampler else 0.0)
+    session began, and, when an ex-post ``sampler`` is fitted at the end, half an epoch (to
+    encode the training images) and ``fit_s`` seconds (the sampler's own fit, as probed by
+    :func:`wae.samplers.fit_seconds`) are kept back for it. Between ``done`` and ``epochs``."""
+    left = budget_min * 60 - elapsed_s - (0.5 * epoch_s + fit_s if sampler else 0.0)
     more = math.floor(left / epoch_s) if epoch_s > 0 and math.isfinite(left / epoch_s) else epochs
     return max(done, min(epochs, done + more))
 
@@ -237,25 +246,30 @@ def epochs_fitting(
     sampler: bool,
     done: int,
     worst_s: float = 0.0,
+    fit_s: float = 0.0,
 ) -> int:
     """The epochs a time budget keeps at an epoch end, where the plan in force reaches ``reach``
-    epochs and at most ``most`` may be kept: those that fit (:func:`epochs_within`) at
-    ``epoch_s`` an epoch; more than ``reach`` only as far as they also fit at ``worst_s`` (the
-    slowest of the last epochs; default ``epoch_s``) GROWTH_MARGIN slower, with GROWTH_SPARE of
-    an epoch to spare, so that an estimate on the edge, moved by clock noise or by the end of an
-    evaluation cycle, does not cut an epoch at one epoch end and give it back at the next."""
-    fits = epochs_within(budget_min, epoch_s, elapsed_s, most, sampler, done)
+    epochs and at most ``most`` may be kept: those that fit (:func:`epochs_within`, with
+    ``fit_s`` seconds kept back for the ex-post sampler's own fit) at ``epoch_s`` an epoch;
+    more than ``reach`` only as far as they also fit at ``worst_s`` (the slowest of the last
+    epochs; default ``epoch_s``) GROWTH_MARGIN slower, with GROWTH_SPARE of an epoch to spare,
+    so that an estimate on the edge, moved by clock noise or by the end of an evaluation cycle,
+    does not cut an epoch at one epoch end and give it back at the next."""
+    fits = epochs_within(budget_min, epoch_s, elapsed_s, most, sampler, done, fit_s=fit_s)
     if fits <= reach:
         return fits
     slower = max(epoch_s, worst_s) * (1 + GROWTH_MARGIN)
-    return max(reach, epochs_within(budget_min, slower, elapsed_s + GROWTH_SPARE * slower, fits, sampler, done))
+    spared = elapsed_s + GROWTH_SPARE * slower
+    return max(reach, epochs_within(budget_min, slower, spared, fits, sampler, done, fit_s=fit_s))
 
 
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
     """Raise :class:`UserError` if ``cfg`` cannot train on ``data`` with ``world`` processes:
     settings out of range, a training set smaller than one batch, an image size the
-    architecture cannot produce, a batch that does not split evenly over the processes."""
+    architecture cannot produce, a batch that does not split evenly over the processes, an
+    ex-post sampler to fit at the end that cannot be fitted here (a flow without zuko)."""
     validate(cfg)
+    check_available(cfg.train.fit_sampler)
     table = cfg.model.arch == "mlp"
     if table != isinstance(data, TableData):
         raise UserError("the mlp architecture trains on tables (--data FILE.csv|.npy|.npz), and only it does")
@@ -1284,6 +1298,7 @@ class _Loop:
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
         self.budget: float | None = None  # the session's time budget (minutes) once decided
+        self.fit_s = 0.0  # seconds the budget keeps back for the ex-post sampler's own fit
         self.step_times: list[float] = []  # seconds of each whole epoch's steps since that decision
         self.point_times: list[tuple[int, float]] = []  # (epoch, seconds) of this session's checkpoint points
         # (those from timed_from on are the evaluations among a budget's timed steps)
@@ -1456,6 +1471,12 @@ class _Loop:
         assert budget is not None
         self.cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
         self.budget, self.step_times = budget, []
+        # the ex-post sampler's fit is timed once, by a probe on this machine, with the settings
+        # it will be fitted with (those a sampler already in the folder records: fit_ex_post)
+        kind, codes = self.cfg.train.fit_sampler, len(self.data.train)
+        if kind != "none" and codes >= MIN_EX_POST_CODES:
+            earlier = recorded_fit(self.out / SAMPLER_FILES[kind], kind) if self.out is not None else {}
+            self.fit_s = fit_seconds(kind, codes, self.cfg.model.latent_dim, earlier or None)
         self.replan(epoch_s, elapsed_s, bar, revised=False)
 
     def revise_budget(self, elapsed_s: float, bar: tqdm) -> None:
@@ -1482,8 +1503,8 @@ class _Loop:
         assert budget is not None
         done = state.step // spe
         # the ranks' mean, so that every rank keeps the same epochs (on the device: NCCL reduces there)
-        clocks = torch.tensor([epoch_s, elapsed_s, worst_s], device=state.device)
-        epoch_s, elapsed_s, worst_s = (float(v) for v in mean_over(clocks, self.procs))
+        clocks = torch.tensor([epoch_s, elapsed_s, worst_s, self.fit_s], device=state.device)
+        epoch_s, elapsed_s, worst_s, fit_s = (float(v) for v in mean_over(clocks, self.procs))
         planned = cfg.train.epochs
         reach = min(planned, -(-self.total_steps // spe))  # the epochs begun before the run's last step
         if not revised:  # the plan the session began with: the most a revision gives back
@@ -1491,13 +1512,14 @@ class _Loop:
         asked, asked_reach, asked_schedule = self.asked
         sampler = cfg.train.fit_sampler != "none"
         most = asked_reach if revised else reach
-        fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, most, sampler, done, worst_s)
+        fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, most, sampler, done, worst_s, fit_s)
         # a cut ends the schedule with the run when it was planned over more epochs (a
         # --schedule-epochs for the epochs asked) and leaves it when over fewer (a resumed run's,
         # pinned to its first session's): never stretched, so no rate that has dropped rises again
         plan = (fits, min(fits, asked_schedule)) if fits < reach else self.grown(fits) if fits > reach else None
         if plan is None and revised:
             return
+        kept_s = fit_s >= 0.5 and sampler  # a second or more kept back for the sampler's fit: said
         if plan is not None:
             cfg.train.epochs, cfg.train.schedule_epochs = plan
             self.total_steps = planned_steps(cfg, spe)
@@ -1512,13 +1534,17 @@ class _Loop:
             f"time budget {budget:g} min: "
             + ("epochs now take" if revised else "an epoch takes")
             + f" {epoch_s:.3g} s here ({'their' if revised else 'its'} evaluation included), "
-            + f"{elapsed_s:.0f} s have passed: "
+            + f"{elapsed_s:.0f} s have passed"
+            + (f", {fit_s:.0f} s are kept for the {cfg.train.fit_sampler} sampler's fit" if kept_s else "")
+            + ": "
             + (f"{said} (revised)" if revised else said)
         )
         if self.out is not None:
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
             record.update(elapsed_s=elapsed_s, epochs_asked=asked, epochs_before=planned, epochs_kept=cfg.train.epochs)
             record.update(schedule_epochs=planned_epochs(cfg), schedule_asked=asked_schedule, revised=revised)
+            if fit_s and sampler:
+                record.update(sampler_fit_s=fit_s)
             if revised:
                 # config.json first: its plan is the one in force (the budget is no longer there
                 # for a resume to decide again), so a kill between the two loses this record of
