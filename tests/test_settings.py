@@ -677,3 +677,39 @@ def test_a_preset_flag_over_a_config_file_of_another_preset_is_refused(tmp_path,
     capsys.readouterr()
     assert main(["train", "--config", str(tmp_path / "p.toml"), "--preset", "mnist-quality", "--print-config"]) == 0
     assert 'preset = "mnist-quality"' in capsys.readouterr().out
+
+
+def test_a_config_without_a_preset_stays_custom_and_a_setting_neither_run_uses_is_no_difference(tmp_path, capsys):
+    # hostile pass, session 46: Config.from_dict labels a dict without a preset "custom", which
+    # the check of preset names refused, so such a run could no longer be read or resumed; and
+    # an older table run given --no-channels-last (taken before it was refused as unused) was
+    # told by --auto-resume to give --no-channels-last, which is refused
+    import dataclasses
+
+    import numpy as np
+
+    import wae
+    from wae.config import Config, differing_settings, validate
+
+    custom = Config.from_dict({"data": {"dataset": "synthetic"}})
+    assert custom.preset == "custom"
+    validate(custom)
+    table = wae.preset("table")
+    older = dataclasses.replace(table, train=dataclasses.replace(table.train, channels_last=False))
+    assert list(differing_settings(older, table)) == []  # unused by both: not a difference
+    small = wae.preset()
+    flipped = dataclasses.replace(small, train=dataclasses.replace(small.train, channels_last=False))
+    assert [f.name for _, f, _, _ in differing_settings(small, flipped)] == [
+        "channels_last"
+    ]  # used by the convolutional network: named
+    np.savetxt(
+        tmp_path / "t.csv", np.random.default_rng(0).normal(size=(200, 3)), delimiter=",", header="a,b,c", comments=""
+    )
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "t.csv"), "--max-steps", "1", "--no-progress", "--out", str(run)]
+    assert main([*argv, "--eval-every", "0"]) == 0
+    recorded = json.loads((run / "config.json").read_text())
+    recorded["train"]["channels_last"] = False  # as an older wae recorded --no-channels-last
+    (run / "config.json").write_text(json.dumps(recorded))
+    capsys.readouterr()
+    assert main([*argv, "--eval-every", "0", "--auto-resume", "--print-config"]) == 0, capsys.readouterr().err

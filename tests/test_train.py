@@ -388,7 +388,7 @@ def test_a_time_budget_keeps_back_the_time_a_second_stage_vae_takes_to_fit(tmp_p
     cfg, run, calls, said = _budget_run(tmp_path, monkeypatch, kept=2, fit_sampler="vae")
     assert [c[6] for c in calls] == [41.0]
     assert _plans(tmp_path / "run")[0]["sampler_fit_s"] == 41.0
-    assert any("41 s are kept for the vae sampler's fit" in line for line in said)
+    assert any("the vae sampler's fit is given 41 s" in line for line in said)
     assert (tmp_path / "run" / "sampler-vae.pt").is_file()
 
 

@@ -485,7 +485,7 @@ class Config:
                 if f.name in values and isinstance(values[f.name], list):
                     values[f.name] = tuple(values[f.name])
             parts[name] = cls(**values)
-        return Config(preset=d.get("preset", "custom"), **parts)
+        return Config(preset=d.get("preset", CUSTOM), **parts)
 
 
 def first_few(items: Sequence[str], sep: str = ", ", n: int = 3) -> str:
@@ -689,6 +689,9 @@ PRESETS = {
 }
 
 
+CUSTOM = "custom"  # the label of a config read from a dict that names no preset (Config.from_dict)
+
+
 def is_preset(name: Any) -> bool:
     """Whether ``name`` names a preset: a string among :data:`PRESETS` (a list or a dict read from a
     file, or set with ``dataclasses.replace``, is not, and is not hashed)."""
@@ -745,7 +748,10 @@ def differing_settings(
                 used_a, used_b = (prior_components(c) if both else None for c in (there, here))
             nan = isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
             if used_a != used_b and a != b and not nan:  # the same NaN in both is one value (validation names it)
-                yield section, f, a, b
+                # a setting neither run uses (an mlp's channels_last, recorded as given before it
+                # was refused) is no difference: naming it would ask for a flag that is refused
+                if not (unused_settings(there, {f.name: a}) and unused_settings(here, {f.name: b})):
+                    yield section, f, a, b
 
 
 _UNDESCRIBED = setting(None, "").metadata  # what a field declared without setting() is taken to say
@@ -980,8 +986,8 @@ def validate(cfg: Config) -> None:
     """Raise :class:`UserError` naming the first setting that cannot work: one out of its
     choices or bounds (the fields' metadata), or settings that do not go together."""
     check_types(cfg)
-    if not is_preset(cfg.preset):  # its label chooses the defaults that notes and objective switches weigh
-        raise UserError(f"preset must be one of {', '.join(PRESETS)}; got {json_repr(cfg.preset)}")
+    if not is_preset(cfg.preset) and cfg.preset != CUSTOM:  # the label chooses the defaults notes weigh
+        raise UserError(f"preset must be one of {', '.join(PRESETS)} (or {CUSTOM}); got {json_repr(cfg.preset)}")
     for section, f, kind, may_be_none in settings():
         trouble = problem(f, kind, may_be_none, getattr(getattr(cfg, section), f.name))
         if trouble:

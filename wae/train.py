@@ -1535,7 +1535,7 @@ class _Loop:
             + ("epochs now take" if revised else "an epoch takes")
             + f" {epoch_s:.3g} s here ({'their' if revised else 'its'} evaluation included), "
             + f"{elapsed_s:.0f} s have passed"
-            + (f", {fit_s:.0f} s are kept for the {cfg.train.fit_sampler} sampler's fit" if kept_s else "")
+            + (f", the {cfg.train.fit_sampler} sampler's fit is given {fit_s:.0f} s" if kept_s else "")
             + ": "
             + (f"{said} (revised)" if revised else said)
         )
