@@ -189,6 +189,21 @@ def test_two_processes_keep_the_same_epochs_under_a_time_budget(tmp_path, monkey
     assert final is not None and final[0]["step"] == 128 // 32  # one epoch of the synthetic set
 
 
+@pytest.mark.slow  # one launch of two processes: about 15 s on 2 cores
+@pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
+def test_two_processes_keep_back_the_sampler_fit_under_a_time_budget(tmp_path, monkeypatch):
+    """The ex-post sampler is fitted on rank 0 alone, which alone probes its fit (session 46;
+    the plan's mean over ranks is then rank 0's value): under torchrun the budget decides with
+    it, records it, and every rank goes on to the same end, the sampler fitted."""
+    monkeypatch.chdir(tmp_path)
+    argv = [*ARGS, "--synthetic-count", "128", "--arch", "fast", "--epochs", "2", "--fit-sampler", "vae"]
+    _torchrun(tmp_path, *argv, "--time-budget", "30", "--out", "two")
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    (plan,) = [r for r in map(json.loads, lines) if r["kind"] == "plan"]
+    assert plan["epochs_kept"] == 2 and plan["sampler_fit_s"] > 0
+    assert (tmp_path / "two" / "sampler-vae.pt").is_file()
+
+
 @pytest.mark.slow  # one launch of two processes: about 10 s on 2 cores
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun not installed beside this python")
 def test_a_signal_to_one_rank_is_named_by_rank_0(tmp_path, monkeypatch):

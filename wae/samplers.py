@@ -521,9 +521,9 @@ def fit_seconds(kind: str, codes: int, dim: int, fit: dict[str, Any] | None = No
     fit (its K, or ``auto``'s candidates) on GMM_PROBE_CODES random codes, scaled by the codes
     (EM and k-means are linear in them), after an untimed small fit (scikit-learn's import).
     What a time budget keeps back for the fit (``train.fit_sampler``), beyond the encoding of
-    the codes. 0.0 for none, for too few codes
-    and for a flow without zuko (whose fit is refused before training: :func:`check_available`).
-    Leaves the global random state as it was."""
+    the codes. 0.0 for none, for too few codes and for a flow without zuko (whose fit is
+    refused before training: :func:`check_available`). Leaves the global random state as it
+    was."""
     if kind not in SAMPLER_FILES or codes < 2 or dim < 1:
         return 0.0
     settings = {**fit_settings(kind), **(fit or {})}

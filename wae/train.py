@@ -1472,9 +1472,10 @@ class _Loop:
         self.cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
         self.budget, self.step_times = budget, []
         # the ex-post sampler's fit is timed once, by a probe on this machine, with the settings
-        # it will be fitted with (those a sampler already in the folder records: fit_ex_post)
+        # it will be fitted with (those a sampler already in the folder records: fit_ex_post);
+        # on the main rank, which fits it (the others' 0 make replan's mean over ranks its share)
         kind, codes = self.cfg.train.fit_sampler, len(self.data.train)
-        if kind != "none" and codes >= MIN_EX_POST_CODES:
+        if kind != "none" and codes >= MIN_EX_POST_CODES and self.procs.main:
             earlier = recorded_fit(self.out / SAMPLER_FILES[kind], kind) if self.out is not None else {}
             self.fit_s = fit_seconds(kind, codes, self.cfg.model.latent_dim, earlier or None)
         self.replan(epoch_s, elapsed_s, bar, revised=False)
@@ -1503,8 +1504,8 @@ class _Loop:
         assert budget is not None
         done = state.step // spe
         # the ranks' mean, so that every rank keeps the same epochs (on the device: NCCL reduces there)
-        clocks = torch.tensor([epoch_s, elapsed_s, worst_s, self.fit_s], device=state.device)
-        epoch_s, elapsed_s, worst_s, fit_s = (float(v) for v in mean_over(clocks, self.procs))
+        clocks = torch.tensor([epoch_s, elapsed_s, worst_s, self.fit_s * self.procs.world], device=state.device)
+        epoch_s, elapsed_s, worst_s, fit_s = (float(v) for v in mean_over(clocks, self.procs))  # fit_s: the main's
         planned = cfg.train.epochs
         reach = min(planned, -(-self.total_steps // spe))  # the epochs begun before the run's last step
         if not revised:  # the plan the session began with: the most a revision gives back
