@@ -1464,9 +1464,10 @@ class _Loop:
     def fit_to_budget(self, epoch_s: float, elapsed_s: float, bar: tqdm) -> None:
         """At an epoch's end: keep as many of the run's epochs as fit in its ``time_budget`` (an
         epoch takes ``epoch_s`` seconds; ``elapsed_s`` have passed since :func:`fit` began), with
-        half an epoch kept back for an ex-post sampler's fit, and re-plan the schedule over them;
-        config.json records the plan and metrics.jsonl the decision. The session keeps the budget
-        to revise the plan at each later epoch end (:meth:`revise_budget`)."""
+        half an epoch and the probed time of its fit kept back for an ex-post sampler
+        (:func:`wae.samplers.fit_seconds`), and re-plan the schedule over them; config.json
+        records the plan and metrics.jsonl the decision. The session keeps the budget to revise
+        the plan at each later epoch end (:meth:`revise_budget`)."""
         budget = self.cfg.train.time_budget
         assert budget is not None
         self.cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
