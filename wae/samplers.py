@@ -338,6 +338,15 @@ def fit_flow(
         return _fit_by_likelihood(sampler, sampler.flow.parameters(), codes, "flow", fit)
 
 
+def _likelihood_step(sampler: Any, optimizer: torch.optim.Optimizer, codes: Tensor, generator: torch.Generator) -> None:
+    """One optimiser step of a neural sampler's fit on a minibatch of codes (n, d): its mean
+    loss (:func:`_fit_by_likelihood`; :func:`fit_seconds` times the same step)."""
+    loss = sampler.loss(codes, generator).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def _fit_by_likelihood(sampler: Any, parameters: Any, codes: Tensor, what: str, fit: LikelihoodFit) -> Any:
     """The fitting loop of the neural samplers: ``sampler`` (with ``mean``/``std`` buffers that
     standardise the codes and a ``loss(codes, generator)`` of one value per code, to minimise)
@@ -359,10 +368,7 @@ def _fit_by_likelihood(sampler: Any, parameters: Any, codes: Tensor, what: str, 
     for _ in tqdm(range(fit.epochs), desc=what, unit="epoch", disable=not fit.progress):
         sampler.train()
         for index in torch.randperm(len(train), generator=generator).split(batch_size):
-            loss = sampler.loss(train[index], generator).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            _likelihood_step(sampler, optimizer, train[index], generator)
         sampler.eval()
         with torch.no_grad():
             score = sampler.loss(held_out, torch.Generator().manual_seed(fit.seed)).mean().item()
@@ -553,10 +559,7 @@ def fit_seconds(kind: str, codes: int, dim: int, fit: dict[str, Any] | None = No
         for step in range(probe + 3):
             if step == 3:
                 start = time.perf_counter()
-            loss = sampler.loss(z, generator).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            _likelihood_step(sampler, optimizer, z, generator)  # the fit's own step
         step_s = (time.perf_counter() - start) / probe
     steps = likelihood.epochs * -(-(codes - held_out) // batch)
     return step_s * steps * (1.0 + likelihood.holdout)  # a forward pass over the held-out codes each epoch, roughly
