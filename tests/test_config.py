@@ -238,3 +238,86 @@ def test_a_checkpoint_compare_names_the_recorded_values_and_takes_one_nan_as_one
     assert config_differences(nan, nan) == []
     with pytest.raises(UserError, match="prior_separation"):
         validate(nan)
+
+
+BF16_FLAGS = {"fpu", "avx512f", "avx512_bf16"}
+
+
+@pytest.fixture
+def bf16_host(monkeypatch):
+    """A CPU with native bf16 and no cap in the environment, whatever this machine is."""
+    from wae import config
+
+    monkeypatch.setattr(config, "cpu_flags", lambda: set(BF16_FLAGS))
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "env, capped",
+    [
+        ({}, None),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "ONEDNN_MAX_CPU_ISA=AVX2"),
+        ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, "ONEDNN_MAX_CPU_ISA=avx512_core"),  # oneDNN reads any case
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, "ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI"),
+        ({"DNNL_MAX_CPU_ISA": "AVX2"}, "DNNL_MAX_CPU_ISA=AVX2"),  # the older name
+        ({"ONEDNN_MAX_CPU_ISA": "", "DNNL_MAX_CPU_ISA": "SSE41"}, "DNNL_MAX_CPU_ISA=SSE41"),  # empty: unset
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX", "DNNL_MAX_CPU_ISA": "AVX2"}, None),  # the newer name wins
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, None),
+        ({"ONEDNN_MAX_CPU_ISA": "DEFAULT"}, None),
+        ({"ONEDNN_MAX_CPU_ISA": " AVX2"}, None),  # oneDNN ignores a value it does not know
+        ({"ONEDNN_MAX_CPU_ISA": "avx3"}, None),
+    ],
+)
+def test_bf16_is_native_only_where_onednn_may_use_it(bf16_host, env, capped):
+    """A bf16 matmul ran 1,000x slower with ONEDNN_MAX_CPU_ISA=AVX2 on a CPU with AMX, and auto
+    chose bf16 there from /proc/cpuinfo alone: the demo trained at 48 images/s, not 830 in fp32."""
+    from wae.config import bf16_emulated, native_bf16, onednn_isa_cap, resolve_precision
+
+    for name, value in env.items():
+        bf16_host.setenv(name, value)
+    assert onednn_isa_cap() == capped
+    why = bf16_emulated()
+    assert native_bf16() == (capped is None) and (why is None) == (capped is None)
+    if capped:
+        assert why == f"{capped} holds oneDNN below bf16"
+    assert resolve_precision(preset(), "cpu").train.precision == ("bf16" if capped is None else "fp32")
+    assert resolve_precision(override(preset(), precision="bf16"), "cpu").train.precision == "bf16"  # as asked
+
+
+def test_bf16_is_not_native_without_the_flag_or_onednn(bf16_host):
+    import torch
+
+    from wae import config
+
+    assert config.bf16_emulated() is None
+    with pytest.MonkeyPatch.context() as off:  # a bf16 matmul without oneDNN: 1,300x slower
+        off.setattr(torch.backends.mkldnn, "enabled", False)
+        assert not torch.backends.mkldnn.enabled
+        assert config.bf16_emulated() == "oneDNN is off (torch.backends.mkldnn)"
+        assert config.resolve_precision(preset(), "cpu").train.precision == "fp32"
+    assert torch.backends.mkldnn.enabled and config.native_bf16()
+    bf16_host.setattr(config, "cpu_flags", lambda: {"fpu", "avx512f", "avx2"})
+    assert config.bf16_emulated() == "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16)"
+    bf16_host.setattr(config, "cpu_flags", lambda: None)
+    assert "cannot be read" in config.bf16_emulated()
+    assert config.resolve_precision(preset(), "cpu").train.precision == "fp32"
+
+
+def test_cpu_flags_are_the_flags_line_only(monkeypatch, tmp_path):
+    from wae import config
+
+    text = "processor\t: 0\nmodel name\t: avx512_bf16 in a name\nflags\t\t: fpu sse2 avx2\n\nprocessor\t: 1\n"
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return (
+            real_open(tmp_path / "cpuinfo", *args, **kwargs)
+            if path == "/proc/cpuinfo"
+            else real_open(path, *args, **kwargs)
+        )
+
+    (tmp_path / "cpuinfo").write_text(text)
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert config.cpu_flags() == {"fpu", "sse2", "avx2"}  # a model name that mentions bf16 is not a flag

@@ -203,10 +203,28 @@ def test_fid_is_small_between_mnist_splits_and_grows_with_blur_and_noise():
 def test_fid_precision_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch):
     from wae import config, fid
 
-    assert fid.choose_precision("fp32") == "fp32" and fid.choose_precision("bf16") == "bf16"
-    for native, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(config, "native_bf16", lambda native=native: native)
-        assert fid.choose_precision("auto") == expected
+    for why, expected in ((None, "bf16"), ("this CPU has no native bf16", "fp32")):
+        monkeypatch.setattr(config, "bf16_emulated", lambda why=why: why)
+        assert fid.choose_precision("auto") == expected and fid.choose_precision("fp32") == "fp32"
+    with pytest.warns(UserWarning, match="no native bf16"):  # as asked, with a warning where it is emulated
+        assert fid.choose_precision("bf16") == "bf16"
+
+
+def test_fid_precision_bf16_where_it_is_emulated_warns_why(monkeypatch):
+    import warnings
+
+    from wae import config, fid
+
+    monkeypatch.setattr(config, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert fid.choose_precision("auto") == "fp32"
+    with pytest.warns(UserWarning, match=r"emulated here \(ONEDNN_MAX_CPU_ISA=AVX2 holds oneDNN below bf16\)"):
+        assert fid.choose_precision("bf16") == "bf16"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fid.choose_precision("bf16") == "bf16" and fid.choose_precision("auto") == "bf16"
 
 
 def _direct_poly_mmd(x, y):

@@ -1317,14 +1317,55 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (emulated bf16 is slower than fp32)."""
+# oneDNN's instruction sets without bf16 dot products, as its CPU dispatcher control names them
+# (ONEDNN_MAX_CPU_ISA; DNNL_MAX_CPU_ISA is the older name of the same variable)
+_ONEDNN_ISAS_WITHOUT_BF16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags as Linux lists them (/proc/cpuinfo), None where they cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            return {flag for line in f if line.startswith("flags") for flag in line.partition(":")[2].split()}
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return None
+
+
+def onednn_isa_cap() -> str | None:
+    """``ONEDNN_MAX_CPU_ISA=...`` (or the older ``DNNL_MAX_CPU_ISA``) as set, when that cap
+    holds oneDNN to an instruction set without bf16 dot products; else None."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "")
+        if value:  # the first one set is the one oneDNN reads, in any case; a value with spaces it ignores
+            return f"{name}={value}" if value.upper() in _ONEDNN_ISAS_WITHOUT_BF16 else None
+    return None
+
+
+def bf16_emulated() -> str | None:
+    """Why this process would emulate bf16 on the CPU (slower than fp32: 3.6x with oneDNN held
+    to AVX-512 without bf16, 17x held to AVX2, on the demo's network, docs/reliability.md
+    "Session 47"), or None where bf16 is native. Native needs the CPU's flag (avx512_bf16 or
+    amx_bf16 in /proc/cpuinfo), oneDNN in use (``torch.backends.mkldnn``: a bf16 matmul without
+    it ran 1,300x slower) and oneDNN not held below bf16 by ``ONEDNN_MAX_CPU_ISA``."""
+    flags = cpu_flags()
+    if flags is None:
+        return "this CPU's flags cannot be read (/proc/cpuinfo)"
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16)"
+    if cap := onednn_isa_cap():
+        return f"{cap} holds oneDNN below bf16"
+    import torch
+
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return "oneDNN is off (torch.backends.mkldnn)"
+    return None
+
+
+def native_bf16() -> bool:
+    """Whether this process computes bf16 natively on the CPU (:func:`bf16_emulated` says why not)."""
+    return bf16_emulated() is None
 
 
 def resolve_precision(cfg: Config, device: str = "cpu") -> Config:

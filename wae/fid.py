@@ -658,11 +658,14 @@ def reference_stats(
 
 def choose_precision(precision: str) -> str:
     """The Inception pass's precision: "fp32" or "bf16" as given; "auto": bf16 where the CPU has
-    native bf16 (emulated bf16 is slower than fp32), else fp32."""
-    if precision == "auto":
-        from .config import native_bf16
+    native bf16 (emulated bf16 is slower than fp32), else fp32; bf16 asked for where it is
+    emulated is used, with a warning that says why it is slow."""
+    from .config import bf16_emulated
 
-        return "bf16" if native_bf16() else "fp32"
+    if precision == "auto":
+        return "fp32" if bf16_emulated() else "bf16"
+    if precision == "bf16" and (why := bf16_emulated()):
+        warn_caller(f"the bf16 Inception pass is emulated here ({why}): slower than fp32")
     return precision
 
 

@@ -37,6 +37,7 @@ from .config import (
     SAMPLE_PENALTIES,
     Config,
     UserError,
+    bf16_emulated,
     json_repr,
     one_line,
     parse_json,
@@ -1251,6 +1252,8 @@ def _fit(
     quiet: Callable[[str], None] = lambda msg: None  # noqa: E731
     shown: Callable[[str], None] = lambda msg: tqdm.write(one_line(msg), file=sys.stderr)  # noqa: E731
     say = (log if log is not None else shown) if procs.main else quiet
+    if device.type == "cpu" and cfg.train.precision == "bf16" and (why := bf16_emulated()):
+        say(f"note: precision bf16 is emulated here ({why}): slower than fp32, which auto would choose")
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say, started)
     if resume:
         loop.resume()
