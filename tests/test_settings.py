@@ -407,7 +407,7 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
         (["--no-cache"], "--no-cache is an image folder's setting"),
         (
             ["--workers", "4"],
-            "(used with dataset folder or celeba and cache False); this run has dataset mnist:",
+            "(used with dataset folder or celeba and --no-cache); this run has dataset mnist:",
         ),
         (["--arch", "mlp", "--no-batch-norm"], "--no-batch-norm is the convolutional networks' setting"),
         # hostile pass, session 46: an MLP has no 4-D activations to lay out
@@ -570,6 +570,13 @@ def test_a_config_changed_by_hand_names_what_the_run_does_not_use(tmp_path, tiny
                 cfg, train=dataclasses.replace(cfg.train, lr_schedule="cosine", lr_milestones=(0.5,), lr_factors=(0.1,))
             ),
             r"train\.lr_milestones and train\.lr_factors are the step schedule's",
+        ),
+        (  # a switch in the words of a file, not Python's (was "cache False" / "cache True")
+            dataclasses.replace(
+                cfg, data=dataclasses.replace(cfg.data, dataset="folder", path="x", cache=True, workers=4)
+            ),
+            r"data\.workers is uncached image folders' setting \(used with dataset folder or celeba and "
+            r"cache false\); this run has cache true: leave",
         ),
     ]
     for changed, words in cases:

@@ -425,6 +425,36 @@ def test_the_probed_fit_time_of_a_sampler_is_positive_and_leaves_the_random_stat
     assert fit_seconds("gmm", 30, 4, {"components": 40}) == 0.0  # more components than codes: refused there
 
 
+def test_a_moment_of_other_work_during_the_probe_is_not_scaled_up(monkeypatch):
+    """Session 47: the demo's budget kept back 117 s for a 3 s mixture fit, its one 0.1 s probe
+    fit slowed by other work on the machine and scaled by 30. The least of three probe fits (the
+    neural samplers' median step) is scaled now: one slow fit or step moves nothing."""
+    import time
+
+    from wae import samplers
+
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    fits = iter([5.0, 0.1, 0.1])  # the first probe fit slowed 50x
+
+    def fake_fit(kind, codes, *args, **kwargs):
+        clock[0] += next(fits, 0.1) if len(codes) == samplers.GMM_PROBE_CODES else 0.01
+        return None, ""
+
+    monkeypatch.setattr(samplers, "fit_sampler", fake_fit)
+    assert samplers.fit_seconds("gmm", 60_000, 8) == pytest.approx(0.1 * 60_000 / samplers.GMM_PROBE_CODES)
+    steps = iter([1.0] * 3 + [9.0] + [0.002] * 19)  # three untimed, then one slow step of twenty
+
+    def fake_step(*args):
+        clock[0] += next(steps)
+
+    monkeypatch.setattr(samplers, "_likelihood_step", fake_step)
+    held_out = round(60_000 * samplers.VAE_FIT.holdout)
+    batch = min(samplers.VAE_FIT.batch_size, 60_000 - held_out)
+    every = samplers.VAE_FIT.epochs * -(-(60_000 - held_out) // batch) * (1 + samplers.VAE_FIT.holdout)
+    assert samplers.fit_seconds("vae", 60_000, 8) == pytest.approx(0.002 * every)
+
+
 def _patched_budget(monkeypatch, kept: int) -> list[tuple]:
     """``epochs_within`` made to keep ``kept`` epochs (no clock in the tests); its calls."""
     import wae.train as train

@@ -890,10 +890,15 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     a setting given. ``spell`` writes a field's name as the caller gave it (a flag,
     ``--prior-components``, by default)."""
 
+    def words(field: str, value: Any) -> str:  # "prior gaussian"; a switch as the caller sets it
+        if isinstance(value, bool):  # "--no-cache" beside flags, "cache false" (TOML's spelling) beside names
+            return _flag_named(field, value) if spell is None else f"{field.replace('_', ' ')} {str(value).lower()}"
+        return f"{field.replace('_', ' ')} {_either(value)}"
+
     def failed(needs: tuple[tuple[str, str, Any], ...]) -> list[str]:  # the conditions the run fails
         values = [(section, field, getattr(getattr(cfg, section), field), used) for section, field, used in needs]
         return [
-            f"{field.replace('_', ' ')} {value}"
+            words(field, value)
             for section, field, value, used in values
             # a value that is none of its choices ("Mixture") is the error to name, by validate
             if value not in (used if isinstance(used, tuple) else (used,)) and _a_choice(cfg, section, field, value)
@@ -909,7 +914,7 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
         spelt = [spell(name) if spell else _flag_named(name, given[name]) for name in names]
         flags = _listed(spelt, "and")
         are, plural = ("is", "") if len(names) == 1 else ("are", "s")
-        how = " and ".join(f"{field.replace('_', ' ')} {_either(value)}" for _, field, value in needs)
+        how = " and ".join(words(field, value) for _, field, value in needs)
         has = failed(needs)[0]  # the first: "dataset mnist", not "dataset mnist, cache True" (--workers)
         phrases.append(f"{flags} {are} {whose} setting{plural} (used with {how}); this run has {has}")
     if not phrases:
