@@ -327,3 +327,29 @@ def test_an_icc_profile_is_applied_and_a_broken_one_ignored(tmp_path):
     broken = Image.new("RGB", (1, 1), (200, 100, 50))
     broken.info["icc_profile"] = b"not a profile"
     assert _viewed(broken) == [[[200, 100, 50]]]
+
+
+def test_a_budget_keeps_back_half_an_epoch_to_encode_images_read_from_files(tmp_path, monkeypatch):
+    """Encoding the training codes for the ex-post sampler reads every image again when they are
+    read from files in every pass (--no-cache): half an epoch is kept back for it then, a tenth
+    for images in memory (session 47: half an epoch cost the demo an epoch of five on a slow host)."""
+    import wae.train as train
+
+    shares: list[float] = []
+
+    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1, fit_s=0.0, encode_share=0.5):
+        shares.append(encode_share)
+        return epochs
+
+    monkeypatch.setattr(train, "epochs_within", within)
+    monkeypatch.setattr(train, "fit_seconds", lambda kind, codes, dim, fit: 1.0)
+    root = make_folder(tmp_path / "imgs", count=60, bad=False)
+    args = ["train", "--data", str(root), "--image-size", "16", "--batch-size", "8", "--epochs", "1"]
+    args += ["--time-budget", "5", "--precision", "fp32", "--no-progress", "--arch", "fast"]
+    for cache, share in (("--no-cache", train.ENCODE_SHARE["files"]), ("--cache", train.ENCODE_SHARE["memory"])):
+        shares.clear()
+        workers = ["--workers", "0"] if cache == "--no-cache" else []
+        assert main([*args, cache, *workers, "--out", str(tmp_path / f"run{cache}")]) == 0
+        assert shares and set(shares) == {share}
+        assert (tmp_path / f"run{cache}" / "sampler-gmm.npz").is_file()
+    assert train.ENCODE_SHARE == {"memory": 0.1, "files": 0.5}

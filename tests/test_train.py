@@ -377,6 +377,11 @@ def test_epochs_within_a_time_budget_have_their_known_values():
     # a neural sampler's own fit kept back too: 600 - 70 - 30 - 45 = 455 s, 7 more
     assert epochs_within(10, 60.0, 70.0, 25, sampler=True, fit_s=45.0) == 8
     assert epochs_within(10, 60.0, 70.0, 25, sampler=False, fit_s=45.0) == 9  # no sampler fitted: nothing kept
+    # session 47, make demo held to AVX2: 105 s an epoch, 207 s gone after 2, 13.5 s for the mixture's
+    # fit, grid and report. Half an epoch for the codes: 570 - 207 - 52.5 - 13.5 = 297 s, 2 more;
+    # the tenth of an epoch a pass of the encoder over images in memory takes: 339 s, 3 more
+    assert epochs_within(9.5, 105.0, 207.0, 25, sampler=True, done=2, fit_s=13.5) == 4
+    assert epochs_within(9.5, 105.0, 207.0, 25, sampler=True, done=2, fit_s=13.5, encode_share=0.1) == 5
 
 
 def test_a_time_budget_keeps_back_the_time_a_second_stage_vae_takes_to_fit(tmp_path, monkeypatch):
@@ -386,9 +391,11 @@ def test_a_time_budget_keeps_back_the_time_a_second_stage_vae_takes_to_fit(tmp_p
 
     monkeypatch.setattr(train, "fit_seconds", lambda kind, codes, dim, fit: {"vae": 41.0}.get(kind, 0.0))
     cfg, run, calls, said = _budget_run(tmp_path, monkeypatch, kept=2, fit_sampler="vae")
-    assert [c[6] for c in calls] == [41.0]
-    assert _plans(tmp_path / "run")[0]["sampler_fit_s"] == 41.0
-    assert any("the vae sampler's fit is given 41 s" in line for line in said)
+    # the probed fit, and SAMPLER_END_S for its grid and the report; a tenth of an epoch for the
+    # codes of images in memory (half an epoch for images read from files: the test below)
+    assert [c[6:] for c in calls] == [(41.0 + train.SAMPLER_END_S, train.ENCODE_SHARE["memory"])]
+    assert _plans(tmp_path / "run")[0]["sampler_fit_s"] == 46.0
+    assert any("the vae sampler's fit is given 46 s" in line for line in said)
     assert (tmp_path / "run" / "sampler-vae.pt").is_file()
 
 
@@ -461,8 +468,8 @@ def _patched_budget(monkeypatch, kept: int) -> list[tuple]:
 
     calls: list[tuple] = []
 
-    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1, fit_s=0.0):
-        calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s))
+    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1, fit_s=0.0, encode_share=0.5):
+        calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s, encode_share))
         return kept
 
     monkeypatch.setattr(train, "epochs_within", within)
@@ -491,7 +498,7 @@ def _plans(run_dir) -> list[dict]:
 def test_a_time_budget_keeps_the_epochs_that_fit_and_replans_the_schedule(tmp_path, monkeypatch):
     cfg, run, calls, said = _budget_run(tmp_path, monkeypatch, kept=2)
     assert run.step == 4  # 2 of the 4 epochs
-    (budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s), *revisions = calls  # decided after the first epoch
+    (budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s, _), *revisions = calls  # decided after the first epoch
     assert revisions == []  # the cut left no epoch end with epochs after it
     assert (budget, epochs, sampler, done) == (3.0, 4, True, 1) and epoch_s > 0 and elapsed_s > 0
     assert 0.0 < fit_s < 60.0  # the mixture's probed fit (64 codes), beside the half epoch of encoding
@@ -529,7 +536,7 @@ def _patched_plans(monkeypatch, kept: list[int]) -> list[tuple]:
 
     calls: list[tuple] = []
 
-    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1, fit_s=0.0):
+    def within(budget, epoch_s, elapsed_s, epochs, sampler, done=1, fit_s=0.0, encode_share=0.5):
         if not calls or calls[-1][5] != done:
             calls.append((budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s))
         return min(kept[min(len(calls), len(kept)) - 1], epochs)  # never more than it is asked to weigh
@@ -881,7 +888,7 @@ def test_a_budget_still_open_at_a_resume_is_decided_after_half_an_epoch_of_timed
     said: list[str] = []
     resumed = override(first, max_steps=None, time_budget=2.0)
     run = fit(resumed, tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
-    (*_, done, _), *revisions = calls
+    (*_, done, _, _), *revisions = calls
     assert done == decided_after and [r[5] for r in revisions] == list(range(decided_after + 1, 4))
     assert run.step == 4 * 2 and _recorded(tmp_path / "run") == (4, 4, None)
     assert any("training 4 of the 6 epochs" in line for line in said)
@@ -908,7 +915,7 @@ def test_a_resumed_sessions_epoch_estimate_leaves_out_the_evaluations_it_timed(t
 
     monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
     fit(override(first, max_steps=None, time_budget=2.0), tmp_path / "run", data=data, resume=True, progress=False)
-    (_, epoch_s, *_, done, _), *_ = calls
+    (_, epoch_s, *_, done, _, _), *_ = calls
     assert done == 2 and 1.5 <= epoch_s < 2.7  # one evaluation and 2 steps; it was two evaluations (> 3 s)
 
 

@@ -195,17 +195,25 @@ def epochs_within(
     sampler: bool,
     done: int = 1,
     fit_s: float = 0.0,
+    encode_share: float = 0.5,
 ) -> int:
     """The epochs of a run that fit in ``budget_min`` minutes once ``done`` are done: an epoch
     takes ``epoch_s`` seconds (its evaluation included), ``elapsed_s`` have passed since the
-    session began, and, when an ex-post ``sampler`` is fitted at the end, half an epoch (to
-    encode the training images) and ``fit_s`` seconds (the sampler's own fit, as probed by
-    :func:`wae.samplers.fit_seconds`) are kept back for it. Between ``done`` and ``epochs``."""
-    left = budget_min * 60 - elapsed_s - (0.5 * epoch_s + fit_s if sampler else 0.0)
+    session began, and, when an ex-post ``sampler`` is fitted at the end, ``encode_share`` of
+    an epoch (to encode the training images: :data:`ENCODE_SHARE`) and ``fit_s`` seconds (the
+    sampler's own fit, as probed by :func:`wae.samplers.fit_seconds`, its grid and the report
+    written again) are kept back for it. Between ``done`` and ``epochs``."""
+    left = budget_min * 60 - elapsed_s - (encode_share * epoch_s + fit_s if sampler else 0.0)
     more = math.floor(left / epoch_s) if epoch_s > 0 and math.isfinite(left / epoch_s) else epochs
     return max(done, min(epochs, done + more))
 
 
+# Of an epoch's time, what a budget keeps back to encode the training images for the ex-post
+# sampler: a pass of the encoder alone over images in memory (with the fit, 7.1 s after epochs
+# of 105 s on 2 cores held to AVX2, session 47; half an epoch, the share before, cost the demo
+# its fifth epoch of five there), half an epoch for images read from files in every pass
+ENCODE_SHARE = {"memory": 0.1, "files": 0.5}
+SAMPLER_END_S = 5.0  # the sampler's grid and the report written again after its fit (1.9 s there)
 GROWTH_MARGIN = 0.05  # a revision gives epochs back only if they fit with epochs this much slower
 GROWTH_SPARE = 0.5  # ... and with this much of an epoch to spare
 
@@ -248,20 +256,22 @@ def epochs_fitting(
     done: int,
     worst_s: float = 0.0,
     fit_s: float = 0.0,
+    encode_share: float = 0.5,
 ) -> int:
     """The epochs a time budget keeps at an epoch end, where the plan in force reaches ``reach``
     epochs and at most ``most`` may be kept: those that fit (:func:`epochs_within`, with
     ``fit_s`` seconds kept back for the ex-post sampler's own fit) at ``epoch_s`` an epoch;
     more than ``reach`` only as far as they also fit at ``worst_s`` (the slowest of the last
-    epochs; default ``epoch_s``) GROWTH_MARGIN slower, with GROWTH_SPARE of an epoch to spare,
+    epochs; default ``epoch_s``) GROWTH_MARGIN slower, with GROWTH_SPARE of an epoch to spare
+    (``encode_share`` of an epoch kept back for the sampler's codes, as there),
     so that an estimate on the edge, moved by clock noise or by the end of an evaluation cycle,
     does not cut an epoch at one epoch end and give it back at the next."""
-    fits = epochs_within(budget_min, epoch_s, elapsed_s, most, sampler, done, fit_s=fit_s)
+    fits = epochs_within(budget_min, epoch_s, elapsed_s, most, sampler, done, fit_s, encode_share)
     if fits <= reach:
         return fits
     slower = max(epoch_s, worst_s) * (1 + GROWTH_MARGIN)
     spared = elapsed_s + GROWTH_SPARE * slower
-    return max(reach, epochs_within(budget_min, slower, spared, fits, sampler, done, fit_s=fit_s))
+    return max(reach, epochs_within(budget_min, slower, spared, fits, sampler, done, fit_s, encode_share))
 
 
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
@@ -1301,7 +1311,7 @@ class _Loop:
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
         self.budget: float | None = None  # the session's time budget (minutes) once decided
-        self.fit_s = 0.0  # seconds the budget keeps back for the ex-post sampler's own fit
+        self.fit_s = 0.0  # seconds the budget keeps back for the ex-post sampler's fit, grid and report
         self.step_times: list[float] = []  # seconds of each whole epoch's steps since that decision
         self.point_times: list[tuple[int, float]] = []  # (epoch, seconds) of this session's checkpoint points
         # (those from timed_from on are the evaluations among a budget's timed steps)
@@ -1467,10 +1477,11 @@ class _Loop:
     def fit_to_budget(self, epoch_s: float, elapsed_s: float, bar: tqdm) -> None:
         """At an epoch's end: keep as many of the run's epochs as fit in its ``time_budget`` (an
         epoch takes ``epoch_s`` seconds; ``elapsed_s`` have passed since :func:`fit` began), with
-        half an epoch and the probed time of its fit kept back for an ex-post sampler
-        (:func:`wae.samplers.fit_seconds`), and re-plan the schedule over them; config.json
-        records the plan and metrics.jsonl the decision. The session keeps the budget to revise
-        the plan at each later epoch end (:meth:`revise_budget`)."""
+        a share of an epoch to encode the codes (:data:`ENCODE_SHARE`), the probed time of its
+        fit (:func:`wae.samplers.fit_seconds`) and SAMPLER_END_S kept back for an ex-post
+        sampler, and re-plan the schedule over them; config.json records the plan and
+        metrics.jsonl the decision. The session keeps the budget to revise the plan at each
+        later epoch end (:meth:`revise_budget`)."""
         budget = self.cfg.train.time_budget
         assert budget is not None
         self.cfg.train.time_budget = None  # config.json records the plan made, which a resume keeps
@@ -1481,7 +1492,7 @@ class _Loop:
         kind, codes = self.cfg.train.fit_sampler, len(self.data.train)
         if kind != "none" and codes >= MIN_EX_POST_CODES and self.procs.main:
             earlier = recorded_fit(self.out / SAMPLER_FILES[kind], kind) if self.out is not None else {}
-            self.fit_s = fit_seconds(kind, codes, self.cfg.model.latent_dim, earlier or None)
+            self.fit_s = fit_seconds(kind, codes, self.cfg.model.latent_dim, earlier or None) + SAMPLER_END_S
         self.replan(epoch_s, elapsed_s, bar, revised=False)
 
     def revise_budget(self, elapsed_s: float, bar: tqdm) -> None:
@@ -1517,7 +1528,8 @@ class _Loop:
         asked, asked_reach, asked_schedule = self.asked
         sampler = cfg.train.fit_sampler != "none"
         most = asked_reach if revised else reach
-        fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, most, sampler, done, worst_s, fit_s)
+        share = ENCODE_SHARE["memory" if isinstance(self.data.train, Tensor) else "files"]
+        fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, most, sampler, done, worst_s, fit_s, share)
         # a cut ends the schedule with the run when it was planned over more epochs (a
         # --schedule-epochs for the epochs asked) and leaves it when over fewer (a resumed run's,
         # pinned to its first session's): never stretched, so no rate that has dropped rises again
