@@ -477,3 +477,6 @@ def test_auto_precision_follows_a_onednn_cap_and_asked_bf16_is_said_to_be_emulat
         assert json.loads((run / "config.json").read_text())["train"]["precision"] == recorded
         said = "precision bf16 is emulated here (ONEDNN_MAX_CPU_ISA=AVX2 holds oneDNN below bf16)"
         assert (said in err) == (precision == "bf16"), err
+    # hostile pass: a resume keeps the run's precision, so its note no longer points at auto
+    code, err = run_cli(["train", "--resume", str(tmp_path / "bf16"), "--max-steps", "2"])
+    assert code == 0 and f"{said}: slower than fp32; a resume keeps the precision the run was trained in" in err, err

@@ -47,6 +47,9 @@ def test_held_out_likelihood_chooses_the_true_number_of_clusters():
     assert scores[3] > scores[1] + 1.0  # one Gaussian over three clusters is far worse
     with pytest.raises(UserError, match="too few"):
         select_components(_clusters(30, 3), candidates=(20,))
+    # hostile pass, session 47: the candidates in words, not a Python list
+    with pytest.raises(UserError, match=r"^54 codes are too few to choose among 5, 10, 20 and 40 components$"):
+        select_components(_clusters(54, 3))
 
 
 NEURAL = {

@@ -395,7 +395,7 @@ def test_a_time_budget_keeps_back_the_time_a_second_stage_vae_takes_to_fit(tmp_p
     # codes of images in memory (half an epoch for images read from files: the test below)
     assert [c[6:] for c in calls] == [(41.0 + train.SAMPLER_END_S, train.ENCODE_SHARE["memory"])]
     assert _plans(tmp_path / "run")[0]["sampler_fit_s"] == 46.0
-    assert any("the vae sampler's fit is given 46 s" in line for line in said)
+    assert any("46 s are kept for the vae sampler's fit, grid and report" in line for line in said)
     assert (tmp_path / "run" / "sampler-vae.pt").is_file()
 
 

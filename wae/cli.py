@@ -396,8 +396,8 @@ def _add_measure_commands(sub: Any) -> None:
         choices=("auto", "fp32", "bf16"),
         default="auto",
         help="precision of the Inception pass: fp32 (the standard), bf16 (2.7x faster on a CPU with native bf16; "
-        "FID within about 1%% of fp32's, measured), or auto (default): bf16 where the CPU has it natively, else "
-        "fp32. metrics.json records the choice (fid_bf16)",
+        "FID within about 1%% of fp32's, measured), or auto (default): bf16 where the CPU has it natively and "
+        "oneDNN may use it, else fp32. metrics.json records the choice (fid_bf16)",
     )
     _add_no_progress(ev, f"the Inception passes, and {FIRST_CONVERSION}")
 

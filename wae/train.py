@@ -1263,7 +1263,8 @@ def _fit(
     shown: Callable[[str], None] = lambda msg: tqdm.write(one_line(msg), file=sys.stderr)  # noqa: E731
     say = (log if log is not None else shown) if procs.main else quiet
     if device.type == "cpu" and cfg.train.precision == "bf16" and (why := bf16_emulated()):
-        say(f"note: precision bf16 is emulated here ({why}): slower than fp32, which auto would choose")
+        kept = "; a resume keeps the precision the run was trained in" if resume else ", which auto would choose"
+        say(f"note: precision bf16 is emulated here ({why}): slower than fp32{kept}")
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say, started)
     if resume:
         loop.resume()
@@ -1552,7 +1553,11 @@ class _Loop:
             + ("epochs now take" if revised else "an epoch takes")
             + f" {epoch_s:.3g} s here ({'their' if revised else 'its'} evaluation included), "
             + f"{elapsed_s:.0f} s have passed"
-            + (f", the {cfg.train.fit_sampler} sampler's fit is given {fit_s:.0f} s" if kept_s else "")
+            + (
+                f", {fit_s:.0f} s are kept for the {cfg.train.fit_sampler} sampler's fit, grid and report"
+                if kept_s
+                else ""
+            )
             + ": "
             + (f"{said} (revised)" if revised else said)
         )
