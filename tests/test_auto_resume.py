@@ -84,8 +84,13 @@ def test_a_finished_run_has_nothing_to_train_and_its_weights_stay(finished, tmp_
         (["--lr", "0.001"], "--lr 0.002 there, 0.001 given"),
         (["--seed", "1"], "--seed 0 there, 1 given"),
         (["--epochs", "3"], "--epochs 2 there, 3 given"),
-        (["--arch", "small"], "--arch 'fast' there, 'small' here (the mnist-fast preset's default)"),
-        (["--prior", "gaussian"], "--prior 'mixture' there, 'gaussian' given"),
+        (["--arch", "small"], "--arch fast there, small here (the mnist-fast preset's default)"),
+        (["--prior", "gaussian"], "--prior mixture there, gaussian given"),
+        # a switch as its flags, not "True there, False given" (session 48)
+        (["--no-channels-last"], "--channels-last there, --no-channels-last given"),
+        (["--no-batch-norm"], "--batch-norm there, --no-batch-norm given"),
+        # a list as the flag takes it, not "(0.1, 0.2, ...)"
+        (["--kernel-scales", "1", "2"], "--kernel-scales 0.1 0.2 0.5 1.0 2.0 5.0 10.0 there, 1.0 2.0 given"),
         (["--time-budget", "5"], "--time-budget not set there, 5.0 given"),
     ],
 )
@@ -112,7 +117,7 @@ def test_a_default_changed_since_the_run_began_is_named_as_the_presets(finished,
     before = _contents(run)
     code, err = run_cli(_command(run))
     assert code == 2 and err.count("\n") == 1, err
-    assert "--prior 'gaussian' there, 'mixture' here (the mnist-fast preset's default)" in err, err
+    assert "--prior gaussian there, mixture here (the mnist-fast preset's default)" in err, err
     assert _contents(run) == before
 
 
@@ -204,7 +209,7 @@ def test_a_precision_given_is_compared_with_the_one_auto_chooses_here(finished):
     if here == "fp32":  # no native bf16 here: auto chooses what the run has
         assert code == 0 and "continuing it" in err, err
     else:
-        assert code == 2 and f"--precision 'fp32' there, auto ('{here}' here) given" in err, err
+        assert code == 2 and f"--precision fp32 there, auto ({here} here) given" in err, err
         assert _contents(finished) == before
 
 

@@ -480,3 +480,17 @@ def test_auto_precision_follows_a_onednn_cap_and_asked_bf16_is_said_to_be_emulat
     # hostile pass: a resume keeps the run's precision, so its note no longer points at auto
     code, err = run_cli(["train", "--resume", str(tmp_path / "bf16"), "--max-steps", "2"])
     assert code == 0 and f"{said}: slower than fp32; a resume keeps the precision the run was trained in" in err, err
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("AUTO", "'AUTO' is neither a whole number nor auto"),  # session 48: was "not a whole number" alone
+        ("ten", "'ten' is neither a whole number nor auto"),
+        ("0", "must be at least 1, got 0"),
+    ],
+)
+def test_components_refuses_a_word_naming_auto(tmp_path, value, said):
+    code, err = run_cli(["fit-sampler", str(tmp_path / "run"), "--components", value])
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"argument --components: {said}" in err, err

@@ -232,7 +232,7 @@ def test_a_checkpoint_compare_names_the_recorded_values_and_takes_one_nan_as_one
 
     base = preset()  # d_z = 16, K not set
     assert config_differences(base, override(base, prior_components=3)) == [  # config.json, then checkpoint
-        "loss.prior_components 3 (config.json: None)"
+        "loss.prior_components 3 (config.json: not set)"
     ]
     nan = override(base, prior_separation=float("nan"))
     assert config_differences(nan, nan) == []
@@ -321,3 +321,19 @@ def test_cpu_flags_are_the_flags_line_only(monkeypatch, tmp_path):
     (tmp_path / "cpuinfo").write_text(text)
     monkeypatch.setattr("builtins.open", fake_open)
     assert config.cpu_flags() == {"fpu", "sse2", "avx2"}  # a model name that mentions bf16 is not a flag
+
+
+def test_setting_text_spells_values_as_a_command_line_or_a_file_does():
+    # session 48: refusals and notes showed Python's repr ("'bf16'", "True", "(0.1, 0.2)")
+    from wae.config import setting_text
+
+    assert setting_text(None) == "not set"
+    assert (setting_text(True), setting_text(False)) == ("true", "false")
+    assert (setting_text("bf16"), setting_text("mnist-fast")) == ("bf16", "mnist-fast")
+    assert (setting_text(0.002), setting_text(16)) == ("0.002", "16")
+    assert setting_text((0.5, 0.75)) == "0.5 0.75" and setting_text((0.5, 0.75), file=True) == "[0.5, 0.75]"
+    assert setting_text(()) == "none" and setting_text((), file=True) == "[]"
+    assert setting_text(tuple(range(100))).endswith("...") and len(setting_text(tuple(range(100)))) == 40
+    # a word that a plain spelling would misread is quoted: spaces, quotes, control characters
+    assert setting_text("a b") == "'a b'" and setting_text("x\ny") == "'x\\ny'" and setting_text("") == "''"
+    assert setting_text("it's") == '"it\'s"'  # repr chooses the quotes

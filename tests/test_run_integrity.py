@@ -299,7 +299,7 @@ def test_a_gan_checkpoint_in_an_mmd_run_and_an_edited_batch_size_are_refused_on_
     config["model"]["latent_dim"] = 8
     (run / "config.json").write_text(json.dumps(config))
     _adopt_checkpoints(run, other_runs / "gan")
-    _refused(_cli(["train", "--resume", str(run), "--max-steps", "3"]), "loss.objective 'gan'")
+    _refused(_cli(["train", "--resume", str(run), "--max-steps", "3"]), "loss.objective gan (config.json: mmd)")
     shutil.rmtree(run)
     shutil.copytree(other_runs / "wide", run)
     config = json.loads((run / "config.json").read_text())

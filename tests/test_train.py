@@ -1065,3 +1065,20 @@ def test_a_resume_leaves_an_empty_metrics_file_unwritten(tmp_path):
     said: list[str] = []
     _truncate_metrics(path, 0, said.append)
     assert path.stat().st_ino == before and path.read_text() == "" and said == []
+
+
+def test_a_budget_that_the_epochs_done_overrun_says_so(tmp_path, monkeypatch):
+    # session 48: a 0.2-minute budget that one epoch and the sampler's fit overran (303 s) said
+    # "training 1 of the 25 epochs" only
+    cfg = tiny_config(epochs=4, time_budget=1e-4)  # 6 ms: the first epoch alone overruns it
+    said: list[str] = []
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    assert run.step == 2  # the least a budget keeps: the epoch done
+    (line,) = [line for line in said if line.startswith("time budget")]
+    assert "training 1 of the 4 epochs, about " in line and " s past the budget: a budget keeps at least" in line
+    assert line.endswith("the epochs done and fits the sampler after them"), line
+    # a budget that its epochs fit says nothing of it
+    roomy = tiny_config(epochs=1, time_budget=30.0)
+    said.clear()
+    fit(roomy, tmp_path / "roomy", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    assert not any("past the budget" in line for line in said), said

@@ -52,6 +52,7 @@ from .config import (
     read_settings,
     resolve_precision,
     set_fields,
+    setting_text,
     settings,
     to_toml,
     too_long,
@@ -815,7 +816,7 @@ def _switched(
             if value != now:
                 was_default = before is None or getattr(getattr(before, section), name) == value
                 (replaced if was_default or objective != "vae" else forced).append(
-                    f"{section}.{name} {json_repr(value)} -> {json_repr(now)}"
+                    f"{section}.{name} {setting_text(value, True)} -> {setting_text(now, True)}"
                 )
             elif (
                 section == "loss"
@@ -823,7 +824,9 @@ def _switched(
                 and now != (usual := getattr(defaults.loss, name))
                 and not unused_settings(cfg, {name: now})  # a setting the new objective does not use is no matter
             ):
-                kept.append(f"loss.{name} {json_repr(now)} ({objective}'s default {json_repr(usual)})")
+                kept.append(
+                    f"loss.{name} {setting_text(now, True)} ({objective}'s default {setting_text(usual, True)})"
+                )
     notes = []
     about = f"note: --objective {objective} over {path}'s {old}:"
     if replaced:
@@ -861,7 +864,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     check_records_file(records)
     train, differ = cfg.train, []
     if stored.preset != cfg.preset:
-        differ.append(f"preset {json_repr(stored.preset)} there, {json_repr(cfg.preset)} given")
+        differ.append(_there_given("preset", stored.preset, cfg.preset))
     # not compared: what the run recorded of itself (the data's fingerprint, which the data are
     # checked against below; the absolute data path, where a moved file is found by that
     # fingerprint, as --resume finds it), nor a budget's plan, below
@@ -869,11 +872,9 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     if train.precision == "auto":  # config.json holds the choice made: compared with the one made here
         chosen = resolve_precision(cfg, resolve_device(train.device, launched().local_rank).type).train.precision
         if stored.train.precision != chosen:
-            differ.append(
-                f"--precision {json_repr(stored.train.precision)} there, auto ({json_repr(chosen)} here) given"
-            )
+            differ.append(_there_given("--precision", stored.train.precision, "auto", given=f"({chosen} here) given"))
     elif stored.train.precision != train.precision:
-        differ.append(f"--precision {json_repr(stored.train.precision)} there, {json_repr(train.precision)} given")
+        differ.append(_there_given("--precision", stored.train.precision, train.precision))
     plans = []
     if stored.train.time_budget is None:
         with warnings.catch_warnings():  # a damaged line: the resume that follows warns of it, a refusal is one line
@@ -895,11 +896,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
                 f"--schedule-epochs {planned_epochs(cfg)} given, which its budget's plan record (of an earlier wae) "
                 "does not record"
             )
-        differ += [
-            f"{flag} {_shown(there)} there ({kept}), {_shown(here)} given"
-            for flag, there, here in asked
-            if there != here
-        ]
+        differ += [_there_given(flag, there, here, f" ({kept})") for flag, there, here in asked if there != here]
         last = plans[-1]  # the plan in force when the budget last decided
         now = (stored.train.epochs, planned_epochs(stored))
         if now != (last.get("epochs_kept"), last.get("schedule_epochs", now[1])) and not _a_revisions_plan(now, first):
@@ -930,11 +927,13 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     # like mnist-fast's prior in session 40) is said to be the preset's
     defaults = preset(cfg.preset, cfg.loss.objective) if is_preset(cfg.preset) else None
     differ += [
-        f"{flag_of(f)} {_shown(a)} there, {_shown(b)} "
-        + (
-            f"here (the {cfg.preset} preset's default)"
+        _there_given(
+            flag_of(f),
+            a,
+            b,
+            given=f"here (the {cfg.preset} preset's default)"
             if defaults is not None and getattr(getattr(defaults, section), f.name) == b
-            else "given"
+            else "given",
         )
         for section, f, a, b in differing_settings(there, here, skipped | taken)
     ]
@@ -968,9 +967,17 @@ def _a_revisions_plan(plan: tuple[int, int], first: dict[str, Any]) -> bool:
     return (epochs, over) == (asked, schedule) or (epochs <= asked and over == min(epochs, schedule))
 
 
-def _shown(value: Any) -> str:
-    """A setting's value in a message: "not set" for None, else as :func:`json_repr` gives it."""
-    return "not set" if value is None else json_repr(value)
+def _there_given(flag: str, there: Any, here: Any, note: str = "", given: str = "given") -> str:
+    """A setting that differs between a run (``there``) and a command (``here``), in the
+    command line's words: ``--lr 0.002 there, 0.001 given``; a switch as its flags,
+    ``--channels-last there, --no-channels-last given``. ``note`` follows "there"."""
+    if isinstance(there, bool) and isinstance(here, bool):
+
+        def switch(on: bool) -> str:
+            return flag if on else "--no-" + flag.removeprefix("--")
+
+        return f"{switch(there)} there{note}, {switch(here)} {given}"
+    return f"{flag} {setting_text(there)} there{note}, {setting_text(here)} {given}"
 
 
 def _run_config(run_dir: Path) -> Config:
@@ -1287,7 +1294,18 @@ def _trackers(text: str) -> list[str]:
 
 
 def _components(text: str) -> int | str:
-    return "auto" if text == "auto" else _positive_int(text)
+    """--components: a whole number of at least 1, or auto; another word is refused naming both
+    (not as "not a whole number" alone)."""
+    if text == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError as e:
+        if "whole number" not in str(e):  # a number below 1: its own message
+            raise
+        raise argparse.ArgumentTypeError(
+            f"{json_repr(text)} is neither a whole number nor auto{too_long(text)}"
+        ) from None
 
 
 _SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (importance-weighted bound)"}

@@ -555,6 +555,30 @@ def json_repr(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def setting_text(value: Any, file: bool = False) -> str:
+    """A setting's value in a message as a command line (or with ``file``, a config file) gives
+    it: "not set" for None, ``true``/``false`` for a switch (TOML's spelling), a plain word
+    (``bf16``, ``mixture``) as it is, a list as a flag takes it (``0.5 0.75``; "none" when
+    empty) or as TOML writes it (``[0.5, 0.75]``), cut to 40 characters, anything else (a word
+    with spaces or control characters, a number) as :func:`json_repr` gives it."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        text = ", ".join(map(setting_text, value))
+        text = f"[{text}]" if file else text.replace(", ", " ") or "none"
+        return text if len(text) <= 40 else text[:37] + "..."
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= 40
+        and value.isprintable()
+        and not any(c in value for c in " '\"\\")
+    ):
+        return value
+    return json_repr(value)
+
+
 def checked_types(d: Any, sections: dict[str, type]) -> dict[str, Any]:
     """A stored config (parsed JSON, or the dict inside a checkpoint) with every field checked
     against its dataclass type, as a flag would be; :class:`UserError` names the first bad one."""
@@ -859,7 +883,7 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
 }
 
 
-def _listed(items: Sequence[Any], last: str) -> str:
+def in_words(items: Sequence[Any], last: str) -> str:
     """Items in words, the last joined by ``last``: ``a``, ``a and b``, ``a, b or c``."""
     words = [str(item) for item in items]
     return f" {last} ".join(filter(None, (", ".join(words[:-1]), words[-1])))
@@ -867,7 +891,7 @@ def _listed(items: Sequence[Any], last: str) -> str:
 
 def _either(value: Any) -> str:
     """A value of a :data:`_USED_BY` condition in words: ``celeba`` or ``folder or celeba``."""
-    return _listed(value, "or") if isinstance(value, tuple) else str(value)
+    return in_words(value, "or") if isinstance(value, tuple) else str(value)
 
 
 def _a_choice(cfg: Config, section: str, name: str, value: Any) -> bool:
@@ -913,7 +937,7 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     for whose, names in groups.items():
         needs = _USED_BY[names[0]][1]
         spelt = [spell(name) if spell else _flag_named(name, given[name]) for name in names]
-        flags = _listed(spelt, "and")
+        flags = in_words(spelt, "and")
         are, plural = ("is", "") if len(names) == 1 else ("are", "s")
         how = " and ".join(words(field, value) for _, field, value in needs)
         has = failed(needs)[0]  # the first: "dataset mnist", not "dataset mnist, cache True" (--workers)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import CONFIG, json_text, write_atomic, write_config
-from .config import Config, UserError, first_few, parse_json, validate
+from .config import Config, UserError, first_few, parse_json, setting_text, validate
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -145,7 +145,7 @@ def _check_recorded_config(cfg: Config, metadata: dict[str, str], config_path: P
         raise UserError(f"{path} is damaged (the config in its metadata cannot be read)") from None
     differences = config_differences(cfg, recorded)
     if recorded.preset != cfg.preset:
-        differences.insert(0, f"preset {recorded.preset!r} (config.json: {cfg.preset!r})")
+        differences.insert(0, f"preset {setting_text(recorded.preset)} (config.json: {setting_text(cfg.preset)})")
     if differences:
         shown = first_few(differences, "; ")
         raise UserError(

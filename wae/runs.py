@@ -38,6 +38,7 @@ from .config import (
     differing_settings,
     first_few,
     parse_json,
+    setting_text,
     settings,
     warn_caller,
 )
@@ -707,7 +708,7 @@ def config_differences(run: Config, stored: Config) -> list[str]:
     checkpoint's, an export's metadata) differs from the folder's ``config.json`` (``run``),
     leaving out those a resumed session may change."""
     return [
-        f"{section}.{f.name} {was!r} (config.json: {now!r})"
+        f"{section}.{f.name} {setting_text(was, True)} (config.json: {setting_text(now, True)})"
         for section, f, now, was in differing_settings(run, stored, RESUMABLE)
     ]
 

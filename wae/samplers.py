@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import is_fingerprint, npz_bytes, weights_fingerprint, write_atomic
-from .config import MAX_SEED, UserError
+from .config import MAX_SEED, UserError, in_words
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
@@ -240,12 +240,7 @@ def select_components(
     there are too few codes for the largest candidate."""
     fit_part, held_out = held_out_split(codes, holdout, torch.Generator().manual_seed(seed))
     if len(held_out) < 1 or len(fit_part) < 2 * max(candidates):
-        among = (
-            ", ".join(map(str, candidates[:-1])) + f" and {candidates[-1]}"
-            if len(candidates) > 1
-            else str(candidates[0])
-        )
-        raise UserError(f"{len(codes)} codes are too few to choose among {among} components")
+        raise UserError(f"{len(codes)} codes are too few to choose among {in_words(candidates, 'and')} components")
     scores = {k: fit_gmm(fit_part, k, covariance, seed).log_density(held_out.float()).mean().item() for k in candidates}
     return max(scores, key=lambda k: scores[k]), scores
 

@@ -1544,6 +1544,15 @@ class _Loop:
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
             said = f"training {plan[0]} of the {asked} epochs"
+            # a budget keeps at least the epochs done (and fits the sampler after them): one that
+            # they already overrun is said to be, with by how much (session 48: a 0.2-minute
+            # budget took 303 s and said nothing of it)
+            left = (plan[0] - done) * epoch_s + (share * epoch_s + fit_s if sampler else 0.0)
+            over = elapsed_s + left - budget * 60
+            if plan[0] == done and over >= 1:
+                said += f", about {over:.0f} s past the budget: a budget keeps at least the epochs done" + (
+                    " and fits the sampler after them" if sampler else ""
+                )
         elif reach < planned:
             said = f"the {reach} epochs up to --max-steps {cfg.train.max_steps} fit"
         else:
