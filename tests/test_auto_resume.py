@@ -91,6 +91,12 @@ def test_a_finished_run_has_nothing_to_train_and_its_weights_stay(finished, tmp_
         (["--no-batch-norm"], "--batch-norm there, --no-batch-norm given"),
         # a list as the flag takes it, not "(0.1, 0.2, ...)"
         (["--kernel-scales", "1", "2"], "--kernel-scales 0.1 0.2 0.5 1.0 2.0 5.0 10.0 there, 1.0 2.0 given"),
+        # the objective typed is given, not the preset's; the rest are its defaults for that objective
+        (
+            ["--objective", "vae"],
+            "--encoder deterministic there, gaussian here (the mnist-fast preset's default for vae); "
+            "--objective mmd there, vae given",
+        ),
         (["--time-budget", "5"], "--time-budget not set there, 5.0 given"),
     ],
 )

@@ -488,9 +488,24 @@ def test_auto_precision_follows_a_onednn_cap_and_asked_bf16_is_said_to_be_emulat
         ("AUTO", "'AUTO' is neither a whole number nor auto"),  # session 48: was "not a whole number" alone
         ("ten", "'ten' is neither a whole number nor auto"),
         ("0", "must be at least 1, got 0"),
+        ("9" * 5000, "is neither a whole number Python reads (more than 4,300 digits) nor auto"),
     ],
 )
 def test_components_refuses_a_word_naming_auto(tmp_path, value, said):
     code, err = run_cli(["fit-sampler", str(tmp_path / "run"), "--components", value])
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert f"argument --components: {said}" in err, err
+    assert "argument --components: " in err and said in err, err
+
+
+def test_lists_cut_alike_are_told_apart_where_they_part():
+    # hostile pass, session 48: 100 kernel scales that differ in the last were shown as the same
+    # cut text on both sides
+    from wae.cli import _there_given
+
+    there = tuple(0.1 + i for i in range(100))
+    here = (*there[:-1], 500.0)
+    said = _there_given("--kernel-scales", there, here)
+    assert said.endswith(", value 100 of 100 99.1 there and 500.0 here"), said
+    assert _there_given("--kernel-scales", there, there[:-1]) == "--kernel-scales of 100 values there, of 99 given"
+    assert _there_given("--lr", 0.002, 0.001) == "--lr 0.002 there, 0.001 given"
+    assert _there_given("--cache", True, False) == "--cache there, --no-cache given"

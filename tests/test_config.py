@@ -333,7 +333,23 @@ def test_setting_text_spells_values_as_a_command_line_or_a_file_does():
     assert (setting_text(0.002), setting_text(16)) == ("0.002", "16")
     assert setting_text((0.5, 0.75)) == "0.5 0.75" and setting_text((0.5, 0.75), file=True) == "[0.5, 0.75]"
     assert setting_text(()) == "none" and setting_text((), file=True) == "[]"
-    assert setting_text(tuple(range(100))).endswith("...") and len(setting_text(tuple(range(100)))) == 40
+    assert setting_text(tuple(range(100))) == "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 ..."  # cut at a value's end
     # a word that a plain spelling would misread is quoted: spaces, quotes, control characters
     assert setting_text("a b") == "'a b'" and setting_text("x\ny") == "'x\\ny'" and setting_text("") == "''"
     assert setting_text("it's") == '"it\'s"'  # repr chooses the quotes
+    # a word that would read as another type is quoted (hostile pass, session 48)
+    assert [setting_text(w) for w in ("3", "0.5", "true", "none", "not set", "nan")] == [
+        "'3'",
+        "'0.5'",
+        "'true'",
+        "'none'",
+        "'not set'",
+        "'nan'",
+    ]
+    assert setting_text((1, (2, 3)), file=True) == "[1, [2, 3]]"
+    np = pytest.importorskip("numpy")
+    assert (setting_text(np.float64(0.5)), setting_text(np.bool_(True)), setting_text(np.int64(3))) == (
+        "0.5",
+        "true",
+        "3",
+    )

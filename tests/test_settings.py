@@ -350,7 +350,7 @@ def test_objective_over_a_file_of_another_names_the_settings_it_replaced(tmp_pat
     assert "loss.kernel_scales is the imq kernel's setting" in err and "loss.projections is SWAE's setting" in err
     assert main(["train", "--config", str(odd), "--objective", "mmd", "--kernel", "imq", "--print-config"]) == 0
     err = capsys.readouterr().err
-    assert "loss.kernel_scales [0.1, 0.101, 0.10200000000000001, 0.1..." in err and len(err) < 800
+    assert "loss.kernel_scales [0.1, 0.101, 0.10200000000000001 ...]" in err and len(err) < 800
     assert main(["train", "--config", str(old), "--objective", "mmd", "--cost", "l1", "--print-config"]) == 0
     err = capsys.readouterr().err
     assert "loss.cost_scale 0.05 (mmd's default 0.01)" in err and "loss.cost " not in err
@@ -676,7 +676,7 @@ def test_a_preset_flag_over_a_config_file_of_another_preset_is_refused(tmp_path,
     base = ["train", "--config", str(tmp_path / "q.toml"), "--print-config"]
     assert main([*base, "--preset", "mnist-fast"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--preset mnist-fast and " in err and "preset 'mnist-quality'" in err, err
+    assert err.count("\n") == 1 and "--preset mnist-fast and " in err and "preset mnist-quality:" in err, err
     assert main([*base, "--preset", "mnist-quality"]) == 0  # the file's own: allowed
     (tmp_path / "p.toml").write_text("[loss]\nlam = 2.0\n")  # no preset named: --preset starts it
     capsys.readouterr()

@@ -1082,3 +1082,11 @@ def test_a_budget_that_the_epochs_done_overrun_says_so(tmp_path, monkeypatch):
     said.clear()
     fit(roomy, tmp_path / "roomy", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
     assert not any("past the budget" in line for line in said), said
+
+    # the plan unchanged (one epoch asked, or --max-steps within it) overruns too: said (hostile pass)
+    for name, settings in (("one", {"epochs": 1}), ("steps", {"epochs": 3, "max_steps": 2})):
+        said.clear()
+        cfg = tiny_config(time_budget=1e-4, **settings)
+        fit(cfg, tmp_path / name, data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+        (line,) = [line for line in said if line.startswith("time budget")]
+        assert ": training 1 epoch, about " in line and " s past the budget" in line, line

@@ -683,9 +683,9 @@ def _train(args: argparse.Namespace) -> int:
             # the file's values are laid over the preset: a whole file (--print-config's) would keep
             # every value of its own preset under the other's name, a partial one would mix the two
             raise UserError(
-                f"--preset {args.preset} and {args.config}'s preset {json_repr(found['preset'])}: the file's settings "
-                f"are laid over the preset, so the two would mix; leave --preset out, or write a file for "
-                f"{args.preset} with wae train --preset {args.preset} --print-config"
+                f"--preset {args.preset} and {args.config}'s preset {setting_text(found['preset'], True)}: the "
+                f"file's settings are laid over the preset, so the two would mix; leave --preset out, or write a "
+                f"file for {args.preset} with wae train --preset {args.preset} --print-config"
             )
         table = bool(args.data) and is_table_file(Path(args.data))
         # a table gets the table preset unless a --preset or the --config file names another
@@ -886,7 +886,8 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     first = next((r for r in reversed(plans) if r.get("revised") is False), None)
     if first is not None:  # the budget, epochs and schedule asked, which the plan in config.json came from
         skipped |= {"time_budget", "epochs", "schedule_epochs"}
-        kept = f"its budget kept {json_repr(first.get('epochs_kept'))} epochs"
+        kept_n = first.get("epochs_kept")
+        kept = f"its budget kept {setting_text(kept_n)} epoch{'' if kept_n == 1 else 's'}"
         asked = [("--time-budget", first.get("time_budget_min"), train.time_budget)]
         asked.append(("--epochs", first.get("epochs_asked"), train.epochs))
         if "schedule_asked" in first:  # recorded since session 37
@@ -925,16 +926,21 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         )
     # a value the command did not give but its preset did (a default changed since the run began,
     # like mnist-fast's prior in session 40) is said to be the preset's
+    # (the objective given is the command's: only the preset's own objective is its default; the
+    # other settings are its defaults for the objective given)
     defaults = preset(cfg.preset, cfg.loss.objective) if is_preset(cfg.preset) else None
+    own = preset(cfg.preset).loss.objective if defaults is not None else None
+    for_objective = "" if cfg.loss.objective == own else f" for {cfg.loss.objective}"
+
+    def whose(section: str, name: str, value: Any) -> str:
+        if defaults is None or getattr(getattr(defaults, section), name) != value:
+            return "given"
+        if name == "objective":
+            return "given" if value != own else f"here (the {cfg.preset} preset's default)"
+        return f"here (the {cfg.preset} preset's default{for_objective})"
+
     differ += [
-        _there_given(
-            flag_of(f),
-            a,
-            b,
-            given=f"here (the {cfg.preset} preset's default)"
-            if defaults is not None and getattr(getattr(defaults, section), f.name) == b
-            else "given",
-        )
+        _there_given(flag_of(f), a, b, given=whose(section, f.name, b))
         for section, f, a, b in differing_settings(there, here, skipped | taken)
     ]
     if differ:
@@ -977,7 +983,14 @@ def _there_given(flag: str, there: Any, here: Any, note: str = "", given: str = 
             return flag if on else "--no-" + flag.removeprefix("--")
 
         return f"{switch(there)} there{note}, {switch(here)} {given}"
-    return f"{flag} {setting_text(there)} there{note}, {setting_text(here)} {given}"
+    shown = setting_text(there), setting_text(here)
+    if shown[0] == shown[1] and isinstance(there, tuple) and isinstance(here, tuple):  # cut alike: where they part
+        if len(there) != len(here):
+            return f"{flag} of {len(there)} values there{note}, of {len(here)} {given}"
+        at = next(i for i, (a, b) in enumerate(zip(there, here, strict=True)) if a != b)
+        which = f"value {at + 1} of {len(there)} {setting_text(there[at])} there and {setting_text(here[at])} here"
+        return f"{flag} {shown[0]} there{note}, {shown[1]} {given}, {which}"
+    return f"{flag} {shown[0]} there{note}, {shown[1]} {given}"
 
 
 def _run_config(run_dir: Path) -> Config:
@@ -1304,7 +1317,7 @@ def _components(text: str) -> int | str:
         if "whole number" not in str(e):  # a number below 1: its own message
             raise
         raise argparse.ArgumentTypeError(
-            f"{json_repr(text)} is neither a whole number nor auto{too_long(text)}"
+            f"{json_repr(text)} is neither a whole number{too_long(text)} nor auto"
         ) from None
 
 

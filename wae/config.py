@@ -555,28 +555,45 @@ def json_repr(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+_WORDS_READ_AS_OTHERS = ("none", "not set", "true", "false", "nan", "inf", "-inf")
+
+
 def setting_text(value: Any, file: bool = False) -> str:
     """A setting's value in a message as a command line (or with ``file``, a config file) gives
     it: "not set" for None, ``true``/``false`` for a switch (TOML's spelling), a plain word
     (``bf16``, ``mixture``) as it is, a list as a flag takes it (``0.5 0.75``; "none" when
-    empty) or as TOML writes it (``[0.5, 0.75]``), cut to 40 characters, anything else (a word
-    with spaces or control characters, a number) as :func:`json_repr` gives it."""
+    empty) or as TOML writes it (``[0.5, 0.75]``), cut to 40 characters at a value's end,
+    anything else as :func:`json_repr` gives it: a word with spaces, quotes or control
+    characters, and one that would read as another type (``'3'``, ``'true'``, ``'none'``), in
+    quotes; a numpy scalar as the number it holds."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:  # config stays free of numpy
+        value = value.item()
     if value is None:
         return "not set"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (tuple, list)):
-        text = ", ".join(map(setting_text, value))
-        text = f"[{text}]" if file else text.replace(", ", " ") or "none"
-        return text if len(text) <= 40 else text[:37] + "..."
-    if (
-        isinstance(value, str)
-        and 0 < len(value) <= 40
-        and value.isprintable()
-        and not any(c in value for c in " '\"\\")
-    ):
+        parts = [setting_text(v, file) for v in value]
+        text = ", ".join(parts) if file else " ".join(parts) or "none"
+        if len(text) > 40:  # cut at the end of a value, not inside one
+            cut = max(text.rfind(" ", 0, 37), 0)
+            text = text[:cut].rstrip(",") + " ..."
+        return f"[{text}]" if file else text
+    if isinstance(value, str) and 0 < len(value) <= 40 and value.isprintable() and not _read_as_other(value):
         return value
     return json_repr(value)
+
+
+def _read_as_other(word: str) -> bool:
+    """Whether a word, shown without quotes, would read as a number, a switch, a list or not
+    set, or hold characters that a plain spelling hides (spaces, quotes, backslashes)."""
+    if any(c in word for c in " '\"\\,[]") or word.lower() in _WORDS_READ_AS_OTHERS:
+        return True
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def checked_types(d: Any, sections: dict[str, type]) -> dict[str, Any]:

@@ -274,6 +274,15 @@ def epochs_fitting(
     return max(reach, epochs_within(budget_min, slower, spared, fits, sampler, done, fit_s, encode_share))
 
 
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _epochs(count: int) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{count} epoch{_s(count)}"
+
+
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
     """Raise :class:`UserError` if ``cfg`` cannot train on ``data`` with ``world`` processes:
     settings out of range, a training set smaller than one batch, an image size the
@@ -1543,20 +1552,23 @@ class _Loop:
             self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
-            said = f"training {plan[0]} of the {asked} epochs"
-            # a budget keeps at least the epochs done (and fits the sampler after them): one that
-            # they already overrun is said to be, with by how much (session 48: a 0.2-minute
-            # budget took 303 s and said nothing of it)
-            left = (plan[0] - done) * epoch_s + (share * epoch_s + fit_s if sampler else 0.0)
-            over = elapsed_s + left - budget * 60
-            if plan[0] == done and over >= 1:
-                said += f", about {over:.0f} s past the budget: a budget keeps at least the epochs done" + (
-                    " and fits the sampler after them" if sampler else ""
-                )
+            said = f"training {plan[0]} of the {asked} epoch{_s(asked)}"
         elif reach < planned:
-            said = f"the {reach} epochs up to --max-steps {cfg.train.max_steps} fit"
+            said = f"the {_epochs(reach)} up to --max-steps {cfg.train.max_steps} fit{'s' if reach == 1 else ''}"
         else:
-            said = f"all {planned} epochs fit"
+            said = "the 1 epoch fits" if planned == 1 else f"all {planned} epochs fit"
+        # a budget keeps at least the epochs done (and fits the sampler after them): one that they
+        # already overrun is said to be, with by how much (session 48: a 0.2-minute budget took
+        # 303 s and said nothing of it)
+        kept = min(cfg.train.epochs, reach)
+        left = (kept - done) * epoch_s + (share * epoch_s + fit_s if sampler else 0.0)
+        over = elapsed_s + left - budget * 60
+        if kept <= done and over >= 1:
+            said = (
+                (f"training {_epochs(kept)}" if plan is None else said)
+                + f", about {over:.0f} s past the budget: a budget keeps at least the epochs done"
+                + (" and fits the sampler after them" if sampler else "")
+            )
         self.say(
             f"time budget {budget:g} min: "
             + ("epochs now take" if revised else "an epoch takes")
