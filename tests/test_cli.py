@@ -509,3 +509,17 @@ def test_lists_cut_alike_are_told_apart_where_they_part():
     assert _there_given("--kernel-scales", there, there[:-1]) == "--kernel-scales of 100 values there, of 99 given"
     assert _there_given("--lr", 0.002, 0.001) == "--lr 0.002 there, 0.001 given"
     assert _there_given("--cache", True, False) == "--cache there, --no-cache given"
+
+
+def test_advice_to_resume_quotes_the_path_for_a_shell(tmp_path):
+    # hostile pass, session 48: "wae train --resume PATH" with a space in PATH could not be pasted
+    import shlex
+
+    run = tmp_path / "my run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    code, err = run_cli(["train", *TINY, "--max-steps", "1", "--out", str(run)])
+    assert code == 2 and f"--resume {shlex.quote(str(run))} to continue it" in err, err
+    from wae.config import shell_path
+
+    assert shell_path("-x") == "./-x" and shell_path("a b") == "'a b'" and shell_path("plain") == "plain"

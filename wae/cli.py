@@ -54,6 +54,7 @@ from .config import (
     set_fields,
     setting_text,
     settings,
+    shell_path,
     to_toml,
     too_long,
     unused_changes,
@@ -946,8 +947,8 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     if differ:
         raise UserError(
             f"--auto-resume: {run_dir} holds a run with other settings ({first_few(differ, '; ')}); give "
-            f"another --out, continue that run with wae train --resume {run_dir}, or replace it with --overwrite "
-            "instead of --auto-resume"
+            f"another --out, continue that run with wae train --resume {shell_path(run_dir)}, or replace it with "
+            "--overwrite instead of --auto-resume"
         )
     continued = set_fields(stored, **session)
     validate(continued)
@@ -1059,7 +1060,8 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     if runs.has_contents(run_dir):
         if not overwrite:
             raise UserError(
-                f"run folder {run_dir} exists; give --overwrite to replace it or --resume {run_dir} to continue it"
+                f"run folder {run_dir} exists; give --overwrite to replace it or --resume {shell_path(run_dir)} to "
+                "continue it"
             )
         _check_a_run(run_dir)
         runs.check_no_mounts(run_dir)  # the more telling refusal first, when an entry is a mount point
@@ -1441,7 +1443,7 @@ def _toy(args: argparse.Namespace) -> int:
     )
     command = (
         f"wae toy --datasets {' '.join(cfg.datasets)} --lambdas {' '.join(f'{lam:g}' for lam in cfg.lambdas)} "
-        f"--steps {cfg.steps} --n-eval {cfg.n_eval} --seed {cfg.seed} --out {out}"
+        f"--steps {cfg.steps} --n-eval {cfg.n_eval} --seed {cfg.seed} --out {shell_path(out)}"
     )
     run_toy(cfg, out, command, progress=_progress(args))
     print((out / "toy.md").read_text())

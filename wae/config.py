@@ -12,6 +12,7 @@ import json
 import math
 import numbers
 import os
+import shlex
 import sys
 import types
 import typing
@@ -594,6 +595,13 @@ def _read_as_other(word: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def shell_path(path: Any) -> str:
+    """``path`` as one word of a POSIX shell command that wae's parser takes as a path: quoted,
+    and ``./`` before a name that starts with a dash (which would read as an option)."""
+    text = str(path)
+    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 def checked_types(d: Any, sections: dict[str, type]) -> dict[str, Any]:

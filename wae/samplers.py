@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import shlex
 import statistics
 import time
 import zipfile
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import is_fingerprint, npz_bytes, weights_fingerprint, write_atomic
-from .config import MAX_SEED, UserError, in_words
+from .config import MAX_SEED, UserError, in_words, shell_path
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
@@ -644,13 +643,6 @@ def refit_command(run: Path, kind: str) -> str:
     fit = recorded_fit(folder / SAMPLER_FILES[kind], kind) if kind in SAMPLER_FILES else {}
     flags = "" if not fit or fit == fit_settings(kind) else " " + fit_flags(fit)
     return f"wae fit-sampler {shell_path(folder)}" + ("" if kind == "gmm" else f" --kind {kind}") + flags
-
-
-def shell_path(path: Path) -> str:
-    """``path`` as one word of a POSIX shell command that wae's parser takes as a path: quoted,
-    and ``./`` before a name that starts with a dash (which would read as an option)."""
-    text = str(path)
-    return shlex.quote("./" + text if text.startswith("-") else text)
 
 
 def run_folder(run: Path) -> Path:

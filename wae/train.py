@@ -43,6 +43,7 @@ from .config import (
     parse_json,
     prior_components,
     resolve_precision,
+    shell_path,
     unused_changes,
     validate,
     validate_new,
@@ -101,7 +102,6 @@ from .samplers import (
     recorded_fit,
     refit_command,
     save_sampler,
-    shell_path,
 )
 from .tables import TableData
 
@@ -1806,7 +1806,7 @@ class _Loop:
         if self.stopping:
             self.say(
                 f"interrupted at step {state.step} ({signal.Signals(self.signum).name}); checkpoint saved"
-                + (f"; resume with: wae train --resume {out}" if out else "")
+                + (f"; resume with: wae train --resume {shell_path(out)}" if out else "")
             )
         state.model.eval()
         state.sampler_model.eval()
