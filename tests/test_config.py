@@ -347,6 +347,7 @@ def test_setting_text_spells_values_as_a_command_line_or_a_file_does():
         "'nan'",
     ]
     assert setting_text((1, (2, 3)), file=True) == "[1, [2, 3]]"
+    assert setting_text(("x" * 50, "y")) == "'" + "x" * 36 + "..."  # a first value alone too long: cut inside it
     np = pytest.importorskip("numpy")
     assert (setting_text(np.float64(0.5)), setting_text(np.bool_(True)), setting_text(np.int64(3))) == (
         "0.5",

@@ -988,9 +988,10 @@ def _there_given(flag: str, there: Any, here: Any, note: str = "", given: str = 
     if shown[0] == shown[1] and isinstance(there, tuple) and isinstance(here, tuple):  # cut alike: where they part
         if len(there) != len(here):
             return f"{flag} of {len(there)} values there{note}, of {len(here)} {given}"
-        at = next(i for i, (a, b) in enumerate(zip(there, here, strict=True)) if a != b)
-        which = f"value {at + 1} of {len(there)} {setting_text(there[at])} there and {setting_text(here[at])} here"
-        return f"{flag} {shown[0]} there{note}, {shown[1]} {given}, {which}"
+        at = next((i for i, (a, b) in enumerate(zip(there, here, strict=True)) if a != b), None)
+        if at is not None:
+            which = f"value {at + 1} of {len(there)} {setting_text(there[at])} there and {setting_text(here[at])} here"
+            return f"{flag} {shown[0]} there{note}, {shown[1]} {given}, {which}"
     return f"{flag} {shown[0]} there{note}, {shown[1]} {given}"
 
 

@@ -577,8 +577,8 @@ def setting_text(value: Any, file: bool = False) -> str:
         parts = [setting_text(v, file) for v in value]
         text = ", ".join(parts) if file else " ".join(parts) or "none"
         if len(text) > 40:  # cut at the end of a value, not inside one
-            cut = max(text.rfind(" ", 0, 37), 0)
-            text = text[:cut].rstrip(",") + " ..."
+            cut = text.rfind(" ", 0, 37)  # none when the first value alone is that long: cut inside it
+            text = text[:cut].rstrip(",") + " ..." if cut > 0 else text[:37] + "..."
         return f"[{text}]" if file else text
     if isinstance(value, str) and 0 < len(value) <= 40 and value.isprintable() and not _read_as_other(value):
         return value
