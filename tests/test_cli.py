@@ -509,7 +509,9 @@ def test_lists_cut_alike_are_told_apart_where_they_part():
     assert _there_given("--kernel-scales", there, there[:-1]) == "--kernel-scales of 100 values there, of 99 given"
     assert _there_given("--lr", 0.002, 0.001) == "--lr 0.002 there, 0.001 given"
     # lists alike element by element (a caller that calls them different for another reason): the plain form
-    assert _there_given("--kernel-scales", there, there).endswith(" there, 0.1 1.1 2.1 3.1 4.1 5.1 6.1 7.1 8.1 ... given")
+    assert _there_given("--kernel-scales", there, there).endswith(
+        " there, 0.1 1.1 2.1 3.1 4.1 5.1 6.1 7.1 8.1 ... given"
+    )
     assert _there_given("--cache", True, False) == "--cache there, --no-cache given"
 
 
