@@ -48,6 +48,7 @@ from .config import (
     json_repr,
     one_line,
     parse_json,
+    plural,
     preset,
     read_settings,
     resolve_precision,
@@ -55,6 +56,7 @@ from .config import (
     setting_text,
     settings,
     shell_path,
+    switch_flag,
     to_toml,
     too_long,
     unused_changes,
@@ -87,14 +89,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
-def _int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
+def _int_at_least(minimum: int, why: str = "", word: str = "") -> Callable[[str], int]:
+    """A parser of whole numbers of at least ``minimum``; ``word``: the one word a flag also takes,
+    named when the text is neither ("'AUTO' is neither a whole number nor auto"), and left for
+    the caller to take before parsing."""
+
     def parse(text: str) -> int:
         try:
             if not text.isascii():  # int() reads other scripts' digits too
                 raise ValueError(text)
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a whole number{too_long(text)}") from None
+            number = f"a whole number{too_long(text)}"
+            what = f"neither {number} nor {word}" if word else f"not {number}"
+            raise argparse.ArgumentTypeError(f"{json_repr(text)} is {what}") from None
         if value < minimum:
             shown = json_repr(value)
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {shown}" + (f" ({why})" if why else ""))
@@ -888,7 +896,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     if first is not None:  # the budget, epochs and schedule asked, which the plan in config.json came from
         skipped |= {"time_budget", "epochs", "schedule_epochs"}
         kept_n = first.get("epochs_kept")
-        kept = f"its budget kept {setting_text(kept_n)} epoch{'' if kept_n == 1 else 's'}"
+        kept = f"its budget kept {setting_text(kept_n)} epoch{plural(kept_n)}"
         asked = [("--time-budget", first.get("time_budget_min"), train.time_budget)]
         asked.append(("--epochs", first.get("epochs_asked"), train.epochs))
         if "schedule_asked" in first:  # recorded since session 37
@@ -979,11 +987,7 @@ def _there_given(flag: str, there: Any, here: Any, note: str = "", given: str = 
     command line's words: ``--lr 0.002 there, 0.001 given``; a switch as its flags,
     ``--channels-last there, --no-channels-last given``. ``note`` follows "there"."""
     if isinstance(there, bool) and isinstance(here, bool):
-
-        def switch(on: bool) -> str:
-            return flag if on else "--no-" + flag.removeprefix("--")
-
-        return f"{switch(there)} there{note}, {switch(here)} {given}"
+        return f"{switch_flag(flag, there)} there{note}, {switch_flag(flag, here)} {given}"
     shown = setting_text(there), setting_text(here)
     if shown[0] == shown[1] and isinstance(there, tuple) and isinstance(here, tuple):  # cut alike: where they part
         if len(there) != len(here):
@@ -1309,19 +1313,12 @@ def _trackers(text: str) -> list[str]:
     return names
 
 
+_components_count = _int_at_least(1, word="auto")
+
+
 def _components(text: str) -> int | str:
-    """--components: a whole number of at least 1, or auto; another word is refused naming both
-    (not as "not a whole number" alone)."""
-    if text == "auto":
-        return "auto"
-    try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError as e:
-        if "whole number" not in str(e):  # a number below 1: its own message
-            raise
-        raise argparse.ArgumentTypeError(
-            f"{json_repr(text)} is neither a whole number{too_long(text)} nor auto"
-        ) from None
+    """--components: a whole number of at least 1, or auto (another word is refused naming both)."""
+    return "auto" if text == "auto" else _components_count(text)
 
 
 _SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (importance-weighted bound)"}

@@ -556,7 +556,7 @@ def json_repr(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-_WORDS_READ_AS_OTHERS = ("none", "not set", "true", "false", "nan", "inf", "-inf")
+_WORDS_READ_AS_OTHERS = ("none", "not set", "true", "false")  # and numbers ("nan" too): _read_as_other
 
 
 def setting_text(value: Any, file: bool = False) -> str:
@@ -929,8 +929,17 @@ def _a_choice(cfg: Config, section: str, name: str, value: Any) -> bool:
 def _flag_named(name: str, value: Any = None) -> str:
     """The command-line flag of the setting called ``name`` (a field of any section) that gives
     ``value``: ``--no-cache`` for False, ``--cache`` otherwise."""
-    flag = next(flag_of(f) for _, f, _, _ in settings() if f.name == name)
-    return "--no-" + flag.removeprefix("--") if value is False else flag
+    return switch_flag(next(flag_of(f) for _, f, _, _ in settings() if f.name == name), value is not False)
+
+
+def switch_flag(flag: str, on: bool) -> str:
+    """The flag of a switch that turns it ``on`` or off: ``--cache`` or ``--no-cache``."""
+    return flag if on else "--no-" + flag.removeprefix("--")
+
+
+def plural(count: Any) -> str:
+    """The ending of a noun counted ``count``: "" for 1, else "s" ("1 epoch", "3 epochs")."""
+    return "" if count == 1 else "s"
 
 
 def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str], str] | None = None) -> str:

@@ -41,6 +41,7 @@ from .config import (
     json_repr,
     one_line,
     parse_json,
+    plural,
     prior_components,
     resolve_precision,
     shell_path,
@@ -203,9 +204,16 @@ def epochs_within(
     an epoch (to encode the training images: :data:`ENCODE_SHARE`) and ``fit_s`` seconds (the
     sampler's own fit, as probed by :func:`wae.samplers.fit_seconds`, its grid and the report
     written again) are kept back for it. Between ``done`` and ``epochs``."""
-    left = budget_min * 60 - elapsed_s - (encode_share * epoch_s + fit_s if sampler else 0.0)
+    left = budget_min * 60 - elapsed_s - sampler_reserve(epoch_s, sampler, fit_s, encode_share)
     more = math.floor(left / epoch_s) if epoch_s > 0 and math.isfinite(left / epoch_s) else epochs
     return max(done, min(epochs, done + more))
+
+
+def sampler_reserve(epoch_s: float, sampler: bool, fit_s: float, encode_share: float) -> float:
+    """Seconds a time budget keeps back after the last epoch for an ex-post ``sampler``: its
+    codes encoded (``encode_share`` of an epoch of ``epoch_s`` seconds) and its fit, grid and
+    report (``fit_s``); 0 without one."""
+    return encode_share * epoch_s + fit_s if sampler else 0.0
 
 
 # Of an epoch's time, what a budget keeps back to encode the training images for the ex-post
@@ -274,13 +282,9 @@ def epochs_fitting(
     return max(reach, epochs_within(budget_min, slower, spared, fits, sampler, done, fit_s, encode_share))
 
 
-def _s(count: int) -> str:
-    return "" if count == 1 else "s"
-
-
 def _epochs(count: int) -> str:
     """``1 epoch``, ``3 epochs``."""
-    return f"{count} epoch{_s(count)}"
+    return f"{count} epoch{plural(count)}"
 
 
 def check_fits(cfg: Config, data: ImageData, world: int = 1) -> None:
@@ -1405,7 +1409,7 @@ class _Loop:
         and what to give to go on (a run stopped by ``max_steps`` keeps it in config.json)."""
         train, step = self.cfg.train, self.state.step
         end = train.epochs * self.steps_per_epoch
-        epochs = f"{train.epochs} epoch" + ("" if train.epochs == 1 else "s")
+        epochs = _epochs(train.epochs)
         if train.max_steps is not None and train.max_steps < end:
             where = f"where its --max-steps {train.max_steps} ends it"
             more = f"a larger --max-steps to go on, up to {end}, the end of its {epochs}"
@@ -1552,7 +1556,7 @@ class _Loop:
             self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
             rates_to_plan(state)  # the next step at the new plan's rate
-            said = f"training {plan[0]} of the {asked} epoch{_s(asked)}"
+            said = f"training {plan[0]} of the {asked} epoch{plural(asked)}"
         elif reach < planned:
             said = f"the {_epochs(reach)} up to --max-steps {cfg.train.max_steps} fit{'s' if reach == 1 else ''}"
         else:
@@ -1561,8 +1565,7 @@ class _Loop:
         # already overrun is said to be, with by how much (session 48: a 0.2-minute budget took
         # 303 s and said nothing of it)
         kept = min(cfg.train.epochs, reach)
-        left = (kept - done) * epoch_s + (share * epoch_s + fit_s if sampler else 0.0)
-        over = elapsed_s + left - budget * 60
+        over = elapsed_s + sampler_reserve(epoch_s, sampler, fit_s, share) - budget * 60
         if kept <= done and over >= 1:
             said = (
                 (f"training {_epochs(kept)}" if plan is None else said)
