@@ -16,7 +16,7 @@ PY := $(VENV)/bin/python
 TEST_WORKERS ?= auto
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup demo quality test test-slow bench check format settings-table clean
+.PHONY: setup demo quality test test-slow test-figures bench check format settings-table clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,11 @@ test: check
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# the fast suite with every report figure drawn (the default builds them but draws only those of
+# the tests marked `figures`: drawing was a fifth of its time); CI runs it after test-slow
+test-figures: $(STAMP)
+	WAE_TEST_FIGURES=draw $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Training throughput against pythae and a bare loop, and Inception speed, on this machine (about
 # 15 minutes on 2 cores); the report goes to runs/bench.md, for docs/benchmarks.md

@@ -46,6 +46,30 @@ def _seed_and_threads() -> None:
     torch.manual_seed(0)
 
 
+# a PNG of one white pixel: what a report's figure becomes where the fast suite does not draw it
+UNDRAWN_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAWk1v8QAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture(autouse=True)
+def _figures_built_not_drawn(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report that every training run ends with draws two matplotlib figures: a fifth of the
+    fast suite's time (matplotlib 3.11 lays out and renders text glyph by glyph in Python). The
+    fast suite builds each figure (its data, axes and the checks that refuse what cannot be
+    drawn) but does not render it, unless the test is marked ``figures`` (the report's own
+    tests, and those of values that fail only when drawn) or slow. ``make test-figures`` (CI,
+    after the slow tests) runs the whole fast suite with every figure drawn
+    (``WAE_TEST_FIGURES=draw``)."""
+    if os.environ.get("WAE_TEST_FIGURES") == "draw" or request.node.get_closest_marker("figures"):
+        return
+    if request.node.get_closest_marker("slow"):
+        return
+    import wae.report
+
+    monkeypatch.setattr(wae.report, "_png", lambda fig: UNDRAWN_PNG)
+
+
 @pytest.fixture
 def tiny_data() -> ImageData:
     """128 training and 32 test 16x16 grey blob images."""

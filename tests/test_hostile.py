@@ -1782,6 +1782,7 @@ def test_names_that_are_not_utf8_are_escaped_in_lines_pages_and_figures(run, tmp
     assert "bad\\udcff\\udc9b31mZ" in page
 
 
+@pytest.mark.figures
 def test_a_figure_that_cannot_be_drawn_leaves_the_report_standing(run, tmp_path):
     # a hand-edited record of 1e308 made matplotlib's tick locator fail: `wae report` was a
     # traceback (the helper of session 22); the figure is left out with a line saying why
@@ -1795,6 +1796,7 @@ def test_a_figure_that_cannot_be_drawn_leaves_the_report_standing(run, tmp_path)
     assert "alt='latent space'" in page  # the rest stands
 
 
+@pytest.mark.figures
 def test_the_latent_figure_draws_finite_codes_of_any_size():
     # codes near float32's largest overflowed when centred (svd of infinities: a traceback), a
     # constant coordinate of 1e30 got NaN bin edges (lo + 1 is lo), float64 codes of 1e300 were
@@ -1835,6 +1837,7 @@ def test_an_export_path_safetensors_cannot_open_is_refused_not_called_damaged(ru
     assert code == 2 and "UTF-8 names only" in err and "damaged" not in err, err
 
 
+@pytest.mark.figures
 def test_codes_beyond_float64_are_a_user_error_and_a_report_note():
     # codes whose mean or span overflows float64 (1.8e308 of both signs) were a LinAlgError or
     # numpy's ValueError from the public latent_figure (the second helper of session 22)

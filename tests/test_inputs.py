@@ -77,7 +77,7 @@ def test_api_refuses_a_config_that_is_not_one():
 @pytest.mark.parametrize(
     "section,key,value,message",
     [
-        ("model", "latent_dim", "8", "model.latent_dim must be int; got '8'"),
+        ("model", "latent_dim", "8", 'model.latent_dim must be int; got "8"'),  # as the file writes it
         ("model", "latent_dim", 2.5, "model.latent_dim must be int"),
         ("model", "latent_dim", [8], "model.latent_dim must be int"),
         ("model", "latent_dim", -3, "latent_dim must be at least 1"),
@@ -100,6 +100,35 @@ def test_a_stored_config_is_checked_like_flags(section, key, value, message):
     stored[section][key] = value
     with pytest.raises(UserError, match=message):
         validate(Config.from_dict(json.loads(json.dumps(stored))))
+
+
+def test_a_stored_configs_wrong_value_is_named_as_json_writes_it_and_a_python_objects_as_python_does():
+    """A config.json's value of the wrong type was named as Python writes it ("got True", "got
+    None", "got '8'"); from_dict reads JSON's values, so it names them as JSON does. A Config
+    object made in Python keeps Python's spelling."""
+    cases = [
+        (("train", "epochs"), True, "train.epochs must be int; got true"),
+        (("train", "epochs"), None, "train.epochs must be int; got null"),
+        (("loss", "kernel_scales"), [1, None], "loss.kernel_scales[1] must be float; got null"),
+        (("loss", "lam"), "1e-3", 'loss.lam must be float; got "1e-3"'),
+        (("model", "arch"), ["small"], 'model.arch must be str; got ["small"]'),
+        (("loss", "prior_trick"), {"on": True}, 'loss.prior_trick must be bool; got {"on": true}'),
+    ]
+    for (section, key), value, message in cases:
+        stored = preset().to_dict()
+        stored[section][key] = value
+        with pytest.raises(UserError) as refused:
+            Config.from_dict(json.loads(json.dumps(stored)))
+        assert message in str(refused.value), (value, str(refused.value))
+    with pytest.raises(UserError) as refused:
+        Config.from_dict({**preset().to_dict(), "preset": False})
+    assert "config preset must be str; got false" in str(refused.value)
+    with pytest.raises(UserError, match="a config must be a JSON object; got null"):
+        Config.from_dict(None)  # type: ignore[arg-type]
+    cfg = preset()
+    cfg.train.epochs = True  # type: ignore[assignment]
+    with pytest.raises(UserError, match="train.epochs must be int; got True"):
+        validate(cfg)
 
 
 def test_ints_stay_ints_and_floats_may_be_written_as_ints():

@@ -14,6 +14,8 @@ import wae
 from wae.cli import main
 from wae.report import chromium, principal_axes
 
+pytestmark = pytest.mark.figures  # the report's figures drawn, as a user's run draws them
+
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--log-every", "1"]
 TINY += ["--arch", "fast"]  # the cheapest network: these tests are of the command, not of the demo's network
 

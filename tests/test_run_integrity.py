@@ -122,6 +122,26 @@ def test_changed_data_are_refused_on_resume_and_by_readers(run_copy, tmp_path):
     assert not (tmp_path / "r.png").exists() and not (tmp_path / "i.png").exists()
 
 
+def test_a_config_json_value_of_the_wrong_type_is_named_as_the_file_writes_it(run_copy, tmp_path):
+    # "config train.epochs must be int; got True" named a file's `true` as Python writes it
+    config = json.loads((run_copy / "config.json").read_text())
+    before = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
+    for section, key, value, said in (
+        ("train", "epochs", True, "train.epochs must be int; got true"),
+        ("model", "latent_dim", None, "model.latent_dim must be int; got null"),
+        ("loss", "kernel_scales", ["a"], 'loss.kernel_scales[0] must be float; got "a"'),
+    ):
+        edited = json.loads(json.dumps(config))
+        edited[section][key] = value
+        (run_copy / "config.json").write_text(json.dumps(edited))
+        before["config.json"] = (run_copy / "config.json").read_bytes()
+        sample = ["sample", str(run_copy), "--n", "4", "--out", str(tmp_path / "s.png")]
+        for argv in (["train", "--resume", str(run_copy), "--no-progress"], sample):
+            _refused(_cli(argv), said)
+        assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()} == before
+        assert not (tmp_path / "s.png").exists()
+
+
 def test_a_folder_fingerprint_follows_its_list_of_images(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -12,6 +12,7 @@ from wae import nets
 from wae.cli import main
 from wae.config import (
     ARCHS,
+    PRESETS,
     Config,
     UserError,
     about,
@@ -718,3 +719,38 @@ def test_a_config_without_a_preset_stays_custom_and_a_setting_neither_run_uses_i
     (run / "config.json").write_text(json.dumps(recorded))
     capsys.readouterr()
     assert main([*argv, "--eval-every", "0", "--auto-resume", "--print-config"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name,text,said",
+    [
+        ("a.toml", "[train]\nepochs = true\n", "a.toml: train.epochs must be a whole number; got true"),
+        ("b.json", '{"train": {"epochs": null}}', "b.json: train.epochs must be a whole number; got null"),
+        ("c.json", '{"train": {"epochs": "5"}}', 'c.json: train.epochs must be a whole number; got "5"'),
+        ("d.toml", "[train]\nepochs = 2020-01-01\n", "d.toml: train.epochs must be a whole number; got 2020-01-01"),
+        (
+            "e.toml",
+            "[loss]\nkernel_scales = [1.0, nan]\n",
+            "e.toml: loss.kernel_scales must each be > 0 and finite; got nan",
+        ),
+        (
+            "f.json",
+            '{"loss": {"kernel_scales": [1.0, NaN]}}',
+            "f.json: loss.kernel_scales must each be > 0 and finite; got NaN",
+        ),
+        ("g.toml", '[model]\narch = "nope"\n', f'g.toml: model.arch must be one of {", ".join(ARCHS)}; got "nope"'),
+        ("h.toml", "preset = false\n", f"h.toml: preset must be one of {', '.join(PRESETS)}; got false"),
+        (
+            "i.toml",
+            '[loss]\nkernel_scales = ["a", inf]\n',
+            'i.toml: loss.kernel_scales must be a list of numbers; got ["a", inf]',
+        ),
+    ],
+)
+def test_a_settings_files_wrong_value_is_named_as_the_file_writes_it(tmp_path, capsys, name, text, said):
+    # named as Python writes it, it read "got True", "got None", "got '5'", "got datetime.date(2020, 1, 1)"
+    (tmp_path / name).write_text(text)
+    assert main(["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith(said) and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()

