@@ -13,7 +13,7 @@ import torch
 import wae
 from wae import checkpoint as ckpt
 from wae.cli import main
-from wae.config import Config, UserError, preset, validate
+from wae.config import Config, UserError, file_text, json_repr, override, preset, validate
 from wae.data import load_npz
 from wae.evaluate import evaluate_run, grid_rows, interpolation_ends, precision_recall
 from wae.train import read_jsonl
@@ -129,6 +129,30 @@ def test_a_stored_configs_wrong_value_is_named_as_json_writes_it_and_a_python_ob
     cfg.train.epochs = True  # type: ignore[assignment]
     with pytest.raises(UserError, match="train.epochs must be int; got True"):
         validate(cfg)
+    # Python callers whose values pass through from_dict on the way (the helper of session 49)
+    for call in (lambda: override(preset(), epochs=True), lambda: wae.fit_tensor(_blobs(), epochs=True)):
+        with pytest.raises(UserError, match="train.epochs must be int; got True$"):
+            call()
+    with pytest.raises(UserError, match="train.epochs must be int; got None$"):
+        override(preset(), epochs=None)
+
+
+def test_a_value_that_cannot_be_shown_is_named_by_its_type_and_widths_under_4_read_as_4():
+    class Unshowable:
+        def __repr__(self) -> str:
+            raise RuntimeError("boom")
+
+    stored = preset().to_dict()
+    stored["train"]["epochs"] = Unshowable()
+    with pytest.raises(
+        UserError, match="train.epochs must be int; got a value of type Unshowable that cannot be shown"
+    ):
+        Config.from_dict(stored)
+    assert json_repr(Unshowable()) == "a value of type Unshowable that cannot be shown"
+    assert file_text([Unshowable()]) == "a value of type list that cannot be shown"
+    for width in (-1, 0, 1, 2, 3, 4):
+        assert file_text("abcdefghijklmnop", width) == '"...' and json_repr("abcdefghijklmnop", width) == "'..."
+    assert file_text(True, 1) == "true" and file_text(list(range(10**6)), 10, toml=True) == "[0, 1, ..."
 
 
 def test_ints_stay_ints_and_floats_may_be_written_as_ints():

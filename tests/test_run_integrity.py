@@ -130,13 +130,19 @@ def test_a_config_json_value_of_the_wrong_type_is_named_as_the_file_writes_it(ru
         ("train", "epochs", True, "train.epochs must be int; got true"),
         ("model", "latent_dim", None, "model.latent_dim must be int; got null"),
         ("loss", "kernel_scales", ["a"], 'loss.kernel_scales[0] must be float; got "a"'),
+        # of the right type, outside its choices or bounds (the validation after the types)
+        ("loss", "objective", "foo", 'loss.objective must be one of mmd, gan, vae, swd, sinkhorn, cw; got "foo"'),
+        ("loss", "lam", float("nan"), "loss.lam must be >= 0 and finite; got NaN"),
     ):
         edited = json.loads(json.dumps(config))
         edited[section][key] = value
         (run_copy / "config.json").write_text(json.dumps(edited))
         before["config.json"] = (run_copy / "config.json").read_bytes()
         sample = ["sample", str(run_copy), "--n", "4", "--out", str(tmp_path / "s.png")]
-        for argv in (["train", "--resume", str(run_copy), "--no-progress"], sample):
+        # (a sampler compares the checkpoint with config.json first: "... (config.json: foo)")
+        for argv in (["train", "--resume", str(run_copy), "--no-progress"], sample)[
+            : 1 if key in ("objective", "lam") else 2
+        ]:
             _refused(_cli(argv), said)
         assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()} == before
         assert not (tmp_path / "s.png").exists()

@@ -745,6 +745,14 @@ def test_a_config_without_a_preset_stays_custom_and_a_setting_neither_run_uses_i
             '[loss]\nkernel_scales = ["a", inf]\n',
             'i.toml: loss.kernel_scales must be a list of numbers; got ["a", inf]',
         ),
+        ("j.toml", "[train]\nepochs = {a = 1, b = nan, c = 2020-01-01}\n", "got {a = 1, b = nan, c = 2020-01-01}"),
+        (
+            "k.toml",
+            "[[train]]\nlr = 0.001\n",
+            "k.toml: 'train' must be one table of settings ([train]); got [{lr = 0.001}]",
+        ),
+        ("l.toml", '[train]\n"odd key" = 1\n', 'l.toml: unknown key "train.odd key"'),
+        ("m.json", '{"train": {"epochs": 1, "epochs": 2}}', 'm.json: cannot be read (the key "epochs" is given twice)'),
     ],
 )
 def test_a_settings_files_wrong_value_is_named_as_the_file_writes_it(tmp_path, capsys, name, text, said):

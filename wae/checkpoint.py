@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import MAX_IMAGE_SIDE, Config, UserError, json_repr, parse_json, validate
+from .config import MAX_IMAGE_SIDE, Config, UserError, file_text, json_repr, parse_json, validate
 
 FORMAT = 1
 FOLDER = "checkpoints"
@@ -273,7 +273,7 @@ def load(path: Path) -> dict[str, Any]:
 def config_of(payload: dict[str, Any]) -> Config:
     """The run's config stored inside a checkpoint, validated as flags are."""
     cfg = Config.from_dict(payload.get("config", {}))
-    validate(cfg)
+    validate(cfg, file_text)
     return cfg
 
 

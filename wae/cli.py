@@ -41,6 +41,7 @@ from .config import (
     check_used,
     defaults_by_objective,
     differing_settings,
+    file_text,
     first_few,
     flag_of,
     from_settings,
@@ -1006,7 +1007,7 @@ def _run_config(run_dir: Path) -> Config:
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     try:
         cfg = Config.from_dict(parse_json(path.read_text()))
-        validate(cfg)  # a stored config is checked as flags are, and errors name the file
+        validate(cfg, file_text)  # a stored config is checked as flags are, and errors name the file
         return cfg
     except UserError as err:
         raise UserError(f"{path}: {err}") from None

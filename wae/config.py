@@ -136,7 +136,7 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: set[str] = set()
     for key, _ in pairs:
         if key in seen:
-            raise ValueError(f"the key {json_repr(key)} is given twice")
+            raise ValueError(f"the key {file_text(key)} is given twice")
         seen.add(key)
     return dict(pairs)
 
@@ -470,24 +470,31 @@ class Config:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Config:
-        """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults."""
-        sections = SECTIONS
-        d = checked_types(d, sections, file_text)  # a dict of JSON's values: named as JSON writes them
-        unknown = set(d) - set(sections) - {"preset"}
-        if unknown:
-            raise UserError(f"unknown config keys: {_some(unknown)}")
-        parts: dict[str, Any] = {}
-        for name, cls in sections.items():
-            values = dict(d.get(name, {}))
-            known = {f.name for f in dataclasses.fields(cls)}
-            bad = set(values) - known
-            if bad:
-                raise UserError(f"unknown keys in config section '{name}': {_some(bad)}")
-            for f in dataclasses.fields(cls):
-                if f.name in values and isinstance(values[f.name], list):
-                    values[f.name] = tuple(values[f.name])
-            parts[name] = cls(**values)
-        return Config(preset=d.get("preset", CUSTOM), **parts)
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults.
+        :class:`UserError` names a value or key of the wrong kind as JSON writes it (``true``,
+        ``null``, ``"5"``): ``d`` holds JSON's values (a config.json, a checkpoint's config)."""
+        return _config_from(d, file_text)
+
+
+def _config_from(d: Any, spell: Callable[[Any], str]) -> Config:
+    """:meth:`Config.from_dict`, naming values and keys in refusals as ``spell`` writes them."""
+    sections = SECTIONS
+    d = checked_types(d, sections, spell)
+    unknown = set(d) - set(sections) - {"preset"}
+    if unknown:
+        raise UserError(f"unknown config keys: {_some(unknown, spell)}")
+    parts: dict[str, Any] = {}
+    for name, cls in sections.items():
+        values = dict(d.get(name, {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = set(values) - known
+        if bad:
+            raise UserError(f"unknown keys in config section '{name}': {_some(bad, spell)}")
+        for f in dataclasses.fields(cls):
+            if f.name in values and isinstance(values[f.name], list):
+                values[f.name] = tuple(values[f.name])
+        parts[name] = cls(**values)
+    return Config(preset=d.get("preset", CUSTOM), **parts)
 
 
 def first_few(items: Sequence[str], sep: str = ", ", n: int = 3) -> str:
@@ -496,10 +503,10 @@ def first_few(items: Sequence[str], sep: str = ", ", n: int = 3) -> str:
     return sep.join(items[:n]) + (f" and {len(items) - n:,} more" if len(items) > n else "")
 
 
-def _some(keys: set[Any]) -> str:
-    """Up to three of ``keys``, each shortened, and how many more (a crafted file may hold
-    thousands, each of any length)."""
-    return first_few([json_repr(k) for k in sorted(keys, key=str)])
+def _some(keys: set[Any], spell: Callable[[Any], str] | None = None) -> str:
+    """Up to three of ``keys``, each shortened (as ``spell`` writes them; default
+    :func:`json_repr`), and how many more (a crafted file may hold thousands, each of any length)."""
+    return first_few([(spell or json_repr)(k) for k in sorted(keys, key=str)])
 
 
 def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str] | None = None) -> Any:
@@ -554,35 +561,56 @@ def json_repr(value: Any, width: int = 40) -> str:
     digits)."""
     if isinstance(value, int) and value.bit_length() > 128:
         return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "a value nested too deeply to show"
+    except Exception:  # a Python caller's object whose __repr__ fails or returns no str
+        return f"a value of type {type(value).__name__} that cannot be shown"
+    return _cut(text, width)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters (at least 4), its end replaced by "..."."""
+    width = max(int(width), 4)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def file_text(value: Any, width: int = 40, toml: bool = False) -> str:
     """A value in a one-line error as a JSON file writes it (``true``, ``null``, ``"8"``, ``[1,
     "a"]``, ``NaN``), or with ``toml`` as a TOML file does (``nan``, ``-inf``, a date as
-    ``2020-01-01``), cut to ``width`` characters; what neither can hold (a Python caller's set,
-    bytes) and whole numbers of over 128 bits as :func:`json_repr` gives them."""
+    ``2020-01-01``, an inline table as ``{a = 1}``), cut to ``width`` characters (at least 4);
+    what neither can hold (a Python caller's set, bytes, or a list holding one) and whole numbers
+    of over 128 bits as :func:`json_repr` gives them."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return json_repr(value, width)
+    try:
+        text = _file_text(value, int(width), toml)
+    except (TypeError, ValueError):  # not a file's (a set; a list that holds itself)
+        return json_repr(value, width)
+    except RecursionError:  # a list nested thousands deep (Python's repr fails on it too)
+        return "a value nested too deeply to show"
+    return _cut(text, width)
+
+
+def _file_text(value: Any, width: int, toml: bool) -> str:
     import datetime
 
-    if isinstance(value, int) and value.bit_length() > 128:
-        return json_repr(value, width)
     if isinstance(value, datetime.date | datetime.time):  # TOML's dates and times (datetime is a date)
-        text = value.isoformat()
-        return text if len(text) <= width else text[: width - 3] + "..."
+        return value.isoformat()
     if toml and isinstance(value, float) and not math.isfinite(value):
         return str(value)  # nan, inf, -inf: TOML's words (JSON's module writes NaN, Infinity)
-    try:
-        if toml and isinstance(value, list):
-            text = "[" + ", ".join(file_text(v, width, toml) for v in value[:width]) + "]"  # enough to cut
-            return text if len(text) <= width else text[: width - 3] + "..."
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):  # not JSON's (a set; a list that holds itself)
-        return json_repr(value, width)
-    except RecursionError:  # a Python caller's list nested thousands deep (repr fails on it too)
-        return "a value nested too deeply to show"
-    text = text if text.isprintable() else json.dumps(value)  # control characters escaped
-    return text if len(text) <= width else text[: width - 3] + "..."
+    if toml and isinstance(value, list):  # the first values are enough to fill the width
+        return "[" + ", ".join(_file_text(v, width, toml) for v in value[: max(width, 4)]) + "]"
+    if toml and isinstance(value, dict):  # an inline table
+        pairs = list(value.items())[: max(width, 4)]
+        keys = [k if isinstance(k, str) and k and all(c.isascii() and (c.isalnum() or c in "-_") for c in k)
+                else _file_text(str(k), width, toml) for k, _ in pairs]  # fmt: skip
+        return (
+            "{" + ", ".join(f"{k} = {_file_text(v, width, toml)}" for k, (_, v) in zip(keys, pairs, strict=True)) + "}"
+        )
+    text = json.dumps(value, ensure_ascii=False)
+    return text if text.isprintable() else json.dumps(value)  # control characters escaped
 
 
 _WORDS_READ_AS_OTHERS = ("none", "not set", "true", "false")  # and numbers ("nan" too): _read_as_other
@@ -611,7 +639,7 @@ def setting_text(value: Any, file: bool = False) -> str:
         return f"[{text}]" if file else text
     if isinstance(value, str) and 0 < len(value) <= 40 and value.isprintable() and not _read_as_other(value):
         return value
-    return json_repr(value)
+    return file_text(value) if file else json_repr(value)  # a file's words in double quotes
 
 
 def _read_as_other(word: str) -> bool:
@@ -1091,14 +1119,17 @@ def validate_new(cfg: Config) -> None:
         )
 
 
-def validate(cfg: Config) -> None:
+def validate(cfg: Config, spell: Callable[[Any], str] | None = None) -> None:
     """Raise :class:`UserError` naming the first setting that cannot work: one out of its
-    choices or bounds (the fields' metadata), or settings that do not go together."""
+    choices or bounds (the fields' metadata), or settings that do not go together. ``spell``
+    writes the value named: :func:`file_text` for a config read from a file (``"nope"``,
+    ``NaN``), default :func:`json_repr` (Python's spelling) for one made in Python."""
     check_types(cfg)
+    spell = spell or json_repr
     if not is_preset(cfg.preset) and cfg.preset != CUSTOM:  # the label chooses the defaults notes weigh
-        raise UserError(f"preset must be one of {', '.join(PRESETS)} (or {CUSTOM}); got {json_repr(cfg.preset)}")
+        raise UserError(f"preset must be one of {', '.join(PRESETS)} (or {CUSTOM}); got {spell(cfg.preset)}")
     for section, f, kind, may_be_none in settings():
-        trouble = problem(f, kind, may_be_none, getattr(getattr(cfg, section), f.name))
+        trouble = problem(f, kind, may_be_none, getattr(getattr(cfg, section), f.name), spell)
         if trouble:
             raise UserError(f"{section}.{f.name} {trouble}")
     if len(cfg.train.lr_milestones) != len(cfg.train.lr_factors):
@@ -1319,13 +1350,13 @@ def read_settings(path: Path) -> dict[str, Any]:
             continue
         if key not in SECTIONS:
             raise UserError(
-                f"{path}: unknown key {json_repr(key)} (a file holds preset and the tables {', '.join(SECTIONS)})"
+                f"{path}: unknown key {spell(key)} (a file holds preset and the tables {', '.join(SECTIONS)})"
             )
         if not isinstance(value, dict):  # [[train]], train = 5, or a JSON key given twice
-            raise UserError(f"{path}: '{key}' must be one table of settings ([{key}]); got {type(value).__name__}")
+            raise UserError(f"{path}: '{key}' must be one table of settings ([{key}]); got {spell(value)}")
         for name, item in value.items():
             if (key, name) not in described:
-                raise UserError(f"{path}: unknown key {json_repr(f'{key}.{name}')}")
+                raise UserError(f"{path}: unknown key {spell(f'{key}.{name}')}")
             f, kind, none = described[key, name]
             right_type, item = _typed(kind, none, item)
             if not right_type:
@@ -1601,4 +1632,5 @@ def set_fields(cfg: Config, **values: Any) -> Config:
     new = {name: dataclasses.replace(getattr(cfg, name)) for name in sections}
     for (section, name), value in wanted.items():
         setattr(new[section], name, value)
-    return Config.from_dict(Config(preset=cfg.preset, **new).to_dict())  # typed: numpy ints become ints
+    # typed (numpy ints become ints); a Python caller's values named as Python writes them
+    return _config_from(Config(preset=cfg.preset, **new).to_dict(), json_repr)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import CONFIG, json_text, write_atomic, write_config
-from .config import Config, UserError, first_few, parse_json, setting_text, validate
+from .config import Config, UserError, file_text, first_few, parse_json, setting_text, validate
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -140,7 +140,7 @@ def _check_recorded_config(cfg: Config, metadata: dict[str, str], config_path: P
         return
     try:
         recorded = Config.from_dict(parse_json(metadata["config"]))
-        validate(recorded)
+        validate(recorded, file_text)
     except (ValueError, TypeError, AttributeError):  # UserError is a ValueError
         raise UserError(f"{path} is damaged (the config in its metadata cannot be read)") from None
     differences = config_differences(cfg, recorded)
@@ -176,7 +176,7 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
     path, config_path = folder / WEIGHTS, folder / CONFIG
     try:
         cfg = Config.from_dict(parse_json(config_path.read_text()))
-        validate(cfg)
+        validate(cfg, file_text)
     except FileNotFoundError:
         raise UserError(f"{folder} is an export without {CONFIG}") from None
     except UserError as err:  # before ValueError, which it is: validation's own words

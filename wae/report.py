@@ -37,7 +37,7 @@ from .checkpoint import (
     weights_fingerprint,
     write_atomic,
 )
-from .config import Config, UserError, check_real, one_line, parse_json, validate, warn_caller
+from .config import Config, UserError, check_real, file_text, one_line, parse_json, validate, warn_caller
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
 
@@ -153,7 +153,7 @@ def read_run_config(run: Path) -> dict[str, Any]:
     except ValueError as err:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
     try:
-        validate(Config.from_dict(loaded))
+        validate(Config.from_dict(loaded), file_text)
     except (TypeError, AttributeError) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__})") from None
     except UserError as err:
