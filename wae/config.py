@@ -497,19 +497,40 @@ def _config_from(d: Any, spell: Callable[[Any], str]) -> Config:
     return Config(preset=d.get("preset", CUSTOM), **parts)
 
 
+def json_repr(value: Any, width: int = 40) -> str:
+    """A short printable form of a value for a one-line error: its repr, cut to ``width``
+    characters, and a whole number of over 128 bits by its size (repr refuses ints of over 4,300
+    digits)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "a value nested too deeply to show"
+    except Exception:  # a Python caller's object whose __repr__ fails or returns no str
+        return f"a value of type {type(value).__name__} that cannot be shown"
+    return _cut(text, width)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters (at least 4), its end replaced by "..."."""
+    width = max(int(width), 4)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def first_few(items: Sequence[str], sep: str = ", ", n: int = 3) -> str:
     """The first ``n`` of ``items`` joined by ``sep``, and how many more: a message names a few
     of a list that a crafted or damaged file can make as long as it likes."""
     return sep.join(items[:n]) + (f" and {len(items) - n:,} more" if len(items) > n else "")
 
 
-def _some(keys: set[Any], spell: Callable[[Any], str] | None = None) -> str:
+def _some(keys: set[Any], spell: Callable[[Any], str] = json_repr) -> str:
     """Up to three of ``keys``, each shortened (as ``spell`` writes them; default
     :func:`json_repr`), and how many more (a crafted file may hold thousands, each of any length)."""
-    return first_few([(spell or json_repr)(k) for k in sorted(keys, key=str)])
+    return first_few([spell(k) for k in sorted(keys, key=str)])
 
 
-def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str] | None = None) -> Any:
+def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str] = json_repr) -> Any:
     """``value`` as the type ``hint`` of a config field (an int stays an int, a float may be
     given as an int, a JSON list becomes a tuple); :class:`UserError` otherwise, naming the value
     as ``spell`` writes it."""
@@ -532,7 +553,7 @@ def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str]
             kind = typing.get_args(option)[0]
             return tuple(_as_field_type(f"{name}[{i}]", v, kind, spell) for i, v in enumerate(value))
     wanted = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
-    raise UserError(f"config {name} must be {wanted}; got {(spell or json_repr)(value)}")
+    raise UserError(f"config {name} must be {wanted}; got {spell(value)}")
 
 
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
@@ -553,27 +574,6 @@ def too_long(text: str) -> str:
     digits = text.strip().lstrip("+-").replace("_", "")
     refused = digits.isascii() and digits.isdigit() and len(digits) > 4300
     return " Python reads (more than 4,300 digits)" if refused else ""
-
-
-def json_repr(value: Any, width: int = 40) -> str:
-    """A short printable form of a value for a one-line error: its repr, cut to ``width``
-    characters, and a whole number of over 128 bits by its size (repr refuses ints of over 4,300
-    digits)."""
-    if isinstance(value, int) and value.bit_length() > 128:
-        return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
-    try:
-        text = repr(value)
-    except RecursionError:
-        return "a value nested too deeply to show"
-    except Exception:  # a Python caller's object whose __repr__ fails or returns no str
-        return f"a value of type {type(value).__name__} that cannot be shown"
-    return _cut(text, width)
-
-
-def _cut(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters (at least 4), its end replaced by "..."."""
-    width = max(int(width), 4)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def file_text(value: Any, width: int = 40, toml: bool = False) -> str:
@@ -896,11 +896,10 @@ def bounds_text(f: dataclasses.Field[Any]) -> str:
 
 
 def problem(
-    f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any, spell: Callable[[Any], str] | None = None
+    f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any, spell: Callable[[Any], str] = json_repr
 ) -> str | None:
     """What is wrong with ``value`` for the setting, in words ("must be >= 0; got -1"), or None;
     the value as ``spell`` writes it (default :func:`json_repr`: Python's spelling)."""
-    spell = spell or json_repr
     meta = about(f)
     if value is None:
         return None if may_be_none else "must be set"
@@ -1119,13 +1118,12 @@ def validate_new(cfg: Config) -> None:
         )
 
 
-def validate(cfg: Config, spell: Callable[[Any], str] | None = None) -> None:
+def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     """Raise :class:`UserError` naming the first setting that cannot work: one out of its
     choices or bounds (the fields' metadata), or settings that do not go together. ``spell``
     writes the value named: :func:`file_text` for a config read from a file (``"nope"``,
     ``NaN``), default :func:`json_repr` (Python's spelling) for one made in Python."""
     check_types(cfg)
-    spell = spell or json_repr
     if not is_preset(cfg.preset) and cfg.preset != CUSTOM:  # the label chooses the defaults notes weigh
         raise UserError(f"preset must be one of {', '.join(PRESETS)} (or {CUSTOM}); got {spell(cfg.preset)}")
     for section, f, kind, may_be_none in settings():
