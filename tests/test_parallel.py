@@ -54,9 +54,10 @@ def test_devices_and_precisions_resolve_or_give_a_clear_error():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA GPU"):
+        # a Python caller's config is named by its field, not by a flag it never gave
+        with pytest.raises(UserError, match="^train.device cuda: no CUDA GPU"):
             resolve_device("cuda")
-    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
+    with pytest.raises(UserError, match="^train.precision fp16 needs a CUDA device"):
         resolve_precision(tiny_config(precision="fp16"), "cpu")
     assert resolve_precision(tiny_config(precision="auto"), "mps").train.precision == "fp32"
     assert resolve_precision(tiny_config(precision="auto"), "cpu").train.precision in ("bf16", "fp32")

@@ -25,6 +25,7 @@ from PIL import Image
 import wae
 from wae import checkpoint as ckpt
 from wae import cli, runs, samplers
+from wae.compare import list_line
 from wae.config import UserError
 from wae.data import make_synthetic
 
@@ -146,6 +147,63 @@ def test_a_config_json_value_of_the_wrong_type_is_named_as_the_file_writes_it(ru
             _refused(_cli(argv), said)
         assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()} == before
         assert not (tmp_path / "s.png").exists()
+
+
+def _commands_reading(run: Path, out: Path) -> list[list[str]]:
+    """Every command that reads a run's config.json and newest checkpoint, its outputs in ``out``."""
+    return [
+        ["train", "--resume", str(run), "--no-progress"],
+        ["sample", str(run), "--n", "4", "--out", str(out / "s.png")],
+        ["fit-sampler", str(run), "--components", "2", "--no-progress"],
+        ["report", str(run), "--no-progress"],
+        ["export", str(run), "--out", str(out / "export")],
+    ]
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (lambda c: c["train"].__setitem__("epochs", True), "train.epochs must be int; got true"),
+        (lambda c: c["loss"].__setitem__("lam", float("nan")), "loss.lam must be >= 0 and finite; got NaN"),
+        (lambda c: c.__setitem__("train", 5), "config section 'train' must be a JSON object; got 5"),
+        (lambda c: c.clear() or c.update({"model": {"latent_dim": None}}), "model.latent_dim must be int; got null"),
+    ],
+)
+def test_a_checkpoints_damaged_config_is_refused_naming_the_checkpoint(npz_run, tmp_path, change, said):
+    # "config train.epochs must be int; got true" did not say that the checkpoint held it, not
+    # config.json (which every command reads first, and which is as the run wrote it)
+    run = tmp_path / "run"
+    shutil.copytree(npz_run, run)
+    _replace_checkpoints(run, lambda payload: change(payload["config"]))
+    newest = ckpt.run_checkpoints(run)[-1]
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for argv in _commands_reading(run, tmp_path):
+        err = _refused(_cli(argv), said)
+        assert f"{newest}: " in err, err  # the file, then what is wrong in it
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "export").exists()
+    line = list_line(run)
+    assert newest.name in line[-1] and said in line[-1], line
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (b'{"train": {"epochs": 1' + b"0" * 500 + b"}}", "is damaged (a number beyond any float)"),
+        (b"[" * 100_000 + b"]" * 100_000, "is damaged (nested too deeply to parse)"),
+        (b'{"train": {"epochs": "\xff"}}', "is damaged (not UTF-8 text)"),
+        (b'{"train": {"epochs": 3,}}', "is damaged (not JSON: Expecting property name enclosed in double quotes at"),
+        (b"", "is damaged (not JSON: Expecting value at line 1 column 1)"),
+    ],
+)
+def test_a_config_json_that_cannot_be_parsed_is_named_with_its_reason(run_copy, tmp_path, text, said):
+    # "config.json is damaged (ValueError)" named the class of the error, not what was wrong
+    (run_copy / "config.json").write_bytes(text)
+    before = {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+    for argv in _commands_reading(run_copy, tmp_path):
+        _refused(_cli(argv), f"{run_copy / 'config.json'} {said}")
+    assert {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "export").exists()
 
 
 def test_a_folder_fingerprint_follows_its_list_of_images(tmp_path):

@@ -762,3 +762,60 @@ def test_a_settings_files_wrong_value_is_named_as_the_file_writes_it(tmp_path, c
     err = capsys.readouterr().err
     assert err.rstrip().endswith(said) and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "content, flags, said",
+    [  # the file's own settings refused together: named after the file
+        ("[loss]\nkernel_scales = []\n", [], "{file}: loss.kernel_scales must be a non-empty list"),
+        ("[train]\nlr_milestones = [0.5]\n", [], "{file}: train.lr_milestones and train.lr_factors must have"),
+        ('[loss]\nprior = "mixture"\n', ["--objective", "vae"], "{file}: the VAE objective's KL is to the Gaussian"),
+        ('[train]\nlog = "foo"\n', [], '{file}: train.log: unknown tracker "foo"; choose from'),  # as TOML writes it
+        # a check of the machine, of a setting the file gave: the file's key, not a flag it never had
+        ('[train]\nprecision = "fp16"\n', [], "{file}: train.precision fp16 needs a CUDA device"),
+        ('[train]\ndevice = "cuda"\n', [], "{file}: train.device cuda: no CUDA GPU"),
+        # a flag's fault is not the file's
+        (
+            "[train]\nepochs = 2\n",
+            ["--prior", "mixture", "--prior-components", "99"],
+            "error: loss.prior_components 99",
+        ),
+        ('[train]\ndevice = "cpu"\n', ["--precision", "fp16"], "error: --precision fp16 needs a CUDA device"),
+        ('[train]\nprecision = "fp16"\n', ["--device", "cuda"], "error: --device cuda: no CUDA GPU"),
+    ],
+)
+def test_a_refusal_names_the_settings_file_its_values_came_from(tmp_path, capsys, content, flags, said):
+    # "loss.kernel_scales must be a non-empty list" did not say it came from the file, and
+    # "--device cuda: no CUDA GPU" named a flag that was never given
+    if "cuda" in content + " ".join(flags) and __import__("torch").cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    path = tmp_path / "s.toml"
+    path.write_text(content)
+    capsys.readouterr()
+    tiny = [a for a in TINY if a not in ("--precision", "fp32")]  # the file's or the flag's precision
+    assert main(["train", "--config", str(path), *flags, *tiny, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said.format(file=path) in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_file_setting_that_a_flag_mends_is_not_refused(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text("[loss]\nkernel_scales = []\n")
+    assert _printed(capsys, "--config", str(path), "--kernel-scales", "1", "2")["loss"]["kernel_scales"] == [1.0, 2.0]
+
+
+def test_a_resumed_runs_device_is_named_as_its_config_json_s(tmp_path, capsys):
+    # a run trained on a GPU, resumed where there is none: not "--device cuda", which was not given
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a CUDA GPU is visible here")
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["device"] = "cuda"
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert f"error: {run / 'config.json'}: train.device cuda: no CUDA GPU" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--device", "cuda"]) == 2
+    assert "error: --device cuda: no CUDA GPU" in capsys.readouterr().err

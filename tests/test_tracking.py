@@ -114,7 +114,7 @@ def test_a_missing_tracker_or_an_unknown_one_is_one_line_before_any_work(tmp_pat
     settings = tmp_path / "s.toml"
     settings.write_text('[train]\nlog = "tensorboard,neptune"\n')
     assert main(["train", *TINY, "--config", str(settings), "--out", str(tmp_path / "r2")]) == 2
-    assert "unknown tracker 'neptune'" in capsys.readouterr().err
+    assert f'{settings}: train.log: unknown tracker "neptune"' in capsys.readouterr().err  # as the file writes it
     import wae
 
     with pytest.raises(UserError, match="give one"):  # no run folder to write into

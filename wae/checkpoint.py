@@ -7,6 +7,7 @@ the newest one that reads, and says which newer ones it had to pass over.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -270,11 +271,46 @@ def load(path: Path) -> dict[str, Any]:
     return payload
 
 
-def config_of(payload: dict[str, Any]) -> Config:
-    """The run's config stored inside a checkpoint, validated as flags are."""
-    cfg = Config.from_dict(payload.get("config", {}))
-    validate(cfg, file_text)
+def stored_config(loaded: Any, source: str | Path) -> Config:
+    """A config as a file stored it (JSON's values: a run's or an export's config.json, a
+    checkpoint's copy, an export's metadata), checked as flags are: types, choices, ranges and
+    settings that go together. A :class:`UserError` begins with ``source`` (the file) and names
+    the value as JSON writes it (``got true``)."""
+    try:
+        cfg = Config.from_dict(loaded)
+        validate(cfg, file_text)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
     return cfg
+
+
+def read_config_json(path: Path) -> tuple[dict[str, Any], Config]:
+    """The config file ``path`` (a run's or an export's config.json) as its JSON object and as
+    the :class:`Config` it holds (:func:`stored_config`). A one-line :class:`UserError` naming
+    the file and why for one that cannot be read (missing, a folder, permissions), is not UTF-8,
+    is not JSON, holds a number no reader takes or nesting too deep to parse, or is not a valid
+    config."""
+    try:
+        if not path.is_file():  # a FIFO would block, a folder raise IsADirectoryError
+            raise FileNotFoundError(errno.ENOENT, "not a file")
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is damaged (not UTF-8 text)") from None
+    except OSError as err:
+        raise UserError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
+    try:
+        loaded = parse_json(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is damaged (not JSON: {err.msg} at line {err.lineno} column {err.colno})") from None
+    except ValueError as err:  # parse_json's own words: a number beyond any float, nesting too deep
+        raise UserError(f"{path} is damaged ({err})") from None
+    return loaded, stored_config(loaded, path)
+
+
+def config_of(payload: dict[str, Any], path: str | Path = "checkpoint") -> Config:
+    """The run's config stored inside a checkpoint read from ``path`` (:func:`stored_config`:
+    a refusal names ``path``)."""
+    return stored_config(payload.get("config", {}), path)
 
 
 def image_shape_of(payload: dict[str, Any]) -> tuple[int, int]:

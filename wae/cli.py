@@ -41,14 +41,13 @@ from .config import (
     check_used,
     defaults_by_objective,
     differing_settings,
-    file_text,
+    file_spelling,
     first_few,
     flag_of,
     from_settings,
     is_preset,
     json_repr,
     one_line,
-    parse_json,
     plural,
     preset,
     read_settings,
@@ -684,9 +683,10 @@ def _train(args: argparse.Namespace) -> int:
 
         if is_export(run_dir):  # UserError for a folder with an export's weights beside the checkpoints
             raise UserError(f"{run_dir} is a folder that wae export wrote, not a run to resume")
-        cfg = set_fields(_run_config(run_dir), **given)
+        cfg = set_fields(runs.run_config(run_dir, required=True), **given)
         check_used(cfg, given)  # --workers of a run that reads no image files
         validate(cfg)
+        found, flagged = {}, set(given)
     else:
         found = read_settings(Path(args.config)) if args.config else {}
         if args.preset and "preset" in found and found["preset"] != args.preset:
@@ -725,9 +725,9 @@ def _train(args: argparse.Namespace) -> int:
             )
         if "cost" in given and "cost_scale" not in given and "cost_scale" in found.get("loss", {}):
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
-        cfg = set_fields(cfg, **given)
+        of_file, cfg = cfg, set_fields(cfg, **given)
         check_used(cfg, given)  # each would train as if not given, with no word said (before its values are checked)
-        validate_new(cfg)
+        _validate_naming_file(cfg, of_file, args.config)
         notes += _switched(found, cfg, args.objective, args.config, flagged)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
@@ -754,8 +754,12 @@ def _train(args: argparse.Namespace) -> int:
         )
     if not args.resume:
         _check_run_dir_apart(run_dir, cfg, args.config, args.overwrite)
-    device = resolve_device(cfg.train.device, launched().local_rank)
-    resolve_precision(cfg, device.type)  # refuses fp16 off CUDA before anything is written
+
+    def named(name: str) -> str:  # a setting in a refusal, named where its value came from
+        return _named_as(name, flagged, found, args.config, run_dir if args.resume else None)
+
+    device = resolve_device(cfg.train.device, launched().local_rank, named("device"))
+    resolve_precision(cfg, device.type, named("precision"))  # refuses fp16 off CUDA before anything is written
     with process_group(device) as procs, contextlib.ExitStack() as held:
 
         def prepare() -> ImageData:
@@ -869,7 +873,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
 
     if is_export(run_dir):
         raise UserError(f"--auto-resume: {run_dir} is a folder that wae export wrote, not a run to continue")
-    stored = _run_config(run_dir)
+    stored = runs.run_config(run_dir, required=True)
     records = run_dir / ckpt.RECORDS
     check_records_file(records)
     train, differ = cfg.train, []
@@ -1000,19 +1004,36 @@ def _there_given(flag: str, there: Any, here: Any, note: str = "", given: str = 
     return f"{flag} {shown[0]} there{note}, {shown[1]} {given}"
 
 
-def _run_config(run_dir: Path) -> Config:
-    """The config a run folder was started with (its config.json)."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.json)")
+def _named_as(name: str, flagged: set[str], found: dict[str, Any], config: str | None, run: Path | None) -> str:
+    """How a refusal names the setting ``name`` (a field's name) of a run about to train, by
+    where its value came from: its flag, given; else the ``--config`` file's key; else the key
+    in the config.json of the run resumed (``run``); else the config's field (a preset's)."""
+    section, f = next((section, f) for section, f, _, _ in settings() if f.name == name)
+    if name in flagged:
+        return flag_of(f)
+    if config is not None and name in found.get(section, {}):
+        return f"{config}: {section}.{name}"
+    return f"{run / 'config.json'}: {section}.{name}" if run is not None else f"{section}.{name}"
+
+
+def _validate_naming_file(cfg: Config, of_file: Config, config: str | None) -> None:
+    """:func:`validate_new` of a new run's ``cfg``; a refusal names the ``--config`` file when
+    the file's settings over their preset (``of_file``, before the flags) are refused alike:
+    the fault is the file's, not a flag's (``kernel_scales = []``)."""
     try:
-        cfg = Config.from_dict(parse_json(path.read_text()))
-        validate(cfg, file_text)  # a stored config is checked as flags are, and errors name the file
-        return cfg
+        validate_new(cfg)
     except UserError as err:
-        raise UserError(f"{path}: {err}") from None
-    except (ValueError, TypeError, AttributeError) as err:  # ValueError: not JSON, not UTF-8
-        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+        if config is None:
+            raise
+        try:
+            validate_new(of_file)
+        except UserError as own:
+            if str(own) == str(err):  # the file's fault: its values as the file writes them
+                try:
+                    validate_new(of_file, file_spelling(Path(config)))
+                except UserError as spelt:
+                    raise UserError(f"{config}: {spelt}") from None
+        raise
 
 
 def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwrite: bool) -> None:

@@ -1090,11 +1090,11 @@ def _prior_trick_is_gans(objective: str) -> str:
     )
 
 
-def validate_new(cfg: Config) -> None:
-    """:func:`validate`, and the rules that bind a run as it starts, which came after some runs
-    were saved: such a run is still read, sampled, evaluated and resumed as it was trained.
-    :class:`UserError` naming the setting."""
-    validate(cfg)
+def validate_new(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
+    """:func:`validate` (values named as ``spell`` writes them), and the rules that bind a run as
+    it starts, which came after some runs were saved: such a run is still read, sampled,
+    evaluated and resumed as it was trained. :class:`UserError` naming the setting."""
+    validate(cfg, spell)
     if cfg.loss.prior_trick and cfg.loss.objective != "gan":
         # it only ever changed WAE-GAN's adversary; other objectives trained as if it were off
         # (refused since session 40; runs trained with it before keep it on --resume)
@@ -1175,7 +1175,7 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
             + (_prior_trick_is_gans(cfg.loss.objective) or " (give --prior gaussian)")
         )
     if not cfg.loss.prior_separation <= 1e6:  # r sigma_z e_k in float32 codes, and their kernels
-        raise UserError(f"loss.prior_separation must be at most 1e6; got {cfg.loss.prior_separation!r}")
+        raise UserError(f"loss.prior_separation must be at most 1e6; got {spell(cfg.loss.prior_separation)}")
     components = cfg.loss.prior_components
     if cfg.loss.prior == "mixture" and components is not None and components > cfg.model.latent_dim:
         raise UserError(
@@ -1184,7 +1184,7 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
         )
     unknown = [name for name in cfg.train.log.split(",") if name.strip() and name.strip() not in TRACKERS]
     if unknown:
-        raise UserError(f"train.log: unknown tracker '{unknown[0].strip()}'; choose from {', '.join(TRACKERS)}")
+        raise UserError(f"train.log: unknown tracker {spell(unknown[0].strip())}; choose from {', '.join(TRACKERS)}")
     if cfg.data.dataset == "npz" and not cfg.data.path:
         raise UserError("dataset npz needs a path (--data FILE.npz)")
     if cfg.data.condition == "labels" and cfg.data.dataset == "celeba":
@@ -1316,6 +1316,12 @@ def _typed(kind: type, may_be_none: bool, value: Any) -> tuple[bool, Any]:
     return isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), value
 
 
+def file_spelling(path: Path) -> Callable[[Any], str]:
+    """How a settings file ``path`` writes a value (:func:`file_text`): as JSON for a .json file
+    (a run's config.json), else as TOML."""
+    return functools.partial(file_text, toml=path.suffix.lower() != ".json")
+
+
 def read_settings(path: Path) -> dict[str, Any]:
     """The settings in a TOML file (``preset = ...`` and the tables [data] [model] [loss] [train])
     or in a run's config.json, checked key by key: an unknown key, or a value of the wrong type or
@@ -1338,7 +1344,7 @@ def read_settings(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: not a table of settings")
     described = {(section, f.name): (f, kind, none) for section, f, kind, none in settings()}
-    spell = functools.partial(file_text, toml=not is_json)  # each value as the file writes it
+    spell = file_spelling(path)  # each value as the file writes it
     found: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "preset":
@@ -1507,12 +1513,13 @@ def native_bf16() -> bool:
     return bf16_emulated() is None
 
 
-def resolve_precision(cfg: Config, device: str = "cpu") -> Config:
+def resolve_precision(cfg: Config, device: str = "cpu", setting: str = "train.precision") -> Config:
     """``cfg`` with precision "auto" replaced by the concrete choice for this machine and
-    ``device`` type ("cpu", "cuda" or "mps"); :class:`UserError` for fp16 off CUDA."""
+    ``device`` type ("cpu", "cuda" or "mps"); :class:`UserError` for fp16 off CUDA, naming the
+    setting as ``setting`` (its flag, or a file's key)."""
     precision = cfg.train.precision
     if precision == "fp16" and device != "cuda":
-        raise UserError("precision fp16 needs a CUDA device (on a CPU use bf16)")
+        raise UserError(f"{setting} fp16 needs a CUDA device (on a CPU use bf16)")
     if precision != "auto":
         return cfg
     if device == "cuda":

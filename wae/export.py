@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from .checkpoint import CONFIG, json_text, write_atomic, write_config
-from .config import Config, UserError, file_text, first_few, parse_json, setting_text, validate
+from .checkpoint import CONFIG, json_text, read_config_json, stored_config, write_atomic, write_config
+from .config import Config, UserError, first_few, parse_json, setting_text
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -138,11 +138,12 @@ def _check_recorded_config(cfg: Config, metadata: dict[str, str], config_path: P
 
     if "config" not in metadata:
         return
+    source = f"the config in the metadata of {path}"
     try:
-        recorded = Config.from_dict(parse_json(metadata["config"]))
-        validate(recorded, file_text)
-    except (ValueError, TypeError, AttributeError):  # UserError is a ValueError
-        raise UserError(f"{path} is damaged (the config in its metadata cannot be read)") from None
+        loaded = parse_json(metadata["config"])
+    except ValueError as err:  # not JSON: its reason (parse_json's words for a number no reader takes)
+        raise UserError(f"{source} cannot be read ({err})") from None
+    recorded = stored_config(loaded, source)
     differences = config_differences(cfg, recorded)
     if recorded.preset != cfg.preset:
         differences.insert(0, f"preset {setting_text(recorded.preset)} (config.json: {setting_text(cfg.preset)})")
@@ -174,15 +175,9 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
     st = _safetensors()
     folder = Path(folder)
     path, config_path = folder / WEIGHTS, folder / CONFIG
-    try:
-        cfg = Config.from_dict(parse_json(config_path.read_text()))
-        validate(cfg, file_text)
-    except FileNotFoundError:
-        raise UserError(f"{folder} is an export without {CONFIG}") from None
-    except UserError as err:  # before ValueError, which it is: validation's own words
-        raise UserError(f"{config_path}: {err}") from None
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"{config_path} is damaged ({type(err).__name__})") from None
+    if not config_path.exists():
+        raise UserError(f"{folder} is an export without {CONFIG}")
+    _, cfg = read_config_json(config_path)
     _check_openable(path)
     try:
         with st.safe_open(str(path), framework="pt") as f:

@@ -78,19 +78,20 @@ def _environ_int(name: str, default: int) -> int:
         ) from None
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, setting: str = "train.device") -> torch.device:
     """The device ``name`` ("auto", "cpu", "cuda" or "mps") means here; each process of a
-    multi-GPU launch takes the GPU of its local rank. :class:`UserError` when it is absent."""
+    multi-GPU launch takes the GPU of its local rank. :class:`UserError` when it is absent,
+    naming the setting as ``setting`` (its flag, or a file's key)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA GPU is visible to torch here")
+            raise UserError(f"{setting} cuda: no CUDA GPU is visible to torch here")
         if local_rank >= torch.cuda.device_count():
             raise UserError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible)")
         return torch.device("cuda", local_rank)
     if name == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps: the Apple GPU backend is not available here")
+        raise UserError(f"{setting} mps: the Apple GPU backend is not available here")
     return torch.device(name)
 
 

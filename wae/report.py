@@ -33,11 +33,12 @@ from .checkpoint import (
     figure_bytes,
     fingerprint_entry,
     newest_checkpoint_step,
+    read_config_json,
     read_json_object,
     weights_fingerprint,
     write_atomic,
 )
-from .config import Config, UserError, check_real, file_text, one_line, parse_json, validate, warn_caller
+from .config import Config, UserError, check_real, one_line, warn_caller
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
 
@@ -142,23 +143,11 @@ def read_evaluation(path: Path, weights: str | None = None) -> tuple[dict[str, f
 
 def read_run_config(run: Path) -> dict[str, Any]:
     """``RUN/config.json`` as a dict, checked as a stored config is (types, ranges); a one-line
-    :class:`UserError` when it is missing, not JSON, not UTF-8 or not a valid config."""
-    path = run / "config.json"
-    try:
-        if not path.is_file():
-            raise FileNotFoundError(path)
-        loaded = parse_json(path.read_text())
-    except OSError:
-        raise UserError(f"{run} is not a run folder (no readable config.json)") from None
-    except ValueError as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
-    try:
-        validate(Config.from_dict(loaded), file_text)
-    except (TypeError, AttributeError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
-    return loaded
+    :class:`UserError` when it is missing, cannot be read, is not UTF-8 JSON or not a valid config
+    (:func:`wae.checkpoint.read_config_json`)."""
+    if not (run / "config.json").is_file():
+        raise UserError(f"{run} is not a run folder (no config.json)")
+    return read_config_json(run / "config.json")[0]
 
 
 def saved_records(

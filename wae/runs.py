@@ -24,11 +24,11 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
-from .checkpoint import EPOCH_GRIDS, FOLDER, GRIDS, load_latest, sweep_stale
+from .checkpoint import EPOCH_GRIDS, FOLDER, GRIDS, config_of, load_latest, read_config_json, sweep_stale
 from .checkpoint import load as load_checkpoint
 from .config import (
     Config,
@@ -37,7 +37,6 @@ from .config import (
     about,
     differing_settings,
     first_few,
-    parse_json,
     setting_text,
     settings,
     warn_caller,
@@ -688,13 +687,9 @@ def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Confi
     if cfg.train.schedule_epochs is not None:
         return cfg
     planned = cfg.train.epochs
-    if resume and run_dir is not None and (Path(run_dir) / "config.json").is_file():
-        try:
-            stored = parse_json((Path(run_dir) / "config.json").read_text()).get("train", {})
-            # a run of no epochs had no plan to keep: this session plans one
-            planned = int(stored.get("schedule_epochs") or stored.get("epochs", planned)) or planned
-        except (ValueError, TypeError, AttributeError):
-            pass  # a damaged config.json is reported where it is read
+    stored = run_config(Path(run_dir)) if resume and run_dir is not None else None
+    if stored is not None:  # a run of no epochs had no plan to keep: this session plans one
+        planned = stored.train.schedule_epochs or stored.train.epochs or planned
     if planned < 1:  # no epochs, no plan (a later session that trains plans it)
         return cfg
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule_epochs=planned))
@@ -716,8 +711,9 @@ def config_differences(run: Config, stored: Config) -> list[str]:
 def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None) -> None:
     """:class:`UserError` naming ``path`` when the checkpoint's config differs from the run's
     ``config.json`` or its weights hold NaN or infinite values."""
+    stored = config_of(payload, path)  # a crafted checkpoint's config is refused naming it
     if run_cfg is not None:
-        differences = config_differences(run_cfg, Config.from_dict(payload["config"]))
+        differences = config_differences(run_cfg, stored)
         if differences:
             raise UserError(f"checkpoint {path} does not match the run's config.json: {first_few(differences, '; ')}")
     for part in ("model", "adversary"):
@@ -726,17 +722,21 @@ def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None
                 raise UserError(f"checkpoint {path} holds NaN or infinite weights ({part} {name})")
 
 
-def run_config(run_dir: Path) -> Config | None:
-    """The config.json of a run folder; None when it has none."""
+@overload
+def run_config(run_dir: Path, required: Literal[True]) -> Config: ...
+@overload
+def run_config(run_dir: Path, required: bool = False) -> Config | None: ...
+def run_config(run_dir: Path, required: bool = False) -> Config | None:
+    """The config a run folder was started with, its config.json, checked as flags are
+    (:func:`wae.checkpoint.read_config_json`: a :class:`UserError` names the file and why);
+    None when the folder has none, or with ``required`` a :class:`UserError` that it is no run
+    folder."""
     path = run_dir / "config.json"
     if not path.is_file():
+        if required:
+            raise UserError(f"{run_dir} is not a run folder (no config.json)")
         return None
-    try:
-        return Config.from_dict(parse_json(path.read_text()))
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
-    except (ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+    return read_config_json(path)[1]
 
 
 def given_path(value: Any, what: str) -> Path:
