@@ -465,6 +465,7 @@ def test_auto_precision_follows_a_onednn_cap_and_asked_bf16_is_said_to_be_emulat
     import json
 
     from wae import config
+    from wae.train import load_run
 
     monkeypatch.setattr(config, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
@@ -477,9 +478,18 @@ def test_auto_precision_follows_a_onednn_cap_and_asked_bf16_is_said_to_be_emulat
         assert json.loads((run / "config.json").read_text())["train"]["precision"] == recorded
         said = "precision bf16 is emulated here (ONEDNN_MAX_CPU_ISA=AVX2 holds oneDNN below bf16)"
         assert (said in err) == (precision == "bf16"), err
-    # hostile pass: a resume keeps the run's precision, so its note no longer points at auto
-    code, err = run_cli(["train", "--resume", str(tmp_path / "bf16"), "--max-steps", "2"])
-    assert code == 0 and f"{said}: slower than fp32; a resume keeps the precision the run was trained in" in err, err
+    # a resume keeps the run's precision unless given another: its note says how (session 50: a
+    # resume took no --precision, and a bf16 run moved to such a host trained on emulated)
+    bf16 = tmp_path / "bf16"
+    code, err = run_cli(["train", "--resume", str(bf16), "--max-steps", "2"])
+    assert code == 0 and f"{said}: slower than fp32; give --precision fp32 with --resume to train on in fp32" in err
+    for precision, steps in (("fp32", 3), ("auto", 4)):  # auto chooses here: fp32 under the cap
+        code, err = run_cli(["train", "--resume", str(bf16), "--max-steps", str(steps), "--precision", precision])
+        assert code == 0 and said not in err, err
+        assert json.loads((bf16 / "config.json").read_text())["train"]["precision"] == "fp32"
+        assert load_run(bf16).step == steps  # the bf16 session's checkpoints read on, not refused
+    code, err = run_cli(["train", "--resume", str(bf16), "--max-steps", "5", "--precision", "fp16"])
+    assert code == 2 and "--precision fp16 needs a CUDA device" in err, err
 
 
 @pytest.mark.parametrize(

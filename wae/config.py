@@ -400,8 +400,9 @@ class TrainConfig:
         "bf16 (autocast), fp32, fp16 (CUDA only, with a gradient scaler), or auto: bf16 where the CPU has "
         "native bf16 (AVX512-BF16 or AMX) that oneDNN may use (on, not held below it by ONEDNN_MAX_CPU_ISA) or the "
         "GPU supports it, fp16 on older GPUs, else fp32; "
-        "config.json records the choice made",
+        "config.json records the choice made; a resume may switch it (the weights are kept in fp32)",
         choices=PRECISIONS,
+        resume=True,
     )
     device: str = setting(
         "auto",

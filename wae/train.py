@@ -1276,7 +1276,7 @@ def _fit(
     shown: Callable[[str], None] = lambda msg: tqdm.write(one_line(msg), file=sys.stderr)  # noqa: E731
     say = (log if log is not None else shown) if procs.main else quiet
     if device.type == "cpu" and cfg.train.precision == "bf16" and (why := bf16_emulated()):
-        kept = "; a resume keeps the precision the run was trained in" if resume else ", which auto would choose"
+        kept = "; give --precision fp32 with --resume to train on in fp32" if resume else ", which auto would choose"
         say(f"note: precision bf16 is emulated here ({why}): slower than fp32{kept}")
     loop = _Loop(state, data, Path(run_dir) if run_dir is not None else None, say, started)
     if resume:
