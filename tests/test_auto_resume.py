@@ -245,6 +245,20 @@ def test_a_refused_extension_is_told_where_to_go(finished, tmp_path):
     assert code == 2 and "--epochs 2 there, 3 given)" in err and "--schedule-epochs" not in err, err
 
 
+def test_an_extended_runs_schedule_is_not_said_to_be_given_when_the_epochs_plan_it(finished, tmp_path):
+    # "--schedule-epochs 2 there, 3 given" for a command that gave --epochs 3 and no schedule
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    code, err = run_cli(["train", "--resume", str(run), "--epochs", "3", "--no-progress"])  # schedule kept over 2
+    assert code == 0, err
+    code, err = run_cli([*_command(run), "--epochs", "3"])
+    assert code == 2 and "--schedule-epochs 2 there, 3 here (planned over the 3 epochs of this command)" in err, err
+    code, err = run_cli([*_command(run), "--epochs", "3", "--schedule-epochs", "4"])
+    assert code == 2 and "--schedule-epochs 2 there, 4 given" in err, err
+
+
 def test_print_config_shows_the_settings_it_would_continue_with(finished, capsys):
     from wae.cli import main
 

@@ -59,6 +59,15 @@ def test_devices_and_precisions_resolve_or_give_a_clear_error():
             resolve_device("cuda")
     with pytest.raises(UserError, match="^train.precision fp16 needs a CUDA device"):
         resolve_precision(tiny_config(precision="fp16"), "cpu")
+    # a Python caller's value outside the choices: named, not torch's RuntimeError or TypeError,
+    # and not taken (a "cuda:5" on a machine without CUDA was returned as a device)
+    for name in ("tpu", None, "cuda:5", "CPU"):
+        with pytest.raises(UserError, match="^train.device must be one of auto, cpu, cuda, mps; got "):
+            resolve_device(name)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="^train.precision must be one of auto, fp32, bf16, fp16; got 'fp8'"):
+        resolve_precision(tiny_config(precision="fp8"), "cpu")
+    with pytest.raises(UserError, match=r"fp16 needs a CUDA device \(use fp32 or bf16\)"):  # not "on a CPU"
+        resolve_precision(tiny_config(precision="fp16"), "mps")
     assert resolve_precision(tiny_config(precision="auto"), "mps").train.precision == "fp32"
     assert resolve_precision(tiny_config(precision="auto"), "cpu").train.precision in ("bf16", "fp32")
 

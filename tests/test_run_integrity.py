@@ -166,7 +166,8 @@ def _commands_reading(run: Path, out: Path) -> list[list[str]]:
         (lambda c: c["train"].__setitem__("epochs", True), "train.epochs must be int; got true"),
         (lambda c: c["loss"].__setitem__("lam", float("nan")), "loss.lam must be >= 0 and finite; got NaN"),
         (lambda c: c.__setitem__("train", 5), "config section 'train' must be a JSON object; got 5"),
-        (lambda c: c.clear() or c.update({"model": {"latent_dim": None}}), "model.latent_dim must be int; got null"),
+        (lambda c: c["model"].__setitem__("latent_dim", None), "model.latent_dim must be int; got null"),
+        (lambda c: c.pop("data"), "config has no data section"),  # not the defaults named as its values
     ],
 )
 def test_a_checkpoints_damaged_config_is_refused_naming_the_checkpoint(npz_run, tmp_path, change, said):
@@ -192,8 +193,11 @@ def test_a_checkpoints_damaged_config_is_refused_naming_the_checkpoint(npz_run, 
         (b'{"train": {"epochs": 1' + b"0" * 500 + b"}}", "is damaged (a number beyond any float)"),
         (b"[" * 100_000 + b"]" * 100_000, "is damaged (nested too deeply to parse)"),
         (b'{"train": {"epochs": "\xff"}}', "is damaged (not UTF-8 text)"),
-        (b'{"train": {"epochs": 3,}}', "is damaged (not JSON: Expecting property name enclosed in double quotes at"),
-        (b"", "is damaged (not JSON: Expecting value at line 1 column 1)"),
+        (
+            b'{"train": {"epochs": 3,}}',
+            "is damaged (not valid JSON: Expecting property name enclosed in double quotes at",
+        ),
+        (b"", "is damaged (not valid JSON: Expecting value at line 1 column 1)"),
     ],
 )
 def test_a_config_json_that_cannot_be_parsed_is_named_with_its_reason(run_copy, tmp_path, text, said):
@@ -204,6 +208,41 @@ def test_a_config_json_that_cannot_be_parsed_is_named_with_its_reason(run_copy, 
         _refused(_cli(argv), f"{run_copy / 'config.json'} {said}")
     assert {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "export").exists()
+
+
+def test_a_config_json_that_is_no_file_or_holds_a_key_twice_is_refused_by_name(run_copy, tmp_path):
+    # a folder, FIFO or dangling link named config.json was read as no config.json: sample and
+    # fit-sampler went on with the checkpoint's config (and rewrote sampler-gmm.npz), the others
+    # said "not a run folder"; a key given twice was read as json keeps it, the last value
+    config = run_copy / "config.json"
+    text = config.read_text()
+    for make, said in (
+        (lambda: config.mkdir(), "config.json cannot be read (not a file)"),
+        (lambda: os.mkfifo(config), "config.json cannot be read (not a file)"),
+        (lambda: config.symlink_to(tmp_path / "nowhere"), "config.json cannot be read (not a file)"),
+        (
+            lambda: config.write_text(text.replace('"latent_dim": ', '"latent_dim": 8, "latent_dim": ', 1)),
+            'config.json is damaged (the key "latent_dim" is given twice)',
+        ),
+    ):
+        if config.is_dir() and not config.is_symlink():
+            config.rmdir()
+        else:
+            config.unlink()
+        make()
+        before = {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+        for argv in _commands_reading(run_copy, tmp_path):
+            _refused(_cli(argv), f"{config} ", said.removeprefix("config.json "))
+        assert {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "export").exists()
+
+
+def test_a_checkpoint_without_a_config_is_refused_by_name_not_read_as_the_defaults(run_copy, tmp_path):
+    # "does not match the run's config.json: data.dataset mnist (config.json: npz)": the defaults
+    # it was read with named as what the checkpoint holds
+    _replace_checkpoints(run_copy, lambda payload: payload.pop("config"))
+    for argv in _commands_reading(run_copy, tmp_path):
+        _refused(_cli(argv), f"{ckpt.run_checkpoints(run_copy)[-1]} holds no config")
 
 
 def test_a_folder_fingerprint_follows_its_list_of_images(tmp_path):
@@ -1336,3 +1375,11 @@ def test_the_rbf_rule_binds_a_resume_that_starts_a_run(tmp_path):
         _cli(["train", "--preset", "mnist-quality", "--kernel", "rbf", "--out", str(tmp_path / "q")]),
         "(the mnist-quality preset's)",
     )
+
+
+def test_read_config_json_takes_a_path_as_a_string_and_refuses_what_is_no_path(npz_run):
+    loaded, cfg = ckpt.read_config_json(str(npz_run / "config.json"))  # was AttributeError on a str
+    assert cfg == wae.Config.from_dict(loaded) and loaded["data"]["dataset"] == "npz"
+    for value in (None, b"config.json", 5):
+        with pytest.raises(UserError, match="a config file must be a path; got "):
+            ckpt.read_config_json(value)  # type: ignore[arg-type]

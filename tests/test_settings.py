@@ -771,6 +771,8 @@ def test_a_settings_files_wrong_value_is_named_as_the_file_writes_it(tmp_path, c
         ("[train]\nlr_milestones = [0.5]\n", [], "{file}: train.lr_milestones and train.lr_factors must have"),
         ('[loss]\nprior = "mixture"\n', ["--objective", "vae"], "{file}: the VAE objective's KL is to the Gaussian"),
         ('[train]\nlog = "foo"\n', [], '{file}: train.log: unknown tracker "foo"; choose from'),  # as TOML writes it
+        # a setting with no bounds but finiteness: was "must each be  and finite"
+        ("[train]\nlr_factors = [0.5, inf]\n", [], "{file}: train.lr_factors must each be finite; got inf"),
         # a check of the machine, of a setting the file gave: the file's key, not a flag it never had
         ('[train]\nprecision = "fp16"\n', [], "{file}: train.precision fp16 needs a CUDA device"),
         ('[train]\ndevice = "cuda"\n', [], "{file}: train.device cuda: no CUDA GPU"),
@@ -819,3 +821,30 @@ def test_a_resumed_runs_device_is_named_as_its_config_json_s(tmp_path, capsys):
     assert f"error: {run / 'config.json'}: train.device cuda: no CUDA GPU" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--epochs", "2", "--device", "cuda"]) == 2
     assert "error: --device cuda: no CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, content, said",
+    [  # the same reasons as a run's config.json gives (was Python's codec message, "(char 0)")
+        ("u.json", b'{"train": {"epochs": "\xff"}}', "u.json: cannot be read (not UTF-8 text)"),
+        ("e.json", b"", "e.json: cannot be read (not valid JSON: Expecting value at line 1 column 1)"),
+        ("t.toml", b"[train\n", "t.toml: cannot be read (not valid TOML: "),
+    ],
+)
+def test_a_settings_file_that_cannot_be_parsed_says_why_as_a_config_json_does(tmp_path, capsys, name, content, said):
+    path = tmp_path / name
+    path.write_bytes(content)
+    capsys.readouterr()
+    assert main(["train", "--config", str(path), *TINY, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {tmp_path / said}" in err, err
+
+
+def test_a_check_of_settings_names_the_setting_not_a_flag_that_may_not_have_been_given():
+    # "--condition labels: CelebA ..." for a condition a settings file gave
+    from wae.config import validate
+
+    cfg = preset("mnist-fast")
+    cfg = override(cfg, data__dataset="celeba", data__path="/x", data__condition="labels")
+    with pytest.raises(UserError, match="^data.condition labels: CelebA is read without labels"):
+        validate(cfg)

@@ -23,7 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import MAX_IMAGE_SIDE, Config, UserError, file_text, json_repr, parse_json, validate
+from .config import (
+    MAX_IMAGE_SIDE,
+    SECTIONS,
+    Config,
+    UserError,
+    file_text,
+    json_repr,
+    parse_json,
+    unparsed_reason,
+    validate,
+)
 
 FORMAT = 1
 FOLDER = "checkpoints"
@@ -277,6 +287,9 @@ def stored_config(loaded: Any, source: str | Path) -> Config:
     settings that go together. A :class:`UserError` begins with ``source`` (the file) and names
     the value as JSON writes it (``got true``)."""
     try:
+        if isinstance(loaded, dict) and (missing := [name for name in SECTIONS if name not in loaded]):
+            # wae writes all four: defaults in their place would be named as the file's values
+            raise UserError(f"config has no {missing[0]} section (a stored config holds {', '.join(SECTIONS)})")
         cfg = Config.from_dict(loaded)
         validate(cfg, file_text)
     except UserError as err:
@@ -284,33 +297,47 @@ def stored_config(loaded: Any, source: str | Path) -> Config:
     return cfg
 
 
-def read_config_json(path: Path) -> tuple[dict[str, Any], Config]:
+def has_config(folder: Path) -> bool:
+    """Whether ``folder`` holds an entry named config.json: a file, or what is not one (a folder, a
+    FIFO, a link that leads nowhere), which :func:`read_config_json` then refuses by name rather
+    than the folder being read as holding none."""
+    return os.path.lexists(Path(folder) / CONFIG)
+
+
+def check_run_folder(run: Path) -> None:
+    """:class:`UserError` unless ``run`` holds a config.json (:func:`has_config`): a command
+    given a folder that is no run."""
+    if not has_config(run):
+        raise UserError(f"{run} is not a run folder (no config.json)")
+
+
+def read_config_json(path: str | Path) -> tuple[dict[str, Any], Config]:
     """The config file ``path`` (a run's or an export's config.json) as its JSON object and as
     the :class:`Config` it holds (:func:`stored_config`). A one-line :class:`UserError` naming
-    the file and why for one that cannot be read (missing, a folder, permissions), is not UTF-8,
-    is not JSON, holds a number no reader takes or nesting too deep to parse, or is not a valid
-    config."""
+    the file and why for one that cannot be read (missing, a folder, a FIFO, permissions), is
+    not UTF-8, is not JSON, holds a key twice (wae writes each once: a hand edit, whose values
+    json would take the last of), a number no reader takes, or nesting too deep to parse, or is
+    not a valid config."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"a config file must be a path; got {type(path).__name__}")
+    path = Path(path)
     try:
         if not path.is_file():  # a FIFO would block, a folder raise IsADirectoryError
             raise FileNotFoundError(errno.ENOENT, "not a file")
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is damaged (not UTF-8 text)") from None
+        loaded = parse_json(path.read_text(), unique_keys=True)
     except OSError as err:
         raise UserError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
-    try:
-        loaded = parse_json(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is damaged (not JSON: {err.msg} at line {err.lineno} column {err.colno})") from None
-    except ValueError as err:  # parse_json's own words: a number beyond any float, nesting too deep
-        raise UserError(f"{path} is damaged ({err})") from None
+    except ValueError as err:  # not UTF-8, not JSON, or parse_json's own words
+        raise UserError(f"{path} is damaged ({unparsed_reason(err)})") from None
     return loaded, stored_config(loaded, path)
 
 
 def config_of(payload: dict[str, Any], path: str | Path = "checkpoint") -> Config:
     """The run's config stored inside a checkpoint read from ``path`` (:func:`stored_config`:
     a refusal names ``path``)."""
-    return stored_config(payload.get("config", {}), path)
+    if "config" not in payload:
+        raise UserError(f"{path} holds no config (a wae checkpoint holds its run's)")
+    return stored_config(payload["config"], path)
 
 
 def image_shape_of(payload: dict[str, Any]) -> tuple[int, int]:

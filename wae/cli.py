@@ -592,8 +592,7 @@ def _report(args: argparse.Namespace) -> int:
     from .report import screenshot, write_report
 
     run = Path(args.run)
-    if not (run / "config.json").is_file():
-        raise UserError(f"{run} is not a run folder (no config.json)")
+    ckpt.check_run_folder(run)
     out = Path(args.out) if args.out else run / "report.html"
     if out.suffix.lower() != ".html" or not out.parent.is_dir():
         raise UserError(f"--out {out}: give a .html file in an existing folder")
@@ -616,8 +615,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .compare import compare_runs
 
     for run in args.runs:
-        if not (Path(run) / "config.json").is_file():
-            raise UserError(f"{run} is not a run folder (no config.json)")
+        ckpt.check_run_folder(Path(run))
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
@@ -636,8 +634,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     run = Path(args.run)
-    if not (run / "config.json").is_file():
-        raise UserError(f"{run} is not a run folder (no config.json)")
+    ckpt.check_run_folder(run)
     record = export.export_run(run, Path(args.out), tuple(args.format))
     for name in record["formats"]:
         diff = record["max_abs_diff"].get(name)
@@ -733,7 +730,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.preset}-{cfg.loss.objective}-{stamp}"
-    continuing = bool(args.auto_resume) and (run_dir / "config.json").is_file()
+    continuing = bool(args.auto_resume) and ckpt.has_config(run_dir)  # one that cannot be read: refused by name
     if continuing:
         # decided before process_group: under torchrun every rank looks before rank 0 writes a
         # new run's config.json, which it does only once all ranks have joined the group
@@ -947,6 +944,8 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     for_objective = "" if cfg.loss.objective == own else f" for {cfg.loss.objective}"
 
     def whose(section: str, name: str, value: Any) -> str:
+        if name == "schedule_epochs" and train.schedule_epochs is None:  # not given: planned over the epochs
+            return f"here (planned over the {train.epochs} epoch{plural(train.epochs)} of this command)"
         if defaults is None or getattr(getattr(defaults, section), name) != value:
             return "given"
         if name == "objective":

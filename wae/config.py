@@ -131,6 +131,20 @@ def parse_json(text: str, unique_keys: bool = False) -> Any:
     return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats if unique_keys else None), text)
 
 
+def unparsed_reason(err: ValueError) -> str:
+    """Why a file's text could not be read as settings, in words: not UTF-8 text; JSON's or
+    TOML's own message with the line and column; or :func:`parse_json`'s and
+    :func:`parse_toml`'s reasons (a number beyond any float, nesting too deep, a key given
+    twice)."""
+    if isinstance(err, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(err, json.JSONDecodeError):
+        return f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+    if isinstance(err, tomllib.TOMLDecodeError):
+        return f"not valid TOML: {err}"
+    return str(err)
+
+
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object's pairs as a dict; ValueError for a key given twice."""
     seen: set[str] = set()
@@ -915,11 +929,11 @@ def problem(
         if kind is not int and not math.isfinite(number):
             fails = True
         if fails:
-            finite = "" if kind is int else " and finite"
             wording = f"at least {low}" if kind is int and low not in (None, 0) else bounds_text(f)
+            wording = " and ".join(w for w in (wording, "" if kind is int else "finite") if w)  # bounds, or none
             each = " each" if kind is tuple else ""
             why = f" ({meta['why']})" if meta["why"] else ""
-            return f"must{each} be {wording}{finite}; got {spell(number)}{why}"
+            return f"must{each} be {wording}; got {spell(number)}{why}"
     return None
 
 
@@ -1189,7 +1203,7 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     if cfg.data.dataset == "npz" and not cfg.data.path:
         raise UserError("dataset npz needs a path (--data FILE.npz)")
     if cfg.data.condition == "labels" and cfg.data.dataset == "celeba":
-        raise UserError("--condition labels: CelebA is read without labels here; give a folder of class sub-folders")
+        raise UserError("data.condition labels: CelebA is read without labels here; give a folder of class sub-folders")
     check_sizes(cfg)
 
 
@@ -1333,15 +1347,15 @@ def read_settings(path: Path) -> dict[str, Any]:
         if path.stat().st_size > 1 << 20:
             raise UserError(f"--config {path}: larger than 1 MiB, not a settings file")
         text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"--config {path}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    except OSError as err:
+        raise UserError(f"--config {path}: cannot read it ({err.strerror or type(err).__name__})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: cannot be read ({unparsed_reason(err)})") from None
     is_json = path.suffix.lower() == ".json"
     try:
         raw = parse_json(text, unique_keys=True) if is_json else parse_toml(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"{path}: not valid {'JSON' if is_json else 'TOML'} ({err})") from None
-    except ValueError as err:  # valid syntax that no reader can take (parse_json, parse_toml)
-        raise UserError(f"{path}: cannot be read ({err})") from None
+    except ValueError as err:  # malformed, or valid syntax that no reader can take (parse_json, parse_toml)
+        raise UserError(f"{path}: cannot be read ({unparsed_reason(err)})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: not a table of settings")
     described = {(section, f.name): (f, kind, none) for section, f, kind, none in settings()}
@@ -1519,8 +1533,11 @@ def resolve_precision(cfg: Config, device: str = "cpu", setting: str = "train.pr
     ``device`` type ("cpu", "cuda" or "mps"); :class:`UserError` for fp16 off CUDA, naming the
     setting as ``setting`` (its flag, or a file's key)."""
     precision = cfg.train.precision
+    if precision not in PRECISIONS:  # a Config changed by hand (dataclasses.replace)
+        raise UserError(f"{setting} must be one of {', '.join(PRECISIONS)}; got {json_repr(precision)}")
     if precision == "fp16" and device != "cuda":
-        raise UserError(f"{setting} fp16 needs a CUDA device (on a CPU use bf16)")
+        advice = "on a CPU use bf16" if device == "cpu" else "use fp32 or bf16"
+        raise UserError(f"{setting} fp16 needs a CUDA device ({advice})")
     if precision != "auto":
         return cfg
     if device == "cuda":

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .config import UserError, json_repr, too_long
+from .config import DEVICES, UserError, json_repr, too_long
 
 T = TypeVar("T")
 
@@ -81,7 +81,10 @@ def _environ_int(name: str, default: int) -> int:
 def resolve_device(name: str, local_rank: int = 0, setting: str = "train.device") -> torch.device:
     """The device ``name`` ("auto", "cpu", "cuda" or "mps") means here; each process of a
     multi-GPU launch takes the GPU of its local rank. :class:`UserError` when it is absent,
-    naming the setting as ``setting`` (its flag, or a file's key)."""
+    naming the setting as ``setting`` (its flag, or a file's key), or when ``name`` is none of
+    those four (a ``cuda:1`` too: a launch's rank picks the GPU)."""
+    if name not in DEVICES:
+        raise UserError(f"{setting} must be one of {', '.join(DEVICES)}; got {json_repr(name)}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name == "cuda":

@@ -29,6 +29,7 @@ from .checkpoint import (
     EPOCH_GRIDS,
     GRIDS,
     RECORDS,
+    check_run_folder,
     epoch_grid,
     figure_bytes,
     fingerprint_entry,
@@ -145,8 +146,7 @@ def read_run_config(run: Path) -> dict[str, Any]:
     """``RUN/config.json`` as a dict, checked as a stored config is (types, ranges); a one-line
     :class:`UserError` when it is missing, cannot be read, is not UTF-8 JSON or not a valid config
     (:func:`wae.checkpoint.read_config_json`)."""
-    if not (run / "config.json").is_file():
-        raise UserError(f"{run} is not a run folder (no config.json)")
+    check_run_folder(run)
     return read_config_json(run / "config.json")[0]
 
 

@@ -28,7 +28,17 @@ from typing import Any, Literal, overload
 
 import torch
 
-from .checkpoint import EPOCH_GRIDS, FOLDER, GRIDS, config_of, load_latest, read_config_json, sweep_stale
+from .checkpoint import (
+    EPOCH_GRIDS,
+    FOLDER,
+    GRIDS,
+    check_run_folder,
+    config_of,
+    has_config,
+    load_latest,
+    read_config_json,
+    sweep_stale,
+)
 from .checkpoint import load as load_checkpoint
 from .config import (
     Config,
@@ -731,12 +741,11 @@ def run_config(run_dir: Path, required: bool = False) -> Config | None:
     (:func:`wae.checkpoint.read_config_json`: a :class:`UserError` names the file and why);
     None when the folder has none, or with ``required`` a :class:`UserError` that it is no run
     folder."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        if required:
-            raise UserError(f"{run_dir} is not a run folder (no config.json)")
+    if required:
+        check_run_folder(run_dir)
+    elif not has_config(run_dir):
         return None
-    return read_config_json(path)[1]
+    return read_config_json(run_dir / "config.json")[1]
 
 
 def given_path(value: Any, what: str) -> Path:
