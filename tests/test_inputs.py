@@ -309,3 +309,28 @@ def test_no_handler_catches_a_user_error_as_a_generic_value_error_first():
                             wrong.append(f"{path.name}:{handler.lineno}")
                     caught |= kinds
     assert seen > 10 and not wrong, wrong
+
+
+def test_failure_reason_says_why_in_words_for_each_kind_of_failure():
+    import json
+    import pickle
+    import zipfile
+
+    from wae.config import failure_reason
+
+    assert failure_reason(FileNotFoundError(2, "No such file or directory")) == "No such file or directory"
+    assert failure_reason(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")) == "not UTF-8 text"
+    with pytest.raises(json.JSONDecodeError) as parsed:
+        json.loads("{")
+    assert failure_reason(parsed.value) == (
+        "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"
+    )
+    assert failure_reason(zipfile.BadZipFile("File is not a zip file")).startswith("not a zip archive")
+    assert failure_reason(EOFError()) == "empty, or cut short"
+    # never the library's advice to load the objects (weights_only=False, allow_pickle=True)
+    refused = pickle.UnpicklingError("Weights only load failed. ... weights_only=False ...")
+    assert failure_reason(refused).startswith("not a file of arrays") and "weights_only" not in failure_reason(refused)
+    assert failure_reason(KeyError("means")) == "KeyError: 'means'"
+    long = failure_reason(RuntimeError("Error(s) in loading state_dict:\n\tsize mismatch for w: " + "x" * 500))
+    assert long.startswith("RuntimeError: Error(s) in loading state_dict: size mismatch for w:") and len(long) == 160
+    assert failure_reason(ValueError()) == "ValueError"

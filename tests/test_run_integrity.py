@@ -7,8 +7,10 @@ write is one line naming the file; temporary files of killed writers are swept a
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -1383,3 +1385,27 @@ def test_read_config_json_takes_a_path_as_a_string_and_refuses_what_is_no_path(n
     for value in (None, b"config.json", 5):
         with pytest.raises(UserError, match="a config file must be a path; got "):
             ckpt.read_config_json(value)  # type: ignore[arg-type]
+
+
+def test_a_damaged_file_is_refused_with_why_not_the_errors_class(run_copy, tmp_path):
+    # "sampler-gmm.npz is not a readable sampler file (ValueError)", "(EOFError)", "(BadZipFile)",
+    # "'means' is damaged or not a numpy array (KeyError)" named a class of error; a checkpoint of
+    # an older pickle protocol printed torch's warning above the refusal (two lines)
+    sampler = run_copy / "sampler-gmm.npz"
+    good = sampler.read_bytes()
+    buffer = io.BytesIO()
+    np.savez(buffer, weights=np.ones(1))
+    sample = ["sample", str(run_copy), "--sampler", "gmm", "--n", "4", "--out", str(tmp_path / "s.png")]
+    for content, said in (
+        (b"garbage", "not a file of arrays: another kind of file, or one holding Python objects"),
+        (b"", "(empty, or cut short)"),
+        (good[: len(good) // 2], "(not a zip archive, as .npz files and checkpoints are: cut short"),
+        (buffer.getvalue(), f"{sampler} has no 'means' array"),
+    ):
+        sampler.write_bytes(content)
+        _refused(_cli(sample), str(sampler), said)
+    sampler.write_bytes(good)
+    newest = ckpt.run_checkpoints(run_copy)[-1]
+    newest.write_bytes(pickle.dumps({"format": 1}, protocol=4))  # not torch.save's
+    _refused(_cli(sample), f"checkpoint {newest} is corrupt or not a wae checkpoint (not a file of arrays")
+    assert not (tmp_path / "s.png").exists()

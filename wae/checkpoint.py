@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import stat
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from .config import (
     SECTIONS,
     Config,
     UserError,
+    failure_reason,
     file_text,
     json_repr,
     parse_json,
@@ -267,15 +269,24 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
         os.close(dir_fd)
 
 
+def load_tensors(path: str | Path) -> Any:
+    """``torch.load`` of ``path`` to the CPU with ``weights_only`` (tensors and plain values; no
+    code runs), its warnings on a file not written by ``torch.save`` (an older pickle protocol)
+    silenced: the refusal that follows says what is wrong, on one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_atomic`; a clear :class:`UserError` otherwise."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_tensors(path)
     except Exception as err:  # any unpickling failure means the file is not ours or is damaged
-        raise UserError(f"checkpoint {path} is corrupt or not a wae checkpoint ({type(err).__name__})") from None
+        raise UserError(f"checkpoint {path} is corrupt or not a wae checkpoint ({failure_reason(err)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} is not a wae checkpoint of format {FORMAT}")
     return payload

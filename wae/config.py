@@ -12,11 +12,13 @@ import json
 import math
 import numbers
 import os
+import pickle
 import shlex
 import sys
 import types
 import typing
 import unicodedata
+import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +145,28 @@ def unparsed_reason(err: ValueError) -> str:
     if isinstance(err, tomllib.TOMLDecodeError):
         return f"not valid TOML: {err}"
     return str(err)
+
+
+def failure_reason(err: BaseException, width: int = 160) -> str:
+    """Why a file could not be read, or what it holds rebuilt, in words for a one-line refusal
+    (the error's class alone says nothing a user can act on): the system's reason ("No such
+    file or directory"); :func:`unparsed_reason` for text that does not parse; a zip archive
+    (.npz files and checkpoints are zip archives) cut short or of another kind; an empty or
+    cut-short file; Python objects refused (pickled data is never loaded); else the error's own
+    words on one line, cut to ``width``, as "KeyError: 'means'"."""
+    text = " ".join(str(err).split())
+    if isinstance(err, (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError)):
+        return unparsed_reason(err)
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    if isinstance(err, zipfile.BadZipFile) or "central directory" in text:
+        return "not a zip archive, as .npz files and checkpoints are: cut short, or another kind of file"
+    if isinstance(err, EOFError) or "Ran out of input" in text:
+        return "empty, or cut short"
+    if isinstance(err, pickle.UnpicklingError) or "allow_pickle" in text:
+        # numpy and torch say this of any file that is not theirs, and advise loading the objects
+        return "not a file of arrays: another kind of file, or one holding Python objects, which are never loaded"
+    return _cut(one_line(f"{type(err).__name__}: {text}" if text else type(err).__name__), width)
 
 
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import DataConfig, UserError, check_memory
+from .config import DataConfig, UserError, check_memory, failure_reason
 
 if TYPE_CHECKING:
     from .folders import ImageFiles
@@ -181,8 +181,10 @@ def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray
             if version not in read_header:
                 raise ValueError(f"npy format version {version}")
             shape, _, dtype = read_header[version](member)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        raise UserError(f"{where} is damaged or not a numpy array ({type(err).__name__})") from None
+    except KeyError:  # zipfile's words for a member not there
+        raise UserError(f"{path} has no '{key}' array") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UserError(f"{where} is damaged or not a numpy array ({failure_reason(err)})") from None
     if dtype.hasobject:
         raise UserError(f"{where} holds Python objects (a pickled array), which are never loaded; give numbers")
     nbytes = math.prod(shape) * dtype.itemsize
@@ -191,7 +193,7 @@ def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray
     try:
         return archive[key]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise UserError(f"{where} is damaged ({type(err).__name__})") from None
+        raise UserError(f"{where} is damaged ({failure_reason(err)})") from None
 
 
 def open_npz(path: Path) -> Any:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import CONFIG, has_config, json_text, read_config_json, stored_config, write_atomic, write_config
-from .config import Config, UserError, first_few, parse_json, setting_text, unparsed_reason
+from .config import Config, UserError, failure_reason, first_few, parse_json, setting_text, unparsed_reason
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -184,7 +184,7 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
             metadata = f.metadata() or {}
         tensors = st.torch.load_file(str(path))
     except Exception as err:  # safetensors raises its own SafetensorError for a damaged header
-        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+        raise UserError(f"{path} is damaged ({failure_reason(err)})") from None
     channels, size = _shape_of(metadata, path)
     _check_recorded_config(cfg, metadata, config_path, path)
     try:

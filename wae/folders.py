@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from .config import UserError, cache_dir
+from .config import UserError, cache_dir, failure_reason
 
 if TYPE_CHECKING:
     from .data import ImageData
@@ -366,7 +366,7 @@ def _text_of(path: Path) -> str:
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read {path} ({type(err).__name__})") from None
+        raise UserError(f"cannot read {path} ({failure_reason(err)})") from None
 
 
 def is_celeba(root: Path) -> bool:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import is_fingerprint, npz_bytes, weights_fingerprint, write_atomic
-from .config import MAX_SEED, UserError, in_words, shell_path
+from .checkpoint import is_fingerprint, load_tensors, npz_bytes, weights_fingerprint, write_atomic
+from .config import MAX_SEED, UserError, failure_reason, in_words, shell_path
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
@@ -154,7 +154,7 @@ def recorded_fit(path: Path, kind: str, say: Any = None) -> dict[str, Any]:
                 entry = npz_array(f, "fit", path)
                 text: Any = str(entry) if entry.dtype.kind == "U" and entry.ndim == 0 else None
         else:
-            text = torch.load(path, map_location="cpu", weights_only=True).get("fit")
+            text = load_tensors(path).get("fit")
             if text is None:
                 return {}
         fit = json.loads(text) if isinstance(text, str) and len(text) <= 1000 else None
@@ -187,7 +187,7 @@ def load_gmm(path: Path) -> GaussianMixture:
     except UserError:  # a header npz_array refused: its own message
         raise
     except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
-        raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
+        raise UserError(f"{path} is not a readable sampler file ({failure_reason(err)})") from None
     if mixture.means.ndim != 2:
         raise UserError(f"{path}: arrays of inconsistent shapes")
     k, d = mixture.means.shape
@@ -413,7 +413,7 @@ def _load_module(path: Path, cls: Any, limits: dict[str, int], kind: str) -> Any
     if not path.is_file():
         raise _not_a_sampler_file(path, kind)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_tensors(path)
         if payload.get("format") != 1:
             raise ValueError("unknown format")
         settings = {k: payload["settings"][k] for k in limits}
@@ -424,7 +424,7 @@ def _load_module(path: Path, cls: Any, limits: dict[str, int], kind: str) -> Any
     except UserError:
         raise
     except Exception as err:  # a damaged or crafted file: any failure to rebuild it is the file's fault
-        raise UserError(f"{path} is not a readable {kind} sampler file ({type(err).__name__})") from None
+        raise UserError(f"{path} is not a readable {kind} sampler file ({failure_reason(err)})") from None
     if not all(torch.isfinite(t).all() for t in sampler.state_dict().values()):
         raise UserError(f"{path} holds non-finite weights")
     if not ((sampler.std > 0).all() and sampler.std.max() <= MAX_CODE and sampler.mean.abs().max() <= MAX_CODE):
@@ -667,7 +667,7 @@ def fitted_to(path: Path, kind: str) -> str:
                 entry = f["fitted_to"]
                 value: Any = str(entry) if entry.dtype.kind == "U" and entry.ndim == 0 else None
         else:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = load_tensors(path)
             if "fitted_to" not in payload:
                 return ""
             value = payload["fitted_to"]
@@ -682,7 +682,7 @@ def fitted_to(path: Path, kind: str) -> str:
         AttributeError,
         TypeError,
     ) as err:
-        raise UserError(f"{path} is not a readable sampler file ({type(err).__name__})") from None
+        raise UserError(f"{path} is not a readable sampler file ({failure_reason(err)})") from None
     # an entry is exactly what weights_fingerprint writes: anything else (empty too) is damage
     if not is_fingerprint(value):
         raise UserError(f"{path} is not a readable sampler file (its weights' fingerprint is damaged)")

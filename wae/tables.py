@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import UserError, check_memory
+from .config import UserError, check_memory, failure_reason
 from .data import ImageData, npz_array, open_npz, training_key
 from .divergences import mmd_imq
 
@@ -151,7 +151,7 @@ class Standardiser:
                 int(j): float(v) for j, v in zip(payload["constant_columns"], payload["constant_values"], strict=True)
             }
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise UserError(f"checkpoint: the table's standardisation is damaged ({type(err).__name__})") from None
+            raise UserError(f"checkpoint: the table's standardisation is damaged ({failure_reason(err)})") from None
         every = sorted([*kept, *constants])
         shapes_fit = mean.shape == std.shape == (len(kept),) and every == list(range(len(columns)))
         if not shapes_fit or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
@@ -231,14 +231,14 @@ def _read_npy(path: Path) -> np.ndarray:
         with open(path, "rb") as f:
             shape, _, dtype = _npy_header(f)
     except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"{path} is not a readable .npy file ({type(err).__name__})") from None
+        raise UserError(f"{path} is not a readable .npy file ({failure_reason(err)})") from None
     if dtype.hasobject:
         raise UserError(f"{path} holds Python objects (a pickled array), which are never loaded; give numbers")
     check_memory(2 * math.prod(shape) * 8, f"{path} (shape {tuple(shape)}, {dtype})")
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__})") from None
+        raise UserError(f"{path} is damaged ({failure_reason(err)})") from None
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[int]]:
@@ -306,7 +306,8 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[int]]:
                 lines.append(line)
     except (UnicodeDecodeError, csv.Error) as err:
         at = f", line {reader.line_num}" if isinstance(err, csv.Error) and reader is not None else ""
-        raise UserError(f"{path} is not a readable UTF-8 CSV file ({type(err).__name__}{at})") from None
+        why = f"{err}{at}" if isinstance(err, csv.Error) else failure_reason(err)  # csv's words say what
+        raise UserError(f"{path} is not a readable UTF-8 CSV file ({why})") from None
     array = np.array(rows, dtype=np.float64).reshape(len(rows), len(header))
     return array, names, lines
 

@@ -38,6 +38,7 @@ from .config import (
     Config,
     UserError,
     bf16_emulated,
+    failure_reason,
     json_repr,
     one_line,
     parse_json,
@@ -765,7 +766,7 @@ def _load_weights(model: AutoEncoder, payload: dict[str, Any]) -> None:
     try:
         model.load_state_dict(sampler_weights(payload))
     except (RuntimeError, KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"checkpoint weights do not fit its config ({type(err).__name__})") from None
+        raise UserError(f"checkpoint weights do not fit its config ({failure_reason(err)})") from None
     if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
         raise UserError("checkpoint weights hold NaN or infinite values (they would decode blank images)")
 
@@ -1348,7 +1349,7 @@ class _Loop:
             try:
                 load_state(self.state, found[0])
             except (RuntimeError, KeyError, ValueError) as err:
-                problem = f"checkpoint {found[1]} does not match the run's config.json ({type(err).__name__})"
+                problem = f"checkpoint {found[1]} does not match the run's config.json ({failure_reason(err)})"
                 raise UserError(problem) from None
             self.last_saved = self.state.step
         if self.total_steps < self.state.step:  # before anything in the folder changes
