@@ -337,7 +337,7 @@ def read_config_json(path: str | Path) -> tuple[dict[str, Any], Config]:
             raise FileNotFoundError(errno.ENOENT, "not a file")
         loaded = parse_json(path.read_text(), unique_keys=True)
     except OSError as err:
-        raise UserError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
+        raise UserError(f"{path} cannot be read ({failure_reason(err)})") from None
     except ValueError as err:  # not UTF-8, not JSON, or parse_json's own words
         raise UserError(f"{path} is damaged ({unparsed_reason(err)})") from None
     return loaded, stored_config(loaded, path)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, write_atomic
-from .config import UserError, one_line, warn_caller
+from .config import UserError, failure_reason, one_line, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .export import is_export
@@ -258,7 +258,7 @@ def list_line(run: Path) -> list[str]:
         text = str(err).replace(str(run / "config.json"), "config.json").replace(f"{run} ", "")
         return [run.name, *blank, text.replace(f"{run}{os.sep}", "")]  # files by their names in the folder
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
-        return [run.name, *blank, f"unreadable ({type(err).__name__})"]
+        return [run.name, *blank, f"unreadable ({failure_reason(err)})"]
     steps = max((int(r["step"]) for r in done), default=0)
     epochs = max((float(r.get("epoch", 0)) for r in done), default=0.0)  # train records: fractions of epochs
     train = cfg.get("train", {})

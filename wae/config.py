@@ -1372,7 +1372,7 @@ def read_settings(path: Path) -> dict[str, Any]:
             raise UserError(f"--config {path}: larger than 1 MiB, not a settings file")
         text = path.read_text()
     except OSError as err:
-        raise UserError(f"--config {path}: cannot read it ({err.strerror or type(err).__name__})") from None
+        raise UserError(f"--config {path}: cannot read it ({failure_reason(err)})") from None
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: cannot be read ({unparsed_reason(err)})") from None
     is_json = path.suffix.lower() == ".json"
