@@ -330,7 +330,9 @@ def test_failure_reason_says_why_in_words_for_each_kind_of_failure():
     # never the library's advice to load the objects (weights_only=False, allow_pickle=True)
     refused = pickle.UnpicklingError("Weights only load failed. ... weights_only=False ...")
     assert failure_reason(refused).startswith("not a file of arrays") and "weights_only" not in failure_reason(refused)
-    assert failure_reason(KeyError("means")) == "KeyError: 'means'"
+    assert failure_reason(KeyError("means")) == "no 'means' entry"
+    assert failure_reason(ValueError("EOF: reading magic string, expected 8 bytes got 0")) == "empty, or cut short"
+    assert failure_reason(ValueError("the magic string is not correct; expected ...")).startswith("not a .npy file")
     long = failure_reason(RuntimeError("Error(s) in loading state_dict:\n\tsize mismatch for w: " + "x" * 500))
     assert long.startswith("RuntimeError: Error(s) in loading state_dict: size mismatch for w:") and len(long) == 160
     assert failure_reason(ValueError()) == "ValueError"

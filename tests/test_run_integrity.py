@@ -1407,5 +1407,60 @@ def test_a_damaged_file_is_refused_with_why_not_the_errors_class(run_copy, tmp_p
     sampler.write_bytes(good)
     newest = ckpt.run_checkpoints(run_copy)[-1]
     newest.write_bytes(pickle.dumps({"format": 1}, protocol=4))  # not torch.save's
-    _refused(_cli(sample), f"checkpoint {newest} is corrupt or not a wae checkpoint (not a file of arrays")
+    _refused(_cli(sample), f"checkpoint {newest} is corrupt or not a wae checkpoint (not a file that torch.save wrote")
+    newest.write_text("hello")  # torch: "KeyError: 101", its own internals
+    _refused(_cli(sample), f"checkpoint {newest} is corrupt or not a wae checkpoint (not a file that torch.save wrote")
     assert not (tmp_path / "s.png").exists()
+
+
+def test_a_complex_or_npy_sampler_file_is_refused_not_read_with_a_warning(run_copy, tmp_path):
+    # a complex mixture was sampled with torch's "Casting complex values to real discards the
+    # imaginary part" warning; a plain .npy under the name failed on "the context manager protocol"
+    sampler = run_copy / "sampler-gmm.npz"
+    with np.load(sampler) as f:
+        arrays = {k: f[k].astype(complex) if f[k].dtype.kind == "f" else f[k] for k in f.files}
+    np.savez(sampler, **arrays)
+    sample = ["sample", str(run_copy), "--sampler", "gmm", "--n", "4", "--out", str(tmp_path / "s.png")]
+    _refused(_cli(sample), f"{sampler}: 'weights' holds complex numbers; give real ones")
+    with open(sampler, "wb") as f:
+        np.save(f, np.zeros((3, 3)))
+    _refused(_cli(sample), "(one .npy array, not an .npz archive of arrays)")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_a_checkpoint_name_that_is_no_file_is_refused_not_read_as_no_checkpoint_yet(run_copy, tmp_path):
+    # a resume took a folder, FIFO or link to /dev/zero in the newest checkpoint's place as "no
+    # checkpoint yet" and trained the run afresh over its records (rc 0)
+    newest = ckpt.run_checkpoints(run_copy)[-1]
+    for make in (lambda: newest.symlink_to("/dev/zero"), lambda: os.mkfifo(newest), lambda: newest.mkdir()):
+        if newest.is_dir() and not newest.is_symlink():
+            newest.rmdir()
+        elif os.path.lexists(newest):
+            newest.unlink()
+        make()
+        before = {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+        for argv in (
+            ["train", "--resume", str(run_copy), "--epochs", "2", "--no-progress"],
+            ["sample", str(run_copy), "--out", str(tmp_path / "s.png")],
+        ):
+            _refused(_cli(argv), f"no readable checkpoint: {newest} is not a regular file")
+        assert {p.relative_to(run_copy): p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
+
+
+def test_a_data_file_that_is_no_regular_file_is_refused_not_read(tmp_path):
+    # an .npz linked to /dev/zero filled the memory (killed at 24 GB) and a FIFO blocked for
+    # ever, in the check of whether it is a table; a FIFO .csv was "data file not found"
+    for name, make in (
+        ("zero.npz", lambda p: p.symlink_to("/dev/zero")),
+        ("fifo.npz", lambda p: os.mkfifo(p)),
+        ("fifo.csv", lambda p: os.mkfifo(p)),
+        ("folder.npy", lambda p: p.mkdir()),
+        ("nowhere.npz", lambda p: p.symlink_to(tmp_path / "none")),
+    ):
+        make(tmp_path / name)
+        argv = ["train", "--data", str(tmp_path / name), "--out", str(tmp_path / "run"), "--no-progress"]
+        _refused(_cli(argv), f"{tmp_path / name} is not a regular file (a folder, FIFO, device")
+        assert not (tmp_path / "run").exists()
+    _refused(
+        _cli(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run")]), "data file not found"
+    )

@@ -17,6 +17,7 @@ import re
 import signal
 import stat
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,14 @@ import torch
 
 from .config import (
     MAX_IMAGE_SIDE,
+    NOT_REGULAR,
     SECTIONS,
     Config,
+    FileFault,
     UserError,
     failure_reason,
     file_text,
+    first_few,
     json_repr,
     parse_json,
     unparsed_reason,
@@ -269,13 +273,24 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
         os.close(dir_fd)
 
 
+NOT_TORCH = (
+    "not a file that torch.save wrote: another kind of file, or one holding Python objects, which are never loaded"
+)
+
+
 def load_tensors(path: str | Path) -> Any:
     """``torch.load`` of ``path`` to the CPU with ``weights_only`` (tensors and plain values; no
     code runs), its warnings on a file not written by ``torch.save`` (an older pickle protocol)
     silenced: the refusal that follows says what is wrong, on one line."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
+        except Exception as err:  # torch's words name its own internals: KeyError 101, "inline_container.cc"
+            known = isinstance(err, (EOFError, zipfile.BadZipFile)) or "central directory" in str(err)
+            raise FileFault(failure_reason(err) if known else NOT_TORCH) from None
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -454,8 +469,13 @@ def load_latest(
         if problems and warn is not None:
             warn(f"warning: {'; '.join(problems)}; {using} {path} instead")
         return payload, path
+    folder = Path(run_dir) / FOLDER
+    odd = sorted(p for p in folder.iterdir() if _NAME.fullmatch(p.name) and not p.is_file()) if folder.is_dir() else []
+    # a name of a checkpoint that is not a file, and none that reads: not "no checkpoint yet",
+    # which a resume would take to start the run afresh over its records
+    problems += [f"{p} {NOT_REGULAR}" for p in odd]
     if problems:
-        raise UserError("no readable checkpoint: " + "; ".join(problems))
+        raise UserError("no readable checkpoint: " + first_few(problems, "; "))
     return None
 
 

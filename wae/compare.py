@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .checkpoint import figure_bytes, run_checkpoints, weights_fingerprint, write_atomic
+from .checkpoint import figure_bytes, has_config, run_checkpoints, weights_fingerprint, write_atomic
 from .config import UserError, failure_reason, one_line, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
@@ -236,7 +236,7 @@ def list_line(run: Path) -> list[str]:
     from .train import load_run
 
     blank = [""] * (len(LIST_HEAD) - 2)
-    if not (run / "config.json").is_file():
+    if not has_config(run):  # one that is no file is refused by name below, as every command does
         return [run.name, *blank, "not a run folder (no config.json)"]
     try:
         with warnings.catch_warnings():

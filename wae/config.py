@@ -147,6 +147,23 @@ def unparsed_reason(err: ValueError) -> str:
     return str(err)
 
 
+class FileFault(ValueError):
+    """A file's fault found by a reader, its message already in words (:func:`failure_reason`
+    returns it as it is): the caller names the file."""
+
+
+NOT_REGULAR = "is not a regular file (a folder, FIFO, device, or a link that leads nowhere)"
+
+
+def check_data_file(path: Path) -> None:
+    """:class:`UserError` unless ``path`` is a regular file: "not found" when nothing is there,
+    else that it is no regular file (a FIFO would block its reader, /dev/zero fill the memory)."""
+    if not os.path.lexists(path):
+        raise UserError(f"data file not found: {path}")
+    if not path.is_file():
+        raise UserError(f"{path} {NOT_REGULAR}")
+
+
 def failure_reason(err: BaseException, width: int = 160) -> str:
     """Why a file could not be read, or what it holds rebuilt, in words for a one-line refusal
     (the error's class alone says nothing a user can act on): the system's reason ("No such
@@ -155,14 +172,20 @@ def failure_reason(err: BaseException, width: int = 160) -> str:
     cut-short file; Python objects refused (pickled data is never loaded); else the error's own
     words on one line, cut to ``width``, as "KeyError: 'means'"."""
     text = " ".join(str(err).split())
+    if isinstance(err, FileFault):
+        return text
     if isinstance(err, (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError)):
         return unparsed_reason(err)
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     if isinstance(err, zipfile.BadZipFile) or "central directory" in text:
         return "not a zip archive, as .npz files and checkpoints are: cut short, or another kind of file"
-    if isinstance(err, EOFError) or "Ran out of input" in text:
+    if isinstance(err, EOFError) or "Ran out of input" in text or text.startswith("EOF"):
         return "empty, or cut short"
+    if "magic string is not correct" in text:  # numpy's words for what is no .npy file
+        return "not a .npy file of numpy's format"
+    if isinstance(err, KeyError) and err.args:  # a missing entry of a file's dict
+        return f"no {json_repr(err.args[0])} entry"
     if isinstance(err, pickle.UnpicklingError) or "allow_pickle" in text:
         # numpy and torch say this of any file that is not theirs, and advise loading the objects
         return "not a file of arrays: another kind of file, or one holding Python objects, which are never loaded"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import DataConfig, UserError, check_memory, failure_reason
+from .config import DataConfig, UserError, check_data_file, check_memory, failure_reason
 
 if TYPE_CHECKING:
     from .folders import ImageFiles
@@ -187,6 +187,8 @@ def npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray
         raise UserError(f"{where} is damaged or not a numpy array ({failure_reason(err)})") from None
     if dtype.hasobject:
         raise UserError(f"{where} holds Python objects (a pickled array), which are never loaded; give numbers")
+    if dtype.kind == "c":  # torch would drop the imaginary parts with a warning
+        raise UserError(f"{where} holds complex numbers; give real ones")
     nbytes = math.prod(shape) * dtype.itemsize
     float_copy = 0 if dtype == np.uint8 else math.prod(shape) * 4
     check_memory(nbytes + float_copy, f"{where} (shape {tuple(shape)}, {dtype})")
@@ -223,8 +225,7 @@ def load_npz(path: str | Path, labels: bool = False) -> ImageData:
     Without ``x_test`` the last 10 % of the training images (and labels) are held out as the
     test set."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}")
+    check_data_file(path)
     with open_npz(path) as f:
         key = training_key(f, path)
         train = _as_nchw(npz_array(f, key, path), path, key)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import is_fingerprint, load_tensors, npz_bytes, weights_fingerprint, write_atomic
-from .config import MAX_SEED, UserError, failure_reason, in_words, shell_path
+from .config import MAX_SEED, FileFault, UserError, failure_reason, in_words, shell_path
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
@@ -181,7 +181,10 @@ def load_gmm(path: Path) -> GaussianMixture:
     if not path.is_file():
         raise _not_a_sampler_file(path, "gmm")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy under the name
+            raise FileFault("one .npy array, not an .npz archive of arrays")
+        with loaded as f:
             arrays = (npz_array(f, k, path) for k in ("weights", "means", "covariances"))  # sizes checked first
             mixture = GaussianMixture(*(torch.from_numpy(a).double() for a in arrays))
     except UserError:  # a header npz_array refused: its own message
@@ -414,8 +417,8 @@ def _load_module(path: Path, cls: Any, limits: dict[str, int], kind: str) -> Any
         raise _not_a_sampler_file(path, kind)
     try:
         payload = load_tensors(path)
-        if payload.get("format") != 1:
-            raise ValueError("unknown format")
+        if not isinstance(payload, dict) or payload.get("format") != 1:
+            raise FileFault(f"not a {kind} sampler file that wae wrote (its format is not 1)")
         settings = {k: payload["settings"][k] for k in limits}
         if not all(type(v) is int and 1 <= v <= limits[k] for k, v in settings.items()):
             raise ValueError("settings out of range")

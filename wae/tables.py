@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import UserError, check_memory, failure_reason
+from .config import UserError, check_data_file, check_memory, failure_reason
 from .data import ImageData, npz_array, open_npz, training_key
 from .divergences import mmd_imq
 
@@ -178,7 +178,7 @@ def is_table_file(path: Path) -> bool:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".npy"):
         return True
-    if suffix != ".npz" or not zipfile.is_zipfile(path):
+    if suffix != ".npz" or not path.is_file() or not zipfile.is_zipfile(path):  # a FIFO would block it
         return False
     try:
         with zipfile.ZipFile(path) as archive:
@@ -419,8 +419,7 @@ def load_table(path: str | Path, held_out: float = 0.2) -> TableData:
     table whose every column is constant; warns (counting them) when constant columns are
     dropped."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}")
+    check_data_file(path)
     suffix = path.suffix.lower()
     test: np.ndarray | None = None
     lines: list[int] | None = None  # the line of each data row, for a CSV
