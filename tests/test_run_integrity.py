@@ -1464,3 +1464,14 @@ def test_a_data_file_that_is_no_regular_file_is_refused_not_read(tmp_path):
     _refused(
         _cli(["train", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run")]), "data file not found"
     )
+
+
+def test_a_records_file_that_is_no_file_is_said_when_read_as_no_records(run_copy):
+    # a FIFO or a folder in metrics.jsonl's place was read by wae report as a run with no records,
+    # without a word
+    records = run_copy / "metrics.jsonl"
+    records.unlink()
+    os.mkfifo(records)
+    code, err = _cli(["report", str(run_copy), "--no-progress"])
+    assert code == 0 and f"warning: {records} is not a regular file (a folder, FIFO" in err, err
+    assert "read as no records" in err and err.count("\n") == 1, err  # said once, however many readers

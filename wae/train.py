@@ -34,6 +34,7 @@ from tqdm import tqdm
 from . import __version__, runs, tracking
 from . import checkpoint as ckpt
 from .config import (
+    NOT_REGULAR,
     SAMPLE_PENALTIES,
     Config,
     UserError,
@@ -843,8 +844,7 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def _not_a_records_file(path: Path) -> str:
-    kinds = "a FIFO, folder, device or broken link"
-    return f"{path} is not a regular file ({kinds}); the run's records go there: remove it"
+    return f"{path} {NOT_REGULAR}; the run's records go there: remove it"
 
 
 def check_records_file(path: Path) -> None:
@@ -1841,6 +1841,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     something that is not a JSON object (a number, a list, text, bytes that are not UTF-8) are
     skipped too, with one warning that counts them."""
     if not path.is_file():  # missing, or not a regular file (a FIFO would block the read)
+        if os.path.lexists(path):  # what a reader would take for a run with no records yet
+            warnings.warn(f"{path} {NOT_REGULAR}: read as no records", stacklevel=2)
         return []
     records, skipped = [], 0
     lines = path.read_text(errors="replace").splitlines()
