@@ -47,8 +47,12 @@ def make_folder(root, count: int = 40, bad: bool = True):
 def test_folder_becomes_uint8_tensors_and_bad_files_are_counted(tmp_path):
     root = make_folder(tmp_path / "imgs")
     assert len(list_images(root)) == 42  # 40 images + 2 bad ones; notes.txt is not listed
-    with pytest.warns(UserWarning, match="skipped 2 unreadable"):
+    with pytest.warns(UserWarning, match="skipped 2 unreadable") as said:
         data = load_folder(root, size=16)
+    # each named with why (session 50: the names alone)
+    warning = str(next(w.message for w in said if "skipped 2 unreadable" in str(w.message)))
+    assert "broken.png (not an image file PIL can read)" in warning, warning
+    assert "truncated.jpg (OSError: Truncated File Read)" in warning, warning
     assert data.train.dtype == torch.uint8 and data.train.shape[1:] == (3, 16, 16)
     assert len(data.train) + len(data.test) == 40 and len(data.test) == 4
 
@@ -157,7 +161,9 @@ def test_a_bad_file_read_while_streaming_is_replaced_and_counted(tmp_path):
     files = list_images(root)
     broken = files.index(root / "part0" / "broken.png")
     images = ImageFiles(files, 10, grey=False)
-    with pytest.warns(UserWarning, match="broken.png replaced by the next readable one"):
+    with pytest.warns(
+        UserWarning, match="broken.png \\(not an image file PIL can read\\) replaced by the next readable one"
+    ):
         image = images[broken]
     assert image.shape == (3, 10, 10) and images.unreadable >= 1
     assert torch.equal(image, torch.from_numpy(load_image(files[broken + 1], 10, False).copy()))

@@ -130,15 +130,33 @@ def _to_srgb(im: Image.Image) -> Image.Image:
     return im
 
 
+_UNDECODABLE = (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _decoded(path: Path, grey: bool) -> Image.Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PIL's warnings on odd metadata
+        with Image.open(path) as im:
+            im.load()
+            return as_viewed(im, grey)
+
+
+def undecodable_reason(path: Path) -> str:
+    """Why the image file ``path`` cannot be decoded, in words (for the warning that skips it)."""
+    try:
+        _decoded(path, True)
+    except UnidentifiedImageError:
+        return "not an image file PIL can read"
+    except _UNDECODABLE as err:
+        return failure_reason(err)
+    return "decodes now"  # changed since it was read
+
+
 def load_image(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray | None:
     """One image as uint8 (c, size, size), or None when the file cannot be decoded."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PIL's warnings on odd metadata
-            with Image.open(path) as im:
-                im.load()
-                picture = as_viewed(im, grey)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError):
+        picture = _decoded(path, grey)
+    except _UNDECODABLE:
         return None
     w, h = picture.size
     side = min(crop, w, h) if crop > 0 else min(w, h)
@@ -190,7 +208,7 @@ def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progre
         array[kept] = image
         kept += 1
     if skipped:
-        names = ", ".join(str(s) for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        names = ", ".join(f"{s} ({undecodable_reason(s)})" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
         warnings.warn(f"skipped {len(skipped)} unreadable image file(s) of {len(files)}: {names}", stacklevel=2)
     if kept == 0:
         del array
@@ -264,7 +282,7 @@ class ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
                 return torch.from_numpy(image.copy())  # PIL's buffer is read-only
             self.unreadable += 1
             warnings.warn(
-                f"unreadable image file {path} replaced by the next readable one "
+                f"unreadable image file {path} ({undecodable_reason(path)}) replaced by the next readable one "
                 f"({self.unreadable} so far in this process)",
                 stacklevel=2,
             )
