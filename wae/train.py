@@ -719,8 +719,8 @@ def load_run(run: str | Path) -> LoadedRun:
         model, cfg, about = read_export(run)
         return LoadedRun(model, cfg, exported_step(about), (), about.get("data") or cfg.data.dataset)
     payload, path = runs.read_checkpoint(run)  # checked against config.json, weights finite
+    cfg = ckpt.config_of(payload, path)  # a refusal names the file
     try:
-        cfg = ckpt.config_of(payload)
         channels, size = ckpt.image_shape_of(payload)
         names = ckpt.class_names_of(payload, cfg)
         model = _model_for(cfg, channels, size, len(names))
