@@ -410,13 +410,17 @@ def class_names_of(payload: dict[str, Any], cfg: Config) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _checkpoints_by_step(run_dir: Path) -> list[tuple[int, Path]]:
+def _checkpoint_names(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every entry in a run's checkpoint folder named as a checkpoint, file or not."""
     folder = Path(run_dir) / FOLDER
     if not folder.is_dir():
         return []
+    return [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name))]
+
+
+def _checkpoints_by_step(run_dir: Path) -> list[tuple[int, Path]]:
     # files only: a folder or a dangling link of that name is no checkpoint (pruning one failed)
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name)) and p.is_file()]
-    return sorted(found, reverse=True)
+    return sorted(((step, p) for step, p in _checkpoint_names(run_dir) if p.is_file()), reverse=True)
 
 
 def step_of_name(path: Path) -> int | None:
@@ -469,8 +473,7 @@ def load_latest(
         if problems and warn is not None:
             warn(f"warning: {'; '.join(problems)}; {using} {path} instead")
         return payload, path
-    folder = Path(run_dir) / FOLDER
-    odd = sorted(p for p in folder.iterdir() if _NAME.fullmatch(p.name) and not p.is_file()) if folder.is_dir() else []
+    odd = sorted(p for _, p in _checkpoint_names(run_dir) if not p.is_file())
     # a name of a checkpoint that is not a file, and none that reads: not "no checkpoint yet",
     # which a resume would take to start the run afresh over its records
     problems += [f"{p} {NOT_REGULAR}" for p in odd]
