@@ -354,11 +354,12 @@ def test_odd_settings_files_and_api_arguments_are_refused_in_words(tmp_path):
     (tmp_path / "bom.toml").write_text("\ufeff[train]\nlr = 0.002\n", encoding="utf-8")  # an editor's BOM
     assert run_cli(["train", "--config", str(tmp_path / "bom.toml"), "--print-config"])[0] == 0
     for argv, message in (
-        (["--epochs", str(10**7)], "train.epochs must be at most 1000000"),
+        (["--epochs", str(10**7)], "argument --epochs: must be at most 1000000; got 10000000"),
         (
             ["--schedule-epochs", str(10**30)],
-            "train.schedule_epochs must be at most 1000000; got 1000000000000000000000000000000",
+            "argument --schedule-epochs: must be at most 1000000; got 1000000000000000000000000000000",
         ),
+        (["--schedule-epochs", str(10**300)], "must be at most 1000000; got a whole number of about 2^997"),
     ):
         code, err = run_cli(["train", *TINY, *argv, "--out", str(tmp_path / "r")])
         _one_line(code, err)

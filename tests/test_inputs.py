@@ -249,6 +249,33 @@ def test_hand_edited_metrics_lines_are_skipped_and_counted(tmp_path):
     assert records == [{"kind": "train", "step": 1}, {"kind": "eval", "step": 2}]
 
 
+@pytest.mark.parametrize(
+    "content, skipped",
+    [  # a last line that is no record's start is no partial write of a killed run: it was read as no records
+        (b"hello", 1),
+        (b"hello\n", 1),
+        (b'{"kind": "train", "step": 1}\nnot json', 1),
+        (b"42", 1),
+        (b"\xff\xfe", 1),
+        (b'{"kind": "tr', 0),  # a killed run's partial last line: skipped without a word
+        (b'  {"kind": "train", "st', 0),
+        (b"", 0),  # a run that has written no record yet
+        (b"\n\n", 0),
+    ],
+)
+def test_a_last_line_that_is_no_record_is_counted_not_taken_for_a_cut_one(tmp_path, content, skipped):
+    import warnings
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = read_jsonl(path)
+    assert records == ([{"kind": "train", "step": 1}] if content.startswith(b'{"kind": "train", "step": 1}\n') else [])
+    said = [str(w.message) for w in caught]
+    assert said == ([f"skipped {skipped} line(s) of {path} that are not JSON objects"] if skipped else []), said
+
+
 def test_report_and_compare_do_not_block_on_fifos_named_like_run_files(run, tmp_path, capsys):
     import os
     import shutil

@@ -753,6 +753,24 @@ def test_a_config_without_a_preset_stays_custom_and_a_setting_neither_run_uses_i
         ),
         ("l.toml", '[train]\n"odd key" = 1\n', 'l.toml: unknown key "train.odd key"'),
         ("m.json", '{"train": {"epochs": 1, "epochs": 2}}', 'm.json: cannot be read (the key "epochs" is given twice)'),
+        # a whole number where a float is taken: named as written, not as the float it becomes
+        ("n.json", '{"loss": {"lam": -1}}', "n.json: loss.lam must be >= 0 and finite; got -1"),
+        ("o.toml", "[loss]\nkernel_scales = [1, 0]\n", "o.toml: loss.kernel_scales must each be > 0 and finite; got 0"),
+        (
+            "p.toml",
+            "[loss]\nprior_separation = 10000000\n",
+            "p.toml: loss.prior_separation must be at most 1e6; got 10000000",
+        ),
+        (
+            "q.json",
+            '{"loss": {"prior_var": 1000000000000000}}',
+            "q.json: loss.prior_var must be from 1e-12 to 1e+12; got 1000000000000000",
+        ),
+        (
+            "r.toml",
+            "[train]\nlr_factors = [0.5, -1]\nlr_milestones = [0.2, 0.4]\n",
+            "r.toml: train.lr_factors must each be > 0; got -1",
+        ),
     ],
 )
 def test_a_settings_files_wrong_value_is_named_as_the_file_writes_it(tmp_path, capsys, name, text, said):
@@ -848,3 +866,48 @@ def test_a_check_of_settings_names_the_setting_not_a_flag_that_may_not_have_been
     cfg = override(cfg, data__dataset="celeba", data__path="/x", data__condition="labels")
     with pytest.raises(UserError, match="^data.condition labels: CelebA is read without labels"):
         validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [  # each was "loss.lam must be >= 0 and finite; got -1.0": the setting's name, not the flag, and the float
+        (["--lam", "-1"], "argument --lam: must be >= 0 and finite; got -1 "),
+        (["--lam", "-1E2"], "argument --lam: must be >= 0 and finite; got -1E2 "),  # was "expected one argument"
+        (["--kernel-scales", "1", "-1e-3"], "argument --kernel-scales: must each be > 0 and finite; got -1e-3 "),
+        (["--kernel-scales", "1", "1e20"], "argument --kernel-scales: must each be from 1e-12 to 1e+12; got 1e20 "),
+        (["--prior-var", "0"], "argument --prior-var: must be > 0 and finite; got 0 "),
+        (["--prior-separation", "1e7"], "argument --prior-separation: must be at most 1e6; got 1e7 "),
+        (
+            ["--lr-factors", "0.5", "-1", "--lr-milestones", "0.2", "0.4"],
+            "argument --lr-factors: must each be > 0; got -1 ",
+        ),
+        (["--latent-dim", "100000"], "argument --latent-dim: must be at most 65536; got 100000 "),
+        (
+            ["--batch-size", str(2**200)],
+            "argument --batch-size: must be at most 16777216; got a whole number of about 2^201",
+        ),
+    ],
+)
+def test_a_flags_value_is_refused_under_the_flag_as_typed(tmp_path, capsys, flags, said):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal, before anything is read
+        main(["train", *TINY, *flags, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and err.count("\n") == 1 and said in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_checks_of_one_value_moved_to_problem_still_hold_for_python_callers():
+    # the size bounds, float32's range, the separation and the factors were checked in validate
+    # (and check_sizes); they are now problem()'s, which validate calls for every field
+    from wae.config import validate
+
+    for changes, said in (
+        ({"loss__prior_separation": 1e7}, "loss.prior_separation must be at most 1e6"),
+        ({"loss__prior_var": 1e-300}, "loss.prior_var must be from 1e-12 to 1e+12"),
+        ({"loss__kernel_scales": (1.0, 1e20)}, "loss.kernel_scales must each be from 1e-12 to 1e+12; got 1e+20"),
+        ({"train__lr_milestones": (0.5,), "train__lr_factors": (-2.0,)}, "train.lr_factors must each be > 0; got -2.0"),
+        ({"model__latent_dim": 10**6}, "model.latent_dim must be at most 65536"),
+    ):
+        with pytest.raises(UserError, match="^" + said.replace("+", "\\+").replace(".", "\\.")):
+            validate(override(preset("mnist-fast"), **changes))

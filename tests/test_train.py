@@ -1011,7 +1011,8 @@ def test_a_resume_says_what_it_removes_from_metrics_jsonl_and_keeps_the_users_li
     later = '{"kind": "train", "step": 3, "total": 1.0}\n'  # a record of training after the checkpoint
     path.write_text(base + note + later + "# a note of mine, no line break")
     said: list[str] = []
-    fit(override(cfg, max_steps=2), tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
+    with pytest.warns(UserWarning, match="skipped 1 line"):  # the user's text is no record, nor a cut one
+        fit(override(cfg, max_steps=2), tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
     assert path.read_text() == base + note + "# a note of mine, no line break\n"
     assert any("1 record of steps after the checkpoint's step 2 removed" in line for line in said), said
     # a record cut short (a killed writer's): removed, and said; through a link, mode kept

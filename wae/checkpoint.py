@@ -37,7 +37,6 @@ from .config import (
     first_few,
     json_repr,
     parse_json,
-    unparsed_reason,
     validate,
 )
 
@@ -354,7 +353,7 @@ def read_config_json(path: str | Path) -> tuple[dict[str, Any], Config]:
     except OSError as err:
         raise UserError(f"{path} cannot be read ({failure_reason(err)})") from None
     except ValueError as err:  # not UTF-8, not JSON, or parse_json's own words
-        raise UserError(f"{path} is damaged ({unparsed_reason(err)})") from None
+        raise UserError(f"{path} is damaged ({failure_reason(err)})") from None
     return loaded, stored_config(loaded, path)
 
 

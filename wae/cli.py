@@ -39,6 +39,7 @@ from .config import (
     check_memory,
     check_seed,
     check_used,
+    cut_text,
     defaults_by_objective,
     differing_settings,
     file_spelling,
@@ -50,6 +51,7 @@ from .config import (
     one_line,
     plural,
     preset,
+    problem,
     read_settings,
     resolve_precision,
     set_fields,
@@ -83,7 +85,14 @@ def _say(text: object, file: Any = None) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit code 2) rather than the usage text."""
+    """argparse, but a usage error is one line (and exit code 2) rather than the usage text, and
+    a negative number in exponent form (``--lam -1e-3``, ``--kernel-scales 1 -2E1``) is read as a
+    value, as ``-1`` and ``-0.5`` are, not as an unknown option ("expected one argument")."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if hasattr(self, "_negative_number_matcher"):  # argparse's own test, without exponents
+            self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -127,6 +136,25 @@ def _float(text: str) -> float:
     return value
 
 
+def _checked(parse: Callable[[str], Any], f: dataclasses.Field[Any], kind: type) -> Callable[[str], Any]:
+    """``parse``, then :func:`wae.config.problem`'s check of the value alone (its bounds, its size
+    bound, float32's range): a flag's fault is named by the flag, with the value as it was typed
+    (``--lam -1``: "argument --lam: must be >= 0 and finite; got -1", not the float -1.0 under
+    the setting's name). A list flag's values are each checked."""
+
+    def typed(text: str) -> Any:
+        value = parse(text)
+        given = text.strip()
+        if isinstance(value, int) and value.bit_length() > 128 or not given.isprintable():
+            given = json_repr(value)  # "a whole number of about 2^..." rather than its thousands of digits
+        trouble = problem(f, kind, False, (value,) if kind is tuple else value, lambda v: cut_text(given, 40))
+        if trouble:
+            raise argparse.ArgumentTypeError(trouble)
+        return value
+
+    return typed
+
+
 def _setting_flag(f: dataclasses.Field[Any], kind: type, defaults: list[tuple[Any, list[str]]]) -> dict[str, Any]:
     """argparse's keywords for the flag of a setting, from its field and its defaults by objective
     (config.defaults_by_objective); the flag defaults to None, so that only the flags given
@@ -148,9 +176,10 @@ def _setting_flag(f: dataclasses.Field[Any], kind: type, defaults: list[tuple[An
         kwargs["choices"] = meta["choices"]
     elif kind is int:
         low = meta["at_least"]
-        kwargs.update(type=_int_at_least(int(low) if low is not None else -(2**63), meta["why"]), metavar="N")
+        parse = _int_at_least(int(low) if low is not None else -(2**63), meta["why"])
+        kwargs.update(type=_checked(parse, f, kind), metavar="N")
     elif kind is float or kind is tuple:
-        kwargs.update(type=_float, metavar="X")
+        kwargs.update(type=_checked(_float, f, kind), metavar="X")
         if kind is tuple:
             kwargs["nargs"] = "*"
     else:

@@ -98,6 +98,11 @@ MAX_BATCH = 1 << 24  # images or rows in one batch (16.7 million)
 FLOAT_MAX = int(sys.float_info.max)  # the largest integer a float holds (about 1.8e308)
 
 
+class FileFault(ValueError):
+    """A file's fault found by a reader, its message already in words (:func:`failure_reason`
+    returns it as it is): the caller names the file."""
+
+
 def _check_ints(value: Any) -> Any:
     if isinstance(value, dict):
         for item in value.values():
@@ -106,7 +111,7 @@ def _check_ints(value: Any) -> Any:
         for item in value:
             _check_ints(item)
     elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > FLOAT_MAX:
-        raise ValueError("a number beyond any float")  # readers convert numbers to float: OverflowError
+        raise FileFault("a number beyond any float")  # readers convert numbers to float: OverflowError
     return value
 
 
@@ -114,10 +119,10 @@ def _parsed(loads: Callable[[str], Any], text: str) -> Any:
     try:
         return _check_ints(loads(text.removeprefix("\ufeff")))
     except RecursionError:
-        raise ValueError("nested too deeply to parse") from None
+        raise FileFault("nested too deeply to parse") from None
     except ValueError as err:
         if "int_max_str_digits" in str(err):  # Python's own words name a setting of the interpreter
-            raise ValueError("a number of more than 4,300 digits") from None
+            raise FileFault("a number of more than 4,300 digits") from None
         raise
 
 
@@ -127,29 +132,11 @@ def parse_json(text: str, unique_keys: bool = False) -> Any:
     would meet as an OverflowError), one of more than 4,300 digits (Python's limit on int
     conversion), and nesting too deep for the parser (RecursionError, which is not a
     ValueError), and, with ``unique_keys`` (a settings file a user writes), a key given twice
-    in one object (json keeps the last without a word; TOML refuses it). A leading byte-order
+    in one object (json keeps the last without a word; TOML refuses it); the reasons that are
+    this function's own are raised as :class:`FileFault`, in words. A leading byte-order
     mark, as some editors write, is skipped. Readers of files a user may edit catch ValueError
     alone."""
     return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats if unique_keys else None), text)
-
-
-def unparsed_reason(err: ValueError) -> str:
-    """Why a file's text could not be read as settings, in words: not UTF-8 text; JSON's or
-    TOML's own message with the line and column; or :func:`parse_json`'s and
-    :func:`parse_toml`'s reasons (a number beyond any float, nesting too deep, a key given
-    twice)."""
-    if isinstance(err, UnicodeDecodeError):
-        return "not UTF-8 text"
-    if isinstance(err, json.JSONDecodeError):
-        return f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
-    if isinstance(err, tomllib.TOMLDecodeError):
-        return f"not valid TOML: {err}"
-    return str(err)
-
-
-class FileFault(ValueError):
-    """A file's fault found by a reader, its message already in words (:func:`failure_reason`
-    returns it as it is): the caller names the file."""
 
 
 NOT_REGULAR = "is not a regular file (a folder, FIFO, device, or a link that leads nowhere)"
@@ -166,16 +153,22 @@ def check_data_file(path: Path) -> None:
 
 def failure_reason(err: BaseException, width: int = 160) -> str:
     """Why a file could not be read, or what it holds rebuilt, in words for a one-line refusal
-    (the error's class alone says nothing a user can act on): the system's reason ("No such
-    file or directory"); :func:`unparsed_reason` for text that does not parse; a zip archive
+    (the error's class alone says nothing a user can act on): a :class:`FileFault`'s own words
+    (:func:`parse_json`'s and :func:`parse_toml`'s for a number no reader takes, nesting too
+    deep, a key given twice); the system's reason ("No such file or directory"); text that is
+    not UTF-8, or not JSON or TOML (the parser's message with the line and column); a zip archive
     (.npz files and checkpoints are zip archives) cut short or of another kind; an empty or
     cut-short file; Python objects refused (pickled data is never loaded); else the error's own
     words on one line, cut to ``width``, as "KeyError: 'means'"."""
     text = " ".join(str(err).split())
     if isinstance(err, FileFault):
         return text
-    if isinstance(err, (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError)):
-        return unparsed_reason(err)
+    if isinstance(err, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(err, json.JSONDecodeError):
+        return f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+    if isinstance(err, tomllib.TOMLDecodeError):
+        return f"not valid TOML: {text}"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
     if isinstance(err, zipfile.BadZipFile) or "central directory" in text:
@@ -189,7 +182,7 @@ def failure_reason(err: BaseException, width: int = 160) -> str:
     if isinstance(err, pickle.UnpicklingError) or "allow_pickle" in text:
         # numpy and torch say this of any file that is not theirs, and advise loading the objects
         return "not a file of arrays: another kind of file, or one holding Python objects, which are never loaded"
-    return _cut(one_line(f"{type(err).__name__}: {text}" if text else type(err).__name__), width)
+    return cut_text(one_line(f"{type(err).__name__}: {text}" if text else type(err).__name__), width)
 
 
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -197,7 +190,7 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: set[str] = set()
     for key, _ in pairs:
         if key in seen:
-            raise ValueError(f"the key {file_text(key)} is given twice")
+            raise FileFault(f"the key {file_text(key)} is given twice")
         seen.add(key)
     return dict(pairs)
 
@@ -571,10 +564,10 @@ def json_repr(value: Any, width: int = 40) -> str:
         return "a value nested too deeply to show"
     except Exception:  # a Python caller's object whose __repr__ fails or returns no str
         return f"a value of type {type(value).__name__} that cannot be shown"
-    return _cut(text, width)
+    return cut_text(text, width)
 
 
-def _cut(text: str, width: int) -> str:
+def cut_text(text: str, width: int) -> str:
     """``text`` cut to ``width`` characters (at least 4), its end replaced by "..."."""
     width = max(int(width), 4)
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -652,7 +645,7 @@ def file_text(value: Any, width: int = 40, toml: bool = False) -> str:
         return json_repr(value, width)
     except RecursionError:  # a list nested thousands deep (Python's repr fails on it too)
         return "a value nested too deeply to show"
-    return _cut(text, width)
+    return cut_text(text, width)
 
 
 def _file_text(value: Any, width: int, toml: bool) -> str:
@@ -960,8 +953,19 @@ def bounds_text(f: dataclasses.Field[Any]) -> str:
 def problem(
     f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any, spell: Callable[[Any], str] = json_repr
 ) -> str | None:
-    """What is wrong with ``value`` for the setting, in words ("must be >= 0; got -1"), or None;
-    the value as ``spell`` writes it (default :func:`json_repr`: Python's spelling)."""
+    """What is wrong with ``value`` alone for the setting, in words ("must be >= 0; got -1"), or
+    None: its choices and bounds (the field's metadata), then the rules of :func:`_beyond`; the
+    value as ``spell`` writes it (default :func:`json_repr`: Python's spelling). The one check of
+    a single value, which a flag's parser, a settings file's reader and :func:`validate` each
+    call, so that a refusal names the source that gave the value, spelt as it gave it."""
+    return _out_of_bounds(f, kind, may_be_none, value, spell) or (
+        None if value is None else _beyond(f.name, kind, value, spell)
+    )
+
+
+def _out_of_bounds(
+    f: dataclasses.Field[Any], kind: type, may_be_none: bool, value: Any, spell: Callable[[Any], str]
+) -> str | None:
     meta = about(f)
     if value is None:
         return None if may_be_none else "must be set"
@@ -985,6 +989,26 @@ def problem(
 
 
 KERNEL_RANGE = (1e-12, 1e12)  # sigma_z^2 and each kernel scale: float32 kernels overflow or underflow beyond
+
+
+def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> str | None:
+    """The rules on one setting's value beyond its metadata bounds, in words, or None: the size
+    bounds (:data:`SIZE_BOUNDS`), float32's range for sigma_z^2 and the kernel scales
+    (:data:`KERNEL_RANGE`), the mixture prior's separation, the step schedule's factors."""
+    numbers = list(value) if kind is tuple else [value]
+    each = " each" if kind is tuple else ""
+    bound = _SIZE_BY_NAME.get(name)
+    if bound is not None and value > bound:
+        return f"must be at most {bound}; got {spell(value)}"
+    if name in ("prior_var", "kernel_scales"):
+        low, high = KERNEL_RANGE
+        if wrong := [v for v in numbers if not low <= v <= high]:
+            return f"must{each} be from {low:g} to {high:g}; got {spell(wrong[0])}"
+    if name == "prior_separation" and not value <= 1e6:  # r sigma_z e_k in float32 codes, and their kernels
+        return f"must be at most 1e6; got {spell(value)}"
+    if name == "lr_factors" and (wrong := [v for v in numbers if not v > 0]):
+        return f"must each be > 0; got {spell(wrong[0])}"
+    return None
 
 
 def prior_components(cfg: Config) -> int:
@@ -1196,10 +1220,6 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
         raise UserError("train.lr_milestones and train.lr_factors must have the same length")
     if not cfg.loss.kernel_scales:
         raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
-    low, high = KERNEL_RANGE
-    for name, values in (("loss.prior_var", (cfg.loss.prior_var,)), ("loss.kernel_scales", cfg.loss.kernel_scales)):
-        if not all(low <= v <= high for v in values):  # float32 kernels overflow or underflow beyond
-            raise UserError(f"{name} must be from {low:g} to {high:g}; got {_some(set(values))}")
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
     if cfg.loss.logvar_l1 > 0 and (cfg.model.encoder != "gaussian" or cfg.loss.objective not in SAMPLE_PENALTIES):
@@ -1236,8 +1256,6 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
             f"the prior trick needs the Gaussian prior; loss.prior is {cfg.loss.prior}"
             + (_prior_trick_is_gans(cfg.loss.objective) or " (give --prior gaussian)")
         )
-    if not cfg.loss.prior_separation <= 1e6:  # r sigma_z e_k in float32 codes, and their kernels
-        raise UserError(f"loss.prior_separation must be at most 1e6; got {spell(cfg.loss.prior_separation)}")
     components = cfg.loss.prior_components
     if cfg.loss.prior == "mixture" and components is not None and components > cfg.model.latent_dim:
         raise UserError(
@@ -1270,8 +1288,8 @@ def check_types(cfg: Config) -> None:
     checked_types(cfg.to_dict(), SECTIONS)
 
 
-# (section, setting): the largest size :func:`check_sizes` takes (a settings file's value is
-# checked against it as it is read, so that the message names the file)
+# (section, setting): the largest size :func:`problem` takes (so a flag's parser, a settings
+# file's reader and validate each refuse a typo or a crafted file that asks for terabytes)
 SIZE_BOUNDS: dict[tuple[str, str], int] = {
     ("data", "image_size"): MAX_IMAGE_SIDE,
     ("data", "synthetic_size"): MAX_IMAGE_SIDE,
@@ -1290,20 +1308,15 @@ SIZE_BOUNDS: dict[tuple[str, str], int] = {
     ("loss", "prior_draws"): 1024,
     ("loss", "prior_components"): MAX_LATENT_DIM,
 }
+_SIZE_BY_NAME = {name: bound for (_, name), bound in SIZE_BOUNDS.items()}  # a field's name is unique
 
 
 def check_sizes(cfg: Config) -> None:
-    """:class:`UserError` for sizes beyond the bounds above, and for a synthetic dataset larger
-    than the memory available."""
-    for (section, name), bound in SIZE_BOUNDS.items():
-        value = getattr(getattr(cfg, section), name)
-        if value is not None and value > bound:
-            raise UserError(f"{section}.{name} must be at most {bound}; got {json_repr(value)}")
+    """:class:`UserError` for a seed beyond numpy's, and for a synthetic dataset larger than the
+    memory available (the bounds of :data:`SIZE_BOUNDS` are :func:`problem`'s)."""
     check_seed(cfg.train.seed, "train.seed")
     if cfg.loss.objective == "swd":  # the codes of a batch projected on every direction, and their sort
         check_memory(3 * 4 * cfg.train.batch_size * cfg.loss.projections * 2, "loss.projections (swd)")
-    if any(not (math.isfinite(f) and f > 0) for f in cfg.train.lr_factors):
-        raise UserError("train.lr_factors must be positive and finite")
     if cfg.data.dataset in ("folder", "celeba"):  # known before the folder is read and cached
         check_image_side(cfg.model.arch, cfg.data.image_size)
     if cfg.data.dataset == "synthetic":
@@ -1378,10 +1391,15 @@ def _typed(kind: type, may_be_none: bool, value: Any) -> tuple[bool, Any]:
     return isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), value
 
 
+def is_json_file(path: Path) -> bool:
+    """Whether a settings file is read as JSON (a run's config.json, any .json) or as TOML."""
+    return path.suffix.lower() == ".json"
+
+
 def file_spelling(path: Path) -> Callable[[Any], str]:
     """How a settings file ``path`` writes a value (:func:`file_text`): as JSON for a .json file
-    (a run's config.json), else as TOML."""
-    return functools.partial(file_text, toml=path.suffix.lower() != ".json")
+    (a run's config.json), else as TOML (:func:`is_json_file`)."""
+    return functools.partial(file_text, toml=not is_json_file(path))
 
 
 def read_settings(path: Path) -> dict[str, Any]:
@@ -1397,12 +1415,12 @@ def read_settings(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise UserError(f"--config {path}: cannot read it ({failure_reason(err)})") from None
     except UnicodeDecodeError as err:
-        raise UserError(f"{path}: cannot be read ({unparsed_reason(err)})") from None
-    is_json = path.suffix.lower() == ".json"
+        raise UserError(f"{path}: cannot be read ({failure_reason(err)})") from None
+    is_json = is_json_file(path)
     try:
         raw = parse_json(text, unique_keys=True) if is_json else parse_toml(text)
     except ValueError as err:  # malformed, or valid syntax that no reader can take (parse_json, parse_toml)
-        raise UserError(f"{path}: cannot be read ({unparsed_reason(err)})") from None
+        raise UserError(f"{path}: cannot be read ({failure_reason(err)})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: not a table of settings")
     described = {(section, f.name): (f, kind, none) for section, f, kind, none in settings()}
@@ -1424,16 +1442,13 @@ def read_settings(path: Path) -> dict[str, Any]:
             if (key, name) not in described:
                 raise UserError(f"{path}: unknown key {spell(f'{key}.{name}')}")
             f, kind, none = described[key, name]
-            right_type, item = _typed(kind, none, item)
+            right_type, typed = _typed(kind, none, item)
             if not right_type:
                 raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {spell(item)}")
-            trouble = problem(f, kind, none, item, spell)
-            bound = SIZE_BOUNDS.get((key, name))
-            if not trouble and bound is not None and item is not None and item > bound:
-                trouble = f"must be at most {bound}; got {spell(item)}"
+            trouble = problem(f, kind, none, item, spell)  # as the file wrote it: -1, not the float -1.0
             if trouble:
                 raise UserError(f"{path}: {key}.{name} {trouble}")
-            found.setdefault(key, {})[name] = item
+            found.setdefault(key, {})[name] = typed
     if is_json:  # a run's config.json: what that run recorded about itself does not carry over
         data, train = found.get("data", {}), found.get("train", {})
         data.pop("fingerprint", None)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import CONFIG, has_config, json_text, read_config_json, stored_config, write_atomic, write_config
-from .config import Config, UserError, failure_reason, first_few, parse_json, setting_text, unparsed_reason
+from .config import Config, UserError, failure_reason, first_few, parse_json, setting_text
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -142,7 +142,7 @@ def _check_recorded_config(cfg: Config, metadata: dict[str, str], config_path: P
     try:
         loaded = parse_json(metadata["config"])
     except ValueError as err:  # not JSON: its reason (parse_json's words for a number no reader takes)
-        raise UserError(f"{source} cannot be read ({unparsed_reason(err)})") from None
+        raise UserError(f"{source} cannot be read ({failure_reason(err)})") from None
     recorded = stored_config(loaded, source)
     differences = config_differences(cfg, recorded)
     if recorded.preset != cfg.preset:

@@ -689,15 +689,15 @@ def load_data(data: DataConfig, progress: bool | None = None) -> Any:
 # ----------------------------------------------------------------------------- schedule
 
 
-def pin_schedule(cfg: Config, run_dir: str | Path | None, resume: bool) -> Config:
+def pin_schedule(cfg: Config, stored: Config | None) -> Config:
     """``cfg`` with ``train.schedule_epochs`` set: the epoch count the learning-rate milestones
     are fractions of. A fresh run plans for its ``epochs``; a resumed run keeps the count its
-    run folder recorded (its first session's epochs), so extending a run with a larger
-    ``epochs`` continues at the decayed rate instead of jumping back up."""
+    run folder recorded (``stored``, the folder's config.json: its first session's epochs), so
+    extending a run with a larger ``epochs`` continues at the decayed rate instead of jumping
+    back up."""
     if cfg.train.schedule_epochs is not None:
         return cfg
     planned = cfg.train.epochs
-    stored = run_config(Path(run_dir)) if resume and run_dir is not None else None
     if stored is not None:  # a run of no epochs had no plan to keep: this session plans one
         planned = stored.train.schedule_epochs or stored.train.epochs or planned
     if planned < 1:  # no epochs, no plan (a later session that trains plans it)
@@ -825,11 +825,11 @@ def terminate_as_interrupt() -> Iterator[None]:
 def session_config(cfg: Config, run_dir: str | Path | None, resume: bool) -> Config:
     """The config a training session runs with: the schedule pinned (:func:`pin_schedule`);
     a fresh run's data path made absolute and fingerprinted; a resumed run's data checked
-    against the fingerprint its folder recorded."""
-    cfg = pin_schedule(cfg, run_dir, resume)
+    against the fingerprint its folder recorded. The folder's config.json is read once, here."""
+    stored = run_config(Path(run_dir)) if resume and run_dir is not None else None
+    cfg = pin_schedule(cfg, stored)
     if not resume:
         return pin_data(cfg)
-    stored = run_config(Path(run_dir)) if run_dir is not None else None
     data = cfg.data
     if data.path:
         data = dataclasses.replace(data, path=str(Path(data.path).resolve()))

@@ -1836,10 +1836,11 @@ def _positive(value: Any) -> bool:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file ([] when it is missing); a line that does not parse,
-    such as the partial last line of a killed run, is skipped; lines edited by hand into
-    something that is not a JSON object (a number, a list, text, bytes that are not UTF-8) are
-    skipped too, with one warning that counts them."""
+    """The records of a JSON-lines file ([] when it is missing); the partial last line of a
+    killed run (one that starts as a record does, with "{", and does not parse) is skipped
+    without a word; other lines that are not a JSON object (a number, a list, text, bytes that
+    are not UTF-8, a last line that is no record's start) are skipped with one warning that
+    counts them."""
     if not path.is_file():  # missing, or not a regular file (a FIFO would block the read)
         if os.path.lexists(path):  # what a reader would take for a run with no records yet
             warnings.warn(f"{path} {NOT_REGULAR}: read as no records", stacklevel=2)
@@ -1850,7 +1851,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             record = parse_json(line)
         except ValueError:  # also a number too long or nesting too deep
-            skipped += number < len(lines) and bool(line.strip())  # not the partial last line
+            cut_record = number == len(lines) and line.lstrip().startswith("{")  # a killed run's partial last line
+            skipped += bool(line.strip()) and not cut_record
             continue
         if isinstance(record, dict):
             records.append(record)
