@@ -497,7 +497,7 @@ def test_auto_precision_follows_a_onednn_cap_and_asked_bf16_is_said_to_be_emulat
     [
         ("AUTO", "'AUTO' is neither a whole number nor auto"),  # session 48: was "not a whole number" alone
         ("ten", "'ten' is neither a whole number nor auto"),
-        ("0", "must be at least 1, got 0"),
+        ("0", "must be at least 1; got 0"),
         ("9" * 5000, "is neither a whole number Python reads (more than 4,300 digits) nor auto"),
     ],
 )

@@ -212,6 +212,24 @@ def test_a_config_json_that_cannot_be_parsed_is_named_with_its_reason(run_copy, 
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "export").exists()
 
 
+@pytest.mark.parametrize(
+    "section, name, value, said",
+    [  # a whole number where a float is taken: named as written, not as the float -1.0
+        ("loss", "lam", -1, "loss.lam must be >= 0 and finite; got -1"),
+        ("loss", "kernel_scales", [1, 0], "loss.kernel_scales must each be > 0 and finite; got 0"),
+        ("loss", "prior_var", 10**15, "loss.prior_var must be from 1e-12 to 1e+12; got 1000000000000000"),
+        ("train", "lr", 0, "train.lr must be > 0 and finite; got 0"),
+    ],
+)
+def test_a_config_jsons_value_is_named_as_the_file_writes_it(run_copy, tmp_path, section, name, value, said):
+    config = run_copy / "config.json"
+    stored = json.loads(config.read_text())
+    stored[section][name] = value
+    config.write_text(json.dumps(stored))
+    for argv in _commands_reading(run_copy, tmp_path):
+        assert _refused(_cli(argv), f"{config}: {said}").rstrip().endswith(said)  # -1, not -1.0
+
+
 def test_a_config_json_that_is_no_file_or_holds_a_key_twice_is_refused_by_name(run_copy, tmp_path):
     # a folder, FIFO or dangling link named config.json was read as no config.json: sample and
     # fit-sampler went on with the checkpoint's config (and rewrote sampler-gmm.npz), the others

@@ -32,6 +32,7 @@ from .config import (
     Config,
     FileFault,
     UserError,
+    check_written_values,
     failure_reason,
     file_text,
     first_few,
@@ -316,6 +317,7 @@ def stored_config(loaded: Any, source: str | Path) -> Config:
             # wae writes all four: defaults in their place would be named as the file's values
             raise UserError(f"config has no {missing[0]} section (a stored config holds {', '.join(SECTIONS)})")
         cfg = Config.from_dict(loaded)
+        check_written_values(loaded, file_text)  # "lam": -1 named as -1, not as the float -1.0
         validate(cfg, file_text)
     except UserError as err:
         raise UserError(f"{source}: {err}") from None

@@ -114,7 +114,7 @@ def _int_at_least(minimum: int, why: str = "", word: str = "") -> Callable[[str]
             raise argparse.ArgumentTypeError(f"{json_repr(text)} is {what}") from None
         if value < minimum:
             shown = json_repr(value)
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {shown}" + (f" ({why})" if why else ""))
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}; got {shown}" + (f" ({why})" if why else ""))
         return value
 
     return parse
@@ -132,7 +132,7 @@ def _float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a number{too_long(text)}") from None
     if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be finite, got {json_repr(text)}")
+        raise argparse.ArgumentTypeError(f"must be finite; got {cut_text(text.strip(), 40)}")
     return value
 
 

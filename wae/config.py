@@ -1204,6 +1204,19 @@ def validate_new(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
         )
 
 
+def check_written_values(d: dict[str, Any], spell: Callable[[Any], str]) -> None:
+    """:class:`UserError` naming the first setting of a stored config's JSON object ``d`` (its
+    types already checked: :meth:`Config.from_dict`) whose value alone is refused
+    (:func:`problem`), named as the file writes it, before the conversion to the field's type
+    turns ``-1`` into ``-1.0``; in :func:`validate`'s order, so that the same setting is named."""
+    for section, f, kind, may_be_none in settings():
+        values = d.get(section)
+        if isinstance(values, dict) and f.name in values:
+            trouble = problem(f, kind, may_be_none, values[f.name], spell)
+            if trouble:
+                raise UserError(f"{section}.{f.name} {trouble}")
+
+
 def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     """Raise :class:`UserError` naming the first setting that cannot work: one out of its
     choices or bounds (the fields' metadata), or settings that do not go together. ``spell``

@@ -131,7 +131,7 @@ def check_labels(labels: Any, n: int, classes: int) -> Tensor | None:
     if (values.numel() if isinstance(values, Tensor) else values.size) == 0 and n == 0:
         return torch.zeros(0, dtype=torch.long, device=device)
     if not integral:
-        raise UserError(f"labels must be integers (class indices), got dtype {kind}")
+        raise UserError(f"labels must be integers (class indices); got dtype {kind}")
     if tuple(values.shape) != (n,):
         raise UserError(f"labels must have shape ({n},), one per input; got {tuple(values.shape)}")
     if n:

@@ -185,7 +185,7 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
     if unknown:
         raise UserError(f"unknown data set {unknown[0]!r}; choose from {', '.join(DATASETS)}")
     if any(lam < 0 for lam in cfg.lambdas):
-        raise UserError(f"lambdas must be at least 0, got {min(cfg.lambdas):g}")
+        raise UserError(f"lambdas must be at least 0; got {min(cfg.lambdas):g}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
