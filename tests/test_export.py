@@ -264,6 +264,8 @@ def test_an_export_without_a_recorded_config_still_loads_and_a_damaged_record_is
         ): r': loss.prior must be one of .*; got "nothing"$',
         '{"loss": {"prior": "gaussian"}}': r": config has no data section",  # not filled in with defaults
         '{"train": {"epochs": 1' + "0" * 400 + "}}": r"cannot be read \(a number beyond any float\)",
+        # a key given twice: json kept the last value without a word (wae writes each once)
+        '{"loss": {"lam": 7.0, "lam": 1.0}}': r'cannot be read \(the key "lam" is given twice\)',
     }
     for damaged, why in damaged_and_why.items():
         (copy / "model.safetensors").write_bytes(st.save(tensors, metadata={**meta, "config": damaged}))

@@ -243,7 +243,9 @@ def test_precision_recall_needs_more_points_than_k():
 
 def test_hand_edited_metrics_lines_are_skipped_and_counted(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_bytes(b'{"kind": "train", "step": 1}\n42\n[1, 2]\n"text"\n\xff\xfe\n{"kind": "eval", "step": 2}\n{"par')
+    path.write_bytes(
+        b'{"kind": "train", "step": 1}\n42\n[1, 2]\n"text"\n\xff\xfe\n{"kind": "eval", "step": 2}\n{"kind": "tr'
+    )
     with pytest.warns(UserWarning, match="skipped 4 line"):
         records = read_jsonl(path)
     assert records == [{"kind": "train", "step": 1}, {"kind": "eval", "step": 2}]
@@ -258,7 +260,11 @@ def test_hand_edited_metrics_lines_are_skipped_and_counted(tmp_path):
         (b"42", 1),
         (b"\xff\xfe", 1),
         (b'{"kind": "tr', 0),  # a killed run's partial last line: skipped without a word
-        (b'  {"kind": "train", "st', 0),
+        (b'  {"kind": "train", "st', 1),  # no record of training's starts so
+        (b"{garbage\n", 1),  # a last line with its line break is no partial write
+        (b'{"kind": "eval", "step": 1' + b"0" * 400 + b"}\n", 1),  # a number no reader takes
+        (b'{"kind": "ev\xffal", "step": 1}\n', 1),  # bytes that are not UTF-8 inside a string
+        (b'{"kind": "train", "step": 1}\r{"kind": "train", "step": 2}\r', 1),  # lone CRs end no line
         (b"", 0),  # a run that has written no record yet
         (b"\n\n", 0),
     ],
@@ -274,6 +280,19 @@ def test_a_last_line_that_is_no_record_is_counted_not_taken_for_a_cut_one(tmp_pa
     assert records == ([{"kind": "train", "step": 1}] if content.startswith(b'{"kind": "train", "step": 1}\n') else [])
     said = [str(w.message) for w in caught]
     assert said == ([f"skipped {skipped} line(s) of {path} that are not JSON objects"] if skipped else []), said
+
+
+def test_a_record_holding_a_line_separator_inside_a_string_is_one_record(tmp_path):
+    # splitlines() split it at U+2028 or U+0085 into two lines that are no JSON, warned about as
+    # such, while a resume's clean-up (which splits at b"\n" alone) read it whole
+    import warnings
+
+    path = tmp_path / "metrics.jsonl"
+    records = [{"kind": "note", "step": 1, "text": "a\u2028b\x85c\rd"}, {"kind": "eval", "step": 2}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_jsonl(path) == records
 
 
 def test_report_and_compare_do_not_block_on_fifos_named_like_run_files(run, tmp_path, capsys):

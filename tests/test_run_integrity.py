@@ -1497,3 +1497,32 @@ def test_a_records_file_that_is_no_file_is_said_when_read_as_no_records(run_copy
     code, err = _cli(["report", str(run_copy), "--no-progress"])
     assert code == 0 and f"warning: {records} is not a regular file (a folder, FIFO" in err, err
     assert "read as no records" in err and err.count("\n") == 1, err  # said once, however many readers
+
+
+@pytest.mark.parametrize("content", [b"only text\n", b"42\n"])
+def test_wae_runs_says_when_the_records_it_read_were_damaged(run_copy, content):
+    # the listing silenced every warning: a run with trained weights and a metrics.jsonl of
+    # text was listed as "no evaluation yet", with no hint that its records were damaged
+    (run_copy / "metrics.jsonl").write_bytes(content)
+    cells = list_line(run_copy)
+    assert "no evaluation yet" in cells[-1] and "warning: skipped 1 line(s) of metrics.jsonl" in cells[-1], cells
+    os.remove(run_copy / "metrics.jsonl")
+    os.mkfifo(run_copy / "metrics.jsonl")  # no regular file: read as no records, said
+    assert "warning: metrics.jsonl is not a regular file" in list_line(run_copy)[-1]
+
+
+def test_a_diverged_training_stops_before_saving_weights_every_command_would_refuse(tmp_path):
+    # with --lr 1e5 the loss stayed finite while batch norm's running variance became infinite:
+    # the checkpoint was saved, and the run's own report then refused it ("holds NaN or infinite
+    # weights"), exit code 2 after the training, every later command refusing the run
+    code, err = _cli(["train", *TINY, "--max-steps", "2", "--lr", "1e5", "--out", str(tmp_path / "run")])
+    assert code == 1 and err.count("\n") == 1, err
+    assert "training stopped: the weights hold NaN or infinite values at step 2" in err, err
+    assert "training diverged (a lower --lr may help); they are not saved; last checkpoint kept: none" in err
+    assert not ckpt.run_checkpoints(tmp_path / "run")
+
+
+def test_a_stop_at_a_non_finite_first_step_prints_no_warning_of_torch(tmp_path):
+    # "Detected call of lr_scheduler.step() before optimizer.step()" came above the stop
+    code, err = _cli(["train", *TINY, "--max-steps", "2", "--lam", "1e39", "--out", str(tmp_path / "run")])
+    assert code == 1 and err.count("\n") == 1 and "training stopped: non-finite loss at step 1" in err, err

@@ -882,6 +882,18 @@ def test_a_check_of_settings_names_the_setting_not_a_flag_that_may_not_have_been
             "argument --lr-factors: must each be > 0; got -1 ",
         ),
         (["--latent-dim", "100000"], "argument --latent-dim: must be at most 65536; got 100000 "),
+        # a learning rate beyond what Adam's float32 update holds: a traceback from deep in Adam (rc 1)
+        (["--lr", "1e39"], "argument --lr: must be at most 1e+06; got 1e39 (Adam moves"),
+        (["--adversary-lr", "2e38"], "argument --adversary-lr: must be at most 1e+06; got 2e38"),
+        (["--lr-factors", "1e300", "--lr-milestones", "0"], "argument --lr-factors: must each be at most 1e+06"),
+        # what float() reads with a minus sign (was "unrecognized arguments: -inf", "expected one argument")
+        (["--kernel-scales", "-inf"], "argument --kernel-scales: must be finite; got -inf "),
+        (["--kernel-scales", "1", "-nan"], "argument --kernel-scales: must be finite; got -nan "),
+        (["--lam", "-1_0"], "argument --lam: must be >= 0 and finite; got -1_0 "),
+        # what no float holds: was "must be finite", or read as 0 (the penalty turned off)
+        (["--lam", "9" * 400], "argument --lam: " + "9" * 37 + "... is beyond any float"),
+        (["--lam", "1e400"], "argument --lam: 1e400 is beyond any float"),
+        (["--lam", "1e-400"], "argument --lam: 1e-400 is too small for a float: it would read as 0"),
         (
             ["--batch-size", str(2**200)],
             "argument --batch-size: must be at most 16777216; got a whole number of about 2^201",
@@ -908,6 +920,21 @@ def test_the_checks_of_one_value_moved_to_problem_still_hold_for_python_callers(
         ({"loss__kernel_scales": (1.0, 1e20)}, "loss.kernel_scales must each be from 1e-12 to 1e+12; got 1e+20"),
         ({"train__lr_milestones": (0.5,), "train__lr_factors": (-2.0,)}, "train.lr_factors must each be > 0; got -2.0"),
         ({"model__latent_dim": 10**6}, "model.latent_dim must be at most 65536"),
+        ({"train__lr": 1e39}, "train.lr must be at most 1e+06; got 1e+39"),
+        (  # each in bounds, their product not
+            {"train__lr": 1.0, "train__lr_milestones": (0.0, 0.5), "train__lr_factors": (1e4, 1e4)},
+            "train.lr 1 times the step schedule's train.lr_factors reaches 1e+08: at most 1e+06",
+        ),
     ):
         with pytest.raises(UserError, match="^" + said.replace("+", "\\+").replace(".", "\\.")):
             validate(override(preset("mnist-fast"), **changes))
+
+
+def test_factors_of_a_schedule_that_does_not_use_them_bound_nothing():
+    from wae.config import peak_lr_factor, validate
+
+    cfg = override(preset("mnist-fast"), train__lr_milestones=(0.5,), train__lr_factors=(0.1,))
+    assert peak_lr_factor(cfg) == 1.0  # a decay never raises the rate above lr
+    cfg = override(cfg, train__lr_factors=(10.0,), train__lr=1e5)
+    assert peak_lr_factor(cfg) == 10.0
+    validate(cfg)  # 1e6: at the bound, taken

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import errno
 import io
+import math
 import os
 import re
 import signal
@@ -84,15 +85,20 @@ def _say(text: object, file: Any = None) -> None:
     print(one_line(text), file=sys.stdout if file is None else file)
 
 
+# what float() reads with a minus sign: digits with underscores, a point, an exponent; inf, nan
+_NEGATIVE_NUMBER = re.compile(r"^-(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d[\d_]*)?$|^-(inf|infinity|nan)$", re.I)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2) rather than the usage text, and
-    a negative number in exponent form (``--lam -1e-3``, ``--kernel-scales 1 -2E1``) is read as a
-    value, as ``-1`` and ``-0.5`` are, not as an unknown option ("expected one argument")."""
+    a negative number in exponent form or as float() spells it otherwise (``--lam -1e-3``,
+    ``--kernel-scales 1 -inf``, ``-1_0``) is read as a value, as ``-1`` and ``-0.5`` are, not
+    as an unknown option ("expected one argument", "unrecognized arguments")."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if hasattr(self, "_negative_number_matcher"):  # argparse's own test, without exponents
-            self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+            self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -131,8 +137,14 @@ def _float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a number{too_long(text)}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"must be finite; got {cut_text(text.strip(), 40)}")
+    given = text.strip()
+    mantissa, *_ = given.lower().lstrip("+-").split("e")
+    if math.isinf(value) and mantissa not in ("inf", "infinity"):  # 1e400, or 400 nines
+        raise argparse.ArgumentTypeError(f"{cut_text(given, 40)} is beyond any float (about 1.8e308 at most)")
+    if value == 0 and any(c in "123456789" for c in mantissa):  # 1e-400 would read as 0: a penalty turned off
+        raise argparse.ArgumentTypeError(f"{cut_text(given, 40)} is too small for a float: it would read as 0")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite; got {cut_text(given, 40)}")
     return value
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import figure_bytes, has_config, run_checkpoints, weights_fingerprint, write_atomic
-from .config import UserError, failure_reason, one_line, warn_caller
+from .config import UserError, cut_text, failure_reason, one_line, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .export import is_export
@@ -239,8 +239,8 @@ def list_line(run: Path) -> list[str]:
     if not has_config(run):  # one that is no file is refused by name below, as every command does
         return [run.name, *blank, "not a run folder (no config.json)"]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a hand-edited metrics file: the listing shows what it can
+        with warnings.catch_warnings(record=True) as caught:  # said in the line, not above the table
+            warnings.simplefilter("always")
             cfg = read_run_config(run)
             exported = is_export(run)  # a folder with a run's checkpoints too: the problem, in the line
             # the weights the other commands read (a damaged newest checkpoint passed over), whose
@@ -276,6 +276,9 @@ def list_line(run: Path) -> list[str]:
     else:
         cells += [f"{epochs:.3g}/{train.get('epochs')}", str(steps)]
     cells += [fmt.format(metrics[key]) if _is_finite(metrics.get(key)) else "–" for key, _, fmt in LIST_COLUMNS]
+    said = [one_line(str(w.message)).replace(f"{run}{os.sep}", "") for w in caught]
+    if said:  # a hand-edited or damaged metrics.jsonl: its figures are what the listing could read
+        source += f" (warning: {cut_text(said[0], 100)}{f'; and {len(said) - 1} more' if len(said) > 1 else ''})"
     return [*cells, source]
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import numbers
+import operator
 import os
 import pickle
 import shlex
@@ -1008,7 +1010,21 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
         return f"must be at most 1e6; got {spell(value)}"
     if name == "lr_factors" and (wrong := [v for v in numbers if not v > 0]):
         return f"must each be > 0; got {spell(wrong[0])}"
+    if name in ("lr", "adversary_lr", "lr_factors") and (wrong := [v for v in numbers if not v <= LR_MOST]):
+        return f"must{each} be at most {LR_MOST:g}; got {spell(wrong[0])} ({_LR_WHY})"
     return None
+
+
+LR_MOST = 1e6  # a learning rate, and a step schedule's factor: Adam moves each weight by about lr a step
+_LR_WHY = "Adam moves each weight by about the learning rate a step; float32 overflows far beyond"
+
+
+def peak_lr_factor(cfg: Config) -> float:
+    """The largest factor the step schedule multiplies the learning rates by (its factors apply
+    cumulatively; 1 before the first milestone and with the cosine schedule)."""
+    if cfg.train.lr_schedule != "step":
+        return 1.0
+    return max(itertools.accumulate(cfg.train.lr_factors, operator.mul, initial=1.0))
 
 
 def prior_components(cfg: Config) -> int:
@@ -1233,6 +1249,13 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
         raise UserError("train.lr_milestones and train.lr_factors must have the same length")
     if not cfg.loss.kernel_scales:
         raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
+    peak = peak_lr_factor(cfg)
+    for name, lr in (("train.lr", cfg.train.lr), ("train.adversary_lr", cfg.train.adversary_lr)):
+        if not lr * peak <= LR_MOST:  # each alone is in bounds: the factors' product takes it beyond
+            raise UserError(
+                f"{name} {lr:g} times the step schedule's train.lr_factors reaches {lr * peak:g}: at most "
+                f"{LR_MOST:g} ({_LR_WHY})"
+            )
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
     if cfg.loss.logvar_l1 > 0 and (cfg.model.encoder != "gaussian" or cfg.loss.objective not in SAMPLE_PENALTIES):

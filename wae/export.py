@@ -140,7 +140,7 @@ def _check_recorded_config(cfg: Config, metadata: dict[str, str], config_path: P
         return
     source = f"the config in the metadata of {path}"
     try:
-        loaded = parse_json(metadata["config"])
+        loaded = parse_json(metadata["config"], unique_keys=True)  # wae writes each key once
     except ValueError as err:  # not JSON: its reason (parse_json's words for a number no reader takes)
         raise UserError(f"{source} cannot be read ({failure_reason(err)})") from None
     recorded = stored_config(loaded, source)

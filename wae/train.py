@@ -502,7 +502,9 @@ def _update(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-    scheduler.step()
+    with warnings.catch_warnings():  # a skipped step is ours, said by the loop: not torch's advice on order
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        scheduler.step()
 
 
 def _descend(state: State, loss: Tensor) -> None:
@@ -932,6 +934,19 @@ def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print)
     if partial:
         shown = partial[:60].decode(errors="replace")
         say(f"{path}: removed a last record cut short (no line break, {len(partial):,} bytes): {shown!r}")
+
+
+def _nonfinite_weight(state: State) -> str:
+    """The first weight or buffer of the auto-encoder, its moving average or the adversary that
+    holds a NaN or infinite value, as "model decoder.net.2.running_var"; "" when none does."""
+    parts = [("model", state.model), ("ema", state.ema), ("adversary", state.adversary)]
+    for part, module in parts:
+        if module is None:
+            continue
+        for name, value in module.state_dict().items():
+            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return f"{part} {name}"
+    return ""
 
 
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
@@ -1729,7 +1744,16 @@ class _Loop:
 
     def checkpoint_point(self, epoch: int) -> None:
         """Rank 0 evaluates, writes the figures and the report and saves a checkpoint, while the
-        other ranks wait."""
+        other ranks wait. Weights (or batch-norm statistics) that hold NaN or infinite values
+        though every loss was finite (a learning rate so high that training diverged) stop the
+        run before anything of them is evaluated or saved: every command would refuse their
+        checkpoint."""
+        if bad := _nonfinite_weight(self.state):
+            last = f"step {self.last_saved}" if self.last_saved >= 0 else "none"
+            raise FloatingPointError(
+                f"the weights hold NaN or infinite values at step {self.state.step} ({bad}) though the loss was "
+                f"finite: training diverged (a lower --lr may help); they are not saved; last checkpoint kept: {last}"
+            )
         self.last_saved = self.state.step
         if self.procs.main:
             if self.out is not None:
@@ -1836,23 +1860,26 @@ def _positive(value: Any) -> bool:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file ([] when it is missing); the partial last line of a
-    killed run (one that starts as a record does, with "{", and does not parse) is skipped
-    without a word; other lines that are not a JSON object (a number, a list, text, bytes that
-    are not UTF-8, a last line that is no record's start) are skipped with one warning that
-    counts them."""
+    """The records of a JSON-lines file ([] when it is missing), its lines split at b"\\n" alone
+    as a resume's clean-up splits them (:func:`_truncate_metrics`: a U+2028 or a lone carriage
+    return inside a line does not end it): a killed run's partial last line (no line break
+    after it, and it begins as training's records do: :func:`_cut_record`) is skipped without a
+    word; every other line that is not a JSON object (a number, a list, text, bytes that are not
+    UTF-8, a number no reader takes, a last line that is no record's start) is skipped with one
+    warning that counts them."""
     if not path.is_file():  # missing, or not a regular file (a FIFO would block the read)
         if os.path.lexists(path):  # what a reader would take for a run with no records yet
             warnings.warn(f"{path} {NOT_REGULAR}: read as no records", stacklevel=2)
         return []
     records, skipped = [], 0
-    lines = path.read_text(errors="replace").splitlines()
+    lines = path.read_bytes().split(b"\n")
     for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            record = parse_json(line)
-        except ValueError:  # also a number too long or nesting too deep
-            cut_record = number == len(lines) and line.lstrip().startswith("{")  # a killed run's partial last line
-            skipped += bool(line.strip()) and not cut_record
+            record = parse_json(line.decode("utf-8"))
+        except ValueError:  # also not UTF-8, a number no reader takes, nesting too deep
+            skipped += not (number == len(lines) and _cut_record(line))  # the last, when it has no break
             continue
         if isinstance(record, dict):
             records.append(record)
