@@ -798,7 +798,7 @@ def test_a_settings_files_wrong_value_is_named_as_the_file_writes_it(tmp_path, c
         (
             "[train]\nepochs = 2\n",
             ["--prior", "mixture", "--prior-components", "99"],
-            "error: loss.prior_components 99",
+            "error: --prior-components 99",
         ),
         ('[train]\ndevice = "cpu"\n', ["--precision", "fp16"], "error: --precision fp16 needs a CUDA device"),
         ('[train]\nprecision = "fp16"\n', ["--device", "cuda"], "error: --device cuda: no CUDA GPU"),
@@ -931,10 +931,35 @@ def test_the_checks_of_one_value_moved_to_problem_still_hold_for_python_callers(
 
 
 def test_factors_of_a_schedule_that_does_not_use_them_bound_nothing():
-    from wae.config import peak_lr_factor, validate
+    from wae.config import lr_factor_range, validate
 
     cfg = override(preset("mnist-fast"), train__lr_milestones=(0.5,), train__lr_factors=(0.1,))
-    assert peak_lr_factor(cfg) == 1.0  # a decay never raises the rate above lr
+    assert lr_factor_range(cfg) == (0.1, 1.0)  # a decay never raises the rate above lr
     cfg = override(cfg, train__lr_factors=(10.0,), train__lr=1e5)
-    assert peak_lr_factor(cfg) == 10.0
+    assert lr_factor_range(cfg) == (1.0, 10.0)
     validate(cfg)  # 1e6: at the bound, taken
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [  # settings that do not go together, given as flags: named by the flags, not the settings' names
+        (["--kernel-scales"], "error: --kernel-scales must be a non-empty list of positive numbers"),
+        (["--lr-milestones", "0.5"], "error: --lr-milestones and train.lr_factors must have the same length"),
+        (["--lr-milestones", "0.5", "--lr-factors", "0.1", "0.2"], "error: --lr-milestones and --lr-factors must"),
+        (["--cost", "bce", "--output", "tanh"], "error: the bce cost needs data in [0, 1] and --output sigmoid"),
+        (["--prior", "mixture", "--prior-components", "99"], "error: --prior-components 99: the mixture prior"),
+        # a rate float32 holds as 0: alone (at parse time), through the factors, at the cosine's end
+        (["--lr", "1e-300"], "argument --lr: must be at least 1.2e-38; got 1e-300 (float32 holds a smaller rate as 0)"),
+        (
+            ["--lr-milestones", "0.5", "--lr-factors", "1e-320"],
+            "error: train.lr 0.002 times --lr-factors falls to 1.98e-323: at least 1.2e-38",
+        ),
+        (["--lr", "1e-37", "--lr-schedule", "cosine"], "error: --lr 1e-37 at the cosine schedule's end (lr / 100)"),
+    ],
+)
+def test_settings_that_do_not_go_together_are_named_by_the_flags_that_gave_them(tmp_path, capsys, flags, said):
+    from .conftest import run_cli
+
+    code, err = run_cli(["train", *TINY, *flags, "--out", str(tmp_path / "run")])
+    assert code == 2 and err.count("\n") == 1 and said in err, err
+    assert not (tmp_path / "run").exists()

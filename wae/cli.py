@@ -723,7 +723,10 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(f"{run_dir} is a folder that wae export wrote, not a run to resume")
         cfg = set_fields(runs.run_config(run_dir, required=True), **given)
         check_used(cfg, given)  # --workers of a run that reads no image files
-        validate(cfg)
+        try:
+            validate(cfg)
+        except UserError as err:  # a flag's fault named by the flag
+            raise UserError(_by_flag(str(err), set(given))) from None
         found, flagged = {}, set(given)
     else:
         found = read_settings(Path(args.config)) if args.config else {}
@@ -765,7 +768,7 @@ def _train(args: argparse.Namespace) -> int:
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         of_file, cfg = cfg, set_fields(cfg, **given)
         check_used(cfg, given)  # each would train as if not given, with no word said (before its values are checked)
-        _validate_naming_file(cfg, of_file, args.config)
+        _validate_naming_file(cfg, of_file, args.config, flagged)
         notes += _switched(found, cfg, args.objective, args.config, flagged)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
@@ -1056,15 +1059,28 @@ def _named_as(name: str, flagged: set[str], found: dict[str, Any], config: str |
     return f"{run / 'config.json'}: {section}.{name}" if run is not None else f"{section}.{name}"
 
 
-def _validate_naming_file(cfg: Config, of_file: Config, config: str | None) -> None:
+def _by_flag(message: str, flagged: set[str]) -> str:
+    """A refusal of settings that do not go together with each setting a flag gave (``flagged``:
+    field names) named by its flag, as the user typed it: "--lr-milestones and --lr-factors must
+    have the same length", "--kernel-scales must be a non-empty list"."""
+    for section, f, _, _ in settings():
+        if f.name in flagged:  # "model.output = sigmoid" as the flag takes it: "--output sigmoid"
+            key = rf"(?<![\w.-]){re.escape(f'{section}.{f.name}')}(?![\w])"
+            message = re.sub(key + " = ", flag_of(f).replace("\\", "\\\\") + " ", message)
+            message = re.sub(key, flag_of(f).replace("\\", "\\\\"), message)
+    return message
+
+
+def _validate_naming_file(cfg: Config, of_file: Config, config: str | None, flagged: set[str]) -> None:
     """:func:`validate_new` of a new run's ``cfg``; a refusal names the ``--config`` file when
     the file's settings over their preset (``of_file``, before the flags) are refused alike:
-    the fault is the file's, not a flag's (``kernel_scales = []``)."""
+    the fault is the file's, not a flag's (``kernel_scales = []``); else the settings that
+    flags gave (``flagged``) by their flags (:func:`_by_flag`)."""
     try:
         validate_new(cfg)
     except UserError as err:
         if config is None:
-            raise
+            raise UserError(_by_flag(str(err), flagged)) from None
         try:
             validate_new(of_file)
         except UserError as own:
@@ -1073,7 +1089,7 @@ def _validate_naming_file(cfg: Config, of_file: Config, config: str | None) -> N
                     validate_new(of_file, file_spelling(Path(config)))
                 except UserError as spelt:
                     raise UserError(f"{config}: {spelt}") from None
-        raise
+        raise UserError(_by_flag(str(err), flagged)) from None
 
 
 def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwrite: bool) -> None:

@@ -1012,19 +1012,24 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
         return f"must each be > 0; got {spell(wrong[0])}"
     if name in ("lr", "adversary_lr", "lr_factors") and (wrong := [v for v in numbers if not v <= LR_MOST]):
         return f"must{each} be at most {LR_MOST:g}; got {spell(wrong[0])} ({_LR_WHY})"
+    if name in ("lr", "adversary_lr") and not value >= LR_LEAST:
+        return f"must be at least {LR_LEAST:.2g}; got {spell(value)} (float32 holds a smaller rate as 0)"
     return None
 
 
 LR_MOST = 1e6  # a learning rate, and a step schedule's factor: Adam moves each weight by about lr a step
+LR_LEAST = 1.1754943508222875e-38  # float32's smallest normal number: a rate below it is 0, or nearly
 _LR_WHY = "Adam moves each weight by about the learning rate a step; float32 overflows far beyond"
 
 
-def peak_lr_factor(cfg: Config) -> float:
-    """The largest factor the step schedule multiplies the learning rates by (its factors apply
-    cumulatively; 1 before the first milestone and with the cosine schedule)."""
+def lr_factor_range(cfg: Config) -> tuple[float, float]:
+    """The least and the largest factor the step schedule multiplies the learning rates by
+    (its factors apply cumulatively; 1 before the first milestone and with the cosine
+    schedule, whose least rate is lr / 100)."""
     if cfg.train.lr_schedule != "step":
-        return 1.0
-    return max(itertools.accumulate(cfg.train.lr_factors, operator.mul, initial=1.0))
+        return 0.01, 1.0
+    products = list(itertools.accumulate(cfg.train.lr_factors, operator.mul, initial=1.0))
+    return min(products), max(products)
 
 
 def prior_components(cfg: Config) -> int:
@@ -1249,12 +1254,22 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
         raise UserError("train.lr_milestones and train.lr_factors must have the same length")
     if not cfg.loss.kernel_scales:
         raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
-    peak = peak_lr_factor(cfg)
+    least, peak = lr_factor_range(cfg)
     for name, lr in (("train.lr", cfg.train.lr), ("train.adversary_lr", cfg.train.adversary_lr)):
         if not lr * peak <= LR_MOST:  # each alone is in bounds: the factors' product takes it beyond
             raise UserError(
                 f"{name} {lr:g} times the step schedule's train.lr_factors reaches {lr * peak:g}: at most "
                 f"{LR_MOST:g} ({_LR_WHY})"
+            )
+        if not lr * least >= LR_LEAST:
+            by = (
+                "times train.lr_factors"
+                if cfg.train.lr_schedule == "step"
+                else "at the cosine schedule's end (lr / 100)"
+            )
+            raise UserError(
+                f"{name} {lr:g} {by} falls to {lr * least:.3g}: at least {LR_LEAST:.2g} (float32 holds a "
+                "smaller rate as 0)"
             )
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
