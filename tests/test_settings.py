@@ -872,7 +872,10 @@ def test_a_check_of_settings_names_the_setting_not_a_flag_that_may_not_have_been
     "flags, said",
     [  # each was "loss.lam must be >= 0 and finite; got -1.0": the setting's name, not the flag, and the float
         (["--lam", "-1"], "argument --lam: must be >= 0 and finite; got -1 "),
-        (["--lam", "-1E2"], "argument --lam: must be >= 0 and finite; got -1E2 "),  # was "expected one argument"
+        (
+            ["--lam", "-1E2"],
+            "argument --lam: must be >= 0 and finite; got -1E2 ",
+        ),  # was "expected one argument"
         (["--kernel-scales", "1", "-1e-3"], "argument --kernel-scales: must each be > 0 and finite; got -1e-3 "),
         (["--kernel-scales", "1", "1e20"], "argument --kernel-scales: must each be from 1e-12 to 1e+12; got 1e20 "),
         (["--prior-var", "0"], "argument --prior-var: must be > 0 and finite; got 0 "),
@@ -949,12 +952,40 @@ def test_factors_of_a_schedule_that_does_not_use_them_bound_nothing():
         (["--cost", "bce", "--output", "tanh"], "error: the bce cost needs data in [0, 1] and --output sigmoid"),
         (["--prior", "mixture", "--prior-components", "99"], "error: --prior-components 99: the mixture prior"),
         # a rate float32 holds as 0: alone (at parse time), through the factors, at the cosine's end
-        (["--lr", "1e-300"], "argument --lr: must be at least 1.2e-38; got 1e-300 (float32 holds a smaller rate as 0)"),
         (
-            ["--lr-milestones", "0.5", "--lr-factors", "1e-320"],
-            "error: train.lr 0.002 times --lr-factors falls to 1.98e-323: at least 1.2e-38",
+            ["--lr", "1e-300"],
+            "argument --lr: must be at least 1.175e-38; got 1e-300 (float32 holds a smaller rate as 0)",
+        ),
+        (
+            ["--lr-milestones", "0.5", "--lr-factors", "1e-37"],
+            "error: train.lr 0.002 times --lr-factors falls to 2e-40: at least 1.175e-38",
         ),
         (["--lr", "1e-37", "--lr-schedule", "cosine"], "error: --lr 1e-37 at the cosine schedule's end (lr / 100)"),
+        (
+            ["--lr", "1.2e-38", "--lr-milestones", "0.2", "0.4", "--lr-factors", "1", "1", "--lr-warmup", "0.5"],
+            "error: --lr 1.2e-38 at the warm-up's start (lr / 100) falls to 1.2e-40",
+        ),
+        (  # a product just above the bound, in the digits that show it: was "reaches 1e+06: at most 1e+06"
+            ["--lr", "1e5", "--lr-milestones", "0.2", "0.4", "--lr-factors", "10", "1.0000001"],
+            "reaches 1000000.1000000001: at most 1e+06",
+        ),
+        # a value float32 holds as 0 (float64 does not): the penalty or the cost turned off
+        (
+            ["--lam", "1e-46"],
+            "argument --lam: must be 0 or at least 1.175e-38 in size; got 1e-46 (float32 holds it as 0)",
+        ),
+        (["--cost-scale", "1e-320"], "argument --cost-scale: must be 0 or at least 1.175e-38 in size; got 1e-320"),
+        # weights of the loss whose gradients' squares overflow float32 (Adam's step is then 0: no training)
+        (
+            ["--cost-scale", "1e30"],
+            "argument --cost-scale: must be at most 1e+06; got 1e30 (float32's gradients overflow far beyond)",
+        ),
+        (["--input-noise", "1e30"], "argument --input-noise: must be at most 1e+06; got 1e30"),
+        (["--lam", "1e7"], "argument --lam: must be at most 1e+06; got 1e7"),
+        (
+            ["--prior", "mixture", "--prior-components", "50", "--latent-dim", "2"],
+            "error: --prior-components 50: the mixture prior places its means on the first axes of --latent-dim 2",
+        ),
     ],
 )
 def test_settings_that_do_not_go_together_are_named_by_the_flags_that_gave_them(tmp_path, capsys, flags, said):
@@ -963,3 +994,30 @@ def test_settings_that_do_not_go_together_are_named_by_the_flags_that_gave_them(
     code, err = run_cli(["train", *TINY, *flags, "--out", str(tmp_path / "run")])
     assert code == 2 and err.count("\n") == 1 and said in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_refusal_names_a_settings_files_key_beside_a_flag_and_leaves_paths_whole(tmp_path, capsys):
+    from .conftest import run_cli
+
+    # the file alone is valid and a flag breaks it: the file's setting was named bare ("model.output = tanh")
+    (tmp_path / "c.toml").write_text('[model]\noutput = "tanh"\n[data]\nrange = "pm1"\n')
+    code, err = run_cli(
+        ["train", *TINY, "--config", str(tmp_path / "c.toml"), "--range", "01", "--out", str(tmp_path / "r")]
+    )
+    assert code == 2 and f"error: {tmp_path / 'c.toml'}'s model.output = tanh needs --range pm1" in err, err
+    # a data path holding a setting's name: was rewritten ("/tmp/.../--arch is not a table")
+    folder = tmp_path / "model.arch"
+    folder.mkdir()
+    code, err = run_cli(
+        ["train", "--data", str(folder), "--arch", "mlp", "--output", "identity", "--out", str(tmp_path / "r")]
+    )
+    assert code == 2 and f"error: {folder} is not a table" in err and "--arch mlp and --output identity" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_conditional_run_through_the_mlp_is_refused_for_the_mlp_not_for_labels(tmp_path):
+    from wae.config import validate
+
+    cfg = override(preset("mnist-fast"), data__dataset="folder", data__path=str(tmp_path), data__condition="labels")
+    with pytest.raises(UserError, match="is not a table"):  # was "... are for images; tables have no labels here"
+        validate(override(cfg, model__arch="mlp", model__output="identity"))

@@ -726,7 +726,7 @@ def _train(args: argparse.Namespace) -> int:
         try:
             validate(cfg)
         except UserError as err:  # a flag's fault named by the flag
-            raise UserError(_by_flag(str(err), set(given))) from None
+            raise UserError(_by_flag(str(err), set(given), cfg, {}, None)) from None
         found, flagged = {}, set(given)
     else:
         found = read_settings(Path(args.config)) if args.config else {}
@@ -768,7 +768,7 @@ def _train(args: argparse.Namespace) -> int:
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         of_file, cfg = cfg, set_fields(cfg, **given)
         check_used(cfg, given)  # each would train as if not given, with no word said (before its values are checked)
-        _validate_naming_file(cfg, of_file, args.config, flagged)
+        _validate_naming_file(cfg, of_file, args.config, flagged, found)
         notes += _switched(found, cfg, args.objective, args.config, flagged)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
@@ -1059,19 +1059,40 @@ def _named_as(name: str, flagged: set[str], found: dict[str, Any], config: str |
     return f"{run / 'config.json'}: {section}.{name}" if run is not None else f"{section}.{name}"
 
 
-def _by_flag(message: str, flagged: set[str]) -> str:
-    """A refusal of settings that do not go together with each setting a flag gave (``flagged``:
-    field names) named by its flag, as the user typed it: "--lr-milestones and --lr-factors must
-    have the same length", "--kernel-scales must be a non-empty list"."""
+def _by_flag(message: str, flagged: set[str], cfg: Config, found: dict[str, Any], config: str | None) -> str:
+    """A refusal of settings that do not go together, with each setting named by its source:
+    a flag's (``flagged``: field names) by the flag, as the user typed it ("--lr-milestones and
+    --lr-factors must have the same length", "--output sigmoid" for "model.output = sigmoid");
+    the ``--config`` file's (``found``, :func:`read_settings`) as that file's key ("c.toml's
+    model.output = tanh"); a preset's as it is. The paths the message quotes (the data's, the
+    file's) are left as they are, whatever names they hold."""
+    kept = [p for p in (cfg.data.path, config) if p]
+    pattern = "(" + "|".join(re.escape(p) for p in sorted(kept, key=len, reverse=True)) + ")" if kept else None
+    parts = re.split(pattern, message) if pattern else [message]
+
+    names: dict[str, str] = {}  # a setting's key -> how the message names it
     for section, f, _, _ in settings():
-        if f.name in flagged:  # "model.output = sigmoid" as the flag takes it: "--output sigmoid"
-            key = rf"(?<![\w.-]){re.escape(f'{section}.{f.name}')}(?![\w])"
-            message = re.sub(key + " = ", flag_of(f).replace("\\", "\\\\") + " ", message)
-            message = re.sub(key, flag_of(f).replace("\\", "\\\\"), message)
-    return message
+        if f.name in flagged:
+            names[f"{section}.{f.name}"] = flag_of(f)
+        elif config is not None and f.name in found.get(section, {}):
+            names[f"{section}.{f.name}"] = f"{config}'s {section}.{f.name}"
+    if not names:
+        return message
+    keys = "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True))
+    # one pass, so that no name put in is read again; "model.output = sigmoid" as a flag takes it
+    found_key = re.compile(rf"(?<![\w./\\-])({keys})(?![\w./\\-])( = )?")
+
+    def named(match: re.Match[str]) -> str:
+        name = names[match.group(1)]
+        return name + (" " if name.startswith("--") else " = ") if match.group(2) else name
+
+    parts = [p if p in kept else found_key.sub(named, p) for p in parts]
+    return "".join(parts)
 
 
-def _validate_naming_file(cfg: Config, of_file: Config, config: str | None, flagged: set[str]) -> None:
+def _validate_naming_file(
+    cfg: Config, of_file: Config, config: str | None, flagged: set[str], found: dict[str, Any]
+) -> None:
     """:func:`validate_new` of a new run's ``cfg``; a refusal names the ``--config`` file when
     the file's settings over their preset (``of_file``, before the flags) are refused alike:
     the fault is the file's, not a flag's (``kernel_scales = []``); else the settings that
@@ -1080,7 +1101,7 @@ def _validate_naming_file(cfg: Config, of_file: Config, config: str | None, flag
         validate_new(cfg)
     except UserError as err:
         if config is None:
-            raise UserError(_by_flag(str(err), flagged)) from None
+            raise UserError(_by_flag(str(err), flagged, cfg, found, None)) from None
         try:
             validate_new(of_file)
         except UserError as own:
@@ -1089,7 +1110,7 @@ def _validate_naming_file(cfg: Config, of_file: Config, config: str | None, flag
                     validate_new(of_file, file_spelling(Path(config)))
                 except UserError as spelt:
                     raise UserError(f"{config}: {spelt}") from None
-        raise UserError(_by_flag(str(err), flagged)) from None
+        raise UserError(_by_flag(str(err), flagged, cfg, found, config)) from None
 
 
 def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwrite: bool) -> None:

@@ -1012,23 +1012,44 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
         return f"must each be > 0; got {spell(wrong[0])}"
     if name in ("lr", "adversary_lr", "lr_factors") and (wrong := [v for v in numbers if not v <= LR_MOST]):
         return f"must{each} be at most {LR_MOST:g}; got {spell(wrong[0])} ({_LR_WHY})"
+    if name in _MAGNITUDE_MOST and not value <= _MAGNITUDE_MOST[name]:
+        # beyond, the gradients' squares overflow float32 in Adam (its step is then 0: a run that
+        # trains nothing, reported as trained) or batch norm's statistics do
+        return (
+            f"must be at most {_MAGNITUDE_MOST[name]:g}; got {spell(value)} (float32's gradients overflow far beyond)"
+        )
     if name in ("lr", "adversary_lr") and not value >= LR_LEAST:
-        return f"must be at least {LR_LEAST:.2g}; got {spell(value)} (float32 holds a smaller rate as 0)"
+        return f"must be at least {LR_LEAST:.4g}; got {spell(value)} (float32 holds a smaller rate as 0)"
+    if kind in (float, tuple) and (tiny := [v for v in numbers if 0 < abs(v) < LR_LEAST]):
+        return f"must{each} be 0 or at least {LR_LEAST:.4g} in size; got {spell(tiny[0])} (float32 holds it as 0)"
     return None
 
 
+_MAGNITUDE_MOST = {"lam": 1e6, "cost_scale": 1e6, "input_noise": 1e6}  # weights of the loss, a scale of its inputs
 LR_MOST = 1e6  # a learning rate, and a step schedule's factor: Adam moves each weight by about lr a step
 LR_LEAST = 1.1754943508222875e-38  # float32's smallest normal number: a rate below it is 0, or nearly
+LR_FLOOR = 0.01  # where the cosine schedule ends and the warm-up starts, as a fraction of lr
 _LR_WHY = "Adam moves each weight by about the learning rate a step; float32 overflows far beyond"
 
 
+def _beside(value: float, bound: float) -> str:
+    """``value`` in a message beside ``bound``: in few digits, or in all it needs when few would
+    read as the bound itself ("reaches 1e+06: at most 1e+06" for 1000000.1)."""
+    short = f"{value:.4g}"
+    return short if float(short) != bound else repr(value)
+
+
 def lr_factor_range(cfg: Config) -> tuple[float, float]:
-    """The least and the largest factor the step schedule multiplies the learning rates by
-    (its factors apply cumulatively; 1 before the first milestone and with the cosine
-    schedule, whose least rate is lr / 100)."""
-    if cfg.train.lr_schedule != "step":
-        return 0.01, 1.0
-    products = list(itertools.accumulate(cfg.train.lr_factors, operator.mul, initial=1.0))
+    """The least and the largest factor the schedule multiplies the learning rates by: the step
+    schedule's factors apply cumulatively (1 before the first milestone); the cosine schedule
+    ends at :data:`LR_FLOOR`, where a warm-up (``train.lr_warmup``) starts with either."""
+    products = (
+        [1.0]
+        if cfg.train.lr_schedule != "step"
+        else [*itertools.accumulate(cfg.train.lr_factors, operator.mul, initial=1.0)]
+    )
+    if cfg.train.lr_schedule != "step" or cfg.train.lr_warmup > 0:
+        products.append(LR_FLOOR)
     return min(products), max(products)
 
 
@@ -1258,18 +1279,19 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     for name, lr in (("train.lr", cfg.train.lr), ("train.adversary_lr", cfg.train.adversary_lr)):
         if not lr * peak <= LR_MOST:  # each alone is in bounds: the factors' product takes it beyond
             raise UserError(
-                f"{name} {lr:g} times the step schedule's train.lr_factors reaches {lr * peak:g}: at most "
-                f"{LR_MOST:g} ({_LR_WHY})"
+                f"{name} {lr:g} times the step schedule's train.lr_factors reaches {_beside(lr * peak, LR_MOST)}: "
+                f"at most {LR_MOST:g} ({_LR_WHY})"
             )
         if not lr * least >= LR_LEAST:
-            by = (
-                "times train.lr_factors"
-                if cfg.train.lr_schedule == "step"
-                else "at the cosine schedule's end (lr / 100)"
-            )
+            if cfg.train.lr_schedule == "cosine":
+                by = "at the cosine schedule's end (lr / 100)"
+            elif least < LR_FLOOR or cfg.train.lr_warmup == 0:
+                by = "times train.lr_factors"
+            else:
+                by = "at the warm-up's start (lr / 100)"
             raise UserError(
-                f"{name} {lr:g} {by} falls to {lr * least:.3g}: at least {LR_LEAST:.2g} (float32 holds a "
-                "smaller rate as 0)"
+                f"{name} {lr:g} {by} falls to {_beside(lr * least, LR_LEAST)}: at least {LR_LEAST:.4g} (float32 "
+                "holds a smaller rate as 0)"
             )
     if cfg.loss.objective == "cw" and (cfg.loss.prior != "gaussian" or cfg.model.latent_dim < 2):
         raise UserError("the cw objective has a closed form for the Gaussian prior with latent_dim >= 2 only")
@@ -1287,7 +1309,7 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     if cfg.model.output == "tanh" and cfg.data.range != "pm1":
         raise UserError("model.output = tanh needs data.range = pm1 (pixels in [-1, 1])")
     table, mlp, identity = cfg.data.dataset == "table", cfg.model.arch == "mlp", cfg.model.output == "identity"
-    if cfg.data.condition != "none" and (table or mlp):
+    if cfg.data.condition != "none" and table:  # images through the mlp: refused below, for the mlp
         raise UserError("conditional runs (data.condition = labels) are for images; tables have no labels here")
     if table != mlp or table != identity:
         if not table and mlp and identity and cfg.data.path and cfg.data.dataset in ("npz", "folder", "celeba"):
@@ -1311,7 +1333,7 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     if cfg.loss.prior == "mixture" and components is not None and components > cfg.model.latent_dim:
         raise UserError(
             f"loss.prior_components {cfg.loss.prior_components}: the mixture prior places its means on the first "
-            f"axes of latent_dim {cfg.model.latent_dim}, so at most {cfg.model.latent_dim}"
+            f"axes of model.latent_dim {cfg.model.latent_dim}, so at most {cfg.model.latent_dim}"
         )
     unknown = [name for name in cfg.train.log.split(",") if name.strip() and name.strip() not in TRACKERS]
     if unknown:

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from . import __version__, runs, tracking
 from . import checkpoint as ckpt
 from .config import (
+    LR_FLOOR,
     NOT_REGULAR,
     SAMPLE_PENALTIES,
     Config,
@@ -138,9 +139,6 @@ class State:
     def sampler_model(self) -> AutoEncoder:
         """The weights that generate: the moving average when there is one, else the model."""
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
-
-
-LR_FLOOR = 0.01  # where the cosine schedule ends and the warm-up starts, as a fraction of lr
 
 
 def lr_factor(cfg: Config, epoch: int) -> float:
@@ -1752,7 +1750,8 @@ class _Loop:
             last = f"step {self.last_saved}" if self.last_saved >= 0 else "none"
             raise FloatingPointError(
                 f"the weights hold NaN or infinite values at step {self.state.step} ({bad}) though the loss was "
-                f"finite: training diverged (a lower --lr may help); they are not saved; last checkpoint kept: {last}"
+                "finite: training diverged (train anew with a lower learning rate, cost scale or input noise); they "
+                f"are not saved; last checkpoint kept: {last}"
             )
         self.last_saved = self.state.step
         if self.procs.main:
