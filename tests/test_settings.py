@@ -893,6 +893,7 @@ def test_a_check_of_settings_names_the_setting_not_a_flag_that_may_not_have_been
         (["--kernel-scales", "-inf"], "argument --kernel-scales: must be finite; got -inf "),
         (["--kernel-scales", "1", "-nan"], "argument --kernel-scales: must be finite; got -nan "),
         (["--lam", "-1_0"], "argument --lam: must be >= 0 and finite; got -1_0 "),
+        (["--epochs", "-1_0"], "argument --epochs: must be at least 0; got -1_0 "),  # was "got -10"
         # what no float holds: was "must be finite", or read as 0 (the penalty turned off)
         (["--lam", "9" * 400], "argument --lam: " + "9" * 37 + "... is beyond any float"),
         (["--lam", "1e400"], "argument --lam: 1e400 is beyond any float"),

@@ -118,8 +118,8 @@ def _int_at_least(minimum: int, why: str = "", word: str = "") -> Callable[[str]
             number = f"a whole number{too_long(text)}"
             what = f"neither {number} nor {word}" if word else f"not {number}"
             raise argparse.ArgumentTypeError(f"{json_repr(text)} is {what}") from None
-        if value < minimum:
-            shown = json_repr(value)
+        if value < minimum:  # the value as typed (-1_0, not -10), its size when it is long
+            shown = cut_text(text.strip(), 40) if value.bit_length() <= 128 else json_repr(value)
             raise argparse.ArgumentTypeError(f"must be at least {minimum}; got {shown}" + (f" ({why})" if why else ""))
         return value
 
