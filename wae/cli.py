@@ -726,7 +726,7 @@ def _train(args: argparse.Namespace) -> int:
         try:
             validate(cfg)
         except UserError as err:  # a flag's fault named by the flag
-            raise UserError(_by_flag(str(err), set(given), cfg, {}, None)) from None
+            raise UserError(_by_source(str(err), set(given), cfg, {}, None)) from None
         found, flagged = {}, set(given)
     else:
         found = read_settings(Path(args.config)) if args.config else {}
@@ -1059,7 +1059,7 @@ def _named_as(name: str, flagged: set[str], found: dict[str, Any], config: str |
     return f"{run / 'config.json'}: {section}.{name}" if run is not None else f"{section}.{name}"
 
 
-def _by_flag(message: str, flagged: set[str], cfg: Config, found: dict[str, Any], config: str | None) -> str:
+def _by_source(message: str, flagged: set[str], cfg: Config, found: dict[str, Any], config: str | None) -> str:
     """A refusal of settings that do not go together, with each setting named by its source:
     a flag's (``flagged``: field names) by the flag, as the user typed it ("--lr-milestones and
     --lr-factors must have the same length", "--output sigmoid" for "model.output = sigmoid");
@@ -1095,22 +1095,21 @@ def _validate_naming_file(
 ) -> None:
     """:func:`validate_new` of a new run's ``cfg``; a refusal names the ``--config`` file when
     the file's settings over their preset (``of_file``, before the flags) are refused alike:
-    the fault is the file's, not a flag's (``kernel_scales = []``); else the settings that
-    flags gave (``flagged``) by their flags (:func:`_by_flag`)."""
+    the fault is the file's, not a flag's (``kernel_scales = []``); else each setting named by
+    its source (:func:`_by_source`)."""
     try:
         validate_new(cfg)
     except UserError as err:
-        if config is None:
-            raise UserError(_by_flag(str(err), flagged, cfg, found, None)) from None
-        try:
-            validate_new(of_file)
-        except UserError as own:
-            if str(own) == str(err):  # the file's fault: its values as the file writes them
-                try:
-                    validate_new(of_file, file_spelling(Path(config)))
-                except UserError as spelt:
-                    raise UserError(f"{config}: {spelt}") from None
-        raise UserError(_by_flag(str(err), flagged, cfg, found, config)) from None
+        if config is not None:
+            try:
+                validate_new(of_file)
+            except UserError as own:
+                if str(own) == str(err):  # the file's fault: its values as the file writes them
+                    try:
+                        validate_new(of_file, file_spelling(Path(config)))
+                    except UserError as spelt:
+                        raise UserError(f"{config}: {spelt}") from None
+        raise UserError(_by_source(str(err), flagged, cfg, found, config)) from None
 
 
 def _check_run_dir_apart(run_dir: Path, cfg: Config, config: str | None, overwrite: bool) -> None:

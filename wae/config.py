@@ -1010,14 +1010,9 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
         return f"must be at most 1e6; got {spell(value)}"
     if name == "lr_factors" and (wrong := [v for v in numbers if not v > 0]):
         return f"must each be > 0; got {spell(wrong[0])}"
-    if name in ("lr", "adversary_lr", "lr_factors") and (wrong := [v for v in numbers if not v <= LR_MOST]):
-        return f"must{each} be at most {LR_MOST:g}; got {spell(wrong[0])} ({_LR_WHY})"
-    if name in _MAGNITUDE_MOST and not value <= _MAGNITUDE_MOST[name]:
-        # beyond, the gradients' squares overflow float32 in Adam (its step is then 0: a run that
-        # trains nothing, reported as trained) or batch norm's statistics do
-        return (
-            f"must be at most {_MAGNITUDE_MOST[name]:g}; got {spell(value)} (float32's gradients overflow far beyond)"
-        )
+    most, why = _AT_MOST.get(name, (None, ""))
+    if most is not None and (wrong := [v for v in numbers if not v <= most]):
+        return f"must{each} be at most {most:g}; got {spell(wrong[0])} ({why})"
     if name in ("lr", "adversary_lr") and not value >= LR_LEAST:
         return f"must be at least {LR_LEAST:.4g}; got {spell(value)} (float32 holds a smaller rate as 0)"
     if kind in (float, tuple) and (tiny := [v for v in numbers if 0 < abs(v) < LR_LEAST]):
@@ -1025,11 +1020,19 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
     return None
 
 
-_MAGNITUDE_MOST = {"lam": 1e6, "cost_scale": 1e6, "input_noise": 1e6}  # weights of the loss, a scale of its inputs
 LR_MOST = 1e6  # a learning rate, and a step schedule's factor: Adam moves each weight by about lr a step
 LR_LEAST = 1.1754943508222875e-38  # float32's smallest normal number: a rate below it is 0, or nearly
 LR_FLOOR = 0.01  # where the cosine schedule ends and the warm-up starts, as a fraction of lr
 _LR_WHY = "Adam moves each weight by about the learning rate a step; float32 overflows far beyond"
+# beyond, the gradients' squares overflow float32 in Adam (its step is then 0: a run that trains
+# nothing, reported as trained) or batch norm's statistics do
+_GRADIENTS_WHY = "float32's gradients overflow far beyond"
+_AT_MOST = {  # a setting's largest value (each, for a list), and why
+    **dict.fromkeys(("lr", "adversary_lr", "lr_factors"), (LR_MOST, _LR_WHY)),
+    **dict.fromkeys(
+        ("lam", "cost_scale", "input_noise"), (1e6, _GRADIENTS_WHY)
+    ),  # weights of the loss, its inputs' noise
+}
 
 
 def _beside(value: float, bound: float) -> str:

@@ -133,31 +133,19 @@ def _to_srgb(im: Image.Image) -> Image.Image:
 _UNDECODABLE = (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-def _decoded(path: Path, grey: bool) -> Image.Image:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PIL's warnings on odd metadata
-        with Image.open(path) as im:
-            im.load()
-            return as_viewed(im, grey)
-
-
-def undecodable_reason(path: Path) -> str:
-    """Why the image file ``path`` cannot be decoded, in words (for the warning that skips it)."""
+def image_or_reason(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray | str:
+    """One image as uint8 (c, size, size), or why the file cannot be decoded, in words (for the
+    warning that skips it), from the one attempt to decode it."""
     try:
-        _decoded(path, True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's warnings on odd metadata
+            with Image.open(path) as im:
+                im.load()
+                picture = as_viewed(im, grey)
     except UnidentifiedImageError:
         return "not an image file PIL can read"
     except _UNDECODABLE as err:
         return failure_reason(err)
-    return "decodes now"  # changed since it was read
-
-
-def load_image(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray | None:
-    """One image as uint8 (c, size, size), or None when the file cannot be decoded."""
-    try:
-        picture = _decoded(path, grey)
-    except _UNDECODABLE:
-        return None
     w, h = picture.size
     side = min(crop, w, h) if crop > 0 else min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
@@ -166,6 +154,13 @@ def load_image(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray |
         picture = picture.resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(picture, dtype=np.uint8)
     return array[None] if grey else array.transpose(2, 0, 1)
+
+
+def load_image(path: Path, size: int, grey: bool, crop: int = 0) -> np.ndarray | None:
+    """One image as uint8 (c, size, size), or None when the file cannot be decoded
+    (:func:`image_or_reason`)."""
+    image = image_or_reason(path, size, grey, crop)
+    return None if isinstance(image, str) else image
 
 
 def cache_key(files: list[Path], size: int, grey: bool, crop: int) -> str:
@@ -201,14 +196,14 @@ def images_array(files: list[Path], size: int, grey: bool, crop: int = 0, progre
         disable=None if progress is None else not progress,
         dynamic_ncols=True,
     ):
-        image = load_image(f, size, grey, crop)
-        if image is None:
-            skipped.append(f)
+        image = image_or_reason(f, size, grey, crop)
+        if isinstance(image, str):
+            skipped.append(f"{f} ({image})")
             continue
         array[kept] = image
         kept += 1
     if skipped:
-        names = ", ".join(f"{s} ({undecodable_reason(s)})" for s in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        names = ", ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else "")
         warnings.warn(f"skipped {len(skipped)} unreadable image file(s) of {len(files)}: {names}", stacklevel=2)
     if kept == 0:
         del array
@@ -277,12 +272,12 @@ class ImageFiles(torch.utils.data.Dataset[torch.Tensor]):
     def _read(self, index: int) -> torch.Tensor:
         for offset in range(len(self.files)):
             path = self.files[(index + offset) % len(self.files)]
-            image = load_image(path, self.size, self.grey, self.crop)
-            if image is not None:
+            image = image_or_reason(path, self.size, self.grey, self.crop)
+            if not isinstance(image, str):
                 return torch.from_numpy(image.copy())  # PIL's buffer is read-only
             self.unreadable += 1
             warnings.warn(
-                f"unreadable image file {path} ({undecodable_reason(path)}) replaced by the next readable one "
+                f"unreadable image file {path} ({image}) replaced by the next readable one "
                 f"({self.unreadable} so far in this process)",
                 stacklevel=2,
             )

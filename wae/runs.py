@@ -22,7 +22,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, overload
 
@@ -726,10 +726,19 @@ def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None
         differences = config_differences(run_cfg, stored)
         if differences:
             raise UserError(f"checkpoint {path} does not match the run's config.json: {first_few(differences, '; ')}")
-    for part in ("model", "adversary"):
-        for name, value in payload.get(part, {}).items():
+    if bad := first_nonfinite((part, payload.get(part, {})) for part in ("model", "adversary")):
+        raise UserError(f"checkpoint {path} holds NaN or infinite weights ({bad})")
+
+
+def first_nonfinite(parts: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
+    """The first floating-point tensor of the state dicts ``parts`` ((part, state dict) pairs)
+    that holds a NaN or infinite value, as "model decoder.net.2.running_var"; "" when none does:
+    a checkpoint's weights as they are read, a training's before they are saved."""
+    for part, tensors in parts:
+        for name, value in tensors.items():
             if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
-                raise UserError(f"checkpoint {path} holds NaN or infinite weights ({part} {name})")
+                return f"{part} {name}"
+    return ""
 
 
 @overload

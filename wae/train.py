@@ -936,15 +936,9 @@ def _truncate_metrics(path: Path, step: int, say: Callable[[str], None] = print)
 
 def _nonfinite_weight(state: State) -> str:
     """The first weight or buffer of the auto-encoder, its moving average or the adversary that
-    holds a NaN or infinite value, as "model decoder.net.2.running_var"; "" when none does."""
-    parts = [("model", state.model), ("ema", state.ema), ("adversary", state.adversary)]
-    for part, module in parts:
-        if module is None:
-            continue
-        for name, value in module.state_dict().items():
-            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                return f"{part} {name}"
-    return ""
+    holds a NaN or infinite value (:func:`runs.first_nonfinite`); "" when none does."""
+    modules = (("model", state.model), ("ema", state.ema), ("adversary", state.adversary))
+    return runs.first_nonfinite((part, module.state_dict()) for part, module in modules if module is not None)
 
 
 def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
