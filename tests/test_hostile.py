@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -1738,6 +1739,13 @@ def test_an_error_that_quotes_a_name_with_a_newline_is_still_one_line(tmp_path):
         assert code == 2 and "no checkpoint at" in err and "--out" not in err, err
 
 
+def _gfm_cell(cell: str) -> str:
+    """A table cell's text as GitHub Markdown renders it (no markup in it): "\\|" is a pipe
+    before the inline parse (GFM spec, tables), then a backslash before ASCII punctuation
+    escapes it (spec, backslash escapes)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", cell.replace("\\|", "|"))
+
+
 def test_status_lines_and_tables_stay_one_line_whatever_the_names(run, tmp_path, capsys):
     # `wae runs` and `wae compare` put run names into table rows as they were, and the "wrote ..."
     # lines of sample and report their paths: a newline or U+2028 split them (the third helper of
@@ -1751,6 +1759,8 @@ def test_status_lines_and_tables_stay_one_line_whatever_the_names(run, tmp_path,
     rows = list_runs(runs_dir).splitlines()
     assert len(rows) == 3 and "a\\nb\\u2028c\\|d" in rows[2], rows
     assert table_cell("x|y\nz") == "x\\|y\\nz"
+    for name in ("a\\|b", "a|b", "a\\\\|b", "c:\\dir", "\\"):  # each renders as itself
+        assert _gfm_cell(table_cell(name)) == name, (name, table_cell(name))  # "a\|b" rendered as "a|b"
     out = tmp_path / "s\nx\u2029.png"
     for argv in (["sample", str(odd), "--n", "4", "--out", str(out)], ["report", str(odd)]):
         capsys.readouterr()

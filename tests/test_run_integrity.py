@@ -233,6 +233,23 @@ def test_a_config_jsons_value_is_named_as_the_file_writes_it(run_copy, tmp_path,
         assert _refused(_cli(argv), f"{config}: {said}").rstrip().endswith(said)  # -1, not -1.0
 
 
+@pytest.mark.parametrize(
+    "written, said",
+    [  # a float in exponent form: named as the file writes it, not in Python's shortest form
+        ("-1E2", "loss.lam must be >= 0 and finite; got -1E2"),
+        ("1e400", "loss.lam is beyond any float (about 1.8e308 at most); got 1e400"),  # was "got inf"
+        ("1e-400", "loss.lam is too small for a float: it would read as 0; got 1e-400"),  # was read as 0
+    ],
+)
+def test_a_config_jsons_float_is_named_as_written(run_copy, tmp_path, written, said):
+    config = run_copy / "config.json"
+    stored = json.loads(config.read_text())
+    stored["loss"]["lam"] = 12345.5
+    config.write_text(json.dumps(stored).replace("12345.5", written))
+    for argv in _commands_reading(run_copy, tmp_path):
+        assert _refused(_cli(argv), f"{config}: {said}").rstrip().endswith(said)
+
+
 def test_a_config_json_that_is_no_file_or_holds_a_key_twice_is_refused_by_name(run_copy, tmp_path):
     # a folder, FIFO or dangling link named config.json was read as no config.json: sample and
     # fit-sampler went on with the checkpoint's config (and rewrote sampler-gmm.npz), the others

@@ -771,6 +771,37 @@ def test_a_config_without_a_preset_stays_custom_and_a_setting_neither_run_uses_i
             "[train]\nlr_factors = [0.5, -1]\nlr_milestones = [0.2, 0.4]\n",
             "r.toml: train.lr_factors must each be > 0; got -1",
         ),
+        # a float in exponent form, or with underscores: named as written, not as -100.0 or 1050.0
+        ("s.toml", "[loss]\nlam = -1E2\n", "s.toml: loss.lam must be >= 0 and finite; got -1E2"),
+        ("t.json", '{"loss": {"lam": -1E2}}', "t.json: loss.lam must be >= 0 and finite; got -1E2"),
+        (
+            "u.toml",
+            "[train]\nlr = 1_0.5e6\n",
+            "u.toml: train.lr must be at most 1e+06; got 1_0.5e6 (Adam moves each weight by about the learning rate "
+            "a step; float32 overflows far beyond)",
+        ),
+        (
+            "v.json",
+            '{"loss": {"kernel_scales": [1.0, -2.50]}}',
+            "v.json: loss.kernel_scales must each be > 0 and finite; got -2.50",
+        ),
+        # a number no float holds: was read as 0 (the penalty off) or named as inf
+        (
+            "w.toml",
+            "[loss]\nlam = 1e-400\n",
+            "w.toml: loss.lam is too small for a float: it would read as 0; got 1e-400",
+        ),
+        (
+            "x.json",
+            '{"loss": {"lam": 1E-400}}',
+            "x.json: loss.lam is too small for a float: it would read as 0; got 1E-400",
+        ),
+        ("y.toml", "[loss]\nkernel_scales = [1.0, 1e400]\n", "is beyond any float (about 1.8e308 at most); got 1e400"),
+        (
+            "z.json",
+            '{"train": {"lr_factors": [0.5, 0.0e-400]}}',
+            "z.json: train.lr_factors must each be > 0; got 0.0e-400",
+        ),
     ],
 )
 def test_a_settings_files_wrong_value_is_named_as_the_file_writes_it(tmp_path, capsys, name, text, said):

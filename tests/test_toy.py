@@ -25,6 +25,8 @@ from wae.toy import (
     swiss_roll,
 )
 
+from .conftest import run_cli
+
 
 def _rng(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -147,8 +149,8 @@ def test_cli_toy_runs_and_refuses_to_mix_folders(tmp_path, capsys):
     assert main([*args, "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--out", str(out), "--overwrite"]) == 0
-    assert main(["toy", "--lambdas", "-1", "--out", str(tmp_path / "other")]) == 2
-    assert capsys.readouterr().err.strip().count("\n") == 0
+    code, err = run_cli(["toy", "--lambdas", "-1", "--out", str(tmp_path / "other")])
+    assert code == 2 and err.strip().count("\n") == 0, err
     assert not (tmp_path / "other").exists()
 
 
@@ -173,3 +175,26 @@ def test_the_figures_log_axis_is_labelled_in_plain_text(tmp_path, monkeypatch):
     curve = drawn[0].axes[0]
     labels = [label.get_text() for label in curve.get_yticklabels(which="both") if label.get_text()]
     assert curve.get_yscale() == "log" and labels and not any("$" in text for text in labels), labels
+
+
+@pytest.mark.parametrize(
+    "given, said",
+    [  # each lambda is loss.lam and has its bounds; was "--lambdas must be >= 0; got 1 -100" after parsing
+        ("-1E2", "argument --lambdas: must be >= 0 and finite; got -1E2"),
+        ("1e30", "argument --lambdas: must be at most 1e+06; got 1e30"),  # trained: Adam's squares overflowed
+        ("nan", "argument --lambdas: must be finite; got nan"),
+        ("1e-400", "argument --lambdas: 1e-400 is too small for a float: it would read as 0"),
+    ],
+)
+def test_toy_lambdas_are_checked_as_the_loss_weight_is_named_as_typed(tmp_path, given, said):
+    code, err = run_cli(["toy", "--lambdas", "1", given, "--out", str(tmp_path / "toy")])
+    assert code == 2 and said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "toy").exists()
+
+
+@pytest.mark.parametrize("lam", [float("nan"), -1.0, 1e30, float("inf")])
+def test_run_toy_refuses_a_lambda_the_loss_weight_would_refuse(tmp_path, lam):
+    # from Python, NaN passed "lam < 0" and trained on a NaN loss
+    with pytest.raises(UserError, match="^lambdas must be"):
+        run_toy(ToyConfig(datasets=("ring",), lambdas=(1.0, lam), steps=1, n_eval=4), tmp_path / "toy")
+    assert not (tmp_path / "toy").exists()

@@ -62,6 +62,7 @@ from .config import (
     switch_flag,
     to_toml,
     too_long,
+    unheld_float,
     unused_changes,
     unused_settings,
     validate,
@@ -138,11 +139,8 @@ def _float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{json_repr(text)} is not a number{too_long(text)}") from None
     given = text.strip()
-    mantissa, *_ = given.lower().lstrip("+-").split("e")
-    if math.isinf(value) and mantissa not in ("inf", "infinity"):  # 1e400, or 400 nines
-        raise argparse.ArgumentTypeError(f"{cut_text(given, 40)} is beyond any float (about 1.8e308 at most)")
-    if value == 0 and any(c in "123456789" for c in mantissa):  # 1e-400 would read as 0: a penalty turned off
-        raise argparse.ArgumentTypeError(f"{cut_text(given, 40)} is too small for a float: it would read as 0")
+    if why := unheld_float(given, value):  # 1e400 or 400 nines read as inf; 1e-400 as 0, a penalty turned off
+        raise argparse.ArgumentTypeError(f"{cut_text(given, 40)} is {why}")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be finite; got {cut_text(given, 40)}")
     return value
@@ -165,6 +163,13 @@ def _checked(parse: Callable[[str], Any], f: dataclasses.Field[Any], kind: type)
         return value
 
     return typed
+
+
+def _checked_as(name: str) -> Callable[[str], float]:
+    """The parser of a flag of another command that takes the same quantity as the float setting
+    ``name`` (``wae toy --lambdas``: loss.lam's), with its checks (:func:`_checked`)."""
+    _, f, kind, _ = next(row for row in settings() if row[1].name == name)
+    return _checked(_float, f, kind)
 
 
 def _setting_flag(f: dataclasses.Field[Any], kind: type, defaults: list[tuple[Any, list[str]]]) -> dict[str, Any]:
@@ -538,7 +543,7 @@ def _add_other_commands(sub: Any) -> None:
     toy.add_argument(
         "--lambdas",
         nargs="+",
-        type=_float,
+        type=_checked_as("lam"),
         default=[0.0, 1.0, 10.0, 100.0, 1000.0],
         metavar="LAMBDA",
         help="weights of the MMD penalty, one model each (default: 0 1 10 100 1000)",
@@ -1548,10 +1553,8 @@ def _toy(args: argparse.Namespace) -> int:
 
 
 def _check_toy_sizes(args: argparse.Namespace) -> None:
-    """:class:`UserError` for negative lambdas, and for an --n-eval whose exact transport
-    problems (n x n float64 cost matrices, a few at a time) exceed the memory available."""
-    if any(lam < 0 for lam in args.lambdas):
-        raise UserError(f"--lambdas must be >= 0; got {' '.join(f'{lam:g}' for lam in args.lambdas)}")
+    """:class:`UserError` for an --n-eval whose exact transport problems (n x n float64 cost
+    matrices, a few at a time) exceed the memory available."""
     check_memory(4 * 8 * args.n_eval**2, f"--n-eval {args.n_eval} (exact OT on {args.n_eval} x {args.n_eval} costs)")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,8 +110,13 @@ def _cell(fmt: str, metrics: dict[str, Any], key: str) -> str:
 
 def table_cell(text: object) -> str:
     """``text`` as a Markdown table cell on one line: line breaks escaped (:func:`one_line`),
-    "|" (which would end the cell) as "\\|", GitHub Markdown's escape of it (the name stays as it is)."""
-    return one_line(text).replace("|", "\\|")
+    "|" (which would end the cell) as "\\|", GitHub Markdown's escape of it, and a backslash
+    that Markdown would read as an escape (one before punctuation) as "\\\\", so that the
+    cell renders as the name it holds (a name holding ``\\|`` rendered as ``|`` before)."""
+    return _ESCAPED_BY_MARKDOWN.sub(r"\\\\", one_line(text)).replace("|", "\\|")
+
+
+_ESCAPED_BY_MARKDOWN = re.compile(r"\\(?=[!-/:-@\[-`{-~])")  # a backslash before ASCII punctuation
 
 
 def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] | None = None) -> str:

@@ -128,6 +128,36 @@ def _parsed(loads: Callable[[str], Any], text: str) -> Any:
         raise
 
 
+class Spelt(float):
+    """A float read from a settings file, with the text the file wrote it in (``spelling``:
+    ``-1E2``, ``1e-400``, ``1_000.5``), so that a refusal names it as written, not in Python's
+    shortest form (-100.0, 0.0). Arithmetic on it gives plain floats; readers convert it to
+    ``float`` before it reaches a config."""
+
+    __slots__ = ("spelling",)
+    spelling: str
+
+
+def _spelt(text: str) -> Spelt:
+    """The ``parse_float`` of :func:`parse_json` and :func:`parse_toml` for settings files."""
+    value = Spelt(text)
+    value.spelling = text
+    return value
+
+
+def unheld_float(spelling: str, value: float) -> str | None:
+    """Why the number written ``spelling``, read as ``value``, is not the number written, or
+    None: a finite spelling beyond float's range (``1e400``, 400 nines: read as inf), or one
+    too small for it (``1e-400``: read as 0, which turns a penalty off). The words follow "is"
+    ("1e-400 is too small for a float: it would read as 0")."""
+    mantissa, *_ = spelling.strip().lower().lstrip("+-").replace("_", "").split("e")
+    if math.isinf(value) and mantissa not in ("inf", "infinity"):
+        return "beyond any float (about 1.8e308 at most)"
+    if value == 0 and any(c in "123456789" for c in mantissa):
+        return "too small for a float: it would read as 0"
+    return None
+
+
 def parse_json(text: str, unique_keys: bool = False) -> Any:
     """``json.loads(text)`` with every way the text can fail to parse raised as ValueError:
     malformed JSON (json.JSONDecodeError), an integer beyond the float range (which each reader
@@ -137,8 +167,10 @@ def parse_json(text: str, unique_keys: bool = False) -> Any:
     in one object (json keeps the last without a word; TOML refuses it); the reasons that are
     this function's own are raised as :class:`FileFault`, in words. A leading byte-order
     mark, as some editors write, is skipped. Readers of files a user may edit catch ValueError
-    alone."""
-    return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats if unique_keys else None), text)
+    alone. With ``unique_keys`` its floats are :class:`Spelt`, each with the text it was written in."""
+    if unique_keys:
+        return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats, parse_float=_spelt), text)
+    return _parsed(json.loads, text)
 
 
 NOT_REGULAR = "is not a regular file (a folder, FIFO, device, or a link that leads nowhere)"
@@ -200,8 +232,9 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_toml(text: str) -> dict[str, Any]:
     """``tomllib.loads(text)``, its errors raised as ValueError as :func:`parse_json` raises
     them (a deeply nested array is a RecursionError in tomllib; TOML integers are bounded by
-    the float range here too); a leading byte-order mark is skipped."""
-    return _parsed(tomllib.loads, text)
+    the float range here too); a leading byte-order mark is skipped. Its floats are
+    :class:`Spelt`, each with the text it was written in."""
+    return _parsed(lambda t: tomllib.loads(t, parse_float=_spelt), text)
 
 
 def setting(
@@ -653,11 +686,14 @@ def file_text(value: Any, width: int = 40, toml: bool = False) -> str:
 def _file_text(value: Any, width: int, toml: bool) -> str:
     import datetime
 
+    if isinstance(value, Spelt):  # as the file wrote it: -1E2, not -100.0
+        return value.spelling
     if isinstance(value, datetime.date | datetime.time):  # TOML's dates and times (datetime is a date)
         return value.isoformat()
     if toml and isinstance(value, float) and not math.isfinite(value):
         return str(value)  # nan, inf, -inf: TOML's words (JSON's module writes NaN, Infinity)
-    if toml and isinstance(value, list):  # the first values are enough to fill the width
+    if isinstance(value, list) and (toml or any(isinstance(v, Spelt) for v in value)):
+        # the first values are enough to fill the width
         return "[" + ", ".join(_file_text(v, width, toml) for v in value[: max(width, 4)]) + "]"
     if toml and isinstance(value, dict):  # an inline table
         pairs = list(value.items())[: max(width, 4)]
@@ -906,6 +942,14 @@ def settings() -> tuple[tuple[str, dataclasses.Field[Any], type, bool], ...]:
     return tuple(rows)
 
 
+def setting_problem(name: str, value: Any, spell: Callable[[Any], str] = json_repr) -> str | None:
+    """:func:`problem` of ``value`` for the setting called ``name`` (``"lam"``): the check of a
+    setting's value for another command's flag or field that takes the same quantity (``wae
+    toy``'s lambdas are loss.lam's, with its bounds)."""
+    section, f, kind, may_be_none = next(row for row in settings() if row[1].name == name)
+    return problem(f, kind, may_be_none, value, spell)
+
+
 def differing_settings(
     there: Config, here: Config, leave_out: Collection[str] = ()
 ) -> Iterator[tuple[str, dataclasses.Field[Any], Any, Any]]:
@@ -960,6 +1004,9 @@ def problem(
     value as ``spell`` writes it (default :func:`json_repr`: Python's spelling). The one check of
     a single value, which a flag's parser, a settings file's reader and :func:`validate` each
     call, so that a refusal names the source that gave the value, spelt as it gave it."""
+    for number in value if isinstance(value, list | tuple) else [value]:
+        if isinstance(number, Spelt) and (why := unheld_float(number.spelling, number)):
+            return f"is {why}; got {cut_text(number.spelling, 40)}"
     return _out_of_bounds(f, kind, may_be_none, value, spell) or (
         None if value is None else _beyond(f.name, kind, value, spell)
     )
@@ -1462,8 +1509,8 @@ def _typed(kind: type, may_be_none: bool, value: Any) -> tuple[bool, Any]:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         )
         return numbers, tuple(float(v) for v in value) if numbers else value
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return True, float(value)
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return True, float(value)  # a whole number, or a Spelt as the plain float it holds
     return isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), value
 
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import figure_bytes, write_atomic
-from .config import UserError
+from .config import UserError, setting_problem
 from .costs import squared_l2
 from .divergences import mmd_imq
 from .priors import sample_prior
@@ -184,8 +184,9 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
     unknown = [name for name in cfg.datasets if name not in DATASETS]
     if unknown:
         raise UserError(f"unknown data set {unknown[0]!r}; choose from {', '.join(DATASETS)}")
-    if any(lam < 0 for lam in cfg.lambdas):
-        raise UserError(f"lambdas must be at least 0; got {min(cfg.lambdas):g}")
+    for lam in cfg.lambdas:  # loss.lam's bounds: NaN trained on silently; 1e30 overflowed Adam's squares
+        if trouble := setting_problem("lam", lam):
+            raise UserError(f"lambdas {trouble}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
