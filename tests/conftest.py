@@ -161,3 +161,15 @@ def terminal_signals(ignore_sigint: bool = False) -> Callable[[], None]:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     return reset
+
+
+def rendered_markdown(source: str) -> str:
+    """The text of the Markdown ``source`` as CommonMark with GitHub's tables and strikethrough
+    renders it (markdown-it-py): its HTML tags removed, its entities decoded."""
+    import html
+    import re
+
+    from markdown_it import MarkdownIt
+
+    page = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(source)
+    return html.unescape(re.sub(r"<[^>]+>", "", page)).strip("\n")

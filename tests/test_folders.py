@@ -178,6 +178,18 @@ def test_train_on_an_image_folder_without_a_cache(tmp_path, capsys):
     assert not (tmp_path / "cache").exists()  # nothing was converted
 
 
+def test_a_folders_name_in_the_report_renders_as_itself(tmp_path):
+    # report.md's "- data: NAME" took the folder's name as Markdown: "im*gs*" rendered in italics
+    from .conftest import rendered_markdown
+
+    root = make_folder(tmp_path / "im*gs*_ [x](y)", count=16, bad=False)
+    run = tmp_path / "run"
+    args = ["train", "--data", str(root), "--image-size", "16", "--batch-size", "8", "--max-steps", "1"]
+    assert main([*args, "--precision", "fp32", "--fit-sampler", "none", "--no-progress", "--out", str(run)]) == 0
+    (line,) = [line for line in (run / "report.md").read_text().splitlines() if line.startswith("- data:")]
+    assert rendered_markdown(line).startswith("data: im*gs*_ [x](y), "), line
+
+
 def _viewed(im: Image.Image, grey: bool = False) -> list:
     from wae.folders import as_viewed
 

@@ -11,7 +11,6 @@ import importlib.util
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +25,7 @@ from wae.cli import main
 from wae.config import UserError
 from wae.samplers import GMM_FILE
 
-from .conftest import SMALL_RUN, run_cli
+from .conftest import SMALL_RUN, rendered_markdown, run_cli
 
 TINY = [*SMALL_RUN]
 
@@ -1739,13 +1738,6 @@ def test_an_error_that_quotes_a_name_with_a_newline_is_still_one_line(tmp_path):
         assert code == 2 and "no checkpoint at" in err and "--out" not in err, err
 
 
-def _gfm_cell(cell: str) -> str:
-    """A table cell's text as GitHub Markdown renders it (no markup in it): "\\|" is a pipe
-    before the inline parse (GFM spec, tables), then a backslash before ASCII punctuation
-    escapes it (spec, backslash escapes)."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", cell.replace("\\|", "|"))
-
-
 def test_status_lines_and_tables_stay_one_line_whatever_the_names(run, tmp_path, capsys):
     # `wae runs` and `wae compare` put run names into table rows as they were, and the "wrote ..."
     # lines of sample and report their paths: a newline or U+2028 split them (the third helper of
@@ -1759,8 +1751,14 @@ def test_status_lines_and_tables_stay_one_line_whatever_the_names(run, tmp_path,
     rows = list_runs(runs_dir).splitlines()
     assert len(rows) == 3 and "a\\nb\\u2028c\\|d" in rows[2], rows
     assert table_cell("x|y\nz") == "x\\|y\\nz"
-    for name in ("a\\|b", "a|b", "a\\\\|b", "c:\\dir", "\\"):  # each renders as itself
-        assert _gfm_cell(table_cell(name)) == name, (name, table_cell(name))  # "a\|b" rendered as "a|b"
+    names = ["a\\|b", "a|b", "a\\\\|b", "c:\\dir", "\\", "`a\\|b`", "a\\`b`", "a&amp;b", "[l](u)", "![i](u)", "a*b*"]
+    names += ["_x_", "a~~b~~", "__init__", "x_", "<b>x</b>", " lead", "trail ", "  ", "&#32;", "a\\_b", "**"]
+    for name in names:  # each rendered as another name: a\|b as a|b, a&amp;b as a&b, [l](u) as a link
+        assert rendered_markdown(f"| h |\n|---|\n| {table_cell(name)} |").removeprefix("h").strip("\n") == name, (
+            table_cell(name)
+        )
+    for name in ("demo_s0", "run_1.5-x", "a & b", "c:\\dir", "ünï_cödé"):  # the usual names as they are
+        assert table_cell(name) == name
     out = tmp_path / "s\nx\u2029.png"
     for argv in (["sample", str(odd), "--n", "4", "--out", str(out)], ["report", str(odd)]):
         capsys.readouterr()
@@ -1868,3 +1866,41 @@ def test_codes_beyond_float64_are_a_user_error_and_a_report_note():
     assert latent_figure(same, prior).axes  # the mean of 1e308s overflowed before the scaling
     note = _plot(lambda: latent_figure(huge, prior), "latent space")
     assert note.startswith("<p class='meta'>The latent space figure could not be drawn") and "spans beyond" in note
+
+
+def test_a_config_holding_numpy_or_float_subclass_values_saves_a_readable_run(tmp_path):
+    # a Spelt (a settings file's float) or numpy's float64 set by dataclasses.replace trained,
+    # then every command refused the run: the checkpoint pickled the subclass, which
+    # torch.load(weights_only=True) refuses ("no readable checkpoint: ... corrupt"); numpy's
+    # float32 failed json.dumps of config.json
+    import dataclasses
+
+    from wae.config import parse_toml
+
+    from .conftest import tiny_config
+
+    base = tiny_config(epochs=1)
+    cfg = dataclasses.replace(
+        base,
+        loss=dataclasses.replace(
+            base.loss, lam=parse_toml("a = 1E0")["a"], kernel_scales=(np.float32(0.5), np.float64(1.0))
+        ),
+        train=dataclasses.replace(base.train, seed=np.int64(3), fit_sampler="none"),
+    )
+    run = tmp_path / "run"
+    wae.fit(cfg, run, progress=False, log=lambda _: None)
+    (checkpoint,) = sorted((run / "checkpoints").glob("*.pt"))
+    saved = torch.load(checkpoint, weights_only=True)["config"]
+    assert saved["loss"]["lam"] == 1.0 and type(saved["loss"]["lam"]) is float
+    assert [type(v) for v in saved["loss"]["kernel_scales"]] == [float, float] and type(saved["train"]["seed"]) is int
+    assert json.loads((run / "config.json").read_text())["loss"]["kernel_scales"] == [0.5, 1.0]
+    assert wae.load_run(run).config.loss.lam == 1.0
+
+
+def test_a_run_name_in_an_exports_model_card_renders_as_itself(run, tmp_path):
+    # it was put in a code span ("exported from run `NAME`"), which a backtick in the name ends
+    odd = tmp_path / "a*b*_`c` [d](e)"
+    shutil.copytree(run, odd)
+    assert run_cli(["export", str(odd), "--out", str(tmp_path / "export")])[0] == 0
+    title = (tmp_path / "export" / "README.md").read_text().splitlines()[0]
+    assert rendered_markdown(title).endswith("exported from run a*b*_`c` [d](e)"), title

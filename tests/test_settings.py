@@ -785,6 +785,9 @@ def test_a_config_without_a_preset_stays_custom_and_a_setting_neither_run_uses_i
             '{"loss": {"kernel_scales": [1.0, -2.50]}}',
             "v.json: loss.kernel_scales must each be > 0 and finite; got -2.50",
         ),
+        # nested in a value of the wrong type: was "got [[0.0]]", "got {"a": -100.0}"
+        ("n1.json", '{"loss": {"kernel_scales": [[1e-400]]}}', "must be a list of numbers; got [[1e-400]]"),
+        ("n2.json", '{"loss": {"lam": {"a": -1E2}}}', 'n2.json: loss.lam must be a number; got {"a": -1E2}'),
         # a number no float holds: was read as 0 (the penalty off) or named as inf
         (
             "w.toml",

@@ -8,6 +8,7 @@ import json
 import math
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -192,9 +193,33 @@ def test_toy_lambdas_are_checked_as_the_loss_weight_is_named_as_typed(tmp_path, 
     assert not (tmp_path / "toy").exists()
 
 
-@pytest.mark.parametrize("lam", [float("nan"), -1.0, 1e30, float("inf")])
-def test_run_toy_refuses_a_lambda_the_loss_weight_would_refuse(tmp_path, lam):
-    # from Python, NaN passed "lam < 0" and trained on a NaN loss
-    with pytest.raises(UserError, match="^lambdas must be"):
-        run_toy(ToyConfig(datasets=("ring",), lambdas=(1.0, lam), steps=1, n_eval=4), tmp_path / "toy")
+@pytest.mark.parametrize(
+    "settings, said",
+    [  # from Python, NaN passed "lam < 0" and trained on a NaN loss; True trained as 1
+        ({"lambdas": (1.0, float("nan"))}, "lambdas must be >= 0 and finite; got nan"),
+        ({"lambdas": (1.0, np.float32("nan"))}, "lambdas must be >= 0 and finite; got nan"),  # was np.float32(nan)
+        ({"lambdas": (-1.0,)}, "lambdas must be >= 0 and finite; got -1.0"),
+        ({"lambdas": (1e30,)}, "lambdas must be at most 1e+06; got 1e+30 (float32's gradients overflow far beyond)"),
+        ({"lambdas": (True,)}, "lambdas must be numbers; got True"),
+        ({"lambdas": ("1",)}, "lambdas must be numbers; got '1'"),
+        ({"lr": 0.0}, "lr must be > 0 and finite; got 0.0"),
+        ({"steps": 0}, "steps must be a whole number of at least 1; got 0"),
+        ({"n_eval": 2.5}, "n_eval must be a whole number of at least 2; got 2.5"),
+        ({"seed": True}, "seed must be a whole number of at least 0; got True"),
+    ],
+)
+def test_run_toy_refuses_a_setting_that_cannot_work_and_writes_nothing(tmp_path, settings, said):
+    with pytest.raises(UserError) as refused:
+        run_toy(ToyConfig(**{"datasets": ("ring",), "steps": 1, "n_eval": 4, **settings}), tmp_path / "toy")
+    assert str(refused.value) == said
     assert not (tmp_path / "toy").exists()
+
+
+def test_run_toy_takes_numpy_numbers_and_minus_zero_as_plain_ones(tmp_path):
+    # np.float32 passed the check, trained, then crashed writing toy.json ("Object of type
+    # float32 is not JSON serializable"), leaving an empty folder; -0.0 was written as λ = -0
+    cfg = ToyConfig(datasets=("ring",), lambdas=(np.float32(2), -0.0), steps=np.int64(2), n_eval=8, n_train=64)
+    rows = run_toy(cfg, tmp_path / "toy", progress=False)
+    assert [row["lam"] for row in rows] == [2.0, 0.0] and math.copysign(1, rows[1]["lam"]) == 1
+    saved = json.loads((tmp_path / "toy" / "toy.json").read_text())
+    assert saved["config"]["lambdas"] == [2.0, 0.0] and saved["config"]["steps"] == 2

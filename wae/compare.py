@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import figure_bytes, has_config, run_checkpoints, weights_fingerprint, write_atomic
-from .config import UserError, cut_text, failure_reason, one_line, warn_caller
+from .config import UserError, cut_text, failure_reason, markdown_text, one_line, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .export import is_export
@@ -109,14 +108,9 @@ def _cell(fmt: str, metrics: dict[str, Any], key: str) -> str:
 
 
 def table_cell(text: object) -> str:
-    """``text`` as a Markdown table cell on one line: line breaks escaped (:func:`one_line`),
-    "|" (which would end the cell) as "\\|", GitHub Markdown's escape of it, and a backslash
-    that Markdown would read as an escape (one before punctuation) as "\\\\", so that the
-    cell renders as the name it holds (a name holding ``\\|`` rendered as ``|`` before)."""
-    return _ESCAPED_BY_MARKDOWN.sub(r"\\\\", one_line(text)).replace("|", "\\|")
-
-
-_ESCAPED_BY_MARKDOWN = re.compile(r"\\(?=[!-/:-@\[-`{-~])")  # a backslash before ASCII punctuation
+    """``text`` as a Markdown table cell on one line that renders as the text itself
+    (:func:`wae.config.markdown_text`; "|", which would end the cell, as "\\|")."""
+    return markdown_text(text)
 
 
 def table(summaries: list[dict[str, Any]], columns: list[tuple[str, str, str]] | None = None) -> str:

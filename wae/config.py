@@ -15,6 +15,7 @@ import numbers
 import operator
 import os
 import pickle
+import re
 import shlex
 import sys
 import types
@@ -79,6 +80,28 @@ def one_line(text: object) -> str:
     whose byte a terminal may read as a control)."""
     breaking = _LINE_BREAKING
     return "".join(c.encode("unicode_escape").decode() if unicodedata.category(c) in breaking else c for c in str(text))
+
+
+def markdown_text(text: object) -> str:
+    """``text`` on one line (:func:`one_line`) as Markdown text, or a table cell, that renders as
+    the text itself: a backslash before each character Markdown would read as markup
+    (:data:`_MARKUP`: a code span's backtick, emphasis, a link, HTML, an entity, a backslash that
+    would escape what follows it, a "|" that would end a table's cell); a space at either end,
+    which a cell loses, as ``&#32;``. A name with no such characters (``demo_s0``,
+    ``runs/a-1.5``) is written as it is. Checked against a CommonMark renderer with GitHub's
+    tables (tests/test_hostile.py)."""
+    cell = _MARKUP.sub(lambda m: "\\" + m.group(), one_line(text))
+    kept = cell.strip(" ")
+    if not kept:
+        return "&#32;" * len(cell)
+    return "&#32;" * (len(cell) - len(cell.lstrip(" "))) + kept + "&#32;" * (len(cell) - len(cell.rstrip(" ")))
+
+
+# what Markdown (CommonMark with GitHub's tables and strikethrough) reads as markup in a line:
+# a backslash before ASCII punctuation (an escape), a backtick (code), * and ~ (emphasis,
+# strikethrough), _ but between two letters or digits, [ (links and images), < (HTML and
+# autolinks), & that starts an entity (&amp; &#38;), | (a table's cell ends)
+_MARKUP = re.compile(r"\\(?=[!-/:-@\[-`{-~])|[`*~\[<|]|(?<![^\W_])_|_(?![^\W_])|&(?=#?\w+;)")
 
 
 def check_real(tensors: tuple[Any, ...], message: str) -> None:
@@ -555,8 +578,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (JSON- and ``torch.load(weights_only=True)``-safe)."""
-        return dataclasses.asdict(self)
+        """Plain nested dict (JSON- and ``torch.load(weights_only=True)``-safe): a number of
+        another type that a Python caller set (numpy's, or a float subclass such as
+        :class:`Spelt`) as the plain int, float or bool it holds (:func:`plain_value`); a
+        checkpoint pickled with one could not be read back."""
+        return {k: plain_value(v) for k, v in dataclasses.asdict(self).items()}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Config:
@@ -564,6 +590,30 @@ class Config:
         :class:`UserError` names a value or key of the wrong kind as JSON writes it (``true``,
         ``null``, ``"5"``): ``d`` holds JSON's values (a config.json, a checkpoint's config)."""
         return _config_from(d, file_text)
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` with every number, string and switch in it of Python's own type: a float
+    subclass (numpy's float64, :class:`Spelt`) as float, an int or str subclass as int or str,
+    a numpy scalar as the Python number it holds (``.item()``), through dicts, lists and tuples;
+    anything else as it is (the type checks name it)."""
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(plain_value(v) for v in value) if type(value) in (list, tuple) else value
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()
+    for plain in (bool, int, float, str):
+        if isinstance(value, plain) and type(value) is not plain and not isinstance(value, bool):
+            return plain(value)
+    return value
+
+
+def plain_config(cfg: Config) -> Config:
+    """``cfg`` with each value of its field's Python type (:func:`plain_value`): numpy's numbers
+    and float subclasses that a Python caller set become the int or float they hold, before a
+    run uses them (``np.int64`` seed + 1 is no seed torch takes) or saves them."""
+    return _config_from(cfg.to_dict(), json_repr)
 
 
 def _config_from(d: Any, spell: Callable[[Any], str]) -> Config:
@@ -683,7 +733,7 @@ def file_text(value: Any, width: int = 40, toml: bool = False) -> str:
     return cut_text(text, width)
 
 
-def _file_text(value: Any, width: int, toml: bool) -> str:
+def _file_text(value: Any, width: int, toml: bool, within: tuple[int, ...] = ()) -> str:
     import datetime
 
     if isinstance(value, Spelt):  # as the file wrote it: -1E2, not -100.0
@@ -692,18 +742,28 @@ def _file_text(value: Any, width: int, toml: bool) -> str:
         return value.isoformat()
     if toml and isinstance(value, float) and not math.isfinite(value):
         return str(value)  # nan, inf, -inf: TOML's words (JSON's module writes NaN, Infinity)
-    if isinstance(value, list) and (toml or any(isinstance(v, Spelt) for v in value)):
-        # the first values are enough to fill the width
-        return "[" + ", ".join(_file_text(v, width, toml) for v in value[: max(width, 4)]) + "]"
-    if toml and isinstance(value, dict):  # an inline table
+    if isinstance(value, list | tuple | dict):  # item by item, so that a float inside is spelt as written
+        if id(value) in within:
+            raise ValueError("a list that holds itself")  # json's own words for it; named by json_repr
+        within = (*within, id(value))
+        if not isinstance(value, dict):  # the first values are enough to fill the width
+            return "[" + ", ".join(_file_text(v, width, toml, within) for v in value[: max(width, 4)]) + "]"
         pairs = list(value.items())[: max(width, 4)]
-        keys = [k if isinstance(k, str) and k and all(c.isascii() and (c.isalnum() or c in "-_") for c in k)
-                else _file_text(str(k), width, toml) for k, _ in pairs]  # fmt: skip
-        return (
-            "{" + ", ".join(f"{k} = {_file_text(v, width, toml)}" for k, (_, v) in zip(keys, pairs, strict=True)) + "}"
-        )
+        if toml:  # an inline table
+            keys = [k if isinstance(k, str) and k and all(c.isascii() and (c.isalnum() or c in "-_") for c in k)
+                    else _file_text(str(k), width, toml) for k, _ in pairs]  # fmt: skip
+            inline = (f"{k} = {_file_text(v, width, toml, within)}" for k, (_, v) in zip(keys, pairs, strict=True))
+            return "{" + ", ".join(inline) + "}"
+        return "{" + ", ".join(f"{_json_key(k)}: {_file_text(v, width, toml, within)}" for k, v in pairs) + "}"
     text = json.dumps(value, ensure_ascii=False)
     return text if text.isprintable() else json.dumps(value)  # control characters escaped
+
+
+def _json_key(key: Any) -> str:
+    """A dict's key as JSON writes it (a str in quotes; json's "1" for 1, "true" for True);
+    TypeError for one that JSON cannot write (a tuple)."""
+    (name,) = json.loads(json.dumps({key: 0}))
+    return _file_text(name, 0, False)
 
 
 _WORDS_READ_AS_OTHERS = ("none", "not set", "true", "false")  # and numbers ("nan" too): _read_as_other

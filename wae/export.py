@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import CONFIG, has_config, json_text, read_config_json, stored_config, write_atomic, write_config
-from .config import Config, UserError, failure_reason, first_few, parse_json, setting_text
+from .config import Config, UserError, failure_reason, first_few, markdown_text, parse_json, setting_text
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -283,11 +283,12 @@ def _card(run: Path, cfg: Config, model: AutoEncoder, record: dict[str, Any], me
     ]
     prior = describe(model.prior, model.prior_var, model.prior_components, model.prior_separation)
     lines = [
-        f"# WAE ({loss.objective}) exported from run `{run.name}`",
+        f"# WAE ({loss.objective}) exported from run {markdown_text(run.name)}",
         "",
         f"A Wasserstein auto-encoder (Tolstikhin et al., ICLR 2018) trained with the `wae` package {__version__}.",
         "",
-        f"- data: {record['data']}, images {model.channels}x{model.size}x{model.size}, range {cfg.data.range}",
+        f"- data: {markdown_text(record['data'])}, images {model.channels}x{model.size}x{model.size}, "
+        f"range {cfg.data.range}",
         f"- preset `{cfg.preset}`, objective `{loss.objective}`, architecture `{m.arch}`, {m.encoder} encoder, "
         f"d_z = {m.latent_dim}, prior {prior}",
         f"- loss: cost {loss.cost} x {loss.cost_scale}, lambda = {loss.lam}",

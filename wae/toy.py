@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import figure_bytes, write_atomic
-from .config import UserError, setting_problem
+from .config import UserError, json_repr, plain_value, setting_problem
 from .costs import squared_l2
 from .divergences import mmd_imq
 from .priors import sample_prior
@@ -131,6 +131,48 @@ class ToyConfig:
     threads: int = 1  # the networks are too small to gain from more, and the machine is shared
 
 
+# the least of each whole-number setting: two points for an MMD estimate or a transport cost
+_TOY_LEAST = {
+    "steps": 1,
+    "batch_size": 2,
+    "width": 1,
+    "latent_dim": 1,
+    "n_train": 2,
+    "n_eval": 2,
+    "seed": 0,
+    "threads": 1,
+}
+
+
+def checked_toy_config(cfg: ToyConfig) -> ToyConfig:
+    """``cfg`` with its numbers as Python's (numpy's from a Python caller as the int or float
+    they hold; -0.0 as 0.0), or :class:`UserError` naming the first that cannot work: a lambda
+    out of loss.lam's bounds (NaN trained on silently; 1e30 overflowed Adam's squares), the
+    learning rate out of train.lr's, a whole number below its least, a switch or text where a
+    number is taken (``True`` trained as λ = 1)."""
+    lambdas = []
+    for lam in cfg.lambdas:
+        lam = plain_value(lam)
+        if isinstance(lam, bool) or not isinstance(lam, int | float):
+            raise UserError(f"lambdas must be numbers; got {json_repr(lam)}")
+        lam = float(lam) + 0.0
+        if trouble := setting_problem("lam", lam):
+            raise UserError(f"lambdas {trouble}")
+        lambdas.append(lam)
+    lr = plain_value(cfg.lr)
+    if isinstance(lr, bool) or not isinstance(lr, int | float):
+        raise UserError(f"lr must be a number; got {json_repr(lr)}")
+    if trouble := setting_problem("lr", float(lr)):
+        raise UserError(f"lr {trouble}")
+    whole: dict[str, Any] = {}
+    for name, least in _TOY_LEAST.items():
+        value = plain_value(getattr(cfg, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UserError(f"{name} must be a whole number of at least {least}; got {json_repr(value)}")
+        whole[name] = value
+    return dataclasses.replace(cfg, lambdas=tuple(lambdas), lr=float(lr), **whole)
+
+
 def train_toy(model: ToyAutoEncoder, data: Tensor, lam: float, cfg: ToyConfig, generator: torch.Generator) -> None:
     """WAE-MMD with the multi-scale IMQ kernel, prior N(0, I) and c = ||x - y||^2: minimise
     mean c(x, G(E(x))) + lam * MMD^2(Q_Z, P_Z) over batches of ``data`` (n, D) by Adam."""
@@ -184,9 +226,7 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
     unknown = [name for name in cfg.datasets if name not in DATASETS]
     if unknown:
         raise UserError(f"unknown data set {unknown[0]!r}; choose from {', '.join(DATASETS)}")
-    for lam in cfg.lambdas:  # loss.lam's bounds: NaN trained on silently; 1e30 overflowed Adam's squares
-        if trouble := setting_problem("lam", lam):
-            raise UserError(f"lambdas {trouble}")
+    cfg = checked_toy_config(cfg)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:

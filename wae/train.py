@@ -42,8 +42,10 @@ from .config import (
     bf16_emulated,
     failure_reason,
     json_repr,
+    markdown_text,
     one_line,
     parse_json,
+    plain_config,
     plural,
     prior_components,
     resolve_precision,
@@ -1150,7 +1152,8 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
     lines = [
         f"# WAE run: {cfg.preset}, objective {cfg.loss.objective}",
         "",
-        f"- data: {data.name}, {len(data.train)} training / {len(data.test)} test {'rows' if table else 'images'}, "
+        f"- data: {markdown_text(data.name)}, {len(data.train)} training / {len(data.test)} test "
+        f"{'rows' if table else 'images'}, "
         f"{shape}" + (f", conditional on {len(state.classes)} classes" if state.classes else ""),
         f"- model: architecture {cfg.model.arch}, {cfg.model.encoder} encoder, d_z = {cfg.model.latent_dim}, "
         f"{sum(p.numel() for p in state.model.parameters()):,} parameters",
@@ -1232,6 +1235,7 @@ def fit(
         run_dir = runs.given_path(run_dir, "the run folder")
     saved = resume and run_dir is not None and (Path(run_dir) / ckpt.CONFIG).is_file()
     (validate if saved else validate_new)(cfg)  # a saved run resumes with the settings it has
+    cfg = plain_config(cfg)  # a caller's numpy numbers as Python's, before they are used or saved
     tracking.check_installed(cfg)
     if run_dir is None and tracking.names_of(cfg.train.log):
         raise UserError(f"train.log = {cfg.train.log!r}: trackers write into the run folder; give one")
