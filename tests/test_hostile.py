@@ -1874,10 +1874,14 @@ def test_a_config_holding_numpy_or_float_subclass_values_saves_a_readable_run(tm
     # torch.load(weights_only=True) refuses ("no readable checkpoint: ... corrupt"); numpy's
     # float32 failed json.dumps of config.json
     import dataclasses
+    import enum
 
     from wae.config import parse_toml
 
     from .conftest import tiny_config
+
+    class Range(str, enum.Enum):
+        UNIT = "01"
 
     base = tiny_config(epochs=1)
     cfg = dataclasses.replace(
@@ -1886,6 +1890,7 @@ def test_a_config_holding_numpy_or_float_subclass_values_saves_a_readable_run(tm
             base.loss, lam=parse_toml("a = 1E0")["a"], kernel_scales=(np.float32(0.5), np.float64(1.0))
         ),
         train=dataclasses.replace(base.train, seed=np.int64(3), fit_sampler="none"),
+        data=dataclasses.replace(base.data, range=Range.UNIT),  # a str enum: its text, not "Range.UNIT"
     )
     run = tmp_path / "run"
     wae.fit(cfg, run, progress=False, log=lambda _: None)
@@ -1893,6 +1898,7 @@ def test_a_config_holding_numpy_or_float_subclass_values_saves_a_readable_run(tm
     saved = torch.load(checkpoint, weights_only=True)["config"]
     assert saved["loss"]["lam"] == 1.0 and type(saved["loss"]["lam"]) is float
     assert [type(v) for v in saved["loss"]["kernel_scales"]] == [float, float] and type(saved["train"]["seed"]) is int
+    assert type(saved["data"]["range"]) is str and saved["data"]["range"] == "01"
     assert json.loads((run / "config.json").read_text())["loss"]["kernel_scales"] == [0.5, 1.0]
     assert wae.load_run(run).config.loss.lam == 1.0
 

@@ -603,9 +603,14 @@ def plain_value(value: Any) -> Any:
         return type(value)(plain_value(v) for v in value) if type(value) in (list, tuple) else value
     if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
         value = value.item()
-    for plain in (bool, int, float, str):
-        if isinstance(value, plain) and type(value) is not plain and not isinstance(value, bool):
-            return plain(value)
+    if type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, str):  # the text it holds: a str enum's "gan", not its str() "Objective.GAN"
+        return str.__str__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int.__int__(value)
     return value
 
 
