@@ -555,3 +555,19 @@ def test_the_class_penalty_takes_each_rows_prior_draws():
         for h in (halves == 0, halves == 1)
     )
     assert per_class_penalty(cfg, codes, prior, halves).item() == pytest.approx(float(by_hand))
+
+
+def test_a_label_names_a_class_before_it_is_read_as_a_list_an_index_or_all():
+    # class folders 10, 2, 3, "a,b" and "all": --label all drew every class, --label a,b was
+    # refused though "a,b" is listed as a class, --label 02 was read as index 2, the class "3"
+    from wae.cli import resolve_labels
+
+    classes = ("10", "2", "3", "a,b", "all")
+    assert resolve_labels("all", classes) == [4] and resolve_labels("a,b", classes) == [3]
+    assert resolve_labels("2", classes) == [1] and resolve_labels("10,3", classes) == [0, 2]
+    with pytest.raises(UserError, match=r"^--label 02: not a class of this run \(classes: 10, 2, 3, a,b, all\)$"):
+        resolve_labels("02", classes)  # classes named by numbers: no index is read
+    named = ("cat", "dog")
+    assert resolve_labels("1", named) == [1] and resolve_labels("all", named) == [0, 1]
+    with pytest.raises(UserError, match="or an index below 2"):
+        resolve_labels("2", named)

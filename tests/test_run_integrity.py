@@ -1409,10 +1409,14 @@ def test_write_atomic_keeps_going_when_the_owner_cannot_be_kept(tmp_path, monkey
     assert path.read_text() == "new"
 
 
-def test_the_rbf_rule_binds_a_resume_that_starts_a_run(tmp_path):
-    """fit(..., resume=True) into a folder without a run starts a new one: the new runs' rules."""
-    with pytest.raises(UserError, match="needs the imq kernel"):
+def test_the_rbf_rule_binds_a_new_run_and_a_resume_needs_a_run(tmp_path):
+    """fit(..., resume=True) into a folder without a run started a new one, under the saved
+    runs' rules (session 34: then the new runs'); since session 52 it is refused, as
+    `wae train --resume` refuses it: a mistyped folder trained anew from scratch."""
+    with pytest.raises(UserError, match="new is not a run folder"):
         wae.fit(tiny_config(prior_draws=2, kernel="rbf"), tmp_path / "new", resume=True, progress=False)
+    with pytest.raises(UserError, match="needs the imq kernel"):
+        wae.fit(tiny_config(prior_draws=2, kernel="rbf"), tmp_path / "new", progress=False)
     _refused(
         _cli(["train", "--preset", "mnist-quality", "--kernel", "rbf", "--out", str(tmp_path / "q")]),
         "(the mnist-quality preset's)",

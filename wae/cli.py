@@ -1318,21 +1318,25 @@ def resolve_labels(text: str, classes: tuple[str, ...], many: bool = True) -> li
     if not classes:
         raise UserError("--label needs a conditional run (trained with --condition labels)")
     shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+    if text.strip() in classes:  # a class named "all" or "a,b" is that class
+        return [classes.index(text.strip())]
     if text.strip() == "all" and many:
         return list(range(len(classes)))
     items = [item.strip() for item in text.split(",")]
     if len(items) > 1 and not many:
         raise UserError(f"--label {text}: give one class")
+    # an index is a class's place, unless classes are named by numbers: then "02" would read as
+    # the third class, whatever its name
+    numbered = any(name.isascii() and name.isdigit() for name in classes)
     found = []
     for item in items:
         if item in classes:
             found.append(classes.index(item))
-        elif item.isascii() and item.isdigit() and int(item) < len(classes):
+        elif item.isascii() and item.isdigit() and int(item) < len(classes) and not numbered:
             found.append(int(item))
         else:
-            raise UserError(
-                f"--label {item}: not a class of this run (classes: {shown}; or an index below {len(classes)})"
-            )
+            by_index = "" if numbered else f"; or an index below {len(classes)}"
+            raise UserError(f"--label {item}: not a class of this run (classes: {shown}{by_index})")
     return found
 
 
@@ -1607,8 +1611,18 @@ def _run_written(args: argparse.Namespace) -> contextlib.AbstractContextManager[
     return runs.run_lock(run)
 
 
+def _printable_streams() -> None:
+    """Let stdout and stderr write what their encoding cannot (a "–" or "²" under ``LC_ALL=C``
+    or ``PYTHONIOENCODING=ascii``; Python's surrogate escapes under the C locale) as a backslash
+    escape, not a UnicodeEncodeError traceback after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "surrogateescape"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wae`` command; returns the exit code."""
+    _printable_streams()
     parser = _build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command != "bench":  # wae bench takes anything, to say where the benchmark went

@@ -177,33 +177,46 @@ def figure(images_of_runs: list[dict[str, Tensor]], summaries: list[dict[str, An
     return fig
 
 
-def compare_runs(runs: list[Path], out: Path, seed: int = 0, progress: bool | None = None) -> tuple[Path, Path | None]:
+def compare_runs(
+    runs: list[str | Path], out: str | Path, seed: int = 0, progress: bool | None = None
+) -> tuple[Path, Path | None]:
     """Write ``out/compare.md`` and ``out/compare.png`` (runs on tables: the table alone, of
     their figures); returns their paths (None for no figure). :class:`UserError` for runs on
     images and on tables together. ``progress``: the bar of a first conversion of a run's image
     folder (None: on a terminal)."""
-    on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in runs]
+    from .runs import given_path
+
+    if isinstance(runs, str | os.PathLike) or not runs:  # a path read letter by letter: "b is not a run folder"
+        raise UserError(f"runs must be a non-empty list of run folders; got {runs!r}")
+    folders, out = [given_path(r, "run") for r in runs], given_path(out, "out")
+    on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in folders]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")
     from .train import load_run
 
     # all read and drawn before the folder is made; each run's figures of the weights drawn
     # (each checkpoint read once: a damaged newer one's eval record or metrics file is left out)
-    loaded = [load_run(r) for r in runs]
-    summaries = [run_summary(r, one.step, weights_fingerprint(one.model)) for r, one in zip(runs, loaded, strict=True)]
+    loaded = [load_run(r) for r in folders]
+    pairs = list(zip(folders, loaded, strict=True))
+    summaries = [run_summary(r, one.step, weights_fingerprint(one.model)) for r, one in pairs]
     fig = None
     if not all(on_tables):
-        fig = figure([run_images(r, seed, one, progress) for r, one in zip(runs, loaded, strict=True)], summaries)
+        fig = figure([run_images(r, seed, one, progress) for r, one in pairs], summaries)
+    # drawn before the folder is made: a Ctrl-C while the PNG was drawn left an empty folder
+    picture = None if fig is None else figure_bytes(fig, dpi=100, bbox_inches="tight")
+    text = table(summaries, TABLE_COLUMNS if fig is None else COLUMNS)
     created = not out.exists()
     table_path, figure_path = out / "compare.md", out / "compare.png"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if fig is not None:
-            write_atomic(figure_path, figure_bytes(fig, dpi=100, bbox_inches="tight"))
-        write_atomic(table_path, table(summaries, TABLE_COLUMNS if fig is None else COLUMNS))
-    except OSError as err:
+        if picture is not None:
+            write_atomic(figure_path, picture)
+        write_atomic(table_path, text)
+    except BaseException as err:  # a full disk, or a signal between the two files: neither is left
         _remove_partial(out, created, (table_path, figure_path))
-        raise UserError(f"cannot write into {out}: {err.strerror}") from None
+        if isinstance(err, OSError):
+            raise UserError(f"cannot write into {out}: {err.strerror}") from None
+        raise
     return table_path, figure_path if fig is not None else None
 
 
@@ -282,10 +295,13 @@ def list_line(run: Path) -> list[str]:
     return [*cells, source]
 
 
-def list_runs(folder: Path) -> str:
+def list_runs(folder: str | Path) -> str:
     """A Markdown table with one line per run folder in ``folder`` (its sub-folders, hidden ones
     left out, by name; ``folder`` itself when it is a run): see :func:`list_line`. A missing
     folder is a :class:`UserError`."""
+    from .runs import given_path
+
+    folder = given_path(folder, "folder")
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder (give the folder that holds the run folders, e.g. runs)")
     if (folder / "config.json").is_file():

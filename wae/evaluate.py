@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -63,8 +64,8 @@ def metric_text(metrics: dict[str, float], key: str) -> str:
     """A headline figure as printed and reported: 4 significant digits; KID with the spread of its
     subsets (``kid_std``) as "value ± std"."""
     text = f"{metrics[key]:.4g}"
-    if key == "kid" and "kid_std" in metrics:
-        text += f" ± {metrics['kid_std']:.2g}"
+    if key == "kid" and isinstance(metrics.get("kid_std"), float) and math.isfinite(metrics["kid_std"]):
+        text += f" ± {metrics['kid_std']:.2g}"  # none where every subset was the whole of both sets
     return text
 
 

@@ -20,6 +20,7 @@ Needs ``safetensors``; ONNX needs ``onnx``, ``onnxscript`` and (for the check) `
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import warnings
@@ -179,6 +180,8 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
         raise UserError(f"{folder} is an export without {CONFIG}")
     _, cfg = read_config_json(config_path)
     _check_openable(path)
+    if not os.path.lexists(path):  # a run folder given: its file is missing, not damaged
+        raise UserError(f"{folder} is not an export (no {WEIGHTS}; `wae export RUN --out DIR` makes one)")
     try:
         with st.safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -341,7 +344,9 @@ def export_run(run: str | Path, out: str | Path, formats: tuple[str, ...] = ("sa
     from .samplers import is_stale, refit_command
     from .train import load_run
 
-    run, out = Path(run), Path(out)
+    run, out = given_path(run, "run"), given_path(out, "out")
+    if isinstance(formats, str):  # "torchscript" read letter by letter: "unknown export format 'c'"
+        raise UserError(f"formats must be a tuple of names (({formats!r},)); got the string {formats!r}")
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise UserError(f"unknown export format {sorted(unknown)[0]!r}; choose from {', '.join(FORMATS)}")

@@ -411,10 +411,15 @@ def kernel_distance(
     below 2. The std is the spread of one subset's estimate, not the standard error of the mean
     (that is std / sqrt(subsets), for independent subsets). Subsets are drawn with a
     ``torch.Generator`` seeded by ``seed``, so the figure is reproducible (torch-fidelity draws
-    with numpy's, so single subsets differ, not the expectation)."""
+    with numpy's, so single subsets differ, not the expectation). Where both sets are no larger
+    than the subset size, every subset is the whole of both: the estimate is taken once and its
+    spread is NaN (it reported 0, as if KID were exact); where one is, the spread is that of the
+    other set's subsets alone, an understatement."""
     size = min(subset_size, len(real), len(fake))
     if size < 2:
         return float("nan"), float("nan"), size
+    if size == len(real) == len(fake):
+        return polynomial_mmd(real, fake), float("nan"), size
     generator = torch.Generator().manual_seed(seed)
     scores = []
     for _ in range(subsets):

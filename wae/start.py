@@ -13,6 +13,7 @@ interpreter's teardown into a traceback and a failed exit status."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,13 @@ def _set_sigint(handler: object) -> bool:
 
 
 def _run(argv: Sequence[str] | None, ignore_after: bool) -> int:
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's import then fails in oneMKL ("Cannot load libtorch_cpu.so"), exit 2
+        print(
+            "wae: error: the current folder no longer exists (removed or moved): cd into one that does", file=sys.stderr
+        )
+        return 2
     held: list[int] = []
 
     def note(signum: int, frame: FrameType | None) -> None:

@@ -227,10 +227,27 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
     if unknown:
         raise UserError(f"unknown data set {unknown[0]!r}; choose from {', '.join(DATASETS)}")
     cfg = checked_toy_config(cfg)
+    created = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)  # made first, so that a folder that cannot be is refused before the work
     except OSError as err:
         raise UserError(f"cannot write the folder {out}: {err.strerror}") from None
+    written: list[Path] = []
+    try:
+        return _toy_rows(cfg, out, command, progress, written)
+    except BaseException:  # a Ctrl-C while training, or between the files: an empty folder was left
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _toy_rows(
+    cfg: ToyConfig, out: Path, command: str, progress: bool | None, written: list[Path]
+) -> list[dict[str, Any]]:
+    """:func:`run_toy`'s work in ``out``, which exists; each file it begins to write is added to
+    ``written`` first."""
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
@@ -276,6 +293,7 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
         bar.close()
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
+    written += [out / "toy.json", out / "toy.md", out / "toy.png"]
     write_atomic(
         out / "toy.json",
         json.dumps({"config": dataclasses.asdict(cfg), "command": command, "seconds": seconds, "rows": rows}, indent=1)

@@ -17,6 +17,7 @@ import os
 import signal
 import stat
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -1233,8 +1234,11 @@ def fit(
     started = time.perf_counter()  # what train.time_budget counts from
     if run_dir is not None:
         run_dir = runs.given_path(run_dir, "the run folder")
-    saved = resume and run_dir is not None and (Path(run_dir) / ckpt.CONFIG).is_file()
-    (validate if saved else validate_new)(cfg)  # a saved run resumes with the settings it has
+    if resume:  # before any work: a folder with no run trained anew from scratch, and None was an AssertionError
+        if run_dir is None:
+            raise UserError("resume=True continues a run folder: give its run_dir")
+        ckpt.check_run_folder(Path(run_dir))
+    (validate if resume else validate_new)(cfg)  # a saved run resumes with the settings it has
     cfg = plain_config(cfg)  # a caller's numpy numbers as Python's, before they are used or saved
     tracking.check_installed(cfg)
     if run_dir is None and tracking.names_of(cfg.train.log):
@@ -1244,8 +1248,28 @@ def fit(
     # the training seeds and draws from torch's global generator (its state is part of a
     # checkpoint); the caller's is given back afterwards, as its thread count is
     rng = torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else [])
-    with rng, process_group(device) as procs, runs.writing(run_dir, procs.main, resume), _threads(cfg.train.threads):
-        return _fit(cfg, device, procs, run_dir, data, resume, progress, log, started)
+    with _alone(), rng, process_group(device) as procs, runs.writing(run_dir, procs.main, resume):
+        with _threads(cfg.train.threads):
+            return _fit(cfg, device, procs, run_dir, data, resume, progress, log, started)
+
+
+_ONE_TRAINING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _alone() -> Iterator[None]:
+    """:class:`UserError` when another thread of this process trains: both would draw from
+    torch's global generator (``fork_rng`` saves and restores it; it does not make it the
+    thread's own), so neither would give the numbers its seed gives alone."""
+    if not _ONE_TRAINING.acquire(blocking=False):
+        raise UserError(
+            "another wae training runs in this process (in another thread): trainings share torch's global random "
+            "generator, so neither would reproduce its seed; train one after the other, or in separate processes"
+        )
+    try:
+        yield
+    finally:
+        _ONE_TRAINING.release()
 
 
 @contextlib.contextmanager
