@@ -1759,6 +1759,9 @@ def test_status_lines_and_tables_stay_one_line_whatever_the_names(run, tmp_path,
         )
     for name in ("demo_s0", "run_1.5-x", "a & b", "c:\\dir", "ünï_cödé"):  # the usual names as they are
         assert table_cell(name) == name
+    for name in ("bs\\", "\xa0x", "x\u3000", "a*b\\"):  # before what a template adds; white space a cell loses
+        assert rendered_markdown(f"- data: {table_cell(name)}, 11 images") == f"data: {name}, 11 images", name
+        assert rendered_markdown(f"| h |\n|---|\n| {table_cell(name)} |").removeprefix("h").strip("\n") == name, name
     out = tmp_path / "s\nx\u2029.png"
     for argv in (["sample", str(odd), "--n", "4", "--out", str(out)], ["report", str(odd)]):
         capsys.readouterr()
@@ -2025,12 +2028,16 @@ def test_the_python_api_takes_str_paths_and_refuses_a_string_where_a_list_is_tak
         compare_runs(str(run), str(tmp_path / "c1"))
     with pytest.raises(UserError, match=r"runs must be a non-empty list of run folders; got \[\]"):
         compare_runs([], str(tmp_path / "c2"))
+    with pytest.raises(UserError, match=r"runs must be a non-empty list of run folders; got \[\]"):
+        compare_runs(iter([]), str(tmp_path / "c2"))  # an empty iterator wrote a table of no runs
     table, _ = compare_runs([str(run)], str(tmp_path / "c3"))
     assert table.is_file()
     with pytest.raises(UserError, match="formats must be a tuple of names"):
         export_run(str(run), str(tmp_path / "e1"), "torchscript")  # type: ignore[arg-type]
     with pytest.raises(UserError, match=r"is not an export \(no model.safetensors; `wae export RUN --out DIR`"):
         load_exported(run)
+    with pytest.raises(UserError, match=r"nope is not a folder \(an export is the folder"):
+        load_exported(tmp_path / "nope")  # was "nope is an export without config.json"
     assert not any((tmp_path / name).exists() for name in ("c1", "c2", "e1"))
 
 

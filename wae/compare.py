@@ -186,9 +186,10 @@ def compare_runs(
     folder (None: on a terminal)."""
     from .runs import given_path
 
-    if isinstance(runs, str | os.PathLike) or not runs:  # a path read letter by letter: "b is not a run folder"
-        raise UserError(f"runs must be a non-empty list of run folders; got {runs!r}")
-    folders, out = [given_path(r, "run") for r in runs], given_path(out, "out")
+    given = runs if isinstance(runs, str | os.PathLike) else list(runs)  # an iterator, read once
+    if isinstance(given, str | os.PathLike) or not given:  # a path read letter by letter: "b is not a run folder"
+        raise UserError(f"runs must be a non-empty list of run folders; got {given!r}")
+    folders, out = [given_path(r, "run") for r in given], given_path(out, "out")
     on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in folders]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")

@@ -86,22 +86,24 @@ def markdown_text(text: object) -> str:
     """``text`` on one line (:func:`one_line`) as Markdown text, or a table cell, that renders as
     the text itself: a backslash before each character Markdown would read as markup
     (:data:`_MARKUP`: a code span's backtick, emphasis, a link, HTML, an entity, a backslash that
-    would escape what follows it, a "|" that would end a table's cell); a space at either end,
-    which a cell loses, as ``&#32;``. A name with no such characters (``demo_s0``,
-    ``runs/a-1.5``) is written as it is. Checked against a CommonMark renderer with GitHub's
-    tables (tests/test_hostile.py)."""
+    would escape what follows it, or what a template puts after the text; a "|" that would end a
+    table's cell); white space at either end, which a cell loses, as entities (``&#32;``). A
+    name with no such characters (``demo_s0``, ``runs/a-1.5``) is written as it is. Checked
+    against a CommonMark renderer with GitHub's tables (tests/test_hostile.py)."""
     cell = _MARKUP.sub(lambda m: "\\" + m.group(), one_line(text))
-    kept = cell.strip(" ")
-    if not kept:
-        return "&#32;" * len(cell)
-    return "&#32;" * (len(cell) - len(cell.lstrip(" "))) + kept + "&#32;" * (len(cell) - len(cell.rstrip(" ")))
+    kept = cell.strip()
+    start = len(cell) - len(cell.lstrip())
+    ends = [cell[:start], cell[start + len(kept) :]]  # a cell loses its white space at either end
+    lead, trail = ("".join(f"&#{ord(c)};" for c in end) for end in ends)
+    return lead + kept + trail
 
 
 # what Markdown (CommonMark with GitHub's tables and strikethrough) reads as markup in a line:
 # a backslash before ASCII punctuation (an escape), a backtick (code), * and ~ (emphasis,
 # strikethrough), _ but between two letters or digits, [ (links and images), < (HTML and
-# autolinks), & that starts an entity (&amp; &#38;), | (a table's cell ends)
-_MARKUP = re.compile(r"\\(?=[!-/:-@\[-`{-~])|[`*~\[<|]|(?<![^\W_])_|_(?![^\W_])|&(?=#?\w+;)")
+# autolinks), & that starts an entity (&amp; &#38;), | (a table's cell ends), and a backslash
+# at the end, before what a template puts after the text ("- data: NAME, ...")
+_MARKUP = re.compile(r"\\(?=[!-/:-@\[-`{-~]|$)|[`*~\[<|]|(?<![^\W_])_|_(?![^\W_])|&(?=#?\w+;)")
 
 
 def check_real(tensors: tuple[Any, ...], message: str) -> None:

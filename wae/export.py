@@ -176,6 +176,8 @@ def read_export(folder: str | Path) -> tuple[AutoEncoder, Config, dict[str, str]
     st = _safetensors()
     folder = Path(folder)
     path, config_path = folder / WEIGHTS, folder / CONFIG
+    if not folder.is_dir():  # was "nope is an export without config.json"
+        raise UserError(f"{folder} is not a folder (an export is the folder `wae export RUN --out DIR` writes)")
     if not has_config(folder):
         raise UserError(f"{folder} is an export without {CONFIG}")
     _, cfg = read_config_json(config_path)
