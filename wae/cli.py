@@ -56,6 +56,7 @@ from .config import (
     read_settings,
     resolve_precision,
     set_fields,
+    setting_named,
     setting_text,
     settings,
     shell_path,
@@ -168,7 +169,7 @@ def _checked(parse: Callable[[str], Any], f: dataclasses.Field[Any], kind: type)
 def _checked_as(name: str) -> Callable[[str], float]:
     """The parser of a flag of another command that takes the same quantity as the float setting
     ``name`` (``wae toy --lambdas``: loss.lam's), with its checks (:func:`_checked`)."""
-    _, f, kind, _ = next(row for row in settings() if row[1].name == name)
+    _, f, kind, _ = setting_named(name)
     return _checked(_float, f, kind)
 
 

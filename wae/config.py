@@ -751,7 +751,7 @@ def _file_text(value: Any, width: int, toml: bool, within: tuple[int, ...] = ())
         return str(value)  # nan, inf, -inf: TOML's words (JSON's module writes NaN, Infinity)
     if isinstance(value, list | tuple | dict):  # item by item, so that a float inside is spelt as written
         if id(value) in within:
-            raise ValueError("a list that holds itself")  # json's own words for it; named by json_repr
+            raise ValueError("a list that holds itself")  # as json.dumps refuses one; file_text names it by json_repr
         within = (*within, id(value))
         if not isinstance(value, dict):  # the first values are enough to fill the width
             return "[" + ", ".join(_file_text(v, width, toml, within) for v in value[: max(width, 4)]) + "]"
@@ -1009,11 +1009,16 @@ def settings() -> tuple[tuple[str, dataclasses.Field[Any], type, bool], ...]:
     return tuple(rows)
 
 
+def setting_named(name: str) -> tuple[str, dataclasses.Field[Any], type, bool]:
+    """The row of :func:`settings` of the setting called ``name`` (names are unique across sections)."""
+    return next(row for row in settings() if row[1].name == name)
+
+
 def setting_problem(name: str, value: Any, spell: Callable[[Any], str] = json_repr) -> str | None:
     """:func:`problem` of ``value`` for the setting called ``name`` (``"lam"``): the check of a
     setting's value for another command's flag or field that takes the same quantity (``wae
     toy``'s lambdas are loss.lam's, with its bounds)."""
-    section, f, kind, may_be_none = next(row for row in settings() if row[1].name == name)
+    _, f, kind, may_be_none = setting_named(name)
     return problem(f, kind, may_be_none, value, spell)
 
 
