@@ -90,6 +90,16 @@ def make_folder(folder: Path) -> None:
     folder.mkdir(exist_ok=True)
 
 
+def remove_partial(out: Path, created: bool, written: Iterable[Path]) -> None:
+    """After a command that writes several files into ``out`` failed or was interrupted: the
+    files ``written`` (those it began), and ``out`` when the command ``created`` it and it is
+    left empty, so that no half set of outputs, and no empty folder, is left."""
+    for path in written:
+        path.unlink(missing_ok=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def write_atomic(
     path: Path, data: bytes | bytearray | memoryview | str | Iterable[bytes], fault: str | None = None
 ) -> None:

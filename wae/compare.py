@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .checkpoint import figure_bytes, has_config, run_checkpoints, weights_fingerprint, write_atomic
+from .checkpoint import figure_bytes, has_config, remove_partial, run_checkpoints, weights_fingerprint, write_atomic
 from .config import UserError, cut_text, failure_reason, markdown_text, one_line, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
@@ -214,19 +214,11 @@ def compare_runs(
             write_atomic(figure_path, picture)
         write_atomic(table_path, text)
     except BaseException as err:  # a full disk, or a signal between the two files: neither is left
-        _remove_partial(out, created, (table_path, figure_path))
+        remove_partial(out, created, (table_path, figure_path))
         if isinstance(err, OSError):
             raise UserError(f"cannot write into {out}: {err.strerror}") from None
         raise
     return table_path, figure_path if fig is not None else None
-
-
-def _remove_partial(out: Path, created: bool, written: tuple[Path, ...]) -> None:
-    """After a failed write: the files of this comparison, and the folder if it made it."""
-    for path in written:
-        path.unlink(missing_ok=True)
-    if created and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
 
 
 # ----------------------------------------------------------------------------- wae runs

@@ -1913,4 +1913,4 @@ def set_fields(cfg: Config, **values: Any) -> Config:
     for (section, name), value in wanted.items():
         setattr(new[section], name, value)
     # typed (numpy ints become ints); a Python caller's values named as Python writes them
-    return _config_from(Config(preset=cfg.preset, **new).to_dict(), json_repr)
+    return plain_config(Config(preset=cfg.preset, **new))

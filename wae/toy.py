@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .checkpoint import figure_bytes, write_atomic
+from .checkpoint import figure_bytes, remove_partial, write_atomic
 from .config import UserError, json_repr, plain_value, setting_problem
 from .costs import squared_l2
 from .divergences import mmd_imq
@@ -236,10 +236,7 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
     try:
         return _toy_rows(cfg, out, command, progress, written)
     except BaseException:  # a Ctrl-C while training, or between the files: an empty folder was left
-        for path in written:
-            path.unlink(missing_ok=True)
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        remove_partial(out, created, written)
         raise
 
 
