@@ -202,6 +202,7 @@ def test_what_the_run_recorded_of_itself_is_not_a_difference(tmp_path):
     np.savez(tmp_path / "d.npz", **{k: (255 - v).astype(np.uint8) for k, v in images.items()})
     code, err = run_cli(command, cwd=tmp_path)
     assert code == 2 and "are not those the run was trained on" in err, err
+    assert "): put back the files it was trained on, or train a new run on these" in err, err  # what to do
     assert err.count("\n") == 1 and "continuing" not in err, err  # refused before a word of continuing
 
 

@@ -571,3 +571,8 @@ def test_a_label_names_a_class_before_it_is_read_as_a_list_an_index_or_all():
     assert resolve_labels("1", named) == [1] and resolve_labels("all", named) == [0, 1]
     with pytest.raises(UserError, match="or an index below 2"):
         resolve_labels("2", named)
+    # a class named twice drew its row twice
+    with pytest.raises(UserError, match=r"^--label 3,10,3: names the class 3 twice; name each class once$"):
+        resolve_labels("3,10,3", classes)
+    with pytest.raises(UserError, match=r"^--label dog,1: names the class dog twice \(as dog and 1\); name each"):
+        resolve_labels("dog,1", named)

@@ -2057,3 +2057,26 @@ def test_a_current_folder_that_was_removed_is_said_not_a_crash_of_torchs_import(
     assert done.returncode == 2 and done.stderr == (
         "wae: error: the current folder no longer exists (removed or moved): cd into one that does\n"
     ), done.stderr
+
+
+def test_a_run_or_a_kernel_scale_given_twice_is_refused(run, tmp_path, monkeypatch):
+    # wae compare A A wrote A's row (and its figures) twice; --kernel-scales 1 1.0 weighed the
+    # scale-1 kernel double without a word
+    from wae.compare import compare_runs
+
+    monkeypatch.chdir(run.parent)
+    for again in (run.name, f"./{run.name}", str(run), f"{run.name}/"):
+        code, err = run_cli(["compare", run.name, again, "--out", str(tmp_path / "c")])
+        assert code == 2 and f"the run {run.name}" in err and "is given twice: name each run once" in err, err
+        assert err.count("\n") == 1 and not (tmp_path / "c").exists()
+    with pytest.raises(UserError, match=r"is given twice: name each run once"):
+        compare_runs([run, Path(str(run) + "/.")], tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    out = tmp_path / "t"
+    code, err = run_cli(["train", "--objective", "mmd", "--kernel-scales", "1", "2", "1.0", "--out", str(out)])
+    said = "argument --kernel-scales: must name each scale once (a scale given twice weighs its kernel double); "
+    assert code == 2 and said + "got 1 twice (as 1 and 1.0)" in err and not out.exists(), err
+    (tmp_path / "k.toml").write_text("[loss]\nobjective = 'mmd'\nkernel_scales = [0.5, 5E-1]\n")
+    code, err = run_cli(["train", "--config", str(tmp_path / "k.toml"), "--out", str(out)])
+    assert code == 2 and "k.toml: loss.kernel_scales must name each scale once" in err, err
+    assert "got 0.5 twice (as 0.5 and 5E-1)" in err and not out.exists(), err

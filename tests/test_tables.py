@@ -462,7 +462,7 @@ def test_cli_trains_samples_and_evaluates_a_csv_in_its_units(tmp_path):
     assert "<h2>Columns</h2>" in report and "<h2>Images</h2>" not in report and "<td>flat</td>" in report
     assert standardiser_of(tmp_path / "run").columns[2] == "flat"
     assert load_model(tmp_path / "run")[0].channels == 5
-    code, err = run_cli(["compare", "run", "run", "--out", "cmp"], tmp_path)
+    code, err = run_cli(["compare", "run", "--out", "cmp"], tmp_path)
     assert code == 0, err
     assert (
         "C2ST AUC" in (tmp_path / "cmp" / "compare.md").read_text() and not (tmp_path / "cmp" / "compare.png").exists()

@@ -185,11 +185,23 @@ def test_the_figures_log_axis_is_labelled_in_plain_text(tmp_path, monkeypatch):
         ("1e30", "argument --lambdas: must be at most 1e+06; got 1e30"),  # trained: Adam's squares overflowed
         ("nan", "argument --lambdas: must be finite; got nan"),
         ("1e-400", "argument --lambdas: 1e-400 is too small for a float: it would read as 0"),
+        # a lambda given twice repeated its row: named as typed
+        (
+            "1.0",
+            "wae toy: error: --lambdas names 1 twice (as 1 and 1.0): give each lambda once (its rows would repeat)",
+        ),
+        ("1", "error: --lambdas names 1 twice: give each lambda once"),
     ],
 )
 def test_toy_lambdas_are_checked_as_the_loss_weight_is_named_as_typed(tmp_path, given, said):
     code, err = run_cli(["toy", "--lambdas", "1", given, "--out", str(tmp_path / "toy")])
     assert code == 2 and said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "toy").exists()
+
+
+def test_toy_refuses_a_data_set_named_twice(tmp_path):
+    code, err = run_cli(["toy", "--datasets", "ring", "manifold", "ring", "--out", str(tmp_path / "toy")])
+    assert code == 2 and "error: --datasets names 'ring' twice: name each data set once" in err, err
     assert not (tmp_path / "toy").exists()
 
 
@@ -206,6 +218,19 @@ def test_toy_lambdas_are_checked_as_the_loss_weight_is_named_as_typed(tmp_path, 
         ({"steps": 0}, "steps must be a whole number of at least 1; got 0"),
         ({"n_eval": 2.5}, "n_eval must be a whole number of at least 2; got 2.5"),
         ({"seed": True}, "seed must be a whole number of at least 0; got True"),
+        # a list given as one value: "ring" was read letter by letter ("unknown data set 'r'")
+        ({"datasets": "ring"}, "datasets must be a list; got 'ring'"),
+        ({"lambdas": 1.0}, "lambdas must be a list; got 1.0"),
+        ({"datasets": ("ring", 3)}, "unknown data set 3; choose from ring, swiss-roll, manifold"),
+        (
+            {"datasets": ("ring", "ring")},
+            "datasets names 'ring' twice: name each data set once (its rows would repeat)",
+        ),
+        (
+            {"lambdas": (1, np.float64(1.0))},
+            "lambdas names 1 twice (as 1 and 1.0): give each lambda once (its rows would repeat)",
+        ),
+        ({"lambdas": iter(())}, "give at least one data set and one lambda"),
     ],
 )
 def test_run_toy_refuses_a_setting_that_cannot_work_and_writes_nothing(tmp_path, settings, said):

@@ -35,6 +35,7 @@ from .config import (
     Config,
     UserError,
     about,
+    as_given,
     by_objective_text,
     cache_dir,
     check_memory,
@@ -54,12 +55,14 @@ from .config import (
     preset,
     problem,
     read_settings,
+    repeated,
     resolve_precision,
     set_fields,
     setting_named,
     setting_text,
     settings,
     shell_path,
+    spelt,
     switch_flag,
     to_toml,
     too_long,
@@ -161,16 +164,38 @@ def _checked(parse: Callable[[str], Any], f: dataclasses.Field[Any], kind: type)
         trouble = problem(f, kind, False, (value,) if kind is tuple else value, lambda v: cut_text(given, 40))
         if trouble:
             raise argparse.ArgumentTypeError(trouble)
-        return value
+        return spelt(given) if kind is tuple else value  # named as typed by the list's own check
 
     return typed
+
+
+class _CheckedList(argparse.Action):
+    """A list setting's flag: its values, each checked by :func:`_checked`, checked together by
+    the setting's rules (``--kernel-scales 1 1.0``: a scale given twice), named as typed."""
+
+    def __init__(self, *args: Any, setting: dataclasses.Field[Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setting = setting
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
+        if trouble := problem(self.setting, tuple, False, tuple(values), as_given):
+            raise argparse.ArgumentError(self, trouble)
+        setattr(namespace, self.dest, values)
 
 
 def _checked_as(name: str) -> Callable[[str], float]:
     """The parser of a flag of another command that takes the same quantity as the float setting
     ``name`` (``wae toy --lambdas``: loss.lam's), with its checks (:func:`_checked`)."""
     _, f, kind, _ = setting_named(name)
-    return _checked(_float, f, kind)
+    check = _checked(_float, f, kind)
+
+    def typed(text: str) -> float:  # a Spelt: named as typed by a later check ("1 and 1.0 twice")
+        check(text)
+        return spelt(text.strip())
+
+    return typed
 
 
 def _setting_flag(f: dataclasses.Field[Any], kind: type, defaults: list[tuple[Any, list[str]]]) -> dict[str, Any]:
@@ -199,7 +224,7 @@ def _setting_flag(f: dataclasses.Field[Any], kind: type, defaults: list[tuple[An
     elif kind is float or kind is tuple:
         kwargs.update(type=_checked(_float, f, kind), metavar="X")
         if kind is tuple:
-            kwargs["nargs"] = "*"
+            kwargs.update(nargs="*", action=_CheckedList, setting=f)
     else:
         kwargs["metavar"] = "TEXT"
     return kwargs
@@ -1338,6 +1363,10 @@ def resolve_labels(text: str, classes: tuple[str, ...], many: bool = True) -> li
         else:
             by_index = "" if numbered else f"; or an index below {len(classes)}"
             raise UserError(f"--label {item}: not a class of this run (classes: {shown}{by_index})")
+    if twice := repeated(zip(items, found, strict=True), lambda pair: pair[1]):  # its row would repeat
+        (first, k), (again, _) = twice
+        also = "" if first == again else f" (as {first} and {again})"
+        raise UserError(f"--label {text}: names the class {classes[k]} twice{also}; name each class once")
     return found
 
 
@@ -1534,7 +1563,7 @@ def _interpolate(args: argparse.Namespace) -> int:
 
 
 def _toy(args: argparse.Namespace) -> int:
-    from .toy import ToyConfig, run_toy
+    from .toy import ToyConfig, checked_toy_config, run_toy
 
     _check_toy_sizes(args)
     out = Path(args.out) if args.out else Path("runs") / f"toy-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -1547,6 +1576,7 @@ def _toy(args: argparse.Namespace) -> int:
     cfg = ToyConfig(
         datasets=tuple(args.datasets), lambdas=tuple(args.lambdas), steps=args.steps, n_eval=args.n_eval, seed=args.seed
     )
+    cfg = checked_toy_config(cfg, flags=True)  # a list's fault named by its flag ("--lambdas names 1 twice")
     command = (
         f"wae toy --datasets {' '.join(cfg.datasets)} --lambdas {' '.join(f'{lam:g}' for lam in cfg.lambdas)} "
         f"--steps {cfg.steps} --n-eval {cfg.n_eval} --seed {cfg.seed} --out {shell_path(out)}"

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import figure_bytes, has_config, remove_partial, run_checkpoints, weights_fingerprint, write_atomic
-from .config import UserError, cut_text, failure_reason, markdown_text, one_line, warn_caller
+from .config import UserError, cut_text, failure_reason, markdown_text, one_line, repeated, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .export import is_export
@@ -190,6 +190,10 @@ def compare_runs(
     if isinstance(given, str | os.PathLike) or not given:  # a path read letter by letter: "b is not a run folder"
         raise UserError(f"runs must be a non-empty list of run folders; got {given!r}")
     folders, out = [given_path(r, "run") for r in given], given_path(out, "out")
+    if twice := repeated(folders, lambda folder: folder.resolve()):  # its row twice, and its figures
+        first, again = twice
+        named = f"{first}" if str(first) == str(again) else f"{first} (as {first} and {again})"
+        raise UserError(f"the run {named} is given twice: name each run once")
     on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in folders]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")

@@ -22,7 +22,7 @@ import types
 import typing
 import unicodedata
 import zipfile
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,11 +163,18 @@ class Spelt(float):
     spelling: str
 
 
-def _spelt(text: str) -> Spelt:
-    """The ``parse_float`` of :func:`parse_json` and :func:`parse_toml` for settings files."""
+def spelt(text: str) -> Spelt:
+    """``text`` read as a :class:`Spelt`: the ``parse_float`` of :func:`parse_json` and
+    :func:`parse_toml` for settings files, and a float flag's value where its text is named later."""
     value = Spelt(text)
     value.spelling = text
     return value
+
+
+def as_given(value: Any) -> str:
+    """A value as its source gave it, for a message: a :class:`Spelt`'s text (a settings file's
+    or a flag's ``1.0``, ``-1E2``), else Python's form of the value (numpy's as Python's)."""
+    return cut_text(value.spelling, 40) if isinstance(value, Spelt) else json_repr(plain_value(value))
 
 
 def unheld_float(spelling: str, value: float) -> str | None:
@@ -194,7 +201,7 @@ def parse_json(text: str, unique_keys: bool = False) -> Any:
     mark, as some editors write, is skipped. Readers of files a user may edit catch ValueError
     alone. With ``unique_keys`` its floats are :class:`Spelt`, each with the text it was written in."""
     if unique_keys:
-        return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats, parse_float=_spelt), text)
+        return _parsed(lambda t: json.loads(t, object_pairs_hook=_no_repeats, parse_float=spelt), text)
     return _parsed(json.loads, text)
 
 
@@ -244,6 +251,19 @@ def failure_reason(err: BaseException, width: int = 160) -> str:
     return cut_text(one_line(f"{type(err).__name__}: {text}" if text else type(err).__name__), width)
 
 
+def repeated(items: Iterable[Any], key: Callable[[Any], Any] = lambda item: item) -> tuple[Any, Any] | None:
+    """The first item of ``items`` whose ``key`` an earlier item has, as (earlier item, item);
+    None when every key is new (a list of runs, data sets, lambdas or kernel scales that names
+    one twice would repeat a row or weigh one kernel double)."""
+    seen: dict[Any, Any] = {}
+    for item in items:
+        k = key(item)
+        if k in seen:
+            return seen[k], item
+        seen[k] = item
+    return None
+
+
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object's pairs as a dict; ValueError for a key given twice."""
     seen: set[str] = set()
@@ -259,7 +279,7 @@ def parse_toml(text: str) -> dict[str, Any]:
     them (a deeply nested array is a RecursionError in tomllib; TOML integers are bounded by
     the float range here too); a leading byte-order mark is skipped. Its floats are
     :class:`Spelt`, each with the text it was written in."""
-    return _parsed(lambda t: tomllib.loads(t, parse_float=_spelt), text)
+    return _parsed(lambda t: tomllib.loads(t, parse_float=spelt), text)
 
 
 def setting(
@@ -1125,6 +1145,10 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
         low, high = KERNEL_RANGE
         if wrong := [v for v in numbers if not low <= v <= high]:
             return f"must{each} be from {low:g} to {high:g}; got {spell(wrong[0])}"
+    if name == "kernel_scales" and (twice := repeated(numbers, float)):  # 1 and 1.0 alike
+        first, again = map(spell, twice)
+        also = "" if first == again else f" (as {first} and {again})"
+        return f"must name each scale once (a scale given twice weighs its kernel double); got {first} twice{also}"
     if name == "prior_separation" and not value <= 1e6:  # r sigma_z e_k in float32 codes, and their kernels
         return f"must be at most 1e6; got {spell(value)}"
     if name == "lr_factors" and (wrong := [v for v in numbers if not v > 0]):

@@ -97,7 +97,11 @@ def _acquire(folder: Path) -> int:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise UserError(f"{folder} is in use by another wae process (pid {holder})") from None
+            stop = f"kill {holder}" if holder.isdigit() else "kill it"
+            raise UserError(
+                f"{folder} is in use by another wae process (pid {holder}): wait for it to end, or stop it "
+                f"({stop}), then run this again"
+            ) from None
         held = os.fstat(fd)
         try:
             same = os.lstat(path).st_ino == held.st_ino
@@ -673,7 +677,7 @@ def check_data(data: DataConfig) -> None:
     if now is not None and now != data.fingerprint:
         raise UserError(
             f"the data at {data.path} are not those the run was trained on (fingerprint {now}, "
-            f"recorded {data.fingerprint})"
+            f"recorded {data.fingerprint}): put back the files it was trained on, or train a new run on these"
         )
 
 

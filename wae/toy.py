@@ -20,7 +20,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import figure_bytes, remove_partial, write_atomic
-from .config import UserError, json_repr, plain_value, setting_problem
+from .config import UserError, as_given, json_repr, plain_value, repeated, setting_problem
 from .costs import squared_l2
 from .divergences import mmd_imq
 from .priors import sample_prior
@@ -144,14 +144,32 @@ _TOY_LEAST = {
 }
 
 
-def checked_toy_config(cfg: ToyConfig) -> ToyConfig:
+def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
     """``cfg`` with its numbers as Python's (numpy's from a Python caller as the int or float
     they hold; -0.0 as 0.0), or :class:`UserError` naming the first that cannot work: a lambda
     out of loss.lam's bounds (NaN trained on silently; 1e30 overflowed Adam's squares), the
     learning rate out of train.lr's, a whole number below its least, a switch or text where a
-    number is taken (``True`` trained as λ = 1)."""
-    lambdas = []
-    for lam in cfg.lambdas:
+    number is taken (``True`` trained as λ = 1), a list that names one item twice (its rows
+    would repeat). ``flags``: the fields named as ``wae toy``'s flags (``--lambdas``)."""
+    called = (lambda name: "--" + name.replace("_", "-")) if flags else (lambda name: name)
+    lists = {}
+    for name in ("datasets", "lambdas"):  # "ring" read letter by letter: "unknown data set 'r'"
+        given = getattr(cfg, name)
+        if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+            raise UserError(f"{name} must be a list; got {json_repr(plain_value(given))}")
+        lists[name] = tuple(given)  # an iterator, read once
+    datasets, given_lambdas = lists["datasets"], lists["lambdas"]
+    if not datasets or not given_lambdas:
+        raise UserError("give at least one data set and one lambda")
+    for name in datasets:
+        if not isinstance(name, str) or name not in DATASETS:
+            raise UserError(f"unknown data set {json_repr(plain_value(name))}; choose from {', '.join(DATASETS)}")
+    if twice := repeated(datasets):
+        raise UserError(
+            f"{called('datasets')} names {json_repr(twice[0])} twice: name each data set once (its rows would repeat)"
+        )
+    lambdas: list[float] = []
+    for lam in given_lambdas:
         lam = plain_value(lam)
         if isinstance(lam, bool) or not isinstance(lam, int | float):
             raise UserError(f"lambdas must be numbers; got {json_repr(lam)}")
@@ -159,6 +177,11 @@ def checked_toy_config(cfg: ToyConfig) -> ToyConfig:
         if trouble := setting_problem("lam", lam):
             raise UserError(f"lambdas {trouble}")
         lambdas.append(lam)
+    if twice := repeated(enumerate(lambdas), lambda pair: pair[1]):  # 1 and 1.0 alike
+        (i, _), (j, _) = twice
+        first, again = (as_given(given_lambdas[k]) for k in (i, j))
+        also = "" if first == again else f" (as {first} and {again})"
+        raise UserError(f"{called('lambdas')} names {first} twice{also}: give each lambda once (its rows would repeat)")
     lr = plain_value(cfg.lr)
     if isinstance(lr, bool) or not isinstance(lr, int | float):
         raise UserError(f"lr must be a number; got {json_repr(lr)}")
@@ -170,7 +193,7 @@ def checked_toy_config(cfg: ToyConfig) -> ToyConfig:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise UserError(f"{name} must be a whole number of at least {least}; got {json_repr(value)}")
         whole[name] = value
-    return dataclasses.replace(cfg, lambdas=tuple(lambdas), lr=float(lr), **whole)
+    return dataclasses.replace(cfg, datasets=datasets, lambdas=tuple(lambdas), lr=float(lr), **whole)
 
 
 def train_toy(model: ToyAutoEncoder, data: Tensor, lam: float, cfg: ToyConfig, generator: torch.Generator) -> None:
@@ -221,11 +244,6 @@ def run_toy(cfg: ToyConfig, out: Path, command: str = "", progress: bool | None 
 
     Each model starts from the same initialisation (per data set) and sees the same batches."""
     pot()  # fail before training, not after
-    if not cfg.datasets or not cfg.lambdas:
-        raise UserError("give at least one data set and one lambda")
-    unknown = [name for name in cfg.datasets if name not in DATASETS]
-    if unknown:
-        raise UserError(f"unknown data set {unknown[0]!r}; choose from {', '.join(DATASETS)}")
     cfg = checked_toy_config(cfg)
     created = not out.exists()
     try:
