@@ -2065,12 +2065,17 @@ def test_a_run_or_a_kernel_scale_given_twice_is_refused(run, tmp_path, monkeypat
     from wae.compare import compare_runs
 
     monkeypatch.chdir(run.parent)
-    for again in (run.name, f"./{run.name}", str(run), f"{run.name}/"):
+    (tmp_path / "link").symlink_to(run)
+    for again in (run.name, f"./{run.name}", str(run), f"{run.name}/", str(tmp_path / "link")):
         code, err = run_cli(["compare", run.name, again, "--out", str(tmp_path / "c")])
-        assert code == 2 and f"the run {run.name}" in err and "is given twice: name each run once" in err, err
+        assert code == 2 and f"the run {run.name} is given twice" in err and "name each run once" in err, err
+        assert (again == run.name) != (f"(as {run.name} and {again})" in err), err  # each as it was given
         assert err.count("\n") == 1 and not (tmp_path / "c").exists()
-    with pytest.raises(UserError, match=r"is given twice: name each run once"):
-        compare_runs([run, Path(str(run) + "/.")], tmp_path / "c")
+    with pytest.raises(UserError, match=r"is given twice \(as .* and .*/\.\): name each run once"):
+        compare_runs([run, str(run) + "/."], tmp_path / "c")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # resolve() raised RuntimeError on a loop of links
+    with pytest.raises(UserError, match="loop is not a run folder"):
+        compare_runs([run, tmp_path / "loop"], tmp_path / "c")
     assert not (tmp_path / "c").exists()
     out = tmp_path / "t"
     code, err = run_cli(["train", "--objective", "mmd", "--kernel-scales", "1", "2", "1.0", "--out", str(out)])
@@ -2080,3 +2085,53 @@ def test_a_run_or_a_kernel_scale_given_twice_is_refused(run, tmp_path, monkeypat
     code, err = run_cli(["train", "--config", str(tmp_path / "k.toml"), "--out", str(out)])
     assert code == 2 and "k.toml: loss.kernel_scales must name each scale once" in err, err
     assert "got 0.5 twice (as 0.5 and 5E-1)" in err and not out.exists(), err
+
+
+def test_a_run_saved_with_a_repeated_kernel_scale_is_still_read_and_resumed(tmp_path, monkeypatch):
+    # the rule binds new runs only: made a rule of every config read, it refused every command on
+    # a run trained before it came, and the checkpoint's own config too (no way out)
+    import wae.cli
+    import wae.config
+
+    for module in (wae.config, wae.cli):  # the code before the rule
+        monkeypatch.setattr(module, "new_run_problem", lambda *args, **kwargs: None)
+    code, err = run_cli(
+        [
+            "train",
+            *SMALL_RUN,
+            "--objective",
+            "mmd",
+            "--kernel-scales",
+            "1",
+            "1",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "old"),
+        ]
+    )
+    assert code == 0, err
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["loss"]["kernel_scales"] == [1.0, 1.0, 2.0]
+    for argv in (["sample", "old", "--n", "4", "--out", "s.png"], ["train", "--resume", "old", "--epochs", "2"]):
+        code, err = run_cli(argv, tmp_path)
+        assert code == 0, err
+    assert wae.load_model(tmp_path / "old")[1].loss.kernel_scales == (1.0, 1.0, 2.0)
+    code, err = run_cli(
+        ["train", *SMALL_RUN, "--config", str(tmp_path / "old" / "config.json"), "--out", str(tmp_path / "new")]
+    )
+    assert code == 2 and "loss.kernel_scales must name each scale once" in err and not (tmp_path / "new").exists(), err
+
+
+def test_interpolation_lines_join_distinct_images():
+    # the ends were drawn with replacement: on a small test set a line could join an image to itself
+    from wae.cli import interpolation_ends
+
+    for n, pairs in ((13, 6), (13, 8), (2, 5), (10_000, 8)):
+        for seed in range(20):
+            ends = interpolation_ends(n, pairs, seed)
+            assert ends.shape == (2, pairs) and bool((ends[0] != ends[1]).all()) and int(ends.max()) < n
+            if n >= 2 * pairs:
+                assert len(set(ends.flatten().tolist())) == 2 * pairs  # every image once
+            assert torch.equal(ends, interpolation_ends(n, pairs, seed))  # seeded

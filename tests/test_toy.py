@@ -153,6 +153,12 @@ def test_cli_toy_runs_and_refuses_to_mix_folders(tmp_path, capsys):
     code, err = run_cli(["toy", "--lambdas", "-1", "--out", str(tmp_path / "other")])
     assert code == 2 and err.strip().count("\n") == 0, err
     assert not (tmp_path / "other").exists()
+    # two lambdas that %g writes alike: recorded as "--lambdas 1 1" (refused on a rerun), tabled as λ = 1 twice
+    args = ["toy", "--datasets", "ring", "--lambdas", "1", "1.0000000001", "--steps", "1", "--n-eval", "4"]
+    assert main([*args, "--no-progress", "--out", str(tmp_path / "near")]) == 0
+    table = capsys.readouterr().out
+    assert "| ring | 1 |" in table and "| ring | 1.0000000001 |" in table, table
+    assert "--lambdas 1 1.0000000001 " in json.loads((tmp_path / "near" / "toy.json").read_text())["command"]
 
 
 def test_the_figures_log_axis_is_labelled_in_plain_text(tmp_path, monkeypatch):
@@ -231,6 +237,7 @@ def test_toy_refuses_a_data_set_named_twice(tmp_path):
             "lambdas names 1 twice (as 1 and 1.0): give each lambda once (its rows would repeat)",
         ),
         ({"lambdas": iter(())}, "give at least one data set and one lambda"),
+        ({"lambdas": np.array(1.0)}, "lambdas must be a list; got 1.0"),  # a 0-d array: was a TypeError
     ],
 )
 def test_run_toy_refuses_a_setting_that_cannot_work_and_writes_nothing(tmp_path, settings, said):

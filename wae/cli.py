@@ -50,6 +50,8 @@ from .config import (
     from_settings,
     is_preset,
     json_repr,
+    new_run_problem,
+    number_text,
     one_line,
     plural,
     preset,
@@ -180,7 +182,10 @@ class _CheckedList(argparse.Action):
     def __call__(
         self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
     ) -> None:
-        if trouble := problem(self.setting, tuple, False, tuple(values), as_given):
+        given = tuple(values)
+        if trouble := problem(self.setting, tuple, False, given, as_given) or new_run_problem(
+            self.setting.name, given, as_given
+        ):
             raise argparse.ArgumentError(self, trouble)
         setattr(namespace, self.dest, values)
 
@@ -698,7 +703,7 @@ def _compare(args: argparse.Namespace) -> int:
         data = _data_path(run)
         for path in outputs:
             _check_not_data(path, path.resolve(), "--out", data)
-    table_path, figure_path = compare_runs([Path(r) for r in args.runs], out, args.seed, _progress(args))
+    table_path, figure_path = compare_runs(list(args.runs), out, args.seed, _progress(args))
     print(table_path.read_text())
     _say(f"wrote {table_path}" + (f" and {figure_path}" if figure_path is not None else ""))
     return 0
@@ -1542,6 +1547,17 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def interpolation_ends(n: int, pairs: int, seed: int) -> Tensor:
+    """(2, pairs) indices of the images each line joins: ``2 pairs`` distinct images of the ``n``
+    when there are as many, else two distinct images a pair (drawn with replacement, a line
+    could join an image to itself)."""
+    generator = torch.Generator().manual_seed(seed)
+    if n >= 2 * pairs:
+        return torch.randperm(n, generator=generator)[: 2 * pairs].view(2, pairs)
+    first = torch.randint(n, (pairs,), generator=generator)
+    return torch.stack([first, (first + 1 + torch.randint(n - 1, (pairs,), generator=generator)) % n])
+
+
 def _interpolate(args: argparse.Namespace) -> int:
     out = _check_output(args.out, args.run)
     model, cfg = load_model(args.run)
@@ -1553,7 +1569,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     test = data.test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")
-    pick = torch.randint(len(test), (2, args.pairs), generator=torch.Generator().manual_seed(args.seed))
+    pick = interpolation_ends(len(test), args.pairs, args.seed)
     a, b = (to_model_range(test[i], cfg.data.range) for i in pick)
     ya, yb = (data.test_labels[i] for i in pick) if model.classes and data.test_labels is not None else (None, None)
     lines = to_unit_range(model.interpolate(a, b, args.steps, ya, yb), cfg.data.range)
@@ -1578,7 +1594,7 @@ def _toy(args: argparse.Namespace) -> int:
     )
     cfg = checked_toy_config(cfg, flags=True)  # a list's fault named by its flag ("--lambdas names 1 twice")
     command = (
-        f"wae toy --datasets {' '.join(cfg.datasets)} --lambdas {' '.join(f'{lam:g}' for lam in cfg.lambdas)} "
+        f"wae toy --datasets {' '.join(cfg.datasets)} --lambdas {' '.join(map(number_text, cfg.lambdas))} "
         f"--steps {cfg.steps} --n-eval {cfg.n_eval} --seed {cfg.seed} --out {shell_path(out)}"
     )
     run_toy(cfg, out, command, progress=_progress(args))

@@ -177,6 +177,17 @@ def figure(images_of_runs: list[dict[str, Tensor]], summaries: list[dict[str, An
     return fig
 
 
+def _folder_key(folder: Path) -> Any:
+    """What tells two names of one folder apart from two folders: its device and inode (a link,
+    a bind mount, ``A/.``), or for a path that cannot be opened (a loop of links, a folder that
+    is not there: refused later, by name) the absolute path as written."""
+    try:
+        found = os.stat(folder)
+    except (OSError, ValueError):
+        return os.path.abspath(folder)
+    return found.st_dev, found.st_ino
+
+
 def compare_runs(
     runs: list[str | Path], out: str | Path, seed: int = 0, progress: bool | None = None
 ) -> tuple[Path, Path | None]:
@@ -190,10 +201,10 @@ def compare_runs(
     if isinstance(given, str | os.PathLike) or not given:  # a path read letter by letter: "b is not a run folder"
         raise UserError(f"runs must be a non-empty list of run folders; got {given!r}")
     folders, out = [given_path(r, "run") for r in given], given_path(out, "out")
-    if twice := repeated(folders, lambda folder: folder.resolve()):  # its row twice, and its figures
-        first, again = twice
-        named = f"{first}" if str(first) == str(again) else f"{first} (as {first} and {again})"
-        raise UserError(f"the run {named} is given twice: name each run once")
+    if twice := repeated(zip(given, folders, strict=True), lambda pair: _folder_key(pair[1])):  # its row twice
+        (first, _), (again, _) = twice
+        also = "" if str(first) == str(again) else f" (as {first} and {again})"
+        raise UserError(f"the run {first} is given twice{also}: name each run once")
     on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in folders]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")

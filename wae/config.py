@@ -1145,10 +1145,6 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
         low, high = KERNEL_RANGE
         if wrong := [v for v in numbers if not low <= v <= high]:
             return f"must{each} be from {low:g} to {high:g}; got {spell(wrong[0])}"
-    if name == "kernel_scales" and (twice := repeated(numbers, float)):  # 1 and 1.0 alike
-        first, again = map(spell, twice)
-        also = "" if first == again else f" (as {first} and {again})"
-        return f"must name each scale once (a scale given twice weighs its kernel double); got {first} twice{also}"
     if name == "prior_separation" and not value <= 1e6:  # r sigma_z e_k in float32 codes, and their kernels
         return f"must be at most 1e6; got {spell(value)}"
     if name == "lr_factors" and (wrong := [v for v in numbers if not v > 0]):
@@ -1176,6 +1172,25 @@ _AT_MOST = {  # a setting's largest value (each, for a list), and why
         ("lam", "cost_scale", "input_noise"), (1e6, _GRADIENTS_WHY)
     ),  # weights of the loss, its inputs' noise
 }
+
+
+def new_run_problem(name: str, value: Any, spell: Callable[[Any], str] = json_repr) -> str | None:
+    """The rules on one setting's value that bind a new run only, in words, or None: a run saved
+    before such a rule came is still read, sampled, evaluated and resumed as it was trained
+    (:func:`validate_new`). ``kernel_scales`` names each scale once: a scale given twice weighs its
+    kernel double (since session 53)."""
+    if name == "kernel_scales" and (twice := repeated(value, float)):  # 1 and 1.0 alike
+        first, again = map(spell, twice)
+        also = "" if first == again else f" (as {first} and {again})"
+        return f"must name each scale once (a scale given twice weighs its kernel double); got {first} twice{also}"
+    return None
+
+
+def number_text(value: float) -> str:
+    """A number in few digits (``%g``), or in all it needs where few would read as another
+    number (``1.0000000001``, not ``1``): a label or a recorded command that tells it apart."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 def _beside(value: float, bound: float) -> str:
@@ -1369,6 +1384,8 @@ def validate_new(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     it starts, which came after some runs were saved: such a run is still read, sampled,
     evaluated and resumed as it was trained. :class:`UserError` naming the setting."""
     validate(cfg, spell)
+    if trouble := new_run_problem("kernel_scales", cfg.loss.kernel_scales, spell):
+        raise UserError(f"loss.kernel_scales {trouble}")
     if cfg.loss.prior_trick and cfg.loss.objective != "gan":
         # it only ever changed WAE-GAN's adversary; other objectives trained as if it were off
         # (refused since session 40; runs trained with it before keep it on --resume)
@@ -1664,7 +1681,8 @@ def read_settings(path: Path) -> dict[str, Any]:
             right_type, typed = _typed(kind, none, item)
             if not right_type:
                 raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {spell(item)}")
-            trouble = problem(f, kind, none, item, spell)  # as the file wrote it: -1, not the float -1.0
+            # as the file wrote it: -1, not the float -1.0; the settings of a new run
+            trouble = problem(f, kind, none, item, spell) or new_run_problem(name, item, spell)
             if trouble:
                 raise UserError(f"{path}: {key}.{name} {trouble}")
             found.setdefault(key, {})[name] = typed

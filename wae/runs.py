@@ -729,7 +729,10 @@ def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None
     if run_cfg is not None:
         differences = config_differences(run_cfg, stored)
         if differences:
-            raise UserError(f"checkpoint {path} does not match the run's config.json: {first_few(differences, '; ')}")
+            raise UserError(
+                f"checkpoint {path} does not match the run's config.json: {first_few(differences, '; ')}; put back "
+                "the settings the run was trained with (the checkpoint's), or train a new run with these"
+            )
     if bad := first_nonfinite((part, payload.get(part, {})) for part in ("model", "adversary")):
         raise UserError(f"checkpoint {path} holds NaN or infinite weights ({bad})")
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import figure_bytes, remove_partial, write_atomic
-from .config import UserError, as_given, json_repr, plain_value, repeated, setting_problem
+from .config import UserError, as_given, json_repr, number_text, plain_value, repeated, setting_problem
 from .costs import squared_l2
 from .divergences import mmd_imq
 from .priors import sample_prior
@@ -155,7 +155,7 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
     lists = {}
     for name in ("datasets", "lambdas"):  # "ring" read letter by letter: "unknown data set 'r'"
         given = getattr(cfg, name)
-        if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        if isinstance(given, str | bytes) or not isinstance(given, Iterable) or getattr(given, "ndim", 1) == 0:
             raise UserError(f"{name} must be a list; got {json_repr(plain_value(given))}")
         lists[name] = tuple(given)  # an iterator, read once
     datasets, given_lambdas = lists["datasets"], lists["lambdas"]
@@ -285,7 +285,7 @@ def _toy_rows(
             train, test, reference = (DATASETS[name](n, data_rng) for n in (cfg.n_train, cfg.n_eval, cfg.n_eval))
             floor = ot_cost(test, reference)
             for lam in cfg.lambdas:
-                bar.set_postfix_str(f"{name}, lambda={lam:g}")
+                bar.set_postfix_str(f"{name}, lambda={number_text(lam)}")
                 began = time.perf_counter()
                 torch.manual_seed(cfg.seed)
                 model = ToyAutoEncoder(train.shape[1], cfg.latent_dim, cfg.width)
@@ -345,7 +345,7 @@ def toy_table(rows: list[dict[str, Any]], cfg: ToyConfig, command: str, seconds:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     lines = [
-        f"| {r['dataset']} | {r['lam']:g} | {r['recon']:.4f} | {r['w_c']:.4f} | {r['gap']:+.4f} | "
+        f"| {r['dataset']} | {number_text(r['lam'])} | {r['recon']:.4f} | {r['w_c']:.4f} | {r['gap']:+.4f} | "
         f"{r['w_c_floor']:.4f} | {r['mmd2']:.4f} | {r['w_z']:.4f} | {r['seconds']:.1f} |"
         for r in rows
     ]
@@ -377,7 +377,7 @@ def toy_figure(
         curve.axhline(mine[0]["w_c_floor"], color="grey", ls="--", lw=1, label="floor: OT(data, data)")
         curve.set_xscale("symlog", linthresh=1.0)
         curve.set_xlim(-0.3, max(2.0 * max(lams), 1.0))
-        curve.set_xticks(lams, [f"{lam:g}" for lam in lams])
+        curve.set_xticks(lams, [number_text(lam) for lam in lams])
         curve.tick_params(axis="x", which="minor", bottom=False)
         curve.set_yscale("log")
         plain_log_labels(curve.yaxis)
@@ -392,13 +392,13 @@ def toy_figure(
                 test, samples = test @ basis, samples @ basis
             ax.scatter(test[:, 0], test[:, 1], s=2, alpha=0.4, label="held-out data")
             ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, label="samples G(z), z ~ P_Z")
-            ax.set_title(f"{name}, λ = {lam:g}" + (", in coordinates t" if projected else ""))
+            ax.set_title(f"{name}, λ = {number_text(lam)}" + (", in coordinates t" if projected else ""))
             ax.set_aspect("equal", "datalim")
             ax.legend(fontsize=7, markerscale=4)
         codes = shown[name, ends[-1]][2]
         latent.scatter(prior[:, 0], prior[:, 1], s=2, alpha=0.4, color="grey", label="prior draws z ~ P_Z")
         latent.scatter(codes[:, 0], codes[:, 1], s=2, alpha=0.4, color="C2", label="codes E(x), held-out x")
-        latent.set_title(f"{name}, λ = {ends[-1]:g}: Q_Z against P_Z")
+        latent.set_title(f"{name}, λ = {number_text(ends[-1])}: Q_Z against P_Z")
         latent.set_aspect("equal", "datalim")
         latent.legend(fontsize=7, markerscale=4)
     fig.tight_layout()
