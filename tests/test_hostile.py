@@ -2095,28 +2095,22 @@ def test_a_run_saved_with_a_repeated_kernel_scale_is_still_read_and_resumed(tmp_
 
     for module in (wae.config, wae.cli):  # the code before the rule
         monkeypatch.setattr(module, "new_run_problem", lambda *args, **kwargs: None)
-    code, err = run_cli(
-        [
-            "train",
-            *SMALL_RUN,
-            "--objective",
-            "mmd",
-            "--kernel-scales",
-            "1",
-            "1",
-            "2",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "old"),
-        ]
-    )
+    command = ["train", *SMALL_RUN, "--objective", "mmd", "--kernel-scales", "1", "1", "2", "--epochs", "1"]
+    command += ["--out", str(tmp_path / "old"), "--auto-resume"]
+    code, err = run_cli(command)
     assert code == 0, err
     monkeypatch.undo()
     assert json.loads((tmp_path / "old" / "config.json").read_text())["loss"]["kernel_scales"] == [1.0, 1.0, 2.0]
+    code, err = run_cli(command)  # the same --auto-resume command (a restart script): it continues the run
+    assert code == 0 and "continuing it" in err, err
+    code, err = run_cli(["train", "--resume", "old", "--kernel-scales", "1", "1", "--epochs", "3"], tmp_path)
+    assert code == 2 and "with --resume only" in err, err  # the resume's own refusal, not the new-run rule's
     for argv in (["sample", "old", "--n", "4", "--out", "s.png"], ["train", "--resume", "old", "--epochs", "2"]):
         code, err = run_cli(argv, tmp_path)
         assert code == 0, err
+    code, err = run_cli([*command[:-3], "--out", str(tmp_path / "new2"), "--auto-resume"])  # no run there: a new one
+    assert code == 2 and "argument --kernel-scales: must name each scale once" in err, err
+    assert not (tmp_path / "new2").exists()
     assert wae.load_model(tmp_path / "old")[1].loss.kernel_scales == (1.0, 1.0, 2.0)
     code, err = run_cli(
         ["train", *SMALL_RUN, "--config", str(tmp_path / "old" / "config.json"), "--out", str(tmp_path / "new")]
@@ -2125,13 +2119,23 @@ def test_a_run_saved_with_a_repeated_kernel_scale_is_still_read_and_resumed(tmp_
 
 
 def test_interpolation_lines_join_distinct_images():
-    # the ends were drawn with replacement: on a small test set a line could join an image to itself
-    from wae.cli import interpolation_ends
+    # the ends were drawn with replacement: on a small test set a line could join an image to
+    # itself, or two lines the same two images; the training grids' lines on a split of 8 were
+    # all constant
+    from wae.evaluate import interpolation_ends, random_line_ends
 
-    for n, pairs in ((13, 6), (13, 8), (2, 5), (10_000, 8)):
-        for seed in range(20):
-            ends = interpolation_ends(n, pairs, seed)
+    for n, pairs in ((13, 6), (13, 8), (5, 8), (4, 8), (2, 5), (10_000, 8)):
+        for seed in range(50):
+            ends = random_line_ends(n, pairs, seed)
             assert ends.shape == (2, pairs) and bool((ends[0] != ends[1]).all()) and int(ends.max()) < n
+            lines = {frozenset(pair) for pair in ends.T.tolist()}
+            assert len(lines) == min(pairs, n * (n - 1) // 2)  # no line twice while there are enough
             if n >= 2 * pairs:
                 assert len(set(ends.flatten().tolist())) == 2 * pairs  # every image once
-            assert torch.equal(ends, interpolation_ends(n, pairs, seed))  # seeded
+            assert torch.equal(ends, random_line_ends(n, pairs, seed))  # seeded
+        images = torch.arange(n).float()
+        a, b = interpolation_ends(images, 8)
+        assert bool((a != b).all()) if n > 1 else True
+    assert random_line_ends(1, 3, 0).tolist() == [[0, 0, 0], [0, 0, 0]]
+    a, b = interpolation_ends(torch.arange(100).float(), 8)  # the usual split: images 48 to 63, as before
+    assert a.tolist() == list(range(48, 56)) and b.tolist() == list(range(56, 64))

@@ -327,9 +327,7 @@ def test_two_writers_of_one_run_folder_the_second_is_refused_and_sigterm_checkpo
     first = _train_process(run)
     try:
         _wait_for_steps(first, run)
-        in_use = (
-            f"is in use by another wae process (pid {first.pid}): wait for it to end, or stop it (kill {first.pid})"
-        )
+        in_use = f"is in use by another wae process (pid {first.pid}): wait for it to end, or stop that process, then"
         second = subprocess.run(
             [sys.executable, "-m", "wae", "train", *TINY, "--max-steps", "2", "--out", str(run)],
             capture_output=True,

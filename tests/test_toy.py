@@ -238,6 +238,14 @@ def test_toy_refuses_a_data_set_named_twice(tmp_path):
         ),
         ({"lambdas": iter(())}, "give at least one data set and one lambda"),
         ({"lambdas": np.array(1.0)}, "lambdas must be a list; got 1.0"),  # a 0-d array: was a TypeError
+        ({"lambdas": torch.tensor(1.0)}, "lambdas must be a list; got 1.0"),  # was "got tensor(1.)"
+        ({"lambdas": (10**400,)}, "lambdas must be at most 1e+06; got a whole number of about 2^1329"),  # OverflowError
+        ({"lr": 10**400}, "lr must be at most 1e+06; got a whole number of about 2^1329"),
+        ({"datasets": {"ring", "manifold"}}, "datasets must be a list (in the order of the rows); got a set"),
+        (
+            {"datasets": np.array(["ring", "ring"])},
+            "datasets names 'ring' twice: name each data set once (its rows would repeat)",
+        ),
     ],
 )
 def test_run_toy_refuses_a_setting_that_cannot_work_and_writes_nothing(tmp_path, settings, said):

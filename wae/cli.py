@@ -75,7 +75,7 @@ from .config import (
     validate_new,
 )
 from .data import ImageData, load, to_model_range, to_unit_range
-from .evaluate import EVAL_BYTES_PER_SAMPLE, balanced_labels, check_decode_memory, decode_prior
+from .evaluate import EVAL_BYTES_PER_SAMPLE, balanced_labels, check_decode_memory, decode_prior, random_line_ends
 from .images import reconstruction_rows, save_grid
 from .parallel import launched, on_main_first, process_group, resolve_device
 from .priors import PRIORS_WITH_DENSITY, log_density
@@ -183,11 +183,17 @@ class _CheckedList(argparse.Action):
         self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
     ) -> None:
         given = tuple(values)
-        if trouble := problem(self.setting, tuple, False, given, as_given) or new_run_problem(
-            self.setting.name, given, as_given
-        ):
+        if trouble := problem(self.setting, tuple, False, given, as_given):
             raise argparse.ArgumentError(self, trouble)
+        if later := new_run_problem(self.setting.name, given, as_given):  # said only if a new run is made
+            troubles = getattr(namespace, _NEW_RUN_TROUBLES, {})
+            setattr(namespace, _NEW_RUN_TROUBLES, {**troubles, self.dest: f"argument {option}: {later}"})
         setattr(namespace, self.dest, values)
+
+
+# the refusals of a flag's value under a rule that binds new runs only (config.new_run_problem):
+# the same --auto-resume command continues a run saved before the rule
+_NEW_RUN_TROUBLES = "_new_run_troubles"
 
 
 def _checked_as(name: str) -> Callable[[str], float]:
@@ -765,7 +771,9 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError(_by_source(str(err), set(given), cfg, {}, None)) from None
         found, flagged = {}, set(given)
     else:
-        found = read_settings(Path(args.config)) if args.config else {}
+        # the same --auto-resume command continues a run saved before a rule for new runs came
+        new = not (args.auto_resume and args.out is not None and ckpt.has_config(Path(args.out)))
+        found = read_settings(Path(args.config), new) if args.config else {}
         if args.preset and "preset" in found and found["preset"] != args.preset:
             # the file's values are laid over the preset: a whole file (--print-config's) would keep
             # every value of its own preset under the other's name, a partial one would mix the two
@@ -804,7 +812,9 @@ def _train(args: argparse.Namespace) -> int:
             given["cost_scale"] = cfg.loss.cost_scale  # the file's scale is one set by hand: it stays
         of_file, cfg = cfg, set_fields(cfg, **given)
         check_used(cfg, given)  # each would train as if not given, with no word said (before its values are checked)
-        _validate_naming_file(cfg, of_file, args.config, flagged, found)
+        for trouble in getattr(args, _NEW_RUN_TROUBLES, {}).values() if new else ():
+            raise UserError(trouble)
+        _validate_naming_file(cfg, of_file, args.config, flagged, found, new)
         notes += _switched(found, cfg, args.objective, args.config, flagged)
         if args.out is None and launched().world > 1:
             raise UserError("under torchrun give --out DIR, so that every process writes to the same run")
@@ -1127,22 +1137,24 @@ def _by_source(message: str, flagged: set[str], cfg: Config, found: dict[str, An
 
 
 def _validate_naming_file(
-    cfg: Config, of_file: Config, config: str | None, flagged: set[str], found: dict[str, Any]
+    cfg: Config, of_file: Config, config: str | None, flagged: set[str], found: dict[str, Any], new: bool = True
 ) -> None:
-    """:func:`validate_new` of a new run's ``cfg``; a refusal names the ``--config`` file when
-    the file's settings over their preset (``of_file``, before the flags) are refused alike:
-    the fault is the file's, not a flag's (``kernel_scales = []``); else each setting named by
-    its source (:func:`_by_source`)."""
+    """:func:`validate_new` of a new run's ``cfg`` (``new``; else :func:`validate`, for a run the
+    same ``--auto-resume`` command continues, saved perhaps before a rule for new runs); a refusal
+    names the ``--config`` file when the file's settings over their preset (``of_file``, before
+    the flags) are refused alike: the fault is the file's, not a flag's (``kernel_scales = []``);
+    else each setting named by its source (:func:`_by_source`)."""
+    check = validate_new if new else validate  # a run the same --auto-resume command continues
     try:
-        validate_new(cfg)
+        check(cfg)
     except UserError as err:
         if config is not None:
             try:
-                validate_new(of_file)
+                check(of_file)
             except UserError as own:
                 if str(own) == str(err):  # the file's fault: its values as the file writes them
                     try:
-                        validate_new(of_file, file_spelling(Path(config)))
+                        check(of_file, file_spelling(Path(config)))
                     except UserError as spelt:
                         raise UserError(f"{config}: {spelt}") from None
         raise UserError(_by_source(str(err), flagged, cfg, found, config)) from None
@@ -1547,17 +1559,6 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def interpolation_ends(n: int, pairs: int, seed: int) -> Tensor:
-    """(2, pairs) indices of the images each line joins: ``2 pairs`` distinct images of the ``n``
-    when there are as many, else two distinct images a pair (drawn with replacement, a line
-    could join an image to itself)."""
-    generator = torch.Generator().manual_seed(seed)
-    if n >= 2 * pairs:
-        return torch.randperm(n, generator=generator)[: 2 * pairs].view(2, pairs)
-    first = torch.randint(n, (pairs,), generator=generator)
-    return torch.stack([first, (first + 1 + torch.randint(n - 1, (pairs,), generator=generator)) % n])
-
-
 def _interpolate(args: argparse.Namespace) -> int:
     out = _check_output(args.out, args.run)
     model, cfg = load_model(args.run)
@@ -1569,7 +1570,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     test = data.test
     if len(test) < 2:
         raise UserError("the run's test set has fewer than two images")
-    pick = interpolation_ends(len(test), args.pairs, args.seed)
+    pick = random_line_ends(len(test), args.pairs, args.seed)
     a, b = (to_model_range(test[i], cfg.data.range) for i in pick)
     ya, yb = (data.test_labels[i] for i in pick) if model.classes and data.test_labels is not None else (None, None)
     lines = to_unit_range(model.interpolate(a, b, args.steps, ya, yb), cfg.data.range)

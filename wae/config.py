@@ -1638,10 +1638,11 @@ def file_spelling(path: Path) -> Callable[[Any], str]:
     return functools.partial(file_text, toml=not is_json_file(path))
 
 
-def read_settings(path: Path) -> dict[str, Any]:
+def read_settings(path: Path, new: bool = True) -> dict[str, Any]:
     """The settings in a TOML file (``preset = ...`` and the tables [data] [model] [loss] [train])
     or in a run's config.json, checked key by key: an unknown key, or a value of the wrong type or
-    out of bounds, is a :class:`UserError` naming the key and the file."""
+    out of bounds, is a :class:`UserError` naming the key and the file; ``new``: also by the
+    rules for new runs (:func:`new_run_problem`; not for a run the command continues)."""
     try:
         if not path.is_file():  # a folder, FIFO or device would hang or never end
             raise UserError(f"--config {path}: not a file")
@@ -1682,7 +1683,7 @@ def read_settings(path: Path) -> dict[str, Any]:
             if not right_type:
                 raise UserError(f"{path}: {key}.{name} must be {_KIND_WORDS[kind]}; got {spell(item)}")
             # as the file wrote it: -1, not the float -1.0; the settings of a new run
-            trouble = problem(f, kind, none, item, spell) or new_run_problem(name, item, spell)
+            trouble = problem(f, kind, none, item, spell) or (new_run_problem(name, item, spell) if new else None)
             if trouble:
                 raise UserError(f"{path}: {key}.{name} {trouble}")
             found.setdefault(key, {})[name] = typed

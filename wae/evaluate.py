@@ -544,13 +544,37 @@ def _class_indices(labels: Tensor, n: int, classes: int, name: str) -> Tensor:
 def interpolation_ends(test: Tensor | ImageFiles, pairs: int = 8, first: int = 48) -> tuple[Tensor, Tensor]:
     """Two stacks of ``pairs`` test images to interpolate between: images ``first`` to
     ``first + 2 * pairs`` when the test split has them (the training grids show images
-    0 to ``first`` as reconstructions), else its images in turn from the start, repeated when
-    it holds fewer than ``2 * pairs`` (a split of 1 gives constant lines)."""
+    0 to ``first`` as reconstructions), else its first ``2 * pairs``, else (a smaller split)
+    each line from one image to another (a split of 1 gives constant lines)."""
     n = len(test)
-    start = first if n >= first + 2 * pairs else 0
-    index = (start + torch.arange(2 * pairs)) % n
-    picked = test[index]
-    return picked[:pairs], picked[pairs:]
+    if n >= 2 * pairs:
+        start = first if n >= first + 2 * pairs else 0
+        picked = test[start + torch.arange(2 * pairs)]
+        return picked[:pairs], picked[pairs:]
+    # fewer: image k mod n joined to one 1 to n - 1 places on, so that no line is constant (a
+    # split of 8 joined each image to itself)
+    k = torch.arange(pairs)
+    a = k % n
+    b = (a + 1 + (k // n) % max(n - 1, 1)) % n
+    return test[a], test[b]
+
+
+def random_line_ends(n: int, pairs: int, seed: int) -> Tensor:
+    """(2, pairs) indices into ``n`` test images of the ends of ``pairs`` lines (``wae
+    interpolate``), seeded: 2 pairs distinct images where there are as many; else each of the
+    n (n - 1) / 2 pairs of distinct images once before any twice (enumerated up to a million),
+    else two distinct images a line. Every index 0 for n = 1 (constant lines)."""
+    generator = torch.Generator().manual_seed(seed)
+    if n < 2:
+        return torch.zeros(2, pairs, dtype=torch.long)
+    if n >= 2 * pairs:
+        return torch.randperm(n, generator=generator)[: 2 * pairs].view(2, pairs)
+    count = n * (n - 1) // 2
+    if count <= 1_000_000:  # each pair once before any twice
+        order = torch.randperm(count, generator=generator).repeat(-(-pairs // count))[:pairs]
+        return torch.combinations(torch.arange(n), 2)[order].T.contiguous()
+    first = torch.randint(n, (pairs,), generator=generator)
+    return torch.stack([first, (first + 1 + torch.randint(n - 1, (pairs,), generator=generator)) % n])
 
 
 def grid_rows(test: Tensor | ImageFiles, count: int = 48, ncol: int = 12) -> Tensor:

@@ -97,10 +97,9 @@ def _acquire(folder: Path) -> int:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            stop = f"kill {holder}" if holder.isdigit() else "kill it"
-            raise UserError(
-                f"{folder} is in use by another wae process (pid {holder}): wait for it to end, or stop it "
-                f"({stop}), then run this again"
+            raise UserError(  # no kill N: the holder may be another host's or container's process
+                f"{folder} is in use by another wae process (pid {holder}): wait for it to end, or stop that "
+                "process, then run this again"
             ) from None
         held = os.fstat(fd)
         try:

@@ -20,7 +20,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,10 +155,15 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
     lists = {}
     for name in ("datasets", "lambdas"):  # "ring" read letter by letter: "unknown data set 'r'"
         given = getattr(cfg, name)
+        if isinstance(given, torch.Tensor):  # as numpy's arrays are: a 0-d one is its number
+            given = given.tolist()
+        unordered = isinstance(given, Set | Mapping)  # a set's order (the rows') is the hash seed's
         if isinstance(given, str | bytes) or not isinstance(given, Iterable) or getattr(given, "ndim", 1) == 0:
             raise UserError(f"{name} must be a list; got {json_repr(plain_value(given))}")
+        if unordered:
+            raise UserError(f"{name} must be a list (in the order of the rows); got a {type(given).__name__}")
         lists[name] = tuple(given)  # an iterator, read once
-    datasets, given_lambdas = lists["datasets"], lists["lambdas"]
+    datasets, given_lambdas = tuple(map(plain_value, lists["datasets"])), lists["lambdas"]  # np.str_ as str
     if not datasets or not given_lambdas:
         raise UserError("give at least one data set and one lambda")
     for name in datasets:
@@ -173,6 +178,8 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
         lam = plain_value(lam)
         if isinstance(lam, bool) or not isinstance(lam, int | float):
             raise UserError(f"lambdas must be numbers; got {json_repr(lam)}")
+        if isinstance(lam, int) and abs(lam) > 1e6:  # 10**400: float() overflows
+            raise UserError(f"lambdas must be at most 1e+06; got {json_repr(lam)}")
         lam = float(lam) + 0.0
         if trouble := setting_problem("lam", lam):
             raise UserError(f"lambdas {trouble}")
@@ -185,6 +192,8 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
     lr = plain_value(cfg.lr)
     if isinstance(lr, bool) or not isinstance(lr, int | float):
         raise UserError(f"lr must be a number; got {json_repr(lr)}")
+    if isinstance(lr, int) and abs(lr) > 1e6:  # 10**400: float() overflows
+        raise UserError(f"lr must be at most 1e+06; got {json_repr(lr)}")
     if trouble := setting_problem("lr", float(lr)):
         raise UserError(f"lr {trouble}")
     whole: dict[str, Any] = {}
