@@ -35,6 +35,7 @@ from .config import (
     Config,
     UserError,
     about,
+    also_as,
     as_given,
     by_objective_text,
     cache_dir,
@@ -1382,8 +1383,9 @@ def resolve_labels(text: str, classes: tuple[str, ...], many: bool = True) -> li
             raise UserError(f"--label {item}: not a class of this run (classes: {shown}{by_index})")
     if twice := repeated(zip(items, found, strict=True), lambda pair: pair[1]):  # its row would repeat
         (first, k), (again, _) = twice
-        also = "" if first == again else f" (as {first} and {again})"
-        raise UserError(f"--label {text}: names the class {classes[k]} twice{also}; name each class once")
+        raise UserError(
+            f"--label {text}: names the class {classes[k]} twice{also_as(first, again)}; name each class once"
+        )
     return found
 
 

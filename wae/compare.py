@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import figure_bytes, has_config, remove_partial, run_checkpoints, weights_fingerprint, write_atomic
-from .config import UserError, cut_text, failure_reason, markdown_text, one_line, repeated, warn_caller
+from .config import UserError, also_as, cut_text, failure_reason, markdown_text, one_line, repeated, warn_caller
 from .data import to_model_range, to_unit_range
 from .evaluate import balanced_labels
 from .export import is_export
@@ -203,8 +203,7 @@ def compare_runs(
     folders, out = [given_path(r, "run") for r in given], given_path(out, "out")
     if twice := repeated(zip(given, folders, strict=True), lambda pair: _folder_key(pair[1])):  # its row twice
         (first, _), (again, _) = twice
-        also = "" if str(first) == str(again) else f" (as {first} and {again})"
-        raise UserError(f"the run {first} is given twice{also}: name each run once")
+        raise UserError(f"the run {first} is given twice{also_as(str(first), str(again))}: name each run once")
     on_tables = [read_run_config(r).get("data", {}).get("dataset") == "table" for r in folders]
     if any(on_tables) and not all(on_tables):
         raise UserError("compare runs on images, or runs on tables, not both in one table")

@@ -264,13 +264,16 @@ def repeated(items: Iterable[Any], key: Callable[[Any], Any] = lambda item: item
     return None
 
 
+def also_as(first: str, again: str) -> str:
+    """What a refusal of an item named twice adds when the two spellings differ: `` (as 1 and
+    1.0)``; nothing when they are the same."""
+    return "" if first == again else f" (as {first} and {again})"
+
+
 def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object's pairs as a dict; ValueError for a key given twice."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise FileFault(f"the key {file_text(key)} is given twice")
-        seen.add(key)
+    if twice := repeated(key for key, _ in pairs):
+        raise FileFault(f"the key {file_text(twice[0])} is given twice")
     return dict(pairs)
 
 
@@ -1181,8 +1184,10 @@ def new_run_problem(name: str, value: Any, spell: Callable[[Any], str] = json_re
     kernel double (since session 53)."""
     if name == "kernel_scales" and (twice := repeated(value, float)):  # 1 and 1.0 alike
         first, again = map(spell, twice)
-        also = "" if first == again else f" (as {first} and {again})"
-        return f"must name each scale once (a scale given twice weighs its kernel double); got {first} twice{also}"
+        return (
+            "must name each scale once (a scale given twice weighs its kernel double); "
+            f"got {first} twice{also_as(first, again)}"
+        )
     return None
 
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import figure_bytes, remove_partial, write_atomic
-from .config import UserError, as_given, json_repr, number_text, plain_value, repeated, setting_problem
+from .config import UserError, also_as, as_given, json_repr, number_text, plain_value, repeated, setting_problem
 from .costs import squared_l2
 from .divergences import mmd_imq
 from .priors import sample_prior
@@ -168,7 +168,7 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
         raise UserError("give at least one data set and one lambda")
     for name in datasets:
         if not isinstance(name, str) or name not in DATASETS:
-            raise UserError(f"unknown data set {json_repr(plain_value(name))}; choose from {', '.join(DATASETS)}")
+            raise UserError(f"unknown data set {json_repr(name)}; choose from {', '.join(DATASETS)}")
     if twice := repeated(datasets):
         raise UserError(
             f"{called('datasets')} names {json_repr(twice[0])} twice: name each data set once (its rows would repeat)"
@@ -187,8 +187,10 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
     if twice := repeated(enumerate(lambdas), lambda pair: pair[1]):  # 1 and 1.0 alike
         (i, _), (j, _) = twice
         first, again = (as_given(given_lambdas[k]) for k in (i, j))
-        also = "" if first == again else f" (as {first} and {again})"
-        raise UserError(f"{called('lambdas')} names {first} twice{also}: give each lambda once (its rows would repeat)")
+        raise UserError(
+            f"{called('lambdas')} names {first} twice{also_as(first, again)}: give each lambda once (its rows would "
+            "repeat)"
+        )
     lr = plain_value(cfg.lr)
     if isinstance(lr, bool) or not isinstance(lr, int | float):
         raise UserError(f"lr must be a number; got {json_repr(lr)}")
