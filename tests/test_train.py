@@ -107,6 +107,33 @@ def test_logvar_clip_bounds_the_noise_scale(tiny_data, monkeypatch):
     assert z.abs().max().item() < 10 * math.exp(0.5)
 
 
+@pytest.mark.parametrize("objective", ["mmd", "gan"])
+def test_code_noise_reaches_the_decoder_only(tiny_data, monkeypatch, objective):
+    from wae.train import _forward
+
+    x = to_model_range(tiny_data.train[:32])
+    read: list[torch.Tensor] = []
+    plain = build(tiny_config(objective, prior_var=4.0), 1, 16, steps_per_epoch=4)
+    noisy = build(tiny_config(objective, prior_var=4.0, code_noise=0.5), 1, 16, steps_per_epoch=4)
+    for state in (plain, noisy):
+        decode = state.model.decoder.forward
+        monkeypatch.setattr(state.model.decoder, "forward", lambda z, decode=decode: read.append(z) or decode(z))
+    z_plain, *_ = _forward(plain, x)
+    z_noisy, *_ = _forward(noisy, x)
+    assert torch.equal(read[0], z_plain) and torch.equal(z_noisy, z_plain)  # same seed, same weights
+    # the decoder reads z + 0.5 sigma_z eps with sigma_z = 2: noise of std 1 a coordinate
+    noise = read[1] - z_noisy
+    assert noise.std().item() == pytest.approx(1.0, rel=0.15) and abs(noise.mean().item()) < 0.15
+
+
+def test_code_noise_is_a_checked_setting():
+    assert tiny_config().loss.code_noise == 0.0
+    with pytest.raises(UserError, match="code_noise"):
+        wae.config.validate(tiny_config(code_noise=-0.1))
+    with pytest.raises(UserError, match="code_noise"):
+        wae.config.validate(tiny_config(code_noise=float("nan")))
+
+
 def test_weight_average_decay_warms_up_to_the_setting():
     assert ema_decay(0.999, 0) == pytest.approx(0.1)
     assert ema_decay(0.999, 90) == pytest.approx(0.91)

@@ -444,6 +444,13 @@ class LossConfig:
     )
     prior_trick: bool = setting(False, "WAE-GAN: add log p_z(z) to the adversary's logit")
     input_noise: float = setting(0.0, "std of Gaussian noise on the encoder's inputs (authors: 0.01)", at_least=0)
+    code_noise: float = setting(
+        0.0,
+        "std of Gaussian noise added to the codes the decoder reads in training, in units of sigma_z (0: off): "
+        "the decoder learns to decode a neighbourhood of each code, not the code alone; the penalty sees the "
+        "codes without it",
+        at_least=0,
+    )
     # Gaussian encoders in WAEs (Rubenstein et al. 2018): keeps the variances from collapsing
     logvar_l1: float = setting(
         0.0, "Gaussian-encoder WAE: weight of the penalty mean_i sum_j |log sigma^2_ij| (0: off)", at_least=0
@@ -1172,7 +1179,7 @@ _GRADIENTS_WHY = "float32's gradients overflow far beyond"
 _AT_MOST = {  # a setting's largest value (each, for a list), and why
     **dict.fromkeys(("lr", "adversary_lr", "lr_factors"), (LR_MOST, _LR_WHY)),
     **dict.fromkeys(
-        ("lam", "cost_scale", "input_noise"), (1e6, _GRADIENTS_WHY)
+        ("lam", "cost_scale", "input_noise", "code_noise"), (1e6, _GRADIENTS_WHY)
     ),  # weights of the loss, its inputs' noise
 }
 

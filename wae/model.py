@@ -303,15 +303,23 @@ class AutoEncoder(nn.Module):
             )
 
     def forward(
-        self, x: Tensor, eps: Tensor | None = None, logvar_clip: float = 0.0, labels: Tensor | None = None
+        self,
+        x: Tensor,
+        eps: Tensor | None = None,
+        logvar_clip: float = 0.0,
+        labels: Tensor | None = None,
+        code_noise: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
         """The training pass, one call so that DistributedDataParallel sees every parameter:
         (z~, mean, log_var, decoder logits) for images x (and their class ``labels`` (n,) when
         conditional; the decoder gets the same labels). A Gaussian encoder's code is
         mean + eps * exp(log_var / 2) with the given standard-normal ``eps`` (n, d_z) and its
         log-variances clipped to [-logvar_clip, logvar_clip] when that is positive; a
-        deterministic encoder returns None for mean and log_var."""
+        deterministic encoder returns None for mean and log_var. The decoder reads
+        z~ + ``code_noise`` (n, d_z) when that is given; z~ is returned without it."""
         out = _net(self.encoder, x, labels)
+        mean: Tensor | None = None
+        log_var: Tensor | None = None
         if isinstance(out, tuple):
             mean, log_var = out
             if logvar_clip > 0:
@@ -319,8 +327,10 @@ class AutoEncoder(nn.Module):
             if eps is None:
                 raise ValueError("a Gaussian encoder needs eps for the reparameterisation")
             z = mean + eps * (0.5 * log_var.float()).exp()
-            return z, mean, log_var, _net(self.decoder, z, labels)
-        return out, None, None, _net(self.decoder, out, labels)
+        else:
+            z = out
+        read = z if code_noise is None else z + code_noise.to(z.dtype)
+        return z, mean, log_var, _net(self.decoder, read, labels)
 
     def activate(self, logits: Tensor) -> Tensor:
         """Decoder pre-activations -> images in the data range (rows of a table: unchanged)."""

@@ -435,12 +435,16 @@ def _forward(
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
     """(z~, mean, log_var, decoder logits) of one training pass, z~ ~ Q(Z|x) (Q(Z|x, y) and
     G(z~, y) for a conditional model with the batch's class ``labels``) by the
-    reparameterisation trick for a Gaussian encoder."""
-    eps = _noise(state, (len(x_in), state.cfg.model.latent_dim)) if state.cfg.model.encoder == "gaussian" else None
+    reparameterisation trick for a Gaussian encoder; the decoder reads z~ plus
+    N(0, (code_noise sigma_z)^2 I) noise when ``loss.code_noise`` is set."""
+    shape = (len(x_in), state.cfg.model.latent_dim)
+    eps = _noise(state, shape) if state.cfg.model.encoder == "gaussian" else None
+    loss = state.cfg.loss
+    code_noise = loss.code_noise * loss.prior_var**0.5 * _noise(state, shape) if loss.code_noise > 0 else None
     assert state.net is not None
     if labels is not None:
         labels = labels.to(state.device, non_blocking=True)
-    return state.net(x_in, eps, state.cfg.loss.logvar_clip, labels)
+    return state.net(x_in, eps, loss.logvar_clip, labels, code_noise)
 
 
 def _recon(state: State, x: Tensor, logits: Tensor) -> Tensor:
