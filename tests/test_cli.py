@@ -507,6 +507,23 @@ def test_components_refuses_a_word_naming_auto(tmp_path, value, said):
     assert "argument --components: " in err and said in err, err
 
 
+@pytest.mark.parametrize(
+    ("flags", "name"),
+    [
+        (["--kind", "flow", "--components", "3"], "--components"),
+        (["--kind", "flow", "--covariance", "diag"], "--covariance"),
+        (["--kind", "gmm", "--hidden", "4"], "--hidden"),
+        (["--kind", "vae", "--transforms", "3"], "--transforms"),
+        (["--components", "2", "--hidden", "8"], "--hidden"),  # gmm, the default kind
+    ],
+)
+def test_fit_sampler_refuses_a_flag_its_kind_does_not_use(tmp_path, flags, name):
+    # hostile pass, session 54: `--kind flow --components 3` fitted a flow and left the 3 unsaid
+    code, err = run_cli(["fit-sampler", str(tmp_path / "run"), *flags])  # before the run is read
+    assert code == 2 and err.count("\n") == 1 and f"{name} is not a setting of --kind" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_lists_cut_alike_are_told_apart_where_they_part():
     # hostile pass, session 48: 100 kernel scales that differ in the last were shown as the same
     # cut text on both sides

@@ -325,3 +325,17 @@ def test_figure_titles_sit_above_their_axes_without_measuring_tick_labels(monkey
             assert any(ax.get_title().startswith(text) for ax in titled), text
         for ax in titled:
             assert ax.title.get_window_extent(renderer).y0 >= ax.get_window_extent(renderer).y1
+
+
+def test_the_summary_lines_name_the_training_noises_that_are_on():
+    # hostile pass, session 54: runs with and without noise on the codes had the same report
+    # header and model card
+    from wae.config import noise_words
+    from wae.report import _config_line
+
+    from .conftest import tiny_config
+
+    line = _config_line(tiny_config(code_noise=0.5, input_noise=0.01).to_dict())
+    assert "cost l1, input noise 0.01, code noise 0.5 σ_z, prior" in line
+    assert "noise" not in _config_line(tiny_config().to_dict())
+    assert noise_words(0.0, 0.25) == ", code noise 0.25 σ_z" and noise_words(0, 0) == ""

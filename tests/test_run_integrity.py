@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ import wae
 from wae import checkpoint as ckpt
 from wae import cli, runs, samplers
 from wae.compare import list_line
-from wae.config import UserError
+from wae.config import UserError, override
 from wae.data import make_synthetic
 
 from .conftest import SMALL_RUN, run_cli, terminal_signals, tiny_config
@@ -93,6 +94,77 @@ def test_the_data_path_is_stored_absolute_with_a_fingerprint(npz_run):
     assert Path(data["path"]).is_absolute() and Path(data["path"]) == npz_run.parent / "data" / "d.npz"
     assert data["fingerprint"].startswith(f"npz:{(npz_run.parent / 'data' / 'd.npz').stat().st_size}:")
     assert ckpt.config_of(ckpt.load_latest(npz_run)[0]).data.fingerprint == data["fingerprint"]
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(
+    "name, make, said",
+    [  # session 54: found only after an epoch (lost), or written through into another run
+        (
+            "checkpoints",
+            lambda run, other: (run / "checkpoints").symlink_to(other / "checkpoints"),
+            "leads into another run",
+        ),
+        (
+            "metrics.jsonl",
+            lambda run, other: (run / "metrics.jsonl").symlink_to(other / "metrics.jsonl"),
+            "leads into another run",
+        ),
+        ("grids", lambda run, other: (run / "grids").symlink_to(other / "grids"), "leads into another run"),
+        ("checkpoints", lambda run, other: (run / "checkpoints").write_text("x"), "is a file, not a folder"),
+        ("grids", lambda run, other: (run / "grids").write_text("x"), "is a file, not a folder"),
+        ("samples.png", lambda run, other: (run / "samples.png").mkdir(), "is a folder, not a file"),
+        ("interpolations.png", lambda run, other: os.mkfifo(run / "interpolations.png"), "is a FIFO, not a file"),
+    ],
+)
+def test_an_entry_that_cannot_take_the_runs_files_is_refused_before_any_work(run_copy, tmp_path, name, make, said):
+    other = tmp_path / "other"
+    shutil.copytree(run_copy, other)
+    (other / "grids").mkdir(exist_ok=True)
+    entry = run_copy / name
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    elif os.path.lexists(entry):
+        entry.unlink()
+    make(run_copy, other)
+    before, theirs = _tree(run_copy) if name != "interpolations.png" else None, _tree(other)
+    err = _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "4", "--no-progress"]), said, name)
+    assert "then run this again" in err and (str(other) in err) == ("another run" in said)
+    data = json.loads((run_copy / "config.json").read_text())["data"]["path"]  # the same command again
+    argv = ["train", "--data", data, "--batch-size", "16", "--max-steps", "2", "--precision", "fp32"]
+    _refused(_cli([*argv, "--eval-every", "0", "--no-progress", "--out", str(run_copy), "--auto-resume"]), said)
+    config = ckpt.config_of(ckpt.load_latest(other)[0])
+    with pytest.raises(UserError, match=said):
+        wae.fit(config, run_copy, resume=True)
+    assert _tree(other) == theirs  # the other run untouched: its checkpoints not pruned, its records not appended
+    if before is not None:
+        assert _tree(run_copy) == before
+    if name == "checkpoints" and "file" in said:  # readers say why they find none
+        _refused(_cli(["sample", str(run_copy), "--out", str(tmp_path / "s.png")]), "holds no checkpoint: ", said)
+
+
+def test_checkpoints_linked_to_a_place_of_no_run_are_written_through(run_copy, tmp_path):
+    scratch = tmp_path / "scratch" / "ck"  # a larger disk, say: no run folder holds it
+    shutil.move(run_copy / "checkpoints", scratch)
+    (run_copy / "checkpoints").symlink_to(scratch)
+    assert _cli(["train", "--resume", str(run_copy), "--max-steps", "3", "--no-progress"])[0] == 0
+    assert (run_copy / "checkpoints").is_symlink() and ckpt.newest_checkpoint_step(run_copy) == 3
+    assert (scratch / "step-00000003.pt").is_file()
+
+
+def test_resuming_with_another_config_names_the_callers_value_as_the_callers(run_copy):
+    # hostile pass, session 54: "loss.code_noise 0.5 (config.json: 0.9)" where config.json held 0.5
+    own = wae.load_run(run_copy).config
+    before = _tree(run_copy)
+    for change, said in (({"code_noise": 0.9}, "loss.code_noise 0.9 (the run: 0.0)"), ({"lam": 2.0}, "loss.lam 2.0")):
+        with pytest.raises(UserError, match=re.escape(said)) as caught:
+            wae.fit(override(own, **change), run_copy, resume=True, progress=False)
+        assert "config given to resume" in str(caught.value) and "config.json:" not in str(caught.value)
+    assert _tree(run_copy) == before
+    assert wae.fit(override(own, max_steps=3), run_copy, resume=True, progress=False).step == 3
 
 
 def test_a_run_read_from_another_folder_uses_its_own_data(npz_run, tmp_path):
@@ -1540,7 +1612,7 @@ def test_a_diverged_training_stops_before_saving_weights_every_command_would_ref
     code, err = _cli(["train", *TINY, "--max-steps", "2", "--lr", "1e5", "--out", str(tmp_path / "run")])
     assert code == 1 and err.count("\n") == 1, err
     assert "training stopped: the weights hold NaN or infinite values at step 2" in err, err
-    assert "training diverged (train anew with a lower learning rate, cost scale or input noise)" in err
+    assert "training diverged (train anew with a lower learning rate, cost scale, input noise or code noise)" in err
     assert "they are not saved; last checkpoint kept: none" in err
     assert not ckpt.run_checkpoints(tmp_path / "run")
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -132,6 +133,42 @@ def test_code_noise_is_a_checked_setting():
         wae.config.validate(tiny_config(code_noise=-0.1))
     with pytest.raises(UserError, match="code_noise"):
         wae.config.validate(tiny_config(code_noise=float("nan")))
+    # in units of sigma_z: far beyond the codes' own spread the decoder learned nothing, exit code 0
+    with pytest.raises(UserError, match="code_noise must be at most 100; got 1000.0 .beyond, the noise drowns"):
+        wae.config.validate(tiny_config(code_noise=1000.0))
+    wae.config.validate(tiny_config(code_noise=100.0))
+
+
+@pytest.mark.parametrize(
+    "noise, said",
+    [
+        (torch.zeros(16), "of shape (16,)"),  # broadcast over the batch, silently
+        (torch.zeros(4, 1), "of shape (4, 1)"),
+        (torch.tensor(0.5), "of shape ()"),
+        (torch.zeros(4, 16, dtype=torch.int64), "a torch.int64 tensor"),
+        (0.5, "got float"),  # AttributeError: 'float' object has no attribute 'to'
+        (torch.zeros(4, 8), "of shape (4, 8)"),  # torch's RuntimeError
+    ],
+)
+def test_a_training_pass_takes_noise_of_the_codes_shape_only(noise, said):
+    from wae.model import AutoEncoder
+
+    cfg = tiny_config()
+    model = AutoEncoder(cfg.model, 1, 16)
+    x = torch.rand(4, 1, 16, 16)
+    with pytest.raises(
+        UserError,
+        match=re.escape(
+            f"code_noise must be a floating tensor of the codes' shape (4, 16); {'got ' if 'got' not in said else ''}"
+        )
+        + ".*"
+        + re.escape(said.removeprefix("got ")),
+    ):
+        model(x, None, 0.0, None, noise)
+    gaussian = AutoEncoder(tiny_config(encoder="gaussian").model, 1, 16)
+    with pytest.raises(UserError, match="eps must be a floating tensor"):
+        gaussian(x, torch.zeros(16))
+    assert model(x, None, 0.0, None, torch.zeros(4, 16))[0].shape == (4, 16)
 
 
 def test_weight_average_decay_warms_up_to_the_setting():

@@ -385,20 +385,18 @@ def _add_run_commands(sub: Any) -> None:
     fit_sampler.add_argument(
         "--components",
         type=_components,
-        default=10,
         metavar="N|auto",
         help="gmm: mixture components (default 10), or auto: the best of 5, 10, 20, 40 by the log-likelihood of "
         "a held-out tenth of the codes",
     )
-    fit_sampler.add_argument("--transforms", type=_positive_int, default=3, help="flow: spline layers (default 3)")
+    fit_sampler.add_argument("--transforms", type=_positive_int, help="flow: spline layers (default 3)")
     fit_sampler.add_argument(
         "--hidden",
         type=_positive_int,
-        default=128,
         help="flow and vae: units of each of the two hidden layers (default 128)",
     )
     fit_sampler.add_argument(
-        "--covariance", choices=["full", "diag"], default="full", help="covariance per component (default full)"
+        "--covariance", choices=["full", "diag"], help="gmm: covariance per component (default full)"
     )
     fit_sampler.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the initialisation")
     _add_no_progress(fit_sampler, f"the flow's and the VAE's fitting epochs, and {FIRST_CONVERSION}")
@@ -858,6 +856,7 @@ def _train(args: argparse.Namespace) -> int:
                 held.enter_context(runs.run_lock(run_dir))  # one writer per run folder
                 if args.resume:  # here, where a refusal stops every rank at once
                     check_records_file(run_dir / ckpt.RECORDS)
+                    runs.check_run_entries(run_dir)
             if not args.resume:
                 _prepare_run_dir(run_dir, args.overwrite)
             return data
@@ -964,6 +963,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
     stored = runs.run_config(run_dir, required=True)
     records = run_dir / ckpt.RECORDS
     check_records_file(records)
+    runs.check_run_entries(run_dir)
     train, differ = cfg.train, []
     if stored.preset != cfg.preset:
         differ.append(_there_given("preset", stored.preset, cfg.preset))
@@ -1480,11 +1480,30 @@ def _components(text: str) -> int | str:
 _SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (importance-weighted bound)"}
 
 
+def _fit_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag of ``wae fit-sampler`` that the sampler ``--kind`` does not use (``--kind
+    flow --components 3`` fitted a flow and left the 3 unsaid: session 54), then give the flags
+    not given their defaults (:func:`wae.samplers.fit_settings`')."""
+    import inspect
+
+    from .samplers import fit_settings
+
+    used = fit_settings(args.kind)
+    defaults = inspect.signature(fit_settings).parameters
+    for name in ("components", "covariance", "transforms", "hidden"):
+        if getattr(args, name) is None:
+            setattr(args, name, defaults[name].default)
+        elif name not in used:
+            takes = ", ".join(f"--{k}" for k in used if k != "seed")
+            raise UserError(f"--{name} is not a setting of --kind {args.kind} (its settings: {takes}); leave it out")
+
+
 def _fit_sampler(args: argparse.Namespace) -> int:
     from .evaluate import encode_all
     from .samplers import fit_sampler, fit_settings
     from .train import sampler_outputs, save_sampler_and_grid
 
+    _fit_flags(args)
     run = Path(args.run)
     if not run.is_dir():
         raise UserError(f"{run} is not a run folder")

@@ -1179,9 +1179,20 @@ _GRADIENTS_WHY = "float32's gradients overflow far beyond"
 _AT_MOST = {  # a setting's largest value (each, for a list), and why
     **dict.fromkeys(("lr", "adversary_lr", "lr_factors"), (LR_MOST, _LR_WHY)),
     **dict.fromkeys(
-        ("lam", "cost_scale", "input_noise", "code_noise"), (1e6, _GRADIENTS_WHY)
+        ("lam", "cost_scale", "input_noise"), (1e6, _GRADIENTS_WHY)
     ),  # weights of the loss, its inputs' noise
+    # in units of sigma_z: the codes' own spread is about 1 (5 between a mixture prior's components)
+    "code_noise": (100.0, "beyond, the noise drowns the codes and the decoder learns from noise alone"),
 }
+
+
+def noise_words(input_noise: Any, code_noise: Any) -> str:
+    """ ", input noise X, code noise Y sigma_z" for the training noises that are on ("" when
+    none is): the lines that sum a run up (its report, its model card) tell two runs apart that
+    differ in them (session 54)."""
+    words = [f"input noise {input_noise}"] if input_noise else []
+    words += [f"code noise {code_noise} σ_z"] if code_noise else []
+    return "".join(f", {w}" for w in words)
 
 
 def new_run_problem(name: str, value: Any, spell: Callable[[Any], str] = json_repr) -> str | None:

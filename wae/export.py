@@ -32,7 +32,16 @@ from torch import Tensor, nn
 
 from . import __version__
 from .checkpoint import CONFIG, has_config, json_text, read_config_json, stored_config, write_atomic, write_config
-from .config import Config, UserError, failure_reason, first_few, markdown_text, parse_json, setting_text
+from .config import (
+    Config,
+    UserError,
+    failure_reason,
+    first_few,
+    markdown_text,
+    noise_words,
+    parse_json,
+    setting_text,
+)
 from .data import to_unit_range
 from .model import AutoEncoder
 from .priors import describe
@@ -296,7 +305,8 @@ def _card(run: Path, cfg: Config, model: AutoEncoder, record: dict[str, Any], me
         f"range {cfg.data.range}",
         f"- preset `{cfg.preset}`, objective `{loss.objective}`, architecture `{m.arch}`, {m.encoder} encoder, "
         f"d_z = {m.latent_dim}, prior {prior}",
-        f"- loss: cost {loss.cost} x {loss.cost_scale}, lambda = {loss.lam}",
+        f"- loss: cost {loss.cost} x {loss.cost_scale}, lambda = {loss.lam}"
+        + noise_words(loss.input_noise, loss.code_noise),
         f"- training: {record['step'] if record['step'] is not None else 'an unknown number of'} steps "
         f"of batch {train.batch_size}, seed {train.seed}",
         f"- {sum(p.numel() for p in model.parameters()):,} parameters",

@@ -199,6 +199,20 @@ def _largest_activation(decoder: nn.Module, start: int, channels: int) -> int:
     return largest
 
 
+def _noise_like(name: str, noise: Any, codes: Tensor) -> Tensor:
+    """``noise`` when it is a floating tensor of the codes' shape (n, d_z): a training pass's
+    noise, one number a coordinate, never broadcast from another shape (session 54); else a
+    :class:`UserError`."""
+    if not isinstance(noise, Tensor) or not noise.is_floating_point() or noise.shape != codes.shape:
+        got = (
+            f"a {noise.dtype} tensor of shape {tuple(noise.shape)}"
+            if isinstance(noise, Tensor)
+            else type(noise).__name__
+        )
+        raise UserError(f"{name} must be a floating tensor of the codes' shape {tuple(codes.shape)}; got {got}")
+    return noise
+
+
 class AutoEncoder(nn.Module):
     """Encoder Q(Z|X), decoder G(Z) and the prior P_Z they are trained against.
 
@@ -326,10 +340,10 @@ class AutoEncoder(nn.Module):
                 log_var = log_var.clamp(-logvar_clip, logvar_clip)
             if eps is None:
                 raise ValueError("a Gaussian encoder needs eps for the reparameterisation")
-            z = mean + eps * (0.5 * log_var.float()).exp()
+            z = mean + _noise_like("eps", eps, mean) * (0.5 * log_var.float()).exp()
         else:
             z = out
-        read = z if code_noise is None else z + code_noise.to(z.dtype)
+        read = z if code_noise is None else z + _noise_like("code_noise", code_noise, z).to(z.dtype)
         return z, mean, log_var, _net(self.decoder, read, labels)
 
     def activate(self, logits: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ from .checkpoint import (
     weights_fingerprint,
     write_atomic,
 )
-from .config import Config, UserError, check_real, one_line, warn_caller
+from .config import Config, UserError, check_real, noise_words, one_line, warn_caller
 from .evaluate import MAIN_METRICS, metric_text
 from .train import read_jsonl
 
@@ -493,7 +493,7 @@ def _config_line(cfg: dict[str, Any]) -> str:
         f"architecture {m.get('arch')}",
         f"d_z = {m.get('latent_dim')}",
         f"λ = {loss.get('lam')}",
-        f"cost {loss.get('cost')}",
+        f"cost {loss.get('cost')}" + noise_words(loss.get("input_noise"), loss.get("code_noise")),
         f"prior {loss.get('prior')}" + _mixture_words(loss, m),
         f"batch {t.get('batch_size')}",
         f"{t.get('epochs')} epochs",

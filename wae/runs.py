@@ -32,6 +32,7 @@ from .checkpoint import (
     EPOCH_GRIDS,
     FOLDER,
     GRIDS,
+    RECORDS,
     check_run_folder,
     config_of,
     has_config,
@@ -334,6 +335,66 @@ def foreign_entries(run_dir: Path) -> list[str]:
         elif (shown := _foreign(entry, _top_kinds)) is not None:
             foreign.append(shown)
     return sorted(foreign)
+
+
+# the entries wae writes through (appends, files put into a folder) rather than replaces whole:
+# each must lie in the run folder, where the run's lock covers it
+_WRITTEN_THROUGH = frozenset(RUN_FOLDERS) | {RECORDS}
+
+
+def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str | None:
+    """Why the entry ``name`` at the top of the run folder ``run_dir`` cannot take what wae
+    writes there, in words (None when it can, or is not there): a folder of wae's
+    (checkpoints/, grids/, a tracker's) that is a file; a file of wae's that is a folder, FIFO,
+    socket or device (a link is replaced, not followed); and an entry written through (those
+    folders, metrics.jsonl) that leads into another run folder (one with a config.json), where
+    this run's lock does not reach and whose checkpoints a resume would prune (a link to a place
+    of no run, a scratch disk, is written through as before). ``real_run``: ``run_dir``'s real
+    path, when known."""
+    entry = run_dir / name
+    try:
+        own = _kind(entry.lstat().st_mode)
+    except OSError:
+        return None
+    shown = shown_name(str(entry))
+    away = "remove it or move it away (mv)"
+    if name in RUN_FOLDERS and not entry.is_dir():
+        what = own if own != _LINK else "a link that leads to no folder"
+        return f"{shown} is {what}, not a folder: wae writes the run's {name} there; {away}"
+    if name in RUN_FILES and name not in RUN_FOLDERS and own not in _FILES:
+        return f"{shown} is {own}, not a file: wae writes the run's {name} there; {away}"
+    if name in _WRITTEN_THROUGH:
+        real = os.path.realpath(entry)
+        home = real_run if real_run is not None else os.path.realpath(run_dir)
+        if os.path.commonpath([real, home]) != home and (owner := _owner(Path(real))):
+            return (
+                f"{shown} leads into another run's folder, {shown_name(owner)} ({shown_name(real)}): wae writes "
+                "through it, into that run, beyond the reach of this run's lock; replace the link by a copy of "
+                "what it leads to"
+            )
+    return None
+
+
+def _owner(real: Path) -> str:
+    """The folder above ``real`` that holds a config.json (a run's, or an export's), or ""."""
+    for folder in real.parents:
+        if (folder / "config.json").is_file():
+            return str(folder)
+    return ""
+
+
+def check_run_entries(run_dir: str | Path) -> None:
+    """:class:`UserError` naming the first of wae's entries in the run folder ``run_dir`` that
+    cannot take what a training session writes (:func:`entry_problem`), before anything is
+    read, trained or written: found after an epoch of training, such an entry cost the epoch;
+    a link from checkpoints/ into another run folder let a resume prune that run's checkpoints."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    real = os.path.realpath(run_dir)
+    for name in sorted((RUN_FILES - {LOCK, ".write-test"}) | set(RUN_FOLDERS)):
+        if trouble := entry_problem(run_dir, name, real):
+            raise UserError(f"{trouble}, then run this again")
 
 
 FS_IOC_GETFLAGS = 0x80086601  # Linux ioctl: an inode's flags (chattr), as lsattr reads them
@@ -711,14 +772,31 @@ def pin_schedule(cfg: Config, stored: Config | None) -> Config:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def config_differences(run: Config, stored: Config) -> list[str]:
+def config_differences(run: Config, stored: Config, label: str = "config.json") -> list[str]:
     """The settings (``section.name was (config.json: is)``) in which a stored config (a
-    checkpoint's, an export's metadata) differs from the folder's ``config.json`` (``run``),
-    leaving out those a resumed session may change."""
+    checkpoint's, an export's metadata, a caller's) differs from the folder's ``config.json``
+    (``run``; ``label`` names it), leaving out those a resumed session may change."""
     return [
-        f"{section}.{f.name} {setting_text(was, True)} (config.json: {setting_text(now, True)})"
+        f"{section}.{f.name} {setting_text(was, True)} ({label}: {setting_text(now, True)})"
         for section, f, now, was in differing_settings(run, stored, RESUMABLE)
     ]
+
+
+def check_resumed_with(given: Config, payload: dict[str, Any], path: Path, run_dir: Path) -> None:
+    """:class:`UserError` when a caller resumes the run ``run_dir`` (``wae.fit(cfg, RUN,
+    resume=True)``) with a config ``given`` that differs from the run's own, where its
+    config.json and its checkpoint ``payload`` (read from ``path``) agree: the caller's value
+    named as the caller's, not as config.json's (session 54)."""
+    stored = run_config(run_dir)
+    checkpoint = config_of(payload, path)
+    if stored is None or config_differences(stored, checkpoint):
+        return  # config.json and checkpoint disagree: check_checkpoint names that
+    if differences := config_differences(stored, given, "the run"):
+        raise UserError(
+            f"the config given to resume {run_dir} differs from the run's (its config.json and checkpoint): "
+            f"{first_few(differences, '; ')}; resume with the run's settings (wae.load_run(run).config) or train "
+            "a new run with these"
+        )
 
 
 def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None) -> None:
@@ -779,7 +857,8 @@ def read_checkpoint(run: str | Path) -> tuple[dict[str, Any], Path]:
         # a damaged newer checkpoint is named, not passed over in silence
         found = load_latest(path, lambda m: warn_caller(m.removeprefix("warning: ")), "using")  # at the caller's line
         if found is None:
-            raise UserError(f"{path} holds no checkpoint")
+            why = entry_problem(path, FOLDER)
+            raise UserError(f"{path} holds no checkpoint" + (f": {why}" if why else ""))
         payload, path = found
         folder = Path(run)
     else:

@@ -1304,6 +1304,7 @@ def _fit(
 ) -> Run:
     if run_dir is not None and procs.main:  # before the data are read: a FIFO there would block the run
         check_records_file(Path(run_dir) / ckpt.RECORDS)
+        runs.check_run_entries(run_dir)
     data = data if data is not None else load(cfg.data)
     check_fits(cfg, data, procs.world)
     cfg = resolve_precision(cfg, device.type)
@@ -1378,6 +1379,7 @@ class _Loop:
         assert self.source is not None
         found = ckpt.load_latest(self.source, warn=self.say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
+            runs.check_resumed_with(self.cfg, found[0], found[1], self.source)
             runs.check_checkpoint(found[0], found[1], self.cfg)
             recorded = ckpt.class_names_of(found[0], self.cfg)
             if recorded != self.state.classes:
@@ -1776,8 +1778,8 @@ class _Loop:
             last = f"step {self.last_saved}" if self.last_saved >= 0 else "none"
             raise FloatingPointError(
                 f"the weights hold NaN or infinite values at step {self.state.step} ({bad}) though the loss was "
-                "finite: training diverged (train anew with a lower learning rate, cost scale or input noise); they "
-                f"are not saved; last checkpoint kept: {last}"
+                "finite: training diverged (train anew with a lower learning rate, cost scale, input noise or code "
+                f"noise); they are not saved; last checkpoint kept: {last}"
             )
         self.last_saved = self.state.step
         if self.procs.main:
