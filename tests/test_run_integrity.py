@@ -147,7 +147,9 @@ def test_an_entry_that_cannot_take_the_runs_files_is_refused_before_any_work(run
 
 
 def test_checkpoints_linked_to_a_place_of_no_run_are_written_through(run_copy, tmp_path):
-    scratch = tmp_path / "scratch" / "ck"  # a larger disk, say: no run folder holds it
+    scratch = tmp_path / "project" / "scratch" / "ck"  # a larger disk, say: no run folder holds it
+    scratch.parent.mkdir(parents=True)
+    (tmp_path / "project" / "config.json").write_text('{"tool": "another"}')  # not a run's
     shutil.move(run_copy / "checkpoints", scratch)
     (run_copy / "checkpoints").symlink_to(scratch)
     assert _cli(["train", "--resume", str(run_copy), "--max-steps", "3", "--no-progress"])[0] == 0

@@ -347,7 +347,7 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
     writes there, in words (None when it can, or is not there): a folder of wae's
     (checkpoints/, grids/, a tracker's) that is a file; a file of wae's that is a folder, FIFO,
     socket or device (a link is replaced, not followed); and an entry written through (those
-    folders, metrics.jsonl) that leads into another run folder (one with a config.json), where
+    folders, metrics.jsonl) that leads into another run folder (:func:`_owner`), where
     this run's lock does not reach and whose checkpoints a resume would prune (a link to a place
     of no run, a scratch disk, is written through as before). ``real_run``: ``run_dir``'s real
     path, when known."""
@@ -375,10 +375,15 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
     return None
 
 
+# beside config.json, what tells a wae run (or export) folder from a folder of another tool's
+_RUN_MARKS = (RECORDS, FOLDER, LOCK, "export.json")
+
+
 def _owner(real: Path) -> str:
-    """The folder above ``real`` that holds a config.json (a run's, or an export's), or ""."""
+    """The run (or export) folder above ``real``, or "": the nearest that holds a config.json
+    and one of wae's own entries (a project's config.json of another tool is not a run)."""
     for folder in real.parents:
-        if (folder / "config.json").is_file():
+        if (folder / "config.json").is_file() and any(os.path.lexists(folder / mark) for mark in _RUN_MARKS):
             return str(folder)
     return ""
 
