@@ -114,6 +114,8 @@ def _tree(folder: Path) -> dict[str, bytes | None]:
             "leads into another run",
         ),
         ("grids", lambda run, other: (run / "grids").symlink_to(other / "grids"), "leads into another run"),
+        ("checkpoints", lambda run, other: (run / "checkpoints").symlink_to(other), "leads into another run"),
+        ("metrics.jsonl", lambda run, other: os.link(other / "metrics.jsonl", run / "metrics.jsonl"), "hard link"),
         ("checkpoints", lambda run, other: (run / "checkpoints").write_text("x"), "is a file, not a folder"),
         ("grids", lambda run, other: (run / "grids").write_text("x"), "is a file, not a folder"),
         ("samples.png", lambda run, other: (run / "samples.png").mkdir(), "is a folder, not a file"),
@@ -149,12 +151,26 @@ def test_an_entry_that_cannot_take_the_runs_files_is_refused_before_any_work(run
 def test_checkpoints_linked_to_a_place_of_no_run_are_written_through(run_copy, tmp_path):
     scratch = tmp_path / "project" / "scratch" / "ck"  # a larger disk, say: no run folder holds it
     scratch.parent.mkdir(parents=True)
-    (tmp_path / "project" / "config.json").write_text('{"tool": "another"}')  # not a run's
+    (tmp_path / "project" / "config.json").write_text('{"tool": "another"}')  # not a run's, beside
+    (tmp_path / "project" / "checkpoints").mkdir()  # that tool's own checkpoints
     shutil.move(run_copy / "checkpoints", scratch)
     (run_copy / "checkpoints").symlink_to(scratch)
     assert _cli(["train", "--resume", str(run_copy), "--max-steps", "3", "--no-progress"])[0] == 0
     assert (run_copy / "checkpoints").is_symlink() and ckpt.newest_checkpoint_step(run_copy) == 3
     assert (scratch / "step-00000003.pt").is_file()
+
+
+def test_a_link_into_a_run_nested_in_this_one_is_refused(run_copy, tmp_path):
+    # second hostile pass, session 54: RUN/checkpoints -> RUN/inner/checkpoints, inner a run
+    # copied into RUN, was written through (inner's checkpoints became RUN's)
+    inner = tmp_path / "inner"
+    shutil.copytree(run_copy, inner)
+    shutil.move(inner, run_copy / "inner")
+    shutil.rmtree(run_copy / "checkpoints")
+    (run_copy / "checkpoints").symlink_to("inner/checkpoints")
+    theirs = _tree(run_copy / "inner")
+    _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "4"]), "leads into another run's folder")
+    assert _tree(run_copy / "inner") == theirs
 
 
 def test_resuming_with_another_config_names_the_callers_value_as_the_callers(run_copy):

@@ -169,6 +169,16 @@ def test_a_training_pass_takes_noise_of_the_codes_shape_only(noise, said):
     with pytest.raises(UserError, match="eps must be a floating tensor"):
         gaussian(x, torch.zeros(16))
     assert model(x, None, 0.0, None, torch.zeros(4, 16))[0].shape == (4, 16)
+    # float64 noise is taken as float32, eps as code_noise (eps made torch's dtype error)
+    assert gaussian(x, torch.randn(4, 16, dtype=torch.float64))[0].dtype == torch.float32
+    assert model(x, None, 0.0, None, torch.zeros(4, 16, dtype=torch.float64))[3].dtype == torch.float32
+
+
+def test_the_runs_report_md_names_its_training_noises(tiny_data, tmp_path):
+    fit(tiny_config(epochs=1, code_noise=0.5, input_noise=0.01), tmp_path / "run", data=tiny_data, progress=False)
+    assert (
+        "lambda = 1.0, input noise 0.01, code noise 0.5 σ_z, kernel imq" in (tmp_path / "run" / "report.md").read_text()
+    )
 
 
 def test_weight_average_decay_warms_up_to_the_setting():

@@ -340,7 +340,7 @@ class AutoEncoder(nn.Module):
                 log_var = log_var.clamp(-logvar_clip, logvar_clip)
             if eps is None:
                 raise ValueError("a Gaussian encoder needs eps for the reparameterisation")
-            z = mean + _noise_like("eps", eps, mean) * (0.5 * log_var.float()).exp()
+            z = mean + _noise_like("eps", eps, mean).float() * (0.5 * log_var.float()).exp()
         else:
             z = out
         read = z if code_noise is None else z + _noise_like("code_noise", code_noise, z).to(z.dtype)

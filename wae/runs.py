@@ -16,6 +16,7 @@ import dataclasses
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import re
 import signal
@@ -347,10 +348,11 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
     writes there, in words (None when it can, or is not there): a folder of wae's
     (checkpoints/, grids/, a tracker's) that is a file; a file of wae's that is a folder, FIFO,
     socket or device (a link is replaced, not followed); and an entry written through (those
-    folders, metrics.jsonl) that leads into another run folder (:func:`_owner`), where
-    this run's lock does not reach and whose checkpoints a resume would prune (a link to a place
-    of no run, a scratch disk, is written through as before). ``real_run``: ``run_dir``'s real
-    path, when known."""
+    folders, metrics.jsonl) that leads into another run or export folder (:func:`_owner`: a run
+    nested in this one too), where this run's lock does not reach and whose checkpoints a resume
+    would prune (a link to a place of no run, a scratch disk, is written through as before); a
+    metrics.jsonl with other names (hard links), which appends reach. ``real_run``: ``run_dir``'s
+    real path, when known."""
     entry = run_dir / name
     try:
         own = _kind(entry.lstat().st_mode)
@@ -366,26 +368,52 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
     if name in _WRITTEN_THROUGH:
         real = os.path.realpath(entry)
         home = real_run if real_run is not None else os.path.realpath(run_dir)
-        if os.path.commonpath([real, home]) != home and (owner := _owner(Path(real))):
+        if owner := _owner(Path(real), Path(home)):
+            what = "an export's folder" if (owner / "export.json").is_file() else "another run's folder"
             return (
-                f"{shown} leads into another run's folder, {shown_name(owner)} ({shown_name(real)}): wae writes "
-                "through it, into that run, beyond the reach of this run's lock; replace the link by a copy of "
+                f"{shown} leads into {what}, {shown_name(str(owner))} ({shown_name(real)}): wae writes "
+                "through it, into that folder, beyond the reach of this run's lock; replace the link by a copy of "
                 "what it leads to"
             )
+    if name == RECORDS and own == _FILE and (names := entry.lstat().st_nlink) > 1:  # `cp -al` of a run
+        return (
+            f"{shown} is one of {names} names of one file (a hard link: a copy made by cp -al?): the records "
+            f"appended here would reach the others too; make it a file of its own (cp {shown} {shown}.new && "
+            f"mv {shown}.new {shown})"
+        )
     return None
+
+
+def _is_wae_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a wae run or export: a config.json whose JSON object holds the data,
+    model, loss and train sections beside one of wae's own entries (a project's config.json of
+    another tool, with a checkpoints/ of its own, is not one)."""
+    config = folder / "config.json"
+    if not config.is_file() or not any(os.path.lexists(folder / mark) for mark in _RUN_MARKS):
+        return False
+    try:
+        with open(config, "rb") as f:
+            text = f.read(1 << 20)
+        found = json.loads(text)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(found, dict) and {"data", "model", "loss", "train"} <= set(found)
 
 
 # beside config.json, what tells a wae run (or export) folder from a folder of another tool's
 _RUN_MARKS = (RECORDS, FOLDER, LOCK, "export.json")
 
 
-def _owner(real: Path) -> str:
-    """The run (or export) folder above ``real``, or "": the nearest that holds a config.json
-    and one of wae's own entries (a project's config.json of another tool is not a run)."""
-    for folder in real.parents:
-        if (folder / "config.json").is_file() and any(os.path.lexists(folder / mark) for mark in _RUN_MARKS):
-            return str(folder)
-    return ""
+def _owner(real: Path, home: Path) -> Path | None:
+    """The wae folder (:func:`_is_wae_folder`) that holds ``real`` (or is it), other than the run
+    folder ``home`` (real paths both): the nearest on the way up from ``real``, stopping at
+    ``home`` (a run nested in ``home`` is found; ``home``'s own entries are its own)."""
+    for folder in (real, *real.parents):
+        if folder == home:
+            return None
+        if _is_wae_folder(folder):
+            return folder
+    return None
 
 
 def check_run_entries(run_dir: str | Path) -> None:

@@ -44,6 +44,7 @@ from .config import (
     failure_reason,
     json_repr,
     markdown_text,
+    noise_words,
     one_line,
     parse_json,
     plain_config,
@@ -1162,7 +1163,8 @@ def _report(state: State, data: ImageData, run_dir: Path, evals: list[dict[str, 
         f"{shape}" + (f", conditional on {len(state.classes)} classes" if state.classes else ""),
         f"- model: architecture {cfg.model.arch}, {cfg.model.encoder} encoder, d_z = {cfg.model.latent_dim}, "
         f"{sum(p.numel() for p in state.model.parameters()):,} parameters",
-        f"- loss: cost {cfg.loss.cost} x {cfg.loss.cost_scale}, lambda = {cfg.loss.lam}, "
+        f"- loss: cost {cfg.loss.cost} x {cfg.loss.cost_scale}, lambda = {cfg.loss.lam}"
+        f"{noise_words(cfg.loss.input_noise, cfg.loss.code_noise)}, "
         f"{'kernel ' + cfg.loss.kernel + ', ' if cfg.loss.objective == 'mmd' else ''}prior "
         + describe(cfg.loss.prior, cfg.loss.prior_var, state.model.prior_components, cfg.loss.prior_separation),
         f"- training: {state.step} steps of batch {cfg.train.batch_size}, precision {cfg.train.precision}, "
