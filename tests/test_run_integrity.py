@@ -100,6 +100,9 @@ def _tree(folder: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
 
 
+_NO_RECORDS = "the run's records go there: remove it"  # after "is not a regular file (...)"
+
+
 @pytest.mark.parametrize(
     "name, make, said",
     [  # session 54: found only after an epoch (lost), or written through into another run
@@ -120,6 +123,10 @@ def _tree(folder: Path) -> dict[str, bytes | None]:
         ("grids", lambda run, other: (run / "grids").write_text("x"), "is a file, not a folder"),
         ("samples.png", lambda run, other: (run / "samples.png").mkdir(), "is a folder, not a file"),
         ("interpolations.png", lambda run, other: os.mkfifo(run / "interpolations.png"), "is a FIFO, not a file"),
+        # session 55: the records file's own check, once beside this one, is this one's now
+        ("metrics.jsonl", lambda run, other: os.mkfifo(run / "metrics.jsonl"), _NO_RECORDS),
+        ("metrics.jsonl", lambda run, other: (run / "metrics.jsonl").symlink_to(run / "none"), _NO_RECORDS),
+        ("metrics.jsonl", lambda run, other: (run / "metrics.jsonl").symlink_to(run / "checkpoints"), _NO_RECORDS),
     ],
 )
 def test_an_entry_that_cannot_take_the_runs_files_is_refused_before_any_work(run_copy, tmp_path, name, make, said):

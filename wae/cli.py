@@ -84,7 +84,7 @@ from .runs import load_data
 from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
-from .train import check_fits, check_records_file, fit, load_model, load_run, planned_epochs, read_jsonl
+from .train import check_fits, fit, load_model, load_run, planned_epochs, read_jsonl
 
 
 def _say(text: object, file: Any = None) -> None:
@@ -855,7 +855,6 @@ def _train(args: argparse.Namespace) -> int:
             if procs.main:
                 held.enter_context(runs.run_lock(run_dir))  # one writer per run folder
                 if args.resume:  # here, where a refusal stops every rank at once
-                    check_records_file(run_dir / ckpt.RECORDS)
                     runs.check_run_entries(run_dir)
             if not args.resume:
                 _prepare_run_dir(run_dir, args.overwrite)
@@ -962,7 +961,6 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         raise UserError(f"--auto-resume: {run_dir} is a folder that wae export wrote, not a run to continue")
     stored = runs.run_config(run_dir, required=True)
     records = run_dir / ckpt.RECORDS
-    check_records_file(records)
     runs.check_run_entries(run_dir)
     train, differ = cfg.train, []
     if stored.preset != cfg.preset:

@@ -43,6 +43,7 @@ from .checkpoint import (
 )
 from .checkpoint import load as load_checkpoint
 from .config import (
+    NOT_REGULAR,
     Config,
     DataConfig,
     UserError,
@@ -347,7 +348,8 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
     """Why the entry ``name`` at the top of the run folder ``run_dir`` cannot take what wae
     writes there, in words (None when it can, or is not there): a folder of wae's
     (checkpoints/, grids/, a tracker's) that is a file; a file of wae's that is a folder, FIFO,
-    socket or device (a link is replaced, not followed); and an entry written through (those
+    socket or device (a link is replaced, not followed); a metrics.jsonl that is no regular file
+    nor a link to one (:func:`not_a_records_file`); and an entry written through (those
     folders, metrics.jsonl) that leads into another run or export folder (:func:`_owner`: a run
     nested in this one too), where this run's lock does not reach and whose checkpoints a resume
     would prune (a link to a place of no run, a scratch disk, is written through as before); a
@@ -360,6 +362,8 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
         return None
     shown = shown_name(str(entry))
     away = "remove it or move it away (mv)"
+    if name == RECORDS and not entry.is_file():  # a FIFO there blocked the run; a link to none, to a folder
+        return not_a_records_file(shown)
     if name in RUN_FOLDERS and not entry.is_dir():
         what = own if own != _LINK else "a link that leads to no folder"
         return f"{shown} is {what}, not a folder: wae writes the run's {name} there; {away}"
@@ -382,6 +386,12 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
             f"mv {shown}.new {shown})"
         )
     return None
+
+
+def not_a_records_file(path: str | Path) -> str:
+    """Why the records file ``path`` (metrics.jsonl) cannot take the run's records, in words:
+    it is not a regular file, nor a link to one."""
+    return f"{path} {NOT_REGULAR}; the run's records go there: remove it"
 
 
 def _is_wae_folder(folder: Path) -> bool:

@@ -840,26 +840,15 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as err:
         if err.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO without a reader, a folder
-            raise UserError(_not_a_records_file(path)) from None
+            raise UserError(runs.not_a_records_file(path)) from None
         raise OSError(err.errno, err.strerror, str(path)) from None
     with open(fd, "a") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UserError(_not_a_records_file(path))
+            raise UserError(runs.not_a_records_file(path))
         try:
             f.write(ckpt.json_text(record) + "\n")
         except OSError as err:
             raise OSError(err.errno, err.strerror, str(path)) from None
-
-
-def _not_a_records_file(path: Path) -> str:
-    return f"{path} {NOT_REGULAR}; the run's records go there: remove it"
-
-
-def check_records_file(path: Path) -> None:
-    """:class:`UserError` when the records file ``path`` exists and is not a regular file or a
-    link to one (checked as a session starts, before anything reads or writes it)."""
-    if os.path.lexists(path) and not path.is_file():
-        raise UserError(_not_a_records_file(path))
 
 
 # the kinds of record wae train writes into metrics.jsonl (a resume rewrites those after its checkpoint)
@@ -1305,7 +1294,6 @@ def _fit(
     started: float,
 ) -> Run:
     if run_dir is not None and procs.main:  # before the data are read: a FIFO there would block the run
-        check_records_file(Path(run_dir) / ckpt.RECORDS)
         runs.check_run_entries(run_dir)
     data = data if data is not None else load(cfg.data)
     check_fits(cfg, data, procs.world)
