@@ -155,6 +155,25 @@ def test_an_entry_that_cannot_take_the_runs_files_is_refused_before_any_work(run
         _refused(_cli(["sample", str(run_copy), "--out", str(tmp_path / "s.png")]), "holds no checkpoint: ", said)
 
 
+def test_only_the_entries_this_session_writes_are_checked(run_copy):
+    # session 54 left open: a file named tensorboard refused with no tracker on, a FIFO named
+    # metrics-gmm.json (wae evaluate's, never training's) refused; a sampler's grid of a kind
+    # not fitted is only read or removed by a session
+    fitted = json.loads((run_copy / "config.json").read_text())["train"]["fit_sampler"]
+    other = next(kind for kind in ("gmm", "vae") if kind != fitted)
+    (run_copy / "tensorboard").write_text("my notes")
+    os.mkfifo(run_copy / "metrics-gmm.json")
+    (run_copy / f"samples-{other}.png").mkdir()
+    resume = ["train", "--resume", str(run_copy), "--max-steps", "3", "--no-progress"]
+    before = _tree(run_copy)
+    _refused(_cli([*resume, "--log", "tensorboard"]), "tensorboard is a file, not a folder", "then run this again")
+    _refused(_cli([*resume, "--fit-sampler", other]), f"samples-{other}.png is a folder, not a file")
+    assert _tree(run_copy) == before
+    code, err = _cli(resume)
+    assert code == 0 and ckpt.newest_checkpoint_step(run_copy) == 3, err
+    assert (run_copy / "tensorboard").read_text() == "my notes" and (run_copy / f"samples-{other}.png").is_dir()
+
+
 def test_checkpoints_linked_to_a_place_of_no_run_are_written_through(run_copy, tmp_path):
     scratch = tmp_path / "project" / "scratch" / "ck"  # a larger disk, say: no run folder holds it
     scratch.parent.mkdir(parents=True)

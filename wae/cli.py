@@ -855,7 +855,7 @@ def _train(args: argparse.Namespace) -> int:
             if procs.main:
                 held.enter_context(runs.run_lock(run_dir))  # one writer per run folder
                 if args.resume:  # here, where a refusal stops every rank at once
-                    runs.check_run_entries(run_dir)
+                    runs.check_run_entries(run_dir, cfg)
             if not args.resume:
                 _prepare_run_dir(run_dir, args.overwrite)
             return data
@@ -961,7 +961,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         raise UserError(f"--auto-resume: {run_dir} is a folder that wae export wrote, not a run to continue")
     stored = runs.run_config(run_dir, required=True)
     records = run_dir / ckpt.RECORDS
-    runs.check_run_entries(run_dir)
+    runs.check_run_entries(run_dir, cfg)
     train, differ = cfg.train, []
     if stored.preset != cfg.preset:
         differ.append(_there_given("preset", stored.preset, cfg.preset))

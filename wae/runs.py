@@ -30,6 +30,7 @@ from typing import Any, Literal, overload
 import torch
 
 from .checkpoint import (
+    CONFIG,
     EPOCH_GRIDS,
     FOLDER,
     GRIDS,
@@ -55,6 +56,8 @@ from .config import (
     warn_caller,
 )
 from .samplers import SAMPLER_FILES
+from .tracking import FOLDERS as TRACKER_FOLDERS
+from .tracking import names_of as tracker_names
 
 LOCK = ".lock"
 _FOLDER_HANDLE = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: no read permission needed; elsewhere O_RDONLY
@@ -254,13 +257,13 @@ _FOLDERS = frozenset({_FOLDER})
 RUN_FOLDERS: dict[str, tuple[tuple[re.Pattern[str], frozenset[str]], ...]] = {  # name -> its entries
     FOLDER: ((re.compile(r"step-[0-9]+\.pt"), _FILES),),
     GRIDS: ((re.compile(rf"(?:{_GRID_NAMES})-epoch[0-9]{{3,}}\.png"), _FILES),),
-    "tensorboard": ((re.compile(r"events\.out\.tfevents\.[^/]+"), _FILES),),
-    "wandb": (
+    TRACKER_FOLDERS["tensorboard"]: ((re.compile(r"events\.out\.tfevents\.[^/]+"), _FILES),),
+    TRACKER_FOLDERS["wandb"]: (
         (re.compile(r"(?:offline-)?run-[0-9]{8}_[0-9]{6}-[\w-]+"), _FOLDERS),
         (re.compile(r"latest-run"), frozenset({_LINK})),
         (re.compile(r"debug(?:-internal|-cli\.[\w.-]+)?\.log"), _FILES),
     ),
-    "mlruns": ((re.compile(r"[0-9]+|\.trash|models"), _FOLDERS),),
+    TRACKER_FOLDERS["mlflow"]: ((re.compile(r"[0-9]+|\.trash|models"), _FOLDERS),),
 }
 _TEMPORARY_OF = re.compile(r"\.(.+)\.tmp-[0-9]+")
 
@@ -426,16 +429,32 @@ def _owner(real: Path, home: Path) -> Path | None:
     return None
 
 
-def check_run_entries(run_dir: str | Path) -> None:
-    """:class:`UserError` naming the first of wae's entries in the run folder ``run_dir`` that
-    cannot take what a training session writes (:func:`entry_problem`), before anything is
-    read, trained or written: found after an epoch of training, such an entry cost the epoch;
-    a link from checkpoints/ into another run folder let a resume prune that run's checkpoints."""
+def session_entries(cfg: Config) -> set[str]:
+    """The entries at the top of a run folder that a training session with ``cfg`` writes:
+    config.json, metrics.jsonl, the reports, the grids and checkpoints/ and grids/; the folder
+    of each tracker ``train.log`` names; the sampler file and ``samples-KIND.png`` of the
+    ``train.fit_sampler`` kind. Not ``wae evaluate``'s metrics*.json, nor other kinds'
+    samplers: a session only reads or removes those."""
+    kind = cfg.train.fit_sampler
+    return (
+        {CONFIG, RECORDS, "report.md", "report.html", FOLDER, GRIDS}
+        | {f"{grid}.png" for grid in EPOCH_GRIDS}
+        | {TRACKER_FOLDERS[name] for name in tracker_names(cfg.train.log)}
+        | ({SAMPLER_FILES[kind], f"samples-{kind}.png"} if kind in SAMPLER_FILES else set())
+    )
+
+
+def check_run_entries(run_dir: str | Path, cfg: Config) -> None:
+    """:class:`UserError` naming the first of the entries in the run folder ``run_dir`` that a
+    training session with ``cfg`` writes (:func:`session_entries`) that cannot take what it
+    writes (:func:`entry_problem`), before anything is read, trained or written: found after an
+    epoch of training, such an entry cost the epoch; a link from checkpoints/ into another run
+    folder let a resume prune that run's checkpoints."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
     real = os.path.realpath(run_dir)
-    for name in sorted((RUN_FILES - {LOCK, ".write-test"}) | set(RUN_FOLDERS)):
+    for name in sorted(session_entries(cfg)):
         if trouble := entry_problem(run_dir, name, real):
             raise UserError(f"{trouble}, then run this again")
 

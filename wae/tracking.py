@@ -75,7 +75,7 @@ class TensorBoard:
             from torch.utils.tensorboard.summary import hparams
         except ImportError:
             raise _missing("tensorboard") from None
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer = SummaryWriter(log_dir=str(run_dir / FOLDERS["tensorboard"]))
         events = self.writer.file_writer
         assert events is not None  # made by SummaryWriter's constructor
         for summary in hparams(flat_config(cfg), {}):  # the experiment, session start and end records
@@ -143,7 +143,7 @@ class MLflow:
         self.metric = Metric
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the file store's deprecation notes
-            self.client = MlflowClient(tracking_uri=(run_dir / "mlruns").resolve().as_uri())
+            self.client = MlflowClient(tracking_uri=(run_dir / FOLDERS["mlflow"]).resolve().as_uri())
             experiment = self.client.get_experiment_by_name("wae")
             experiment_id = experiment.experiment_id if experiment else self.client.create_experiment("wae")
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
@@ -204,6 +204,8 @@ class Trackers:
 
 # the module each tracker imports, to say what is missing before anything starts
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+# the folder each tracker writes into the run folder (wandb: its own wandb/ under dir=RUN)
+FOLDERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlruns"}
 
 
 def check_installed(cfg: Config) -> None:

@@ -1294,7 +1294,7 @@ def _fit(
     started: float,
 ) -> Run:
     if run_dir is not None and procs.main:  # before the data are read: a FIFO there would block the run
-        runs.check_run_entries(run_dir)
+        runs.check_run_entries(run_dir, cfg)
     data = data if data is not None else load(cfg.data)
     check_fits(cfg, data, procs.world)
     cfg = resolve_precision(cfg, device.type)
