@@ -321,3 +321,31 @@ def test_only_evaluations_of_older_weights_are_removed_and_hints_run_as_printed(
 
     assert refit_command(Path("-r"), "vae") == "wae fit-sampler ./-r --kind vae"
     assert refit_command(Path("my run (1)"), "gmm") == "wae fit-sampler 'my run (1)'"
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "name"),
+    [
+        ("flow", {"components": 3}, "components"),
+        ("flow", {"covariance": "diag"}, "covariance"),
+        ("vae", {"transforms": 2}, "transforms"),
+        ("gmm", {"hidden": 4}, "hidden"),
+    ],
+)
+def test_fit_sampler_from_python_refuses_a_setting_its_kind_does_not_use(kind, given, name):
+    # session 54 left open: wae fit-sampler refused `--kind flow --components 3`, while
+    # fit_sampler("flow", codes, components=3) from Python fitted a flow and ignored the 3
+    from wae.samplers import fit_sampler, kind_settings
+
+    codes = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UserError, match=rf"^{name} is not a setting of the {kind} sampler \(its settings: "):
+        fit_sampler(kind, codes, **given)
+    with pytest.raises(UserError, match="unknown ex-post sampler 'kde'; choose gmm, flow or vae"):
+        fit_sampler("kde", codes)
+    assert kind_settings("gmm", {"components": None, "hidden": None}) == {
+        "components": 10,
+        "covariance": "full",
+        "seed": 0,
+    }
+    sampler, what = fit_sampler("gmm", codes, components=2, covariance="diag")  # a kind's own settings
+    assert isinstance(sampler, GaussianMixture) and what == "2 diag-covariance components"

@@ -1481,19 +1481,13 @@ _SAMPLER_WORDS = {"gmm": "mixture", "flow": "flow", "vae": "second-stage VAE (im
 def _fit_flags(args: argparse.Namespace) -> None:
     """Refuse a flag of ``wae fit-sampler`` that the sampler ``--kind`` does not use (``--kind
     flow --components 3`` fitted a flow and left the 3 unsaid: session 54), then give the flags
-    not given their defaults (:func:`wae.samplers.fit_settings`')."""
-    import inspect
+    not given their defaults (:func:`wae.samplers.kind_settings`)."""
+    from .samplers import kind_settings
 
-    from .samplers import fit_settings
-
-    used = fit_settings(args.kind)
-    defaults = inspect.signature(fit_settings).parameters
-    for name in ("components", "covariance", "transforms", "hidden"):
-        if getattr(args, name) is None:
-            setattr(args, name, defaults[name].default)
-        elif name not in used:
-            takes = ", ".join(f"--{k}" for k in used if k != "seed")
-            raise UserError(f"--{name} is not a setting of --kind {args.kind} (its settings: {takes}); leave it out")
+    names = ("components", "covariance", "transforms", "hidden")
+    settings = kind_settings(args.kind, {name: getattr(args, name) for name in names}, flag="--")
+    for name in names:
+        setattr(args, name, settings.get(name))
 
 
 def _fit_sampler(args: argparse.Namespace) -> int:

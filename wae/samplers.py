@@ -9,6 +9,7 @@ The mixture is fitted by scikit-learn's EM (``GaussianMixture``) and stored as p
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import pickle
@@ -110,6 +111,24 @@ def fit_settings(
     given = {"components": components, "covariance": covariance, "transforms": transforms, "hidden": hidden}
     used = {"gmm": ("components", "covariance"), "flow": ("transforms", "hidden"), "vae": ("hidden",)}[kind]
     return {**{k: given[k] for k in used}, "seed": seed}
+
+
+def kind_settings(kind: str, given: dict[str, Any], flag: str = "") -> dict[str, Any]:
+    """The settings of :func:`fit_sampler` for a sampler of ``kind`` (:func:`fit_settings`):
+    those in ``given`` (a name to a value, None where not given) with the defaults for the rest.
+    :class:`UserError` for an unknown kind, and naming the first setting given that ``kind``
+    does not use (``components`` of a flow was ignored without a word, session 54), as
+    ``{flag}{name}`` (``--components`` from the command line)."""
+    if kind not in SAMPLER_FILES:
+        raise UserError(f"unknown ex-post sampler '{kind}'; choose gmm, flow or vae")
+    defaults = inspect.signature(fit_settings).parameters
+    used = fit_settings(kind)
+    for name, value in given.items():
+        if value is not None and name not in used:
+            takes = ", ".join(flag + k for k in used if k != "seed")
+            of = f"--kind {kind}" if flag else f"the {kind} sampler"
+            raise UserError(f"{flag}{name} is not a setting of {of} (its settings: {takes}); leave it out")
+    return fit_settings(kind, **{k: defaults[k].default if v is None else v for k, v in given.items()})
 
 
 def fit_flags(fit: dict[str, Any]) -> str:
@@ -705,27 +724,32 @@ def is_stale(path: Path, kind: str, weights: torch.nn.Module | str) -> bool:
 def fit_sampler(
     kind: str,
     codes: Tensor,
-    components: int | str = 10,
-    covariance: str = "full",
-    transforms: int = 3,
-    hidden: int = 128,
+    components: int | str | None = None,
+    covariance: str | None = None,
+    transforms: int | None = None,
+    hidden: int | None = None,
     seed: int = 0,
     progress: bool = False,
     log: Any = None,
 ) -> tuple[LatentSampler, str]:
     """Fit the ex-post sampler ``kind`` ("gmm", "flow" or "vae") to codes (n, d): a Gaussian
-    mixture of ``components`` (or "auto": the best of 5, 10, 20, 40 on held-out codes, the scores
-    passed to ``log``), a spline flow of ``transforms`` layers, or a second-stage VAE of two
-    ``hidden``-unit layers. Returns it and a few words saying what
-    it is. :class:`UserError` for an unknown kind or too few codes."""
+    mixture of ``components`` (default 10, or "auto": the best of 5, 10, 20, 40 on held-out
+    codes, the scores passed to ``log``) with ``covariance`` "full" (default) or "diag", a
+    spline flow of ``transforms`` layers (default 3), or a second-stage VAE of two
+    ``hidden``-unit layers (default 128; a flow's too). Returns it and a few words saying what
+    it is. :class:`UserError` for an unknown kind, a setting the kind does not use
+    (:func:`kind_settings`), or too few codes."""
+    given = {"components": components, "covariance": covariance, "transforms": transforms, "hidden": hidden}
+    settings = kind_settings(kind, given)
     if kind == "flow":
-        flow = fit_flow(codes, transforms, hidden, fit=replace(FLOW_FIT, seed=seed, progress=progress))
-        return flow, f"a {transforms}-layer spline flow"
+        flow = fit_flow(
+            codes, settings["transforms"], settings["hidden"], fit=replace(FLOW_FIT, seed=seed, progress=progress)
+        )
+        return flow, f"a {settings['transforms']}-layer spline flow"
     if kind == "vae":
-        vae = fit_vae(codes, hidden, fit=replace(VAE_FIT, seed=seed, progress=progress))
-        return vae, f"a second-stage VAE of {hidden}-unit layers"
-    if kind != "gmm":
-        raise UserError(f"unknown ex-post sampler '{kind}'; choose gmm, flow or vae")
+        vae = fit_vae(codes, settings["hidden"], fit=replace(VAE_FIT, seed=seed, progress=progress))
+        return vae, f"a second-stage VAE of {settings['hidden']}-unit layers"
+    components, covariance = settings["components"], settings["covariance"]
     if components == "auto":
         components, scores = select_components(codes, covariance=covariance, seed=seed)
         if log is not None:
