@@ -354,3 +354,33 @@ def test_setting_text_spells_values_as_a_command_line_or_a_file_does():
         "true",
         "3",
     )
+
+
+def test_numpy_and_torch_scalars_from_python_are_taken_alike_and_named_as_numbers():
+    # session 54 left open: code_noise=torch.tensor(0.1) was refused ("must be float") where
+    # np.array(0.1) was taken, and a refused np.float16 was named "np.float16(6e+04)"
+    import dataclasses
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from wae.config import plain_config
+
+    cfg = Config()
+    for value in (np.array(0.25), torch.tensor(0.25), np.float16(0.25), torch.tensor(0.25, dtype=torch.float64)):
+        given = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, code_noise=value))
+        validate(given)
+        assert plain_config(given).loss.code_noise == 0.25 and type(plain_config(given).loss.code_noise) is float
+    latent = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, latent_dim=torch.tensor(3)))
+    validate(latent)
+    assert plain_config(latent).model.latent_dim == 3
+    for value, said in ((np.float16(60000), "got 60000.0"), (torch.tensor(1000.0), "got 1000.0")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no numpy overflow warning from the bounds check
+            with pytest.raises(UserError, match=f"loss.code_noise must be at most 100; {said} "):
+                validate(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, code_noise=value)))
+    with pytest.raises(
+        UserError, match=r"must be float; got tensor\(\[0.1000\]\)"
+    ):  # a tensor of one value is no scalar
+        validate(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, code_noise=torch.tensor([0.1]))))

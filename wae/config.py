@@ -624,6 +624,15 @@ class Config:
         return _config_from(d, file_text)
 
 
+def python_scalar(value: Any) -> Any:
+    """A numpy scalar, or a 0-dimensional numpy array or torch tensor, as the Python number
+    (or bool) it holds (``.item()``); anything else as it is. A Python caller's
+    ``np.float16(0.5)``, ``np.array(0.1)`` and ``torch.tensor(0.1)`` are taken alike."""
+    if type(value).__module__ in ("numpy", "torch") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
 def plain_value(value: Any) -> Any:
     """``value`` with every number, string and switch in it of Python's own type: a float
     subclass (numpy's float64, :class:`Spelt`) as float, an int or str subclass as int or str,
@@ -633,8 +642,7 @@ def plain_value(value: Any) -> Any:
         return {k: plain_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(plain_value(v) for v in value) if type(value) in (list, tuple) else value
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        value = value.item()
+    value = python_scalar(value)
     if type(value) in (bool, int, float, str):
         return value
     if isinstance(value, str):  # the text it holds: a str enum's "gan", not its str() "Objective.GAN"
@@ -677,7 +685,8 @@ def _config_from(d: Any, spell: Callable[[Any], str]) -> Config:
 def json_repr(value: Any, width: int = 40) -> str:
     """A short printable form of a value for a one-line error: its repr, cut to ``width``
     characters, and a whole number of over 128 bits by its size (repr refuses ints of over 4,300
-    digits)."""
+    digits); a numpy or torch scalar as the number it holds."""
+    value = python_scalar(value)
     if isinstance(value, int) and value.bit_length() > 128:
         return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
     try:
@@ -814,8 +823,7 @@ def setting_text(value: Any, file: bool = False) -> str:
     anything else as :func:`json_repr` gives it: a word with spaces, quotes or control
     characters, and one that would read as another type (``'3'``, ``'true'``, ``'none'``), in
     quotes; a numpy scalar as the number it holds."""
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:  # config stays free of numpy
-        value = value.item()
+    value = python_scalar(value)  # config stays free of numpy
     if value is None:
         return "not set"
     if isinstance(value, bool):
@@ -1109,6 +1117,9 @@ def problem(
     for number in value if isinstance(value, list | tuple) else [value]:
         if isinstance(number, Spelt) and (why := unheld_float(number.spelling, number)):
             return f"is {why}; got {cut_text(number.spelling, 40)}"
+    # a Python caller's numpy or torch scalars as the numbers they hold: compared in float64, not
+    # in float16 (whose cast of a bound of 1e6 warned of overflow)
+    value = type(value)(map(python_scalar, value)) if type(value) in (list, tuple) else python_scalar(value)
     return _out_of_bounds(f, kind, may_be_none, value, spell) or (
         None if value is None else _beyond(f.name, kind, value, spell)
     )
