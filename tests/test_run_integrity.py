@@ -174,6 +174,26 @@ def test_only_the_entries_this_session_writes_are_checked(run_copy):
     assert (run_copy / "tensorboard").read_text() == "my notes" and (run_copy / f"samples-{other}.png").is_dir()
 
 
+@pytest.mark.parametrize("name", ["checkpoints", "metrics.jsonl", "grids"])
+def test_an_entry_made_a_link_into_another_run_while_training_is_refused_at_the_next_write(run_copy, tmp_path, name):
+    # session 54 left open: the entries were checked once, as the session started; one swapped
+    # for a link into another run during training was written through
+    cfg = override(ckpt.config_of(ckpt.load_latest(run_copy)[0]), epochs=4, eval_every=1, max_steps=None)
+    run, theirs, said = tmp_path / "mine", _tree(run_copy), []
+
+    def log(text: str) -> None:
+        said.append(text)
+        if text.startswith("epoch 1 ") and not (run / name).is_symlink():
+            entry = run / name
+            os.rename(entry, tmp_path / "moved") if entry.exists() else None
+            entry.symlink_to(run_copy / name)
+
+    with pytest.raises(UserError, match=f"{name} leads into another run's folder"):
+        wae.fit(cfg, run, log=log)
+    assert any(text.startswith("epoch 1 ") for text in said) and not any(t.startswith("epoch 3 ") for t in said)
+    assert _tree(run_copy) == theirs  # nothing written through into the other run
+
+
 def test_checkpoints_linked_to_a_place_of_no_run_are_written_through(run_copy, tmp_path):
     scratch = tmp_path / "project" / "scratch" / "ck"  # a larger disk, say: no run folder holds it
     scratch.parent.mkdir(parents=True)

@@ -834,8 +834,11 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append ``record`` as one line to the records file ``path``; first :class:`UserError` when
     ``path``'s folder is a run folder this process held and no longer holds (removed, or made
     again by another run: :func:`runs.check_held`), so that nothing is written into another run,
-    and when ``path`` is not a regular file (a FIFO would block the run, a folder cannot take it)."""
+    and when ``path`` is not a regular file (a FIFO would block the run, a folder cannot take it)
+    or became a link into another run (:func:`runs.entry_problem`)."""
     runs.check_held(path.parent)
+    if trouble := runs.entry_problem(path.parent, path.name):  # made a link into another run meanwhile
+        raise UserError(trouble)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as err:
@@ -1813,6 +1816,7 @@ class _Loop:
             + f"{speed:.0f} {'rows' if table else 'images'}/s"
         )
         if out is not None:
+            runs.check_run_entries(out, cfg)  # one swapped since for a link into another run: no write through it
             _append_jsonl(out / ckpt.RECORDS, record)
             self.trackers.scalars("eval", record, state.step)
             if not table:
