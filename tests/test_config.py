@@ -384,3 +384,27 @@ def test_numpy_and_torch_scalars_from_python_are_taken_alike_and_named_as_number
         UserError, match=r"must be float; got tensor\(\[0.1000\]\)"
     ):  # a tensor of one value is no scalar
         validate(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, code_noise=torch.tensor([0.1]))))
+
+
+def test_tensors_of_every_kind_from_python_are_taken_or_refused_in_one_line():
+    # hostile pass, session 55: a meta tensor crashed in .item(), a tensor computed with
+    # gradients crashed in dataclasses.asdict's deep copy, a Parameter (a Tensor subclass) was
+    # refused in two lines, np.array("l2sq") kept L1's cost scale
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    cfg = preset("mnist-fast")
+    for value in (torch.tensor(0.5, requires_grad=True) * 1, torch.nn.Parameter(torch.tensor(0.5))):
+        assert override(cfg, code_noise=value).loss.code_noise == 0.5
+        validate(dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, code_noise=value)))
+    assert override(cfg, cost=np.array("l2sq")).loss.cost_scale == override(cfg, cost="l2sq").loss.cost_scale == 0.05
+    assert override(cfg, objective=np.array("gan")).loss.objective == "gan"
+    for value, said in (
+        (torch.tensor(0.1, device="meta"), "device='meta'"),
+        (torch.ones(2, 2), "[[1., 1.], [1., 1.]]"),
+    ):
+        with pytest.raises(UserError, match="must be float; got tensor") as refused:
+            override(cfg, code_noise=value)
+        assert "\n" not in str(refused.value) and said in str(refused.value)

@@ -119,6 +119,14 @@ _NO_RECORDS = "the run's records go there: remove it"  # after "is not a regular
         ("grids", lambda run, other: (run / "grids").symlink_to(other / "grids"), "leads into another run"),
         ("checkpoints", lambda run, other: (run / "checkpoints").symlink_to(other), "leads into another run"),
         ("metrics.jsonl", lambda run, other: os.link(other / "metrics.jsonl", run / "metrics.jsonl"), "hard link"),
+        (  # hostile pass, session 55: a link to a file of two names got past the count of the link's own
+            "metrics.jsonl",
+            lambda run, other: (
+                os.link(other / "metrics.jsonl", other.parent / "m.jsonl"),
+                (run / "metrics.jsonl").symlink_to(other.parent / "m.jsonl"),
+            ),
+            "hard link",
+        ),
         ("checkpoints", lambda run, other: (run / "checkpoints").write_text("x"), "is a file, not a folder"),
         ("grids", lambda run, other: (run / "grids").write_text("x"), "is a file, not a folder"),
         ("samples.png", lambda run, other: (run / "samples.png").mkdir(), "is a folder, not a file"),
@@ -174,22 +182,41 @@ def test_only_the_entries_this_session_writes_are_checked(run_copy):
     assert (run_copy / "tensorboard").read_text() == "my notes" and (run_copy / f"samples-{other}.png").is_dir()
 
 
+@pytest.mark.parametrize("when", ["after the evaluation", "while the grids are drawn"])
 @pytest.mark.parametrize("name", ["checkpoints", "metrics.jsonl", "grids"])
-def test_an_entry_made_a_link_into_another_run_while_training_is_refused_at_the_next_write(run_copy, tmp_path, name):
+def test_an_entry_made_a_link_into_another_run_while_training_is_refused_at_the_next_write(
+    run_copy, tmp_path, name, when, monkeypatch
+):
     # session 54 left open: the entries were checked once, as the session started; one swapped
-    # for a link into another run during training was written through
+    # for a link into another run during training was written through. The hostile pass of
+    # session 55: a swap made while the grids were drawn still reached the checkpoint's save
+    from wae import train
+
     cfg = override(ckpt.config_of(ckpt.load_latest(run_copy)[0]), epochs=4, eval_every=1, max_steps=None)
     run, theirs, said = tmp_path / "mine", _tree(run_copy), []
 
-    def log(text: str) -> None:
-        said.append(text)
-        if text.startswith("epoch 1 ") and not (run / name).is_symlink():
-            entry = run / name
+    def swap() -> None:
+        entry = run / name
+        if not entry.is_symlink():
             os.rename(entry, tmp_path / "moved") if entry.exists() else None
             entry.symlink_to(run_copy / name)
 
-    with pytest.raises(UserError, match=f"{name} leads into another run's folder"):
+    def log(text: str) -> None:
+        said.append(text)
+        if text.startswith("epoch 1 ") and when == "after the evaluation":
+            swap()
+
+    figures = train._figures
+
+    def drawn(*args: object) -> None:
+        figures(*args)
+        if when != "after the evaluation":
+            swap()
+
+    monkeypatch.setattr(train, "_figures", drawn)
+    with pytest.raises(UserError, match=f"{name} leads into another run's folder") as refused:
         wae.fit(cfg, run, log=log)
+    assert str(refused.value).endswith(f"then resume the run: wae train --resume {run}")  # not "run this again"
     assert any(text.startswith("epoch 1 ") for text in said) and not any(t.startswith("epoch 3 ") for t in said)
     assert _tree(run_copy) == theirs  # nothing written through into the other run
 

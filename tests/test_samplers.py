@@ -349,3 +349,28 @@ def test_fit_sampler_from_python_refuses_a_setting_its_kind_does_not_use(kind, g
     }
     sampler, what = fit_sampler("gmm", codes, components=2, covariance="diag")  # a kind's own settings
     assert isinstance(sampler, GaussianMixture) and what == "2 diag-covariance components"
+
+
+@pytest.mark.parametrize(
+    ("kind", "given", "said"),
+    [
+        ("gmm", {"components": 2.5}, "components must be a whole number from 1, or auto; got 2.5"),
+        ("gmm", {"components": 0}, "components must be a whole number from 1, or auto; got 0"),
+        ("gmm", {"components": True}, "components must be a whole number from 1, or auto; got True"),
+        ("gmm", {"covariance": "tied"}, "covariance must be full or diag; got 'tied'"),
+        ("vae", {"hidden": "8"}, "hidden must be a whole number from 1 to 4096; got '8'"),
+        ("flow", {"transforms": 65}, "transforms must be a whole number from 1 to 64; got 65"),
+        ("gmm", {"seed": -1}, "seed must be a whole number from 0 to 4294967295; got -1"),
+        (["gmm"], {}, "unknown ex-post sampler ['gmm']; choose gmm, flow or vae"),
+    ],
+)
+def test_fit_sampler_from_python_refuses_a_value_wae_fit_sampler_would(kind, given, said):
+    # hostile pass, session 55: 2.5 components ended in a bare AssertionError, 0 in
+    # scikit-learn's error, hidden "8" in a TypeError, a list as the kind in "unhashable"
+    from wae.samplers import fit_sampler
+
+    codes = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UserError) as refused:
+        fit_sampler(kind, codes, **given)
+    assert str(refused.value) == said
+    assert fit_sampler("gmm", codes, components=np.int64(3))[1] == "3 full-covariance components"  # numpy's ints taken

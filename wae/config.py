@@ -614,7 +614,7 @@ class Config:
         another type that a Python caller set (numpy's, or a float subclass such as
         :class:`Spelt`) as the plain int, float or bool it holds (:func:`plain_value`); a
         checkpoint pickled with one could not be read back."""
-        return {k: plain_value(v) for k, v in dataclasses.asdict(self).items()}
+        return _fields_of(self)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Config:
@@ -624,12 +624,32 @@ class Config:
         return _config_from(d, file_text)
 
 
+def _fields_of(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, nested dataclasses too, each value :func:`plain_value`'s
+    (not ``dataclasses.asdict``, whose deep copy fails on a tensor computed with gradients)."""
+    return {
+        f.name: _fields_of(value) if dataclasses.is_dataclass(value) else plain_value(value)
+        for f in dataclasses.fields(obj)
+        for value in [getattr(obj, f.name)]
+    }
+
+
 def python_scalar(value: Any) -> Any:
     """A numpy scalar, or a 0-dimensional numpy array or torch tensor, as the Python number
     (or bool) it holds (``.item()``); anything else as it is. A Python caller's
     ``np.float16(0.5)``, ``np.array(0.1)`` and ``torch.tensor(0.1)`` are taken alike."""
-    if type(value).__module__ in ("numpy", "torch") and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return value.item()
+    kinds: list[type] = []
+    if (numpy := sys.modules.get("numpy")) is not None:  # neither imported here only for this
+        kinds += [numpy.generic, numpy.ndarray]
+    if (torch := sys.modules.get("torch")) is not None:
+        kinds.append(torch.Tensor)  # its subclasses too: a torch.nn.Parameter
+    array: Any = value
+    held = bool(kinds) and isinstance(value, tuple(kinds)) and getattr(value, "ndim", None) == 0
+    if held:
+        try:
+            return array.item()
+        except (RuntimeError, ValueError, TypeError):  # a tensor on the meta device holds no value
+            return value
     return value
 
 
@@ -690,7 +710,7 @@ def json_repr(value: Any, width: int = 40) -> str:
     if isinstance(value, int) and value.bit_length() > 128:
         return f"a whole number of about {'-' if value < 0 else ''}2^{value.bit_length()}"
     try:
-        text = repr(value)
+        text = re.sub(r"\n\s*", " ", repr(value))  # one line: a tensor's repr spans several
     except RecursionError:
         return "a value nested too deeply to show"
     except Exception:  # a Python caller's object whose __repr__ fails or returns no str
@@ -1975,7 +1995,10 @@ def set_fields(cfg: Config, **values: Any) -> Config:
         where = (owners[0], name)
         if where in wanted:
             raise UserError(f"setting '{owners[0]}.{name}' given twice, as '{spelled[where]}' and '{key}'")
-        wanted[where], spelled[where] = (tuple(value) if isinstance(value, list) else value), key
+        # numpy's and torch's scalars as the numbers they hold before the rules below compare them
+        # (np.array("l2sq") kept L1's cost scale)
+        value = tuple(map(python_scalar, value)) if isinstance(value, list) else python_scalar(value)
+        wanted[where], spelled[where] = value, key
     objective = wanted.pop(("loss", "objective"), cfg.loss.objective)
     if objective != cfg.loss.objective:
         if not isinstance(objective, str):

@@ -382,13 +382,21 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
                 "through it, into that folder, beyond the reach of this run's lock; replace the link by a copy of "
                 "what it leads to"
             )
-    if name == RECORDS and own == _FILE and (names := entry.lstat().st_nlink) > 1:  # `cp -al` of a run
+    if name == RECORDS and (names := _names_of(entry)) > 1:  # `cp -al` of a run; a link to such a file
         return (
             f"{shown} is one of {names} names of one file (a hard link: a copy made by cp -al?): the records "
             f"appended here would reach the others too; make it a file of its own (cp {shown} {shown}.new && "
             f"mv {shown}.new {shown})"
         )
     return None
+
+
+def _names_of(path: Path) -> int:
+    """How many names (hard links) the file ``path`` leads to has; 1 when it cannot be read."""
+    try:
+        return path.stat().st_nlink
+    except OSError:
+        return 1
 
 
 def not_a_records_file(path: str | Path) -> str:
@@ -444,19 +452,20 @@ def session_entries(cfg: Config) -> set[str]:
     )
 
 
-def check_run_entries(run_dir: str | Path, cfg: Config) -> None:
+def check_run_entries(run_dir: str | Path, cfg: Config, then: str = "then run this again") -> None:
     """:class:`UserError` naming the first of the entries in the run folder ``run_dir`` that a
     training session with ``cfg`` writes (:func:`session_entries`) that cannot take what it
     writes (:func:`entry_problem`), before anything is read, trained or written: found after an
     epoch of training, such an entry cost the epoch; a link from checkpoints/ into another run
-    folder let a resume prune that run's checkpoints."""
+    folder let a resume prune that run's checkpoints. ``then``: what to do once it is mended,
+    the message's end."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
     real = os.path.realpath(run_dir)
     for name in sorted(session_entries(cfg)):
         if trouble := entry_problem(run_dir, name, real):
-            raise UserError(f"{trouble}, then run this again")
+            raise UserError(f"{trouble}, {then}")
 
 
 FS_IOC_GETFLAGS = 0x80086601  # Linux ioctl: an inode's flags (chattr), as lsattr reads them

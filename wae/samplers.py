@@ -16,6 +16,7 @@ import pickle
 import statistics
 import time
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import is_fingerprint, load_tensors, npz_bytes, weights_fingerprint, write_atomic
-from .config import MAX_SEED, FileFault, UserError, failure_reason, in_words, shell_path
+from .config import MAX_SEED, FileFault, UserError, failure_reason, in_words, json_repr, python_scalar, shell_path
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
@@ -113,22 +114,52 @@ def fit_settings(
     return {**{k: given[k] for k in used}, "seed": seed}
 
 
-def kind_settings(kind: str, given: dict[str, Any], flag: str = "") -> dict[str, Any]:
+def kind_settings(kind: str, given: Mapping[str, Any], flag: str = "") -> dict[str, Any]:
     """The settings of :func:`fit_sampler` for a sampler of ``kind`` (:func:`fit_settings`):
-    those in ``given`` (a name to a value, None where not given) with the defaults for the rest.
-    :class:`UserError` for an unknown kind, and naming the first setting given that ``kind``
-    does not use (``components`` of a flow was ignored without a word, session 54), as
-    ``{flag}{name}`` (``--components`` from the command line)."""
-    if kind not in SAMPLER_FILES:
-        raise UserError(f"unknown ex-post sampler '{kind}'; choose gmm, flow or vae")
+    those in ``given`` (a name to a value, None where not given; numpy's and torch's scalars as
+    the numbers they hold) with the defaults for the rest. :class:`UserError` for an unknown
+    kind or setting, naming the first setting given that ``kind`` does not use (``components``
+    of a flow was ignored without a word, session 54) as ``{flag}{name}`` (``--components``
+    from the command line), and the first value out of what ``wae fit-sampler`` accepts."""
+    if not isinstance(kind, str) or kind not in SAMPLER_FILES:
+        raise UserError(f"unknown ex-post sampler {json_repr(kind)}; choose gmm, flow or vae")
+    if not isinstance(given, Mapping):
+        raise UserError(f"the settings of an ex-post sampler must be a dict; got {type(given).__name__}")
     defaults = inspect.signature(fit_settings).parameters
+    if unknown := [name for name in given if name not in _FIT_RULES]:
+        raise UserError(
+            f"unknown setting of an ex-post sampler {json_repr(unknown[0])}; choose {', '.join(_FIT_RULES)}"
+        )
     used = fit_settings(kind)
     for name, value in given.items():
         if value is not None and name not in used:
             takes = ", ".join(flag + k for k in used if k != "seed")
             of = f"--kind {kind}" if flag else f"the {kind} sampler"
             raise UserError(f"{flag}{name} is not a setting of {of} (its settings: {takes}); leave it out")
-    return fit_settings(kind, **{k: defaults[k].default if v is None else v for k, v in given.items()})
+    chosen = {k: defaults[k].default if v is None else python_scalar(v) for k, v in given.items()}
+    for name, value in chosen.items():
+        holds, wanted = _FIT_RULES[name]
+        if not holds(value):
+            raise UserError(f"{flag}{name} must be {wanted}; got {json_repr(value)}")
+    return fit_settings(kind, **chosen)
+
+
+MAX_TRANSFORMS, MAX_HIDDEN = 64, 4096  # flow sizes beyond any use (and beyond memory, soon)
+
+
+def _count(value: Any, top: int) -> bool:
+    return type(value) is int and 1 <= value <= top
+
+
+# each setting of an ex-post sampler's fit: whether a value is one wae fit-sampler accepts (and
+# the loaders read back), and those values in words
+_FIT_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "components": (lambda v: v == "auto" or _count(v, 2**31), "a whole number from 1, or auto"),
+    "covariance": (lambda v: v in ("full", "diag"), "full or diag"),
+    "transforms": (lambda v: _count(v, MAX_TRANSFORMS), f"a whole number from 1 to {MAX_TRANSFORMS}"),
+    "hidden": (lambda v: _count(v, MAX_HIDDEN), f"a whole number from 1 to {MAX_HIDDEN}"),
+    "seed": (lambda v: type(v) is int and 0 <= v <= MAX_SEED, f"a whole number from 0 to {MAX_SEED}"),
+}
 
 
 def fit_flags(fit: dict[str, Any]) -> str:
@@ -141,18 +172,7 @@ def _valid_fit(kind: str, fit: Any) -> bool:
     each value within what ``wae fit-sampler`` accepts and the loaders read back."""
     if not isinstance(fit, dict) or set(fit) != set(fit_settings(kind)):
         return False
-
-    def count(value: Any, top: int) -> bool:
-        return type(value) is int and 1 <= value <= top
-
-    checks = {
-        "components": lambda v: v == "auto" or count(v, 2**31),
-        "covariance": lambda v: v in ("full", "diag"),
-        "transforms": lambda v: count(v, MAX_TRANSFORMS),
-        "hidden": lambda v: count(v, MAX_HIDDEN),
-        "seed": lambda v: type(v) is int and 0 <= v <= MAX_SEED,
-    }
-    return all(checks[k](v) for k, v in fit.items())
+    return all(_FIT_RULES[k][0](v) for k, v in fit.items())
 
 
 def recorded_fit(path: Path, kind: str, say: Any = None) -> dict[str, Any]:
@@ -267,7 +287,6 @@ def select_components(
 
 
 FLOW_FILE = "sampler-flow.pt"
-MAX_TRANSFORMS, MAX_HIDDEN = 64, 4096  # flow sizes beyond any use (and beyond memory, soon)
 MAX_VAE_DEPTH = 64  # hidden layers of a second-stage VAE's networks, beyond any use
 
 
@@ -740,7 +759,8 @@ def fit_sampler(
     it is. :class:`UserError` for an unknown kind, a setting the kind does not use
     (:func:`kind_settings`), or too few codes."""
     given = {"components": components, "covariance": covariance, "transforms": transforms, "hidden": hidden}
-    settings = kind_settings(kind, given)
+    settings = kind_settings(kind, {**given, "seed": seed})
+    seed = settings["seed"]
     if kind == "flow":
         flow = fit_flow(
             codes, settings["transforms"], settings["hidden"], fit=replace(FLOW_FIT, seed=seed, progress=progress)

@@ -1816,16 +1816,23 @@ class _Loop:
             + f"{speed:.0f} {'rows' if table else 'images'}/s"
         )
         if out is not None:
-            runs.check_run_entries(out, cfg)  # one swapped since for a link into another run: no write through it
+            # before each write, an entry swapped since for a link into another run (or made a
+            # FIFO, ...) is refused, not written through; the records file before each append
+            then = f"then resume the run: wae train --resume {shell_path(out)}"
+            runs.check_run_entries(out, cfg, then)
             _append_jsonl(out / ckpt.RECORDS, record)
             self.trackers.scalars("eval", record, state.step)
             if not table:
+                runs.check_run_entries(out, cfg, then)
                 _figures(state, self.data, out, epoch, self.fixed_z)
                 grids = ("samples", "reconstructions", "interpolations")
                 self.trackers.images({name: ckpt.epoch_grid(out, name, epoch) for name in grids}, state.step)
-            ckpt.save_run_checkpoint(out, state_dict(state, self.data), cfg.train.keep_checkpoints)
+            saved = state_dict(state, self.data)
+            runs.check_run_entries(out, cfg, then)
+            ckpt.save_run_checkpoint(out, saved, cfg.train.keep_checkpoints)
             if self.trained:  # this session's steps changed the weights: drop what was of the old ones
                 drop_stale_grids(state.sampler_model, out, self.say, cfg.train.fit_sampler)  # before the report
+            runs.check_run_entries(out, cfg, then)
             _report(state, self.data, out, self.evals, speed)
         return metrics
 
@@ -1837,6 +1844,7 @@ class _Loop:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if not self.stopping and out is not None and self.procs.main:
             runs.check_held(out)
+            runs.check_run_entries(out, self.cfg, f"then resume the run: wae train --resume {shell_path(out)}")
             kind, model = self.cfg.train.fit_sampler, state.sampler_model
             # a session that trained nothing keeps a sampler already fitted to these weights (one
             # that wae fit-sampler fitted with other settings, say) and changes nothing but a
