@@ -408,3 +408,21 @@ def test_tensors_of_every_kind_from_python_are_taken_or_refused_in_one_line():
         with pytest.raises(UserError, match="must be float; got tensor") as refused:
             override(cfg, code_noise=value)
         assert "\n" not in str(refused.value) and said in str(refused.value)
+
+
+def test_validate_compares_a_python_callers_scalars_as_numbers_and_names_a_replaced_section():
+    # second hostile pass, session 55: a seed of torch.int32 was "must be in [0, 4294967295]; got
+    # 7" (the bound wrapped in the tensor's dtype); np.array("mnist-fast") as the preset was "must
+    # be one of mnist-fast, ..."; a section replaced by a dict was an AttributeError
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    cfg = Config()
+    validate(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=torch.tensor(7, dtype=torch.int32))))
+    validate(dataclasses.replace(cfg, preset=np.array("mnist-fast")))
+    with pytest.raises(UserError, match="^config loss must be a LossConfig; got a dict$"):
+        validate(dataclasses.replace(cfg, loss=dataclasses.asdict(cfg.loss)))
+    with pytest.raises(UserError, match="^config model must be a ModelConfig; got a TrainConfig$"):
+        validate(dataclasses.replace(cfg, model=cfg.train))

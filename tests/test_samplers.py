@@ -374,3 +374,28 @@ def test_fit_sampler_from_python_refuses_a_value_wae_fit_sampler_would(kind, giv
         fit_sampler(kind, codes, **given)
     assert str(refused.value) == said
     assert fit_sampler("gmm", codes, components=np.int64(3))[1] == "3 full-covariance components"  # numpy's ints taken
+
+
+@pytest.mark.parametrize(
+    ("codes", "said"),
+    [
+        (np.zeros((5, 2), dtype=np.float32), "must be a floating tensor of shape (n, d) (torch.Tensor); got a ndarray"),
+        (torch.randn(200), "got a float32 tensor of shape (200,)"),
+        (torch.ones(5, 2, dtype=torch.int64), "got a int64 tensor of shape (5, 2)"),
+        (torch.full((5, 2), float("nan")), "the codes hold NaN or infinite values"),
+        (torch.randn(1, 2), "cannot fit 1 components to 1 codes"),
+    ],
+)
+def test_fit_sampler_refuses_codes_it_cannot_fit_in_one_line(codes, said):
+    # second hostile pass, session 55: scikit-learn's multi-line error for NaN codes, an
+    # AttributeError for numpy codes, an IndexError for 1-D codes; codes with gradients crashed
+    from wae.samplers import fit_sampler
+
+    kind, settings = ("vae", {}) if codes.ndim == 1 else ("gmm", {"components": 1 if len(codes) == 1 else 2})
+    with pytest.raises(UserError) as refused:
+        fit_sampler(kind, codes, **settings)
+    assert said in str(refused.value) and "\n" not in str(refused.value)
+    grad = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert fit_sampler(np.array("gmm"), grad, components=2)[1] == "2 full-covariance components"
+    with pytest.raises(UserError, match=r"components must be a whole number from 1, or auto; got array\(\[1, 2\]\)"):
+        fit_sampler("gmm", grad, components=np.array([1, 2]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -216,3 +217,22 @@ def test_mlflow_file_store_reads_back(tracked, monkeypatch):
     assert len(client.get_metric_history(run.info.run_id, "eval/test_recon_mse")) == len(EVAL_STEPS)
     grids = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "grids")}
     assert {"samples-epoch001.png", "interpolations-epoch002.png"} <= grids and len(grids) == 6  # the end: epoch 2
+
+
+def test_tensorboard_writes_into_its_folder_when_the_name_is_swapped_for_a_link(tmp_path):
+    # hostile pass, session 55: tensorboard's library opens its events file by path at each
+    # write, so a tensorboard/ swapped for a link into another run received this run's events
+    pytest.importorskip("tensorboard")
+    from wae.config import Config
+    from wae.tracking import TensorBoard
+
+    run, other = tmp_path / "run", tmp_path / "other" / "tensorboard"
+    run.mkdir()
+    other.mkdir(parents=True)
+    tracker = TensorBoard(run, Config())
+    tracker.scalars({"loss": 1.0}, 1)
+    os.rename(run / "tensorboard", run / "moved")
+    (run / "tensorboard").symlink_to(other)
+    tracker.scalars({"loss": 2.0}, 2)
+    tracker.close()
+    assert os.listdir(other) == [] and len(os.listdir(run / "moved")) == 1

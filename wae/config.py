@@ -1482,6 +1482,7 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     writes the value named: :func:`file_text` for a config read from a file (``"nope"``,
     ``NaN``), default :func:`json_repr` (Python's spelling) for one made in Python."""
     check_types(cfg)
+    cfg = plain_config(cfg)  # a Python caller's numpy and torch scalars compared as the numbers they hold
     if not is_preset(cfg.preset) and cfg.preset != CUSTOM:  # the label chooses the defaults notes weigh
         raise UserError(f"preset must be one of {', '.join(PRESETS)} (or {CUSTOM}); got {spell(cfg.preset)}")
     for section, f, kind, may_be_none in settings():
@@ -1575,6 +1576,9 @@ def check_types(cfg: Config) -> None:
     (``latent_dim=2.5``, ``lam="10"``), however the config was made."""
     if not isinstance(cfg, Config):
         raise UserError(f"a config must be a wae.Config; got {type(cfg).__name__}")
+    for name, kind in SECTIONS.items():  # a section replaced by a dict, or by another section
+        if type(section := getattr(cfg, name)) is not kind:
+            raise UserError(f"config {name} must be a {kind.__name__}; got a {type(section).__name__}")
     checked_types(cfg.to_dict(), SECTIONS)
 
 

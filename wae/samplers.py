@@ -71,7 +71,7 @@ def fit_gmm(
 
     if covariance not in ("full", "diag"):
         raise UserError(f"covariance must be full or diag; got {covariance}")
-    if len(codes) < components:
+    if len(codes) < max(components, 2):  # scikit-learn fits no mixture to one code
         raise UserError(f"cannot fit {components} components to {len(codes)} codes")
     model = SkGaussianMixture(
         n_components=components, covariance_type=covariance, random_state=seed, max_iter=max_iter, reg_covar=1e-6
@@ -121,6 +121,7 @@ def kind_settings(kind: str, given: Mapping[str, Any], flag: str = "") -> dict[s
     kind or setting, naming the first setting given that ``kind`` does not use (``components``
     of a flow was ignored without a word, session 54) as ``{flag}{name}`` (``--components``
     from the command line), and the first value out of what ``wae fit-sampler`` accepts."""
+    kind = python_scalar(kind)  # np.array("gmm") as "gmm"
     if not isinstance(kind, str) or kind not in SAMPLER_FILES:
         raise UserError(f"unknown ex-post sampler {json_repr(kind)}; choose gmm, flow or vae")
     if not isinstance(given, Mapping):
@@ -139,7 +140,11 @@ def kind_settings(kind: str, given: Mapping[str, Any], flag: str = "") -> dict[s
     chosen = {k: defaults[k].default if v is None else python_scalar(v) for k, v in given.items()}
     for name, value in chosen.items():
         holds, wanted = _FIT_RULES[name]
-        if not holds(value):
+        try:
+            fits = bool(holds(value))
+        except (ValueError, TypeError):  # an array of several values has no one truth
+            fits = False
+        if not fits:
             raise UserError(f"{flag}{name} must be {wanted}; got {json_repr(value)}")
     return fit_settings(kind, **chosen)
 
@@ -759,8 +764,9 @@ def fit_sampler(
     it is. :class:`UserError` for an unknown kind, a setting the kind does not use
     (:func:`kind_settings`), or too few codes."""
     given = {"components": components, "covariance": covariance, "transforms": transforms, "hidden": hidden}
+    kind = python_scalar(kind)
     settings = kind_settings(kind, {**given, "seed": seed})
-    seed = settings["seed"]
+    seed, codes = settings["seed"], _checked_codes(codes)
     if kind == "flow":
         flow = fit_flow(
             codes, settings["transforms"], settings["hidden"], fit=replace(FLOW_FIT, seed=seed, progress=progress)
@@ -776,6 +782,24 @@ def fit_sampler(
             log("held-out mean log-likelihood by components: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()))
     assert isinstance(components, int)
     return fit_gmm(codes, components, covariance, seed), f"{components} {covariance}-covariance components"
+
+
+def _checked_codes(codes: Any) -> Tensor:
+    """``codes`` (n, d), a floating tensor, without their gradients; :class:`UserError` for
+    another type or shape, codes on the meta device, and NaN or infinite codes (scikit-learn's
+    and torch's own errors spoke of their internals)."""
+    if not isinstance(codes, Tensor) or not codes.is_floating_point() or codes.dim() != 2 or codes.is_meta:
+        what = (
+            f"a {str(codes.dtype).removeprefix('torch.')} tensor of shape {tuple(codes.shape)}"
+            + (" on the meta device" if codes.is_meta else "")
+            if isinstance(codes, Tensor)
+            else f"a {type(codes).__name__}"
+        )
+        raise UserError(f"the codes must be a floating tensor of shape (n, d) (torch.Tensor); got {what}")
+    codes = codes.detach()
+    if not bool(torch.isfinite(codes).all()):
+        raise UserError("the codes hold NaN or infinite values: no sampler can be fitted to them")
+    return codes
 
 
 def save_sampler(

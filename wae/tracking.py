@@ -65,6 +65,18 @@ def _missing(name: str) -> UserError:
     return UserError(f"--log {name} needs its package: pip install 'wae[{name}]'")
 
 
+def _held_folder(folder: Path) -> tuple[int | None, str]:
+    """A descriptor of ``folder`` and a path that stays with the folder it opened: on Linux
+    ``/proc/self/fd/N``, so that a tracker's library, which opens its files by path at each
+    write, goes on writing into this folder when its name in the run folder is swapped for a
+    link into another run (session 55: tensorboard's events reached the other run before the
+    swap was found); elsewhere no descriptor and the folder's own path."""
+    if not os.path.isdir("/proc/self/fd"):
+        return None, str(folder)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    return fd, f"/proc/self/fd/{fd}"
+
+
 class TensorBoard:
     """Event files in ``RUN/tensorboard/``: scalars, images (HWC uint8) and the hparams plugin's
     record of the config."""
@@ -75,7 +87,10 @@ class TensorBoard:
             from torch.utils.tensorboard.summary import hparams
         except ImportError:
             raise _missing("tensorboard") from None
-        self.writer = SummaryWriter(log_dir=str(run_dir / FOLDERS["tensorboard"]))
+        folder = run_dir / FOLDERS["tensorboard"]
+        folder.mkdir(exist_ok=True)
+        self.held, where = _held_folder(folder)
+        self.writer = SummaryWriter(log_dir=where)
         events = self.writer.file_writer
         assert events is not None  # made by SummaryWriter's constructor
         for summary in hparams(flat_config(cfg), {}):  # the experiment, session start and end records
@@ -89,7 +104,11 @@ class TensorBoard:
         self.writer.add_image(name, _rgb(png), step, dataformats="HWC")
 
     def close(self) -> None:
-        self.writer.close()
+        try:
+            self.writer.close()
+        finally:
+            if self.held is not None:
+                os.close(self.held)
 
 
 def _stable_id(run_dir: Path) -> str:

@@ -830,6 +830,11 @@ class _StopFlag:
         runs.restore_signals(self._previous)
 
 
+def _resume_it(run_dir: Path) -> str:
+    """The end of a refusal of an entry of the run folder ``run_dir`` found during training."""
+    return f"then resume the run: wae train --resume {runs.shown_name(shell_path(run_dir))}"
+
+
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append ``record`` as one line to the records file ``path``; first :class:`UserError` when
     ``path``'s folder is a run folder this process held and no longer holds (removed, or made
@@ -1758,6 +1763,7 @@ class _Loop:
             }
             self.window_time, self.window_images = 0.0, 0
             if self.out is not None:
+                runs.check_run_entries(self.out, self.cfg, _resume_it(self.out))  # the trackers' folders too
                 _append_jsonl(self.out / ckpt.RECORDS, record)
             self.trackers.scalars("train", record, state.step)
 
@@ -1818,13 +1824,14 @@ class _Loop:
         if out is not None:
             # before each write, an entry swapped since for a link into another run (or made a
             # FIFO, ...) is refused, not written through; the records file before each append
-            then = f"then resume the run: wae train --resume {shell_path(out)}"
+            then = _resume_it(out)
             runs.check_run_entries(out, cfg, then)
             _append_jsonl(out / ckpt.RECORDS, record)
             self.trackers.scalars("eval", record, state.step)
             if not table:
                 runs.check_run_entries(out, cfg, then)
                 _figures(state, self.data, out, epoch, self.fixed_z)
+                runs.check_run_entries(out, cfg, then)  # before the trackers' copies of the grids
                 grids = ("samples", "reconstructions", "interpolations")
                 self.trackers.images({name: ckpt.epoch_grid(out, name, epoch) for name in grids}, state.step)
             saved = state_dict(state, self.data)
@@ -1844,7 +1851,7 @@ class _Loop:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if not self.stopping and out is not None and self.procs.main:
             runs.check_held(out)
-            runs.check_run_entries(out, self.cfg, f"then resume the run: wae train --resume {shell_path(out)}")
+            runs.check_run_entries(out, self.cfg, _resume_it(out))
             kind, model = self.cfg.train.fit_sampler, state.sampler_model
             # a session that trained nothing keeps a sampler already fitted to these weights (one
             # that wae fit-sampler fitted with other settings, say) and changes nothing but a
@@ -1859,6 +1866,7 @@ class _Loop:
                 fit_ex_post(state, self.data, out, self.say)
             dropped = bool(self.trained) and drop_stale_grids(model, out, self.say, kind)
             if dropped or redrawn or (kind != "none" and kept is None):
+                runs.check_run_entries(out, self.cfg, _resume_it(out))  # a fit may take minutes
                 _report(state, self.data, out, self.evals, self.speed())
         if self.stopping:
             self.say(
