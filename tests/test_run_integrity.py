@@ -227,6 +227,22 @@ def test_an_entry_made_a_link_into_another_run_while_training_is_refused_at_the_
     assert _tree(run_copy) == theirs  # nothing written through into the other run
 
 
+def test_two_copies_of_a_run_linked_to_one_scratch_folder_do_not_take_each_others_checkpoints(run_copy, tmp_path):
+    # session 54 left open, found again by session 55's hostile pass: a run at step 2 resumed from
+    # its copy's step 4 in the scratch folder both checkpoints/ lead to, pruning its own
+    scratch = tmp_path / "scratch"
+    shutil.move(run_copy / "checkpoints", scratch)
+    (run_copy / "checkpoints").symlink_to(scratch)
+    twin = tmp_path / "twin"
+    shutil.copytree(run_copy, twin, symlinks=True)
+    assert _cli(["train", "--resume", str(twin), "--max-steps", "4", "--no-progress"])[0] == 0
+    held = sorted(os.listdir(scratch))
+    err = _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "6"]), "(step 4) is not of this run")
+    assert "their last: step 2" in err and "give each run a checkpoints folder of its own" in err
+    assert sorted(os.listdir(scratch)) == held
+    assert _cli(["train", "--resume", str(twin), "--max-steps", "6", "--no-progress"])[0] == 0  # its own
+
+
 def test_checkpoints_linked_to_a_place_of_no_run_are_written_through(run_copy, tmp_path):
     scratch = tmp_path / "project" / "scratch" / "ck"  # a larger disk, say: no run folder holds it
     scratch.parent.mkdir(parents=True)

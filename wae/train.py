@@ -830,6 +830,31 @@ class _StopFlag:
         runs.restore_signals(self._previous)
 
 
+def _check_own_checkpoint(run_dir: Path, payload: dict[str, Any], path: Path) -> None:
+    """:class:`UserError` when the run's checkpoints/ is a link to a folder outside it (a scratch
+    disk) and the newest checkpoint there, ``path``, is of a step the run's records hold no
+    evaluation of, while they hold others: each checkpoint a session saves follows its step's
+    evaluation record, so it is another run's, one whose checkpoints/ leads to the same folder
+    (two copies of a run: session 55's hostile pass; a run at step 4 trained on from its copy's
+    step 8 and pruned its own checkpoint)."""
+    folder = run_dir / ckpt.FOLDER
+    step = payload.get("step")
+    if not folder.is_symlink() or not isinstance(step, int):
+        return
+    with warnings.catch_warnings():  # a damaged line is said once, by the resume's own reading
+        warnings.simplefilter("ignore")
+        records = read_jsonl(run_dir / ckpt.RECORDS)
+    steps = {r.get("step") for r in records if r.get("kind") == "eval"}
+    if steps and step not in steps:
+        last = max((s for s in steps if isinstance(s, int | float)), default=None)
+        raise UserError(
+            f"checkpoint {runs.shown_name(str(path))} (step {step}) is not of this run: its records hold no evaluation "
+            f"of that step (their last: step {last}); {runs.shown_name(str(folder))} leads to "
+            f"{runs.shown_name(os.path.realpath(folder))}, outside the run, where another run writes too: give each "
+            "run a checkpoints folder of its own"
+        )
+
+
 def _resume_it(run_dir: Path) -> str:
     """The end of a refusal of an entry of the run folder ``run_dir`` found during training."""
     return f"then resume the run: wae train --resume {runs.shown_name(shell_path(run_dir))}"
@@ -1377,6 +1402,7 @@ class _Loop:
         assert self.source is not None
         found = ckpt.load_latest(self.source, warn=self.say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
+            _check_own_checkpoint(self.source, found[0], found[1])
             runs.check_resumed_with(self.cfg, found[0], found[1], self.source)
             runs.check_checkpoint(found[0], found[1], self.cfg)
             recorded = ckpt.class_names_of(found[0], self.cfg)
