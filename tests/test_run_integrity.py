@@ -237,8 +237,9 @@ def test_two_copies_of_a_run_linked_to_one_scratch_folder_do_not_take_each_other
     shutil.copytree(run_copy, twin, symlinks=True)
     assert _cli(["train", "--resume", str(twin), "--max-steps", "4", "--no-progress"])[0] == 0
     held = sorted(os.listdir(scratch))
-    err = _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "6"]), "(step 4) is not of this run")
+    err = _refused(_cli(["train", "--resume", str(run_copy), "--max-steps", "6"]), "(step 4) is not among this run's")
     assert "their last: step 2" in err and "give each run a checkpoints folder of its own" in err
+    assert "or this run's last records were lost" in err and "move step-00000004.pt away" in err
     assert sorted(os.listdir(scratch)) == held
     assert _cli(["train", "--resume", str(twin), "--max-steps", "6", "--no-progress"])[0] == 0  # its own
 
@@ -1007,7 +1008,7 @@ def test_a_full_disk_while_sampling_is_one_line_and_leaves_no_file(name, npz_run
 
 def test_a_full_disk_while_training_is_one_line_and_leaves_whole_files(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    _disk_full_after(monkeypatch, 6)  # config.json, then the grids and a checkpoint of step 4
+    _disk_full_after(monkeypatch, 7)  # config.json, the eval record, then the grids and a checkpoint of step 4
     code, err = _cli(["train", *TINY, "--max-steps", "4", "--log-every", "1", "--out", str(run)])
     assert code == 2 and "Traceback" not in err and err.count("error:") == 1, err
     assert err.splitlines()[-1] == f"wae train: error: {run / 'interpolations.png'}: No space left on device"

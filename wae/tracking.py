@@ -90,7 +90,12 @@ class TensorBoard:
         folder = run_dir / FOLDERS["tensorboard"]
         folder.mkdir(exist_ok=True)
         self.held, where = _held_folder(folder)
-        self.writer = SummaryWriter(log_dir=where)
+        try:
+            self.writer = SummaryWriter(log_dir=where)
+        except BaseException:
+            if self.held is not None:
+                os.close(self.held)
+            raise
         events = self.writer.file_writer
         assert events is not None  # made by SummaryWriter's constructor
         for summary in hparams(flat_config(cfg), {}):  # the experiment, session start and end records

@@ -847,11 +847,13 @@ def _check_own_checkpoint(run_dir: Path, payload: dict[str, Any], path: Path) ->
     steps = {r.get("step") for r in records if r.get("kind") == "eval"}
     if steps and step not in steps:
         last = max((s for s in steps if isinstance(s, int | float)), default=None)
+        shown = runs.shown_name(str(path))
         raise UserError(
-            f"checkpoint {runs.shown_name(str(path))} (step {step}) is not of this run: its records hold no evaluation "
-            f"of that step (their last: step {last}); {runs.shown_name(str(folder))} leads to "
-            f"{runs.shown_name(os.path.realpath(folder))}, outside the run, where another run writes too: give each "
-            "run a checkpoints folder of its own"
+            f"checkpoint {shown} (step {step}) is not among this run's records, which hold no evaluation of that step "
+            f"(their last: step {last}): {runs.shown_name(str(folder))} leads to "
+            f"{runs.shown_name(os.path.realpath(folder))}, outside the run, and another run whose checkpoints lead "
+            "there too saved it (or this run's last records were lost); give each run a checkpoints folder of its "
+            f"own, or, when this run alone writes there, move {path.name} away to resume from the checkpoint before it"
         )
 
 
@@ -860,12 +862,13 @@ def _resume_it(run_dir: Path) -> str:
     return f"then resume the run: wae train --resume {runs.shown_name(shell_path(run_dir))}"
 
 
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+def _append_jsonl(path: Path, record: dict[str, Any], sync: bool = False) -> None:
     """Append ``record`` as one line to the records file ``path``; first :class:`UserError` when
     ``path``'s folder is a run folder this process held and no longer holds (removed, or made
     again by another run: :func:`runs.check_held`), so that nothing is written into another run,
     and when ``path`` is not a regular file (a FIFO would block the run, a folder cannot take it)
-    or became a link into another run (:func:`runs.entry_problem`)."""
+    or became a link into another run (:func:`runs.entry_problem`). ``sync``: on disk when this
+    returns (an evaluation's record, which its checkpoint follows: :func:`_check_own_checkpoint`)."""
     runs.check_held(path.parent)
     if trouble := runs.entry_problem(path.parent, path.name):  # made a link into another run meanwhile
         raise UserError(trouble)
@@ -880,6 +883,9 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
             raise UserError(runs.not_a_records_file(path))
         try:
             f.write(ckpt.json_text(record) + "\n")
+            if sync:  # on disk before the checkpoint that follows it (a crash keeps neither or both)
+                f.flush()
+                os.fsync(fd)
         except OSError as err:
             raise OSError(err.errno, err.strerror, str(path)) from None
 
@@ -1852,7 +1858,7 @@ class _Loop:
             # FIFO, ...) is refused, not written through; the records file before each append
             then = _resume_it(out)
             runs.check_run_entries(out, cfg, then)
-            _append_jsonl(out / ckpt.RECORDS, record)
+            _append_jsonl(out / ckpt.RECORDS, record, sync=True)
             self.trackers.scalars("eval", record, state.step)
             if not table:
                 runs.check_run_entries(out, cfg, then)
