@@ -8,6 +8,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -138,10 +139,10 @@ def kill_at_a_revisions_record(monkeypatch: pytest.MonkeyPatch) -> Callable[...,
 
     real = train._append_jsonl
 
-    def killed_at_the_revision(path: Path, record: dict) -> None:
+    def killed_at_the_revision(path: Path, record: dict, **how: Any) -> None:
         if record.get("revised"):
             raise KeyboardInterrupt
-        real(path, record)
+        real(path, record, **how)
 
     monkeypatch.setattr(train, "_append_jsonl", killed_at_the_revision)
     return real
