@@ -862,15 +862,16 @@ def _resume_it(run_dir: Path) -> str:
     return f"then resume the run: wae train --resume {runs.shown_name(shell_path(run_dir))}"
 
 
-def _append_jsonl(path: Path, record: dict[str, Any], sync: bool = False) -> None:
+def _append_jsonl(path: Path, record: dict[str, Any], sync: bool = False, checked: bool = False) -> None:
     """Append ``record`` as one line to the records file ``path``; first :class:`UserError` when
     ``path``'s folder is a run folder this process held and no longer holds (removed, or made
     again by another run: :func:`runs.check_held`), so that nothing is written into another run,
     and when ``path`` is not a regular file (a FIFO would block the run, a folder cannot take it)
     or became a link into another run (:func:`runs.entry_problem`). ``sync``: on disk when this
-    returns (an evaluation's record, which its checkpoint follows: :func:`_check_own_checkpoint`)."""
+    returns (an evaluation's record, which its checkpoint follows: :func:`_check_own_checkpoint`).
+    ``checked``: the caller has just checked ``path`` with :func:`runs.check_run_entries`."""
     runs.check_held(path.parent)
-    if trouble := runs.entry_problem(path.parent, path.name):  # made a link into another run meanwhile
+    if not checked and (trouble := runs.entry_problem(path.parent, path.name)):  # made a link meanwhile
         raise UserError(trouble)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
@@ -1374,6 +1375,7 @@ class _Loop:
         self.state, self.cfg, self.data, self.procs, self.say = state, cfg, data, state.procs, say
         self.source = run_dir  # read on resume by every rank
         self.out = run_dir if state.procs.main else None  # written by rank 0 alone
+        self.resume_advice = _resume_it(run_dir) if run_dir is not None else ""  # a refusal's end
         self.steps_per_epoch = len(data.train) // cfg.train.batch_size
         self.total_steps = planned_steps(cfg, self.steps_per_epoch)
         self.step_fn = STEPS[cfg.loss.objective]
@@ -1795,9 +1797,16 @@ class _Loop:
             }
             self.window_time, self.window_images = 0.0, 0
             if self.out is not None:
-                runs.check_run_entries(self.out, self.cfg, _resume_it(self.out))  # the trackers' folders too
-                _append_jsonl(self.out / ckpt.RECORDS, record)
+                self.check_entries()  # the trackers' folders too
+                _append_jsonl(self.out / ckpt.RECORDS, record, checked=True)
             self.trackers.scalars("train", record, state.step)
+
+    def check_entries(self) -> None:
+        """Before a write into the run folder: an entry this session writes that was swapped since
+        for a link into another run (or made a FIFO, ...) is refused, not written through
+        (:func:`runs.check_run_entries`), the refusal ending with the way to resume."""
+        assert self.out is not None
+        runs.check_run_entries(self.out, self.cfg, self.resume_advice)
 
     def checkpoint_point(self, epoch: int) -> None:
         """Rank 0 evaluates, writes the figures and the report and saves a checkpoint, while the
@@ -1854,24 +1863,21 @@ class _Loop:
             + f"{speed:.0f} {'rows' if table else 'images'}/s"
         )
         if out is not None:
-            # before each write, an entry swapped since for a link into another run (or made a
-            # FIFO, ...) is refused, not written through; the records file before each append
-            then = _resume_it(out)
-            runs.check_run_entries(out, cfg, then)
-            _append_jsonl(out / ckpt.RECORDS, record, sync=True)
+            self.check_entries()  # before each write: the records file, the grids, the checkpoint, ...
+            _append_jsonl(out / ckpt.RECORDS, record, sync=True, checked=True)
             self.trackers.scalars("eval", record, state.step)
             if not table:
-                runs.check_run_entries(out, cfg, then)
+                self.check_entries()
                 _figures(state, self.data, out, epoch, self.fixed_z)
-                runs.check_run_entries(out, cfg, then)  # before the trackers' copies of the grids
+                self.check_entries()  # before the trackers' copies of the grids
                 grids = ("samples", "reconstructions", "interpolations")
                 self.trackers.images({name: ckpt.epoch_grid(out, name, epoch) for name in grids}, state.step)
             saved = state_dict(state, self.data)
-            runs.check_run_entries(out, cfg, then)
+            self.check_entries()
             ckpt.save_run_checkpoint(out, saved, cfg.train.keep_checkpoints)
             if self.trained:  # this session's steps changed the weights: drop what was of the old ones
                 drop_stale_grids(state.sampler_model, out, self.say, cfg.train.fit_sampler)  # before the report
-            runs.check_run_entries(out, cfg, then)
+            self.check_entries()
             _report(state, self.data, out, self.evals, speed)
         return metrics
 
@@ -1883,7 +1889,7 @@ class _Loop:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if not self.stopping and out is not None and self.procs.main:
             runs.check_held(out)
-            runs.check_run_entries(out, self.cfg, _resume_it(out))
+            self.check_entries()
             kind, model = self.cfg.train.fit_sampler, state.sampler_model
             # a session that trained nothing keeps a sampler already fitted to these weights (one
             # that wae fit-sampler fitted with other settings, say) and changes nothing but a
@@ -1898,7 +1904,7 @@ class _Loop:
                 fit_ex_post(state, self.data, out, self.say)
             dropped = bool(self.trained) and drop_stale_grids(model, out, self.say, kind)
             if dropped or redrawn or (kind != "none" and kept is None):
-                runs.check_run_entries(out, self.cfg, _resume_it(out))  # a fit may take minutes
+                self.check_entries()  # a fit may take minutes
                 _report(state, self.data, out, self.evals, self.speed())
         if self.stopping:
             self.say(
