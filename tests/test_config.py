@@ -426,3 +426,24 @@ def test_validate_compares_a_python_callers_scalars_as_numbers_and_names_a_repla
         validate(dataclasses.replace(cfg, loss=dataclasses.asdict(cfg.loss)))
     with pytest.raises(UserError, match="^config model must be a ModelConfig; got a TrainConfig$"):
         validate(dataclasses.replace(cfg, model=cfg.train))
+
+
+def test_sequences_of_numpy_and_torch_scalars_are_taken_as_lists_and_tuples_alike():
+    # session 56: the scalars of a sequence were taken in two ways (the check kept a list a list,
+    # override made a list a tuple and left a tuple's items to later): one helper, python_scalars
+    import numpy as np
+    import torch
+
+    from wae.config import python_scalars
+
+    got = python_scalars([np.float32(0.5), np.array(2), torch.tensor(0.25)])
+    assert got == [0.5, 2, 0.25] and type(got) is list and [type(v) for v in got] == [float, int, float]
+    got = python_scalars((np.float64(0.1), torch.tensor(3)))
+    assert got == (0.1, 3) and type(got) is tuple and [type(v) for v in got] == [float, int]
+    assert python_scalars(np.float16(0.5)) == 0.5 and python_scalars("gmm") == "gmm"
+    cfg = preset("mnist-fast")
+    for given in ([np.float64(0.5), np.array(0.75)], (np.float64(0.5), torch.tensor(0.75))):
+        milestones = override(cfg, lr_milestones=given).train.lr_milestones
+        assert milestones == (0.5, 0.75) and all(type(v) is float for v in milestones)
+    with pytest.raises(UserError, match=r"lr_milestones must each be >= 0 .*; got -1.5 "):  # named as a number
+        validate(override(cfg, lr_milestones=[np.float64(0.5), np.float64(-1.5)]))

@@ -702,6 +702,12 @@ def _config_from(d: Any, spell: Callable[[Any], str]) -> Config:
     return Config(preset=d.get("preset", CUSTOM), **parts)
 
 
+def python_scalars(value: Any) -> Any:
+    """:func:`python_scalar` of ``value``, or of each item of a list or tuple (kept a list or a
+    tuple: a refusal spells the value as it was given)."""
+    return type(value)(map(python_scalar, value)) if type(value) in (list, tuple) else python_scalar(value)
+
+
 def json_repr(value: Any, width: int = 40) -> str:
     """A short printable form of a value for a one-line error: its repr, cut to ``width``
     characters, and a whole number of over 128 bits by its size (repr refuses ints of over 4,300
@@ -1139,7 +1145,7 @@ def problem(
             return f"is {why}; got {cut_text(number.spelling, 40)}"
     # a Python caller's numpy or torch scalars as the numbers they hold: compared in float64, not
     # in float16 (whose cast of a bound of 1e6 warned of overflow)
-    value = type(value)(map(python_scalar, value)) if type(value) in (list, tuple) else python_scalar(value)
+    value = python_scalars(value)
     return _out_of_bounds(f, kind, may_be_none, value, spell) or (
         None if value is None else _beyond(f.name, kind, value, spell)
     )
@@ -2001,7 +2007,7 @@ def set_fields(cfg: Config, **values: Any) -> Config:
             raise UserError(f"setting '{owners[0]}.{name}' given twice, as '{spelled[where]}' and '{key}'")
         # numpy's and torch's scalars as the numbers they hold before the rules below compare them
         # (np.array("l2sq") kept L1's cost scale)
-        value = tuple(map(python_scalar, value)) if isinstance(value, list) else python_scalar(value)
+        value = python_scalars(tuple(value) if isinstance(value, list) else value)
         wanted[where], spelled[where] = value, key
     objective = wanted.pop(("loss", "objective"), cfg.loss.objective)
     if objective != cfg.loss.objective:
