@@ -636,8 +636,9 @@ def _fields_of(obj: Any) -> dict[str, Any]:
 
 def python_scalar(value: Any) -> Any:
     """A numpy scalar, or a 0-dimensional numpy array or torch tensor, as the Python number
-    (or bool) it holds (``.item()``); anything else as it is. A Python caller's
-    ``np.float16(0.5)``, ``np.array(0.1)`` and ``torch.tensor(0.1)`` are taken alike."""
+    (or bool, or str) it holds (``.item()``); anything else as it is, numpy's dates, times and
+    bytes too (``np.datetime64`` holds a ``datetime.date``: a refusal names what was given). A
+    Python caller's ``np.float16(0.5)``, ``np.array(0.1)`` and ``torch.tensor(0.1)`` are taken alike."""
     kinds: list[type] = []
     if (numpy := sys.modules.get("numpy")) is not None:  # neither imported here only for this
         kinds += [numpy.generic, numpy.ndarray]
@@ -647,9 +648,10 @@ def python_scalar(value: Any) -> Any:
     held = bool(kinds) and isinstance(value, tuple(kinds)) and getattr(value, "ndim", None) == 0
     if held:
         try:
-            return array.item()
+            held_value = array.item()
         except (RuntimeError, ValueError, TypeError):  # a tensor on the meta device holds no value
             return value
+        return held_value if isinstance(held_value, bool | int | float | complex | str) else value
     return value
 
 
@@ -702,6 +704,30 @@ def _config_from(d: Any, spell: Callable[[Any], str]) -> Config:
     return Config(preset=d.get("preset", CUSTOM), **parts)
 
 
+def whole_value(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (a Python or numpy integer, not a bool);
+    None otherwise, numpy's ``timedelta64`` too: a duration that ``isinstance(value,
+    numbers.Integral)`` takes and ``int()`` refuses."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def real_value(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (a Python or numpy number, not a bool); None
+    otherwise, numpy's ``timedelta64`` too (:func:`whole_value`). OverflowError for an int
+    beyond any float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except TypeError:
+        return None
+
+
 def python_scalars(value: Any) -> Any:
     """:func:`python_scalar` of ``value``, or of each item of a list or tuple (kept a list or a
     tuple: a refusal spells the value as it was given)."""
@@ -752,13 +778,15 @@ def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str]
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
-        if option is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)  # numpy's integers too, from Python
-        if option is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if option is int and (whole := whole_value(value)) is not None:
+            return whole  # numpy's integers too, from Python
+        if option is float:
             try:
-                return float(value) + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
+                real = real_value(value)
             except OverflowError:  # an int beyond the float range (10**400)
                 raise UserError(f"config {name} must be a float; got an integer beyond any float") from None
+            if real is not None:
+                return real + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
         if option is str and isinstance(value, str):
             return str(value)  # numpy's str_ too, from Python
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):

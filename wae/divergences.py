@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import KERNEL_RANGE
+from .config import KERNEL_RANGE, real_value, whole_value
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -143,7 +142,7 @@ def mmd_imq(
     scales = tuple(_bounded_number("each of scales", scale) for scale in scales)
     if not scales:
         raise ValueError("scales must be one or more positive numbers; got none")
-    if block is not None and (not isinstance(block, numbers.Integral) or isinstance(block, bool) or block < 1):
+    if block is not None and ((rows := whole_value(block)) is None or rows < 1):
         raise ValueError(f"block must be a positive number of rows or None; got {block!r}")
     n, m = codes.shape[0], prior.shape[0]
     c = 2.0 * codes.shape[1] * prior_var
@@ -181,7 +180,7 @@ def _bounded_number(name: str, value: Any) -> float:
     if isinstance(value, Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
         value = value.item()  # a 0-d tensor (or one of a tensor of scales)
     try:
-        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+        number = real if (real := real_value(value)) is not None else math.nan
     except OverflowError:  # an int beyond any float
         number = math.inf
     if not low <= number <= high:

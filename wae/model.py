@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import PRIORS, ModelConfig, UserError, check_memory, json_repr
+from .config import PRIORS, ModelConfig, UserError, check_memory, json_repr, whole_value
 from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
 from .priors import check_prior_settings, sample_prior
 
@@ -77,7 +77,7 @@ def _check_stored(value: Tensor, name: str) -> None:
 
 def _whole_numbers(values: np.ndarray) -> bool:
     """Whether every element of an object array is a whole number (not a bool)."""
-    return all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values.flat)
+    return all(whole_value(v) is not None for v in values.flat)  # numpy's durations are none
 
 
 def _label_array(labels: Any) -> tuple[np.ndarray, bool]:

@@ -20,10 +20,12 @@ IMQ kernel constant C = 2 * d_z * sigma_z^2 meaningful for all of them:
 from __future__ import annotations
 
 import math
-import numbers
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from .config import real_value, whole_value
 
 
 def sample_prior(
@@ -57,8 +59,18 @@ def sample_prior(
     raise ValueError(f"unknown prior '{kind}'")
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number (:func:`wae.config.real_value`);
+    None otherwise (an int beyond any float too)."""
+    try:
+        real = real_value(value)
+    except OverflowError:
+        return None
+    return real if real is not None and math.isfinite(real) else None
+
+
 def _check_var(var: float) -> None:
-    if isinstance(var, bool) or not isinstance(var, numbers.Real) or not (math.isfinite(var) and var > 0):
+    if (real := _finite(var)) is None or not real > 0:
         raise ValueError(f"the prior's variance must be a finite number > 0; got {var!r}")
 
 
@@ -71,15 +83,11 @@ def default_components(dim: int, components: int | None = None) -> int:
 def _check_mixture(dim: int, components: int | None, separation: float) -> int:
     """K as an int (None: min(10, dim)), once K and r are checked (ValueError)."""
     components = default_components(dim, components)
-    if isinstance(components, bool) or not isinstance(components, numbers.Integral) or not 1 <= components <= dim:
+    if (count := whole_value(components)) is None or not 1 <= count <= dim:
         raise ValueError(f"the mixture prior places its {components!r} means on the first axes of {dim}: 1 to {dim}")
-    if (
-        isinstance(separation, bool)
-        or not isinstance(separation, numbers.Real)
-        or not (math.isfinite(separation) and 0 < separation <= 1e6)
-    ):
+    if (real := _finite(separation)) is None or not 0 < real <= 1e6:
         raise ValueError(f"the mixture prior's separation must be a finite number in (0, 1e6]; got {separation!r}")
-    return int(components)
+    return count
 
 
 def check_prior_settings(
