@@ -492,3 +492,63 @@ def test_numpy_values_that_hold_no_number_are_named_as_given_or_refused_in_one_l
         mmd_imq(codes, codes, block=duration)
     assert python_scalar(np.str_("gmm")) == "gmm" and type(python_scalar(np.str_("gmm"))) is str
     assert python_scalar(np.complex64(1j)) == 1j
+
+
+def test_durations_of_every_unit_masked_values_and_bools_are_no_numbers_anywhere():
+    # hostile pass, session 56: np.timedelta64(5, "ns") (whose .item() is a plain int) and
+    # np.ma.array(5, mask=True) were taken as 5 by the config, the priors, the MMD, the sampler
+    # fit and model.sample; labels [1, True] as [1, 1]; torch.tensor(True) as n = 1; the priors'
+    # and the MMD's 0-d tensors refused, their refusals spanning lines; a Fraction kept by to_dict
+    import json
+    from fractions import Fraction
+
+    import numpy as np
+    import torch
+
+    import wae
+    from wae.divergences import mmd_imq
+    from wae.model import check_labels
+    from wae.priors import mixture_means, sample_prior
+
+    cfg = preset("mnist-fast")
+    odd = (np.timedelta64(5, "ns"), np.datetime64(5, "ns"), np.ma.array(5, mask=True), np.ma.masked)
+    for value in odd:
+        for name in ("seed", "lam", "time_budget"):
+            with pytest.raises(UserError, match=f"{name} must be "):
+                override(cfg, **{name: value})
+        with pytest.raises(UserError, match=r"kernel_scales\[0\] must be float"):
+            override(cfg, kernel_scales=[value, 2.0])
+        for call in (
+            lambda v: sample_prior("gaussian", 4, 2, var=v),
+            lambda v: sample_prior("mixture", 4, 2, separation=v),
+            lambda v: sample_prior("gaussian", v, 2),
+            lambda v: mmd_imq(torch.randn(8, 2), torch.randn(8, 2), prior_var=v),
+        ):
+            with pytest.raises(ValueError) as refused:
+                call(value)
+            assert "\n" not in str(refused.value)
+    model = wae.AutoEncoder(cfg.model, 1, 28)
+    for n in (*odd, torch.tensor(True), torch.tensor(3, device="meta"), torch.tensor([2])):
+        with pytest.raises(UserError, match="n must be a whole number >= 0; got ") as refused:
+            model.sample(n)
+        assert "\n" not in str(refused.value)
+    assert model.sample(torch.tensor(2)).shape == model.sample(np.int64(2)).shape == (2, 1, 28, 28)
+    # numpy's and torch's 0-d numbers are taken by the priors and the MMD, as by the config
+    assert sample_prior(
+        "mixture", np.int64(4), torch.tensor(3), var=torch.tensor(0.5), components=np.array(2)
+    ).shape == (
+        4,
+        3,
+    )
+    assert torch.equal(mixture_means(3, np.array(1.0), 2, torch.tensor(4.0)), mixture_means(3, 1.0, 2, 4.0))
+    codes = torch.randn(8, 2)
+    assert torch.allclose(mmd_imq(codes, codes.flip(0), block=torch.tensor(3)), mmd_imq(codes, codes.flip(0), block=3))
+    with pytest.raises(ValueError, match=r"n must be a whole number from 0 to 2\^48; got a whole number of about"):
+        sample_prior("gaussian", 10**400, 2)
+    for labels in ([1, True], [np.True_, 1], [1, torch.tensor(True)], [np.ma.array(1, mask=True), 1]):
+        with pytest.raises(UserError, match="labels must be integers .* among them"):
+            check_labels(labels, 2, 3)
+    assert check_labels((np.int64(1), torch.tensor(2)), 2, 3).tolist() == [1, 2]
+    for value in (Fraction(1, 2), np.longdouble(0.5)):
+        given = wae.Config(loss=wae.config.LossConfig(lam=value))
+        assert json.dumps(given.to_dict()["loss"]["lam"]) == "0.5"

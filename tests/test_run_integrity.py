@@ -227,6 +227,88 @@ def test_an_entry_made_a_link_into_another_run_while_training_is_refused_at_the_
     assert _tree(run_copy) == theirs  # nothing written through into the other run
 
 
+@pytest.mark.parametrize("name", ["checkpoints", "grids"])
+def test_an_entry_swapped_between_its_check_and_its_writes_leads_them_nowhere(run_copy, tmp_path, name, monkeypatch):
+    # hostile pass, session 56: checkpoints/ swapped for a link into another run just after the
+    # checkpoint was put in place: the pruning listed the other run's folder and deleted its
+    # checkpoints; grids/ swapped once samples.png was written: the epoch's grids went there.
+    # Now each folder is held (a descriptor) before its check, and written through that
+    kept = run_copy / "checkpoints"
+    shutil.copy(kept / "step-00000002.pt", kept / "step-00000001.pt")  # one the pruning would take
+    cfg = override(ckpt.config_of(ckpt.load_latest(run_copy)[0]), epochs=2, eval_every=1, max_steps=None)
+    cfg = override(cfg, keep_checkpoints=1)
+    run, theirs, moved = tmp_path / "mine", _tree(run_copy), tmp_path / "moved"
+
+    def swap() -> None:
+        if not moved.exists():
+            os.rename(run / name, moved)
+            (run / name).symlink_to(run_copy / name)
+
+    if name == "checkpoints":
+        point = ckpt.fault_point
+        monkeypatch.setattr(ckpt, "fault_point", lambda where: swap() if where == "checkpoint-saved" else point(where))
+    else:
+        write = ckpt.write_atomic
+
+        def written(path: Path, *args: object, **kwargs: object) -> None:
+            write(path, *args, **kwargs)
+            if Path(path).name == "samples.png":
+                swap()
+
+        monkeypatch.setattr(ckpt, "write_atomic", written)
+    with pytest.raises(UserError, match=f"{name} leads into another run's folder") as refused:
+        wae.fit(cfg, run, log=lambda _: None)
+    assert str(refused.value).endswith(f"then resume the run: wae train --resume {run}")
+    assert _tree(run_copy) == theirs  # nothing written into the other run, nothing pruned there
+    mine = r"step-[0-9]+\.pt" if name == "checkpoints" else r"samples-epoch001\.png"
+    assert [n for n in os.listdir(moved) if re.fullmatch(mine, n)]  # written into the folder checked
+
+
+@pytest.mark.parametrize("case", ["grids a FIFO", "samples.png a folder", "a plan's records a FIFO"])
+def test_a_write_that_fails_on_an_entry_swapped_meanwhile_says_so_with_the_way_to_resume(
+    run_copy, tmp_path, case, monkeypatch
+):
+    # hostile pass, session 56: such a swap in the window between a check and its write ended in
+    # "RUN/grids: File exists" or "RUN/samples.png: Is a directory", and a budget's plan record
+    # refused without the resume advice that every other refusal during training gives
+    from wae import train
+
+    cfg = override(ckpt.config_of(ckpt.load_latest(run_copy)[0]), epochs=2, eval_every=1, max_steps=None)
+    run = tmp_path / "mine"
+    if case == "a plan's records a FIFO":
+        cfg, name, said = override(cfg, time_budget=9.0), "metrics.jsonl", "metrics.jsonl is not a regular file"
+        append = train._append_jsonl
+
+        def appended(path: Path, record: dict, **how: object) -> None:
+            if record.get("kind") == "plan":
+                path.unlink()
+                os.mkfifo(path)
+            append(path, record, **how)
+
+        monkeypatch.setattr(train, "_append_jsonl", appended)
+    else:
+        name, said = case.split()[0], f"{case.split()[0]} is a {case.split()[-1].lower()}"
+        if name == "grids":
+            said = "grids is a FIFO"
+        write = ckpt.write_atomic
+
+        def written(path: Path, *args: object, **kwargs: object) -> None:
+            if Path(path).name == "samples.png" and not (run / "moved").exists():
+                (run / "moved").mkdir()
+                if name == "grids":
+                    os.rename(run / "grids", run / "moved" / "grids")
+                    os.mkfifo(run / "grids")
+                else:
+                    (run / "samples.png").mkdir()
+            write(path, *args, **kwargs)
+
+        monkeypatch.setattr(ckpt, "write_atomic", written)
+    with pytest.raises(UserError, match=said) as refused:
+        wae.fit(cfg, run, log=lambda _: None)
+    assert str(refused.value).endswith(f"then resume the run: wae train --resume {run}")
+    assert "\n" not in str(refused.value)
+
+
 def test_two_copies_of_a_run_linked_to_one_scratch_folder_do_not_take_each_others_checkpoints(run_copy, tmp_path):
     # session 54 left open, found again by session 55's hostile pass: a run at step 2 resumed from
     # its copy's step 4 in the scratch folder both checkpoints/ lead to, pruning its own
@@ -1240,11 +1322,11 @@ def test_a_folder_replaced_during_an_evaluation_gets_no_checkpoint_grid_or_repor
     run = tmp_path / "run"
     real = train._figures
 
-    def replaced_then_drawn(state, data, run_dir, epoch, fixed_z):
+    def replaced_then_drawn(state, data, run_dir, epoch, fixed_z, *check):
         shutil.rmtree(run)
         run.mkdir()
         (run / runs.LOCK).write_text("4242\n")
-        return real(state, data, run_dir, epoch, fixed_z)
+        return real(state, data, run_dir, epoch, fixed_z, *check)
 
     monkeypatch.setattr(train, "_figures", replaced_then_drawn)
     with pytest.raises(UserError, match="removed, moved or replaced"):

@@ -7,6 +7,7 @@ the newest one that reads, and says which newer ones it had to pass over.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -18,7 +19,7 @@ import signal
 import stat
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,36 @@ def make_folder(folder: Path) -> None:
 
     check_writing(folder)
     folder.mkdir(exist_ok=True)
+
+
+def hold_folder(folder: Path) -> tuple[int | None, Path]:
+    """A descriptor of ``folder`` and a path that stays with the folder it opened: on Linux
+    ``/proc/self/fd/N``, so that what is written through it goes on into this folder when its
+    name is swapped meanwhile for a link into another run (the caller closes the descriptor);
+    elsewhere no descriptor and the folder's own path."""
+    if not os.path.isdir("/proc/self/fd"):
+        return None, Path(folder)
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    return fd, Path(f"/proc/self/fd/{fd}")
+
+
+@contextlib.contextmanager
+def held_folder(folder: Path, check: Callable[[], None] = lambda: None) -> Iterator[Path]:
+    """:func:`hold_folder` for the writes of a block: ``check`` (the run folder's entries) runs
+    once the folder is held, so that a swap before it is refused and one after it leads nowhere;
+    an OSError of the block names ``folder``, not the descriptor's path."""
+    fd, held = hold_folder(folder)
+    try:
+        check()
+        yield held
+    except OSError as err:
+        name = str(err.filename or "")
+        if fd is None or not name.startswith(str(held)):
+            raise
+        raise OSError(err.errno, err.strerror, str(folder) + name[len(str(held)) :]) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def remove_partial(out: Path, created: bool, written: Iterable[Path]) -> None:
@@ -421,17 +452,18 @@ def class_names_of(payload: dict[str, Any], cfg: Config) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _checkpoint_names(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every entry in a run's checkpoint folder named as a checkpoint, file or not."""
-    folder = Path(run_dir) / FOLDER
+def _checkpoint_names(run_dir: Path, folder: Path | None = None) -> list[tuple[int, Path]]:
+    """(step, path) of every entry in a run's checkpoint folder (``folder``, when given, in place
+    of ``run_dir``'s) named as a checkpoint, file or not."""
+    folder = Path(run_dir) / FOLDER if folder is None else folder
     if not folder.is_dir():
         return []
     return [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name))]
 
 
-def _checkpoints_by_step(run_dir: Path) -> list[tuple[int, Path]]:
+def _checkpoints_by_step(run_dir: Path, folder: Path | None = None) -> list[tuple[int, Path]]:
     # files only: a folder or a dangling link of that name is no checkpoint (pruning one failed)
-    return sorted(((step, p) for step, p in _checkpoint_names(run_dir) if p.is_file()), reverse=True)
+    return sorted(((step, p) for step, p in _checkpoint_names(run_dir, folder) if p.is_file()), reverse=True)
 
 
 def step_of_name(path: Path) -> int | None:
@@ -452,18 +484,25 @@ def newest_checkpoint_step(run_dir: Path) -> int | None:
     return found[0][0] if found else None
 
 
-def save_run_checkpoint(run_dir: Path, payload: dict[str, Any], keep: int) -> Path:
-    """Save ``payload`` as the run's newest checkpoint and delete all but the ``keep`` newest."""
+def save_run_checkpoint(
+    run_dir: Path, payload: dict[str, Any], keep: int, check: Callable[[], None] = lambda: None
+) -> Path:
+    """Save ``payload`` as the run's newest checkpoint and delete all but the ``keep`` newest,
+    all in the checkpoints folder as it is when ``check`` (of the run folder's entries) passes:
+    its name swapped meanwhile for a link into another run leads neither the save nor the pruning
+    there (:func:`held_folder`; the pruning once deleted another run's checkpoints)."""
     folder = Path(run_dir) / FOLDER
+    check()  # a FIFO or file of that name said as such, not as mkdir's "File exists"
     make_folder(folder)
-    for stale in folder.glob(".*.tmp-*"):  # left by a process killed while writing
-        stale.unlink()
-    path = folder / f"step-{payload['step']:08d}.pt"
-    save_atomic(payload, path)
-    fault_point("checkpoint-saved")
-    for old in run_checkpoints(run_dir)[keep:]:
-        old.unlink()
-    return path
+    name = f"step-{payload['step']:08d}.pt"
+    with held_folder(folder, check) as held:
+        for stale in held.glob(".*.tmp-*"):  # left by a process killed while writing
+            stale.unlink()
+        save_atomic(payload, held / name)
+        fault_point("checkpoint-saved")
+        for _, old in _checkpoints_by_step(run_dir, held)[keep:]:
+            old.unlink()
+    return folder / name
 
 
 def load_latest(

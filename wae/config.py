@@ -634,11 +634,24 @@ def _fields_of(obj: Any) -> dict[str, Any]:
     }
 
 
+def holds_no_number(value: Any) -> bool:
+    """Whether ``value`` is a numpy date or duration (``np.datetime64``, ``np.timedelta64``, of
+    any unit, or an array of them: numpy makes a duration a ``numbers.Integral``, and ``.item()``
+    of one in nanoseconds a plain int) or a masked numpy value (``np.ma.masked``, whose
+    ``.item()`` is 0.0): no number, whatever ``isinstance`` and ``.item()`` say."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not isinstance(value, numpy.generic | numpy.ndarray):
+        return False
+    return value.dtype.kind in "mM" or bool(numpy.ma.is_masked(value))
+
+
 def python_scalar(value: Any) -> Any:
     """A numpy scalar, or a 0-dimensional numpy array or torch tensor, as the Python number
-    (or bool, or str) it holds (``.item()``); anything else as it is, numpy's dates, times and
-    bytes too (``np.datetime64`` holds a ``datetime.date``: a refusal names what was given). A
+    (or bool, or str) it holds (``.item()``); anything else as it is, numpy's dates, durations,
+    masked values and bytes too (:func:`holds_no_number`: a refusal names what was given). A
     Python caller's ``np.float16(0.5)``, ``np.array(0.1)`` and ``torch.tensor(0.1)`` are taken alike."""
+    if holds_no_number(value):
+        return value
     kinds: list[type] = []
     if (numpy := sys.modules.get("numpy")) is not None:  # neither imported here only for this
         kinds += [numpy.generic, numpy.ndarray]
@@ -673,7 +686,12 @@ def plain_value(value: Any) -> Any:
         return float.__float__(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return int.__int__(value)
-    return value
+    if (whole := whole_value(value)) is not None:  # another Integral
+        return whole
+    try:  # another Real: numpy's longdouble, a Fraction (JSON writes neither)
+        return real if (real := real_value(value)) is not None else value
+    except OverflowError:  # beyond any float: the type checks name it
+        return value
 
 
 def plain_config(cfg: Config) -> Config:
@@ -707,8 +725,8 @@ def _config_from(d: Any, spell: Callable[[Any], str]) -> Config:
 def whole_value(value: Any) -> int | None:
     """``value`` as an int when it is a whole number (a Python or numpy integer, not a bool);
     None otherwise, numpy's ``timedelta64`` too: a duration that ``isinstance(value,
-    numbers.Integral)`` takes and ``int()`` refuses."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    numbers.Integral)`` takes (:func:`holds_no_number`)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or holds_no_number(value):
         return None
     try:
         return operator.index(value)
@@ -720,7 +738,7 @@ def real_value(value: Any) -> float | None:
     """``value`` as a float when it is a real number (a Python or numpy number, not a bool); None
     otherwise, numpy's ``timedelta64`` too (:func:`whole_value`). OverflowError for an int
     beyond any float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or holds_no_number(value):
         return None
     try:
         return float(value)
@@ -1662,6 +1680,10 @@ def check_image_side(arch: str, size: int) -> None:
         raise UserError(f"architecture '{arch}' cannot take {size}x{size} images: {err}") from None
 
 
+# The most codes one call draws or decodes (sample's n, interpolate's n * steps): far beyond any
+# memory, so that the memory check refuses first; above it the sizes stop being numbers that
+# torch (int64) and the memory check (float GiB) can hold.
+MAX_COUNT = 2**48
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's bound; torch's generators take it too
 
 

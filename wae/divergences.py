@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import KERNEL_RANGE, real_value, whole_value
+from .config import KERNEL_RANGE, json_repr, python_scalar, real_value, whole_value
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -138,12 +138,13 @@ def mmd_imq(
     _check_samples(codes, prior)
     prior_var = _bounded_number("prior_var", prior_var)
     if isinstance(scales, str | bytes | Mapping) or not isinstance(scales, Iterable):
-        raise ValueError(f"scales must be one or more positive numbers; got {scales!r}")
+        raise ValueError(f"scales must be one or more positive numbers; got {json_repr(scales)}")
     scales = tuple(_bounded_number("each of scales", scale) for scale in scales)
     if not scales:
         raise ValueError("scales must be one or more positive numbers; got none")
-    if block is not None and ((rows := whole_value(block)) is None or rows < 1):
-        raise ValueError(f"block must be a positive number of rows or None; got {block!r}")
+    if block is not None and ((rows := whole_value(python_scalar(block))) is None or rows < 1):
+        raise ValueError(f"block must be a positive number of rows or None; got {json_repr(block)}")
+    block = rows if block is not None else None
     n, m = codes.shape[0], prior.shape[0]
     c = 2.0 * codes.shape[1] * prior_var
     if block is None and n + m <= FULL_GRAM_LIMIT and n == m:
@@ -177,14 +178,15 @@ def _bounded_number(name: str, value: Any) -> float:
     """``value`` as a float in :data:`wae.config.KERNEL_RANGE`; ValueError otherwise (a bool, a
     string, a number beyond the range, where float32 kernels overflow or underflow to NaN)."""
     low, high = KERNEL_RANGE
+    held = value
     if isinstance(value, Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
-        value = value.item()  # a 0-d tensor (or one of a tensor of scales)
+        held = python_scalar(value.reshape(()))  # a 0-d tensor (or one of a tensor of scales); meta: none
     try:
-        number = real if (real := real_value(value)) is not None else math.nan
+        number = real if (real := real_value(python_scalar(held))) is not None else math.nan
     except OverflowError:  # an int beyond any float
         number = math.inf
     if not low <= number <= high:
-        raise ValueError(f"{name} must be a number from {low:g} to {high:g}; got {value!r}")
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}; got {json_repr(value)}")
     return number
 
 

@@ -10,7 +10,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import PRIORS, ModelConfig, UserError, check_memory, json_repr, whole_value
+from .config import (
+    MAX_COUNT,
+    PRIORS,
+    ModelConfig,
+    UserError,
+    check_memory,
+    holds_no_number,
+    json_repr,
+    python_scalar,
+    whole_value,
+)
 from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
 from .priors import check_prior_settings, sample_prior
 
@@ -21,10 +31,6 @@ def _net(net: nn.Module, inputs: Tensor, labels: Tensor | None) -> Any:
     return net(inputs) if labels is None else net(inputs, labels)
 
 
-# The most codes one call draws or decodes (sample's n, interpolate's n * steps): far beyond any
-# memory, so that the memory check below refuses first; above it the sizes stop being numbers
-# that torch (int64) and the memory check (float GiB) can hold.
-MAX_COUNT = 2**48
 # Below this many bytes the memory checks are skipped (they read /proc/meminfo).
 _CHECKED_BYTES = 1 << 26
 # torch has no min/max for these; their values are read through numpy
@@ -34,12 +40,13 @@ _WIDE_UNSIGNED = {getattr(torch, name) for name in ("uint16", "uint32", "uint64"
 def whole_number(value: Any, name: str, minimum: int) -> int:
     """``value`` as an int when it is a whole number (an int, numpy integer, 0-d integer tensor:
     anything with ``__index__`` that is not a bool) in [minimum, MAX_COUNT]; UserError otherwise."""
-    if isinstance(value, (bool, np.bool_)):
+    held = python_scalar(value)  # a 0-d tensor of bools holds a bool; a meta tensor holds nothing
+    if isinstance(held, (bool, np.bool_, torch.Tensor)) or holds_no_number(held):  # a tensor left: not 0-d
         number = None
     else:
         try:
-            number = operator.index(value)
-        except TypeError:
+            number = operator.index(held)
+        except (TypeError, RuntimeError):  # RuntimeError: a tensor without values (meta)
             number = None
     if number is None or number < minimum:
         raise UserError(f"{name} must be a whole number >= {minimum}; got {json_repr(value)}")
@@ -89,6 +96,10 @@ def _label_array(labels: Any) -> tuple[np.ndarray, bool]:
         if masked:
             raise UserError(f"labels must not have masked (missing) entries; got {masked} masked of {labels.size}")
         labels = np.ma.getdata(labels)
+    for item in labels if isinstance(labels, list | tuple) else ():  # numpy would make True a 1
+        held = python_scalar(item)
+        if isinstance(held, bool | np.bool_) or holds_no_number(held):
+            raise UserError(f"labels must be integers (class indices); got {json_repr(item)} among them")
     try:
         array = np.asarray(labels)
     except (TypeError, ValueError):  # ragged sequences

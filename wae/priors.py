@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import real_value, whole_value
+from .config import MAX_COUNT, json_repr, python_scalar, real_value, whole_value
 
 
 def sample_prior(
@@ -40,8 +40,10 @@ def sample_prior(
     """Draw ``n`` codes of dimension ``dim`` from the prior; returns (n, dim) float32.
     ``components`` (K; None: min(10, dim)) and ``separation`` (r) are the mixture's. ValueError for
     a variance that is not a finite number > 0, and for a mixture that cannot be placed (K not a
-    whole number from 1 to dim, r not a finite number in (0, 1e6])."""
-    _check_var(var)
+    whole number from 1 to dim, r not a finite number in (0, 1e6]), and for ``n`` or ``dim`` not
+    a whole number (n from 0, dim from 1); numpy's and torch's 0-d numbers are taken."""
+    n, dim = _count("n", n, 0), _count("dim", dim, 1)
+    var = _check_var(var)
     if kind == "gaussian":
         return torch.randn(n, dim, generator=generator) * math.sqrt(var)
     if kind == "uniform":
@@ -54,24 +56,34 @@ def sample_prior(
         components = _check_mixture(dim, components, separation)
         which = torch.randint(components, (n,), generator=generator)
         z = torch.randn(n, dim, generator=generator) * math.sqrt(var)
-        z[torch.arange(n), which] += float(separation) * math.sqrt(var)
+        z[torch.arange(n), which] += float(python_scalar(separation)) * math.sqrt(var)  # checked above
         return z
     raise ValueError(f"unknown prior '{kind}'")
 
 
+def _count(name: str, value: Any, least: int) -> int:
+    """``value`` as an int when it is a whole number from ``least`` to MAX_COUNT (numpy's and torch's 0-d
+    integers too); ValueError otherwise, in one line."""
+    if (count := whole_value(python_scalar(value))) is None or not least <= count <= MAX_COUNT:
+        raise ValueError(f"{name} must be a whole number from {least} to 2^48; got {json_repr(value)}")
+    return count
+
+
 def _finite(value: Any) -> float | None:
-    """``value`` as a float when it is a finite real number (:func:`wae.config.real_value`);
-    None otherwise (an int beyond any float too)."""
+    """``value`` as a float when it is a finite real number (:func:`wae.config.real_value`; a
+    0-d numpy array or torch tensor too); None otherwise (an int beyond any float too)."""
     try:
-        real = real_value(value)
+        real = real_value(python_scalar(value))
     except OverflowError:
         return None
     return real if real is not None and math.isfinite(real) else None
 
 
-def _check_var(var: float) -> None:
+def _check_var(var: float) -> float:
+    """The prior's variance as a float once checked: a finite number > 0 (ValueError)."""
     if (real := _finite(var)) is None or not real > 0:
-        raise ValueError(f"the prior's variance must be a finite number > 0; got {var!r}")
+        raise ValueError(f"the prior's variance must be a finite number > 0; got {json_repr(var)}")
+    return real
 
 
 def default_components(dim: int, components: int | None = None) -> int:
@@ -83,10 +95,14 @@ def default_components(dim: int, components: int | None = None) -> int:
 def _check_mixture(dim: int, components: int | None, separation: float) -> int:
     """K as an int (None: min(10, dim)), once K and r are checked (ValueError)."""
     components = default_components(dim, components)
-    if (count := whole_value(components)) is None or not 1 <= count <= dim:
-        raise ValueError(f"the mixture prior places its {components!r} means on the first axes of {dim}: 1 to {dim}")
+    if (count := whole_value(python_scalar(components))) is None or not 1 <= count <= dim:
+        raise ValueError(
+            f"the mixture prior places its {json_repr(components)} means on the first axes of {dim}: 1 to {dim}"
+        )
     if (real := _finite(separation)) is None or not 0 < real <= 1e6:
-        raise ValueError(f"the mixture prior's separation must be a finite number in (0, 1e6]; got {separation!r}")
+        raise ValueError(
+            f"the mixture prior's separation must be a finite number in (0, 1e6]; got {json_repr(separation)}"
+        )
     return count
 
 
@@ -118,10 +134,10 @@ def _check_codes(z: Tensor) -> None:
 def mixture_means(dim: int, var: float = 1.0, components: int | None = None, separation: float = 5.0) -> Tensor:
     """The means of the ``mixture`` prior's components, (K, dim) float32: r sigma e_k (K = None:
     min(10, dim)). ValueError as :func:`sample_prior`."""
-    _check_var(var)
+    var = _check_var(var)
     components = _check_mixture(dim, components, separation)
     means = torch.zeros(components, dim)
-    means[torch.arange(components), torch.arange(components)] = float(separation) * math.sqrt(var)
+    means[torch.arange(components), torch.arange(components)] = float(python_scalar(separation)) * math.sqrt(var)
     return means
 
 
@@ -146,7 +162,7 @@ def log_density(
     sphere (no density on R^d), an unknown kind, z of another shape or an integer dtype, and as
     :func:`sample_prior` for the variance and the mixture's settings."""
     _check_codes(z)
-    _check_var(var)
+    var = _check_var(var)
     if kind == "gaussian":
         return gaussian_log_density(z, var)
     if kind == "mixture":

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .checkpoint import hold_folder
 from .config import Config, UserError
 
 
@@ -65,18 +66,6 @@ def _missing(name: str) -> UserError:
     return UserError(f"--log {name} needs its package: pip install 'wae[{name}]'")
 
 
-def _held_folder(folder: Path) -> tuple[int | None, str]:
-    """A descriptor of ``folder`` and a path that stays with the folder it opened: on Linux
-    ``/proc/self/fd/N``, so that a tracker's library, which opens its files by path at each
-    write, goes on writing into this folder when its name in the run folder is swapped for a
-    link into another run (session 55: tensorboard's events reached the other run before the
-    swap was found); elsewhere no descriptor and the folder's own path."""
-    if not os.path.isdir("/proc/self/fd"):
-        return None, str(folder)
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    return fd, f"/proc/self/fd/{fd}"
-
-
 class TensorBoard:
     """Event files in ``RUN/tensorboard/``: scalars, images (HWC uint8) and the hparams plugin's
     record of the config."""
@@ -89,9 +78,12 @@ class TensorBoard:
             raise _missing("tensorboard") from None
         folder = run_dir / FOLDERS["tensorboard"]
         folder.mkdir(exist_ok=True)
-        self.held, where = _held_folder(folder)
+        # a tracker's library opens its files by path at each write: through the folder held, it
+        # goes on writing into this one when the name is swapped for a link into another run
+        # (session 55: tensorboard's events reached the other run before the swap was found)
+        self.held, where = hold_folder(folder)
         try:
-            self.writer = SummaryWriter(log_dir=where)
+            self.writer = SummaryWriter(log_dir=str(where))
         except BaseException:
             if self.held is not None:
                 os.close(self.held)

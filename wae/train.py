@@ -978,9 +978,12 @@ def _nonfinite_weight(state: State) -> str:
     return runs.first_nonfinite((part, module.state_dict()) for part, module in modules if module is not None)
 
 
-def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor) -> None:
+def _figures(
+    state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: Tensor, check: Callable[[], None] = lambda: None
+) -> None:
     """Prior samples from fixed codes, test reconstructions and interpolations, as PNG grids
-    (the latest at the top of the run folder, every epoch's in grids/)."""
+    (the latest at the top of the run folder, every epoch's in grids/), written once ``check``
+    (of the run folder's entries) passes with grids/ held."""
     model, value_range = state.sampler_model, state.cfg.data.range
     classes = model.classes
     with eval_mode(model), torch.no_grad():
@@ -998,11 +1001,15 @@ def _figures(state: State, data: ImageData, run_dir: Path, epoch: int, fixed_z: 
         if classes:
             grids.append(("classes", to_unit_range(class_grid(model, fixed_z[:10]).cpu(), value_range), 10))
     scale = 2 if data.size < 48 else 1
+    pngs = [(name, grid_png(images, ncol, scale)) for name, images, ncol in grids]  # one for both copies
+    check()  # a FIFO or file of that name said as such, not as mkdir's "File exists"
     ckpt.make_folder(run_dir / ckpt.GRIDS)
-    for name, images, ncol in grids:
-        png = grid_png(images, ncol, scale)  # encoded once for both copies
-        ckpt.write_atomic(run_dir / f"{name}.png", png)
-        ckpt.write_atomic(ckpt.epoch_grid(run_dir, name, epoch), png)
+    # grids/ held before the check: a swap of its name for a link into another run while the
+    # grids were drawn is refused, one after the check leads nowhere (ckpt.held_folder)
+    with ckpt.held_folder(run_dir / ckpt.GRIDS, check) as held:
+        for name, png in pngs:
+            ckpt.write_atomic(run_dir / f"{name}.png", png)
+            ckpt.write_atomic(held / ckpt.epoch_grid(run_dir, name, epoch).name, png)
 
 
 MAX_GRID_CLASSES = 50  # rows of the class-by-style grid
@@ -1665,18 +1672,26 @@ class _Loop:
             record.update(schedule_epochs=planned_epochs(cfg), schedule_asked=asked_schedule, revised=revised)
             if fit_s and sampler:
                 record.update(sampler_fit_s=fit_s)
-            if revised:
-                # config.json first: its plan is the one in force (the budget is no longer there
-                # for a resume to decide again), so a kill between the two loses this record of
-                # the change, never leaves a record of a change that is not in force
-                ckpt.write_config(self.out, cfg)
-                _append_jsonl(self.out / ckpt.RECORDS, record)
-            else:
-                # the record first: a kill between the two leaves a record of a decision that the
-                # next session, finding the budget still pending in config.json, takes again (and
-                # records again), never a plan without its record
-                _append_jsonl(self.out / ckpt.RECORDS, record)
-                ckpt.write_config(self.out, cfg)
+            with self.writes():
+                self.write_plan(record, revised)
+
+    def write_plan(self, record: dict[str, Any], revised: bool) -> None:
+        """The budget's plan ``record`` and config.json, in the order that a kill between them
+        leaves in a state the next session reads right."""
+        assert self.out is not None
+        cfg = self.cfg
+        if revised:
+            # config.json first: its plan is the one in force (the budget is no longer there
+            # for a resume to decide again), so a kill between the two loses this record of
+            # the change, never leaves a record of a change that is not in force
+            ckpt.write_config(self.out, cfg)
+            _append_jsonl(self.out / ckpt.RECORDS, record)
+        else:
+            # the record first: a kill between the two leaves a record of a decision that the
+            # next session, finding the budget still pending in config.json, takes again (and
+            # records again), never a plan without its record
+            _append_jsonl(self.out / ckpt.RECORDS, record)
+            ckpt.write_config(self.out, cfg)
 
     def grown(self, most: int) -> tuple[int, int] | None:
         """The plan (epochs, schedule epochs) with the most epochs, up to ``most``, that the run
@@ -1769,7 +1784,8 @@ class _Loop:
             buffer.copy_(saved)
         step = self.state.step
         if self.out is not None:
-            _append_jsonl(self.out / ckpt.RECORDS, {"kind": "nonfinite", "step": step, "parts": nonfinite})
+            with self.writes():
+                _append_jsonl(self.out / ckpt.RECORDS, {"kind": "nonfinite", "step": step, "parts": nonfinite})
         if not self.cfg.train.skip_nonfinite:
             last = f"step {self.last_saved}" if self.last_saved >= 0 else "none"
             raise FloatingPointError(
@@ -1797,9 +1813,22 @@ class _Loop:
             }
             self.window_time, self.window_images = 0.0, 0
             if self.out is not None:
-                self.check_entries()  # the trackers' folders too
-                _append_jsonl(self.out / ckpt.RECORDS, record, checked=True)
+                with self.writes():
+                    self.check_entries()  # the trackers' folders too
+                    _append_jsonl(self.out / ckpt.RECORDS, record, checked=True)
             self.trackers.scalars("train", record, state.step)
+
+    @contextlib.contextmanager
+    def writes(self) -> Iterator[None]:
+        """A block of writes into the run folder: a write that fails (``File exists``, ``Is a
+        directory``, a records file refused) because an entry was swapped meanwhile for a FIFO,
+        a folder or a link is said as :meth:`check_entries` says it, with the way to resume;
+        any other failure passes through as it is."""
+        try:
+            yield
+        except (OSError, UserError):
+            self.check_entries()
+            raise
 
     def check_entries(self) -> None:
         """Before a write into the run folder: an entry this session writes that was swapped since
@@ -1863,23 +1892,51 @@ class _Loop:
             + f"{speed:.0f} {'rows' if table else 'images'}/s"
         )
         if out is not None:
-            self.check_entries()  # before each write: the records file, the grids, the checkpoint, ...
-            _append_jsonl(out / ckpt.RECORDS, record, sync=True, checked=True)
-            self.trackers.scalars("eval", record, state.step)
-            if not table:
-                self.check_entries()
-                _figures(state, self.data, out, epoch, self.fixed_z)
-                self.check_entries()  # before the trackers' copies of the grids
-                grids = ("samples", "reconstructions", "interpolations")
-                self.trackers.images({name: ckpt.epoch_grid(out, name, epoch) for name in grids}, state.step)
-            saved = state_dict(state, self.data)
-            self.check_entries()
-            ckpt.save_run_checkpoint(out, saved, cfg.train.keep_checkpoints)
-            if self.trained:  # this session's steps changed the weights: drop what was of the old ones
-                drop_stale_grids(state.sampler_model, out, self.say, cfg.train.fit_sampler)  # before the report
-            self.check_entries()
-            _report(state, self.data, out, self.evals, speed)
+            with self.writes():
+                self.write_evaluation(epoch, record, speed)
         return metrics
+
+    def write_evaluation(self, epoch: int, record: dict[str, Any], speed: float) -> None:
+        """The writes of an evaluation: its record, the grids, the checkpoint and the report."""
+        cfg, state, out = self.cfg, self.state, self.out
+        table = isinstance(self.data, TableData)
+        assert out is not None
+        self.check_entries()  # before each write: the records file, the grids, the checkpoint, ...
+        _append_jsonl(out / ckpt.RECORDS, record, sync=True, checked=True)
+        self.trackers.scalars("eval", record, state.step)
+        if not table:
+            _figures(state, self.data, out, epoch, self.fixed_z, self.check_entries)
+            self.check_entries()  # before the trackers' copies of the grids
+            grids = ("samples", "reconstructions", "interpolations")
+            self.trackers.images({name: ckpt.epoch_grid(out, name, epoch) for name in grids}, state.step)
+        saved = state_dict(state, self.data)
+        ckpt.save_run_checkpoint(out, saved, cfg.train.keep_checkpoints, self.check_entries)
+        if self.trained:  # this session's steps changed the weights: drop what was of the old ones
+            drop_stale_grids(state.sampler_model, out, self.say, cfg.train.fit_sampler)  # before the report
+        self.check_entries()
+        _report(state, self.data, out, self.evals, speed)
+
+    def write_sampler(self, out: Path) -> None:
+        """The end of a session's writes: the ex-post sampler fitted (or its grid redrawn) and the
+        report, unless a sampler already fitted to these weights is kept."""
+        state = self.state
+        self.check_entries()
+        kind, model = self.cfg.train.fit_sampler, state.sampler_model
+        # a session that trained nothing keeps a sampler already fitted to these weights (one
+        # that wae fit-sampler fitted with other settings, say) and changes nothing but a
+        # missing grid of it; a kill before the fit ended, damage or other weights fit it again
+        kept = _kept_sampler(out, kind, model) if kind != "none" and not self.trained else None
+        grid = out / f"samples-{kind}.png"
+        redrawn = kept is not None and not isinstance(self.data, TableData) and not grid.is_file()
+        if redrawn:
+            assert kept is not None
+            sampler_grid(model, kept, self.cfg, grid)
+        elif kind != "none" and kept is None:
+            fit_ex_post(state, self.data, out, self.say)
+        dropped = bool(self.trained) and drop_stale_grids(model, out, self.say, kind)
+        if dropped or redrawn or (kind != "none" and kept is None):
+            self.check_entries()  # a fit may take minutes
+            _report(state, self.data, out, self.evals, self.speed())
 
     def finish(self) -> Run:
         """The end of the run: a last checkpoint point unless one was just taken, and the model
@@ -1889,23 +1946,8 @@ class _Loop:
             self.checkpoint_point(state.step // self.steps_per_epoch)
         if not self.stopping and out is not None and self.procs.main:
             runs.check_held(out)
-            self.check_entries()
-            kind, model = self.cfg.train.fit_sampler, state.sampler_model
-            # a session that trained nothing keeps a sampler already fitted to these weights (one
-            # that wae fit-sampler fitted with other settings, say) and changes nothing but a
-            # missing grid of it; a kill before the fit ended, damage or other weights fit it again
-            kept = _kept_sampler(out, kind, model) if kind != "none" and not self.trained else None
-            grid = out / f"samples-{kind}.png"
-            redrawn = kept is not None and not isinstance(self.data, TableData) and not grid.is_file()
-            if redrawn:
-                assert kept is not None
-                sampler_grid(model, kept, self.cfg, grid)
-            elif kind != "none" and kept is None:
-                fit_ex_post(state, self.data, out, self.say)
-            dropped = bool(self.trained) and drop_stale_grids(model, out, self.say, kind)
-            if dropped or redrawn or (kind != "none" and kept is None):
-                self.check_entries()  # a fit may take minutes
-                _report(state, self.data, out, self.evals, self.speed())
+            with self.writes():
+                self.write_sampler(out)
         if self.stopping:
             self.say(
                 f"interrupted at step {state.step} ({signal.Signals(self.signum).name}); checkpoint saved"
