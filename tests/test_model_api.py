@@ -315,3 +315,22 @@ def test_a_prior_the_model_cannot_draw_from_is_refused_when_it_is_built():
         with pytest.raises(ValueError):
             AutoEncoder(cfg, 1, 28, prior=prior, **settings)
     assert AutoEncoder(cfg, 1, 28, prior="mixture", prior_components=np.int64(3)).prior_components == 3
+
+
+def test_the_auto_encoders_own_arguments_are_checked_in_one_line():
+    # left open by session 56's hostile pass: a duration, 28.0 or True as channels or size, or
+    # 2.5 as classes ended in numpy's or torch's errors; tensors were kept in input_shape
+    cfg = wae.preset("mnist-fast").model
+    for args, kwargs, said in (
+        ((np.timedelta64(1, "ns"), 28), {}, "channels must be a whole number >= 1"),
+        ((1, 28.0), {}, "size must be a whole number >= 1; got 28.0"),
+        ((True, 28), {}, "channels must be a whole number >= 1; got True"),
+        ((1, 28), {"classes": 2.5}, "classes must be a whole number >= 0; got 2.5"),
+    ):
+        with pytest.raises(wae.UserError, match=said):
+            wae.AutoEncoder(cfg, *args, **kwargs)
+    with pytest.raises(wae.UserError, match="latent_dim must be a whole number >= 1"):
+        wae.AutoEncoder(dataclasses.replace(cfg, latent_dim=np.timedelta64(4, "ns")), 1, 28)
+    model = wae.AutoEncoder(cfg, torch.tensor(1), np.int64(28), classes=torch.tensor(3), prior_var=torch.tensor(2.0))
+    assert model.input_shape == (1, 28, 28) and all(type(v) is int for v in model.input_shape)
+    assert type(model.classes) is int and model.classes == 3 and type(model.prior_var) is float

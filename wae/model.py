@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from typing import Any
@@ -257,15 +258,25 @@ class AutoEncoder(nn.Module):
         prior_separation: float = 5.0,
     ):
         super().__init__()
+        # whole numbers as Python ints (a duration, 28.0, True or a tensor refused in one line,
+        # not kept in input_shape or met by torch's errors further on)
+        channels, size = whole_number(channels, "channels", 1), whole_number(size, "size", 1)
+        classes = whole_number(classes, "classes", 0)
+        cfg = dataclasses.replace(cfg, latent_dim=whole_number(cfg.latent_dim, "latent_dim", 1))
         self.channels, self.size, self.latent_dim, self.classes = channels, size, cfg.latent_dim, classes
-        self.prior, self.prior_var, self.output, self.arch = prior, prior_var, cfg.output, cfg.arch
         if prior not in PRIORS:  # ValueError now, not at the first draw (a grid at the first epoch's end)
             raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
         # a mixture prior's K (not given: min(10, d_z), as config.prior_components) and r
         self.prior_components = check_prior_settings(
             prior, cfg.latent_dim, prior_var, prior_components, prior_separation
         )
-        self.prior_separation = prior_separation
+        self.prior, self.prior_var, self.output, self.arch = (
+            prior,
+            float(python_scalar(prior_var)),
+            cfg.output,
+            cfg.arch,
+        )
+        self.prior_separation = float(python_scalar(prior_separation))
         gaussian, norm, labels = cfg.encoder == "gaussian", cfg.batch_norm, (classes, cfg.label_dim)
         self.encoder: Encoder | MLPEncoder
         self.decoder: Decoder | MLPDecoder
