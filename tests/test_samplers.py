@@ -399,3 +399,23 @@ def test_fit_sampler_refuses_codes_it_cannot_fit_in_one_line(codes, said):
     assert fit_sampler(np.array("gmm"), grad, components=2)[1] == "2 full-covariance components"
     with pytest.raises(UserError, match=r"components must be a whole number from 1, or auto; got array\(\[1, 2\]\)"):
         fit_sampler("gmm", grad, components=np.array([1, 2]))
+
+
+def test_fit_sampler_takes_an_int_subclass_as_the_config_does():
+    # left open by session 56's hostile pass: seed=IntEnum was refused by fit_sampler ("must be a
+    # whole number") where the config and model.sample take it; a bool and a duration still refused
+    import enum
+
+    from wae.samplers import fit_sampler
+
+    class Seed(enum.IntEnum):
+        THREE = 3
+
+    codes = torch.randn(200, 4, generator=torch.Generator().manual_seed(0))
+    given, _ = fit_sampler("gmm", codes, components=Seed.THREE, seed=Seed.THREE)
+    plain, _ = fit_sampler("gmm", codes, components=3, seed=3)
+    draws = (s.sample(5, torch.Generator().manual_seed(1)) for s in (given, plain))
+    assert torch.equal(*draws)
+    for value in (True, np.timedelta64(3, "ns")):
+        with pytest.raises(UserError, match="seed must be a whole number from 0"):
+            fit_sampler("gmm", codes, seed=value)

@@ -26,7 +26,17 @@ import torch
 from torch import Tensor
 
 from .checkpoint import is_fingerprint, load_tensors, npz_bytes, weights_fingerprint, write_atomic
-from .config import MAX_SEED, FileFault, UserError, failure_reason, in_words, json_repr, python_scalar, shell_path
+from .config import (
+    MAX_SEED,
+    FileFault,
+    UserError,
+    failure_reason,
+    in_words,
+    json_repr,
+    python_scalar,
+    shell_path,
+    whole_value,
+)
 from .data import npz_array
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
@@ -137,7 +147,9 @@ def kind_settings(kind: str, given: Mapping[str, Any], flag: str = "") -> dict[s
             takes = ", ".join(flag + k for k in used if k != "seed")
             of = f"--kind {kind}" if flag else f"the {kind} sampler"
             raise UserError(f"{flag}{name} is not a setting of {of} (its settings: {takes}); leave it out")
-    chosen = {k: defaults[k].default if v is None else python_scalar(v) for k, v in given.items()}
+    # numpy's and torch's scalars as what they hold, an int subclass (an IntEnum) as its int
+    held = {k: python_scalar(v) for k, v in given.items()}
+    chosen = {k: defaults[k].default if v is None else _whole_or(v) for k, v in held.items()}
     for name, value in chosen.items():
         holds, wanted = _FIT_RULES[name]
         try:
@@ -150,6 +162,13 @@ def kind_settings(kind: str, given: Mapping[str, Any], flag: str = "") -> dict[s
 
 
 MAX_TRANSFORMS, MAX_HIDDEN = 64, 4096  # flow sizes beyond any use (and beyond memory, soon)
+
+
+def _whole_or(value: Any) -> Any:
+    """``value`` as a Python int when it is a whole number (:func:`wae.config.whole_value`); as it
+    is otherwise."""
+    whole = whole_value(value)
+    return value if whole is None else whole
 
 
 def _count(value: Any, top: int) -> bool:
