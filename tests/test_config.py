@@ -545,6 +545,12 @@ def test_durations_of_every_unit_masked_values_and_bools_are_no_numbers_anywhere
     assert torch.allclose(mmd_imq(codes, codes.flip(0), block=torch.tensor(3)), mmd_imq(codes, codes.flip(0), block=3))
     with pytest.raises(ValueError, match=r"n must be a whole number from 0 to 2\^48; got a whole number of about"):
         sample_prior("gaussian", 10**400, 2)
+    for dim in (True, 3.0, "3", np.timedelta64(3, "ns"), torch.tensor(3, device="meta")):  # the second pass
+        with pytest.raises(ValueError, match="dim must be a whole number from 1 to 2"):
+            mixture_means(dim, components=1)
+    for scales in (torch.tensor(1.0), np.array(1.0), np.ma.masked):
+        with pytest.raises(ValueError, match=r"scales must be a sequence \(a list or tuple\)"):
+            mmd_imq(codes, codes, scales=scales)
     for labels in ([1, True], [np.True_, 1], [1, torch.tensor(True)], [np.ma.array(1, mask=True), 1]):
         with pytest.raises(UserError, match="labels must be integers .* among them"):
             check_labels(labels, 2, 3)

@@ -260,11 +260,16 @@ def test_an_entry_swapped_between_its_check_and_its_writes_leads_them_nowhere(ru
         wae.fit(cfg, run, log=lambda _: None)
     assert str(refused.value).endswith(f"then resume the run: wae train --resume {run}")
     assert _tree(run_copy) == theirs  # nothing written into the other run, nothing pruned there
+    # the second pass: the advice was "replace the link by a copy of what it leads to", which,
+    # followed, resumed this run from the other run's checkpoint
+    assert "its own moved back if it was moved away, else a copy" in str(refused.value)
     mine = r"step-[0-9]+\.pt" if name == "checkpoints" else r"samples-epoch001\.png"
     assert [n for n in os.listdir(moved) if re.fullmatch(mine, n)]  # written into the folder checked
 
 
-@pytest.mark.parametrize("case", ["grids a FIFO", "samples.png a folder", "a plan's records a FIFO"])
+@pytest.mark.parametrize(
+    "case", ["grids a FIFO", "samples.png a folder", "a plan's records a FIFO", "checkpoints removed"]
+)
 def test_a_write_that_fails_on_an_entry_swapped_meanwhile_says_so_with_the_way_to_resume(
     run_copy, tmp_path, case, monkeypatch
 ):
@@ -286,6 +291,15 @@ def test_a_write_that_fails_on_an_entry_swapped_meanwhile_says_so_with_the_way_t
             append(path, record, **how)
 
         monkeypatch.setattr(train, "_append_jsonl", appended)
+    elif case == "checkpoints removed":  # the second pass: "RUN/checkpoints/step-...pt: No such file"
+        said = "checkpoints was removed while this session wrote into it"
+        save = ckpt.save_atomic
+
+        def saved(payload: dict, path: Path) -> None:
+            shutil.rmtree(run / "checkpoints")
+            save(payload, path)
+
+        monkeypatch.setattr(ckpt, "save_atomic", saved)
     else:
         name, said = case.split()[0], f"{case.split()[0]} is a {case.split()[-1].lower()}"
         if name == "grids":

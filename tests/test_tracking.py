@@ -236,3 +236,42 @@ def test_tensorboard_writes_into_its_folder_when_the_name_is_swapped_for_a_link(
     tracker.scalars({"loss": 2.0}, 2)
     tracker.close()
     assert os.listdir(other) == [] and len(os.listdir(run / "moved")) == 1
+
+
+def test_a_failed_tensorboard_write_is_named_after_the_run_folder_in_one_telling(tmp_path, capsys):
+    # hostile pass, session 56: a read-only tensorboard/ ended in a traceback of the library's
+    # writer thread and "error: b'/proc/self/fd/5/events...': Read-only file system"; a full disk
+    # in "No space left on device", naming no file
+    pytest.importorskip("tensorboard")
+    import errno
+    import threading
+
+    from wae.config import Config
+    from wae.tracking import TensorBoard
+
+    run = tmp_path / "run"
+    run.mkdir()
+    tracker = TensorBoard(run, Config())
+    events = os.listdir(run / "tensorboard")[0]
+    for filename, shown in (
+        (os.fsencode(f"{tracker.where}/{events}"), f"{run}/tensorboard/{events}"),
+        (None, f"{run}/tensorboard/events.out.tfevents.*"),
+    ):
+
+        def failing(*args: object, filename: object = filename, **kwargs: object) -> None:
+            raise OSError(errno.EROFS, "Read-only file system", filename)
+
+        tracker.writer.add_scalar = failing  # type: ignore[method-assign]
+        with pytest.raises(OSError) as failed:
+            tracker.scalars({"loss": 1.0}, 1)
+        assert failed.value.filename == shown and "/proc/self/fd" not in str(failed.value)
+    tracker.close()
+
+    class _AsyncWriterThread(threading.Thread):  # the library's writer thread, by its class's name
+        def run(self) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    thread = _AsyncWriterThread()
+    thread.start()
+    thread.join()
+    assert "Traceback" not in capsys.readouterr().err  # told once, by the next write

@@ -137,8 +137,10 @@ def mmd_imq(
     not a number in :data:`wae.config.KERNEL_RANGE`, no scales, a block below 1."""
     _check_samples(codes, prior)
     prior_var = _bounded_number("prior_var", prior_var)
-    if isinstance(scales, str | bytes | Mapping) or not isinstance(scales, Iterable):
-        raise ValueError(f"scales must be one or more positive numbers; got {json_repr(scales)}")
+    if isinstance(scales, str | bytes | Mapping) or not isinstance(scales, Iterable) or getattr(scales, "ndim", 1) == 0:
+        raise ValueError(
+            f"scales must be a sequence (a list or tuple) of one or more positive numbers; got {json_repr(scales)}"
+        )
     scales = tuple(_bounded_number("each of scales", scale) for scale in scales)
     if not scales:
         raise ValueError("scales must be one or more positive numbers; got none")

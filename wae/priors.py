@@ -111,6 +111,7 @@ def check_prior_settings(
 ) -> int:
     """The mixture's K as an int (None: min(10, dim)) once the prior's settings are checked: the
     variance, and for the mixture K and r (ValueError as :func:`sample_prior`)."""
+    dim = _count("dim", dim, 1)
     _check_var(var)
     if kind == "mixture":
         return _check_mixture(dim, components, separation)
@@ -134,7 +135,7 @@ def _check_codes(z: Tensor) -> None:
 def mixture_means(dim: int, var: float = 1.0, components: int | None = None, separation: float = 5.0) -> Tensor:
     """The means of the ``mixture`` prior's components, (K, dim) float32: r sigma e_k (K = None:
     min(10, dim)). ValueError as :func:`sample_prior`."""
-    var = _check_var(var)
+    dim, var = _count("dim", dim, 1), _check_var(var)
     components = _check_mixture(dim, components, separation)
     means = torch.zeros(components, dim)
     means[torch.arange(components), torch.arange(components)] = float(python_scalar(separation)) * math.sqrt(var)

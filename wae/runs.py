@@ -379,8 +379,8 @@ def entry_problem(run_dir: Path, name: str, real_run: str | None = None) -> str 
             what = "an export's folder" if (owner / "export.json").is_file() else "another run's folder"
             return (
                 f"{shown} leads into {what}, {shown_name(str(owner))} ({shown_name(real)}): wae writes "
-                "through it, into that folder, beyond the reach of this run's lock; replace the link by a copy of "
-                "what it leads to"
+                f"through it, into that folder, beyond the reach of this run's lock; give this run its own {name} "
+                "in place of the link: its own moved back if it was moved away, else a copy of what the link leads to"
             )
     if name == RECORDS and (names := _names_of(entry)) > 1:  # `cp -al` of a run; a link to such a file
         return (

@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -66,6 +67,23 @@ def _missing(name: str) -> UserError:
     return UserError(f"--log {name} needs its package: pip install 'wae[{name}]'")
 
 
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread keeps the error of a write for the next write to raise (which
+    :meth:`TensorBoard.said` names in one line), then raises it again in the thread, which Python
+    prints as a traceback of many lines: that second telling is not printed (other threads'
+    errors are, by the hook that was there)."""
+    previous = threading.excepthook
+    if getattr(previous, "wae_quiet", False):
+        return
+
+    def hook(args: Any) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            previous(args)
+
+    hook.wae_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 class TensorBoard:
     """Event files in ``RUN/tensorboard/``: scalars, images (HWC uint8) and the hparams plugin's
     record of the config."""
@@ -82,8 +100,11 @@ class TensorBoard:
         # goes on writing into this one when the name is swapped for a link into another run
         # (session 55: tensorboard's events reached the other run before the swap was found)
         self.held, where = hold_folder(folder)
+        self.folder, self.where = folder, str(where)
+        _quiet_writer_threads()
         try:
-            self.writer = SummaryWriter(log_dir=str(where))
+            with self.said():
+                self.writer = SummaryWriter(log_dir=str(where))
         except BaseException:
             if self.held is not None:
                 os.close(self.held)
@@ -93,16 +114,32 @@ class TensorBoard:
         for summary in hparams(flat_config(cfg), {}):  # the experiment, session start and end records
             events.add_summary(summary)
 
+    @contextmanager
+    def said(self) -> Iterator[None]:
+        """An OSError of the library's writes (its thread's, raised at the next write) named after
+        the events file in the run folder, not the descriptor's path it was opened by (bytes, at
+        that), nor with no file at all (a full disk's flush)."""
+        try:
+            yield
+        except OSError as err:
+            name = os.fsdecode(err.filename) if err.filename is not None else ""
+            if name.startswith(self.where):
+                name = str(self.folder) + name[len(self.where) :]
+            raise OSError(err.errno, err.strerror, name or f"{self.folder}/events.out.tfevents.*") from None
+
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
+        with self.said():
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
 
     def image(self, name: str, png: Path, step: int) -> None:
-        self.writer.add_image(name, _rgb(png), step, dataformats="HWC")
+        with self.said():
+            self.writer.add_image(name, _rgb(png), step, dataformats="HWC")
 
     def close(self) -> None:
         try:
-            self.writer.close()
+            with self.said():
+                self.writer.close()
         finally:
             if self.held is not None:
                 os.close(self.held)

@@ -1826,9 +1826,23 @@ class _Loop:
         any other failure passes through as it is."""
         try:
             yield
-        except (OSError, UserError):
+        except (OSError, UserError) as err:
             self.check_entries()
+            if isinstance(err, OSError) and err.errno == errno.ENOENT and (gone := self.removed(err.filename)):
+                raise UserError(f"{gone} was removed while this session wrote into it, {self.resume_advice}") from None
             raise
+
+    def removed(self, filename: Any) -> str | None:
+        """The entry at the top of the run folder that holds ``filename`` (a file this session
+        failed to write) when that entry is gone, as shown in messages; None otherwise."""
+        if self.out is None or filename is None:
+            return None
+        try:
+            top = Path(os.fsdecode(filename)).relative_to(self.out).parts[0]
+        except (ValueError, IndexError):
+            return None
+        entry = self.out / top
+        return None if os.path.lexists(entry) else runs.shown_name(shell_path(entry))
 
     def check_entries(self) -> None:
         """Before a write into the run folder: an entry this session writes that was swapped since
