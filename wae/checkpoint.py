@@ -112,8 +112,8 @@ def held_folder(folder: Path, check: Callable[[], None] = lambda: None) -> Itera
         check()
         yield held
     except OSError as err:
-        name = str(err.filename or "")
-        if fd is None or not name.startswith(str(held)):
+        name = os.fsdecode(err.filename) if err.filename is not None else ""
+        if fd is None or not (name == str(held) or name.startswith(f"{held}/")):  # not /proc/self/fd/57 for 5
             raise
         raise OSError(err.errno, err.strerror, str(folder) + name[len(str(held)) :]) from None
     finally:

@@ -123,7 +123,7 @@ class TensorBoard:
             yield
         except OSError as err:
             name = os.fsdecode(err.filename) if err.filename is not None else ""
-            if name.startswith(self.where):
+            if name == self.where or name.startswith(f"{self.where}/"):  # not /proc/self/fd/57 for 5
                 name = str(self.folder) + name[len(self.where) :]
             raise OSError(err.errno, err.strerror, name or f"{self.folder}/events.out.tfevents.*") from None
 
