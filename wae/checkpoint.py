@@ -102,6 +102,16 @@ def hold_folder(folder: Path) -> tuple[int | None, Path]:
     return fd, Path(f"/proc/self/fd/{fd}")
 
 
+def named_after(err: OSError, held: Path | str, folder: Path, unnamed: str | None = None) -> OSError:
+    """``err`` with its file named in ``folder`` where it was opened through ``held``
+    (:func:`hold_folder`'s path; its name as bytes too), or ``unnamed`` where it names no file;
+    ``err`` itself otherwise."""
+    name, held = (os.fsdecode(err.filename) if err.filename is not None else ""), str(held)
+    if name == held or name.startswith(f"{held}/"):  # not /proc/self/fd/57 for 5
+        return OSError(err.errno, err.strerror, str(folder) + name[len(held) :])
+    return OSError(err.errno, err.strerror, unnamed) if not name and unnamed is not None else err
+
+
 @contextlib.contextmanager
 def held_folder(folder: Path, check: Callable[[], None] = lambda: None) -> Iterator[Path]:
     """:func:`hold_folder` for the writes of a block: ``check`` (the run folder's entries) runs
@@ -112,10 +122,9 @@ def held_folder(folder: Path, check: Callable[[], None] = lambda: None) -> Itera
         check()
         yield held
     except OSError as err:
-        name = os.fsdecode(err.filename) if err.filename is not None else ""
-        if fd is None or not (name == str(held) or name.startswith(f"{held}/")):  # not /proc/self/fd/57 for 5
+        if (named := named_after(err, held, folder)) is err:
             raise
-        raise OSError(err.errno, err.strerror, str(folder) + name[len(str(held)) :]) from None
+        raise named from None
     finally:
         if fd is not None:
             os.close(fd)
@@ -492,7 +501,6 @@ def save_run_checkpoint(
     its name swapped meanwhile for a link into another run leads neither the save nor the pruning
     there (:func:`held_folder`; the pruning once deleted another run's checkpoints)."""
     folder = Path(run_dir) / FOLDER
-    check()  # a FIFO or file of that name said as such, not as mkdir's "File exists"
     make_folder(folder)
     name = f"step-{payload['step']:08d}.pt"
     with held_folder(folder, check) as held:

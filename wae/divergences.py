@@ -180,9 +180,8 @@ def _bounded_number(name: str, value: Any) -> float:
     """``value`` as a float in :data:`wae.config.KERNEL_RANGE`; ValueError otherwise (a bool, a
     string, a number beyond the range, where float32 kernels overflow or underflow to NaN)."""
     low, high = KERNEL_RANGE
-    held = value
-    if isinstance(value, Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
-        held = python_scalar(value.reshape(()))  # a 0-d tensor (or one of a tensor of scales); meta: none
+    # a tensor of one value (one of a tensor of scales) as the number it holds; meta: none
+    held = value.reshape(()) if isinstance(value, Tensor) and value.numel() == 1 else value
     try:
         number = real if (real := real_value(python_scalar(held))) is not None else math.nan
     except OverflowError:  # an int beyond any float

@@ -33,9 +33,9 @@ from .config import (
     failure_reason,
     in_words,
     json_repr,
+    plain_value,
     python_scalar,
     shell_path,
-    whole_value,
 )
 from .data import npz_array
 
@@ -148,8 +148,7 @@ def kind_settings(kind: str, given: Mapping[str, Any], flag: str = "") -> dict[s
             of = f"--kind {kind}" if flag else f"the {kind} sampler"
             raise UserError(f"{flag}{name} is not a setting of {of} (its settings: {takes}); leave it out")
     # numpy's and torch's scalars as what they hold, an int subclass (an IntEnum) as its int
-    held = {k: python_scalar(v) for k, v in given.items()}
-    chosen = {k: defaults[k].default if v is None else _whole_or(v) for k, v in held.items()}
+    chosen = {k: defaults[k].default if v is None else plain_value(v) for k, v in given.items()}
     for name, value in chosen.items():
         holds, wanted = _FIT_RULES[name]
         try:
@@ -162,13 +161,6 @@ def kind_settings(kind: str, given: Mapping[str, Any], flag: str = "") -> dict[s
 
 
 MAX_TRANSFORMS, MAX_HIDDEN = 64, 4096  # flow sizes beyond any use (and beyond memory, soon)
-
-
-def _whole_or(value: Any) -> Any:
-    """``value`` as a Python int when it is a whole number (:func:`wae.config.whole_value`); as it
-    is otherwise."""
-    whole = whole_value(value)
-    return value if whole is None else whole
 
 
 def _count(value: Any, top: int) -> bool:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .checkpoint import hold_folder
+from .checkpoint import hold_folder, named_after
 from .config import Config, UserError
 
 
@@ -122,10 +122,7 @@ class TensorBoard:
         try:
             yield
         except OSError as err:
-            name = os.fsdecode(err.filename) if err.filename is not None else ""
-            if name == self.where or name.startswith(f"{self.where}/"):  # not /proc/self/fd/57 for 5
-                name = str(self.folder) + name[len(self.where) :]
-            raise OSError(err.errno, err.strerror, name or f"{self.folder}/events.out.tfevents.*") from None
+            raise named_after(err, self.where, self.folder, f"{self.folder}/events.out.tfevents.*") from None
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         with self.said():

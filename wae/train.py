@@ -1002,7 +1002,6 @@ def _figures(
             grids.append(("classes", to_unit_range(class_grid(model, fixed_z[:10]).cpu(), value_range), 10))
     scale = 2 if data.size < 48 else 1
     pngs = [(name, grid_png(images, ncol, scale)) for name, images, ncol in grids]  # one for both copies
-    check()  # a FIFO or file of that name said as such, not as mkdir's "File exists"
     ckpt.make_folder(run_dir / ckpt.GRIDS)
     # grids/ held before the check: a swap of its name for a link into another run while the
     # grids were drawn is refused, one after the check leads nowhere (ckpt.held_folder)
