@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import pickle
 import re
+import shutil
 
 import pytest
 import torch
@@ -600,6 +602,97 @@ def test_a_time_budget_replans_a_schedule_given_by_hand_over_the_epochs_kept(tmp
     """--schedule-epochs was for the epochs asked (equal to them or not): a cut run ends its schedule with it."""
     _budget_run(tmp_path, monkeypatch, kept=2, schedule_epochs=schedule)
     assert _recorded(tmp_path / "run") == (2, 2, None)
+
+
+@pytest.mark.parametrize(
+    ("planned", "kept", "factor"),
+    [(4, 4, 1.0), (4, 2, math.sqrt(2)), (25, 12, math.sqrt(25 / 12)), (25, 11, 1.5), (25, 6, 1.5), (3, 5, 1.0)],
+)
+def test_the_budgets_learning_rate_factor_has_its_known_values(planned, kept, factor):
+    """sqrt(planned / kept), at most 1.5 (3e-3 from the demo's 2e-3, the largest measured), never below 1."""
+    from wae.train import budget_lr_scale
+
+    assert budget_lr_scale(planned, kept) == pytest.approx(factor, rel=1e-12)
+
+
+@pytest.mark.parametrize(("planned", "kept"), [(25, 0), (0, 3), (-1, -1)])
+def test_the_budgets_learning_rate_factor_refuses_no_epochs(planned, kept):
+    from wae.train import budget_lr_scale
+
+    with pytest.raises(ValueError, match="at least 1"):
+        budget_lr_scale(planned, kept)
+
+
+def test_budget_lr_sqrt_raises_the_rate_from_the_epoch_after_the_decision(tmp_path, monkeypatch):
+    """4 epochs cut to 2: lr 2e-3 x sqrt(2) from step 3 on (the milestone at half of the 2 kept
+    epochs takes a tenth of it there); config.json records lr asked and the factor, the plan both."""
+    _, run, _, said = _budget_run(tmp_path, monkeypatch, kept=2, budget_lr="sqrt")
+    assert run.step == 4
+    high = 2e-3 * math.sqrt(2)
+    rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
+    assert rates == pytest.approx({1: 2e-3, 2: 2e-3, 3: high / 10, 4: high / 10})
+    train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (train["lr"], train["lr_scale"]) == (2e-3, pytest.approx(math.sqrt(2)))
+    ((plan,),) = [_plans(tmp_path / "run")]
+    assert plan["lr_scale"] == pytest.approx(math.sqrt(2)) and plan["lr"] == pytest.approx(high)
+    assert any("training 2 of the 4 epochs at lr 0.00283 (--budget-lr sqrt: 0.002 x 1.41)" in line for line in said)
+    adversary = _budget_run(tmp_path / "gan", monkeypatch, kept=2, budget_lr="sqrt", objective="gan")[1]
+    assert adversary.step == 4  # WAE-GAN: its adversary's rate is left as it is (the demo's lr 3e-3 runs kept 5e-4)
+    assert json.loads((tmp_path / "gan" / "run" / "config.json").read_text())["train"]["adversary_lr"] == 5e-4
+
+
+@pytest.mark.parametrize("kept", [4, 6])
+def test_budget_lr_sqrt_leaves_the_rate_of_a_budget_that_cuts_nothing(tmp_path, monkeypatch, kept):
+    _budget_run(tmp_path, monkeypatch, kept=kept, budget_lr="sqrt")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr_scale"] == 1.0
+    assert "lr_scale" not in _plans(tmp_path / "run")[0]
+    assert {r["lr"] for r in _train_records(tmp_path / "run") if r["step"] <= 4} == {2e-3}
+
+
+def test_budget_lr_sqrt_is_decided_once_and_not_again_by_a_revision(tmp_path, monkeypatch):
+    """A revision that cuts more keeps the rate: a rate that rose again mid-run is what a budget never does."""
+    _patched_plans(monkeypatch, [6, 4])
+    cfg = tiny_config(epochs=8, lr_milestones=(0.9,), lr_factors=(0.1,), time_budget=3.0, budget_lr="sqrt")
+    fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=lambda _: None)
+    high = 2e-3 * math.sqrt(8 / 6)
+    assert [p.get("lr") for p in _plans(tmp_path / "run")] == [pytest.approx(high), None]
+    rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
+    assert rates[3] == rates[6] == pytest.approx(high) and rates[1] == 2e-3
+
+
+def test_budget_lr_without_a_time_budget_is_refused_as_a_setting_not_used():
+    with pytest.raises(
+        UserError,
+        match=r"^budget_lr= is a time budget's setting \(used with time budget given\); "
+        r"this run has no time budget: leave it out",
+    ):
+        override(tiny_config(), budget_lr="sqrt")
+    assert override(tiny_config(), budget_lr="sqrt", time_budget=2.0).train.budget_lr == "sqrt"
+
+
+def test_a_resume_from_before_the_budgets_rate_trains_at_the_rate_config_json_holds(tmp_path, monkeypatch):
+    """The first epoch's checkpoint is written before the budget's decision, so its scheduler holds
+    the rate asked: a resume from it takes config.json's and ends with the uninterrupted run's weights."""
+    _patched_budget(monkeypatch, 3)
+    data = make_synthetic(count=64, size=16)
+    cfg = tiny_config(epochs=4, time_budget=3.0, budget_lr="sqrt", keep_checkpoints=5)
+    whole = fit(cfg, tmp_path / "whole", data=data, progress=False, log=lambda _: None)
+    assert whole.step == 6
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "whole", copy)
+    for path in ckpt.run_checkpoints(copy)[:-1]:  # all but the first epoch's
+        path.unlink()
+    stored = wae.Config.from_dict(json.loads((copy / "config.json").read_text()))
+    assert stored.train.lr_scale == pytest.approx(math.sqrt(4 / 3))
+    # a caller's config without the factor (the run's own is taken, as config.json records it)
+    given = dataclasses.replace(stored, train=dataclasses.replace(stored.train, lr_scale=1.0))
+    again = fit(given, copy, data=data, resume=True, progress=False, log=lambda _: None)
+    assert again.step == 6
+    for name, weight in whole.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[name], weight), name
+    rates = {r["step"]: r["lr"] for r in _train_records(copy)}
+    assert rates == {r["step"]: r["lr"] for r in _train_records(tmp_path / "whole")}
+    assert rates[3] == pytest.approx(2e-3 * math.sqrt(4 / 3) * 0.5)  # the first milestone (0.34 of 3 epochs) passed
 
 
 def _patched_plans(monkeypatch, kept: list[int]) -> list[tuple]:

@@ -967,8 +967,8 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
         differ.append(_there_given("preset", stored.preset, cfg.preset))
     # not compared: what the run recorded of itself (the data's fingerprint, which the data are
     # checked against below; the absolute data path, where a moved file is found by that
-    # fingerprint, as --resume finds it), nor a budget's plan, below
-    skipped = {"fingerprint", "path", "precision"}
+    # fingerprint, as --resume finds it), nor a budget's plan, below (its --budget-lr factor, lr_scale, here)
+    skipped = {"fingerprint", "path", "precision", "lr_scale"}
     if train.precision == "auto":  # config.json holds the choice made: compared with the one made here
         chosen = resolve_precision(cfg, resolve_device(train.device, launched().local_rank).type).train.precision
         if stored.train.precision != chosen:

@@ -47,6 +47,8 @@ ENCODERS = ("deterministic", "gaussian")
 OUTPUTS = ("sigmoid", "tanh", "identity")  # identity: vector data, standardised columns
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("step", "cosine")
+BUDGET_LRS = ("fixed", "sqrt")
+BUDGET_LR_MOST = 1.5  # budget_lr sqrt raises lr at most this much: 3e-3 from 2e-3, the largest measured (session 57)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.log: wae/tracking.py
 DATASETS = ("mnist", "synthetic", "npz", "folder", "celeba", "tensor", "table")  # "tensor": given in Python, not saved
@@ -504,6 +506,23 @@ class TrainConfig:
         resume=True,
     )
     lr: float = setting(1e-3, "Adam learning rate of the encoder and decoder", above=0)
+    budget_lr: str = setting(
+        "fixed",
+        "what a --time-budget that cuts the epochs does to lr: fixed keeps it; sqrt multiplies it by "
+        "sqrt(schedule epochs planned / kept), at most 1.5x, from the epoch after the budget's decision at the run's "
+        "first epoch end (a shorter run takes larger steps; config.json records the factor as lr_scale, the "
+        "budget's plan in metrics.jsonl the rate); a budget decided later, or one that keeps all epochs, leaves lr "
+        "as it is",
+        choices=BUDGET_LRS,
+        resume=True,
+    )
+    lr_scale: float = setting(
+        1.0,
+        "the factor the encoder's and decoder's rate is lr times (set by training: --budget-lr sqrt's, 1 without)",
+        at_least=1,
+        at_most=BUDGET_LR_MOST,
+        recorded=True,
+    )
     adversary_lr: float = setting(5e-4, "Adam learning rate of the WAE-GAN adversary", above=0)
     beta1: float = setting(0.5, "Adam beta1", at_least=0, below=1)
     beta2: float = setting(0.999, "Adam beta2", at_least=0, below=1)
@@ -1340,6 +1359,16 @@ _LABELS = ("a conditional run's", (("data", "condition", "labels"),))
 _SYNTHETIC = ("the synthetic data's", (("data", "dataset", "synthetic"),))
 _STEP = ("the step schedule's", (("train", "lr_schedule", "step"),))
 _CONV = ("the convolutional networks'", (("model", "arch", tuple(a for a in ARCHS if a != "mlp")),))
+
+
+class _Given:
+    """A :data:`_USED_BY` condition met by any value but None (a setting that is on when given)."""
+
+    def __str__(self) -> str:
+        return "given"
+
+
+_BUDGET = ("a time budget's", (("train", "time_budget", _Given()),))
 _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "prior_components": _MIXTURE,
     "prior_separation": _MIXTURE,
@@ -1372,6 +1401,7 @@ _USED_BY: dict[str, tuple[str, tuple[tuple[str, str, Any], ...]]] = {
     "workers": ("uncached image folders'", (*_FOLDERS[1], ("data", "cache", False))),
     "batch_norm": _CONV,
     "channels_last": _CONV,
+    "budget_lr": _BUDGET,
 }
 
 
@@ -1419,7 +1449,12 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
     def words(field: str, value: Any) -> str:  # "prior gaussian"; a switch as the caller sets it
         if isinstance(value, bool):  # "--no-cache" beside flags, "cache false" (TOML's spelling) beside names
             return _flag_named(field, value) if spell is None else f"{field.replace('_', ' ')} {str(value).lower()}"
-        return f"{field.replace('_', ' ')} {_either(value)}"
+        return f"no {field.replace('_', ' ')}" if value is None else f"{field.replace('_', ' ')} {_either(value)}"
+
+    def met(value: Any, used: Any) -> bool:  # whether ``value`` meets a condition's ``used``
+        if isinstance(used, _Given):
+            return value is not None
+        return value in (used if isinstance(used, tuple) else (used,))
 
     def failed(needs: tuple[tuple[str, str, Any], ...]) -> list[str]:  # the conditions the run fails
         values = [(section, field, getattr(getattr(cfg, section), field), used) for section, field, used in needs]
@@ -1427,7 +1462,7 @@ def unused_settings(cfg: Config, given: Mapping[str, Any], spell: Callable[[str]
             words(field, value)
             for section, field, value, used in values
             # a value that is none of its choices ("Mixture") is the error to name, by validate
-            if value not in (used if isinstance(used, tuple) else (used,)) and _a_choice(cfg, section, field, value)
+            if not met(value, used) and _a_choice(cfg, section, field, value)
         ]
 
     groups: dict[str, list[str]] = {}

@@ -66,9 +66,10 @@ _FOLDER_HANDLE = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: no read permission
 # the settings a resumed session may be given (the flags --resume allows): those declared with
 # resume=True (wae/config.py, the one description of every setting)
 RESUME_SETTINGS = frozenset(f.name for _, f, _, _ in settings() if about(f)["resume"])
-# those in which a checkpoint and config.json may differ: the same, and the data path (a moved
-# data file is found by its fingerprint). Setting names are unique across sections.
-RESUMABLE = RESUME_SETTINGS | {"path"}
+# those in which a checkpoint and config.json may differ: the same, the data path (a moved data
+# file is found by its fingerprint) and a budget's lr_scale (set after the checkpoint of the epoch
+# that decides it; a resume takes config.json's). Setting names are unique across sections.
+RESUMABLE = RESUME_SETTINGS | {"path", "lr_scale"}
 
 _held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
 _lock_files: dict[Path, int] = {}  # the same -> the open descriptor of the lock file it holds

@@ -35,7 +35,9 @@ from tqdm import tqdm
 from . import __version__, runs, tracking
 from . import checkpoint as ckpt
 from .config import (
+    BUDGET_LR_MOST,
     LR_FLOOR,
+    LR_MOST,
     NOT_REGULAR,
     SAMPLE_PENALTIES,
     Config,
@@ -360,7 +362,7 @@ def build(
     def scaler() -> torch.amp.GradScaler | None:
         return torch.amp.GradScaler("cuda") if cfg.train.precision == "fp16" else None
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, betas=betas)
+    optimizer = torch.optim.Adam(model.parameters(), lr=encoder_lr(cfg), betas=betas)
     state = State(
         cfg=cfg,
         model=model,
@@ -672,9 +674,40 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
     if state.ema is not None:
         state.ema.load_state_dict(payload["ema"])
     state.step = int(payload["step"])
+    # the config's rates are the ones in force: a budget's --budget-lr sqrt sets train.lr_scale after
+    # the checkpoint of the epoch it was decided at (whose scheduler holds the rate asked)
+    state.scheduler.base_lrs = [encoder_lr(state.cfg) for _ in state.scheduler.base_lrs]
+    if state.adversary_scheduler is not None:
+        state.adversary_scheduler.base_lrs = [state.cfg.train.adversary_lr for _ in state.adversary_scheduler.base_lrs]
     # the optimizer's stored rate is the old plan's; a resume that re-plans the schedule
     # (--schedule-epochs) must take its first step at the new plan's rate, not from the next one
     rates_to_plan(state)
+
+
+def budget_lr_scale(planned: int, kept: int) -> float:
+    """The factor ``budget_lr = "sqrt"`` multiplies lr by when a time budget cuts the schedule from
+    ``planned`` epochs to ``kept``: sqrt(planned / kept), at most :data:`BUDGET_LR_MOST` (1 when
+    none are cut). The rule of thumb that a shorter run takes larger steps; measured on the
+    demo's WAE-GAN (docs/results.md, sessions 54-57): 3e-3 against 2e-3 over the 11-12 of 25
+    epochs a slow host's budget keeps. Raises ValueError for ``kept`` < 1."""
+    if kept < 1 or planned < 1:
+        raise ValueError(f"epochs planned and kept must be at least 1; got {planned} and {kept}")
+    return min(BUDGET_LR_MOST, math.sqrt(max(planned, kept) / kept))
+
+
+def encoder_lr(cfg: Config) -> float:
+    """The encoder's and decoder's base learning rate: ``train.lr`` times ``train.lr_scale`` (a
+    time budget's factor, :func:`budget_lr_scale`), at most LR_MOST."""
+    return min(LR_MOST, cfg.train.lr * cfg.train.lr_scale)
+
+
+def scale_lr(state: State, factor: float) -> None:
+    """Set the encoder's and decoder's rate to ``train.lr`` x ``factor`` (``train.lr_scale``, which
+    config.json records, and the schedule's base rate); the adversary's is left as it is."""
+    state.cfg.train.lr_scale = factor
+    state.scheduler.base_lrs = [encoder_lr(state.cfg) for _ in state.scheduler.base_lrs]
+    for group in state.optimizer.param_groups:
+        group["initial_lr"] = encoder_lr(state.cfg)
 
 
 def rates_to_plan(state: State) -> None:
@@ -1417,6 +1450,9 @@ class _Loop:
         found = ckpt.load_latest(self.source, warn=self.say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
             _check_own_checkpoint(self.source, found[0], found[1])
+            stored = runs.run_config(self.source)
+            if stored is not None:  # the budget's factor the run recorded, whatever the caller's config says
+                self.cfg.train.lr_scale = stored.train.lr_scale
             runs.check_resumed_with(self.cfg, found[0], found[1], self.source)
             runs.check_checkpoint(found[0], found[1], self.cfg)
             recorded = ckpt.class_names_of(found[0], self.cfg)
@@ -1631,12 +1667,17 @@ class _Loop:
         if plan is None and revised:
             return
         kept_s = fit_s >= 0.5 and sampler  # a second or more kept back for the sampler's fit: said
+        scale = cfg.train.lr_scale
         if plan is not None:
             cfg.train.epochs, cfg.train.schedule_epochs = plan
             self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
+            if not revised and done == 1 and cfg.train.budget_lr == "sqrt" and plan[1] < asked_schedule:
+                scale_lr(state, budget_lr_scale(asked_schedule, plan[1]))  # once, at the run's first epoch end
             rates_to_plan(state)  # the next step at the new plan's rate
             said = f"training {plan[0]} of the {asked} epoch{plural(asked)}"
+            if cfg.train.lr_scale != scale:
+                said += f" at lr {encoder_lr(cfg):.3g} (--budget-lr sqrt: {cfg.train.lr:g} x {cfg.train.lr_scale:.3g})"
         elif reach < planned:
             said = f"the {_epochs(reach)} up to --max-steps {cfg.train.max_steps} fit{'s' if reach == 1 else ''}"
         else:
@@ -1669,6 +1710,8 @@ class _Loop:
             record = {"kind": "plan", "step": state.step, "time_budget_min": budget, "epoch_s": epoch_s}
             record.update(elapsed_s=elapsed_s, epochs_asked=asked, epochs_before=planned, epochs_kept=cfg.train.epochs)
             record.update(schedule_epochs=planned_epochs(cfg), schedule_asked=asked_schedule, revised=revised)
+            if cfg.train.lr_scale != scale:
+                record.update(lr_scale=cfg.train.lr_scale, lr=encoder_lr(cfg))
             if fit_s and sampler:
                 record.update(sampler_fit_s=fit_s)
             with self.writes():
