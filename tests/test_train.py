@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ from wae.train import (
     vae_step,
 )
 
-from .conftest import kill_at_a_revisions_record, tiny_config
+from .conftest import kill_at_a_revisions_record, run_cli, tiny_config
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -615,6 +616,14 @@ def test_the_budgets_learning_rate_factor_has_its_known_values(planned, kept, fa
     assert budget_lr_scale(planned, kept) == pytest.approx(factor, rel=1e-12)
 
 
+@pytest.mark.parametrize(("lr", "factor"), [(2e-3, 1.5), (8e5, 1.25), (1e6, 1.0)])
+def test_the_budgets_learning_rate_factor_keeps_the_rate_within_its_bound(lr, factor):
+    from wae.config import LR_MOST
+    from wae.train import budget_lr_scale
+
+    assert budget_lr_scale(25, 11, lr) == pytest.approx(factor) and lr * factor <= LR_MOST * (1 + 1e-12)
+
+
 @pytest.mark.parametrize(("planned", "kept"), [(25, 0), (0, 3), (-1, -1)])
 def test_the_budgets_learning_rate_factor_refuses_no_epochs(planned, kept):
     from wae.train import budget_lr_scale
@@ -658,6 +667,75 @@ def test_budget_lr_sqrt_is_decided_once_and_not_again_by_a_revision(tmp_path, mo
     assert [p.get("lr") for p in _plans(tmp_path / "run")] == [pytest.approx(high), None]
     rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
     assert rates[3] == rates[6] == pytest.approx(high) and rates[1] == 2e-3
+
+
+def test_budget_lr_sqrt_sets_no_factor_when_the_budget_leaves_no_epoch_to_train_at_it(tmp_path, monkeypatch):
+    """A cut to the one epoch done: no step would run at a raised rate, so none is recorded (a
+    later --resume --epochs would have trained at 1.5x the schedule's end)."""
+    _, run, _, said = _budget_run(tmp_path, monkeypatch, kept=1, budget_lr="sqrt")
+    assert run.step == 2
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr_scale"] == 1.0
+    assert not any("--budget-lr" in line for line in said)
+
+
+def _scaled_run(tmp_path, monkeypatch, kept: int = 2) -> Path:
+    """A tiny run of 4 epochs whose budget kept ``kept`` with --budget-lr sqrt (checkpoints of all epochs)."""
+    _budget_run(tmp_path, monkeypatch, kept=kept, budget_lr="sqrt", keep_checkpoints=5)
+    return tmp_path / "run"
+
+
+def _edit_lr_scale(run_dir: Path, value) -> None:
+    path = run_dir / "config.json"
+    raw = json.loads(path.read_text())
+    raw["train"]["lr_scale"] = value
+    path.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize("value", [1.0, 1.2])
+def test_a_hand_edited_lr_scale_that_a_later_checkpoint_contradicts_is_refused(tmp_path, monkeypatch, value):
+    run_dir = _scaled_run(tmp_path, monkeypatch)  # sqrt(2), in the checkpoint of step 4 too
+    _edit_lr_scale(run_dir, value)
+    code, err = run_cli(["train", "--resume", str(run_dir), "--epochs", "5", "--no-progress"])
+    assert code == 2 and "does not match the run's config.json: train.lr_scale 1.414" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_factor_written_into_a_run_that_no_budget_scaled_is_refused_at_a_resume(tmp_path, monkeypatch):
+    """Only the first epoch's checkpoint may hold 1 where config.json holds a budget's factor."""
+    run_dir = _scaled_run(tmp_path, monkeypatch, kept=4)  # nothing cut: 1 everywhere
+    _edit_lr_scale(run_dir, 1.3)
+    code, err = run_cli(["train", "--resume", str(run_dir), "--epochs", "5", "--no-progress"])
+    assert code == 2 and "train.lr_scale 1 (config.json: 1.3), at step 8, after the first epoch" in err, err
+
+
+def test_a_new_run_starts_at_lr_scale_1(tmp_path, monkeypatch):
+    """The factor is the run's own budget's: a run's config.json given to --config does not carry
+    it; a file or a caller that sets it for a new run is refused in one line, no folder made."""
+    run_dir = _scaled_run(tmp_path, monkeypatch)
+    code, err = run_cli(["train", "--config", str(run_dir / "config.json"), "--out", str(tmp_path / "again")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["train"]["lr_scale"] == 1.0
+    assert _train_records(tmp_path / "again")[0]["lr"] == 2e-3
+    toml = tmp_path / "scaled.toml"
+    toml.write_text('[train]\nlr_scale = 1.2\nbudget_lr = "sqrt"\ntime_budget = 5\n')
+    code, err = run_cli(["train", "--config", str(toml), "--out", str(tmp_path / "toml"), "--max-steps", "1"])
+    assert code == 2 and "train.lr_scale 1.2 is set by training" in err and not (tmp_path / "toml").exists(), err
+    with pytest.raises(UserError, match=r"train.lr_scale 1.3 is set by training .* a new run starts at 1"):
+        cfg = tiny_config(lr_scale=1.3, budget_lr="sqrt", time_budget=5.0)
+        fit(cfg, tmp_path / "api", progress=False, log=lambda _: None)
+    assert not (tmp_path / "api").exists()
+    with pytest.raises(
+        UserError, match="set by a time budget's decision with --budget-lr sqrt; this run has budget_lr"
+    ):
+        fit(override(tiny_config(), lr_scale=1.2), tmp_path / "fixed", progress=False, log=lambda _: None)
+
+
+def test_budget_lr_is_no_setting_of_a_resume(tmp_path, monkeypatch):
+    """It acts at the run's first epoch end only: a resume that gave it would record a rule that did not act."""
+    run_dir = _scaled_run(tmp_path, monkeypatch)
+    for value in ("fixed", "sqrt"):
+        code, err = run_cli(["train", "--resume", str(run_dir), "--budget-lr", value, "--epochs", "5"])
+        assert code == 2 and "with --resume only" in err and "--budget-lr" not in err, err
 
 
 def test_budget_lr_without_a_time_budget_is_refused_as_a_setting_not_used():

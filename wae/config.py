@@ -514,7 +514,6 @@ class TrainConfig:
         "budget's plan in metrics.jsonl the rate); a budget decided later, or one that keeps all epochs, leaves lr "
         "as it is",
         choices=BUDGET_LRS,
-        resume=True,
     )
     lr_scale: float = setting(
         1.0,
@@ -1525,6 +1524,11 @@ def validate_new(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     it starts, which came after some runs were saved: such a run is still read, sampled,
     evaluated and resumed as it was trained. :class:`UserError` naming the setting."""
     validate(cfg, spell)
+    if cfg.train.lr_scale != 1:
+        raise UserError(
+            f"train.lr_scale {spell(cfg.train.lr_scale)} is set by training (a time budget's decision with --budget-lr "
+            "sqrt) and kept by a resume: a new run starts at 1 (leave it out; give --lr for another rate)"
+        )
     if trouble := new_run_problem("kernel_scales", cfg.loss.kernel_scales, spell):
         raise UserError(f"loss.kernel_scales {trouble}")
     if cfg.loss.prior_trick and cfg.loss.objective != "gan":
@@ -1578,6 +1582,11 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
             raise UserError(f"{section}.{f.name} {trouble}")
     if len(cfg.train.lr_milestones) != len(cfg.train.lr_factors):
         raise UserError("train.lr_milestones and train.lr_factors must have the same length")
+    if cfg.train.lr_scale != 1 and cfg.train.budget_lr != "sqrt":
+        raise UserError(
+            f"train.lr_scale {spell(cfg.train.lr_scale)} is set by a time budget's decision with --budget-lr sqrt; "
+            f"this run has budget_lr {spell(cfg.train.budget_lr)} (1 without)"
+        )
     if not cfg.loss.kernel_scales:
         raise UserError("loss.kernel_scales must be a non-empty list of positive numbers")
     least, peak = lr_factor_range(cfg)
@@ -1839,6 +1848,7 @@ def read_settings(path: Path, new: bool = True) -> dict[str, Any]:
     if is_json:  # a run's config.json: what that run recorded about itself does not carry over
         data, train = found.get("data", {}), found.get("train", {})
         data.pop("fingerprint", None)
+        train.pop("lr_scale", None)  # a budget's factor: a new run's budget decides its own
         if train.get("schedule_epochs") == raw.get("train", {}).get("epochs"):
             train.pop("schedule_epochs", None)  # set by that run to its own epochs
     return found

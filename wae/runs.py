@@ -66,10 +66,10 @@ _FOLDER_HANDLE = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: no read permission
 # the settings a resumed session may be given (the flags --resume allows): those declared with
 # resume=True (wae/config.py, the one description of every setting)
 RESUME_SETTINGS = frozenset(f.name for _, f, _, _ in settings() if about(f)["resume"])
-# those in which a checkpoint and config.json may differ: the same, the data path (a moved data
-# file is found by its fingerprint) and a budget's lr_scale (set after the checkpoint of the epoch
-# that decides it; a resume takes config.json's). Setting names are unique across sections.
-RESUMABLE = RESUME_SETTINGS | {"path", "lr_scale"}
+# those in which a checkpoint and config.json may differ: the same, and the data path (a moved
+# data file is found by its fingerprint). Setting names are unique across sections. (A budget's
+# lr_scale of 1 in a checkpoint is no difference either: config_differences.)
+RESUMABLE = RESUME_SETTINGS | {"path"}
 
 _held: dict[Path, int] = {}  # run folders this process holds the lock of -> nesting depth
 _lock_files: dict[Path, int] = {}  # the same -> the open descriptor of the lock file it holds
@@ -847,10 +847,13 @@ def pin_schedule(cfg: Config, stored: Config | None) -> Config:
 def config_differences(run: Config, stored: Config, label: str = "config.json") -> list[str]:
     """The settings (``section.name was (config.json: is)``) in which a stored config (a
     checkpoint's, an export's metadata, a caller's) differs from the folder's ``config.json``
-    (``run``; ``label`` names it), leaving out those a resumed session may change."""
+    (``run``; ``label`` names it), leaving out those a resumed session may change, and a
+    budget's ``lr_scale`` where ``stored`` has 1 (the checkpoint of the first epoch, written
+    before the budget's decision; a caller's config that leaves it to the run)."""
+    leave_out = RESUMABLE | {"lr_scale"} if stored.train.lr_scale == 1 else RESUMABLE
     return [
         f"{section}.{f.name} {setting_text(was, True)} ({label}: {setting_text(now, True)})"
-        for section, f, now, was in differing_settings(run, stored, RESUMABLE)
+        for section, f, now, was in differing_settings(run, stored, leave_out)
     ]
 
 

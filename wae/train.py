@@ -684,15 +684,17 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
     rates_to_plan(state)
 
 
-def budget_lr_scale(planned: int, kept: int) -> float:
+def budget_lr_scale(planned: int, kept: int, lr: float = 0.0) -> float:
     """The factor ``budget_lr = "sqrt"`` multiplies lr by when a time budget cuts the schedule from
-    ``planned`` epochs to ``kept``: sqrt(planned / kept), at most :data:`BUDGET_LR_MOST` (1 when
-    none are cut). The rule of thumb that a shorter run takes larger steps; measured on the
-    demo's WAE-GAN (docs/results.md, sessions 54-57): 3e-3 against 2e-3 over the 11-12 of 25
-    epochs a slow host's budget keeps. Raises ValueError for ``kept`` < 1."""
+    ``planned`` epochs to ``kept``: sqrt(planned / kept), at most :data:`BUDGET_LR_MOST` and at
+    most what keeps ``lr`` x factor within LR_MOST (1 when none are cut). The rule of thumb that a
+    shorter run takes larger steps; measured on the demo's WAE-GAN (docs/results.md, sessions
+    54-57): 3e-3 against 2e-3 over the 11-12 of 25 epochs a slow host's budget keeps. Raises
+    ValueError for ``kept`` or ``planned`` below 1."""
     if kept < 1 or planned < 1:
         raise ValueError(f"epochs planned and kept must be at least 1; got {planned} and {kept}")
-    return min(BUDGET_LR_MOST, math.sqrt(max(planned, kept) / kept))
+    most = min(BUDGET_LR_MOST, LR_MOST / lr) if lr > 0 else BUDGET_LR_MOST
+    return max(1.0, min(most, math.sqrt(max(planned, kept) / kept)))
 
 
 def encoder_lr(cfg: Config) -> float:
@@ -1453,6 +1455,14 @@ class _Loop:
             stored = runs.run_config(self.source)
             if stored is not None:  # the budget's factor the run recorded, whatever the caller's config says
                 self.cfg.train.lr_scale = stored.train.lr_scale
+                before = ckpt.config_of(found[0], found[1]).train.lr_scale
+                if before != stored.train.lr_scale and int(found[0]["step"]) > self.steps_per_epoch:
+                    # only the first epoch's checkpoint precedes a budget's decision (runs.config_differences)
+                    raise UserError(
+                        f"checkpoint {found[1]} does not match the run's config.json: train.lr_scale {before:g} "
+                        f"(config.json: {stored.train.lr_scale:g}), at step {found[0]['step']}, after the first epoch, "
+                        "where a budget sets it; put back the run's own"
+                    )
             runs.check_resumed_with(self.cfg, found[0], found[1], self.source)
             runs.check_checkpoint(found[0], found[1], self.cfg)
             recorded = ckpt.class_names_of(found[0], self.cfg)
@@ -1672,8 +1682,9 @@ class _Loop:
             cfg.train.epochs, cfg.train.schedule_epochs = plan
             self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
-            if not revised and done == 1 and cfg.train.budget_lr == "sqrt" and plan[1] < asked_schedule:
-                scale_lr(state, budget_lr_scale(asked_schedule, plan[1]))  # once, at the run's first epoch end
+            if not revised and done == 1 < plan[0] and cfg.train.budget_lr == "sqrt" and plan[1] < asked_schedule:
+                # once, at the run's first epoch end, when epochs are left to train at it; at most LR_MOST
+                scale_lr(state, budget_lr_scale(asked_schedule, plan[1], cfg.train.lr))
             rates_to_plan(state)  # the next step at the new plan's rate
             said = f"training {plan[0]} of the {asked} epoch{plural(asked)}"
             if cfg.train.lr_scale != scale:
