@@ -770,6 +770,16 @@ def test_a_resume_from_before_the_budgets_rate_trains_at_the_rate_config_json_ho
         assert torch.equal(again.model.state_dict()[name], weight), name
     rates = {r["step"]: r["lr"] for r in _train_records(copy)}
     assert rates == {r["step"]: r["lr"] for r in _train_records(tmp_path / "whole")}
+    # the caller's original config (the budget pending, lr_scale 1) resumes a run past its decision;
+    # one with another factor is refused as another setting would be
+    for path in ckpt.run_checkpoints(copy)[1:-1]:  # the newest and the first epoch's left
+        path.unlink()
+    original = fit(cfg, copy, data=data, resume=True, progress=False, log=lambda _: None)
+    assert original.step == 8  # its 4 epochs (a resumed session's epochs are the caller's)
+    assert json.loads((copy / "config.json").read_text())["train"]["lr_scale"] == pytest.approx(math.sqrt(4 / 3))
+    wrong = dataclasses.replace(stored, train=dataclasses.replace(stored.train, lr_scale=1.2))
+    with pytest.raises(UserError, match=r"differs from the run's .*train.lr_scale 1.2 \(the run: 1.1547"):
+        fit(wrong, copy, data=data, resume=True, progress=False, log=lambda _: None)
     assert rates[3] == pytest.approx(2e-3 * math.sqrt(4 / 3) * 0.5)  # the first milestone (0.34 of 3 epochs) passed
 
 

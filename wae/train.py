@@ -1452,8 +1452,9 @@ class _Loop:
         found = ckpt.load_latest(self.source, warn=self.say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
             _check_own_checkpoint(self.source, found[0], found[1])
+            runs.check_resumed_with(self.cfg, found[0], found[1], self.source)  # a caller's lr_scale other than 1 too
             stored = runs.run_config(self.source)
-            if stored is not None:  # the budget's factor the run recorded, whatever the caller's config says
+            if stored is not None:  # the budget's factor the run recorded, where the caller's config left it at 1
                 self.cfg.train.lr_scale = stored.train.lr_scale
                 before = ckpt.config_of(found[0], found[1]).train.lr_scale
                 if before != stored.train.lr_scale and int(found[0]["step"]) > self.steps_per_epoch:
@@ -1463,7 +1464,6 @@ class _Loop:
                         f"(config.json: {stored.train.lr_scale:g}), at step {found[0]['step']}, after the first epoch, "
                         "where a budget sets it; put back the run's own"
                     )
-            runs.check_resumed_with(self.cfg, found[0], found[1], self.source)
             runs.check_checkpoint(found[0], found[1], self.cfg)
             recorded = ckpt.class_names_of(found[0], self.cfg)
             if recorded != self.state.classes:
