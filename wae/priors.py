@@ -53,10 +53,10 @@ def sample_prior(
         z = torch.randn(n, dim, generator=generator)
         return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12) * math.sqrt(dim * var)
     if kind == "mixture":
-        components = _check_mixture(dim, components, separation)
+        components, r = _check_mixture(dim, components, separation)
         which = torch.randint(components, (n,), generator=generator)
         z = torch.randn(n, dim, generator=generator) * math.sqrt(var)
-        z[torch.arange(n), which] += float(python_scalar(separation)) * math.sqrt(var)  # checked above
+        z[torch.arange(n), which] += r * math.sqrt(var)
         return z
     raise ValueError(f"unknown prior '{kind}'")
 
@@ -92,8 +92,8 @@ def default_components(dim: int, components: int | None = None) -> int:
     return min(10, dim) if components is None else components
 
 
-def _check_mixture(dim: int, components: int | None, separation: float) -> int:
-    """K as an int (None: min(10, dim)), once K and r are checked (ValueError)."""
+def _check_mixture(dim: int, components: int | None, separation: float) -> tuple[int, float]:
+    """K as an int (None: min(10, dim)) and r as a float, once both are checked (ValueError)."""
     components = default_components(dim, components)
     if (count := whole_value(python_scalar(components))) is None or not 1 <= count <= dim:
         raise ValueError(
@@ -103,7 +103,7 @@ def _check_mixture(dim: int, components: int | None, separation: float) -> int:
         raise ValueError(
             f"the mixture prior's separation must be a finite number in (0, 1e6]; got {json_repr(separation)}"
         )
-    return count
+    return count, real
 
 
 def check_prior_settings(
@@ -114,7 +114,7 @@ def check_prior_settings(
     dim = _count("dim", dim, 1)
     _check_var(var)
     if kind == "mixture":
-        return _check_mixture(dim, components, separation)
+        return _check_mixture(dim, components, separation)[0]
     return default_components(dim, components)  # unused by other priors: not checked
 
 
@@ -136,9 +136,9 @@ def mixture_means(dim: int, var: float = 1.0, components: int | None = None, sep
     """The means of the ``mixture`` prior's components, (K, dim) float32: r sigma e_k (K = None:
     min(10, dim)). ValueError as :func:`sample_prior`."""
     dim, var = _count("dim", dim, 1), _check_var(var)
-    components = _check_mixture(dim, components, separation)
+    components, r = _check_mixture(dim, components, separation)
     means = torch.zeros(components, dim)
-    means[torch.arange(components), torch.arange(components)] = float(python_scalar(separation)) * math.sqrt(var)
+    means[torch.arange(components), torch.arange(components)] = r * math.sqrt(var)
     return means
 
 

@@ -857,21 +857,23 @@ def config_differences(run: Config, stored: Config, label: str = "config.json") 
     ]
 
 
-def check_resumed_with(given: Config, payload: dict[str, Any], path: Path, run_dir: Path) -> None:
+def check_resumed_with(given: Config, payload: dict[str, Any], path: Path, run_dir: Path) -> Config | None:
     """:class:`UserError` when a caller resumes the run ``run_dir`` (``wae.fit(cfg, RUN,
     resume=True)``) with a config ``given`` that differs from the run's own, where its
     config.json and its checkpoint ``payload`` (read from ``path``) agree: the caller's value
-    named as the caller's, not as config.json's (session 54)."""
+    named as the caller's, not as config.json's (session 54). Returns the run's config.json as
+    read (None without one)."""
     stored = run_config(run_dir)
     checkpoint = config_of(payload, path)
     if stored is None or config_differences(stored, checkpoint):
-        return  # config.json and checkpoint disagree: check_checkpoint names that
+        return stored  # config.json and checkpoint disagree: check_checkpoint names that
     if differences := config_differences(stored, given, "the run"):
         raise UserError(
             f"the config given to resume {run_dir} differs from the run's (its config.json and checkpoint): "
             f"{first_few(differences, '; ')}; resume with the run's settings (wae.load_run(run).config) or train "
             "a new run with these"
         )
+    return stored
 
 
 def check_checkpoint(payload: dict[str, Any], path: Path, run_cfg: Config | None) -> None:

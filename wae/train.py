@@ -676,9 +676,7 @@ def load_state(state: State, payload: dict[str, Any]) -> None:
     state.step = int(payload["step"])
     # the config's rates are the ones in force: a budget's --budget-lr sqrt sets train.lr_scale after
     # the checkpoint of the epoch it was decided at (whose scheduler holds the rate asked)
-    state.scheduler.base_lrs = [encoder_lr(state.cfg) for _ in state.scheduler.base_lrs]
-    if state.adversary_scheduler is not None:
-        state.adversary_scheduler.base_lrs = [state.cfg.train.adversary_lr for _ in state.adversary_scheduler.base_lrs]
+    base_rates_to_config(state)
     # the optimizer's stored rate is the old plan's; a resume that re-plans the schedule
     # (--schedule-epochs) must take its first step at the new plan's rate, not from the next one
     rates_to_plan(state)
@@ -703,13 +701,15 @@ def encoder_lr(cfg: Config) -> float:
     return min(LR_MOST, cfg.train.lr * cfg.train.lr_scale)
 
 
-def scale_lr(state: State, factor: float) -> None:
-    """Set the encoder's and decoder's rate to ``train.lr`` x ``factor`` (``train.lr_scale``, which
-    config.json records, and the schedule's base rate); the adversary's is left as it is."""
-    state.cfg.train.lr_scale = factor
-    state.scheduler.base_lrs = [encoder_lr(state.cfg) for _ in state.scheduler.base_lrs]
-    for group in state.optimizer.param_groups:
-        group["initial_lr"] = encoder_lr(state.cfg)
+def base_rates_to_config(state: State) -> None:
+    """Set the schedules' base rates (and the optimizers' ``initial_lr``) to the config's: the
+    encoder's and decoder's :func:`encoder_lr`, the adversary's ``train.adversary_lr``."""
+    rates = [(state.scheduler, encoder_lr(state.cfg)), (state.adversary_scheduler, state.cfg.train.adversary_lr)]
+    for scheduler, rate in rates:
+        if scheduler is not None:
+            scheduler.base_lrs = [rate for _ in scheduler.base_lrs]
+            for group in scheduler.optimizer.param_groups:
+                group["initial_lr"] = rate
 
 
 def rates_to_plan(state: State) -> None:
@@ -1452,8 +1452,8 @@ class _Loop:
         found = ckpt.load_latest(self.source, warn=self.say)
         if found is not None:  # else the run died before its first checkpoint: start afresh
             _check_own_checkpoint(self.source, found[0], found[1])
-            runs.check_resumed_with(self.cfg, found[0], found[1], self.source)  # a caller's lr_scale other than 1 too
-            stored = runs.run_config(self.source)
+            # (a caller's lr_scale other than 1 too; stored: the run's config.json)
+            stored = runs.check_resumed_with(self.cfg, found[0], found[1], self.source)
             if stored is not None:  # the budget's factor the run recorded, where the caller's config left it at 1
                 self.cfg.train.lr_scale = stored.train.lr_scale
                 before = ckpt.config_of(found[0], found[1]).train.lr_scale
@@ -1684,7 +1684,8 @@ class _Loop:
             bar.total = self.total_steps
             if not revised and done == 1 < plan[0] and cfg.train.budget_lr == "sqrt" and plan[1] < asked_schedule:
                 # once, at the run's first epoch end, when epochs are left to train at it; at most LR_MOST
-                scale_lr(state, budget_lr_scale(asked_schedule, plan[1], cfg.train.lr))
+                cfg.train.lr_scale = budget_lr_scale(asked_schedule, plan[1], cfg.train.lr)  # (state.cfg is cfg)
+                base_rates_to_config(state)
             rates_to_plan(state)  # the next step at the new plan's rate
             said = f"training {plan[0]} of the {asked} epoch{plural(asked)}"
             if cfg.train.lr_scale != scale:
