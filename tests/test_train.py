@@ -700,6 +700,20 @@ def test_a_hand_edited_lr_scale_that_a_later_checkpoint_contradicts_is_refused(t
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_scaled_runs_config_json_without_its_checkpoints_is_refused_not_trained_anew_at_its_factor(
+    tmp_path, monkeypatch
+):
+    """A folder with a budget's config.json and no checkpoint (copied, or its checkpoints removed)
+    would start afresh at the raised rate from step 1: a new run starts at 1 (a third helper's pass)."""
+    run_dir = _scaled_run(tmp_path, monkeypatch)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run_dir / "config.json", bare / "config.json")
+    code, err = run_cli(["train", "--resume", str(bare), "--epochs", "1", "--no-progress"])
+    assert code == 2 and "holds a time budget's train.lr_scale 1.414" in err and "no checkpoint" in err, err
+    assert sorted(p.name for p in bare.iterdir()) == ["config.json"]
+
+
 def test_a_factor_written_into_a_run_that_no_budget_scaled_is_refused_at_a_resume(tmp_path, monkeypatch):
     """Only the first epoch's checkpoint may hold 1 where config.json holds a budget's factor."""
     run_dir = _scaled_run(tmp_path, monkeypatch, kept=4)  # nothing cut: 1 everywhere

@@ -1450,6 +1450,12 @@ class _Loop:
         it died before its first); the records after that step leave metrics.jsonl."""
         assert self.source is not None
         found = ckpt.load_latest(self.source, warn=self.say)
+        if found is None and self.cfg.train.lr_scale != 1:  # a budget decides it after the first epoch's checkpoint
+            raise UserError(
+                f"{self.source / 'config.json'} holds a time budget's train.lr_scale {self.cfg.train.lr_scale:g}, set "
+                "after the first epoch's checkpoint, but the run has no checkpoint to resume: put back its "
+                "checkpoints, or train a new run"
+            )
         if found is not None:  # else the run died before its first checkpoint: start afresh
             _check_own_checkpoint(self.source, found[0], found[1])
             # (a caller's lr_scale other than 1 too; stored: the run's config.json)
