@@ -480,7 +480,7 @@ def test_numpy_values_that_hold_no_number_are_named_as_given_or_refused_in_one_l
         override(cfg, lam=duration)
     assert whole_value(duration) is None and real_value(duration) is None
     assert whole_value(np.int64(3)) == 3 and whole_value(True) is None and real_value(np.float32(0.5)) == 0.5
-    with pytest.raises(ValueError, match="variance must be a finite number > 0; got "):
+    with pytest.raises(ValueError, match="variance must be a finite number > 0, from 1e-12 to 1e.12; got "):
         sample_prior("gaussian", 4, 2, var=duration)
     with pytest.raises(ValueError, match="separation must be a finite number"):
         sample_prior("mixture", 4, 2, separation=duration)
@@ -558,3 +558,47 @@ def test_durations_of_every_unit_masked_values_and_bools_are_no_numbers_anywhere
     for value in (Fraction(1, 2), np.longdouble(0.5)):
         given = wae.Config(loss=wae.config.LossConfig(lam=value))
         assert json.dumps(given.to_dict()["loss"]["lam"]) == "0.5"
+
+
+def test_a_real_number_no_float_holds_is_refused_where_float_would_make_it_0_or_inf():
+    # session 56 left open: np.longdouble("1e-4000") and Fraction(1, 10**400) became lambda 0 (a
+    # plain auto-encoder) without a word, longdouble("1e400") inf, and Fraction(10**400, 3) was
+    # refused as "an integer beyond any float"
+    from fractions import Fraction
+
+    import numpy as np
+    import torch
+
+    from wae.config import FloatRangeError, real_value
+    from wae.divergences import mmd_imq
+    from wae.priors import sample_prior
+    from wae.toy import ToyConfig, checked_toy_config
+
+    tiny = (np.longdouble("1e-4000"), np.longdouble("-1e-4000"), Fraction(1, 10**400))
+    huge = (np.longdouble("1e400"), Fraction(10**400, 3), 10**400)
+    cfg = preset("mnist-fast")
+    for values, words in (
+        (tiny, "a number too small for a float: it would read as 0"),
+        (huge, "a number beyond any float"),
+    ):
+        for value in values:
+            with pytest.raises(FloatRangeError, match=words):
+                real_value(value)
+            for name in ("lam", "lr", "time_budget", "prior_var", "prior_separation"):
+                with pytest.raises(UserError, match=rf"{name} must be a float; got .*, {words}"):
+                    override(cfg, **{name: value})
+            toy = words if not isinstance(value, int) else r"at most 1e\+06; got a whole number"
+            with pytest.raises(UserError, match=rf"^lambdas(:| must be) .*{toy}"):
+                checked_toy_config(ToyConfig(lambdas=(value,)))
+            with pytest.raises(UserError, match=rf"^lr(:| must be) .*{toy}"):
+                checked_toy_config(ToyConfig(lr=value))
+            for call in (
+                lambda v: sample_prior("gaussian", 4, 2, var=v),
+                lambda v: mmd_imq(torch.randn(8, 2), torch.randn(8, 2), scales=(v,)),
+            ):
+                with pytest.raises(ValueError, match="got "):
+                    call(value)
+    # numbers a float holds, 0 among them, are taken as before
+    for value, expected in ((np.longdouble(0), 0.0), (Fraction(0), 0.0), (np.longdouble("1e-300"), 1e-300)):
+        assert real_value(value) == expected and override(cfg, lam=value).loss.lam == expected
+    assert override(cfg, lam=Fraction(1, 4)).loss.lam == 0.25 and real_value(np.longdouble("inf")) == float("inf")

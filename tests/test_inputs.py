@@ -382,3 +382,127 @@ def test_failure_reason_says_why_in_words_for_each_kind_of_failure():
     long = failure_reason(RuntimeError("Error(s) in loading state_dict:\n\tsize mismatch for w: " + "x" * 500))
     assert long.startswith("RuntimeError: Error(s) in loading state_dict: size mismatch for w:") and len(long) == 160
     assert failure_reason(ValueError()) == "ValueError"
+
+
+HUGE = 10**400
+
+
+def test_counts_of_the_public_functions_are_whole_numbers_in_range_or_one_line():
+    # session 58's hostile pass: decode_prior(n=10**400) and kernel_distance(subsets=10**400)
+    # ran for ever; a mixture's sample(2.0) or sample(0), fit_gmm(components=True) and
+    # kernel_distance(seed=1.5) were tracebacks of torch's or scikit-learn's; precision_recall
+    # refused numpy's integers as "not a whole number"
+    from fractions import Fraction
+
+    from wae.evaluate import decode_prior, random_line_ends
+    from wae.fid import kernel_distance
+    from wae.samplers import fit_gmm
+
+    model = wae.AutoEncoder(preset("mnist-fast").model, 1, 28).eval()
+    calls = {
+        "n": lambda v: decode_prior(model, v, "01", 0),
+        "chunk": lambda v: decode_prior(model, 4, "01", 0, chunk=v),
+        "seed": lambda v: decode_prior(model, 4, "01", v),
+        "subsets": lambda v: kernel_distance(torch.randn(8, 3), torch.randn(9, 3), subsets=v, subset_size=4),
+        "subset_size": lambda v: kernel_distance(torch.randn(8, 3), torch.randn(9, 3), subset_size=v),
+        "pairs": lambda v: random_line_ends(10, v, 0),
+        "components": lambda v: fit_gmm(torch.randn(40, 2), components=v),
+        "max_iter": lambda v: fit_gmm(torch.randn(40, 2), components=2, max_iter=v),
+        "k": lambda v: precision_recall(torch.randn(20, 3), torch.randn(20, 3), k=v),
+    }
+    for name, call in calls.items():
+        for value in (HUGE, 2.5, True, -1, Fraction(3, 1), np.timedelta64(3, "ns"), "3"):
+            with pytest.raises(UserError, match=rf"{name} must be a whole number from \d+ to .*; got ") as refused:
+                call(value)
+            assert "\n" not in str(refused.value)
+    gmm = fit_gmm(torch.randn(40, 2), components=np.int64(2), seed=torch.tensor(3))
+    for value in (2.0, True, -1, HUGE, float("nan")):
+        with pytest.raises(UserError, match="n must be a whole number from 0 to 2"):
+            gmm.sample(value)
+    assert gmm.sample(0).shape == (0, 2) and gmm.sample(np.int64(3)).shape == (3, 2)
+    assert decode_prior(model, 0, "01", 0).shape == (0, 1, 28, 28)
+    assert precision_recall(torch.randn(20, 3), torch.randn(20, 3), k=np.int64(3)).keys() == {"precision", "recall"}
+    with pytest.raises(UserError, match="interpolation_ends needs a test split of 1 image or more"):
+        interpolation_ends(torch.zeros(0, 1, 4, 4), 2)
+
+
+def test_scales_and_variances_of_the_maths_are_checked_where_float32_would_make_them_0_inf_or_nan():
+    # the same pass: sample_prior(var=1e-300) drew all zeros and var=1e77 inf; gaussian_kl,
+    # cramer_wold, sinkhorn_divergence and the kernels took 0, 1e-300 or inf and gave NaN or
+    # zeros; gaussian_log_density took Fraction(1, 4) to a TypeError; a float16 code's
+    # log-density was -inf and an int64 code's mixture density a whole number
+    from fractions import Fraction
+
+    from wae.divergences import cramer_wold, gaussian_kl, imq_kernel, rbf_kernel, sinkhorn_divergence
+    from wae.fid import gaussian_blur
+    from wae.priors import gaussian_log_density, log_density, mixture_log_density, sample_prior
+    from wae.samplers import fit_gmm
+
+    z = torch.randn(6, 3)
+    calls = {
+        "variance": lambda v: sample_prior("gaussian", 4, 3, var=v),
+        "variance ": lambda v: gaussian_log_density(z, v),
+        "variance  ": lambda v: mixture_log_density(z, v, 2),
+        "prior_var": lambda v: gaussian_kl(z, z, v),
+        "prior_var ": lambda v: cramer_wold(z, v),
+        "epsilon": lambda v: sinkhorn_divergence(z, z.flip(0), v),
+        "c": lambda v: imq_kernel(torch.ones(2, 2), v),
+        "bandwidth": lambda v: rbf_kernel(torch.ones(2, 2), v),
+        "sigma": lambda v: gaussian_blur(torch.rand(1, 1, 8, 8), v),
+    }
+    for name, call in calls.items():
+        for value in (0.0, 1e-300, 1e300, float("inf"), float("nan"), HUGE, np.longdouble("1e-4000"), True, "1"):
+            with pytest.raises(ValueError, match=f"{name.strip()} must be a .*number") as refused:
+                call(value)
+            assert "\n" not in str(refused.value), (name, value)
+    with pytest.raises(ValueError, match="separation must be a finite number"):
+        sample_prior("mixture", 4, 3, separation=1e-300)
+    # numbers of every type that a float holds in range are taken, and give what 0.25 gives
+    for value in (Fraction(1, 4), np.longdouble("0.25"), np.array(0.25), torch.tensor(0.25, dtype=torch.float64)):
+        assert torch.equal(gaussian_log_density(z, value), gaussian_log_density(z, 0.25))
+        assert torch.allclose(gaussian_kl(z, z, value), gaussian_kl(z, z, 0.25))
+        assert torch.equal(mixture_log_density(z, value, 2), mixture_log_density(z, 0.25, 2))
+    # log-densities of narrow codes in float32; integer codes' are refused or in float32
+    half = z.half()
+    assert log_density("gaussian", half * 300).dtype == torch.float32
+    assert torch.isfinite(log_density("mixture", half * 300, components=2)).all()
+    gmm = fit_gmm(torch.randn(40, 3), components=2)
+    assert torch.allclose(gmm.log_density(torch.tensor([[1, 2, 3]])), gmm.log_density(torch.tensor([[1.0, 2.0, 3.0]])))
+    assert gmm.log_density(torch.tensor([[1, 2, 3]])).dtype == torch.float32
+    with pytest.raises(ValueError, match="floating-point"):
+        log_density("gaussian", torch.tensor([[1, 2]]))
+    # float64 samples whose squared distances overflow float32 (NaN before), and KID's features
+    from wae.divergences import mmd_imq, mmd_rbf
+    from wae.fid import polynomial_mmd
+
+    far = torch.randn(8, 2, dtype=torch.float64) * 1e20
+    for mmd in (mmd_imq, mmd_rbf):
+        with pytest.raises(ValueError, match=r"codes must be finite and within ±1e\+18"):
+            mmd(far, far.flip(0) / 1e20)
+    assert torch.isfinite(mmd_imq(far / 1e20, far.flip(0) / 1e20))
+    with pytest.raises(UserError, match=r"polynomial_mmd takes two 2-D tensors of features \(m, d\); got ndarray"):
+        polynomial_mmd(np.zeros((4, 3)), torch.zeros(4, 3))
+    with pytest.raises(UserError, match="the features hold NaN"):
+        polynomial_mmd(torch.full((4, 3), float("nan")), torch.zeros(4, 3))
+
+
+def test_a_python_callers_table_and_toy_numbers_are_checked_before_numpy_or_torch_sees_them():
+    # the same pass: fit_table(held_out=nan) was numpy's "cannot convert float NaN to integer",
+    # held_out=1.0 a table of 0 training rows; a longdouble column below float64's range became
+    # zeros, then dropped as constant; run_toy(seed=2**64) reached torch's overflow
+    from wae.tables import from_array
+    from wae.toy import ToyConfig, checked_toy_config
+
+    rows = np.random.default_rng(0).normal(size=(40, 3))
+    for held_out in (float("nan"), float("inf"), 1.0, 2.0, 0.0, HUGE, "0.2"):
+        with pytest.raises(UserError, match="held_out must be a number > 0 and < 1; got "):
+            from_array(rows, held_out=held_out)
+    tiny = rows.astype(np.longdouble)
+    tiny[:, 1] *= np.longdouble("1e-4000")
+    with pytest.raises(UserError, match=r"rows holds a value that float64 cannot hold \(row 0, column 1"):
+        from_array(tiny)
+    for name, value in (("seed", 2**64), ("threads", 2**40), ("steps", HUGE), ("width", HUGE)):
+        with pytest.raises(UserError, match=rf"^{name} must be a whole number from \d+ to "):
+            checked_toy_config(ToyConfig(**{name: value}))
+    # a 0-d array of numpy's longdouble is the number it holds, as the scalar is
+    assert override(preset("mnist-fast"), lam=np.array(np.longdouble("0.5"))).loss.lam == 0.5

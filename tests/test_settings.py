@@ -28,7 +28,9 @@ from wae.config import (
 )
 
 README = Path(__file__).parents[1] / "README.md"
+# (the small synthetic set, the `fast` network and a small evaluation: these tests are of the settings)
 TINY = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--no-progress", "--max-steps", "1"]
+TINY += ["--synthetic-count", "128", "--arch", "fast", "--eval-size", "32"]
 
 
 def _printed(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
@@ -1009,7 +1011,7 @@ def test_factors_of_a_schedule_that_does_not_use_them_bound_nothing():
             ["--lam", "1e-46"],
             "argument --lam: must be 0 or at least 1.175e-38 in size; got 1e-46 (float32 holds it as 0)",
         ),
-        (["--cost-scale", "1e-320"], "argument --cost-scale: must be 0 or at least 1.175e-38 in size; got 1e-320"),
+        (["--cost-scale", "1e-320"], "argument --cost-scale: must be at least 1.175e-38; got 1e-320"),
         # weights of the loss whose gradients' squares overflow float32 (Adam's step is then 0: no training)
         (
             ["--cost-scale", "1e30"],

@@ -221,9 +221,9 @@ def test_toy_refuses_a_data_set_named_twice(tmp_path):
         ({"lambdas": (True,)}, "lambdas must be numbers; got True"),
         ({"lambdas": ("1",)}, "lambdas must be numbers; got '1'"),
         ({"lr": 0.0}, "lr must be > 0 and finite; got 0.0"),
-        ({"steps": 0}, "steps must be a whole number of at least 1; got 0"),
-        ({"n_eval": 2.5}, "n_eval must be a whole number of at least 2; got 2.5"),
-        ({"seed": True}, "seed must be a whole number of at least 0; got True"),
+        ({"steps": 0}, "steps must be a whole number from 1 to 2^48; got 0"),
+        ({"n_eval": 2.5}, "n_eval must be a whole number from 2 to 2^48; got 2.5"),
+        ({"seed": True}, "seed must be a whole number from 0 to 2^32 - 1; got True"),
         # a list given as one value: "ring" was read letter by letter ("unknown data set 'r'")
         ({"datasets": "ring"}, "datasets must be a list; got 'ring'"),
         ({"lambdas": 1.0}, "lambdas must be a list; got 1.0"),

@@ -682,7 +682,10 @@ def python_scalar(value: Any) -> Any:
             held_value = array.item()
         except (RuntimeError, ValueError, TypeError):  # a tensor on the meta device holds no value
             return value
-        return held_value if isinstance(held_value, bool | int | float | complex | str) else value
+        if isinstance(held_value, bool | int | float | complex | str):
+            return held_value
+        # numpy's longdouble keeps its type through .item(): the scalar, as np.longdouble(0.5) is taken
+        return held_value if numpy is not None and isinstance(held_value, numpy.floating) else value
     return value
 
 
@@ -752,16 +755,58 @@ def whole_value(value: Any) -> int | None:
         return None
 
 
+class FloatRangeError(OverflowError):
+    """A real number that no float holds: beyond the largest (``10**400``, ``Fraction(10**400,
+    3)``, numpy's ``longdouble("1e400")``), or nearer 0 than the smallest but not 0
+    (``longdouble("1e-4000")``, ``Fraction(1, 10**400)``), which ``float()`` turns into inf or 0
+    without a word. Its text says which, as "a number ..."."""
+
+
 def real_value(value: Any) -> float | None:
     """``value`` as a float when it is a real number (a Python or numpy number, not a bool); None
-    otherwise, numpy's ``timedelta64`` too (:func:`whole_value`). OverflowError for an int
-    beyond any float."""
+    otherwise, numpy's ``timedelta64`` too (:func:`whole_value`). :class:`FloatRangeError` (an
+    OverflowError) for a finite number that no float holds: beyond any float, or so near 0
+    that it would be taken as 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or holds_no_number(value):
         return None
     try:
-        return float(value)
+        real = float(value)
     except TypeError:
         return None
+    except OverflowError:  # an int or a fraction beyond any float
+        raise FloatRangeError("a number beyond any float (about 1.8e308 at most)") from None
+    if math.isinf(real) and value not in (math.inf, -math.inf):  # numpy's longdouble("1e400")
+        raise FloatRangeError("a number beyond any float (about 1.8e308 at most)")
+    if real == 0 and value != 0:  # longdouble("1e-4000"), Fraction(1, 10**400): 0 is not what was given
+        raise FloatRangeError("a number too small for a float: it would read as 0")
+    return real
+
+
+def count_in(name: str, value: Any, least: int, most: int | None = None) -> int:
+    """``value`` as an int when it is a whole number (numpy's and torch's 0-d integers too, not a
+    bool) from ``least`` to ``most`` (default :data:`MAX_COUNT`, 2^48): the check of a count,
+    size or seed that a public function takes. :class:`UserError` (a ValueError) otherwise, in
+    one line naming ``name`` and the value as given."""
+    most = MAX_COUNT if most is None else most
+    if (count := whole_value(python_scalar(value))) is None or not least <= count <= most:
+        top = {MAX_COUNT: "2^48", MAX_SEED: "2^32 - 1", GENERATOR_SEEDS: "2^64 - 1"}.get(most, f"{most:,}")
+        raise UserError(f"{name} must be a whole number from {least} to {top}; got {json_repr(value)}")
+    return count
+
+
+def real_in(name: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float when it is a real number (numpy's and torch's 0-d numbers too, not a
+    bool) from ``low`` to ``high``, both finite: the check of a scale, variance or width that a
+    public maths function takes, where float32 would make one beyond the range 0, inf or NaN.
+    :class:`UserError` (a ValueError) otherwise, in one line naming ``name`` and the value as
+    given."""
+    try:
+        real = real_value(python_scalar(value))
+    except FloatRangeError:
+        real = None
+    if real is None or not low <= real <= high:
+        raise UserError(f"{name} must be a number from {low:g} to {high:g}; got {json_repr(value)}")
+    return real
 
 
 def python_scalars(value: Any) -> Any:
@@ -819,8 +864,8 @@ def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str]
         if option is float:
             try:
                 real = real_value(value)
-            except OverflowError:  # an int beyond the float range (10**400)
-                raise UserError(f"config {name} must be a float; got an integer beyond any float") from None
+            except FloatRangeError as err:  # 10**400, numpy's longdouble("1e-4000")
+                raise UserError(f"config {name} must be a float; got {spell(value)}, {err}") from None
             if real is not None:
                 return real + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
         if option is str and isinstance(value, str):
@@ -1229,7 +1274,7 @@ def _out_of_bounds(
         fails |= (meta["above"] is not None and not number > meta["above"]) or (
             meta["below"] is not None and not number < meta["below"]
         )
-        if kind is not int and not math.isfinite(number):
+        if kind is not int and not _finite_number(number):
             fails = True
         if fails:
             wording = f"at least {low}" if kind is int and low not in (None, 0) else bounds_text(f)
@@ -1238,6 +1283,15 @@ def _out_of_bounds(
             why = f" ({meta['why']})" if meta["why"] else ""
             return f"must{each} be {wording}; got {spell(number)}{why}"
     return None
+
+
+def _finite_number(number: Any) -> bool:
+    """Whether a number is finite and a float holds it (10**400 made math.isfinite an OverflowError)."""
+    try:
+        real = real_value(number)
+    except FloatRangeError:
+        return False
+    return real is not None and math.isfinite(real)
 
 
 KERNEL_RANGE = (1e-12, 1e12)  # sigma_z^2 and each kernel scale: float32 kernels overflow or underflow beyond
@@ -1266,10 +1320,13 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
     if name in ("lr", "adversary_lr") and not value >= LR_LEAST:
         return f"must be at least {LR_LEAST:.4g}; got {spell(value)} (float32 holds a smaller rate as 0)"
     if kind in (float, tuple) and (tiny := [v for v in numbers if 0 < abs(v) < LR_LEAST]):
+        if about(setting_named(name)[1])["above"] is not None:  # 0 itself is refused (time_budget, held_out)
+            return f"must{each} be at least {LR_LEAST:.4g}; got {spell(tiny[0])}"
         return f"must{each} be 0 or at least {LR_LEAST:.4g} in size; got {spell(tiny[0])} (float32 holds it as 0)"
     return None
 
 
+SINKHORN_EPSILON_MOST = 1e30  # loss.sinkhorn_epsilon (the potentials are epsilon times a log-sum-exp)
 LR_MOST = 1e6  # a learning rate, and a step schedule's factor: Adam moves each weight by about lr a step
 LR_LEAST = 1.1754943508222875e-38  # float32's smallest normal number: a rate below it is 0, or nearly
 LR_FLOOR = 0.01  # where the cosine schedule ends and the warm-up starts, as a fraction of lr
@@ -1284,6 +1341,7 @@ _AT_MOST = {  # a setting's largest value (each, for a list), and why
     ),  # weights of the loss, its inputs' noise
     # in units of sigma_z: the codes' own spread is about 1 (5 between a mixture prior's components)
     "code_noise": (100.0, "beyond, the noise drowns the codes and the decoder learns from noise alone"),
+    "sinkhorn_epsilon": (SINKHORN_EPSILON_MOST, "float32's Sinkhorn potentials overflow far beyond"),
 }
 
 
@@ -1729,6 +1787,7 @@ def check_image_side(arch: str, size: int) -> None:
 # torch (int64) and the memory check (float GiB) can hold.
 MAX_COUNT = 2**48
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's bound; torch's generators take it too
+GENERATOR_SEEDS = 2**64 - 1  # the largest seed a torch.Generator takes (training draws from seed + k)
 
 
 def check_seed(seed: int | None, name: str = "--seed") -> None:

@@ -17,7 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import KERNEL_RANGE, json_repr, python_scalar, real_value, whole_value
+from .config import (
+    KERNEL_RANGE,
+    LR_LEAST,
+    SINKHORN_EPSILON_MOST,
+    count_in,
+    json_repr,
+    python_scalar,
+    real_in,
+    real_value,
+    whole_value,
+)
 
 IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -52,16 +62,26 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     return sq.clamp_min(0.0)
 
 
+_KERNEL_C = (1e-30, 1e30)  # a kernel's c or bandwidth: float32 holds c * s and its sums with room to spare
+
+
 def imq_kernel(sq_dists: Tensor, c: float, scales: Sequence[float] = IMQ_SCALES) -> Tensor:
     """Inverse multiquadratics summed over scales: sum_s c*s / (c*s + ||x - y||^2).
 
     ``sq_dists`` is a matrix of squared distances; the result has its shape. Each term is a
-    positive-definite kernel, so the sum is too."""
+    positive-definite kernel, so the sum is too. ValueError for ``c`` not a number from 1e-30 to
+    1e30 (0 gave a kernel of zeros) and a scale beyond :data:`~wae.config.KERNEL_RANGE`."""
+    c = real_in("c", c, *_KERNEL_C)
+    scales = [_bounded_number("each of scales", s) for s in scales]
     return sum(c * s / (c * s + sq_dists) for s in scales)  # type: ignore[return-value]
 
 
 def rbf_kernel(sq_dists: Tensor, bandwidth: Tensor | float) -> Tensor:
-    """Gaussian kernel exp(-||x - y||^2 / (2 h)) with h = ``bandwidth`` (a squared length)."""
+    """Gaussian kernel exp(-||x - y||^2 / (2 h)) with h = ``bandwidth`` (a squared length): a
+    tensor (:func:`median_bandwidth`), or a number from 1e-30 to 1e30 (ValueError otherwise: 0
+    gave a kernel of zeros)."""
+    if not isinstance(bandwidth, Tensor):
+        bandwidth = real_in("bandwidth", bandwidth, *_KERNEL_C)
     return torch.exp(-sq_dists / (2.0 * bandwidth))
 
 
@@ -191,9 +211,13 @@ def _bounded_number(name: str, value: Any) -> float:
     return number
 
 
+SAMPLE_MOST = 1e18  # a sample's largest value in size: its squared distances stay finite in float32
+
+
 def _check_samples(codes: Tensor, prior: Tensor) -> None:
     """ValueError unless ``codes`` (n, d) and ``prior`` (m, d) are two samples of one dimension
-    d >= 1 with n, m >= 2 (what the unbiased MMD estimate needs)."""
+    d >= 1 with n, m >= 2 (what the unbiased MMD estimate needs); float64 samples of finite
+    values within ±:data:`SAMPLE_MOST`."""
     for name, sample in (("codes", codes), ("prior", prior)):
         if not isinstance(sample, Tensor) or sample.dim() != 2:
             shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
@@ -206,6 +230,13 @@ def _check_samples(codes: Tensor, prior: Tensor) -> None:
         )
     if codes.shape[0] < 2 or prior.shape[0] < 2:
         raise ValueError("the unbiased MMD needs at least two samples on each side")
+    for name, sample in (("codes", codes), ("prior", prior)):
+        # the estimate squares distances in float32: float64 samples beyond about 1e18 gave NaN
+        # (float32 ones, training's, are not checked: no pass over them, no device sync a step)
+        if sample.dtype == torch.float64 and not bool((sample.detach().abs() < SAMPLE_MOST).all()):
+            raise ValueError(
+                f"{name} must be finite and within ±{SAMPLE_MOST:g} (the MMD squares their distances in float32)"
+            )
 
 
 @full_precision
@@ -234,9 +265,11 @@ def gan_penalty(logits_codes: Tensor) -> Tensor:
 def gaussian_kl(mean: Tensor, log_var: Tensor, prior_var: float = 1.0) -> Tensor:
     """KL( N(mean, diag exp(log_var)) || N(0, prior_var * I) ) in closed form, per sample.
 
-    mean, log_var: (n, d); returns (n,)."""
+    mean, log_var: (n, d); returns (n,). ValueError for ``prior_var`` beyond
+    :data:`~wae.config.KERNEL_RANGE` (the config's bounds on sigma_z^2)."""
+    prior_var = _bounded_number("prior_var", prior_var)
     mean, log_var = mean.float(), log_var.float()
-    prior_log_var = torch.log(torch.tensor(prior_var))
+    prior_log_var = math.log(prior_var)
     kl = 0.5 * ((log_var.exp() + mean.pow(2)) / prior_var - 1.0 - log_var + prior_log_var)
     return kl.sum(1)
 
@@ -268,7 +301,9 @@ def sinkhorn_potentials(x: Tensor, y: Tensor, epsilon: float, iterations: int = 
     """Dual potentials f (n,), g (m,) of entropic optimal transport between the uniform
     measures on x (n, d) and y (m, d) with cost ||x - y||^2 and regularisation epsilon (KL to
     the product measure), by log-domain Sinkhorn iterations. The plan is
-    pi_ij = exp((f_i + g_j - C_ij) / epsilon) / (n m)."""
+    pi_ij = exp((f_i + g_j - C_ij) / epsilon) / (n m). ValueError for ``epsilon`` or
+    ``iterations`` as :func:`sinkhorn_divergence` refuses them."""
+    epsilon, iterations = _sinkhorn_settings(epsilon, iterations)
     cost = squared_distances(x, y)
     log_a = torch.full((x.shape[0],), -math.log(x.shape[0]), device=cost.device)
     log_b = torch.full((y.shape[0],), -math.log(y.shape[0]), device=cost.device)
@@ -285,7 +320,9 @@ def entropic_ot(x: Tensor, y: Tensor, epsilon: float, iterations: int = 50) -> T
     """OT_epsilon(x, y): the value <f, a> + <g, b> of the entropic transport problem (scalar).
 
     The iterations run without gradient; one last differentiable update of both potentials
-    gives the gradient with respect to x and y (envelope theorem), as in geomloss."""
+    gives the gradient with respect to x and y (envelope theorem), as in geomloss. ValueError for
+    ``epsilon`` or ``iterations`` as :func:`sinkhorn_divergence` refuses them."""
+    epsilon, iterations = _sinkhorn_settings(epsilon, iterations)
     x, y = x.float(), y.float()
     with torch.no_grad():
         _, g = sinkhorn_potentials(x, y, epsilon, iterations)
@@ -301,11 +338,20 @@ def entropic_ot(x: Tensor, y: Tensor, epsilon: float, iterations: int = 50) -> T
 def sinkhorn_divergence(codes: Tensor, prior: Tensor, epsilon: float, iterations: int = 50) -> Tensor:
     """Debiased Sinkhorn divergence (Genevay et al. 2018; Feydy et al. 2019) with cost
     ||x - y||^2: OT_eps(codes, prior) - (OT_eps(codes, codes) + OT_eps(prior, prior)) / 2
-    (scalar; zero when the two samples coincide, near W_2^2 for small epsilon)."""
+    (scalar; zero when the two samples coincide, near W_2^2 for small epsilon). ValueError for
+    ``epsilon`` not a number from 1.175e-38 to 1e30 (0, 1e-300 and inf gave NaN) and
+    ``iterations`` not a whole number >= 1."""
+    epsilon, iterations = _sinkhorn_settings(epsilon, iterations)
     cross = entropic_ot(codes, prior, epsilon, iterations)
     return cross - 0.5 * (
         entropic_ot(codes, codes, epsilon, iterations) + entropic_ot(prior, prior, epsilon, iterations)
     )
+
+
+def _sinkhorn_settings(epsilon: Any, iterations: Any) -> tuple[float, int]:
+    """epsilon as a float from float32's smallest normal number to 1e30 (the config's bounds on
+    loss.sinkhorn_epsilon) and iterations as an int from 1 (ValueError otherwise, in one line)."""
+    return real_in("epsilon", epsilon, LR_LEAST, SINKHORN_EPSILON_MOST), count_in("iterations", iterations, 1)
 
 
 @full_precision
@@ -313,7 +359,9 @@ def cramer_wold(codes: Tensor, prior_var: float = 1.0) -> Tensor:
     """Squared Cramer-Wold distance of CWAE (Tabor et al. 2018, Theorem 3 with the
     approximation phi_D(s) ~ (1 + 4 s / (2D - 3))^(-1/2)) between the codes (n, d), smoothed
     with Silverman's bandwidth gamma = (4 / (3n))^(2/5), and N(0, prior_var I); closed form,
-    no prior sample needed (scalar). Needs d >= 2."""
+    no prior sample needed (scalar). Needs d >= 2. ValueError for ``prior_var`` beyond
+    :data:`~wae.config.KERNEL_RANGE`."""
+    prior_var = _bounded_number("prior_var", prior_var)
     n, d = codes.shape
     if d < 2:
         raise ValueError("the Cramer-Wold closed form needs a latent dimension of at least 2")

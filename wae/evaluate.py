@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .config import UserError, check_memory, json_repr, warn_caller
+from .config import GENERATOR_SEEDS, UserError, check_memory, count_in, warn_caller
 from .data import ImageData, to_model_range, to_unit_range
 from .divergences import full_precision, mmd_imq
 
@@ -191,9 +191,7 @@ def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk: int = 1000) 
     Both sets are scaled by one factor when their values are beyond float32's comfortable range
     (the figures do not change under a common scale). :class:`UserError` for features that
     :func:`checked_features` refuses, k not a whole number >= 1 or chunk not one >= 1."""
-    for name, value in (("k", k), ("chunk", chunk)):
-        if type(value) is not int or value < 1:
-            raise UserError(f"precision_recall: {name} must be a whole number >= 1; got {json_repr(value)}")
+    k, chunk = count_in("precision_recall: k", k, 1), count_in("precision_recall: chunk", chunk, 1)
     real, fake = checked_features(real, fake)
     if min(len(real), len(fake)) <= k:
         warn_caller(
@@ -413,7 +411,12 @@ def decode_prior(
 ) -> Tensor:
     """``n`` images G(z) as (n, c, h, w) in [0, 1], z drawn with ``seed`` from P_Z or, when
     given, from an ex-post ``sampler`` fitted to Q_Z. A conditional model decodes them with the
-    classes ``labels`` (n,), by default :func:`balanced_labels`."""
+    classes ``labels`` (n,), by default :func:`balanced_labels`. :class:`UserError` for ``n`` that
+    is not a whole number >= 0 or too many to decode in the memory available, ``chunk`` not one
+    >= 1, or a ``seed`` that is not a whole number a torch generator takes (``n = 10**400``
+    decoded for ever, a list growing)."""
+    n, chunk, seed = count_in("n", n, 0), count_in("chunk", chunk, 1), count_in("seed", seed, 0, GENERATOR_SEEDS)
+    model.check_room(n, f"decode_prior(n={n})")
     check_sampler_fits(model, sampler)
     generator = torch.Generator().manual_seed(seed)
     draw = sampler.sample if sampler is not None else model.prior_sample
@@ -430,7 +433,7 @@ def decode_prior(
                     .cpu(),
                     value_range,
                 )
-                for i in range(0, n, chunk)
+                for i in range(0, max(n, 1), chunk)  # n = 0: one chunk of none, (0, c, h, w)
             ]
         )
 
@@ -545,8 +548,13 @@ def interpolation_ends(test: Tensor | ImageFiles, pairs: int = 8, first: int = 4
     """Two stacks of ``pairs`` test images to interpolate between: images ``first`` to
     ``first + 2 * pairs`` when the test split has them (the training grids show images
     0 to ``first`` as reconstructions), else its first ``2 * pairs``, else (a smaller split)
-    each line from one image to another (a split of 1 gives constant lines)."""
+    each line from one image to another (a split of 1 gives constant lines). :class:`UserError`
+    for ``pairs`` or ``first`` that is not a whole number (pairs >= 1, first >= 0), or an
+    empty split."""
+    pairs, first = count_in("pairs", pairs, 1), count_in("first", first, 0)
     n = len(test)
+    if n == 0:
+        raise UserError("interpolation_ends needs a test split of 1 image or more; got none")
     if n >= 2 * pairs:
         start = first if n >= first + 2 * pairs else 0
         picked = test[start + torch.arange(2 * pairs)]
@@ -563,7 +571,9 @@ def random_line_ends(n: int, pairs: int, seed: int) -> Tensor:
     """(2, pairs) indices into ``n`` test images of the ends of ``pairs`` lines (``wae
     interpolate``), seeded: 2 pairs distinct images where there are as many; else each of the
     n (n - 1) / 2 pairs of distinct images once before any twice (enumerated up to a million),
-    else two distinct images a line. Every index 0 for n = 1 (constant lines)."""
+    else two distinct images a line. Every index 0 for n = 1 (constant lines). :class:`UserError`
+    for ``n`` or ``pairs`` that is not a whole number >= 1, or a seed no torch generator takes."""
+    n, pairs, seed = count_in("n", n, 1), count_in("pairs", pairs, 1), count_in("seed", seed, 0, GENERATOR_SEEDS)
     generator = torch.Generator().manual_seed(seed)
     if n < 2:
         return torch.zeros(2, pairs, dtype=torch.long)

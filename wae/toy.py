@@ -30,7 +30,21 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import figure_bytes, remove_partial, write_atomic
-from .config import UserError, also_as, as_given, json_repr, number_text, plain_value, repeated, setting_problem
+from .config import (
+    MAX_COUNT,
+    MAX_SEED,
+    FloatRangeError,
+    UserError,
+    also_as,
+    as_given,
+    json_repr,
+    number_text,
+    plain_value,
+    python_scalar,
+    real_value,
+    repeated,
+    setting_problem,
+)
 from .costs import squared_l2
 from .divergences import mmd_imq
 from .priors import sample_prior
@@ -144,6 +158,20 @@ _TOY_LEAST = {
 }
 
 
+_TOY_MOST = {"seed": MAX_SEED, "threads": 4096}  # numpy's seeds (the command's bound); others at MAX_COUNT
+
+
+def _in_float_range(name: str, value: Any) -> Any:
+    """:func:`plain_value` of ``value``; :class:`UserError` for a real number no float holds
+    (numpy's ``longdouble("1e-4000")``, which ``float()`` reads as 0, or ``Fraction(10**400, 3)``)."""
+    try:
+        if not isinstance(python_scalar(value), int):  # (a whole number is checked against its bound)
+            real_value(python_scalar(value))
+    except FloatRangeError as err:
+        raise UserError(f"{name}: {json_repr(value)} is {err}") from None
+    return plain_value(value)
+
+
 def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
     """``cfg`` with its numbers as Python's (numpy's from a Python caller as the int or float
     they hold; -0.0 as 0.0), or :class:`UserError` naming the first that cannot work: a lambda
@@ -175,7 +203,7 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
         )
     lambdas: list[float] = []
     for lam in given_lambdas:
-        lam = plain_value(lam)
+        lam = _in_float_range("lambdas", lam)
         if isinstance(lam, bool) or not isinstance(lam, int | float):
             raise UserError(f"lambdas must be numbers; got {json_repr(lam)}")
         if isinstance(lam, int) and abs(lam) > 1e6:  # 10**400: float() overflows
@@ -191,7 +219,7 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
             f"{called('lambdas')} names {first} twice{also_as(first, again)}: give each lambda once (its rows would "
             "repeat)"
         )
-    lr = plain_value(cfg.lr)
+    lr = _in_float_range("lr", cfg.lr)
     if isinstance(lr, bool) or not isinstance(lr, int | float):
         raise UserError(f"lr must be a number; got {json_repr(lr)}")
     if isinstance(lr, int) and abs(lr) > 1e6:  # 10**400: float() overflows
@@ -201,8 +229,10 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
     whole: dict[str, Any] = {}
     for name, least in _TOY_LEAST.items():
         value = plain_value(getattr(cfg, name))
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise UserError(f"{name} must be a whole number of at least {least}; got {json_repr(value)}")
+        most = _TOY_MOST.get(name, MAX_COUNT)  # 10**400 reached torch ("Overflow when unpacking long long")
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            top = {MAX_SEED: "2^32 - 1", MAX_COUNT: "2^48"}.get(most, f"{most:,}")
+            raise UserError(f"{name} must be a whole number from {least} to {top}; got {json_repr(value)}")
         whole[name] = value
     return dataclasses.replace(cfg, datasets=datasets, lambdas=tuple(lambdas), lr=float(lr), **whole)
 
