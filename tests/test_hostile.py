@@ -1925,16 +1925,25 @@ def test_a_stream_that_cannot_write_unicode_gets_escapes_not_a_traceback(run, tm
 
     (tmp_path / "runs").mkdir()
     shutil.copytree(run, tmp_path / "runs" / "r")
+    # (both commands in one interpreter started under the encoding, as `wae` starts: a second
+    # interpreter cost 1.8 s of the fast suite for each)
     base = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LANG", "PYTHONIOENCODING", "PYTHONUTF8")}
-    for argv in (["runs", str(tmp_path / "runs")], ["train", "--help"]):
-        done = subprocess.run(
-            [sys.executable, "-m", "wae", *argv],
-            env={**base, "PYTHONCOERCECLOCALE": "0", **env},
-            capture_output=True,
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0 and b"Traceback" not in done.stderr, (argv, done.stderr[-300:])
-        assert done.stdout.isascii() or env.get("PYTHONIOENCODING") == "latin-1"
+    code = (
+        "import sys\nfrom wae.start import main\n"
+        "for argv in (['runs', sys.argv[1]], ['train', '--help']):\n"
+        "    try:\n        code = main(argv)\n    except SystemExit as stop:\n        code = stop.code\n"
+        "    sys.stdout.flush()\n    print('\\nexit', code, file=sys.stderr, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "runs")],
+        env={**base, "PYTHONCOERCECLOCALE": "0", **env},
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr[-300:]
+    assert done.stderr.splitlines()[-1] == b"exit 0" and done.stderr.count(b"\nexit 0\n") == 2, done.stderr[-300:]
+    assert b"--time-budget" in done.stdout and b"r" in done.stdout  # the help and the runs table were written
+    assert done.stdout.isascii() or env.get("PYTHONIOENCODING") == "latin-1"
 
 
 def test_fit_with_resume_needs_a_run_folder_before_any_work(tmp_path):

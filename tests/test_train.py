@@ -797,6 +797,33 @@ def test_a_resume_from_before_the_budgets_rate_trains_at_the_rate_config_json_ho
     assert rates[3] == pytest.approx(2e-3 * math.sqrt(4 / 3) * 0.5)  # the first milestone (0.34 of 3 epochs) passed
 
 
+class _Clock:
+    """``wae.train``'s ``time`` module with a clock that :meth:`sleep` moves on at once: a slow
+    epoch for a time budget's estimates without the wait."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._time, self.ahead = time, 0.0
+
+    def perf_counter(self) -> float:
+        return self._time.perf_counter() + self.ahead
+
+    def sleep(self, seconds: float) -> None:
+        self.ahead += seconds
+
+    def __getattr__(self, name: str):
+        return getattr(self._time, name)
+
+
+def _fake_clock(monkeypatch) -> _Clock:
+    import wae.train as train
+
+    clock = _Clock()
+    monkeypatch.setattr(train, "time", clock)
+    return clock
+
+
 def _patched_plans(monkeypatch, kept: list[int]) -> list[tuple]:
     """``epochs_within`` made to keep ``kept[i]`` epochs at the i-th epoch end that calls it (the
     last for later ones); its first call at each epoch end (a growth's second call, with epochs
@@ -836,17 +863,16 @@ def test_each_later_epoch_end_revises_the_budget_and_cuts_when_the_rest_no_longe
 
 
 def test_a_revision_takes_the_median_of_the_last_three_epochs(tmp_path, monkeypatch):
-    """One slow epoch (its steps sleep 3 s; tiny steps take far less) moves the estimate while
-    it is one of two, and no longer once it is one of three."""
-    import time
-
+    """One slow epoch (3 s more on training's clock; tiny steps take far less) moves the
+    estimate while it is one of two, and no longer once it is one of three."""
     import wae.train as train
 
     calls = _patched_plans(monkeypatch, [6])
     real = train._Loop.epoch
+    clock = _fake_clock(monkeypatch)
 
     def slow(self, stop, bar):
-        time.sleep(3.0 if self.state.step // self.steps_per_epoch == 2 else 0)  # the third epoch's steps
+        clock.sleep(3.0 if self.state.step // self.steps_per_epoch == 2 else 0)  # the third epoch's steps
         real(self, stop, bar)
 
     monkeypatch.setattr(train._Loop, "epoch", slow)
@@ -1167,9 +1193,7 @@ def test_a_resumed_sessions_epoch_estimate_leaves_out_the_evaluations_it_timed(t
     """A session resumed mid-epoch decides at its second epoch end: its timed steps then span the
     first epoch end's evaluation, which the estimate once counted, scaled, on top of the last
     one's. Here the two checkpoint points before the decision take at least 1.5 s each, and 2
-    tiny steps with a tiny evaluation far less."""
-    import time
-
+    tiny steps with a tiny evaluation far less (on training's clock)."""
     import wae.train as train
 
     data = make_synthetic(count=64, size=16)  # 2 steps an epoch
@@ -1177,9 +1201,10 @@ def test_a_resumed_sessions_epoch_estimate_leaves_out_the_evaluations_it_timed(t
     fit(first, tmp_path / "run", data=data, progress=False, log=lambda _: None)
     calls = _patched_budget(monkeypatch, kept=4)
     real = train._Loop.checkpoint_point
+    clock = _fake_clock(monkeypatch)
 
     def slow(self, epoch):
-        time.sleep(1.5 if epoch <= 2 else 0)
+        clock.sleep(1.5 if epoch <= 2 else 0)
         real(self, epoch)
 
     monkeypatch.setattr(train._Loop, "checkpoint_point", slow)
