@@ -452,11 +452,27 @@ def test_scales_and_variances_of_the_maths_are_checked_where_float32_would_make_
     }
     for name, call in calls.items():
         for value in (0.0, 1e-300, 1e300, float("inf"), float("nan"), HUGE, np.longdouble("1e-4000"), True, "1"):
+            if name == "epsilon" and value == 1e300:  # any finite epsilon the config takes (old runs hold 1e35)
+                continue
             with pytest.raises(ValueError, match=f"{name.strip()} must be a .*number") as refused:
                 call(value)
             assert "\n" not in str(refused.value), (name, value)
     with pytest.raises(ValueError, match="separation must be a finite number"):
         sample_prior("mixture", 4, 3, separation=1e-300)
+    # the second pass on the mends: a tensor scale keeps its gradient and its broadcasting; c x
+    # scale beyond float32 and a blur wider than the images are refused; float32's 1e-12 is the bound
+    c = torch.tensor(2.0, requires_grad=True)
+    imq_kernel(torch.rand(3, 3), c).sum().backward()
+    assert c.grad is not None and float(c.grad) > 0
+    assert imq_kernel(torch.rand(6, 6), torch.full((6, 1), 2.0)).shape == (6, 6)
+    assert sinkhorn_divergence(z, z.flip(0), torch.tensor(1.0, requires_grad=True)).requires_grad
+    assert gaussian_blur(torch.rand(1, 1, 28, 28), torch.tensor(1.0, requires_grad=True)).requires_grad
+    assert torch.isfinite(sinkhorn_divergence(z, z.flip(0), 1e35))  # an old run's epsilon still reads
+    with pytest.raises(ValueError, match=r"c x each scale must be at most 3.4e\+38 \(float32\)"):
+        imq_kernel(torch.ones(2, 2), 1e30, (1e12,))
+    with pytest.raises(UserError, match=r"gaussian_blur: sigma 9.5 needs images .* of a side above 29 pixels"):
+        gaussian_blur(torch.rand(1, 1, 28, 28), 9.5)
+    assert sample_prior("gaussian", 3, 2, var=np.float32(1e-12)).shape == (3, 2)
     # numbers of every type that a float holds in range are taken, and give what 0.25 gives
     for value in (Fraction(1, 4), np.longdouble("0.25"), np.array(0.25), torch.tensor(0.25, dtype=torch.float64)):
         assert torch.equal(gaussian_log_density(z, value), gaussian_log_density(z, 0.25))
@@ -477,7 +493,7 @@ def test_scales_and_variances_of_the_maths_are_checked_where_float32_would_make_
 
     far = torch.randn(8, 2, dtype=torch.float64) * 1e20
     for mmd in (mmd_imq, mmd_rbf):
-        with pytest.raises(ValueError, match=r"codes must be finite and within ±1e\+18"):
+        with pytest.raises(ValueError, match=r"codes must be finite and within ±6.36e\+18 \(their squared distances"):
             mmd(far, far.flip(0) / 1e20)
     assert torch.isfinite(mmd_imq(far / 1e20, far.flip(0) / 1e20))
     with pytest.raises(UserError, match=r"polynomial_mmd takes two 2-D tensors of features \(m, d\); got ndarray"):

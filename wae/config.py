@@ -1326,7 +1326,6 @@ def _beyond(name: str, kind: type, value: Any, spell: Callable[[Any], str]) -> s
     return None
 
 
-SINKHORN_EPSILON_MOST = 1e30  # loss.sinkhorn_epsilon (the potentials are epsilon times a log-sum-exp)
 LR_MOST = 1e6  # a learning rate, and a step schedule's factor: Adam moves each weight by about lr a step
 LR_LEAST = 1.1754943508222875e-38  # float32's smallest normal number: a rate below it is 0, or nearly
 LR_FLOOR = 0.01  # where the cosine schedule ends and the warm-up starts, as a fraction of lr
@@ -1341,7 +1340,6 @@ _AT_MOST = {  # a setting's largest value (each, for a list), and why
     ),  # weights of the loss, its inputs' noise
     # in units of sigma_z: the codes' own spread is about 1 (5 between a mixture prior's components)
     "code_noise": (100.0, "beyond, the noise drowns the codes and the decoder learns from noise alone"),
-    "sinkhorn_epsilon": (SINKHORN_EPSILON_MOST, "float32's Sinkhorn potentials overflow far beyond"),
 }
 
 

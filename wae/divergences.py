@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -20,7 +21,6 @@ from torch import Tensor
 from .config import (
     KERNEL_RANGE,
     LR_LEAST,
-    SINKHORN_EPSILON_MOST,
     count_in,
     json_repr,
     python_scalar,
@@ -63,6 +63,7 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
 
 
 _KERNEL_C = (1e-30, 1e30)  # a kernel's c or bandwidth: float32 holds c * s and its sums with room to spare
+FLOAT32_MOST = float(torch.finfo(torch.float32).max)
 
 
 def imq_kernel(sq_dists: Tensor, c: float, scales: Sequence[float] = IMQ_SCALES) -> Tensor:
@@ -70,9 +71,14 @@ def imq_kernel(sq_dists: Tensor, c: float, scales: Sequence[float] = IMQ_SCALES)
 
     ``sq_dists`` is a matrix of squared distances; the result has its shape. Each term is a
     positive-definite kernel, so the sum is too. ValueError for ``c`` not a number from 1e-30 to
-    1e30 (0 gave a kernel of zeros) and a scale beyond :data:`~wae.config.KERNEL_RANGE`."""
-    c = real_in("c", c, *_KERNEL_C)
+    1e30 (0 gave a kernel of zeros; a tensor of such values is kept, with its gradient and its
+    broadcasting), a scale beyond :data:`~wae.config.KERNEL_RANGE` and c x scale beyond float32."""
+    c = _positive_scale("c", c, *_KERNEL_C)
     scales = [_bounded_number("each of scales", s) for s in scales]
+    if not isinstance(c, Tensor) and c * max(scales, default=1.0) > FLOAT32_MOST:  # c s + d^2: inf, then NaN
+        raise ValueError(
+            f"c x each scale must be at most {FLOAT32_MOST:.3g} (float32); got c = {c:g}, scale {max(scales):g}"
+        )
     return sum(c * s / (c * s + sq_dists) for s in scales)  # type: ignore[return-value]
 
 
@@ -211,7 +217,18 @@ def _bounded_number(name: str, value: Any) -> float:
     return number
 
 
-SAMPLE_MOST = 1e18  # a sample's largest value in size: its squared distances stay finite in float32
+SAMPLE_MOST = 9e18  # over sqrt(d): a sample's largest value in size, its squared distances finite in float32
+
+
+def _check_float32_range(name: str, sample: Tensor) -> None:
+    """ValueError for a float64 sample (n, d) with a value that is not finite or beyond
+    SAMPLE_MOST / sqrt(d) in size: the penalties square its distances in float32 (NaN before).
+    Float32 and narrower samples, training's, are not read: no pass over them, no device sync a
+    step."""
+    if sample.dtype == torch.float64 and not sample.is_meta and sample.numel() > 0:
+        most = SAMPLE_MOST / math.sqrt(max(sample.shape[-1], 1))
+        if not bool((sample.detach().abs() < most).all()):
+            raise ValueError(f"{name} must be finite and within ±{most:.3g} (their squared distances in float32)")
 
 
 def _check_samples(codes: Tensor, prior: Tensor) -> None:
@@ -233,10 +250,7 @@ def _check_samples(codes: Tensor, prior: Tensor) -> None:
     for name, sample in (("codes", codes), ("prior", prior)):
         # the estimate squares distances in float32: float64 samples beyond about 1e18 gave NaN
         # (float32 ones, training's, are not checked: no pass over them, no device sync a step)
-        if sample.dtype == torch.float64 and not bool((sample.detach().abs() < SAMPLE_MOST).all()):
-            raise ValueError(
-                f"{name} must be finite and within ±{SAMPLE_MOST:g} (the MMD squares their distances in float32)"
-            )
+        _check_float32_range(name, sample)
 
 
 @full_precision
@@ -339,19 +353,38 @@ def sinkhorn_divergence(codes: Tensor, prior: Tensor, epsilon: float, iterations
     """Debiased Sinkhorn divergence (Genevay et al. 2018; Feydy et al. 2019) with cost
     ||x - y||^2: OT_eps(codes, prior) - (OT_eps(codes, codes) + OT_eps(prior, prior)) / 2
     (scalar; zero when the two samples coincide, near W_2^2 for small epsilon). ValueError for
-    ``epsilon`` not a number from 1.175e-38 to 1e30 (0, 1e-300 and inf gave NaN) and
-    ``iterations`` not a whole number >= 1."""
+    ``epsilon`` not a finite number of at least 1.175e-38 (0, 1e-300 and inf gave NaN; a tensor
+    of such values is kept, with its gradient) and ``iterations`` not a whole number >= 1. An
+    epsilon near its least can still overflow cost / epsilon (NaN, which training reports as a
+    non-finite loss)."""
     epsilon, iterations = _sinkhorn_settings(epsilon, iterations)
+    _check_float32_range("codes", codes)
+    _check_float32_range("prior", prior)
     cross = entropic_ot(codes, prior, epsilon, iterations)
     return cross - 0.5 * (
         entropic_ot(codes, codes, epsilon, iterations) + entropic_ot(prior, prior, epsilon, iterations)
     )
 
 
-def _sinkhorn_settings(epsilon: Any, iterations: Any) -> tuple[float, int]:
-    """epsilon as a float from float32's smallest normal number to 1e30 (the config's bounds on
-    loss.sinkhorn_epsilon) and iterations as an int from 1 (ValueError otherwise, in one line)."""
-    return real_in("epsilon", epsilon, LR_LEAST, SINKHORN_EPSILON_MOST), count_in("iterations", iterations, 1)
+def _sinkhorn_settings(epsilon: Any, iterations: Any) -> tuple[Any, int]:
+    """epsilon checked as :func:`_positive_scale` does, from float32's smallest normal number (the
+    config's bound on loss.sinkhorn_epsilon; a tensor is kept, for its gradient), and iterations as
+    an int from 1 (ValueError otherwise, in one line)."""
+    return _positive_scale("epsilon", epsilon, LR_LEAST, sys.float_info.max), count_in("iterations", iterations, 1)
+
+
+def _positive_scale(name: str, value: Any, low: float, high: float) -> Any:
+    """A scale a caller gives a maths function, checked to lie in [low, high]: a number (as a
+    float, :func:`wae.config.real_in`), or a tensor of such values, kept as it is (its gradient
+    and its broadcasting are the caller's: a per-row c, a learnt epsilon). ValueError otherwise,
+    in one line; a tensor's values are read (a device sync), so training passes numbers."""
+    if not isinstance(value, Tensor):
+        return real_in(name, value, low, high)
+    inside = not value.is_meta and not value.is_complex() and value.numel() > 0
+    inside = inside and bool(((value.detach() >= low) & (value.detach() <= high)).all())
+    if not inside:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g} (a tensor of such numbers too)")
+    return value
 
 
 @full_precision
@@ -362,6 +395,7 @@ def cramer_wold(codes: Tensor, prior_var: float = 1.0) -> Tensor:
     no prior sample needed (scalar). Needs d >= 2. ValueError for ``prior_var`` beyond
     :data:`~wae.config.KERNEL_RANGE`."""
     prior_var = _bounded_number("prior_var", prior_var)
+    _check_float32_range("codes", codes)
     n, d = codes.shape
     if d < 2:
         raise ValueError("the Cramer-Wold closed form needs a latent dimension of at least 2")

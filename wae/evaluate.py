@@ -416,7 +416,10 @@ def decode_prior(
     >= 1, or a ``seed`` that is not a whole number a torch generator takes (``n = 10**400``
     decoded for ever, a list growing)."""
     n, chunk, seed = count_in("n", n, 0), count_in("chunk", chunk, 1), count_in("seed", seed, 0, GENERATOR_SEEDS)
-    model.check_room(n, f"decode_prior(n={n})")
+    # the images kept, and one chunk's decoder pass (on the model's device too): a whole-n
+    # estimate refused 200,000 images that need about 1.3 GB as 28.6 GiB
+    check_decode_memory(model, n, f"decode_prior(n={n})", chunk)
+    model.check_room(min(n, chunk), f"decode_prior(chunk={chunk})")
     check_sampler_fits(model, sampler)
     generator = torch.Generator().manual_seed(seed)
     draw = sampler.sample if sampler is not None else model.prior_sample
@@ -555,6 +558,7 @@ def interpolation_ends(test: Tensor | ImageFiles, pairs: int = 8, first: int = 4
     n = len(test)
     if n == 0:
         raise UserError("interpolation_ends needs a test split of 1 image or more; got none")
+    check_memory(2 * pairs * 4 * math.prod(test[0].shape), f"interpolation_ends(pairs={pairs})")
     if n >= 2 * pairs:
         start = first if n >= first + 2 * pairs else 0
         picked = test[start + torch.arange(2 * pairs)]

@@ -735,12 +735,19 @@ def fid(
 @full_precision
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     """Images (n, c, h, w) blurred by a separable Gaussian of std ``sigma`` pixels (reflect
-    padding, kernel radius 3 sigma). :class:`UserError` for ``sigma`` not a number from 0.01 to
-    100 pixels (0 gave NaN images, a negative one blurred as its size, 1e300 an OverflowError)."""
-    sigma = real_in("sigma", sigma, 0.01, 100.0)
-    radius = max(1, int(3 * sigma + 0.5))
+    padding, kernel radius 3 sigma). :class:`UserError` for ``sigma`` not a number of at least
+    0.01 pixels (0 gave NaN images, a negative one blurred as its size, 1e300 an OverflowError) or
+    one whose radius the images cannot pad (reflect padding needs it below their side); a 0-d
+    tensor is kept, with its gradient."""
+    size = real_in("sigma", sigma, 0.01, 1e6)
+    radius = max(1, int(3 * size + 0.5))
+    if images.ndim != 4 or radius >= min(images.shape[-2:]):
+        raise UserError(
+            f"gaussian_blur: sigma {size:g} needs images (n, c, h, w) of a side above {radius} pixels; got "
+            f"{tuple(images.shape)}"
+        )
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = torch.exp(-0.5 * (t / (sigma if isinstance(sigma, Tensor) else size)) ** 2)  # a tensor's gradient
     kernel = kernel / kernel.sum()
     c = images.shape[1]
     x = F.pad(images.float(), (radius, radius, radius, radius), mode="reflect")

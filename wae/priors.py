@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import KERNEL_RANGE, LR_LEAST, MAX_COUNT, json_repr, python_scalar, real_value, whole_value
+from .config import KERNEL_RANGE, LR_LEAST, count_in, json_repr, python_scalar, real_value, whole_value
 
 
 def sample_prior(
@@ -63,10 +63,8 @@ def sample_prior(
 
 def _count(name: str, value: Any, least: int) -> int:
     """``value`` as an int when it is a whole number from ``least`` to MAX_COUNT (numpy's and torch's 0-d
-    integers too); ValueError otherwise, in one line."""
-    if (count := whole_value(python_scalar(value))) is None or not least <= count <= MAX_COUNT:
-        raise ValueError(f"{name} must be a whole number from {least} to 2^48; got {json_repr(value)}")
-    return count
+    integers too); ValueError otherwise, in one line (:func:`wae.config.count_in`)."""
+    return count_in(name, value, least)
 
 
 def _finite(value: Any) -> float | None:
@@ -83,8 +81,8 @@ def _check_var(var: float) -> float:
     """The prior's variance as a float once checked: a finite number > 0 within
     :data:`~wae.config.KERNEL_RANGE` (ValueError), the config's bounds on sigma_z^2: beyond them
     float32 codes underflow to 0 (var 1e-300 drew all zeros) or overflow to inf (1e77)."""
-    low, high = KERNEL_RANGE
-    if (real := _finite(var)) is None or not low <= real <= high:
+    low, high = KERNEL_RANGE  # (float32's 1e-12, 9.99999996e-13, is the bound as given)
+    if (real := _finite(var)) is None or not low * (1 - 1e-6) <= real <= high * (1 + 1e-6):
         raise ValueError(
             f"the prior's variance must be a finite number > 0, from {low:g} to {high:g}; got {json_repr(var)}"
         )

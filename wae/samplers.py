@@ -384,7 +384,12 @@ class FlowSampler(torch.nn.Module):
 
     def log_density(self, z: Tensor) -> Tensor:
         """log q(z) of codes z (n, d) under the flow, (n,) (the standardisation's Jacobian included)."""
-        return self.flow().log_prob((z - self.mean) / self.std) - self.std.log().sum()
+        # float32 through the flow's layers (float64 codes were a dtype error), none for no codes
+        # (zuko's reshape failed), returned in z's dtype (float32 for a narrower one)
+        if len(z) == 0:
+            return torch.zeros(0, dtype=density_dtype(z))
+        log_q = self.flow().log_prob((z.float() - self.mean) / self.std) - self.std.log().sum()
+        return log_q.to(density_dtype(z))
 
     def loss(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The negative log-likelihood of codes z (n, d), (n,): what fitting minimises."""
