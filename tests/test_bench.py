@@ -257,3 +257,36 @@ def test_every_trainer_of_the_bench_times_the_peers_objective(arch):
         assert (cfg.loss.cost, cfg.loss.cost_scale, cfg.loss.lam, cfg.train.lr) == ("l2sq", 0.05, 10.0, 1e-3)
     vae = bench._config(bench.Setting("wae", arch, "vae"), 100)
     assert (vae.loss.cost, vae.loss.cost_scale) == ("bce", 1.0)
+
+
+def test_the_temperature_sweep_scales_the_codes_spread_and_scores_each_setting(tmp_path, capsys):
+    """benchmarks/temperature.py (docs/results.md, session 58): the same draws scaled by tau
+    around their component means, for the prior and the fitted mixture; a row per setting."""
+    import wae
+    from benchmarks import temperature
+    from wae.samplers import fit_gmm
+
+    from .conftest import tiny_config
+
+    model = wae.AutoEncoder(tiny_config(prior="mixture", latent_dim=4).model, 1, 28, prior="mixture", prior_var=2.0)
+    full = temperature.prior_codes(model, 4000, 1.0, torch.Generator().manual_seed(0))
+    half = temperature.prior_codes(model, 4000, 0.5, torch.Generator().manual_seed(0))
+    means = 2 * half - full  # full = m + s e, half = m + s e / 2, the same draws
+    r_sigma = 5.0 * 2.0**0.5  # the mixture's means r sigma e_k
+    assert bool(((means.abs() < 1e-4) | ((means - r_sigma).abs() < 1e-4)).all())
+    assert (means.abs() > 1).sum(1).tolist() == [1] * 4000  # one component's axis a code
+    assert abs(float((half - means).std()) - 0.5 * 2.0**0.5) < 0.05  # tau sigma
+    mixture = fit_gmm(torch.randn(200, 3), components=2)
+    spread = [temperature.mixture_codes(mixture, 2000, t, torch.Generator().manual_seed(0)) for t in (1.0, 0.25)]
+    picked = (spread[1] - 0.25 * spread[0]) / 0.75  # the same draws: each code's component mean
+    assert float(torch.cdist(picked.double(), mixture.means).min(1).values.max()) < 1e-4
+    run = tmp_path / "r1"
+    cfg = tiny_config(synthetic_size=28, synthetic_count=64, max_steps=1, fit_sampler="gmm", prior_components=2)
+    wae.fit(cfg, run, progress=False, log=lambda _: None)
+    assert (
+        temperature.main([str(run), "--taus", "1,0.5", "--n", "40", "--n-test", "100", "--grids", str(tmp_path / "g")])
+        == 0
+    )
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| r1 ")]
+    assert [line.split(" | ")[1:3] for line in rows] == [["prior", "1"], ["prior", "0.5"], ["gmm", "1"], ["gmm", "0.5"]]
+    assert len(list((tmp_path / "g").glob("r1-*-t*.png"))) == 4
