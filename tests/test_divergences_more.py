@@ -20,7 +20,11 @@ from wae.divergences import (
     squared_distances,
 )
 
-ot = pytest.importorskip("ot", reason="POT (pip install pot) gives the exact answers")
+
+def _pot():
+    """POT, which gives the exact answers (pip install pot), imported by the tests that use it:
+    at collection it cost each worker of the fast suite 0.9 s (scikit-learn with it)."""
+    return pytest.importorskip("ot", reason="POT (pip install pot) gives the exact answers")
 
 
 def _sample(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
@@ -37,6 +41,7 @@ def test_random_directions_are_unit_columns():
 
 
 def test_sliced_wasserstein_matches_exact_1d_transport():
+    ot = _pot()
     x, y = _sample(40, 3, 0), _sample(40, 3, 1, shift=1.0)
     dirs = random_directions(3, 4, torch.Generator().manual_seed(2))
     exact = []
@@ -60,6 +65,7 @@ def test_sliced_wasserstein_zero_on_itself_and_grows_with_a_shift():
 
 
 def test_sinkhorn_plan_matches_pot():
+    ot = _pot()
     x, y = _sample(30, 2, 0), _sample(25, 2, 1, shift=1.0)
     eps = 0.5
     f, g = sinkhorn_potentials(x, y, eps, iterations=500)
@@ -72,6 +78,7 @@ def test_sinkhorn_plan_matches_pot():
 
 
 def test_sinkhorn_divergence_is_zero_on_itself_near_w2_for_small_eps_and_grows():
+    ot = _pot()
     x, y = _sample(60, 2, 0), _sample(60, 2, 1, shift=2.0)
     assert sinkhorn_divergence(x, x, 0.1).item() == pytest.approx(0.0, abs=1e-5)
     exact = ot.emd2(np.full(60, 1 / 60), np.full(60, 1 / 60), squared_distances(x, y).double().numpy())

@@ -1006,6 +1006,8 @@ def test_a_resume_past_the_end_of_its_schedule_says_so(tmp_path, stopped_at, eff
     (note,) = [line for line in said if "learning-rate schedule spans" in line]
     assert "spans 4 of the run's 8 epochs" in note and "stays at 0.1x lr from epoch 5 on" in note
     assert note.endswith(f"give --schedule-epochs 8 to plan it over all 8 {effect}")
+    if stopped_at != 1:
+        return  # (where the note is not said does not depend on where the first session stopped)
     said.clear()
     fit(override(stored, epochs=4, max_steps=None), tmp_path / "again", data=data, progress=False, log=said.append)
     assert not [line for line in said if "schedule spans" in line]  # a fresh run's spans its epochs
