@@ -234,7 +234,7 @@ def _check_float32_range(name: str, sample: Tensor) -> None:
 def _check_samples(codes: Tensor, prior: Tensor) -> None:
     """ValueError unless ``codes`` (n, d) and ``prior`` (m, d) are two samples of one dimension
     d >= 1 with n, m >= 2 (what the unbiased MMD estimate needs); float64 samples of finite
-    values within ±:data:`SAMPLE_MOST`."""
+    values within ±:data:`SAMPLE_MOST` / sqrt(d)."""
     for name, sample in (("codes", codes), ("prior", prior)):
         if not isinstance(sample, Tensor) or sample.dim() != 2:
             shape = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
