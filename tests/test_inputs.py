@@ -522,3 +522,12 @@ def test_a_python_callers_table_and_toy_numbers_are_checked_before_numpy_or_torc
             checked_toy_config(ToyConfig(**{name: value}))
     # a 0-d array of numpy's longdouble is the number it holds, as the scalar is
     assert override(preset("mnist-fast"), lam=np.array(np.longdouble("0.5"))).loss.lam == 0.5
+    # a config dict given from Python takes 0-d tensors and arrays as override does (it said
+    # "must be float; got 0.5" of a tensor holding 0.5); a tensor of one element is no number
+    stored = preset("mnist-fast").to_dict()
+    stored["loss"]["lam"], stored["train"]["epochs"] = torch.tensor(0.5), np.array(3)
+    taken = Config.from_dict(stored)
+    assert (taken.loss.lam, taken.train.epochs) == (0.5, 3) and type(taken.train.epochs) is int
+    stored["loss"]["lam"] = torch.tensor([0.5])
+    with pytest.raises(UserError, match=r"loss.lam must be float; got tensor\(\[0.5000\]\)"):
+        Config.from_dict(stored)

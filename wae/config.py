@@ -856,14 +856,15 @@ def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str]
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None and type(None) in options:
         return None
+    held = python_scalar(value)  # a 0-d array or tensor as the number it holds, as override takes it
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
-        if option is int and (whole := whole_value(value)) is not None:
+        if option is int and (whole := whole_value(held)) is not None:
             return whole  # numpy's integers too, from Python
         if option is float:
             try:
-                real = real_value(value)
+                real = real_value(held)
             except FloatRangeError as err:  # 10**400, numpy's longdouble("1e-4000")
                 raise UserError(f"config {name} must be a float; got {spell(value)}, {err}") from None
             if real is not None:
