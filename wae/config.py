@@ -782,6 +782,17 @@ def real_value(value: Any) -> float | None:
     return real
 
 
+def finite_real(value: Any) -> float | None:
+    """``value`` (a 0-d array or tensor too) as a float when it is a finite real number that a
+    float holds (:func:`real_value`); None otherwise, never raising: the reading that every
+    range check of a number starts from."""
+    try:
+        real = real_value(python_scalar(value))
+    except FloatRangeError:
+        return None
+    return real if real is not None and math.isfinite(real) else None
+
+
 def count_in(name: str, value: Any, least: int, most: int | None = None) -> int:
     """``value`` as an int when it is a whole number (numpy's and torch's 0-d integers too, not a
     bool) from ``least`` to ``most`` (default :data:`MAX_COUNT`, 2^48): the check of a count,
@@ -800,11 +811,7 @@ def real_in(name: str, value: Any, low: float, high: float) -> float:
     public maths function takes, where float32 would make one beyond the range 0, inf or NaN.
     :class:`UserError` (a ValueError) otherwise, in one line naming ``name`` and the value as
     given."""
-    try:
-        real = real_value(python_scalar(value))
-    except FloatRangeError:
-        real = None
-    if real is None or not low <= real <= high:
+    if (real := finite_real(value)) is None or not low <= real <= high:
         raise UserError(f"{name} must be a number from {low:g} to {high:g}; got {json_repr(value)}")
     return real
 
@@ -1275,7 +1282,7 @@ def _out_of_bounds(
         fails |= (meta["above"] is not None and not number > meta["above"]) or (
             meta["below"] is not None and not number < meta["below"]
         )
-        if kind is not int and not _finite_number(number):
+        if kind is not int and finite_real(number) is None:  # (10**400: math.isfinite's OverflowError)
             fails = True
         if fails:
             wording = f"at least {low}" if kind is int and low not in (None, 0) else bounds_text(f)
@@ -1284,15 +1291,6 @@ def _out_of_bounds(
             why = f" ({meta['why']})" if meta["why"] else ""
             return f"must{each} be {wording}; got {spell(number)}{why}"
     return None
-
-
-def _finite_number(number: Any) -> bool:
-    """Whether a number is finite and a float holds it (10**400 made math.isfinite an OverflowError)."""
-    try:
-        real = real_value(number)
-    except FloatRangeError:
-        return False
-    return real is not None and math.isfinite(real)
 
 
 KERNEL_RANGE = (1e-12, 1e12)  # sigma_z^2 and each kernel scale: float32 kernels overflow or underflow beyond

@@ -22,10 +22,10 @@ from .config import (
     KERNEL_RANGE,
     LR_LEAST,
     count_in,
+    finite_real,
     json_repr,
     python_scalar,
     real_in,
-    real_value,
     whole_value,
 )
 
@@ -208,11 +208,7 @@ def _bounded_number(name: str, value: Any) -> float:
     low, high = KERNEL_RANGE
     # a tensor of one value (one of a tensor of scales) as the number it holds; meta: none
     held = value.reshape(()) if isinstance(value, Tensor) and value.numel() == 1 else value
-    try:
-        number = real if (real := real_value(python_scalar(held))) is not None else math.nan
-    except OverflowError:  # an int beyond any float
-        number = math.inf
-    if not low <= number <= high:
+    if (number := finite_real(held)) is None or not low <= number <= high:
         raise ValueError(f"{name} must be a number from {low:g} to {high:g}; got {json_repr(value)}")
     return number
 

@@ -20,12 +20,11 @@ IMQ kernel constant C = 2 * d_z * sigma_z^2 meaningful for all of them:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .config import KERNEL_RANGE, LR_LEAST, count_in, json_repr, python_scalar, real_value, whole_value
+from .config import KERNEL_RANGE, LR_LEAST, count_in, finite_real, json_repr, python_scalar, whole_value
 
 
 def sample_prior(
@@ -42,7 +41,7 @@ def sample_prior(
     a variance that is not a finite number > 0, and for a mixture that cannot be placed (K not a
     whole number from 1 to dim, r not a finite number in (0, 1e6]), and for ``n`` or ``dim`` not
     a whole number (n from 0, dim from 1); numpy's and torch's 0-d numbers are taken."""
-    n, dim = _count("n", n, 0), _count("dim", dim, 1)
+    n, dim = count_in("n", n, 0), count_in("dim", dim, 1)
     var = _check_var(var)
     if kind == "gaussian":
         return torch.randn(n, dim, generator=generator) * math.sqrt(var)
@@ -61,28 +60,12 @@ def sample_prior(
     raise ValueError(f"unknown prior '{kind}'")
 
 
-def _count(name: str, value: Any, least: int) -> int:
-    """``value`` as an int when it is a whole number from ``least`` to MAX_COUNT (numpy's and torch's 0-d
-    integers too); ValueError otherwise, in one line (:func:`wae.config.count_in`)."""
-    return count_in(name, value, least)
-
-
-def _finite(value: Any) -> float | None:
-    """``value`` as a float when it is a finite real number (:func:`wae.config.real_value`; a
-    0-d numpy array or torch tensor too); None otherwise (an int beyond any float too)."""
-    try:
-        real = real_value(python_scalar(value))
-    except OverflowError:
-        return None
-    return real if real is not None and math.isfinite(real) else None
-
-
 def _check_var(var: float) -> float:
     """The prior's variance as a float once checked: a finite number > 0 within
     :data:`~wae.config.KERNEL_RANGE` (ValueError), the config's bounds on sigma_z^2: beyond them
     float32 codes underflow to 0 (var 1e-300 drew all zeros) or overflow to inf (1e77)."""
     low, high = KERNEL_RANGE  # (float32's 1e-12, 9.99999996e-13, is the bound as given)
-    if (real := _finite(var)) is None or not low * (1 - 1e-6) <= real <= high * (1 + 1e-6):
+    if (real := finite_real(var)) is None or not low * (1 - 1e-6) <= real <= high * (1 + 1e-6):
         raise ValueError(
             f"the prior's variance must be a finite number > 0, from {low:g} to {high:g}; got {json_repr(var)}"
         )
@@ -102,7 +85,7 @@ def _check_mixture(dim: int, components: int | None, separation: float) -> tuple
         raise ValueError(
             f"the mixture prior places its {json_repr(components)} means on the first axes of {dim}: 1 to {dim}"
         )
-    if (real := _finite(separation)) is None or not LR_LEAST <= real <= 1e6:  # float32 holds less as 0
+    if (real := finite_real(separation)) is None or not LR_LEAST <= real <= 1e6:  # float32 holds less as 0
         raise ValueError(
             f"the mixture prior's separation must be a finite number in (0, 1e6], at least {LR_LEAST:.4g}; got "
             f"{json_repr(separation)}"
@@ -115,7 +98,7 @@ def check_prior_settings(
 ) -> int:
     """The mixture's K as an int (None: min(10, dim)) once the prior's settings are checked: the
     variance, and for the mixture K and r (ValueError as :func:`sample_prior`)."""
-    dim = _count("dim", dim, 1)
+    dim = count_in("dim", dim, 1)
     _check_var(var)
     if kind == "mixture":
         return _check_mixture(dim, components, separation)[0]
@@ -125,7 +108,7 @@ def check_prior_settings(
 def describe(kind: str, var: float, components: int, separation: float) -> str:
     """The prior in words, for reports and model cards: its kind and variance, and a mixture's K
     and r (K as resolved: :func:`check_prior_settings`)."""
-    shown = [f"{real:g}" if (real := _finite(v)) is not None else json_repr(v) for v in (var, separation)]
+    shown = [f"{real:g}" if (real := finite_real(v)) is not None else json_repr(v) for v in (var, separation)]
     if kind == "mixture":  # (numbers of any type: a Fraction has no :g format)
         return f"mixture of {components} Gaussians N({shown[1]} sigma e_k, sigma^2 I), sigma^2 = {shown[0]}"
     return f"{kind} (variance {shown[0]})"
@@ -137,13 +120,20 @@ def _check_codes(z: Tensor) -> Tensor:
     if not isinstance(z, Tensor) or z.ndim != 2 or not z.is_floating_point():
         shown = f"a {z.ndim}-D {z.dtype} tensor" if isinstance(z, Tensor) else type(z).__name__
         raise ValueError(f"codes z must be a 2-D floating-point tensor (n, d); got {shown}")
-    return z if z.dtype in (torch.float32, torch.float64) else z.float()
+    return z.to(density_dtype(z))
+
+
+def density_dtype(z: Tensor) -> torch.dtype:
+    """The dtype a log-density of codes ``z`` is computed and returned in (the prior's and the
+    ex-post samplers'): z's for float32 and float64, float32 for a narrower float or integer
+    codes."""
+    return z.dtype if z.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def mixture_means(dim: int, var: float = 1.0, components: int | None = None, separation: float = 5.0) -> Tensor:
     """The means of the ``mixture`` prior's components, (K, dim) float32: r sigma e_k (K = None:
     min(10, dim)). ValueError as :func:`sample_prior`."""
-    dim, var = _count("dim", dim, 1), _check_var(var)
+    dim, var = count_in("dim", dim, 1), _check_var(var)
     components, r = _check_mixture(dim, components, separation)
     means = torch.zeros(components, dim)
     means[torch.arange(components), torch.arange(components)] = r * math.sqrt(var)
@@ -195,7 +185,7 @@ def gaussian_log_density(z: Tensor, var: float = 1.0) -> Tensor:
     if not isinstance(z, Tensor) or z.ndim < 1 or not z.is_floating_point():
         shown = f"a {z.ndim}-D {z.dtype} tensor" if isinstance(z, Tensor) else type(z).__name__
         raise ValueError(f"codes z must be a floating-point tensor (..., d); got {shown}")
-    z = z if z.dtype in (torch.float32, torch.float64) else z.float()
+    z = z.to(density_dtype(z))
     var = _check_var(var)
     d = z.shape[-1]
     return -0.5 * (z.pow(2).sum(-1) / var + d * math.log(2.0 * math.pi * var))

@@ -40,6 +40,7 @@ from .config import (
     shell_path,
 )
 from .data import npz_array
+from .priors import density_dtype
 
 SAMPLERS = ("prior", "gmm", "flow", "vae")
 MAX_CODE = 1e3  # a bound on the scale of codes a stored sampler may draw (mean and standard deviation)
@@ -88,12 +89,6 @@ def sample_count(n: Any, dim: int) -> int:
     if n * dim * 12 > 2**30:
         check_memory(n * dim * 12, f"sample(n={n})")
     return n
-
-
-def density_dtype(z: Tensor) -> torch.dtype:
-    """The dtype a sampler's log-density of codes ``z`` is returned in: z's for float32 and
-    float64, float32 for a narrower float or integer codes."""
-    return z.dtype if z.dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def fit_gmm(

@@ -28,16 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import (
-    FloatRangeError,
-    UserError,
-    check_data_file,
-    check_memory,
-    failure_reason,
-    json_repr,
-    python_scalar,
-    real_value,
-)
+from .config import UserError, check_data_file, check_memory, failure_reason, finite_real, json_repr
 from .data import ImageData, npz_array, open_npz, training_key
 from .divergences import mmd_imq
 
@@ -423,11 +414,7 @@ def held_out_rows(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     :class:`UserError` for a fraction that is not a number > 0 and < 1 (data.held_out's bounds:
     NaN and inf were a ValueError and an OverflowError of numpy's, 1.0 a table of no training
     rows)."""
-    try:
-        real = real_value(python_scalar(fraction))
-    except FloatRangeError:
-        real = None
-    if real is None or not 0 < real < 1:
+    if (real := finite_real(fraction)) is None or not 0 < real < 1:
         raise UserError(f"held_out must be a number > 0 and < 1; got {json_repr(fraction)}")
     held = max(2, round(real * n))
     order = np.random.default_rng(SPLIT_SEED).permutation(n)

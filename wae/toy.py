@@ -31,12 +31,12 @@ from tqdm import tqdm
 
 from .checkpoint import figure_bytes, remove_partial, write_atomic
 from .config import (
-    MAX_COUNT,
     MAX_SEED,
     FloatRangeError,
     UserError,
     also_as,
     as_given,
+    count_in,
     json_repr,
     number_text,
     plain_value,
@@ -158,7 +158,7 @@ _TOY_LEAST = {
 }
 
 
-_TOY_MOST = {"seed": MAX_SEED, "threads": 4096}  # numpy's seeds (the command's bound); others at MAX_COUNT
+_TOY_MOST = {"seed": MAX_SEED, "threads": 4096}  # numpy's seeds (the command's bound); others at 2^48
 
 
 def _in_float_range(name: str, value: Any) -> Any:
@@ -228,12 +228,8 @@ def checked_toy_config(cfg: ToyConfig, flags: bool = False) -> ToyConfig:
         raise UserError(f"lr {trouble}")
     whole: dict[str, Any] = {}
     for name, least in _TOY_LEAST.items():
-        value = plain_value(getattr(cfg, name))
-        most = _TOY_MOST.get(name, MAX_COUNT)  # 10**400 reached torch ("Overflow when unpacking long long")
-        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
-            top = {MAX_SEED: "2^32 - 1", MAX_COUNT: "2^48"}.get(most, f"{most:,}")
-            raise UserError(f"{name} must be a whole number from {least} to {top}; got {json_repr(value)}")
-        whole[name] = value
+        # (10**400 reached torch: "Overflow when unpacking long long")
+        whole[name] = count_in(name, getattr(cfg, name), least, _TOY_MOST.get(name))
     return dataclasses.replace(cfg, datasets=datasets, lambdas=tuple(lambdas), lr=float(lr), **whole)
 
 
