@@ -678,6 +678,71 @@ def test_budget_lr_sqrt_sets_no_factor_when_the_budget_leaves_no_epoch_to_train_
     assert not any("--budget-lr" in line for line in said)
 
 
+def _early_run(tmp_path, monkeypatch, kept: list[int], **settings):
+    """A tiny run of 4 epochs of 8 steps (batch 8) with --budget-lr sqrt, whose budget keeps
+    ``kept[0]`` epochs at the first 2 timed steps' speed (the provisional rate, after step 6:
+    4 untimed steps) and ``kept[1]`` at the first epoch's end."""
+    import wae.train as train
+
+    monkeypatch.setattr(train, "EARLY_RATE_STEPS", 2)
+    calls = _patched_plans(monkeypatch, kept)
+    settings = {"budget_lr": "sqrt", **settings}
+    cfg = tiny_config(epochs=4, batch_size=8, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0, **settings)
+    said: list[str] = []
+    run = fit(cfg, tmp_path / "run", data=make_synthetic(count=64, size=16), progress=False, log=said.append)
+    rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
+    return run, calls, said, rates
+
+
+def test_budget_lr_sqrt_sets_a_provisional_rate_after_the_first_timed_steps(tmp_path, monkeypatch):
+    """The first steps' speed says 2 of 4 epochs fit: 2e-3 x sqrt(2) from step 7 to the first
+    epoch's end, in memory only (its checkpoint and config.json hold lr_scale 1 until the
+    decision there sets the run's factor, here sqrt(4 / 2) again)."""
+    run, calls, said, rates = _early_run(tmp_path, monkeypatch, [2, 2], keep_checkpoints=5)
+    assert run.step == 16 and [c[5] for c in calls] == [0, 1]  # the early estimate, then the epoch end's
+    (budget, epoch_s, elapsed_s, epochs, sampler, done, fit_s) = calls[0]
+    assert (budget, epochs, done, fit_s) == (3.0, 4, 0, 0.0) and epoch_s > 0 and elapsed_s > 0
+    high = 2e-3 * math.sqrt(2)
+    assert [rates[s] for s in range(1, 9)] == pytest.approx([2e-3] * 6 + [high] * 2)
+    assert [rates[s] for s in range(9, 17)] == pytest.approx([high / 10] * 8)  # the milestone at 1 of 2 epochs
+    assert any("the first 2 timed steps suggest about 2 of the 4 epochs fit; lr 0.00283" in line for line in said)
+    (first,) = [p for p in ckpt.run_checkpoints(tmp_path / "run") if p.name == "step-00000008.pt"]
+    assert ckpt.config_of(ckpt.load(first)).train.lr_scale == 1.0  # the epoch's checkpoint: before the decision
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr_scale"] == pytest.approx(high / 2e-3)
+
+
+def test_a_provisional_rate_ends_at_the_first_epoch_end_when_the_budget_then_keeps_every_epoch(tmp_path, monkeypatch):
+    _, _, _, rates = _early_run(tmp_path, monkeypatch, [2, 4])
+    assert rates[7] == pytest.approx(2e-3 * math.sqrt(2))
+    assert rates[9] == rates[16] == pytest.approx(2e-3) and rates[17] == pytest.approx(2e-4)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr_scale"] == 1.0
+
+
+@pytest.mark.parametrize("kept", [[4, 4], [5, 4]])
+def test_no_provisional_rate_when_the_first_steps_say_every_epoch_fits(tmp_path, monkeypatch, kept):
+    _, calls, said, rates = _early_run(tmp_path, monkeypatch, kept)
+    assert calls[0][5] == 0 and set(rates[s] for s in range(1, 17)) == {2e-3}
+    assert not any("timed steps suggest" in line for line in said)
+
+
+def test_no_provisional_rate_without_sqrt_or_in_a_resumed_session(tmp_path, monkeypatch):
+    """--budget-lr fixed never estimates early; nor does a session that ends before the early
+    step (--max-steps 4), nor the session that resumes it (at step 4, mid-epoch: its budget,
+    still pending, decides at an epoch end, as before)."""
+    _, calls, _, rates = _early_run(tmp_path / "fixed", monkeypatch, [2, 2], budget_lr="fixed")
+    assert [c[5] for c in calls] == [1] and rates[7] == pytest.approx(2e-3)
+    run, calls, said, rates = _early_run(tmp_path, monkeypatch, [2, 2], max_steps=4)
+    assert run.step == 4 and calls == [] and set(rates.values()) == {2e-3}
+    assert any("--time-budget 3 was not used" in line for line in said)
+    code, err = run_cli(["train", "--resume", str(tmp_path / "run"), "--max-steps", "32", "--no-progress"])
+    assert code == 0, err
+    # (the patched budget, in this process): decided at the second epoch's end, the first with
+    # half an epoch of this session's timed steps (from step 8), and no early estimate
+    assert [c[5] for c in calls] == [2]
+    assert {r["lr"] for r in _train_records(tmp_path / "run") if r["step"] <= 16} == {2e-3}
+    assert "timed steps suggest" not in err
+
+
 def _scaled_run(tmp_path, monkeypatch, kept: int = 2) -> Path:
     """A tiny run of 4 epochs whose budget kept ``kept`` with --budget-lr sqrt (checkpoints of all epochs)."""
     _budget_run(tmp_path, monkeypatch, kept=kept, budget_lr="sqrt", keep_checkpoints=5)

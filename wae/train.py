@@ -228,6 +228,7 @@ def sampler_reserve(epoch_s: float, sampler: bool, fit_s: float, encode_share: f
 # its fifth epoch of five there), half an epoch for images read from files in every pass
 ENCODE_SHARE = {"memory": 0.1, "files": 0.5}
 SAMPLER_END_S = 5.0  # the sampler's grid and the report written again after its fit (1.9 s there)
+EARLY_RATE_STEPS = 50  # budget_lr sqrt: the timed steps of the first epoch its provisional rate is set after
 GROWTH_MARGIN = 0.05  # a revision gives epochs back only if they fit with epochs this much slower
 GROWTH_SPARE = 0.5  # ... and with this much of an epoch to spare
 
@@ -1437,6 +1438,8 @@ class _Loop:
         self.trackers = tracking.Trackers()  # TensorBoard, W&B, MLflow: none until _fit opens them
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
+        self.early_at = -1  # the step after which budget_lr sqrt sets its provisional rate (-1: none)
+        self.early_scale = 1.0  # that rate's factor over the config's, until the first epoch end's decision
         self.budget: float | None = None  # the session's time budget (minutes) once decided
         self.fit_s = 0.0  # seconds the budget keeps back for the ex-post sampler's fit, grid and report
         self.step_times: list[float] = []  # seconds of each whole epoch's steps since that decision
@@ -1581,6 +1584,12 @@ class _Loop:
         # after at least half an epoch of timed steps (the first epoch's, unless a resume came late)
         self.timed_from = state.step + min(10, spe // 2)
         self.timed_since = time.perf_counter()
+        train = self.cfg.train
+        if train.time_budget is not None and train.budget_lr == "sqrt" and state.step == 0:
+            # a fresh run's budget with --budget-lr sqrt: a provisional rate from its first timed
+            # steps' speed, when they end well before the first epoch's (and the run's) end
+            early = self.timed_from + min(EARLY_RATE_STEPS, spe // 2)
+            self.early_at = early if early < min(spe, self.total_steps) else -1
         if state.step >= self.total_steps:
             self.say(self.nothing_to_train())
         epoch_ended = 0.0  # perf_counter() at the last epoch end, once the budget is decided
@@ -1639,7 +1648,44 @@ class _Loop:
         if kind != "none" and codes >= MIN_EX_POST_CODES and self.procs.main:
             earlier = recorded_fit(self.out / SAMPLER_FILES[kind], kind) if self.out is not None else {}
             self.fit_s = fit_seconds(kind, codes, self.cfg.model.latent_dim, earlier or None) + SAMPLER_END_S
+        if self.early_scale != 1:  # the first steps' provisional rate ends here: the decision's is the config's
+            self.early_scale = 1.0
+            base_rates_to_config(self.state)
+            rates_to_plan(self.state)
         self.replan(epoch_s, elapsed_s, bar, revised=False)
+
+    def early_rate(self) -> None:
+        """``budget_lr = "sqrt"``, in a fresh run's first epoch, after its first EARLY_RATE_STEPS
+        timed steps: the rate :func:`budget_lr_scale` gives for the epochs that the budget would
+        keep at those steps' speed (:func:`epochs_within`, with no evaluation or sampler fit
+        timed yet), set for the rest of the first epoch only, in memory: the budget's decision
+        at its end sets the run's ``lr_scale`` from the whole epoch's time (config.json and the
+        first checkpoint never hold the provisional rate; a session that resumes sets its
+        rates from config.json). Session 57 measured the rule applied from the epoch end only:
+        most of what 3e-3 from the first step gave the demo on a slow host was lost."""
+        cfg, state, spe = self.cfg, self.state, self.steps_per_epoch
+        budget = cfg.train.time_budget
+        assert budget is not None
+        now = time.perf_counter()
+        timed = state.step - self.timed_from
+        clocks = torch.tensor([(now - self.timed_since) / timed * spe, now - self.started], device=state.device)
+        epoch_s, elapsed_s = (float(v) for v in mean_over(clocks, self.procs))
+        schedule = planned_epochs(cfg)
+        reach = min(cfg.train.epochs, -(-self.total_steps // spe))
+        sampler = cfg.train.fit_sampler != "none"
+        share = ENCODE_SHARE["memory" if isinstance(self.data.train, Tensor) else "files"]
+        fits = epochs_within(budget, epoch_s, elapsed_s, reach, sampler, 0, 0.0, share)
+        scale = budget_lr_scale(schedule, max(1, min(fits, schedule)), encoder_lr(cfg))
+        if fits >= reach or scale == 1:
+            return
+        self.early_scale = scale
+        state.scheduler.base_lrs = [encoder_lr(cfg) * scale for _ in state.scheduler.base_lrs]
+        rates_to_plan(state)
+        self.say(
+            f"time budget {budget:g} min: the first {timed} timed steps suggest about {max(1, fits)} of the "
+            f"{cfg.train.epochs} epochs fit; lr {encoder_lr(cfg) * scale:.3g} for the rest of the first epoch "
+            f"(--budget-lr sqrt: {encoder_lr(cfg):g} x {scale:.3g}; the budget decides at its end)"
+        )
 
     def revise_budget(self, elapsed_s: float, bar: tqdm) -> None:
         """At an epoch end after the budget's first decision: with an epoch's time estimated from
@@ -1799,6 +1845,8 @@ class _Loop:
             self.log(self.step(batch, stop, batch_labels), bar)
             if self.stopping:
                 break
+            if state.step == self.early_at:  # (after the step's record, which gives the rate it took)
+                self.early_rate()
 
     def step(self, batch: Tensor, stop: _StopFlag, labels: Tensor | None = None) -> dict[str, Tensor]:
         """One training step (on the batch's class ``labels`` too, for a conditional run);
