@@ -39,7 +39,16 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // workers))
+        share = max(1, cores // workers)
+        torch.set_num_threads(share)
+        # numpy's and scipy's OpenBLAS and scikit-learn's OpenMP have thread pools of their own, of
+        # all the cores each: their share too, in this worker (those loaded: threadpoolctl) and in
+        # what loads them later or starts from it (the variables, read when a library loads)
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, str(share))
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(share)
 
 
 @pytest.fixture(autouse=True)
