@@ -712,17 +712,29 @@ def test_budget_lr_sqrt_sets_a_provisional_rate_after_the_first_timed_steps(tmp_
 
 
 def test_a_provisional_rate_ends_at_the_first_epoch_end_when_the_budget_then_keeps_every_epoch(tmp_path, monkeypatch):
-    _, _, _, rates = _early_run(tmp_path, monkeypatch, [2, 4])
+    _, _, said, rates = _early_run(tmp_path, monkeypatch, [2, 4])
     assert rates[7] == pytest.approx(2e-3 * math.sqrt(2))
+    assert any(
+        "the first epoch's provisional lr 0.00283 ends with it" in line and "lr 0.002 from here" in line
+        for line in said
+    )
     assert rates[9] == rates[16] == pytest.approx(2e-3) and rates[17] == pytest.approx(2e-4)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr_scale"] == 1.0
 
 
-@pytest.mark.parametrize("kept", [[4, 4], [5, 4]])
-def test_no_provisional_rate_when_the_first_steps_say_every_epoch_fits(tmp_path, monkeypatch, kept):
+@pytest.mark.parametrize("kept", [[4, 4], [5, 4], [1, 2], [0, 2]])
+def test_no_provisional_rate_when_the_first_steps_say_every_epoch_fits_or_one(tmp_path, monkeypatch, kept):
+    """Every epoch, or 1 (0: a budget already overrun): the budget's decision would raise no
+    rate there, nor does the estimate (a helper's pass: 1.5x for most of a run left at 1)."""
     _, calls, said, rates = _early_run(tmp_path, monkeypatch, kept)
-    assert calls[0][5] == 0 and set(rates[s] for s in range(1, 17)) == {2e-3}
-    assert not any("timed steps suggest" in line for line in said)
+    assert calls[0][5] == 0 and set(rates[s] for s in range(1, 9)) == {2e-3}
+    assert not any("timed steps suggest" in line or "provisional lr" in line for line in said)
+
+
+def test_no_provisional_rate_in_a_session_that_ends_before_the_first_epochs_end(tmp_path, monkeypatch):
+    """--max-steps 7 of 8-step epochs: no budget decides in the session, so no rate is raised in it."""
+    run, calls, said, rates = _early_run(tmp_path, monkeypatch, [2, 2], max_steps=7)
+    assert run.step == 7 and calls == [] and set(rates.values()) == {2e-3}
 
 
 def test_no_provisional_rate_without_sqrt_or_in_a_resumed_session(tmp_path, monkeypatch):

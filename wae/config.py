@@ -510,7 +510,8 @@ class TrainConfig:
         "fixed",
         "what a --time-budget that cuts the epochs does to lr: fixed keeps it; sqrt multiplies it by "
         "sqrt(schedule epochs planned / kept), at most 1.5x (a shorter run takes larger steps): provisionally from "
-        "a fresh run's 50th timed step, with the epochs kept estimated from those steps' speed, and from the "
+        "a fresh run's 50th timed step (half an epoch's if fewer), with the epochs kept estimated from those "
+        "steps' speed, and from the "
         "budget's decision at the run's first epoch end on, from that epoch's time (config.json records the "
         "factor as lr_scale, the budget's plan in metrics.jsonl the rate); a budget decided later, or one that "
         "keeps all epochs, leaves lr as it is",

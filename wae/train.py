@@ -1587,9 +1587,10 @@ class _Loop:
         train = self.cfg.train
         if train.time_budget is not None and train.budget_lr == "sqrt" and state.step == 0:
             # a fresh run's budget with --budget-lr sqrt: a provisional rate from its first timed
-            # steps' speed, when they end well before the first epoch's (and the run's) end
+            # steps' speed, when they end before the first epoch's end and the session reaches
+            # that end, where the budget decides (a --max-steps within the first epoch: no rate)
             early = self.timed_from + min(EARLY_RATE_STEPS, spe // 2)
-            self.early_at = early if early < min(spe, self.total_steps) else -1
+            self.early_at = early if early < spe <= self.total_steps else -1
         if state.step >= self.total_steps:
             self.say(self.nothing_to_train())
         epoch_ended = 0.0  # perf_counter() at the last epoch end, once the budget is decided
@@ -1648,11 +1649,18 @@ class _Loop:
         if kind != "none" and codes >= MIN_EX_POST_CODES and self.procs.main:
             earlier = recorded_fit(self.out / SAMPLER_FILES[kind], kind) if self.out is not None else {}
             self.fit_s = fit_seconds(kind, codes, self.cfg.model.latent_dim, earlier or None) + SAMPLER_END_S
+        provisional = encoder_lr(self.cfg) * self.early_scale
         if self.early_scale != 1:  # the first steps' provisional rate ends here: the decision's is the config's
             self.early_scale = 1.0
             base_rates_to_config(self.state)
             rates_to_plan(self.state)
         self.replan(epoch_s, elapsed_s, bar, revised=False)
+        if provisional != encoder_lr(self.cfg) and self.cfg.train.lr_scale == 1:
+            self.say(
+                f"time budget {budget:g} min: the first epoch's provisional lr {provisional:.3g} ends with it: the "
+                f"budget raises no rate (--budget-lr sqrt: none when it keeps all epochs, or one), lr "
+                f"{encoder_lr(self.cfg):g} from here"
+            )
 
     def early_rate(self) -> None:
         """``budget_lr = "sqrt"``, in a fresh run's first epoch, after its first EARLY_RATE_STEPS
@@ -1660,9 +1668,14 @@ class _Loop:
         keep at those steps' speed (:func:`epochs_within`, with no evaluation or sampler fit
         timed yet), set for the rest of the first epoch only, in memory: the budget's decision
         at its end sets the run's ``lr_scale`` from the whole epoch's time (config.json and the
-        first checkpoint never hold the provisional rate; a session that resumes sets its
-        rates from config.json). Session 57 measured the rule applied from the epoch end only:
-        most of what 3e-3 from the first step gave the demo on a slow host was lost."""
+        checkpoints' configs never hold the provisional rate, a checkpoint's scheduler may: a
+        session that resumes sets its rates from config.json). None when the estimate keeps
+        every epoch, or fewer than 2 (where the decision raises no rate). The estimate leaves
+        out the evaluation at each epoch end and the sampler's fit (not timed yet), and the
+        share of the first epoch done: on the demo it came out 2 epochs above the decision on
+        each of three seeds (docs/results.md, session 59). Session 57 measured the rule
+        applied from the epoch end only: most of what 3e-3 from the first step gave the demo
+        on a slow host was lost."""
         cfg, state, spe = self.cfg, self.state, self.steps_per_epoch
         budget = cfg.train.time_budget
         assert budget is not None
@@ -1675,14 +1688,16 @@ class _Loop:
         sampler = cfg.train.fit_sampler != "none"
         share = ENCODE_SHARE["memory" if isinstance(self.data.train, Tensor) else "files"]
         fits = epochs_within(budget, epoch_s, elapsed_s, reach, sampler, 0, 0.0, share)
-        scale = budget_lr_scale(schedule, max(1, min(fits, schedule)), encoder_lr(cfg))
-        if fits >= reach or scale == 1:
+        if fits >= reach or fits < 2:  # the budget's decision raises no rate then (replan: done == 1 < kept)
+            return
+        scale = budget_lr_scale(schedule, min(fits, schedule), encoder_lr(cfg))
+        if scale == 1:
             return
         self.early_scale = scale
         state.scheduler.base_lrs = [encoder_lr(cfg) * scale for _ in state.scheduler.base_lrs]
         rates_to_plan(state)
         self.say(
-            f"time budget {budget:g} min: the first {timed} timed steps suggest about {max(1, fits)} of the "
+            f"time budget {budget:g} min: the first {timed} timed steps suggest about {fits} of the "
             f"{cfg.train.epochs} epochs fit; lr {encoder_lr(cfg) * scale:.3g} for the rest of the first epoch "
             f"(--budget-lr sqrt: {encoder_lr(cfg):g} x {scale:.3g}; the budget decides at its end)"
         )
