@@ -702,10 +702,12 @@ def encoder_lr(cfg: Config) -> float:
     return min(LR_MOST, cfg.train.lr * cfg.train.lr_scale)
 
 
-def base_rates_to_config(state: State) -> None:
+def base_rates_to_config(state: State, provisional: float = 1.0) -> None:
     """Set the schedules' base rates (and the optimizers' ``initial_lr``) to the config's: the
-    encoder's and decoder's :func:`encoder_lr`, the adversary's ``train.adversary_lr``."""
-    rates = [(state.scheduler, encoder_lr(state.cfg)), (state.adversary_scheduler, state.cfg.train.adversary_lr)]
+    encoder's and decoder's :func:`encoder_lr` (times ``provisional``: the first epoch's rate of
+    ``budget_lr = "sqrt"``, which the config does not hold), the adversary's ``train.adversary_lr``."""
+    encoder = encoder_lr(state.cfg) * provisional
+    rates = [(state.scheduler, encoder), (state.adversary_scheduler, state.cfg.train.adversary_lr)]
     for scheduler, rate in rates:
         if scheduler is not None:
             scheduler.base_lrs = [rate for _ in scheduler.base_lrs]
@@ -1439,7 +1441,6 @@ class _Loop:
         self.stopping = False  # some rank was asked to stop (Ctrl-C or SIGTERM)
         self.timed_from, self.timed_since = -1, 0.0  # the step and clock a time budget times the epochs from
         self.early_at = -1  # the step after which budget_lr sqrt sets its provisional rate (-1: none)
-        self.early_scale = 1.0  # that rate's factor over the config's, until the first epoch end's decision
         self.budget: float | None = None  # the session's time budget (minutes) once decided
         self.fit_s = 0.0  # seconds the budget keeps back for the ex-post sampler's fit, grid and report
         self.step_times: list[float] = []  # seconds of each whole epoch's steps since that decision
@@ -1649,9 +1650,9 @@ class _Loop:
         if kind != "none" and codes >= MIN_EX_POST_CODES and self.procs.main:
             earlier = recorded_fit(self.out / SAMPLER_FILES[kind], kind) if self.out is not None else {}
             self.fit_s = fit_seconds(kind, codes, self.cfg.model.latent_dim, earlier or None) + SAMPLER_END_S
-        provisional = encoder_lr(self.cfg) * self.early_scale
-        if self.early_scale != 1:  # the first steps' provisional rate ends here: the decision's is the config's
-            self.early_scale = 1.0
+        # the first steps' provisional rate (early_rate's), if any, ends here: the decision's is the config's
+        provisional = self.state.scheduler.base_lrs[0]
+        if provisional != encoder_lr(self.cfg):
             base_rates_to_config(self.state)
             rates_to_plan(self.state)
         self.replan(epoch_s, elapsed_s, bar, revised=False)
@@ -1665,11 +1666,11 @@ class _Loop:
     def early_rate(self) -> None:
         """``budget_lr = "sqrt"``, in a fresh run's first epoch, after its first EARLY_RATE_STEPS
         timed steps: the rate :func:`budget_lr_scale` gives for the epochs that the budget would
-        keep at those steps' speed (:func:`epochs_within`, with no evaluation or sampler fit
-        timed yet), set for the rest of the first epoch only, in memory: the budget's decision
-        at its end sets the run's ``lr_scale`` from the whole epoch's time (config.json and the
-        checkpoints' configs never hold the provisional rate, a checkpoint's scheduler may: a
-        session that resumes sets its rates from config.json). None when the estimate keeps
+        keep at those steps' speed (:func:`epochs_within`), set for the rest of the first epoch
+        only, in memory: the budget's decision at its end sets the run's ``lr_scale`` from the
+        whole epoch's time (config.json and the checkpoints' configs never hold the provisional
+        rate, a checkpoint's scheduler may: a session that resumes sets its rates from
+        config.json). None when the estimate keeps
         every epoch, or fewer than 2 (where the decision raises no rate). The estimate leaves
         out the evaluation at each epoch end and the sampler's fit (not timed yet), and the
         share of the first epoch done: on the demo it came out 2 epochs above the decision on
@@ -1686,21 +1687,24 @@ class _Loop:
         schedule = planned_epochs(cfg)
         reach = min(cfg.train.epochs, -(-self.total_steps // spe))
         sampler = cfg.train.fit_sampler != "none"
-        share = ENCODE_SHARE["memory" if isinstance(self.data.train, Tensor) else "files"]
-        fits = epochs_within(budget, epoch_s, elapsed_s, reach, sampler, 0, 0.0, share)
+        fits = epochs_within(budget, epoch_s, elapsed_s, reach, sampler, 0, 0.0, self.encode_share())
         if fits >= reach or fits < 2:  # the budget's decision raises no rate then (replan: done == 1 < kept)
             return
         scale = budget_lr_scale(schedule, min(fits, schedule), encoder_lr(cfg))
         if scale == 1:
             return
-        self.early_scale = scale
-        state.scheduler.base_lrs = [encoder_lr(cfg) * scale for _ in state.scheduler.base_lrs]
+        base_rates_to_config(state, scale)
         rates_to_plan(state)
         self.say(
             f"time budget {budget:g} min: the first {timed} timed steps suggest about {fits} of the "
             f"{cfg.train.epochs} epochs fit; lr {encoder_lr(cfg) * scale:.3g} for the rest of the first epoch "
             f"(--budget-lr sqrt: {encoder_lr(cfg):g} x {scale:.3g}; the budget decides at its end)"
         )
+
+    def encode_share(self) -> float:
+        """The share of an epoch that encoding the training images for an ex-post sampler takes
+        (:data:`ENCODE_SHARE`: images in memory, or read from files)."""
+        return ENCODE_SHARE["memory" if isinstance(self.data.train, Tensor) else "files"]
 
     def revise_budget(self, elapsed_s: float, bar: tqdm) -> None:
         """At an epoch end after the budget's first decision: with an epoch's time estimated from
@@ -1735,7 +1739,7 @@ class _Loop:
         asked, asked_reach, asked_schedule = self.asked
         sampler = cfg.train.fit_sampler != "none"
         most = asked_reach if revised else reach
-        share = ENCODE_SHARE["memory" if isinstance(self.data.train, Tensor) else "files"]
+        share = self.encode_share()
         fits = epochs_fitting(budget, epoch_s, elapsed_s, reach, most, sampler, done, worst_s, fit_s, share)
         # a cut ends the schedule with the run when it was planned over more epochs (a
         # --schedule-epochs for the epochs asked) and leaves it when over fewer (a resumed run's,
