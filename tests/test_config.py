@@ -602,3 +602,31 @@ def test_a_real_number_no_float_holds_is_refused_where_float_would_make_it_0_or_
     for value, expected in ((np.longdouble(0), 0.0), (Fraction(0), 0.0), (np.longdouble("1e-300"), 1e-300)):
         assert real_value(value) == expected and override(cfg, lam=value).loss.lam == expected
     assert override(cfg, lam=Fraction(1, 4)).loss.lam == 0.25 and real_value(np.longdouble("inf")) == float("inf")
+
+
+def test_a_value_of_the_wrong_type_is_named_as_the_caller_gave_it():
+    # session 58 left open: a whole-number setting given as Fraction(3, 1) was refused as "got 3.0",
+    # the float that to_dict made of it before the types were checked (override, validate, train)
+    from fractions import Fraction
+
+    import numpy as np
+
+    import wae
+    from wae.config import check_types, validate
+
+    cfg = preset("mnist-fast")
+    for value, named in ((Fraction(3, 1), r"Fraction\(3, 1\)"), (Fraction(7, 2), r"Fraction\(7, 2\)"), (3.0, "3.0")):
+        for name in ("epochs", "latent_dim", "seed", "batch_size"):
+            with pytest.raises(UserError, match=rf"must be int.*; got {named}$"):
+                override(cfg, **{name: value})
+        typed = preset("mnist-fast")
+        typed.train.epochs = value
+        for check in (validate, check_types):
+            with pytest.raises(UserError, match=rf"train\.epochs must be int; got {named}$"):
+                check(typed)
+        with pytest.raises(UserError, match=rf"train\.epochs must be int; got {named}$"):
+            wae.fit(typed, progress=False)
+    # the same values where a float is wanted, and numpy's whole numbers where an int is, are taken
+    taken = override(cfg, lam=Fraction(3, 1), epochs=np.int64(4), kernel_scales=[Fraction(1, 2), 2])
+    assert (taken.loss.lam, taken.train.epochs, taken.loss.kernel_scales) == (3.0, 4, (0.5, 2.0))
+    assert type(taken.train.epochs) is int and type(taken.loss.lam) is float

@@ -1292,14 +1292,13 @@ def test_a_resumed_sessions_epoch_estimate_leaves_out_the_evaluations_it_timed(t
     assert done == 2 and 1.5 <= epoch_s < 2.7  # one evaluation and 2 steps; it was two evaluations (> 3 s)
 
 
-def test_a_kill_between_the_plan_record_and_config_json_is_decided_again(tmp_path, monkeypatch):
-    """The plan record is written before config.json: a kill between the two leaves the budget
-    pending in config.json and its record in metrics.jsonl; the next session decides again and
-    records that decision last. (The other order left a plan in force with no record of it.)"""
+def _killed_at_the_plan(tmp_path, monkeypatch, kept: int, **settings):
+    """A tiny run of 4 epochs of 2 steps whose budget keeps ``kept``, killed between its first
+    plan record and the config.json write of that plan; the config and the data."""
     import wae.train as train
 
     data = make_synthetic(count=64, size=16)
-    _patched_budget(monkeypatch, kept=2)
+    _patched_budget(monkeypatch, kept=kept)
     real = train.ckpt.write_config
 
     def killed_at_the_plan(folder, cfg):
@@ -1308,15 +1307,52 @@ def test_a_kill_between_the_plan_record_and_config_json_is_decided_again(tmp_pat
         real(folder, cfg)
 
     monkeypatch.setattr(train.ckpt, "write_config", killed_at_the_plan)
-    cfg = tiny_config(epochs=4, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0)
+    cfg = tiny_config(epochs=4, lr_milestones=(0.5,), lr_factors=(0.1,), time_budget=3.0, **settings)
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, tmp_path / "run", data=data, progress=False, log=lambda _: None)
     assert _recorded(tmp_path / "run") == (4, 4, 3.0) and len(_plans(tmp_path / "run")) == 1
     monkeypatch.setattr(train.ckpt, "write_config", real)
+    return cfg, data
+
+
+def test_a_kill_between_the_plan_record_and_config_json_is_taken_as_recorded(tmp_path, monkeypatch):
+    """The plan record is written before config.json: a kill between the two leaves the budget
+    pending in config.json and its record in metrics.jsonl; the next session takes the recorded
+    decision and writes config.json. (The other order left a plan in force with no record of
+    it; until session 60 the next session decided again at its own first epoch end.)"""
+    cfg, data = _killed_at_the_plan(tmp_path, monkeypatch, kept=2)
+    calls = _patched_budget(monkeypatch, kept=3)  # a decision made again would keep 3
+    said: list[str] = []
+    run = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
+    assert run.step == 4 and _recorded(tmp_path / "run") == (2, 2, None) and calls == []
+    assert [p["epochs_kept"] for p in _plans(tmp_path / "run")] == [2]
+    assert any("its decision at step 2 (training 2 of the 4 epochs) is in metrics.jsonl" in line for line in said)
+
+
+def test_a_kill_at_the_plan_keeps_the_budget_lr_factor_the_record_holds(tmp_path, monkeypatch):
+    # session 59 left open: decided again at the run's second epoch end, where the rule sets no
+    # factor, the run trained on at the rate asked
+    cfg, data = _killed_at_the_plan(tmp_path, monkeypatch, kept=2, budget_lr="sqrt")
+    ((plan,),) = [_plans(tmp_path / "run")]
+    assert plan["lr_scale"] == pytest.approx(math.sqrt(2))
+    fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert stored["lr_scale"] == pytest.approx(math.sqrt(2)) and (stored["epochs"], stored["time_budget"]) == (2, None)
+    rates = {r["step"]: r["lr"] for r in _train_records(tmp_path / "run")}
+    assert rates[3] == pytest.approx(cfg.train.lr * math.sqrt(2) * 0.1)  # the second epoch: past the milestone
+
+
+@pytest.mark.parametrize(
+    "edit", [{"time_budget_min": 5.0}, {"epochs_kept": 9}, {"epochs_kept": "2"}, {"revised": True}, {"step": 4}]
+)
+def test_a_plan_record_that_does_not_match_the_pending_budget_is_decided_again(tmp_path, monkeypatch, edit):
+    cfg, data = _killed_at_the_plan(tmp_path, monkeypatch, kept=2)
+    records = tmp_path / "run" / "metrics.jsonl"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    records.write_text("".join(json.dumps({**r, **edit} if r["kind"] == "plan" else r) + "\n" for r in lines))
     _patched_budget(monkeypatch, kept=3)
     run = fit(cfg, tmp_path / "run", data=data, resume=True, progress=False, log=lambda _: None)
-    assert run.step == 6 and _recorded(tmp_path / "run") == (3, 3, None)
-    assert [p["epochs_kept"] for p in _plans(tmp_path / "run")] == [2, 3]  # the last is the plan in force
+    assert run.step == 6 and _recorded(tmp_path / "run") == (3, 3, None)  # decided again
 
 
 def test_a_session_with_nothing_to_train_returns_the_runs_last_figures(tmp_path):

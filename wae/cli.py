@@ -982,7 +982,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
             plans = [r for r in read_jsonl(records) if r.get("kind") == "plan"]
     # the session whose budget made the plan in force: the last first decision (a later --resume
     # --time-budget decides anew, with the epochs it was given; a first decision killed before its
-    # config.json write is decided again, with the same)
+    # config.json write leaves the budget there, and the resume takes the recorded decision)
     first = next((r for r in reversed(plans) if r.get("revised") is False), None)
     if first is not None:  # the budget, epochs and schedule asked, which the plan in config.json came from
         skipped |= {"time_budget", "epochs", "schedule_epochs"}

@@ -720,7 +720,10 @@ def plain_value(value: Any) -> Any:
 def plain_config(cfg: Config) -> Config:
     """``cfg`` with each value of its field's Python type (:func:`plain_value`): numpy's numbers
     and float subclasses that a Python caller set become the int or float they hold, before a
-    run uses them (``np.int64`` seed + 1 is no seed torch takes) or saves them."""
+    run uses them (``np.int64`` seed + 1 is no seed torch takes) or saves them. A value of
+    the wrong type is refused as the caller gave it: ``epochs=Fraction(3, 1)`` is "must be int;
+    got Fraction(3, 1)", not the 3.0 that :meth:`Config.to_dict` would make of it."""
+    check_types(cfg)
     return _config_from(cfg.to_dict(), json_repr)
 
 
@@ -867,8 +870,8 @@ def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str]
         return None
     held = python_scalar(value)  # a 0-d array or tensor as the number it holds, as override takes it
     for option in options:
-        if option is bool and isinstance(value, bool):
-            return value
+        if option is bool and isinstance(held, bool):
+            return held
         if option is int and (whole := whole_value(held)) is not None:
             return whole  # numpy's integers too, from Python
         if option is float:
@@ -878,8 +881,8 @@ def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str]
                 raise UserError(f"config {name} must be a float; got {spell(value)}, {err}") from None
             if real is not None:
                 return real + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
-        if option is str and isinstance(value, str):
-            return str(value)  # numpy's str_ too, from Python
+        if option is str and isinstance(held, str):
+            return str(held)  # numpy's str_ (and a 0-d array of one) too, from Python
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
             kind = typing.get_args(option)[0]
             return tuple(_as_field_type(f"{name}[{i}]", v, kind, spell) for i, v in enumerate(value))
@@ -1629,7 +1632,6 @@ def validate(cfg: Config, spell: Callable[[Any], str] = json_repr) -> None:
     choices or bounds (the fields' metadata), or settings that do not go together. ``spell``
     writes the value named: :func:`file_text` for a config read from a file (``"nope"``,
     ``NaN``), default :func:`json_repr` (Python's spelling) for one made in Python."""
-    check_types(cfg)
     cfg = plain_config(cfg)  # a Python caller's numpy and torch scalars compared as the numbers they hold
     if not is_preset(cfg.preset) and cfg.preset != CUSTOM:  # the label chooses the defaults notes weigh
         raise UserError(f"preset must be one of {', '.join(PRESETS)} (or {CUSTOM}); got {spell(cfg.preset)}")
@@ -1732,7 +1734,12 @@ def check_types(cfg: Config) -> None:
     for name, kind in SECTIONS.items():  # a section replaced by a dict, or by another section
         if type(section := getattr(cfg, name)) is not kind:
             raise UserError(f"config {name} must be a {kind.__name__}; got a {type(section).__name__}")
-    checked_types(cfg.to_dict(), SECTIONS)
+    # the values as given, not as to_dict makes them: Fraction(3, 1) for an int is named so, not 3.0
+    given = {
+        name: {f.name: getattr(getattr(cfg, name), f.name) for f in dataclasses.fields(kind)}
+        for name, kind in SECTIONS.items()
+    }
+    checked_types({"preset": python_scalar(cfg.preset), **given}, SECTIONS)
 
 
 # (section, setting): the largest size :func:`problem` takes (so a flag's parser, a settings

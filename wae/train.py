@@ -1481,6 +1481,7 @@ class _Loop:
                     f"checkpoint {found[1]} was trained on the classes {', '.join(recorded)}; the data now have "
                     f"{', '.join(self.state.classes)}"
                 )
+            self.take_recorded_decision(int(found[0]["step"]))  # before load_state sets the config's rates
             try:
                 load_state(self.state, found[0])
             except (RuntimeError, KeyError, ValueError) as err:
@@ -1514,6 +1515,56 @@ class _Loop:
                         f"{self.out / ckpt.RECORDS}: the evaluation record of step {self.state.step} has no finite "
                         f"{' or '.join(missing)} (edited?): the figures returned are the others"
                     )
+
+    def take_recorded_decision(self, step: int) -> None:
+        """A time budget still pending in config.json whose first decision metrics.jsonl records
+        last, at the run's first epoch end (a kill between the plan record and config.json's
+        write, :meth:`write_plan`), with the budget and epochs pending: take that decision as
+        it was made, its --budget-lr factor included, and write config.json, as if the write had
+        not been cut short. (Decided again at this session's first epoch end, the run's second,
+        it set no factor: the rule sets one at the run's first epoch end only.) Nothing when no
+        such record is there, or the checkpoint resumed (at ``step``) precedes it; a record that
+        does not hold a plan the budget could make leaves the budget pending, to be decided again."""
+        cfg, spe = self.cfg, self.steps_per_epoch
+        budget = cfg.train.time_budget
+        if budget is None or self.source is None or step < spe:
+            return
+        with warnings.catch_warnings():  # a damaged line: _truncate_metrics warns of it
+            warnings.simplefilter("ignore")
+            plans = [r for r in read_jsonl(self.source / ckpt.RECORDS) if r.get("kind") == "plan"]
+        if not plans:
+            return
+        last, epochs, schedule = plans[-1], cfg.train.epochs, planned_epochs(cfg)
+        pending = (budget, epochs, schedule)
+        if last.get("revised") is not False or last.get("step") != spe:
+            return
+        if (last.get("time_budget_min"), last.get("epochs_asked"), last.get("schedule_asked")) != pending:
+            return
+        kept, kept_schedule = last.get("epochs_kept"), last.get("schedule_epochs")
+        reach = min(epochs, -(-self.total_steps // spe))
+        plan = (kept, kept_schedule)
+        if plan != (epochs, schedule):  # a cut, to the epochs kept with the schedule over them (replan)
+            if not all(type(v) is int for v in plan) or not 1 <= kept < reach or kept_schedule != min(kept, schedule):
+                return
+        scale = 1.0
+        if cfg.train.budget_lr == "sqrt" and 1 < kept < reach and kept_schedule < schedule:
+            scale = budget_lr_scale(schedule, kept_schedule, cfg.train.lr)
+        if last.get("lr_scale", 1.0) != scale:
+            return
+        if plan != (epochs, schedule):
+            cfg.train.epochs, cfg.train.schedule_epochs = plan
+        cfg.train.time_budget, cfg.train.lr_scale = None, scale
+        self.total_steps = planned_steps(cfg, spe)
+        if self.out is not None:
+            ckpt.write_config(self.out, cfg)
+        factor = (
+            f" at lr {encoder_lr(cfg):.3g} (--budget-lr sqrt: {cfg.train.lr:g} x {scale:.3g})" if scale != 1 else ""
+        )
+        self.say(
+            f"time budget {budget:g} min: its decision at step {spe} (training {cfg.train.epochs} of the {epochs} "
+            f"epoch{plural(epochs)}{factor}) is in {ckpt.RECORDS} but not in config.json (the session was stopped "
+            "between the two writes): taken as recorded"
+        )
 
     def say_short_schedule(self) -> None:
         """A resumed session that will train past the end of its learning-rate schedule (config.json
@@ -1813,8 +1864,8 @@ class _Loop:
             _append_jsonl(self.out / ckpt.RECORDS, record)
         else:
             # the record first: a kill between the two leaves a record of a decision that the
-            # next session, finding the budget still pending in config.json, takes again (and
-            # records again), never a plan without its record
+            # next session, finding the budget still pending in config.json, takes as recorded
+            # (take_recorded_decision), never a plan without its record
             _append_jsonl(self.out / ckpt.RECORDS, record)
             ckpt.write_config(self.out, cfg)
 
