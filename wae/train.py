@@ -1541,11 +1541,13 @@ class _Loop:
         if (last.get("time_budget_min"), last.get("epochs_asked"), last.get("schedule_asked")) != pending:
             return
         kept, kept_schedule = last.get("epochs_kept"), last.get("schedule_epochs")
+        if type(kept) is not int or type(kept_schedule) is not int:
+            return
         reach = min(epochs, -(-self.total_steps // spe))
         plan = (kept, kept_schedule)
-        if plan != (epochs, schedule):  # a cut, to the epochs kept with the schedule over them (replan)
-            if not all(type(v) is int for v in plan) or not 1 <= kept < reach or kept_schedule != min(kept, schedule):
-                return
+        # a cut, to the epochs kept with the schedule over them (replan), or the plan as it was
+        if plan != (epochs, schedule) and (not 1 <= kept < reach or kept_schedule != min(kept, schedule)):
+            return
         scale = 1.0
         if cfg.train.budget_lr == "sqrt" and 1 < kept < reach and kept_schedule < schedule:
             scale = budget_lr_scale(schedule, kept_schedule, cfg.train.lr)
