@@ -630,3 +630,23 @@ def test_a_value_of_the_wrong_type_is_named_as_the_caller_gave_it():
     taken = override(cfg, lam=Fraction(3, 1), epochs=np.int64(4), kernel_scales=[Fraction(1, 2), 2])
     assert (taken.loss.lam, taken.train.epochs, taken.loss.kernel_scales) == (3.0, 4, (0.5, 2.0))
     assert type(taken.train.epochs) is int and type(taken.loss.lam) is float
+    # the same pass: a section replaced by a dict was a TypeError of dataclasses in override, by
+    # another section "unknown setting 'epochs'"; a str enum read by from_dict became "SE.GAN"; a
+    # float subclass whose __float__ refuses was taken before the change and must still be
+    import dataclasses
+    import enum
+
+    for section, named in ((dataclasses.asdict(cfg.train), "dict"), (cfg.loss, "LossConfig")):
+        replaced = dataclasses.replace(cfg, train=section)
+        with pytest.raises(UserError, match=rf"^config train must be a TrainConfig; got a {named}$"):
+            override(replaced, epochs=3)
+
+    class Named(str, enum.Enum):
+        GAN = "gan"
+
+    class Stubborn(float):
+        def __float__(self):
+            raise ValueError("no")
+
+    assert wae.Config.from_dict({"loss": {"objective": Named.GAN}}).loss.objective == "gan"
+    assert override(cfg, lam=Stubborn(0.5)).loss.lam == 0.5

@@ -1342,6 +1342,20 @@ def test_a_kill_at_the_plan_keeps_the_budget_lr_factor_the_record_holds(tmp_path
     assert rates[3] == pytest.approx(cfg.train.lr * math.sqrt(2) * 0.1)  # the second epoch: past the milestone
 
 
+def test_a_recorded_decision_is_taken_by_a_resume_whose_max_steps_ends_within_the_epochs_kept(tmp_path, monkeypatch):
+    # hostile pass, session 60: bounded by the resuming session's --max-steps (6 steps: 3 epochs of
+    # 2), the record of 2 kept epochs of 4 was passed over, and steps 3-6 trained at the rate asked
+    # where the record's factor (and the uninterrupted run) gave sqrt(2) x it
+    cfg, data = _killed_at_the_plan(tmp_path, monkeypatch, kept=2, budget_lr="sqrt")
+    said: list[str] = []
+    fit(override(cfg, max_steps=3), tmp_path / "run", data=data, resume=True, progress=False, log=said.append)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (stored["epochs"], stored["time_budget"]) == (2, None) and stored["lr_scale"] == pytest.approx(math.sqrt(2))
+    assert _train_records(tmp_path / "run")[-1]["lr"] == pytest.approx(cfg.train.lr * math.sqrt(2) * 0.1)
+    assert any("training 2 of the 4 epochs at lr 0.00283" in line for line in said)
+    assert not any("was not used" in line for line in said)
+
+
 @pytest.mark.parametrize(
     "edit", [{"time_budget_min": 5.0}, {"epochs_kept": 9}, {"epochs_kept": "2"}, {"revised": True}, {"step": 4}]
 )

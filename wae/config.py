@@ -775,8 +775,9 @@ def real_value(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or holds_no_number(value):
         return None
     try:
-        real = float(value)
-    except TypeError:
+        # a float subclass as the float it is (its own __float__ may say otherwise, or refuse)
+        real = float.__float__(value) if isinstance(value, float) else float(value)
+    except (TypeError, ValueError):  # (ValueError: a Python caller's Real whose __float__ refuses)
         return None
     except OverflowError:  # an int or a fraction beyond any float
         raise FloatRangeError("a number beyond any float (about 1.8e308 at most)") from None
@@ -882,7 +883,8 @@ def _as_field_type(name: str, value: Any, hint: Any, spell: Callable[[Any], str]
             if real is not None:
                 return real + 0.0  # -0.0 is 0.0 (--print-config wrote "-0.0")
         if option is str and isinstance(held, str):
-            return str(held)  # numpy's str_ (and a 0-d array of one) too, from Python
+            # numpy's str_ (and a 0-d array of one) too, from Python; a str enum's text, not its str()
+            return str.__str__(held)
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
             kind = typing.get_args(option)[0]
             return tuple(_as_field_type(f"{name}[{i}]", v, kind, spell) for i, v in enumerate(value))
@@ -1726,14 +1728,20 @@ MAX_EPOCHS = 1_000_000  # a schedule planned over more overflowed the float arit
 MAX_ADVERSARY_WIDTH = 16384
 
 
+def check_sections(cfg: Config) -> None:
+    """:class:`UserError` when a section of ``cfg`` is not its own dataclass (a dict, another
+    section, a subclass: ``cfg.train = cfg.loss`` made every train setting "unknown")."""
+    for name, kind in SECTIONS.items():
+        if type(section := getattr(cfg, name)) is not kind:
+            raise UserError(f"config {name} must be a {kind.__name__}; got a {type(section).__name__}")
+
+
 def check_types(cfg: Config) -> None:
     """:class:`UserError` when a field holds a value of another type than its dataclass says
     (``latent_dim=2.5``, ``lam="10"``), however the config was made."""
     if not isinstance(cfg, Config):
         raise UserError(f"a config must be a wae.Config; got {type(cfg).__name__}")
-    for name, kind in SECTIONS.items():  # a section replaced by a dict, or by another section
-        if type(section := getattr(cfg, name)) is not kind:
-            raise UserError(f"config {name} must be a {kind.__name__}; got a {type(section).__name__}")
+    check_sections(cfg)
     # the values as given, not as to_dict makes them: Fraction(3, 1) for an int is named so, not 3.0
     given = {
         name: {f.name: getattr(getattr(cfg, name), f.name) for f in dataclasses.fields(kind)}
@@ -2146,6 +2154,7 @@ def set_fields(cfg: Config, **values: Any) -> Config:
     from a run's config.json or a --config file, which list every setting, used or not."""
     if not isinstance(cfg, Config):
         raise UserError(f"a config must be a wae.Config (wae.preset(...)); got {type(cfg).__name__}")
+    check_sections(cfg)  # a section replaced by a dict was a TypeError of dataclasses.replace
     sections: dict[str, Any] = {"data": cfg.data, "model": cfg.model, "loss": cfg.loss, "train": cfg.train}
     wanted: dict[tuple[str, str], Any] = {}
     spelled: dict[tuple[str, str], str] = {}

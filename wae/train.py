@@ -1543,17 +1543,19 @@ class _Loop:
         kept, kept_schedule = last.get("epochs_kept"), last.get("schedule_epochs")
         if type(kept) is not int or type(kept_schedule) is not int:
             return
-        reach = min(epochs, -(-self.total_steps // spe))
         plan = (kept, kept_schedule)
-        # a cut, to the epochs kept with the schedule over them (replan), or the plan as it was
-        if plan != (epochs, schedule) and (not 1 <= kept < reach or kept_schedule != min(kept, schedule)):
+        # a cut, to the epochs kept with the schedule over them (replan), or the plan as it was;
+        # not bounded by this session's --max-steps (the first session's, which the record does
+        # not hold, bounded the decision: a cut is below the epochs asked, and is one either way)
+        cut = plan != (epochs, schedule)
+        if cut and (not 1 <= kept < epochs or kept_schedule != min(kept, schedule)):
             return
         scale = 1.0
-        if cfg.train.budget_lr == "sqrt" and 1 < kept < reach and kept_schedule < schedule:
+        if cfg.train.budget_lr == "sqrt" and cut and 1 < kept and kept_schedule < schedule:
             scale = budget_lr_scale(schedule, kept_schedule, cfg.train.lr)
         if last.get("lr_scale", 1.0) != scale:
             return
-        if plan != (epochs, schedule):
+        if cut:
             cfg.train.epochs, cfg.train.schedule_epochs = plan
         cfg.train.time_budget, cfg.train.lr_scale = None, scale
         self.total_steps = planned_steps(cfg, spe)
@@ -1562,10 +1564,16 @@ class _Loop:
         factor = (
             f" at lr {encoder_lr(cfg):.3g} (--budget-lr sqrt: {cfg.train.lr:g} x {scale:.3g})" if scale != 1 else ""
         )
+        decided = (
+            f"training {kept} of the {epochs} epochs{factor}"
+            if cut
+            else "the 1 epoch fits"
+            if epochs == 1
+            else f"all {epochs} epochs fit"
+        )
         self.say(
-            f"time budget {budget:g} min: its decision at step {spe} (training {cfg.train.epochs} of the {epochs} "
-            f"epoch{plural(epochs)}{factor}) is in {ckpt.RECORDS} but not in config.json (the session was stopped "
-            "between the two writes): taken as recorded"
+            f"time budget {budget:g} min: its decision at step {spe} ({decided}) is in {ckpt.RECORDS} but not in "
+            "config.json (the session was stopped between the two writes): taken as recorded"
         )
 
     def say_short_schedule(self) -> None:
