@@ -696,6 +696,17 @@ def budget_lr_scale(planned: int, kept: int, lr: float = 0.0) -> float:
     return max(1.0, min(most, math.sqrt(max(planned, kept) / kept)))
 
 
+def first_decision_scale(cfg: Config, kept: int, kept_schedule: int, asked_schedule: int) -> float:
+    """The factor a time budget's first decision, at the run's first epoch end, sets when it cuts
+    the run to ``kept`` epochs with the schedule over ``kept_schedule`` of ``asked_schedule``:
+    :func:`budget_lr_scale` with ``budget_lr = "sqrt"`` when an epoch is left to train at it
+    (``kept`` > 1) and the schedule is cut; 1 otherwise. (:meth:`_Loop.replan` decides with it,
+    :meth:`_Loop.take_recorded_decision` checks a record against it.)"""
+    if cfg.train.budget_lr == "sqrt" and kept > 1 and kept_schedule < asked_schedule:
+        return budget_lr_scale(asked_schedule, kept_schedule, cfg.train.lr)
+    return 1.0
+
+
 def encoder_lr(cfg: Config) -> float:
     """The encoder's and decoder's base learning rate: ``train.lr`` times ``train.lr_scale`` (a
     time budget's factor, :func:`budget_lr_scale`), at most LR_MOST."""
@@ -1550,9 +1561,7 @@ class _Loop:
         cut = plan != (epochs, schedule)
         if cut and (not 1 <= kept < epochs or kept_schedule != min(kept, schedule)):
             return
-        scale = 1.0
-        if cfg.train.budget_lr == "sqrt" and cut and 1 < kept and kept_schedule < schedule:
-            scale = budget_lr_scale(schedule, kept_schedule, cfg.train.lr)
+        scale = first_decision_scale(cfg, kept, kept_schedule, schedule) if cut else 1.0
         if last.get("lr_scale", 1.0) != scale:
             return
         if cut:
@@ -1814,9 +1823,9 @@ class _Loop:
             cfg.train.epochs, cfg.train.schedule_epochs = plan
             self.total_steps = planned_steps(cfg, spe)
             bar.total = self.total_steps
-            if not revised and done == 1 < plan[0] and cfg.train.budget_lr == "sqrt" and plan[1] < asked_schedule:
+            if not revised and done == 1 and (factor := first_decision_scale(cfg, *plan, asked_schedule)) != 1:
                 # once, at the run's first epoch end, when epochs are left to train at it; at most LR_MOST
-                cfg.train.lr_scale = budget_lr_scale(asked_schedule, plan[1], cfg.train.lr)  # (state.cfg is cfg)
+                cfg.train.lr_scale = factor  # (state.cfg is cfg)
                 base_rates_to_config(state)
             rates_to_plan(state)  # the next step at the new plan's rate
             said = f"training {plan[0]} of the {asked} epoch{plural(asked)}"
