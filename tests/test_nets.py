@@ -5,10 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from wae.config import ModelConfig
 from wae.model import AutoEncoder
-from wae.nets import ARCHITECTURES, Adversary, Decoder, Encoder, count_parameters
+from wae.nets import (
+    ARCHITECTURES,
+    Adversary,
+    Decoder,
+    Encoder,
+    TapConv2d,
+    _TapConv,
+    count_parameters,
+    same_padding,
+    tap_conv2d,
+)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +126,110 @@ def test_residual_blocks_keep_shapes_and_are_identity_when_their_last_convolutio
     assert encoder(torch.rand(3, 1, 28, 28)).shape == (3, 4)
     assert decoder(torch.randn(3, 4)).shape == (3, 1, 28, 28)
     assert count_parameters(decoder) > count_parameters(Decoder(plain, 1, 28, 4))
+
+
+# ---------------------------------------------------------------- the decoder's last layer by taps
+
+
+def _same_conv(x, weight, bias):
+    before, after = same_padding(weight.shape[-1])
+    return F.conv2d(F.pad(x, (before, after, before, after)), weight, bias)
+
+
+@pytest.mark.parametrize("kernel,out,bias", [(4, 1, True), (5, 3, True), (3, 2, False), (1, 1, True)])
+def test_tap_convolution_equals_the_padded_convolution(kernel, out, bias):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 9, 7, dtype=torch.float64)  # odd, non-square sides
+    weight = torch.randn(out, 5, kernel, kernel, dtype=torch.float64)
+    b = torch.randn(out, dtype=torch.float64) if bias else None
+    got = tap_conv2d(x, weight, b)
+    assert got.shape == (3, out, 9, 7) and got.dtype == torch.float64
+    torch.testing.assert_close(got, _same_conv(x, weight, b), rtol=1e-12, atol=1e-12)
+
+
+def test_tap_convolution_gradients_pass_gradcheck():
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: _TapConv.apply(*a, torch.float64), (x, weight, bias))
+    # and without a bias, against the padded convolution's own gradients
+    loss = (_TapConv.apply(x, weight, None, torch.float64) ** 2).sum()
+    gx, gw = torch.autograd.grad(loss, (x, weight))
+    rx, rw = torch.autograd.grad((_same_conv(x, weight, None) ** 2).sum(), (x, weight))
+    torch.testing.assert_close((gx, gw), (rx, rw))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_tap_layer_under_bf16_autocast_matches_float32_convolution(channels_last):
+    # the decoder's last layer as training runs it: bf16 input from the layer before, autocast on
+    torch.manual_seed(2)
+    layer = TapConv2d(32, 1, 4)
+    x = torch.relu(torch.randn(8, 32, 28, 28))
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x16 = x.bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x16)
+    assert y.shape == (8, 1, 28, 28) and y.dtype == torch.float32  # the taps summed in float32
+    y.sigmoid().sum().backward()
+    assert x16.grad is not None and x16.grad.dtype == torch.bfloat16 and x16.grad.shape == x16.shape
+    ref_x = x16.detach().float().requires_grad_()
+    weight = layer.weight.detach().clone().requires_grad_()
+    ref = _same_conv(ref_x, weight, layer.bias.detach())
+    ref.sigmoid().sum().backward()
+    torch.testing.assert_close(y, ref, rtol=0.02, atol=0.02)  # bf16 products
+    torch.testing.assert_close(x16.grad.float(), ref_x.grad, rtol=0.02, atol=1e-3)
+    torch.testing.assert_close(layer.weight.grad, weight.grad, rtol=0.02, atol=0.05)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+def test_tap_layer_falls_back_to_the_convolution_where_taps_do_not_pay(monkeypatch):
+    torch.manual_seed(3)
+    layer = TapConv2d(4, 6, 5)  # 6 output channels: above MAX_CHANNELS, so the padded convolution
+    x = torch.randn(2, 4, 8, 8)
+    calls = []
+    monkeypatch.setattr(_TapConv, "apply", lambda *a: calls.append(a) or tap_conv2d(*a[:4]))
+    torch.testing.assert_close(layer(x), _same_conv(x, layer.weight, layer.bias))
+    assert calls == []
+    monkeypatch.setattr(TapConv2d, "MAX_CHANNELS", 6)
+    torch.testing.assert_close(layer(x), _same_conv(x, layer.weight, layer.bias))
+    assert len(calls) == 1
+    traced = torch.jit.trace(layer, x, check_trace=False)  # records the convolution, not the taps' loop
+    assert "conv" in traced.graph.str() and len(calls) == 1
+    torch.testing.assert_close(traced(x), _same_conv(x, layer.weight, layer.bias))
+
+
+def test_tap_convolution_refuses_mismatched_channels():
+    with pytest.raises(ValueError, match="take 3 input channels; the input has 4"):
+        tap_conv2d(torch.zeros(1, 4, 5, 5), torch.zeros(1, 3, 4, 4), None)
+
+
+def test_the_stride1_decoders_keep_the_parameter_names_of_earlier_runs():
+    # checkpoints of runs saved before session 61 (a ZeroPad2d layer, then nn.Conv2d) load as
+    # they were: the padding moved into the last layer, whose index and parameters stay
+    dec = Decoder(ARCHITECTURES["small"], 1, 28, 16)
+    assert list(dec.state_dict()) == [
+        "fc.weight",
+        "fc.bias",
+        "net.1.weight",
+        "net.2.weight",
+        "net.2.bias",
+        "net.2.running_mean",
+        "net.2.running_var",
+        "net.2.num_batches_tracked",
+        "net.4.weight",
+        "net.5.weight",
+        "net.5.bias",
+        "net.5.running_mean",
+        "net.5.running_var",
+        "net.5.num_batches_tracked",
+        "net.8.weight",
+        "net.8.bias",
+    ]
+    assert isinstance(dec.net[7], nn.Identity) and isinstance(dec.net[8], TapConv2d)
+    old = nn.Sequential(*list(dec.net)[:7], nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(32, 1, 4))
+    old.load_state_dict(dec.net.state_dict())
+    h = torch.randn(2, 128, 7, 7)
+    dec.eval(), old.eval()
+    torch.testing.assert_close(dec.net(h), old(h), rtol=1e-5, atol=1e-5)

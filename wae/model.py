@@ -22,7 +22,7 @@ from .config import (
     python_scalar,
     whole_value,
 )
-from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder
+from .nets import ARCHITECTURES, Decoder, Encoder, MLPDecoder, MLPEncoder, TapConv2d
 from .priors import check_prior_settings, sample_prior
 
 
@@ -199,6 +199,8 @@ def _largest_activation(decoder: nn.Module, start: int, channels: int) -> int:
         if isinstance(layer, nn.ConvTranspose2d):
             k, stride, pad, extra = layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.output_padding[0]
             side, channels = (side - 1) * stride - 2 * int(pad) + k + extra, layer.out_channels
+        elif isinstance(layer, TapConv2d):  # stride 1, "same" padding
+            channels = layer.out_channels
         elif isinstance(layer, nn.Conv2d):
             k, stride = layer.kernel_size[0], layer.stride[0]
             pad = (k - 1) // 2 if isinstance(layer.padding, str) else layer.padding[0]
