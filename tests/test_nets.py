@@ -147,6 +147,20 @@ def test_tap_convolution_equals_the_padded_convolution(kernel, out, bias):
     torch.testing.assert_close(got, _same_conv(x, weight, b), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(0, 3, 5, 5), (1, 3, 1, 1), (2, 3, 2, 3), (2, 3, 3, 1)])
+def test_tap_layer_on_empty_batches_and_images_smaller_than_its_kernel(shape):
+    torch.manual_seed(4)
+    layer = TapConv2d(3, 2, 4).double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    for given in (x, x.transpose(2, 3).contiguous().transpose(2, 3)):  # and a non-contiguous copy
+        y = layer(given)
+        ref = _same_conv(given, layer.weight, layer.bias)
+        assert y.shape == ref.shape == (shape[0], 2, *shape[2:])
+        got = torch.autograd.grad(y.square().sum(), (x, layer.weight, layer.bias))
+        want = torch.autograd.grad(ref.square().sum(), (x, layer.weight, layer.bias))
+        torch.testing.assert_close((y, *got), (ref, *want))
+
+
 def test_tap_convolution_gradients_pass_gradcheck():
     torch.manual_seed(1)
     x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)

@@ -84,7 +84,7 @@ from .runs import load_data
 from .samplers import SAMPLERS, load_sampler, run_folder
 from .tables import is_table_file
 from .toy import DATASETS as TOY_DATASETS
-from .train import check_fits, fit, load_model, load_run, planned_epochs, read_jsonl
+from .train import check_fits, fit, load_model, load_run, plan_records, planned_epochs
 
 
 def _say(text: object, file: Any = None) -> None:
@@ -975,11 +975,7 @@ def _continued(run_dir: Path, cfg: Config) -> Config:
             differ.append(_there_given("--precision", stored.train.precision, "auto", given=f"({chosen} here) given"))
     elif stored.train.precision != train.precision:
         differ.append(_there_given("--precision", stored.train.precision, train.precision))
-    plans = []
-    if stored.train.time_budget is None:
-        with warnings.catch_warnings():  # a damaged line: the resume that follows warns of it, a refusal is one line
-            warnings.simplefilter("ignore")
-            plans = [r for r in read_jsonl(records) if r.get("kind") == "plan"]
+    plans = plan_records(records) if stored.train.time_budget is None else []
     # the session whose budget made the plan in force: the last first decision (a later --resume
     # --time-budget decides anew, with the epochs it was given; a first decision killed before its
     # config.json write leaves the budget there, and the resume takes the recorded decision)

@@ -2176,7 +2176,7 @@ def set_fields(cfg: Config, **values: Any) -> Config:
             raise UserError(f"setting '{owners[0]}.{name}' given twice, as '{spelled[where]}' and '{key}'")
         # numpy's and torch's scalars as the numbers they hold before the rules below compare them
         # (np.array("l2sq") kept L1's cost scale)
-        value = python_scalars(tuple(value) if isinstance(value, list) else value)
+        value = python_scalars(value)  # a list stays a list: a refusal names it as given
         wanted[where], spelled[where] = value, key
     objective = wanted.pop(("loss", "objective"), cfg.loss.objective)
     if objective != cfg.loss.objective:

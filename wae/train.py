@@ -1540,9 +1540,7 @@ class _Loop:
         budget = cfg.train.time_budget
         if budget is None or self.source is None or step < spe:
             return
-        with warnings.catch_warnings():  # a damaged line: _truncate_metrics warns of it
-            warnings.simplefilter("ignore")
-            plans = [r for r in read_jsonl(self.source / ckpt.RECORDS) if r.get("kind") == "plan"]
+        plans = plan_records(self.source / ckpt.RECORDS)  # a damaged line: _truncate_metrics warns of it
         if not plans:
             return
         last, epochs, schedule = plans[-1], cfg.train.epochs, planned_epochs(cfg)
@@ -2185,6 +2183,15 @@ def _number(value: Any) -> bool:
 def _positive(value: Any) -> bool:
     """Whether a value read from metrics.jsonl is a finite number above 0 (not a bool)."""
     return _number(value) and 0 < value < float("inf")
+
+
+def plan_records(path: Path) -> list[dict[str, Any]]:
+    """The time budget's plan records of a metrics.jsonl (``kind`` "plan"), in order; damaged
+    lines skipped without a warning (the resume that reads the file again warns of them, and a
+    refusal says one line)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [r for r in read_jsonl(path) if r.get("kind") == "plan"]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
