@@ -665,6 +665,13 @@ def test_a_list_where_one_value_is_wanted_is_named_as_a_list():
     ):
         with pytest.raises(UserError, match=rf"must be .*; got {named}$"):
             override(cfg, **{name: value})
+    # the same pass: an array for the objective was numpy's "truth value of an array is ambiguous"
+    import numpy as np
+
+    for value in (np.array(["gan", "mmd"]), np.array([0.5, 0.7])):
+        with pytest.raises(UserError, match=r"^loss\.objective must be one of mmd, .*; got array\("):
+            override(cfg, objective=value)
+    assert override(cfg, objective=np.array("vae")).loss.objective == "vae"
     taken = override(cfg, lr_milestones=[0.5, 0.7], lr_factors=[0.5, 0.1], kernel_scales=[1, 2])
     assert (taken.train.lr_milestones, taken.train.lr_factors) == ((0.5, 0.7), (0.5, 0.1))
     assert taken.loss.kernel_scales == (1.0, 2.0) and type(taken.loss.kernel_scales) is tuple

@@ -147,10 +147,14 @@ def test_tap_convolution_equals_the_padded_convolution(kernel, out, bias):
     torch.testing.assert_close(got, _same_conv(x, weight, b), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(0, 3, 5, 5), (1, 3, 1, 1), (2, 3, 2, 3), (2, 3, 3, 1)])
-def test_tap_layer_on_empty_batches_and_images_smaller_than_its_kernel(shape):
+@pytest.mark.parametrize(
+    "shape,kernel",
+    [((0, 3, 5, 5), 4), ((1, 3, 1, 1), 4), ((2, 3, 2, 3), 4), ((2, 3, 3, 1), 4), ((1, 3, 2, 2), 6), ((1, 3, 4, 3), 11)],
+)
+def test_tap_layer_on_empty_batches_and_images_smaller_than_its_kernel(shape, kernel):
+    # a hostile pass found kernels of 6 and more on sides of 2-4 refused: offsets beyond the image
     torch.manual_seed(4)
-    layer = TapConv2d(3, 2, 4).double()
+    layer = TapConv2d(3, 2, kernel).double()
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     for given in (x, x.transpose(2, 3).contiguous().transpose(2, 3)):  # and a non-contiguous copy
         y = layer(given)
@@ -185,14 +189,14 @@ def test_tap_layer_under_bf16_autocast_matches_float32_convolution(channels_last
     x16 = x.bfloat16().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = layer(x16)
-    assert y.shape == (8, 1, 28, 28) and y.dtype == torch.float32  # the taps summed in float32
-    y.sigmoid().sum().backward()
+    assert y.shape == (8, 1, 28, 28) and y.dtype == torch.bfloat16  # as autocast's convolution gives
+    y.float().sigmoid().sum().backward()
     assert x16.grad is not None and x16.grad.dtype == torch.bfloat16 and x16.grad.shape == x16.shape
     ref_x = x16.detach().float().requires_grad_()
     weight = layer.weight.detach().clone().requires_grad_()
     ref = _same_conv(ref_x, weight, layer.bias.detach())
     ref.sigmoid().sum().backward()
-    torch.testing.assert_close(y, ref, rtol=0.02, atol=0.02)  # bf16 products
+    torch.testing.assert_close(y.float(), ref, rtol=0.02, atol=0.02)  # bf16 products
     torch.testing.assert_close(x16.grad.float(), ref_x.grad, rtol=0.02, atol=1e-3)
     torch.testing.assert_close(layer.weight.grad, weight.grad, rtol=0.02, atol=0.05)
 
@@ -247,3 +251,42 @@ def test_the_stride1_decoders_keep_the_parameter_names_of_earlier_runs():
     h = torch.randn(2, 128, 7, 7)
     dec.eval(), old.eval()
     torch.testing.assert_close(dec.net(h), old(h), rtol=1e-5, atol=1e-5)
+
+
+def test_tap_layer_second_derivatives_pass_gradgradcheck():
+    # a gradient penalty through the decoder differentiates the layer's backward
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda *a: _TapConv.apply(*a, torch.float64), (x, weight, bias))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script:DeprecationWarning")
+def test_the_decoder_with_the_tap_layer_scripts_and_takes_torch_func_transforms():
+    # a hostile pass: torch.jit.script compiled the tap path and failed; torch.func refused the
+    # autograd.Function; both worked with the plain convolution and must still
+    torch.manual_seed(6)
+    model = AutoEncoder(ModelConfig(arch="small", latent_dim=4), 1, 28).eval()
+    z = torch.randn(3, 4)
+    scripted = torch.jit.script(model.decoder)
+    torch.testing.assert_close(scripted(z), model.decoder(z), rtol=1e-5, atol=1e-5)
+    jacobian = torch.func.jacrev(model.decode)(z[:1])
+    assert jacobian.shape == (1, 1, 28, 28, 1, 4)
+    reference = torch.autograd.functional.jacobian(model.decode, z[:1])
+    torch.testing.assert_close(jacobian, reference, rtol=1e-4, atol=1e-5)
+    assert torch.func.vmap(model.decoder)(z.view(3, 1, 4)).shape == (3, 1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_the_tap_layer_keeps_the_models_dtype_and_layout(dtype):
+    # a hostile pass: model.half() decoded to float32, and a 3-channel NCHW model's images came
+    # out channels_last (view(n, -1) refused); the convolution's dtype and layout, as before
+    torch.manual_seed(7)
+    model = AutoEncoder(ModelConfig(arch="small", latent_dim=4), 3, 28).eval().to(dtype)
+    images = model.decode(torch.randn(2, 4, dtype=dtype))
+    assert images.dtype == dtype and images.is_contiguous() and images.view(2, -1).shape == (2, 3 * 28 * 28)
+    model.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 32, 28, 28, dtype=dtype).to(memory_format=torch.channels_last)
+    assert model.decoder.net[-1](x).is_contiguous(memory_format=torch.channels_last)
+    assert "padding=same (1, 2)" in repr(model.decoder.net[-1])

@@ -2178,11 +2178,13 @@ def set_fields(cfg: Config, **values: Any) -> Config:
         # (np.array("l2sq") kept L1's cost scale)
         value = python_scalars(value)  # a list stays a list: a refusal names it as given
         wanted[where], spelled[where] = value, key
-    objective = wanted.pop(("loss", "objective"), cfg.loss.objective)
-    if objective != cfg.loss.objective:
+    if ("loss", "objective") in wanted:
+        objective = wanted.pop(("loss", "objective"))
+        # checked before it is compared: a numpy array's != is an array, whose truth numpy refuses
         if not isinstance(objective, str):
             raise UserError(f"loss.objective must be one of {', '.join(OBJECTIVES)}; got {json_repr(objective)}")
-        cfg = for_objective(cfg, objective)
+        if objective != cfg.loss.objective:
+            cfg = for_objective(cfg, objective)
     new_cost = wanted.get(("loss", "cost"))
     # a value that is not a cost's name (a dict, a set: unhashable) is refused by Config below
     if isinstance(new_cost, str) and new_cost in COST_SCALES and new_cost != cfg.loss.cost:

@@ -9,6 +9,7 @@ map, stride-2 transposed convolutions with batch norm and ReLU, then a last laye
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -79,25 +80,26 @@ def same_padding(kernel: int) -> tuple[int, int]:
     return before, kernel - 1 - before
 
 
-def _windows(kernel: int, side: int) -> list[tuple[int, int, int, int]]:
-    """For each kernel offset i of a "same" convolution along a side of ``side`` pixels, the
-    output rows [lo, hi) it reaches and the input rows [lo + d, hi + d) they read, d = i - before."""
+def _windows(kernel: int, side: int) -> list[tuple[int, int, int, int, int]]:
+    """For each kernel offset i of a "same" convolution along a side of ``side`` pixels that
+    reaches the image, (i, lo, hi, lo + d, hi + d): the output rows [lo, hi) it reaches and the
+    input rows they read, d = i - before (an offset beyond a small image reaches none: left out)."""
     before = same_padding(kernel)[0]
     spans = []
     for i in range(kernel):
         d = i - before
         lo, hi = max(0, -d), min(side, side - d)
-        spans.append((lo, hi, lo + d, hi + d))
+        if lo < hi:
+            spans.append((i, lo, hi, lo + d, hi + d))
     return spans
 
 
 def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype | None = None) -> Tensor:
     """A stride-1 convolution (cross-correlation, as ``F.conv2d``) with "same" zero padding
     (:func:`same_padding`), computed as one matrix product and a sum over shifted windows:
-    x (n, c, h, w), weight (o, c, kh, kw), bias (o,) or None -> (n, o, h, w) in float32 (or
-    float64 for float64 inputs), channels_last. The product runs in ``dtype`` (default: the
-    promoted type of x and weight; bfloat16 under autocast, as a convolution would), the sum
-    over taps in at least float32.
+    x (n, c, h, w), weight (o, c, kh, kw), bias (o,) or None -> (n, o, h, w) in ``dtype``
+    (default: the promoted type of x and weight), the product in ``dtype`` and the sum over
+    taps in at least float32; channels_last when x is, else contiguous.
 
     With taps T[n, y, x, o, i, j] = sum_c x[n, c, y, x] weight[o, c, i, j], one (n h w, c) x
     (c, o kh kw) product, out[n, o, y, x] = bias[o] + sum_{i, j} T[n, y + i - bh, x + j - bw, o,
@@ -116,10 +118,12 @@ def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtyp
     out = torch.zeros((n, h, w, o), dtype=total, device=x.device)
     if bias is not None:
         out += bias.to(total)
-    for i, (y0, y1, s0, s1) in enumerate(_windows(kh, h)):
-        for j, (x0, x1, u0, u1) in enumerate(_windows(kw, w)):
+    for i, y0, y1, s0, s1 in _windows(kh, h):
+        for j, x0, x1, u0, u1 in _windows(kw, w):
             out[:, y0:y1, x0:x1] += taps[:, s0:s1, u0:u1, :, i, j]
-    return out.permute(0, 3, 1, 2)
+    out = out.to(dtype).permute(0, 3, 1, 2)
+    # the layout a convolution gives: channels_last for channels_last input, else contiguous
+    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
 
 
 def _rows(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -137,54 +141,54 @@ class _TapConv(torch.autograd.Function):
     """:func:`tap_conv2d` with its gradients as matrix products too: the output gradient g
     placed at every tap's window gives dL/dT, then dL/dx = dL/dT W^T and dL/dW = x^T dL/dT, in
     the product's dtype (autograd's own backward through the sliced sums is slower than the
-    convolution)."""
+    convolution). The backward is made of differentiable operations: a second derivative (a
+    gradient penalty) goes through it."""
 
     @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype
-    ) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None  # type: ignore[attr-defined]
-        ctx.dtype = dtype  # type: ignore[attr-defined]
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype) -> Tensor:
         return tap_conv2d(x, weight, bias, dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight = ctx.saved_tensors  # type: ignore[attr-defined]
-        dtype: torch.dtype = ctx.dtype  # type: ignore[attr-defined]
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, weight, bias, dtype = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias, ctx.dtype = bias is not None, dtype
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        dtype: torch.dtype = ctx.dtype
         n, c, h, w = x.shape
         o, _, kh, kw = weight.shape
-        g = grad.permute(0, 2, 3, 1)  # (n, h, w, o)
+        g = grad.to(dtype).permute(0, 2, 3, 1)  # (n, h, w, o)
         grad_taps = torch.zeros((n, h, w, o, kh, kw), dtype=dtype, device=grad.device)
-        for i, (y0, y1, s0, s1) in enumerate(_windows(kh, h)):
-            for j, (x0, x1, u0, u1) in enumerate(_windows(kw, w)):
+        for i, y0, y1, s0, s1 in _windows(kh, h):
+            for j, x0, x1, u0, u1 in _windows(kw, w):
                 grad_taps[:, s0:s1, u0:u1, :, i, j] = g[:, y0:y1, x0:x1]
         grad_taps = grad_taps.view(-1, o * kh * kw)
-        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad
         grad_x = grad_w = grad_b = None
         if needs[0]:
-            grad_x = (
-                (grad_taps @ _tap_matrix(weight, dtype).t().contiguous())
-                .view(n, h, w, c)
-                .permute(0, 3, 1, 2)
-                .to(x.dtype)
-            )
+            grad_x = (grad_taps @ _tap_matrix(weight, dtype).t().contiguous()).view(n, h, w, c).permute(0, 3, 1, 2)
+            grad_x = grad_x.to(x.dtype)
         if needs[1]:
             grad_w = (_rows(x, dtype).t() @ grad_taps).view(c, o, kh, kw).permute(1, 0, 2, 3).to(weight.dtype)
-        if ctx.has_bias and needs[2]:  # type: ignore[attr-defined]
-            grad_b = g.sum((0, 1, 2)).to(weight.dtype)
+        if ctx.has_bias and needs[2]:
+            grad_b = g.sum((0, 1, 2), dtype=torch.promote_types(dtype, torch.float32)).to(weight.dtype)
         return grad_x, grad_w, grad_b, None
 
 
 class TapConv2d(nn.Conv2d):
     """A stride-1 ``nn.Conv2d`` with "same" zero padding (:func:`same_padding`) whose forward on
     a CPU is :func:`tap_conv2d`: the decoder's last layer, a convolution to the image's 1 or 3
-    channels, where that is several times faster than oneDNN's convolution. Elsewhere (a GPU,
-    ``torch.jit.trace`` and scripting, ``torch.compile``, ``torch.export`` and ONNX export, more
-    than ``MAX_CHANNELS`` output channels) it pads and convolves as usual.
-    (n, in_channels, h, w) -> (n, out_channels, h, w); its parameters, and so checkpoints, are
-    those of ``nn.Conv2d(in_channels, out_channels, kernel_size)``."""
+    channels, where that is several times faster than oneDNN's convolution. It computes what
+    the padded convolution computes, in the dtype the convolution would (autocast's for float32
+    weights and input under autocast). Elsewhere (a GPU, ``torch.jit`` tracing and scripting,
+    ``torch.compile``, ``torch.export`` and ONNX export, ``torch.func`` transforms, more than
+    ``MAX_CHANNELS`` output channels, input that is not one batch of 4-D images of the weights'
+    dtype) it pads and convolves as usual. (n, in_channels, h, w) -> (n, out_channels, h, w);
+    its parameters, and so checkpoints, are those of ``nn.Conv2d(in_channels, out_channels,
+    kernel_size)`` (``padding`` reads 0: the padding is its own, ``pads``)."""
 
     # measured on an AMD EPYC with bf16, 28x28 and 64x64 images, kernels 4 and 5 (session 61): the
     # taps' forward and backward take 0.3-0.75x the convolution's for 1 to 4 output channels,
@@ -196,20 +200,39 @@ class TapConv2d(nn.Conv2d):
         before, after = same_padding(kernel_size)
         self.pads = (before, after, before, after)
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, padding=same {self.pads[:2]}"
+
     def forward(self, x: Tensor) -> Tensor:
-        if (  # tracing first: there the sizes are traced values
+        if not torch.jit.is_scripting():  # TorchScript compiles the convolution alone
+            if self._taps_pay(x):
+                return self._taps(x)
+        return self._conv_forward(nn.functional.pad(x, self.pads), self.weight, self.bias)
+
+    def _taps_pay(self, x: Tensor) -> bool:
+        """Whether :func:`tap_conv2d` serves this call (see the class's docstring)."""
+        if (  # the tracers first: there the sizes are traced values
             torch.jit.is_tracing()
-            or torch.jit.is_scripting()
             or torch.compiler.is_compiling()
             or torch.onnx.is_in_onnx_export()
-            or x.device.type != "cpu"
-            or self.out_channels > self.MAX_CHANNELS
+            or torch._C._are_functorch_transforms_active()
         ):
-            return super().forward(nn.functional.pad(x, self.pads))
-        if torch.is_autocast_enabled("cpu"):
-            dtype = torch.get_autocast_dtype("cpu")  # the product in bf16, as autocast's convolution
-        else:
-            dtype = torch.promote_types(x.dtype, self.weight.dtype)
+            return False
+        if torch.is_autocast_enabled("cpu"):  # autocast casts float32, 16-bit floats, never float64
+            types = torch.float64 not in (x.dtype, self.weight.dtype)
+        else:  # the convolution refuses mixed types: let it say so
+            types = x.dtype == self.weight.dtype
+        return (
+            types
+            and x.device.type == "cpu"
+            and x.dim() == 4
+            and 0 < self.in_channels
+            and self.out_channels <= self.MAX_CHANNELS
+        )
+
+    def _taps(self, x: Tensor) -> Tensor:
+        autocast = torch.is_autocast_enabled("cpu")
+        dtype = torch.get_autocast_dtype("cpu") if autocast else x.dtype
         with torch.autocast("cpu", enabled=False):
             out: Tensor = _TapConv.apply(x, self.weight, self.bias, dtype)
         return out
