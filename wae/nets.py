@@ -8,6 +8,7 @@ map, stride-2 transposed convolutions with batch norm and ReLU, then a last laye
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,16 @@ def _windows(kernel: int, side: int) -> list[tuple[int, int, int, int, int]]:
     return spans
 
 
+def _tap_windows(
+    kh: int, kw: int, h: int, w: int
+) -> Iterator[tuple[int, int, tuple[slice, slice], tuple[slice, slice]]]:
+    """For each tap (i, j) of a kh x kw "same" convolution that reaches an h x w image: i, j, the
+    output window (rows, columns) it adds to and the input window it reads (:func:`_windows`)."""
+    for i, y0, y1, s0, s1 in _windows(kh, h):
+        for j, x0, x1, u0, u1 in _windows(kw, w):
+            yield i, j, (slice(y0, y1), slice(x0, x1)), (slice(s0, s1), slice(u0, u1))
+
+
 def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype | None = None) -> Tensor:
     """A stride-1 convolution (cross-correlation, as ``F.conv2d``) with "same" zero padding
     (:func:`same_padding`), computed as one matrix product and a sum over shifted windows:
@@ -118,9 +129,8 @@ def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtyp
     out = torch.zeros((n, h, w, o), dtype=total, device=x.device)
     if bias is not None:
         out += bias.to(total)
-    for i, y0, y1, s0, s1 in _windows(kh, h):
-        for j, x0, x1, u0, u1 in _windows(kw, w):
-            out[:, y0:y1, x0:x1] += taps[:, s0:s1, u0:u1, :, i, j]
+    for i, j, (out_y, out_x), (in_y, in_x) in _tap_windows(kh, kw, h, w):
+        out[:, out_y, out_x] += taps[:, in_y, in_x, :, i, j]
     out = out.to(dtype).permute(0, 3, 1, 2)
     # the layout a convolution gives: channels_last for channels_last input, else contiguous
     return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
@@ -162,9 +172,8 @@ class _TapConv(torch.autograd.Function):
         o, _, kh, kw = weight.shape
         g = grad.to(dtype).permute(0, 2, 3, 1)  # (n, h, w, o)
         grad_taps = torch.zeros((n, h, w, o, kh, kw), dtype=dtype, device=grad.device)
-        for i, y0, y1, s0, s1 in _windows(kh, h):
-            for j, x0, x1, u0, u1 in _windows(kw, w):
-                grad_taps[:, s0:s1, u0:u1, :, i, j] = g[:, y0:y1, x0:x1]
+        for i, j, (out_y, out_x), (in_y, in_x) in _tap_windows(kh, kw, h, w):
+            grad_taps[:, in_y, in_x, :, i, j] = g[:, out_y, out_x]
         grad_taps = grad_taps.view(-1, o * kh * kw)
         needs = ctx.needs_input_grad
         grad_x = grad_w = grad_b = None
