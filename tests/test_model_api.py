@@ -198,6 +198,22 @@ def test_the_memory_estimate_holds_the_decoders_largest_output(arch, size):
     assert m.bytes_per_code() == 4 * (inputs + 3 * largest[0])
 
 
+@pytest.mark.parametrize("padding", ["same", "valid", 0, 1, 2])
+@pytest.mark.parametrize("kernel", [3, 4, 5])
+def test_the_largest_activation_follows_a_plain_convolutions_padding(padding, kernel):
+    # session 61 left open: padding="same" was counted as (k - 1) // 2 a side, one short of the
+    # output's side for an even kernel
+    from wae.model import _largest_activation
+
+    decoder = nn.Sequential(
+        nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1), nn.Conv2d(6, 12, kernel, padding=padding), nn.ReLU()
+    )
+    out = decoder(torch.randn(1, 8, 7, 7))
+    assert _largest_activation(decoder, 7, 8) == max(8 * 7 * 7, 6 * 14 * 14, out[0].numel())
+    if padding == "same":
+        assert out.shape[-1] == 14
+
+
 # ----------------------------------------------------------------------------- counts and generators
 
 

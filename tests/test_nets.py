@@ -283,3 +283,90 @@ def test_the_tap_layer_keeps_the_models_dtype_and_layout(dtype):
     x = torch.randn(2, 32, 28, 28, dtype=dtype).to(memory_format=torch.channels_last)
     assert model.decoder.net[-1](x).is_contiguous(memory_format=torch.channels_last)
     assert "padding=same (1, 2)" in repr(model.decoder.net[-1])
+
+
+def _both_paths(layer: nn.Module, x: torch.Tensor, monkeypatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's output by taps and by the padded convolution (MAX_CHANNELS 0)."""
+    taps = layer(x)
+    with monkeypatch.context() as m:
+        m.setattr(TapConv2d, "MAX_CHANNELS", 0)
+        return taps, layer(x)
+
+
+def test_forward_mode_and_batched_gradients_go_through_the_tap_layer():
+    # session 62's hostile pass: forward-mode AD raised NotImplementedError (no jvp), and
+    # is_grads_batched or a vectorised Jacobian failed in the backward's in-place writes
+    import torch.autograd.forward_ad as fwAD
+
+    torch.manual_seed(8)
+    layer = TapConv2d(3, 2, 4).double()
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,), check_forward_ad=True, check_batched_grad=True)
+    with fwAD.dual_level():
+        tangent = torch.randn_like(x)
+        dual = fwAD.unpack_dual(layer(fwAD.make_dual(x, tangent))).tangent
+    ref = _same_conv(tangent, layer.weight, None)  # linear in x: the tangent's own convolution
+    torch.testing.assert_close(dual, ref)
+    jacobian = torch.autograd.functional.jacobian(layer, x, vectorize=True)
+    reference = torch.autograd.functional.jacobian(lambda t: _same_conv(t, layer.weight, layer.bias), x)
+    torch.testing.assert_close(jacobian, reference)
+
+
+def test_the_decoder_with_the_tap_layer_traces_with_torch_fx():
+    # session 62's hostile pass: symbolic_trace raised TraceError in the layer's checks
+    torch.manual_seed(9)
+    decoder = Decoder(ARCHITECTURES["small"], 1, 28, 8).eval()
+    traced = torch.fx.symbolic_trace(decoder, concrete_args={"y": None})
+    z = torch.randn(3, 8)
+    torch.testing.assert_close(traced(z), decoder(z))
+
+
+@pytest.mark.parametrize(
+    "in_channels,side,weights_cl,input_cl",
+    [(1, 7, False, False), (8, 7, True, False), (8, 7, False, True), (8, 1, False, False), (3, 6, True, True)],
+)
+def test_the_tap_layer_gives_the_convolutions_layout(in_channels, side, weights_cl, input_cl, monkeypatch):
+    # session 62's hostile pass: a 1-channel NCHW input (channels_last-contiguous too) gave a
+    # channels_last output that view(n, -1) refused, and channels_last weights were not heeded
+    torch.manual_seed(10)
+    layer = TapConv2d(in_channels, 3, 4)
+    if weights_cl:
+        layer = layer.to(memory_format=torch.channels_last)
+    x = torch.randn(2, in_channels, side, side - 1 if side > 1 else 1)
+    if input_cl:
+        x = x.to(memory_format=torch.channels_last)
+    taps, conv = _both_paths(layer, x, monkeypatch)
+    torch.testing.assert_close(taps, conv)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert taps.is_contiguous(memory_format=layout) == conv.is_contiguous(memory_format=layout)
+
+
+def test_the_tap_layer_keeps_the_convolutions_nan_and_errors(monkeypatch):
+    # session 62's hostile pass: a NaN weight at a tap that falls outside the image was dropped
+    # (the padded convolution's 0 x NaN is NaN); a wrong channel count was a ValueError of its own
+    torch.manual_seed(11)
+    layer = TapConv2d(8, 3, 4)
+    with torch.no_grad():
+        layer.weight[0, 0, 3, 3] = float("nan")
+    for side in (1, 5):
+        taps, conv = _both_paths(layer, torch.randn(2, 8, side, side), monkeypatch)
+        assert torch.equal(taps.isnan(), conv.isnan()) and taps.isnan().any()
+    with pytest.raises(RuntimeError, match="expected input.*to have 8 channels"):
+        layer(torch.randn(2, 5, 6, 6))
+
+
+@pytest.mark.parametrize("kernel", [(3, 5), (4, 2), 7])
+def test_the_tap_layer_takes_rectangular_kernels_and_leaves_large_ones_to_the_convolution(kernel, monkeypatch):
+    torch.manual_seed(12)
+    layer = TapConv2d(3, 1, kernel)
+    kh, kw = layer.kernel_size
+    x = torch.randn(2, 3, 6, 7, requires_grad=True)
+    taps, conv = _both_paths(layer, x, monkeypatch)
+    assert taps.shape == (2, 1, 6, 7)
+    torch.testing.assert_close(taps, conv)
+    grads = torch.autograd.grad(taps.square().sum(), (x, layer.weight))
+    torch.testing.assert_close(grads, torch.autograd.grad(conv.square().sum(), (x, layer.weight)))
+    calls = []
+    monkeypatch.setattr(_TapConv, "apply", lambda *a: calls.append(a) or tap_conv2d(*a[:4]))
+    layer(x)
+    assert len(calls) == (kh * kw <= TapConv2d.MAX_TAPS)

@@ -646,11 +646,12 @@ class Config:
 
 def _fields_of(obj: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict, nested dataclasses too, each value :func:`plain_value`'s
-    (not ``dataclasses.asdict``, whose deep copy fails on a tensor computed with gradients)."""
+    (not ``dataclasses.asdict``, whose deep copy fails on a tensor computed with gradients), a
+    1-dimensional array where a list is taken as the list of its items (:func:`array_items`)."""
     return {
         f.name: _fields_of(value) if dataclasses.is_dataclass(value) else plain_value(value)
         for f in dataclasses.fields(obj)
-        for value in [getattr(obj, f.name)]
+        for value in [array_items(getattr(obj, f.name)) if takes_list(type(obj), f.name) else getattr(obj, f.name)]
     }
 
 
@@ -689,6 +690,13 @@ def python_scalar(value: Any) -> Any:
         # numpy's longdouble keeps its type through .item(): the scalar, as np.longdouble(0.5) is taken
         return held_value if numpy is not None and isinstance(held_value, numpy.floating) else value
     return value
+
+
+def takes_list(section: type, name: str) -> bool:
+    """Whether the setting ``name`` of the config section ``section`` holds a tuple (a list in
+    JSON and TOML): ``loss.kernel_scales``, ``train.lr_milestones``."""
+    hint = _type_hints(section).get(name)
+    return typing.get_origin(hint) is tuple or hint is tuple
 
 
 def plain_value(value: Any) -> Any:
@@ -826,6 +834,25 @@ def python_scalars(value: Any) -> Any:
     """:func:`python_scalar` of ``value``, or of each item of a list or tuple (kept a list or a
     tuple: a refusal spells the value as it was given)."""
     return type(value)(map(python_scalar, value)) if type(value) in (list, tuple) else python_scalar(value)
+
+
+def array_items(value: Any) -> Any:
+    """A 1-dimensional numpy array or torch tensor as the list of its items (``.tolist()``), for a
+    setting that takes a list (:func:`takes_list`: ``np.geomspace(0.1, 10, 7)`` as the kernel
+    scales); anything else as it is, a tensor on the meta device (which holds no values) too.
+    Neither numpy nor torch is imported for this."""
+    kinds: list[type] = []
+    if (numpy := sys.modules.get("numpy")) is not None:
+        kinds.append(numpy.ndarray)
+    if (torch := sys.modules.get("torch")) is not None:
+        kinds.append(torch.Tensor)
+    array: Any = value
+    if not (kinds and isinstance(value, tuple(kinds)) and getattr(value, "ndim", None) == 1):
+        return value
+    try:
+        return array.tolist()
+    except (RuntimeError, ValueError, TypeError):
+        return value
 
 
 def json_repr(value: Any, width: int = 40) -> str:
@@ -1556,8 +1583,10 @@ def unused_changes(cfg: Config) -> str:
     it out (the run trains without it)"); "" when there are none or ``cfg.preset`` names no
     preset. It names what a ``Config`` changed by hand (``dataclasses.replace``) or read from a
     file sets in vain, which :func:`override` and the flags refuse as they are given."""
-    if not is_preset(cfg.preset) or cfg.loss.objective not in OBJECTIVES:
+    objective = python_scalar(cfg.loss.objective)  # (an array's "in" is numpy's ambiguous truth)
+    if not is_preset(cfg.preset) or not isinstance(objective, str) or objective not in OBJECTIVES:
         return ""
+    cfg = plain_config(cfg)  # compared as the values it holds: an array set by hand as its items
     base = preset(cfg.preset, cfg.loss.objective)
     sections = {f.name: section for section, f, _, _ in settings()}
     given = {}
@@ -1744,7 +1773,11 @@ def check_types(cfg: Config) -> None:
     check_sections(cfg)
     # the values as given, not as to_dict makes them: Fraction(3, 1) for an int is named so, not 3.0
     given = {
-        name: {f.name: getattr(getattr(cfg, name), f.name) for f in dataclasses.fields(kind)}
+        name: {
+            f.name: (array_items(value) if takes_list(kind, f.name) else value)
+            for f in dataclasses.fields(kind)
+            for value in (getattr(getattr(cfg, name), f.name),)
+        }
         for name, kind in SECTIONS.items()
     }
     checked_types({"preset": python_scalar(cfg.preset), **given}, SECTIONS)
@@ -1951,7 +1984,9 @@ def to_toml(cfg: Config) -> str:
     """``cfg`` as the TOML file that ``wae train --config`` reads back to the same config (a
     setting that is not set, None, is a comment). :class:`UserError` for a setting of the wrong
     type."""
-    check_types(cfg)  # a value of another type set with dataclasses.replace: named, not a TypeError of json
+    # a value of another type set with dataclasses.replace: named, not a TypeError of json; numpy's
+    # numbers and an array where a list is taken written as the Python values they hold
+    cfg = plain_config(cfg)
     lines = [f"preset = {json.dumps(cfg.preset)}"]
     for section in SECTIONS:
         lines += ["", f"[{section}]"]
@@ -2176,6 +2211,8 @@ def set_fields(cfg: Config, **values: Any) -> Config:
             raise UserError(f"setting '{owners[0]}.{name}' given twice, as '{spelled[where]}' and '{key}'")
         # numpy's and torch's scalars as the numbers they hold before the rules below compare them
         # (np.array("l2sq") kept L1's cost scale)
+        if takes_list(type(sections[owners[0]]), name):  # np.geomspace(...) for the kernel scales
+            value = array_items(value)
         value = python_scalars(value)  # a list stays a list: a refusal names it as given
         wanted[where], spelled[where] = value, key
     if ("loss", "objective") in wanted:

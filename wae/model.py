@@ -205,8 +205,11 @@ def _largest_activation(decoder: nn.Module, start: int, channels: int) -> int:
             channels = layer.out_channels
         elif isinstance(layer, nn.Conv2d):
             k, stride = layer.kernel_size[0], layer.stride[0]
-            pad = (k - 1) // 2 if isinstance(layer.padding, str) else layer.padding[0]
-            side, channels = (side + 2 * int(pad) - k) // stride + 1, layer.out_channels
+            if layer.padding == "same":  # stride 1 (torch refuses another): the side kept, even kernels too
+                channels = layer.out_channels
+            else:
+                pad = 0 if layer.padding == "valid" else int(layer.padding[0])
+                side, channels = (side + 2 * pad - k) // stride + 1, layer.out_channels
         elif isinstance(layer, nn.ZeroPad2d):
             side += layer.padding[0] + layer.padding[1]
         else:

@@ -110,7 +110,7 @@ def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtyp
     (:func:`same_padding`), computed as one matrix product and a sum over shifted windows:
     x (n, c, h, w), weight (o, c, kh, kw), bias (o,) or None -> (n, o, h, w) in ``dtype``
     (default: the promoted type of x and weight), the product in ``dtype`` and the sum over
-    taps in at least float32; channels_last when x is, else contiguous.
+    taps in at least float32; channels_last where x or weight is, as a convolution, else contiguous.
 
     With taps T[n, y, x, o, i, j] = sum_c x[n, c, y, x] weight[o, c, i, j], one (n h w, c) x
     (c, o kh kw) product, out[n, o, y, x] = bias[o] + sum_{i, j} T[n, y + i - bh, x + j - bw, o,
@@ -132,8 +132,19 @@ def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtyp
     for i, j, (out_y, out_x), (in_y, in_x) in _tap_windows(kh, kw, h, w):
         out[:, out_y, out_x] += taps[:, in_y, in_x, :, i, j]
     out = out.to(dtype).permute(0, 3, 1, 2)
-    # the layout a convolution gives: channels_last for channels_last input, else contiguous
-    return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
+    # the layout a convolution gives: channels_last where the input's or the weights' strides are
+    # (a 1-channel NCHW input is channels_last-contiguous too, and gets NCHW), else contiguous
+    return out if _channels_last(x) or _channels_last(weight) else out.contiguous()
+
+
+def _channels_last(t: Tensor) -> bool:
+    """Whether a convolution reads ``t`` as channels_last (ATen's ``suggest_memory_format``: its
+    strides are NHWC's, and it is not plainly contiguous where both readings fit)."""
+    try:
+        from torch._prims_common import suggest_memory_format
+    except ImportError:  # (a torch without it: the strides' own test)
+        return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return suggest_memory_format(t) == torch.channels_last
 
 
 def _rows(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -171,10 +182,16 @@ class _TapConv(torch.autograd.Function):
         n, c, h, w = x.shape
         o, _, kh, kw = weight.shape
         g = grad.to(dtype).permute(0, 2, 3, 1)  # (n, h, w, o)
-        grad_taps = torch.zeros((n, h, w, o, kh, kw), dtype=dtype, device=grad.device)
-        for i, j, (out_y, out_x), (in_y, in_x) in _tap_windows(kh, kw, h, w):
-            grad_taps[:, in_y, in_x, :, i, j] = g[:, out_y, out_x]
-        grad_taps = grad_taps.view(-1, o * kh * kw)
+        # dL/dT[n, y, x, o, i, j] = g[n, y - i + bh, x - j + bw, o] (0 outside the image): g padded
+        # by the padding after (ah, aw) before and the padding before (bh, bw) after, read at an
+        # offset of kh - 1 - i rows and kw - 1 - j columns; stacked, not written in place, so that
+        # a batch of output gradients (autograd.grad's is_grads_batched, a vectorised Jacobian) runs
+        (bh, ah), (bw, aw) = same_padding(kh), same_padding(kw)
+        padded = nn.functional.pad(g, (0, 0, aw, bw, ah, bh))
+        windows = [
+            padded[:, kh - 1 - i : kh - 1 - i + h, kw - 1 - j : kw - 1 - j + w] for i in range(kh) for j in range(kw)
+        ]
+        grad_taps = torch.stack(windows, dim=-1).reshape(-1, o * kh * kw)
         needs = ctx.needs_input_grad
         grad_x = grad_w = grad_b = None
         if needs[0]:
@@ -187,15 +204,24 @@ class _TapConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+def _forward_ad_active() -> bool:
+    """Whether a ``torch.autograd.forward_ad.dual_level`` is open (its dual tensors need a jvp,
+    which the padded convolution has)."""
+    from torch.autograd import forward_ad
+
+    return getattr(forward_ad, "_current_level", -1) >= 0
+
+
 class TapConv2d(nn.Conv2d):
     """A stride-1 ``nn.Conv2d`` with "same" zero padding (:func:`same_padding`) whose forward on
     a CPU is :func:`tap_conv2d`: the decoder's last layer, a convolution to the image's 1 or 3
     channels, where that is several times faster than oneDNN's convolution. It computes what
     the padded convolution computes, in the dtype the convolution would (autocast's for float32
     weights and input under autocast). Elsewhere (a GPU, ``torch.jit`` tracing and scripting,
-    ``torch.compile``, ``torch.export`` and ONNX export, ``torch.func`` transforms, more than
-    ``MAX_CHANNELS`` output channels, input that is not one batch of 4-D images of the weights'
-    dtype) it pads and convolves as usual. (n, in_channels, h, w) -> (n, out_channels, h, w);
+    ``torch.fx`` tracing, ``torch.compile``, ``torch.export`` and ONNX export, ``torch.func``
+    transforms and forward-mode AD, more than ``MAX_CHANNELS`` output channels or ``MAX_TAPS``
+    taps, weights holding NaN or infinity, input that is not one batch of 4-D images of the
+    weights' dtype and channels) it pads and convolves as usual. (n, in_channels, h, w) -> (n, out_channels, h, w);
     its parameters, and so checkpoints, are those of ``nn.Conv2d(in_channels, out_channels,
     kernel_size)`` (``padding`` reads 0: the padding is its own, ``pads``)."""
 
@@ -204,13 +230,18 @@ class TapConv2d(nn.Conv2d):
     # 2x and more for 6 and more
     MAX_CHANNELS = 4
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
+    MAX_TAPS = 25  # kh x kw: the taps' (n h w, o kh kw) products grow with the kernel's area
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], bias: bool = True
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, bias=bias)
-        before, after = same_padding(kernel_size)
-        self.pads = (before, after, before, after)
+        (top, bottom), (left, right) = (same_padding(k) for k in self.kernel_size)
+        self.pads = (left, right, top, bottom)  # F.pad's order: the last dimension's first
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, padding=same {self.pads[:2]}"
+        left, right, top, bottom = self.pads  # (before, after) when the rows' and columns' agree
+        return f"{super().extra_repr()}, padding=same {(top, bottom) if (top, bottom) == (left, right) else self.pads}"
 
     def forward(self, x: Tensor) -> Tensor:
         if not torch.jit.is_scripting():  # TorchScript compiles the convolution alone
@@ -220,23 +251,29 @@ class TapConv2d(nn.Conv2d):
 
     def _taps_pay(self, x: Tensor) -> bool:
         """Whether :func:`tap_conv2d` serves this call (see the class's docstring)."""
-        if (  # the tracers first: there the sizes are traced values
-            torch.jit.is_tracing()
+        if (  # the tracers first: there the sizes are traced values (torch.fx's are no tensors)
+            not isinstance(x, Tensor)
+            or torch.jit.is_tracing()
             or torch.compiler.is_compiling()
             or torch.onnx.is_in_onnx_export()
             or torch._C._are_functorch_transforms_active()
+            or _forward_ad_active()
         ):
             return False
         if torch.is_autocast_enabled("cpu"):  # autocast casts float32, 16-bit floats, never float64
             types = torch.float64 not in (x.dtype, self.weight.dtype)
         else:  # the convolution refuses mixed types: let it say so
             types = x.dtype == self.weight.dtype
+        kh, kw = self.kernel_size
         return (
             types
             and x.device.type == "cpu"
             and x.dim() == 4
-            and 0 < self.in_channels
+            and x.shape[1] == self.in_channels > 0  # else the convolution says what is wrong
             and self.out_channels <= self.MAX_CHANNELS
+            and kh * kw <= self.MAX_TAPS
+            # the padded convolution's 0 x NaN at the border: a weight of NaN or infinity stays visible
+            and bool(torch.isfinite(self.weight).all())
         )
 
     def _taps(self, x: Tensor) -> Tensor:
