@@ -290,3 +290,22 @@ def test_the_temperature_sweep_scales_the_codes_spread_and_scores_each_setting(t
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| r1 ")]
     assert [line.split(" | ")[1:3] for line in rows] == [["prior", "1"], ["prior", "0.5"], ["gmm", "1"], ["gmm", "0.5"]]
     assert len(list((tmp_path / "g").glob("r1-*-t*.png"))) == 4
+
+
+def test_the_convolution_ceiling_times_every_transposed_convolution_of_a_decoder(capsys):
+    from benchmarks import conv_ceiling
+
+    assert conv_ceiling.layer_shapes("small") == [(128, 64, 4, 2, 1, 0, 7), (64, 32, 4, 2, 1, 0, 14)]
+    assert conv_ceiling.main(["--archs", "small", "--batch", "1", "--rounds", "1", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small |")]
+    assert [row.split(" | ")[1:3] for row in rows] == [
+        ["128 -> 64, 7 -> 14", "bf16"],
+        ["64 -> 32, 14 -> 28", "bf16"],
+        ["128 -> 64, 7 -> 14", "fp32"],
+        ["64 -> 32, 14 -> 28", "fp32"],
+    ]
+    # forward and its two gradients: 3 x 2 n h w c_in c_out k^2 (one 7 x 7 image of 128 channels)
+    gflop, conv_ms, mm_ms = conv_ceiling.measure((128, 64, 4, 2, 1, 0, 7), "fp32", 1, 1, 1)
+    assert gflop == pytest.approx(3 * 2 * 49 * 128 * 64 * 16 / 1e9) and conv_ms > 0 and mm_ms > 0
+    assert conv_ceiling.main(["--archs", "nope"]) == 2
+    assert "unknown network or precision nope" in capsys.readouterr().err

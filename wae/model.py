@@ -200,8 +200,8 @@ def _largest_activation(decoder: nn.Module, start: int, channels: int) -> int:
             k, stride, pad, extra = layer.kernel_size[0], layer.stride[0], layer.padding[0], layer.output_padding[0]
             side, channels = (side - 1) * stride - 2 * int(pad) + k + extra, layer.out_channels
         elif isinstance(layer, TapConv2d):  # stride 1, "same" padding, which a GPU makes a padded copy for
-            k = layer.kernel_size[0]
-            largest = max(largest, layer.in_channels * (side + k - 1) ** 2)
+            kh, kw = layer.kernel_size
+            largest = max(largest, layer.in_channels * (side + kh - 1) * (side + kw - 1))
             channels = layer.out_channels
         elif isinstance(layer, nn.Conv2d):
             k, stride = layer.kernel_size[0], layer.stride[0]

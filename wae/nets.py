@@ -118,7 +118,9 @@ def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtyp
     channels, such as a decoder's last layer to the image, this is several times faster on a CPU
     than oneDNN's convolution, which is built for many output channels (docs/results.md,
     "Session 61"). Differentiable by autograd; :class:`TapConv2d` uses it with a backward pass
-    of its own. ValueError when the weights' input channels are not the input's."""
+    of its own, and leaves weights holding NaN or infinity to the padded convolution (here a tap
+    that reaches only the padding is left out, where the convolution's 0 x NaN is NaN).
+    ValueError when the weights' input channels are not the input's."""
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     if weight.shape[1] != c:
@@ -221,9 +223,10 @@ class TapConv2d(nn.Conv2d):
     ``torch.fx`` tracing, ``torch.compile``, ``torch.export`` and ONNX export, ``torch.func``
     transforms and forward-mode AD, more than ``MAX_CHANNELS`` output channels or ``MAX_TAPS``
     taps, weights holding NaN or infinity, input that is not one batch of 4-D images of the
-    weights' dtype and channels) it pads and convolves as usual. (n, in_channels, h, w) -> (n, out_channels, h, w);
-    its parameters, and so checkpoints, are those of ``nn.Conv2d(in_channels, out_channels,
-    kernel_size)`` (``padding`` reads 0: the padding is its own, ``pads``)."""
+    weights' dtype and channels) it pads and convolves as usual. (n, in_channels, h, w) ->
+    (n, out_channels, h, w); its parameters, and so checkpoints, are those of
+    ``nn.Conv2d(in_channels, out_channels, kernel_size)`` (``padding`` reads 0: the padding is
+    its own, ``pads``, in ``F.pad``'s order)."""
 
     # measured on an AMD EPYC with bf16, 28x28 and 64x64 images, kernels 4 and 5 (session 61): the
     # taps' forward and backward take 0.3-0.75x the convolution's for 1 to 4 output channels,
