@@ -666,6 +666,17 @@ def holds_no_number(value: Any) -> bool:
     return value.dtype.kind in "mM" or bool(numpy.ma.is_masked(value))
 
 
+def _array_types() -> tuple[type, ...]:
+    """numpy's ndarray and torch's Tensor (its subclasses too: a torch.nn.Parameter), of the two
+    already imported: neither is imported here only for this."""
+    kinds: list[type] = []
+    if (numpy := sys.modules.get("numpy")) is not None:
+        kinds.append(numpy.ndarray)
+    if (torch := sys.modules.get("torch")) is not None:
+        kinds.append(torch.Tensor)
+    return tuple(kinds)
+
+
 def python_scalar(value: Any) -> Any:
     """A numpy scalar, or a 0-dimensional numpy array or torch tensor, as the Python number
     (or bool, or str) it holds (``.item()``); anything else as it is, numpy's dates, durations,
@@ -673,13 +684,10 @@ def python_scalar(value: Any) -> Any:
     Python caller's ``np.float16(0.5)``, ``np.array(0.1)`` and ``torch.tensor(0.1)`` are taken alike."""
     if holds_no_number(value):
         return value
-    kinds: list[type] = []
-    if (numpy := sys.modules.get("numpy")) is not None:  # neither imported here only for this
-        kinds += [numpy.generic, numpy.ndarray]
-    if (torch := sys.modules.get("torch")) is not None:
-        kinds.append(torch.Tensor)  # its subclasses too: a torch.nn.Parameter
+    numpy = sys.modules.get("numpy")
+    kinds = _array_types() + ((numpy.generic,) if numpy is not None else ())
     array: Any = value
-    held = bool(kinds) and isinstance(value, tuple(kinds)) and getattr(value, "ndim", None) == 0
+    held = isinstance(value, kinds) and getattr(value, "ndim", None) == 0
     if held:
         try:
             held_value = array.item()
@@ -841,13 +849,8 @@ def array_items(value: Any) -> Any:
     setting that takes a list (:func:`takes_list`: ``np.geomspace(0.1, 10, 7)`` as the kernel
     scales); anything else as it is, a tensor on the meta device (which holds no values) too.
     Neither numpy nor torch is imported for this."""
-    kinds: list[type] = []
-    if (numpy := sys.modules.get("numpy")) is not None:
-        kinds.append(numpy.ndarray)
-    if (torch := sys.modules.get("torch")) is not None:
-        kinds.append(torch.Tensor)
     array: Any = value
-    if not (kinds and isinstance(value, tuple(kinds)) and getattr(value, "ndim", None) == 1):
+    if not (isinstance(value, _array_types()) and getattr(value, "ndim", None) == 1):
         return value
     try:
         return array.tolist()

@@ -14,6 +14,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd import forward_ad
+
+try:  # ATen's layout rule for a convolution's output (the tap layer gives the same)
+    from torch._prims_common import suggest_memory_format
+except ImportError:  # pragma: no cover
+    suggest_memory_format = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -142,9 +148,7 @@ def tap_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtyp
 def _channels_last(t: Tensor) -> bool:
     """Whether a convolution reads ``t`` as channels_last (ATen's ``suggest_memory_format``: its
     strides are NHWC's, and it is not plainly contiguous where both readings fit)."""
-    try:
-        from torch._prims_common import suggest_memory_format
-    except ImportError:  # (a torch without it: the strides' own test)
+    if suggest_memory_format is None:  # (a torch without it: the strides' own test)
         return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
     return suggest_memory_format(t) == torch.channels_last
 
@@ -209,8 +213,6 @@ class _TapConv(torch.autograd.Function):
 def _forward_ad_active() -> bool:
     """Whether a ``torch.autograd.forward_ad.dual_level`` is open (its dual tensors need a jvp,
     which the padded convolution has)."""
-    from torch.autograd import forward_ad
-
     return getattr(forward_ad, "_current_level", -1) >= 0
 
 
