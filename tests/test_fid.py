@@ -477,6 +477,36 @@ def test_a_large_probe_feature_does_not_hide_another_network():
         assert fidmod.fid(Loud(1), generated, reference, kid_subsets=0)["fid_reference_cached"] == 1.0
 
 
+def test_a_bf16_entry_is_taken_at_another_thread_count(tmp_path, monkeypatch):
+    # the probe ran in the entry's precision: bf16 features of the same Inception differ by more
+    # than its 1 % tolerance between 1 and 2 threads (up to 27 % on a small feature), so every
+    # evaluation at another thread count recomputed the 10,000 test images' features (12 minutes,
+    # session 62); the probe is a float32 pass now. Here the bf16 rounding follows the thread count.
+    class Rounding(_FakeNetwork):
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            features = super().__call__(x)
+            if torch.is_autocast_cpu_enabled():
+                wobble = 0.05 if torch.get_num_threads() == 1 else -0.05
+                features = features * (1 + wobble * torch.linspace(-1, 1, features.shape[1]))
+            return features
+
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    network, threads = Rounding(0), torch.get_num_threads()
+    reference = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    try:
+        torch.set_num_threads(1)
+        *first, cached = fidmod.reference_features(network, reference, "bf16")
+        assert not cached and network.calls == 1
+        torch.set_num_threads(2)
+        *again, cached = fidmod.reference_features(network, reference, "bf16")
+        assert cached and network.calls == 1  # taken, not recomputed
+        assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+        *fp32, cached = fidmod.reference_features(network, reference, "fp32")
+        assert not cached and network.calls == 2  # another precision is another entry
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize(
     "call",
     [

@@ -589,7 +589,7 @@ def reference_features(
     images = _pixels(images, "reference images")  # once for the key and the network's pass
     key = stats_key(images, precision)
     path = cache_dir() / "fid" / f"{key}.npz"
-    probe = network_probe(network, precision)
+    probe = network_probe(network)
     if path.is_file():
         found = _entry(path, key, len(images), probe)
         if found is not None:
@@ -611,21 +611,26 @@ def reference_features(
 PROBE_IMAGES = 2
 
 
-def network_probe(network: Any, precision: str) -> Tensor:
-    """Features (2, d), float32, of two fixed seeded noise images through ``network`` in
-    ``precision``: what identifies the network in the cache (two Inception images' work)."""
+def network_probe(network: Any) -> Tensor:
+    """Features (2, d), float32, of two fixed seeded noise images through ``network``: what
+    identifies the network in the cache (two Inception images' work). Always a float32 pass,
+    whatever the precision of the entry (that is in its key): a bf16 pass of the same network
+    differs by more than the 1 % tolerance between thread counts (up to 27 % on a small feature,
+    1 against 2 threads, measured in session 63), so that an entry written at one thread count
+    was never taken at another."""
     images = torch.rand(PROBE_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    return inception_features(network, images, precision=precision)
+    return inception_features(network, images, precision="fp32")
 
 
 def _entry(path: Path, key: str, count: int, probe: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
     """(mean, factor, features) of a cache entry, or None unless it holds the ``key`` it is
-    filed under and the network's ``probe`` features (each to 1 %: bf16 passes differ by rounding;
-    a network that differs from the writer's only off the probe's two images is not told apart),
-    ``count`` float32 feature rows, and a float64 mean and lower-triangular factor of them: the
-    mean to rounding, F F^T their covariance along its trace and two seeded random directions
-    (checked in O(n d), where forming the covariance costs O(n d^2)). These find damage and
-    another set's or network's entry; they are no seal against a file crafted to pass them."""
+    filed under and the network's ``probe`` features (each to 1 %: float32 passes differ by
+    rounding between hosts and thread counts; a network that differs from the writer's only off
+    the probe's two images is not told apart), ``count`` float32 feature rows, and a float64
+    mean and lower-triangular factor of them: the mean to rounding, F F^T their covariance along
+    its trace and two seeded random directions (checked in O(n d), where forming the covariance
+    costs O(n d^2)). These find damage and another set's or network's entry; they are no seal
+    against a file crafted to pass them."""
     names = {"key", "probe", "mean", "factor", "features"}
     try:
         with open(path, "rb") as handle, np.load(handle) as f:  # closed even when np.load fails on it
