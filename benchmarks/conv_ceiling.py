@@ -105,24 +105,45 @@ def table(archs: Sequence[str], precisions: Sequence[str], batch: int, rounds: i
     return lines
 
 
+# a batch's activations grow with it (wide's largest: 100 images about 0.1 GB in fp32); the
+# presets use 100 to 256, and 100,000 would ask tens of GB of this machine
+MAX_BATCH = 10_000
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_ceiling", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archs", default="small,wide", help="networks whose decoders are timed (default small,wide)")
+    names = ", ".join(ARCHITECTURES)
+    parser.add_argument(
+        "--archs", default="small,wide", help=f"networks whose decoders are timed, of {names} (default small,wide)"
+    )
     parser.add_argument("--precisions", default="bf16,fp32", help="bf16 (autocast) and/or fp32 (default both)")
-    parser.add_argument("--batch", type=int, default=100, help="images a batch (default 100, the presets')")
+    parser.add_argument(
+        "--batch", type=int, default=100, help=f"images a batch, 1 to {MAX_BATCH:,} (default 100, the presets')"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the two taking turns (default 5)")
     parser.add_argument("--repeats", type=int, default=5, help="calls timed in a round (default 5)")
     args = parser.parse_args(argv)
-    archs = [a for a in args.archs.split(",") if a]
-    precisions = [p for p in args.precisions.split(",") if p]
-    wrong = [a for a in archs if a not in ARCHITECTURES] + [p for p in precisions if p not in ("bf16", "fp32")]
-    if wrong or min(args.batch, args.rounds, args.repeats) < 1:
-        print(
-            f"error: unknown network or precision {', '.join(wrong)}" if wrong else "error: counts must be >= 1",
-            file=sys.stderr,
-        )
+    archs = list(dict.fromkeys(a.strip() for a in args.archs.split(",") if a.strip()))  # each once
+    precisions = list(dict.fromkeys(p.strip() for p in args.precisions.split(",") if p.strip()))
+    problems = [f"unknown network {a!r} (one of {names})" for a in archs if a not in ARCHITECTURES]
+    problems += [f"unknown precision {p!r} (bf16 or fp32)" for p in precisions if p not in ("bf16", "fp32")]
+    problems += [f"--{flag} names none" for flag, given in (("archs", archs), ("precisions", precisions)) if not given]
+    problems += [
+        f"--{flag} must be at least 1; got {v}" for flag in ("rounds", "repeats") if (v := getattr(args, flag)) < 1
+    ]
+    if not 1 <= args.batch <= MAX_BATCH:
+        problems.append(f"--batch must be from 1 to {MAX_BATCH:,}; got {args.batch}")
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
-    print("\n".join(table(archs, precisions, args.batch, args.rounds, args.repeats)))
+    try:
+        print("\n".join(table(archs, precisions, args.batch, args.rounds, args.repeats)), flush=True)
+    except KeyboardInterrupt:
+        print("stopped by SIGINT: nothing timed is printed", file=sys.stderr)
+        return 130
+    except OSError as err:  # standard output on a full disk or a closed pipe
+        print(f"error: the table could not be written: {err.strerror or err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -308,4 +308,16 @@ def test_the_convolution_ceiling_times_every_transposed_convolution_of_a_decoder
     gflop, conv_ms, mm_ms = conv_ceiling.measure((128, 64, 4, 2, 1, 0, 7), "fp32", 1, 1, 1)
     assert gflop == pytest.approx(3 * 2 * 49 * 128 * 64 * 16 / 1e9) and conv_ms > 0 and mm_ms > 0
     assert conv_ceiling.main(["--archs", "nope"]) == 2
-    assert "unknown network or precision nope" in capsys.readouterr().err
+    assert "unknown network 'nope' (one of fast, small" in capsys.readouterr().err
+    # session 63's hostile pass: an empty list timed nothing and exited 0; a batch of 1e7 asked
+    # 250 GB (a traceback) and one of 1e20 overflowed randn; each is refused before any work now
+    for argv, said in (
+        (["--archs", ","], "--archs names none"),
+        (["--precisions", ""], "--precisions names none"),
+        (["--batch", "10000000"], "--batch must be from 1 to 10,000; got 10000000"),
+        (["--batch", "99999999999999999999"], "--batch must be from 1 to 10,000"),
+        (["--rounds", "0", "--repeats", "-1"], "--rounds must be at least 1; got 0; --repeats must be"),
+    ):
+        assert conv_ceiling.main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert said in captured.err and captured.out == "", argv

@@ -689,6 +689,35 @@ def test_a_list_where_one_value_is_wanted_is_named_as_a_list():
     assert taken.loss.kernel_scales == (1.0, 2.0) and type(taken.loss.kernel_scales) is tuple
 
 
+def test_arrays_that_hold_no_numbers_or_name_a_preset():
+    # session 63's hostile pass: an array of numpy durations or dates was taken as its
+    # nanoseconds (kernel_scales (1.0, 2.0)) where a list of them is refused; a preset given as a
+    # 0-d array (which validate takes) silenced unused_changes; an array as fit_tensor's
+    # condition raised numpy's "truth value of an array ... is ambiguous"
+    import dataclasses
+
+    import numpy as np
+
+    import wae
+    from wae.config import unused_changes
+
+    cfg = preset("mnist-fast")
+    for bad in (np.array([1, 2], dtype="timedelta64[ns]"), np.array([0], dtype="datetime64[ns]")):
+        with pytest.raises(UserError, match=r"kernel_scales\[0\] must be float; got np\.(timedelta|datetime)64"):
+            override(cfg, kernel_scales=bad)
+        with pytest.raises(UserError, match=r"lr_milestones\[0\] must be float"):
+            override(cfg, lr_milestones=bad)
+    gan = preset("mnist-fast", "gan")
+    hand = dataclasses.replace(gan, loss=dataclasses.replace(gan.loss, kernel_scales=np.array([1.0, 3.0])))
+    note = unused_changes(hand)
+    assert "kernel_scales" in note
+    assert unused_changes(dataclasses.replace(hand, preset=np.array("mnist-fast"))) == note
+    images, labels = torch.rand(10, 28, 28), torch.arange(10) % 2
+    for key in ("condition", "data__condition"):
+        with pytest.raises(UserError, match=r"data\.condition must be str; got array\(\['labels', 'none'\]"):
+            wae.fit_tensor(images, labels=labels, **{key: np.array(["labels", "none"])})
+
+
 def test_a_one_dimensional_array_is_taken_where_a_list_is():
     # session 61 left open: kernel_scales=np.geomspace(...) was "must be tuple; got array([...])"
     import dataclasses

@@ -485,7 +485,7 @@ def test_a_bf16_entry_is_taken_at_another_thread_count(tmp_path, monkeypatch):
     class Rounding(_FakeNetwork):
         def __call__(self, x: torch.Tensor) -> torch.Tensor:
             features = super().__call__(x)
-            if torch.is_autocast_cpu_enabled():
+            if torch.is_autocast_enabled("cpu"):
                 wobble = 0.05 if torch.get_num_threads() == 1 else -0.05
                 features = features * (1 + wobble * torch.linspace(-1, 1, features.shape[1]))
             return features
@@ -505,6 +505,90 @@ def test_a_bf16_entry_is_taken_at_another_thread_count(tmp_path, monkeypatch):
         assert not cached and network.calls == 2  # another precision is another entry
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_network_that_runs_under_bf16_autocast_only_is_still_cached(tmp_path, monkeypatch):
+    # the float32 probe (above) failed for a caller's network in bf16 weights: "Input type (float)
+    # and bias type (c10::BFloat16) should be the same" on every call; such a network is probed
+    # in the entry's precision, as before
+    class Bf16Only(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 3).to(torch.bfloat16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.adaptive_avg_pool2d(self.conv(x), 1).flatten(1)
+
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+    network, reference = Bf16Only(), torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    assert not fidmod.reference_features(network, reference, "bf16")[3]
+    assert fidmod.reference_features(network, reference, "bf16")[3]
+    with pytest.raises(RuntimeError):  # in float32 it fails as the network does
+        fidmod.reference_features(network, reference, "fp32")
+
+
+def _patched_zip(data: bytes, local_offset: int, central_offset: int, value: int) -> bytes:
+    """``data`` (a zip archive) with the 2-byte field at ``local_offset`` of every local header
+    and ``central_offset`` of every central directory entry set to ``value``."""
+    out = bytearray(data)
+    for signature, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
+        at = out.find(signature)
+        while at >= 0:
+            out[at + offset : at + offset + 2] = value.to_bytes(2, "little")
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", ["npy", "encrypted", "unknown-compression", "nan-probe"])
+def test_a_foreign_cache_entry_is_recomputed_not_raised(tmp_path, monkeypatch, kind):
+    # _entry caught a list of exceptions; an .npy file at the entry's path (np.load gives an
+    # array: "TypeError: ... does not support the context manager protocol"), a member flagged
+    # encrypted (RuntimeError) or of compression method 99 (NotImplementedError) raised on every
+    # call, never recomputed; a network with a NaN probe feature printed numpy's "atol: nan" warning
+    import warnings
+
+    monkeypatch.setenv("WAE_CACHE_DIR", str(tmp_path))
+
+    class NanProbe(_FakeNetwork):
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            features = super().__call__(x)
+            if len(x) == fidmod.PROBE_IMAGES:
+                features[:, 1] = float("nan")
+            return features
+
+    network = NanProbe() if kind == "nan-probe" else _FakeNetwork()
+    reference = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    first = fidmod.reference_features(network, reference)
+    assert not first[3]
+    (entry,) = (tmp_path / "fid").glob("*.npz")
+    if kind == "npy":
+        with open(entry, "wb") as handle:
+            np.save(handle, np.zeros(3))
+    elif kind == "encrypted":
+        entry.write_bytes(_patched_zip(entry.read_bytes(), 6, 8, 1))
+    elif kind == "unknown-compression":
+        entry.write_bytes(_patched_zip(entry.read_bytes(), 8, 10, 99))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = fidmod.reference_features(network, reference)
+    assert not again[3] and network.calls == 2
+    assert all(torch.equal(a, b) for a, b in zip(first[:3], again[:3], strict=True))
+    assert fidmod.reference_features(network, reference)[3] == (kind != "nan-probe")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "BF16", "bogus", None, "auto"])
+def test_an_unknown_inception_precision_is_refused(precision):
+    # fid(..., precision="fp16") and "bogus" ran in float32 and said fid_bf16 0; reference_features
+    # filed a float32 pass under the key of "BF16"
+    network, images = _FakeNetwork(), torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(9))
+    if precision != "auto":
+        with pytest.raises(UserError, match="precision must be one of fp32, bf16, auto"):
+            fidmod.fid(network, images, images, precision=precision)
+    with pytest.raises(UserError, match="precision must be fp32 or bf16"):
+        fidmod.reference_features(network, images, precision)
+    with pytest.raises(UserError, match="precision must be fp32 or bf16"):
+        fidmod.inception_features(network, images, precision=precision)
+    assert network.calls == network.probes == 0
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ def fit_tensor(
     cfg = _config(config, objective)
     if labels is not None:
         condition = settings.get("condition", settings.get("data__condition", "labels"))
-        if condition != "labels":
+        if isinstance(condition, str) and condition != "labels":  # another type: override refuses it as given
             raise UserError(f"labels are given, so the model is conditional; condition={condition!r} says it is not")
         if "data__condition" not in settings:
             settings.setdefault("condition", "labels")

