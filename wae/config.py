@@ -848,14 +848,14 @@ def array_items(value: Any) -> Any:
     """A 1-dimensional numpy array or torch tensor as the list of its items (``.tolist()``), for a
     setting that takes a list (:func:`takes_list`: ``np.geomspace(0.1, 10, 7)`` as the kernel
     scales); anything else as it is, a tensor on the meta device (which holds no values) too.
-    An array of numpy dates or durations gives its items as they are (no number: their
-    ``.tolist()`` in nanoseconds is plain ints, :func:`holds_no_number`). Neither numpy nor
-    torch is imported for this."""
+    An array of numpy dates or durations, or with masked items, gives its items as they are (no
+    numbers, :func:`holds_no_number`: a duration's ``.tolist()`` in nanoseconds is plain ints, a
+    masked item's None). Neither numpy nor torch is imported for this."""
     array: Any = value
     if not (isinstance(value, _array_types()) and getattr(value, "ndim", None) == 1):
         return value
-    if getattr(getattr(value, "dtype", None), "kind", "") in ("m", "M"):
-        return list(array)  # numpy's dates and durations, refused one by one as a list of them is
+    if holds_no_number(value):
+        return list(array)  # numpy's dates, durations, masked items: refused one by one as a list of them is
     try:
         return array.tolist()
     except (RuntimeError, ValueError, TypeError):
